@@ -1,0 +1,159 @@
+/*
+ * hsm.h — certforge's PKCS#11 layer: module loading, token selection by
+ * RFC 7512 URI, login, and signer handles with a bounded session pool.
+ *
+ * This module knows PKCS#11 and nothing of X.509. Its error currency is
+ * CK_RV plus a one-line message (struct hsm_err); callers translate at
+ * their edge.
+ *
+ * Thread safety: an hsm_token and its hsm_signers may be used from any
+ * number of threads at once. hsm_token_close()/hsm_signer_close() must not
+ * race with other calls on the same object.
+ *
+ * Fork safety: after fork() the child's first call through a token
+ * re-initialises the module and reopens sessions; the parent's sessions are
+ * never used by the child.
+ */
+#ifndef CF_HSM_H
+#define CF_HSM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <p11-kit/pkcs11.h>
+#include <openssl/evp.h>
+
+#define HSM_WUR __attribute__((warn_unused_result))
+
+/* Every fallible call fills one of these: the PKCS#11 return value that
+ * caused the failure (CKR_GENERAL_ERROR for failures of our own, e.g. a
+ * malformed URI) and a message fit for an operator. */
+typedef struct hsm_err {
+    CK_RV rv;
+    char msg[320];
+} hsm_err;
+
+/* Key kinds the layer can sign with. */
+typedef enum hsm_key_type {
+    HSM_KEY_EC_P256,
+    HSM_KEY_EC_P384,
+    HSM_KEY_RSA,
+    HSM_KEY_ED25519,
+    HSM_KEY__MAX
+} hsm_key_type;
+
+/* Signature mechanisms. ECDSA and RSA take a digest computed by the caller
+ * (the hash named here, of its size); Ed25519 takes the whole message.
+ * ECDSA signatures come back DER-encoded (Ecdsa-Sig-Value), converted from
+ * the raw r||s that CKM_ECDSA returns. */
+typedef enum hsm_mech {
+    HSM_MECH_ECDSA_SHA256,
+    HSM_MECH_ECDSA_SHA384,
+    HSM_MECH_ECDSA_SHA512,
+    HSM_MECH_RSA_PKCS1_SHA256,
+    HSM_MECH_RSA_PKCS1_SHA384,
+    HSM_MECH_RSA_PKCS1_SHA512,
+    HSM_MECH_RSA_PSS_SHA256,
+    HSM_MECH_RSA_PSS_SHA384,
+    HSM_MECH_RSA_PSS_SHA512,
+    HSM_MECH_ED25519,
+    HSM_MECH__MAX
+} hsm_mech;
+
+const char *hsm_mech_name(hsm_mech m);
+const char *hsm_key_type_name(hsm_key_type t);
+/* Name of a CK_RV ("CKR_PIN_INCORRECT"), or "CKR_0x..." if unknown. */
+const char *hsm_rv_name(CK_RV rv);
+
+/* Largest signature any mechanism above produces (RSA-4096: 512 bytes). */
+#define HSM_SIG_MAX 512
+
+typedef struct hsm_token hsm_token;
+typedef struct hsm_signer hsm_signer;
+
+typedef struct hsm_token_opts {
+    /* Reconnect backoff after a token-level fault, doubling from min to max.
+     * Defaults: 20 ms .. 2000 ms. */
+    unsigned backoff_min_ms, backoff_max_ms;
+    /* Longest a sign call waits for a free pooled session (default 5000). */
+    unsigned acquire_timeout_ms;
+    /* Log in at open (default). Set to skip login, e.g. for listing. */
+    int no_login;
+} hsm_token_opts;
+
+/*
+ * Open the token a PKCS#11 URI selects and log in as the user.
+ *
+ *   pkcs11:token=CA;object=root?module-path=/usr/lib/softhsm/libsofthsm2.so
+ *          &pin-source=file:/etc/certforge/pin
+ *
+ * Token selection uses the path attributes token, manufacturer, serial and
+ * model (never a slot number). Object attributes (object, id, type) are
+ * ignored here; they matter to hsm_signer_open(). Without module-path the
+ * module is CF_SOFTHSM_MODULE. The PIN comes from pin-source
+ * ("file:/path", or "env:NAME") or, if the URI has none, from the
+ * CERTFORGE_PIN environment variable; pin-value is refused. The PIN is read
+ * for each login (the token may need one again after a fault) and wiped
+ * right after. A token whose user PIN is locked, or on its final try, is
+ * refused without an attempt.
+ */
+HSM_WUR int hsm_token_open(const char *uri, const hsm_token_opts *opts, hsm_token **out,
+                           hsm_err *err);
+void hsm_token_close(hsm_token *t);
+
+/* Token facts (from C_GetTokenInfo at open): label, serial, model,
+ * manufacturer as NUL-terminated, trailing blanks removed. */
+const char *hsm_token_label(const hsm_token *t);
+const char *hsm_token_serial(const hsm_token *t);
+/* ulMaxSessionCount as reported (0: no limit reported). */
+unsigned long hsm_token_max_sessions(const hsm_token *t);
+
+/*
+ * A signer: one private key, looked up once, plus a pool of up to
+ * `sessions` PKCS#11 sessions (capped by the token's ulMaxSessionCount).
+ * The key is selected by the object/id attributes of `key_uri` (the token
+ * part, if present, must match this token); exactly one private key must
+ * match. Lookup uses C_FindObjects, so tokens that mix EC, RSA and Ed25519
+ * keys work.
+ */
+HSM_WUR int hsm_signer_open(hsm_token *t, const char *key_uri, unsigned sessions,
+                            hsm_signer **out, hsm_err *err);
+void hsm_signer_close(hsm_signer *s);
+
+hsm_key_type hsm_signer_key_type(const hsm_signer *s);
+unsigned hsm_signer_key_bits(const hsm_signer *s);
+unsigned hsm_signer_sessions(const hsm_signer *s);
+/* Sessions currently checked out by signing threads. */
+unsigned hsm_signer_sessions_busy(const hsm_signer *s);
+/* The key's public half (from the matching public key object or the
+ * private key's public attributes). Caller frees. */
+HSM_WUR EVP_PKEY *hsm_signer_public_key(hsm_signer *s, hsm_err *err);
+/* Does `m` fit this key? 0 if it does, else CKR_KEY_TYPE_INCONSISTENT with
+ * a message naming the mechanism and key. */
+HSM_WUR int hsm_signer_check_mech(const hsm_signer *s, hsm_mech m, hsm_err *err);
+
+/*
+ * Sign with a pooled session. `in` is the digest (ECDSA, RSA) or the
+ * message (Ed25519). `sig` must hold HSM_SIG_MAX bytes; *siglen is set.
+ * On a session or token fault the call fails (rv in err), the session is
+ * dropped and later calls reopen sessions and log in again with bounded
+ * backoff; while the backoff runs, calls fail fast with
+ * CKR_DEVICE_ERROR. Never blocks longer than acquire_timeout_ms waiting for
+ * a session. Returns 0 on success, -1 on failure.
+ */
+HSM_WUR int hsm_sign(hsm_signer *s, hsm_mech m, const uint8_t *in, size_t inlen, uint8_t *sig,
+                     size_t *siglen, hsm_err *err);
+
+/* A plain batch call (so signing can later live in its own process): each
+ * request is signed independently; per-request rv (CKR_OK or the failure).
+ * Returns the number of requests signed. */
+typedef struct hsm_sign_req {
+    hsm_mech mech;
+    const uint8_t *in;
+    size_t inlen;
+    uint8_t *sig; /* HSM_SIG_MAX bytes */
+    size_t siglen;
+    CK_RV rv;
+} hsm_sign_req;
+size_t hsm_sign_batch(hsm_signer *s, hsm_sign_req *reqs, size_t n);
+
+#endif

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# tools/deps.sh — install the Debian packages certforge needs to build, test
+# and run, if any is missing. Sourced or run by quickstart.sh and test.sh.
+set -euo pipefail
+
+CF_DEBS=(
+  build-essential cmake pkg-config git
+  libssl-dev openssl            # OpenSSL 3: all cryptography, provider API
+  libp11-kit-dev                # PKCS#11 headers and RFC 7512 URI parser
+  libp11-dev libengine-pkcs11-openssl  # libp11: naive baseline in bench/
+  softhsm2 opensc               # SoftHSM2 token for tests; pkcs11-tool
+  liburing-dev                  # io_uring server
+  libcunit1-dev                 # unit tests
+  libconfig-dev                 # config files
+  clang libclang-rt-14-dev      # libFuzzer targets
+)
+
+cf_missing_debs() {
+  local p missing=()
+  for p in "${CF_DEBS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  echo "${missing[@]:-}"
+}
+
+cf_install_deps() {
+  local missing
+  missing=$(cf_missing_debs)
+  [ -z "$missing" ] && return 0
+  echo "certforge: installing missing packages: $missing" >&2
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "certforge: need root (or sudo) to install: $missing" >&2; return 1; }
+    sudo=sudo
+  fi
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  # shellcheck disable=SC2086
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  cf_install_deps
+fi

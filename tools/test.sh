@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# tools/test.sh — install missing packages, build, run every test.
+#
+#   tools/test.sh            all stages
+#   CF_TEST_STAGES="plain"   only some: plain asan tsan fuzz (space separated)
+#
+# Stages: plain (RelWithDebInfo, -Werror), asan (ASan+UBSan, every suite),
+# tsan (ThreadSanitizer, the suites labelled "concurrency"), fuzz (each
+# libFuzzer target for a few seconds under ASan+UBSan). The last line is
+# the total over every stage.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+. tools/deps.sh
+cf_install_deps
+
+jobs=$(nproc 2>/dev/null || echo 2)
+stages=${CF_TEST_STAGES:-plain asan tsan fuzz}
+passed=0 failed=0 skipped=0
+summary=()
+
+build() { # dir cmake-args...
+  local dir=$1; shift
+  cmake -S . -B "$dir" -DCF_WERROR=ON "$@" >"$dir.configure.log" 2>&1 || { cat "$dir.configure.log"; return 1; }
+  cmake --build "$dir" -j "$jobs" >"$dir.build.log" 2>&1 || { tail -n 60 "$dir.build.log"; return 1; }
+}
+
+run_ctest() { # stage dir ctest-args...
+  local stage=$1 dir=$2; shift 2
+  local log="$dir.ctest.log" rc=0
+  (cd "$dir" && ctest --output-on-failure --no-tests=error "$@") >"$log" 2>&1 || rc=$?
+  grep -E "^(.*Test +#|[0-9]+% tests passed|The following tests)|\*\*\*|Failed|SKIPPED" "$log" | sed "s/^/[$stage] /" || true
+  if [ $rc -ne 0 ]; then
+    echo "[$stage] ---- failure output ----"; sed -n '/Output from these tests/,$p;/\*\*\*Failed\|Exception/,+40p' "$log" | head -n 200
+  fi
+  local total p s f
+  total=$(grep -oE "out of [0-9]+" "$log" | tail -n1 | grep -oE "[0-9]+" || echo 0)
+  f=$(grep -oE "[0-9]+ tests failed" "$log" | tail -n1 | grep -oE "^[0-9]+" || echo 0)
+  s=$(grep -cE "\*\*\*Skipped|Not Run.*Skipped| Skipped " "$log" || true)
+  p=$((total - f - s))
+  passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
+  summary+=("$stage: $p passed, $f failed, $s skipped")
+  return 0
+}
+
+# Sanitizer runtime settings: fail on the first report.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+# SoftHSM is not built with LeakSanitizer in mind: its singletons live until
+# exit. Suppress leaks whose allocation stack is entirely inside it.
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$top/tests/lsan.supp:print_suppressions=0}
+
+for stage in $stages; do
+  case $stage in
+    plain)
+      build build
+      run_ctest plain build ;;
+    asan)
+      build build-asan -DCF_ASAN=ON -DCF_UBSAN=ON -DCMAKE_BUILD_TYPE=Debug
+      run_ctest asan build-asan ;;
+    tsan)
+      build build-tsan -DCF_TSAN=ON -DCMAKE_BUILD_TYPE=Debug
+      # TSan (gcc 12) cannot map its shadow with the kernel's high mmap
+      # randomisation; run it with ASLR off for this process tree only.
+      if setarch "$(uname -m)" -R true 2>/dev/null; then
+        setarch "$(uname -m)" -R bash -c "$(declare -f run_ctest); $(declare -p passed failed skipped summary); run_ctest tsan build-tsan -L concurrency; declare -p passed failed skipped summary > build-tsan/.totals"
+        . build-tsan/.totals
+      else
+        run_ctest tsan build-tsan -L concurrency
+      fi ;;
+    fuzz)
+      if command -v clang >/dev/null; then
+        CC=clang build build-fuzz -DCF_FUZZ=ON -DCF_ASAN=ON -DCF_UBSAN=ON -DCMAKE_BUILD_TYPE=Debug -DBUILD_TESTING=OFF
+        n=0 nf=0
+        for f in build-fuzz/fuzz_*; do
+          [ -x "$f" ] || continue
+          name=$(basename "$f"); n=$((n + 1))
+          if tools/fuzz.sh "$name" "${CF_FUZZ_SECONDS:-10}" --build build-fuzz >"build-fuzz/$name.log" 2>&1; then
+            echo "[fuzz] $name: $(grep -oE 'Done [0-9]+ runs in [0-9]+ second' "build-fuzz/$name.log" | tail -n1)"
+          else
+            nf=$((nf + 1)); echo "[fuzz] $name FAILED"; tail -n 40 "build-fuzz/$name.log"
+          fi
+        done
+        passed=$((passed + n - nf)); failed=$((failed + nf))
+        summary+=("fuzz: $((n - nf)) passed, $nf failed, 0 skipped")
+      fi ;;
+    *) echo "unknown stage $stage" >&2; exit 2 ;;
+  esac
+done
+
+for l in "${summary[@]}"; do echo "  $l"; done
+echo "certforge: $passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
