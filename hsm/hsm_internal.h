@@ -1,0 +1,107 @@
+/* hsm_internal.h — shared between the hsm/ sources and the admin code.
+ * Not part of the public surface (hsm.h, hsm_admin.h). */
+#ifndef CF_HSM_INTERNAL_H
+#define CF_HSM_INTERNAL_H
+
+#include "hsm.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include <p11-kit/uri.h>
+
+/* A loaded PKCS#11 module, shared by every token opened through the same
+ * path in this process (C_Initialize is per process). */
+typedef struct hsm_module {
+    struct hsm_module *next;
+    char *path;
+    void *dl;
+    CK_FUNCTION_LIST *f;
+    unsigned refs;
+    bool we_initialized; /* we called C_Initialize, so we finalize */
+    unsigned fork_gen;   /* hsm_fork_gen value when initialised */
+} hsm_module;
+
+struct hsm_token {
+    hsm_module *mod;
+    CK_FUNCTION_LIST *f;
+    P11KitUri *uri; /* the selector; kept to find the slot again */
+    char *pin_source;
+    char *uri_text;
+    hsm_token_opts opts;
+    CK_SLOT_ID slot;
+    CK_TOKEN_INFO info;
+    char label[33], serial[17], model[17], manufacturer[33];
+    bool login;
+
+    /* Recovery state, under mu. `epoch` moves when the token was logged in
+     * again (old sessions and object handles are then presumed dead). */
+    pthread_mutex_t mu;
+    _Atomic unsigned epoch;
+    _Atomic bool faulted;
+    uint64_t next_attempt_ms;
+    unsigned backoff_ms;
+    _Atomic unsigned fork_gen;
+    /* A session of our own kept open so the login state survives while
+     * signer pools reopen theirs (login is per token, per application,
+     * and ends when the application's last session closes). */
+    CK_SESSION_HANDLE keeper;
+};
+
+/* Bumped in the child after fork (pthread_atfork). */
+extern _Atomic unsigned hsm_fork_gen;
+
+/* Fill err and return -1. */
+int hsm_fail(hsm_err *err, CK_RV rv, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Milliseconds on CLOCK_MONOTONIC. */
+uint64_t hsm_now_ms(void);
+
+/* Parse an RFC 7512 URI with p11-kit; on failure, name the attribute that
+ * p11-kit rejects. Unknown attributes are refused by name. pin-value is
+ * refused (PINs never on a command line). */
+HSM_WUR int hsm_uri_parse(const char *text, P11KitUri **out, hsm_err *err);
+
+/* After a fork, or a token-level fault: make the token usable again
+ * (re-initialise the module in a child, find the slot, log in). Takes
+ * t->mu. Returns 0, or -1 with err (fails fast while backing off). */
+HSM_WUR int hsm_token_ensure(hsm_token *t, hsm_err *err);
+
+/* Record a fault seen on a session. Returns true if it was token-level
+ * (the token will be recovered before the next use). */
+bool hsm_token_fault(hsm_token *t, CK_RV rv);
+bool hsm_rv_is_session_fault(CK_RV rv);
+bool hsm_rv_is_token_fault(CK_RV rv);
+
+/* Open a fresh session on the token (read-write if rw), after
+ * hsm_token_ensure. Caller closes it with t->f->C_CloseSession. */
+HSM_WUR int hsm_token_session(hsm_token *t, bool rw, CK_SESSION_HANDLE *out, hsm_err *err);
+
+/* C_FindObjects with a template; up to `max` handles. */
+HSM_WUR int hsm_find(hsm_token *t, CK_SESSION_HANDLE s, CK_ATTRIBUTE *tmpl, CK_ULONG n,
+                     CK_OBJECT_HANDLE *out, CK_ULONG max, CK_ULONG *count, hsm_err *err);
+
+/* The object-selecting attributes of a URI (object/id/type) as a
+ * template; the pointers refer into the URI. Returns count. */
+CK_ULONG hsm_uri_object_template(P11KitUri *u, CK_ATTRIBUTE *tmpl, CK_ULONG max);
+
+/* Get one variable-length attribute into a malloc'd buffer. */
+HSM_WUR int hsm_get_attr(hsm_token *t, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
+                         CK_ATTRIBUTE_TYPE type, uint8_t **val, CK_ULONG *len, hsm_err *err);
+
+/* Key facts from a private or public key object. */
+HSM_WUR int hsm_key_info(hsm_token *t, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
+                         hsm_key_type *kt, unsigned *bits, hsm_err *err);
+
+/* Public key of a key pair, given either object (looks for the matching
+ * public key object by CKA_ID, else uses the object's own attributes). */
+HSM_WUR EVP_PKEY *hsm_public_key(hsm_token *t, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
+                                 hsm_err *err);
+
+/* Copy a blank-padded PKCS#11 text field into a C string. */
+void hsm_trim(char *dst, const CK_UTF8CHAR *src, size_t n);
+
+#endif

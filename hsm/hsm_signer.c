@@ -1,0 +1,485 @@
+/* Signer handles: one key, a bounded pool of sessions, sign a digest.
+ *
+ * Why the module's own function list and not libp11 here: libp11 0.4.12
+ * keeps a fixed pool of 16 sessions per slot behind one lock, waits
+ * forever for a session when C_OpenSession fails, and cannot enumerate
+ * keys at all on a token holding an Ed25519 key. This pool is sized from
+ * the config (capped by ulMaxSessionCount), never waits longer than
+ * acquire_timeout_ms, and finds its key with C_FindObjects. bench/ records
+ * its cost against raw C_Sign. */
+#include "hsm_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct pool_sess {
+    CK_SESSION_HANDLE h; /* CK_INVALID_HANDLE: (re)open before use */
+    unsigned epoch;      /* token epoch when opened */
+} pool_sess;
+
+struct hsm_signer {
+    hsm_token *t;
+    hsm_key_type kt;
+    unsigned bits;
+    /* Key selector, kept to find the key again after a token fault. */
+    CK_ATTRIBUTE tmpl[4];
+    CK_ULONG ntmpl;
+    P11KitUri *uri;
+
+    pthread_mutex_t mu; /* guards everything below */
+    pthread_cond_t cv;
+    CK_OBJECT_HANDLE key;
+    unsigned key_epoch;
+    unsigned n, nfree;
+    pool_sess *sess;
+    unsigned *freelist;
+    _Atomic unsigned busy;
+};
+
+/* DigestInfo prefixes (RFC 8017 §9.2 note 1) for CKM_RSA_PKCS. */
+static const uint8_t di_sha256[] = {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
+                                    0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20};
+static const uint8_t di_sha384[] = {0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
+                                    0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04, 0x30};
+static const uint8_t di_sha512[] = {0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
+                                    0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40};
+
+static size_t mech_digest_len(hsm_mech m)
+{
+    switch (m) {
+    case HSM_MECH_ECDSA_SHA256:
+    case HSM_MECH_RSA_PKCS1_SHA256:
+    case HSM_MECH_RSA_PSS_SHA256:
+        return 32;
+    case HSM_MECH_ECDSA_SHA384:
+    case HSM_MECH_RSA_PKCS1_SHA384:
+    case HSM_MECH_RSA_PSS_SHA384:
+        return 48;
+    case HSM_MECH_ECDSA_SHA512:
+    case HSM_MECH_RSA_PKCS1_SHA512:
+    case HSM_MECH_RSA_PSS_SHA512:
+        return 64;
+    default:
+        return 0; /* Ed25519: whole message */
+    }
+}
+
+int hsm_signer_check_mech(const hsm_signer *s, hsm_mech m, hsm_err *err)
+{
+    bool ok;
+    switch (m) {
+    case HSM_MECH_ECDSA_SHA256:
+    case HSM_MECH_ECDSA_SHA384:
+    case HSM_MECH_ECDSA_SHA512:
+        ok = s->kt == HSM_KEY_EC_P256 || s->kt == HSM_KEY_EC_P384;
+        break;
+    case HSM_MECH_RSA_PKCS1_SHA256:
+    case HSM_MECH_RSA_PKCS1_SHA384:
+    case HSM_MECH_RSA_PKCS1_SHA512:
+    case HSM_MECH_RSA_PSS_SHA256:
+    case HSM_MECH_RSA_PSS_SHA384:
+    case HSM_MECH_RSA_PSS_SHA512:
+        ok = s->kt == HSM_KEY_RSA;
+        break;
+    case HSM_MECH_ED25519:
+        ok = s->kt == HSM_KEY_ED25519;
+        break;
+    default:
+        return hsm_fail(err, CKR_MECHANISM_INVALID, "unsupported signature mechanism #%d",
+                        (int)m);
+    }
+    if (!ok)
+        return hsm_fail(err, CKR_KEY_TYPE_INCONSISTENT,
+                        "mechanism %s does not fit the %s key on token '%s'", hsm_mech_name(m),
+                        hsm_key_type_name(s->kt), s->t->label);
+    return 0;
+}
+
+/* CKM_ECDSA returns r || s (each half the length); X.509 and TLS want
+ * Ecdsa-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER } (RFC 5480 §2.2 /
+ * RFC 3279 §2.2.3). Encoding only: no arithmetic. */
+static size_t der_int(uint8_t *out, const uint8_t *v, size_t n)
+{
+    while (n > 1 && v[0] == 0)
+        v++, n--;
+    size_t pad = (v[0] & 0x80) ? 1 : 0;
+    out[0] = 0x02;
+    out[1] = (uint8_t)(n + pad);
+    if (pad)
+        out[2] = 0;
+    memcpy(out + 2 + pad, v, n);
+    return 2 + pad + n;
+}
+
+static int ecdsa_raw_to_der(const uint8_t *raw, size_t rawlen, uint8_t *out, size_t *outlen)
+{
+    /* P-256/P-384 only: every length fits one octet (≤ 2·(2+1+48) = 102). */
+    if (rawlen == 0 || rawlen % 2 || rawlen > 2 * 48)
+        return -1;
+    size_t h = rawlen / 2;
+    uint8_t body[2 * (3 + 48)];
+    size_t bl = der_int(body, raw, h);
+    bl += der_int(body + bl, raw + h, h);
+    out[0] = 0x30;
+    out[1] = (uint8_t)bl;
+    memcpy(out + 2, body, bl);
+    *outlen = bl + 2;
+    return 0;
+}
+
+/* --- pool ---------------------------------------------------------------- */
+
+static int find_key(hsm_signer *s, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE *key, hsm_err *err)
+{
+    CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+    CK_ATTRIBUTE tmpl[5];
+    CK_ULONG n = 0;
+    for (CK_ULONG i = 0; i < s->ntmpl; i++)
+        if (s->tmpl[i].type != CKA_CLASS)
+            tmpl[n++] = s->tmpl[i];
+    tmpl[n++] = (CK_ATTRIBUTE){CKA_CLASS, &cls, sizeof(cls)};
+    CK_OBJECT_HANDLE found[2];
+    CK_ULONG cnt = 0;
+    if (hsm_find(s->t, h, tmpl, n, found, 2, &cnt, err) != 0)
+        return -1;
+    if (cnt == 0)
+        return hsm_fail(err, CKR_OBJECT_HANDLE_INVALID,
+                        "no private key on token '%s' matches the key URI", s->t->label);
+    if (cnt > 1)
+        return hsm_fail(err, CKR_ARGUMENTS_BAD,
+                        "more than one private key on token '%s' matches the key URI; add id= "
+                        "or object=",
+                        s->t->label);
+    *key = found[0];
+    return 0;
+}
+
+static void pool_release(hsm_signer *s, unsigned idx)
+{
+    pthread_mutex_lock(&s->mu);
+    s->freelist[s->nfree++] = idx;
+    atomic_fetch_sub(&s->busy, 1);
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Check a session out of the pool, opening it and finding the key if
+ * needed. Never waits longer than acquire_timeout_ms. */
+static int pool_acquire(hsm_signer *s, unsigned *idx_out, CK_OBJECT_HANDLE *key, hsm_err *err)
+{
+    hsm_token *t = s->t;
+    if (hsm_token_ensure(t, err) != 0)
+        return -1;
+    pthread_mutex_lock(&s->mu);
+    if (s->nfree == 0) {
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        uint64_t ns = (uint64_t)dl.tv_nsec + (uint64_t)t->opts.acquire_timeout_ms * 1000000u;
+        dl.tv_sec += (time_t)(ns / 1000000000u);
+        dl.tv_nsec = (long)(ns % 1000000000u);
+        while (s->nfree == 0) {
+            if (pthread_cond_timedwait(&s->cv, &s->mu, &dl) == ETIMEDOUT && s->nfree == 0) {
+                pthread_mutex_unlock(&s->mu);
+                return hsm_fail(err, CKR_FUNCTION_CANCELED,
+                                "no free session for the key on token '%s' within %u ms (all %u "
+                                "busy)",
+                                t->label, t->opts.acquire_timeout_ms, s->n);
+            }
+        }
+    }
+    unsigned idx = s->freelist[--s->nfree];
+    atomic_fetch_add(&s->busy, 1);
+    unsigned epoch = atomic_load(&t->epoch);
+    pool_sess ps = s->sess[idx];
+    bool need_key = s->key_epoch != epoch || s->key == CK_INVALID_HANDLE;
+    pthread_mutex_unlock(&s->mu);
+
+    if (ps.h != CK_INVALID_HANDLE && ps.epoch != epoch) {
+        /* Opened before the token lost its sessions (or in the parent
+         * before a fork): forget it, never close it (see recover_locked). */
+        ps.h = CK_INVALID_HANDLE;
+    }
+    if (ps.h == CK_INVALID_HANDLE) {
+        CK_RV rv = t->f->C_OpenSession(t->slot, CKF_SERIAL_SESSION, NULL, NULL, &ps.h);
+        if (rv != CKR_OK) {
+            ps.h = CK_INVALID_HANDLE;
+            hsm_token_fault(t, rv);
+            hsm_fail(err, rv, "token '%s': C_OpenSession failed (%s)", t->label, hsm_rv_name(rv));
+            goto fail;
+        }
+        ps.epoch = epoch;
+    }
+    CK_OBJECT_HANDLE k = CK_INVALID_HANDLE;
+    if (need_key) {
+        if (find_key(s, ps.h, &k, err) != 0) {
+            hsm_token_fault(t, err->rv);
+            goto fail;
+        }
+    }
+    pthread_mutex_lock(&s->mu);
+    s->sess[idx] = ps;
+    if (need_key) {
+        s->key = k;
+        s->key_epoch = epoch;
+    }
+    *key = s->key;
+    pthread_mutex_unlock(&s->mu);
+    *idx_out = idx;
+    return 0;
+fail:
+    if (ps.h != CK_INVALID_HANDLE)
+        t->f->C_CloseSession(ps.h);
+    pthread_mutex_lock(&s->mu);
+    s->sess[idx].h = CK_INVALID_HANDLE;
+    pthread_mutex_unlock(&s->mu);
+    pool_release(s, idx);
+    return -1;
+}
+
+/* After a failed call on pooled session idx. A session the module calls
+ * invalid is forgotten (not closed: its number may be reused already). A
+ * token-level fault leaves the decision to the token's recovery, which
+ * keeps the sessions if the token kept its state. */
+static void pool_fault(hsm_signer *s, unsigned idx, CK_RV rv)
+{
+    if (hsm_token_fault(s->t, rv))
+        return;
+    if (hsm_rv_is_session_fault(rv)) {
+        pthread_mutex_lock(&s->mu);
+        s->sess[idx].h = CK_INVALID_HANDLE;
+        pthread_mutex_unlock(&s->mu);
+    } else if (rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID) {
+        pthread_mutex_lock(&s->mu);
+        s->key = CK_INVALID_HANDLE;
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+/* --- open / close --------------------------------------------------------- */
+
+int hsm_signer_open(hsm_token *t, const char *key_uri, unsigned sessions, hsm_signer **out,
+                    hsm_err *err)
+{
+    *out = NULL;
+    int rc = -1;
+    CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
+    hsm_signer *s = calloc(1, sizeof(*s));
+    if (!s)
+        return hsm_fail(err, CKR_HOST_MEMORY, "out of memory");
+    s->t = t;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    if (hsm_uri_parse(key_uri, &s->uri, err) != 0)
+        goto out;
+    CK_TOKEN_INFO *ti = p11_kit_uri_get_token_info(s->uri);
+    if (!p11_kit_uri_match_token_info(s->uri, &t->info)) {
+        char lab[33];
+        hsm_trim(lab, ti->label, sizeof(ti->label));
+        hsm_fail(err, CKR_ARGUMENTS_BAD, "key URI %s names token '%s', not '%s'", key_uri, lab,
+                 t->label);
+        goto out;
+    }
+    s->ntmpl = hsm_uri_object_template(s->uri, s->tmpl, 4);
+    bool has_sel = false;
+    for (CK_ULONG i = 0; i < s->ntmpl; i++)
+        if (s->tmpl[i].type == CKA_LABEL || s->tmpl[i].type == CKA_ID)
+            has_sel = true;
+    if (!has_sel) {
+        hsm_fail(err, CKR_ARGUMENTS_BAD, "key URI %s names no key: add object= or id=", key_uri);
+        goto out;
+    }
+    if (hsm_token_session(t, false, &h, err) != 0)
+        goto out;
+    if (find_key(s, h, &s->key, err) != 0) {
+        hsm_fail(err, err->rv, "key not found: %s (%s)", key_uri, err->msg);
+        goto out;
+    }
+    if (hsm_key_info(t, h, s->key, &s->kt, &s->bits, err) != 0)
+        goto out;
+    s->key_epoch = atomic_load(&t->epoch);
+    unsigned long max = hsm_token_max_sessions(t);
+    if (sessions == 0)
+        sessions = 1;
+    /* Leave room for the token's keeper session and the admin's. */
+    if (max && sessions > max - (max > 2 ? 2 : 0))
+        sessions = (unsigned)(max > 2 ? max - 2 : 1);
+    s->n = s->nfree = sessions;
+    s->sess = calloc(sessions, sizeof(*s->sess));
+    s->freelist = calloc(sessions, sizeof(*s->freelist));
+    if (!s->sess || !s->freelist) {
+        hsm_fail(err, CKR_HOST_MEMORY, "out of memory");
+        goto out;
+    }
+    for (unsigned i = 0; i < sessions; i++) {
+        s->sess[i].h = CK_INVALID_HANDLE;
+        s->freelist[i] = sessions - 1 - i;
+    }
+    /* The lookup session becomes the pool's first. */
+    s->sess[0].h = h;
+    s->sess[0].epoch = s->key_epoch;
+    h = CK_INVALID_HANDLE;
+    rc = 0;
+    *out = s;
+out:
+    if (h != CK_INVALID_HANDLE)
+        t->f->C_CloseSession(h);
+    if (rc != 0)
+        hsm_signer_close(s);
+    return rc;
+}
+
+void hsm_signer_close(hsm_signer *s)
+{
+    if (!s)
+        return;
+    bool same_process = s->t->fork_gen == atomic_load(&hsm_fork_gen);
+    for (unsigned i = 0; s->sess && i < s->n; i++)
+        if (s->sess[i].h != CK_INVALID_HANDLE && same_process &&
+            s->sess[i].epoch == atomic_load(&s->t->epoch))
+            s->t->f->C_CloseSession(s->sess[i].h);
+    free(s->sess);
+    free(s->freelist);
+    if (s->uri)
+        p11_kit_uri_free(s->uri);
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+hsm_key_type hsm_signer_key_type(const hsm_signer *s)
+{
+    return s->kt;
+}
+unsigned hsm_signer_key_bits(const hsm_signer *s)
+{
+    return s->bits;
+}
+unsigned hsm_signer_sessions(const hsm_signer *s)
+{
+    return s->n;
+}
+unsigned hsm_signer_sessions_busy(const hsm_signer *s)
+{
+    return atomic_load(&s->busy);
+}
+
+EVP_PKEY *hsm_signer_public_key(hsm_signer *s, hsm_err *err)
+{
+    unsigned idx;
+    CK_OBJECT_HANDLE key;
+    if (pool_acquire(s, &idx, &key, err) != 0)
+        return NULL;
+    EVP_PKEY *pk = hsm_public_key(s->t, s->sess[idx].h, key, err);
+    pool_release(s, idx);
+    return pk;
+}
+
+/* --- signing --------------------------------------------------------------- */
+
+int hsm_sign(hsm_signer *s, hsm_mech m, const uint8_t *in, size_t inlen, uint8_t *sig,
+             size_t *siglen, hsm_err *err)
+{
+    *siglen = 0;
+    if (hsm_signer_check_mech(s, m, err) != 0)
+        return -1;
+    size_t dl = mech_digest_len(m);
+    if (dl && inlen != dl)
+        return hsm_fail(err, CKR_DATA_LEN_RANGE, "%s signs a %zu-byte digest, got %zu bytes",
+                        hsm_mech_name(m), dl, inlen);
+
+    uint8_t buf[sizeof(di_sha512) + 64];
+    CK_RSA_PKCS_PSS_PARAMS pss = {0};
+    CK_MECHANISM mech = {0, NULL, 0};
+    const uint8_t *data = in;
+    size_t datalen = inlen;
+    switch (m) {
+    case HSM_MECH_ECDSA_SHA256:
+    case HSM_MECH_ECDSA_SHA384:
+    case HSM_MECH_ECDSA_SHA512:
+        mech.mechanism = CKM_ECDSA;
+        break;
+    case HSM_MECH_RSA_PKCS1_SHA256:
+    case HSM_MECH_RSA_PKCS1_SHA384:
+    case HSM_MECH_RSA_PKCS1_SHA512: {
+        const uint8_t *pre = m == HSM_MECH_RSA_PKCS1_SHA256   ? di_sha256
+                             : m == HSM_MECH_RSA_PKCS1_SHA384 ? di_sha384
+                                                              : di_sha512;
+        memcpy(buf, pre, sizeof(di_sha256)); /* all three prefixes are 19 bytes */
+        memcpy(buf + sizeof(di_sha256), in, inlen);
+        data = buf;
+        datalen = sizeof(di_sha256) + inlen;
+        mech.mechanism = CKM_RSA_PKCS;
+        break;
+    }
+    case HSM_MECH_RSA_PSS_SHA256:
+    case HSM_MECH_RSA_PSS_SHA384:
+    case HSM_MECH_RSA_PSS_SHA512:
+        /* RFC 4055 / RFC 8017: MGF1 with the same hash, salt = hash length. */
+        pss.hashAlg = m == HSM_MECH_RSA_PSS_SHA256   ? CKM_SHA256
+                      : m == HSM_MECH_RSA_PSS_SHA384 ? CKM_SHA384
+                                                     : CKM_SHA512;
+        pss.mgf = m == HSM_MECH_RSA_PSS_SHA256   ? CKG_MGF1_SHA256
+                  : m == HSM_MECH_RSA_PSS_SHA384 ? CKG_MGF1_SHA384
+                                                 : CKG_MGF1_SHA512;
+        pss.sLen = dl;
+        mech.mechanism = CKM_RSA_PKCS_PSS;
+        mech.pParameter = &pss;
+        mech.ulParameterLen = sizeof(pss);
+        break;
+    case HSM_MECH_ED25519:
+        mech.mechanism = CKM_EDDSA;
+        break;
+    default:
+        return hsm_fail(err, CKR_MECHANISM_INVALID, "unsupported mechanism");
+    }
+
+    unsigned idx;
+    CK_OBJECT_HANDLE key;
+    if (pool_acquire(s, &idx, &key, err) != 0)
+        return -1;
+    CK_SESSION_HANDLE h = s->sess[idx].h;
+    CK_FUNCTION_LIST *f = s->t->f;
+    uint8_t raw[HSM_SIG_MAX];
+    CK_ULONG rawlen = sizeof(raw);
+    CK_RV rv = f->C_SignInit(h, &mech, key);
+    if (rv == CKR_OK)
+        rv = f->C_Sign(h, (CK_BYTE_PTR)data, datalen, raw, &rawlen);
+    if (rv != CKR_OK) {
+        pool_fault(s, idx, rv);
+        pool_release(s, idx);
+        if (rv == CKR_MECHANISM_INVALID)
+            return hsm_fail(err, rv, "token '%s' does not support mechanism %s", s->t->label,
+                            hsm_mech_name(m));
+        return hsm_fail(err, rv, "token '%s': signing with %s failed (%s)", s->t->label,
+                        hsm_mech_name(m), hsm_rv_name(rv));
+    }
+    pool_release(s, idx);
+    if (mech.mechanism == CKM_ECDSA) {
+        if (ecdsa_raw_to_der(raw, rawlen, sig, siglen) != 0)
+            return hsm_fail(err, CKR_GENERAL_ERROR,
+                            "token '%s' returned a %lu-byte ECDSA signature", s->t->label,
+                            (unsigned long)rawlen);
+    } else {
+        memcpy(sig, raw, rawlen);
+        *siglen = rawlen;
+    }
+    return 0;
+}
+
+size_t hsm_sign_batch(hsm_signer *s, hsm_sign_req *reqs, size_t n)
+{
+    size_t ok = 0;
+    for (size_t i = 0; i < n; i++) {
+        hsm_err e = {0};
+        if (hsm_sign(s, reqs[i].mech, reqs[i].in, reqs[i].inlen, reqs[i].sig, &reqs[i].siglen,
+                     &e) == 0) {
+            reqs[i].rv = CKR_OK;
+            ok++;
+        } else {
+            reqs[i].rv = e.rv ? e.rv : CKR_GENERAL_ERROR;
+        }
+    }
+    return ok;
+}
