@@ -101,6 +101,12 @@ HSM_WUR int hsm_key_info(hsm_token *t, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
 HSM_WUR EVP_PKEY *hsm_public_key(hsm_token *t, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
                                  hsm_err *err);
 
+/* A reference to the module at path (NULL: CF_SOFTHSM_MODULE), loaded and
+ * initialised through the registry tokens use; for listing a module's
+ * tokens before one is selected. Release with hsm_module_release. */
+HSM_WUR int hsm_module_acquire(const char *path, hsm_module **out, hsm_err *err);
+void hsm_module_release(hsm_module *m);
+
 /* Copy a blank-padded PKCS#11 text field into a C string. */
 void hsm_trim(char *dst, const CK_UTF8CHAR *src, size_t n);
 

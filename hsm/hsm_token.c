@@ -754,3 +754,18 @@ out:
     free(id);
     return pk;
 }
+
+/* --- module handles for the admin code ----------------------------------- */
+
+/* hsm_admin.c lists the tokens of a module before any token is selected;
+ * it goes through the registry so it shares C_Initialize with tokens
+ * opened in the same process. */
+int hsm_module_acquire(const char *path, hsm_module **out, hsm_err *err)
+{
+    return module_get(path ? path : CF_SOFTHSM_MODULE, out, err);
+}
+
+void hsm_module_release(hsm_module *m)
+{
+    module_put(m);
+}
