@@ -15,10 +15,11 @@
 #define CF_SHIM_CONTROL_SYM "cf_shim_control"
 
 /* Set one control key (the CF_SHIM_* names without the prefix, e.g.
- * "SIGN_LATENCY_US", "INVALIDATE_NOW", "REMOVE_NOW_MS"). Returns 0, or -1
- * for an unknown key, an environment-only key or a malformed value. Takes
- * effect immediately; C_Initialize resets every key to its environment
- * value, so call this after C_Initialize. */
+ * "SIGN_LATENCY_US", "INVALIDATE_NOW", "REMOVE_NOW_MS", "RESET"). Returns
+ * 0, or -1 for an unknown key, an environment-only key (MODULE, CONTROL)
+ * or a malformed value. Takes effect immediately. Settings made here
+ * outlive C_Finalize and win over the environment and the control file at
+ * the next C_Initialize, until ("RESET", "1") drops them. */
 typedef int cf_shim_control_fn(const char *key, const char *value);
 int cf_shim_control(const char *key, const char *value);
 
