@@ -1,0 +1,771 @@
+/*
+ * test_shim.c — libcertforge-shim.so over a throwaway SoftHSM token: every
+ * injected behaviour (latency, failures, corruption, session limit, token
+ * flags, invalidation, removal, control file) checked the way certforge
+ * would see it through PKCS#11, signatures verified with OpenSSL.
+ */
+#include "cf_testutil.h"
+#include "shim.h"
+
+#include <CUnit/Basic.h>
+#include <dlfcn.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/param_build.h>
+#include <p11-kit/pkcs11.h>
+
+#define PIN "1234"
+#define TOKEN "shimtest"
+#define KEY_LABEL "k1"
+
+static cf_softhsm H;
+static void *shim_dl;
+static CK_FUNCTION_LIST *F;
+static cf_shim_control_fn *CTL;
+static EVP_PKEY *PUB;
+static const uint8_t DGST[32] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16,
+                                 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
+
+static const char *const shim_vars[] = {
+    "CF_SHIM_MODULE",          "CF_SHIM_SIGN_LATENCY_US", "CF_SHIM_SIGN_JITTER_US",
+    "CF_SHIM_MAX_SESSIONS",    "CF_SHIM_FAIL_EVERY_N",    "CF_SHIM_FAIL_RV",
+    "CF_SHIM_CORRUPT_EVERY_N", "CF_SHIM_TOKEN_FLAGS_SET", "CF_SHIM_INVALIDATE_AT_MS",
+    "CF_SHIM_REMOVE_AT_MS",    "CF_SHIM_REMOVE_FOR_MS",   "CF_SHIM_CONTROL",
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+static void sleep_until(uint64_t t_ms)
+{
+    uint64_t n = now_ms();
+    if (t_ms > n)
+        sleep_ms((unsigned)(t_ms - n));
+}
+
+/* C_Initialize the shim with exactly these CF_SHIM_* settings ("K=V", NULL
+ * ended), as certforge does: with CKF_OS_LOCKING_OK. Values an earlier
+ * test set through cf_shim_control would outlive C_Finalize: RESET drops
+ * them. */
+static CK_RV shim_init(const char *const *env)
+{
+    CU_ASSERT_EQUAL(CTL("RESET", "1"), 0);
+    for (size_t i = 0; i < sizeof(shim_vars) / sizeof(shim_vars[0]); i++)
+        unsetenv(shim_vars[i]);
+    for (; env && *env; env++) {
+        char k[128];
+        const char *eq = strchr(*env, '=');
+        snprintf(k, sizeof(k), "%.*s", (int)(eq - *env), *env);
+        setenv(k, eq + 1, 1);
+    }
+    CK_C_INITIALIZE_ARGS a;
+    memset(&a, 0, sizeof(a));
+    a.flags = CKF_OS_LOCKING_OK;
+    return F->C_Initialize(&a);
+}
+
+static void shim_fini(void)
+{
+    CU_ASSERT_EQUAL(F->C_Finalize(NULL), CKR_OK);
+}
+
+static int slot_listed(CK_SLOT_ID slot, CK_BBOOL present)
+{
+    CK_SLOT_ID slots[16];
+    CK_ULONG n = 16;
+    if (F->C_GetSlotList(present, slots, &n) != CKR_OK)
+        return -1;
+    for (CK_ULONG i = 0; i < n; i++)
+        if (slots[i] == slot)
+            return 1;
+    return 0;
+}
+
+static CK_SLOT_ID find_slot(void)
+{
+    CK_SLOT_ID slots[16];
+    CK_ULONG n = 16;
+    CU_ASSERT_EQUAL_FATAL(F->C_GetSlotList(CK_TRUE, slots, &n), CKR_OK);
+    for (CK_ULONG i = 0; i < n; i++) {
+        CK_TOKEN_INFO ti;
+        if (F->C_GetTokenInfo(slots[i], &ti) == CKR_OK &&
+            memcmp(ti.label, TOKEN, strlen(TOKEN)) == 0 && ti.label[strlen(TOKEN)] == ' ')
+            return slots[i];
+    }
+    CU_FAIL_FATAL("token not found through the shim");
+    return 0;
+}
+
+static CK_SESSION_HANDLE open_session(CK_SLOT_ID slot)
+{
+    CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+    CU_ASSERT_EQUAL_FATAL(
+        F->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s), CKR_OK);
+    return s;
+}
+
+/* Open a session and make sure the user is logged in (the login state is
+ * per token: another session may already have done it). */
+static CK_SESSION_HANDLE open_login(CK_SLOT_ID slot)
+{
+    CK_SESSION_HANDLE s = open_session(slot);
+    CK_RV rv = F->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)PIN, strlen(PIN));
+    CU_ASSERT(rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN);
+    return s;
+}
+
+static CK_OBJECT_HANDLE find_obj(CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls)
+{
+    CK_ATTRIBUTE t[] = {
+        {CKA_CLASS, &cls, sizeof(cls)},
+        {CKA_LABEL, (void *)KEY_LABEL, strlen(KEY_LABEL)},
+    };
+    CK_OBJECT_HANDLE o = CK_INVALID_HANDLE;
+    CK_ULONG n = 0;
+    if (F->C_FindObjectsInit(s, t, 2) != CKR_OK)
+        return CK_INVALID_HANDLE;
+    if (F->C_FindObjects(s, &o, 1, &n) != CKR_OK || n != 1)
+        o = CK_INVALID_HANDLE;
+    F->C_FindObjectsFinal(s);
+    return o;
+}
+
+static CK_RV sign(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key, uint8_t sig[64], CK_ULONG *len)
+{
+    CK_MECHANISM m = {CKM_ECDSA, NULL, 0};
+    CK_RV rv = F->C_SignInit(s, &m, key);
+    if (rv != CKR_OK)
+        return rv;
+    *len = 64;
+    return F->C_Sign(s, (CK_BYTE_PTR)DGST, sizeof(DGST), sig, len);
+}
+
+/* 1 if sig (raw r||s from CKM_ECDSA) verifies over DGST, 0 if not. */
+static int verify(const uint8_t *sig, CK_ULONG len)
+{
+    int ok = 0;
+    unsigned char *der = NULL;
+    ECDSA_SIG *es = ECDSA_SIG_new();
+    BIGNUM *r = BN_bin2bn(sig, (int)len / 2, NULL),
+           *s = BN_bin2bn(sig + len / 2, (int)len / 2, NULL);
+    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(PUB, NULL);
+    if (!es || !r || !s || !c || ECDSA_SIG_set0(es, r, s) != 1)
+        goto out;
+    r = s = NULL;
+    int dlen = i2d_ECDSA_SIG(es, &der);
+    if (dlen <= 0 || EVP_PKEY_verify_init(c) != 1)
+        goto out;
+    ok = EVP_PKEY_verify(c, der, (size_t)dlen, DGST, sizeof(DGST)) == 1;
+out:
+    OPENSSL_free(der);
+    BN_free(r);
+    BN_free(s);
+    ECDSA_SIG_free(es);
+    EVP_PKEY_CTX_free(c);
+    return ok;
+}
+
+/* The key's public half from CKA_EC_POINT (a DER OCTET STRING around the
+ * uncompressed point, or the bare point from some modules). */
+static EVP_PKEY *load_pub(CK_SESSION_HANDLE s)
+{
+    CK_OBJECT_HANDLE o = find_obj(s, CKO_PUBLIC_KEY);
+    uint8_t pt[128];
+    CK_ATTRIBUTE a = {CKA_EC_POINT, pt, sizeof(pt)};
+    if (o == CK_INVALID_HANDLE || F->C_GetAttributeValue(s, o, &a, 1) != CKR_OK)
+        return NULL;
+    const uint8_t *p = pt;
+    size_t plen = a.ulValueLen;
+    if (plen == 67 && pt[0] == 0x04 && pt[1] == 65)
+        p += 2, plen -= 2;
+    EVP_PKEY *pkey = NULL;
+    OSSL_PARAM_BLD *b = OSSL_PARAM_BLD_new();
+    OSSL_PARAM *params = NULL;
+    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    if (b && c && OSSL_PARAM_BLD_push_utf8_string(b, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) &&
+        OSSL_PARAM_BLD_push_octet_string(b, OSSL_PKEY_PARAM_PUB_KEY, p, plen) &&
+        (params = OSSL_PARAM_BLD_to_param(b)) && EVP_PKEY_fromdata_init(c) == 1)
+        (void)EVP_PKEY_fromdata(c, &pkey, EVP_PKEY_PUBLIC_KEY, params);
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(b);
+    EVP_PKEY_CTX_free(c);
+    return pkey;
+}
+
+/* Write the control file atomically (a new inode, so the change is seen
+ * even within one mtime tick) and give the shim time to notice it. */
+static void write_ctl(const char *content)
+{
+    char path[320], tmp[330];
+    snprintf(path, sizeof(path), "%s/shim.ctl", H.dir);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs(content, f);
+    fclose(f);
+    CU_ASSERT_EQUAL(rename(tmp, path), 0);
+}
+
+/* ---- suite ------------------------------------------------------------------ */
+
+static int suite_init(void)
+{
+    if (access(CF_SOFTHSM_MODULE, R_OK) != 0) {
+        fprintf(stderr, "SoftHSM module %s missing\n", CF_SOFTHSM_MODULE);
+        return -1;
+    }
+    if (cf_softhsm_init(&H, TOKEN, PIN) != 0 ||
+        cf_softhsm_keygen(&H, TOKEN, PIN, "EC:prime256v1", KEY_LABEL, "01") != 0)
+        return -1;
+    shim_dl = dlopen(CF_SHIM_PATH, RTLD_NOW | RTLD_LOCAL);
+    if (!shim_dl) {
+        fprintf(stderr, "dlopen %s: %s\n", CF_SHIM_PATH, dlerror());
+        return -1;
+    }
+    CK_C_GetFunctionList gfl = (CK_C_GetFunctionList)dlsym(shim_dl, "C_GetFunctionList");
+    if (!gfl || gfl(&F) != CKR_OK)
+        return -1;
+    /* the way a test finds the control entry of a module someone else loaded */
+    void *again = dlopen(CF_SHIM_PATH, RTLD_NOW | RTLD_NOLOAD);
+    if (!again)
+        return -1;
+    CTL = (cf_shim_control_fn *)dlsym(again, CF_SHIM_CONTROL_SYM);
+    dlclose(again);
+    return CTL ? 0 : -1;
+}
+
+static int suite_clean(void)
+{
+    EVP_PKEY_free(PUB);
+    /* The shim stays loaded: unloading SoftHSM's dependencies under a
+     * leak checker only hides where its own singletons came from. */
+    cf_softhsm_cleanup(&H);
+    return 0;
+}
+
+/* ---- tests ------------------------------------------------------------------ */
+
+/* First test: every later one verifies against this key. */
+static void test_public_key(void)
+{
+    CU_ASSERT_EQUAL_FATAL(shim_init(NULL), CKR_OK);
+    CK_SLOT_ID slot = find_slot();
+    CK_SESSION_HANDLE s = open_session(slot);
+    PUB = load_pub(s);
+    CU_ASSERT_PTR_NOT_NULL(PUB);
+    shim_fini();
+}
+
+static void test_exports(void)
+{
+    CU_ASSERT_PTR_NOT_NULL(dlsym(shim_dl, "C_GetFunctionList"));
+    CU_ASSERT_PTR_NOT_NULL(dlsym(shim_dl, "cf_shim_control"));
+    CU_ASSERT_PTR_NULL(dlsym(shim_dl, "C_Sign"));
+    CU_ASSERT_PTR_NULL(dlsym(shim_dl, "C_Initialize"));
+    CU_ASSERT_PTR_NULL(dlsym(shim_dl, "shim_Sign"));
+}
+
+static void test_passthrough(void)
+{
+    CU_ASSERT_EQUAL(F->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &(CK_SESSION_HANDLE){0}),
+                    CKR_CRYPTOKI_NOT_INITIALIZED);
+    CU_ASSERT_EQUAL_FATAL(shim_init(NULL), CKR_OK);
+    CU_ASSERT_EQUAL(shim_init(NULL), CKR_CRYPTOKI_ALREADY_INITIALIZED);
+    CK_INFO info;
+    CU_ASSERT_EQUAL(F->C_GetInfo(&info), CKR_OK);
+    CK_FUNCTION_LIST *again = NULL;
+    CU_ASSERT_EQUAL(F->C_GetFunctionList(&again), CKR_OK);
+    CU_ASSERT_PTR_EQUAL(again, F);
+
+    CK_SLOT_ID slot = find_slot();
+    CK_TOKEN_INFO ti;
+    CU_ASSERT_EQUAL(F->C_GetTokenInfo(slot, &ti), CKR_OK);
+    CU_ASSERT(ti.flags & CKF_TOKEN_INITIALIZED);
+    CU_ASSERT_FALSE(ti.flags & (CKF_USER_PIN_LOCKED | CKF_USER_PIN_FINAL_TRY));
+    CK_SESSION_HANDLE s = open_login(slot);
+    CK_OBJECT_HANDLE key = find_obj(s, CKO_PRIVATE_KEY);
+    CU_ASSERT_NOT_EQUAL_FATAL(key, CK_INVALID_HANDLE);
+    uint8_t sig[64];
+    CK_ULONG len = 0;
+    for (int i = 0; i < 3; i++) {
+        CU_ASSERT_EQUAL(sign(s, key, sig, &len), CKR_OK);
+        CU_ASSERT_EQUAL(len, 64);
+        CU_ASSERT(verify(sig, len));
+    }
+    /* a length query is no signature and does not end the operation */
+    CK_MECHANISM m = {CKM_ECDSA, NULL, 0};
+    CU_ASSERT_EQUAL(F->C_SignInit(s, &m, key), CKR_OK);
+    len = 0;
+    CU_ASSERT_EQUAL(F->C_Sign(s, (CK_BYTE_PTR)DGST, sizeof(DGST), NULL, &len), CKR_OK);
+    CU_ASSERT_EQUAL(len, 64);
+    CU_ASSERT_EQUAL(F->C_Sign(s, (CK_BYTE_PTR)DGST, sizeof(DGST), sig, &len), CKR_OK);
+    CU_ASSERT(verify(sig, len));
+
+    /* a closed handle stays dead even if the real module reuses its number */
+    CU_ASSERT_EQUAL(F->C_CloseSession(s), CKR_OK);
+    CK_SESSION_HANDLE s2 = open_login(slot);
+    CU_ASSERT_NOT_EQUAL(s2, s);
+    CK_SESSION_INFO si;
+    CU_ASSERT_EQUAL(F->C_GetSessionInfo(s, &si), CKR_SESSION_HANDLE_INVALID);
+    CU_ASSERT_EQUAL(F->C_CloseSession(s), CKR_SESSION_HANDLE_INVALID);
+    CU_ASSERT_EQUAL(F->C_GetSessionInfo(s2, &si), CKR_OK);
+    CU_ASSERT_EQUAL(F->C_GetSessionInfo(0, &si), CKR_SESSION_HANDLE_INVALID);
+    CU_ASSERT_EQUAL(F->C_CloseAllSessions(slot), CKR_OK);
+    CU_ASSERT_EQUAL(F->C_GetSessionInfo(s2, &si), CKR_SESSION_HANDLE_INVALID);
+    shim_fini();
+}
+
+struct signer_arg {
+    CK_SESSION_HANDLE s;
+    CK_OBJECT_HANDLE key;
+    int n, ok, fail_rv_count, bad_sigs;
+    CK_RV fail_rv;
+};
+
+static void *signer(void *p)
+{
+    struct signer_arg *a = p;
+    for (int i = 0; i < a->n; i++) {
+        uint8_t sig[64];
+        CK_ULONG len = 0;
+        CK_RV rv = sign(a->s, a->key, sig, &len);
+        if (rv == CKR_OK) {
+            a->ok++;
+            a->bad_sigs += !verify(sig, len);
+        } else if (rv == a->fail_rv) {
+            a->fail_rv_count++;
+        }
+    }
+    return NULL;
+}
+
+/* Run n signs on each of `ns` sessions in parallel threads; returns ms. */
+static uint64_t run_signers(struct signer_arg *args, int ns)
+{
+    pthread_t th[8];
+    uint64_t t0 = now_ms();
+    for (int i = 0; i < ns; i++)
+        CU_ASSERT_EQUAL_FATAL(pthread_create(&th[i], NULL, signer, &args[i]), 0);
+    for (int i = 0; i < ns; i++)
+        pthread_join(th[i], NULL);
+    return now_ms() - t0;
+}
+
+static void open_signers(CK_SLOT_ID slot, struct signer_arg *args, int ns, int n)
+{
+    for (int i = 0; i < ns; i++) {
+        memset(&args[i], 0, sizeof(args[i]));
+        args[i].s = open_login(slot);
+        args[i].key = find_obj(args[i].s, CKO_PRIVATE_KEY);
+        args[i].n = n;
+        args[i].fail_rv = CKR_DEVICE_ERROR;
+        CU_ASSERT_NOT_EQUAL_FATAL(args[i].key, CK_INVALID_HANDLE);
+    }
+}
+
+static void test_latency_overlaps(void)
+{
+    const char *env[] = {"CF_SHIM_SIGN_LATENCY_US=20000", NULL};
+    CU_ASSERT_EQUAL_FATAL(shim_init(env), CKR_OK);
+    CK_SLOT_ID slot = find_slot();
+    struct signer_arg a[4];
+    open_signers(slot, a, 4, 10);
+
+    uint64_t serial = run_signers(a, 1); /* 10 signs on one session */
+    CU_ASSERT_EQUAL(a[0].ok, 10);
+    CU_ASSERT(serial >= 10 * 20);
+    for (int i = 0; i < 4; i++)
+        a[i].ok = 0;
+    uint64_t par = run_signers(a, 4); /* 4 x 10 signs on 4 sessions */
+    for (int i = 0; i < 4; i++) {
+        CU_ASSERT_EQUAL(a[i].ok, 10);
+        CU_ASSERT_EQUAL(a[i].bad_sigs, 0);
+    }
+    double ratio = (double)par / (double)(4 * serial);
+    fprintf(stderr, "  latency: serial 10 signs %llu ms, 4x10 parallel %llu ms, ratio %.2f\n",
+            (unsigned long long)serial, (unsigned long long)par, ratio);
+    CU_ASSERT(ratio < 0.6);
+
+    /* jitter only ever adds */
+    CU_ASSERT_EQUAL(CTL("SIGN_LATENCY_US", "10000"), 0);
+    CU_ASSERT_EQUAL(CTL("SIGN_JITTER_US", "10000"), 0);
+    a[0].n = 5;
+    uint64_t jittered = run_signers(a, 1);
+    CU_ASSERT(jittered >= 5 * 10);
+    CU_ASSERT(jittered < 5 * 10 * 20);
+    shim_fini();
+}
+
+static void test_fail_every_n(void)
+{
+    const char *env[] = {"CF_SHIM_FAIL_EVERY_N=3", "CF_SHIM_FAIL_RV=0x30", NULL};
+    CU_ASSERT_EQUAL_FATAL(shim_init(env), CKR_OK);
+    CK_SLOT_ID slot = find_slot();
+    CK_SESSION_HANDLE s = open_login(slot);
+    CK_OBJECT_HANDLE key = find_obj(s, CKO_PRIVATE_KEY);
+    for (int i = 1; i <= 9; i++) {
+        uint8_t sig[64];
+        CK_ULONG len = 0;
+        CK_RV rv = sign(s, key, sig, &len);
+        if (i % 3 == 0) {
+            CU_ASSERT_EQUAL(rv, CKR_DEVICE_ERROR);
+            /* the real operation was ended, as after a real failure */
+            CK_ULONG need = 0;
+            CU_ASSERT_EQUAL(F->C_Sign(s, (CK_BYTE_PTR)DGST, sizeof(DGST), NULL, &need),
+                            CKR_OPERATION_NOT_INITIALIZED);
+        } else {
+            CU_ASSERT_EQUAL(rv, CKR_OK);
+            CU_ASSERT(verify(sig, len));
+        }
+    }
+
+    /* counted across threads: 4 x 15 signs, every 5th fails */
+    CU_ASSERT_EQUAL(CTL("FAIL_EVERY_N", "5"), 0);
+    CU_ASSERT_EQUAL(CTL("FAIL_RV", "0x32"), 0);
+    struct signer_arg a[4];
+    open_signers(slot, a, 4, 15);
+    int fails = 0, ok = 0, bad = 0;
+    for (int i = 0; i < 4; i++)
+        a[i].fail_rv = CKR_DEVICE_REMOVED;
+    run_signers(a, 4);
+    for (int i = 0; i < 4; i++) {
+        fails += a[i].fail_rv_count;
+        ok += a[i].ok;
+        bad += a[i].bad_sigs;
+    }
+    CU_ASSERT_EQUAL(fails, 12);
+    CU_ASSERT_EQUAL(ok, 48);
+    CU_ASSERT_EQUAL(bad, 0);
+    shim_fini();
+}
+
+static void test_corrupt_every_n(void)
+{
+    const char *env[] = {"CF_SHIM_CORRUPT_EVERY_N=2", NULL};
+    CU_ASSERT_EQUAL_FATAL(shim_init(env), CKR_OK);
+    CK_SLOT_ID slot = find_slot();
+    CK_SESSION_HANDLE s = open_login(slot);
+    CK_OBJECT_HANDLE key = find_obj(s, CKO_PRIVATE_KEY);
+    for (int i = 1; i <= 6; i++) {
+        uint8_t sig[64];
+        CK_ULONG len = 0;
+        CU_ASSERT_EQUAL(sign(s, key, sig, &len), CKR_OK);
+        CU_ASSERT_EQUAL(len, 64);
+        CU_ASSERT_EQUAL(verify(sig, len), i % 2 == 1);
+    }
+    shim_fini();
+}
+
+static void test_max_sessions(void)
+{
+    const char *env[] = {"CF_SHIM_MAX_SESSIONS=2", NULL};
+    CU_ASSERT_EQUAL_FATAL(shim_init(env), CKR_OK);
+    CK_SLOT_ID slot = find_slot();
+    CK_TOKEN_INFO ti;
+    CU_ASSERT_EQUAL(F->C_GetTokenInfo(slot, &ti), CKR_OK);
+    CU_ASSERT_EQUAL(ti.ulMaxSessionCount, 2);
+    CK_SESSION_HANDLE a = open_session(slot), b = open_session(slot), c = 0;
+    CU_ASSERT_EQUAL(F->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &c), CKR_SESSION_COUNT);
+    CU_ASSERT_EQUAL(F->C_CloseSession(a), CKR_OK);
+    CU_ASSERT_EQUAL(F->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &c), CKR_OK);
+    CU_ASSERT_EQUAL(F->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &a), CKR_SESSION_COUNT);
+    CU_ASSERT_EQUAL(F->C_CloseSession(b), CKR_OK);
+    CU_ASSERT_EQUAL(F->C_CloseSession(c), CKR_OK);
+    shim_fini();
+}
+
+static void test_token_flags(void)
+{
+    const char *env[] = {"CF_SHIM_TOKEN_FLAGS_SET=0x60000", NULL};
+    CU_ASSERT_EQUAL_FATAL(shim_init(env), CKR_OK);
+    CK_SLOT_ID slot = find_slot();
+    CK_TOKEN_INFO ti;
+    CU_ASSERT_EQUAL(F->C_GetTokenInfo(slot, &ti), CKR_OK);
+    CU_ASSERT(ti.flags & CKF_USER_PIN_LOCKED);
+    CU_ASSERT(ti.flags & CKF_USER_PIN_FINAL_TRY);
+    CU_ASSERT(ti.flags & CKF_TOKEN_INITIALIZED);
+    CU_ASSERT_EQUAL(CTL("TOKEN_FLAGS_SET", "0"), 0);
+    CU_ASSERT_EQUAL(F->C_GetTokenInfo(slot, &ti), CKR_OK);
+    CU_ASSERT_FALSE(ti.flags & CKF_USER_PIN_LOCKED);
+    shim_fini();
+}
+
+static void test_invalidate(void)
+{
+    const char *env[] = {"CF_SHIM_INVALIDATE_AT_MS=500", NULL};
+    uint64_t t0 = now_ms();
+    CU_ASSERT_EQUAL_FATAL(shim_init(env), CKR_OK);
+    CK_SLOT_ID slot = find_slot();
+    CK_SESSION_HANDLE s1 = open_login(slot);
+    CK_OBJECT_HANDLE key = find_obj(s1, CKO_PRIVATE_KEY);
+    uint8_t sig[64];
+    CK_ULONG len;
+    CU_ASSERT_EQUAL(sign(s1, key, sig, &len), CKR_OK);
+    CU_ASSERT_FATAL(now_ms() < t0 + 450); /* the setup above must beat the timer */
+
+    sleep_until(t0 + 550);
+    CU_ASSERT_EQUAL(sign(s1, key, sig, &len), CKR_SESSION_HANDLE_INVALID);
+    CK_SESSION_INFO si;
+    CU_ASSERT_EQUAL(F->C_GetSessionInfo(s1, &si), CKR_SESSION_HANDLE_INVALID);
+    CK_SESSION_HANDLE s2 = open_login(slot);
+    key = find_obj(s2, CKO_PRIVATE_KEY);
+    CU_ASSERT_EQUAL(sign(s2, key, sig, &len), CKR_OK);
+    sleep_ms(100); /* once only */
+    CU_ASSERT_EQUAL(sign(s2, key, sig, &len), CKR_OK);
+    CU_ASSERT(verify(sig, len));
+    CU_ASSERT_EQUAL(F->C_CloseSession(s1), CKR_SESSION_HANDLE_INVALID);
+
+    /* and on demand */
+    CU_ASSERT_EQUAL(CTL("INVALIDATE_NOW", "1"), 0);
+    CU_ASSERT_EQUAL(sign(s2, key, sig, &len), CKR_SESSION_HANDLE_INVALID);
+    CK_SESSION_HANDLE s3 = open_login(slot);
+    key = find_obj(s3, CKO_PRIVATE_KEY);
+    CU_ASSERT_EQUAL(sign(s3, key, sig, &len), CKR_OK);
+    shim_fini();
+}
+
+static void test_remove(void)
+{
+    const char *env[] = {"CF_SHIM_REMOVE_AT_MS=500", "CF_SHIM_REMOVE_FOR_MS=500", NULL};
+    uint64_t t0 = now_ms();
+    CU_ASSERT_EQUAL_FATAL(shim_init(env), CKR_OK);
+    CK_SLOT_ID slot = find_slot();
+    CK_SESSION_HANDLE s1 = open_login(slot);
+    CK_OBJECT_HANDLE key = find_obj(s1, CKO_PRIVATE_KEY);
+    uint8_t sig[64];
+    CK_ULONG len;
+    CU_ASSERT_EQUAL(sign(s1, key, sig, &len), CKR_OK);
+    CU_ASSERT_FATAL(now_ms() < t0 + 450);
+
+    /* removed */
+    sleep_until(t0 + 550);
+    CU_ASSERT_EQUAL(slot_listed(slot, CK_TRUE), 0);
+    CU_ASSERT_EQUAL(slot_listed(slot, CK_FALSE), 1);
+    CK_SLOT_INFO sli;
+    CU_ASSERT_EQUAL(F->C_GetSlotInfo(slot, &sli), CKR_OK);
+    CU_ASSERT_FALSE(sli.flags & CKF_TOKEN_PRESENT);
+    CK_TOKEN_INFO ti;
+    CU_ASSERT_EQUAL(F->C_GetTokenInfo(slot, &ti), CKR_TOKEN_NOT_PRESENT);
+    CK_SESSION_HANDLE s2 = 0;
+    CU_ASSERT_EQUAL(F->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &s2),
+                    CKR_TOKEN_NOT_PRESENT);
+    CU_ASSERT_EQUAL(sign(s1, key, sig, &len), CKR_DEVICE_REMOVED);
+
+    /* back, but the old session is gone and so is the login */
+    sleep_until(t0 + 1100);
+    CU_ASSERT_EQUAL(slot_listed(slot, CK_TRUE), 1);
+    CU_ASSERT_EQUAL(F->C_GetTokenInfo(slot, &ti), CKR_OK);
+    CU_ASSERT_EQUAL(sign(s1, key, sig, &len), CKR_SESSION_HANDLE_INVALID);
+    s2 = open_session(slot);
+    CK_SESSION_INFO si;
+    CU_ASSERT_EQUAL(F->C_GetSessionInfo(s2, &si), CKR_OK);
+    CU_ASSERT_EQUAL(si.state, CKS_RW_PUBLIC_SESSION);
+    /* SoftHSM forgets private object handles at logout: the old key handle
+     * gives CKR_OBJECT_HANDLE_INVALID, and the key cannot be found again
+     * until C_Login, which must succeed (not USER_ALREADY_LOGGED_IN). */
+    CK_MECHANISM m = {CKM_ECDSA, NULL, 0};
+    CU_ASSERT_NOT_EQUAL(F->C_SignInit(s2, &m, key), CKR_OK);
+    CU_ASSERT_EQUAL(find_obj(s2, CKO_PRIVATE_KEY), CK_INVALID_HANDLE);
+    CU_ASSERT_EQUAL(F->C_Login(s2, CKU_USER, (CK_UTF8CHAR_PTR)PIN, strlen(PIN)), CKR_OK);
+    key = find_obj(s2, CKO_PRIVATE_KEY);
+    CU_ASSERT_EQUAL(sign(s2, key, sig, &len), CKR_OK);
+    CU_ASSERT(verify(sig, len));
+    shim_fini();
+}
+
+static void test_control_file(void)
+{
+    char path[320], envv[340];
+    snprintf(path, sizeof(path), "%s/shim.ctl", H.dir);
+    snprintf(envv, sizeof(envv), "CF_SHIM_CONTROL=%s", path);
+    /* actions found at start-up are history, not orders */
+    write_ctl("SIGN_LATENCY_US=0\nINVALIDATE_NOW=1\nREMOVE_NOW_MS=5000\n");
+    const char *env[] = {envv, NULL};
+    CU_ASSERT_EQUAL_FATAL(shim_init(env), CKR_OK);
+    CK_SLOT_ID slot = find_slot();
+    CK_SESSION_HANDLE s = open_login(slot);
+    CK_OBJECT_HANDLE key = find_obj(s, CKO_PRIVATE_KEY);
+    uint8_t sig[64];
+    CK_ULONG len;
+    sleep_ms(50);
+    CU_ASSERT_EQUAL(sign(s, key, sig, &len), CKR_OK);
+
+    write_ctl("FAIL_EVERY_N=1\nFAIL_RV=0x30\n");
+    sleep_ms(50);
+    CU_ASSERT_EQUAL(sign(s, key, sig, &len), CKR_DEVICE_ERROR);
+    CU_ASSERT_EQUAL(sign(s, key, sig, &len), CKR_DEVICE_ERROR);
+
+    write_ctl("# faults off, flags on; the bad line is reported and skipped\n"
+              "FAIL_EVERY_N = 0\n\nBOGUS=1\nTOKEN_FLAGS_SET=0x40000\n");
+    sleep_ms(50);
+    CU_ASSERT_EQUAL(sign(s, key, sig, &len), CKR_OK);
+    CK_TOKEN_INFO ti;
+    CU_ASSERT_EQUAL(F->C_GetTokenInfo(slot, &ti), CKR_OK);
+    CU_ASSERT(ti.flags & CKF_USER_PIN_LOCKED);
+
+    write_ctl("INVALIDATE_NOW=1\n");
+    sleep_ms(50);
+    CU_ASSERT_EQUAL(sign(s, key, sig, &len), CKR_SESSION_HANDLE_INVALID);
+    s = open_login(slot);
+    key = find_obj(s, CKO_PRIVATE_KEY);
+    CU_ASSERT_EQUAL(sign(s, key, sig, &len), CKR_OK);
+
+    write_ctl("REMOVE_NOW_MS=300\n");
+    sleep_ms(50);
+    CU_ASSERT_EQUAL(F->C_GetTokenInfo(slot, &ti), CKR_TOKEN_NOT_PRESENT);
+    CU_ASSERT_EQUAL(sign(s, key, sig, &len), CKR_DEVICE_REMOVED);
+    sleep_ms(350);
+    CU_ASSERT_EQUAL(F->C_GetTokenInfo(slot, &ti), CKR_OK);
+    CU_ASSERT_EQUAL(sign(s, key, sig, &len), CKR_SESSION_HANDLE_INVALID);
+    shim_fini();
+    unlink(path);
+}
+
+static void test_control_api(void)
+{
+    CU_ASSERT_EQUAL_FATAL(shim_init(NULL), CKR_OK);
+    CU_ASSERT_EQUAL(CTL("NO_SUCH_KEY", "1"), -1);
+    CU_ASSERT_EQUAL(CTL("MODULE", "/tmp/x.so"), -1); /* environment only */
+    CU_ASSERT_EQUAL(CTL("CONTROL", "/tmp/x"), -1);
+    CU_ASSERT_EQUAL(CTL("FAIL_EVERY_N", "many"), -1);
+    CU_ASSERT_EQUAL(CTL("FAIL_EVERY_N", "-1"), -1);
+    CU_ASSERT_EQUAL(CTL("FAIL_EVERY_N", ""), -1);
+    CU_ASSERT_EQUAL(CTL("FAIL_RV", "0"), -1);
+    CU_ASSERT_EQUAL(CTL("SIGN_LATENCY_US", "99999999999"), -1);
+    CU_ASSERT_EQUAL(CTL(NULL, "1"), -1);
+    CU_ASSERT_EQUAL(CTL("FAIL_EVERY_N", NULL), -1);
+    CU_ASSERT_EQUAL(CTL("FAIL_EVERY_N", "0x0"), 0);
+    CU_ASSERT_EQUAL(CTL("SIGN_LATENCY_US", " 0 "), 0);
+    CU_ASSERT_EQUAL(CTL("FAIL_RV", "48"), 0);
+    shim_fini();
+
+    /* cf_shim_control values outlive C_Finalize and beat the environment;
+     * RESET brings back the environment's */
+    CU_ASSERT_EQUAL(CTL("TOKEN_FLAGS_SET", "0x40000"), 0);
+    for (size_t i = 0; i < sizeof(shim_vars) / sizeof(shim_vars[0]); i++)
+        unsetenv(shim_vars[i]);
+    setenv("CF_SHIM_TOKEN_FLAGS_SET", "0x20000", 1);
+    CK_C_INITIALIZE_ARGS ia;
+    memset(&ia, 0, sizeof(ia));
+    ia.flags = CKF_OS_LOCKING_OK;
+    CU_ASSERT_EQUAL_FATAL(F->C_Initialize(&ia), CKR_OK);
+    CK_SLOT_ID slot = find_slot();
+    CK_TOKEN_INFO ti;
+    CU_ASSERT_EQUAL(F->C_GetTokenInfo(slot, &ti), CKR_OK);
+    CU_ASSERT(ti.flags & CKF_USER_PIN_LOCKED);
+    CU_ASSERT_FALSE(ti.flags & CKF_USER_PIN_FINAL_TRY);
+    CU_ASSERT_EQUAL(CTL("RESET", "1"), 0);
+    CU_ASSERT_EQUAL(F->C_GetTokenInfo(slot, &ti), CKR_OK);
+    CU_ASSERT_FALSE(ti.flags & CKF_USER_PIN_LOCKED);
+    CU_ASSERT(ti.flags & CKF_USER_PIN_FINAL_TRY);
+    shim_fini();
+
+    /* bad environment refuses to start */
+    const char *bad_rv[] = {"CF_SHIM_FAIL_RV=banana", NULL};
+    CU_ASSERT_EQUAL(shim_init(bad_rv), CKR_GENERAL_ERROR);
+    const char *bad_mod[] = {"CF_SHIM_MODULE=/nonexistent/libnothing.so", NULL};
+    CU_ASSERT_EQUAL(shim_init(bad_mod), CKR_GENERAL_ERROR);
+    const char *self[] = {"CF_SHIM_MODULE=" CF_SHIM_PATH, NULL};
+    CU_ASSERT_EQUAL(shim_init(self), CKR_GENERAL_ERROR);
+    CU_ASSERT_EQUAL(F->C_Finalize(NULL), CKR_CRYPTOKI_NOT_INITIALIZED);
+}
+
+/* A child forked while other threads are inside the shim can initialise it
+ * again and sign: nothing the parent held stays locked in the child. */
+static void test_fork(void)
+{
+    const char *env[] = {"CF_SHIM_SIGN_LATENCY_US=5000", NULL};
+    CU_ASSERT_EQUAL_FATAL(shim_init(env), CKR_OK);
+    CK_SLOT_ID slot = find_slot();
+    struct signer_arg a[2];
+    open_signers(slot, a, 2, 20);
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        CU_ASSERT_EQUAL_FATAL(pthread_create(&th[i], NULL, signer, &a[i]), 0);
+    sleep_ms(20);
+    pid_t pid = fork();
+    if (pid == 0) {
+        CK_C_INITIALIZE_ARGS ia;
+        memset(&ia, 0, sizeof(ia));
+        ia.flags = CKF_OS_LOCKING_OK;
+        int ok = F->C_Initialize(&ia) == CKR_OK;
+        CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+        ok = ok && F->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &s) == CKR_OK;
+        ok = ok && F->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)PIN, strlen(PIN)) == CKR_OK;
+        CK_OBJECT_HANDLE key = ok ? find_obj(s, CKO_PRIVATE_KEY) : CK_INVALID_HANDLE;
+        uint8_t sig[64];
+        CK_ULONG len = 0;
+        ok = ok && key != CK_INVALID_HANDLE && sign(s, key, sig, &len) == CKR_OK;
+        _exit(ok ? 0 : 1);
+    }
+    CU_ASSERT_FATAL(pid > 0);
+    int st = -1;
+    uint64_t deadline = now_ms() + 10000;
+    while (waitpid(pid, &st, WNOHANG) == 0) {
+        if (now_ms() > deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            CU_FAIL("child deadlocked in the shim");
+            break;
+        }
+        sleep_ms(10);
+    }
+    CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+        CU_ASSERT_EQUAL(a[i].ok, 20);
+    }
+    shim_fini();
+}
+
+int main(void)
+{
+    if (access(CF_SOFTHSM_MODULE, R_OK) != 0 || cf_sh("command -v pkcs11-tool >/dev/null") != 0 ||
+        cf_sh("command -v softhsm2-util >/dev/null") != 0) {
+        fprintf(stderr, "skipped: SoftHSM2 or pkcs11-tool missing\n");
+        return 77;
+    }
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+    CU_pSuite s = CU_add_suite("shim", suite_init, suite_clean);
+    CU_add_test(s, "public_key", test_public_key);
+    CU_add_test(s, "exports", test_exports);
+    CU_add_test(s, "passthrough", test_passthrough);
+    CU_add_test(s, "latency_overlaps", test_latency_overlaps);
+    CU_add_test(s, "fail_every_n", test_fail_every_n);
+    CU_add_test(s, "corrupt_every_n", test_corrupt_every_n);
+    CU_add_test(s, "max_sessions", test_max_sessions);
+    CU_add_test(s, "token_flags", test_token_flags);
+    CU_add_test(s, "invalidate", test_invalidate);
+    CU_add_test(s, "remove", test_remove);
+    CU_add_test(s, "control_file", test_control_file);
+    CU_add_test(s, "control_api", test_control_api);
+    CU_add_test(s, "fork", test_fork);
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
+    CU_cleanup_registry();
+    return failed ? 1 : 0;
+}
