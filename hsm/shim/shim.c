@@ -1065,16 +1065,18 @@ SESSION_FWD(CancelFunction, (SH hSession), (rh))
 
 /* ---- C_Initialize / C_Finalize ------------------------------------------------ */
 
-/* Lock order: init_mu, ctl_mu, mu. */
+/* Lock order: init_mu, ctl_mu, mu, then the leaf vals_mu. */
 static void atfork_prepare(void)
 {
     pthread_mutex_lock(&g.init_mu);
     pthread_mutex_lock(&g.ctl_mu);
     pthread_mutex_lock(&g.mu);
+    pthread_mutex_lock(&vals_mu);
 }
 
 static void atfork_parent(void)
 {
+    pthread_mutex_unlock(&vals_mu);
     pthread_mutex_unlock(&g.mu);
     pthread_mutex_unlock(&g.ctl_mu);
     pthread_mutex_unlock(&g.init_mu);
@@ -1086,6 +1088,7 @@ static void atfork_child(void)
 {
     g.inflight = 0;
     g.exclusive = 0;
+    pthread_mutex_unlock(&vals_mu);
     pthread_mutex_unlock(&g.mu);
     pthread_mutex_unlock(&g.ctl_mu);
     pthread_mutex_unlock(&g.init_mu);
