@@ -224,6 +224,79 @@ static void close_session(hsm_token *t, CK_SESSION_HANDLE s)
         t->f->C_CloseSession(s);
 }
 
+/* --- URIs ------------------------------------------------------------------ */
+
+static bool field_set(const CK_UTF8CHAR *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i] != ' ' && v[i] != '\0')
+            return true;
+    return false;
+}
+
+static bool uri_selects_token(P11KitUri *u)
+{
+    const CK_TOKEN_INFO *ti = p11_kit_uri_get_token_info(u);
+    return field_set(ti->label, sizeof(ti->label)) ||
+           field_set(ti->serialNumber, sizeof(ti->serialNumber)) ||
+           field_set(ti->model, sizeof(ti->model)) ||
+           field_set(ti->manufacturerID, sizeof(ti->manufacturerID));
+}
+
+int hsm_uri_facts_get(const char *uri, hsm_uri_facts *out, hsm_err *err)
+{
+    P11KitUri *u = NULL;
+    if (hsm_uri_parse(uri, &u, err) != 0)
+        return -1;
+    memset(out, 0, sizeof(*out));
+    const char *mp = p11_kit_uri_get_module_path(u);
+    if (mp)
+        snprintf(out->module_path, sizeof(out->module_path), "%s", mp);
+    out->selects_token = uri_selects_token(u);
+    out->has_pin_source = p11_kit_uri_get_pin_source(u) != NULL;
+    out->names_object = p11_kit_uri_get_attribute(u, CKA_LABEL) != NULL ||
+                        p11_kit_uri_get_attribute(u, CKA_ID) != NULL;
+    p11_kit_uri_free(u);
+    return 0;
+}
+
+int hsm_uri_token_for_key(const char *token_uri, const char *key_uri, char **out, hsm_err *err)
+{
+    *out = NULL;
+    P11KitUri *tu = NULL, *ku = NULL;
+    int rc = -1;
+    if (!token_uri) {
+        if (hsm_uri_parse(key_uri, &ku, err) != 0)
+            return -1;
+        p11_kit_uri_free(ku);
+        *out = strdup(key_uri);
+        return *out ? 0 : hsm_fail(err, CKR_HOST_MEMORY, "out of memory");
+    }
+    if (hsm_uri_parse(token_uri, &tu, err) != 0 || hsm_uri_parse(key_uri, &ku, err) != 0)
+        goto out;
+    if (uri_selects_token(tu) || !uri_selects_token(ku)) {
+        *out = strdup(token_uri);
+        rc = *out ? 0 : hsm_fail(err, CKR_HOST_MEMORY, "out of memory");
+        goto out;
+    }
+    memcpy(p11_kit_uri_get_token_info(tu), p11_kit_uri_get_token_info(ku), sizeof(CK_TOKEN_INFO));
+    int frc = p11_kit_uri_format(tu, P11_KIT_URI_FOR_ANY, out);
+    if (frc != P11_KIT_URI_OK) {
+        free(*out);
+        *out = NULL;
+        hsm_fail(err, CKR_GENERAL_ERROR, "cannot format a PKCS#11 URI: %s",
+                 p11_kit_uri_message(frc));
+        goto out;
+    }
+    rc = 0;
+out:
+    if (tu)
+        p11_kit_uri_free(tu);
+    if (ku)
+        p11_kit_uri_free(ku);
+    return rc;
+}
+
 /* --- tokens of a module ----------------------------------------------------- */
 
 static const struct {

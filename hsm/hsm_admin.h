@@ -16,6 +16,26 @@
 
 #include <stdbool.h>
 
+/* --- URIs ------------------------------------------------------------------ */
+
+/* What an RFC 7512 URI says, after the checks hsm_token_open applies. */
+typedef struct hsm_uri_facts {
+    char module_path[512]; /* "" when none is given (CF_SOFTHSM_MODULE is used) */
+    bool selects_token;    /* token=, serial=, model= or manufacturer= present */
+    bool has_pin_source;
+    bool names_object; /* object= or id= present */
+} hsm_uri_facts;
+
+HSM_WUR int hsm_uri_facts_get(const char *uri, hsm_uri_facts *out, hsm_err *err);
+
+/* The URI that opens the token holding the key key_uri names, for tools
+ * that take a token URI (module-path, pin-source) and a key URI apart:
+ * token_uri as given, with key_uri's token attributes added when token_uri
+ * selects no token itself; key_uri itself when token_uri is NULL. *out is
+ * malloc'd (free it). */
+HSM_WUR int hsm_uri_token_for_key(const char *token_uri, const char *key_uri, char **out,
+                                  hsm_err *err);
+
 /* --- tokens of a module -------------------------------------------------- */
 
 /* One token present in a slot of a module (C_GetTokenInfo). Counts are -1

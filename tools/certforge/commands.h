@@ -1,0 +1,9 @@
+/* commands.h — the top-level subcommands. A new subcommand adds its
+ * handler here and one line to the table in main.c. */
+#ifndef CF_COMMANDS_H
+#define CF_COMMANDS_H
+
+int cmd_keys(int argc, char **argv);
+int cmd_ca(int argc, char **argv);
+
+#endif

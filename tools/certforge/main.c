@@ -1,0 +1,79 @@
+/* certforge — command-line tool. main() only dispatches: each subcommand
+ * lives in its own cmd_*.c and is listed in the table below. */
+#include "cli.h"
+#include "commands.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#ifndef CF_VERSION
+#define CF_VERSION "0.1.0"
+#endif
+
+static const cli_command commands[] = {
+    {"keys", cmd_keys, "list, generate, show, export and delete keys on a PKCS#11 token"},
+    {"ca", cmd_ca, "CA ceremonies: self-signed root, intermediate; show a CA certificate"},
+};
+
+static void usage(FILE *f)
+{
+    fputs("usage: certforge COMMAND [SUBCOMMAND] [OPTIONS]\n"
+          "\n"
+          "certforge talks to the PKCS#11 token that holds the CA keys (HSM administration)\n"
+          "and, through certforged, issues certificates.\n"
+          "\n"
+          "Commands:\n",
+          f);
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
+    fputs("\n"
+          "Every command selects its token with --token URI (RFC 7512, e.g.\n"
+          "'pkcs11:token=CA?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/"
+          "certforge/pin'),\n"
+          "defaulting to the CERTFORGE_TOKEN environment variable. The PIN comes from the\n"
+          "URI's pin-source (file:/path with mode 0600, or env:NAME) or from CERTFORGE_PIN;\n"
+          "never from the command line. 'certforge COMMAND --help' describes each command.\n"
+          "\n"
+          "ENVIRONMENT\n"
+          "  CERTFORGE_TOKEN   token URI used when --token is not given\n"
+          "  CERTFORGE_PIN     user PIN, when the URI has no pin-source\n"
+          "  SOFTHSM2_CONF     SoftHSM2 configuration (which token folder)\n"
+          "\n"
+          "EXAMPLES\n"
+          "  export "
+          "CERTFORGE_TOKEN='pkcs11:token=CA?module-path=/usr/lib/softhsm/"
+          "libsofthsm2.so&pin-source=file:/etc/certforge/pin'\n"
+          "  certforge keys list\n"
+          "  certforge keys generate --type ec-p384 --label root-2025\n"
+          "  certforge ca init-root --key 'pkcs11:token=CA;object=root-2025' \\\n"
+          "      --subject '/C=FI/O=Example/CN=Example Root CA' --out root.pem\n"
+          "\n"
+          "EXIT STATUS\n"
+          "  0  success\n"
+          "  1  failure (token, PIN, key, certificate or file problem); one line on stderr\n"
+          "  2  usage error (unknown command or option, missing or invalid argument)\n"
+          "\n"
+          "See docs/hsm-admin.md.\n",
+          f);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return CLI_OK;
+    }
+    if (strcmp(cmd, "--version") == 0) {
+        printf("certforge %s\n", CF_VERSION);
+        return CLI_OK;
+    }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(cmd, commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    return cli_usage("unknown command '%s'; see 'certforge --help'", cmd);
+}
