@@ -2,6 +2,9 @@
 # A CUnit (or plain) test executable registered with CTest. Exit code 77
 # means "skipped: a prerequisite is missing" and is reported as such.
 function(cf_add_test name)
+  if(NOT BUILD_TESTING)
+    return()
+  endif()
   cmake_parse_arguments(T "" "TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
   add_executable(${name} ${T_SOURCES})
   target_link_libraries(${name} PRIVATE ${T_LIBS} PkgConfig::CUNIT)

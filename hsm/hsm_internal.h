@@ -23,7 +23,28 @@ typedef struct hsm_module {
     unsigned refs;
     bool we_initialized; /* we called C_Initialize, so we finalize */
     unsigned fork_gen;   /* hsm_fork_gen value when initialised */
+    /* Fork gate: every call into the module from a pool or a recovery holds
+     * it shared; fork() (pthread_atfork prepare) takes it exclusive, so no
+     * thread is inside the module when the process forks. Otherwise the
+     * child inherits the module's internal locks held by threads that do
+     * not exist there, and its C_Finalize/C_Initialize deadlocks (seen with
+     * SoftHSM2). Writer-preferring, and never taken recursively. */
+    pthread_rwlock_t gate;
 } hsm_module;
+
+static inline void hsm_gate_enter(hsm_module *m)
+{
+    pthread_rwlock_rdlock(&m->gate);
+}
+static inline void hsm_gate_leave(hsm_module *m)
+{
+    pthread_rwlock_unlock(&m->gate);
+}
+
+/* If the process forked since *gen was recorded, run fn(arg) once, under
+ * the module registry lock (so two threads of a child cannot both run it),
+ * and update *gen. For objects whose mutexes a fork may have caught held. */
+void hsm_after_fork_once(_Atomic unsigned *gen, void (*fn)(void *), void *arg);
 
 struct hsm_token {
     hsm_module *mod;
@@ -73,6 +94,9 @@ HSM_WUR int hsm_token_ensure(hsm_token *t, hsm_err *err);
 /* Record a fault seen on a session. Returns true if it was token-level
  * (the token will be recovered before the next use). */
 bool hsm_token_fault(hsm_token *t, CK_RV rv);
+/* Something suggests the token lost its login (e.g. a key that was there
+ * is not found on a fresh session): check it before the next use. */
+void hsm_token_suspect(hsm_token *t);
 bool hsm_rv_is_session_fault(CK_RV rv);
 bool hsm_rv_is_token_fault(CK_RV rv);
 

@@ -36,6 +36,7 @@ struct hsm_signer {
     pool_sess *sess;
     unsigned *freelist;
     _Atomic unsigned busy;
+    _Atomic unsigned fork_gen;
 };
 
 /* DigestInfo prefixes (RFC 8017 §9.2 note 1) for CKM_RSA_PKCS. */
@@ -165,6 +166,22 @@ static void pool_release(hsm_signer *s, unsigned idx)
     pthread_mutex_unlock(&s->mu);
 }
 
+/* In a child after fork, once: the pool's lock may have been caught held
+ * by a parent thread, and every session in it is the parent's. */
+static void signer_after_fork(void *arg)
+{
+    hsm_signer *s = arg;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    for (unsigned i = 0; i < s->n; i++) {
+        s->sess[i].h = CK_INVALID_HANDLE;
+        s->freelist[i] = s->n - 1 - i;
+    }
+    s->nfree = s->n;
+    atomic_store(&s->busy, 0);
+    s->key = CK_INVALID_HANDLE;
+}
+
 /* Check a session out of the pool, opening it and finding the key if
  * needed. Never waits longer than acquire_timeout_ms. */
 static int pool_acquire(hsm_signer *s, unsigned *idx_out, CK_OBJECT_HANDLE *key, hsm_err *err)
@@ -172,6 +189,7 @@ static int pool_acquire(hsm_signer *s, unsigned *idx_out, CK_OBJECT_HANDLE *key,
     hsm_token *t = s->t;
     if (hsm_token_ensure(t, err) != 0)
         return -1;
+    hsm_after_fork_once(&s->fork_gen, signer_after_fork, s);
     pthread_mutex_lock(&s->mu);
     if (s->nfree == 0) {
         struct timespec dl;
@@ -201,20 +219,30 @@ static int pool_acquire(hsm_signer *s, unsigned *idx_out, CK_OBJECT_HANDLE *key,
          * before a fork): forget it, never close it (see recover_locked). */
         ps.h = CK_INVALID_HANDLE;
     }
-    if (ps.h == CK_INVALID_HANDLE) {
-        CK_RV rv = t->f->C_OpenSession(t->slot, CKF_SERIAL_SESSION, NULL, NULL, &ps.h);
+    CK_OBJECT_HANDLE k = CK_INVALID_HANDLE;
+    if (ps.h == CK_INVALID_HANDLE || need_key) {
+        hsm_gate_enter(t->mod);
+        CK_RV rv = CKR_OK;
+        if (ps.h == CK_INVALID_HANDLE) {
+            rv = t->f->C_OpenSession(t->slot, CKF_SERIAL_SESSION, NULL, NULL, &ps.h);
+            if (rv != CKR_OK) {
+                ps.h = CK_INVALID_HANDLE;
+                hsm_fail(err, rv, "token '%s': C_OpenSession failed (%s)", t->label,
+                         hsm_rv_name(rv));
+            }
+            ps.epoch = epoch;
+        }
+        int frc = rv == CKR_OK && need_key ? find_key(s, ps.h, &k, err) : 0;
+        hsm_gate_leave(t->mod);
         if (rv != CKR_OK) {
-            ps.h = CK_INVALID_HANDLE;
             hsm_token_fault(t, rv);
-            hsm_fail(err, rv, "token '%s': C_OpenSession failed (%s)", t->label, hsm_rv_name(rv));
             goto fail;
         }
-        ps.epoch = epoch;
-    }
-    CK_OBJECT_HANDLE k = CK_INVALID_HANDLE;
-    if (need_key) {
-        if (find_key(s, ps.h, &k, err) != 0) {
-            hsm_token_fault(t, err->rv);
+        if (frc != 0) {
+            /* A key that was there and is not seen on a fresh session:
+             * most often the login was lost (SoftHSM then hides private
+             * objects rather than saying CKR_USER_NOT_LOGGED_IN). */
+            hsm_token_suspect(t);
             goto fail;
         }
     }
@@ -251,9 +279,11 @@ static void pool_fault(hsm_signer *s, unsigned idx, CK_RV rv)
         s->sess[idx].h = CK_INVALID_HANDLE;
         pthread_mutex_unlock(&s->mu);
     } else if (rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID) {
+        /* Find the key again, and check the login on the way. */
         pthread_mutex_lock(&s->mu);
         s->key = CK_INVALID_HANDLE;
         pthread_mutex_unlock(&s->mu);
+        hsm_token_suspect(s->t);
     }
 }
 
@@ -299,6 +329,7 @@ int hsm_signer_open(hsm_token *t, const char *key_uri, unsigned sessions, hsm_si
     if (hsm_key_info(t, h, s->key, &s->kt, &s->bits, err) != 0)
         goto out;
     s->key_epoch = atomic_load(&t->epoch);
+    atomic_store(&s->fork_gen, atomic_load(&t->fork_gen));
     unsigned long max = hsm_token_max_sessions(t);
     if (sessions == 0)
         sessions = 1;
@@ -334,7 +365,7 @@ void hsm_signer_close(hsm_signer *s)
 {
     if (!s)
         return;
-    bool same_process = s->t->fork_gen == atomic_load(&hsm_fork_gen);
+    bool same_process = atomic_load(&s->fork_gen) == atomic_load(&hsm_fork_gen);
     for (unsigned i = 0; s->sess && i < s->n; i++)
         if (s->sess[i].h != CK_INVALID_HANDLE && same_process &&
             s->sess[i].epoch == atomic_load(&s->t->epoch))
@@ -371,7 +402,9 @@ EVP_PKEY *hsm_signer_public_key(hsm_signer *s, hsm_err *err)
     CK_OBJECT_HANDLE key;
     if (pool_acquire(s, &idx, &key, err) != 0)
         return NULL;
+    hsm_gate_enter(s->t->mod);
     EVP_PKEY *pk = hsm_public_key(s->t, s->sess[idx].h, key, err);
+    hsm_gate_leave(s->t->mod);
     pool_release(s, idx);
     return pk;
 }
@@ -443,9 +476,11 @@ int hsm_sign(hsm_signer *s, hsm_mech m, const uint8_t *in, size_t inlen, uint8_t
     CK_FUNCTION_LIST *f = s->t->f;
     uint8_t raw[HSM_SIG_MAX];
     CK_ULONG rawlen = sizeof(raw);
+    hsm_gate_enter(s->t->mod);
     CK_RV rv = f->C_SignInit(h, &mech, key);
     if (rv == CKR_OK)
         rv = f->C_Sign(h, (CK_BYTE_PTR)data, datalen, raw, &rawlen);
+    hsm_gate_leave(s->t->mod);
     if (rv != CKR_OK) {
         pool_fault(s, idx, rv);
         pool_release(s, idx);

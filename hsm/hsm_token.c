@@ -26,14 +26,45 @@ static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static void atfork_prepare(void)
 {
     pthread_mutex_lock(&mod_mu);
+    for (hsm_module *m = modules; m; m = m->next)
+        pthread_rwlock_wrlock(&m->gate);
 }
 static void atfork_parent(void)
 {
+    for (hsm_module *m = modules; m; m = m->next)
+        pthread_rwlock_unlock(&m->gate);
     pthread_mutex_unlock(&mod_mu);
 }
+static void gate_init(pthread_rwlock_t *g)
+{
+    pthread_rwlockattr_t a;
+    pthread_rwlockattr_init(&a);
+    /* A steady stream of signers must not starve fork()'s writer lock. */
+    pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(g, &a);
+    pthread_rwlockattr_destroy(&a);
+}
+
 static void atfork_child(void)
 {
     atomic_fetch_add(&hsm_fork_gen, 1);
+    /* glibc's rwlock remembers its writer by thread id, which differs in
+     * the child: start the gates over instead of unlocking them. */
+    for (hsm_module *m = modules; m; m = m->next)
+        gate_init(&m->gate);
+    pthread_mutex_unlock(&mod_mu);
+}
+
+void hsm_after_fork_once(_Atomic unsigned *gen, void (*fn)(void *), void *arg)
+{
+    if (atomic_load(gen) == atomic_load(&hsm_fork_gen))
+        return;
+    pthread_mutex_lock(&mod_mu);
+    unsigned now = atomic_load(&hsm_fork_gen);
+    if (atomic_load(gen) != now) {
+        fn(arg);
+        atomic_store(gen, now);
+    }
     pthread_mutex_unlock(&mod_mu);
 }
 static void atfork_register(void)
@@ -115,7 +146,11 @@ static int module_get(const char *path, hsm_module **out, hsm_err *err)
         goto out;
     }
     m->path = strdup(path);
-    m->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    gate_init(&m->gate);
+    /* RTLD_NODELETE: modules keep threads and atexit handlers of their
+     * own, and LeakSanitizer can only attribute (and suppress) a module's
+     * allocations while its image is still mapped at exit. */
+    m->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
     if (!m->dl) {
         hsm_fail(err, CKR_GENERAL_ERROR, "cannot load PKCS#11 module %s: %s (check module-path)",
                  path, dlerror());
@@ -142,6 +177,7 @@ out:
     if (rc != 0 && m) {
         if (m->dl)
             dlclose(m->dl);
+        pthread_rwlock_destroy(&m->gate);
         free(m->path);
         free(m);
     }
@@ -161,6 +197,7 @@ static void module_put(hsm_module *m)
         if (m->we_initialized)
             m->f->C_Finalize(NULL);
         dlclose(m->dl);
+        pthread_rwlock_destroy(&m->gate);
         free(m->path);
         free(m);
     }
@@ -168,26 +205,26 @@ static void module_put(hsm_module *m)
 }
 
 /* In a child after fork: the module's state belongs to the parent.
- * PKCS#11 v2.40 §6.7.7: the child must call C_Initialize itself. */
-static CK_RV module_reinit_after_fork(hsm_module *m)
+ * PKCS#11 v2.40 §6.7.7: the child must call C_Initialize itself. The fork
+ * gate guarantees no parent thread was inside the module at the fork, so
+ * finalizing the inherited state cannot meet a lock held by a thread that
+ * does not exist here. Caller holds mod_mu. */
+static CK_RV module_reinit_after_fork_locked(hsm_module *m)
 {
-    CK_RV rv = CKR_OK;
-    pthread_mutex_lock(&mod_mu);
     unsigned gen = atomic_load(&hsm_fork_gen);
-    if (m->fork_gen != gen) {
-        CK_C_INITIALIZE_ARGS args = {.flags = CKF_OS_LOCKING_OK};
+    if (m->fork_gen == gen)
+        return CKR_OK;
+    CK_C_INITIALIZE_ARGS args = {.flags = CKF_OS_LOCKING_OK};
+    CK_RV rv = m->f->C_Initialize(&args);
+    if (rv == CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+        /* The module did not notice the fork: start it over. */
+        m->f->C_Finalize(NULL);
         rv = m->f->C_Initialize(&args);
-        if (rv == CKR_CRYPTOKI_ALREADY_INITIALIZED) {
-            /* The module did not notice the fork: start it over. */
-            m->f->C_Finalize(NULL);
-            rv = m->f->C_Initialize(&args);
-        }
-        if (rv == CKR_OK) {
-            m->we_initialized = true;
-            m->fork_gen = gen;
-        }
     }
-    pthread_mutex_unlock(&mod_mu);
+    if (rv == CKR_OK) {
+        m->we_initialized = true;
+        m->fork_gen = gen;
+    }
     return rv;
 }
 
@@ -416,7 +453,7 @@ int hsm_token_open(const char *uri, const hsm_token_opts *opts, hsm_token **out,
     if (module_get(mp, &t->mod, err) != 0)
         goto out;
     t->f = t->mod->f;
-    t->fork_gen = t->mod->fork_gen;
+    atomic_store(&t->fork_gen, t->mod->fork_gen);
     pthread_mutex_lock(&t->mu);
     int crc = find_slot(t, err);
     if (crc == 0) {
@@ -424,7 +461,9 @@ int hsm_token_open(const char *uri, const hsm_token_opts *opts, hsm_token **out,
         hsm_trim(t->serial, t->info.serialNumber, sizeof(t->info.serialNumber));
         hsm_trim(t->model, t->info.model, sizeof(t->info.model));
         hsm_trim(t->manufacturer, t->info.manufacturerID, sizeof(t->info.manufacturerID));
+        hsm_gate_enter(t->mod);
         crc = recover_locked(t, err);
+        hsm_gate_leave(t->mod);
     }
     pthread_mutex_unlock(&t->mu);
     if (crc != 0)
@@ -484,27 +523,51 @@ bool hsm_token_fault(hsm_token *t, CK_RV rv)
     return true;
 }
 
-int hsm_token_ensure(hsm_token *t, hsm_err *err)
+void hsm_token_suspect(hsm_token *t)
 {
-    bool forked = t->fork_gen != atomic_load(&hsm_fork_gen);
-    if (!forked && !atomic_load(&t->faulted))
-        return 0;
-    int rc = 0;
     pthread_mutex_lock(&t->mu);
-    if (t->fork_gen != atomic_load(&hsm_fork_gen)) {
-        CK_RV rv = module_reinit_after_fork(t->mod);
-        if (rv != CKR_OK) {
-            rc = hsm_fail(err, rv, "token '%s': re-initialising the module after fork failed (%s)",
-                          t->label, hsm_rv_name(rv));
-            goto out;
-        }
-        /* The parent's sessions are not ours: forget, never close them. */
-        t->keeper = CK_INVALID_HANDLE;
-        atomic_store(&t->fork_gen, t->mod->fork_gen);
+    if (!atomic_load(&t->faulted)) {
         atomic_store(&t->faulted, true);
         t->next_attempt_ms = 0;
         t->backoff_ms = 0;
     }
+    pthread_mutex_unlock(&t->mu);
+}
+
+typedef struct {
+    hsm_token *t;
+    CK_RV rv;
+} fork_fix;
+
+/* In a child, once: t->mu may have been held by a parent thread at the
+ * fork, the parent's sessions are not ours (forget them, never close
+ * them), and the module needs C_Initialize. Runs under mod_mu. */
+static void token_after_fork(void *arg)
+{
+    fork_fix *ff = arg;
+    hsm_token *t = ff->t;
+    pthread_mutex_init(&t->mu, NULL);
+    ff->rv = module_reinit_after_fork_locked(t->mod);
+    t->keeper = CK_INVALID_HANDLE;
+    atomic_store(&t->faulted, true);
+    t->next_attempt_ms = 0;
+    t->backoff_ms = 0;
+}
+
+int hsm_token_ensure(hsm_token *t, hsm_err *err)
+{
+    if (atomic_load(&t->fork_gen) != atomic_load(&hsm_fork_gen)) {
+        fork_fix ff = {t, CKR_OK};
+        hsm_after_fork_once(&t->fork_gen, token_after_fork, &ff);
+        if (ff.rv != CKR_OK)
+            return hsm_fail(err, ff.rv,
+                            "token '%s': re-initialising the module after fork failed (%s)",
+                            t->label, hsm_rv_name(ff.rv));
+    }
+    if (!atomic_load(&t->faulted))
+        return 0;
+    int rc = 0;
+    pthread_mutex_lock(&t->mu);
     if (!atomic_load(&t->faulted))
         goto out;
     uint64_t now = hsm_now_ms();
@@ -514,7 +577,10 @@ int hsm_token_ensure(hsm_token *t, hsm_err *err)
                       (unsigned long long)(t->next_attempt_ms - now));
         goto out;
     }
-    if (recover_locked(t, err) != 0) {
+    hsm_gate_enter(t->mod);
+    int r = recover_locked(t, err);
+    hsm_gate_leave(t->mod);
+    if (r != 0) {
         t->backoff_ms = t->backoff_ms ? t->backoff_ms * 2 : t->opts.backoff_min_ms;
         if (t->backoff_ms > t->opts.backoff_max_ms)
             t->backoff_ms = t->opts.backoff_max_ms;

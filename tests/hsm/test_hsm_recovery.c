@@ -1,0 +1,332 @@
+/* Recovery paths of the HSM layer, driven through the PKCS#11 shim
+ * (hsm/shim) over a real SoftHSM2 token: every fault class the issue names
+ * makes the failing call return an HSM error, and signing resumes in the
+ * same process without a restart. Nothing blocks longer than its bound. */
+#include "cf_testutil.h"
+#include "hsm.h"
+
+#include <CUnit/Basic.h>
+#include <dlfcn.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static cf_softhsm H;
+static char TOKEN_URI[1024];
+static int (*shim_control)(const char *, const char *);
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void ctl(const char *k, const char *v)
+{
+    CU_ASSERT_EQUAL_FATAL(shim_control(k, v), 0);
+}
+
+static void reset_faults(void)
+{
+    ctl("FAIL_EVERY_N", "0");
+    ctl("SIGN_LATENCY_US", "0");
+    ctl("TOKEN_FLAGS_SET", "0");
+    ctl("CORRUPT_EVERY_N", "0");
+}
+
+static int suite_init(void)
+{
+    if (cf_softhsm_init(&H, "cf-rec", "1234") != 0)
+        return -1;
+    if (cf_softhsm_keygen(&H, "cf-rec", "1234", "EC:prime256v1", "k", "01") != 0)
+        return -1;
+    setenv("CF_SHIM_MODULE", H.module, 1);
+    snprintf(TOKEN_URI, sizeof(TOKEN_URI),
+             "pkcs11:token=cf-rec?module-path=%s&pin-source=file:%s", CF_SHIM_PATH, H.pin_file);
+    /* Load the shim the way the layer will (same path → same handle). */
+    void *dl = dlopen(CF_SHIM_PATH, RTLD_NOW | RTLD_LOCAL);
+    if (!dl) {
+        fprintf(stderr, "dlopen shim: %s\n", dlerror());
+        return -1;
+    }
+    shim_control = (int (*)(const char *, const char *))dlsym(dl, "cf_shim_control");
+    return shim_control ? 0 : -1;
+}
+
+static int suite_clean(void)
+{
+    cf_softhsm_cleanup(&H);
+    return 0;
+}
+
+typedef struct {
+    hsm_token *t;
+    hsm_signer *s;
+    EVP_PKEY *pub;
+} fixture;
+
+static void open_fx(fixture *fx, unsigned sessions, const hsm_token_opts *o)
+{
+    hsm_err e = {0};
+    memset(fx, 0, sizeof(*fx));
+    int rc = hsm_token_open(TOKEN_URI, o, &fx->t, &e);
+    if (rc)
+        fprintf(stderr, "\nopen: %s\n", e.msg);
+    CU_ASSERT_FATAL(rc == 0);
+    rc = hsm_signer_open(fx->t, "pkcs11:object=k", sessions, &fx->s, &e);
+    if (rc)
+        fprintf(stderr, "\nsigner: %s\n", e.msg);
+    CU_ASSERT_FATAL(rc == 0);
+    fx->pub = hsm_signer_public_key(fx->s, &e);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(fx->pub);
+}
+
+static void close_fx(fixture *fx)
+{
+    EVP_PKEY_free(fx->pub);
+    hsm_signer_close(fx->s);
+    hsm_token_close(fx->t);
+}
+
+/* 0 on a verified signature, else the CK_RV of the failure (or -1 for a
+ * signature that does not verify). */
+static long sign1(fixture *fx, hsm_err *e)
+{
+    uint8_t dig[32], sig[HSM_SIG_MAX];
+    size_t sl;
+    static _Atomic unsigned ctr;
+    unsigned c = atomic_fetch_add(&ctr, 1);
+    memset(dig, 0x33, sizeof(dig));
+    memcpy(dig, &c, sizeof(c));
+    if (hsm_sign(fx->s, HSM_MECH_ECDSA_SHA256, dig, 32, sig, &sl, e) != 0)
+        return (long)e->rv;
+    EVP_PKEY_CTX *c2 = EVP_PKEY_CTX_new(fx->pub, NULL);
+    int ok = EVP_PKEY_verify_init(c2) == 1 && EVP_PKEY_verify(c2, sig, sl, dig, 32) == 1;
+    EVP_PKEY_CTX_free(c2);
+    return ok ? 0 : -1;
+}
+
+/* Sign until it works again; returns how many calls failed before that,
+ * or -1 if it never recovered within `secs`. */
+static int until_recovered(fixture *fx, double secs, double *max_call_s)
+{
+    double end = now_s() + secs;
+    int fails = 0;
+    *max_call_s = 0;
+    while (now_s() < end) {
+        hsm_err e = {0};
+        double t0 = now_s();
+        long r = sign1(fx, &e);
+        double dt = now_s() - t0;
+        if (dt > *max_call_s)
+            *max_call_s = dt;
+        if (r == 0)
+            return fails;
+        fails++;
+        usleep(5000);
+    }
+    return -1;
+}
+
+/* Every Nth C_Sign fails with rv: exactly those calls fail, with that rv,
+ * and every other call produces a valid signature. */
+static void every_nth(CK_RV rv)
+{
+    fixture fx;
+    open_fx(&fx, 2, NULL);
+    char v[32];
+    snprintf(v, sizeof(v), "0x%lx", (unsigned long)rv);
+    ctl("FAIL_RV", v);
+    ctl("FAIL_EVERY_N", "5");
+    int failed = 0, ok = 0, wrong = 0;
+    for (int i = 0; i < 60; i++) {
+        hsm_err e = {0};
+        long r = sign1(&fx, &e);
+        if (r == 0)
+            ok++;
+        else if (r == (long)rv)
+            failed++;
+        else if (r == (long)CKR_DEVICE_ERROR && strstr(e.msg, "recovering"))
+            failed++; /* fail-fast while a recovery attempt backs off */
+        else {
+            wrong++;
+            fprintf(stderr, "\nunexpected failure: %s\n", e.msg);
+        }
+    }
+    reset_faults();
+    CU_ASSERT_EQUAL(wrong, 0);
+    CU_ASSERT(failed >= 10);
+    CU_ASSERT(ok >= 40);
+    /* And it keeps working afterwards. */
+    for (int i = 0; i < 10; i++) {
+        hsm_err e = {0};
+        CU_ASSERT_EQUAL(sign1(&fx, &e), 0);
+    }
+    close_fx(&fx);
+}
+
+static void test_device_error(void)
+{
+    every_nth(CKR_DEVICE_ERROR);
+}
+static void test_session_handle_invalid(void)
+{
+    every_nth(CKR_SESSION_HANDLE_INVALID);
+}
+static void test_session_closed(void)
+{
+    every_nth(CKR_SESSION_CLOSED);
+}
+static void test_user_not_logged_in(void)
+{
+    every_nth(CKR_USER_NOT_LOGGED_IN);
+}
+static void test_device_removed_rv(void)
+{
+    every_nth(CKR_DEVICE_REMOVED);
+}
+static void test_token_not_present_rv(void)
+{
+    every_nth(CKR_TOKEN_NOT_PRESENT);
+}
+
+/* All sessions invalidated at once (e.g. an HSM failover). */
+static void test_invalidate_all(void)
+{
+    fixture fx;
+    open_fx(&fx, 4, NULL);
+    hsm_err e = {0};
+    CU_ASSERT_EQUAL(sign1(&fx, &e), 0);
+    ctl("INVALIDATE_NOW", "1");
+    double maxcall;
+    int fails = until_recovered(&fx, 5.0, &maxcall);
+    CU_ASSERT(fails >= 0 && fails <= 2);
+    for (int i = 0; i < 20; i++)
+        CU_ASSERT_EQUAL(sign1(&fx, &e), 0);
+    close_fx(&fx);
+}
+
+/* The token disappears for 600 ms: calls fail fast (bounded), the layer
+ * logs in again once it is back, and signing resumes. */
+static void test_token_removed(void)
+{
+    fixture fx;
+    hsm_token_opts o = {.backoff_min_ms = 20, .backoff_max_ms = 200, .acquire_timeout_ms = 1000};
+    open_fx(&fx, 2, &o);
+    hsm_err e = {0};
+    CU_ASSERT_EQUAL(sign1(&fx, &e), 0);
+    double t0 = now_s();
+    ctl("REMOVE_NOW_MS", "600");
+    double maxcall;
+    int fails = until_recovered(&fx, 10.0, &maxcall);
+    double took = now_s() - t0;
+    CU_ASSERT(fails > 0);     /* it was noticed */
+    CU_ASSERT(took >= 0.55);  /* not before the token came back */
+    CU_ASSERT(took < 3.0);    /* and soon after: backoff capped at 200 ms */
+    CU_ASSERT(maxcall < 1.0); /* no call blocked */
+    for (int i = 0; i < 20; i++)
+        CU_ASSERT_EQUAL(sign1(&fx, &e), 0);
+    close_fx(&fx);
+}
+
+/* Locked or final-try PIN: no login attempt, a message that says so. */
+static void test_pin_flags(void)
+{
+    hsm_token *t = NULL;
+    hsm_err e = {0};
+    char v[32];
+    snprintf(v, sizeof(v), "0x%lx", (unsigned long)CKF_USER_PIN_LOCKED);
+    ctl("TOKEN_FLAGS_SET", v);
+    CU_ASSERT_EQUAL(hsm_token_open(TOKEN_URI, NULL, &t, &e), -1);
+    CU_ASSERT_EQUAL(e.rv, CKR_PIN_LOCKED);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "user PIN is locked"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "cf-rec"));
+    snprintf(v, sizeof(v), "0x%lx", (unsigned long)CKF_USER_PIN_FINAL_TRY);
+    ctl("TOKEN_FLAGS_SET", v);
+    CU_ASSERT_EQUAL(hsm_token_open(TOKEN_URI, NULL, &t, &e), -1);
+    CU_ASSERT_EQUAL(e.rv, CKR_PIN_LOCKED);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "final try"));
+    reset_faults();
+    CU_ASSERT_EQUAL(hsm_token_open(TOKEN_URI, NULL, &t, &e), 0);
+    hsm_token_close(t);
+}
+
+/* The pool is capped by ulMaxSessionCount. */
+static void test_max_sessions(void)
+{
+    fixture fx;
+    ctl("MAX_SESSIONS", "6");
+    open_fx(&fx, 64, NULL);
+    CU_ASSERT(hsm_signer_sessions(fx.s) <= 4);
+    CU_ASSERT(hsm_signer_sessions(fx.s) >= 1);
+    hsm_err e = {0};
+    CU_ASSERT_EQUAL(sign1(&fx, &e), 0);
+    close_fx(&fx);
+    ctl("MAX_SESSIONS", "0");
+}
+
+typedef struct {
+    fixture *fx;
+    long rv;
+    double secs;
+} slow_arg;
+
+static void *slow_signer(void *p)
+{
+    slow_arg *a = p;
+    hsm_err e = {0};
+    double t0 = now_s();
+    a->rv = sign1(a->fx, &e);
+    a->secs = now_s() - t0;
+    return NULL;
+}
+
+/* A thread waiting for a session gives up after acquire_timeout_ms. */
+static void test_acquire_timeout(void)
+{
+    fixture fx;
+    hsm_token_opts o = {.acquire_timeout_ms = 100};
+    open_fx(&fx, 1, &o);
+    ctl("SIGN_LATENCY_US", "600000");
+    slow_arg a = {&fx, 0, 0}, b = {&fx, 0, 0};
+    pthread_t ta, tb;
+    pthread_create(&ta, NULL, slow_signer, &a);
+    usleep(50000);
+    pthread_create(&tb, NULL, slow_signer, &b);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    reset_faults();
+    CU_ASSERT_EQUAL(a.rv, 0);
+    CU_ASSERT_EQUAL(b.rv, (long)CKR_FUNCTION_CANCELED);
+    CU_ASSERT(b.secs < 0.5);
+    close_fx(&fx);
+}
+
+int main(void)
+{
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+    CU_pSuite su = CU_add_suite("hsm-recovery", suite_init, suite_clean);
+    CU_add_test(su, "CKR_DEVICE_ERROR every 5th sign", test_device_error);
+    CU_add_test(su, "CKR_SESSION_HANDLE_INVALID every 5th", test_session_handle_invalid);
+    CU_add_test(su, "CKR_SESSION_CLOSED every 5th", test_session_closed);
+    CU_add_test(su, "CKR_USER_NOT_LOGGED_IN every 5th", test_user_not_logged_in);
+    CU_add_test(su, "CKR_DEVICE_REMOVED every 5th", test_device_removed_rv);
+    CU_add_test(su, "CKR_TOKEN_NOT_PRESENT every 5th", test_token_not_present_rv);
+    CU_add_test(su, "all sessions invalidated", test_invalidate_all);
+    CU_add_test(su, "token removed for 600 ms", test_token_removed);
+    CU_add_test(su, "locked and final-try PIN refused", test_pin_flags);
+    CU_add_test(su, "pool capped by ulMaxSessionCount", test_max_sessions);
+    CU_add_test(su, "session wait bounded", test_acquire_timeout);
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned fails = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
+    CU_cleanup_registry();
+    return fails ? 1 : 0;
+}
