@@ -23,22 +23,34 @@ typedef struct hsm_module {
     unsigned refs;
     bool we_initialized; /* we called C_Initialize, so we finalize */
     unsigned fork_gen;   /* hsm_fork_gen value when initialised */
-    /* Fork gate: every call into the module from a pool or a recovery holds
-     * it shared; fork() (pthread_atfork prepare) takes it exclusive, so no
-     * thread is inside the module when the process forks. Otherwise the
-     * child inherits the module's internal locks held by threads that do
-     * not exist there, and its C_Finalize/C_Initialize deadlocks (seen with
-     * SoftHSM2). Writer-preferring, and never taken recursively. */
-    pthread_rwlock_t gate;
+    /* Fork gate: every call into the module from a pool or a recovery
+     * enters it (shared); fork() (pthread_atfork prepare) closes it and
+     * waits for those inside to leave, so no thread is inside the module
+     * when the process forks. Otherwise the child inherits the module's
+     * internal locks held by threads that do not exist there, and its
+     * C_Finalize/C_Initialize deadlocks (seen with SoftHSM2). A mutex and
+     * a count rather than a rwlock: glibc's rwlock remembers its writer by
+     * thread id, which changes in the child. Never entered recursively. */
+    pthread_mutex_t gate_mu;
+    pthread_cond_t gate_cv;
+    unsigned gate_inside;
+    bool gate_closed;
 } hsm_module;
 
 static inline void hsm_gate_enter(hsm_module *m)
 {
-    pthread_rwlock_rdlock(&m->gate);
+    pthread_mutex_lock(&m->gate_mu);
+    while (m->gate_closed)
+        pthread_cond_wait(&m->gate_cv, &m->gate_mu);
+    m->gate_inside++;
+    pthread_mutex_unlock(&m->gate_mu);
 }
 static inline void hsm_gate_leave(hsm_module *m)
 {
-    pthread_rwlock_unlock(&m->gate);
+    pthread_mutex_lock(&m->gate_mu);
+    if (--m->gate_inside == 0 && m->gate_closed)
+        pthread_cond_broadcast(&m->gate_cv);
+    pthread_mutex_unlock(&m->gate_mu);
 }
 
 /* If the process forked since *gen was recorded, run fn(arg) once, under

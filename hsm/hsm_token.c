@@ -23,35 +23,43 @@ static pthread_mutex_t mod_mu = PTHREAD_MUTEX_INITIALIZER;
 static hsm_module *modules;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
+/* Each gate's mutex stays held from prepare through fork, so no thread
+ * can be half-way through hsm_gate_enter/leave when the process forks. */
 static void atfork_prepare(void)
 {
     pthread_mutex_lock(&mod_mu);
-    for (hsm_module *m = modules; m; m = m->next)
-        pthread_rwlock_wrlock(&m->gate);
+    for (hsm_module *m = modules; m; m = m->next) {
+        pthread_mutex_lock(&m->gate_mu);
+        m->gate_closed = true;
+        while (m->gate_inside > 0)
+            pthread_cond_wait(&m->gate_cv, &m->gate_mu);
+    }
 }
+
+static void gates_open(bool child)
+{
+    for (hsm_module *m = modules; m; m = m->next) {
+        if (child) {
+            /* Threads waiting at the gate exist only in the parent. */
+            pthread_cond_init(&m->gate_cv, NULL);
+            m->gate_inside = 0;
+        }
+        m->gate_closed = false;
+        pthread_cond_broadcast(&m->gate_cv);
+        pthread_mutex_unlock(&m->gate_mu);
+    }
+}
+
 static void atfork_parent(void)
 {
-    for (hsm_module *m = modules; m; m = m->next)
-        pthread_rwlock_unlock(&m->gate);
+    gates_open(false);
     pthread_mutex_unlock(&mod_mu);
-}
-static void gate_init(pthread_rwlock_t *g)
-{
-    pthread_rwlockattr_t a;
-    pthread_rwlockattr_init(&a);
-    /* A steady stream of signers must not starve fork()'s writer lock. */
-    pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    pthread_rwlock_init(g, &a);
-    pthread_rwlockattr_destroy(&a);
 }
 
 static void atfork_child(void)
 {
     atomic_fetch_add(&hsm_fork_gen, 1);
-    /* glibc's rwlock remembers its writer by thread id, which differs in
-     * the child: start the gates over instead of unlocking them. */
-    for (hsm_module *m = modules; m; m = m->next)
-        gate_init(&m->gate);
+    gates_open(true);
     pthread_mutex_unlock(&mod_mu);
 }
 
@@ -146,7 +154,8 @@ static int module_get(const char *path, hsm_module **out, hsm_err *err)
         goto out;
     }
     m->path = strdup(path);
-    gate_init(&m->gate);
+    pthread_mutex_init(&m->gate_mu, NULL);
+    pthread_cond_init(&m->gate_cv, NULL);
     /* RTLD_NODELETE: modules keep threads and atexit handlers of their
      * own, and LeakSanitizer can only attribute (and suppress) a module's
      * allocations while its image is still mapped at exit. */
@@ -177,7 +186,8 @@ out:
     if (rc != 0 && m) {
         if (m->dl)
             dlclose(m->dl);
-        pthread_rwlock_destroy(&m->gate);
+        pthread_cond_destroy(&m->gate_cv);
+        pthread_mutex_destroy(&m->gate_mu);
         free(m->path);
         free(m);
     }
@@ -197,7 +207,8 @@ static void module_put(hsm_module *m)
         if (m->we_initialized)
             m->f->C_Finalize(NULL);
         dlclose(m->dl);
-        pthread_rwlock_destroy(&m->gate);
+        pthread_cond_destroy(&m->gate_cv);
+        pthread_mutex_destroy(&m->gate_mu);
         free(m->path);
         free(m);
     }

@@ -7,6 +7,7 @@
 #include <CUnit/Basic.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,8 +103,8 @@ static void test_child_idle(void)
 
 static void *busy_signer(void *p)
 {
-    volatile int *stop = p;
-    while (!*stop)
+    atomic_int *stop = p;
+    while (!atomic_load(stop))
         if (sign_ok() != 0)
             return (void *)1;
     return NULL;
@@ -112,15 +113,15 @@ static void *busy_signer(void *p)
 /* Fork while other threads sign: the child must not inherit a held lock. */
 static void test_fork_under_load(void)
 {
-    volatile int stop = 0;
+    atomic_int stop = 0;
     pthread_t th[2];
     for (int i = 0; i < 2; i++)
-        pthread_create(&th[i], NULL, busy_signer, (void *)&stop);
+        pthread_create(&th[i], NULL, busy_signer, &stop);
     int bad = 0;
     for (int i = 0; i < 5; i++)
         if (run_child(child_signs) != 0)
             bad++;
-    stop = 1;
+    atomic_store(&stop, 1);
     void *r0, *r1;
     pthread_join(th[0], &r0);
     pthread_join(th[1], &r1);
