@@ -110,9 +110,17 @@ static void *busy_signer(void *p)
     return NULL;
 }
 
-/* Fork while other threads sign: the child must not inherit a held lock. */
+/* Fork while other threads sign: the child must not inherit a held lock.
+ * Not under AddressSanitizer: gcc 12's ASan allocator is not fork-safe
+ * while other threads allocate (its size-class lock can be caught held and
+ * the child hangs in malloc, whatever the code under test does). The plain
+ * and ThreadSanitizer runs cover this case. */
 static void test_fork_under_load(void)
 {
+#if defined(__SANITIZE_ADDRESS__)
+    fprintf(stderr, "(skipped under ASan: its allocator is not fork-safe with threads) ");
+    return;
+#endif
     atomic_int stop = 0;
     pthread_t th[2];
     for (int i = 0; i < 2; i++)
