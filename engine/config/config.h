@@ -1,0 +1,187 @@
+/* config.h — certforged's configuration file, read with libconfig and
+ * validated into plain structs that the other modules read.
+ *
+ * Knows the schema and its limits; nothing of PKCS#11, X.509 encoding or
+ * sockets. The loader refuses, with "file:line: setting.path: what is
+ * wrong", every unknown setting, every value of the wrong type, every
+ * missing required setting, every value outside its limits and every
+ * reference (key -> token, issuer -> key, profile -> issuer) that does not
+ * resolve. docs/configuration.md documents each setting; an annotated
+ * example is docs/examples/certforged.conf.
+ *
+ * The loader reads no file other than the config (and its @include files):
+ * issuer certificates are read when profiles are compiled.
+ */
+#ifndef CF_CONFIG_H
+#define CF_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CFG_WUR __attribute__((warn_unused_result))
+
+/* Hard limits of the schema (also documented in docs/configuration.md). */
+#define CFG_NAME_MAX 64     /* token/key/issuer/profile names: [A-Za-z0-9._-] */
+#define CFG_MAX_ENTRIES 256 /* tokens, keys, issuers, profiles each */
+#define CFG_MAX_WORKERS 256
+#define CFG_MAX_QUEUE (1u << 20)
+#define CFG_MAX_BATCH 1024
+#define CFG_MAX_SESSIONS 1024
+#define CFG_SERIAL_PREFIX_MAX 4 /* octets */
+#define CFG_NFTYPE_MAX 32       /* RFC 9310: NFType ::= IA5String (SIZE (1..32)) */
+#define CFG_MAX_NF_TYPES 64     /* entries in a profile's nf_types allow-list */
+#define CFG_URL_MAX 1024
+/* TS 33.310 §6.1.3c: NF certificates are valid at most 3 years. Taken as
+ * 3 × 365 days (the shorter reading), backdating included. */
+#define CFG_NF_VALIDITY_MAX (3u * 365u * 86400u)
+/* RFC 8739 STAR certificates are short-term; the "star" profile carries
+ * noRevAvail (RFC 9608) and no CRL pointer, which is only sound for
+ * short-lived certificates: at most 7 days (the CA/Browser Forum's
+ * short-lived bound). */
+#define CFG_STAR_VALIDITY_MAX (7u * 86400u)
+#define CFG_BACKDATE_MAX 3600u
+
+typedef enum cfg_profile_type {
+    CFG_PROFILE_NF,   /* TS 33.310 §6.1.3c NF TLS client/server certificate */
+    CFG_PROFILE_SEPP, /* N32 SEPP certificate from the interconnection CA */
+    CFG_PROFILE_STAR, /* RFC 8739 short-term certificate with RFC 9608 noRevAvail */
+    CFG_PROFILE__MAX
+} cfg_profile_type;
+const char *cfg_profile_type_name(cfg_profile_type t); /* "nf", "sepp", "star" */
+
+/* Signature hash (TS 33.310 §6.1.1: SHA-256 shall, SHA-384 should; never
+ * MD5 or SHA-1). */
+typedef enum cfg_hash { CFG_HASH_SHA256, CFG_HASH_SHA384, CFG_HASH_SHA512, CFG_HASH__MAX } cfg_hash;
+const char *cfg_hash_name(cfg_hash h); /* "sha256", ... */
+
+/* extendedKeyUsage purposes (TS 33.310 §6.1.3c: serverAuth and/or clientAuth). */
+#define CFG_EKU_SERVER_AUTH 0x1u
+#define CFG_EKU_CLIENT_AUTH 0x2u
+
+/* Subject key types a profile accepts in CSRs. RSA sizes are exact modulus
+ * lengths. */
+typedef enum cfg_key_type {
+    CFG_KT_EC_P256,
+    CFG_KT_EC_P384,
+    CFG_KT_RSA_2048,
+    CFG_KT_RSA_3072,
+    CFG_KT_RSA_4096,
+    CFG_KT_ED25519,
+    CFG_KT__MAX
+} cfg_key_type;
+#define CFG_KT_ALL ((1u << CFG_KT__MAX) - 1u)
+const char *cfg_key_type_name(cfg_key_type k); /* "ec-p256", "rsa-2048", ... */
+
+typedef enum cfg_verify_mode {
+    CFG_VERIFY_ALL,    /* verify every issued certificate's signature */
+    CFG_VERIFY_SAMPLE, /* one in verify_n */
+    CFG_VERIFY_OFF
+} cfg_verify_mode;
+
+typedef enum cfg_log_level {
+    CFG_LOG_ERROR,
+    CFG_LOG_WARNING,
+    CFG_LOG_INFO,
+    CFG_LOG_DEBUG,
+    CFG_LOG__MAX
+} cfg_log_level;
+const char *cfg_log_level_name(cfg_log_level l);
+
+/* Every entry keeps the line it was defined on, for later messages. */
+typedef struct cfg_token {
+    char *name;
+    char *uri; /* RFC 7512 PKCS#11 URI selecting the token; never pin-value */
+    int line;
+} cfg_token;
+
+typedef struct cfg_key {
+    char *name;
+    char *token;      /* name of a cfg_token */
+    size_t token_idx; /* index into cfg_config.tokens */
+    char *uri;        /* RFC 7512 object URI (object= and/or id=) */
+    unsigned sessions;
+    int line;
+} cfg_key;
+
+typedef struct cfg_issuer {
+    char *name;
+    char *key; /* name of a cfg_key */
+    size_t key_idx;
+    char *certificate; /* PEM/DER issuer certificate; relative paths resolved
+                          against the config file's folder */
+    char *chain;       /* optional: PEM chain sent with issued certificates, or NULL */
+    int line;
+} cfg_issuer;
+
+typedef struct cfg_profile {
+    char *name;
+    cfg_profile_type type;
+    char *issuer; /* name of a cfg_issuer */
+    size_t issuer_idx;
+    char subject_c[3];                                 /* ISO 3166 alpha-2, upper case */
+    char *subject_o;                                   /* home network domain (nf) / organization */
+    uint32_t validity_default, validity_max, backdate; /* seconds */
+    cfg_hash hash;
+    unsigned eku;         /* CFG_EKU_* */
+    char *crl_dp;         /* nf, sepp: required; star: NULL */
+    char *aia_ca_issuers; /* optional, or NULL */
+    bool require_nf_instance_id;
+    bool require_nf_types; /* nf: true; sepp: NFTypes is always "SEPP" */
+    bool require_fqdn;     /* at least one dNSName; sepp: true */
+    char **nf_types;       /* allow-list; empty: any valid NFType */
+    size_t n_nf_types;
+    unsigned key_types; /* bit (1 << cfg_key_type) per accepted type */
+    int line;
+} cfg_profile;
+
+typedef struct cfg_pipeline {
+    unsigned workers; /* resolved: never 0 */
+    unsigned queue;
+    unsigned batch;
+    cfg_verify_mode verify;
+    unsigned verify_n; /* CFG_VERIFY_SAMPLE: 1 in verify_n (>= 2) */
+    uint8_t serial_prefix[CFG_SERIAL_PREFIX_MAX];
+    size_t serial_prefix_len; /* 0: none */
+} cfg_pipeline;
+
+typedef struct cfg_log {
+    cfg_log_level level;
+} cfg_log;
+
+typedef struct cfg_config {
+    char *path; /* the file loaded */
+    cfg_token *tokens;
+    size_t n_tokens;
+    cfg_key *keys;
+    size_t n_keys;
+    cfg_issuer *issuers;
+    size_t n_issuers;
+    cfg_profile *profiles;
+    size_t n_profiles;
+    cfg_pipeline pipeline;
+    cfg_log log;
+} cfg_config;
+
+/* Load and validate `path`. On success *out is set (free with cfg_free)
+ * and 0 returned; on failure -1 and err holds one line, usually
+ * "path:line: setting: problem". */
+CFG_WUR int cfg_load(const char *path, cfg_config **out, char *err, size_t errlen);
+/* Same from a string; `name` stands in for the file name in messages and
+ * relative paths are resolved against `base_dir` (NULL: the current
+ * folder). @include is refused here. For tests and the fuzzer. */
+CFG_WUR int cfg_load_string(const char *text, const char *name, const char *base_dir,
+                            cfg_config **out, char *err, size_t errlen);
+void cfg_free(cfg_config *c);
+
+/* "90d", "12h", "30m", "3600s", also sums such as "1d12h". A bare number
+ * is refused (the unit must be explicit). Result in seconds, 1 .. 100
+ * years. Returns 0, or -1 with a reason in err. */
+CFG_WUR int cfg_parse_duration(const char *s, uint64_t *secs, char *err, size_t errlen);
+
+/* Lookups by name (NULL when absent). */
+const cfg_profile *cfg_find_profile(const cfg_config *c, const char *name, size_t len);
+const cfg_issuer *cfg_find_issuer(const cfg_config *c, const char *name);
+const cfg_key *cfg_find_key(const cfg_config *c, const char *name);
+
+#endif

@@ -1,0 +1,645 @@
+/* CUnit suite for engine/config: a complete config loads into the structs
+ * other modules read (defaults filled in, references resolved, relative
+ * paths resolved); the shipped docs/examples/certforged.conf loads; and
+ * every validation refuses with the setting path, the line and the exact
+ * reason. */
+#include "config.h"
+
+#include <CUnit/Basic.h>
+#include <CUnit/CUnit.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char base_conf[] =
+    "tokens = ( { name = \"ca\";\n"
+    "  uri = "
+    "\"pkcs11:token=CA?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/cf/pin\"; "
+    "} );\n"
+    "keys = ( { name = \"nf-ca\"; token = \"ca\"; uri = \"pkcs11:object=nf-ca\"; sessions = 3; },\n"
+    "         { name = \"ic-ca\"; token = \"ca\"; uri = \"pkcs11:id=%01\"; } );\n"
+    "issuers = ( { name = \"nf-ca\"; key = \"nf-ca\"; certificate = \"/etc/cf/nf-ca.pem\"; chain = "
+    "\"chain.pem\"; },\n"
+    "            { name = \"ic-ca\"; key = \"ic-ca\"; certificate = \"ic-ca.pem\"; } );\n"
+    "profiles = (\n"
+    "  { name = \"nf\"; type = \"nf\"; issuer = \"nf-ca\";\n"
+    "    subject = { C = \"FI\"; O = \"5gc.mnc001.mcc001.3gppnetwork.org\"; };\n"
+    "    validity = { default = \"90d\"; max = \"365d\"; };\n"
+    "    hash = \"sha256\"; eku = [\"serverAuth\", \"clientAuth\"];\n"
+    "    crl_dp = \"http://crl.example.net/nf-ca.crl\";\n"
+    "    aia_ca_issuers = \"http://ca.example.net/nf-ca.der\";\n"
+    "    require_nf_instance_id = true;\n"
+    "    nf_types = [\"AMF\", \"SMF\", \"NRF\"];\n"
+    "    key_types = [\"ec-p256\", \"ec-p384\"];\n"
+    "  },\n"
+    "  { name = \"sepp\"; type = \"sepp\"; issuer = \"ic-ca\";\n"
+    "    subject = { C = \"DE\"; O = \"5gc.mnc002.mcc262.3gppnetwork.org\"; };\n"
+    "    eku = [\"serverAuth\", \"clientAuth\"];\n"
+    "    crl_dp = \"ldap://ldap.example.net/cn=ic-ca\";\n"
+    "  },\n"
+    "  { name = \"star\"; type = \"star\"; issuer = \"nf-ca\";\n"
+    "    subject = { C = \"FI\"; O = \"5gc.mnc001.mcc001.3gppnetwork.org\"; };\n"
+    "    validity = { default = \"24h\"; max = \"7d\"; };\n"
+    "    backdate = \"0s\";\n"
+    "    eku = [\"clientAuth\"];\n"
+    "  }\n"
+    ");\n"
+    "pipeline = { workers = 2; queue = 4096; batch = 32; verify_issued = \"1-in-16\"; "
+    "serial_prefix = 0x01; };\n"
+    "log = { level = \"info\"; };\n";
+
+static char errbuf[1024];
+
+/* base_conf with the first occurrence of `from` replaced by `to`. */
+static char *sub(const char *text, const char *from, const char *to)
+{
+    const char *at = strstr(text, from);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(at);
+    size_t n = strlen(text) - strlen(from) + strlen(to) + 1;
+    char *r = malloc(n);
+    snprintf(r, n, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+    return r;
+}
+
+static int load_text(const char *text, cfg_config **out)
+{
+    errbuf[0] = 0;
+    return cfg_load_string(text, "test.conf", "/etc/cf", out, errbuf, sizeof(errbuf));
+}
+
+/* The edited base must be refused with every one of the substrings. */
+static void refuse_sub(const char *from, const char *to, const char *want1, const char *want2)
+{
+    char *t = sub(base_conf, from, to);
+    cfg_config *c = NULL;
+    int rc = load_text(t, &c);
+    CU_ASSERT_EQUAL(rc, -1);
+    CU_ASSERT_PTR_NULL(c);
+    if (rc == 0)
+        cfg_free(c);
+    if (!strstr(errbuf, want1) || (want2 && !strstr(errbuf, want2))) {
+        fprintf(stderr, "\n  edit '%s' -> '%s'\n  got:  %s\n  want: %s%s%s\n", from, to, errbuf,
+                want1, want2 ? " + " : "", want2 ? want2 : "");
+        CU_FAIL("message lacks the expected text");
+    }
+    free(t);
+}
+
+#define REFUSE(from, to, w1) refuse_sub(from, to, w1, NULL)
+#define REFUSE2(from, to, w1, w2) refuse_sub(from, to, w1, w2)
+
+/* ------------------------------------------------------------- positive */
+
+static void test_full_config(void)
+{
+    cfg_config *c = NULL;
+    int rc = load_text(base_conf, &c);
+    if (rc)
+        fprintf(stderr, "\n%s\n", errbuf);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_EQUAL(c->n_tokens, 1);
+    CU_ASSERT_STRING_EQUAL(c->tokens[0].name, "ca");
+    CU_ASSERT_EQUAL(c->tokens[0].line, 1);
+    CU_ASSERT_EQUAL(c->n_keys, 2);
+    CU_ASSERT_EQUAL(c->keys[0].sessions, 3);
+    CU_ASSERT_EQUAL(c->keys[1].sessions, 2); /* default: workers */
+    CU_ASSERT_EQUAL(c->keys[1].token_idx, 0);
+    CU_ASSERT_EQUAL(c->n_issuers, 2);
+    CU_ASSERT_STRING_EQUAL(c->issuers[0].certificate, "/etc/cf/nf-ca.pem");
+    CU_ASSERT_STRING_EQUAL(c->issuers[0].chain, "/etc/cf/chain.pem");
+    CU_ASSERT_STRING_EQUAL(c->issuers[1].certificate, "/etc/cf/ic-ca.pem");
+    CU_ASSERT_PTR_NULL(c->issuers[1].chain);
+    CU_ASSERT_EQUAL(c->issuers[1].key_idx, 1);
+    CU_ASSERT_EQUAL_FATAL(c->n_profiles, 3);
+
+    const cfg_profile *nf = &c->profiles[0], *sepp = &c->profiles[1], *star = &c->profiles[2];
+    CU_ASSERT_EQUAL(nf->type, CFG_PROFILE_NF);
+    CU_ASSERT_EQUAL(nf->issuer_idx, 0);
+    CU_ASSERT_STRING_EQUAL(nf->subject_c, "FI");
+    CU_ASSERT_STRING_EQUAL(nf->subject_o, "5gc.mnc001.mcc001.3gppnetwork.org");
+    CU_ASSERT_EQUAL(nf->validity_default, 90u * 86400);
+    CU_ASSERT_EQUAL(nf->validity_max, 365u * 86400);
+    CU_ASSERT_EQUAL(nf->backdate, 60);
+    CU_ASSERT_EQUAL(nf->hash, CFG_HASH_SHA256);
+    CU_ASSERT_EQUAL(nf->eku, CFG_EKU_SERVER_AUTH | CFG_EKU_CLIENT_AUTH);
+    CU_ASSERT_STRING_EQUAL(nf->crl_dp, "http://crl.example.net/nf-ca.crl");
+    CU_ASSERT_STRING_EQUAL(nf->aia_ca_issuers, "http://ca.example.net/nf-ca.der");
+    CU_ASSERT_TRUE(nf->require_nf_instance_id);
+    CU_ASSERT_TRUE(nf->require_nf_types);
+    CU_ASSERT_FALSE(nf->require_fqdn);
+    CU_ASSERT_EQUAL(nf->n_nf_types, 3);
+    CU_ASSERT_STRING_EQUAL(nf->nf_types[2], "NRF");
+    CU_ASSERT_EQUAL(nf->key_types, (1u << CFG_KT_EC_P256) | (1u << CFG_KT_EC_P384));
+
+    CU_ASSERT_EQUAL(sepp->type, CFG_PROFILE_SEPP);
+    CU_ASSERT_EQUAL(sepp->issuer_idx, 1);
+    CU_ASSERT_STRING_EQUAL(sepp->subject_c, "DE");
+    CU_ASSERT_EQUAL(sepp->validity_default, 90u * 86400); /* defaults */
+    CU_ASSERT_EQUAL(sepp->validity_max, 365u * 86400);
+    CU_ASSERT_FALSE(sepp->require_nf_instance_id);
+    CU_ASSERT_FALSE(sepp->require_nf_types);
+    CU_ASSERT_TRUE(sepp->require_fqdn);
+    CU_ASSERT_EQUAL(sepp->key_types, CFG_KT_ALL);
+    CU_ASSERT_PTR_NULL(sepp->aia_ca_issuers);
+
+    CU_ASSERT_EQUAL(star->type, CFG_PROFILE_STAR);
+    CU_ASSERT_PTR_NULL(star->crl_dp);
+    CU_ASSERT_EQUAL(star->validity_default, 86400);
+    CU_ASSERT_EQUAL(star->validity_max, 7 * 86400);
+    CU_ASSERT_EQUAL(star->backdate, 0);
+    CU_ASSERT_EQUAL(star->eku, CFG_EKU_CLIENT_AUTH);
+    CU_ASSERT_FALSE(star->require_nf_instance_id);
+    CU_ASSERT_FALSE(star->require_nf_types);
+
+    CU_ASSERT_EQUAL(c->pipeline.workers, 2);
+    CU_ASSERT_EQUAL(c->pipeline.queue, 4096);
+    CU_ASSERT_EQUAL(c->pipeline.batch, 32);
+    CU_ASSERT_EQUAL(c->pipeline.verify, CFG_VERIFY_SAMPLE);
+    CU_ASSERT_EQUAL(c->pipeline.verify_n, 16);
+    CU_ASSERT_EQUAL(c->pipeline.serial_prefix_len, 1);
+    CU_ASSERT_EQUAL(c->pipeline.serial_prefix[0], 0x01);
+    CU_ASSERT_EQUAL(c->log.level, CFG_LOG_INFO);
+
+    CU_ASSERT_PTR_EQUAL(cfg_find_profile(c, "sepp", 4), sepp);
+    CU_ASSERT_PTR_NULL(cfg_find_profile(c, "sep", 3));
+    CU_ASSERT_PTR_EQUAL(cfg_find_issuer(c, "ic-ca"), &c->issuers[1]);
+    CU_ASSERT_PTR_EQUAL(cfg_find_key(c, "nf-ca"), &c->keys[0]);
+    CU_ASSERT_PTR_NULL(cfg_find_key(c, "x"));
+    cfg_free(c);
+}
+
+static void test_minimal_defaults(void)
+{
+    const char *t = "tokens = ( { name = \"t\"; uri = \"pkcs11:token=T\"; } );\n"
+                    "keys = ( { name = \"k\"; token = \"t\"; uri = \"pkcs11:object=k\"; } );\n"
+                    "issuers = ( { name = \"i\"; key = \"k\"; certificate = \"ca.pem\"; } );\n"
+                    "profiles = ( { name = \"p\"; type = \"nf\"; issuer = \"i\";\n"
+                    "  subject = { C = \"FI\"; O = \"x\"; }; eku = [\"serverAuth\"];\n"
+                    "  crl_dp = \"http://c/x.crl\"; } );\n";
+    cfg_config *c = NULL;
+    CU_ASSERT_EQUAL_FATAL(load_text(t, &c), 0);
+    CU_ASSERT(c->pipeline.workers >= 1);
+    CU_ASSERT_EQUAL(c->keys[0].sessions, c->pipeline.workers);
+    CU_ASSERT_EQUAL(c->pipeline.queue, 4096);
+    CU_ASSERT_EQUAL(c->pipeline.batch, 32);
+    CU_ASSERT_EQUAL(c->pipeline.verify, CFG_VERIFY_ALL);
+    CU_ASSERT_EQUAL(c->pipeline.serial_prefix_len, 0);
+    CU_ASSERT_EQUAL(c->log.level, CFG_LOG_INFO);
+    CU_ASSERT_EQUAL(c->profiles[0].hash, CFG_HASH_SHA256);
+    CU_ASSERT_EQUAL(c->profiles[0].key_types, CFG_KT_ALL);
+    CU_ASSERT_EQUAL(c->profiles[0].n_nf_types, 0);
+    cfg_free(c);
+
+    /* validity.max alone pulls the default down to it */
+    char *t2 = sub(t, "crl_dp", "validity = { max = \"30d\"; }; crl_dp");
+    CU_ASSERT_EQUAL_FATAL(load_text(t2, &c), 0);
+    CU_ASSERT_EQUAL(c->profiles[0].validity_max, 30u * 86400);
+    CU_ASSERT_EQUAL(c->profiles[0].validity_default, 30u * 86400);
+    cfg_free(c);
+    free(t2);
+}
+
+static void test_pipeline_values(void)
+{
+    static const struct {
+        const char *set;
+        size_t len;
+        uint8_t b[4];
+    } pfx[] = {
+        {"serial_prefix = 0x01;", 1, {0x01}},
+        {"serial_prefix = 0x7f;", 1, {0x7f}},
+        {"serial_prefix = 0x80;", 2, {0x00, 0x80}},
+        {"serial_prefix = 0x0102;", 2, {0x01, 0x02}},
+        {"serial_prefix = \"0001a0ff\";", 0, {0}}, /* refused: first octet 00 */
+        {"serial_prefix = \"01a0ff\";", 3, {0x01, 0xa0, 0xff}},
+        {"serial_prefix = 0x7fffffff;", 4, {0x7f, 0xff, 0xff, 0xff}},
+    };
+    for (size_t i = 0; i < sizeof(pfx) / sizeof(pfx[0]); i++) {
+        char *t = sub(base_conf, "serial_prefix = 0x01;", pfx[i].set);
+        cfg_config *c = NULL;
+        int rc = load_text(t, &c);
+        if (pfx[i].len == 0) {
+            CU_ASSERT_EQUAL(rc, -1);
+            CU_ASSERT_PTR_NOT_NULL(strstr(errbuf, "first octet must be 01..7f"));
+        } else {
+            CU_ASSERT_EQUAL_FATAL(rc, 0);
+            CU_ASSERT_EQUAL(c->pipeline.serial_prefix_len, pfx[i].len);
+            CU_ASSERT_EQUAL(memcmp(c->pipeline.serial_prefix, pfx[i].b, pfx[i].len), 0);
+            cfg_free(c);
+        }
+        free(t);
+    }
+    static const struct {
+        const char *v;
+        cfg_verify_mode m;
+        unsigned n;
+    } ver[] = {{"all", CFG_VERIFY_ALL, 1},
+               {"off", CFG_VERIFY_OFF, 0},
+               {"1-in-2", CFG_VERIFY_SAMPLE, 2},
+               {"1-in-65536", CFG_VERIFY_SAMPLE, 65536}};
+    for (size_t i = 0; i < sizeof(ver) / sizeof(ver[0]); i++) {
+        char set[64];
+        snprintf(set, sizeof(set), "verify_issued = \"%s\";", ver[i].v);
+        char *t = sub(base_conf, "verify_issued = \"1-in-16\";", set);
+        cfg_config *c = NULL;
+        CU_ASSERT_EQUAL_FATAL(load_text(t, &c), 0);
+        CU_ASSERT_EQUAL(c->pipeline.verify, ver[i].m);
+        CU_ASSERT_EQUAL(c->pipeline.verify_n, ver[i].n);
+        cfg_free(c);
+        free(t);
+    }
+    char *t = sub(base_conf, "level = \"info\"", "level = \"warn\"");
+    cfg_config *c = NULL;
+    CU_ASSERT_EQUAL_FATAL(load_text(t, &c), 0);
+    CU_ASSERT_EQUAL(c->log.level, CFG_LOG_WARNING);
+    cfg_free(c);
+    free(t);
+}
+
+static void test_duration(void)
+{
+    static const struct {
+        const char *s;
+        uint64_t v;
+    } ok[] = {
+        {"90d", 90ull * 86400}, {"12h", 43200},    {"3600s", 3600}, {"30m", 1800},
+        {"1w", 604800},         {"1d12h", 129600}, {"0s", 0},       {"36500d", 36500ull * 86400}};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        uint64_t v = 1;
+        CU_ASSERT_EQUAL(cfg_parse_duration(ok[i].s, &v, errbuf, sizeof(errbuf)), 0);
+        CU_ASSERT_EQUAL(v, ok[i].v);
+    }
+    static const struct {
+        const char *s, *why;
+    } bad[] = {
+        {"", "empty duration"},
+        {"90", "lacks a unit"},
+        {"90x", "unknown unit 'x'"},
+        {"d", "is not a duration"},
+        {"-5d", "is not a duration"},
+        {"1.5d", "unknown unit '.'"},
+        {"5 d", "unknown unit ' '"},
+        {"36501d", "longer than 100 years"},
+        {"99999999999999999999999s", "longer than 100 years"},
+        {"36500d1s", "longer than 100 years"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        uint64_t v = 7;
+        errbuf[0] = 0;
+        CU_ASSERT_EQUAL(cfg_parse_duration(bad[i].s, &v, errbuf, sizeof(errbuf)), -1);
+        CU_ASSERT_EQUAL(v, 7);
+        if (!strstr(errbuf, bad[i].why)) {
+            fprintf(stderr, "\n  '%s': got '%s', want '%s'\n", bad[i].s, errbuf, bad[i].why);
+            CU_FAIL("duration message");
+        }
+    }
+}
+
+/* The shipped, annotated example must load. */
+static void test_example_file(void)
+{
+    const char *src = getenv("CF_SOURCE_DIR");
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/docs/examples/certforged.conf", src ? src : "../..");
+    cfg_config *c = NULL;
+    int rc = cfg_load(path, &c, errbuf, sizeof(errbuf));
+    if (rc)
+        fprintf(stderr, "\n%s\n", errbuf);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_EQUAL(c->n_profiles, 3);
+    CU_ASSERT_PTR_NOT_NULL(cfg_find_profile(c, "nf", 2));
+    CU_ASSERT_PTR_NOT_NULL(cfg_find_profile(c, "sepp", 4));
+    CU_ASSERT_PTR_NOT_NULL(cfg_find_profile(c, "star", 4));
+    cfg_free(c);
+}
+
+/* cfg_load on a file: line numbers and file name in messages, relative
+ * paths against the file's folder, unreadable files. */
+static void test_file_errors(void)
+{
+    char dir[] = "/tmp/cf-config-XXXXXX";
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof(path), "%s/c.conf", dir);
+    FILE *f = fopen(path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs(base_conf, f);
+    fclose(f);
+    cfg_config *c = NULL;
+    CU_ASSERT_EQUAL_FATAL(cfg_load(path, &c, errbuf, sizeof(errbuf)), 0);
+    char want[300];
+    snprintf(want, sizeof(want), "%s/chain.pem", dir);
+    CU_ASSERT_STRING_EQUAL(c->issuers[0].chain, want);
+    CU_ASSERT_STRING_EQUAL(c->path, path);
+    cfg_free(c);
+
+    /* an unknown setting on line 3 of the file */
+    f = fopen(path, "w");
+    char *t = sub(base_conf, "sessions = 3;", "sessions = 3; colour = \"red\";");
+    fputs(t, f);
+    fclose(f);
+    free(t);
+    CU_ASSERT_EQUAL(cfg_load(path, &c, errbuf, sizeof(errbuf)), -1);
+    snprintf(want, sizeof(want), "%s:3: keys[0].colour: unknown setting in a key", path);
+    CU_ASSERT_STRING_EQUAL(errbuf, want);
+
+    /* a syntax error */
+    f = fopen(path, "w");
+    fputs("tokens = (\n  { name = \"a\" }\n  oops\n", f);
+    fclose(f);
+    CU_ASSERT_EQUAL(cfg_load(path, &c, errbuf, sizeof(errbuf)), -1);
+    snprintf(want, sizeof(want), "%s:3: ", path);
+    if (!strstr(errbuf, want) || !strstr(errbuf, "syntax error")) {
+        fprintf(stderr, "\n  got: %s\n", errbuf);
+        CU_FAIL("syntax error message");
+    }
+
+    /* @include relative to the config's folder */
+    char inc[256];
+    snprintf(inc, sizeof(inc), "%s/tokens.inc", dir);
+    f = fopen(inc, "w");
+    fputs("tokens = ( { name = \"ca\"; uri = \"pkcs11:token=CA\"; } );\n", f);
+    fclose(f);
+    f = fopen(path, "w");
+    t = sub(base_conf, "tokens = ( { name = \"ca\";\n",
+            "@include \"tokens.inc\"\nxtokens = ( { name = \"ca\";\n");
+    char *t2 = sub(t, "xtokens = ( { name = \"ca\";\n  uri", "#");
+    fputs(t2, f);
+    fclose(f);
+    free(t);
+    free(t2);
+    int rc = cfg_load(path, &c, errbuf, sizeof(errbuf));
+    if (rc)
+        fprintf(stderr, "\n%s\n", errbuf);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_STRING_EQUAL(c->tokens[0].uri, "pkcs11:token=CA");
+    cfg_free(c);
+
+    unlink(inc);
+    unlink(path);
+    CU_ASSERT_EQUAL(cfg_load(path, &c, errbuf, sizeof(errbuf)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(errbuf, "cannot read"));
+    rmdir(dir);
+}
+
+/* ------------------------------------------------------------- negative */
+
+static void test_unknown_settings(void)
+{
+    REFUSE("log = {", "server = { socket = \"/run/x\"; };\nlog = {",
+           "test.conf:31: server: unknown setting in the top level");
+    REFUSE("name = \"ca\";", "name = \"ca\"; label = \"x\";",
+           "test.conf:1: tokens[0].label: unknown setting in a token");
+    REFUSE("sessions = 3;", "sessions = 3; pin = \"1234\";",
+           "keys[0].pin: unknown setting in a key");
+    REFUSE("chain = \"chain.pem\";", "chain = \"chain.pem\"; crl = \"x\";",
+           "issuers[0].crl: unknown setting in an issuer");
+    REFUSE("require_nf_instance_id = true;", "require_nf_instance_id = true; colour = 1;",
+           "test.conf:14: profiles[0].colour: unknown setting in a profile");
+    REFUSE("O = \"5gc.mnc001.mcc001.3gppnetwork.org\"; };\n    validity",
+           "O = \"5gc.mnc001.mcc001.3gppnetwork.org\"; CN = \"x\"; };\n    validity",
+           "profiles[0].subject.CN: unknown setting in subject");
+    REFUSE("default = \"90d\";", "default = \"90d\"; min = \"1d\";",
+           "profiles[0].validity.min: unknown setting in validity");
+    REFUSE("batch = 32;", "batch = 32; threads = 4;",
+           "pipeline.threads: unknown setting in pipeline");
+    REFUSE("level = \"info\";", "level = \"info\"; file = \"/x\";",
+           "log.file: unknown setting in log");
+    /* settings of another profile type */
+    REFUSE("backdate = \"0s\";", "backdate = \"0s\"; crl_dp = \"http://c/x.crl\";",
+           "profiles[2].crl_dp: a star profile carries noRevAvail (RFC 9608)");
+    REFUSE("crl_dp = \"ldap://", "require_nf_types = true; crl_dp = \"ldap://",
+           "profiles[1].require_nf_types: a sepp profile always carries NFTypes \"SEPP\"");
+}
+
+static void test_type_errors(void)
+{
+    REFUSE("sessions = 3;", "sessions = \"3\";",
+           "test.conf:3: keys[0].sessions: expected an integer, got a string");
+    REFUSE("sessions = 3;", "sessions = 3.0;",
+           "keys[0].sessions: expected an integer, got a float");
+    REFUSE("require_nf_instance_id = true;", "require_nf_instance_id = 1;",
+           "profiles[0].require_nf_instance_id: expected a boolean (true/false), got an integer");
+    REFUSE("eku = [\"serverAuth\", \"clientAuth\"];\n    crl_dp = \"http",
+           "eku = \"serverAuth\";\n    crl_dp = \"http",
+           "profiles[0].eku: expected an array of strings");
+    REFUSE("eku = [\"clientAuth\"];", "eku = [1];",
+           "profiles[2].eku[0]: expected a string, got an integer");
+    REFUSE("type = \"nf\";", "type = nf;", "syntax error");
+    REFUSE("hash = \"sha256\";", "hash = 256;",
+           "profiles[0].hash: expected a string, got an integer");
+    REFUSE("subject = { C = \"FI\"; O = \"5gc.mnc001.mcc001.3gppnetwork.org\"; };\n    validity = "
+           "{ default = \"90d\"",
+           "subject = \"C=FI\";\n    validity = { default = \"90d\"",
+           "profiles[0].subject: expected a group");
+    REFUSE("validity = { default = \"24h\"; max = \"7d\"; };", "validity = \"7d\";",
+           "profiles[2].validity: expected a group");
+    REFUSE("default = \"90d\";", "default = 90;",
+           "profiles[0].validity.default: expected a string");
+    REFUSE("tokens = ( {", "tokens = ( 1, {",
+           "tokens[0]: expected a group { ... }, got an integer");
+    REFUSE("pipeline = {", "pipeline = 1; #", "test.conf:30: pipeline: expected a group");
+    REFUSE("log = {", "log = 1; #", "test.conf:31: log: expected a group");
+    REFUSE("serial_prefix = 0x01;", "serial_prefix = true;",
+           "pipeline.serial_prefix: expected an integer or a hex string, got a boolean");
+    REFUSE("name = \"ca\";", "name = 7;", "tokens[0].name: expected a string, got an integer");
+    REFUSE("key_types = [\"ec-p256\", \"ec-p384\"];", "key_types = [];",
+           "profiles[0].key_types: must not be empty");
+    REFUSE("crl_dp = \"http://crl.example.net/nf-ca.crl\";", "crl_dp = \"\";",
+           "profiles[0].crl_dp: must not be empty");
+}
+
+static void test_missing(void)
+{
+    /* whole sections, from a minimal config with one section per line */
+    static const char *const lines[] = {
+        "tokens = ( { name = \"t\"; uri = \"pkcs11:token=T\"; } );\n",
+        "keys = ( { name = \"k\"; token = \"t\"; uri = \"pkcs11:object=k\"; } );\n",
+        "issuers = ( { name = \"i\"; key = \"k\"; certificate = \"ca.pem\"; } );\n",
+        "profiles = ( { name = \"p\"; type = \"nf\"; issuer = \"i\"; subject = { C = \"FI\"; "
+        "O = \"x\"; }; eku = [\"serverAuth\"]; crl_dp = \"http://c/x.crl\"; } );\n"};
+    static const char *const names[] = {"tokens", "keys", "issuers", "profiles"};
+    for (int skip = 0; skip < 4; skip++) {
+        char text[1024] = "", want[128];
+        for (int i = 0; i < 4; i++)
+            if (i != skip)
+                strcat(text, lines[i]);
+        cfg_config *c = NULL;
+        CU_ASSERT_EQUAL(load_text(text, &c), -1);
+        snprintf(want, sizeof(want), "test.conf: (top level): missing required setting '%s'",
+                 names[skip]);
+        CU_ASSERT_STRING_EQUAL(errbuf, want);
+        /* and an empty list */
+        char empty[1100];
+        snprintf(empty, sizeof(empty), "%s = ();\n%s", names[skip], text);
+        CU_ASSERT_EQUAL(load_text(empty, &c), -1);
+        snprintf(want, sizeof(want), "test.conf:1: %s: must have at least one entry", names[skip]);
+        CU_ASSERT_STRING_EQUAL(errbuf, want);
+    }
+    REFUSE("uri = \"pkcs11:object=nf-ca\";", "", "keys[0]: missing required setting 'uri'");
+    REFUSE("token = \"ca\"; uri = \"pkcs11:object=nf-ca\"", "uri = \"pkcs11:object=nf-ca\"",
+           "keys[0]: missing required setting 'token'");
+    REFUSE("certificate = \"ic-ca.pem\";", "",
+           "issuers[1]: missing required setting 'certificate'");
+    REFUSE("{ name = \"sepp\"; type = \"sepp\"; issuer = \"ic-ca\";",
+           "{ name = \"sepp\"; type = \"sepp\";",
+           "test.conf:18: profiles[1]: missing required setting 'issuer'");
+    REFUSE("{ name = \"sepp\"; type = \"sepp\";", "{ name = \"sepp\";",
+           "profiles[1]: missing required setting 'type'");
+    REFUSE("{ name = \"sepp\"; ", "{ ", "profiles[1]: missing required setting 'name'");
+    REFUSE("crl_dp = \"ldap://ldap.example.net/cn=ic-ca\";", "",
+           "profiles[1]: missing required setting 'crl_dp'");
+    REFUSE("eku = [\"clientAuth\"];", "", "profiles[2]: missing required setting 'eku'");
+    REFUSE("subject = { C = \"DE\"; O = \"5gc.mnc002.mcc262.3gppnetwork.org\"; };", "",
+           "profiles[1]: missing required setting 'subject'");
+    REFUSE("C = \"DE\"; ", "", "profiles[1].subject: missing required setting 'C'");
+    REFUSE("O = \"5gc.mnc002.mcc262.3gppnetwork.org\";", "",
+           "profiles[1].subject: missing required setting 'O'");
+}
+
+static void test_values(void)
+{
+    /* validity limits */
+    REFUSE(
+        "max = \"365d\"", "max = \"1095d\"",
+        "profiles[0].validity.max: validity max plus backdate is 94608060s, over the nf limit of "
+        "94608000s (TS 33.310 §6.1.3c: 3 years)");
+    REFUSE("max = \"365d\"", "max = \"1096d\"", "over the nf limit");
+    REFUSE("crl_dp = \"ldap://", "validity = { max = \"4y\"; }; crl_dp = \"ldap://",
+           "unknown unit 'y'");
+    REFUSE("crl_dp = \"ldap://", "validity = { max = \"1100d\"; }; crl_dp = \"ldap://",
+           "profiles[1].validity.max: validity max plus backdate is");
+    REFUSE("max = \"7d\"", "max = \"8d\"",
+           "over the star limit of 604800s (short-lived, RFC 8739/RFC 9608: 7d)");
+    REFUSE("backdate = \"0s\";", "backdate = \"1s\";",
+           "profiles[2].validity.max: validity max plus backdate is 604801s, over the star limit");
+    REFUSE("default = \"90d\"", "default = \"400d\"",
+           "profiles[0].validity.default: validity default exceeds validity max");
+    REFUSE("default = \"90d\"", "default = \"59s\"", "validity default must be at least 60s");
+    REFUSE("max = \"365d\"", "max = \"59s\"", "validity max must be at least 60s");
+    REFUSE("default = \"90d\"", "default = \"90\"",
+           "profiles[0].validity.default: '90' lacks a unit");
+    REFUSE("backdate = \"0s\";", "backdate = \"2h\";",
+           "profiles[2].backdate: backdate is at most 1h");
+    /* hash */
+    REFUSE("hash = \"sha256\";", "hash = \"sha1\";",
+           "profiles[0].hash: 'sha1' is forbidden (TS 33.310 §6.1.1: no MD5 or SHA-1)");
+    REFUSE("hash = \"sha256\";", "hash = \"md5\";", "forbidden");
+    REFUSE("hash = \"sha256\";", "hash = \"sha3-256\";",
+           "'sha3-256': expected sha256, sha384 or sha512");
+    /* EKU */
+    REFUSE("eku = [\"clientAuth\"];", "eku = [\"codeSigning\"];",
+           "profiles[2].eku[0]: 'codeSigning': expected serverAuth or clientAuth");
+    REFUSE("eku = [\"clientAuth\"];", "eku = [\"clientAuth\", \"clientAuth\"];",
+           "profiles[2].eku[1]: 'clientAuth' listed twice");
+    /* URLs */
+    REFUSE(
+        "http://crl.example.net/nf-ca.crl", "ftp://crl.example.net/nf-ca.crl",
+        "profiles[0].crl_dp: 'ftp://crl.example.net/nf-ca.crl' must start with http:// or ldap://");
+    REFUSE("http://crl.example.net/nf-ca.crl", "https://crl.example.net/nf-ca.crl", "not https://");
+    REFUSE("http://crl.example.net/nf-ca.crl", "http://", "'http://' names no host");
+    REFUSE("http://crl.example.net/nf-ca.crl", "http://crl example", "space, control or non-ASCII");
+    REFUSE("http://ca.example.net/nf-ca.der", "crl.example.net",
+           "profiles[0].aia_ca_issuers: 'crl.example.net' must start with");
+    /* subject */
+    REFUSE("C = \"FI\"", "C = \"FIN\"",
+           "profiles[0].subject.C: 'FIN': country must be two upper-case letters");
+    REFUSE("C = \"FI\"", "C = \"fi\"", "country must be two upper-case letters");
+    REFUSE("O = \"5gc.mnc001.mcc001.3gppnetwork.org\"",
+           "O = \"0123456789012345678901234567890123456789012345678901234567890123456789\"",
+           "profiles[0].subject.O: organization must be 1..64 bytes");
+    REFUSE("O = \"5gc.mnc001.mcc001.3gppnetwork.org\"", "O = \"a\\xff\"", "organization must be");
+    /* names */
+    REFUSE("name = \"ic-ca\"; token", "name = \"nf-ca\"; token",
+           "keys[1].name: duplicate name 'nf-ca'");
+    REFUSE("{ name = \"star\";", "{ name = \"nf\";", "profiles[2].name: duplicate name 'nf'");
+    REFUSE("name = \"ca\";", "name = \"c a\";", "tokens[0].name: 'c a' is not a valid name");
+    REFUSE("{ name = \"ic-ca\"; key", "{ name = \"nf-ca\"; key",
+           "issuers[1].name: duplicate name 'nf-ca'");
+    /* references */
+    REFUSE("token = \"ca\"; uri = \"pkcs11:id", "token = \"hsm2\"; uri = \"pkcs11:id",
+           "test.conf:4: keys[1].token: no token named 'hsm2'");
+    REFUSE("key = \"ic-ca\";", "key = \"root\";", "issuers[1].key: no key named 'root'");
+    REFUSE("issuer = \"ic-ca\";", "issuer = \"other\";",
+           "profiles[1].issuer: no issuer named 'other'");
+    /* PKCS#11 URIs */
+    REFUSE("uri = \"pkcs11:token=CA?", "uri = \"token=CA?", "tokens[0].uri: 'token=CA?");
+    REFUSE("pin-source=file:/etc/cf/pin", "pin-value=1234", "PINs never go in the config");
+    REFUSE("uri = \"pkcs11:object=nf-ca\"", "uri = \"pkcs11:object=nf-ca?pin-value=1\"",
+           "keys[0].uri: PINs never go in the config");
+    REFUSE("uri = \"pkcs11:id=%01\"", "uri = \"pkcs11:token=CA\"",
+           "keys[1].uri: 'pkcs11:token=CA' selects no key");
+    REFUSE("uri = \"pkcs11:id=%01\"", "uri = \"/dev/x\"", "is not a PKCS#11 URI");
+    REFUSE("sessions = 3;", "sessions = 0;", "keys[0].sessions: 0 is out of range 1..1024");
+    /* profile type, key types, NF types */
+    REFUSE("type = \"sepp\";", "type = \"scp\";",
+           "profiles[1].type: 'scp': expected \"nf\", \"sepp\" or \"star\"");
+    REFUSE("\"ec-p384\"]", "\"rsa-1024\"]",
+           "profiles[0].key_types[1]: 'rsa-1024': expected ec-p256");
+    REFUSE("\"ec-p384\"]", "\"ec-p256\"]", "profiles[0].key_types[1]: 'ec-p256' listed twice");
+    REFUSE("\"NRF\"]", "\"NRF\", \"AMF\"]", "profiles[0].nf_types[3]: 'AMF' listed twice");
+    REFUSE(
+        "\"NRF\"]", "\"NRF\", \"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456\"]",
+        "profiles[0].nf_types[3]: 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456' is not an NFType (RFC 9310");
+    REFUSE("\"NRF\"]", "\"N RF\"]", "is not an NFType");
+    REFUSE("crl_dp = \"ldap://", "nf_types = [\"AMF\"]; crl_dp = \"ldap://",
+           "profiles[1].nf_types[0]: a sepp profile issues NFTypes \"SEPP\" only");
+    /* pipeline and log */
+    REFUSE("workers = 2;", "workers = 0;", "pipeline.workers: 0 is out of range 1..256");
+    REFUSE("workers = 2;", "workers = 1000;", "pipeline.workers: 1000 is out of range 1..256");
+    REFUSE("queue = 4096;", "queue = 2000000;",
+           "pipeline.queue: 2000000 is out of range 1..1048576");
+    REFUSE("batch = 32;", "batch = 4097;", "pipeline.batch: 4097 is out of range 1..1024");
+    REFUSE("queue = 4096;", "queue = 16;", "pipeline.batch: batch 32 exceeds queue 16");
+    REFUSE("\"1-in-16\"", "\"1-in-1\"",
+           "pipeline.verify_issued: '1-in-1': expected \"all\", \"off\" or \"1-in-N\"");
+    REFUSE("\"1-in-16\"", "\"1-in-16x\"", "expected \"all\"");
+    REFUSE("\"1-in-16\"", "\"1-in-65537\"", "expected \"all\"");
+    REFUSE("\"1-in-16\"", "\"sometimes\"", "expected \"all\"");
+    REFUSE("serial_prefix = 0x01;", "serial_prefix = 0;",
+           "pipeline.serial_prefix: 0 is out of range 0x01..0x7FFFFFFF");
+    REFUSE("serial_prefix = 0x01;", "serial_prefix = \"80\";", "the first octet must be 01..7f");
+    REFUSE("serial_prefix = 0x01;", "serial_prefix = \"0g\";", "expected hex digits");
+    REFUSE("serial_prefix = 0x01;", "serial_prefix = \"0102030405\";",
+           "expected 2, 4, 6 or 8 hex digits");
+    REFUSE("level = \"info\"", "level = \"loud\"",
+           "log.level: 'loud': expected error, warning, info or debug");
+}
+
+static void test_parse_errors(void)
+{
+    cfg_config *c = NULL;
+    CU_ASSERT_EQUAL(load_text("tokens = ( { name = \"a\"; name = \"b\"; } );\n", &c), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(errbuf, "test.conf:1: "));
+    CU_ASSERT_EQUAL(load_text("a = 1;\n\n b = ;\n", &c), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(errbuf, "test.conf:3: syntax error"));
+    CU_ASSERT_EQUAL(load_text("", &c), -1);
+    CU_ASSERT_STRING_EQUAL(errbuf, "test.conf: (top level): missing required setting 'tokens'");
+    CU_ASSERT_EQUAL(load_text("# x\n  @include \"/etc/passwd\"\n", &c), -1);
+    CU_ASSERT_STRING_EQUAL(errbuf, "test.conf:2: @include is not allowed here");
+    CU_ASSERT_PTR_NULL(c);
+}
+
+int main(void)
+{
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+    CU_pSuite s = CU_add_suite("config", NULL, NULL);
+    CU_add_test(s, "full config", test_full_config);
+    CU_add_test(s, "minimal config and defaults", test_minimal_defaults);
+    CU_add_test(s, "pipeline values", test_pipeline_values);
+    CU_add_test(s, "durations", test_duration);
+    CU_add_test(s, "docs/examples/certforged.conf", test_example_file);
+    CU_add_test(s, "file loading", test_file_errors);
+    CU_add_test(s, "unknown settings", test_unknown_settings);
+    CU_add_test(s, "type errors", test_type_errors);
+    CU_add_test(s, "missing settings", test_missing);
+    CU_add_test(s, "value checks", test_values);
+    CU_add_test(s, "parse errors", test_parse_errors);
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned fails = CU_get_number_of_failures();
+    CU_cleanup_registry();
+    return fails ? 1 : 0;
+}
