@@ -1,0 +1,91 @@
+#include "bench_common.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cf_testutil.h"
+
+double bench_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int mkdir_p(const char *path)
+{
+    char buf[PATH_MAX];
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            mkdir(buf, 0700);
+            *p = '/';
+        }
+    return mkdir(buf, 0700) == 0 || errno == EEXIST ? 0 : -1;
+}
+
+int bench_setup_ca(bench_setup *su, const char *argv0)
+{
+    cf_softhsm h;
+    if (cf_softhsm_init(&h, "bench", "24681357") != 0)
+        return -1;
+    snprintf(su->dir, sizeof(su->dir), "%s", h.dir);
+    snprintf(su->module, sizeof(su->module), "%s", h.module);
+    snprintf(su->pin_file, sizeof(su->pin_file), "%s", h.pin_file);
+    snprintf(su->pin, sizeof(su->pin), "%s", h.pin);
+    cf_softhsm_uri(&h, NULL, su->token_uri, sizeof(su->token_uri));
+    snprintf(su->key_uri, sizeof(su->key_uri), "pkcs11:token=bench;object=ca");
+    snprintf(su->ca_pem, sizeof(su->ca_pem), "%s/ca.pem", su->dir);
+
+    /* The certforge CLI sits next to this binary. */
+    char self[PATH_MAX], cli[PATH_MAX + 16];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0)
+        snprintf(self, sizeof(self), "%s", argv0);
+    else
+        self[n] = 0;
+    char *sl = strrchr(self, '/');
+    if (sl)
+        *sl = 0;
+    snprintf(cli, sizeof(cli), "%s/certforge", self);
+    if (access(cli, X_OK) != 0) {
+        fprintf(stderr, "certforge-bench: %s not found (build the certforge target)\n", cli);
+        return -1;
+    }
+    if (cf_sh("'%s' keys generate --token '%s' --type '%s' --label ca >/dev/null", cli,
+              su->token_uri, su->ca_key) != 0 ||
+        cf_sh("'%s' ca init-root --token '%s' --key '%s' --subject "
+              "'/C=FI/O=5gc.mnc001.mcc001.3gppnetwork.org/CN=certforge-bench NF CA' "
+              "--days 3650 --out '%s' >/dev/null",
+              cli, su->token_uri, su->key_uri, su->ca_pem) != 0) {
+        fprintf(stderr, "certforge-bench: CA set-up with %s failed\n", cli);
+        return -1;
+    }
+    return 0;
+}
+
+void bench_setup_cleanup(bench_setup *su)
+{
+    if (su->dir[0] && strstr(su->dir, "cf-softhsm-"))
+        cf_sh("rm -rf '%s'", su->dir);
+    csr_pool_free(&su->pool);
+}
+
+int bench_run_mode(const bench_setup *su, const char *mode, unsigned threads, bench_result *r)
+{
+    if (strcmp(mode, "floor") == 0)
+        return bench_floor(su, threads, r);
+    if (strcmp(mode, "naive") == 0)
+        return bench_naive(su, threads, r);
+    if (strcmp(mode, "core") == 0)
+        return bench_core(su, threads, r);
+    fprintf(stderr, "certforge-bench: unknown mode '%s' (floor, naive, core)\n", mode);
+    return -1;
+}

@@ -1,0 +1,31 @@
+/* engine.h — certforge's issuance engine assembled from a config: tokens
+ * opened and logged in, a signer per key, issuer certificates read and
+ * checked against their HSM keys, profiles compiled, the pipeline started.
+ * Used by certforged and by certforge-bench's in-process mode. */
+#ifndef CF_ENGINE_H
+#define CF_ENGINE_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "pipeline.h"
+
+typedef struct cf_engine cf_engine;
+
+typedef struct cf_engine_hooks {
+    pipe_done_fn done; /* required */
+    void *done_arg;
+    pipe_batch_fn record; /* optional: the ledger */
+    void *record_arg;
+} cf_engine_hooks;
+
+/* Returns 0, or -1 with an operator-grade message in err naming the
+ * setting (token, key, issuer or profile) that failed and why. */
+__attribute__((warn_unused_result)) int cf_engine_open(const cfg_config *cfg,
+                                                       const cf_engine_hooks *hooks,
+                                                       cf_engine **out, char *err, size_t errlen);
+pipe_engine *cf_engine_pipe(cf_engine *e);
+/* Drains the pipeline (every queued job completes), then closes the HSM. */
+void cf_engine_close(cf_engine *e);
+
+#endif

@@ -1,0 +1,561 @@
+/* The batching issuance pipeline. See pipeline.h.
+ *
+ * Locking: one mutex per engine guards the job ring; a worker takes it once
+ * per batch, not per job. Everything else a worker touches is its own
+ * (verifier, digest contexts, scratch) or read-only after pipe_new. */
+#include "pipeline.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
+
+#include "csr.h"
+#include "profile.h"
+
+#define PIPE_MAX_PROFILES 32
+#define PIPE_MAX_ISSUERS 32
+
+/* One issuing key: its signer and its public half, for checking every
+ * signature the HSM returns before anything is released. */
+typedef struct pipe_issuer {
+    hsm_signer *signer;
+    EVP_PKEY *pub;
+    hsm_mech mech;
+    unsigned idx;
+} pipe_issuer;
+
+typedef struct pipe_prof {
+    const profile *prof;
+    const char *name;
+    size_t name_len;
+    pipe_issuer *iss;
+} pipe_prof;
+
+typedef struct worker {
+    pipe_engine *e;
+    pthread_t th;
+    unsigned id;
+    csr_verifier *cv;
+    EVP_MD_CTX *mdctx;
+    EVP_MD *md[3]; /* SHA-256, -384, -512, fetched once */
+    EVP_PKEY_CTX *vctx[PIPE_MAX_ISSUERS];
+    uint64_t verify_ctr;
+    pipe_job **jobs;
+    hsm_sign_req *reqs;
+    pipe_job **ok;
+    uint8_t scratch[PIPE_CERT_MAX];
+} worker;
+
+struct pipe_engine {
+    pipe_opts o;
+    pipe_prof profs[PIPE_MAX_PROFILES];
+    size_t nprofs;
+    pipe_issuer iss[PIPE_MAX_ISSUERS];
+    size_t niss;
+
+    pthread_mutex_t mu;
+    pthread_cond_t not_empty, not_full;
+    pipe_job **ring;
+    unsigned cap, head, count;
+    bool stopping;
+
+    worker *w;
+    unsigned nw;
+
+    _Atomic uint64_t submitted, completed;
+    _Atomic uint64_t by_status[CF_ST__MAX];
+};
+
+/* --- small helpers --------------------------------------------------------- */
+
+static void set_err(char *err, size_t errlen, const char *fmt, const char *a, const char *b)
+{
+    if (err && errlen)
+        snprintf(err, errlen, fmt, a, b);
+}
+
+static int md_index(hsm_mech m)
+{
+    switch (m) {
+    case HSM_MECH_ECDSA_SHA256:
+    case HSM_MECH_RSA_PKCS1_SHA256:
+    case HSM_MECH_RSA_PSS_SHA256:
+        return 0;
+    case HSM_MECH_ECDSA_SHA384:
+    case HSM_MECH_RSA_PKCS1_SHA384:
+    case HSM_MECH_RSA_PSS_SHA384:
+        return 1;
+    case HSM_MECH_ECDSA_SHA512:
+    case HSM_MECH_RSA_PKCS1_SHA512:
+    case HSM_MECH_RSA_PSS_SHA512:
+        return 2;
+    default:
+        return -1; /* Ed25519 signs the message */
+    }
+}
+
+static void fail(pipe_job *j, cf_status st, int detail, const char *msg)
+{
+    j->status = st;
+    j->detail = detail;
+    snprintf(j->msg, sizeof(j->msg), "%s", msg);
+}
+
+/* --- per-worker set-up ------------------------------------------------------ */
+
+/* A verify context per issuer, initialised once and reused for every
+ * certificate (EVP_PKEY_verify may be called repeatedly after one init). */
+static EVP_PKEY_CTX *issuer_vctx(worker *w, const pipe_issuer *is)
+{
+    if (is->mech == HSM_MECH_ED25519)
+        return NULL; /* one-shot EVP_DigestVerify per certificate */
+    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_pkey(NULL, is->pub, NULL);
+    if (!c || EVP_PKEY_verify_init(c) <= 0)
+        goto bad;
+    int mi = md_index(is->mech);
+    if (is->mech >= HSM_MECH_RSA_PKCS1_SHA256 && is->mech <= HSM_MECH_RSA_PKCS1_SHA512) {
+        if (EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_PADDING) <= 0 ||
+            EVP_PKEY_CTX_set_signature_md(c, w->md[mi]) <= 0)
+            goto bad;
+    } else if (is->mech >= HSM_MECH_RSA_PSS_SHA256 && is->mech <= HSM_MECH_RSA_PSS_SHA512) {
+        if (EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_PSS_PADDING) <= 0 ||
+            EVP_PKEY_CTX_set_signature_md(c, w->md[mi]) <= 0 ||
+            EVP_PKEY_CTX_set_rsa_mgf1_md(c, w->md[mi]) <= 0 ||
+            EVP_PKEY_CTX_set_rsa_pss_saltlen(c, RSA_PSS_SALTLEN_DIGEST) <= 0)
+            goto bad;
+    }
+    return c;
+bad:
+    EVP_PKEY_CTX_free(c);
+    return NULL;
+}
+
+static int worker_init(worker *w, pipe_engine *e, unsigned id)
+{
+    w->e = e;
+    w->id = id;
+    w->cv = csr_verifier_new();
+    w->mdctx = EVP_MD_CTX_new();
+    w->md[0] = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+    w->md[1] = EVP_MD_fetch(NULL, "SHA2-384", NULL);
+    w->md[2] = EVP_MD_fetch(NULL, "SHA2-512", NULL);
+    w->jobs = calloc(e->o.batch, sizeof(*w->jobs));
+    w->ok = calloc(e->o.batch, sizeof(*w->ok));
+    w->reqs = calloc(e->o.batch, sizeof(*w->reqs));
+    if (!w->cv || !w->mdctx || !w->md[0] || !w->md[1] || !w->md[2] || !w->jobs || !w->ok ||
+        !w->reqs)
+        return -1;
+    for (size_t i = 0; i < e->niss; i++) {
+        w->vctx[i] = issuer_vctx(w, &e->iss[i]);
+        if (!w->vctx[i] && e->iss[i].mech != HSM_MECH_ED25519)
+            return -1;
+    }
+    return 0;
+}
+
+static void worker_fini(worker *w)
+{
+    csr_verifier_free(w->cv);
+    EVP_MD_CTX_free(w->mdctx);
+    for (int i = 0; i < 3; i++)
+        EVP_MD_free(w->md[i]);
+    for (size_t i = 0; i < PIPE_MAX_ISSUERS; i++)
+        EVP_PKEY_CTX_free(w->vctx[i]);
+    free(w->jobs);
+    free(w->ok);
+    free(w->reqs);
+}
+
+/* --- the stages ------------------------------------------------------------- */
+
+static const pipe_prof *find_profile(const pipe_engine *e, cf_str name)
+{
+    for (size_t i = 0; i < e->nprofs; i++)
+        if (e->profs[i].name_len == name.len && memcmp(e->profs[i].name, name.p, name.len) == 0)
+            return &e->profs[i];
+    return NULL;
+}
+
+/* Parse, policy, TBS, proof of possession, digest. On return the job is
+ * either failed or holds its TBS (in buf) and the digest to sign. */
+static void stage_front(worker *w, pipe_job *j, int64_t now)
+{
+    pipe_engine *e = w->e;
+    j->status = CF_ST_OK;
+    j->cert = NULL;
+    j->cert_len = 0;
+    j->msg[0] = '\0';
+    const pipe_prof *pp = find_profile(e, j->req.profile);
+    if (!pp) {
+        char m[sizeof(j->msg)];
+        snprintf(m, sizeof(m), "unknown profile '%.*s'", (int)(j->req.profile.len > 64 ? 64 : j->req.profile.len),
+                 j->req.profile.p ? j->req.profile.p : "");
+        fail(j, CF_ST_UNKNOWN_PROFILE, 0, m);
+        return;
+    }
+    csr c;
+    csr_err ce = csr_parse(j->req.csr_der, j->req.csr_len, &c);
+    if (ce != CSR_OK) {
+        char m[sizeof(j->msg)];
+        snprintf(m, sizeof(m), "CSR rejected: %s", csr_err_name(ce));
+        fail(j, CF_ST_BAD_CSR, ce, m);
+        return;
+    }
+    if (profile_serial(j->serial, &j->serial_len, e->o.serial_prefix,
+                       e->o.serial_prefix_len) != 0) {
+        fail(j, CF_ST_INTERNAL, 0, "no random serial number (CSPRNG failure)");
+        return;
+    }
+    cf_status st = CF_ST_OK;
+    size_t tbs_len = 0;
+    if (profile_build_tbs(pp->prof, &c, &j->req, j->serial, j->serial_len, now, j->buf,
+                          sizeof(j->buf), &tbs_len, &st, j->msg, sizeof(j->msg)) != 0) {
+        j->status = st != CF_ST_OK ? st : CF_ST_INTERNAL;
+        return;
+    }
+    ce = csr_verify(w->cv, &c);
+    if (ce != CSR_OK) {
+        char m[sizeof(j->msg)];
+        snprintf(m, sizeof(m), "CSR rejected: %s", csr_err_name(ce));
+        fail(j, CF_ST_BAD_CSR, ce, m);
+        return;
+    }
+    j->tbs_off = 0;
+    j->tbs_len = tbs_len;
+    j->iss = pp->iss;
+    j->prof = pp->prof;
+    int mi = md_index(pp->iss->mech);
+    if (mi < 0) {
+        j->digest_len = 0; /* Ed25519: the HSM signs the TBS itself */
+        return;
+    }
+    unsigned dl = 0;
+    if (EVP_DigestInit_ex(w->mdctx, w->md[mi], NULL) != 1 ||
+        EVP_DigestUpdate(w->mdctx, j->buf, tbs_len) != 1 ||
+        EVP_DigestFinal_ex(w->mdctx, j->digest, &dl) != 1) {
+        fail(j, CF_ST_INTERNAL, 0, "digest of the TBSCertificate failed");
+        return;
+    }
+    j->digest_len = dl;
+}
+
+/* Is this issued signature checked? */
+static bool want_verify(worker *w)
+{
+    switch (w->e->o.verify) {
+    case PIPE_VERIFY_OFF:
+        return false;
+    case PIPE_VERIFY_ONE_IN_N:
+        return (w->verify_ctr++ % w->e->o.verify_n) == 0;
+    default:
+        return true;
+    }
+}
+
+static bool issued_sig_ok(worker *w, pipe_job *j)
+{
+    const pipe_issuer *is = j->iss;
+    if (is->mech == HSM_MECH_ED25519) {
+        EVP_MD_CTX_reset(w->mdctx);
+        return EVP_DigestVerifyInit_ex(w->mdctx, NULL, NULL, NULL, NULL, is->pub, NULL) == 1 &&
+               EVP_DigestVerify(w->mdctx, j->sig, j->sig_len, j->buf + j->tbs_off, j->tbs_len) ==
+                   1;
+    }
+    return EVP_PKEY_verify(w->vctx[is->idx], j->sig, j->sig_len, j->digest, j->digest_len) == 1;
+}
+
+/* Sign every job of the batch that is still OK, grouped by issuer: one
+ * plain batch call per issuer (so signing can move into its own process). */
+static void stage_sign(worker *w, pipe_job **jobs, size_t n)
+{
+    pipe_engine *e = w->e;
+    for (size_t k = 0; k < e->niss; k++) {
+        pipe_issuer *is = &e->iss[k];
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++) {
+            pipe_job *j = jobs[i];
+            if (j->status != CF_ST_OK || j->iss != is)
+                continue;
+            hsm_sign_req *r = &w->reqs[m];
+            r->mech = is->mech;
+            r->in = j->digest_len ? j->digest : j->buf + j->tbs_off;
+            r->inlen = j->digest_len ? j->digest_len : j->tbs_len;
+            r->sig = j->sig;
+            r->siglen = 0;
+            r->rv = CKR_OK;
+            w->ok[m++] = j;
+        }
+        if (m == 0)
+            continue;
+        hsm_sign_batch(is->signer, w->reqs, m);
+        for (size_t i = 0; i < m; i++) {
+            pipe_job *j = w->ok[i];
+            if (w->reqs[i].rv != CKR_OK) {
+                char msg[sizeof(j->msg)];
+                snprintf(msg, sizeof(msg), "HSM signing failed (%s)",
+                         hsm_rv_name(w->reqs[i].rv));
+                fail(j, CF_ST_HSM_FAILURE, (int)w->reqs[i].rv, msg);
+                continue;
+            }
+            j->sig_len = w->reqs[i].siglen;
+            if (want_verify(w) && !issued_sig_ok(w, j)) {
+                /* Never release a certificate whose signature is wrong. */
+                fail(j, CF_ST_HSM_FAILURE, 0,
+                     "the HSM returned a signature that does not verify with the issuer key");
+                continue;
+            }
+            size_t len = 0;
+            if (profile_assemble(j->prof, j->buf + j->tbs_off, j->tbs_len,
+                                 j->sig, j->sig_len, w->scratch, sizeof(w->scratch), &len) != 0) {
+                fail(j, CF_ST_POLICY_DENIED, 0, "certificate too large for the engine's buffers");
+                continue;
+            }
+            memcpy(j->buf, w->scratch, len);
+            j->cert = j->buf;
+            j->cert_len = len;
+        }
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    pipe_engine *e = w->e;
+    for (;;) {
+        pthread_mutex_lock(&e->mu);
+        while (e->count == 0 && !e->stopping)
+            pthread_cond_wait(&e->not_empty, &e->mu);
+        if (e->count == 0 && e->stopping) {
+            pthread_mutex_unlock(&e->mu);
+            break;
+        }
+        size_t n = 0;
+        while (e->count > 0 && n < e->o.batch) {
+            w->jobs[n++] = e->ring[e->head];
+            e->head = (e->head + 1) % e->cap;
+            e->count--;
+        }
+        if (e->count > 0)
+            pthread_cond_signal(&e->not_empty);
+        pthread_cond_broadcast(&e->not_full);
+        pthread_mutex_unlock(&e->mu);
+
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        for (size_t i = 0; i < n; i++)
+            stage_front(w, w->jobs[i], (int64_t)ts.tv_sec);
+        stage_sign(w, w->jobs, n);
+
+        if (e->o.record) {
+            size_t m = 0;
+            for (size_t i = 0; i < n; i++)
+                if (w->jobs[i]->status == CF_ST_OK)
+                    w->ok[m++] = w->jobs[i];
+            if (m && e->o.record(w->ok, m, e->o.record_arg) != 0)
+                for (size_t i = 0; i < m; i++) {
+                    fail(w->ok[i], CF_ST_LEDGER_FAILURE, 0,
+                         "the certificate could not be recorded; it was not released");
+                    w->ok[i]->cert = NULL;
+                    w->ok[i]->cert_len = 0;
+                }
+        }
+        for (size_t i = 0; i < n; i++) {
+            pipe_job *j = w->jobs[i];
+            atomic_fetch_add(&e->by_status[j->status < CF_ST__MAX ? j->status : CF_ST_INTERNAL],
+                             1);
+            atomic_fetch_add(&e->completed, 1);
+            e->o.done(j, e->o.done_arg);
+        }
+    }
+    return NULL;
+}
+
+/* --- public ------------------------------------------------------------------ */
+
+int pipe_new(const pipe_opts *o, const pipe_profile_def *defs, size_t ndefs, pipe_engine **out,
+             char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!o || !o->done) {
+        set_err(err, errlen, "%s%s", "pipeline: no completion callback", "");
+        return -1;
+    }
+    if (ndefs == 0 || ndefs > PIPE_MAX_PROFILES) {
+        set_err(err, errlen, "%s%s", "pipeline: between 1 and 32 profiles", "");
+        return -1;
+    }
+    pipe_engine *e = calloc(1, sizeof(*e));
+    if (!e)
+        return -1;
+    e->o = *o;
+    if (!e->o.workers) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        e->o.workers = n > 0 ? (unsigned)n : 1;
+    }
+    if (!e->o.queue)
+        e->o.queue = 4096;
+    if (!e->o.batch)
+        e->o.batch = 32;
+    if (e->o.verify == PIPE_VERIFY_ONE_IN_N && e->o.verify_n == 0)
+        e->o.verify_n = 16;
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->not_empty, NULL);
+    pthread_cond_init(&e->not_full, NULL);
+    e->cap = e->o.queue;
+    e->ring = calloc(e->cap, sizeof(*e->ring));
+    if (!e->ring)
+        goto fail;
+    for (size_t i = 0; i < ndefs; i++) {
+        pipe_prof *pp = &e->profs[e->nprofs++];
+        pp->prof = defs[i].prof;
+        pp->name = profile_name(defs[i].prof);
+        pp->name_len = strlen(pp->name);
+        pipe_issuer *is = NULL;
+        for (size_t k = 0; k < e->niss; k++)
+            if (e->iss[k].signer == defs[i].signer)
+                is = &e->iss[k];
+        if (!is) {
+            if (e->niss == PIPE_MAX_ISSUERS)
+                goto fail;
+            is = &e->iss[e->niss];
+            is->idx = (unsigned)e->niss++;
+            is->signer = defs[i].signer;
+            is->mech = profile_mech(defs[i].prof);
+            hsm_err he = {0};
+            is->pub = hsm_signer_public_key(defs[i].signer, &he);
+            if (!is->pub) {
+                set_err(err, errlen, "profile %s: %s", pp->name, he.msg);
+                goto fail;
+            }
+            if (hsm_signer_check_mech(defs[i].signer, is->mech, &he) != 0) {
+                set_err(err, errlen, "profile %s: %s", pp->name, he.msg);
+                goto fail;
+            }
+        } else if (is->mech != profile_mech(defs[i].prof)) {
+            set_err(err, errlen, "profile %s signs with %s, but another profile uses the same "
+                                 "key with another mechanism",
+                    pp->name, hsm_mech_name(profile_mech(defs[i].prof)));
+            goto fail;
+        }
+        pp->iss = is;
+    }
+    e->w = calloc(e->o.workers, sizeof(*e->w));
+    if (!e->w)
+        goto fail;
+    for (unsigned i = 0; i < e->o.workers; i++) {
+        if (worker_init(&e->w[i], e, i) != 0) {
+            set_err(err, errlen, "%s%s", "pipeline: worker set-up failed (OpenSSL)", "");
+            e->nw = i + 1;
+            goto fail_workers;
+        }
+    }
+    for (unsigned i = 0; i < e->o.workers; i++) {
+        if (pthread_create(&e->w[i].th, NULL, worker_main, &e->w[i]) != 0) {
+            set_err(err, errlen, "%s%s", "pipeline: cannot start worker threads", "");
+            pthread_mutex_lock(&e->mu);
+            e->stopping = true;
+            pthread_cond_broadcast(&e->not_empty);
+            pthread_mutex_unlock(&e->mu);
+            for (unsigned k = 0; k < i; k++)
+                pthread_join(e->w[k].th, NULL);
+            e->nw = e->o.workers;
+            goto fail_workers;
+        }
+    }
+    e->nw = e->o.workers;
+    *out = e;
+    return 0;
+fail_workers:
+    for (unsigned i = 0; i < e->nw; i++)
+        worker_fini(&e->w[i]);
+fail:
+    for (size_t k = 0; k < e->niss; k++)
+        EVP_PKEY_free(e->iss[k].pub);
+    free(e->w);
+    free(e->ring);
+    pthread_cond_destroy(&e->not_full);
+    pthread_cond_destroy(&e->not_empty);
+    pthread_mutex_destroy(&e->mu);
+    free(e);
+    return -1;
+}
+
+static bool wait_room(pipe_engine *e, unsigned timeout_ms)
+{
+    if (e->count < e->cap || timeout_ms == 0)
+        return e->count < e->cap;
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    uint64_t ns = (uint64_t)dl.tv_nsec + (uint64_t)timeout_ms * 1000000u;
+    dl.tv_sec += (time_t)(ns / 1000000000u);
+    dl.tv_nsec = (long)(ns % 1000000000u);
+    while (e->count == e->cap && !e->stopping)
+        if (pthread_cond_timedwait(&e->not_full, &e->mu, &dl) == ETIMEDOUT)
+            break;
+    return e->count < e->cap;
+}
+
+size_t pipe_submit_many(pipe_engine *e, pipe_job *const *jobs, size_t n, unsigned timeout_ms)
+{
+    size_t done = 0;
+    pthread_mutex_lock(&e->mu);
+    while (done < n && !e->stopping && wait_room(e, timeout_ms)) {
+        while (done < n && e->count < e->cap) {
+            e->ring[(e->head + e->count) % e->cap] = jobs[done++];
+            e->count++;
+        }
+        pthread_cond_signal(&e->not_empty);
+    }
+    pthread_mutex_unlock(&e->mu);
+    atomic_fetch_add(&e->submitted, done);
+    return done;
+}
+
+int pipe_submit(pipe_engine *e, pipe_job *job, unsigned timeout_ms)
+{
+    return pipe_submit_many(e, &job, 1, timeout_ms) == 1 ? 0 : -1;
+}
+
+void pipe_free(pipe_engine *e)
+{
+    if (!e)
+        return;
+    pthread_mutex_lock(&e->mu);
+    e->stopping = true;
+    pthread_cond_broadcast(&e->not_empty);
+    pthread_cond_broadcast(&e->not_full);
+    pthread_mutex_unlock(&e->mu);
+    for (unsigned i = 0; i < e->nw; i++)
+        pthread_join(e->w[i].th, NULL);
+    for (unsigned i = 0; i < e->nw; i++)
+        worker_fini(&e->w[i]);
+    for (size_t k = 0; k < e->niss; k++)
+        EVP_PKEY_free(e->iss[k].pub);
+    free(e->w);
+    free(e->ring);
+    pthread_cond_destroy(&e->not_full);
+    pthread_cond_destroy(&e->not_empty);
+    pthread_mutex_destroy(&e->mu);
+    free(e);
+}
+
+void pipe_get_stats(pipe_engine *e, pipe_stats *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->submitted = atomic_load(&e->submitted);
+    st->completed = atomic_load(&e->completed);
+    for (int i = 0; i < CF_ST__MAX; i++)
+        st->by_status[i] = atomic_load(&e->by_status[i]);
+    pthread_mutex_lock(&e->mu);
+    st->queued = e->count;
+    pthread_mutex_unlock(&e->mu);
+    st->workers = e->nw;
+}

@@ -1,0 +1,109 @@
+/* pipeline.h — the in-process issuance engine: a bounded job queue, worker
+ * threads that take jobs in batches (parse, policy, verify, build the TBS,
+ * digest), sign each batch through the HSM layer, check every issued
+ * signature against the issuer key, assemble the certificates and complete
+ * the jobs.
+ *
+ * Jobs are owned by the caller (e.g. a pool sized at start-up): the
+ * pipeline allocates nothing per request. A job and everything its request
+ * points to must stay valid until its completion callback has run.
+ */
+#ifndef CF_PIPELINE_H
+#define CF_PIPELINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hsm.h"
+#include "issue.h"
+
+#define PIPE_WUR __attribute__((warn_unused_result))
+
+/* Room for one certificate. An RSA-4096 subject key (≈ 550 bytes) and an
+ * RSA-4096 issuer signature (512) leave several KiB for names; a request
+ * whose certificate would not fit fails with POLICY_DENIED, saying so. */
+#define PIPE_CERT_MAX 8192
+
+typedef struct profile profile;
+
+typedef struct pipe_job {
+    /* in */
+    cf_issue_req req;
+    void *user;
+    /* out, valid in the completion callback */
+    cf_status status;
+    int detail;     /* CF_ST_BAD_CSR: the csr_err; CF_ST_HSM_FAILURE: the CK_RV */
+    char msg[200];  /* for the requester: what was wrong */
+    const uint8_t *cert; /* DER, inside buf */
+    size_t cert_len;
+    uint8_t serial[20];
+    size_t serial_len;
+    /* private to the pipeline */
+    uint8_t buf[PIPE_CERT_MAX];
+    size_t tbs_off, tbs_len;
+    const profile *prof;
+    const struct pipe_issuer *iss;
+    uint8_t digest[64];
+    size_t digest_len;
+    uint8_t sig[HSM_SIG_MAX];
+    size_t sig_len;
+} pipe_job;
+
+/* Called on a worker thread, once per job, after the job's batch was
+ * signed, checked and (if a batch hook is set) recorded. */
+typedef void (*pipe_done_fn)(pipe_job *job, void *arg);
+
+/* Called on a worker thread with the jobs of a batch that succeeded, before
+ * any of them completes: the ledger's "record before release". A non-zero
+ * return fails all of them with CF_ST_LEDGER_FAILURE. */
+typedef int (*pipe_batch_fn)(pipe_job *const *jobs, size_t n, void *arg);
+
+typedef enum pipe_verify { PIPE_VERIFY_ALL, PIPE_VERIFY_ONE_IN_N, PIPE_VERIFY_OFF } pipe_verify;
+
+typedef struct pipe_opts {
+    unsigned workers;   /* default: number of online CPUs */
+    unsigned queue;     /* bounded job queue (default 4096) */
+    unsigned batch;     /* jobs a worker takes at once (default 32) */
+    pipe_verify verify; /* default PIPE_VERIFY_ALL */
+    unsigned verify_n;  /* for PIPE_VERIFY_ONE_IN_N */
+    pipe_done_fn done;
+    void *done_arg;
+    pipe_batch_fn record; /* optional */
+    void *record_arg;
+    uint8_t serial_prefix[4]; /* per-instance serial prefix (profile_serial) */
+    size_t serial_prefix_len;
+} pipe_opts;
+
+typedef struct pipe_engine pipe_engine;
+
+/* A profile the pipeline serves, and the HSM signer of its issuer. The
+ * profile and signer must outlive the engine. */
+typedef struct pipe_profile_def {
+    const profile *prof;
+    hsm_signer *signer;
+} pipe_profile_def;
+
+PIPE_WUR int pipe_new(const pipe_opts *o, const pipe_profile_def *profiles, size_t nprofiles,
+                      pipe_engine **out, char *err, size_t errlen);
+
+/* Queue a job. Waits at most timeout_ms for room (0: do not wait).
+ * Returns 0, or -1 when the queue stayed full (the caller answers BUSY)
+ * or the engine is shutting down. */
+PIPE_WUR int pipe_submit(pipe_engine *e, pipe_job *job, unsigned timeout_ms);
+
+/* Queue several jobs at once (one lock); returns how many were queued. */
+size_t pipe_submit_many(pipe_engine *e, pipe_job *const *jobs, size_t n, unsigned timeout_ms);
+
+/* Stop accepting, finish every job already queued, join the workers, free. */
+void pipe_free(pipe_engine *e);
+
+typedef struct pipe_stats {
+    uint64_t submitted, completed;
+    uint64_t by_status[CF_ST__MAX];
+    unsigned queued;  /* jobs waiting now */
+    unsigned workers;
+} pipe_stats;
+void pipe_get_stats(pipe_engine *e, pipe_stats *st);
+
+#endif
