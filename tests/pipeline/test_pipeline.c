@@ -1,0 +1,431 @@
+/* The issuance pipeline end to end, in-process: a real SoftHSM token (and
+ * the fault shim over it), a CA made with the certforge CLI, the engine
+ * built from a config file as certforged builds it. Certificates are
+ * checked with OpenSSL as a relying party would; failures by exact status. */
+#include "cf_testutil.h"
+#include "config.h"
+#include "csr_pool.h"
+#include "engine.h"
+
+#include <CUnit/Basic.h>
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
+
+static cf_softhsm H;
+static char CA_PEM[400];
+static X509 *CA;
+static csr_pool POOL;
+static int (*shim_control)(const char *, const char *);
+
+static int suite_init(void)
+{
+    char cli[512], uri[1024];
+    if (cf_softhsm_init(&H, "pipe", "1234") != 0)
+        return -1;
+    cf_build_path("certforge", cli, sizeof(cli));
+    cf_softhsm_uri(&H, NULL, uri, sizeof(uri));
+    snprintf(CA_PEM, sizeof(CA_PEM), "%s/ca.pem", H.dir);
+    if (cf_sh("'%s' keys generate --token '%s' --type ec-p256 --label ca >/dev/null", cli, uri) ||
+        cf_sh("'%s' ca init-root --token '%s' --key 'pkcs11:token=pipe;object=ca' --subject "
+              "'/C=FI/O=5gc.mnc001.mcc001.3gppnetwork.org/CN=Test NF CA' --out '%s' >/dev/null",
+              cli, uri, CA_PEM))
+        return -1;
+    FILE *f = fopen(CA_PEM, "r");
+    CA = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+    if (f)
+        fclose(f);
+    if (!CA || csr_pool_get(&POOL, "ec-p256", 64, NULL) != 0)
+        return -1;
+    setenv("CF_SHIM_MODULE", H.module, 1);
+    void *dl = dlopen(CF_SHIM_PATH, RTLD_NOW | RTLD_LOCAL);
+    shim_control = dl ? (int (*)(const char *, const char *))dlsym(dl, "cf_shim_control") : NULL;
+    return shim_control ? 0 : -1;
+}
+
+static int suite_clean(void)
+{
+    X509_free(CA);
+    csr_pool_free(&POOL);
+    cf_softhsm_cleanup(&H);
+    return 0;
+}
+
+/* --- harness --------------------------------------------------------------- */
+
+typedef struct harness {
+    cfg_config *cfg;
+    cf_engine *eng;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    size_t completed;
+    int fail_record; /* make the record hook fail */
+    size_t recorded;
+} harness;
+
+static void on_done(pipe_job *j, void *arg)
+{
+    harness *h = arg;
+    (void)j;
+    pthread_mutex_lock(&h->mu);
+    h->completed++;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+}
+
+static int on_record(pipe_job *const *jobs, size_t n, void *arg)
+{
+    harness *h = arg;
+    for (size_t i = 0; i < n; i++)
+        if (!jobs[i]->cert || jobs[i]->status != CF_ST_OK)
+            return -1; /* only successes, with their certificate, are recorded */
+    pthread_mutex_lock(&h->mu);
+    h->recorded += n;
+    pthread_mutex_unlock(&h->mu);
+    return h->fail_record ? -1 : 0;
+}
+
+static int open_engine(harness *h, bool through_shim, const char *verify, unsigned workers)
+{
+    memset(h, 0, sizeof(*h));
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_cond_init(&h->cv, NULL);
+    char path[400], err[1024];
+    snprintf(path, sizeof(path), "%s/certforged.conf", H.dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fprintf(f,
+            "tokens = ( { name = \"ca\"; uri = \"pkcs11:token=pipe?module-path=%s&pin-source=file:%s\"; } );\n"
+            "keys = ( { name = \"ca\"; token = \"ca\"; uri = \"pkcs11:object=ca\"; } );\n"
+            "issuers = ( { name = \"ca\"; key = \"ca\"; certificate = \"%s\"; } );\n"
+            "profiles = ( {\n"
+            "  name = \"nf\"; type = \"nf\"; issuer = \"ca\";\n"
+            "  subject = { C = \"FI\"; O = \"5gc.mnc001.mcc001.3gppnetwork.org\"; };\n"
+            "  validity = { default = \"90d\"; max = \"365d\"; };\n"
+            "  eku = [\"serverAuth\", \"clientAuth\"];\n"
+            "  crl_dp = \"http://crl.example.org/nf.crl\";\n"
+            "} );\n"
+            "pipeline = { workers = %u; queue = 64; batch = 8; verify_issued = \"%s\"; };\n",
+            through_shim ? CF_SHIM_PATH : H.module, H.pin_file, CA_PEM, workers, verify);
+    fclose(f);
+    if (cfg_load(path, &h->cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "\ncfg_load: %s\n", err);
+        return -1;
+    }
+    cf_engine_hooks hooks = {.done = on_done, .done_arg = h, .record = on_record, .record_arg = h};
+    if (cf_engine_open(h->cfg, &hooks, &h->eng, err, sizeof(err)) != 0) {
+        fprintf(stderr, "\ncf_engine_open: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+static void close_engine(harness *h)
+{
+    cf_engine_close(h->eng);
+    cfg_free(h->cfg);
+}
+
+static void fill(pipe_job *j, const csr_item *it)
+{
+    static const char amf[] = "AMF";
+    memset(&j->req, 0, sizeof(j->req));
+    j->req.profile = (cf_str){"nf", 2};
+    j->req.csr_der = it->der;
+    j->req.csr_len = it->len;
+    j->req.nf_instance_id = (cf_str){it->uuid, strlen(it->uuid)};
+    j->req.fqdns[0] = (cf_str){it->fqdn, strlen(it->fqdn)};
+    j->req.n_fqdns = 1;
+    j->req.nf_types[0] = (cf_str){amf, 3};
+    j->req.n_nf_types = 1;
+}
+
+/* Submit n jobs and wait for all of them. */
+static void run_jobs(harness *h, pipe_job *jobs, size_t n)
+{
+    size_t base;
+    pthread_mutex_lock(&h->mu);
+    base = h->completed;
+    pthread_mutex_unlock(&h->mu);
+    for (size_t i = 0; i < n; i++)
+        CU_ASSERT_EQUAL_FATAL(pipe_submit(cf_engine_pipe(h->eng), &jobs[i], 5000), 0);
+    pthread_mutex_lock(&h->mu);
+    while (h->completed < base + n)
+        pthread_cond_wait(&h->cv, &h->mu);
+    pthread_mutex_unlock(&h->mu);
+}
+
+/* A relying party's check: strict chain verification to the CA, with the
+ * TLS client and server purposes. */
+static int verify_cert(const pipe_job *j)
+{
+    const unsigned char *p = j->cert;
+    X509 *x = d2i_X509(NULL, &p, (long)j->cert_len);
+    if (!x || p != j->cert + j->cert_len)
+        return -1;
+    int ok = 1;
+    for (int purpose = X509_PURPOSE_SSL_CLIENT; purpose <= X509_PURPOSE_SSL_SERVER; purpose++) {
+        X509_STORE *st = X509_STORE_new();
+        X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+        X509_STORE_add_cert(st, CA);
+        X509_STORE_CTX_init(ctx, st, x, NULL);
+        X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_X509_STRICT);
+        X509_STORE_CTX_set_purpose(ctx, purpose);
+        if (X509_verify_cert(ctx) != 1) {
+            fprintf(stderr, "\nverify: %s\n",
+                    X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
+            ok = 0;
+        }
+        X509_STORE_CTX_free(ctx);
+        X509_STORE_free(st);
+    }
+    /* Canonical DER: OpenSSL re-encodes it byte for byte. */
+    unsigned char *re = NULL;
+    int rl = i2d_X509(x, &re);
+    if (rl != (int)j->cert_len || memcmp(re, j->cert, j->cert_len) != 0)
+        ok = 0;
+    OPENSSL_free(re);
+    X509_free(x);
+    return ok ? 0 : -1;
+}
+
+/* --- tests ------------------------------------------------------------------ */
+
+static void test_issue_batch(void)
+{
+    harness h;
+    CU_ASSERT_FATAL(open_engine(&h, false, "all", 2) == 0);
+    size_t n = 100;
+    pipe_job *jobs = calloc(n, sizeof(*jobs));
+    for (size_t i = 0; i < n; i++)
+        fill(&jobs[i], &POOL.items[i % POOL.n]);
+    run_jobs(&h, jobs, n);
+    size_t ok = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (jobs[i].status != CF_ST_OK) {
+            fprintf(stderr, "\njob %zu: %s %s\n", i, cf_status_name(jobs[i].status), jobs[i].msg);
+            continue;
+        }
+        ok += verify_cert(&jobs[i]) == 0;
+        for (size_t k = 0; k < i; k++) /* serials never repeat */
+            CU_ASSERT(jobs[k].serial_len != jobs[i].serial_len ||
+                      memcmp(jobs[k].serial, jobs[i].serial, jobs[i].serial_len) != 0);
+    }
+    CU_ASSERT_EQUAL(ok, n);
+    CU_ASSERT_EQUAL(h.recorded, n);
+    pipe_stats st;
+    pipe_get_stats(cf_engine_pipe(h.eng), &st);
+    CU_ASSERT_EQUAL(st.by_status[CF_ST_OK], n);
+    free(jobs);
+    close_engine(&h);
+}
+
+static void test_bad_requests(void)
+{
+    harness h;
+    CU_ASSERT_FATAL(open_engine(&h, false, "all", 2) == 0);
+    pipe_job *jobs = calloc(4, sizeof(*jobs));
+    /* unknown profile */
+    fill(&jobs[0], &POOL.items[0]);
+    jobs[0].req.profile = (cf_str){"nope", 4};
+    /* not a CSR */
+    static const uint8_t junk[] = {0x30, 0x03, 0x02, 0x01, 0x00};
+    fill(&jobs[1], &POOL.items[1]);
+    jobs[1].req.csr_der = junk;
+    jobs[1].req.csr_len = sizeof(junk);
+    /* a CSR whose signature is broken */
+    uint8_t *bad = malloc(POOL.items[2].len);
+    memcpy(bad, POOL.items[2].der, POOL.items[2].len);
+    bad[POOL.items[2].len - 5] ^= 0x01;
+    fill(&jobs[2], &POOL.items[2]);
+    jobs[2].req.csr_der = bad;
+    /* the CSR asks for a SAN the front end did not authorize */
+    fill(&jobs[3], &POOL.items[3]);
+    jobs[3].req.fqdns[0] = (cf_str){"other.example.org", 17};
+    run_jobs(&h, jobs, 4);
+    CU_ASSERT_EQUAL(jobs[0].status, CF_ST_UNKNOWN_PROFILE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(jobs[0].msg, "nope"));
+    CU_ASSERT_EQUAL(jobs[1].status, CF_ST_BAD_CSR);
+    CU_ASSERT_EQUAL(jobs[1].detail, CSR_ERR_MALFORMED);
+    CU_ASSERT_EQUAL(jobs[2].status, CF_ST_BAD_CSR);
+    CU_ASSERT_EQUAL(jobs[2].detail, CSR_ERR_BAD_SIGNATURE);
+    CU_ASSERT_EQUAL(jobs[3].status, CF_ST_POLICY_DENIED);
+    CU_ASSERT_PTR_NOT_NULL(strstr(jobs[3].msg, POOL.items[3].fqdn));
+    for (int i = 0; i < 4; i++)
+        CU_ASSERT_PTR_NULL(jobs[i].cert);
+    CU_ASSERT_EQUAL(h.recorded, 0);
+    free(bad);
+    free(jobs);
+    close_engine(&h);
+}
+
+/* The HSM fails every 4th sign, then returns a corrupted signature every
+ * 5th: those jobs fail with HSM_FAILURE and no certificate; every
+ * certificate that is released verifies. */
+static void test_hsm_faults(void)
+{
+    harness h;
+    CU_ASSERT_FATAL(open_engine(&h, true, "all", 2) == 0);
+    size_t n = 40;
+    pipe_job *jobs = calloc(n, sizeof(*jobs));
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 0) {
+            shim_control("FAIL_RV", "0x30");
+            shim_control("FAIL_EVERY_N", "4");
+        } else {
+            shim_control("FAIL_EVERY_N", "0");
+            shim_control("CORRUPT_EVERY_N", "5");
+        }
+        for (size_t i = 0; i < n; i++)
+            fill(&jobs[i], &POOL.items[i % POOL.n]);
+        run_jobs(&h, jobs, n);
+        size_t ok = 0, hsm = 0, other = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (jobs[i].status == CF_ST_OK) {
+                ok++;
+                CU_ASSERT_EQUAL(verify_cert(&jobs[i]), 0);
+            } else if (jobs[i].status == CF_ST_HSM_FAILURE) {
+                hsm++;
+                CU_ASSERT_PTR_NULL(jobs[i].cert);
+            } else {
+                other++;
+            }
+        }
+        CU_ASSERT_EQUAL(other, 0);
+        CU_ASSERT(hsm >= n / 5 - 1);
+        CU_ASSERT(ok >= n / 2);
+    }
+    shim_control("RESET", "1");
+    /* and the engine keeps issuing */
+    for (size_t i = 0; i < n; i++)
+        fill(&jobs[i], &POOL.items[i % POOL.n]);
+    run_jobs(&h, jobs, n);
+    for (size_t i = 0; i < n; i++)
+        CU_ASSERT_EQUAL(jobs[i].status, CF_ST_OK);
+    free(jobs);
+    close_engine(&h);
+}
+
+/* Record before release: a failing record hook releases nothing. */
+static void test_record_failure(void)
+{
+    harness h;
+    CU_ASSERT_FATAL(open_engine(&h, false, "off", 1) == 0);
+    h.fail_record = 1;
+    pipe_job *jobs = calloc(8, sizeof(*jobs));
+    for (size_t i = 0; i < 8; i++)
+        fill(&jobs[i], &POOL.items[i]);
+    run_jobs(&h, jobs, 8);
+    for (size_t i = 0; i < 8; i++) {
+        CU_ASSERT_EQUAL(jobs[i].status, CF_ST_LEDGER_FAILURE);
+        CU_ASSERT_PTR_NULL(jobs[i].cert);
+    }
+    free(jobs);
+    close_engine(&h);
+}
+
+typedef struct {
+    harness *h;
+    pipe_job *jobs;
+    size_t n;
+} sub_arg;
+
+static void *submitter(void *p)
+{
+    sub_arg *a = p;
+    for (size_t i = 0; i < a->n; i++)
+        if (pipe_submit(cf_engine_pipe(a->h->eng), &a->jobs[i], 10000) != 0)
+            return (void *)1;
+    return NULL;
+}
+
+/* Many submitters, all workers, a small queue (backpressure), one
+ * engine: every job completes exactly once. */
+static void test_concurrency(void)
+{
+    harness h;
+    CU_ASSERT_FATAL(open_engine(&h, false, "all", 2) == 0);
+    enum { T = 4, N = 150 };
+    pipe_job *jobs = calloc(T * N, sizeof(*jobs));
+    for (size_t i = 0; i < T * N; i++)
+        fill(&jobs[i], &POOL.items[i % POOL.n]);
+    pthread_t th[T];
+    sub_arg a[T];
+    for (int t = 0; t < T; t++) {
+        a[t] = (sub_arg){&h, jobs + t * N, N};
+        pthread_create(&th[t], NULL, submitter, &a[t]);
+    }
+    void *r;
+    int bad = 0;
+    for (int t = 0; t < T; t++) {
+        pthread_join(th[t], &r);
+        bad += r != NULL;
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    pthread_mutex_lock(&h.mu);
+    while (h.completed < T * N)
+        pthread_cond_wait(&h.cv, &h.mu);
+    pthread_mutex_unlock(&h.mu);
+    size_t ok = 0;
+    for (size_t i = 0; i < T * N; i++)
+        ok += jobs[i].status == CF_ST_OK;
+    CU_ASSERT_EQUAL(ok, T * N);
+    CU_ASSERT_EQUAL(h.completed, T * N);
+    close_engine(&h); /* drains: nothing left queued */
+    free(jobs);
+}
+
+/* A full queue answers at once (the server turns that into BUSY). */
+static void test_queue_full(void)
+{
+    harness h;
+    CU_ASSERT_FATAL(open_engine(&h, true, "off", 1) == 0);
+    shim_control("SIGN_LATENCY_US", "20000"); /* slow HSM: the queue fills */
+    size_t n = 200;
+    pipe_job *jobs = calloc(n, sizeof(*jobs));
+    for (size_t i = 0; i < n; i++)
+        fill(&jobs[i], &POOL.items[i % POOL.n]);
+    size_t queued = 0;
+    for (size_t i = 0; i < n; i++)
+        if (pipe_submit(cf_engine_pipe(h.eng), &jobs[i], 0) == 0)
+            queued++;
+    CU_ASSERT(queued < n);
+    CU_ASSERT(queued >= 64);
+    shim_control("SIGN_LATENCY_US", "0");
+    pthread_mutex_lock(&h.mu);
+    while (h.completed < queued)
+        pthread_cond_wait(&h.cv, &h.mu);
+    pthread_mutex_unlock(&h.mu);
+    shim_control("RESET", "1");
+    close_engine(&h);
+    free(jobs);
+}
+
+int main(void)
+{
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+    CU_pSuite su = CU_add_suite("pipeline", suite_init, suite_clean);
+    CU_add_test(su, "100 NF certificates, strict chain checks", test_issue_batch);
+    CU_add_test(su, "unknown profile, bad CSR, bad signature, unauthorized SAN",
+                test_bad_requests);
+    CU_add_test(su, "HSM errors and wrong signatures release nothing", test_hsm_faults);
+    CU_add_test(su, "record failure releases nothing", test_record_failure);
+    CU_add_test(su, "4 submitters, 2 workers, small queue", test_concurrency);
+    CU_add_test(su, "full queue answers at once", test_queue_full);
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned fails = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
+    CU_cleanup_registry();
+    return fails ? 1 : 0;
+}
