@@ -4,6 +4,7 @@
  * checked with OpenSSL as a relying party would; failures by exact status. */
 #include "cf_testutil.h"
 #include "config.h"
+#include "csr.h"
 #include "csr_pool.h"
 #include "engine.h"
 
