@@ -455,12 +455,13 @@ static int load_pipeline(ld *l, const config_setting_t *root, cfg_pipeline *p)
     if (get_int(l, g, "queue", 1, CFG_MAX_QUEUE, p->queue, &v))
         return -1;
     p->queue = (unsigned)v;
-    if (get_int(l, g, "batch", 1, CFG_MAX_BATCH, p->batch, &v))
+    /* the default batch never exceeds a small queue; an explicit one must not */
+    if (get_int(l, g, "batch", 1, CFG_MAX_BATCH, p->batch < p->queue ? p->batch : p->queue, &v))
         return -1;
     p->batch = (unsigned)v;
-    if (p->batch > p->queue)
-        return fail(l, config_setting_get_member(g, "batch"), "batch %u exceeds queue %u", p->batch,
-                    p->queue);
+    const config_setting_t *wb = config_setting_get_member(g, "batch");
+    if (p->batch > p->queue && wb)
+        return fail(l, wb, "batch %u exceeds queue %u", p->batch, p->queue);
 
     const char *vi;
     const config_setting_t *w;
@@ -766,7 +767,7 @@ static int load_profile(ld *l, config_setting_t *e, cfg_config *c, int i)
     if (ii == c->n_issuers)
         return fail(l, wi, "no issuer named '%s'", iss);
     p->issuer_idx = ii;
-    if (!(p->issuer = dup_or_fail(l, iss)))
+    if (!(p->issuer = dup_or_fail(l, iss)) || !(p->issuer_key = dup_or_fail(l, c->issuers[ii].key)))
         return -1;
 
     if (load_subject(l, e, p))
@@ -966,6 +967,7 @@ void cfg_free(cfg_config *c)
         cfg_profile *p = &c->profiles[i];
         free(p->name);
         free(p->issuer);
+        free(p->issuer_key);
         free(p->subject_o);
         free(p->crl_dp);
         free(p->aia_ca_issuers);

@@ -119,6 +119,7 @@ typedef struct cfg_profile {
     cfg_profile_type type;
     char *issuer; /* name of a cfg_issuer */
     size_t issuer_idx;
+    char *issuer_key; /* name of that issuer's cfg_key (copied for profile users) */
     char subject_c[3];                                 /* ISO 3166 alpha-2, upper case */
     char *subject_o;                                   /* home network domain (nf) / organization */
     uint32_t validity_default, validity_max, backdate; /* seconds */

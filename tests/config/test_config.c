@@ -134,6 +134,7 @@ static void test_full_config(void)
 
     CU_ASSERT_EQUAL(sepp->type, CFG_PROFILE_SEPP);
     CU_ASSERT_EQUAL(sepp->issuer_idx, 1);
+    CU_ASSERT_STRING_EQUAL(sepp->issuer_key, "ic-ca");
     CU_ASSERT_STRING_EQUAL(sepp->subject_c, "DE");
     CU_ASSERT_EQUAL(sepp->validity_default, 90u * 86400); /* defaults */
     CU_ASSERT_EQUAL(sepp->validity_max, 365u * 86400);
@@ -249,7 +250,16 @@ static void test_pipeline_values(void)
         cfg_free(c);
         free(t);
     }
-    char *t = sub(base_conf, "level = \"info\"", "level = \"warn\"");
+    /* a small queue without a batch: the default batch follows the queue
+     * (found by fuzz_config) */
+    char *t = sub(base_conf, "queue = 4096; batch = 32;", "queue = 4;");
+    cfg_config *c0 = NULL;
+    CU_ASSERT_EQUAL_FATAL(load_text(t, &c0), 0);
+    CU_ASSERT_EQUAL(c0->pipeline.queue, 4);
+    CU_ASSERT_EQUAL(c0->pipeline.batch, 4);
+    cfg_free(c0);
+    free(t);
+    t = sub(base_conf, "level = \"info\"", "level = \"warn\"");
     cfg_config *c = NULL;
     CU_ASSERT_EQUAL_FATAL(load_text(t, &c), 0);
     CU_ASSERT_EQUAL(c->log.level, CFG_LOG_WARNING);
