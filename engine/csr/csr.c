@@ -545,7 +545,14 @@ struct csr_verifier {
     /* EVP_PKEY_fromdata contexts, initialised once: the key manager is
      * fetched here, not per CSR. */
     EVP_PKEY_CTX *ec, *rsa, *ed;
-    EVP_MD_CTX *mctx; /* reset after every CSR, never freed in between */
+    /* EC: one key per curve holding only the group; each CSR's point is
+     * decoded into it with EVP_PKEY_set_params(encoded-pub-key), which runs
+     * EC_KEY_oct2key (on-curve check included). That skips building an
+     * EC_GROUP per CSR: 0.9 µs instead of 14 µs for fromdata (docs/csr.md).
+     * Safe because the verifier is per thread and mctx drops its reference
+     * to the key before csr_verify returns. */
+    EVP_PKEY *ec_key[2]; /* P-256, P-384 */
+    EVP_MD_CTX *mctx;    /* reset after every CSR, never freed in between */
     /* OSSL_PARAM_construct_BN takes native-endian integers: the modulus and
      * exponent are byte-reversed into these rather than into BIGNUMs. */
     uint8_t n_ne[CSR_MAX_RSA_BYTES];
@@ -580,6 +587,14 @@ csr_verifier *csr_verifier_new(void)
     v->mctx = EVP_MD_CTX_new();
     if (v->ec == NULL || v->rsa == NULL || v->ed == NULL || v->mctx == NULL)
         goto fail;
+    for (int i = 0; i < 2; i++) {
+        OSSL_PARAM p[2];
+        p[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME,
+                                                i == 0 ? NAME_P256 : NAME_P384, 0);
+        p[1] = OSSL_PARAM_construct_end();
+        if (EVP_PKEY_fromdata(v->ec, &v->ec_key[i], EVP_PKEY_KEY_PARAMETERS, p) != 1)
+            goto fail;
+    }
     return v;
 fail:
     csr_verifier_free(v);
@@ -595,6 +610,8 @@ void csr_verifier_free(csr_verifier *v)
     EVP_PKEY_CTX_free(v->ec);
     EVP_PKEY_CTX_free(v->rsa);
     EVP_PKEY_CTX_free(v->ed);
+    EVP_PKEY_free(v->ec_key[0]);
+    EVP_PKEY_free(v->ec_key[1]);
     EVP_MD_CTX_free(v->mctx);
     OPENSSL_free(v);
 }
@@ -616,12 +633,14 @@ static csr_err build_key(csr_verifier *v, const csr *c, EVP_PKEY **pk)
     switch (c->key) {
     case CSR_KEY_EC_P256:
     case CSR_KEY_EC_P384:
-        p[0] = OSSL_PARAM_construct_utf8_string(
-            OSSL_PKEY_PARAM_GROUP_NAME, c->key == CSR_KEY_EC_P256 ? NAME_P256 : NAME_P384, 0);
-        p[1] =
-            OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *)c->pub, c->pub_len);
-        ctx = v->ec;
-        break;
+        *pk = v->ec_key[c->key == CSR_KEY_EC_P256 ? 0 : 1];
+        p[0] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, (void *)c->pub,
+                                                 c->pub_len);
+        p[1] = OSSL_PARAM_construct_end();
+        /* Coordinates >= p and points off the curve fail in
+         * EC_POINT_oct2point. On failure the kept key's point is garbage,
+         * but it is never used before the next successful set. */
+        return EVP_PKEY_set_params(*pk, p) == 1 ? CSR_OK : CSR_ERR_INVALID_POINT;
     case CSR_KEY_RSA:
         if (c->rsa_n_len > sizeof(v->n_ne) || c->rsa_e_len > sizeof(v->e_ne) ||
             c->key_bits < 2048 || c->key_bits > 4096)
@@ -642,13 +661,9 @@ static csr_err build_key(csr_verifier *v, const csr *c, EVP_PKEY **pk)
         return CSR_ERR_UNSUPPORTED_KEY;
     }
     p[2] = OSSL_PARAM_construct_end();
-    if (EVP_PKEY_fromdata(ctx, pk, EVP_PKEY_PUBLIC_KEY, p) == 1)
-        return CSR_OK;
-    /* The EC import decodes the point (EC_POINT_oct2point): coordinates
-     * >= p and points off the curve fail here. The RSA and Ed25519 imports
-     * only copy the numbers, so they fail for want of memory alone. */
-    return (c->key == CSR_KEY_EC_P256 || c->key == CSR_KEY_EC_P384) ? CSR_ERR_INVALID_POINT
-                                                                    : CSR_ERR_INTERNAL;
+    /* The RSA and Ed25519 imports only copy the numbers: they fail for
+     * want of memory alone. */
+    return EVP_PKEY_fromdata(ctx, pk, EVP_PKEY_PUBLIC_KEY, p) == 1 ? CSR_OK : CSR_ERR_INTERNAL;
 }
 
 static const EVP_MD *sig_md(const csr_verifier *v, const csr *c)
@@ -718,7 +733,8 @@ csr_err csr_verify(csr_verifier *v, const csr *c)
             : CSR_ERR_BAD_SIGNATURE;
 out:
     EVP_MD_CTX_reset(v->mctx);
-    EVP_PKEY_free(pk);
+    if (pk != v->ec_key[0] && pk != v->ec_key[1])
+        EVP_PKEY_free(pk);
     ERR_pop_to_mark();
     return r;
 }

@@ -958,6 +958,52 @@ static void test_bad_signature(void)
     EVP_PKEY_free(other);
 }
 
+/* The verifier keeps one EC key per curve and swaps its point per CSR: no
+ * state may leak from one CSR into the next, failed ones included. */
+static void test_verifier_reuse(void)
+{
+    EVP_PKEY *other = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    vec ok256 = mkreq(keys[K_P256], keys[K_P256], EVP_sha256(), NO_PSS, NULL);
+    vec good384 = mkreq(keys[K_P384], keys[K_P384], EVP_sha384(), NO_PSS, NULL);
+    vec foreign =
+        mkreq(other, keys[K_P256], EVP_sha256(), NO_PSS, NULL); /* pub other, signed by P256 */
+    vec mine = mkreq(other, other, EVP_sha256(), NO_PSS, NULL);
+    uint8_t pub[65];
+    size_t pl;
+    CU_ASSERT_FATAL(ok256.der && good384.der && foreign.der && mine.der &&
+                    EVP_PKEY_get_octet_string_param(keys[K_P256], OSSL_PKEY_PARAM_PUB_KEY, pub,
+                                                    sizeof(pub), &pl) == 1);
+    parts p = p256_parts();
+    pub[64] ^= 1;
+    p.spki = spki(ALG_EC_P256, pub, 65, 0);
+    blob off = build(&p);
+    for (int round = 0; round < 3; round++) {
+        CHECK_CODE(check(ok256.der, ok256.len), CSR_OK);
+        CHECK_CODE(check_blob(&off), CSR_ERR_INVALID_POINT);
+        CHECK_CODE(check(foreign.der, foreign.len), CSR_ERR_BAD_SIGNATURE);
+        CHECK_CODE(check(good384.der, good384.len), CSR_OK);
+        CHECK_CODE(check_blob(&off), CSR_ERR_INVALID_POINT);
+        CHECK_CODE(check(mine.der, mine.len), CSR_OK);
+        CHECK_CODE(check(ok256.der, ok256.len), CSR_OK);
+    }
+    /* Two verifiers side by side (as two workers would have). */
+    csr_verifier *v2 = csr_verifier_new();
+    csr a, b;
+    CU_ASSERT_FATAL(v2 && csr_parse(ok256.der, ok256.len, &a) == CSR_OK &&
+                    csr_parse(mine.der, mine.len, &b) == CSR_OK);
+    CHECK_CODE(csr_verify(ver, &a), CSR_OK);
+    CHECK_CODE(csr_verify(v2, &b), CSR_OK);
+    CHECK_CODE(csr_verify(ver, &b), CSR_OK);
+    CHECK_CODE(csr_verify(v2, &a), CSR_OK);
+    csr_verifier_free(v2);
+    csr_verifier_free(NULL);
+    vec_free(&ok256);
+    vec_free(&good384);
+    vec_free(&foreign);
+    vec_free(&mine);
+    EVP_PKEY_free(other);
+}
+
 /* ------------------------------------------------------------- SANs */
 
 static void test_san_iteration(void)
@@ -1254,6 +1300,7 @@ int main(int argc, char **argv)
         {"INVALID_POINT", test_invalid_point},
         {"UNSUPPORTED_SIG", test_unsupported_sig},
         {"BAD_SIGNATURE", test_bad_signature},
+        {"verifier reuse: no state across CSRs", test_verifier_reuse},
         {"SAN iteration", test_san_iteration},
         {"duplicate SAN extension", test_duplicate_san},
         {"10,000 SANs", test_ten_thousand_sans},
