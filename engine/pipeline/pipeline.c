@@ -217,7 +217,7 @@ static void stage_front(worker *w, pipe_job *j, int64_t now)
     cf_status st = CF_ST_OK;
     size_t tbs_len = 0;
     if (profile_build_tbs(pp->prof, &c, &j->req, j->serial, j->serial_len, now, j->buf,
-                          sizeof(j->buf), &tbs_len, &st, j->msg, sizeof(j->msg)) != 0) {
+                          PIPE_TBS_MAX, &tbs_len, &st, j->msg, sizeof(j->msg)) != 0) {
         j->status = st != CF_ST_OK ? st : CF_ST_INTERNAL;
         return;
     }

@@ -24,6 +24,9 @@
  * RSA-4096 issuer signature (512) leave several KiB for names; a request
  * whose certificate would not fit fails with POLICY_DENIED, saying so. */
 #define PIPE_CERT_MAX 8192
+/* What is left for the TBSCertificate once the outer SEQUENCE, the
+ * signature algorithm and the largest signature (RSA-4096) are added. */
+#define PIPE_TBS_MAX (PIPE_CERT_MAX - 640)
 
 typedef struct profile profile;
 

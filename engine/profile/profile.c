@@ -1151,9 +1151,15 @@ int profile_build_tbs(const profile *p, const csr *c, const cf_issue_req *req,
     der_err e = der_w_finish(&w, len);
     if (e != DER_OK) {
         *st = CF_ST_INTERNAL;
-        if (e == DER_ERR_OVERFLOW)
-            msg(why, whylen, "TBS needs %zu octets, buffer holds %zu", *len, cap);
-        else
+        if (e == DER_ERR_OVERFLOW) {
+            /* The caller's buffer is its certificate size limit: a request
+             * over it is refused, not an engine fault. */
+            *st = CF_ST_POLICY_DENIED;
+            msg(why, whylen,
+                "the certificate would need %zu octets for its TBSCertificate; this engine "
+                "takes at most %zu (ask for fewer or shorter names)",
+                *len, cap);
+        } else
             msg(why, whylen, "TBS encoding failed: %s", der_err_name(e));
         return -1;
     }

@@ -235,7 +235,7 @@ static void test_bad_requests(void)
 {
     harness h;
     CU_ASSERT_FATAL(open_engine(&h, false, "all", 2) == 0);
-    pipe_job *jobs = calloc(4, sizeof(*jobs));
+    pipe_job *jobs = calloc(5, sizeof(*jobs));
     /* unknown profile */
     fill(&jobs[0], &POOL.items[0]);
     jobs[0].req.profile = (cf_str){"nope", 4};
@@ -253,7 +253,22 @@ static void test_bad_requests(void)
     /* the CSR asks for a SAN the front end did not authorize */
     fill(&jobs[3], &POOL.items[3]);
     jobs[3].req.fqdns[0] = (cf_str){"other.example.org", 17};
-    run_jobs(&h, jobs, 4);
+    /* a certificate over the engine's size limit: 64 long authorized FQDNs */
+    static char names[CF_MAX_FQDNS][200];
+    fill(&jobs[4], &POOL.items[4]);
+    for (unsigned i = 1; i < CF_MAX_FQDNS; i++) {
+        /* 190 characters in labels of 60 (LDH labels stop at 63) */
+        snprintf(names[i], sizeof(names[i]), "%.60s.%.60s.%.60s.n%02u.org",
+                 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                 "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+                 "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc", i);
+        jobs[4].req.fqdns[i] = (cf_str){names[i], strlen(names[i])};
+    }
+    jobs[4].req.n_fqdns = CF_MAX_FQDNS;
+    run_jobs(&h, jobs, 5);
+    CU_ASSERT_EQUAL(jobs[4].status, CF_ST_POLICY_DENIED);
+    CU_ASSERT_PTR_NOT_NULL(strstr(jobs[4].msg, "at most"));
+    CU_ASSERT_PTR_NULL(jobs[4].cert);
     CU_ASSERT_EQUAL(jobs[0].status, CF_ST_UNKNOWN_PROFILE);
     CU_ASSERT_PTR_NOT_NULL(strstr(jobs[0].msg, "nope"));
     CU_ASSERT_EQUAL(jobs[1].status, CF_ST_BAD_CSR);
