@@ -52,7 +52,7 @@ typedef struct fixture {
 
 static volatile int sink;
 
-static void die(const char *what)
+__attribute__((noreturn)) static void die(const char *what)
 {
     fprintf(stderr, "csr_bench: %s failed\n", what);
     exit(1);
@@ -196,7 +196,7 @@ static void setup(fixture *f, const char *label, EVP_PKEY *key, const EVP_MD *md
                                               "DNS:amf1.5gc.mnc001.mcc001.3gppnetwork.org,"
                                               "URI:urn:uuid:4b2b3c3e-1f45-4d6a-9a1b-0c1d2e3f4a5b");
     unsigned char *der = NULL;
-    int len;
+    int len = 0;
     if (!key || !r || !n || !exts || !san ||
         !X509_NAME_add_entry_by_txt(n, "C", MBSTRING_ASC, (const unsigned char *)"DE", -1, -1, 0) ||
         !X509_NAME_add_entry_by_txt(n, "O", MBSTRING_ASC,
