@@ -222,6 +222,10 @@ static void stage_front(worker *w, pipe_job *j, int64_t now)
         return;
     }
     ce = csr_verify(w->cv, &c);
+    if (ce == CSR_ERR_INTERNAL) {
+        fail(j, CF_ST_INTERNAL, 0, "CSR check failed inside the engine (OpenSSL); retry");
+        return;
+    }
     if (ce != CSR_OK) {
         char m[sizeof(j->msg)];
         snprintf(m, sizeof(m), "CSR rejected: %s", csr_err_name(ce));
