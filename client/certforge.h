@@ -111,7 +111,7 @@ typedef struct cf_response {
     cf_blob cert;     /* ISSUE OK: certificate DER */
     cf_blob chain[CF_MAX_CHAIN]; /* issuer first, towards the root */
     unsigned n_chain;
-    cf_blob serial;   /* big-endian octets */
+    cf_blob serial;      /* big-endian octets */
     cf_kv kv[CF_MAX_KV]; /* STATUS */
     unsigned n_kv;
     cf_key keys[CF_MAX_KEYS]; /* KEYS */

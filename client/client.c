@@ -159,8 +159,7 @@ int cf_client_connect_opts(const char *socket_path, const cf_client_opts *o, cf_
     while (r != 0 && errno == EINTR);
     if (r != 0) {
         int e = errno;
-        snprintf(err, errlen, "connect %s: %s (is certforged running?)", socket_path,
-                 strerror(e));
+        snprintf(err, errlen, "connect %s: %s (is certforged running?)", socket_path, strerror(e));
         cf_client_close(c);
         return -1;
     }
@@ -194,8 +193,9 @@ void cf_client_close(cf_client *c)
 static int enter(cf_client *c)
 {
     if (c->pid != getpid()) {
-        seterr(c, "this cf_client belongs to process %ld; a child of fork() must connect its "
-                  "own client",
+        seterr(c,
+               "this cf_client belongs to process %ld; a child of fork() must connect its "
+               "own client",
                (long)c->pid);
         return -1;
     }
@@ -415,8 +415,7 @@ int cf_client_flush(cf_client *c, int timeout_ms)
                 return -1;
             }
             if (remaining(dl) == 0 || in_room(c) == 0) {
-                seterr(c, "flush: %s", in_room(c) == 0 ? "answers not collected"
-                                                       : "timeout");
+                seterr(c, "flush: %s", in_room(c) == 0 ? "answers not collected" : "timeout");
                 return 1;
             }
         }
@@ -469,8 +468,8 @@ static int take_frame(cf_client *c, cf_response *out)
     }
     e = proto_resp_decode(p, flen, &c->pr);
     if (e != PROTO_OK) {
-        kill_conn(c, "malformed answer from certforged (id %llu): %s",
-                  (unsigned long long)h.id, proto_err_name(e));
+        kill_conn(c, "malformed answer from certforged (id %llu): %s", (unsigned long long)h.id,
+                  proto_err_name(e));
         return -1;
     }
     to_response(&c->pr, out);
@@ -494,12 +493,14 @@ int cf_client_next_response(cf_client *c, int timeout_ms, cf_response *out)
         size_t partial = c->in_len - c->in_off;
         if (c->eof) {
             if (partial)
-                kill_conn(c, "certforged closed the connection in the middle of an answer "
-                             "(%zu octets received)",
+                kill_conn(c,
+                          "certforged closed the connection in the middle of an answer "
+                          "(%zu octets received)",
                           partial);
             else
-                kill_conn(c, "certforged closed the connection with %llu request(s) "
-                             "unanswered",
+                kill_conn(c,
+                          "certforged closed the connection with %llu request(s) "
+                          "unanswered",
                           (unsigned long long)c->inflight);
             return -1;
         }
@@ -532,8 +533,9 @@ static int idle(cf_client *c)
     if (enter(c) != 0 || c->dead)
         return -1;
     if (c->inflight || c->in_len > c->in_off) {
-        seterr(c, "blocking call on a client with %llu request(s) in flight: collect them "
-                  "first",
+        seterr(c,
+               "blocking call on a client with %llu request(s) in flight: collect them "
+               "first",
                (unsigned long long)c->inflight);
         return -1;
     }

@@ -27,7 +27,7 @@
 #define PROTO_WUR __attribute__((warn_unused_result))
 
 #define PROTO_VERSION 1
-#define PROTO_HDR_LEN 16             /* whole header, length prefix included */
+#define PROTO_HDR_LEN 16              /* whole header, length prefix included */
 #define PROTO_MAX_FRAME_DEFAULT 65536 /* whole frame, header included */
 #define PROTO_MIN_FRAME_CAP 64        /* smallest max_frame a peer may configure */
 
@@ -140,8 +140,7 @@ typedef struct proto_req {
 PROTO_WUR proto_err proto_req_decode(const uint8_t *frame, size_t len, proto_req *out);
 
 PROTO_WUR size_t proto_req_encode(uint8_t *buf, size_t cap, const proto_req *r);
-PROTO_WUR size_t proto_enc_issue_req(uint8_t *buf, size_t cap, uint64_t id,
-                                     const cf_issue_req *r);
+PROTO_WUR size_t proto_enc_issue_req(uint8_t *buf, size_t cap, uint64_t id, const cf_issue_req *r);
 PROTO_WUR size_t proto_enc_status_req(uint8_t *buf, size_t cap, uint64_t id);
 PROTO_WUR size_t proto_enc_keys_req(uint8_t *buf, size_t cap, uint64_t id);
 
@@ -158,8 +157,8 @@ typedef struct proto_kv {
 } proto_kv;
 
 typedef struct proto_key {
-    cf_str name; /* 1-255 octets, the key's name in the config */
-    cf_str type; /* 1-255 octets, e.g. "ec-p256", "rsa-3072", "ed25519" */
+    cf_str name;     /* 1-255 octets, the key's name in the config */
+    cf_str type;     /* 1-255 octets, e.g. "ec-p256", "rsa-3072", "ed25519" */
     proto_blob spki; /* SubjectPublicKeyInfo DER, non-empty */
 } proto_key;
 
@@ -189,8 +188,8 @@ PROTO_WUR proto_err proto_resp_decode(const uint8_t *frame, size_t len, proto_re
 PROTO_WUR size_t proto_resp_encode(uint8_t *buf, size_t cap, const proto_resp *r);
 
 /* Shorthands for the daemon. msg: NUL-terminated, may be NULL. */
-PROTO_WUR size_t proto_enc_error(uint8_t *buf, size_t cap, uint8_t op, uint64_t id,
-                                 cf_status st, uint32_t detail, const char *msg);
+PROTO_WUR size_t proto_enc_error(uint8_t *buf, size_t cap, uint8_t op, uint64_t id, cf_status st,
+                                 uint32_t detail, const char *msg);
 PROTO_WUR size_t proto_enc_issue_ok(uint8_t *buf, size_t cap, uint64_t id, const uint8_t *cert,
                                     size_t cert_len, const proto_blob *chain, size_t n_chain,
                                     const uint8_t *serial, size_t serial_len);

@@ -174,8 +174,7 @@ static void check_req_eq(const cf_issue_req *a, const cf_issue_req *b)
 
 /* Every capacity below the size returns the size and writes nothing past
  * the capacity. */
-static void check_caps(size_t (*enc)(uint8_t *, size_t, const void *), const void *arg,
-                       size_t n)
+static void check_caps(size_t (*enc)(uint8_t *, size_t, const void *), const void *arg, size_t n)
 {
     static uint8_t b[70000];
     for (size_t cap = 0; cap < n; cap += (n > 2000 ? 97 : 1)) {
@@ -219,7 +218,8 @@ static void test_rt_issue_req(void)
     CU_ASSERT_EQUAL(RQ.hdr.op, PROTO_OP_ISSUE);
     check_req_eq(&r, &RQ.issue);
     /* zero-copy: the strings point into the frame */
-    CU_ASSERT((const uint8_t *)RQ.issue.profile.p > b && (const uint8_t *)RQ.issue.profile.p < b + n);
+    CU_ASSERT((const uint8_t *)RQ.issue.profile.p > b &&
+              (const uint8_t *)RQ.issue.profile.p < b + n);
     CU_ASSERT(RQ.issue.csr_der > b && RQ.issue.csr_der < b + n);
     /* re-encoding the decoded request gives the same octets */
     static uint8_t b2[70000];
@@ -388,7 +388,10 @@ static void test_message_sanitised(void)
     uint8_t b[256];
     /* NUL, a lone continuation, an overlong, a surrogate, a truncated
      * 3-octet sequence: each offending octet becomes '?' */
-    const char msg[] = "a\0b\x80" "c\xc0\xaf" "d\xed\xa0\x80" "e\xe2\x82";
+    const char msg[] = "a\0b\x80"
+                       "c\xc0\xaf"
+                       "d\xed\xa0\x80"
+                       "e\xe2\x82";
     size_t n = proto_enc_error(b, sizeof(b), 1, 1, CF_ST_POLICY_DENIED, 0, NULL);
     (void)n;
     proto_resp r;
@@ -489,9 +492,8 @@ static void test_encode_rejects(void)
     CU_ASSERT_EQUAL(proto_resp_encode(b, sizeof(b), &s), 0);
     CU_ASSERT_EQUAL(proto_enc_keys_ok(b, sizeof(b), 1, s.keys, PROTO_MAX_KEYS + 1), 0);
     CU_ASSERT_EQUAL(proto_enc_status_ok(b, sizeof(b), 1, s.kv, PROTO_MAX_KV + 1), 0);
-    CU_ASSERT_EQUAL(proto_enc_issue_ok(b, sizeof(b), 1, fake_csr, 5, s.chain, PROTO_MAX_CHAIN + 1,
-                                       NULL, 0),
-                    0);
+    CU_ASSERT_EQUAL(
+        proto_enc_issue_ok(b, sizeof(b), 1, fake_csr, 5, s.chain, PROTO_MAX_CHAIN + 1, NULL, 0), 0);
 }
 
 /* ----------------------------------------------------- frame_next */
@@ -604,8 +606,7 @@ static void test_bad_requests(void)
     CU_ASSERT_EQUAL(req_err(), PROTO_ERR_FIELD_OVERRUN);
 
     /* duplicate single-valued fields */
-    unsigned single[] = {PROTO_F_PROFILE, PROTO_F_CSR, PROTO_F_NF_INSTANCE_ID,
-                         PROTO_F_REQUESTER};
+    unsigned single[] = {PROTO_F_PROFILE, PROTO_F_CSR, PROTO_F_NF_INSTANCE_ID, PROTO_F_REQUESTER};
     for (size_t i = 0; i < 4; i++) {
         fb_issue(&F);
         fb_str(&F, single[i], "x");
@@ -757,9 +758,12 @@ static void test_bad_responses(void)
         const char *v;
         size_t n;
         proto_err e;
-    } kvs[] = {{"", 0, PROTO_ERR_BAD_VALUE},   {"\0x", 2, PROTO_ERR_BAD_VALUE},
-               {"\3ab", 3, PROTO_ERR_BAD_VALUE}, {"\2ab", 3, PROTO_OK},
-               {"\2a\xff", 3, PROTO_ERR_BAD_VALUE}, {"\1a\xff", 3, PROTO_ERR_BAD_VALUE},
+    } kvs[] = {{"", 0, PROTO_ERR_BAD_VALUE},
+               {"\0x", 2, PROTO_ERR_BAD_VALUE},
+               {"\3ab", 3, PROTO_ERR_BAD_VALUE},
+               {"\2ab", 3, PROTO_OK},
+               {"\2a\xff", 3, PROTO_ERR_BAD_VALUE},
+               {"\1a\xff", 3, PROTO_ERR_BAD_VALUE},
                {"\1a1", 3, PROTO_OK}};
     for (size_t i = 0; i < sizeof(kvs) / sizeof(kvs[0]); i++) {
         resp_begin(PROTO_OP_STATUS, 0, 0);
@@ -775,10 +779,14 @@ static void test_bad_responses(void)
         const char *v;
         size_t n;
         proto_err e;
-    } ks[] = {{"", 0, PROTO_ERR_BAD_VALUE},        {"\0", 1, PROTO_ERR_BAD_VALUE},
-              {"\1a", 2, PROTO_ERR_BAD_VALUE},     {"\1a\0s", 4, PROTO_ERR_BAD_VALUE},
-              {"\1a\2b", 4, PROTO_ERR_BAD_VALUE},  {"\1a\1b", 4, PROTO_ERR_BAD_VALUE},
-              {"\1a\1bS", 5, PROTO_OK},            {"\1\xff\1bS", 5, PROTO_ERR_BAD_VALUE},
+    } ks[] = {{"", 0, PROTO_ERR_BAD_VALUE},
+              {"\0", 1, PROTO_ERR_BAD_VALUE},
+              {"\1a", 2, PROTO_ERR_BAD_VALUE},
+              {"\1a\0s", 4, PROTO_ERR_BAD_VALUE},
+              {"\1a\2b", 4, PROTO_ERR_BAD_VALUE},
+              {"\1a\1b", 4, PROTO_ERR_BAD_VALUE},
+              {"\1a\1bS", 5, PROTO_OK},
+              {"\1\xff\1bS", 5, PROTO_ERR_BAD_VALUE},
               {"\1a\1\x80S", 5, PROTO_ERR_BAD_VALUE}};
     for (size_t i = 0; i < sizeof(ks) / sizeof(ks[0]); i++) {
         resp_begin(PROTO_OP_KEYS, 0, 0);
