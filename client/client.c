@@ -241,7 +241,10 @@ static int do_read(cf_client *c)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             break;
-        kill_conn(c, "reading from certforged: %s", strerror(errno));
+        if (errno == ECONNRESET)
+            kill_conn(c, "certforged closed the connection (%s)", strerror(errno));
+        else
+            kill_conn(c, "reading from certforged: %s", strerror(errno));
         return -1;
     }
     return 0;
@@ -260,8 +263,15 @@ static int do_write(cf_client *c)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             break;
-        kill_conn(c, "writing to certforged: %s (certforged closed the connection?)",
-                  n < 0 ? strerror(errno) : "no progress");
+        /* The daemon may have answered (e.g. BAD_FRAME) before closing:
+         * keep what it sent, handed out before the error. */
+        int e = errno;
+        (void)do_read(c);
+        errno = e;
+        if (n < 0 && (errno == EPIPE || errno == ECONNRESET))
+            kill_conn(c, "certforged closed the connection (%s)", strerror(errno));
+        else
+            kill_conn(c, "writing to certforged: %s", n < 0 ? strerror(errno) : "no progress");
         return -1;
     }
     if (c->out_off == c->out_len)
