@@ -938,10 +938,12 @@ static int doc_init(void)
 {
     const char *src = getenv("CF_SOURCE_DIR");
     char path[1024];
-    snprintf(path, sizeof(path), "%s/docs/protocol.md", src ? src : ".");
+    snprintf(path, sizeof(path), "%s/docs/protocol.md", src ? src : CF_TEST_SOURCE_DIR);
     FILE *f = fopen(path, "rb");
-    if (!f)
-        return 0; /* the test fails with a message */
+    if (!f) {
+        fprintf(stderr, "cannot open %s (set CF_SOURCE_DIR)\n", path);
+        return 0; /* the test fails */
+    }
     fseek(f, 0, SEEK_END);
     long sz = ftell(f);
     fseek(f, 0, SEEK_SET);
