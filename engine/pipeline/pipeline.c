@@ -68,7 +68,8 @@ struct pipe_engine {
     bool stopping;
 
     worker *w;
-    unsigned nw;
+    unsigned nw;       /* workers initialised */
+    unsigned nstarted; /* worker threads running */
 
     _Atomic uint64_t submitted, completed;
     _Atomic uint64_t by_status[CF_ST__MAX];
@@ -384,6 +385,21 @@ static void *worker_main(void *arg)
 
 /* --- public ------------------------------------------------------------------ */
 
+/* Free what pipe_new set up; the workers are joined already. */
+static void destroy(pipe_engine *e)
+{
+    for (unsigned i = 0; i < e->nw; i++)
+        worker_fini(&e->w[i]);
+    for (size_t k = 0; k < e->niss; k++)
+        EVP_PKEY_free(e->iss[k].pub);
+    free(e->w);
+    free(e->ring);
+    pthread_cond_destroy(&e->not_full);
+    pthread_cond_destroy(&e->not_empty);
+    pthread_mutex_destroy(&e->mu);
+    free(e);
+}
+
 int pipe_new(const pipe_opts *o, const pipe_profile_def *defs, size_t ndefs, pipe_engine **out,
              char *err, size_t errlen)
 {
@@ -458,9 +474,10 @@ int pipe_new(const pipe_opts *o, const pipe_profile_def *defs, size_t ndefs, pip
         if (worker_init(&e->w[i], e, i) != 0) {
             set_err(err, errlen, "%s%s", "pipeline: worker set-up failed (OpenSSL)", "");
             e->nw = i + 1;
-            goto fail_workers;
+            goto fail;
         }
     }
+    e->nw = e->o.workers;
     for (unsigned i = 0; i < e->o.workers; i++) {
         if (pthread_create(&e->w[i].th, NULL, worker_main, &e->w[i]) != 0) {
             set_err(err, errlen, "%s%s", "pipeline: cannot start worker threads", "");
@@ -470,25 +487,14 @@ int pipe_new(const pipe_opts *o, const pipe_profile_def *defs, size_t ndefs, pip
             pthread_mutex_unlock(&e->mu);
             for (unsigned k = 0; k < i; k++)
                 pthread_join(e->w[k].th, NULL);
-            e->nw = e->o.workers;
-            goto fail_workers;
+            goto fail;
         }
     }
-    e->nw = e->o.workers;
+    e->nstarted = e->o.workers;
     *out = e;
     return 0;
-fail_workers:
-    for (unsigned i = 0; i < e->nw; i++)
-        worker_fini(&e->w[i]);
 fail:
-    for (size_t k = 0; k < e->niss; k++)
-        EVP_PKEY_free(e->iss[k].pub);
-    free(e->w);
-    free(e->ring);
-    pthread_cond_destroy(&e->not_full);
-    pthread_cond_destroy(&e->not_empty);
-    pthread_mutex_destroy(&e->mu);
-    free(e);
+    destroy(e);
     return -1;
 }
 
@@ -537,18 +543,9 @@ void pipe_free(pipe_engine *e)
     pthread_cond_broadcast(&e->not_empty);
     pthread_cond_broadcast(&e->not_full);
     pthread_mutex_unlock(&e->mu);
-    for (unsigned i = 0; i < e->nw; i++)
+    for (unsigned i = 0; i < e->nstarted; i++)
         pthread_join(e->w[i].th, NULL);
-    for (unsigned i = 0; i < e->nw; i++)
-        worker_fini(&e->w[i]);
-    for (size_t k = 0; k < e->niss; k++)
-        EVP_PKEY_free(e->iss[k].pub);
-    free(e->w);
-    free(e->ring);
-    pthread_cond_destroy(&e->not_full);
-    pthread_cond_destroy(&e->not_empty);
-    pthread_mutex_destroy(&e->mu);
-    free(e);
+    destroy(e);
 }
 
 void pipe_get_stats(pipe_engine *e, pipe_stats *st)
