@@ -927,19 +927,219 @@ static int load_profiles(ld *l, const config_setting_t *root, cfg_config *c)
     return 0;
 }
 
-/* Sections of the file. Later issues add theirs here (server, grants,
- * ledger): until then they are unknown, and so refused. */
+/* ------------------------------------------------------------ server, grants */
+
+static int get_ms(ld *l, const config_setting_t *g, const char *name, long long lo, long long hi,
+                  unsigned dflt, unsigned *out)
+{
+    long long v;
+    if (get_int(l, g, name, lo, hi, dflt, &v))
+        return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
+static int load_server(ld *l, const config_setting_t *root, cfg_server *sv)
+{
+    static const char *const known[] = {"socket",          "socket_mode",
+                                        "max_frame",       "max_inflight",
+                                        "max_connections", "busy_deadline_ms",
+                                        "idle_timeout_ms", "drain_timeout_ms",
+                                        "io_threads",      NULL};
+    const char *sock = "/run/certforge/certforged.sock";
+    sv->socket_mode = 0660;
+    sv->max_frame = 65536;
+    sv->max_inflight = 256;
+    sv->max_connections = 1024;
+    sv->busy_deadline_ms = 50;
+    sv->idle_timeout_ms = 30000;
+    sv->drain_timeout_ms = 10000;
+    sv->io_threads = 1;
+    config_setting_t *g = config_setting_get_member(root, "server");
+    const config_setting_t *ws = NULL, *wm = NULL;
+    if (g) {
+        if (want_type(l, g, CONFIG_TYPE_GROUP, CONFIG_TYPE_GROUP, "a group { ... }") ||
+            only_known(l, g, known, "server"))
+            return -1;
+        sv->line = config_setting_source_line(g);
+        const char *v;
+        if (get_str(l, g, "socket", false, &v, &ws))
+            return -1;
+        if (v)
+            sock = v;
+        wm = config_setting_get_member(g, "socket_mode");
+        if (wm) {
+            if (config_setting_type(wm) != CONFIG_TYPE_STRING)
+                return fail(l, wm, "expected the mode as an octal string such as \"0660\", got %s",
+                            type_name(config_setting_type(wm)));
+            const char *m = config_setting_get_string(wm);
+            size_t n = strlen(m);
+            unsigned mode = 0;
+            if (n < 3 || n > 4 || strspn(m, "01234567") != n)
+                return fail(l, wm, "'%s': expected 3 or 4 octal digits such as \"0660\"", m);
+            for (size_t i = 0; i < n; i++)
+                mode = mode * 8 + (unsigned)(m[i] - '0');
+            if (mode > 0777)
+                return fail(l, wm, "'%s': only permission bits (at most 0777)", m);
+            if (mode & 0002)
+                return fail(l, wm,
+                            "'%s' makes the socket world-writable: any local user could "
+                            "connect; grant access with the group bits instead",
+                            m);
+            if ((mode & 0600) != 0600)
+                return fail(l, wm, "'%s': the owner needs read and write (0600)", m);
+            sv->socket_mode = mode;
+        }
+        if (get_ms(l, g, "max_frame", CFG_MAX_FRAME_MIN, CFG_MAX_FRAME_MAX, sv->max_frame,
+                   &sv->max_frame) ||
+            get_ms(l, g, "max_inflight", 1, CFG_MAX_INFLIGHT, sv->max_inflight,
+                   &sv->max_inflight) ||
+            get_ms(l, g, "max_connections", 1, CFG_MAX_CONNECTIONS, sv->max_connections,
+                   &sv->max_connections) ||
+            get_ms(l, g, "busy_deadline_ms", 0, 60000, sv->busy_deadline_ms,
+                   &sv->busy_deadline_ms) ||
+            get_ms(l, g, "idle_timeout_ms", 100, 86400000, sv->idle_timeout_ms,
+                   &sv->idle_timeout_ms) ||
+            get_ms(l, g, "drain_timeout_ms", 100, 600000, sv->drain_timeout_ms,
+                   &sv->drain_timeout_ms) ||
+            get_ms(l, g, "io_threads", 1, CFG_MAX_IO_THREADS, sv->io_threads, &sv->io_threads))
+            return -1;
+    }
+    if (!(sv->socket = resolve_path(l, sock)))
+        return -1;
+    if (strlen(sv->socket) > CFG_SOCKET_PATH_MAX) {
+        if (ws)
+            return fail(l, ws, "'%s' is longer than %d octets (the limit of a Unix socket path)",
+                        sv->socket, CFG_SOCKET_PATH_MAX);
+        snprintf(l->err, l->errlen, "%s: server.socket: '%s' is longer than %d octets", l->file,
+                 sv->socket, CFG_SOCKET_PATH_MAX);
+        return -1;
+    }
+    return 0;
+}
+
+static int get_id(ld *l, const config_setting_t *g, const char *name, bool *has, uint32_t *out)
+{
+    long long v;
+    *has = config_setting_get_member(g, name) != NULL;
+    if (get_int(l, g, name, 0, 4294967294LL, 0, &v)) /* (uid_t)-1 means "no change" */
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int load_grant(ld *l, const config_setting_t *e, cfg_config *c, cfg_grant *gr)
+{
+    static const char *const known[] = {"uid", "gid", "profiles", "ops", NULL};
+    static const char *const op_names[] = {"issue", "status", "keys"};
+    static const char *const reserved[] = {"sign", "revoke", "crl"};
+    if (only_known(l, e, known, "a grant"))
+        return -1;
+    gr->line = config_setting_source_line(e);
+    if (get_id(l, e, "uid", &gr->has_uid, &gr->uid) || get_id(l, e, "gid", &gr->has_gid, &gr->gid))
+        return -1;
+    if (gr->has_uid && gr->has_gid)
+        return fail(l, config_setting_get_member(e, "gid"),
+                    "a grant matches one uid or one gid, not both: write two grants");
+    if (!gr->has_uid && !gr->has_gid)
+        return fail(l, e, "missing required setting 'uid' or 'gid'");
+
+    config_setting_t *lst;
+    if (get_strlist(l, e, "ops", &lst))
+        return -1;
+    if (!lst)
+        return missing(l, e, "ops");
+    for (int k = 0; k < config_setting_length(lst); k++) {
+        const config_setting_t *x = config_setting_get_elem(lst, (unsigned)k);
+        const char *v = config_setting_get_string(x);
+        unsigned bit = 0;
+        for (unsigned o = 0; o < 3; o++)
+            if (strcmp(v, op_names[o]) == 0)
+                bit = 1u << o;
+        if (!bit) {
+            for (unsigned o = 0; o < 3; o++)
+                if (strcmp(v, reserved[o]) == 0)
+                    return fail(l, x, "'%s' is not served by certforged yet", v);
+            return fail(l, x, "'%s': expected issue, status or keys", v);
+        }
+        if (gr->ops & bit)
+            return fail(l, x, "'%s' listed twice", v);
+        gr->ops |= bit;
+    }
+
+    if (get_strlist(l, e, "profiles", &lst))
+        return -1;
+    if (!lst && (gr->ops & CFG_GRANT_ISSUE))
+        return fail(l, e, "'issue' needs a profiles list (names, or [\"*\"] for all)");
+    if (lst && !(gr->ops & CFG_GRANT_ISSUE))
+        return fail(l, lst, "profiles are only used by the 'issue' operation, which is not in ops");
+    if (!lst)
+        return 0;
+    int m = config_setting_length(lst);
+    if (!(gr->profile_idx = calloc((size_t)m, sizeof(size_t))))
+        return fail(l, lst, "out of memory");
+    for (int k = 0; k < m; k++) {
+        const config_setting_t *x = config_setting_get_elem(lst, (unsigned)k);
+        const char *v = config_setting_get_string(x);
+        if (strcmp(v, "*") == 0) {
+            if (m != 1)
+                return fail(l, x, "\"*\" (all profiles) must be the only entry");
+            gr->all_profiles = true;
+            return 0;
+        }
+        size_t pi;
+        for (pi = 0; pi < c->n_profiles; pi++)
+            if (strcmp(c->profiles[pi].name, v) == 0)
+                break;
+        if (pi == c->n_profiles)
+            return fail(l, x, "no profile named '%s'", v);
+        for (size_t j = 0; j < gr->n_profiles; j++)
+            if (gr->profile_idx[j] == pi)
+                return fail(l, x, "'%s' listed twice", v);
+        gr->profile_idx[gr->n_profiles++] = pi;
+    }
+    return 0;
+}
+
+static int load_grants(ld *l, const config_setting_t *root, cfg_config *c)
+{
+    config_setting_t *list = config_setting_get_member(root, "grants");
+    if (!list)
+        return 0;
+    if (want_type(l, list, CONFIG_TYPE_LIST, CONFIG_TYPE_LIST, "a list ( { ... }, ... )"))
+        return -1;
+    int n = config_setting_length(list);
+    if (n > CFG_MAX_GRANTS)
+        return fail(l, list, "more than %d entries", CFG_MAX_GRANTS);
+    if (n == 0)
+        return 0;
+    if (!(c->grants = calloc((size_t)n, sizeof(*c->grants))))
+        return fail(l, list, "out of memory");
+    for (int i = 0; i < n; i++) {
+        config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
+        if (want_type(l, e, CONFIG_TYPE_GROUP, CONFIG_TYPE_GROUP, "a group { ... }"))
+            return -1;
+        c->n_grants++; /* counts entries to free, including a half-loaded one */
+        if (load_grant(l, e, c, &c->grants[i]))
+            return -1;
+    }
+    return 0;
+}
+
+/* Sections of the file. Later issues add theirs here (ledger): until then
+ * they are unknown, and so refused. */
 static int load_root(ld *l, config_t *cf, cfg_config *c)
 {
-    static const char *const known[] = {"tokens",   "keys", "issuers", "profiles",
-                                        "pipeline", "log",  NULL};
+    static const char *const known[] = {"tokens", "keys",   "issuers", "profiles", "pipeline",
+                                        "log",    "server", "grants",  NULL};
     const config_setting_t *root = config_root_setting(cf);
     if (only_known(l, root, known, "the top level"))
         return -1;
-    /* pipeline first: keys default their sessions to the worker count */
+    /* pipeline first: keys default their sessions to the worker count;
+     * grants last: they name profiles */
     if (load_pipeline(l, root, &c->pipeline) || load_log(l, root, &c->log) ||
-        load_tokens(l, root, c) || load_keys(l, root, c) || load_issuers(l, root, c) ||
-        load_profiles(l, root, c))
+        load_server(l, root, &c->server) || load_tokens(l, root, c) || load_keys(l, root, c) ||
+        load_issuers(l, root, c) || load_profiles(l, root, c) || load_grants(l, root, c))
         return -1;
     return 0;
 }
@@ -975,6 +1175,10 @@ void cfg_free(cfg_config *c)
             free(p->nf_types[j]);
         free(p->nf_types);
     }
+    for (size_t i = 0; i < c->n_grants; i++)
+        free(c->grants[i].profile_idx);
+    free(c->grants);
+    free(c->server.socket);
     free(c->tokens);
     free(c->keys);
     free(c->issuers);

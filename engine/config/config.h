@@ -150,6 +150,45 @@ typedef struct cfg_log {
     cfg_log_level level;
 } cfg_log;
 
+/* The daemon's socket and its limits (docs/configuration.md, `server`). */
+#define CFG_SOCKET_PATH_MAX 107 /* sun_path holds 108 octets with the NUL */
+#define CFG_MAX_FRAME_MIN 64    /* PROTO_MIN_FRAME_CAP */
+#define CFG_MAX_FRAME_MAX (1u << 20)
+#define CFG_MAX_INFLIGHT 65536
+#define CFG_MAX_CONNECTIONS 65536
+#define CFG_MAX_IO_THREADS 64
+#define CFG_MAX_GRANTS 256
+
+typedef struct cfg_server {
+    char *socket;              /* absolute (relative: against the config folder) */
+    unsigned socket_mode;      /* permission bits; never o+w */
+    unsigned max_frame;        /* largest request frame, header included */
+    unsigned max_inflight;     /* requests per connection not yet answered */
+    unsigned max_connections;  /* open connections, all I/O threads together */
+    unsigned busy_deadline_ms; /* how long a request may wait for queue room before BUSY */
+    unsigned idle_timeout_ms;  /* a connection with nothing in flight and no bytes closes */
+    unsigned drain_timeout_ms; /* SIGTERM: how long to wait for accepted requests */
+    unsigned io_threads;       /* io_uring rings, one thread each */
+    int line;                  /* 0 when the section is absent (defaults) */
+} cfg_server;
+
+/* Operations a grant may allow (bit per op). */
+#define CFG_GRANT_ISSUE 0x1u
+#define CFG_GRANT_STATUS 0x2u
+#define CFG_GRANT_KEYS 0x4u
+
+/* Who may do what: a peer (SO_PEERCRED) matches a grant by its uid or by
+ * its primary gid; it gets the union of the grants it matches. */
+typedef struct cfg_grant {
+    bool has_uid, has_gid; /* exactly one of them */
+    uint32_t uid, gid;
+    unsigned ops;        /* CFG_GRANT_* */
+    bool all_profiles;   /* profiles = ["*"] */
+    size_t *profile_idx; /* indices into cfg_config.profiles */
+    size_t n_profiles;
+    int line;
+} cfg_grant;
+
 typedef struct cfg_config {
     char *path; /* the file loaded */
     cfg_token *tokens;
@@ -162,6 +201,9 @@ typedef struct cfg_config {
     size_t n_profiles;
     cfg_pipeline pipeline;
     cfg_log log;
+    cfg_server server;
+    cfg_grant *grants; /* may be empty: then every request is UNAUTHORIZED */
+    size_t n_grants;
 } cfg_config;
 
 /* Load and validate `path`. On success *out is set (free with cfg_free)

@@ -397,8 +397,8 @@ static void test_file_errors(void)
 
 static void test_unknown_settings(void)
 {
-    REFUSE("log = {", "server = { socket = \"/run/x\"; };\nlog = {",
-           "test.conf:31: server: unknown setting in the top level");
+    REFUSE("log = {", "ledger = { path = \"/var/lib/x\"; };\nlog = {",
+           "test.conf:31: ledger: unknown setting in the top level");
     REFUSE("name = \"ca\";", "name = \"ca\"; label = \"x\";",
            "test.conf:1: tokens[0].label: unknown setting in a token");
     REFUSE("sessions = 3;", "sessions = 3; pin = \"1234\";",
@@ -617,6 +617,165 @@ static void test_values(void)
            "log.level: 'loud': expected error, warning, info or debug");
 }
 
+/* ------------------------------------------------------------- server, grants */
+
+static const char server_grants[] =
+    "server = { socket = \"run/cf.sock\"; socket_mode = \"0640\"; max_frame = 4096;\n"
+    "  max_inflight = 8; max_connections = 16; busy_deadline_ms = 0; idle_timeout_ms = 500;\n"
+    "  drain_timeout_ms = 2000; io_threads = 2; };\n"
+    "grants = ( { uid = 1000; profiles = [\"nf\", \"sepp\"]; ops = [\"issue\", \"status\", "
+    "\"keys\"]; },\n"
+    "           { gid = 27; ops = [\"status\"]; },\n"
+    "           { uid = 0; profiles = [\"*\"]; ops = [\"issue\"]; } );\n";
+
+/* base_conf plus the server and grants sections above, edited. */
+static void refuse_srv(const char *from, const char *to, const char *want)
+{
+    size_t n = strlen(base_conf) + strlen(server_grants) + 1;
+    char *full = malloc(n);
+    snprintf(full, n, "%s%s", base_conf, server_grants);
+    char *t = sub(full, from, to);
+    cfg_config *c = NULL;
+    int rc = load_text(t, &c);
+    CU_ASSERT_EQUAL(rc, -1);
+    if (rc == 0)
+        cfg_free(c);
+    if (!strstr(errbuf, want)) {
+        fprintf(stderr, "\n  edit '%s' -> '%s'\n  got:  %s\n  want: %s\n", from, to, errbuf, want);
+        CU_FAIL("message lacks the expected text");
+    }
+    free(t);
+    free(full);
+}
+
+static void test_server_grants(void)
+{
+    size_t n = strlen(base_conf) + strlen(server_grants) + 1;
+    char *full = malloc(n);
+    snprintf(full, n, "%s%s", base_conf, server_grants);
+    cfg_config *c = NULL;
+    int rc = load_text(full, &c);
+    if (rc)
+        fprintf(stderr, "\n%s\n", errbuf);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_STRING_EQUAL(c->server.socket, "/etc/cf/run/cf.sock");
+    CU_ASSERT_EQUAL(c->server.socket_mode, 0640);
+    CU_ASSERT_EQUAL(c->server.max_frame, 4096);
+    CU_ASSERT_EQUAL(c->server.max_inflight, 8);
+    CU_ASSERT_EQUAL(c->server.max_connections, 16);
+    CU_ASSERT_EQUAL(c->server.busy_deadline_ms, 0);
+    CU_ASSERT_EQUAL(c->server.idle_timeout_ms, 500);
+    CU_ASSERT_EQUAL(c->server.drain_timeout_ms, 2000);
+    CU_ASSERT_EQUAL(c->server.io_threads, 2);
+    CU_ASSERT_EQUAL(c->server.line, 32);
+    CU_ASSERT_EQUAL_FATAL(c->n_grants, 3);
+    CU_ASSERT_TRUE(c->grants[0].has_uid && !c->grants[0].has_gid);
+    CU_ASSERT_EQUAL(c->grants[0].uid, 1000);
+    CU_ASSERT_EQUAL(c->grants[0].ops, CFG_GRANT_ISSUE | CFG_GRANT_STATUS | CFG_GRANT_KEYS);
+    CU_ASSERT_EQUAL_FATAL(c->grants[0].n_profiles, 2);
+    CU_ASSERT_EQUAL(c->grants[0].profile_idx[0], 0);
+    CU_ASSERT_EQUAL(c->grants[0].profile_idx[1], 1);
+    CU_ASSERT_FALSE(c->grants[0].all_profiles);
+    CU_ASSERT_TRUE(c->grants[1].has_gid && !c->grants[1].has_uid);
+    CU_ASSERT_EQUAL(c->grants[1].gid, 27);
+    CU_ASSERT_EQUAL(c->grants[1].ops, CFG_GRANT_STATUS);
+    CU_ASSERT_EQUAL(c->grants[1].n_profiles, 0);
+    CU_ASSERT_TRUE(c->grants[2].all_profiles);
+    CU_ASSERT_EQUAL(c->grants[2].uid, 0);
+    cfg_free(c);
+    free(full);
+
+    /* defaults: no server section, no grants */
+    CU_ASSERT_EQUAL_FATAL(load_text(base_conf, &c), 0);
+    CU_ASSERT_STRING_EQUAL(c->server.socket, "/run/certforge/certforged.sock");
+    CU_ASSERT_EQUAL(c->server.socket_mode, 0660);
+    CU_ASSERT_EQUAL(c->server.max_frame, 65536);
+    CU_ASSERT_EQUAL(c->server.max_inflight, 256);
+    CU_ASSERT_EQUAL(c->server.max_connections, 1024);
+    CU_ASSERT_EQUAL(c->server.busy_deadline_ms, 50);
+    CU_ASSERT_EQUAL(c->server.idle_timeout_ms, 30000);
+    CU_ASSERT_EQUAL(c->server.drain_timeout_ms, 10000);
+    CU_ASSERT_EQUAL(c->server.io_threads, 1);
+    CU_ASSERT_EQUAL(c->server.line, 0);
+    CU_ASSERT_EQUAL(c->n_grants, 0);
+    cfg_free(c);
+}
+
+static void test_server_grants_refused(void)
+{
+    /* unknown settings, with file:line */
+    refuse_srv("io_threads = 2;", "io_threads = 2; backlog = 5;",
+               "test.conf:34: server.backlog: unknown setting in server");
+    refuse_srv("{ gid = 27;", "{ gid = 27; user = \"x\";",
+               "test.conf:36: grants[1].user: unknown setting in a grant");
+    /* types */
+    refuse_srv("socket_mode = \"0640\"", "socket_mode = 0640",
+               "server.socket_mode: expected the mode as an octal string such as \"0660\", got an "
+               "integer");
+    refuse_srv("max_frame = 4096;", "max_frame = \"4k\";",
+               "server.max_frame: expected an integer, got a string");
+    refuse_srv("socket = \"run/cf.sock\";", "socket = 1;",
+               "server.socket: expected a string, got an integer");
+    REFUSE("log = {", "server = 1;\nlog = {", "test.conf:31: server: expected a group");
+    REFUSE("log = {", "grants = [1];\nlog = {", "test.conf:31: grants: expected a list");
+    refuse_srv("{ uid = 1000;", "7, { uid = 1000;", "grants[0]: expected a group");
+    refuse_srv("uid = 1000;", "uid = \"alice\";",
+               "grants[0].uid: expected an integer, got a string");
+    /* values */
+    refuse_srv("\"0640\"", "\"0666\"",
+               "server.socket_mode: '0666' makes the socket world-writable");
+    refuse_srv("\"0640\"", "\"0662\"", "world-writable");
+    refuse_srv("\"0640\"", "\"0968\"", "'0968': expected 3 or 4 octal digits");
+    refuse_srv("\"0640\"", "\"4660\"", "'4660': only permission bits");
+    refuse_srv("\"0640\"", "\"0460\"", "'0460': the owner needs read and write");
+    refuse_srv("max_frame = 4096;", "max_frame = 63;",
+               "server.max_frame: 63 is out of range 64..1048576");
+    refuse_srv("max_frame = 4096;", "max_frame = 2000000;", "out of range 64..1048576");
+    refuse_srv("max_inflight = 8;", "max_inflight = 0;",
+               "server.max_inflight: 0 is out of range 1..65536");
+    refuse_srv("max_connections = 16;", "max_connections = 100000;",
+               "server.max_connections: 100000 is out of range 1..65536");
+    refuse_srv("busy_deadline_ms = 0;", "busy_deadline_ms = -1;",
+               "server.busy_deadline_ms: -1 is out of range 0..60000");
+    refuse_srv("idle_timeout_ms = 500;", "idle_timeout_ms = 10;",
+               "server.idle_timeout_ms: 10 is out of range 100..86400000");
+    refuse_srv("drain_timeout_ms = 2000;", "drain_timeout_ms = 0;",
+               "server.drain_timeout_ms: 0 is out of range 100..600000");
+    refuse_srv("io_threads = 2;", "io_threads = 65;",
+               "server.io_threads: 65 is out of range 1..64");
+    refuse_srv(
+        "\"run/cf.sock\"",
+        "\"/run/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\"",
+        "is longer than 107 octets");
+    refuse_srv("\"run/cf.sock\"", "\"\"", "server.socket: must not be empty");
+    /* grants */
+    refuse_srv("{ gid = 27;", "{ gid = 27; uid = 5;",
+               "grants[1].gid: a grant matches one uid or one gid, not both");
+    refuse_srv("{ gid = 27;", "{",
+               "test.conf:36: grants[1]: missing required setting 'uid' or 'gid'");
+    refuse_srv("uid = 1000;", "uid = -1;", "grants[0].uid: -1 is out of range 0..4294967294");
+    refuse_srv("gid = 27;", "gid = 4294967295L;", "grants[1].gid: 4294967295 is out of range");
+    refuse_srv("ops = [\"status\"]", "ops = [\"stats\"]",
+               "grants[1].ops[0]: 'stats': expected issue, status or keys");
+    refuse_srv("ops = [\"status\"]", "ops = [\"revoke\"]",
+               "grants[1].ops[0]: 'revoke' is not served by certforged yet");
+    refuse_srv("ops = [\"status\"]", "ops = [\"status\", \"status\"]",
+               "grants[1].ops[1]: 'status' listed twice");
+    refuse_srv("ops = [\"status\"]", "ops = []", "grants[1].ops: must not be empty");
+    refuse_srv("{ gid = 27; ops = [\"status\"]; }", "{ gid = 27; }",
+               "grants[1]: missing required setting 'ops'");
+    refuse_srv("ops = [\"status\"]", "ops = [\"issue\"]",
+               "grants[1]: 'issue' needs a profiles list");
+    refuse_srv("ops = [\"status\"]", "profiles = [\"nf\"]; ops = [\"status\"]",
+               "grants[1].profiles: profiles are only used by the 'issue' operation");
+    refuse_srv("\"nf\", \"sepp\"", "\"nf\", \"nope\"",
+               "grants[0].profiles[1]: no profile named 'nope'");
+    refuse_srv("\"nf\", \"sepp\"", "\"nf\", \"nf\"", "grants[0].profiles[1]: 'nf' listed twice");
+    refuse_srv("\"nf\", \"sepp\"", "\"nf\", \"*\"",
+               "grants[0].profiles[1]: \"*\" (all profiles) must be the only entry");
+}
+
 static void test_parse_errors(void)
 {
     cfg_config *c = NULL;
@@ -647,6 +806,8 @@ int main(void)
     CU_add_test(s, "missing settings", test_missing);
     CU_add_test(s, "value checks", test_values);
     CU_add_test(s, "parse errors", test_parse_errors);
+    CU_add_test(s, "server and grants", test_server_grants);
+    CU_add_test(s, "server and grants refused", test_server_grants_refused);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned fails = CU_get_number_of_failures();
