@@ -12,6 +12,8 @@ CF_DEBS=(
   liburing-dev                  # io_uring server
   libcunit1-dev                 # unit tests
   libconfig-dev                 # config files
+  libjansson-dev                # JSON lines of 'certforge issue --batch', status --json
+  jq                            # CLI tests read JSON output
   clang libclang-rt-14-dev      # libFuzzer targets
 )
 

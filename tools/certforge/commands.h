@@ -5,5 +5,8 @@
 
 int cmd_keys(int argc, char **argv);
 int cmd_ca(int argc, char **argv);
+int cmd_issue(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_csrgen(int argc, char **argv);
 
 #endif

@@ -13,6 +13,9 @@
 static const cli_command commands[] = {
     {"keys", cmd_keys, "list, generate, show, export and delete keys on a PKCS#11 token"},
     {"ca", cmd_ca, "CA ceremonies: self-signed root, intermediate; show a CA certificate"},
+    {"issue", cmd_issue, "issue certificates through certforged: one CSR, or a batch pipelined"},
+    {"status", cmd_status, "certforged's counters: uptime, issued, rate, queue, HSM sessions"},
+    {"csr-gen", cmd_csrgen, "test/demo helper: N NF CSRs and a batch file for 'issue --batch'"},
 };
 
 static void usage(FILE *f)
@@ -27,15 +30,18 @@ static void usage(FILE *f)
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
     fputs("\n"
-          "Every command selects its token with --token URI (RFC 7512, e.g.\n"
+          "keys and ca select their token with --token URI (RFC 7512, e.g.\n"
           "'pkcs11:token=CA?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/"
           "certforge/pin'),\n"
           "defaulting to the CERTFORGE_TOKEN environment variable. The PIN comes from the\n"
           "URI's pin-source (file:/path with mode 0600, or env:NAME) or from CERTFORGE_PIN;\n"
           "never from the command line. 'certforge COMMAND --help' describes each command.\n"
+          "issue and status talk to certforged on its Unix socket instead (--socket PATH,\n"
+          "default $CERTFORGE_SOCKET, then /run/certforge/certforged.sock).\n"
           "\n"
           "ENVIRONMENT\n"
           "  CERTFORGE_TOKEN   token URI used when --token is not given\n"
+          "  CERTFORGE_SOCKET  certforged's socket, when --socket is not given\n"
           "  CERTFORGE_PIN     user PIN, when the URI has no pin-source\n"
           "  SOFTHSM2_CONF     SoftHSM2 configuration (which token folder)\n"
           "\n"

@@ -1,0 +1,914 @@
+/* certforge issue — one CSR, or a batch of JSON lines pipelined through
+ * libcertforge to certforged (many requests in flight on one connection,
+ * answers matched by id), with a progress line on a terminal. */
+#include "cli.h"
+#include "cli_daemon.h"
+#include "commands.h"
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/bio.h>
+#include <openssl/pem.h>
+
+static const char issue_help[] =
+    "usage: certforge issue --csr FILE --profile NAME [IDENTIFIERS] [--out FILE] [--chain]\n"
+    "       certforge issue --batch FILE [--out-dir DIR] [--profile NAME] [--chain]\n"
+    "\n"
+    "Asks certforged to issue certificates. The certificate carries exactly the\n"
+    "identifiers given here (the ones the front end has validated), as the profile\n"
+    "allows; every SAN the CSR asks for must be among them. Nothing of the CSR but\n"
+    "its public key is copied.\n"
+    "\n"
+    "One CSR:\n"
+    "  --csr FILE              PKCS#10 CSR, PEM or DER\n"
+    "  --nf-instance-id UUID   NF instance ID (SAN URI urn:uuid:UUID)\n"
+    "  --dns NAME              a DNS name for the SAN (repeat, up to 64)\n"
+    "  --nf-type TYPE          an NFType, e.g. AMF (repeat, up to 16)\n"
+    "  --out FILE              where the PEM certificate goes (default: standard output)\n"
+    "\n"
+    "Many CSRs (pipelined: up to --inflight requests on the wire at once):\n"
+    "  --batch FILE            JSON lines, one request per line ('-': standard input):\n"
+    "                            {\"csr\": \"PEM text, or a path relative to FILE's folder\",\n"
+    "                             \"profile\": \"nf\", \"nf_instance_id\": \"UUID\",\n"
+    "                             \"dns\": [\"amf1.example\"], \"nf_types\": [\"AMF\"],\n"
+    "                             \"validity\": \"90d\", \"requester\": \"acme1\",\n"
+    "                             \"out\": \"amf1.pem\", \"chain\": true}\n"
+    "                          only \"csr\" is required (\"profile\" unless --profile is\n"
+    "                          given); unknown keys are refused; blank lines skipped\n"
+    "  --out-dir DIR           folder for the certificates (created; default .); a\n"
+    "                          line's \"out\" is taken relative to it (default cert-LINE.pem)\n"
+    "  --inflight N            requests in flight at once (default 128, 1-65536)\n"
+    "  --no-progress           no progress line (it is shown only on a terminal anyway)\n"
+    "\n"
+    "Both (in a batch, the defaults for lines that do not say):\n"
+    "  --profile NAME          profile to issue under, e.g. nf\n"
+    "  --validity DURATION     e.g. 90d, 12h, 1d12h (default: the profile's)\n"
+    "  --requester TAG         the front end's tag, recorded in the ledger\n"
+    "  --chain                 append the issuer chain to each PEM file\n"
+    "  --timeout SECONDS       how long to wait for an answer (default 60)\n" CLI_SOCKET_HELP
+    "  --help                  this text\n"
+    "\n"
+    "A batch prints a summary on standard output when done: certificates issued,\n"
+    "failures by status (BAD_CSR, POLICY_DENIED, UNKNOWN_PROFILE, UNAUTHORIZED, ...;\n"
+    "INVALID_REQUEST for a line that could not be sent, NO_ANSWER when the\n"
+    "connection was lost, OUTPUT_ERROR when the file could not be written) and the\n"
+    "rate. Requests answered BUSY are sent again (up to 50 times each).\n"
+    "\n"
+    "EXAMPLES\n"
+    "  certforge issue --socket /run/certforge/certforged.sock --csr amf1.csr --profile nf \\\n"
+    "      --nf-instance-id 6f1c2a6e-8c0e-4e0b-9a7e-2f1d3c4b5a69 \\\n"
+    "      --dns amf1.5gc.mnc001.mcc001.3gppnetwork.org --nf-type AMF --validity 30d \\\n"
+    "      --requester acme1 --out amf1.pem --chain\n"
+    "  certforge csr-gen --count 1000 --out-dir csrs --batch-out batch.jsonl\n"
+    "  certforge issue --batch batch.jsonl --out-dir certs --profile nf\n"
+    "\n"
+    "EXIT STATUS\n"
+    "  0  every certificate issued and written\n"
+    "  1  some failed (one line each on stderr: line number, status, message), or\n"
+    "     certforged could not be reached, or an input file could not be read\n"
+    "  2  usage error: unknown option, missing or invalid argument\n";
+
+enum {
+    OPT_SOCKET = 256,
+    OPT_CSR,
+    OPT_PROFILE,
+    OPT_NFID,
+    OPT_DNS,
+    OPT_NFTYPE,
+    OPT_VALIDITY,
+    OPT_REQUESTER,
+    OPT_OUT,
+    OPT_CHAIN,
+    OPT_BATCH,
+    OPT_OUTDIR,
+    OPT_INFLIGHT,
+    OPT_TIMEOUT,
+    OPT_NO_PROGRESS,
+    OPT_HELP
+};
+
+/* Failure categories beyond the wire statuses. */
+enum {
+    FAIL_LOCAL = CF_ST__MAX, /* the line could not be turned into a request */
+    FAIL_NO_ANSWER,          /* the connection was lost before the answer */
+    FAIL_OUTPUT,             /* issued, but the file could not be written */
+    FAIL_OTHER,              /* a status this client does not know */
+    FAIL__N
+};
+
+#define BUSY_RETRIES 50
+
+static const char *fail_name(unsigned i)
+{
+    if (i < CF_ST__MAX)
+        return cf_status_name((cf_status)i);
+    switch (i) {
+    case FAIL_LOCAL:
+        return "INVALID_REQUEST";
+    case FAIL_NO_ANSWER:
+        return "NO_ANSWER";
+    case FAIL_OUTPUT:
+        return "OUTPUT_ERROR";
+    default:
+        return "UNKNOWN_STATUS";
+    }
+}
+
+/* One request, from its line until its answer. In a batch the strings of
+ * req point into doc (the line's parsed JSON); for a single CSR, into argv. */
+typedef struct job {
+    bool used;
+    size_t line; /* 1-based; 0: the single CSR of the command line */
+    uint64_t id;
+    unsigned busy; /* BUSY answers so far */
+    json_t *doc;
+    uint8_t *csr;
+    cf_issue_req req;
+    char *out;
+    bool chain;
+} job;
+
+typedef struct issue_ctx {
+    /* options */
+    const char *socket, *profile, *requester, *out, *out_dir, *batch;
+    uint32_t validity;
+    bool chain, progress;
+    int timeout_ms;
+    unsigned window, max_window;
+    /* batch input */
+    FILE *bf;
+    char base_dir[PATH_MAX];
+    char *line;
+    size_t line_cap, lineno, total;
+    bool eof;
+    /* requests */
+    cf_client *c;
+    job *jobs;
+    size_t njobs, inflight;
+    job **retry; /* stack of jobs to send (again) */
+    size_t nretry;
+    bool fatal;
+    /* outcome */
+    size_t issued, failed, unsent;
+    size_t by[FAIL__N];
+    double t0, t_end, last_draw;
+    bool drawn;
+} issue_ctx;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* --- progress and messages ----------------------------------------------------- */
+
+static void progress_clear(issue_ctx *x)
+{
+    if (x->drawn) {
+        fputs("\r\033[K", stderr);
+        x->drawn = false;
+    }
+}
+
+static void progress_draw(issue_ctx *x, bool final)
+{
+    if (!x->progress)
+        return;
+    double now = now_s();
+    if (!final && now - x->last_draw < 0.1)
+        return;
+    x->last_draw = now;
+    size_t done = x->issued + x->failed;
+    double el = now - x->t0;
+    double rate = el > 0 ? (double)x->issued / el : 0;
+    char bar[33];
+    size_t w = sizeof(bar) - 1, fill = x->total ? (done * w) / x->total : 0;
+    if (fill > w)
+        fill = w;
+    memset(bar, '#', fill);
+    memset(bar + fill, '.', w - fill);
+    bar[w] = 0;
+    if (x->total)
+        fprintf(stderr, "\r\033[K[%s] %zu/%zu  issued %zu  failed %zu  %.0f/s", bar, done, x->total,
+                x->issued, x->failed, rate);
+    else
+        fprintf(stderr, "\r\033[K%zu done  issued %zu  failed %zu  %.0f/s", done, x->issued,
+                x->failed, rate);
+    x->drawn = true;
+    if (final) {
+        fputc('\n', stderr);
+        x->drawn = false;
+    }
+    fflush(stderr);
+}
+
+/* Daemon text is untrusted: keep it on one line, printable. */
+static void sanitize(const char *p, size_t n, char *out, size_t cap)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < n && j + 1 < cap; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        out[j++] = ch < 0x20 || ch == 0x7f ? '?' : (char)ch;
+    }
+    out[j] = 0;
+}
+
+static void job_fail(issue_ctx *x, const job *j, unsigned cat, const char *msg)
+{
+    x->failed++;
+    x->by[cat < FAIL__N ? cat : FAIL_OTHER]++;
+    progress_clear(x);
+    if (j->line)
+        cli_fail("issue: line %zu: %s: %s", j->line, fail_name(cat), msg);
+    else
+        cli_fail("issue: %s: %s", fail_name(cat), msg);
+}
+
+static void job_free(job *j)
+{
+    json_decref(j->doc);
+    free(j->csr);
+    free(j->out);
+    memset(j, 0, sizeof(*j));
+}
+
+/* --- output ------------------------------------------------------------------------ */
+
+static int write_pem(const char *path, const cf_response *r, bool chain, char *err, size_t errlen)
+{
+    int rc = -1;
+    BIO *b = NULL;
+    char tmp[PATH_MAX + 32] = "";
+    bool to_stdout = strcmp(path, "-") == 0;
+    if (to_stdout) {
+        b = BIO_new_fp(stdout, BIO_NOCLOSE);
+    } else {
+        /* Written aside and renamed: a reader never sees half a file. */
+        snprintf(tmp, sizeof(tmp), "%s.tmp%ld", path, (long)getpid());
+        b = BIO_new_file(tmp, "w");
+    }
+    if (!b) {
+        snprintf(err, errlen, "cannot write %s: %s", to_stdout ? "standard output" : tmp,
+                 strerror(errno));
+        goto out;
+    }
+    bool ok = PEM_write_bio(b, "CERTIFICATE", "", r->cert.p, (long)r->cert.len) > 0;
+    for (unsigned i = 0; ok && chain && i < r->n_chain; i++)
+        ok = PEM_write_bio(b, "CERTIFICATE", "", r->chain[i].p, (long)r->chain[i].len) > 0;
+    ok = ok && BIO_flush(b) == 1;
+    if (!ok) {
+        snprintf(err, errlen, "cannot write %s: %s", to_stdout ? "standard output" : path,
+                 strerror(errno));
+        goto out;
+    }
+    BIO_free(b);
+    b = NULL;
+    if (!to_stdout && rename(tmp, path) != 0) {
+        snprintf(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+        goto out;
+    }
+    tmp[0] = 0;
+    rc = 0;
+out:
+    BIO_free(b);
+    if (tmp[0])
+        unlink(tmp);
+    return rc;
+}
+
+/* --- batch lines ------------------------------------------------------------------- */
+
+static int json_text(json_t *v, const char *key, cf_str *out, char *err, size_t errlen)
+{
+    if (!json_is_string(v) || json_string_length(v) == 0) {
+        snprintf(err, errlen, "\"%s\" must be a non-empty string", key);
+        return -1;
+    }
+    *out = (cf_str){json_string_value(v), json_string_length(v)};
+    return 0;
+}
+
+/* A string or an array of strings, at most max. */
+static int json_texts(json_t *v, const char *key, cf_str *out, unsigned max, unsigned *n, char *err,
+                      size_t errlen)
+{
+    if (json_is_string(v))
+        return json_text(v, key, &out[0], err, errlen) == 0 ? (*n = 1, 0) : -1;
+    if (!json_is_array(v)) {
+        snprintf(err, errlen, "\"%s\" must be an array of strings", key);
+        return -1;
+    }
+    if (json_array_size(v) > max) {
+        snprintf(err, errlen, "\"%s\" has %zu entries (at most %u)", key, json_array_size(v), max);
+        return -1;
+    }
+    size_t i;
+    json_t *e;
+    json_array_foreach(v, i, e)
+    {
+        char k[64];
+        snprintf(k, sizeof(k), "%s[%zu]", key, i);
+        if (json_text(e, k, &out[i], err, errlen) != 0)
+            return -1;
+    }
+    *n = (unsigned)json_array_size(v);
+    return 0;
+}
+
+static int parse_validity(const char *s, uint32_t *out, char *err, size_t errlen)
+{
+    uint64_t secs = 0;
+    char why[200];
+    if (cfg_parse_duration(s, &secs, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "validity '%s': %s", s, why);
+        return -1;
+    }
+    if (secs > UINT32_MAX) {
+        snprintf(err, errlen, "validity '%s' is too long", s);
+        return -1;
+    }
+    *out = (uint32_t)secs;
+    return 0;
+}
+
+static int join_path(char *out, size_t cap, const char *dir, const char *name)
+{
+    int n = name[0] == '/' || !dir || !*dir ? snprintf(out, cap, "%s", name)
+                                            : snprintf(out, cap, "%s/%s", dir, name);
+    return n > 0 && (size_t)n < cap ? 0 : -1;
+}
+
+/* Turn one JSON line into a request. */
+static int job_from_line(issue_ctx *x, job *j, const char *text, size_t len, char *err,
+                         size_t errlen)
+{
+    json_error_t je;
+    json_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    if (!doc) {
+        snprintf(err, errlen, "not a JSON object: %s (column %d)", je.text, je.column);
+        return -1;
+    }
+    j->doc = doc;
+    if (!json_is_object(doc)) {
+        snprintf(err, errlen, "not a JSON object");
+        return -1;
+    }
+    cf_issue_req *r = &j->req;
+    const char *csr = NULL, *out = NULL;
+    bool have_validity = false;
+    j->chain = x->chain;
+    const char *key;
+    json_t *v;
+    json_object_foreach(doc, key, v)
+    {
+        if (strcmp(key, "csr") == 0) {
+            cf_str s;
+            if (json_text(v, key, &s, err, errlen) != 0)
+                return -1;
+            csr = s.p;
+        } else if (strcmp(key, "profile") == 0) {
+            if (json_text(v, key, &r->profile, err, errlen) != 0)
+                return -1;
+        } else if (strcmp(key, "nf_instance_id") == 0) {
+            if (json_text(v, key, &r->nf_instance_id, err, errlen) != 0)
+                return -1;
+        } else if (strcmp(key, "dns") == 0) {
+            if (json_texts(v, key, r->fqdns, CF_MAX_FQDNS, &r->n_fqdns, err, errlen) != 0)
+                return -1;
+        } else if (strcmp(key, "nf_types") == 0) {
+            if (json_texts(v, key, r->nf_types, CF_MAX_NF_TYPES, &r->n_nf_types, err, errlen) != 0)
+                return -1;
+        } else if (strcmp(key, "validity") == 0) {
+            if (json_is_integer(v)) {
+                json_int_t s = json_integer_value(v);
+                if (s <= 0 || s > (json_int_t)UINT32_MAX) {
+                    snprintf(err, errlen, "\"validity\" in seconds must be 1-%u", UINT32_MAX);
+                    return -1;
+                }
+                r->validity_s = (uint32_t)s;
+            } else if (!json_is_string(v) ||
+                       parse_validity(json_string_value(v), &r->validity_s, err, errlen) != 0) {
+                if (!json_is_string(v))
+                    snprintf(err, errlen, "\"validity\" must be a duration such as \"90d\"");
+                return -1;
+            }
+            have_validity = true;
+        } else if (strcmp(key, "requester") == 0) {
+            if (json_text(v, key, &r->requester, err, errlen) != 0)
+                return -1;
+        } else if (strcmp(key, "out") == 0) {
+            cf_str s;
+            if (json_text(v, key, &s, err, errlen) != 0)
+                return -1;
+            out = s.p;
+        } else if (strcmp(key, "chain") == 0) {
+            if (!json_is_boolean(v)) {
+                snprintf(err, errlen, "\"chain\" must be true or false");
+                return -1;
+            }
+            j->chain = json_is_true(v);
+        } else {
+            snprintf(err, errlen,
+                     "unknown key \"%s\" (csr, profile, nf_instance_id, dns, nf_types, "
+                     "validity, requester, out, chain)",
+                     key);
+            return -1;
+        }
+    }
+    if (!csr) {
+        snprintf(err, errlen, "no \"csr\"");
+        return -1;
+    }
+    if (!r->profile.len) {
+        if (!x->profile) {
+            snprintf(err, errlen, "no \"profile\" (and no --profile)");
+            return -1;
+        }
+        r->profile = (cf_str){x->profile, strlen(x->profile)};
+    }
+    if (!have_validity)
+        r->validity_s = x->validity;
+    if (!r->requester.len && x->requester)
+        r->requester = (cf_str){x->requester, strlen(x->requester)};
+
+    size_t csr_len = 0;
+    char path[PATH_MAX];
+    if (strstr(csr, "-----BEGIN ")) {
+        if (cli_decode_csr((const uint8_t *)csr, strlen(csr), "\"csr\"", &j->csr, &csr_len, err,
+                           errlen) != 0)
+            return -1;
+    } else {
+        if (join_path(path, sizeof(path), x->base_dir, csr) != 0) {
+            snprintf(err, errlen, "\"csr\" path too long");
+            return -1;
+        }
+        if (cli_read_csr_file(path, &j->csr, &csr_len, err, errlen) != 0)
+            return -1;
+    }
+    r->csr_der = j->csr;
+    r->csr_len = csr_len;
+
+    char def[64];
+    snprintf(def, sizeof(def), "cert-%zu.pem", j->line);
+    if (join_path(path, sizeof(path), x->out_dir, out ? out : def) != 0) {
+        snprintf(err, errlen, "\"out\" path too long");
+        return -1;
+    }
+    if (!(j->out = strdup(path))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static bool blank(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
+            return false;
+    return true;
+}
+
+/* The next request of the batch in slot j: 1 got one, 0 end of input.
+ * Lines that cannot become requests are failed here (INVALID_REQUEST). */
+static int next_line(issue_ctx *x, job *j)
+{
+    while (!x->eof) {
+        ssize_t n = getline(&x->line, &x->line_cap, x->bf);
+        if (n < 0) {
+            if (ferror(x->bf)) {
+                progress_clear(x);
+                cli_fail("issue: reading %s: %s", x->batch, strerror(errno));
+                x->fatal = true;
+            }
+            x->eof = true;
+            break;
+        }
+        x->lineno++;
+        if (blank(x->line, (size_t)n))
+            continue;
+        memset(j, 0, sizeof(*j));
+        j->used = true;
+        j->line = x->lineno;
+        char err[1400];
+        if (job_from_line(x, j, x->line, (size_t)n, err, sizeof(err)) != 0) {
+            job_fail(x, j, FAIL_LOCAL, err);
+            job_free(j);
+            continue;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+static size_t count_lines(FILE *f)
+{
+    char *l = NULL;
+    size_t cap = 0, n = 0;
+    ssize_t r;
+    while ((r = getline(&l, &cap, f)) >= 0)
+        if (!blank(l, (size_t)r))
+            n++;
+    free(l);
+    rewind(f);
+    return n;
+}
+
+/* --- the pipelined loop --------------------------------------------------------------- */
+
+static job *free_slot(issue_ctx *x)
+{
+    for (size_t i = 0; i < x->njobs; i++)
+        if (!x->jobs[i].used)
+            return &x->jobs[i];
+    return NULL;
+}
+
+static job *find_inflight(issue_ctx *x, uint64_t id)
+{
+    for (size_t i = 0; i < x->njobs; i++)
+        if (x->jobs[i].used && x->jobs[i].id == id)
+            return &x->jobs[i];
+    return NULL;
+}
+
+static void answer(issue_ctx *x, const cf_response *r)
+{
+    job *j = find_inflight(x, r->id);
+    if (!j || r->op != CF_OP_ISSUE) {
+        progress_clear(x);
+        cli_note("issue: ignoring an answer to request %llu, which is not in flight",
+                 (unsigned long long)r->id);
+        return;
+    }
+    x->inflight--;
+    char msg[600], err[PATH_MAX + 200];
+    sanitize(r->message.p, r->message.len, msg, sizeof(msg));
+    if (r->status == CF_ST_OK) {
+        if (write_pem(j->out, r, j->chain, err, sizeof(err)) != 0) {
+            job_fail(x, j, FAIL_OUTPUT, err);
+        } else {
+            x->issued++;
+            /* Win back what BUSY answers took, slowly. */
+            if (x->window < x->max_window && x->issued % 64 == 0)
+                x->window++;
+        }
+    } else if (r->status == CF_ST_BUSY && ++j->busy <= BUSY_RETRIES) {
+        /* The daemon's queue or our share of it is full: send it again and
+         * keep fewer requests in flight from now on. */
+        x->retry[x->nretry++] = j;
+        if (x->window > 1 && x->window > x->inflight + 1)
+            x->window = x->inflight + 1;
+        return;
+    } else {
+        if (!msg[0])
+            snprintf(msg, sizeof(msg), "(no message)");
+        job_fail(x, j, (unsigned)r->status < CF_ST__MAX ? (unsigned)r->status : FAIL_OTHER, msg);
+    }
+    job_free(j);
+}
+
+/* The connection is gone: every request not answered fails. */
+static void lose_all(issue_ctx *x, const char *why)
+{
+    progress_clear(x);
+    cli_fail("issue: %s", why);
+    for (size_t i = 0; i < x->njobs; i++)
+        if (x->jobs[i].used) {
+            job_fail(x, &x->jobs[i], FAIL_NO_ANSWER, "connection lost before the answer");
+            job_free(&x->jobs[i]);
+        }
+    x->nretry = 0;
+    x->inflight = 0;
+    x->fatal = true;
+}
+
+/* 0: a job taken for sending (*out), 1: nothing to send now. */
+static int take_job(issue_ctx *x, job **out, job *single)
+{
+    if (x->nretry) {
+        *out = x->retry[--x->nretry];
+        return 0;
+    }
+    if (single) {
+        if (x->eof)
+            return 1;
+        x->eof = true;
+        *out = single;
+        return 0;
+    }
+    job *j = free_slot(x);
+    if (!j || next_line(x, j) != 1)
+        return 1;
+    *out = j;
+    return 0;
+}
+
+static void run(issue_ctx *x, job *single)
+{
+    x->t0 = now_s();
+    for (;;) {
+        /* Fill the window. */
+        while (!x->fatal && x->inflight < x->window) {
+            job *j = NULL;
+            if (take_job(x, &j, single) != 0)
+                break;
+            if (j->busy && x->inflight == 0)
+                usleep(10000); /* BUSY with nothing of ours in flight: others load it */
+            uint64_t id = 0;
+            int r = cf_client_submit_issue(x->c, &j->req, &id);
+            if (r == 0) {
+                j->id = id;
+                x->inflight++;
+                continue;
+            }
+            if (r == 1 && x->inflight > 0) {
+                x->retry[x->nretry++] = j; /* buffers full: collect answers first */
+                break;
+            }
+            char why[300];
+            snprintf(why, sizeof(why), "%s", cf_client_error(x->c));
+            if (r < 0 && cf_client_flush(x->c, 0) >= 0) {
+                /* This request only (e.g. it breaks a protocol limit). */
+                job_fail(x, j, FAIL_LOCAL, why);
+                job_free(j);
+                continue;
+            }
+            x->retry[x->nretry++] = j;
+            char m[400];
+            snprintf(m, sizeof(m), "connection to certforged at %s lost: %s", x->socket, why);
+            lose_all(x, m);
+        }
+        if (x->fatal || (x->inflight == 0 && x->nretry == 0 && x->eof))
+            break;
+        if (x->inflight == 0)
+            continue; /* BUSY answers to send again */
+        cf_response resp;
+        int r = cf_client_next_response(x->c, x->timeout_ms, &resp);
+        if (r == 0) {
+            answer(x, &resp);
+            progress_draw(x, false);
+            continue;
+        }
+        char m[400];
+        if (r == 1)
+            snprintf(m, sizeof(m), "no answer from certforged at %s within %d s", x->socket,
+                     x->timeout_ms / 1000);
+        else
+            snprintf(m, sizeof(m), "connection to certforged at %s lost: %s", x->socket,
+                     cf_client_error(x->c));
+        lose_all(x, m);
+        break;
+    }
+    x->t_end = now_s();
+    if (x->fatal && x->bf && !x->eof) {
+        /* Lines never sent: counted, not listed one by one. */
+        size_t first = x->lineno + 1;
+        ssize_t n;
+        while ((n = getline(&x->line, &x->line_cap, x->bf)) >= 0)
+            if (!blank(x->line, (size_t)n))
+                x->unsent++;
+        if (x->unsent) {
+            x->failed += x->unsent;
+            x->by[FAIL_NO_ANSWER] += x->unsent;
+            cli_fail("issue: %zu request(s) from line %zu on were not sent", x->unsent, first);
+        }
+    }
+}
+
+static void summary(issue_ctx *x)
+{
+    double el = x->t_end - x->t0;
+    size_t all = x->issued + x->failed;
+    printf("issued %zu of %zu certificates in %.3f s: %.1f certificates/s\n", x->issued, all, el,
+           el > 0 ? (double)x->issued / el : 0.0);
+    printf("failed %zu", x->failed);
+    const char *sep = ": ";
+    for (unsigned i = 0; i < FAIL__N; i++)
+        if (x->by[i]) {
+            printf("%s%s %zu", sep, fail_name(i), x->by[i]);
+            sep = ", ";
+        }
+    printf("\n");
+    fflush(stdout);
+}
+
+int cmd_issue(int argc, char **argv)
+{
+    static const struct option lo[] = {{"socket", required_argument, NULL, OPT_SOCKET},
+                                       {"csr", required_argument, NULL, OPT_CSR},
+                                       {"profile", required_argument, NULL, OPT_PROFILE},
+                                       {"nf-instance-id", required_argument, NULL, OPT_NFID},
+                                       {"dns", required_argument, NULL, OPT_DNS},
+                                       {"nf-type", required_argument, NULL, OPT_NFTYPE},
+                                       {"validity", required_argument, NULL, OPT_VALIDITY},
+                                       {"requester", required_argument, NULL, OPT_REQUESTER},
+                                       {"out", required_argument, NULL, OPT_OUT},
+                                       {"chain", no_argument, NULL, OPT_CHAIN},
+                                       {"batch", required_argument, NULL, OPT_BATCH},
+                                       {"out-dir", required_argument, NULL, OPT_OUTDIR},
+                                       {"inflight", required_argument, NULL, OPT_INFLIGHT},
+                                       {"timeout", required_argument, NULL, OPT_TIMEOUT},
+                                       {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+                                       {"help", no_argument, NULL, OPT_HELP},
+                                       {0, 0, 0, 0}};
+    issue_ctx x;
+    memset(&x, 0, sizeof(x));
+    x.window = 128;
+    x.timeout_ms = 60000;
+    x.progress = true;
+    job single;
+    memset(&single, 0, sizeof(single));
+    const char *csr_path = NULL, *validity = NULL, *nfid = NULL;
+    int rc = CLI_FAIL;
+    unsigned long ul;
+    char err[1400];
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (c) {
+        case OPT_SOCKET:
+            x.socket = optarg;
+            break;
+        case OPT_CSR:
+            csr_path = optarg;
+            break;
+        case OPT_PROFILE:
+            x.profile = optarg;
+            break;
+        case OPT_NFID:
+            nfid = optarg;
+            break;
+        case OPT_DNS:
+            if (single.req.n_fqdns == CF_MAX_FQDNS)
+                return cli_usage("issue: at most %d --dns", CF_MAX_FQDNS);
+            single.req.fqdns[single.req.n_fqdns++] = (cf_str){optarg, strlen(optarg)};
+            break;
+        case OPT_NFTYPE:
+            if (single.req.n_nf_types == CF_MAX_NF_TYPES)
+                return cli_usage("issue: at most %d --nf-type", CF_MAX_NF_TYPES);
+            single.req.nf_types[single.req.n_nf_types++] = (cf_str){optarg, strlen(optarg)};
+            break;
+        case OPT_VALIDITY:
+            validity = optarg;
+            break;
+        case OPT_REQUESTER:
+            x.requester = optarg;
+            break;
+        case OPT_OUT:
+            x.out = optarg;
+            break;
+        case OPT_CHAIN:
+            x.chain = true;
+            break;
+        case OPT_BATCH:
+            x.batch = optarg;
+            break;
+        case OPT_OUTDIR:
+            x.out_dir = optarg;
+            break;
+        case OPT_INFLIGHT:
+            if (!cli_parse_uint(optarg, 1, 65536, &ul))
+                return cli_usage("issue: --inflight must be 1-65536, not '%s'", optarg);
+            x.window = (unsigned)ul;
+            break;
+        case OPT_TIMEOUT:
+            if (!cli_parse_uint(optarg, 1, 86400, &ul))
+                return cli_usage("issue: --timeout must be 1-86400 seconds, not '%s'", optarg);
+            x.timeout_ms = (int)ul * 1000;
+            break;
+        case OPT_NO_PROGRESS:
+            x.progress = false;
+            break;
+        case OPT_HELP:
+            fputs(issue_help, stdout);
+            return CLI_OK;
+        default:
+            return cli_bad_option("issue", argc, argv);
+        }
+    }
+    if (optind < argc)
+        return cli_usage("issue: unexpected argument '%s'", argv[optind]);
+    if (!x.batch == !csr_path)
+        return cli_usage("issue: give --csr FILE (one CSR) or --batch FILE (many); see "
+                         "'certforge issue --help'");
+    if (x.batch) {
+        if (x.out)
+            return cli_usage("issue: --out is for one CSR; a batch writes into --out-dir");
+        if (nfid || single.req.n_fqdns || single.req.n_nf_types)
+            return cli_usage("issue: --nf-instance-id, --dns and --nf-type are per CSR: in a "
+                             "batch each line carries its own");
+    } else {
+        if (x.out_dir)
+            return cli_usage("issue: --out-dir is for --batch; one CSR goes to --out FILE");
+        if (!x.profile)
+            return cli_usage("issue: --profile NAME is required (e.g. --profile nf)");
+    }
+    for (unsigned i = 0; i < single.req.n_fqdns; i++)
+        if (!single.req.fqdns[i].len)
+            return cli_usage("issue: --dns needs a name");
+    for (unsigned i = 0; i < single.req.n_nf_types; i++)
+        if (!single.req.nf_types[i].len)
+            return cli_usage("issue: --nf-type needs a type");
+    if (validity && parse_validity(validity, &x.validity, err, sizeof(err)) != 0)
+        return cli_usage("issue: --validity: %s", err);
+    if (x.profile && !*x.profile)
+        return cli_usage("issue: --profile needs a name");
+    if (x.requester && !*x.requester)
+        x.requester = NULL;
+    x.socket = cli_socket_path(x.socket);
+    x.progress = x.progress && x.batch && isatty(2);
+
+    /* Inputs first: a missing file is reported before the daemon is asked. */
+    if (x.batch) {
+        if (strcmp(x.batch, "-") == 0) {
+            x.bf = stdin;
+        } else if (!(x.bf = fopen(x.batch, "r"))) {
+            return cli_fail("issue: cannot read batch %s: %s", x.batch, strerror(errno));
+        } else {
+            snprintf(x.base_dir, sizeof(x.base_dir), "%s", x.batch);
+            char *sl = strrchr(x.base_dir, '/');
+            if (sl)
+                *(sl == x.base_dir ? sl + 1 : sl) = 0;
+            else
+                x.base_dir[0] = 0;
+            x.total = count_lines(x.bf);
+        }
+        if (!x.out_dir)
+            x.out_dir = ".";
+        if (cli_mkdir_p(x.out_dir) != 0) {
+            rc = cli_fail("issue: cannot create --out-dir %s: %s", x.out_dir, strerror(errno));
+            goto out;
+        }
+        x.njobs = x.window;
+    } else {
+        size_t len = 0;
+        if (cli_read_csr_file(csr_path, &single.csr, &len, err, sizeof(err)) != 0) {
+            rc = cli_fail("issue: %s", err);
+            goto out;
+        }
+        single.used = true;
+        single.req.csr_der = single.csr;
+        single.req.csr_len = len;
+        single.req.profile = (cf_str){x.profile, strlen(x.profile)};
+        if (nfid)
+            single.req.nf_instance_id = (cf_str){nfid, strlen(nfid)};
+        single.req.validity_s = x.validity;
+        if (x.requester)
+            single.req.requester = (cf_str){x.requester, strlen(x.requester)};
+        single.chain = x.chain;
+        if (!(single.out = strdup(x.out ? x.out : "-"))) {
+            rc = cli_fail("out of memory");
+            goto out;
+        }
+        x.jobs = &single;
+        x.njobs = 1;
+        x.window = 1;
+    }
+    if (x.batch) {
+        x.jobs = calloc(x.njobs, sizeof(*x.jobs));
+        if (!x.jobs) {
+            rc = cli_fail("out of memory");
+            goto out;
+        }
+    }
+    x.max_window = x.window;
+    x.retry = calloc(x.njobs, sizeof(*x.retry));
+    if (!x.retry) {
+        rc = cli_fail("out of memory");
+        goto out;
+    }
+    if ((rc = cli_connect("issue", x.socket, &x.c)) != CLI_OK)
+        goto out;
+
+    run(&x, x.batch ? NULL : &single);
+    if (x.batch) {
+        progress_draw(&x, true);
+        summary(&x);
+    }
+    rc = x.failed || x.fatal ? CLI_FAIL : CLI_OK;
+out:
+    cf_client_close(x.c);
+    if (x.batch) {
+        for (size_t i = 0; x.jobs && i < x.njobs; i++)
+            if (x.jobs[i].used)
+                job_free(&x.jobs[i]);
+        free(x.jobs);
+    }
+    job_free(&single);
+    free(x.retry);
+    free(x.line);
+    if (x.bf && x.bf != stdin)
+        fclose(x.bf);
+    return rc;
+}
