@@ -27,6 +27,7 @@ typedef struct floor_ctx {
     hsm_key_type ca_type;
     _Atomic size_t next;
     _Atomic uint64_t errors;
+    _Atomic int setup_failed;
 } floor_ctx;
 
 static const uint8_t di_sha256[] = {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
@@ -162,7 +163,11 @@ static void *floor_thread(void *arg)
         if (!ok && atomic_fetch_add(&fc->errors, 1) == 0 && getenv("CF_BENCH_DEBUG"))
             fprintf(stderr, "floor: first failure at CSR %zu, stage %d\n", i, stage);
     }
+    goto done;
 out:
+    /* A thread that could not set up measures nothing: the run is void. */
+    atomic_store(&fc->setup_failed, 1);
+done:
     if (h != CK_INVALID_HANDLE)
         t->f->C_CloseSession(h);
     EVP_PKEY_CTX_free(vctx);
@@ -206,11 +211,17 @@ int bench_floor(const bench_setup *su, unsigned threads, bench_result *r)
     if (threads > 64)
         threads = 64;
     double t0 = bench_now();
+    unsigned started = 0;
     for (unsigned i = 0; i < threads; i++)
-        pthread_create(&th[i], NULL, floor_thread, &fc);
-    for (unsigned i = 0; i < threads; i++)
+        if (pthread_create(&th[i], NULL, floor_thread, &fc) == 0)
+            started++;
+    for (unsigned i = 0; i < started; i++)
         pthread_join(th[i], NULL);
     r->seconds = bench_now() - t0;
+    if (started < threads || atomic_load(&fc.setup_failed)) {
+        fprintf(stderr, "floor: a measuring thread could not start or set up\n");
+        return -1;
+    }
     r->done = su->count;
     r->errors = atomic_load(&fc.errors);
     r->rate = (double)su->count / r->seconds;

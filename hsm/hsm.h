@@ -124,8 +124,9 @@ unsigned hsm_signer_key_bits(const hsm_signer *s);
 unsigned hsm_signer_sessions(const hsm_signer *s);
 /* Sessions currently checked out by signing threads. */
 unsigned hsm_signer_sessions_busy(const hsm_signer *s);
-/* The key's public half (from the matching public key object or the
- * private key's public attributes). Caller frees. */
+/* The key's public half: RSA from the private key's public attributes;
+ * EC and Ed25519 from the one public key object with the same CKA_ID (and
+ * CKA_LABEL when the id is empty). Caller frees. */
 HSM_WUR EVP_PKEY *hsm_signer_public_key(hsm_signer *s, hsm_err *err);
 /* Does `m` fit this key? 0 if it does, else CKR_KEY_TYPE_INCONSISTENT with
  * a message naming the mechanism and key. */
@@ -136,9 +137,11 @@ HSM_WUR int hsm_signer_check_mech(const hsm_signer *s, hsm_mech m, hsm_err *err)
  * message (Ed25519). `sig` must hold HSM_SIG_MAX bytes; *siglen is set.
  * On a session or token fault the call fails (rv in err), the session is
  * dropped and later calls reopen sessions and log in again with bounded
- * backoff; while the backoff runs, calls fail fast with
- * CKR_DEVICE_ERROR. Never blocks longer than acquire_timeout_ms waiting for
- * a session. Returns 0 on success, -1 on failure.
+ * backoff; while one thread recovers, and while the backoff runs, calls
+ * fail fast with CKR_DEVICE_ERROR. A PIN the token rejected is not tried
+ * again until its file changes. Never waits longer than
+ * acquire_timeout_ms for a session (CKR_FUNCTION_CANCELED). Returns 0 on
+ * success, -1 on failure.
  */
 HSM_WUR int hsm_sign(hsm_signer *s, hsm_mech m, const uint8_t *in, size_t inlen, uint8_t *sig,
                      size_t *siglen, hsm_err *err);
@@ -153,6 +156,7 @@ typedef struct hsm_sign_req {
     uint8_t *sig; /* HSM_SIG_MAX bytes */
     size_t siglen;
     CK_RV rv;
+    char msg[160]; /* why, when rv != CKR_OK */
 } hsm_sign_req;
 size_t hsm_sign_batch(hsm_signer *s, hsm_sign_req *reqs, size_t n);
 

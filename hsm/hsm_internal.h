@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include <p11-kit/uri.h>
 
@@ -23,24 +24,28 @@ typedef struct hsm_module {
     unsigned refs;
     bool we_initialized; /* we called C_Initialize, so we finalize */
     unsigned fork_gen;   /* hsm_fork_gen value when initialised */
-    /* Fork gate: every call into the module from a pool or a recovery
-     * enters it (shared); fork() (pthread_atfork prepare) closes it and
-     * waits for those inside to leave, so no thread is inside the module
-     * when the process forks. Otherwise the child inherits the module's
+    /* The gate. Every call into the module from a pool or a recovery is
+     * made inside it. Shared: signing threads. Exclusive: a token's
+     * recovery (so no thread still holds a session handle the recovery is
+     * about to declare dead, and no handle is used after its number was
+     * reused), and fork() (pthread_atfork prepare waits until no thread is
+     * inside the module: otherwise the child inherits the module's
      * internal locks held by threads that do not exist there, and its
-     * C_Finalize/C_Initialize deadlocks (seen with SoftHSM2). A mutex and
-     * a count rather than a rwlock: glibc's rwlock remembers its writer by
-     * thread id, which changes in the child. Never entered recursively. */
+     * C_Finalize/C_Initialize deadlocks — seen with SoftHSM2). A mutex and
+     * counters rather than a rwlock: glibc's rwlock remembers its writer by
+     * thread id, which changes in the child. Never entered recursively,
+     * and no token lock is taken while inside. */
     pthread_mutex_t gate_mu;
     pthread_cond_t gate_cv;
     unsigned gate_inside;
-    bool gate_closed;
+    bool gate_closed; /* fork in progress */
+    bool gate_excl;   /* a recovery holds it alone */
 } hsm_module;
 
 static inline void hsm_gate_enter(hsm_module *m)
 {
     pthread_mutex_lock(&m->gate_mu);
-    while (m->gate_closed)
+    while (m->gate_closed || m->gate_excl)
         pthread_cond_wait(&m->gate_cv, &m->gate_mu);
     m->gate_inside++;
     pthread_mutex_unlock(&m->gate_mu);
@@ -48,8 +53,26 @@ static inline void hsm_gate_enter(hsm_module *m)
 static inline void hsm_gate_leave(hsm_module *m)
 {
     pthread_mutex_lock(&m->gate_mu);
-    if (--m->gate_inside == 0 && m->gate_closed)
+    if (--m->gate_inside == 0 && (m->gate_closed || m->gate_excl))
         pthread_cond_broadcast(&m->gate_cv);
+    pthread_mutex_unlock(&m->gate_mu);
+}
+/* Alone in the module: waits for every shared holder to leave. */
+static inline void hsm_gate_enter_excl(hsm_module *m)
+{
+    pthread_mutex_lock(&m->gate_mu);
+    while (m->gate_closed || m->gate_excl)
+        pthread_cond_wait(&m->gate_cv, &m->gate_mu);
+    m->gate_excl = true;
+    while (m->gate_inside > 0)
+        pthread_cond_wait(&m->gate_cv, &m->gate_mu);
+    pthread_mutex_unlock(&m->gate_mu);
+}
+static inline void hsm_gate_leave_excl(hsm_module *m)
+{
+    pthread_mutex_lock(&m->gate_mu);
+    m->gate_excl = false;
+    pthread_cond_broadcast(&m->gate_cv);
     pthread_mutex_unlock(&m->gate_mu);
 }
 
@@ -82,6 +105,13 @@ struct hsm_token {
      * signer pools reopen theirs (login is per token, per application,
      * and ends when the application's last session closes). */
     CK_SESSION_HANDLE keeper;
+    /* The token rejected the PIN: never try the same PIN again (each try
+     * brings a lockout closer). A PIN file is tried again once it changes;
+     * an environment PIN needs a restart. */
+    bool pin_rejected;
+    struct timespec pin_mtime;
+    off_t pin_size;
+    char last_error[200]; /* why the last recovery attempt failed */
 };
 
 /* Bumped in the child after fork (pthread_atfork). */

@@ -10,6 +10,7 @@
 #include "hsm_internal.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -38,6 +39,15 @@ struct hsm_signer {
     _Atomic unsigned busy;
     _Atomic unsigned fork_gen;
 };
+
+static void cond_init_monotonic(pthread_cond_t *cv)
+{
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(cv, &a);
+    pthread_condattr_destroy(&a);
+}
 
 /* DigestInfo prefixes (RFC 8017 §9.2 note 1) for CKM_RSA_PKCS. */
 static const uint8_t di_sha256[] = {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
@@ -157,22 +167,13 @@ static int find_key(hsm_signer *s, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE *key, h
     return 0;
 }
 
-static void pool_release(hsm_signer *s, unsigned idx)
-{
-    pthread_mutex_lock(&s->mu);
-    s->freelist[s->nfree++] = idx;
-    atomic_fetch_sub(&s->busy, 1);
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-}
-
 /* In a child after fork, once: the pool's lock may have been caught held
  * by a parent thread, and every session in it is the parent's. */
 static void signer_after_fork(void *arg)
 {
     hsm_signer *s = arg;
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
+    cond_init_monotonic(&s->cv);
     for (unsigned i = 0; i < s->n; i++) {
         s->sess[i].h = CK_INVALID_HANDLE;
         s->freelist[i] = s->n - 1 - i;
@@ -182,19 +183,24 @@ static void signer_after_fork(void *arg)
     s->key = CK_INVALID_HANDLE;
 }
 
-/* Check a session out of the pool, opening it and finding the key if
- * needed. Never waits longer than acquire_timeout_ms. */
-static int pool_acquire(hsm_signer *s, unsigned *idx_out, CK_OBJECT_HANDLE *key, hsm_err *err)
+/* A checked-out session, valid for the current token epoch, with the key
+ * handle to use on it. Between pool_enter and pool_exit the thread is
+ * inside the module's gate: a recovery (which takes the gate alone)
+ * cannot declare the session dead while it is being used. */
+typedef struct pool_use {
+    unsigned idx;
+    pool_sess ps;
+    CK_OBJECT_HANDLE key;
+} pool_use;
+
+/* Take a slot from the pool, waiting at most acquire_timeout_ms. */
+static int pool_take(hsm_signer *s, unsigned *idx, hsm_err *err)
 {
-    hsm_token *t = s->t;
-    if (hsm_token_ensure(t, err) != 0)
-        return -1;
-    hsm_after_fork_once(&s->fork_gen, signer_after_fork, s);
     pthread_mutex_lock(&s->mu);
     if (s->nfree == 0) {
         struct timespec dl;
-        clock_gettime(CLOCK_REALTIME, &dl);
-        uint64_t ns = (uint64_t)dl.tv_nsec + (uint64_t)t->opts.acquire_timeout_ms * 1000000u;
+        clock_gettime(CLOCK_MONOTONIC, &dl);
+        uint64_t ns = (uint64_t)dl.tv_nsec + (uint64_t)s->t->opts.acquire_timeout_ms * 1000000u;
         dl.tv_sec += (time_t)(ns / 1000000000u);
         dl.tv_nsec = (long)(ns % 1000000000u);
         while (s->nfree == 0) {
@@ -203,88 +209,106 @@ static int pool_acquire(hsm_signer *s, unsigned *idx_out, CK_OBJECT_HANDLE *key,
                 return hsm_fail(err, CKR_FUNCTION_CANCELED,
                                 "no free session for the key on token '%s' within %u ms (all %u "
                                 "busy)",
-                                t->label, t->opts.acquire_timeout_ms, s->n);
+                                s->t->label, s->t->opts.acquire_timeout_ms, s->n);
             }
         }
     }
-    unsigned idx = s->freelist[--s->nfree];
+    *idx = s->freelist[--s->nfree];
     atomic_fetch_add(&s->busy, 1);
-    unsigned epoch = atomic_load(&t->epoch);
-    pool_sess ps = s->sess[idx];
-    bool need_key = s->key_epoch != epoch || s->key == CK_INVALID_HANDLE;
     pthread_mutex_unlock(&s->mu);
+    return 0;
+}
 
-    if (ps.h != CK_INVALID_HANDLE && ps.epoch != epoch) {
-        /* Opened before the token lost its sessions (or in the parent
-         * before a fork): forget it, never close it (see recover_locked). */
-        ps.h = CK_INVALID_HANDLE;
-    }
-    CK_OBJECT_HANDLE k = CK_INVALID_HANDLE;
-    if (ps.h == CK_INVALID_HANDLE || need_key) {
-        hsm_gate_enter(t->mod);
-        CK_RV rv = CKR_OK;
-        if (ps.h == CK_INVALID_HANDLE) {
-            rv = t->f->C_OpenSession(t->slot, CKF_SERIAL_SESSION, NULL, NULL, &ps.h);
-            if (rv != CKR_OK) {
-                ps.h = CK_INVALID_HANDLE;
-                hsm_fail(err, rv, "token '%s': C_OpenSession failed (%s)", t->label,
-                         hsm_rv_name(rv));
-            }
-            ps.epoch = epoch;
-        }
-        int frc = rv == CKR_OK && need_key ? find_key(s, ps.h, &k, err) : 0;
-        hsm_gate_leave(t->mod);
-        if (rv != CKR_OK) {
-            hsm_token_fault(t, rv);
-            goto fail;
-        }
-        if (frc != 0) {
-            /* A key that was there and is not seen on a fresh session:
-             * most often the login was lost (SoftHSM then hides private
-             * objects rather than saying CKR_USER_NOT_LOGGED_IN). */
-            hsm_token_suspect(t);
-            goto fail;
-        }
-    }
+static void pool_give(hsm_signer *s, unsigned idx, pool_sess ps, bool key_bad)
+{
     pthread_mutex_lock(&s->mu);
     s->sess[idx] = ps;
-    if (need_key) {
-        s->key = k;
-        s->key_epoch = epoch;
-    }
-    *key = s->key;
+    if (key_bad)
+        s->key = CK_INVALID_HANDLE;
+    s->freelist[s->nfree++] = idx;
+    atomic_fetch_sub(&s->busy, 1);
+    pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
-    *idx_out = idx;
-    return 0;
-fail:
-    if (ps.h != CK_INVALID_HANDLE)
-        t->f->C_CloseSession(ps.h);
+}
+
+static int pool_enter(hsm_signer *s, pool_use *u, hsm_err *err)
+{
+    hsm_token *t = s->t;
+    if (hsm_token_ensure(t, err) != 0)
+        return -1;
+    hsm_after_fork_once(&s->fork_gen, signer_after_fork, s);
+    if (pool_take(s, &u->idx, err) != 0)
+        return -1;
+    hsm_gate_enter(t->mod);
+    unsigned epoch = atomic_load(&t->epoch);
     pthread_mutex_lock(&s->mu);
-    s->sess[idx].h = CK_INVALID_HANDLE;
+    u->ps = s->sess[u->idx];
+    u->key = s->key_epoch == epoch ? s->key : CK_INVALID_HANDLE;
     pthread_mutex_unlock(&s->mu);
-    pool_release(s, idx);
+    CK_RV rv = CKR_OK;
+    if (u->ps.h != CK_INVALID_HANDLE && u->ps.epoch != epoch) {
+        /* Opened before the token lost its sessions (or in the parent
+         * before a fork): forget it, never close it (see recover_locked). */
+        u->ps.h = CK_INVALID_HANDLE;
+    }
+    if (u->ps.h == CK_INVALID_HANDLE) {
+        rv = t->f->C_OpenSession(t->slot, CKF_SERIAL_SESSION, NULL, NULL, &u->ps.h);
+        if (rv != CKR_OK) {
+            u->ps.h = CK_INVALID_HANDLE;
+            hsm_fail(err, rv, "token '%s': C_OpenSession failed (%s)", t->label,
+                     hsm_rv_name(rv));
+        }
+        u->ps.epoch = epoch;
+    }
+    bool no_key = false;
+    if (rv == CKR_OK && u->key == CK_INVALID_HANDLE) {
+        if (find_key(s, u->ps.h, &u->key, err) != 0) {
+            rv = err->rv;
+            no_key = true;
+        } else {
+            pthread_mutex_lock(&s->mu);
+            s->key = u->key;
+            s->key_epoch = epoch;
+            pthread_mutex_unlock(&s->mu);
+        }
+    }
+    if (rv == CKR_OK)
+        return 0;
+    hsm_gate_leave(t->mod);
+    if (hsm_rv_is_session_fault(rv))
+        u->ps.h = CK_INVALID_HANDLE;
+    pool_give(s, u->idx, u->ps, false);
+    /* Faults are recorded outside the gate (they take the token lock). */
+    if (!hsm_token_fault(t, rv) && no_key) {
+        /* A key that was there and is not seen: most often the login was
+         * lost (SoftHSM then hides private objects rather than saying
+         * CKR_USER_NOT_LOGGED_IN). */
+        hsm_token_suspect(t);
+    }
     return -1;
 }
 
-/* After a failed call on pooled session idx. A session the module calls
- * invalid is forgotten (not closed: its number may be reused already). A
- * token-level fault leaves the decision to the token's recovery, which
- * keeps the sessions if the token kept its state. */
-static void pool_fault(hsm_signer *s, unsigned idx, CK_RV rv)
+/* Leave the gate and return the session after a call that returned rv. A
+ * session the module calls invalid is forgotten (not closed: its number
+ * may be reused already). One left with an operation active (a failed
+ * C_Sign with CKR_BUFFER_TOO_SMALL keeps it) is closed: it is valid, and
+ * would fail every later C_SignInit with CKR_OPERATION_ACTIVE. */
+static void pool_exit(hsm_signer *s, pool_use *u, CK_RV rv)
 {
-    if (hsm_token_fault(s->t, rv))
-        return;
-    if (hsm_rv_is_session_fault(rv)) {
-        pthread_mutex_lock(&s->mu);
-        s->sess[idx].h = CK_INVALID_HANDLE;
-        pthread_mutex_unlock(&s->mu);
-    } else if (rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID) {
-        /* Find the key again, and check the login on the way. */
-        pthread_mutex_lock(&s->mu);
-        s->key = CK_INVALID_HANDLE;
-        pthread_mutex_unlock(&s->mu);
-        hsm_token_suspect(s->t);
+    hsm_token *t = s->t;
+    bool key_bad = rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID;
+    if (rv == CKR_BUFFER_TOO_SMALL || rv == CKR_OPERATION_ACTIVE) {
+        t->f->C_CloseSession(u->ps.h);
+        u->ps.h = CK_INVALID_HANDLE;
     }
+    hsm_gate_leave(t->mod);
+    if (hsm_rv_is_session_fault(rv))
+        u->ps.h = CK_INVALID_HANDLE;
+    pool_give(s, u->idx, u->ps, key_bad);
+    if (rv == CKR_OK)
+        return;
+    if (!hsm_token_fault(t, rv) && key_bad)
+        hsm_token_suspect(t); /* find the key again, checking the login */
 }
 
 /* --- open / close --------------------------------------------------------- */
@@ -300,7 +324,7 @@ int hsm_signer_open(hsm_token *t, const char *key_uri, unsigned sessions, hsm_si
         return hsm_fail(err, CKR_HOST_MEMORY, "out of memory");
     s->t = t;
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
+    cond_init_monotonic(&s->cv);
     if (hsm_uri_parse(key_uri, &s->uri, err) != 0)
         goto out;
     CK_TOKEN_INFO *ti = p11_kit_uri_get_token_info(s->uri);
@@ -322,12 +346,25 @@ int hsm_signer_open(hsm_token *t, const char *key_uri, unsigned sessions, hsm_si
     }
     if (hsm_token_session(t, false, &h, err) != 0)
         goto out;
-    if (find_key(s, h, &s->key, err) != 0) {
-        hsm_fail(err, err->rv, "key not found: %s (%s)", key_uri, err->msg);
+    hsm_gate_enter(t->mod);
+    int frc = find_key(s, h, &s->key, err);
+    if (frc == 0)
+        frc = hsm_key_info(t, h, s->key, &s->kt, &s->bits, err) != 0 ? 1 : 0;
+    hsm_gate_leave(t->mod);
+    if (frc < 0) {
+        char why[sizeof(err->msg)];
+        snprintf(why, sizeof(why), "%s", err->msg);
+        hsm_fail(err, err->rv, "key not found: %s (%s)", key_uri, why);
         goto out;
     }
-    if (hsm_key_info(t, h, s->key, &s->kt, &s->bits, err) != 0)
+    if (frc > 0)
         goto out;
+    if (s->kt == HSM_KEY_RSA && (s->bits < 2048 || s->bits > 8 * HSM_SIG_MAX)) {
+        hsm_fail(err, CKR_KEY_SIZE_RANGE,
+                 "key %s is RSA-%u; certforge signs with RSA keys of 2048 to %u bits", key_uri,
+                 s->bits, 8 * HSM_SIG_MAX);
+        goto out;
+    }
     s->key_epoch = atomic_load(&t->epoch);
     atomic_store(&s->fork_gen, atomic_load(&t->fork_gen));
     unsigned long max = hsm_token_max_sessions(t);
@@ -354,8 +391,11 @@ int hsm_signer_open(hsm_token *t, const char *key_uri, unsigned sessions, hsm_si
     rc = 0;
     *out = s;
 out:
-    if (h != CK_INVALID_HANDLE)
+    if (h != CK_INVALID_HANDLE) {
+        hsm_gate_enter(t->mod);
         t->f->C_CloseSession(h);
+        hsm_gate_leave(t->mod);
+    }
     if (rc != 0)
         hsm_signer_close(s);
     return rc;
@@ -366,10 +406,14 @@ void hsm_signer_close(hsm_signer *s)
     if (!s)
         return;
     bool same_process = atomic_load(&s->fork_gen) == atomic_load(&hsm_fork_gen);
+    if (same_process && s->t->mod)
+        hsm_gate_enter(s->t->mod);
     for (unsigned i = 0; s->sess && i < s->n; i++)
         if (s->sess[i].h != CK_INVALID_HANDLE && same_process &&
             s->sess[i].epoch == atomic_load(&s->t->epoch))
             s->t->f->C_CloseSession(s->sess[i].h);
+    if (same_process && s->t->mod)
+        hsm_gate_leave(s->t->mod);
     free(s->sess);
     free(s->freelist);
     if (s->uri)
@@ -398,14 +442,11 @@ unsigned hsm_signer_sessions_busy(const hsm_signer *s)
 
 EVP_PKEY *hsm_signer_public_key(hsm_signer *s, hsm_err *err)
 {
-    unsigned idx;
-    CK_OBJECT_HANDLE key;
-    if (pool_acquire(s, &idx, &key, err) != 0)
+    pool_use u;
+    if (pool_enter(s, &u, err) != 0)
         return NULL;
-    hsm_gate_enter(s->t->mod);
-    EVP_PKEY *pk = hsm_public_key(s->t, s->sess[idx].h, key, err);
-    hsm_gate_leave(s->t->mod);
-    pool_release(s, idx);
+    EVP_PKEY *pk = hsm_public_key(s->t, u.ps.h, u.key, err);
+    pool_exit(s, &u, pk ? CKR_OK : err->rv);
     return pk;
 }
 
@@ -468,29 +509,23 @@ int hsm_sign(hsm_signer *s, hsm_mech m, const uint8_t *in, size_t inlen, uint8_t
         return hsm_fail(err, CKR_MECHANISM_INVALID, "unsupported mechanism");
     }
 
-    unsigned idx;
-    CK_OBJECT_HANDLE key;
-    if (pool_acquire(s, &idx, &key, err) != 0)
+    pool_use u;
+    if (pool_enter(s, &u, err) != 0)
         return -1;
-    CK_SESSION_HANDLE h = s->sess[idx].h;
     CK_FUNCTION_LIST *f = s->t->f;
     uint8_t raw[HSM_SIG_MAX];
     CK_ULONG rawlen = sizeof(raw);
-    hsm_gate_enter(s->t->mod);
-    CK_RV rv = f->C_SignInit(h, &mech, key);
+    CK_RV rv = f->C_SignInit(u.ps.h, &mech, u.key);
     if (rv == CKR_OK)
-        rv = f->C_Sign(h, (CK_BYTE_PTR)data, datalen, raw, &rawlen);
-    hsm_gate_leave(s->t->mod);
+        rv = f->C_Sign(u.ps.h, (CK_BYTE_PTR)data, datalen, raw, &rawlen);
+    pool_exit(s, &u, rv);
     if (rv != CKR_OK) {
-        pool_fault(s, idx, rv);
-        pool_release(s, idx);
         if (rv == CKR_MECHANISM_INVALID)
             return hsm_fail(err, rv, "token '%s' does not support mechanism %s", s->t->label,
                             hsm_mech_name(m));
         return hsm_fail(err, rv, "token '%s': signing with %s failed (%s)", s->t->label,
                         hsm_mech_name(m), hsm_rv_name(rv));
     }
-    pool_release(s, idx);
     if (mech.mechanism == CKM_ECDSA) {
         if (ecdsa_raw_to_der(raw, rawlen, sig, siglen) != 0)
             return hsm_fail(err, CKR_GENERAL_ERROR,
@@ -511,9 +546,11 @@ size_t hsm_sign_batch(hsm_signer *s, hsm_sign_req *reqs, size_t n)
         if (hsm_sign(s, reqs[i].mech, reqs[i].in, reqs[i].inlen, reqs[i].sig, &reqs[i].siglen,
                      &e) == 0) {
             reqs[i].rv = CKR_OK;
+            reqs[i].msg[0] = '\0';
             ok++;
         } else {
             reqs[i].rv = e.rv ? e.rv : CKR_GENERAL_ERROR;
+            snprintf(reqs[i].msg, sizeof(reqs[i].msg), "%.159s", e.msg);
         }
     }
     return ok;

@@ -31,7 +31,7 @@ static void atfork_prepare(void)
     for (hsm_module *m = modules; m; m = m->next) {
         pthread_mutex_lock(&m->gate_mu);
         m->gate_closed = true;
-        while (m->gate_inside > 0)
+        while (m->gate_inside > 0 || m->gate_excl)
             pthread_cond_wait(&m->gate_cv, &m->gate_mu);
     }
 }
@@ -43,6 +43,7 @@ static void gates_open(bool child)
             /* Threads waiting at the gate exist only in the parent. */
             pthread_cond_init(&m->gate_cv, NULL);
             m->gate_inside = 0;
+            m->gate_excl = false;
         }
         m->gate_closed = false;
         pthread_cond_broadcast(&m->gate_cv);
@@ -352,6 +353,18 @@ static int find_slot(hsm_token *t, hsm_err *err)
                     t->uri_text, used ? seen : "none");
 }
 
+/* The PIN file behind pin-source, or NULL for an environment PIN. */
+static const char *pin_file_path(const hsm_token *t)
+{
+    const char *src = t->pin_source;
+    if (!src || strncmp(src, "env:", 4) == 0)
+        return NULL;
+    const char *path = strncmp(src, "file:", 5) == 0 ? src + 5 : src;
+    if (path[0] == '/' && path[1] == '/')
+        path += 2;
+    return path;
+}
+
 /* Log in on session s. Refuses locked / final-try PINs without an
  * attempt (pkcs11-provider check_pin_flags_ok does the same). */
 static int login(hsm_token *t, CK_SESSION_HANDLE s, hsm_err *err)
@@ -371,6 +384,22 @@ static int login(hsm_token *t, CK_SESSION_HANDLE s, hsm_err *err)
                         "token '%s': the user PIN is on its final try; not logging in (one more "
                         "wrong PIN would lock it: check the PIN source, then log in once by hand)",
                         t->label);
+    struct stat pst;
+    const char *pfile = pin_file_path(t);
+    bool have_st = pfile && stat(pfile, &pst) == 0;
+    if (t->pin_rejected) {
+        if (!pfile)
+            return hsm_fail(err, CKR_PIN_INCORRECT,
+                            "token '%s' rejected the PIN from %s; not trying it again (each "
+                            "wrong PIN brings a lockout closer): fix it and restart",
+                            t->label, t->pin_source ? t->pin_source : "CERTFORGE_PIN");
+        if (have_st && pst.st_mtim.tv_sec == t->pin_mtime.tv_sec &&
+            pst.st_mtim.tv_nsec == t->pin_mtime.tv_nsec && pst.st_size == t->pin_size)
+            return hsm_fail(err, CKR_PIN_INCORRECT,
+                            "token '%s' rejected the PIN from %s; not trying it again until the "
+                            "file changes (each wrong PIN brings a lockout closer)",
+                            t->label, pfile);
+    }
     char pin[256];
     size_t len = 0;
     int rc = read_pin(t, pin, sizeof(pin), &len, err);
@@ -378,6 +407,16 @@ static int login(hsm_token *t, CK_SESSION_HANDLE s, hsm_err *err)
         rv = t->f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)pin, len);
         if (rv == CKR_USER_ALREADY_LOGGED_IN)
             rv = CKR_OK;
+        if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_INVALID || rv == CKR_PIN_LEN_RANGE ||
+            rv == CKR_PIN_LOCKED) {
+            t->pin_rejected = true;
+            if (have_st) {
+                t->pin_mtime = pst.st_mtim;
+                t->pin_size = pst.st_size;
+            }
+        } else if (rv == CKR_OK) {
+            t->pin_rejected = false;
+        }
         if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_INVALID || rv == CKR_PIN_LEN_RANGE)
             rc = hsm_fail(err, rv, "token '%s' rejected the PIN from %s (%s)", t->label,
                           t->pin_source ? t->pin_source : "CERTFORGE_PIN", hsm_rv_name(rv));
@@ -412,10 +451,30 @@ static int recover_locked(hsm_token *t, hsm_err *err)
                 return -1;
             return 0;
         }
+        /* Only these say the sessions are gone (and the module has
+         * dropped them: nothing leaks); anything else, a transient device
+         * error say, is a failed attempt, retried later, and the sessions
+         * are kept. */
+        if (!hsm_rv_is_session_fault(rv) && rv != CKR_DEVICE_REMOVED &&
+            rv != CKR_TOKEN_NOT_PRESENT && rv != CKR_CRYPTOKI_NOT_INITIALIZED)
+            return hsm_fail(err, rv, "token '%s': C_GetSessionInfo failed (%s)", t->label,
+                            hsm_rv_name(rv));
         t->keeper = CK_INVALID_HANDLE;
     }
+    CK_SLOT_ID old_slot = t->slot;
     if (find_slot(t, err) != 0)
         return -1;
+    /* A reinserted token may sit in another slot; another token with the
+     * same label is not the one we opened. */
+    char serial[17];
+    hsm_trim(serial, t->info.serialNumber, sizeof(t->info.serialNumber));
+    if (t->serial[0] && strcmp(serial, t->serial) != 0) {
+        t->slot = old_slot;
+        return hsm_fail(err, CKR_TOKEN_NOT_RECOGNIZED,
+                        "token '%s' now has serial %s, not %s as when it was opened; refusing "
+                        "to sign with another token",
+                        t->label, serial, t->serial);
+    }
     rv = t->f->C_OpenSession(t->slot, CKF_SERIAL_SESSION, NULL, NULL, &t->keeper);
     if (rv != CKR_OK) {
         t->keeper = CK_INVALID_HANDLE;
@@ -466,16 +525,16 @@ int hsm_token_open(const char *uri, const hsm_token_opts *opts, hsm_token **out,
     t->f = t->mod->f;
     atomic_store(&t->fork_gen, t->mod->fork_gen);
     pthread_mutex_lock(&t->mu);
+    hsm_gate_enter(t->mod);
     int crc = find_slot(t, err);
     if (crc == 0) {
         hsm_trim(t->label, t->info.label, sizeof(t->info.label));
         hsm_trim(t->serial, t->info.serialNumber, sizeof(t->info.serialNumber));
         hsm_trim(t->model, t->info.model, sizeof(t->info.model));
         hsm_trim(t->manufacturer, t->info.manufacturerID, sizeof(t->info.manufacturerID));
-        hsm_gate_enter(t->mod);
         crc = recover_locked(t, err);
-        hsm_gate_leave(t->mod);
     }
+    hsm_gate_leave(t->mod);
     pthread_mutex_unlock(&t->mu);
     if (crc != 0)
         goto out;
@@ -492,8 +551,11 @@ void hsm_token_close(hsm_token *t)
     if (!t)
         return;
     if (t->mod) {
-        if (t->keeper != CK_INVALID_HANDLE && t->fork_gen == atomic_load(&hsm_fork_gen))
+        if (t->keeper != CK_INVALID_HANDLE && t->fork_gen == atomic_load(&hsm_fork_gen)) {
+            hsm_gate_enter(t->mod);
             t->f->C_CloseSession(t->keeper);
+            hsm_gate_leave(t->mod);
+        }
         module_put(t->mod);
     }
     if (t->uri)
@@ -578,20 +640,26 @@ int hsm_token_ensure(hsm_token *t, hsm_err *err)
     if (!atomic_load(&t->faulted))
         return 0;
     int rc = 0;
-    pthread_mutex_lock(&t->mu);
+    /* One thread recovers; the others fail fast instead of queueing
+     * behind a login that may take as long as the HSM's network timeout. */
+    if (pthread_mutex_trylock(&t->mu) != 0)
+        return hsm_fail(err, CKR_DEVICE_ERROR, "token '%s': recovery in progress; retry",
+                        t->label);
     if (!atomic_load(&t->faulted))
         goto out;
     uint64_t now = hsm_now_ms();
     if (now < t->next_attempt_ms) {
         rc = hsm_fail(err, CKR_DEVICE_ERROR,
-                      "token '%s' is recovering from a fault; next attempt in %llu ms", t->label,
+                      "token '%s' is recovering from a fault (%s); next attempt in %llu ms",
+                      t->label, t->last_error[0] ? t->last_error : "no detail",
                       (unsigned long long)(t->next_attempt_ms - now));
         goto out;
     }
-    hsm_gate_enter(t->mod);
+    hsm_gate_enter_excl(t->mod);
     int r = recover_locked(t, err);
-    hsm_gate_leave(t->mod);
+    hsm_gate_leave_excl(t->mod);
     if (r != 0) {
+        snprintf(t->last_error, sizeof(t->last_error), "%.199s", err ? err->msg : "");
         t->backoff_ms = t->backoff_ms ? t->backoff_ms * 2 : t->opts.backoff_min_ms;
         if (t->backoff_ms > t->opts.backoff_max_ms)
             t->backoff_ms = t->opts.backoff_max_ms;
@@ -724,10 +792,12 @@ int hsm_key_info(hsm_token *t, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, hsm_key_
 }
 
 /* CKA_EC_POINT is a DER OCTET STRING holding the point (PKCS#11 v2.40);
- * some modules return the raw point. Return a pointer to the raw point. */
-static const uint8_t *ec_point_raw(const uint8_t *v, CK_ULONG len, size_t *out)
+ * some modules return the raw point. `want` is the raw length (65 for
+ * P-256, 97 for P-384, 32 for Ed25519): a value of exactly that length is
+ * taken as raw, whatever its first octets look like. */
+static const uint8_t *ec_point_raw(const uint8_t *v, CK_ULONG len, size_t want, size_t *out)
 {
-    if (len >= 2 && v[0] == 0x04) {
+    if (len != want && len >= 2 && v[0] == 0x04) {
         size_t l = v[1], h = 2;
         if (l == 0x81 && len >= 3)
             l = v[2], h = 3;
@@ -763,8 +833,8 @@ EVP_PKEY *hsm_public_key(hsm_token *t, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, 
     if (hsm_key_info(t, s, o, &kt, &bits, err) != 0)
         return NULL;
     EVP_PKEY *pk = NULL;
-    uint8_t *v = NULL, *e = NULL, *id = NULL;
-    CK_ULONG vlen = 0, elen = 0, idlen = 0;
+    uint8_t *v = NULL, *e = NULL, *id = NULL, *lab = NULL;
+    CK_ULONG vlen = 0, elen = 0, idlen = 0, lablen = 0;
     OSSL_PARAM_BLD *bld = NULL;
     BIGNUM *bn_n = NULL, *bn_e = NULL;
 
@@ -791,10 +861,25 @@ EVP_PKEY *hsm_public_key(hsm_token *t, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, 
         if (hsm_get_attr(t, s, o, CKA_ID, &id, &idlen, err) != 0)
             goto out;
         CK_OBJECT_CLASS pc = CKO_PUBLIC_KEY;
-        CK_ATTRIBUTE tmpl[] = {{CKA_CLASS, &pc, sizeof(pc)}, {CKA_ID, id, idlen}};
-        CK_ULONG cnt = 0;
-        if (hsm_find(t, s, tmpl, 2, &pub, 1, &cnt, err) != 0)
+        CK_ATTRIBUTE tmpl[3] = {{CKA_CLASS, &pc, sizeof(pc)}, {CKA_ID, id, idlen}};
+        CK_ULONG nt = 2, cnt = 0;
+        if (idlen == 0) {
+            /* An empty CKA_ID matches every key without one: add the label. */
+            if (hsm_get_attr(t, s, o, CKA_LABEL, &lab, &lablen, err) != 0)
+                goto out;
+            tmpl[nt++] = (CK_ATTRIBUTE){CKA_LABEL, lab, lablen};
+        }
+        CK_OBJECT_HANDLE found[2];
+        if (hsm_find(t, s, tmpl, nt, found, 2, &cnt, err) != 0)
             goto out;
+        if (cnt > 1) {
+            hsm_fail(err, CKR_ARGUMENTS_BAD,
+                     "token '%s': more than one public key object has the private key's "
+                     "CKA_ID; give each key pair its own id",
+                     t->label);
+            goto out;
+        }
+        pub = found[0];
         if (cnt == 0) {
             hsm_fail(err, CKR_OBJECT_HANDLE_INVALID,
                      "token '%s': no public key object with the private key's CKA_ID; the "
@@ -806,7 +891,11 @@ EVP_PKEY *hsm_public_key(hsm_token *t, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, 
     if (hsm_get_attr(t, s, pub, CKA_EC_POINT, &v, &vlen, err) != 0)
         goto out;
     size_t plen;
-    const uint8_t *pt = ec_point_raw(v, vlen, &plen);
+    const uint8_t *pt = ec_point_raw(v, vlen,
+                                     kt == HSM_KEY_EC_P256   ? 65
+                                     : kt == HSM_KEY_EC_P384 ? 97
+                                                             : 32,
+                                     &plen);
     if (kt == HSM_KEY_ED25519) {
         pk = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pt, plen);
         if (!pk)
@@ -829,6 +918,7 @@ out:
     free(v);
     free(e);
     free(id);
+    free(lab);
     return pk;
 }
 

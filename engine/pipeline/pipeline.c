@@ -304,10 +304,11 @@ static void stage_sign(worker *w, pipe_job **jobs, size_t n)
         for (size_t i = 0; i < m; i++) {
             pipe_job *j = w->ok[i];
             if (w->reqs[i].rv != CKR_OK) {
-                char msg[sizeof(j->msg)];
-                snprintf(msg, sizeof(msg), "HSM signing failed (%s)",
-                         hsm_rv_name(w->reqs[i].rv));
-                fail(j, CF_ST_HSM_FAILURE, (int)w->reqs[i].rv, msg);
+                /* All HSM sessions stayed busy: the engine is overloaded,
+                 * not failing. */
+                cf_status st = w->reqs[i].rv == CKR_FUNCTION_CANCELED ? CF_ST_BUSY
+                                                                       : CF_ST_HSM_FAILURE;
+                fail(j, st, (int)w->reqs[i].rv, w->reqs[i].msg);
                 continue;
             }
             j->sig_len = w->reqs[i].siglen;
@@ -428,7 +429,11 @@ int pipe_new(const pipe_opts *o, const pipe_profile_def *defs, size_t ndefs, pip
         e->o.verify_n = 16;
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->not_empty, NULL);
-    pthread_cond_init(&e->not_full, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&e->not_full, &ca);
+    pthread_condattr_destroy(&ca);
     e->cap = e->o.queue;
     e->ring = calloc(e->cap, sizeof(*e->ring));
     if (!e->ring)
@@ -498,17 +503,13 @@ fail:
     return -1;
 }
 
-static bool wait_room(pipe_engine *e, unsigned timeout_ms)
+/* Wait for room until the deadline (CLOCK_MONOTONIC; NULL: do not wait). */
+static bool wait_room(pipe_engine *e, const struct timespec *dl)
 {
-    if (e->count < e->cap || timeout_ms == 0)
+    if (e->count < e->cap || !dl)
         return e->count < e->cap;
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    uint64_t ns = (uint64_t)dl.tv_nsec + (uint64_t)timeout_ms * 1000000u;
-    dl.tv_sec += (time_t)(ns / 1000000000u);
-    dl.tv_nsec = (long)(ns % 1000000000u);
     while (e->count == e->cap && !e->stopping)
-        if (pthread_cond_timedwait(&e->not_full, &e->mu, &dl) == ETIMEDOUT)
+        if (pthread_cond_timedwait(&e->not_full, &e->mu, dl) == ETIMEDOUT)
             break;
     return e->count < e->cap;
 }
@@ -516,8 +517,17 @@ static bool wait_room(pipe_engine *e, unsigned timeout_ms)
 size_t pipe_submit_many(pipe_engine *e, pipe_job *const *jobs, size_t n, unsigned timeout_ms)
 {
     size_t done = 0;
+    struct timespec dl, *dlp = NULL;
+    if (timeout_ms) {
+        /* One deadline for the whole call, however often it waits. */
+        clock_gettime(CLOCK_MONOTONIC, &dl);
+        uint64_t ns = (uint64_t)dl.tv_nsec + (uint64_t)timeout_ms * 1000000u;
+        dl.tv_sec += (time_t)(ns / 1000000000u);
+        dl.tv_nsec = (long)(ns % 1000000000u);
+        dlp = &dl;
+    }
     pthread_mutex_lock(&e->mu);
-    while (done < n && !e->stopping && wait_room(e, timeout_ms)) {
+    while (done < n && !e->stopping && wait_room(e, dlp)) {
         while (done < n && e->count < e->cap) {
             e->ring[(e->head + e->count) % e->cap] = jobs[done++];
             e->count++;

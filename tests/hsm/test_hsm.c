@@ -28,6 +28,7 @@ static int suite_init(void)
         {"EC:prime256v1", "p256", "01"}, {"EC:secp384r1", "p384", "02"},
         {"rsa:2048", "rsa2048", "03"},   {"rsa:3072", "rsa3072", "04"},
         {"rsa:4096", "rsa4096", "05"},   {"EC:edwards25519", "ed25519", "06"},
+        {"rsa:1024", "rsa1024", "07"},
     };
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
         if (cf_softhsm_keygen(&H, "cf-test", "1234", keys[i][0], keys[i][1], keys[i][2]) != 0)
@@ -266,6 +267,10 @@ static void test_key_by_id_and_errors(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "other-token"));
     CU_ASSERT_EQUAL(hsm_signer_open(t, "pkcs11:token=cf-test", 1, &s, &e), -1);
     CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "names no key"));
+    /* RSA below 2048 bits is refused by name */
+    CU_ASSERT_EQUAL(hsm_signer_open(t, "pkcs11:token=cf-test;object=rsa1024", 1, &s, &e), -1);
+    CU_ASSERT_EQUAL(e.rv, CKR_KEY_SIZE_RANGE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "RSA-1024"));
     hsm_token_close(t);
 }
 

@@ -235,6 +235,43 @@ static void test_token_removed(void)
     close_fx(&fx);
 }
 
+/* The PIN file changes under a running signer, then the token needs a
+ * login again: the wrong PIN is tried once, never again until the file
+ * changes, and signing resumes once it holds the right PIN. */
+static void test_wrong_pin_not_retried(void)
+{
+    fixture fx;
+    hsm_token_opts o = {.backoff_min_ms = 10, .backoff_max_ms = 20, .acquire_timeout_ms = 1000};
+    open_fx(&fx, 2, &o);
+    hsm_err e = {0};
+    CU_ASSERT_EQUAL(sign1(&fx, &e), 0);
+    FILE *f = fopen(H.pin_file, "w");
+    fputs("0000", f);
+    fclose(f);
+    ctl("REMOVE_NOW_MS", "100");
+    double end = now_s() + 5.0;
+    int rejected = 0, not_again = 0;
+    while (now_s() < end && not_again < 3) {
+        long r = sign1(&fx, &e);
+        CU_ASSERT_NOT_EQUAL(r, 0);
+        if (strstr(e.msg, "not trying it again"))
+            not_again++;
+        else if (strstr(e.msg, "rejected the PIN"))
+            rejected++;
+        usleep(20000);
+    }
+    CU_ASSERT_EQUAL(rejected, 1); /* one attempt with the wrong PIN */
+    CU_ASSERT(not_again >= 3);
+    usleep(20000); /* a new mtime */
+    f = fopen(H.pin_file, "w");
+    fputs(H.pin, f);
+    fclose(f);
+    double maxcall;
+    CU_ASSERT(until_recovered(&fx, 5.0, &maxcall) >= 0);
+    CU_ASSERT_EQUAL(sign1(&fx, &e), 0);
+    close_fx(&fx);
+}
+
 /* Locked or final-try PIN: no login attempt, a message that says so. */
 static void test_pin_flags(void)
 {
@@ -322,6 +359,7 @@ int main(void)
     CU_add_test(su, "all sessions invalidated", test_invalidate_all);
     CU_add_test(su, "token removed for 600 ms", test_token_removed);
     CU_add_test(su, "locked and final-try PIN refused", test_pin_flags);
+    CU_add_test(su, "a rejected PIN is not tried again", test_wrong_pin_not_retried);
     CU_add_test(su, "pool capped by ulMaxSessionCount", test_max_sessions);
     CU_add_test(su, "session wait bounded", test_acquire_timeout);
     CU_basic_set_mode(CU_BRM_VERBOSE);
