@@ -41,6 +41,11 @@ pipe_engine *cf_engine_pipe(cf_engine *e)
     return e->pipe;
 }
 
+hsm_signer *cf_engine_signer(cf_engine *e, size_t key_idx)
+{
+    return key_idx < e->nsigners ? e->signers[key_idx] : NULL;
+}
+
 int cf_engine_open(const cfg_config *cfg, const cf_engine_hooks *hooks, cf_engine **out,
                    char *err, size_t errlen)
 {

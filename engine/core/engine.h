@@ -25,6 +25,9 @@ __attribute__((warn_unused_result)) int cf_engine_open(const cfg_config *cfg,
                                                        const cf_engine_hooks *hooks,
                                                        cf_engine **out, char *err, size_t errlen);
 pipe_engine *cf_engine_pipe(cf_engine *e);
+/* The signer of cfg->keys[key_idx] (same order as the config), or NULL
+ * when out of range. For certforged's KEYS and STATUS answers. */
+hsm_signer *cf_engine_signer(cf_engine *e, size_t key_idx);
 /* Drains the pipeline (every queued job completes), then closes the HSM. */
 void cf_engine_close(cf_engine *e);
 

@@ -1,0 +1,99 @@
+/* server.h — certforged's io_uring Unix-socket server: framing (proto/),
+ * per-peer authorization (SO_PEERCRED + config grants), backpressure and
+ * the hand-off of requests to the issuance pipeline and of completions back.
+ *
+ * Knows frames, sockets and the pipeline's job interface; nothing of
+ * crypto. Keys (for KEYS) and chains (for ISSUE answers) come in as bytes.
+ *
+ * Lifecycle (certforged.c):
+ *   srv_new()       checks and binds the socket (refuses a live daemon's)
+ *   cf_engine_open(hooks.done = srv_pipe_done, hooks.done_arg = srv)
+ *   srv_run()       serves until the signal fd reports SIGTERM/SIGINT, then
+ *                   drains: stop accepting, answer every request already
+ *                   received, bounded by server.drain_timeout_ms
+ *   cf_engine_close()   (jobs still in the pipeline complete into the pool)
+ *   srv_free()      unlinks the socket, frees the pools
+ *
+ * docs/certforged.md describes buffers, limits and the events logged.
+ */
+#ifndef CF_SERVER_H
+#define CF_SERVER_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "pipeline.h"
+#include "proto.h"
+
+#define SRV_WUR __attribute__((warn_unused_result))
+
+typedef struct srv srv;
+
+/* ------------------------------------------------------------ logging */
+
+/* One line per event on stderr: ts=... level=... event=NAME key=value...
+ * Thread-safe (one write(2) per line). Values with spaces or quotes are
+ * the caller's to quote (srv_log_quote). Never pass secrets. */
+void srv_log_set_level(cfg_log_level lvl);
+__attribute__((format(printf, 3, 4))) void srv_log(cfg_log_level lvl, const char *event,
+                                                   const char *fmt, ...);
+/* Quote s for a key=value line ("..." with \" and \\ escaped, control
+ * characters as ?) into buf; returns buf. */
+const char *srv_log_quote(const char *s, char *buf, size_t len);
+
+/* ------------------------------------------------------------ setup */
+
+typedef struct srv_opts {
+    const cfg_config *cfg; /* server, grants, profiles, pipeline; must outlive the srv */
+    int signal_fd;         /* signalfd for SIGTERM/SIGINT (blocked in every thread); -1: none */
+} srv_opts;
+
+/* Check the socket path (a live daemon's socket → refused; a stale one is
+ * replaced), create its folder (0750) if missing, bind, set the mode,
+ * listen, and allocate every pool. On failure err names the setting:
+ * "server.socket: socket /run/x.sock is in use by a live certforged". */
+SRV_WUR int srv_new(const srv_opts *o, srv **out, char *err, size_t errlen);
+
+/* The pipeline's completion hook (pipe_done_fn): arg is the srv. Runs on a
+ * worker thread; hands the job back to its ring's thread. */
+void srv_pipe_done(pipe_job *job, void *arg);
+
+/* What the running server needs from the engine. Everything must stay
+ * valid until srv_run returns. */
+typedef struct srv_chain {
+    proto_blob certs[PROTO_MAX_CHAIN]; /* issuer first */
+    unsigned n;
+} srv_chain;
+
+typedef struct srv_runtime {
+    pipe_engine *pipe;
+    const proto_key *keys; /* KEYS answer (at most PROTO_MAX_KEYS are sent) */
+    size_t n_keys;
+    const srv_chain *chains; /* per cfg->profiles entry, or NULL */
+    void (*sessions)(void *arg, unsigned *busy, unsigned *total); /* HSM sessions, or NULL */
+    void *sessions_arg;
+    void (*on_ready)(void *arg, const char *socket_path); /* once, when serving */
+    void *ready_arg;
+} srv_runtime;
+
+/* Serve until stopped (signal) and drained. Returns 0, or -1 with err
+ * (io_uring set-up failed). */
+SRV_WUR int srv_run(srv *s, const srv_runtime *rt, char *err, size_t errlen);
+
+typedef struct srv_summary {
+    uint64_t connections;           /* accepted over the run */
+    uint64_t requests;              /* frames received */
+    uint64_t answered;              /* responses sent in full */
+    uint64_t unanswered;            /* accepted ISSUE requests dropped (peer gone, drain timeout) */
+    uint64_t refused;               /* connections refused (max_connections) */
+    uint64_t by_status[CF_ST__MAX]; /* answers by status */
+} srv_summary;
+void srv_get_summary(srv *s, srv_summary *out);
+
+/* Close the socket and unlink its path (if this srv bound it), free. Call
+ * after the pipeline is freed. NULL is fine. */
+void srv_free(srv *s);
+
+#endif
