@@ -37,41 +37,56 @@ typedef struct hsm_module {
      * and no token lock is taken while inside. */
     pthread_mutex_t gate_mu;
     pthread_cond_t gate_cv;
-    unsigned gate_inside;
-    bool gate_closed; /* fork in progress */
-    bool gate_excl;   /* a recovery holds it alone */
+    _Atomic unsigned gate_inside;
+    _Atomic unsigned gate_block; /* HSM_GATE_CLOSED | HSM_GATE_EXCL */
 } hsm_module;
 
+#define HSM_GATE_CLOSED 1u /* fork in progress */
+#define HSM_GATE_EXCL 2u   /* a recovery holds the module alone */
+
+/* Shared entry, lock-free unless the gate is blocked: announce, then look
+ * (sequentially consistent, pairing with hsm_gate_enter_excl's store then
+ * look). */
 static inline void hsm_gate_enter(hsm_module *m)
 {
-    pthread_mutex_lock(&m->gate_mu);
-    while (m->gate_closed || m->gate_excl)
-        pthread_cond_wait(&m->gate_cv, &m->gate_mu);
-    m->gate_inside++;
-    pthread_mutex_unlock(&m->gate_mu);
+    for (;;) {
+        atomic_fetch_add(&m->gate_inside, 1);
+        if (atomic_load(&m->gate_block) == 0)
+            return;
+        if (atomic_fetch_sub(&m->gate_inside, 1) == 1) {
+            pthread_mutex_lock(&m->gate_mu);
+            pthread_cond_broadcast(&m->gate_cv);
+            pthread_mutex_unlock(&m->gate_mu);
+        }
+        pthread_mutex_lock(&m->gate_mu);
+        while (atomic_load(&m->gate_block) != 0)
+            pthread_cond_wait(&m->gate_cv, &m->gate_mu);
+        pthread_mutex_unlock(&m->gate_mu);
+    }
 }
 static inline void hsm_gate_leave(hsm_module *m)
 {
-    pthread_mutex_lock(&m->gate_mu);
-    if (--m->gate_inside == 0 && (m->gate_closed || m->gate_excl))
+    if (atomic_fetch_sub(&m->gate_inside, 1) == 1 && atomic_load(&m->gate_block) != 0) {
+        pthread_mutex_lock(&m->gate_mu);
         pthread_cond_broadcast(&m->gate_cv);
-    pthread_mutex_unlock(&m->gate_mu);
+        pthread_mutex_unlock(&m->gate_mu);
+    }
 }
 /* Alone in the module: waits for every shared holder to leave. */
 static inline void hsm_gate_enter_excl(hsm_module *m)
 {
     pthread_mutex_lock(&m->gate_mu);
-    while (m->gate_closed || m->gate_excl)
+    while (atomic_load(&m->gate_block) != 0)
         pthread_cond_wait(&m->gate_cv, &m->gate_mu);
-    m->gate_excl = true;
-    while (m->gate_inside > 0)
+    atomic_store(&m->gate_block, HSM_GATE_EXCL);
+    while (atomic_load(&m->gate_inside) > 0)
         pthread_cond_wait(&m->gate_cv, &m->gate_mu);
     pthread_mutex_unlock(&m->gate_mu);
 }
 static inline void hsm_gate_leave_excl(hsm_module *m)
 {
     pthread_mutex_lock(&m->gate_mu);
-    m->gate_excl = false;
+    atomic_store(&m->gate_block, 0);
     pthread_cond_broadcast(&m->gate_cv);
     pthread_mutex_unlock(&m->gate_mu);
 }

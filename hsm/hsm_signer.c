@@ -193,8 +193,9 @@ typedef struct pool_use {
     CK_OBJECT_HANDLE key;
 } pool_use;
 
-/* Take a slot from the pool, waiting at most acquire_timeout_ms. */
-static int pool_take(hsm_signer *s, unsigned *idx, hsm_err *err)
+/* Take a slot from the pool, waiting at most acquire_timeout_ms; copy out
+ * its session and the key handle with the epoch it was found in. */
+static int pool_take(hsm_signer *s, pool_use *u, unsigned *key_epoch, hsm_err *err)
 {
     pthread_mutex_lock(&s->mu);
     if (s->nfree == 0) {
@@ -213,7 +214,10 @@ static int pool_take(hsm_signer *s, unsigned *idx, hsm_err *err)
             }
         }
     }
-    *idx = s->freelist[--s->nfree];
+    u->idx = s->freelist[--s->nfree];
+    u->ps = s->sess[u->idx];
+    u->key = s->key;
+    *key_epoch = s->key_epoch;
     atomic_fetch_add(&s->busy, 1);
     pthread_mutex_unlock(&s->mu);
     return 0;
@@ -237,14 +241,13 @@ static int pool_enter(hsm_signer *s, pool_use *u, hsm_err *err)
     if (hsm_token_ensure(t, err) != 0)
         return -1;
     hsm_after_fork_once(&s->fork_gen, signer_after_fork, s);
-    if (pool_take(s, &u->idx, err) != 0)
+    unsigned key_epoch = 0;
+    if (pool_take(s, u, &key_epoch, err) != 0)
         return -1;
     hsm_gate_enter(t->mod);
     unsigned epoch = atomic_load(&t->epoch);
-    pthread_mutex_lock(&s->mu);
-    u->ps = s->sess[u->idx];
-    u->key = s->key_epoch == epoch ? s->key : CK_INVALID_HANDLE;
-    pthread_mutex_unlock(&s->mu);
+    if (key_epoch != epoch)
+        u->key = CK_INVALID_HANDLE;
     CK_RV rv = CKR_OK;
     if (u->ps.h != CK_INVALID_HANDLE && u->ps.epoch != epoch) {
         /* Opened before the token lost its sessions (or in the parent

@@ -30,8 +30,10 @@ static void atfork_prepare(void)
     pthread_mutex_lock(&mod_mu);
     for (hsm_module *m = modules; m; m = m->next) {
         pthread_mutex_lock(&m->gate_mu);
-        m->gate_closed = true;
-        while (m->gate_inside > 0 || m->gate_excl)
+        while (atomic_load(&m->gate_block) & HSM_GATE_EXCL)
+            pthread_cond_wait(&m->gate_cv, &m->gate_mu);
+        atomic_store(&m->gate_block, HSM_GATE_CLOSED);
+        while (atomic_load(&m->gate_inside) > 0)
             pthread_cond_wait(&m->gate_cv, &m->gate_mu);
     }
 }
@@ -42,10 +44,9 @@ static void gates_open(bool child)
         if (child) {
             /* Threads waiting at the gate exist only in the parent. */
             pthread_cond_init(&m->gate_cv, NULL);
-            m->gate_inside = 0;
-            m->gate_excl = false;
+            atomic_store(&m->gate_inside, 0);
         }
-        m->gate_closed = false;
+        atomic_store(&m->gate_block, 0);
         pthread_cond_broadcast(&m->gate_cv);
         pthread_mutex_unlock(&m->gate_mu);
     }
@@ -640,9 +641,20 @@ int hsm_token_ensure(hsm_token *t, hsm_err *err)
     if (!atomic_load(&t->faulted))
         return 0;
     int rc = 0;
-    /* One thread recovers; the others fail fast instead of queueing
-     * behind a login that may take as long as the HSM's network timeout. */
-    if (pthread_mutex_trylock(&t->mu) != 0)
+    /* One thread recovers. The others wait a little (a transient fault
+     * recovers in microseconds) but not as long as a login that may take
+     * the HSM's network timeout: then they fail fast. */
+    /* (pthread_mutex_timedlock counts on CLOCK_REALTIME; a clock step can
+     * only shorten or lengthen this 100 ms wait. pthread_mutex_clocklock
+     * would avoid that, but ThreadSanitizer in gcc 12 does not know it.) */
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_nsec += 100 * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    if (pthread_mutex_timedlock(&t->mu, &dl) != 0)
         return hsm_fail(err, CKR_DEVICE_ERROR, "token '%s': recovery in progress; retry",
                         t->label);
     if (!atomic_load(&t->faulted))
