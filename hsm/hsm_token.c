@@ -276,6 +276,11 @@ static int read_pin(const hsm_token *t, char *pin, size_t cap, size_t *len, hsm_
     if (path[0] == '/' && path[1] == '/') /* file:///path */
         path += 2;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 && errno == ELOOP)
+        return hsm_fail(err, CKR_PIN_INCORRECT,
+                        "token '%s': PIN file %s is a symbolic link (as in a Kubernetes secret "
+                        "volume); point pin-source at a regular file of mode 0600",
+                        t->label, path);
     if (fd < 0)
         return hsm_fail(err, CKR_PIN_INCORRECT, "token '%s': cannot read PIN file %s: %s",
                         t->label, path, strerror(errno));

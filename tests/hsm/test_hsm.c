@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static cf_softhsm H;
 static char TOKEN_URI[1024];
@@ -106,6 +107,14 @@ static void test_wrong_pin(void)
     /* Loose permissions are refused before any attempt. */
     chmod(pinf, 0644);
     expect_open_error(uri, CKR_PIN_INCORRECT, "chmod 600");
+    /* A symbolic link is refused, saying why. */
+    char link[400];
+    snprintf(link, sizeof(link), "%s/pin-link", H.dir);
+    chmod(pinf, 0600);
+    CU_ASSERT_EQUAL(symlink(pinf, link), 0);
+    snprintf(uri, sizeof(uri), "pkcs11:token=cf-test?module-path=%s&pin-source=file:%s",
+             H.module, link);
+    expect_open_error(uri, CKR_PIN_INCORRECT, "symbolic link");
     /* Environment PIN source. */
     snprintf(uri, sizeof(uri), "pkcs11:token=cf-test?module-path=%s&pin-source=env:CF_T_PIN",
              H.module);
