@@ -1,0 +1,1155 @@
+/* certforged end to end: the built daemon runs as a child process (stderr
+ * to a log file) on a SoftHSM token with a CA made by the certforge CLI;
+ * the tests talk to it with libcertforge and with raw sockets for the bad
+ * input. Each daemon run is stopped by its PID and must exit 0 (under the
+ * asan stage the daemon is ASan/LSan-built: a leak or error fails the
+ * exit status or shows in the log). The PIN must never reach a log.
+ *
+ * Daemons (configs built by write_conf):
+ *   A  the main one: uid granted issue/status/keys on profile "nf" (not
+ *      "nf2"), max_connections 8, max_frame 8192, idle timeout 1 s
+ *   B  slow HSM (shim, 150 ms per signature, 1 worker, batch 1): per
+ *      connection in-flight limit, queue deadline BUSY, SIGTERM drain
+ *   C, D  grants that exclude this process (ops, then uid)
+ */
+#include "cf_testutil.h"
+#include "certforge.h"
+#include "csr_pool.h"
+#include "proto.h"
+
+#include <CUnit/Basic.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
+
+#define PIN "Zq8x7Wv-pin"
+
+static cf_softhsm H;
+static char CA_PEM[400], CLI[512], DAEMON[512], SOCK[100];
+static X509 *CA;
+static uint8_t *CA_DER;
+static int CA_DER_LEN;
+static csr_pool POOL;
+static int NLOGS;
+static char LOGS[32][400]; /* every daemon log, checked for the PIN at the end */
+
+/* ------------------------------------------------------------ helpers */
+
+static uint64_t ms_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    char *buf = malloc(1 << 20);
+    size_t n = buf ? fread(buf, 1, (1 << 20) - 1, f) : 0;
+    fclose(f);
+    if (buf)
+        buf[n] = 0;
+    return buf;
+}
+
+static bool log_has(const char *log, const char *needle)
+{
+    char *t = slurp(log);
+    bool r = t && strstr(t, needle);
+    free(t);
+    return r;
+}
+
+typedef struct conf_opts {
+    const char *server; /* extra settings inside server = { ... } */
+    const char *grants; /* whole grants list, or NULL: this uid, everything on "nf" */
+    const char *pipeline;
+    bool shim;
+} conf_opts;
+
+static void write_conf(const char *path, const conf_opts *o)
+{
+    char grants[512];
+    if (o->grants)
+        snprintf(grants, sizeof(grants), "%s", o->grants);
+    else
+        snprintf(grants, sizeof(grants),
+                 "( { uid = %u; profiles = [\"nf\"]; ops = [\"issue\", \"status\", \"keys\"]; } )",
+                 (unsigned)getuid());
+    FILE *f = fopen(path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fprintf(
+        f,
+        "tokens = ( { name = \"ca\"; uri = "
+        "\"pkcs11:token=dmn?module-path=%s&pin-source=file:%s\"; } );\n"
+        "keys = ( { name = \"ca\"; token = \"ca\"; uri = \"pkcs11:object=ca\"; } );\n"
+        "issuers = ( { name = \"ca\"; key = \"ca\"; certificate = \"%s\"; } );\n"
+        "profiles = (\n"
+        "  { name = \"nf\"; type = \"nf\"; issuer = \"ca\";\n"
+        "    subject = { C = \"FI\"; O = \"5gc.mnc001.mcc001.3gppnetwork.org\"; };\n"
+        "    eku = [\"serverAuth\", \"clientAuth\"]; crl_dp = \"http://crl.example.org/nf.crl\"; "
+        "},\n"
+        "  { name = \"nf2\"; type = \"nf\"; issuer = \"ca\";\n"
+        "    subject = { C = \"FI\"; O = \"5gc.mnc001.mcc001.3gppnetwork.org\"; };\n"
+        "    eku = [\"serverAuth\"]; crl_dp = \"http://crl.example.org/nf.crl\"; }\n"
+        ");\n"
+        "pipeline = { %s };\n"
+        "server = { socket = \"%s\"; %s };\n"
+        "grants = %s;\n",
+        o->shim ? CF_SHIM_PATH : H.module, H.pin_file, CA_PEM,
+        o->pipeline ? o->pipeline : "workers = 2; queue = 4096; batch = 16;", SOCK,
+        o->server ? o->server : "", grants);
+    fclose(f);
+}
+
+typedef struct dproc {
+    pid_t pid;
+    char log[400];
+} dproc;
+
+/* Start certforged with conf; wait (bounded) for its ready line. Returns 0
+ * when ready; else -1 with d->pid = 0 and *status = its exit status. */
+static int daemon_start_ex(dproc *d, const char *conf, const char *shim_latency_us, int *status)
+{
+    snprintf(d->log, sizeof(d->log), "%s/daemon-%d.log", H.dir, NLOGS);
+    if (NLOGS < 32)
+        snprintf(LOGS[NLOGS++], sizeof(LOGS[0]), "%s", d->log);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd < 0)
+            _exit(126);
+        dup2(fd, 2);
+        close(fd);
+        setenv("CF_SHIM_MODULE", H.module, 1);
+        if (shim_latency_us)
+            setenv("CF_SHIM_SIGN_LATENCY_US", shim_latency_us, 1);
+        execl(DAEMON, DAEMON, "--config", conf, (char *)NULL);
+        _exit(127);
+    }
+    d->pid = pid;
+    uint64_t end = ms_now() + 15000;
+    while (ms_now() < end) {
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            d->pid = 0;
+            if (status)
+                *status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+            return -1;
+        }
+        if (log_has(d->log, "certforged: ready socket="))
+            return 0;
+        sleep_ms(10);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    d->pid = 0;
+    if (status)
+        *status = -1;
+    return -1;
+}
+
+static int daemon_start(dproc *d, const char *conf, const char *shim_latency_us)
+{
+    int st = 0;
+    int rc = daemon_start_ex(d, conf, shim_latency_us, &st);
+    if (rc != 0) {
+        char *t = slurp(d->log);
+        fprintf(stderr, "\ncertforged did not start (status %d):\n%s\n", st, t ? t : "");
+        free(t);
+    }
+    return rc;
+}
+
+/* Send sig, wait (bounded) for the exit; returns the exit status (128+sig
+ * when killed, -1 when it had to be killed). */
+static int daemon_stop(dproc *d, int sig, unsigned timeout_ms)
+{
+    if (d->pid <= 0)
+        return -1;
+    kill(d->pid, sig);
+    uint64_t end = ms_now() + timeout_ms;
+    int st;
+    while (ms_now() < end) {
+        if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
+            d->pid = 0;
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        }
+        sleep_ms(10);
+    }
+    kill(d->pid, SIGKILL);
+    waitpid(d->pid, NULL, 0);
+    d->pid = 0;
+    return -1;
+}
+
+/* A clean stop: exit 0, socket removed, no sanitizer report in the log. */
+static void daemon_stop_clean(dproc *d)
+{
+    int st = daemon_stop(d, SIGTERM, 20000);
+    CU_ASSERT_EQUAL(st, 0);
+    struct stat sb;
+    CU_ASSERT_NOT_EQUAL(lstat(SOCK, &sb), 0);
+    char *t = slurp(d->log);
+    CU_ASSERT_PTR_NOT_NULL(t);
+    if (t) {
+        CU_ASSERT_PTR_NULL(strstr(t, "Sanitizer"));
+        CU_ASSERT_PTR_NULL(strstr(t, "runtime error"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(t, "event=stop"));
+        if (st != 0 || strstr(t, "Sanitizer"))
+            fprintf(stderr, "\n--- %s ---\n%s\n", d->log, t);
+    }
+    free(t);
+}
+
+static cf_client *client(void)
+{
+    cf_client *c = NULL;
+    char err[256];
+    if (cf_client_connect(SOCK, &c, err, sizeof(err)) != 0)
+        fprintf(stderr, "\nconnect: %s\n", err);
+    return c;
+}
+
+static void fill_req(cf_issue_req *r, const csr_item *it, const char *profile)
+{
+    static const char amf[] = "AMF";
+    memset(r, 0, sizeof(*r));
+    r->profile = (cf_str){profile, strlen(profile)};
+    r->csr_der = it->der;
+    r->csr_len = it->len;
+    r->nf_instance_id = (cf_str){it->uuid, strlen(it->uuid)};
+    r->fqdns[0] = (cf_str){it->fqdn, strlen(it->fqdn)};
+    r->n_fqdns = 1;
+    r->nf_types[0] = (cf_str){amf, 3};
+    r->n_nf_types = 1;
+}
+
+/* A relying party's check: the certificate chains to the CA (strict). */
+static int verify_cert(const uint8_t *der, size_t len)
+{
+    const unsigned char *p = der;
+    X509 *x = d2i_X509(NULL, &p, (long)len);
+    if (!x || p != der + len) {
+        X509_free(x);
+        return -1;
+    }
+    X509_STORE *st = X509_STORE_new();
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    X509_STORE_add_cert(st, CA);
+    X509_STORE_CTX_init(ctx, st, x, NULL);
+    X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_X509_STRICT);
+    X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_SERVER);
+    int ok = X509_verify_cert(ctx) == 1;
+    if (!ok)
+        fprintf(stderr, "\nverify: %s\n",
+                X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
+    X509_STORE_CTX_free(ctx);
+    X509_STORE_free(st);
+    X509_free(x);
+    return ok ? 0 : -1;
+}
+
+static const char *kv_get(const cf_response *r, const char *key, char *buf, size_t len)
+{
+    for (unsigned i = 0; i < r->n_kv; i++)
+        if (r->kv[i].key.len == strlen(key) && memcmp(r->kv[i].key.p, key, r->kv[i].key.len) == 0) {
+            snprintf(buf, len, "%.*s", (int)r->kv[i].value.len, r->kv[i].value.p);
+            return buf;
+        }
+    return NULL;
+}
+
+static long status_value(const char *key)
+{
+    cf_client *c = client();
+    cf_response r;
+    char v[64];
+    long out = -1;
+    if (c && cf_client_status(c, 5000, &r) == 0 && r.status == CF_ST_OK && kv_get(&r, key, v, 64))
+        out = strtol(v, NULL, 10);
+    cf_client_close(c);
+    return out;
+}
+
+/* Wait until the daemon counts `want` connections (ours for STATUS included). */
+static void wait_connections(long want)
+{
+    uint64_t end = ms_now() + 5000;
+    while (ms_now() < end && status_value("connections") != want)
+        sleep_ms(20);
+}
+
+/* --- raw sockets --- */
+
+static int raw_connect(void)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", SOCK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int raw_send(int fd, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    while (n) {
+        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
+        if (w <= 0)
+            return -1;
+        b += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Read exactly n octets within the deadline: 1 done, 0 EOF first, -1 error/timeout. */
+static int raw_read_n(int fd, uint8_t *buf, size_t n, uint64_t deadline)
+{
+    size_t got = 0;
+    while (got < n) {
+        int left = (int)(deadline > ms_now() ? deadline - ms_now() : 0);
+        struct pollfd pfd = {fd, POLLIN, 0};
+        if (poll(&pfd, 1, left) <= 0)
+            return -1;
+        ssize_t r = recv(fd, buf + got, n - got, 0);
+        if (r == 0)
+            return 0;
+        if (r < 0)
+            return errno == ECONNRESET ? 0 : -1;
+        got += (size_t)r;
+    }
+    return 1;
+}
+
+/* One response frame: its decoded form in *out (pointing into buf).
+ * Returns 1, 0 on EOF, -1 on timeout / bad frame. */
+static int raw_response(int fd, uint8_t *buf, size_t cap, proto_resp *out, unsigned timeout_ms)
+{
+    uint64_t deadline = ms_now() + timeout_ms;
+    int r = raw_read_n(fd, buf, 4, deadline);
+    if (r != 1)
+        return r;
+    size_t len =
+        4 + (((size_t)buf[0] << 24) | ((size_t)buf[1] << 16) | ((size_t)buf[2] << 8) | buf[3]);
+    if (len > cap || len < PROTO_HDR_LEN)
+        return -1;
+    if (raw_read_n(fd, buf + 4, len - 4, deadline) != 1)
+        return -1;
+    return proto_resp_decode(buf, len, out) == PROTO_OK ? 1 : -1;
+}
+
+/* The daemon closes: EOF (or reset) within timeout, with no further answer. */
+static bool raw_eof(int fd, unsigned timeout_ms)
+{
+    uint8_t b[64];
+    return raw_read_n(fd, b, 1, ms_now() + timeout_ms) == 0;
+}
+
+static size_t enc_issue(uint8_t *buf, size_t cap, uint64_t id, const csr_item *it,
+                        const char *profile)
+{
+    cf_issue_req r;
+    fill_req(&r, it, profile);
+    return proto_enc_issue_req(buf, cap, id, &r);
+}
+
+/* ------------------------------------------------------------ suite */
+
+static int suite_init(void)
+{
+    char uri[1024];
+    if (access("/usr/lib/softhsm/libsofthsm2.so", R_OK) != 0)
+        return -1;
+    if (cf_softhsm_init(&H, "dmn", PIN) != 0)
+        return -1;
+    cf_build_path("certforge", CLI, sizeof(CLI));
+    cf_build_path("certforged", DAEMON, sizeof(DAEMON));
+    cf_softhsm_uri(&H, NULL, uri, sizeof(uri));
+    snprintf(CA_PEM, sizeof(CA_PEM), "%s/ca.pem", H.dir);
+    if (strlen(H.dir) + sizeof("/run/certforged.sock") > sizeof(SOCK))
+        return -1;
+    memcpy(SOCK, H.dir, strlen(H.dir));
+    memcpy(SOCK + strlen(H.dir), "/run/certforged.sock", sizeof("/run/certforged.sock"));
+    if (cf_sh("'%s' keys generate --token '%s' --type ec-p256 --label ca >/dev/null", CLI, uri) ||
+        cf_sh("'%s' ca init-root --token '%s' --key 'pkcs11:token=dmn;object=ca' --subject "
+              "'/C=FI/O=5gc.mnc001.mcc001.3gppnetwork.org/CN=Daemon Test CA' --out '%s' "
+              ">/dev/null",
+              CLI, uri, CA_PEM))
+        return -1;
+    FILE *f = fopen(CA_PEM, "r");
+    CA = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+    if (f)
+        fclose(f);
+    if (!CA || (CA_DER_LEN = i2d_X509(CA, &CA_DER)) <= 0)
+        return -1;
+    return csr_pool_get(&POOL, "ec-p256", 64, NULL);
+}
+
+static int suite_clean(void)
+{
+    X509_free(CA);
+    OPENSSL_free(CA_DER);
+    csr_pool_free(&POOL);
+    cf_softhsm_cleanup(&H);
+    return 0;
+}
+
+/* ------------------------------------------------------------ daemon A */
+
+static dproc A;
+
+static void start_a(void)
+{
+    char conf[400];
+    snprintf(conf, sizeof(conf), "%s/a.conf", H.dir);
+    conf_opts o = {.server = "socket_mode = \"0600\"; max_connections = 8; max_frame = 8192; "
+                             "max_inflight = 1024; idle_timeout_ms = 1000;"};
+    write_conf(conf, &o);
+    CU_ASSERT_FATAL(daemon_start(&A, conf, NULL) == 0);
+    struct stat sb;
+    CU_ASSERT_EQUAL(stat(SOCK, &sb), 0);
+    CU_ASSERT_TRUE(S_ISSOCK(sb.st_mode));
+    CU_ASSERT_EQUAL(sb.st_mode & 0777, 0600);
+    CU_ASSERT_TRUE(log_has(A.log, "level=info event=ready socket="));
+}
+
+static void test_issue(void)
+{
+    start_a();
+    cf_client *c = client();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    for (int i = 0; i < 5; i++) {
+        cf_issue_req req;
+        fill_req(&req, &POOL.items[i], "nf");
+        cf_response r;
+        CU_ASSERT_EQUAL_FATAL(cf_issue_one(c, &req, 10000, &r), 0);
+        if (r.status != CF_ST_OK)
+            fprintf(stderr, "\n%s: %.*s\n", cf_status_name(r.status), (int)r.message.len,
+                    r.message.p);
+        CU_ASSERT_EQUAL_FATAL(r.status, CF_ST_OK);
+        CU_ASSERT_EQUAL(verify_cert(r.cert.p, r.cert.len), 0);
+        /* the chain is the issuer's certificate */
+        CU_ASSERT_EQUAL(r.n_chain, 1);
+        CU_ASSERT(r.n_chain == 1 && r.chain[0].len == (size_t)CA_DER_LEN &&
+                  memcmp(r.chain[0].p, CA_DER, (size_t)CA_DER_LEN) == 0);
+        /* the serial field is the certificate's */
+        const unsigned char *p = r.cert.p;
+        X509 *x = d2i_X509(NULL, &p, (long)r.cert.len);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(x);
+        ASN1_INTEGER *sn = X509_get_serialNumber(x);
+        CU_ASSERT(r.serial.len == (size_t)sn->length &&
+                  memcmp(r.serial.p, sn->data, r.serial.len) == 0);
+        X509_free(x);
+    }
+    cf_client_close(c);
+}
+
+static void test_status_keys(void)
+{
+    cf_client *c = client();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    cf_response r;
+    char v[64];
+    CU_ASSERT_EQUAL_FATAL(cf_client_status(c, 5000, &r), 0);
+    CU_ASSERT_EQUAL(r.status, CF_ST_OK);
+    static const char *const keys[] = {
+        "uptime_s", "issued",      "rate_per_s",        "queue_depth",
+        "inflight", "connections", "hsm_sessions_busy", "hsm_sessions_total"};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        CU_ASSERT_PTR_NOT_NULL(kv_get(&r, keys[i], v, sizeof(v)));
+    CU_ASSERT(kv_get(&r, "issued", v, sizeof(v)) && atol(v) >= 5);
+    CU_ASSERT(kv_get(&r, "hsm_sessions_total", v, sizeof(v)) && atol(v) == 2);
+    CU_ASSERT(kv_get(&r, "connections", v, sizeof(v)) && atol(v) >= 1);
+
+    CU_ASSERT_EQUAL_FATAL(cf_client_keys(c, 5000, &r), 0);
+    CU_ASSERT_EQUAL(r.status, CF_ST_OK);
+    CU_ASSERT_EQUAL_FATAL(r.n_keys, 1);
+    CU_ASSERT(r.keys[0].name.len == 2 && memcmp(r.keys[0].name.p, "ca", 2) == 0);
+    CU_ASSERT(r.keys[0].type.len == 7 && memcmp(r.keys[0].type.p, "ec-p256", 7) == 0);
+    uint8_t *spki = NULL;
+    int sl = i2d_PUBKEY(X509_get0_pubkey(CA), &spki);
+    CU_ASSERT(sl > 0 && r.keys[0].spki.len == (size_t)sl &&
+              memcmp(r.keys[0].spki.p, spki, (size_t)sl) == 0);
+    OPENSSL_free(spki);
+    cf_client_close(c);
+}
+
+typedef struct pl_arg {
+    int idx, n, ok, verified;
+    char err[256];
+} pl_arg;
+
+static void *pipeline_thread(void *arg)
+{
+    pl_arg *a = arg;
+    cf_client *c = client();
+    if (!c) {
+        snprintf(a->err, sizeof(a->err), "connect failed");
+        return NULL;
+    }
+    int sent = 0, got = 0;
+    while (got < a->n) {
+        while (sent < a->n) {
+            cf_issue_req req;
+            fill_req(&req, &POOL.items[(size_t)(a->idx * 7 + sent) % POOL.n], "nf");
+            uint64_t id;
+            int r = cf_client_submit_issue(c, &req, &id);
+            if (r == 1)
+                break;
+            if (r != 0) {
+                snprintf(a->err, sizeof(a->err), "submit: %s", cf_client_error(c));
+                goto out;
+            }
+            sent++;
+        }
+        if (cf_client_flush(c, 0) < 0) {
+            snprintf(a->err, sizeof(a->err), "flush: %s", cf_client_error(c));
+            goto out;
+        }
+        cf_response r;
+        int rc = cf_client_next_response(c, 20000, &r);
+        if (rc != 0) {
+            snprintf(a->err, sizeof(a->err), "next_response %d: %s", rc, cf_client_error(c));
+            goto out;
+        }
+        got++;
+        if (r.status == CF_ST_OK) {
+            a->ok++;
+            if (got % 100 == 0 && verify_cert(r.cert.p, r.cert.len) == 0)
+                a->verified++;
+        } else if (!a->err[0]) {
+            snprintf(a->err, sizeof(a->err), "%s: %.*s", cf_status_name(r.status),
+                     (int)r.message.len, r.message.p);
+        }
+    }
+out:
+    cf_client_close(c);
+    return NULL;
+}
+
+/* 2,000 requests pipelined on 4 connections, answered out of order. */
+static void test_pipelining(void)
+{
+    pthread_t th[4];
+    pl_arg args[4];
+    long before = status_value("issued");
+    for (int i = 0; i < 4; i++) {
+        memset(&args[i], 0, sizeof(args[i]));
+        args[i].idx = i;
+        args[i].n = 500;
+        pthread_create(&th[i], NULL, pipeline_thread, &args[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        if (args[i].err[0])
+            fprintf(stderr, "\nthread %d: %s\n", i, args[i].err);
+        CU_ASSERT_EQUAL(args[i].ok, 500);
+        CU_ASSERT_EQUAL(args[i].verified, 5);
+    }
+    CU_ASSERT_EQUAL(status_value("issued"), before + 2000);
+}
+
+static void test_bad_requests(void)
+{
+    cf_client *c = client();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    cf_issue_req req;
+    cf_response r;
+    /* not a CSR */
+    static const uint8_t junk[] = {0x30, 0x03, 0x02, 0x01, 0x00};
+    fill_req(&req, &POOL.items[0], "nf");
+    req.csr_der = junk;
+    req.csr_len = sizeof(junk);
+    CU_ASSERT_EQUAL_FATAL(cf_issue_one(c, &req, 5000, &r), 0);
+    CU_ASSERT_EQUAL(r.status, CF_ST_BAD_CSR);
+    CU_ASSERT_EQUAL(r.detail, 1);
+    /* a broken signature: proof of possession fails */
+    uint8_t *bad = malloc(POOL.items[1].len);
+    memcpy(bad, POOL.items[1].der, POOL.items[1].len);
+    bad[POOL.items[1].len - 5] ^= 0x01;
+    fill_req(&req, &POOL.items[1], "nf");
+    req.csr_der = bad;
+    CU_ASSERT_EQUAL_FATAL(cf_issue_one(c, &req, 5000, &r), 0);
+    CU_ASSERT_EQUAL(r.status, CF_ST_BAD_CSR);
+    CU_ASSERT_EQUAL(r.detail, 6);
+    free(bad);
+    /* a SAN the front end did not authorize */
+    fill_req(&req, &POOL.items[2], "nf");
+    req.fqdns[0] = (cf_str){"other.example.org", 17};
+    CU_ASSERT_EQUAL_FATAL(cf_issue_one(c, &req, 5000, &r), 0);
+    CU_ASSERT_EQUAL(r.status, CF_ST_POLICY_DENIED);
+    /* no such profile */
+    fill_req(&req, &POOL.items[3], "nope");
+    CU_ASSERT_EQUAL_FATAL(cf_issue_one(c, &req, 5000, &r), 0);
+    CU_ASSERT_EQUAL(r.status, CF_ST_UNKNOWN_PROFILE);
+    /* a profile this uid is not granted */
+    fill_req(&req, &POOL.items[3], "nf2");
+    CU_ASSERT_EQUAL_FATAL(cf_issue_one(c, &req, 5000, &r), 0);
+    CU_ASSERT_EQUAL(r.status, CF_ST_UNAUTHORIZED);
+    CU_ASSERT_TRUE(log_has(A.log, "event=unauthorized"));
+    /* the connection still works */
+    CU_ASSERT_EQUAL(cf_client_status(c, 5000, &r), 0);
+    CU_ASSERT_EQUAL(r.status, CF_ST_OK);
+    cf_client_close(c);
+}
+
+/* Send bytes on a fresh connection; expect one answer (status, op, id) and
+ * then either a close or a connection that still serves STATUS. */
+static void raw_case(const uint8_t *bytes, size_t n, cf_status want, uint8_t op, uint64_t id,
+                     bool closes)
+{
+    int fd = raw_connect();
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(raw_send(fd, bytes, n), 0);
+    uint8_t buf[8192];
+    proto_resp r;
+    int rc = raw_response(fd, buf, sizeof(buf), &r, 5000);
+    CU_ASSERT_EQUAL(rc, 1);
+    if (rc == 1) {
+        CU_ASSERT_EQUAL(r.status, want);
+        CU_ASSERT_EQUAL(r.op, op);
+        CU_ASSERT_EQUAL(r.id, id);
+    }
+    if (closes) {
+        CU_ASSERT_TRUE(raw_eof(fd, 5000));
+    } else {
+        uint8_t req[64];
+        size_t l = proto_enc_status_req(req, sizeof(req), 77);
+        CU_ASSERT_EQUAL(raw_send(fd, req, l), 0);
+        CU_ASSERT_EQUAL(raw_response(fd, buf, sizeof(buf), &r, 5000), 1);
+        CU_ASSERT_EQUAL(r.status, CF_ST_OK);
+        CU_ASSERT_EQUAL(r.id, 77);
+    }
+    close(fd);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static void test_bad_frames(void)
+{
+    /* a client that stays connected meanwhile and keeps being served */
+    cf_client *bystander = client();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(bystander);
+    uint8_t f[8192];
+    size_t n;
+
+    /* a length prefix beyond max_frame (8192): answered at once, op 0 id 0 */
+    put32(f, 100000);
+    raw_case(f, 4, CF_ST_BAD_FRAME, 0, 0, true);
+    /* beyond it with the header present: op and id echoed */
+    n = proto_enc_status_req(f, sizeof(f), 5);
+    put32(f, 9000);
+    raw_case(f, n, CF_ST_BAD_FRAME, PROTO_OP_STATUS, 5, true);
+    /* a length prefix below 12 */
+    put32(f, 3);
+    raw_case(f, 4, CF_ST_BAD_FRAME, 0, 0, true);
+    /* version 2: UNSUPPORTED, then closed */
+    n = proto_enc_status_req(f, sizeof(f), 6);
+    f[4] = 2;
+    raw_case(f, n, CF_ST_UNSUPPORTED, PROTO_OP_STATUS, 6, true);
+    /* flags set */
+    n = proto_enc_status_req(f, sizeof(f), 7);
+    f[7] = 1;
+    raw_case(f, n, CF_ST_BAD_FRAME, PROTO_OP_STATUS, 7, true);
+    /* unknown op 9, reserved op SIGN: UNSUPPORTED, the connection stays */
+    n = proto_enc_status_req(f, sizeof(f), 8);
+    f[5] = 9;
+    raw_case(f, n, CF_ST_UNSUPPORTED, 9, 8, false);
+    n = proto_enc_status_req(f, sizeof(f), 9);
+    f[5] = PROTO_OP_SIGN;
+    raw_case(f, n, CF_ST_UNSUPPORTED, PROTO_OP_SIGN, 9, false);
+    /* an ISSUE whose body ends inside a field header */
+    n = enc_issue(f, sizeof(f), 10, &POOL.items[0], "nf");
+    put32(f, (uint32_t)(n - 4 + 2));
+    f[n] = 0x00;
+    f[n + 1] = 0x01;
+    raw_case(f, n + 2, CF_ST_BAD_FRAME, PROTO_OP_ISSUE, 10, true);
+    /* a field overrunning the body */
+    n = enc_issue(f, sizeof(f), 11, &POOL.items[0], "nf");
+    f[PROTO_HDR_LEN + 2] = 0xff; /* the profile field claims 65535 octets */
+    f[PROTO_HDR_LEN + 3] = 0xff;
+    raw_case(f, n, CF_ST_BAD_FRAME, PROTO_OP_ISSUE, 11, true);
+    /* an ISSUE without a CSR (missing required field) */
+    static const uint8_t nocsr[] = {0, 0, 0, 18, 1,  1, 0, 0, 0, 0,   0,
+                                    0, 0, 0, 0,  12, 0, 1, 0, 2, 'n', 'f'};
+    raw_case(nocsr, sizeof(nocsr), CF_ST_BAD_FRAME, PROTO_OP_ISSUE, 12, true);
+    /* a frame that is fine after a bad one in the same write is never read */
+    n = proto_enc_status_req(f, sizeof(f), 13);
+    f[7] = 1;
+    size_t m = proto_enc_status_req(f + n, sizeof(f) - n, 14);
+    raw_case(f, n + m, CF_ST_BAD_FRAME, PROTO_OP_STATUS, 13, true);
+
+    /* half a frame, then a hang-up: nothing to answer, the daemon closes */
+    int fd = raw_connect();
+    CU_ASSERT_FATAL(fd >= 0);
+    n = enc_issue(f, sizeof(f), 20, &POOL.items[0], "nf");
+    CU_ASSERT_EQUAL(raw_send(fd, f, n / 2), 0);
+    shutdown(fd, SHUT_WR);
+    CU_ASSERT_TRUE(raw_eof(fd, 5000));
+    close(fd);
+
+    /* half a frame, then silence: closed by the idle timeout (1 s) */
+    fd = raw_connect();
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(raw_send(fd, f, n / 2), 0);
+    uint64_t t0 = ms_now();
+    CU_ASSERT_TRUE(raw_eof(fd, 5000));
+    uint64_t dt = ms_now() - t0;
+    CU_ASSERT(dt >= 700 && dt < 3000);
+    close(fd);
+    /* an idle connection (no bytes at all) too */
+    fd = raw_connect();
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_TRUE(raw_eof(fd, 5000));
+    close(fd);
+
+    /* a client that disconnects with requests in flight */
+    fd = raw_connect();
+    CU_ASSERT_FATAL(fd >= 0);
+    for (int i = 0; i < 40; i++) {
+        n = enc_issue(f, sizeof(f), 100 + (uint64_t)i, &POOL.items[(size_t)i % POOL.n], "nf");
+        CU_ASSERT_EQUAL(raw_send(fd, f, n), 0);
+    }
+    close(fd);
+
+    CU_ASSERT_TRUE(log_has(A.log, "event=bad_frame"));
+    CU_ASSERT_TRUE(log_has(A.log, "err=too-large"));
+    CU_ASSERT_TRUE(log_has(A.log, "err=truncated"));
+    CU_ASSERT_TRUE(log_has(A.log, "err=stalled"));
+
+    /* the bystander (idle for > 1 s: it was closed) reconnects and is served */
+    cf_client_close(bystander);
+    bystander = client();
+    cf_response r;
+    CU_ASSERT_EQUAL(cf_client_status(bystander, 5000, &r), 0);
+    CU_ASSERT_EQUAL(r.status, CF_ST_OK);
+    char v[64];
+    CU_ASSERT(kv_get(&r, "errors.BAD_FRAME", v, sizeof(v)) && atol(v) >= 8);
+    CU_ASSERT(kv_get(&r, "errors.UNSUPPORTED", v, sizeof(v)) && atol(v) >= 3);
+    cf_client_close(bystander);
+    /* the in-flight requests of the vanished client all come back */
+    uint64_t end = ms_now() + 10000;
+    while (ms_now() < end && status_value("inflight") != 0)
+        sleep_ms(20);
+    CU_ASSERT_EQUAL(status_value("inflight"), 0);
+}
+
+/* max_connections = 8: the 9th is accepted and closed at once. */
+static void test_max_connections(void)
+{
+    wait_connections(1);
+    int fds[8];
+    uint8_t f[256], buf[8192];
+    proto_resp r;
+    for (int i = 0; i < 8; i++) {
+        fds[i] = raw_connect();
+        CU_ASSERT_FATAL(fds[i] >= 0);
+        size_t n = proto_enc_status_req(f, sizeof(f), (uint64_t)i);
+        CU_ASSERT_EQUAL(raw_send(fds[i], f, n), 0);
+        CU_ASSERT_EQUAL(raw_response(fds[i], buf, sizeof(buf), &r, 5000), 1);
+    }
+    int extra = raw_connect();
+    CU_ASSERT_FATAL(extra >= 0);
+    CU_ASSERT_TRUE(raw_eof(extra, 5000));
+    close(extra);
+    CU_ASSERT_TRUE(log_has(A.log, "event=conn_refused"));
+    /* the 8 are still served */
+    for (int i = 0; i < 8; i++) {
+        size_t n = proto_enc_keys_req(f, sizeof(f), 50 + (uint64_t)i);
+        CU_ASSERT_EQUAL(raw_send(fds[i], f, n), 0);
+        CU_ASSERT_EQUAL(raw_response(fds[i], buf, sizeof(buf), &r, 5000), 1);
+        CU_ASSERT_EQUAL(r.status, CF_ST_OK);
+    }
+    for (int i = 0; i < 8; i++)
+        close(fds[i]);
+    wait_connections(1);
+    CU_ASSERT_EQUAL(status_value("connections"), 1);
+}
+
+/* A second daemon on the same socket is refused; the first keeps serving. */
+static void test_socket_in_use(void)
+{
+    char conf[400];
+    snprintf(conf, sizeof(conf), "%s/a.conf", H.dir);
+    dproc d2;
+    int st = 0;
+    CU_ASSERT_EQUAL(daemon_start_ex(&d2, conf, NULL, &st), -1);
+    CU_ASSERT_EQUAL(st, 1);
+    CU_ASSERT_TRUE(log_has(d2.log, "is in use by a live certforged"));
+    CU_ASSERT_TRUE(log_has(d2.log, "server.socket"));
+    CU_ASSERT_EQUAL(status_value("connections"), 1);
+}
+
+static void test_stop_a(void)
+{
+    daemon_stop_clean(&A);
+    CU_ASSERT_TRUE(log_has(A.log, "event=stop issued="));
+}
+
+/* ------------------------------------------------------------ daemon B: slow HSM */
+
+static dproc B;
+
+static void test_inflight_limit(void)
+{
+    char conf[400];
+    snprintf(conf, sizeof(conf), "%s/b.conf", H.dir);
+    conf_opts o = {.server = "max_inflight = 4; busy_deadline_ms = 100;",
+                   .pipeline = "workers = 1; queue = 8; batch = 1;",
+                   .shim = true};
+    write_conf(conf, &o);
+    CU_ASSERT_FATAL(daemon_start(&B, conf, "150000") == 0);
+    /* 10 requests at once on one connection: 4 taken, 6 BUSY at once */
+    int fd = raw_connect();
+    CU_ASSERT_FATAL(fd >= 0);
+    static uint8_t f[10 * 2048];
+    size_t n = 0;
+    for (int i = 0; i < 10; i++)
+        n += enc_issue(f + n, sizeof(f) - n, (uint64_t)i, &POOL.items[i], "nf");
+    CU_ASSERT_EQUAL(raw_send(fd, f, n), 0);
+    int ok = 0, busy = 0;
+    uint8_t buf[16384];
+    for (int i = 0; i < 10; i++) {
+        proto_resp r;
+        if (raw_response(fd, buf, sizeof(buf), &r, 10000) != 1)
+            break;
+        if (r.status == CF_ST_OK)
+            ok++;
+        if (r.status == CF_ST_BUSY) {
+            busy++;
+            CU_ASSERT_PTR_NOT_NULL(strstr(r.message.p, "in flight"));
+        }
+    }
+    CU_ASSERT_EQUAL(ok, 4);
+    CU_ASSERT_EQUAL(busy, 6);
+    close(fd);
+}
+
+typedef struct busy_arg {
+    int ok, busy, other, answers;
+} busy_arg;
+
+static void *busy_thread(void *arg)
+{
+    busy_arg *a = arg;
+    int fd = raw_connect();
+    if (fd < 0)
+        return NULL;
+    uint8_t f[4 * 2048];
+    size_t n = 0;
+    for (int i = 0; i < 4; i++)
+        n += enc_issue(f + n, sizeof(f) - n, (uint64_t)i, &POOL.items[i], "nf");
+    if (raw_send(fd, f, n) == 0) {
+        uint8_t buf[16384];
+        for (int i = 0; i < 4; i++) {
+            proto_resp r;
+            if (raw_response(fd, buf, sizeof(buf), &r, 15000) != 1)
+                break;
+            a->answers++;
+            if (r.status == CF_ST_OK)
+                a->ok++;
+            else if (r.status == CF_ST_BUSY && strstr(r.message.p, "queue full"))
+                a->busy++;
+            else
+                a->other++;
+        }
+    }
+    close(fd);
+    return NULL;
+}
+
+/* 12 requests over 3 connections against a pool of 9 jobs and a signer at
+ * 150 ms each: the ones that wait longer than busy_deadline_ms are BUSY;
+ * every request is answered. */
+static void test_queue_busy(void)
+{
+    pthread_t th[3];
+    busy_arg a[3];
+    memset(a, 0, sizeof(a));
+    for (int i = 0; i < 3; i++)
+        pthread_create(&th[i], NULL, busy_thread, &a[i]);
+    int ok = 0, busy = 0, other = 0, answers = 0;
+    for (int i = 0; i < 3; i++) {
+        pthread_join(th[i], NULL);
+        ok += a[i].ok;
+        busy += a[i].busy;
+        other += a[i].other;
+        answers += a[i].answers;
+    }
+    CU_ASSERT_EQUAL(answers, 12);
+    CU_ASSERT_EQUAL(other, 0);
+    CU_ASSERT(busy >= 1);
+    CU_ASSERT(ok >= 9);
+    CU_ASSERT_EQUAL(ok + busy, 12);
+}
+
+/* SIGTERM with requests in flight: every accepted request is answered,
+ * then the connections close; exit 0; the socket file is gone. */
+static void test_sigterm_drain(void)
+{
+    int fds[2];
+    uint8_t f[4 * 2048];
+    for (int k = 0; k < 2; k++) {
+        fds[k] = raw_connect();
+        CU_ASSERT_FATAL(fds[k] >= 0);
+        size_t n = 0;
+        for (int i = 0; i < 4; i++)
+            n += enc_issue(f + n, sizeof(f) - n, (uint64_t)(k * 10 + i), &POOL.items[i], "nf");
+        CU_ASSERT_EQUAL(raw_send(fds[k], f, n), 0);
+    }
+    /* wait until all 8 are taken (1 signing, the rest queued) */
+    uint64_t end = ms_now() + 5000;
+    while (ms_now() < end && status_value("inflight") < 8)
+        sleep_ms(5);
+    CU_ASSERT_EQUAL(status_value("inflight"), 8);
+    kill(B.pid, SIGTERM);
+    int ok = 0;
+    uint8_t buf[16384];
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < 4; i++) {
+            proto_resp r;
+            if (raw_response(fds[k], buf, sizeof(buf), &r, 10000) != 1)
+                break;
+            ok += r.status == CF_ST_OK && verify_cert(r.cert.p, r.cert.len) == 0;
+        }
+        CU_ASSERT_TRUE(raw_eof(fds[k], 5000));
+        close(fds[k]);
+    }
+    CU_ASSERT_EQUAL(ok, 8);
+    daemon_stop_clean(&B);
+    CU_ASSERT_TRUE(log_has(B.log, "event=signal sig=TERM"));
+    CU_ASSERT_TRUE(log_has(B.log, "unanswered=0"));
+}
+
+/* ------------------------------------------------------------ access, start-up */
+
+static void test_unauthorized(void)
+{
+    char conf[400], grants[256];
+    snprintf(conf, sizeof(conf), "%s/c.conf", H.dir);
+    /* this uid may only ask for STATUS */
+    snprintf(grants, sizeof(grants), "( { uid = %u; ops = [\"status\"]; } )", (unsigned)getuid());
+    conf_opts o = {.grants = grants};
+    write_conf(conf, &o);
+    dproc d;
+    CU_ASSERT_FATAL(daemon_start(&d, conf, NULL) == 0);
+    cf_client *c = client();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    cf_response r;
+    CU_ASSERT_EQUAL(cf_client_status(c, 5000, &r), 0);
+    CU_ASSERT_EQUAL(r.status, CF_ST_OK);
+    CU_ASSERT_EQUAL(cf_client_keys(c, 5000, &r), 0);
+    CU_ASSERT_EQUAL(r.status, CF_ST_UNAUTHORIZED);
+    cf_issue_req req;
+    fill_req(&req, &POOL.items[0], "nf");
+    CU_ASSERT_EQUAL(cf_issue_one(c, &req, 5000, &r), 0);
+    CU_ASSERT_EQUAL(r.status, CF_ST_UNAUTHORIZED);
+    cf_client_close(c);
+    char want[128];
+    snprintf(want, sizeof(want), "event=unauthorized peer_uid=%u peer_gid=%u peer_pid=%d op=KEYS",
+             (unsigned)getuid(), (unsigned)getgid(), (int)getpid());
+    CU_ASSERT_TRUE(log_has(d.log, want));
+    daemon_stop_clean(&d);
+
+    /* no grant for this uid or gid at all */
+    snprintf(grants, sizeof(grants),
+             "( { uid = %u; profiles = [\"*\"]; ops = [\"issue\", \"status\"]; }, "
+             "{ gid = %u; ops = [\"status\"]; } )",
+             (unsigned)getuid() + 1, (unsigned)getgid() + 1);
+    o.grants = grants;
+    write_conf(conf, &o);
+    CU_ASSERT_FATAL(daemon_start(&d, conf, NULL) == 0);
+    c = client();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_EQUAL(cf_client_status(c, 5000, &r), 0);
+    CU_ASSERT_EQUAL(r.status, CF_ST_UNAUTHORIZED);
+    CU_ASSERT_EQUAL(cf_issue_one(c, &req, 5000, &r), 0);
+    CU_ASSERT_EQUAL(r.status, CF_ST_UNAUTHORIZED);
+    cf_client_close(c);
+    CU_ASSERT_TRUE(log_has(d.log, "grants=none"));
+    CU_ASSERT_TRUE(log_has(d.log, "event=unauthorized"));
+    daemon_stop_clean(&d);
+}
+
+/* A socket file left behind by a dead daemon is replaced. */
+static void test_stale_socket(void)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", SOCK);
+    CU_ASSERT_EQUAL_FATAL(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    close(fd); /* the file stays, nobody listens */
+    char conf[400];
+    snprintf(conf, sizeof(conf), "%s/a.conf", H.dir);
+    dproc d;
+    CU_ASSERT_FATAL(daemon_start(&d, conf, NULL) == 0);
+    CU_ASSERT_TRUE(log_has(d.log, "event=stale_socket"));
+    CU_ASSERT_EQUAL(status_value("connections"), 1);
+    /* SIGINT stops it like SIGTERM */
+    int st = daemon_stop(&d, SIGINT, 20000);
+    CU_ASSERT_EQUAL(st, 0);
+    CU_ASSERT_TRUE(log_has(d.log, "event=signal sig=INT"));
+}
+
+/* Start-up refusals name the setting (and file:line); exit status 1. */
+static void refused(const char *text, const char *want)
+{
+    char conf[400];
+    snprintf(conf, sizeof(conf), "%s/bad.conf", H.dir);
+    FILE *f = fopen(conf, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs(text, f);
+    fclose(f);
+    dproc d;
+    int st = 0;
+    CU_ASSERT_EQUAL(daemon_start_ex(&d, conf, NULL, &st), -1);
+    CU_ASSERT_EQUAL(st, 1);
+    if (!log_has(d.log, want)) {
+        char *t = slurp(d.log);
+        fprintf(stderr, "\nwant '%s' in:\n%s\n", want, t ? t : "");
+        free(t);
+        CU_FAIL("refusal message");
+    }
+}
+
+static char *conf_text(const conf_opts *o)
+{
+    char path[400];
+    snprintf(path, sizeof(path), "%s/tmp.conf", H.dir);
+    write_conf(path, o);
+    return slurp(path);
+}
+
+static void test_config_errors(void)
+{
+    char *base = conf_text(&(conf_opts){.server = "max_frame = 8192;"});
+    CU_ASSERT_PTR_NOT_NULL_FATAL(base);
+    char text[8192], want[512];
+    /* an unknown setting, with file:line */
+    snprintf(text, sizeof(text), "%s\nserver2 = 1;\n", base);
+    int line = 2; /* after the base's last newline, an empty line, then ours */
+    for (const char *p = base; *p; p++)
+        line += *p == '\n';
+    snprintf(want, sizeof(want), "certforged: %s/bad.conf:%d: server2: unknown setting", H.dir,
+             line);
+    refused(text, want);
+    char *at = strstr(base, "max_frame = 8192;");
+    snprintf(text, sizeof(text), "%.*smax_frame = 8192; backlog = 3;%s", (int)(at - base), base,
+             at + strlen("max_frame = 8192;"));
+    refused(text, "server.backlog: unknown setting in server");
+    snprintf(text, sizeof(text), "%.*ssocket_mode = \"0666\";%s", (int)(at - base), base,
+             at + strlen("max_frame = 8192;"));
+    refused(text, "server.socket_mode: '0666' makes the socket world-writable");
+    /* an unknown token */
+    at = strstr(base, "token = \"ca\"");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(at);
+    snprintf(text, sizeof(text), "%.*stoken = \"hsm9\"%s", (int)(at - base), base,
+             at + strlen("token = \"ca\""));
+    refused(text, "keys[0].token: no token named 'hsm9'");
+    /* a token that does not exist on the HSM */
+    at = strstr(base, "token=dmn");
+    snprintf(text, sizeof(text), "%.*stoken=nosuch%s", (int)(at - base), base,
+             at + strlen("token=dmn"));
+    refused(text, "token 'ca'");
+    /* malformed */
+    refused("tokens = ( { name = \"x\"; ", "syntax error");
+    free(base);
+    /* no --config: usage, exit 2 */
+    CU_ASSERT_EQUAL(cf_sh("'%s' >/dev/null 2>&1", DAEMON), 2);
+    CU_ASSERT_EQUAL(cf_sh("'%s' --config >/dev/null 2>&1", DAEMON), 2);
+}
+
+/* No log of any run holds the PIN. */
+static void test_no_pin_in_logs(void)
+{
+    CU_ASSERT(NLOGS >= 8);
+    for (int i = 0; i < NLOGS; i++) {
+        char *t = slurp(LOGS[i]);
+        if (!t)
+            continue;
+        if (strstr(t, PIN)) {
+            fprintf(stderr, "\nPIN found in %s\n", LOGS[i]);
+            CU_FAIL("PIN in a log");
+        }
+        free(t);
+    }
+}
+
+int main(void)
+{
+    if (access("/usr/lib/softhsm/libsofthsm2.so", R_OK) != 0) {
+        fprintf(stderr, "SoftHSM2 is missing: skipped\n");
+        return 77;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+    CU_pSuite s = CU_add_suite("certforged", suite_init, suite_clean);
+    CU_add_test(s, "issue (chain verifies, chain and serial fields)", test_issue);
+    CU_add_test(s, "STATUS and KEYS", test_status_keys);
+    CU_add_test(s, "2,000 pipelined on 4 connections", test_pipelining);
+    CU_add_test(s, "bad CSRs, unknown and ungranted profiles", test_bad_requests);
+    CU_add_test(s, "bad frames, hang-ups, stalls, vanished clients", test_bad_frames);
+    CU_add_test(s, "max_connections", test_max_connections);
+    CU_add_test(s, "socket in use by a live daemon", test_socket_in_use);
+    CU_add_test(s, "stop: exit 0, socket removed", test_stop_a);
+    CU_add_test(s, "max_inflight: BUSY", test_inflight_limit);
+    CU_add_test(s, "full queue: BUSY after the deadline", test_queue_busy);
+    CU_add_test(s, "SIGTERM with requests in flight", test_sigterm_drain);
+    CU_add_test(s, "unauthorized peers", test_unauthorized);
+    CU_add_test(s, "stale socket replaced; SIGINT", test_stale_socket);
+    CU_add_test(s, "config errors refused, named", test_config_errors);
+    CU_add_test(s, "no PIN in any log", test_no_pin_in_logs);
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned fails = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
+    if (A.pid > 0)
+        daemon_stop(&A, SIGKILL, 1000);
+    if (B.pid > 0)
+        daemon_stop(&B, SIGKILL, 1000);
+    CU_cleanup_registry();
+    return fails ? 1 : 0;
+}
