@@ -86,6 +86,8 @@ int bench_run_mode(const bench_setup *su, const char *mode, unsigned threads, be
         return bench_naive(su, threads, r);
     if (strcmp(mode, "core") == 0)
         return bench_core(su, threads, r);
-    fprintf(stderr, "certforge-bench: unknown mode '%s' (floor, naive, core)\n", mode);
+    if (strcmp(mode, "ipc") == 0)
+        return bench_ipc(su, threads, r);
+    fprintf(stderr, "certforge-bench: unknown mode '%s' (floor, naive, core, ipc)\n", mode);
     return -1;
 }

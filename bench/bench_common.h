@@ -12,6 +12,7 @@ typedef struct bench_setup {
     csr_pool pool;
     size_t count;   /* certificates per run */
     unsigned batch; /* pipeline batch (core) */
+    unsigned connections, depth; /* ipc: client connections, requests in flight on each */
     bool verify;    /* verify every issued signature */
     char csr_key[16], ca_key[16];
     char dir[256];       /* temporary folder: token, PIN, CA certificate, config */
@@ -41,6 +42,7 @@ int bench_run_mode(const bench_setup *su, const char *mode, unsigned threads, be
 int bench_floor(const bench_setup *su, unsigned threads, bench_result *r);
 int bench_naive(const bench_setup *su, unsigned threads, bench_result *r);
 int bench_core(const bench_setup *su, unsigned threads, bench_result *r);
+int bench_ipc(const bench_setup *su, unsigned threads, bench_result *r);
 
 double bench_now(void);
 int mkdir_p(const char *path);

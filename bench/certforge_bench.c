@@ -9,6 +9,8 @@
  *          X509_new/X509_set_*, X509V3_EXT_conf_nid, X509_sign with a
  *          libp11 key
  *   core   certforge's pipeline in-process (no IPC)
+ *   ipc    the built certforged on its Unix socket, driven through
+ *          libcertforge (--connections x --depth requests in flight)
  *
  * Set-up: a throwaway SoftHSM token in a temporary folder, a CA key made
  * on it and a self-signed CA certificate made with `certforge ca`, and a
@@ -33,7 +35,7 @@ static void usage(FILE *f)
             "\n"
             "Measures certificates per second, mode by mode, in one run.\n"
             "\n"
-            "  --modes LIST      floor,naive,core (default: all three)\n"
+            "  --modes LIST      floor,naive,core,ipc (default: floor,naive,core)\n"
             "  --threads LIST    worker threads per run, e.g. 1,2 (default 1,2)\n"
             "  --count N         certificates per run (default 4000)\n"
             "  --rounds R        runs per mode and thread count; the median is shown (default 3)\n"
@@ -41,7 +43,9 @@ static void usage(FILE *f)
             "  --csr-key TYPE    ec-p256 (default), ec-p384, rsa-2048, rsa-3072, ed25519\n"
             "  --ca-key TYPE     ec-p256 (default), ec-p384, rsa-2048, rsa-3072, ed25519\n"
             "  --verify MODE     all (default) | off: check every issued signature or none\n"
-            "  --batch N         pipeline batch size (core, default 32)\n"
+            "  --batch N         pipeline batch size (core, ipc; default 32)\n"
+            "  --connections C   ipc: client connections (default 2)\n"
+            "  --depth D         ipc: requests in flight per connection (default 64)\n"
             "  --cache DIR       CSR pool cache (default ~/.cache/certforge-bench)\n"
             "  --json FILE       also write the results as JSON (one object per mode run)\n"
             "\n"
@@ -101,6 +105,8 @@ int main(int argc, char **argv)
     memset(&su, 0, sizeof(su));
     su.count = 4000;
     su.batch = 32;
+    su.connections = 2;
+    su.depth = 64;
     su.verify = true;
     snprintf(su.csr_key, sizeof(su.csr_key), "ec-p256");
     snprintf(su.ca_key, sizeof(su.ca_key), "ec-p256");
@@ -114,6 +120,7 @@ int main(int argc, char **argv)
         {"ca-key", required_argument, NULL, 'K'},  {"verify", required_argument, NULL, 'v'},
         {"batch", required_argument, NULL, 'b'},   {"cache", required_argument, NULL, 'C'},
         {"json", required_argument, NULL, 'j'},    {"help", no_argument, NULL, 'h'},
+        {"connections", required_argument, NULL, 'N'}, {"depth", required_argument, NULL, 'D'},
         {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -152,6 +159,12 @@ int main(int argc, char **argv)
         case 'C':
             cache = optarg;
             break;
+        case 'N':
+            su.connections = (unsigned)atoi(optarg);
+            break;
+        case 'D':
+            su.depth = (unsigned)atoi(optarg);
+            break;
         case 'j':
             json = optarg;
             break;
@@ -163,7 +176,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (su.count == 0 || rounds == 0 || rounds > 15 || ncsrs == 0 || su.batch == 0) {
+    if (su.count == 0 || rounds == 0 || rounds > 15 || ncsrs == 0 || su.batch == 0 ||
+        su.connections == 0 || su.connections > 256 || su.depth == 0 || su.depth > 65536) {
         usage(stderr);
         return 2;
     }
