@@ -1,0 +1,241 @@
+#!/usr/bin/env bash
+# certforge issue / status / csr-gen against a real certforged started here
+# on a throwaway SoftHSM2 token (root + NF intermediate made with
+# `certforge ca`): one CSR with every flag, checked with openssl; --chain; a
+# batch of 200 with a broken CSR and an unauthorized SAN; status --json;
+# the errors a user meets (daemon not running, unknown or ungranted
+# profile, bad CSR file). Every wait is bounded; the daemon is stopped by
+# its PID.
+#
+#   test_cli_issue.sh /path/to/certforge /path/to/certforged
+set -uo pipefail
+
+CF=${1:?usage: test_cli_issue.sh /path/to/certforge /path/to/certforged}
+CFD=${2:?usage: test_cli_issue.sh /path/to/certforge /path/to/certforged}
+MOD=${CF_SOFTHSM_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
+for tool in softhsm2-util jq openssl; do
+  command -v "$tool" >/dev/null || { echo "SKIP: $tool not installed"; exit 77; }
+done
+[ -r "$MOD" ] || { echo "SKIP: no SoftHSM module at $MOD"; exit 77; }
+[ -x "$CFD" ] || { echo "SKIP: no certforged at $CFD"; exit 77; }
+
+D=$(mktemp -d "${TMPDIR:-/tmp}/cf-issue-XXXXXX")
+DPID=
+stop_daemon() {
+  [ -n "$DPID" ] || return 0
+  kill -TERM "$DPID" 2>/dev/null
+  for _ in $(seq 1 200); do kill -0 "$DPID" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$DPID" 2>/dev/null; then
+    echo "FAIL: certforged (pid $DPID) still running 20 s after SIGTERM; killing it" >&2
+    kill -KILL "$DPID" 2>/dev/null
+  fi
+  wait "$DPID" 2>/dev/null
+  DPID=
+}
+trap 'stop_daemon; rm -rf "$D"' EXIT
+cd "$D"
+mkdir tokens
+printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n' "$D" > softhsm2.conf
+export SOFTHSM2_CONF=$D/softhsm2.conf
+softhsm2-util --init-token --free --label issue-test --so-pin 12345678 --pin 1234 >/dev/null
+(umask 077; printf '1234\n' > pin)
+unset CERTFORGE_PIN CERTFORGE_SOCKET
+export CERTFORGE_TOKEN="pkcs11:token=issue-test?module-path=$MOD&pin-source=file:$D/pin"
+
+fails=0 checks=0
+ok()   { checks=$((checks + 1)); }
+fail() { checks=$((checks + 1)); fails=$((fails + 1)); echo "FAIL: $*" >&2; }
+check() { # description, then a command that must succeed
+  local what=$1; shift
+  if "$@"; then ok; else fail "$what"; fi
+}
+# expect STATUS SUBSTRING cmd... : exit status, one 'certforge: ' line on
+# stderr containing SUBSTRING.
+expect() {
+  local want=$1 needle=$2; shift 2
+  local rc=0
+  "$@" >"$D/out" 2>"$D/err" || rc=$?
+  if [ "$rc" -ne "$want" ]; then
+    fail "'$*': exit $rc, want $want; stderr: $(cat "$D/err")"
+  elif ! grep -qF -- "$needle" "$D/err"; then
+    fail "'$*': stderr lacks '$needle': $(cat "$D/err")"
+  elif [ "$(wc -l <"$D/err")" -ne 1 ] || ! grep -q '^certforge: ' "$D/err"; then
+    fail "'$*': stderr is not one 'certforge: ' line: $(cat "$D/err")"
+  else
+    ok
+  fi
+}
+
+# --- CA: root and NF intermediate in the token --------------------------------
+"$CF" keys generate --type ec-p256 --label root >/dev/null || { echo "FAIL: keys generate root"; exit 1; }
+"$CF" keys generate --type ec-p256 --label nf-ca >/dev/null || { echo "FAIL: keys generate nf-ca"; exit 1; }
+"$CF" ca init-root --key "pkcs11:token=issue-test;object=root" \
+  --subject "/C=FI/O=certforge test/CN=Test Root CA" --out root.pem >/dev/null || { echo "FAIL: init-root"; exit 1; }
+"$CF" ca init-intermediate --key "pkcs11:token=issue-test;object=nf-ca" \
+  --issuer-key "pkcs11:token=issue-test;object=root" --issuer-cert root.pem \
+  --subject "/C=FI/O=5gc.mnc001.mcc001.3gppnetwork.org/CN=Test NF CA" --pathlen 0 \
+  --out nf-ca.pem >/dev/null || { echo "FAIL: init-intermediate"; exit 1; }
+
+# --- certforged ---------------------------------------------------------------------
+SOCK=$D/cf.sock
+cat > certforged.conf <<CONF
+tokens = ( { name = "ca"; uri = "$CERTFORGE_TOKEN"; } );
+keys = ( { name = "nf-ca"; token = "ca"; uri = "pkcs11:object=nf-ca"; sessions = 2; } );
+issuers = ( { name = "nf-ca"; key = "nf-ca"; certificate = "nf-ca.pem"; chain = "root.pem"; } );
+profiles = (
+  { name = "nf"; type = "nf"; issuer = "nf-ca";
+    subject = { C = "FI"; O = "5gc.mnc001.mcc001.3gppnetwork.org"; };
+    validity = { default = "90d"; max = "365d"; };
+    eku = ["serverAuth", "clientAuth"];
+    crl_dp = "http://crl.5gc.mnc001.mcc001.3gppnetwork.org/nf-ca.crl";
+    nf_types = ["AMF", "SMF", "UPF"]; },
+  { name = "nf-other"; type = "nf"; issuer = "nf-ca";
+    subject = { C = "FI"; O = "5gc.mnc001.mcc001.3gppnetwork.org"; };
+    eku = ["serverAuth"];
+    crl_dp = "http://crl.5gc.mnc001.mcc001.3gppnetwork.org/nf-ca.crl"; }
+);
+pipeline = { workers = 2; queue = 1024; batch = 16; };
+log = { level = "info"; };
+server = { socket = "$SOCK"; socket_mode = "0600"; };
+grants = ( { uid = $(id -u); profiles = ["nf"]; ops = ["issue", "status", "keys"]; } );
+CONF
+"$CFD" --config certforged.conf >certforged.log 2>&1 &
+DPID=$!
+ready=0
+for _ in $(seq 1 300); do
+  if grep -q "certforged: ready socket=$SOCK" certforged.log; then ready=1; break; fi
+  kill -0 "$DPID" 2>/dev/null || break
+  sleep 0.1
+done
+if [ $ready -ne 1 ]; then
+  echo "FAIL: certforged not ready within 30 s; its log:" >&2
+  cat certforged.log >&2
+  exit 1
+fi
+export CERTFORGE_SOCKET=$SOCK
+
+# --- one CSR, every flag ------------------------------------------------------------
+ID=6f1c2a6e-8c0e-4e0b-9a7e-2f1d3c4b5a69
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout amf1.key \
+  -subj "/C=FI/O=5gc.mnc001.mcc001.3gppnetwork.org" \
+  -addext "subjectAltName=URI:urn:uuid:$ID,DNS:amf1.5gc.mnc001.mcc001.3gppnetwork.org" \
+  -outform DER -out amf1.csr.der 2>/dev/null || { echo "FAIL: openssl req"; exit 1; }
+check "issue one DER CSR with every flag" \
+  "$CF" issue --socket "$SOCK" --csr amf1.csr.der --profile nf --nf-instance-id "$ID" \
+  --dns amf1.5gc.mnc001.mcc001.3gppnetwork.org --dns amf1-alt.5gc.mnc001.mcc001.3gppnetwork.org \
+  --nf-type AMF --nf-type SMF --validity 30d --requester cli-test --out amf1.pem
+ext=$(openssl x509 -in amf1.pem -noout -ext subjectAltName,keyUsage,extendedKeyUsage 2>&1)
+for want in "URI:urn:uuid:$ID" "DNS:amf1.5gc.mnc001.mcc001.3gppnetwork.org" \
+            "DNS:amf1-alt.5gc.mnc001.mcc001.3gppnetwork.org" "Digital Signature" \
+            "TLS Web Server Authentication" "TLS Web Client Authentication"; do
+  grep -qF -- "$want" <<<"$ext" && ok || fail "amf1.pem lacks '$want': $ext"
+done
+grep -q "X509v3 Key Usage: critical" <<<"$ext" && ok || fail "keyUsage not critical: $ext"
+check "amf1.pem verifies (x509_strict, sslserver)" \
+  openssl verify -x509_strict -purpose sslserver -CAfile root.pem -untrusted nf-ca.pem amf1.pem
+nb=$(date -d "$(openssl x509 -in amf1.pem -noout -startdate | cut -d= -f2)" +%s)
+na=$(date -d "$(openssl x509 -in amf1.pem -noout -enddate | cut -d= -f2)" +%s)
+span=$((na - nb))
+# 30 days plus the profile's backdate (60 s by default)
+[ "$span" -ge $((30 * 86400)) ] && [ "$span" -le $((30 * 86400 + 3600)) ] && ok \
+  || fail "validity span $span s, want 30 days (+ backdate)"
+[ "$(grep -c 'BEGIN CERTIFICATE' amf1.pem)" -eq 1 ] && ok || fail "amf1.pem: more than one certificate without --chain"
+openssl x509 -in amf1.pem -noout -subject | grep -q "5gc.mnc001.mcc001.3gppnetwork.org" && ok \
+  || fail "amf1.pem subject lacks the home network domain"
+
+# PEM input, default output on stdout, --chain
+openssl req -in amf1.csr.der -inform DER -out amf1.csr.pem 2>/dev/null
+if "$CF" issue --csr amf1.csr.pem --profile nf --nf-instance-id "$ID" \
+     --dns amf1.5gc.mnc001.mcc001.3gppnetwork.org --nf-type AMF --chain >chain.pem 2>"$D/err"; then
+  ok
+  n=$(grep -c 'BEGIN CERTIFICATE' chain.pem)
+  [ "$n" -ge 2 ] && ok || fail "--chain: $n certificate(s) in the PEM, want the chain too"
+  issuer2=$(awk '/BEGIN CERT/{n++} n==2' chain.pem | openssl x509 -noout -subject 2>/dev/null)
+  grep -q "Test NF CA" <<<"$issuer2" && ok || fail "--chain: second certificate is not the issuer: $issuer2"
+  check "--chain PEM verifies with its own chain" \
+    openssl verify -x509_strict -purpose sslserver -CAfile root.pem -untrusted chain.pem chain.pem
+else
+  fail "issue --chain to stdout: $(cat "$D/err")"
+fi
+
+# --- batch of 200: one broken CSR, one unauthorized SAN -----------------------------
+check "csr-gen 200" "$CF" csr-gen --count 200 --out-dir csrs --batch-out batch.jsonl
+[ "$(wc -l <batch.jsonl)" -eq 200 ] && ok || fail "batch.jsonl has $(wc -l <batch.jsonl) lines"
+# line 57: the CSR's signature no longer matches (one octet of it flipped)
+csr57=$(sed -n 57p batch.jsonl | jq -r .csr)
+openssl req -in "$csr57" -outform DER -out broken.der 2>/dev/null
+len=$(stat -c %s broken.der)
+b=$(od -An -tu1 -j $((len - 3)) -N1 broken.der | tr -d ' ')
+printf "$(printf '\\%03o' $((b ^ 1)))" | dd of=broken.der bs=1 seek=$((len - 3)) conv=notrunc 2>/dev/null
+openssl req -inform DER -in broken.der -out broken.csr.pem 2>/dev/null
+# line 123: the front end authorized another name than the CSR asks for
+jq -c --arg b "$D/broken.csr.pem" 'if input_line_number == 57 then .csr = $b
+  elif input_line_number == 123 then .dns = ["other.5gc.mnc001.mcc001.3gppnetwork.org"]
+  else . end' batch.jsonl > batch2.jsonl
+rc=0
+"$CF" issue --batch batch2.jsonl --out-dir certs --requester batch-test >summary.txt 2>batch.err || rc=$?
+[ $rc -eq 1 ] && ok || fail "batch with 2 bad lines: exit $rc, want 1; $(cat batch.err)"
+[ "$(wc -l <batch.err)" -eq 2 ] && ok || fail "batch: want 2 lines on stderr: $(cat batch.err)"
+grep -q "^certforge: issue: line 57: BAD_CSR: " batch.err && ok || fail "no BAD_CSR line for line 57: $(cat batch.err)"
+grep -q "^certforge: issue: line 123: POLICY_DENIED: .*amf-" batch.err && ok \
+  || fail "no POLICY_DENIED line naming the SAN for line 123: $(cat batch.err)"
+grep -q "^issued 198 of 200 certificates in .* s: .* certificates/s$" summary.txt && ok \
+  || fail "summary: $(cat summary.txt)"
+grep -qx "failed 2: BAD_CSR 1, POLICY_DENIED 1" summary.txt && ok || fail "summary: $(cat summary.txt)"
+n=$(ls certs | wc -l)
+[ "$n" -eq 198 ] && ok || fail "certs/: $n files, want 198"
+[ ! -e certs/nf-000057.pem ] && [ ! -e certs/nf-000123.pem ] && ok || fail "a failed line left a file"
+verified=$(openssl verify -x509_strict -purpose sslserver -CAfile root.pem -untrusted nf-ca.pem certs/*.pem 2>&1 | grep -c ': OK$')
+[ "$verified" -eq 198 ] && ok || fail "batch: $verified of 198 certificates verify"
+# each certificate carries its own line's identifiers
+id10=$(sed -n 10p batch.jsonl | jq -r .nf_instance_id)
+openssl x509 -in certs/nf-000010.pem -noout -ext subjectAltName | grep -qF "URI:urn:uuid:$id10" && ok \
+  || fail "certs/nf-000010.pem lacks its line's NF instance ID"
+# a line that cannot become a request fails alone, with its line number
+printf '%s\n' "$(sed -n 1p batch.jsonl)" '{"csr": "nope.pem", "profile": "nf"}' 'not json' \
+  '{"csr": "x", "dsn": ["a"]}' > bad.jsonl
+rc=0
+"$CF" issue --batch bad.jsonl --out-dir certs-bad >/dev/null 2>bad.err || rc=$?
+[ $rc -eq 1 ] && ok || fail "bad lines: exit $rc, want 1"
+grep -q "line 2: INVALID_REQUEST: cannot read CSR .*nope.pem" bad.err && ok || fail "line 2: $(cat bad.err)"
+grep -q "line 3: INVALID_REQUEST: not a JSON object" bad.err && ok || fail "line 3: $(cat bad.err)"
+grep -q "line 4: INVALID_REQUEST: unknown key \"dsn\"" bad.err && ok || fail "line 4: $(cat bad.err)"
+[ -s certs-bad/nf-000001.pem ] && ok || fail "the good line of bad.jsonl was not issued"
+
+# --- status -------------------------------------------------------------------------------
+if "$CF" status --json >status.json 2>"$D/err"; then
+  ok
+  check "status --json: counters are numbers" jq -e >/dev/null '(.uptime_s|type=="number") and (.issued|type=="number")
+     and (.rate_per_s|type=="number") and (.queue_depth|type=="number")
+     and (.hsm_sessions_total|type=="number") and (.hsm_sessions_busy|type=="number")' status.json
+  check "status --json: issued counts this test's certificates" jq -e >/dev/null '.issued >= 201' status.json
+  check "status --json: errors by status" jq -e >/dev/null '.errors.BAD_CSR >= 1 and .errors.POLICY_DENIED >= 1' status.json
+else
+  fail "status --json: $(cat "$D/err")"
+fi
+"$CF" status >status.txt 2>"$D/err" && ok || fail "status: $(cat "$D/err")"
+grep -q "^HSM sessions .* busy of " status.txt && grep -q "^errors .*BAD_CSR" status.txt && ok \
+  || fail "status text: $(cat status.txt)"
+
+# --- errors ----------------------------------------------------------------------------------
+expect 1 "UNKNOWN_PROFILE" "$CF" issue --csr amf1.csr.pem --profile nope --nf-instance-id "$ID" --nf-type AMF --out x.pem
+expect 1 "UNAUTHORIZED" "$CF" issue --csr amf1.csr.pem --profile nf-other --nf-instance-id "$ID" --nf-type AMF --out x.pem
+echo "not a csr" > bad.csr
+expect 1 "bad.csr: neither a PEM CERTIFICATE REQUEST nor DER" "$CF" issue --csr bad.csr --profile nf --out x.pem
+expect 1 "BAD_CSR" "$CF" issue --csr broken.csr.pem --profile nf --nf-instance-id "$(sed -n 57p batch.jsonl | jq -r .nf_instance_id)" \
+  --dns "$(sed -n 57p batch.jsonl | jq -r '.dns[0]')" --nf-type AMF --out x.pem
+expect 1 "cannot read CSR missing.csr" "$CF" issue --csr missing.csr --profile nf
+[ ! -e x.pem ] && ok || fail "a failed issue left x.pem"
+expect 2 "--profile NAME is required" "$CF" issue --csr amf1.csr.pem
+expect 2 "--validity" "$CF" issue --csr amf1.csr.pem --profile nf --validity 30
+expect 2 "give --csr FILE (one CSR) or --batch FILE" "$CF" issue --profile nf
+
+stop_daemon
+expect 1 "connect $SOCK" "$CF" issue --csr amf1.csr.pem --profile nf --out x.pem
+grep -q "certforged --config" "$D/err" && ok || fail "not-running message does not suggest starting certforged: $(cat "$D/err")"
+expect 1 "connect $SOCK" "$CF" status
+unset CERTFORGE_SOCKET
+expect 1 "connect /run/certforge/certforged.sock" env -u CERTFORGE_SOCKET "$CF" status --socket ""
+
+echo "test_cli_issue: $checks checks, $fails failed"
+[ $fails -eq 0 ]
