@@ -202,7 +202,7 @@ struct srv_loop {
     _Atomic(srv_job *) done_head;
     /* job pool */
     srv_job *jobs;
-    size_t njobs;
+    size_t njobs, nunused; /* jobs[njobs - nunused ..) never handed out: pages untouched */
     srv_job *free_jobs;
     size_t nfree_jobs;
     uint8_t *large;
@@ -281,6 +281,12 @@ static void buf_recycle(srv_loop *L, int bid)
 
 static srv_job *job_get(srv_loop *L, size_t frame_len)
 {
+    if (!L->free_jobs && L->nunused) {
+        srv_job *fresh = &L->jobs[L->njobs - L->nunused--];
+        fresh->next = NULL;
+        L->free_jobs = fresh;
+        L->nfree_jobs++;
+    }
     if (!L->free_jobs)
         return NULL;
     int large = -1;
@@ -1072,7 +1078,7 @@ static void retry_parked(srv_loop *L)
 {
     /* one pass over those parked now; a connection that parks again goes last */
     conn *stop = L->park_tail;
-    while (L->park_head && L->free_jobs) {
+    while (L->park_head && (L->free_jobs || L->nunused)) {
         conn *c = L->park_head;
         L->park_head = c->park_next;
         if (!L->park_head)
@@ -1186,11 +1192,14 @@ static void on_timer(srv_loop *L)
         }
         /* idle: nothing in the pipeline, no byte in or out for idle_timeout */
         if (!c->jobs_out && !c->parked && L->now - c->last_activity >= s->sv.idle_timeout_ms) {
-            bool mid = c->in_len > c->in_off || c->held_head >= 0;
+            /* whole frames waiting: blocked on answers the peer does not read;
+             * bytes but no whole frame: it stalled in the middle of one */
+            bool blocked = frame_pending(s, c) || c->n_ready || c->out_len;
+            bool mid = !blocked && c->in_len > c->in_off;
             if (mid)
                 srv_log(CFG_LOG_WARNING, "bad_frame", "peer_uid=%u peer_pid=%u err=stalled len=%zu",
                         c->uid, c->pid, c->in_len - c->in_off);
-            conn_close(L, c, mid ? "stalled-mid-frame" : "idle");
+            conn_close(L, c, blocked ? "stalled-reader" : mid ? "stalled-mid-frame" : "idle");
         }
     }
     if (L->draining && L->now >= L->drain_deadline) {
@@ -1550,10 +1559,7 @@ int srv_new(const srv_opts *o, srv **out, char *err, size_t errlen)
         }
         if (L->evfd < 0 || !L->bufs || !L->jobs || !L->conns || !L->free_slots)
             goto oom;
-        for (size_t k = per_loop; k-- > 0;) {
-            L->jobs[k].large = -1;
-            job_put(L, &L->jobs[k]);
-        }
+        L->nunused = per_loop; /* handed out on first use: calloc'd pages stay untouched */
         for (uint32_t k = nslots; k-- > 0;) {
             L->conns[k].fd = -1;
             L->free_slots[L->nfree_slots++] = k;

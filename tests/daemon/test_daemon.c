@@ -438,7 +438,7 @@ static void start_a(void)
     char conf[400];
     snprintf(conf, sizeof(conf), "%s/a.conf", H.dir);
     conf_opts o = {.server = "socket_mode = \"0600\"; max_connections = 8; max_frame = 8192; "
-                             "max_inflight = 1024; idle_timeout_ms = 1000;"};
+                             "max_inflight = 1024; idle_timeout_ms = 1000; io_threads = 2;"};
     write_conf(conf, &o);
     CU_ASSERT_FATAL(daemon_start(&A, conf, NULL) == 0);
     struct stat sb;
@@ -626,6 +626,100 @@ static void test_bad_requests(void)
     CU_ASSERT_EQUAL(cf_client_status(c, 5000, &r), 0);
     CU_ASSERT_EQUAL(r.status, CF_ST_OK);
     cf_client_close(c);
+}
+
+/* A request frame larger than a job's inline copy (4 KiB) takes one of the
+ * max_frame buffers. */
+static void test_large_frame(void)
+{
+    cf_client *c = client();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    static char names[48][128];
+    cf_issue_req req;
+    fill_req(&req, &POOL.items[5], "nf");
+    for (unsigned i = 1; i < 48; i++) {
+        snprintf(names[i], sizeof(names[i]), "host%02u.%.60s.5gc.mnc001.mcc001.3gppnetwork.org", i,
+                 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+        req.fqdns[i] = (cf_str){names[i], strlen(names[i])};
+    }
+    req.n_fqdns = 48;
+    uint8_t f[8192];
+    CU_ASSERT(proto_enc_issue_req(f, sizeof(f), 1, &req) > 4096);
+    cf_response r;
+    CU_ASSERT_EQUAL_FATAL(cf_issue_one(c, &req, 10000, &r), 0);
+    CU_ASSERT_EQUAL(r.status, CF_ST_OK);
+    if (r.status == CF_ST_OK)
+        CU_ASSERT_EQUAL(verify_cert(r.cert.p, r.cert.len), 0);
+    cf_client_close(c);
+}
+
+static long daemon_rss_kb(pid_t pid)
+{
+    char path[64], *t;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    t = slurp(path);
+    const char *v = t ? strstr(t, "VmRSS:") : NULL;
+    long kb = v ? atol(v + 6) : -1;
+    free(t);
+    return kb;
+}
+
+/* A client that pipelines and never reads: its answers fill its output
+ * buffer, then the daemon stops reading it; others are still served; once
+ * nothing of it is in the pipeline it is closed as idle. */
+static void test_slow_reader(void)
+{
+    int fd = raw_connect();
+    CU_ASSERT_FATAL(fd >= 0);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    uint8_t f[2048];
+    int sent = 0;
+    uint64_t end = ms_now() + 5000, progress = ms_now();
+    while (sent < 3000 && ms_now() < end) {
+        size_t n =
+            enc_issue(f, sizeof(f), (uint64_t)sent, &POOL.items[(size_t)sent % POOL.n], "nf");
+        size_t off = 0;
+        while (off < n && ms_now() < end) {
+            ssize_t w = send(fd, f + off, n - off, MSG_NOSIGNAL);
+            if (w > 0) {
+                off += (size_t)w;
+                progress = ms_now();
+            } else if (errno == EAGAIN && ms_now() - progress < 300) {
+                sleep_ms(5); /* the daemon stopped reading us: done after 300 ms */
+            } else {
+                break;
+            }
+        }
+        if (off < n)
+            break;
+        sent++;
+    }
+    CU_ASSERT(sent > 100);
+    /* meanwhile another client is served */
+    cf_client *c = client();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    cf_response r;
+    CU_ASSERT_EQUAL(cf_client_status(c, 5000, &r), 0);
+    CU_ASSERT_EQUAL(r.status, CF_ST_OK);
+    cf_client_close(c);
+    long rss = daemon_rss_kb(A.pid);
+    CU_ASSERT(rss > 0 && rss < 512 * 1024);
+    /* closed once stalled (1 s without progress, nothing in the pipeline) */
+    end = ms_now() + 10000;
+    while (ms_now() < end && !log_has(A.log, "reason=stalled-reader"))
+        sleep_ms(50);
+    if (!log_has(A.log, "reason=stalled-reader")) {
+        char *t = slurp(A.log);
+        size_t l = t ? strlen(t) : 0;
+        fprintf(stderr, "\nsent %d; log tail:\n%s\n", sent, t ? t + (l > 3000 ? l - 3000 : 0) : "");
+        free(t);
+        CU_FAIL("the stalled reader was not closed");
+    }
+    close(fd);
+    end = ms_now() + 5000;
+    while (ms_now() < end && status_value("inflight") != 0)
+        sleep_ms(20);
+    CU_ASSERT_EQUAL(status_value("inflight"), 0);
 }
 
 /* Send bytes on a fresh connection; expect one answer (status, op, id) and
@@ -962,6 +1056,36 @@ static void test_sigterm_drain(void)
     CU_ASSERT_TRUE(log_has(B.log, "unanswered=0"));
 }
 
+/* A drain that cannot finish in drain_timeout_ms: what is left is dropped,
+ * the daemon still exits 0 (and clean under the sanitizers). */
+static void test_drain_timeout(void)
+{
+    char conf[400];
+    snprintf(conf, sizeof(conf), "%s/b2.conf", H.dir);
+    conf_opts o = {.server = "max_inflight = 8; drain_timeout_ms = 300;",
+                   .pipeline = "workers = 1; queue = 8; batch = 1;",
+                   .shim = true};
+    write_conf(conf, &o);
+    dproc d;
+    CU_ASSERT_FATAL(daemon_start(&d, conf, "150000") == 0);
+    int fd = raw_connect();
+    CU_ASSERT_FATAL(fd >= 0);
+    uint8_t f[8 * 2048];
+    size_t n = 0;
+    for (int i = 0; i < 8; i++)
+        n += enc_issue(f + n, sizeof(f) - n, (uint64_t)i, &POOL.items[i], "nf");
+    CU_ASSERT_EQUAL(raw_send(fd, f, n), 0);
+    uint64_t end = ms_now() + 5000;
+    while (ms_now() < end && status_value("inflight") < 8)
+        sleep_ms(5);
+    uint64_t t0 = ms_now();
+    daemon_stop_clean(&d);
+    CU_ASSERT(ms_now() - t0 < 5000);
+    CU_ASSERT_TRUE(log_has(d.log, "reason=drain-timeout"));
+    CU_ASSERT_FALSE(log_has(d.log, "unanswered=0 "));
+    close(fd);
+}
+
 /* ------------------------------------------------------------ access, start-up */
 
 static void test_unauthorized(void)
@@ -1132,6 +1256,8 @@ int main(void)
     CU_add_test(s, "STATUS and KEYS", test_status_keys);
     CU_add_test(s, "2,000 pipelined on 4 connections", test_pipelining);
     CU_add_test(s, "bad CSRs, unknown and ungranted profiles", test_bad_requests);
+    CU_add_test(s, "a frame over the inline job buffer", test_large_frame);
+    CU_add_test(s, "a client that never reads", test_slow_reader);
     CU_add_test(s, "bad frames, hang-ups, stalls, vanished clients", test_bad_frames);
     CU_add_test(s, "max_connections", test_max_connections);
     CU_add_test(s, "socket in use by a live daemon", test_socket_in_use);
@@ -1139,6 +1265,7 @@ int main(void)
     CU_add_test(s, "max_inflight: BUSY", test_inflight_limit);
     CU_add_test(s, "full queue: BUSY after the deadline", test_queue_busy);
     CU_add_test(s, "SIGTERM with requests in flight", test_sigterm_drain);
+    CU_add_test(s, "drain timeout", test_drain_timeout);
     CU_add_test(s, "unauthorized peers", test_unauthorized);
     CU_add_test(s, "stale socket replaced; SIGINT", test_stale_socket);
     CU_add_test(s, "config errors refused, named", test_config_errors);
