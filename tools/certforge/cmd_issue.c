@@ -128,7 +128,10 @@ typedef struct job {
     bool used;
     size_t line; /* 1-based; 0: the single CSR of the command line */
     uint64_t id;
-    unsigned busy; /* BUSY answers so far */
+    unsigned busy;    /* BUSY answers so far */
+    uint64_t seq;     /* x->submits when it was sent */
+    struct job *next; /* in its id bucket while in flight */
+    bool sent;        /* in flight */
     json_t *doc;
     uint8_t *csr;
     cf_issue_req req;
@@ -143,6 +146,7 @@ typedef struct issue_ctx {
     bool chain, progress;
     int timeout_ms;
     unsigned window, max_window;
+    uint64_t submits, cut; /* requests sent; x->submits at the last window cut */
     /* batch input */
     FILE *bf;
     char base_dir[PATH_MAX];
@@ -153,6 +157,10 @@ typedef struct issue_ctx {
     cf_client *c;
     job *jobs;
     size_t njobs, inflight;
+    job **free_jobs; /* stack of unused slots */
+    size_t nfree;
+    job **bucket; /* in-flight jobs by id: nbucket (a power of two) chains */
+    size_t nbucket;
     job **retry; /* stack of jobs to send (again) */
     size_t nretry;
     bool fatal;
@@ -528,24 +536,50 @@ static size_t count_lines(FILE *f)
 
 static job *free_slot(issue_ctx *x)
 {
-    for (size_t i = 0; i < x->njobs; i++)
-        if (!x->jobs[i].used)
-            return &x->jobs[i];
-    return NULL;
+    return x->nfree ? x->free_jobs[x->nfree - 1] : NULL;
 }
 
-static job *find_inflight(issue_ctx *x, uint64_t id)
+/* Slots leave the free stack when their line is read (next_line marks them
+ * used) and come back when their request is done. */
+static void slot_taken(issue_ctx *x, job *j)
 {
-    for (size_t i = 0; i < x->njobs; i++)
-        if (x->jobs[i].used && x->jobs[i].id == id)
-            return &x->jobs[i];
+    if (x->nfree && x->free_jobs[x->nfree - 1] == j)
+        x->nfree--;
+}
+
+static void slot_done(issue_ctx *x, job *j)
+{
+    job_free(j);
+    if (x->free_jobs)
+        x->free_jobs[x->nfree++] = j;
+}
+
+static void track(issue_ctx *x, job *j)
+{
+    job **b = &x->bucket[j->id & (x->nbucket - 1)];
+    j->next = *b;
+    j->sent = true;
+    *b = j;
+}
+
+/* Find and unlink the in-flight job with this id. */
+static job *untrack(issue_ctx *x, uint64_t id)
+{
+    for (job **p = &x->bucket[id & (x->nbucket - 1)]; *p; p = &(*p)->next)
+        if ((*p)->id == id) {
+            job *j = *p;
+            *p = j->next;
+            j->next = NULL;
+            j->sent = false;
+            return j;
+        }
     return NULL;
 }
 
 static void answer(issue_ctx *x, const cf_response *r)
 {
-    job *j = find_inflight(x, r->id);
-    if (!j || r->op != CF_OP_ISSUE) {
+    job *j = r->op == CF_OP_ISSUE ? untrack(x, r->id) : NULL;
+    if (!j) {
         progress_clear(x);
         cli_note("issue: ignoring an answer to request %llu, which is not in flight",
                  (unsigned long long)r->id);
@@ -564,18 +598,27 @@ static void answer(issue_ctx *x, const cf_response *r)
                 x->window++;
         }
     } else if (r->status == CF_ST_BUSY && ++j->busy <= BUSY_RETRIES) {
-        /* The daemon's queue or our share of it is full: send it again and
-         * keep fewer requests in flight from now on. */
+        /* The daemon's queue, or our share of it, is full: send it again
+         * later, and halve the window — once per round trip, not once per
+         * BUSY of requests that were all sent before the cut. */
         x->retry[x->nretry++] = j;
-        if (x->window > 1 && x->window > x->inflight + 1)
-            x->window = x->inflight + 1;
+        if (j->seq >= x->cut) {
+            /* What the daemon held when this one came: those sent before
+             * it and still in flight. */
+            size_t held = 0;
+            for (size_t i = 0; i < x->njobs; i++)
+                held += x->jobs[i].sent && x->jobs[i].seq < j->seq;
+            unsigned half = x->window > 1 ? x->window / 2 : 1;
+            x->window = held && held < half ? (unsigned)held : half;
+            x->cut = x->submits;
+        }
         return;
     } else {
         if (!msg[0])
             snprintf(msg, sizeof(msg), "(no message)");
         job_fail(x, j, (unsigned)r->status < CF_ST__MAX ? (unsigned)r->status : FAIL_OTHER, msg);
     }
-    job_free(j);
+    slot_done(x, j);
 }
 
 /* The connection is gone: every request not answered fails. */
@@ -586,7 +629,7 @@ static void lose_all(issue_ctx *x, const char *why)
     for (size_t i = 0; i < x->njobs; i++)
         if (x->jobs[i].used) {
             job_fail(x, &x->jobs[i], FAIL_NO_ANSWER, "connection lost before the answer");
-            job_free(&x->jobs[i]);
+            slot_done(x, &x->jobs[i]);
         }
     x->nretry = 0;
     x->inflight = 0;
@@ -610,6 +653,7 @@ static int take_job(issue_ctx *x, job **out, job *single)
     job *j = free_slot(x);
     if (!j || next_line(x, j) != 1)
         return 1;
+    slot_taken(x, j);
     *out = j;
     return 0;
 }
@@ -629,6 +673,8 @@ static void run(issue_ctx *x, job *single)
             int r = cf_client_submit_issue(x->c, &j->req, &id);
             if (r == 0) {
                 j->id = id;
+                j->seq = x->submits++;
+                track(x, j);
                 x->inflight++;
                 continue;
             }
@@ -641,7 +687,7 @@ static void run(issue_ctx *x, job *single)
             if (r < 0 && cf_client_flush(x->c, 0) >= 0) {
                 /* This request only (e.g. it breaks a protocol limit). */
                 job_fail(x, j, FAIL_LOCAL, why);
-                job_free(j);
+                slot_done(x, j);
                 continue;
             }
             x->retry[x->nretry++] = j;
@@ -884,7 +930,13 @@ int cmd_issue(int argc, char **argv)
     }
     x.max_window = x.window;
     x.retry = calloc(x.njobs, sizeof(*x.retry));
-    if (!x.retry) {
+    for (x.nbucket = 16; x.nbucket < 2 * x.njobs;)
+        x.nbucket *= 2;
+    x.bucket = calloc(x.nbucket, sizeof(*x.bucket));
+    if (x.batch && (x.free_jobs = calloc(x.njobs, sizeof(*x.free_jobs))))
+        for (size_t i = x.njobs; i > 0; i--)
+            x.free_jobs[x.nfree++] = &x.jobs[i - 1];
+    if (!x.retry || !x.bucket || (x.batch && !x.free_jobs)) {
         rc = cli_fail("out of memory");
         goto out;
     }
@@ -907,6 +959,8 @@ out:
     }
     job_free(&single);
     free(x.retry);
+    free(x.bucket);
+    free(x.free_jobs);
     free(x.line);
     if (x.bf && x.bf != stdin)
         fclose(x.bf);
