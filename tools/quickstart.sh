@@ -2,11 +2,14 @@
 # tools/quickstart.sh — from a fresh Debian machine to a working certforge:
 # install missing packages, build, create a SoftHSM token with a root and an
 # intermediate CA (through `certforge ca`) in a local state folder, verify
-# the chain, and measure the HSM sign rate through certforge's PKCS#11
-# layer. Re-runnable: an existing state folder is reused.
+# the chain, measure the HSM sign rate through certforge's PKCS#11 layer,
+# then run certforged on that CA, issue a batch of NF certificates through
+# it (`certforge issue --batch`), verify every one with openssl and print
+# the issuance rate. Re-runnable: an existing state folder is reused.
 #
-#   tools/quickstart.sh              state in ./state
+#   tools/quickstart.sh                       state in ./state, 2000 certificates
 #   CF_STATE=/var/tmp/cf tools/quickstart.sh
+#   CF_QUICKSTART_CERTS=10000 tools/quickstart.sh
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -24,6 +27,7 @@ cf=$build/certforge
 
 step "SoftHSM token in $state"
 mkdir -p "$state/tokens"
+state=$(cd "$state" && pwd)   # absolute: the daemon's config names files in it
 chmod 700 "$state"
 cat >"$state/softhsm2.conf" <<CONF
 directories.tokendir = $state/tokens
@@ -73,12 +77,95 @@ openssl verify -x509_strict -CAfile "$state/root.pem" "$state/nf-ca.pem"
 step "HSM sign rate through certforge's PKCS#11 layer (P-256, throwaway token)"
 "$build/bench/hsm_bench" --seconds 1 --rounds 1 --threads "1 2"
 
+step "certforged on the NF CA ($state/certforged.conf)"
+sock=$state/certforged.sock
+pidfile=$state/certforged.pid
+log=$state/certforged.log
+[ ${#sock} -le 100 ] || { echo "quickstart: socket path $sock is too long for a Unix socket; use a shorter CF_STATE" >&2; exit 1; }
+# A daemon left by an earlier run holds the token: stop it first.
+stop_daemon() {
+  local pid
+  pid=$(cat "$pidfile" 2>/dev/null) || return 0
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && grep -qa certforged "/proc/$pid/cmdline" 2>/dev/null; then
+    kill -TERM "$pid"
+    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "certforged (pid $pid) still running 30 s after SIGTERM; killing it" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  rm -f "$pidfile"
+}
+stop_daemon
+trap stop_daemon EXIT
+cat >"$state/certforged.conf" <<CONF
+# Written by tools/quickstart.sh (rewritten on every run); docs/configuration.md.
+tokens = ( { name = "ca"; uri = "$CERTFORGE_TOKEN"; } );
+keys = ( { name = "nf-ca"; token = "ca"; uri = "pkcs11:object=nf-ca"; } );
+issuers = ( { name = "nf-ca"; key = "nf-ca"; certificate = "$state/nf-ca.pem"; chain = "$state/root.pem"; } );
+profiles = ( {
+  name = "nf"; type = "nf"; issuer = "nf-ca";
+  subject = { C = "FI"; O = "5gc.mnc001.mcc001.3gppnetwork.org"; };
+  validity = { default = "90d"; max = "365d"; };
+  eku = ["serverAuth", "clientAuth"];
+  crl_dp = "http://crl.5gc.mnc001.mcc001.3gppnetwork.org/nf-ca.crl";
+} );
+pipeline = { workers = $(nproc); };
+log = { level = "info"; };
+server = { socket = "$sock"; socket_mode = "0600"; };
+grants = ( { uid = $(id -u); profiles = ["nf"]; ops = ["issue", "status", "keys"]; } );
+CONF
+: >"$log"
+"$build/certforged" --config "$state/certforged.conf" >>"$log" 2>&1 &
+echo $! >"$pidfile"
+ready=0
+for _ in $(seq 1 300); do   # 30 s
+  if grep -q "certforged: ready socket=" "$log"; then ready=1; break; fi
+  kill -0 "$(cat "$pidfile")" 2>/dev/null || break
+  sleep 0.1
+done
+if [ $ready -ne 1 ]; then
+  echo "quickstart: certforged did not get ready within 30 s; $log says:" >&2
+  tail -n 20 "$log" >&2
+  exit 1
+fi
+grep "certforged: ready socket=" "$log"
+
+n=${CF_QUICKSTART_CERTS:-2000}
+step "$n NF CSRs (certforge csr-gen: a new P-256 key, NF instance ID and FQDN each)"
+rm -rf "$state/csrs" "$state/certs"
+"$cf" csr-gen --count "$n" --out-dir "$state/csrs" --batch-out "$state/batch.jsonl"
+
+step "issue them through certforged (certforge issue --batch, pipelined)"
+"$cf" issue --socket "$sock" --batch "$state/batch.jsonl" --out-dir "$state/certs" | tee "$state/issue-summary.txt"
+"$cf" status --socket "$sock"
+
+step "verify every certificate (openssl verify -x509_strict, root + NF CA)"
+cat "$state/nf-ca.pem" "$state/root.pem" >"$state/ca-chain.pem"
+verified=$(cd "$state/certs" && find . -name '*.pem' -print0 | xargs -0 openssl verify -x509_strict -purpose sslserver \
+  -CAfile "$state/ca-chain.pem" 2>&1 | grep -c ': OK$' || true)
+if [ "$verified" -ne "$n" ]; then
+  echo "quickstart: only $verified of $n certificates verify" >&2
+  exit 1
+fi
+echo "$verified of $n certificates verify"
+rate=$(sed -n 's/^issued .* s: \(.*\) certificates\/s$/\1/p' "$state/issue-summary.txt")
+
+step "stop certforged"
+stop_daemon
+trap - EXIT
+echo "stopped"
+
 cat <<MSG
 
-Done. State: $state (token files, PIN files mode 0600, root.pem, nf-ca.pem).
+Done. certforged issued $n NF certificates at $rate certificates/s; all $verified verify
+against the quickstart root. State: $state (token files, PIN files mode 0600, root.pem,
+nf-ca.pem, certforged.conf, certforged.log, csrs/, certs/).
+Run it again yourself:
   export SOFTHSM2_CONF=$state/softhsm2.conf
   export CERTFORGE_TOKEN='$CERTFORGE_TOKEN'
-  $cf keys list
-Issuing NF certificates through certforged arrives with the daemon (issue 4);
-this script will then start it, issue a batch, verify it and print the rate.
+  $build/certforged --config $state/certforged.conf &
+  export CERTFORGE_SOCKET=$sock
+  $cf issue --batch $state/batch.jsonl --out-dir /tmp/certs
+  $cf status
 MSG
