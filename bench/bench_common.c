@@ -91,3 +91,29 @@ int bench_run_mode(const bench_setup *su, const char *mode, unsigned threads, be
     fprintf(stderr, "certforge-bench: unknown mode '%s' (floor, naive, core, ipc)\n", mode);
     return -1;
 }
+
+int bench_write_config(const bench_setup *su, unsigned threads, unsigned queue, const char *name,
+                       const char *extra, char *path, size_t len)
+{
+    snprintf(path, len, "%s/%s", su->dir, name);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fprintf(f,
+            "tokens = ( { name = \"bench\"; uri = \"%s\"; } );\n"
+            "keys = ( { name = \"ca\"; token = \"bench\"; uri = \"pkcs11:object=ca\"; "
+            "sessions = %u; } );\n"
+            "issuers = ( { name = \"ca\"; key = \"ca\"; certificate = \"%s\"; } );\n"
+            "profiles = ( {\n"
+            "  name = \"nf\"; type = \"nf\"; issuer = \"ca\";\n"
+            "  subject = { C = \"FI\"; O = \"5gc.mnc001.mcc001.3gppnetwork.org\"; };\n"
+            "  validity = { default = \"90d\"; max = \"365d\"; };\n"
+            "  eku = [\"serverAuth\", \"clientAuth\"];\n"
+            "  crl_dp = \"http://crl.5gc.mnc001.mcc001.3gppnetwork.org/nf.crl\";\n"
+            "} );\n"
+            "pipeline = { workers = %u; queue = %u; batch = %u; verify_issued = \"%s\"; };\n"
+            "%s",
+            su->token_uri, threads, su->ca_pem, threads, queue,
+            su->batch > queue ? queue : su->batch, su->verify ? "all" : "off", extra ? extra : "");
+    return fclose(f);
+}

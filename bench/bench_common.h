@@ -44,6 +44,12 @@ int bench_naive(const bench_setup *su, unsigned threads, bench_result *r);
 int bench_core(const bench_setup *su, unsigned threads, bench_result *r);
 int bench_ipc(const bench_setup *su, unsigned threads, bench_result *r);
 
+/* The bench's certforged.conf: the throwaway token, its CA key and
+ * certificate, the nf profile, a pipeline of `threads` workers; `extra`
+ * (server, grants, log sections) appended. Writes su->dir/name. */
+int bench_write_config(const bench_setup *su, unsigned threads, unsigned queue, const char *name,
+                       const char *extra, char *path, size_t len);
+
 double bench_now(void);
 int mkdir_p(const char *path);
 

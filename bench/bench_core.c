@@ -38,30 +38,6 @@ static void on_done(pipe_job *j, void *arg)
     pthread_mutex_unlock(&cc->mu);
 }
 
-static int write_config(const bench_setup *su, unsigned threads, char *path, size_t len)
-{
-    snprintf(path, len, "%s/certforged.conf", su->dir);
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return -1;
-    fprintf(f,
-            "tokens = ( { name = \"bench\"; uri = \"%s\"; } );\n"
-            "keys = ( { name = \"ca\"; token = \"bench\"; uri = \"pkcs11:object=ca\"; "
-            "sessions = %u; } );\n"
-            "issuers = ( { name = \"ca\"; key = \"ca\"; certificate = \"%s\"; } );\n"
-            "profiles = ( {\n"
-            "  name = \"nf\"; type = \"nf\"; issuer = \"ca\";\n"
-            "  subject = { C = \"FI\"; O = \"5gc.mnc001.mcc001.3gppnetwork.org\"; };\n"
-            "  validity = { default = \"90d\"; max = \"365d\"; };\n"
-            "  eku = [\"serverAuth\", \"clientAuth\"];\n"
-            "  crl_dp = \"http://crl.5gc.mnc001.mcc001.3gppnetwork.org/nf.crl\";\n"
-            "} );\n"
-            "pipeline = { workers = %u; queue = %u; batch = %u; verify_issued = \"%s\"; };\n",
-            su->token_uri, threads, su->ca_pem, threads, WINDOW * 2, su->batch,
-            su->verify ? "all" : "off");
-    return fclose(f);
-}
-
 int bench_core(const bench_setup *su, unsigned threads, bench_result *r)
 {
     char path[400], err[1024];
@@ -73,7 +49,8 @@ int bench_core(const bench_setup *su, unsigned threads, bench_result *r)
     pthread_cond_init(&cc.cv, NULL);
     pipe_job *jobs = calloc(WINDOW, sizeof(*jobs));
     cc.free_jobs = calloc(WINDOW, sizeof(*cc.free_jobs));
-    if (!jobs || !cc.free_jobs || write_config(su, threads, path, sizeof(path)) != 0)
+    if (!jobs || !cc.free_jobs || bench_write_config(su, threads, WINDOW * 2, "certforged.conf", NULL, path,
+                                                        sizeof(path)) != 0)
         return -1;
     if (cfg_load(path, &cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "core: %s\n", err);

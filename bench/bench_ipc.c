@@ -39,31 +39,14 @@ static int write_config(const bench_setup *su, unsigned threads, const char *soc
     unsigned conns = su->connections ? su->connections : 2;
     unsigned depth = su->depth ? su->depth : 64;
     unsigned queue = conns * depth * 2 < 1024 ? 1024 : conns * depth * 2;
-    snprintf(path, len, "%s/certforged-ipc.conf", su->dir);
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return -1;
-    fprintf(f,
-            "tokens = ( { name = \"bench\"; uri = \"%s\"; } );\n"
-            "keys = ( { name = \"ca\"; token = \"bench\"; uri = \"pkcs11:object=ca\"; "
-            "sessions = %u; } );\n"
-            "issuers = ( { name = \"ca\"; key = \"ca\"; certificate = \"%s\"; } );\n"
-            "profiles = ( {\n"
-            "  name = \"nf\"; type = \"nf\"; issuer = \"ca\";\n"
-            "  subject = { C = \"FI\"; O = \"5gc.mnc001.mcc001.3gppnetwork.org\"; };\n"
-            "  validity = { default = \"90d\"; max = \"365d\"; };\n"
-            "  eku = [\"serverAuth\", \"clientAuth\"];\n"
-            "  crl_dp = \"http://crl.5gc.mnc001.mcc001.3gppnetwork.org/nf.crl\";\n"
-            "} );\n"
-            "pipeline = { workers = %u; queue = %u; batch = %u; verify_issued = \"%s\"; };\n"
-            "log = { level = \"warning\"; };\n"
-            "server = { socket = \"%s\"; socket_mode = \"0600\"; max_inflight = %u; "
-            "busy_deadline_ms = 5000; };\n"
-            "grants = ( { uid = %u; profiles = [\"nf\"]; ops = [\"issue\", \"status\"]; } );\n",
-            su->token_uri, threads, su->ca_pem, threads, queue,
-            su->batch > queue ? queue : su->batch, su->verify ? "all" : "off", sock,
-            depth > 65536 ? 65536 : depth, (unsigned)getuid());
-    return fclose(f);
+    char extra[1024];
+    snprintf(extra, sizeof(extra),
+             "log = { level = \"warning\"; };\n"
+             "server = { socket = \"%s\"; socket_mode = \"0600\"; max_inflight = %u; "
+             "busy_deadline_ms = 5000; };\n"
+             "grants = ( { uid = %u; profiles = [\"nf\"]; ops = [\"issue\", \"status\"]; } );\n",
+             sock, depth > 65536 ? 65536 : depth, (unsigned)getuid());
+    return bench_write_config(su, threads, queue, "certforged-ipc.conf", extra, path, len);
 }
 
 /* certforged sits next to this binary (CF_CERTFORGED overrides). */
