@@ -88,7 +88,10 @@ int bench_run_mode(const bench_setup *su, const char *mode, unsigned threads, be
         return bench_core(su, threads, r);
     if (strcmp(mode, "ipc") == 0)
         return bench_ipc(su, threads, r);
-    fprintf(stderr, "certforge-bench: unknown mode '%s' (floor, naive, core, ipc)\n", mode);
+    if (strcmp(mode, "openssl-x509") == 0)
+        return bench_x509(su, threads, r);
+    fprintf(stderr, "certforge-bench: unknown mode '%s' (floor, naive, core, ipc, openssl-x509)\n",
+            mode);
     return -1;
 }
 

@@ -28,6 +28,11 @@ typedef struct floor_ctx {
     _Atomic size_t next;
     _Atomic uint64_t errors;
     _Atomic int setup_failed;
+    size_t limit;      /* items this phase (0: until deadline) */
+    uint64_t deadline; /* CLOCK_MONOTONIC ns */
+    bool record;       /* false in the warm-up */
+    bench_rec *recs;   /* one per thread */
+    _Atomic unsigned rec_next;
 } floor_ctx;
 
 static const uint8_t di_sha256[] = {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
@@ -73,8 +78,9 @@ static EVP_PKEY *floor_pubkey(EVP_PKEY_CTX *ec, EVP_PKEY_CTX *rsa, const csr *c,
 static void *floor_thread(void *arg)
 {
     floor_ctx *fc = arg;
-    const bench_setup *su = fc->su;
     hsm_token *t = fc->t;
+    const bench_setup *su = fc->su;
+    bench_rec *rec = &fc->recs[atomic_fetch_add(&fc->rec_next, 1)];
     EVP_MD *sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
     EVP_MD *sha384 = EVP_MD_fetch(NULL, "SHA2-384", NULL);
     EVP_MD_CTX *mdc = EVP_MD_CTX_new();
@@ -107,7 +113,8 @@ static void *floor_thread(void *arg)
 
     for (;;) {
         size_t i = atomic_fetch_add(&fc->next, 1);
-        if (i >= su->count)
+        uint64_t t_item = bench_ns();
+        if (fc->limit ? i >= fc->limit : t_item >= fc->deadline)
             break;
         const csr *c = &fc->csrs[i % fc->ncsrs];
         /* 1. proof of possession */
@@ -160,6 +167,11 @@ static void *floor_thread(void *arg)
                 ok = l > 0 && EVP_PKEY_verify(vctx, der, (size_t)l, dig, dl) == 1;
             }
         }
+        if (!fc->record)
+            continue;
+        bench_hist_record(&rec->h, bench_ns() - t_item);
+        if (!ok)
+            atomic_fetch_add_explicit(&rec->errors, 1, memory_order_relaxed);
         if (!ok && atomic_fetch_add(&fc->errors, 1) == 0 && getenv("CF_BENCH_DEBUG"))
             fprintf(stderr, "floor: first failure at CSR %zu, stage %d\n", i, stage);
     }
@@ -177,6 +189,29 @@ done:
     EVP_MD_free(sha256);
     EVP_MD_free(sha384);
     return NULL;
+}
+
+/* One pass of `threads` threads over limit items (0: until deadline). */
+static int floor_phase(floor_ctx *fc, unsigned threads, size_t limit, uint64_t deadline,
+                       bool record)
+{
+    pthread_t th[64];
+    atomic_store(&fc->next, 0);
+    atomic_store(&fc->rec_next, 0);
+    fc->limit = limit;
+    fc->deadline = deadline;
+    fc->record = record;
+    unsigned started = 0;
+    for (unsigned i = 0; i < threads; i++)
+        if (pthread_create(&th[i], NULL, floor_thread, fc) == 0)
+            started++;
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    if (started < threads || atomic_load(&fc->setup_failed)) {
+        fprintf(stderr, "floor: a measuring thread could not start or set up\n");
+        return -1;
+    }
+    return 0;
 }
 
 int bench_floor(const bench_setup *su, unsigned threads, bench_result *r)
@@ -207,24 +242,26 @@ int bench_floor(const bench_setup *su, unsigned threads, bench_result *r)
         fprintf(stderr, "floor: set-up failed\n");
         return -1;
     }
-    pthread_t th[64];
     if (threads > 64)
         threads = 64;
-    double t0 = bench_now();
-    unsigned started = 0;
-    for (unsigned i = 0; i < threads; i++)
-        if (pthread_create(&th[i], NULL, floor_thread, &fc) == 0)
-            started++;
-    for (unsigned i = 0; i < started; i++)
-        pthread_join(th[i], NULL);
-    r->seconds = bench_now() - t0;
-    if (started < threads || atomic_load(&fc.setup_failed)) {
-        fprintf(stderr, "floor: a measuring thread could not start or set up\n");
+    fc.recs = calloc(threads, sizeof(*fc.recs));
+    if (!fc.recs)
         return -1;
-    }
-    r->done = su->count;
+    if (su->warmup && floor_phase(&fc, threads, su->warmup, 0, false) != 0)
+        return -1;
+    uint64_t t0 = bench_ns();
+    bench_live *live = bench_live_start(su, "floor", fc.recs, threads, 0);
+    int rc = floor_phase(&fc, threads, su->duration > 0 ? 0 : su->count,
+                         t0 + (uint64_t)(su->duration * 1e9), true);
+    r->seconds = (double)(bench_ns() - t0) / 1e9;
+    bench_live_stop(live, r);
+    if (rc != 0)
+        return -1;
+    bench_result_merge(r, fc.recs, threads);
     r->errors = atomic_load(&fc.errors);
-    r->rate = (double)su->count / r->seconds;
+    bench_result_error(r, "FAILED", r->errors);
+    r->rate = (double)(r->done - r->errors) / r->seconds;
+    free(fc.recs);
     EVP_PKEY_free(fc.ca_pub);
     free(fc.csrs);
     hsm_token_close(fc.t);

@@ -24,6 +24,11 @@ typedef struct naive_ctx {
     const EVP_MD *md;
     _Atomic size_t next;
     _Atomic uint64_t errors;
+    size_t limit;      /* items this phase (0: until deadline) */
+    uint64_t deadline; /* CLOCK_MONOTONIC ns */
+    bool record;       /* false in the warm-up */
+    bench_rec *recs;   /* one per thread */
+    _Atomic unsigned rec_next;
 } naive_ctx;
 
 static int add_ext(X509 *x, X509V3_CTX *v3, int nid, const char *value)
@@ -108,14 +113,39 @@ out:
 static void *naive_thread(void *arg)
 {
     naive_ctx *nc = arg;
+    bench_rec *rec = &nc->recs[atomic_fetch_add(&nc->rec_next, 1)];
     for (;;) {
         size_t i = atomic_fetch_add(&nc->next, 1);
-        if (i >= nc->su->count)
+        uint64_t t_item = bench_ns();
+        if (nc->limit ? i >= nc->limit : t_item >= nc->deadline)
             break;
-        if (!issue_one(nc, &nc->su->pool.items[i % nc->su->pool.n]))
+        int ok = issue_one(nc, &nc->su->pool.items[i % nc->su->pool.n]);
+        if (!nc->record)
+            continue;
+        bench_hist_record(&rec->h, bench_ns() - t_item);
+        if (!ok) {
             atomic_fetch_add(&nc->errors, 1);
+            atomic_fetch_add_explicit(&rec->errors, 1, memory_order_relaxed);
+        }
     }
     return NULL;
+}
+
+static void naive_phase(naive_ctx *nc, unsigned threads, size_t limit, uint64_t deadline,
+                        bool record)
+{
+    pthread_t th[64];
+    atomic_store(&nc->next, 0);
+    atomic_store(&nc->rec_next, 0);
+    nc->limit = limit;
+    nc->deadline = deadline;
+    nc->record = record;
+    unsigned started = 0;
+    for (unsigned i = 0; i < threads; i++)
+        if (pthread_create(&th[i], NULL, naive_thread, nc) == 0)
+            started++;
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
 }
 
 int bench_naive(const bench_setup *su, unsigned threads, bench_result *r)
@@ -154,18 +184,24 @@ int bench_naive(const bench_setup *su, unsigned threads, bench_result *r)
     nc.md = strcmp(su->ca_key, "ed25519") == 0   ? NULL
             : strcmp(su->ca_key, "ec-p384") == 0 ? EVP_sha384()
                                                  : EVP_sha256();
-    pthread_t th[64];
     if (threads > 64)
         threads = 64;
-    double t0 = bench_now();
-    for (unsigned i = 0; i < threads; i++)
-        pthread_create(&th[i], NULL, naive_thread, &nc);
-    for (unsigned i = 0; i < threads; i++)
-        pthread_join(th[i], NULL);
-    r->seconds = bench_now() - t0;
-    r->done = su->count;
+    nc.recs = calloc(threads, sizeof(*nc.recs));
+    if (!nc.recs)
+        return -1;
+    if (su->warmup)
+        naive_phase(&nc, threads, su->warmup, 0, false);
+    uint64_t t0 = bench_ns();
+    bench_live *live = bench_live_start(su, "naive", nc.recs, threads, 0);
+    naive_phase(&nc, threads, su->duration > 0 ? 0 : su->count,
+                t0 + (uint64_t)(su->duration * 1e9), true);
+    r->seconds = (double)(bench_ns() - t0) / 1e9;
+    bench_live_stop(live, r);
+    bench_result_merge(r, nc.recs, threads);
     r->errors = atomic_load(&nc.errors);
-    r->rate = (double)su->count / r->seconds;
+    bench_result_error(r, "FAILED", r->errors);
+    r->rate = (double)(r->done - r->errors) / r->seconds;
+    free(nc.recs);
     EVP_PKEY_free(nc.ca_key);
     X509_free(nc.ca);
     PKCS11_release_all_slots(ctx, slots, nslots);

@@ -11,6 +11,12 @@
  *   core   certforge's pipeline in-process (no IPC)
  *   ipc    the built certforged on its Unix socket, driven through
  *          libcertforge (--connections x --depth requests in flight)
+ *   openssl-x509  one `openssl x509 -req` process per CSR, CA key through
+ *          the libp11 engine: the script an operator would write instead
+ *
+ * Every mode records each certificate's latency in a log-linear histogram
+ * (bench_hist.h); the run prints p50/p90/p99/p99.9/max, errors by status,
+ * and for ipc the daemon's CPU time and peak RSS.
  *
  * Set-up: a throwaway SoftHSM token in a temporary folder, a CA key made
  * on it and a self-signed CA certificate made with `certforge ca`, and a
@@ -33,11 +39,17 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: certforge-bench [OPTIONS]\n"
             "\n"
-            "Measures certificates per second, mode by mode, in one run.\n"
+            "Measures certificates per second and per-certificate latency, mode by mode,\n"
+            "in one run.\n"
             "\n"
-            "  --modes LIST      floor,naive,core,ipc (default: floor,naive,core)\n"
+            "  --modes LIST      floor,naive,core,ipc,openssl-x509 (default: floor,naive,core)\n"
+            "  --compare[=LIST]  run LIST (default floor,naive,core,ipc,openssl-x509) and end\n"
+            "                    with a table of each mode's rate and its ratio to ipc\n"
             "  --threads LIST    worker threads per run, e.g. 1,2 (default 1,2)\n"
             "  --count N         certificates per run (default 4000)\n"
+            "  --duration S      run each mode for S seconds instead of --count\n"
+            "  --warmup N        certificates issued first, not counted (default 500;\n"
+            "                    openssl-x509: at most 10)\n"
             "  --rounds R        runs per mode and thread count; the median is shown (default 3)\n"
             "  --csrs N          distinct CSRs in the pool (default 2000)\n"
             "  --csr-key TYPE    ec-p256 (default), ec-p384, rsa-2048, rsa-3072, ed25519\n"
@@ -45,12 +57,24 @@ static void usage(FILE *f)
             "  --verify MODE     all (default) | off: check every issued signature or none\n"
             "  --batch N         pipeline batch size (core, ipc; default 32)\n"
             "  --connections C   ipc: client connections (default 2)\n"
-            "  --depth D         ipc: requests in flight per connection (default 64)\n"
+            "  --depth D         ipc: requests in flight per connection (default 64); core\n"
+            "                    keeps C x D jobs in flight (at most 1024)\n"
+            "  --rate R          ipc: open loop, R requests/s spread over the connections\n"
+            "                    (latency counted from when each request was due)\n"
+            "  --x509-count N    openssl-x509: certificates per run (default 100)\n"
+            "  --x509-keep DIR   openssl-x509: copy ca.pem and one issued cert.pem to DIR\n"
+            "  --sample S        record rate, p99 and (ipc) daemon RSS every S seconds (JSON)\n"
+            "  --no-progress     no live progress line (shown on stderr when it is a terminal)\n"
             "  --cache DIR       CSR pool cache (default ~/.cache/certforge-bench)\n"
             "  --json FILE       also write the results as JSON (one object per mode run)\n"
             "\n"
+            "Latency: submit to answer (ipc), submit to completion (core), one item's work\n"
+            "(floor, naive), process start to exit (openssl-x509); CLOCK_MONOTONIC.\n"
+            "\n"
             "EXAMPLES\n"
             "  certforge-bench --modes floor,naive,core --threads 1,2 --verify off\n"
+            "  certforge-bench --compare --threads 1,2 --verify off --json out.json\n"
+            "  certforge-bench --modes ipc --threads 2 --duration 600 --sample 10\n"
             "\n"
             "EXIT STATUS\n"
             "  0 all runs completed without errors; 1 a run failed; 2 usage error\n");
@@ -78,25 +102,145 @@ static int run_child(const bench_setup *su, const char *mode, unsigned threads, 
         return -1;
     if (pid == 0) {
         close(fd[0]);
-        bench_result res;
-        memset(&res, 0, sizeof(res));
-        int rc = bench_run_mode(su, mode, threads, &res);
-        res.ok = rc == 0;
-        ssize_t w = write(fd[1], &res, sizeof(res));
-        _exit(w == (ssize_t)sizeof(res) && rc == 0 ? 0 : 1);
+        bench_result *res = calloc(1, sizeof(*res));
+        if (!res)
+            _exit(1);
+        int rc = bench_run_mode(su, mode, threads, res);
+        res->ok = rc == 0;
+        size_t put = 0;
+        while (put < sizeof(*res)) {
+            ssize_t w = write(fd[1], (char *)res + put, sizeof(*res) - put);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                break;
+            put += (size_t)w;
+        }
+        _exit(put == sizeof(*res) && rc == 0 ? 0 : 1);
     }
     close(fd[1]);
-    ssize_t n = read(fd[0], r, sizeof(*r));
+    size_t got = 0;
+    while (got < sizeof(*r)) {
+        ssize_t n = read(fd[0], (char *)r + got, sizeof(*r) - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
     close(fd[0]);
     int st = 0;
     waitpid(pid, &st, 0);
-    return n == (ssize_t)sizeof(*r) && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+    return got == sizeof(*r) && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
 }
 
 static int cmp_rate(const void *a, const void *b)
 {
-    double x = ((const bench_result *)a)->rate, y = ((const bench_result *)b)->rate;
+    double x = (*(bench_result *const *)a)->rate, y = (*(bench_result *const *)b)->rate;
     return x < y ? -1 : x > y;
+}
+
+static const char *const known_modes[] = {"floor", "naive", "core", "ipc", "openssl-x509"};
+
+static bool known_mode(const char *m)
+{
+    for (size_t i = 0; i < sizeof(known_modes) / sizeof(known_modes[0]); i++)
+        if (strcmp(m, known_modes[i]) == 0)
+            return true;
+    return false;
+}
+
+static double ms(uint64_t ns)
+{
+    return (double)ns / 1e6;
+}
+
+static void print_row(const char *m, unsigned threads, const bench_result *r)
+{
+    const bench_hist_snap *l = &r->lat;
+    printf("%-13s %7u %10.0f %9.1f %8.3f %8.3f %8.3f %8.3f %8.3f %7llu", m, threads, r->rate,
+           1e6 * threads / r->rate, ms(bench_hist_quantile(l, 0.5)),
+           ms(bench_hist_quantile(l, 0.9)), ms(bench_hist_quantile(l, 0.99)),
+           ms(bench_hist_quantile(l, 0.999)), ms(l->max_ns), (unsigned long long)r->errors);
+    if (r->has_daemon)
+        printf(" %8.2f %8.1f", r->daemon_cpu_s, (double)r->daemon_hwm_kib / 1024.0);
+    printf("\n");
+    for (unsigned i = 0; i < r->nerr; i++)
+        printf("%-13s   error %s: %llu\n", "", r->err[i].name, (unsigned long long)r->err[i].n);
+}
+
+static void json_row(FILE *jf, const char *m, unsigned threads, unsigned rounds,
+                     const bench_setup *su, const bench_result *r)
+{
+    fprintf(jf,
+            "  {\"mode\": \"%s\", \"certs_per_s\": %.1f, \"seconds\": %.3f, \"done\": %llu, "
+            "\"errors\": {",
+            m, r->rate, r->seconds, (unsigned long long)r->done);
+    for (unsigned i = 0; i < r->nerr; i++)
+        fprintf(jf, "%s\"%s\": %llu", i ? ", " : "", r->err[i].name,
+                (unsigned long long)r->err[i].n);
+    fprintf(jf, "}, \"errors_total\": %llu, ", (unsigned long long)r->errors);
+    bench_hist_json(jf, &r->lat);
+    if (r->has_daemon)
+        fprintf(jf,
+                ", \"daemon\": {\"cpu_s\": %.3f, \"cpu_us_per_cert\": %.2f, "
+                "\"peak_rss_kib\": %llu}",
+                r->daemon_cpu_s, r->done ? 1e6 * r->daemon_cpu_s / (double)r->done : 0.0,
+                (unsigned long long)r->daemon_hwm_kib);
+    if (r->nsamples) {
+        fprintf(jf, ", \"samples\": [");
+        for (unsigned i = 0; i < r->nsamples; i++)
+            fprintf(jf, "%s{\"t\": %.2f, \"certs_per_s\": %.1f, \"p99_ms\": %.4f, \"rss_kib\": %llu}",
+                    i ? ", " : "", r->samples[i].t, r->samples[i].rate, r->samples[i].p99_ms,
+                    (unsigned long long)r->samples[i].rss_kib);
+        fprintf(jf, "]");
+    }
+    bool x509 = strcmp(m, "openssl-x509") == 0;
+    size_t count = x509 ? (su->x509_count ? su->x509_count : 100) : su->count;
+    size_t warm = x509 && su->warmup > 10 ? 10 : su->warmup;
+    fprintf(jf,
+            ", \"config\": {\"threads\": %u, \"count\": %zu, \"duration_s\": %.1f, "
+            "\"warmup\": %zu, \"rounds\": %u, \"csrs\": %zu, \"csr_key\": \"%s\", "
+            "\"ca_key\": \"%s\", \"verify_issued\": \"%s\", \"batch\": %u, "
+            "\"connections\": %u, \"depth\": %u, \"rate\": %.1f}}",
+            threads, su->duration > 0 ? 0 : count, su->duration, warm, rounds, su->pool.n,
+            su->csr_key, su->ca_key, su->verify ? "all" : "off", su->batch, su->connections,
+            su->depth, su->rate);
+}
+
+#define MAX_ROWS 64
+
+typedef struct row {
+    char mode[16];
+    unsigned threads;
+    double rate;
+    bool ok;
+} row;
+
+static void print_compare(const row *rows, int nrows)
+{
+    printf("\ncompare (median certs/s; ratio to ipc with the same threads)\n");
+    printf("%-13s %7s %10s %10s\n", "mode", "threads", "certs/s", "vs ipc");
+    for (int i = 0; i < nrows; i++) {
+        double ipc = 0;
+        for (int j = 0; j < nrows; j++)
+            if (rows[j].ok && rows[j].threads == rows[i].threads &&
+                strcmp(rows[j].mode, "ipc") == 0)
+                ipc = rows[j].rate;
+        if (!rows[i].ok) {
+            printf("%-13s %7u %10s\n", rows[i].mode, rows[i].threads, "FAILED");
+            continue;
+        }
+        char ratio[32] = "-";
+        if (ipc > 0 && rows[i].rate > 0) {
+            double q = rows[i].rate / ipc;
+            if (q >= 0.1)
+                snprintf(ratio, sizeof(ratio), "%.2f", q);
+            else /* a baseline far below ipc: ipc is N times faster */
+                snprintf(ratio, sizeof(ratio), "1/%.0f", ipc / rows[i].rate);
+        }
+        printf("%-13s %7u %10.0f %10s\n", rows[i].mode, rows[i].threads, rows[i].rate, ratio);
+    }
 }
 
 int main(int argc, char **argv)
@@ -104,13 +248,17 @@ int main(int argc, char **argv)
     bench_setup su;
     memset(&su, 0, sizeof(su));
     su.count = 4000;
+    su.warmup = 500;
     su.batch = 32;
     su.connections = 2;
     su.depth = 64;
     su.verify = true;
+    su.live = true;
+    su.x509_count = 100;
     snprintf(su.csr_key, sizeof(su.csr_key), "ec-p256");
     snprintf(su.ca_key, sizeof(su.ca_key), "ec-p256");
-    const char *modes = "floor,naive,core", *threads_s = "1,2", *json = NULL, *cache = NULL;
+    const char *modes = NULL, *threads_s = "1,2", *json = NULL, *cache = NULL;
+    const char *compare = NULL;
     unsigned rounds = 3;
     size_t ncsrs = 2000;
     static const struct option opts[] = {
@@ -121,6 +269,10 @@ int main(int argc, char **argv)
         {"batch", required_argument, NULL, 'b'},   {"cache", required_argument, NULL, 'C'},
         {"json", required_argument, NULL, 'j'},    {"help", no_argument, NULL, 'h'},
         {"connections", required_argument, NULL, 'N'}, {"depth", required_argument, NULL, 'D'},
+        {"duration", required_argument, NULL, 'd'}, {"warmup", required_argument, NULL, 'w'},
+        {"x509-count", required_argument, NULL, 'x'}, {"x509-keep", required_argument, NULL, 'X'},
+        {"compare", optional_argument, NULL, 'P'}, {"sample", required_argument, NULL, 'S'},
+        {"no-progress", no_argument, NULL, 'q'},   {"rate", required_argument, NULL, 'R'},
         {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -165,6 +317,42 @@ int main(int argc, char **argv)
         case 'D':
             su.depth = (unsigned)atoi(optarg);
             break;
+        case 'd':
+            su.duration = strtod(optarg, NULL);
+            if (!(su.duration > 0 && su.duration <= 86400)) {
+                fprintf(stderr, "certforge-bench: --duration 0 < S <= 86400\n");
+                return 2;
+            }
+            break;
+        case 'w':
+            su.warmup = strtoul(optarg, NULL, 10);
+            break;
+        case 'x':
+            su.x509_count = strtoul(optarg, NULL, 10);
+            break;
+        case 'X':
+            snprintf(su.x509_keep, sizeof(su.x509_keep), "%s", optarg);
+            break;
+        case 'P':
+            compare = optarg ? optarg : "floor,naive,core,ipc,openssl-x509";
+            break;
+        case 'S':
+            su.sample_s = strtod(optarg, NULL);
+            if (!(su.sample_s >= 0.25)) {
+                fprintf(stderr, "certforge-bench: --sample S >= 0.25\n");
+                return 2;
+            }
+            break;
+        case 'q':
+            su.live = false;
+            break;
+        case 'R':
+            su.rate = strtod(optarg, NULL);
+            if (!(su.rate > 0 && su.rate <= 1e7)) {
+                fprintf(stderr, "certforge-bench: --rate 0 < R <= 1e7\n");
+                return 2;
+            }
+            break;
         case 'j':
             json = optarg;
             break;
@@ -176,13 +364,40 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (compare && modes && strcmp(compare, "floor,naive,core,ipc,openssl-x509") != 0) {
+        fprintf(stderr, "certforge-bench: --compare=LIST or --modes LIST, not both\n");
+        return 2;
+    }
+    if (compare && !modes)
+        modes = compare;
+    if (!modes)
+        modes = "floor,naive,core";
     if (su.count == 0 || rounds == 0 || rounds > 15 || ncsrs == 0 || su.batch == 0 ||
-        su.connections == 0 || su.connections > 256 || su.depth == 0 || su.depth > 65536) {
+        su.connections == 0 || su.connections > 256 || su.depth == 0 || su.depth > 65536 ||
+        su.x509_count == 0) {
         usage(stderr);
         return 2;
     }
+    {
+        char *chk = strdup(modes);
+        for (char *m = strtok(chk, ","); m; m = strtok(NULL, ","))
+            if (!known_mode(m)) {
+                fprintf(stderr,
+                        "certforge-bench: unknown mode '%s' (floor, naive, core, ipc, "
+                        "openssl-x509)\n",
+                        m);
+                free(chk);
+                return 2;
+            }
+        free(chk);
+    }
     unsigned th[16];
     int nth = parse_list(threads_s, th, 16);
+    for (int i = 0; i < nth; i++)
+        if (th[i] == 0 || th[i] > 64) {
+            fprintf(stderr, "certforge-bench: --threads: 1..64 each\n");
+            return 2;
+        }
     char cache_buf[512];
     if (!cache) {
         const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
@@ -212,51 +427,77 @@ int main(int argc, char **argv)
         bench_setup_cleanup(&su);
         return 1;
     }
-    printf("certforge-bench: %s CA key in SoftHSM, %zu distinct %s CSRs, %zu certs per run, "
-           "verify_issued=%s, median of %u\n",
-           su.ca_key, su.pool.n, su.csr_key, su.count, su.verify ? "all" : "off", rounds);
-    printf("%-8s %8s %14s %12s %10s\n", "mode", "threads", "certs/s", "us/cert", "errors");
+    printf("certforge-bench: %s CA key in SoftHSM, %zu distinct %s CSRs, ", su.ca_key, su.pool.n,
+           su.csr_key);
+    if (su.duration > 0)
+        printf("%.0f s per run", su.duration);
+    else
+        printf("%zu certs per run (openssl-x509: %zu)", su.count, su.x509_count);
+    printf(", warm-up %zu, verify_issued=%s, median of %u; ipc: %u connections x depth %u",
+           su.warmup, su.verify ? "all" : "off", rounds, su.connections, su.depth);
+    if (su.rate > 0)
+        printf(", open loop at %.0f/s", su.rate);
+    printf("\n");
+    printf("%-13s %7s %10s %9s %8s %8s %8s %8s %8s %7s %8s %8s\n", "mode", "threads", "certs/s",
+           "us/cert", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "errors", "dCPU s",
+           "dRSS MiB");
+    fflush(stdout);
     int failed = 0;
     char *mdup = strdup(modes);
     if (jf)
         fprintf(jf, "[\n");
     bool first = true;
+    row rows[MAX_ROWS];
+    int nrows = 0;
+    bench_result *res = calloc(15, sizeof(*res));
+    if (!res || !mdup)
+        return 1;
     for (char *m = strtok(mdup, ","); m; m = strtok(NULL, ",")) {
         for (int ti = 0; ti < nth; ti++) {
-            bench_result res[15];
+            bench_result *ok[15];
             unsigned got = 0;
-            for (unsigned r = 0; r < rounds; r++)
-                if (run_child(&su, m, th[ti], &res[got]) == 0)
-                    got++;
+            for (unsigned r = 0; r < rounds; r++) {
+                memset(&res[r], 0, sizeof(res[r]));
+                if (run_child(&su, m, th[ti], &res[r]) == 0)
+                    ok[got++] = &res[r];
+            }
+            row *rw = nrows < MAX_ROWS ? &rows[nrows++] : NULL;
+            if (rw) {
+                snprintf(rw->mode, sizeof(rw->mode), "%s", m);
+                rw->threads = th[ti];
+                rw->ok = got > 0;
+                rw->rate = 0;
+            }
             if (got == 0) {
-                printf("%-8s %8u %14s\n", m, th[ti], "FAILED");
+                printf("%-13s %7u %10s\n", m, th[ti], "FAILED");
                 failed = 1;
                 continue;
             }
-            qsort(res, got, sizeof(res[0]), cmp_rate);
-            bench_result *md = &res[got / 2];
-            printf("%-8s %8u %14.0f %12.1f %10llu\n", m, th[ti], md->rate,
-                   1e6 * th[ti] / md->rate, (unsigned long long)md->errors);
+            qsort(ok, got, sizeof(ok[0]), cmp_rate);
+            bench_result *md = ok[got / 2];
+            if (rw)
+                rw->rate = md->rate;
+            print_row(m, th[ti], md);
             if (md->errors)
                 failed = 1;
             if (jf) {
-                fprintf(jf,
-                        "%s  {\"mode\": \"%s\", \"certs_per_s\": %.1f, \"errors\": %llu, "
-                        "\"config\": {\"threads\": %u, \"count\": %zu, \"rounds\": %u, "
-                        "\"csr_key\": \"%s\", \"ca_key\": \"%s\", \"verify_issued\": \"%s\", "
-                        "\"batch\": %u}}",
-                        first ? "" : ",\n", m, md->rate, (unsigned long long)md->errors, th[ti],
-                        su.count, rounds, su.csr_key, su.ca_key, su.verify ? "all" : "off",
-                        su.batch);
+                fprintf(jf, "%s", first ? "" : ",\n");
+                json_row(jf, m, th[ti], rounds, &su, md);
                 first = false;
             }
             fflush(stdout);
         }
     }
+    if (compare)
+        print_compare(rows, nrows);
     if (jf) {
         fprintf(jf, "\n]\n");
-        fclose(jf);
+        if (fclose(jf) != 0) {
+            fprintf(stderr, "certforge-bench: writing %s failed\n", json);
+            failed = 1;
+        }
     }
+    free(res);
     free(mdup);
     bench_setup_cleanup(&su);
     return failed;

@@ -14,6 +14,7 @@ CF_DEBS=(
   libconfig-dev                 # config files
   libjansson-dev                # JSON lines of 'certforge issue --batch', status --json
   jq                            # CLI tests read JSON output
+  gnuplot-nox                   # bench/plot.sh renders the benchmark's PNGs
   clang libclang-rt-14-dev      # libFuzzer targets
 )
 
