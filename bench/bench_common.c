@@ -118,5 +118,16 @@ int bench_write_config(const bench_setup *su, unsigned threads, unsigned queue, 
             "%s",
             su->token_uri, threads, su->ca_pem, threads, queue,
             su->batch > queue ? queue : su->batch, su->verify ? "all" : "off", extra ? extra : "");
+    /* certforged records every certificate (docs/ledger.md): a fresh
+     * ledger per run, in the bench's folder (the core mode ignores it) */
+    if (!su->no_ledger) {
+        fprintf(f, "ledger = { backend = \"sqlite\"; path = \"ledger.db\"; };\n");
+        static const char *const sfx[] = {"", "-wal", "-shm"};
+        for (size_t i = 0; i < 3; i++) {
+            char db[400];
+            snprintf(db, sizeof(db), "%s/ledger.db%s", su->dir, sfx[i]);
+            unlink(db);
+        }
+    }
     return fclose(f);
 }

@@ -22,6 +22,7 @@ typedef struct bench_setup {
     unsigned batch; /* pipeline batch (core) */
     unsigned connections, depth; /* ipc: client connections, requests in flight on each */
     bool verify;    /* verify every issued signature */
+    bool no_ledger; /* ipc: certforged without its ledger (hidden --no-ledger: cost comparison) */
     char csr_key[16], ca_key[16];
     char dir[256];       /* temporary folder: token, PIN, CA certificate, config */
     char module[256];    /* PKCS#11 module */

@@ -273,6 +273,8 @@ int main(int argc, char **argv)
         {"x509-count", required_argument, NULL, 'x'}, {"x509-keep", required_argument, NULL, 'X'},
         {"compare", optional_argument, NULL, 'P'}, {"sample", required_argument, NULL, 'S'},
         {"no-progress", no_argument, NULL, 'q'},   {"rate", required_argument, NULL, 'R'},
+        /* hidden: ipc without the ledger, only to measure what it costs */
+        {"no-ledger", no_argument, NULL, 'L'},
         {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -352,6 +354,9 @@ int main(int argc, char **argv)
                 fprintf(stderr, "certforge-bench: --rate 0 < R <= 1e7\n");
                 return 2;
             }
+            break;
+        case 'L':
+            su.no_ledger = true;
             break;
         case 'j':
             json = optarg;

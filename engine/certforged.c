@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,8 @@
 #include "config.h"
 #include "engine.h"
 #include "hsm.h"
+#include "ledger.h"
+#include "ledger_pipe.h"
 #include "profile.h"
 #include "proto.h"
 #include "server.h"
@@ -38,6 +41,8 @@ static void usage(FILE *f)
                "Serve certificate issuance on the Unix socket named in FILE (server.socket).\n"
                "Runs in the foreground and logs one key=value line per event to stderr.\n"
                "SIGTERM/SIGINT: stop accepting, answer accepted requests, exit 0.\n"
+               "Every certificate is recorded in the ledger (FILE's `ledger` section,\n"
+               "required) before it is released.\n"
                "See docs/certforged.md and docs/configuration.md.\n");
 }
 
@@ -70,6 +75,58 @@ static void sessions_of(void *arg, unsigned *busy, unsigned *total)
         *busy += hsm_signer_sessions_busy(s);
         *total += hsm_signer_sessions(s);
     }
+}
+
+/* Every failed batch is logged: each one is requests answered
+ * LEDGER_FAILURE, which an operator must see. */
+static void on_ledger_fail(const char *err, size_t n_jobs, void *arg)
+{
+    (void)arg;
+    char q[600];
+    srv_log(CFG_LOG_ERROR, "ledger_failure", "jobs=%zu err=%s", n_jobs,
+            srv_log_quote(err, q, sizeof(q)));
+}
+
+static void on_ledger_recover(unsigned long long failed_batches, void *arg)
+{
+    (void)arg;
+    srv_log(CFG_LOG_WARNING, "ledger_recovered", "failed_batches=%llu", failed_batches);
+}
+
+/* Open the config's ledger; certforged never runs without one, except for
+ * certforge-bench's ledger-off comparison (--unsafe-no-ledger). */
+static int open_ledger(const cfg_config *cfg, bool no_ledger, ledger **out, char *err,
+                       size_t errlen)
+{
+    *out = NULL;
+    if (no_ledger) {
+        srv_log(CFG_LOG_WARNING, "ledger_disabled",
+                "reason=--unsafe-no-ledger effect=\"certificates are NOT recorded; for "
+                "certforge-bench only\"");
+        return 0;
+    }
+    if (!cfg->ledger.line) {
+        snprintf(err, errlen,
+                 "%s: ledger: missing required section: certforged records every certificate "
+                 "before releasing it; add ledger = { backend = \"sqlite\"; path = "
+                 "\"state/ledger.db\"; }; (docs/ledger.md)",
+                 cfg->path);
+        return -1;
+    }
+    ledger_opts lo = {
+        .backend = LEDGER_SQLITE,
+        .path = cfg->ledger.path,
+        .busy_timeout_ms = cfg->ledger.busy_timeout_ms,
+    };
+    char why[768];
+    if (ledger_open(&lo, out, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "%s:%d: ledger.path: %s", cfg->path, cfg->ledger.line, why);
+        return -1;
+    }
+    srv_log(CFG_LOG_INFO, "ledger_open", "backend=%s path=%s schema_version=%d",
+            cfg_ledger_backend_name(cfg->ledger.backend), cfg->ledger.path,
+            ledger_schema_version(*out));
+    return 0;
 }
 
 static void on_ready(void *arg, const char *path)
@@ -203,10 +260,14 @@ static int load_chains(const cfg_config *cfg, daemon_chains *dc, char *err, size
 
 int main(int argc, char **argv)
 {
+    /* --unsafe-no-ledger: undocumented in --help on purpose; certforge-bench
+     * uses it to measure the ledger's cost (docs/certforged.md). */
     static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
                                              {"help", no_argument, NULL, 'h'},
+                                             {"unsafe-no-ledger", no_argument, NULL, 'N'},
                                              {NULL, 0, NULL, 0}};
     const char *config = NULL;
+    bool no_ledger = false;
     int opt;
     while ((opt = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
         switch (opt) {
@@ -216,6 +277,9 @@ int main(int argc, char **argv)
         case 'h':
             usage(stdout);
             return 0;
+        case 'N':
+            no_ledger = true;
+            break;
         default:
             usage(stderr);
             return EXIT_USAGE;
@@ -231,6 +295,8 @@ int main(int argc, char **argv)
     cfg_config *cfg = NULL;
     srv *server = NULL;
     cf_engine *eng = NULL;
+    ledger *led = NULL;
+    ledger_pipe lp;
     int sfd = -1;
     daemon_keys dk;
     daemon_chains dc;
@@ -265,7 +331,18 @@ int main(int argc, char **argv)
         srv_log(CFG_LOG_ERROR, "refused", "reason=socket");
         goto out;
     }
-    cf_engine_hooks hooks = {.done = srv_pipe_done, .done_arg = server};
+    /* The ledger after the socket (a second daemon is refused before it
+     * touches the ledger), before the engine (no HSM login without it). */
+    if (open_ledger(cfg, no_ledger, &led, err, sizeof(err)) != 0) {
+        fprintf(stderr, "certforged: %s\n", err);
+        srv_log(CFG_LOG_ERROR, "refused", "reason=ledger");
+        goto out;
+    }
+    lp = (ledger_pipe){.l = led, .on_fail = on_ledger_fail, .on_recover = on_ledger_recover};
+    cf_engine_hooks hooks = {.done = srv_pipe_done,
+                             .done_arg = server,
+                             .record = led ? ledger_pipe_record : NULL,
+                             .record_arg = &lp};
     if (cf_engine_open(cfg, &hooks, &eng, err, sizeof(err)) != 0) {
         fprintf(stderr, "certforged: %s\n", err);
         srv_log(CFG_LOG_ERROR, "refused", "reason=engine");
@@ -309,7 +386,8 @@ int main(int argc, char **argv)
             (unsigned long long)sum.requests, (unsigned long long)sum.answered,
             (unsigned long long)sum.unanswered, (unsigned long long)sum.refused, rc);
 out:
-    cf_engine_close(eng);
+    cf_engine_close(eng); /* the workers are joined: nothing records any more */
+    ledger_close(led);
     srv_free(server);
     if (sfd >= 0)
         close(sfd);

@@ -12,6 +12,7 @@ CF_DEBS=(
   liburing-dev                  # io_uring server
   libcunit1-dev                 # unit tests
   libconfig-dev                 # config files
+  libsqlite3-dev                # the ledger (engine/ledger)
   libjansson-dev                # JSON lines of 'certforge issue --batch', status --json
   jq                            # CLI tests read JSON output
   gnuplot-nox                   # bench/plot.sh renders the benchmark's PNGs

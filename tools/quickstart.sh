@@ -114,6 +114,7 @@ pipeline = { workers = $(nproc); };
 log = { level = "info"; };
 server = { socket = "$sock"; socket_mode = "0600"; };
 grants = ( { uid = $(id -u); profiles = ["nf"]; ops = ["issue", "status", "keys"]; } );
+ledger = { backend = "sqlite"; path = "ledger.db"; };   # $state/ledger.db (docs/ledger.md)
 CONF
 : >"$log"
 "$build/certforged" --config "$state/certforged.conf" >>"$log" 2>&1 &
@@ -137,6 +138,7 @@ rm -rf "$state/csrs" "$state/certs"
 "$cf" csr-gen --count "$n" --out-dir "$state/csrs" --batch-out "$state/batch.jsonl"
 
 step "issue them through certforged (certforge issue --batch, pipelined)"
+issue_t0=$(date -u +%Y-%m-%dT%H:%M:%S.000Z)
 "$cf" issue --socket "$sock" --batch "$state/batch.jsonl" --out-dir "$state/certs" | tee "$state/issue-summary.txt"
 "$cf" status --socket "$sock"
 
@@ -149,6 +151,14 @@ if [ "$verified" -ne "$n" ]; then
   exit 1
 fi
 echo "$verified of $n certificates verify"
+# every certificate was recorded before it was released (records of this run)
+recorded=$("$cf" ledger export --format jsonl --config "$state/certforged.conf" \
+  | jq -r --arg t0 "$issue_t0" 'select(.issued_at >= $t0) | .serial' | wc -l)
+if [ "$recorded" -ne "$n" ]; then
+  echo "quickstart: $recorded certificates of this run are in the ledger, not $n" >&2
+  exit 1
+fi
+echo "all $n are in the ledger ($state/ledger.db; certforge ledger list --config $state/certforged.conf)"
 rate=$(sed -n 's/^issued .* s: \(.*\) certificates\/s$/\1/p' "$state/issue-summary.txt")
 
 step "stop certforged"
@@ -160,7 +170,7 @@ cat <<MSG
 
 Done. certforged issued $n NF certificates at $rate certificates/s; all $verified verify
 against the quickstart root. State: $state (token files, PIN files mode 0600, root.pem,
-nf-ca.pem, certforged.conf, certforged.log, csrs/, certs/).
+nf-ca.pem, certforged.conf, certforged.log, ledger.db, csrs/, certs/).
 Run it again yourself:
   export SOFTHSM2_CONF=$state/softhsm2.conf
   export CERTFORGE_TOKEN='$CERTFORGE_TOKEN'
@@ -168,4 +178,5 @@ Run it again yourself:
   export CERTFORGE_SOCKET=$sock
   $cf issue --batch $state/batch.jsonl --out-dir /tmp/certs
   $cf status
+  $cf ledger list --config $state/certforged.conf --limit 5
 MSG

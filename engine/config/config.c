@@ -1126,12 +1126,51 @@ static int load_grants(ld *l, const config_setting_t *root, cfg_config *c)
     return 0;
 }
 
-/* Sections of the file. Later issues add theirs here (ledger): until then
- * they are unknown, and so refused. */
+/* ------------------------------------------------------------ ledger */
+
+static const char *const ledger_backend_names[CFG_LEDGER__MAX] = {"sqlite"};
+
+const char *cfg_ledger_backend_name(cfg_ledger_backend b)
+{
+    return (unsigned)b < CFG_LEDGER__MAX ? ledger_backend_names[b] : "?";
+}
+
+static int load_ledger(ld *l, const config_setting_t *root, cfg_ledger *lg)
+{
+    static const char *const known[] = {"backend", "path", "busy_timeout_ms", NULL};
+    lg->backend = CFG_LEDGER_SQLITE;
+    lg->busy_timeout_ms = 1000;
+    config_setting_t *g = config_setting_get_member(root, "ledger");
+    if (!g)
+        return 0;
+    if (want_type(l, g, CONFIG_TYPE_GROUP, CONFIG_TYPE_GROUP, "a group { ... }") ||
+        only_known(l, g, known, "ledger"))
+        return -1;
+    lg->line = config_setting_source_line(g);
+    const char *v;
+    const config_setting_t *w;
+    if (get_str(l, g, "backend", true, &v, &w))
+        return -1;
+    if (strcmp(v, "postgresql") == 0)
+        return fail(l, w, "'postgresql' is not supported yet: use \"sqlite\"");
+    if (strcmp(v, "sqlite") != 0)
+        return fail(l, w, "'%s': expected \"sqlite\"", v);
+    if (get_str(l, g, "path", true, &v, &w))
+        return -1;
+    if (strlen(v) > 4000)
+        return fail(l, w, "longer than 4000 characters");
+    if (strcmp(v, ":memory:") == 0 || strncmp(v, "file:", 5) == 0)
+        return fail(l, w, "'%s': a file path is required (the ledger must be durable)", v);
+    if (get_ms(l, g, "busy_timeout_ms", 1, 60000, lg->busy_timeout_ms, &lg->busy_timeout_ms))
+        return -1;
+    return (lg->path = resolve_path(l, v)) ? 0 : -1;
+}
+
+/* Sections of the file. */
 static int load_root(ld *l, config_t *cf, cfg_config *c)
 {
     static const char *const known[] = {"tokens", "keys",   "issuers", "profiles", "pipeline",
-                                        "log",    "server", "grants",  NULL};
+                                        "log",    "server", "grants",  "ledger",   NULL};
     const config_setting_t *root = config_root_setting(cf);
     if (only_known(l, root, known, "the top level"))
         return -1;
@@ -1139,7 +1178,8 @@ static int load_root(ld *l, config_t *cf, cfg_config *c)
      * grants last: they name profiles */
     if (load_pipeline(l, root, &c->pipeline) || load_log(l, root, &c->log) ||
         load_server(l, root, &c->server) || load_tokens(l, root, c) || load_keys(l, root, c) ||
-        load_issuers(l, root, c) || load_profiles(l, root, c) || load_grants(l, root, c))
+        load_issuers(l, root, c) || load_profiles(l, root, c) || load_grants(l, root, c) ||
+        load_ledger(l, root, &c->ledger))
         return -1;
     return 0;
 }
@@ -1179,6 +1219,7 @@ void cfg_free(cfg_config *c)
         free(c->grants[i].profile_idx);
     free(c->grants);
     free(c->server.socket);
+    free(c->ledger.path);
     free(c->tokens);
     free(c->keys);
     free(c->issuers);

@@ -189,6 +189,18 @@ typedef struct cfg_grant {
     int line;
 } cfg_grant;
 
+/* The ledger (docs/ledger.md, docs/configuration.md `ledger`). Optional
+ * for the loader; certforged refuses to start without it. */
+typedef enum cfg_ledger_backend { CFG_LEDGER_SQLITE, CFG_LEDGER__MAX } cfg_ledger_backend;
+const char *cfg_ledger_backend_name(cfg_ledger_backend b); /* "sqlite" */
+
+typedef struct cfg_ledger {
+    cfg_ledger_backend backend;
+    char *path;               /* sqlite: database file (relative: against the config folder) */
+    unsigned busy_timeout_ms; /* how long a batch waits for another writer's lock */
+    int line;                 /* 0 when the section is absent (no ledger) */
+} cfg_ledger;
+
 typedef struct cfg_config {
     char *path; /* the file loaded */
     cfg_token *tokens;
@@ -204,6 +216,7 @@ typedef struct cfg_config {
     cfg_server server;
     cfg_grant *grants; /* may be empty: then every request is UNAUTHORIZED */
     size_t n_grants;
+    cfg_ledger ledger;
 } cfg_config;
 
 /* Load and validate `path`. On success *out is set (free with cfg_free)

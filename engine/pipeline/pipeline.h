@@ -34,6 +34,8 @@ typedef struct pipe_job {
     /* in */
     cf_issue_req req;
     void *user;
+    bool peer_known;   /* for the ledger: the requester's uid (SO_PEERCRED) */
+    uint32_t peer_uid;
     /* out, valid in the completion callback */
     cf_status status;
     int detail;     /* CF_ST_BAD_CSR: the csr_err; CF_ST_HSM_FAILURE: the CK_RV */

@@ -720,6 +720,8 @@ static int handle_issue(srv_loop *L, conn *c, const proto_req *req, const uint8_
         memset(&j->pj, 0, offsetof(pipe_job, buf));
         j->pj.req = r2.issue;
         j->pj.user = j;
+        j->pj.peer_known = true;
+        j->pj.peer_uid = c->uid;
         j->loop = L;
         j->conn = (uint32_t)(c - L->conns);
         j->gen = c->gen;

@@ -98,6 +98,7 @@ pipeline = { workers = 2; queue = 1024; batch = 16; };
 log = { level = "info"; };
 server = { socket = "$SOCK"; socket_mode = "0600"; };
 grants = ( { uid = $(id -u); profiles = ["nf"]; ops = ["issue", "status", "keys"]; } );
+ledger = { backend = "sqlite"; path = "ledger.db"; };
 CONF
 "$CFD" --config certforged.conf >certforged.log 2>&1 &
 DPID=$!

@@ -397,8 +397,8 @@ static void test_file_errors(void)
 
 static void test_unknown_settings(void)
 {
-    REFUSE("log = {", "ledger = { path = \"/var/lib/x\"; };\nlog = {",
-           "test.conf:31: ledger: unknown setting in the top level");
+    REFUSE("log = {", "audit = { path = \"/var/lib/x\"; };\nlog = {",
+           "test.conf:31: audit: unknown setting in the top level");
     REFUSE("name = \"ca\";", "name = \"ca\"; label = \"x\";",
            "test.conf:1: tokens[0].label: unknown setting in a token");
     REFUSE("sessions = 3;", "sessions = 3; pin = \"1234\";",
@@ -776,6 +776,89 @@ static void test_server_grants_refused(void)
                "grants[0].profiles[1]: \"*\" (all profiles) must be the only entry");
 }
 
+/* ------------------------------------------------------------- ledger */
+
+static const char ledger_conf[] =
+    "ledger = { backend = \"sqlite\"; path = \"state/ledger.db\"; busy_timeout_ms = 250; };\n";
+
+static void refuse_ledger(const char *from, const char *to, const char *want)
+{
+    size_t n = strlen(base_conf) + strlen(ledger_conf) + 1;
+    char *full = malloc(n);
+    snprintf(full, n, "%s%s", base_conf, ledger_conf);
+    char *t = sub(full, from, to);
+    cfg_config *c = NULL;
+    int rc = load_text(t, &c);
+    CU_ASSERT_EQUAL(rc, -1);
+    if (rc == 0)
+        cfg_free(c);
+    if (!strstr(errbuf, want)) {
+        fprintf(stderr, "\n  edit '%s' -> '%s'\n  got:  %s\n  want: %s\n", from, to, errbuf, want);
+        CU_FAIL("message lacks the expected text");
+    }
+    free(t);
+    free(full);
+}
+
+static void test_ledger(void)
+{
+    /* absent: no ledger (certforged refuses that itself) */
+    cfg_config *c = NULL;
+    CU_ASSERT_EQUAL_FATAL(load_text(base_conf, &c), 0);
+    CU_ASSERT_EQUAL(c->ledger.line, 0);
+    CU_ASSERT_PTR_NULL(c->ledger.path);
+    cfg_free(c);
+    /* present: relative path against the config folder */
+    size_t n = strlen(base_conf) + strlen(ledger_conf) + 1;
+    char *full = malloc(n);
+    snprintf(full, n, "%s%s", base_conf, ledger_conf);
+    c = NULL;
+    int rc = load_text(full, &c);
+    if (rc)
+        fprintf(stderr, "\n%s\n", errbuf);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_EQUAL(c->ledger.line, 32);
+    CU_ASSERT_EQUAL(c->ledger.backend, CFG_LEDGER_SQLITE);
+    CU_ASSERT_STRING_EQUAL(c->ledger.path, "/etc/cf/state/ledger.db");
+    CU_ASSERT_EQUAL(c->ledger.busy_timeout_ms, 250);
+    CU_ASSERT_STRING_EQUAL(cfg_ledger_backend_name(c->ledger.backend), "sqlite");
+    cfg_free(c);
+    free(full);
+    /* absolute path kept; default busy timeout */
+    c = NULL;
+    char text[4096];
+    snprintf(text, sizeof(text), "%sledger = { backend = \"sqlite\"; path = \"/var/lib/cf/l.db\"; };\n",
+             base_conf);
+    CU_ASSERT_EQUAL_FATAL(load_text(text, &c), 0);
+    CU_ASSERT_STRING_EQUAL(c->ledger.path, "/var/lib/cf/l.db");
+    CU_ASSERT_EQUAL(c->ledger.busy_timeout_ms, 1000);
+    cfg_free(c);
+}
+
+static void test_ledger_refused(void)
+{
+    refuse_ledger("busy_timeout_ms = 250;", "busy_timeout_ms = 250; mode = 1;",
+                  "test.conf:32: ledger.mode: unknown setting in ledger");
+    refuse_ledger(ledger_conf, "ledger = 1;\n", "test.conf:32: ledger: expected a group");
+    refuse_ledger("backend = \"sqlite\"; ", "", "ledger: missing required setting 'backend'");
+    refuse_ledger("path = \"state/ledger.db\"; ", "",
+                  "ledger: missing required setting 'path'");
+    refuse_ledger("\"sqlite\"", "\"mysql\"", "ledger.backend: 'mysql': expected \"sqlite\"");
+    refuse_ledger("\"sqlite\"", "\"postgresql\"",
+                  "ledger.backend: 'postgresql' is not supported yet");
+    refuse_ledger("\"sqlite\"", "1", "ledger.backend: expected a string, got an integer");
+    refuse_ledger("\"state/ledger.db\"", "\"\"", "ledger.path: must not be empty");
+    refuse_ledger("\"state/ledger.db\"", "7", "ledger.path: expected a string");
+    refuse_ledger("\"state/ledger.db\"", "\":memory:\"",
+                  "ledger.path: ':memory:': a file path is required");
+    refuse_ledger("\"state/ledger.db\"", "\"file:x.db?mode=memory\"",
+                  "a file path is required");
+    refuse_ledger("busy_timeout_ms = 250;", "busy_timeout_ms = 0;",
+                  "ledger.busy_timeout_ms: 0 is out of range 1..60000");
+    refuse_ledger("busy_timeout_ms = 250;", "busy_timeout_ms = \"1s\";",
+                  "ledger.busy_timeout_ms: expected an integer");
+}
+
 static void test_parse_errors(void)
 {
     cfg_config *c = NULL;
@@ -808,6 +891,8 @@ int main(void)
     CU_add_test(s, "parse errors", test_parse_errors);
     CU_add_test(s, "server and grants", test_server_grants);
     CU_add_test(s, "server and grants refused", test_server_grants_refused);
+    CU_add_test(s, "ledger", test_ledger);
+    CU_add_test(s, "ledger refused", test_ledger_refused);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned fails = CU_get_number_of_failures();

@@ -122,10 +122,11 @@ static void write_conf(const char *path, const conf_opts *o)
         ");\n"
         "pipeline = { %s };\n"
         "server = { socket = \"%s\"; %s };\n"
-        "grants = %s;\n",
+        "grants = %s;\n"
+        "ledger = { backend = \"sqlite\"; path = \"%s/ledger.db\"; };\n",
         o->shim ? CF_SHIM_PATH : H.module, H.pin_file, CA_PEM,
         o->pipeline ? o->pipeline : "workers = 2; queue = 4096; batch = 16;", SOCK,
-        o->server ? o->server : "", grants);
+        o->server ? o->server : "", grants, H.dir);
     fclose(f);
 }
 

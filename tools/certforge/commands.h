@@ -8,5 +8,6 @@ int cmd_ca(int argc, char **argv);
 int cmd_issue(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_csrgen(int argc, char **argv);
+int cmd_ledger(int argc, char **argv);
 
 #endif

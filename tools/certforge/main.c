@@ -16,6 +16,7 @@ static const cli_command commands[] = {
     {"issue", cmd_issue, "issue certificates through certforged: one CSR, or a batch pipelined"},
     {"status", cmd_status, "certforged's counters: uptime, issued, rate, queue, HSM sessions"},
     {"csr-gen", cmd_csrgen, "test/demo helper: N NF CSRs and a batch file for 'issue --batch'"},
+    {"ledger", cmd_ledger, "read the issuance ledger: show a serial, list, export (jsonl, csv)"},
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,404 @@
+/* certforge ledger — read certforged's issuance ledger (docs/ledger.md):
+ * show one record, list with filters, export everything as JSON lines or
+ * CSV. Reads the database file directly, read-only (no daemon needed; the
+ * daemon may be running: SQLite WAL lets readers in while it writes). */
+#include "cli.h"
+#include "commands.h"
+#include "config.h"
+#include "ledger.h"
+
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+
+static const char ledger_help[] =
+    "usage: certforge ledger show SERIAL           [--db PATH | --config FILE]\n"
+    "       certforge ledger list [FILTERS]         [--db PATH | --config FILE]\n"
+    "       certforge ledger export --format jsonl|csv [FILTERS] [--db PATH | --config FILE]\n"
+    "\n"
+    "Reads certforged's ledger: every certificate it issued, recorded before it was\n"
+    "released. The database file is opened read-only; certforged may be running.\n"
+    "\n"
+    "  show SERIAL   one record (SERIAL in hex, any case, ':' separators allowed),\n"
+    "                then the certificate in PEM\n"
+    "  list          one line per record: serial, profile, notAfter, status, subject, SANs\n"
+    "  export        every matching record, certificate included (base64 DER)\n"
+    "\n"
+    "OPTIONS\n"
+    "  --db PATH              the ledger database file\n"
+    "  --config FILE          certforged's config: its ledger.path\n"
+    "  --profile NAME         only this profile\n"
+    "  --nf-instance-id UUID  only this NF instance (any case)\n"
+    "  --expiring-before DATE notAfter before DATE: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)\n"
+    "  --limit N              at most N records\n"
+    "  --format jsonl|csv     export: JSON lines (one object per record) or CSV with a header\n"
+    "  --help                 this text\n"
+    "\n"
+    "FIELDS (jsonl keys, csv columns)\n"
+    "  serial profile issuer_key subject sans nf_instance_id not_before not_after\n"
+    "  requester_uid requester issued_at status revoked_at revocation_reason cert_der_b64\n"
+    "  (times in RFC 3339 UTC; absent values null / empty)\n"
+    "\n"
+    "EXAMPLES\n"
+    "  certforge ledger list --config /etc/certforge/certforged.conf --profile nf\n"
+    "  certforge ledger show 4a0b0c0d0e0f101112131415161718ff --db state/ledger.db\n"
+    "  certforge ledger export --format jsonl --db state/ledger.db | jq -r .serial\n"
+    "\n"
+    "EXIT STATUS\n"
+    "  0  success (list/export: also when nothing matched)\n"
+    "  1  the ledger cannot be read, or show found no such serial\n"
+    "  2  usage error\n";
+
+enum {
+    OPT_DB = 256,
+    OPT_CONFIG,
+    OPT_PROFILE,
+    OPT_NF,
+    OPT_EXPIRING,
+    OPT_LIMIT,
+    OPT_FORMAT,
+    OPT_HELP
+};
+
+typedef struct lopts {
+    const char *db, *config, *format;
+    ledger_filter f;
+} lopts;
+
+/* YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ, UTC. */
+static bool parse_date(const char *s, int64_t *out)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    char z = 0;
+    int n = 0;
+    if (sscanf(s, "%4d-%2d-%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &n) != 3)
+        return false;
+    if (s[n] == 'T') {
+        int m = 0;
+        if (sscanf(s + n, "T%2d:%2d:%2d%c%n", &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &z, &m) != 4 ||
+            z != 'Z' || s[n + m] != 0)
+            return false;
+    } else if (s[n] != 0) {
+        return false;
+    }
+    if (tm.tm_year < 1970 || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 ||
+        tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
+        return false;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    *out = (int64_t)timegm(&tm);
+    return true;
+}
+
+static void rfc3339(int64_t t, char *out, size_t cap)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void rfc3339_ms(int64_t ms, char *out, size_t cap)
+{
+    char s[32];
+    rfc3339(ms / 1000, s, sizeof(s));
+    s[strlen(s) - 1] = 0; /* drop the Z */
+    snprintf(out, cap, "%s.%03dZ", s, (int)(ms % 1000));
+}
+
+static char *b64(const uint8_t *p, size_t n)
+{
+    char *o = malloc(4 * ((n + 2) / 3) + 1);
+    if (o)
+        EVP_EncodeBlock((unsigned char *)o, p, (int)n);
+    return o;
+}
+
+/* Parse the options after the subcommand (argv[0]); positional arguments
+ * are left at argv[optind..]. */
+static int parse(const char *sub, int argc, char **argv, lopts *o)
+{
+    static const struct option lo[] = {{"db", required_argument, NULL, OPT_DB},
+                                       {"config", required_argument, NULL, OPT_CONFIG},
+                                       {"profile", required_argument, NULL, OPT_PROFILE},
+                                       {"nf-instance-id", required_argument, NULL, OPT_NF},
+                                       {"expiring-before", required_argument, NULL, OPT_EXPIRING},
+                                       {"limit", required_argument, NULL, OPT_LIMIT},
+                                       {"format", required_argument, NULL, OPT_FORMAT},
+                                       {"help", no_argument, NULL, OPT_HELP},
+                                       {0, 0, 0, 0}};
+    int c;
+    unsigned long v;
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (c) {
+        case OPT_DB:
+            o->db = optarg;
+            break;
+        case OPT_CONFIG:
+            o->config = optarg;
+            break;
+        case OPT_PROFILE:
+            o->f.profile = optarg;
+            break;
+        case OPT_NF:
+            o->f.nf_instance_id = optarg;
+            break;
+        case OPT_EXPIRING:
+            if (!parse_date(optarg, &o->f.expiring_before))
+                return cli_usage("ledger %s: --expiring-before: '%s' is not YYYY-MM-DD or "
+                                 "YYYY-MM-DDTHH:MM:SSZ",
+                                 sub, optarg);
+            break;
+        case OPT_LIMIT:
+            if (!cli_parse_uint(optarg, 1, 100000000, &v))
+                return cli_usage("ledger %s: --limit must be 1-100000000, not '%s'", sub, optarg);
+            o->f.limit = v;
+            break;
+        case OPT_FORMAT:
+            if (strcmp(optarg, "jsonl") && strcmp(optarg, "csv"))
+                return cli_usage("ledger %s: --format jsonl or csv, not '%s'", sub, optarg);
+            o->format = optarg;
+            break;
+        case OPT_HELP:
+            fputs(ledger_help, stdout);
+            return -1;
+        default:
+            return cli_bad_option("ledger", argc, argv);
+        }
+    }
+    if (!o->db == !o->config)
+        return cli_usage("ledger %s: give the database with --db PATH or --config FILE", sub);
+    return CLI_OK;
+}
+
+static int open_ro(const lopts *o, ledger **l)
+{
+    char err[1024];
+    cfg_config *cfg = NULL;
+    const char *path = o->db;
+    if (o->config) {
+        if (cfg_load(o->config, &cfg, err, sizeof(err)) != 0)
+            return cli_fail("%s", err);
+        if (!cfg->ledger.line) {
+            cfg_free(cfg);
+            return cli_fail("%s: has no ledger section", o->config);
+        }
+        path = cfg->ledger.path;
+    }
+    ledger_opts lo = {.backend = LEDGER_SQLITE, .path = path, .read_only = true};
+    int rc = ledger_open(&lo, l, err, sizeof(err));
+    cfg_free(cfg);
+    return rc == 0 ? CLI_OK : cli_fail("%s", err);
+}
+
+/* --- output --- */
+
+static int show_cb(const ledger_rec *r, void *arg)
+{
+    (void)arg;
+    char t1[40], t2[40], t3[40];
+    rfc3339(r->not_before, t1, sizeof(t1));
+    rfc3339(r->not_after, t2, sizeof(t2));
+    rfc3339_ms(r->issued_at_ms, t3, sizeof(t3));
+    printf("%-18s %s\n", "serial", r->serial);
+    printf("%-18s %s\n", "status", r->status);
+    printf("%-18s %s\n", "profile", r->profile);
+    printf("%-18s %s\n", "issuer key", r->issuer_key);
+    printf("%-18s %s\n", "subject", r->subject);
+    printf("%-18s %s\n", "SANs", r->sans[0] ? r->sans : "(none)");
+    printf("%-18s %s\n", "NF instance ID", r->nf_instance_id ? r->nf_instance_id : "(none)");
+    printf("%-18s %s\n", "not before", t1);
+    printf("%-18s %s\n", "not after", t2);
+    printf("%-18s %s\n", "issued at", t3);
+    if (r->requester_uid >= 0)
+        printf("%-18s uid %lld%s%s\n", "requester", (long long)r->requester_uid,
+               r->requester ? ", tag " : "", r->requester ? r->requester : "");
+    else
+        printf("%-18s %s\n", "requester", r->requester ? r->requester : "(in-process)");
+    if (r->revoked_at >= 0) {
+        rfc3339(r->revoked_at, t1, sizeof(t1));
+        printf("%-18s %s (%s)\n", "revoked at", t1,
+               r->revocation_reason ? r->revocation_reason : "no reason");
+    }
+    char *b = b64(r->cert, r->cert_len);
+    if (!b)
+        return 1;
+    printf("-----BEGIN CERTIFICATE-----\n");
+    for (size_t i = 0, n = strlen(b); i < n; i += 64)
+        printf("%.64s\n", b + i);
+    printf("-----END CERTIFICATE-----\n");
+    free(b);
+    return 0;
+}
+
+static int list_cb(const ledger_rec *r, void *arg)
+{
+    (*(size_t *)arg)++;
+    char t[40];
+    rfc3339(r->not_after, t, sizeof(t));
+    printf("%-40s %-10s %s %-7s %s %s\n", r->serial, r->profile, t, r->status, r->subject,
+           r->sans);
+    return 0;
+}
+
+typedef struct exp_arg {
+    bool csv;
+    size_t n;
+} exp_arg;
+
+static void csv_field(const char *v, bool last)
+{
+    if (v) {
+        bool q = strpbrk(v, ",\"\r\n") != NULL;
+        if (q) {
+            putchar('"');
+            for (; *v; v++) {
+                if (*v == '"')
+                    putchar('"');
+                putchar(*v);
+            }
+            putchar('"');
+        } else {
+            fputs(v, stdout);
+        }
+    }
+    putchar(last ? '\n' : ',');
+}
+
+static const char *const exp_fields[] = {
+    "serial",     "profile",   "issuer_key",    "subject",   "sans",
+    "nf_instance_id", "not_before", "not_after", "requester_uid", "requester",
+    "issued_at",  "status",    "revoked_at",    "revocation_reason", "cert_der_b64"};
+#define N_EXP_FIELDS (sizeof(exp_fields) / sizeof(exp_fields[0]))
+
+static int export_cb(const ledger_rec *r, void *arg)
+{
+    exp_arg *a = arg;
+    char nb[40], na[40], ia[40], ra[40], uid[24];
+    rfc3339(r->not_before, nb, sizeof(nb));
+    rfc3339(r->not_after, na, sizeof(na));
+    rfc3339_ms(r->issued_at_ms, ia, sizeof(ia));
+    if (r->revoked_at >= 0)
+        rfc3339(r->revoked_at, ra, sizeof(ra));
+    snprintf(uid, sizeof(uid), "%lld", (long long)r->requester_uid);
+    char *b = b64(r->cert, r->cert_len);
+    if (!b)
+        return 1;
+    const char *v[N_EXP_FIELDS] = {r->serial,
+                                   r->profile,
+                                   r->issuer_key,
+                                   r->subject,
+                                   r->sans,
+                                   r->nf_instance_id,
+                                   nb,
+                                   na,
+                                   r->requester_uid >= 0 ? uid : NULL,
+                                   r->requester,
+                                   ia,
+                                   r->status,
+                                   r->revoked_at >= 0 ? ra : NULL,
+                                   r->revocation_reason,
+                                   b};
+    int rc = 0;
+    if (a->csv) {
+        for (size_t i = 0; i < N_EXP_FIELDS; i++)
+            csv_field(v[i], i + 1 == N_EXP_FIELDS);
+    } else {
+        json_t *o = json_object();
+        for (size_t i = 0; o && i < N_EXP_FIELDS; i++) {
+            json_t *x = !v[i] ? json_null()
+                        : i == 8 ? json_integer(r->requester_uid)
+                                 : json_string(v[i]);
+            json_object_set_new(o, exp_fields[i], x);
+        }
+        if (!o || json_dumpf(o, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER) != 0)
+            rc = 1;
+        putchar('\n');
+        json_decref(o);
+    }
+    free(b);
+    a->n++;
+    return rc;
+}
+
+/* --- subcommands --- */
+
+static int run(const char *sub, int argc, char **argv)
+{
+    lopts o;
+    memset(&o, 0, sizeof(o));
+    int rc = parse(sub, argc, argv, &o);
+    if (rc < 0)
+        return CLI_OK; /* --help */
+    if (rc != CLI_OK)
+        return rc;
+    bool show = strcmp(sub, "show") == 0, exp = strcmp(sub, "export") == 0;
+    if (show && optind + 1 != argc)
+        return cli_usage("ledger show: give exactly one SERIAL");
+    if (!show && optind != argc)
+        return cli_usage("ledger %s: unexpected argument '%s'", sub, argv[optind]);
+    if (exp && !o.format)
+        return cli_usage("ledger export: --format jsonl or csv is required");
+    if (!exp && o.format)
+        return cli_usage("ledger %s: --format is for export", sub);
+    ledger *l = NULL;
+    if ((rc = open_ro(&o, &l)) != CLI_OK)
+        return rc;
+    char err[1024];
+    if (show) {
+        char serial[LEDGER_SERIAL_HEX_MAX + 1];
+        if (ledger_serial_norm(argv[optind], serial) != 0) {
+            ledger_close(l);
+            return cli_usage("ledger show: '%s' is not a serial number (hex)", argv[optind]);
+        }
+        int f = ledger_find(l, serial, show_cb, NULL, err, sizeof(err));
+        ledger_close(l);
+        if (f < 0)
+            return cli_fail("%s", err);
+        return f == 1 ? CLI_OK : cli_fail("ledger show: no certificate with serial %s", serial);
+    }
+    size_t n = 0;
+    exp_arg ea = {o.format && strcmp(o.format, "csv") == 0, 0};
+    if (exp && ea.csv)
+        for (size_t i = 0; i < N_EXP_FIELDS; i++)
+            csv_field(exp_fields[i], i + 1 == N_EXP_FIELDS);
+    rc = ledger_list(l, &o.f, exp ? export_cb : list_cb, exp ? (void *)&ea : (void *)&n, err,
+                     sizeof(err));
+    ledger_close(l);
+    if (rc != 0)
+        return cli_fail("%s", rc < 0 ? err : "write error");
+    if (!exp)
+        fprintf(stderr, "%zu certificate%s\n", n, n == 1 ? "" : "s");
+    return fflush(stdout) == 0 ? CLI_OK : CLI_FAIL;
+}
+
+static int cmd_show(int argc, char **argv)
+{
+    return run("show", argc, argv);
+}
+static int cmd_list(int argc, char **argv)
+{
+    return run("list", argc, argv);
+}
+static int cmd_export(int argc, char **argv)
+{
+    return run("export", argc, argv);
+}
+
+int cmd_ledger(int argc, char **argv)
+{
+    static const cli_command subs[] = {
+        {"show", cmd_show, "one record and its certificate"},
+        {"list", cmd_list, "records, filtered"},
+        {"export", cmd_export, "records as JSON lines or CSV"},
+    };
+    return cli_dispatch("ledger", subs, sizeof(subs) / sizeof(subs[0]), ledger_help, argc, argv);
+}
