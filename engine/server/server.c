@@ -2,24 +2,28 @@
  *
  * One ring per I/O thread (SINGLE_ISSUER | DEFER_TASKRUN, plain ring where
  * the kernel refuses). Each ring has: a multishot accept on the shared
- * listening socket, a multishot recv per connection selecting buffers from
- * the ring's provided-buffer ring, one send at a time per connection, a
- * read on its completion eventfd, a periodic timeout, and (ring 0) a read
+ * listening socket, one single-shot recv at a time per connection straight
+ * into that connection's input buffer, one send at a time per connection,
+ * a read on its completion eventfd, a periodic timeout, and (ring 0) a read
  * on the signalfd.
  *
  * Memory is bounded and allocated up front, except per connection (input
  * buffer of max_frame octets, output buffer of SRV_OUT_CAP, allocated at
  * accept, freed at close):
- *   - provided buffers: SRV_BUF_COUNT × SRV_BUF_SIZE per ring. A recv
- *     completion's buffer is kept ("held") until its bytes fit in the
- *     connection's input buffer; a connection that holds any stops reading
- *     (its recv is cancelled) until they are consumed. When every buffer is
- *     held the kernel answers -ENOBUFS: backpressure, re-armed later.
+ *   - receive: no shared buffers. A connection's recv reads into the free
+ *     tail of its own input buffer and is re-armed only while that buffer
+ *     has room and the connection is not blocked (answers waiting for
+ *     output room, or parked). A peer that does not read its answers can
+ *     so pin only its own max_frame + SRV_OUT_CAP octets, never another
+ *     connection's receive path. (A provided-buffer ring shared by the
+ *     ring's connections let one such peer hold most of it: every other
+ *     recv then ended in -ENOBUFS.)
  *   - jobs: a pool per ring (pipeline.queue + workers × batch in all,
  *     capped by max_connections × max_inflight), each with an inline copy
  *     of its request frame (SRV_JOB_FRAME octets; larger frames take one of
  *     a few max_frame-sized buffers). The request's zero-copy fields point
- *     into that copy, which lives until the job is answered.
+ *     into that copy, which lives until the job completes (what the
+ *     answer needs, its chain, is resolved at submit).
  *
  * Backpressure: a request that finds no free job or no room in the
  * pipeline's queue "parks" its connection: no further frame of it is
@@ -27,9 +31,15 @@
  * retried whenever a job completes. If it is still not queued after
  * server.busy_deadline_ms it is answered BUSY. A connection with
  * max_inflight ISSUE requests unanswered gets BUSY for the next one
- * (docs/protocol.md). A client that does not read its answers fills its
- * output buffer; then its completed jobs wait (still counted in flight)
- * and its frames are not consumed.
+ * (docs/protocol.md). A connection holds at most a share of its ring's
+ * jobs (min(max_inflight, max(8, jobs / 8))), and one that holds any may
+ * not take the last jobs / 16 free ones: over that its next frame waits,
+ * without a deadline, for one of its own jobs to complete. A client that
+ * does not read its answers fills its output buffer; then its completed
+ * jobs wait (still counted in flight), it takes no new job and its frames
+ * are not consumed; once its output has stayed blocked for
+ * idle_timeout_ms (a trickle of reads does not count) it is closed as a
+ * stalled reader.
  *
  * Completion hand-off: the pipeline calls srv_pipe_done() on a worker
  * thread; it pushes the job on its ring's lock-free stack and, if the stack
@@ -50,7 +60,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -58,9 +67,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SRV_BUF_SIZE 16384 /* one provided buffer */
-#define SRV_BUF_COUNT 256  /* provided buffers per ring (power of 2) */
-#define SRV_BGID 1         /* buffer group id (per ring) */
 #define SRV_OUT_CAP 65536  /* per connection: answers not yet sent */
 #define SRV_JOB_FRAME 4096 /* inline request frame copy per job */
 #define SRV_MAX_LARGE 32   /* max_frame-sized frame buffers per ring */
@@ -149,7 +155,8 @@ typedef struct srv_job {
     srv_loop *loop;
     uint32_t conn, gen;
     uint64_t id;
-    int large; /* index of the large frame buffer used, or -1 */
+    const struct srv_chain *chain; /* for the answer, resolved at submit */
+    int large; /* index of the large frame buffer used, or -1: returned at completion */
     uint8_t frame[SRV_JOB_FRAME];
 } srv_job;
 
@@ -161,22 +168,21 @@ typedef struct conn {
     bool closing; /* answer what is queued, then close (bad frame) */
     bool eof;     /* the peer shut down its writing side */
     bool recv_armed, cancel_sent, send_inflight;
-    bool want_buf; /* recv ended with -ENOBUFS: re-arm when buffers return */
     bool parked;   /* head frame waits for a job / queue room */
     bool in_parklist;
     uint32_t uid, gid, pid;
     unsigned ops;
     uint64_t prof_bits[CFG_MAX_ENTRIES / 64];
-    uint8_t *in; /* max_frame octets; data in [in_off, in_len) */
+    uint8_t *in; /* max_frame octets; data in [in_off, in_len); a recv in
+                  * flight writes at in + in_len, so in only moves when none is */
     size_t in_off, in_len;
-    int held_head, held_tail; /* provided buffers not yet copied into in */
-    size_t held_off;
     uint8_t *out; /* SRV_OUT_CAP; [0, send_len) being sent, [0, out_len) queued */
     size_t out_len, send_len;
     srv_job *ready_head, *ready_tail; /* completed, not yet encoded (out full) */
     unsigned n_ready, jobs_out;       /* jobs_out: in the pipeline */
     uint64_t park_deadline;
     uint64_t last_activity;
+    uint64_t out_blocked_since; /* an answer has not fit since then (0: none) */
     struct conn *park_next;
     uint64_t requests, unauthorized;
 } conn;
@@ -188,20 +194,14 @@ struct srv_loop {
     bool th_started;
     struct io_uring ring;
     bool ring_ok;
-    /* provided buffers */
-    struct io_uring_buf_ring *br;
-    size_t br_size;
-    uint8_t *bufs;
-    int held_next[SRV_BUF_COUNT];
-    size_t held_len[SRV_BUF_COUNT];
-    unsigned buf_avail;
-    unsigned n_want_buf;
     /* completions from workers */
     int evfd;
     uint64_t ev_val;
     _Atomic(srv_job *) done_head;
     /* job pool */
     srv_job *jobs;
+    size_t share;   /* jobs one connection may hold: min(max_inflight, max(8, njobs / 8)) */
+    size_t reserve; /* free jobs kept for connections holding none: njobs / 16 */
     size_t njobs, nunused; /* jobs[njobs - nunused ..) never handed out: pages untouched */
     srv_job *free_jobs;
     size_t nfree_jobs;
@@ -271,14 +271,6 @@ static struct io_uring_sqe *get_sqe(srv_loop *L)
 
 /* ------------------------------------------------------------ buffers, jobs */
 
-static void buf_recycle(srv_loop *L, int bid)
-{
-    io_uring_buf_ring_add(L->br, L->bufs + (size_t)bid * SRV_BUF_SIZE, SRV_BUF_SIZE,
-                          (unsigned short)bid, io_uring_buf_ring_mask(SRV_BUF_COUNT), 0);
-    io_uring_buf_ring_advance(L->br, 1);
-    L->buf_avail++;
-}
-
 static srv_job *job_get(srv_loop *L, size_t frame_len)
 {
     if (!L->free_jobs && L->nunused) {
@@ -344,17 +336,6 @@ static void park_remove(srv_loop *L, conn *c)
     c->in_parklist = false;
 }
 
-static void held_release_all(srv_loop *L, conn *c)
-{
-    while (c->held_head >= 0) {
-        int b = c->held_head;
-        c->held_head = L->held_next[b];
-        buf_recycle(L, b);
-    }
-    c->held_tail = -1;
-    c->held_off = 0;
-}
-
 static void maybe_release(srv_loop *L, conn *c)
 {
     if (!c->used || !c->dead || c->recv_armed || c->send_inflight || c->jobs_out)
@@ -396,17 +377,10 @@ static void conn_close(srv_loop *L, conn *c, const char *reason)
         io_uring_sqe_set_data64(sqe, ud_pack(OP_CANCEL, 0, 0));
         c->cancel_sent = true;
     }
-    held_release_all(L, c);
     park_remove(L, c);
-    if (c->want_buf) {
-        c->want_buf = false;
-        L->n_want_buf--;
-    }
     uint64_t dropped = c->n_ready + c->jobs_out;
     drop_ready(L, c);
     atomic_fetch_add(&s->n_unanswered, c->jobs_out); /* answered into the void later */
-    free(c->in);
-    c->in = NULL;
     atomic_fetch_sub(&s->conns, 1);
     srv_log(CFG_LOG_INFO, "conn_close",
             "peer_uid=%u peer_gid=%u peer_pid=%u reason=%s requests=%llu dropped=%llu "
@@ -428,8 +402,11 @@ static bool out_put(srv_loop *L, conn *c, uint8_t op, uint64_t id, cf_status st,
     size_t room = SRV_OUT_CAP - c->out_len;
     size_t n = enc(c->out + c->out_len, room, arg);
     if (n == 0 || n > room) {
-        if (n != 0 && c->out_len > 0)
+        if (n != 0 && c->out_len > 0) {
+            if (!c->out_blocked_since)
+                c->out_blocked_since = L->now;
             return false;
+        }
         /* cannot be encoded, or larger than any answer may be */
         srv_log(CFG_LOG_ERROR, "answer_too_large", "op=%s size=%zu", proto_op_name(op), n);
         st = CF_ST_INTERNAL;
@@ -478,13 +455,8 @@ static size_t enc_issue(uint8_t *buf, size_t cap, const void *arg)
         return proto_enc_error(buf, cap, PROTO_OP_ISSUE, a->j->id,
                                pj->status == CF_ST_OK ? CF_ST_INTERNAL : pj->status,
                                (uint32_t)pj->detail, pj->msg[0] ? pj->msg : NULL);
-    const srv_chain *ch = NULL;
-    const srv *s = a->L->s;
-    if (s->rt.chains) {
-        const cfg_profile *p = cfg_find_profile(s->cfg, pj->req.profile.p, pj->req.profile.len);
-        if (p)
-            ch = &s->rt.chains[p - s->cfg->profiles];
-    }
+    /* the request's fields point into the frame copy, returned at completion */
+    const srv_chain *ch = a->j->chain;
     return proto_enc_issue_ok(buf, cap, a->j->id, pj->cert, pj->cert_len, ch ? ch->certs : NULL,
                               ch ? ch->n : 0, pj->serial, pj->serial_len);
 }
@@ -527,53 +499,45 @@ static bool may_read(const srv_loop *L, const conn *c)
     return !c->dead && !c->closing && !c->eof && !L->draining;
 }
 
+static bool frame_pending(const srv *s, const conn *c);
+
+/* Read while the input buffer has room and the connection is not blocked
+ * (a whole frame waiting: output full or parked; answers waiting for
+ * output room). A recv already in flight is left to complete: it can only
+ * fill this connection's own buffer. Stopping for good (close, drain,
+ * peer EOF) cancels it. */
 static void conn_update_recv(srv_loop *L, conn *c)
 {
     if (c->dead)
         return;
-    bool want = may_read(L, c) && c->held_head < 0;
-    if (want && !c->recv_armed && !c->want_buf) {
-        struct io_uring_sqe *sqe = get_sqe(L);
-        io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
-        sqe->flags |= IOSQE_BUFFER_SELECT;
-        sqe->buf_group = SRV_BGID;
-        io_uring_sqe_set_data64(sqe, ud_pack(OP_RECV, (uint32_t)(c - L->conns), c->gen));
-        c->recv_armed = true;
-        c->cancel_sent = false;
-    } else if (!want && c->recv_armed && !c->cancel_sent) {
-        struct io_uring_sqe *sqe = get_sqe(L);
-        io_uring_prep_cancel64(sqe, ud_pack(OP_RECV, (uint32_t)(c - L->conns), c->gen), 0);
-        io_uring_sqe_set_data64(sqe, ud_pack(OP_CANCEL, 0, 0));
-        c->cancel_sent = true;
-    }
-}
-
-/* Move held provided buffers into the input buffer as far as they fit. */
-static void fill_in(srv_loop *L, conn *c)
-{
-    size_t cap = L->s->sv.max_frame;
-    if (c->held_head < 0)
+    if (!may_read(L, c)) {
+        if (c->recv_armed && !c->cancel_sent) {
+            struct io_uring_sqe *sqe = get_sqe(L);
+            if (!sqe)
+                return;
+            io_uring_prep_cancel64(sqe, ud_pack(OP_RECV, (uint32_t)(c - L->conns), c->gen), 0);
+            io_uring_sqe_set_data64(sqe, ud_pack(OP_CANCEL, 0, 0));
+            c->cancel_sent = true;
+        }
         return;
-    if (c->in_off > 0) {
+    }
+    if (c->recv_armed || c->n_ready || c->parked || frame_pending(L->s, c))
+        return;
+    if (c->in_off > 0) { /* no recv in flight: the data may move */
         memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
         c->in_len -= c->in_off;
         c->in_off = 0;
     }
-    while (c->held_head >= 0 && c->in_len < cap) {
-        int b = c->held_head;
-        size_t left = L->held_len[b] - c->held_off;
-        size_t n = cap - c->in_len < left ? cap - c->in_len : left;
-        memcpy(c->in + c->in_len, L->bufs + (size_t)b * SRV_BUF_SIZE + c->held_off, n);
-        c->in_len += n;
-        c->held_off += n;
-        if (c->held_off == L->held_len[b]) {
-            c->held_head = L->held_next[b];
-            if (c->held_head < 0)
-                c->held_tail = -1;
-            c->held_off = 0;
-            buf_recycle(L, b);
-        }
-    }
+    size_t cap = L->s->sv.max_frame;
+    if (c->in_len >= cap)
+        return;
+    struct io_uring_sqe *sqe = get_sqe(L);
+    if (!sqe)
+        return;
+    io_uring_prep_recv(sqe, c->fd, c->in + c->in_len, cap - c->in_len, 0);
+    io_uring_sqe_set_data64(sqe, ud_pack(OP_RECV, (uint32_t)(c - L->conns), c->gen));
+    c->recv_armed = true;
+    c->cancel_sent = false;
 }
 
 /* ------------------------------------------------------------ requests */
@@ -686,6 +650,11 @@ static int handle_issue(srv_loop *L, conn *c, const proto_req *req, const uint8_
     char pname[CFG_NAME_MAX + 1];
     snprintf(pname, sizeof(pname), "%.*s", (int)(pn->len < CFG_NAME_MAX ? pn->len : CFG_NAME_MAX),
              pn->p);
+    /* answers backed up: take no new work (and no job) until they are sent */
+    if (c->n_ready) {
+        park_remove(L, c); /* waits for output room, not for a job */
+        return FR_BLOCKED;
+    }
     if (!p) {
         snprintf(msg, sizeof(msg), "no profile named '%s'", pname);
         return answer_error(L, c, PROTO_OP_ISSUE, id, CF_ST_UNKNOWN_PROFILE, 0, msg) ? FR_CONSUMED
@@ -705,6 +674,18 @@ static int handle_issue(srv_loop *L, conn *c, const proto_req *req, const uint8_
                  s->sv.max_inflight);
         return answer_error(L, c, PROTO_OP_ISSUE, id, CF_ST_BUSY, 0, msg) ? FR_CONSUMED
                                                                           : FR_BLOCKED;
+    }
+    /* fair share of the ring's pool: no connection may hold more than
+     * L->share jobs, and the last L->reserve free jobs go only to
+     * connections that hold none — peers that do not read their answers
+     * pin the jobs they hold and must not starve the others. Over it the
+     * frame waits, without a deadline, for one of the connection's own jobs
+     * to complete (on_event pumps it then). An empty pool is waited for
+     * with a deadline, below. */
+    size_t held = c->jobs_out, avail = L->nfree_jobs + L->nunused;
+    if (held > 0 && (held >= L->share || (avail > 0 && avail <= L->reserve))) {
+        park_remove(L, c);
+        return FR_BLOCKED;
     }
     srv_job *j = job_get(L, flen);
     if (j) {
@@ -726,6 +707,7 @@ static int handle_issue(srv_loop *L, conn *c, const proto_req *req, const uint8_
         j->conn = (uint32_t)(c - L->conns);
         j->gen = c->gen;
         j->id = id;
+        j->chain = s->rt.chains ? &s->rt.chains[pi] : NULL;
         if (pipe_submit(s->rt.pipe, &j->pj, 0) == 0) {
             c->jobs_out++;
             atomic_fetch_add(&s->inflight, 1);
@@ -799,12 +781,11 @@ static int handle_frame(srv_loop *L, conn *c, const uint8_t *frame, size_t flen)
 static bool frame_pending(const srv *s, const conn *c)
 {
     if (!c->in || c->in_len == c->in_off)
-        return c->held_head >= 0;
+        return false;
     proto_hdr h;
     size_t fl;
     return proto_frame_next(c->in + c->in_off, c->in_len - c->in_off, s->sv.max_frame, &h, &fl) !=
-               PROTO_NEED_MORE ||
-           c->held_head >= 0;
+           PROTO_NEED_MORE;
 }
 
 /* Consume as many whole frames as the state allows. */
@@ -814,7 +795,6 @@ static void pump(srv_loop *L, conn *c)
     if (c->dead)
         return;
     while (!c->closing) {
-        fill_in(L, c);
         size_t avail = c->in_len - c->in_off;
         if (avail == 0)
             break;
@@ -837,7 +817,6 @@ static void pump(srv_loop *L, conn *c)
                 break;
             c->requests++;
             atomic_fetch_add(&s->n_requests, 1);
-            held_release_all(L, c);
             srv_log(CFG_LOG_WARNING, "bad_frame", "peer_uid=%u peer_pid=%u err=%s len=%llu", c->uid,
                     c->pid, proto_err_name(e), (unsigned long long)h.len);
             c->closing = true;
@@ -849,14 +828,12 @@ static void pump(srv_loop *L, conn *c)
         c->requests++;
         atomic_fetch_add(&s->n_requests, 1);
         c->in_off += flen;
-        if (c->in_off == c->in_len)
+        if (c->in_off == c->in_len && !c->recv_armed)
             c->in_off = c->in_len = 0;
         if (r == FR_CLOSE)
             c->closing = true;
     }
-    if (c->closing) {
-        held_release_all(L, c);
-    } else if (c->eof && c->held_head < 0 && !frame_pending(s, c) && c->in_len > c->in_off) {
+    if (!c->closing && c->eof && !frame_pending(s, c) && c->in_len > c->in_off) {
         /* the peer hung up in the middle of a frame: nothing can be answered */
         srv_log(CFG_LOG_WARNING, "bad_frame", "peer_uid=%u peer_pid=%u err=truncated len=%zu",
                 c->uid, c->pid, c->in_len - c->in_off);
@@ -965,7 +942,6 @@ static void on_accept(srv_loop *L, struct io_uring_cqe *cqe)
     c->fd = fd;
     c->in = in;
     c->out = out;
-    c->held_head = c->held_tail = -1;
     c->uid = (uint32_t)cr.uid;
     c->gid = (uint32_t)cr.gid;
     c->pid = (uint32_t)cr.pid;
@@ -1003,45 +979,23 @@ static conn *conn_of(srv_loop *L, uint64_t ud)
 static void on_recv(srv_loop *L, struct io_uring_cqe *cqe)
 {
     conn *c = conn_of(L, cqe->user_data);
-    int bid = -1;
-    if (cqe->flags & IORING_CQE_F_BUFFER) {
-        bid = (int)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
-        L->buf_avail--;
-    }
-    if (!c) { /* cannot happen: a slot is not reused while its recv is armed */
-        if (bid >= 0)
-            buf_recycle(L, bid);
+    if (!c) /* cannot happen: a slot is not reused while its recv is armed */
+        return;
+    c->recv_armed = false;
+    c->cancel_sent = false;
+    if (c->dead) {
+        maybe_release(L, c);
         return;
     }
-    if (!(cqe->flags & IORING_CQE_F_MORE)) {
-        c->recv_armed = false;
-        c->cancel_sent = false;
-    }
-    if (cqe->res > 0 && bid >= 0 && !c->dead && !c->closing) {
-        L->held_len[bid] = (size_t)cqe->res;
-        L->held_next[bid] = -1;
-        if (c->held_tail >= 0)
-            L->held_next[c->held_tail] = bid;
-        else
-            c->held_head = bid;
-        c->held_tail = bid;
+    if (cqe->res > 0) {
+        c->in_len += (size_t)cqe->res;
         c->last_activity = L->now;
         pump(L, c);
+    } else if (cqe->res == 0 || (cqe->res < 0 && cqe->res != -ECANCELED)) {
+        c->eof = true; /* EOF, or ECONNRESET and the like: the peer is gone */
+        pump(L, c);
     } else {
-        if (bid >= 0)
-            buf_recycle(L, bid);
-        if (cqe->res == 0 && !c->dead) {
-            c->eof = true;
-            pump(L, c);
-        } else if (cqe->res == -ENOBUFS && !c->dead) {
-            c->want_buf = true;
-            L->n_want_buf++;
-        } else if (cqe->res < 0 && cqe->res != -ECANCELED && !c->dead) {
-            c->eof = true; /* ECONNRESET and the like: the peer is gone */
-            pump(L, c);
-        } else if (!c->dead) {
-            conn_update_recv(L, c);
-        }
+        conn_update_recv(L, c);
     }
     maybe_finish(L, c);
     maybe_release(L, c);
@@ -1070,6 +1024,10 @@ static void on_send(srv_loop *L, struct io_uring_cqe *cqe)
     c->out_len -= n;
     if (n)
         c->last_activity = L->now;
+    /* blocked output ends only when the peer made real room: a trickle of
+     * reads keeps a reader stalled (closed after idle_timeout_ms) */
+    if (c->out_len < SRV_OUT_CAP / 2)
+        c->out_blocked_since = 0;
     flush_ready(L, c);
     pump(L, c);
     start_send(L, c);
@@ -1132,6 +1090,10 @@ static void on_event(srv_loop *L, struct io_uring_cqe *cqe)
             continue;
         }
         c->jobs_out--;
+        if (j->large >= 0) { /* the answer needs nothing of the request frame */
+            L->large_free[L->nlarge_free++] = j->large;
+            j->large = -1;
+        }
         if (c->dead) {
             atomic_fetch_sub(&s->inflight, 1);
             job_put(L, j);
@@ -1185,6 +1147,11 @@ static void on_timer(srv_loop *L)
         conn *c = &L->conns[i];
         if (!c->used || c->dead)
             continue;
+        if (c->out_blocked_since &&
+            L->now - c->out_blocked_since >= s->sv.idle_timeout_ms) {
+            conn_close(L, c, "stalled-reader");
+            continue;
+        }
         if (c->parked && L->now >= c->park_deadline) {
             park_remove(L, c);
             c->parked = true; /* still the same frame: its deadline has passed */
@@ -1243,20 +1210,6 @@ static void on_signal(srv_loop *L, struct io_uring_cqe *cqe)
     arm_signal(L);
 }
 
-static void rearm_want_buf(srv_loop *L)
-{
-    if (!L->n_want_buf || L->buf_avail == 0)
-        return;
-    for (uint32_t i = 0; i < L->nslots && L->n_want_buf; i++) {
-        conn *c = &L->conns[i];
-        if (!c->used || !c->want_buf)
-            continue;
-        c->want_buf = false;
-        L->n_want_buf--;
-        conn_update_recv(L, c);
-    }
-}
-
 static bool loop_finished(srv_loop *L)
 {
     if (!L->draining || L->accept_armed)
@@ -1294,30 +1247,6 @@ static int loop_ring_init(srv_loop *L)
         return -1;
     }
     L->ring_ok = true;
-    /* liburing 2.3 has no io_uring_setup_buf_ring: map and register it */
-    L->br_size = SRV_BUF_COUNT * sizeof(struct io_uring_buf);
-    void *m = mmap(NULL, L->br_size, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-    if (m == MAP_FAILED) {
-        snprintf(L->err, sizeof(L->err), "mmap of the buffer ring: %s", strerror(errno));
-        return -1;
-    }
-    L->br = m;
-    struct io_uring_buf_reg reg;
-    memset(&reg, 0, sizeof(reg));
-    reg.ring_addr = (unsigned long)m;
-    reg.ring_entries = SRV_BUF_COUNT;
-    reg.bgid = SRV_BGID;
-    r = io_uring_register_buf_ring(&L->ring, &reg, 0);
-    if (r < 0) {
-        snprintf(L->err, sizeof(L->err), "io_uring_register_buf_ring: %s", strerror(-r));
-        return -1;
-    }
-    io_uring_buf_ring_init(L->br);
-    for (int b = 0; b < SRV_BUF_COUNT; b++)
-        io_uring_buf_ring_add(L->br, L->bufs + (size_t)b * SRV_BUF_SIZE, SRV_BUF_SIZE,
-                              (unsigned short)b, io_uring_buf_ring_mask(SRV_BUF_COUNT), b);
-    io_uring_buf_ring_advance(L->br, SRV_BUF_COUNT);
-    L->buf_avail = SRV_BUF_COUNT;
     return 0;
 }
 
@@ -1366,7 +1295,6 @@ static int loop_run(srv_loop *L)
             }
         }
         io_uring_cq_advance(&L->ring, n);
-        rearm_want_buf(L);
         if (atomic_load(&s->stopping) && !L->draining)
             begin_drain(L);
         if (L->draining) {
@@ -1482,8 +1410,6 @@ static void loops_free(srv *s)
         srv_loop *L = &s->loops[i];
         if (L->ring_ok)
             io_uring_queue_exit(&L->ring);
-        if (L->br)
-            munmap(L->br, L->br_size);
         for (uint32_t k = 0; L->conns && k < L->nslots; k++) {
             conn *c = &L->conns[k];
             if (c->used)
@@ -1493,7 +1419,6 @@ static void loops_free(srv *s)
         }
         if (L->evfd >= 0)
             close(L->evfd);
-        free(L->bufs);
         free(L->jobs);
         free(L->large);
         free(L->conns);
@@ -1545,8 +1470,11 @@ int srv_new(const srv_opts *o, srv **out, char *err, size_t errlen)
         L->s = s;
         L->idx = i;
         L->evfd = eventfd(0, EFD_CLOEXEC);
-        L->bufs = malloc((size_t)SRV_BUF_COUNT * SRV_BUF_SIZE);
         L->njobs = per_loop;
+        L->share = per_loop / 8 > 8 ? per_loop / 8 : 8;
+        if (L->share > s->sv.max_inflight)
+            L->share = s->sv.max_inflight;
+        L->reserve = per_loop / 16;
         L->jobs = calloc(per_loop, sizeof(srv_job));
         L->nslots = nslots;
         L->conns = calloc(nslots, sizeof(conn));
@@ -1559,7 +1487,7 @@ int srv_new(const srv_opts *o, srv **out, char *err, size_t errlen)
             for (int k = 0; k < L->nlarge; k++)
                 L->large_free[L->nlarge_free++] = k;
         }
-        if (L->evfd < 0 || !L->bufs || !L->jobs || !L->conns || !L->free_slots)
+        if (L->evfd < 0 || !L->jobs || !L->conns || !L->free_slots)
             goto oom;
         L->nunused = per_loop; /* handed out on first use: calloc'd pages stay untouched */
         for (uint32_t k = nslots; k-- > 0;) {

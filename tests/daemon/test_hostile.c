@@ -1,0 +1,621 @@
+/* certforged against hostile clients (docs/certforged.md, "Limits"): peers
+ * that write and never read must not starve an honest peer on the same
+ * ring, nor hold memory beyond their own buffers; they are closed as
+ * stalled readers. The daemon runs as a child process on a SoftHSM token
+ * with a CA made by the certforge CLI, as in test_daemon.c (whose helpers
+ * are copied here), one I/O ring so the attackers share it with the honest
+ * client.
+ */
+#include "cf_testutil.h"
+#include "certforge.h"
+#include "csr_pool.h"
+#include "proto.h"
+
+#include <CUnit/Basic.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
+
+#define PIN "Hq3k9Rt-pin"
+
+static cf_softhsm H;
+static char CA_PEM[400], CLI[512], DAEMON[512], SOCK[100];
+static X509 *CA;
+static uint8_t *CA_DER;
+static int CA_DER_LEN;
+static csr_pool POOL;
+static int NLOGS;
+static char LOGS[32][400];
+
+/* ------------------------------------------------------------ helpers (test_daemon.c) */
+
+static uint64_t ms_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    char *buf = malloc(1 << 20);
+    size_t n = buf ? fread(buf, 1, (1 << 20) - 1, f) : 0;
+    fclose(f);
+    if (buf)
+        buf[n] = 0;
+    return buf;
+}
+
+static bool log_has(const char *log, const char *needle)
+{
+    char *t = slurp(log);
+    bool r = t && strstr(t, needle);
+    free(t);
+    return r;
+}
+
+typedef struct conf_opts {
+    const char *server; /* extra settings inside server = { ... } */
+    const char *grants; /* whole grants list, or NULL: this uid, everything on "nf" */
+    const char *pipeline;
+    bool shim;
+} conf_opts;
+
+static void write_conf(const char *path, const conf_opts *o)
+{
+    char grants[512];
+    if (o->grants)
+        snprintf(grants, sizeof(grants), "%s", o->grants);
+    else
+        snprintf(grants, sizeof(grants),
+                 "( { uid = %u; profiles = [\"nf\"]; ops = [\"issue\", \"status\", \"keys\"]; } )",
+                 (unsigned)getuid());
+    FILE *f = fopen(path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fprintf(
+        f,
+        "tokens = ( { name = \"ca\"; uri = "
+        "\"pkcs11:token=hst?module-path=%s&pin-source=file:%s\"; } );\n"
+        "keys = ( { name = \"ca\"; token = \"ca\"; uri = \"pkcs11:object=ca\"; } );\n"
+        "issuers = ( { name = \"ca\"; key = \"ca\"; certificate = \"%s\"; } );\n"
+        "profiles = (\n"
+        "  { name = \"nf\"; type = \"nf\"; issuer = \"ca\";\n"
+        "    subject = { C = \"FI\"; O = \"5gc.mnc001.mcc001.3gppnetwork.org\"; };\n"
+        "    eku = [\"serverAuth\", \"clientAuth\"]; crl_dp = \"http://crl.example.org/nf.crl\"; "
+        "},\n"
+        "  { name = \"nf2\"; type = \"nf\"; issuer = \"ca\";\n"
+        "    subject = { C = \"FI\"; O = \"5gc.mnc001.mcc001.3gppnetwork.org\"; };\n"
+        "    eku = [\"serverAuth\"]; crl_dp = \"http://crl.example.org/nf.crl\"; }\n"
+        ");\n"
+        "pipeline = { %s };\n"
+        "server = { socket = \"%s\"; %s };\n"
+        "grants = %s;\n"
+        "ledger = { backend = \"sqlite\"; path = \"%s/ledger.db\"; };\n",
+        o->shim ? CF_SHIM_PATH : H.module, H.pin_file, CA_PEM,
+        o->pipeline ? o->pipeline : "workers = 2; queue = 4096; batch = 16;", SOCK,
+        o->server ? o->server : "", grants, H.dir);
+    fclose(f);
+}
+
+typedef struct dproc {
+    pid_t pid;
+    char log[400];
+} dproc;
+
+/* Start certforged with conf; wait (bounded) for its ready line. Returns 0
+ * when ready; else -1 with d->pid = 0 and *status = its exit status. */
+static int daemon_start_ex(dproc *d, const char *conf, const char *shim_latency_us, int *status)
+{
+    snprintf(d->log, sizeof(d->log), "%s/daemon-%d.log", H.dir, NLOGS);
+    if (NLOGS < 32)
+        snprintf(LOGS[NLOGS++], sizeof(LOGS[0]), "%s", d->log);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd < 0)
+            _exit(126);
+        dup2(fd, 2);
+        close(fd);
+        setenv("CF_SHIM_MODULE", H.module, 1);
+        if (shim_latency_us)
+            setenv("CF_SHIM_SIGN_LATENCY_US", shim_latency_us, 1);
+        execl(DAEMON, DAEMON, "--config", conf, (char *)NULL);
+        _exit(127);
+    }
+    d->pid = pid;
+    uint64_t end = ms_now() + 15000;
+    while (ms_now() < end) {
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            d->pid = 0;
+            if (status)
+                *status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+            return -1;
+        }
+        if (log_has(d->log, "certforged: ready socket="))
+            return 0;
+        sleep_ms(10);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    d->pid = 0;
+    if (status)
+        *status = -1;
+    return -1;
+}
+
+static int daemon_start(dproc *d, const char *conf, const char *shim_latency_us)
+{
+    int st = 0;
+    int rc = daemon_start_ex(d, conf, shim_latency_us, &st);
+    if (rc != 0) {
+        char *t = slurp(d->log);
+        fprintf(stderr, "\ncertforged did not start (status %d):\n%s\n", st, t ? t : "");
+        free(t);
+    }
+    return rc;
+}
+
+/* Send sig, wait (bounded) for the exit; returns the exit status (128+sig
+ * when killed, -1 when it had to be killed). */
+static int daemon_stop(dproc *d, int sig, unsigned timeout_ms)
+{
+    if (d->pid <= 0)
+        return -1;
+    kill(d->pid, sig);
+    uint64_t end = ms_now() + timeout_ms;
+    int st;
+    while (ms_now() < end) {
+        if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
+            d->pid = 0;
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        }
+        sleep_ms(10);
+    }
+    kill(d->pid, SIGKILL);
+    waitpid(d->pid, NULL, 0);
+    d->pid = 0;
+    return -1;
+}
+
+/* A clean stop: exit 0, socket removed, no sanitizer report in the log. */
+static void daemon_stop_clean(dproc *d)
+{
+    int st = daemon_stop(d, SIGTERM, 20000);
+    CU_ASSERT_EQUAL(st, 0);
+    struct stat sb;
+    CU_ASSERT_NOT_EQUAL(lstat(SOCK, &sb), 0);
+    char *t = slurp(d->log);
+    CU_ASSERT_PTR_NOT_NULL(t);
+    if (t) {
+        CU_ASSERT_PTR_NULL(strstr(t, "Sanitizer"));
+        CU_ASSERT_PTR_NULL(strstr(t, "runtime error"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(t, "event=stop"));
+        if (st != 0 || strstr(t, "Sanitizer"))
+            fprintf(stderr, "\n--- %s ---\n%s\n", d->log, t);
+    }
+    free(t);
+}
+
+static cf_client *client(void)
+{
+    cf_client *c = NULL;
+    char err[256];
+    if (cf_client_connect(SOCK, &c, err, sizeof(err)) != 0)
+        fprintf(stderr, "\nconnect: %s\n", err);
+    return c;
+}
+
+static void fill_req(cf_issue_req *r, const csr_item *it, const char *profile)
+{
+    static const char amf[] = "AMF";
+    memset(r, 0, sizeof(*r));
+    r->profile = (cf_str){profile, strlen(profile)};
+    r->csr_der = it->der;
+    r->csr_len = it->len;
+    r->nf_instance_id = (cf_str){it->uuid, strlen(it->uuid)};
+    r->fqdns[0] = (cf_str){it->fqdn, strlen(it->fqdn)};
+    r->n_fqdns = 1;
+    r->nf_types[0] = (cf_str){amf, 3};
+    r->n_nf_types = 1;
+}
+
+/* A relying party's check: the certificate chains to the CA (strict). */
+static int verify_cert(const uint8_t *der, size_t len)
+{
+    const unsigned char *p = der;
+    X509 *x = d2i_X509(NULL, &p, (long)len);
+    if (!x || p != der + len) {
+        X509_free(x);
+        return -1;
+    }
+    X509_STORE *st = X509_STORE_new();
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    X509_STORE_add_cert(st, CA);
+    X509_STORE_CTX_init(ctx, st, x, NULL);
+    X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_X509_STRICT);
+    X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_SERVER);
+    int ok = X509_verify_cert(ctx) == 1;
+    if (!ok)
+        fprintf(stderr, "\nverify: %s\n",
+                X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
+    X509_STORE_CTX_free(ctx);
+    X509_STORE_free(st);
+    X509_free(x);
+    return ok ? 0 : -1;
+}
+
+static const char *kv_get(const cf_response *r, const char *key, char *buf, size_t len)
+{
+    for (unsigned i = 0; i < r->n_kv; i++)
+        if (r->kv[i].key.len == strlen(key) && memcmp(r->kv[i].key.p, key, r->kv[i].key.len) == 0) {
+            snprintf(buf, len, "%.*s", (int)r->kv[i].value.len, r->kv[i].value.p);
+            return buf;
+        }
+    return NULL;
+}
+
+static long status_value(const char *key)
+{
+    cf_client *c = client();
+    cf_response r;
+    char v[64];
+    long out = -1;
+    if (c && cf_client_status(c, 5000, &r) == 0 && r.status == CF_ST_OK && kv_get(&r, key, v, 64))
+        out = strtol(v, NULL, 10);
+    cf_client_close(c);
+    return out;
+}
+
+/* --- raw sockets --- */
+
+static int raw_connect(void)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", SOCK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static size_t enc_issue(uint8_t *buf, size_t cap, uint64_t id, const csr_item *it,
+                        const char *profile)
+{
+    cf_issue_req r;
+    fill_req(&r, it, profile);
+    return proto_enc_issue_req(buf, cap, id, &r);
+}
+
+/* ------------------------------------------------------------ suite */
+
+static int suite_init(void)
+{
+    char uri[1024];
+    if (access("/usr/lib/softhsm/libsofthsm2.so", R_OK) != 0)
+        return -1;
+    if (cf_softhsm_init(&H, "hst", PIN) != 0)
+        return -1;
+    cf_build_path("certforge", CLI, sizeof(CLI));
+    cf_build_path("certforged", DAEMON, sizeof(DAEMON));
+    cf_softhsm_uri(&H, NULL, uri, sizeof(uri));
+    snprintf(CA_PEM, sizeof(CA_PEM), "%s/ca.pem", H.dir);
+    if (strlen(H.dir) + sizeof("/run/certforged.sock") > sizeof(SOCK))
+        return -1;
+    memcpy(SOCK, H.dir, strlen(H.dir));
+    memcpy(SOCK + strlen(H.dir), "/run/certforged.sock", sizeof("/run/certforged.sock"));
+    if (cf_sh("'%s' keys generate --token '%s' --type ec-p256 --label ca >/dev/null", CLI, uri) ||
+        cf_sh("'%s' ca init-root --token '%s' --key 'pkcs11:token=hst;object=ca' --subject "
+              "'/C=FI/O=5gc.mnc001.mcc001.3gppnetwork.org/CN=Daemon Test CA' --out '%s' "
+              ">/dev/null",
+              CLI, uri, CA_PEM))
+        return -1;
+    FILE *f = fopen(CA_PEM, "r");
+    CA = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+    if (f)
+        fclose(f);
+    if (!CA || (CA_DER_LEN = i2d_X509(CA, &CA_DER)) <= 0)
+        return -1;
+    return csr_pool_get(&POOL, "ec-p256", 64, NULL);
+}
+
+static int suite_clean(void)
+{
+    X509_free(CA);
+    OPENSSL_free(CA_DER);
+    csr_pool_free(&POOL);
+    cf_softhsm_cleanup(&H);
+    return 0;
+}
+
+/* ------------------------------------------------------------ daemon A */
+
+static long daemon_rss_kb(pid_t pid)
+{
+    char path[64], *t;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    t = slurp(path);
+    const char *v = t ? strstr(t, "VmRSS:") : NULL;
+    long kb = v ? atol(v + 6) : -1;
+    free(t);
+    return kb;
+}
+
+static int log_count(const char *log, const char *needle)
+{
+    char *t = slurp(log);
+    int n = 0;
+    for (const char *p = t; p && (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    free(t);
+    return n;
+}
+
+static void start_daemon(dproc *d, const char *name, const char *server, const char *pipeline)
+{
+    char conf[400];
+    snprintf(conf, sizeof(conf), "%s/%s.conf", H.dir, name);
+    conf_opts o = {.server = server, .pipeline = pipeline};
+    write_conf(conf, &o);
+    CU_ASSERT_FATAL(daemon_start(d, conf, NULL) == 0);
+}
+
+/* ------------------------------------------------------------ attackers */
+
+#define MAX_ATTACKERS 32
+
+typedef struct attack {
+    int fds[MAX_ATTACKERS];
+    int n;
+    bool issue;         /* ISSUE requests; else STATUS */
+    atomic_bool stop;   /* set by the test */
+    atomic_int closed;  /* connections the daemon closed (EPIPE / reset) */
+    atomic_long frames; /* frames written in full */
+    unsigned ms;        /* give up after this long */
+} attack;
+
+/* Write requests on every connection as fast as the daemon takes them,
+ * never reading, until the daemon closes them all (or stop / time out). */
+static void *attack_thread(void *arg)
+{
+    attack *a = arg;
+    static const size_t cap = 64 * 1024;
+    uint8_t *f = malloc(cap);
+    size_t *off = calloc((size_t)a->n, sizeof(size_t));
+    size_t *len = calloc((size_t)a->n, sizeof(size_t));
+    uint64_t id = 0, end = ms_now() + a->ms;
+    if (!f || !off || !len)
+        goto out;
+    /* one batch of frames, resent from where each connection stopped */
+    size_t n = 0;
+    while (n + 2048 < cap) {
+        size_t m = a->issue ? enc_issue(f + n, cap - n, id, &POOL.items[id % POOL.n], "nf")
+                            : proto_enc_status_req(f + n, cap - n, id);
+        if (m == 0)
+            break;
+        n += m;
+        id++;
+    }
+    while (!atomic_load(&a->stop) && ms_now() < end && atomic_load(&a->closed) < a->n) {
+        for (int i = 0; i < a->n; i++) {
+            if (a->fds[i] < 0)
+                continue;
+            ssize_t w = send(a->fds[i], f + off[i], n - off[i], MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (w > 0) {
+                off[i] = (off[i] + (size_t)w) % n;
+                len[i] += (size_t)w;
+            } else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+                close(a->fds[i]);
+                a->fds[i] = -1;
+                atomic_fetch_add(&a->closed, 1);
+            }
+        }
+        sleep_ms(2);
+    }
+    long total = 0;
+    for (int i = 0; i < a->n; i++)
+        total += (long)len[i];
+    atomic_store(&a->frames, total);
+out:
+    free(f);
+    free(off);
+    free(len);
+    return NULL;
+}
+
+static void attack_start(attack *a, pthread_t *th, int n, bool issue, unsigned ms)
+{
+    memset(a, 0, sizeof(*a));
+    a->n = n;
+    a->issue = issue;
+    a->ms = ms;
+    atomic_init(&a->stop, false);
+    atomic_init(&a->closed, 0);
+    atomic_init(&a->frames, 0);
+    for (int i = 0; i < n; i++) {
+        a->fds[i] = raw_connect();
+        CU_ASSERT_FATAL(a->fds[i] >= 0);
+    }
+    CU_ASSERT_FATAL(pthread_create(th, NULL, attack_thread, a) == 0);
+}
+
+static void attack_end(attack *a, pthread_t th)
+{
+    atomic_store(&a->stop, true);
+    pthread_join(th, NULL);
+    for (int i = 0; i < a->n; i++)
+        if (a->fds[i] >= 0)
+            close(a->fds[i]);
+}
+
+/* The honest client: `count` certificates one after another on one
+ * connection, each OK (never BUSY) and answered within `limit_ms`. */
+static void honest(int count, unsigned limit_ms, pid_t daemon, long *max_rss_kb)
+{
+    cf_client *c = client();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    int ok = 0;
+    uint64_t worst = 0;
+    for (int i = 0; i < count; i++) {
+        cf_issue_req req;
+        fill_req(&req, &POOL.items[(size_t)i % POOL.n], "nf");
+        cf_response r;
+        uint64_t t0 = ms_now();
+        int rc = cf_issue_one(c, &req, 10000, &r);
+        uint64_t dt = ms_now() - t0;
+        worst = dt > worst ? dt : worst;
+        if (rc != 0) {
+            fprintf(stderr, "\nhonest request %d: no answer\n", i);
+            break;
+        }
+        if (r.status != CF_ST_OK) {
+            fprintf(stderr, "\nhonest request %d: %s %.*s\n", i, cf_status_name(r.status),
+                    (int)r.message.len, r.message.p);
+            break;
+        }
+        if (i == 0)
+            CU_ASSERT_EQUAL(verify_cert(r.cert.p, r.cert.len), 0);
+        ok++;
+        long rss = daemon_rss_kb(daemon);
+        if (rss > *max_rss_kb)
+            *max_rss_kb = rss;
+        sleep_ms(50);
+    }
+    CU_ASSERT_EQUAL(ok, count);
+    if (worst >= limit_ms)
+        fprintf(stderr, "\nslowest honest answer: %llu ms\n", (unsigned long long)worst);
+    CU_ASSERT(worst < limit_ms);
+    cf_client_close(c);
+}
+
+/* Wait (bounded) until the daemon closed every attacker as a stalled
+ * reader. */
+static void expect_stalled(dproc *d, attack *a, int n, unsigned ms)
+{
+    uint64_t end = ms_now() + ms;
+    while (ms_now() < end &&
+           (atomic_load(&a->closed) < n || log_count(d->log, "reason=stalled-reader") < n))
+        sleep_ms(50);
+    CU_ASSERT_EQUAL(atomic_load(&a->closed), n);
+    CU_ASSERT(log_count(d->log, "reason=stalled-reader") >= n);
+    if (log_count(d->log, "reason=stalled-reader") < n) {
+        char *t = slurp(d->log);
+        size_t l = t ? strlen(t) : 0;
+        fprintf(stderr, "\nlog tail:\n%s\n", t ? t + (l > 3000 ? l - 3000 : 0) : "");
+        free(t);
+    }
+}
+
+/* ------------------------------------------------------------ tests */
+
+/* 20 connections write STATUS requests and never read. They may pin only
+ * their own buffers: an honest connection on the same ring keeps getting
+ * certificates; the attackers are closed as stalled readers. */
+static void test_status_writers(void)
+{
+    dproc d;
+    start_daemon(&d, "w",
+                 "max_connections = 64; max_frame = 8192; idle_timeout_ms = 3000; "
+                 "io_threads = 1;",
+                 NULL);
+    attack a;
+    pthread_t th;
+    attack_start(&a, &th, 20, false, 20000);
+    sleep_ms(500); /* their answers back up, their input fills */
+    long rss = 0;
+    honest(30, 2000, d.pid, &rss);
+    CU_ASSERT(rss > 0 && rss < 512 * 1024);
+    expect_stalled(&d, &a, 20, 15000);
+    attack_end(&a, th);
+    CU_ASSERT_EQUAL(status_value("connections"), 1);
+    daemon_stop_clean(&d);
+}
+
+/* 30 connections pipeline ISSUE requests and never read. Each may hold
+ * only a share of the ring's job pool, and none while its answers are
+ * backed up: an honest client still gets certificates, never BUSY. */
+static void test_issue_nonreaders(void)
+{
+    dproc d;
+    start_daemon(&d, "i",
+                 "max_connections = 64; max_frame = 8192; idle_timeout_ms = 3000; "
+                 "io_threads = 1;",
+                 "workers = 2; queue = 256; batch = 16;");
+    attack a;
+    pthread_t th;
+    attack_start(&a, &th, 30, true, 20000);
+    sleep_ms(500);
+    long rss = 0;
+    honest(30, 2000, d.pid, &rss);
+    CU_ASSERT(rss > 0 && rss < 512 * 1024);
+    expect_stalled(&d, &a, 30, 15000);
+    attack_end(&a, th);
+    uint64_t end = ms_now() + 5000;
+    while (ms_now() < end && status_value("inflight") != 0)
+        sleep_ms(20);
+    CU_ASSERT_EQUAL(status_value("inflight"), 0);
+    daemon_stop_clean(&d);
+}
+
+static void test_no_pin_in_logs(void)
+{
+    for (int i = 0; i < NLOGS; i++) {
+        char *t = slurp(LOGS[i]);
+        if (t && strstr(t, PIN))
+            CU_FAIL("PIN in a log");
+        free(t);
+    }
+}
+
+int main(void)
+{
+    if (access("/usr/lib/softhsm/libsofthsm2.so", R_OK) != 0) {
+        fprintf(stderr, "SoftHSM2 is missing: skipped\n");
+        return 77;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+    CU_pSuite s = CU_add_suite("certforged hostile clients", suite_init, suite_clean);
+    CU_add_test(s, "20 STATUS writers that never read", test_status_writers);
+    CU_add_test(s, "30 ISSUE pipeliners that never read", test_issue_nonreaders);
+    CU_add_test(s, "no PIN in any log", test_no_pin_in_logs);
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned fails = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
+    CU_cleanup_registry();
+    return fails ? 1 : 0;
+}
