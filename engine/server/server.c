@@ -896,19 +896,28 @@ static void arm_timer(srv_loop *L)
     io_uring_sqe_set_data64(sqe, ud_pack(OP_TIMER, 0, 0));
 }
 
+static void accept_one(srv_loop *L, int fd);
+
 static void on_accept(srv_loop *L, struct io_uring_cqe *cqe)
 {
-    srv *s = L->s;
+    /* the multishot accept ends without F_MORE on errors and also with a
+     * valid fd (e.g. when the CQ was full): re-arm unless it was cancelled */
     if (!(cqe->flags & IORING_CQE_F_MORE))
         L->accept_armed = false;
-    if (cqe->res < 0) {
-        if (cqe->res != -ECANCELED) {
-            srv_log(CFG_LOG_ERROR, "accept_failed", "err=\"%s\"", strerror(-cqe->res));
-            L->accept_retry = true; /* re-armed by the next tick (EMFILE must not spin) */
-        }
+    if (cqe->res >= 0) {
+        accept_one(L, cqe->res);
+        arm_accept(L); /* no-op while armed, draining or stopping */
         return;
     }
-    int fd = cqe->res;
+    if (cqe->res != -ECANCELED) {
+        srv_log(CFG_LOG_ERROR, "accept_failed", "err=\"%s\"", strerror(-cqe->res));
+        L->accept_retry = true; /* re-armed by the next tick (EMFILE must not spin) */
+    }
+}
+
+static void accept_one(srv_loop *L, int fd)
+{
+    srv *s = L->s;
     struct ucred cr = {0, (uid_t)-1, (gid_t)-1};
     socklen_t cl = sizeof(cr);
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) != 0) {
