@@ -73,6 +73,18 @@ struct pipe_engine {
 
     _Atomic uint64_t submitted, completed;
     _Atomic uint64_t by_status[CF_ST__MAX];
+
+    /* The recorder (only with a record hook): workers hand it their signed
+     * jobs and go on signing; it commits whatever has gathered in one
+     * transaction (group commit), then completes those jobs. So no worker
+     * sits idle during the ledger's fsync, and nothing is released before
+     * it is recorded. */
+    pthread_t rec_th;
+    bool rec_started, rec_stop;
+    pthread_mutex_t rmu;
+    pthread_cond_t rq_work, rq_room;
+    pipe_job **rq, **rq_take;
+    size_t rq_cap, rq_len;
 };
 
 /* --- small helpers --------------------------------------------------------- */
@@ -331,6 +343,9 @@ static void stage_sign(worker *w, pipe_job **jobs, size_t n)
     }
 }
 
+static void complete(pipe_engine *e, pipe_job *j);
+static void hand_to_recorder(pipe_engine *e, pipe_job *const *jobs, size_t n);
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
@@ -360,26 +375,65 @@ static void *worker_main(void *arg)
             stage_front(w, w->jobs[i], (int64_t)ts.tv_sec);
         stage_sign(w, w->jobs, n);
 
-        if (e->o.record) {
-            size_t m = 0;
-            for (size_t i = 0; i < n; i++)
-                if (w->jobs[i]->status == CF_ST_OK)
-                    w->ok[m++] = w->jobs[i];
-            if (m && e->o.record(w->ok, m, e->o.record_arg) != 0)
-                for (size_t i = 0; i < m; i++) {
-                    fail(w->ok[i], CF_ST_LEDGER_FAILURE, 0,
-                         "the certificate could not be recorded; it was not released");
-                    w->ok[i]->cert = NULL;
-                    w->ok[i]->cert_len = 0;
-                }
-        }
+        size_t m = 0;
         for (size_t i = 0; i < n; i++) {
-            pipe_job *j = w->jobs[i];
-            atomic_fetch_add(&e->by_status[j->status < CF_ST__MAX ? j->status : CF_ST_INTERNAL],
-                             1);
-            atomic_fetch_add(&e->completed, 1);
-            e->o.done(j, e->o.done_arg);
+            if (e->o.record && w->jobs[i]->status == CF_ST_OK)
+                w->ok[m++] = w->jobs[i]; /* released by the recorder */
+            else
+                complete(e, w->jobs[i]);
         }
+        if (m)
+            hand_to_recorder(e, w->ok, m);
+    }
+    return NULL;
+}
+
+static void complete(pipe_engine *e, pipe_job *j)
+{
+    atomic_fetch_add(&e->by_status[j->status < CF_ST__MAX ? j->status : CF_ST_INTERNAL], 1);
+    atomic_fetch_add(&e->completed, 1);
+    e->o.done(j, e->o.done_arg);
+}
+
+/* Queue signed jobs for the recorder; waits while its queue is full
+ * (bounded: the ledger's pace is the engine's pace). */
+static void hand_to_recorder(pipe_engine *e, pipe_job *const *jobs, size_t n)
+{
+    pthread_mutex_lock(&e->rmu);
+    while (e->rq_len + n > e->rq_cap)
+        pthread_cond_wait(&e->rq_room, &e->rmu);
+    memcpy(e->rq + e->rq_len, jobs, n * sizeof(*jobs));
+    e->rq_len += n;
+    pthread_cond_signal(&e->rq_work);
+    pthread_mutex_unlock(&e->rmu);
+}
+
+static void *recorder_main(void *arg)
+{
+    pipe_engine *e = arg;
+    for (;;) {
+        pthread_mutex_lock(&e->rmu);
+        while (e->rq_len == 0 && !e->rec_stop)
+            pthread_cond_wait(&e->rq_work, &e->rmu);
+        if (e->rq_len == 0) {
+            pthread_mutex_unlock(&e->rmu);
+            break;
+        }
+        size_t n = e->rq_len;
+        memcpy(e->rq_take, e->rq, n * sizeof(*e->rq));
+        e->rq_len = 0;
+        pthread_cond_broadcast(&e->rq_room);
+        pthread_mutex_unlock(&e->rmu);
+        /* Record before release: one transaction for all of them. */
+        if (e->o.record(e->rq_take, n, e->o.record_arg) != 0)
+            for (size_t i = 0; i < n; i++) {
+                fail(e->rq_take[i], CF_ST_LEDGER_FAILURE, 0,
+                     "the certificate could not be recorded; it was not released");
+                e->rq_take[i]->cert = NULL;
+                e->rq_take[i]->cert_len = 0;
+            }
+        for (size_t i = 0; i < n; i++)
+            complete(e, e->rq_take[i]);
     }
     return NULL;
 }
@@ -395,6 +449,11 @@ static void destroy(pipe_engine *e)
         EVP_PKEY_free(e->iss[k].pub);
     free(e->w);
     free(e->ring);
+    free(e->rq);
+    free(e->rq_take);
+    pthread_cond_destroy(&e->rq_room);
+    pthread_cond_destroy(&e->rq_work);
+    pthread_mutex_destroy(&e->rmu);
     pthread_cond_destroy(&e->not_full);
     pthread_cond_destroy(&e->not_empty);
     pthread_mutex_destroy(&e->mu);
@@ -436,7 +495,14 @@ int pipe_new(const pipe_opts *o, const pipe_profile_def *defs, size_t ndefs, pip
     pthread_condattr_destroy(&ca);
     e->cap = e->o.queue;
     e->ring = calloc(e->cap, sizeof(*e->ring));
-    if (!e->ring)
+    pthread_mutex_init(&e->rmu, NULL);
+    pthread_cond_init(&e->rq_work, NULL);
+    pthread_cond_init(&e->rq_room, NULL);
+    /* Room for every worker's batch twice over: bounds a group commit. */
+    e->rq_cap = (size_t)e->o.workers * e->o.batch * 2;
+    e->rq = calloc(e->rq_cap, sizeof(*e->rq));
+    e->rq_take = calloc(e->rq_cap, sizeof(*e->rq_take));
+    if (!e->ring || !e->rq || !e->rq_take)
         goto fail;
     for (size_t i = 0; i < ndefs; i++) {
         pipe_prof *pp = &e->profs[e->nprofs++];
@@ -496,6 +562,19 @@ int pipe_new(const pipe_opts *o, const pipe_profile_def *defs, size_t ndefs, pip
         }
     }
     e->nstarted = e->o.workers;
+    if (e->o.record) {
+        if (pthread_create(&e->rec_th, NULL, recorder_main, e) != 0) {
+            set_err(err, errlen, "%s%s", "pipeline: cannot start the recorder thread", "");
+            pthread_mutex_lock(&e->mu);
+            e->stopping = true;
+            pthread_cond_broadcast(&e->not_empty);
+            pthread_mutex_unlock(&e->mu);
+            for (unsigned k = 0; k < e->nstarted; k++)
+                pthread_join(e->w[k].th, NULL);
+            goto fail;
+        }
+        e->rec_started = true;
+    }
     *out = e;
     return 0;
 fail:
@@ -555,6 +634,14 @@ void pipe_free(pipe_engine *e)
     pthread_mutex_unlock(&e->mu);
     for (unsigned i = 0; i < e->nstarted; i++)
         pthread_join(e->w[i].th, NULL);
+    if (e->rec_started) {
+        /* Every worker has handed over its last jobs: drain, then stop. */
+        pthread_mutex_lock(&e->rmu);
+        e->rec_stop = true;
+        pthread_cond_signal(&e->rq_work);
+        pthread_mutex_unlock(&e->rmu);
+        pthread_join(e->rec_th, NULL);
+    }
     destroy(e);
 }
 

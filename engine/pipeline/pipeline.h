@@ -55,13 +55,17 @@ typedef struct pipe_job {
     size_t sig_len;
 } pipe_job;
 
-/* Called on a worker thread, once per job, after the job's batch was
- * signed, checked and (if a batch hook is set) recorded. */
+/* Called once per job, after it was signed, checked and (if a record hook
+ * is set) recorded: on a worker thread, or on the recorder thread for jobs
+ * that went through the record hook. */
 typedef void (*pipe_done_fn)(pipe_job *job, void *arg);
 
-/* Called on a worker thread with the jobs of a batch that succeeded, before
- * any of them completes: the ledger's "record before release". A non-zero
- * return fails all of them with CF_ST_LEDGER_FAILURE. */
+/* Called with jobs that succeeded, before any of them completes: the
+ * ledger's "record before release". Runs on the pipeline's one recorder
+ * thread, which gathers what the workers signed meanwhile (group commit:
+ * one call may hold several workers' batches), so workers keep signing
+ * while the ledger syncs. A non-zero return fails all of them with
+ * CF_ST_LEDGER_FAILURE and releases no certificate. */
 typedef int (*pipe_batch_fn)(pipe_job *const *jobs, size_t n, void *arg);
 
 typedef enum pipe_verify { PIPE_VERIFY_ALL, PIPE_VERIFY_ONE_IN_N, PIPE_VERIFY_OFF } pipe_verify;
