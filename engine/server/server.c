@@ -218,6 +218,7 @@ struct srv_loop {
     /* state */
     bool accept_armed, accept_cancel_sent, accept_retry;
     bool draining, done;
+    bool fatal; /* get_sqe could not get an SQE: stop the ring (L->err) */
     uint64_t drain_deadline;
     uint64_t now;
     struct __kernel_timespec tick_ts;
@@ -259,14 +260,28 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* An SQE, submitting what is queued when the SQ is full. The submit can
+ * leave the SQ full (-EBUSY/-EAGAIN while completions wait to be posted):
+ * a few more tries, letting the kernel post them; then the ring is failed
+ * (L->fatal: loop_run stops, the daemon stops) and NULL is returned —
+ * every caller then leaves its state as if nothing had been asked. */
 static struct io_uring_sqe *get_sqe(srv_loop *L)
 {
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&L->ring);
-    if (!sqe) {
-        io_uring_submit(&L->ring);
+    struct io_uring_sqe *sqe = L->fatal ? NULL : io_uring_get_sqe(&L->ring);
+    for (int tries = 0; !sqe && !L->fatal && tries < 4; tries++) {
+        int r = io_uring_submit(&L->ring);
+        if (r < 0 && r != -EBUSY && r != -EAGAIN && r != -EINTR)
+            break;
         sqe = io_uring_get_sqe(&L->ring);
+        if (!sqe)
+            (void)io_uring_get_events(&L->ring);
     }
-    return sqe; /* the SQ (512) always has room after a submit */
+    if (!sqe && !L->fatal) {
+        L->fatal = true;
+        snprintf(L->err, sizeof(L->err), "the submission queue stays full (%u entries)",
+                 SRV_SQ_ENTRIES);
+    }
+    return sqe;
 }
 
 /* ------------------------------------------------------------ buffers, jobs */
@@ -373,9 +388,11 @@ static void conn_close(srv_loop *L, conn *c, const char *reason)
     shutdown(c->fd, SHUT_RDWR);
     if (c->recv_armed && !c->cancel_sent) {
         struct io_uring_sqe *sqe = get_sqe(L);
-        io_uring_prep_cancel64(sqe, ud_pack(OP_RECV, (uint32_t)(c - L->conns), c->gen), 0);
-        io_uring_sqe_set_data64(sqe, ud_pack(OP_CANCEL, 0, 0));
-        c->cancel_sent = true;
+        if (sqe) { /* NULL: the ring is failing; the shutdown ends the recv */
+            io_uring_prep_cancel64(sqe, ud_pack(OP_RECV, (uint32_t)(c - L->conns), c->gen), 0);
+            io_uring_sqe_set_data64(sqe, ud_pack(OP_CANCEL, 0, 0));
+            c->cancel_sent = true;
+        }
     }
     park_remove(L, c);
     uint64_t dropped = c->n_ready + c->jobs_out;
@@ -488,6 +505,8 @@ static void start_send(srv_loop *L, conn *c)
     if (c->dead || c->send_inflight || c->out_len == 0)
         return;
     struct io_uring_sqe *sqe = get_sqe(L);
+    if (!sqe)
+        return;
     io_uring_prep_send(sqe, c->fd, c->out, c->out_len, MSG_NOSIGNAL);
     io_uring_sqe_set_data64(sqe, ud_pack(OP_SEND, (uint32_t)(c - L->conns), c->gen));
     c->send_len = c->out_len;
@@ -867,6 +886,8 @@ static void arm_accept(srv_loop *L)
     if (L->accept_armed || L->draining || atomic_load(&L->s->stopping))
         return;
     struct io_uring_sqe *sqe = get_sqe(L);
+    if (!sqe)
+        return;
     io_uring_prep_multishot_accept(sqe, L->s->lfd, NULL, NULL, SOCK_CLOEXEC);
     io_uring_sqe_set_data64(sqe, ud_pack(OP_ACCEPT, 0, 0));
     L->accept_armed = true;
@@ -876,6 +897,8 @@ static void arm_accept(srv_loop *L)
 static void arm_event(srv_loop *L)
 {
     struct io_uring_sqe *sqe = get_sqe(L);
+    if (!sqe)
+        return;
     io_uring_prep_read(sqe, L->evfd, &L->ev_val, sizeof(L->ev_val), 0);
     io_uring_sqe_set_data64(sqe, ud_pack(OP_EVENT, 0, 0));
 }
@@ -883,6 +906,8 @@ static void arm_event(srv_loop *L)
 static void arm_signal(srv_loop *L)
 {
     struct io_uring_sqe *sqe = get_sqe(L);
+    if (!sqe)
+        return;
     io_uring_prep_read(sqe, L->s->signal_fd, &L->sig, sizeof(L->sig), 0);
     io_uring_sqe_set_data64(sqe, ud_pack(OP_SIGNAL, 0, 0));
 }
@@ -890,6 +915,8 @@ static void arm_signal(srv_loop *L)
 static void arm_timer(srv_loop *L)
 {
     struct io_uring_sqe *sqe = get_sqe(L);
+    if (!sqe)
+        return;
     L->tick_ts.tv_sec = L->s->tick_ms / 1000;
     L->tick_ts.tv_nsec = (long long)(L->s->tick_ms % 1000) * 1000000;
     io_uring_prep_timeout(sqe, &L->tick_ts, 0, 0);
@@ -1069,9 +1096,11 @@ static void begin_drain(srv_loop *L)
     L->drain_deadline = L->now + L->s->sv.drain_timeout_ms;
     if (L->accept_armed && !L->accept_cancel_sent) {
         struct io_uring_sqe *sqe = get_sqe(L);
-        io_uring_prep_cancel64(sqe, ud_pack(OP_ACCEPT, 0, 0), 0);
-        io_uring_sqe_set_data64(sqe, ud_pack(OP_CANCEL, 0, 0));
-        L->accept_cancel_sent = true;
+        if (sqe) {
+            io_uring_prep_cancel64(sqe, ud_pack(OP_ACCEPT, 0, 0), 0);
+            io_uring_sqe_set_data64(sqe, ud_pack(OP_CANCEL, 0, 0));
+            L->accept_cancel_sent = true;
+        }
     }
     for (uint32_t i = 0; i < L->nslots; i++) {
         conn *c = &L->conns[i];
@@ -1304,6 +1333,8 @@ static int loop_run(srv_loop *L)
             }
         }
         io_uring_cq_advance(&L->ring, n);
+        if (L->fatal)
+            return -1; /* L->err; the caller stops the daemon */
         if (atomic_load(&s->stopping) && !L->draining)
             begin_drain(L);
         if (L->draining) {
