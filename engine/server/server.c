@@ -184,7 +184,7 @@ typedef struct conn {
     uint64_t last_activity;
     uint64_t out_blocked_since; /* an answer has not fit since then (0: none) */
     struct conn *park_next;
-    uint64_t requests, unauthorized;
+    uint64_t requests, unauthorized, unsupported;
 } conn;
 
 struct srv_loop {
@@ -401,9 +401,10 @@ static void conn_close(srv_loop *L, conn *c, const char *reason)
     atomic_fetch_sub(&s->conns, 1);
     srv_log(CFG_LOG_INFO, "conn_close",
             "peer_uid=%u peer_gid=%u peer_pid=%u reason=%s requests=%llu dropped=%llu "
-            "unsent_bytes=%zu",
+            "unsent_bytes=%zu unsupported=%llu unauthorized=%llu",
             c->uid, c->gid, c->pid, reason, (unsigned long long)c->requests,
-            (unsigned long long)dropped, c->out_len);
+            (unsigned long long)dropped, c->out_len, (unsigned long long)c->unsupported,
+            (unsigned long long)c->unauthorized);
     maybe_release(L, c);
 }
 
@@ -764,7 +765,12 @@ static int handle_frame(srv_loop *L, conn *c, const uint8_t *frame, size_t flen)
             snprintf(msg, sizeof(msg), "malformed request: %s", proto_err_name(e));
         if (!answer_error(L, c, req.hdr.op, req.hdr.id, st, 0, msg))
             return FR_BLOCKED;
-        srv_log(closes ? CFG_LOG_WARNING : CFG_LOG_INFO, closes ? "bad_frame" : "unsupported",
+        /* unknown or reserved ops keep the connection: the first per
+         * connection at info, the rest at debug (counted in conn_close) */
+        cfg_log_level lvl = CFG_LOG_WARNING;
+        if (!closes)
+            lvl = ++c->unsupported == 1 ? CFG_LOG_INFO : CFG_LOG_DEBUG;
+        srv_log(lvl, closes ? "bad_frame" : "unsupported",
                 "peer_uid=%u peer_pid=%u err=%s op=%u id=%llu", c->uid, c->pid, proto_err_name(e),
                 req.hdr.op, (unsigned long long)req.hdr.id);
         return closes ? FR_CLOSE : FR_CONSUMED;

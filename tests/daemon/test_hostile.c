@@ -312,6 +312,42 @@ static int raw_connect(void)
     return fd;
 }
 
+/* Read exactly n octets within the deadline: 1 done, 0 EOF first, -1 error/timeout. */
+static int raw_read_n(int fd, uint8_t *buf, size_t n, uint64_t deadline)
+{
+    size_t got = 0;
+    while (got < n) {
+        int left = (int)(deadline > ms_now() ? deadline - ms_now() : 0);
+        struct pollfd pfd = {fd, POLLIN, 0};
+        if (poll(&pfd, 1, left) <= 0)
+            return -1;
+        ssize_t r = recv(fd, buf + got, n - got, 0);
+        if (r == 0)
+            return 0;
+        if (r < 0)
+            return errno == ECONNRESET ? 0 : -1;
+        got += (size_t)r;
+    }
+    return 1;
+}
+
+/* One response frame: its decoded form in *out (pointing into buf).
+ * Returns 1, 0 on EOF, -1 on timeout / bad frame. */
+static int raw_response(int fd, uint8_t *buf, size_t cap, proto_resp *out, unsigned timeout_ms)
+{
+    uint64_t deadline = ms_now() + timeout_ms;
+    int r = raw_read_n(fd, buf, 4, deadline);
+    if (r != 1)
+        return r;
+    size_t len =
+        4 + (((size_t)buf[0] << 24) | ((size_t)buf[1] << 16) | ((size_t)buf[2] << 8) | buf[3]);
+    if (len > cap || len < PROTO_HDR_LEN)
+        return -1;
+    if (raw_read_n(fd, buf + 4, len - 4, deadline) != 1)
+        return -1;
+    return proto_resp_decode(buf, len, out) == PROTO_OK ? 1 : -1;
+}
+
 static size_t enc_issue(uint8_t *buf, size_t cap, uint64_t id, const csr_item *it,
                         const char *profile)
 {
@@ -590,6 +626,36 @@ static void test_issue_nonreaders(void)
     daemon_stop_clean(&d);
 }
 
+/* 200 frames of an unknown op on one connection: each answered
+ * UNSUPPORTED, the connection stays; one info line, the rest at debug,
+ * and the count in the close line. */
+static void test_unsupported_flood(void)
+{
+    dproc d;
+    start_daemon(&d, "u", "max_frame = 8192; io_threads = 1;", NULL);
+    int fd = raw_connect();
+    CU_ASSERT_FATAL(fd >= 0);
+    uint8_t f[64], buf[8192];
+    int answered = 0;
+    for (int i = 0; i < 200; i++) {
+        size_t n = proto_enc_status_req(f, sizeof(f), (uint64_t)i);
+        f[5] = (uint8_t)(i % 2 ? 9 : PROTO_OP_SIGN);
+        CU_ASSERT_FATAL(send(fd, f, n, MSG_NOSIGNAL) == (ssize_t)n);
+        proto_resp r;
+        if (raw_response(fd, buf, sizeof(buf), &r, 5000) == 1 && r.status == CF_ST_UNSUPPORTED &&
+            r.id == (uint64_t)i)
+            answered++;
+    }
+    CU_ASSERT_EQUAL(answered, 200);
+    close(fd);
+    uint64_t end = ms_now() + 5000;
+    while (ms_now() < end && !log_has(d.log, "unsupported=200"))
+        sleep_ms(20);
+    CU_ASSERT_TRUE(log_has(d.log, "unsupported=200"));
+    CU_ASSERT_EQUAL(log_count(d.log, "event=unsupported"), 1);
+    daemon_stop_clean(&d);
+}
+
 static void test_no_pin_in_logs(void)
 {
     for (int i = 0; i < NLOGS; i++) {
@@ -612,6 +678,7 @@ int main(void)
     CU_pSuite s = CU_add_suite("certforged hostile clients", suite_init, suite_clean);
     CU_add_test(s, "20 STATUS writers that never read", test_status_writers);
     CU_add_test(s, "30 ISSUE pipeliners that never read", test_issue_nonreaders);
+    CU_add_test(s, "a flood of unknown ops: one info line", test_unsupported_flood);
     CU_add_test(s, "no PIN in any log", test_no_pin_in_logs);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
