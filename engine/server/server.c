@@ -1187,6 +1187,12 @@ static void on_timer(srv_loop *L)
         rate_sample(s, L->now);
     if (L->accept_retry)
         arm_accept(L);
+    /* jobs also come back without a completion on this ring (answers sent
+     * or dropped), and the pipeline's queue is shared with the other
+     * rings: parked requests are retried on every tick, not only when one
+     * of this ring's jobs completes */
+    if (L->park_head)
+        retry_parked(L);
     for (uint32_t i = 0; i < L->nslots; i++) {
         conn *c = &L->conns[i];
         if (!c->used || c->dead)

@@ -656,6 +656,60 @@ static void test_unsupported_flood(void)
     daemon_stop_clean(&d);
 }
 
+/* A request parked for an empty job pool is retried on every tick, not
+ * only when a job of its ring completes: here the jobs come back when a
+ * peer that held them (answers it never read) goes away, with no
+ * completion after it; the parked request must not wait for its BUSY
+ * deadline (4 s). */
+static void test_parked_retry(void)
+{
+    dproc d;
+    start_daemon(&d, "p",
+                 "max_frame = 8192; io_threads = 1; busy_deadline_ms = 4000; "
+                 "idle_timeout_ms = 10000;",
+                 "workers = 1; queue = 4; batch = 1;");
+    /* X: 600 ISSUE requests, never read: its output (and its socket
+     * buffer) fills, the pool's 5 jobs end up holding its unsent answers */
+    int x = raw_connect();
+    CU_ASSERT_FATAL(x >= 0);
+    fcntl(x, F_SETFL, O_NONBLOCK);
+    static uint8_t f[600 * 2048];
+    size_t n = 0;
+    for (int i = 0; i < 600; i++)
+        n += enc_issue(f + n, sizeof(f) - n, (uint64_t)i, &POOL.items[(size_t)i % POOL.n], "nf");
+    size_t off = 0;
+    uint64_t end = ms_now() + 3000;
+    while (off < n && ms_now() < end) {
+        ssize_t w = send(x, f + off, n - off, MSG_NOSIGNAL);
+        if (w > 0)
+            off += (size_t)w;
+        else
+            sleep_ms(5);
+    }
+    sleep_ms(500);
+    CU_ASSERT_EQUAL(status_value("inflight"), 5);
+    /* Y: one request, parked (no free job) */
+    int y = raw_connect();
+    CU_ASSERT_FATAL(y >= 0);
+    size_t m = enc_issue(f, sizeof(f), 7, &POOL.items[0], "nf");
+    CU_ASSERT_EQUAL(send(y, f, m, MSG_NOSIGNAL), (ssize_t)m);
+    sleep_ms(300);
+    uint64_t t0 = ms_now();
+    close(x); /* its send fails: closed, its jobs freed */
+    uint8_t buf[16384];
+    proto_resp r;
+    CU_ASSERT_EQUAL(raw_response(y, buf, sizeof(buf), &r, 10000), 1);
+    uint64_t dt = ms_now() - t0;
+    CU_ASSERT_EQUAL(r.status, CF_ST_OK);
+    CU_ASSERT_EQUAL(r.id, 7);
+    if (dt >= 2000)
+        fprintf(stderr, "\nparked request answered %llu ms after the jobs came back\n",
+                (unsigned long long)dt);
+    CU_ASSERT(dt < 2000);
+    close(y);
+    daemon_stop_clean(&d);
+}
+
 static void test_no_pin_in_logs(void)
 {
     for (int i = 0; i < NLOGS; i++) {
@@ -679,6 +733,7 @@ int main(void)
     CU_add_test(s, "20 STATUS writers that never read", test_status_writers);
     CU_add_test(s, "30 ISSUE pipeliners that never read", test_issue_nonreaders);
     CU_add_test(s, "a flood of unknown ops: one info line", test_unsupported_flood);
+    CU_add_test(s, "a parked request retried on the tick", test_parked_retry);
     CU_add_test(s, "no PIN in any log", test_no_pin_in_logs);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
