@@ -68,6 +68,24 @@ int bench_setup_ca(bench_setup *su, const char *argv0)
         fprintf(stderr, "certforge-bench: CA set-up with %s failed\n", cli);
         return -1;
     }
+    if (su->hsm_latency_us > 0) {
+#ifdef CF_BENCH_SHIM_PATH
+        const char *shim = CF_BENCH_SHIM_PATH;
+        if (access(shim, R_OK) != 0) {
+            fprintf(stderr, "certforge-bench: %s not found (build the cf_shim target)\n", shim);
+            return -1;
+        }
+        char lat[16];
+        snprintf(lat, sizeof(lat), "%u", su->hsm_latency_us);
+        setenv("CF_SHIM_MODULE", su->module, 1);
+        setenv("CF_SHIM_SIGN_LATENCY_US", lat, 1);
+        snprintf(su->token_uri, sizeof(su->token_uri),
+                 "pkcs11:token=bench?module-path=%s&pin-source=file:%s", shim, su->pin_file);
+#else
+        fprintf(stderr, "certforge-bench: built without the PKCS#11 shim: no --hsm-latency-us\n");
+        return -1;
+#endif
+    }
     return 0;
 }
 
@@ -105,7 +123,7 @@ int bench_write_config(const bench_setup *su, unsigned threads, unsigned queue, 
     fprintf(f,
             "tokens = ( { name = \"bench\"; uri = \"%s\"; } );\n"
             "keys = ( { name = \"ca\"; token = \"bench\"; uri = \"pkcs11:object=ca\"; "
-            "sessions = %u; } );\n"
+            "sessions = %u; sign_threads = %u; } );\n"
             "issuers = ( { name = \"ca\"; key = \"ca\"; certificate = \"%s\"; } );\n"
             "profiles = ( {\n"
             "  name = \"nf\"; type = \"nf\"; issuer = \"ca\";\n"
@@ -116,8 +134,9 @@ int bench_write_config(const bench_setup *su, unsigned threads, unsigned queue, 
             "} );\n"
             "pipeline = { workers = %u; queue = %u; batch = %u; verify_issued = \"%s\"; };\n"
             "%s",
-            su->token_uri, threads, su->ca_pem, threads, queue,
-            su->batch > queue ? queue : su->batch, su->verify ? "all" : "off", extra ? extra : "");
+            su->token_uri, su->sessions ? su->sessions : threads, su->sessions, su->ca_pem, threads,
+            queue, su->batch > queue ? queue : su->batch, su->verify ? "all" : "off",
+            extra ? extra : "");
     /* certforged records every certificate (docs/ledger.md): a fresh
      * ledger per run, in the bench's folder (the core mode ignores it) */
     if (!su->no_ledger) {

@@ -23,6 +23,8 @@ typedef struct bench_setup {
     unsigned connections, depth; /* ipc: client connections, requests in flight on each */
     bool verify;    /* verify every issued signature */
     bool no_ledger; /* ipc: certforged without its ledger (hidden --no-ledger: cost comparison) */
+    unsigned hsm_latency_us; /* > 0: sign through the latency shim (a network HSM stand-in) */
+    unsigned sessions;  /* > 0: the key's sessions and sign_threads (else workers, 0) */
     char csr_key[16], ca_key[16];
     char dir[256];       /* temporary folder: token, PIN, CA certificate, config */
     char module[256];    /* PKCS#11 module */
@@ -83,7 +85,10 @@ double bench_proc_cpu_s(int pid);
 uint64_t bench_proc_kib(int pid, const char *field);
 
 /* Make the token, the CA key and a self-signed CA certificate (through the
- * certforge CLI next to this binary). */
+ * certforge CLI next to this binary). With su->hsm_latency_us > 0, then
+ * point su->token_uri at the PKCS#11 shim (docs/shim.md) over that token,
+ * adding that latency to every signature, for this process and its
+ * children (certforged). */
 int bench_setup_ca(bench_setup *su, const char *argv0);
 void bench_setup_cleanup(bench_setup *su);
 

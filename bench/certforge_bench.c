@@ -65,6 +65,10 @@ static void usage(FILE *f)
             "  --x509-keep DIR   openssl-x509: copy ca.pem and one issued cert.pem to DIR\n"
             "  --sample S        record rate, p99 and (ipc) daemon RSS every S seconds (JSON)\n"
             "  --no-progress     no live progress line (shown on stderr when it is a terminal)\n"
+            "  --hsm-latency-us L  sign through the PKCS#11 shim, which adds L us to every\n"
+            "                    signature (a network HSM stand-in; docs/shim.md)\n"
+            "  --sessions S      the CA key's sessions and sign_threads (default: sessions =\n"
+            "                    workers, sign_threads = 0); up to S signatures in flight\n"
             "  --cache DIR       CSR pool cache (default ~/.cache/certforge-bench)\n"
             "  --json FILE       also write the results as JSON (one object per mode run)\n"
             "\n"
@@ -275,6 +279,8 @@ int main(int argc, char **argv)
         {"no-progress", no_argument, NULL, 'q'},   {"rate", required_argument, NULL, 'R'},
         /* hidden: ipc without the ledger, only to measure what it costs */
         {"no-ledger", no_argument, NULL, 'L'},
+        {"hsm-latency-us", required_argument, NULL, 'H'},
+        {"sessions", required_argument, NULL, 's'},
         {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -358,6 +364,24 @@ int main(int argc, char **argv)
         case 'L':
             su.no_ledger = true;
             break;
+        case 'H': {
+            long v = strtol(optarg, NULL, 10);
+            if (v < 0 || v > 60000000) {
+                fprintf(stderr, "certforge-bench: --hsm-latency-us 0..60000000\n");
+                return 2;
+            }
+            su.hsm_latency_us = (unsigned)v;
+            break;
+        }
+        case 's': {
+            long v = strtol(optarg, NULL, 10);
+            if (v < 1 || v > 1024) {
+                fprintf(stderr, "certforge-bench: --sessions 1..1024\n");
+                return 2;
+            }
+            su.sessions = (unsigned)v;
+            break;
+        }
         case 'j':
             json = optarg;
             break;
@@ -434,6 +458,10 @@ int main(int argc, char **argv)
     }
     printf("certforge-bench: %s CA key in SoftHSM, %zu distinct %s CSRs, ", su.ca_key, su.pool.n,
            su.csr_key);
+    if (su.hsm_latency_us > 0)
+        printf("HSM latency %u us (shim), ", su.hsm_latency_us);
+    if (su.sessions > 0)
+        printf("%u sessions and sign threads, ", su.sessions);
     if (su.duration > 0)
         printf("%.0f s per run", su.duration);
     else

@@ -160,4 +160,28 @@ typedef struct hsm_sign_req {
 } hsm_sign_req;
 size_t hsm_sign_batch(hsm_signer *s, hsm_sign_req *reqs, size_t n);
 
+/*
+ * Signing threads, for a token whose latency must be hidden (a network
+ * HSM: L ms per signature caps a thread at 1/L signatures per second).
+ * With n > 0 the signer runs n threads; hsm_sign_batch() then queues the
+ * batch's requests for them (each thread takes one request at a time and
+ * signs it with hsm_sign(); the caller takes its own batch's requests too
+ * rather than idle) and returns when all are done, so up to n signatures
+ * (plus one per caller) are in flight at once across all callers, bounded
+ * by the pool's sessions. With n == 0 (the default) hsm_sign_batch() signs on
+ * the caller's thread, one request after another. hsm_sign() always signs
+ * on the caller's thread. In a child after fork() there are no signing
+ * threads: hsm_sign_batch() signs on the caller's thread.
+ *
+ * Call at most once, after hsm_signer_open() and before the signer is
+ * used from other threads; the threads are joined by hsm_signer_close().
+ * n at most HSM_SIGN_THREADS_MAX. Returns 0, or -1 with err filled
+ * (CKR_ARGUMENTS_BAD, CKR_HOST_MEMORY, CKR_CANT_LOCK when a thread could
+ * not be started; then the signer keeps signing on the caller's thread).
+ */
+#define HSM_SIGN_THREADS_MAX 1024
+HSM_WUR int hsm_signer_set_threads(hsm_signer *s, unsigned n, hsm_err *err);
+/* Signing threads running (0 without, and in a child after fork). */
+unsigned hsm_signer_threads(const hsm_signer *s);
+
 #endif

@@ -38,7 +38,29 @@ struct hsm_signer {
     unsigned *freelist;
     _Atomic unsigned busy;
     _Atomic unsigned fork_gen;
+
+    /* Signing threads (hsm_signer_set_threads): a FIFO of the batches
+     * waiting in hsm_sign_batch(), each on its caller's stack, so the
+     * queue is bounded by the number of callers and needs no allocation.
+     * qmu guards the queue, qstop and every queued batch's next/left/ok. */
+    pthread_mutex_t qmu;
+    pthread_cond_t qcv; /* a batch was queued, or qstop */
+    struct sign_batch *qhead, *qtail;
+    bool qstop;
+    unsigned nthr; /* threads running in this process (0 in a fork child) */
+    pthread_t *thr;
 };
+
+/* One hsm_sign_batch() call handed to the signing threads. */
+typedef struct sign_batch {
+    hsm_sign_req *reqs;
+    size_t n;
+    size_t next;         /* next request to hand out */
+    size_t left;         /* requests not yet finished */
+    size_t ok;           /* requests signed */
+    pthread_cond_t done; /* left reached 0 */
+    struct sign_batch *qnext;
+} sign_batch;
 
 static void cond_init_monotonic(pthread_cond_t *cv)
 {
@@ -181,6 +203,12 @@ static void signer_after_fork(void *arg)
     s->nfree = s->n;
     atomic_store(&s->busy, 0);
     s->key = CK_INVALID_HANDLE;
+    /* The signing threads are the parent's: none runs here. A batch queued
+     * by a parent thread belongs to a caller that does not exist here. */
+    pthread_mutex_init(&s->qmu, NULL);
+    pthread_cond_init(&s->qcv, NULL);
+    s->qhead = s->qtail = NULL;
+    s->nthr = 0;
 }
 
 /* A checked-out session, valid for the current token epoch, with the key
@@ -314,6 +342,8 @@ static void pool_exit(hsm_signer *s, pool_use *u, CK_RV rv)
         hsm_token_suspect(t); /* find the key again, checking the login */
 }
 
+static void stop_threads(hsm_signer *s);
+
 /* --- open / close --------------------------------------------------------- */
 
 int hsm_signer_open(hsm_token *t, const char *key_uri, unsigned sessions, hsm_signer **out,
@@ -328,6 +358,8 @@ int hsm_signer_open(hsm_token *t, const char *key_uri, unsigned sessions, hsm_si
     s->t = t;
     pthread_mutex_init(&s->mu, NULL);
     cond_init_monotonic(&s->cv);
+    pthread_mutex_init(&s->qmu, NULL);
+    pthread_cond_init(&s->qcv, NULL);
     if (hsm_uri_parse(key_uri, &s->uri, err) != 0)
         goto out;
     CK_TOKEN_INFO *ti = p11_kit_uri_get_token_info(s->uri);
@@ -409,6 +441,8 @@ void hsm_signer_close(hsm_signer *s)
     if (!s)
         return;
     bool same_process = atomic_load(&s->fork_gen) == atomic_load(&hsm_fork_gen);
+    if (same_process)
+        stop_threads(s);
     if (same_process && s->t->mod)
         hsm_gate_enter(s->t->mod);
     for (unsigned i = 0; s->sess && i < s->n; i++)
@@ -419,10 +453,13 @@ void hsm_signer_close(hsm_signer *s)
         hsm_gate_leave(s->t->mod);
     free(s->sess);
     free(s->freelist);
+    free(s->thr);
     if (s->uri)
         p11_kit_uri_free(s->uri);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->qcv);
+    pthread_mutex_destroy(&s->qmu);
     free(s);
 }
 
@@ -541,20 +578,147 @@ int hsm_sign(hsm_signer *s, hsm_mech m, const uint8_t *in, size_t inlen, uint8_t
     return 0;
 }
 
+/* One request, on this thread; true if it was signed. */
+static bool sign_req(hsm_signer *s, hsm_sign_req *r)
+{
+    hsm_err e = {0};
+    if (hsm_sign(s, r->mech, r->in, r->inlen, r->sig, &r->siglen, &e) == 0) {
+        r->rv = CKR_OK;
+        r->msg[0] = '\0';
+        return true;
+    }
+    r->rv = e.rv ? e.rv : CKR_GENERAL_ERROR;
+    snprintf(r->msg, sizeof(r->msg), "%.159s", e.msg);
+    return false;
+}
+
+/* Take b off the queue (qmu held; b is queued). The queue holds one
+ * batch per waiting caller, so the walk is short. */
+static void queue_unlink(hsm_signer *s, sign_batch *b)
+{
+    sign_batch **pp = &s->qhead, *prev = NULL;
+    while (*pp != b) {
+        prev = *pp;
+        pp = &(*pp)->qnext;
+    }
+    *pp = b->qnext;
+    if (s->qtail == b)
+        s->qtail = prev;
+    b->qnext = NULL;
+}
+
+/* A signing thread: take the head batch's next request, sign it, count it
+ * done; until stopped with the queue empty. */
+static void *sign_thread(void *arg)
+{
+    hsm_signer *s = arg;
+    pthread_mutex_lock(&s->qmu);
+    for (;;) {
+        while (!s->qhead && !s->qstop)
+            pthread_cond_wait(&s->qcv, &s->qmu);
+        sign_batch *b = s->qhead;
+        if (!b)
+            break; /* stopped, nothing queued */
+        size_t i = b->next++;
+        if (b->next == b->n) /* all handed out: off the queue */
+            queue_unlink(s, b);
+        pthread_mutex_unlock(&s->qmu);
+        bool ok = sign_req(s, &b->reqs[i]);
+        pthread_mutex_lock(&s->qmu);
+        b->ok += ok;
+        /* Signalled under qmu: the caller cannot see left == 0, return
+         * and take its batch off the stack until this thread lets go. */
+        if (--b->left == 0)
+            pthread_cond_signal(&b->done);
+    }
+    pthread_mutex_unlock(&s->qmu);
+    return NULL;
+}
+
+/* Not racing with calls (hsm_signer_close's contract): the queue is empty. */
+static void stop_threads(hsm_signer *s)
+{
+    if (!s->nthr)
+        return;
+    pthread_mutex_lock(&s->qmu);
+    s->qstop = true;
+    pthread_cond_broadcast(&s->qcv);
+    pthread_mutex_unlock(&s->qmu);
+    for (unsigned i = 0; i < s->nthr; i++)
+        pthread_join(s->thr[i], NULL);
+    s->nthr = 0;
+}
+
+int hsm_signer_set_threads(hsm_signer *s, unsigned n, hsm_err *err)
+{
+    if (n > HSM_SIGN_THREADS_MAX)
+        return hsm_fail(err, CKR_ARGUMENTS_BAD, "%u signing threads: at most %u", n,
+                        HSM_SIGN_THREADS_MAX);
+    if (s->thr)
+        return hsm_fail(err, CKR_ARGUMENTS_BAD, "the signer's threads are already set");
+    if (n == 0)
+        return 0;
+    if (!(s->thr = calloc(n, sizeof(*s->thr))))
+        return hsm_fail(err, CKR_HOST_MEMORY, "out of memory");
+    for (unsigned i = 0; i < n; i++) {
+        int e = pthread_create(&s->thr[i], NULL, sign_thread, s);
+        if (e != 0) {
+            stop_threads(s);
+            s->qstop = false;
+            return hsm_fail(err, CKR_CANT_LOCK, "starting signing thread %u of %u: %s", i + 1, n,
+                            strerror(e));
+        }
+        s->nthr = i + 1;
+    }
+    return 0;
+}
+
+unsigned hsm_signer_threads(const hsm_signer *s)
+{
+    /* A fork child whose hook has not run yet has none either. */
+    if (atomic_load(&s->fork_gen) != atomic_load(&hsm_fork_gen))
+        return 0;
+    return s->nthr;
+}
+
 size_t hsm_sign_batch(hsm_signer *s, hsm_sign_req *reqs, size_t n)
 {
-    size_t ok = 0;
-    for (size_t i = 0; i < n; i++) {
-        hsm_err e = {0};
-        if (hsm_sign(s, reqs[i].mech, reqs[i].in, reqs[i].inlen, reqs[i].sig, &reqs[i].siglen,
-                     &e) == 0) {
-            reqs[i].rv = CKR_OK;
-            reqs[i].msg[0] = '\0';
-            ok++;
-        } else {
-            reqs[i].rv = e.rv ? e.rv : CKR_GENERAL_ERROR;
-            snprintf(reqs[i].msg, sizeof(reqs[i].msg), "%.159s", e.msg);
-        }
+    /* In a fork child the hook forgets the parent's threads (nthr = 0). */
+    hsm_after_fork_once(&s->fork_gen, signer_after_fork, s);
+    if (s->nthr == 0 || n == 0) {
+        size_t ok = 0;
+        for (size_t i = 0; i < n; i++)
+            ok += sign_req(s, &reqs[i]);
+        return ok;
     }
+    sign_batch b = {.reqs = reqs, .n = n, .left = n};
+    pthread_cond_init(&b.done, NULL);
+    pthread_mutex_lock(&s->qmu);
+    if (s->qtail)
+        s->qtail->qnext = &b;
+    else
+        s->qhead = &b;
+    s->qtail = &b;
+    /* As many threads as can take a request besides this one. */
+    for (size_t i = 1; i < n && i - 1 < s->nthr; i++)
+        pthread_cond_signal(&s->qcv);
+    /* Rather than idle, the caller signs its own batch's requests too (so
+     * a fast token pays few hand-offs); the last one handed out takes the
+     * batch off the queue, wherever it is in it. */
+    while (b.next < b.n) {
+        size_t i = b.next++;
+        if (b.next == b.n)
+            queue_unlink(s, &b);
+        pthread_mutex_unlock(&s->qmu);
+        bool ok = sign_req(s, &reqs[i]);
+        pthread_mutex_lock(&s->qmu);
+        b.ok += ok;
+        b.left--;
+    }
+    while (b.left)
+        pthread_cond_wait(&b.done, &s->qmu);
+    size_t ok = b.ok;
+    pthread_mutex_unlock(&s->qmu);
+    pthread_cond_destroy(&b.done);
     return ok;
 }

@@ -586,7 +586,7 @@ static int load_tokens(ld *l, const config_setting_t *root, cfg_config *c)
 
 static int load_keys(ld *l, const config_setting_t *root, cfg_config *c)
 {
-    static const char *const known[] = {"name", "token", "uri", "sessions", NULL};
+    static const char *const known[] = {"name", "token", "uri", "sessions", "sign_threads", NULL};
     config_setting_t *list;
     int n;
     if (top_list(l, root, "keys", &list, &n))
@@ -598,11 +598,12 @@ static int load_keys(ld *l, const config_setting_t *root, cfg_config *c)
         cfg_key *k = &c->keys[i];
         const char *name, *tok, *uri;
         const config_setting_t *wt, *wu;
-        long long sess;
+        long long sess, sthr;
         if (only_known(l, e, known, "a key") ||
             entry_name(l, e, &c->keys[0].name, sizeof(*k), i, &name) ||
             get_str(l, e, "token", true, &tok, &wt) || get_str(l, e, "uri", true, &uri, &wu) ||
-            get_int(l, e, "sessions", 1, CFG_MAX_SESSIONS, c->pipeline.workers, &sess))
+            get_int(l, e, "sessions", 1, CFG_MAX_SESSIONS, c->pipeline.workers, &sess) ||
+            get_int(l, e, "sign_threads", 0, CFG_MAX_SESSIONS, 0, &sthr))
             return -1;
         size_t ti;
         for (ti = 0; ti < c->n_tokens; ti++)
@@ -618,6 +619,7 @@ static int load_keys(ld *l, const config_setting_t *root, cfg_config *c)
             return fail(l, wu, "PINs never go in the config: use pin-source=file:... or env:...");
         k->token_idx = ti;
         k->sessions = (unsigned)sess;
+        k->sign_threads = (unsigned)sthr;
         k->line = config_setting_source_line(e);
         if (!(k->name = dup_or_fail(l, name)) || !(k->token = dup_or_fail(l, tok)) ||
             !(k->uri = dup_or_fail(l, uri)))

@@ -101,6 +101,7 @@ typedef struct cfg_key {
     size_t token_idx; /* index into cfg_config.tokens */
     char *uri;        /* RFC 7512 object URI (object= and/or id=) */
     unsigned sessions;
+    unsigned sign_threads; /* 0: sign on the pipeline worker's thread */
     int line;
 } cfg_key;
 

@@ -81,6 +81,11 @@ int cf_engine_open(const cfg_config *cfg, const cf_engine_hooks *hooks, cf_engin
             goto out;
         }
         e->nsigners++;
+        if (hsm_signer_set_threads(e->signers[i], k->sign_threads, &he) != 0) {
+            snprintf(err, errlen, "%s:%d: key '%s': sign_threads: %s", cfg->path, k->line,
+                     k->name, he.msg);
+            goto out;
+        }
     }
     for (size_t i = 0; i < cfg->n_profiles; i++) {
         const cfg_profile *cp = &cfg->profiles[i];

@@ -104,6 +104,7 @@ static void test_full_config(void)
     CU_ASSERT_EQUAL(c->n_keys, 2);
     CU_ASSERT_EQUAL(c->keys[0].sessions, 3);
     CU_ASSERT_EQUAL(c->keys[1].sessions, 2); /* default: workers */
+    CU_ASSERT_EQUAL(c->keys[1].sign_threads, 0); /* default: sign on the worker */
     CU_ASSERT_EQUAL(c->keys[1].token_idx, 0);
     CU_ASSERT_EQUAL(c->n_issuers, 2);
     CU_ASSERT_STRING_EQUAL(c->issuers[0].certificate, "/etc/cf/nf-ca.pem");
@@ -582,6 +583,10 @@ static void test_values(void)
            "keys[1].uri: 'pkcs11:token=CA' selects no key");
     REFUSE("uri = \"pkcs11:id=%01\"", "uri = \"/dev/x\"", "is not a PKCS#11 URI");
     REFUSE("sessions = 3;", "sessions = 0;", "keys[0].sessions: 0 is out of range 1..1024");
+    REFUSE("sessions = 3;", "sessions = 3; sign_threads = 1025;",
+           "keys[0].sign_threads: 1025 is out of range 0..1024");
+    REFUSE("sessions = 3;", "sessions = 3; sign_threads = -1;",
+           "keys[0].sign_threads: -1 is out of range 0..1024");
     /* profile type, key types, NF types */
     REFUSE("type = \"sepp\";", "type = \"scp\";",
            "profiles[1].type: 'scp': expected \"nf\", \"sepp\" or \"star\"");
