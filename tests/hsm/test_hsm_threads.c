@@ -284,9 +284,9 @@ static void test_concurrent_callers(void)
  * before it) takes the shim's init_mu before the layer's mod_mu, the
  * reverse of the order in which hsm_token_open initialises the shim, and
  * ThreadSanitizer rightly reports the inversion. */
+#if !defined(__SANITIZE_ADDRESS__)
 static fixture FORK_FX;
 
-#if !defined(__SANITIZE_ADDRESS__)
 static int child_batch(void)
 {
     static batch b;
