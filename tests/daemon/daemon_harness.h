@@ -1,0 +1,72 @@
+/* daemon_harness.h — shared by the certforged suites (test_daemon,
+ * test_hostile): a throwaway SoftHSM token and CA, a config writer, the
+ * built certforged started and stopped by PID, libcertforge clients and raw
+ * frames. Test code only. */
+#ifndef CF_DAEMON_HARNESS_H
+#define CF_DAEMON_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <openssl/x509.h>
+
+#include "certforge.h"
+#include "cf_testutil.h"
+#include "csr_pool.h"
+#include "proto.h"
+
+extern char DH_TOKEN[16]; /* token label of the suite's SoftHSM token */
+extern cf_softhsm H;
+extern char CA_PEM[400], CLI[512], DAEMON[512], SOCK[100];
+extern X509 *CA;
+extern uint8_t *CA_DER;
+extern int CA_DER_LEN;
+extern csr_pool POOL;
+extern int NLOGS;
+extern char LOGS[32][400]; /* every daemon log, checked for the PIN at the end */
+
+typedef struct conf_opts {
+    const char *server; /* extra settings inside server = { ... } */
+    const char *grants; /* whole grants list, or NULL: this uid, everything on "nf" */
+    const char *pipeline;
+    bool shim;
+} conf_opts;
+
+typedef struct dproc {
+    pid_t pid;
+    char log[400];
+} dproc;
+
+uint64_t ms_now(void);
+void sleep_ms(unsigned ms);
+char *slurp(const char *path);
+bool log_has(const char *log, const char *needle);
+void write_conf(const char *path, const conf_opts *o);
+int daemon_start_ex(dproc *d, const char *conf, const char *shim_latency_us, int *status);
+int daemon_start(dproc *d, const char *conf, const char *shim_latency_us);
+int daemon_stop(dproc *d, int sig, unsigned timeout_ms);
+void daemon_stop_clean(dproc *d);
+cf_client *client(void);
+void fill_req(cf_issue_req *r, const csr_item *it, const char *profile);
+int verify_cert(const uint8_t *der, size_t len);
+const char *kv_get(const cf_response *r, const char *key, char *buf, size_t len);
+long status_value(const char *key);
+void wait_connections(long want);
+int raw_connect(void);
+int raw_send(int fd, const void *p, size_t n);
+int raw_read_n(int fd, uint8_t *buf, size_t n, uint64_t deadline);
+int raw_response(int fd, uint8_t *buf, size_t cap, proto_resp *out, unsigned timeout_ms);
+bool raw_eof(int fd, unsigned timeout_ms);
+size_t enc_issue(uint8_t *buf, size_t cap, uint64_t id, const csr_item *it, const char *profile);
+int dh_suite_init(const char *token, const char *pin, const char *ca_cn);
+int dh_suite_clean(void);
+
+/* Suite set-up: token `token` with user PIN `pin`, a CA key and a
+ * self-signed CA certificate (CN ca_cn) made with the certforge CLI, a pool
+ * of 64 P-256 CSRs. */
+int dh_suite_init(const char *token, const char *pin, const char *ca_cn);
+int dh_suite_clean(void);
+
+#endif
