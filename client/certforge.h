@@ -78,6 +78,40 @@ int cf_client_submit_issue(cf_client *c, const cf_issue_req *req, uint64_t *id_o
 int cf_client_submit_status(cf_client *c, uint64_t *id_out);
 int cf_client_submit_keys(cf_client *c, uint64_t *id_out);
 
+/* SIGN (docs/protocol.md): sign with a key the daemon holds. For ECDSA and
+ * RSA `data` is the digest of the mechanism's hash (its exact size); for
+ * Ed25519 the whole message. The answer's `sig` holds the signature:
+ * ECDSA as DER Ecdsa-Sig-Value, RSA modulus-sized, Ed25519 64 octets. */
+typedef enum cf_sign_mech {
+    CF_SIGN_ECDSA_SHA256 = 1,
+    CF_SIGN_ECDSA_SHA384 = 2,
+    CF_SIGN_ECDSA_SHA512 = 3,
+    CF_SIGN_RSA_PKCS1_SHA256 = 4,
+    CF_SIGN_RSA_PKCS1_SHA384 = 5,
+    CF_SIGN_RSA_PKCS1_SHA512 = 6,
+    CF_SIGN_RSA_PSS_SHA256 = 7, /* MGF1 same hash, salt length = digest length */
+    CF_SIGN_RSA_PSS_SHA384 = 8,
+    CF_SIGN_RSA_PSS_SHA512 = 9,
+    CF_SIGN_ED25519 = 10,
+} cf_sign_mech;
+
+typedef struct cf_sign_req {
+    cf_str key;           /* the key's name in the daemon's config */
+    unsigned mech;        /* cf_sign_mech */
+    const uint8_t *data;  /* digest, or the Ed25519 message */
+    size_t data_len;
+    cf_str requester;     /* optional tag, recorded in the ledger */
+} cf_sign_req;
+int cf_client_submit_sign(cf_client *c, const cf_sign_req *req, uint64_t *id_out);
+
+/* REVOKE: serial octets big-endian (1-20), reason an RFC 5280 CRLReason
+ * (0-10 except 7). The answer's revoked_at/reason are those in force (a
+ * repeated revocation answers the first). */
+int cf_client_submit_revoke(cf_client *c, const uint8_t *serial, size_t serial_len,
+                            unsigned reason, cf_str requester, uint64_t *id_out);
+/* CRL: the latest CRL of the named issuer (the answer's `crl`). */
+int cf_client_submit_crl(cf_client *c, cf_str issuer, uint64_t *id_out);
+
 /* Send every queued request, reading answers meanwhile. timeout_ms: -1
  * forever. 0 all sent; 1 timeout or the receive buffer is full; -1 error. */
 int cf_client_flush(cf_client *c, int timeout_ms);
@@ -100,7 +134,8 @@ typedef struct cf_key { /* a KEYS entry */
     cf_blob spki;       /* SubjectPublicKeyInfo DER */
 } cf_key;
 
-enum { CF_OP_ISSUE = 1, CF_OP_STATUS = 5, CF_OP_KEYS = 6 };
+enum { CF_OP_ISSUE = 1, CF_OP_SIGN = 2, CF_OP_REVOKE = 3, CF_OP_CRL = 4, CF_OP_STATUS = 5,
+       CF_OP_KEYS = 6 };
 
 typedef struct cf_response {
     uint64_t id;
@@ -116,6 +151,10 @@ typedef struct cf_response {
     unsigned n_kv;
     cf_key keys[CF_MAX_KEYS]; /* KEYS */
     unsigned n_keys;
+    cf_blob sig;         /* SIGN */
+    int64_t revoked_at;  /* REVOKE: Unix seconds */
+    unsigned reason;     /* REVOKE: CRLReason in force */
+    cf_blob crl;         /* CRL: CertificateList DER */
 } cf_response;
 
 /* The next answer, whichever request it belongs to. Sends queued requests
@@ -132,5 +171,9 @@ int cf_client_next_response(cf_client *c, int timeout_ms, cf_response *out);
 int cf_issue_one(cf_client *c, const cf_issue_req *req, int timeout_ms, cf_response *out);
 int cf_client_status(cf_client *c, int timeout_ms, cf_response *out); /* out->kv */
 int cf_client_keys(cf_client *c, int timeout_ms, cf_response *out);   /* out->keys */
+int cf_sign_one(cf_client *c, const cf_sign_req *req, int timeout_ms, cf_response *out); /* sig */
+int cf_revoke_one(cf_client *c, const uint8_t *serial, size_t serial_len, unsigned reason,
+                  cf_str requester, int timeout_ms, cf_response *out);
+int cf_crl_one(cf_client *c, cf_str issuer, int timeout_ms, cf_response *out); /* out->crl */
 
 #endif
