@@ -395,6 +395,47 @@ static size_t enc_keys(uint8_t *b, size_t cap, uint64_t id, const void *unused)
     return proto_enc_keys_req(b, cap, id);
 }
 
+static size_t enc_sign(uint8_t *b, size_t cap, uint64_t id, const void *req)
+{
+    const cf_sign_req *r = req;
+    proto_sign_req q = {
+        .key = r->key,
+        .mech = r->mech,
+        .data = r->data,
+        .data_len = r->data_len,
+        .requester = r->requester,
+    };
+    return proto_enc_sign_req(b, cap, id, &q);
+}
+
+static size_t enc_revoke(uint8_t *b, size_t cap, uint64_t id, const void *req)
+{
+    return proto_enc_revoke_req(b, cap, id, req);
+}
+
+static size_t enc_crl(uint8_t *b, size_t cap, uint64_t id, const void *issuer)
+{
+    return proto_enc_crl_req(b, cap, id, *(const cf_str *)issuer);
+}
+
+int cf_client_submit_sign(cf_client *c, const cf_sign_req *req, uint64_t *id_out)
+{
+    return queue_frame(c, enc_sign, req, id_out);
+}
+
+int cf_client_submit_revoke(cf_client *c, const uint8_t *serial, size_t serial_len,
+                            unsigned reason, cf_str requester, uint64_t *id_out)
+{
+    proto_revoke_req q = {
+        .serial = serial, .serial_len = serial_len, .reason = reason, .requester = requester};
+    return queue_frame(c, enc_revoke, &q, id_out);
+}
+
+int cf_client_submit_crl(cf_client *c, cf_str issuer, uint64_t *id_out)
+{
+    return queue_frame(c, enc_crl, &issuer, id_out);
+}
+
 int cf_client_submit_issue(cf_client *c, const cf_issue_req *req, uint64_t *id_out)
 {
     return queue_frame(c, enc_issue, req, id_out);
@@ -454,6 +495,10 @@ static void to_response(const proto_resp *p, cf_response *o)
     for (unsigned i = 0; i < p->n_keys; i++)
         o->keys[i] = (cf_key){p->keys[i].name, p->keys[i].type,
                               (cf_blob){p->keys[i].spki.p, p->keys[i].spki.len}};
+    o->sig = (cf_blob){p->sig.p, p->sig.len};
+    o->revoked_at = p->has_revoked ? p->revoked_at : -1;
+    o->reason = p->reason;
+    o->crl = (cf_blob){p->crl.p, p->crl.len};
 }
 
 /* A whole answer at the head of the receive buffer: 1 handed out, 0 none
@@ -598,4 +643,44 @@ int cf_client_status(cf_client *c, int timeout_ms, cf_response *out)
 int cf_client_keys(cf_client *c, int timeout_ms, cf_response *out)
 {
     return one(c, sub_keys, NULL, timeout_ms, out);
+}
+
+static int sub_sign(cf_client *c, const void *req, uint64_t *id)
+{
+    return cf_client_submit_sign(c, req, id);
+}
+
+int cf_sign_one(cf_client *c, const cf_sign_req *req, int timeout_ms, cf_response *out)
+{
+    return one(c, sub_sign, req, timeout_ms, out);
+}
+
+typedef struct revoke_arg {
+    const uint8_t *serial;
+    size_t serial_len;
+    unsigned reason;
+    cf_str requester;
+} revoke_arg;
+
+static int sub_revoke(cf_client *c, const void *arg, uint64_t *id)
+{
+    const revoke_arg *a = arg;
+    return cf_client_submit_revoke(c, a->serial, a->serial_len, a->reason, a->requester, id);
+}
+
+int cf_revoke_one(cf_client *c, const uint8_t *serial, size_t serial_len, unsigned reason,
+                  cf_str requester, int timeout_ms, cf_response *out)
+{
+    revoke_arg a = {serial, serial_len, reason, requester};
+    return one(c, sub_revoke, &a, timeout_ms, out);
+}
+
+static int sub_crl(cf_client *c, const void *issuer, uint64_t *id)
+{
+    return cf_client_submit_crl(c, *(const cf_str *)issuer, id);
+}
+
+int cf_crl_one(cf_client *c, cf_str issuer, int timeout_ms, cf_response *out)
+{
+    return one(c, sub_crl, &issuer, timeout_ms, out);
 }

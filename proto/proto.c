@@ -301,7 +301,101 @@ static cf_str fstr(const field *f)
 
 static bool op_encodable_req(unsigned op)
 {
-    return op == PROTO_OP_ISSUE || op == PROTO_OP_STATUS || op == PROTO_OP_KEYS;
+    return op > PROTO_OP_NONE && op < PROTO_OP__MAX;
+}
+
+static const char *const sign_mech_names[PROTO_SIGN__MAX] = {
+    NULL,
+    "ecdsa-sha256",
+    "ecdsa-sha384",
+    "ecdsa-sha512",
+    "rsa-pkcs1-sha256",
+    "rsa-pkcs1-sha384",
+    "rsa-pkcs1-sha512",
+    "rsa-pss-sha256",
+    "rsa-pss-sha384",
+    "rsa-pss-sha512",
+    "ed25519",
+};
+
+const char *proto_sign_mech_name(unsigned mech)
+{
+    return mech < PROTO_SIGN__MAX ? sign_mech_names[mech] : NULL;
+}
+
+size_t proto_sign_mech_digest_len(unsigned mech)
+{
+    if (mech == 0 || mech >= PROTO_SIGN_ED25519)
+        return 0;
+    static const size_t len[3] = {32, 48, 64};
+    return len[(mech - 1) % 3];
+}
+
+static bool reason_ok(unsigned r)
+{
+    return r <= 10 && r != 7;
+}
+
+/* The fields of SIGN, REVOKE and CRL requests (ISSUE's are decoded
+ * inline below). `seen` is shared: every one of these is single-valued. */
+static proto_err decode_other(unsigned op, const field *f, proto_req *out)
+{
+    switch (op) {
+    case PROTO_OP_SIGN:
+        switch (f->tag) {
+        case PROTO_F_KEY_NAME:
+            if (!text_ok(fstr(f), true))
+                return PROTO_ERR_BAD_VALUE;
+            out->sign.key = fstr(f);
+            return PROTO_OK;
+        case PROTO_F_MECHANISM:
+            if (f->len != 2 || !proto_sign_mech_name(get16(f->v)))
+                return PROTO_ERR_BAD_VALUE;
+            out->sign.mech = get16(f->v);
+            return PROTO_OK;
+        case PROTO_F_DATA:
+            if (f->len == 0)
+                return PROTO_ERR_BAD_VALUE;
+            out->sign.data = f->v;
+            out->sign.data_len = f->len;
+            return PROTO_OK;
+        case PROTO_F_REQUESTER:
+            if (!text_ok(fstr(f), false))
+                return PROTO_ERR_BAD_VALUE;
+            out->sign.requester = fstr(f);
+            return PROTO_OK;
+        }
+        break;
+    case PROTO_OP_REVOKE:
+        switch (f->tag) {
+        case PROTO_F_REVOKE_SERIAL:
+            if (f->len == 0 || f->len > 20)
+                return PROTO_ERR_BAD_VALUE;
+            out->revoke.serial = f->v;
+            out->revoke.serial_len = f->len;
+            return PROTO_OK;
+        case PROTO_F_REASON:
+            if (f->len != 1 || !reason_ok(f->v[0]))
+                return PROTO_ERR_BAD_VALUE;
+            out->revoke.reason = f->v[0];
+            return PROTO_OK;
+        case PROTO_F_REQUESTER:
+            if (!text_ok(fstr(f), false))
+                return PROTO_ERR_BAD_VALUE;
+            out->revoke.requester = fstr(f);
+            return PROTO_OK;
+        }
+        break;
+    case PROTO_OP_CRL:
+        if (f->tag == PROTO_F_ISSUER) {
+            if (!text_ok(fstr(f), true))
+                return PROTO_ERR_BAD_VALUE;
+            out->crl.issuer = fstr(f);
+            return PROTO_OK;
+        }
+        break;
+    }
+    return PROTO_ERR_UNKNOWN_FIELD;
 }
 
 proto_err proto_req_decode(const uint8_t *frame, size_t len, proto_req *out)
@@ -325,6 +419,14 @@ proto_err proto_req_decode(const uint8_t *frame, size_t len, proto_req *out)
             return e;
         if (f.tag >= PROTO_F_IGNORABLE_MIN)
             continue;
+        if (op == PROTO_OP_SIGN || op == PROTO_OP_REVOKE || op == PROTO_OP_CRL) {
+            if ((e = decode_other(op, &f, out)) != PROTO_OK)
+                return e;
+            if (seen & (1u << f.tag)) /* every tag of these ops is below 32 */
+                return PROTO_ERR_DUPLICATE;
+            seen |= 1u << f.tag;
+            continue;
+        }
         if (op != PROTO_OP_ISSUE)
             return PROTO_ERR_UNKNOWN_FIELD;
         switch (f.tag) {
@@ -389,6 +491,18 @@ proto_err proto_req_decode(const uint8_t *frame, size_t len, proto_req *out)
     if (op == PROTO_OP_ISSUE &&
         (!(seen & (1u << PROTO_F_PROFILE)) || !(seen & (1u << PROTO_F_CSR))))
         return PROTO_ERR_MISSING;
+    if (op == PROTO_OP_SIGN) {
+        if (!(seen & (1u << PROTO_F_KEY_NAME)) || !(seen & (1u << PROTO_F_MECHANISM)) ||
+            !(seen & (1u << PROTO_F_DATA)))
+            return PROTO_ERR_MISSING;
+        size_t dl = proto_sign_mech_digest_len(out->sign.mech);
+        if (dl && out->sign.data_len != dl)
+            return PROTO_ERR_BAD_VALUE;
+    }
+    if (op == PROTO_OP_REVOKE && !(seen & (1u << PROTO_F_REVOKE_SERIAL)))
+        return PROTO_ERR_MISSING;
+    if (op == PROTO_OP_CRL && !(seen & (1u << PROTO_F_ISSUER)))
+        return PROTO_ERR_MISSING;
     return PROTO_OK;
 }
 
@@ -414,7 +528,35 @@ size_t proto_req_encode(uint8_t *buf, size_t cap, const proto_req *r)
         return 0;
     wr w = {buf, cap, 0};
     w_hdr(&w, (uint8_t)op, r->hdr.id);
-    if (op == PROTO_OP_ISSUE) {
+    if (op == PROTO_OP_SIGN) {
+        const proto_sign_req *q = &r->sign;
+        size_t dl = proto_sign_mech_digest_len(q->mech);
+        if (!text_ok(q->key, true) || !proto_sign_mech_name(q->mech) ||
+            !blob_ok(q->data, q->data_len, true) || (dl && q->data_len != dl) ||
+            !text_ok(q->requester, false))
+            return 0;
+        w_field(&w, PROTO_F_KEY_NAME, q->key.p, q->key.len);
+        w_u16(&w, PROTO_F_MECHANISM);
+        w_u16(&w, 2);
+        w_u16(&w, q->mech);
+        w_field(&w, PROTO_F_DATA, q->data, q->data_len);
+        if (q->requester.len)
+            w_field(&w, PROTO_F_REQUESTER, q->requester.p, q->requester.len);
+    } else if (op == PROTO_OP_REVOKE) {
+        const proto_revoke_req *q = &r->revoke;
+        if (q->serial_len == 0 || q->serial_len > 20 || !q->serial || !reason_ok(q->reason) ||
+            !text_ok(q->requester, false))
+            return 0;
+        w_field(&w, PROTO_F_REVOKE_SERIAL, q->serial, q->serial_len);
+        uint8_t reason = (uint8_t)q->reason;
+        w_field(&w, PROTO_F_REASON, &reason, 1);
+        if (q->requester.len)
+            w_field(&w, PROTO_F_REQUESTER, q->requester.p, q->requester.len);
+    } else if (op == PROTO_OP_CRL) {
+        if (!text_ok(r->crl.issuer, true))
+            return 0;
+        w_field(&w, PROTO_F_ISSUER, r->crl.issuer.p, r->crl.issuer.len);
+    } else if (op == PROTO_OP_ISSUE) {
         const cf_issue_req *q = &r->issue;
         if (!issue_ok(q))
             return 0;
@@ -464,6 +606,36 @@ size_t proto_enc_keys_req(uint8_t *buf, size_t cap, uint64_t id)
     return enc_empty_req(buf, cap, PROTO_OP_KEYS, id);
 }
 
+size_t proto_enc_sign_req(uint8_t *buf, size_t cap, uint64_t id, const proto_sign_req *r)
+{
+    proto_req q;
+    memset(&q, 0, sizeof(q));
+    q.hdr.op = PROTO_OP_SIGN;
+    q.hdr.id = id;
+    q.sign = *r;
+    return proto_req_encode(buf, cap, &q);
+}
+
+size_t proto_enc_revoke_req(uint8_t *buf, size_t cap, uint64_t id, const proto_revoke_req *r)
+{
+    proto_req q;
+    memset(&q, 0, sizeof(q));
+    q.hdr.op = PROTO_OP_REVOKE;
+    q.hdr.id = id;
+    q.revoke = *r;
+    return proto_req_encode(buf, cap, &q);
+}
+
+size_t proto_enc_crl_req(uint8_t *buf, size_t cap, uint64_t id, cf_str issuer)
+{
+    proto_req q;
+    memset(&q, 0, sizeof(q));
+    q.hdr.op = PROTO_OP_CRL;
+    q.hdr.id = id;
+    q.crl.issuer = issuer;
+    return proto_req_encode(buf, cap, &q);
+}
+
 /* ----------------------------------------------------------- responses */
 
 proto_err proto_resp_decode(const uint8_t *frame, size_t len, proto_resp *out)
@@ -482,7 +654,8 @@ proto_err proto_resp_decode(const uint8_t *frame, size_t len, proto_resp *out)
     out->detail = get32(p + 2);
     p += 6;
 
-    bool have_msg = false, have_cert = false, have_serial = false;
+    bool have_msg = false, have_cert = false, have_serial = false, have_sig = false,
+         have_at = false, have_reason = false, have_crl = false;
     while (p < end) {
         field f;
         if ((e = next_field(&p, end, &f)) != PROTO_OK)
@@ -564,11 +737,56 @@ proto_err proto_resp_decode(const uint8_t *frame, size_t len, proto_resp *out)
             out->n_keys++;
             break;
         }
+        case PROTO_F_SIGNATURE:
+            if (out->op != PROTO_OP_SIGN)
+                return PROTO_ERR_UNKNOWN_FIELD;
+            if (have_sig)
+                return PROTO_ERR_DUPLICATE;
+            have_sig = true;
+            if (f.len == 0)
+                return PROTO_ERR_BAD_VALUE;
+            out->sig = (proto_blob){f.v, f.len};
+            break;
+        case PROTO_F_REVOKED_AT:
+            if (out->op != PROTO_OP_REVOKE)
+                return PROTO_ERR_UNKNOWN_FIELD;
+            if (have_at)
+                return PROTO_ERR_DUPLICATE;
+            have_at = true;
+            if (f.len != 8 || get64(f.v) > (uint64_t)INT64_MAX)
+                return PROTO_ERR_BAD_VALUE;
+            out->revoked_at = (int64_t)get64(f.v);
+            break;
+        case PROTO_F_REVOKED_REASON:
+            if (out->op != PROTO_OP_REVOKE)
+                return PROTO_ERR_UNKNOWN_FIELD;
+            if (have_reason)
+                return PROTO_ERR_DUPLICATE;
+            have_reason = true;
+            if (f.len != 1 || !reason_ok(f.v[0]))
+                return PROTO_ERR_BAD_VALUE;
+            out->reason = f.v[0];
+            break;
+        case PROTO_F_CRL:
+            if (out->op != PROTO_OP_CRL)
+                return PROTO_ERR_UNKNOWN_FIELD;
+            if (have_crl)
+                return PROTO_ERR_DUPLICATE;
+            have_crl = true;
+            if (f.len == 0)
+                return PROTO_ERR_BAD_VALUE;
+            out->crl = (proto_blob){f.v, f.len};
+            break;
         default:
             return PROTO_ERR_UNKNOWN_FIELD;
         }
     }
-    if (out->op == PROTO_OP_ISSUE && out->status == CF_ST_OK && !have_cert)
+    if (have_at != have_reason)
+        return PROTO_ERR_MISSING;
+    out->has_revoked = have_at;
+    if (out->status == CF_ST_OK &&
+        ((out->op == PROTO_OP_ISSUE && !have_cert) || (out->op == PROTO_OP_SIGN && !have_sig) ||
+         (out->op == PROTO_OP_REVOKE && !have_at) || (out->op == PROTO_OP_CRL && !have_crl)))
         return PROTO_ERR_MISSING;
     return PROTO_OK;
 }
@@ -604,7 +822,18 @@ static bool resp_ok(const proto_resp *r)
         return false;
     if (r->op != PROTO_OP_KEYS && r->n_keys)
         return false;
+    if ((r->op != PROTO_OP_SIGN && r->sig.len) || (r->op != PROTO_OP_REVOKE && r->has_revoked) ||
+        (r->op != PROTO_OP_CRL && r->crl.len))
+        return false;
     if (issue && r->status == CF_ST_OK && r->cert.len == 0)
+        return false;
+    if (r->status == CF_ST_OK &&
+        ((r->op == PROTO_OP_SIGN && r->sig.len == 0) ||
+         (r->op == PROTO_OP_REVOKE && !r->has_revoked) ||
+         (r->op == PROTO_OP_CRL && r->crl.len == 0)))
+        return false;
+    if (!blob_ok(r->sig.p, r->sig.len, false) || !blob_ok(r->crl.p, r->crl.len, false) ||
+        (r->has_revoked && (r->revoked_at < 0 || !reason_ok(r->reason))))
         return false;
     if (!blob_ok(r->cert.p, r->cert.len, false) || r->serial.len > 20 ||
         !blob_ok(r->serial.p, r->serial.len, false))
@@ -664,6 +893,17 @@ size_t proto_resp_encode(uint8_t *buf, size_t cap, const proto_resp *r)
         w_bytes(&w, k->type.p, k->type.len);
         w_bytes(&w, k->spki.p, k->spki.len);
     }
+    if (r->sig.len)
+        w_field(&w, PROTO_F_SIGNATURE, r->sig.p, r->sig.len);
+    if (r->has_revoked) {
+        w_u16(&w, PROTO_F_REVOKED_AT);
+        w_u16(&w, 8);
+        w_u64(&w, (uint64_t)r->revoked_at);
+        uint8_t reason = (uint8_t)r->reason;
+        w_field(&w, PROTO_F_REVOKED_REASON, &reason, 1);
+    }
+    if (r->crl.len)
+        w_field(&w, PROTO_F_CRL, r->crl.p, r->crl.len);
     return w_finish(&w);
 }
 
@@ -679,6 +919,10 @@ static void resp_init(proto_resp *r, uint8_t op, uint64_t id, cf_status st)
     r->cert = (proto_blob){NULL, 0};
     r->serial = (proto_blob){NULL, 0};
     r->n_chain = r->n_kv = r->n_keys = 0;
+    r->sig = r->crl = (proto_blob){NULL, 0};
+    r->has_revoked = false;
+    r->revoked_at = 0;
+    r->reason = 0;
 }
 
 size_t proto_enc_error(uint8_t *buf, size_t cap, uint8_t op, uint64_t id, cf_status st,
@@ -729,5 +973,32 @@ size_t proto_enc_keys_ok(uint8_t *buf, size_t cap, uint64_t id, const proto_key 
     for (size_t i = 0; i < n; i++)
         r.keys[i] = keys[i];
     r.n_keys = (unsigned)n;
+    return proto_resp_encode(buf, cap, &r);
+}
+
+size_t proto_enc_sign_ok(uint8_t *buf, size_t cap, uint64_t id, const uint8_t *sig, size_t sig_len)
+{
+    proto_resp r;
+    resp_init(&r, PROTO_OP_SIGN, id, CF_ST_OK);
+    r.sig = (proto_blob){sig, sig_len};
+    return proto_resp_encode(buf, cap, &r);
+}
+
+size_t proto_enc_revoke_ok(uint8_t *buf, size_t cap, uint64_t id, int64_t revoked_at,
+                           unsigned reason)
+{
+    proto_resp r;
+    resp_init(&r, PROTO_OP_REVOKE, id, CF_ST_OK);
+    r.has_revoked = true;
+    r.revoked_at = revoked_at;
+    r.reason = reason;
+    return proto_resp_encode(buf, cap, &r);
+}
+
+size_t proto_enc_crl_ok(uint8_t *buf, size_t cap, uint64_t id, const uint8_t *crl, size_t crl_len)
+{
+    proto_resp r;
+    resp_init(&r, PROTO_OP_CRL, id, CF_ST_OK);
+    r.crl = (proto_blob){crl, crl_len};
     return proto_resp_encode(buf, cap, &r);
 }

@@ -37,14 +37,13 @@
 #define PROTO_MAX_KEYS 64
 
 /* Operations. Numbers are on the wire: never renumber, append before
- * PROTO_OP__MAX. SIGN, REVOKE and CRL are reserved: a request for them is
- * answered UNSUPPORTED until their issues land. Names: proto_op_name(). */
+ * PROTO_OP__MAX. Names: proto_op_name(). */
 typedef enum proto_op {
     PROTO_OP_NONE = 0, /* never valid on the wire */
     PROTO_OP_ISSUE = 1,
-    PROTO_OP_SIGN = 2,   /* reserved */
-    PROTO_OP_REVOKE = 3, /* reserved */
-    PROTO_OP_CRL = 4,    /* reserved */
+    PROTO_OP_SIGN = 2,
+    PROTO_OP_REVOKE = 3,
+    PROTO_OP_CRL = 4,
     PROTO_OP_STATUS = 5,
     PROTO_OP_KEYS = 6,
     PROTO_OP__MAX
@@ -63,7 +62,16 @@ enum {
     PROTO_F_FQDN = 0x0004,           /* UTF-8, up to CF_MAX_FQDNS times */
     PROTO_F_NF_TYPE = 0x0005,        /* UTF-8, up to CF_MAX_NF_TYPES times */
     PROTO_F_VALIDITY = 0x0006,       /* u32 BE seconds, exactly 4 octets, once */
-    PROTO_F_REQUESTER = 0x0007,      /* UTF-8, once */
+    PROTO_F_REQUESTER = 0x0007,      /* UTF-8, once (ISSUE, SIGN, REVOKE) */
+    /* SIGN request */
+    PROTO_F_KEY_NAME = 0x0008,  /* UTF-8, required, once */
+    PROTO_F_MECHANISM = 0x0009, /* u16 BE, exactly 2 octets, required, once */
+    PROTO_F_DATA = 0x000A,      /* octets, required, once */
+    /* REVOKE request */
+    PROTO_F_REVOKE_SERIAL = 0x000B, /* octets 1-20, required, once */
+    PROTO_F_REASON = 0x000C,        /* u8 CRLReason, exactly 1 octet, once */
+    /* CRL request */
+    PROTO_F_ISSUER = 0x000D, /* UTF-8, required, once */
     /* responses */
     PROTO_F_MESSAGE = 0x0101, /* text for humans (any op), once */
     PROTO_F_CERT = 0x0102,    /* ISSUE: certificate DER, once */
@@ -71,6 +79,10 @@ enum {
     PROTO_F_SERIAL = 0x0104,  /* ISSUE: serial number octets (big-endian, 1-20), once */
     PROTO_F_KV = 0x0105,      /* STATUS: u8 klen | key | value (UTF-8 text); repeatable */
     PROTO_F_KEY = 0x0106,     /* KEYS: u8 nlen | name | u8 tlen | type | SPKI DER; repeatable */
+    PROTO_F_SIGNATURE = 0x0107,  /* SIGN: the signature, once */
+    PROTO_F_REVOKED_AT = 0x0108, /* REVOKE: u64 BE Unix seconds, once */
+    PROTO_F_REVOKED_REASON = 0x0109, /* REVOKE: u8 CRLReason in force, once */
+    PROTO_F_CRL = 0x010A,        /* CRL: CertificateList DER, once */
     PROTO_F_IGNORABLE_MIN = 0x8000,
 };
 
@@ -83,7 +95,7 @@ typedef enum proto_err {
     PROTO_ERR_MALFORMED,     /* length prefix below 12, or frame length inconsistent */
     PROTO_ERR_BAD_FLAGS,     /* flags not 0 */
     PROTO_ERR_UNKNOWN_OP,    /* op 0 or not in proto_op */
-    PROTO_ERR_RESERVED_OP,   /* SIGN, REVOKE, CRL: not served yet */
+    PROTO_ERR_RESERVED_OP,   /* an op defined but not served (none at present) */
     PROTO_ERR_TRUNCATED,     /* body ends inside a field header or the status/detail */
     PROTO_ERR_FIELD_OVERRUN, /* a field's length runs past the body */
     PROTO_ERR_DUPLICATE,     /* a single-valued field twice */
@@ -126,12 +138,54 @@ PROTO_WUR proto_err proto_frame_next(const uint8_t *buf, size_t len, size_t max_
 
 /* ------------------------------------------------------------ requests */
 
-/* A decoded (or to-be-encoded) request. For ISSUE, issue holds the fields
- * (strings point into the frame, zero-copy); STATUS and KEYS carry no
- * fields. */
+/* SIGN mechanisms (docs/protocol.md). */
+enum {
+    PROTO_SIGN_ECDSA_SHA256 = 1,
+    PROTO_SIGN_ECDSA_SHA384,
+    PROTO_SIGN_ECDSA_SHA512,
+    PROTO_SIGN_RSA_PKCS1_SHA256,
+    PROTO_SIGN_RSA_PKCS1_SHA384,
+    PROTO_SIGN_RSA_PKCS1_SHA512,
+    PROTO_SIGN_RSA_PSS_SHA256,
+    PROTO_SIGN_RSA_PSS_SHA384,
+    PROTO_SIGN_RSA_PSS_SHA512,
+    PROTO_SIGN_ED25519,
+    PROTO_SIGN__MAX
+};
+/* "ecdsa-sha256", ...; NULL outside the table. */
+const char *proto_sign_mech_name(unsigned mech);
+/* The digest length the mechanism takes (32/48/64); 0 for Ed25519 (any
+ * non-empty message) and outside the table. */
+size_t proto_sign_mech_digest_len(unsigned mech);
+
+typedef struct proto_sign_req {
+    cf_str key;     /* non-empty */
+    unsigned mech;  /* PROTO_SIGN_* */
+    const uint8_t *data;
+    size_t data_len;
+    cf_str requester;
+} proto_sign_req;
+
+typedef struct proto_revoke_req {
+    const uint8_t *serial; /* 1-20 octets */
+    size_t serial_len;
+    unsigned reason; /* RFC 5280 CRLReason, 0-10 except 7 (absent: 0) */
+    cf_str requester;
+} proto_revoke_req;
+
+typedef struct proto_crl_req {
+    cf_str issuer; /* non-empty */
+} proto_crl_req;
+
+/* A decoded (or to-be-encoded) request: the member of its op holds the
+ * fields (strings point into the frame, zero-copy); STATUS and KEYS carry
+ * no fields. */
 typedef struct proto_req {
     proto_hdr hdr; /* decode: filled; encode: only op and id are read */
     cf_issue_req issue;
+    proto_sign_req sign;
+    proto_revoke_req revoke;
+    proto_crl_req crl;
 } proto_req;
 
 /* Decode one whole frame (as proto_frame_next delimited it) as a request.
@@ -143,6 +197,11 @@ PROTO_WUR size_t proto_req_encode(uint8_t *buf, size_t cap, const proto_req *r);
 PROTO_WUR size_t proto_enc_issue_req(uint8_t *buf, size_t cap, uint64_t id, const cf_issue_req *r);
 PROTO_WUR size_t proto_enc_status_req(uint8_t *buf, size_t cap, uint64_t id);
 PROTO_WUR size_t proto_enc_keys_req(uint8_t *buf, size_t cap, uint64_t id);
+PROTO_WUR size_t proto_enc_sign_req(uint8_t *buf, size_t cap, uint64_t id,
+                                    const proto_sign_req *r);
+PROTO_WUR size_t proto_enc_revoke_req(uint8_t *buf, size_t cap, uint64_t id,
+                                      const proto_revoke_req *r);
+PROTO_WUR size_t proto_enc_crl_req(uint8_t *buf, size_t cap, uint64_t id, cf_str issuer);
 
 /* ----------------------------------------------------------- responses */
 
@@ -163,7 +222,9 @@ typedef struct proto_key {
 } proto_key;
 
 /* A response. Fields not meaningful for op must be empty when encoding
- * (cert/chain/serial: ISSUE only; kv: STATUS only; keys: KEYS only). */
+ * (cert/chain/serial: ISSUE only; kv: STATUS only; keys: KEYS only; sig:
+ * SIGN; revoked_at/reason: REVOKE; crl: CRL). An OK answer carries its op's
+ * required field (cert, sig, revoked-at + reason, crl). */
 typedef struct proto_resp {
     uint8_t op; /* echoes the request's op octet (any value) */
     uint64_t id;
@@ -178,6 +239,11 @@ typedef struct proto_resp {
     unsigned n_kv;
     proto_key keys[PROTO_MAX_KEYS];
     unsigned n_keys;
+    proto_blob sig;     /* SIGN */
+    bool has_revoked;   /* REVOKE: revoked_at and reason present (required when OK) */
+    int64_t revoked_at; /* REVOKE: Unix seconds (0 .. 2^63-1) */
+    unsigned reason;    /* REVOKE: CRLReason */
+    proto_blob crl;     /* CRL */
 } proto_resp;
 
 /* Decode one whole frame as a response (zero-copy). */
@@ -197,5 +263,11 @@ PROTO_WUR size_t proto_enc_status_ok(uint8_t *buf, size_t cap, uint64_t id, cons
                                      size_t n);
 PROTO_WUR size_t proto_enc_keys_ok(uint8_t *buf, size_t cap, uint64_t id, const proto_key *keys,
                                    size_t n);
+PROTO_WUR size_t proto_enc_sign_ok(uint8_t *buf, size_t cap, uint64_t id, const uint8_t *sig,
+                                   size_t sig_len);
+PROTO_WUR size_t proto_enc_revoke_ok(uint8_t *buf, size_t cap, uint64_t id, int64_t revoked_at,
+                                     unsigned reason);
+PROTO_WUR size_t proto_enc_crl_ok(uint8_t *buf, size_t cap, uint64_t id, const uint8_t *crl,
+                                  size_t crl_len);
 
 #endif

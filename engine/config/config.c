@@ -1032,9 +1032,8 @@ static int get_id(ld *l, const config_setting_t *g, const char *name, bool *has,
 
 static int load_grant(ld *l, const config_setting_t *e, cfg_config *c, cfg_grant *gr)
 {
-    static const char *const known[] = {"uid", "gid", "profiles", "ops", NULL};
-    static const char *const op_names[] = {"issue", "status", "keys"};
-    static const char *const reserved[] = {"sign", "revoke", "crl"};
+    static const char *const known[] = {"uid", "gid", "profiles", "ops", "keys", NULL};
+    static const char *const op_names[] = {"issue", "status", "keys", "sign", "revoke", "crl"};
     if (only_known(l, e, known, "a grant"))
         return -1;
     gr->line = config_setting_source_line(e);
@@ -1055,18 +1054,44 @@ static int load_grant(ld *l, const config_setting_t *e, cfg_config *c, cfg_grant
         const config_setting_t *x = config_setting_get_elem(lst, (unsigned)k);
         const char *v = config_setting_get_string(x);
         unsigned bit = 0;
-        for (unsigned o = 0; o < 3; o++)
+        for (unsigned o = 0; o < 6; o++)
             if (strcmp(v, op_names[o]) == 0)
                 bit = 1u << o;
-        if (!bit) {
-            for (unsigned o = 0; o < 3; o++)
-                if (strcmp(v, reserved[o]) == 0)
-                    return fail(l, x, "'%s' is not served by certforged yet", v);
-            return fail(l, x, "'%s': expected issue, status or keys", v);
-        }
+        if (!bit)
+            return fail(l, x, "'%s': expected issue, status, keys, sign, revoke or crl", v);
         if (gr->ops & bit)
             return fail(l, x, "'%s' listed twice", v);
         gr->ops |= bit;
+    }
+
+    /* sign: the keys, by name, each explicitly (raw signing is powerful) */
+    if (get_strlist(l, e, "keys", &lst))
+        return -1;
+    if (!lst && (gr->ops & CFG_GRANT_SIGN))
+        return fail(l, e, "'sign' needs a keys list (names of keys entries; there is no \"*\")");
+    if (lst && !(gr->ops & CFG_GRANT_SIGN))
+        return fail(l, lst, "keys are only used by the 'sign' operation, which is not in ops");
+    if (lst) {
+        int m = config_setting_length(lst);
+        if (!(gr->key_idx = calloc((size_t)m, sizeof(size_t))))
+            return fail(l, lst, "out of memory");
+        for (int k = 0; k < m; k++) {
+            const config_setting_t *x = config_setting_get_elem(lst, (unsigned)k);
+            const char *v = config_setting_get_string(x);
+            size_t ki;
+            for (ki = 0; ki < c->n_keys; ki++)
+                if (strcmp(c->keys[ki].name, v) == 0)
+                    break;
+            if (ki == c->n_keys)
+                return fail(l, x, strcmp(v, "*") == 0
+                                      ? "'%s': sign is granted key by key, name each one"
+                                      : "no key named '%s'",
+                            v);
+            for (size_t j = 0; j < gr->n_keys; j++)
+                if (gr->key_idx[j] == ki)
+                    return fail(l, x, "'%s' listed twice", v);
+            gr->key_idx[gr->n_keys++] = ki;
+        }
     }
 
     if (get_strlist(l, e, "profiles", &lst))
@@ -1168,11 +1193,48 @@ static int load_ledger(ld *l, const config_setting_t *root, cfg_ledger *lg)
     return (lg->path = resolve_path(l, v)) ? 0 : -1;
 }
 
+/* ------------------------------------------------------------ crl */
+
+static int load_crl(ld *l, const config_setting_t *root, cfg_crl *cr)
+{
+    static const char *const known[] = {"dir", "interval", "validity", "revoke_delay", NULL};
+    cr->interval_s = 3600;
+    cr->validity_s = 86400;
+    cr->revoke_delay_s = 10;
+    config_setting_t *g = config_setting_get_member(root, "crl");
+    if (!g)
+        return 0;
+    if (want_type(l, g, CONFIG_TYPE_GROUP, CONFIG_TYPE_GROUP, "a group { ... }") ||
+        only_known(l, g, known, "crl"))
+        return -1;
+    cr->line = config_setting_source_line(g);
+    const char *v;
+    const config_setting_t *w, *wi = NULL, *wv = NULL, *wr = NULL;
+    if (get_str(l, g, "dir", true, &v, &w))
+        return -1;
+    if (strlen(v) > 4000)
+        return fail(l, w, "longer than 4000 characters");
+    if (get_dur(l, g, "interval", cr->interval_s, &cr->interval_s, &wi) ||
+        get_dur(l, g, "validity", cr->validity_s, &cr->validity_s, &wv) ||
+        get_dur(l, g, "revoke_delay", cr->revoke_delay_s, &cr->revoke_delay_s, &wr))
+        return -1;
+    if (cr->interval_s < 60)
+        return fail(l, wi, "at least 60s (revocations trigger their own CRL: revoke_delay)");
+    if (cr->validity_s <= cr->interval_s)
+        return fail(l, wv ? wv : g,
+                    "validity (nextUpdate - thisUpdate) must be longer than interval, or "
+                    "relying parties see an expired CRL before the next one");
+    if (cr->revoke_delay_s > cr->interval_s)
+        return fail(l, wr, "longer than interval: the scheduled CRL comes first anyway");
+    return (cr->dir = resolve_path(l, v)) ? 0 : -1;
+}
+
 /* Sections of the file. */
 static int load_root(ld *l, config_t *cf, cfg_config *c)
 {
-    static const char *const known[] = {"tokens", "keys",   "issuers", "profiles", "pipeline",
-                                        "log",    "server", "grants",  "ledger",   NULL};
+    static const char *const known[] = {"tokens",   "keys", "issuers", "profiles",
+                                        "pipeline", "log",  "server",  "grants",
+                                        "ledger",   "crl",  NULL};
     const config_setting_t *root = config_root_setting(cf);
     if (only_known(l, root, known, "the top level"))
         return -1;
@@ -1181,7 +1243,7 @@ static int load_root(ld *l, config_t *cf, cfg_config *c)
     if (load_pipeline(l, root, &c->pipeline) || load_log(l, root, &c->log) ||
         load_server(l, root, &c->server) || load_tokens(l, root, c) || load_keys(l, root, c) ||
         load_issuers(l, root, c) || load_profiles(l, root, c) || load_grants(l, root, c) ||
-        load_ledger(l, root, &c->ledger))
+        load_ledger(l, root, &c->ledger) || load_crl(l, root, &c->crl))
         return -1;
     return 0;
 }
@@ -1217,8 +1279,11 @@ void cfg_free(cfg_config *c)
             free(p->nf_types[j]);
         free(p->nf_types);
     }
-    for (size_t i = 0; i < c->n_grants; i++)
+    for (size_t i = 0; i < c->n_grants; i++) {
         free(c->grants[i].profile_idx);
+        free(c->grants[i].key_idx);
+    }
+    free(c->crl.dir);
     free(c->grants);
     free(c->server.socket);
     free(c->ledger.path);

@@ -177,6 +177,9 @@ typedef struct cfg_server {
 #define CFG_GRANT_ISSUE 0x1u
 #define CFG_GRANT_STATUS 0x2u
 #define CFG_GRANT_KEYS 0x4u
+#define CFG_GRANT_SIGN 0x8u   /* raw signing, only with the keys listed */
+#define CFG_GRANT_REVOKE 0x10u
+#define CFG_GRANT_CRL 0x20u
 
 /* Who may do what: a peer (SO_PEERCRED) matches a grant by its uid or by
  * its primary gid; it gets the union of the grants it matches. */
@@ -187,8 +190,21 @@ typedef struct cfg_grant {
     bool all_profiles;   /* profiles = ["*"] */
     size_t *profile_idx; /* indices into cfg_config.profiles */
     size_t n_profiles;
+    size_t *key_idx;     /* sign: indices into cfg_config.keys (never "all") */
+    size_t n_keys;
     int line;
 } cfg_grant;
+
+/* CRLs (docs/crl.md): one per issuer, made by certforged on a schedule and
+ * soon after each revocation, written to `dir`. Optional: without the
+ * section no CRL is made (REVOKE still records revocations). */
+typedef struct cfg_crl {
+    char *dir;             /* publish folder (relative: against the config folder) */
+    uint64_t interval_s;   /* a new CRL at least this often */
+    uint64_t validity_s;   /* nextUpdate - thisUpdate; > interval_s */
+    uint64_t revoke_delay_s; /* a new CRL at most this long after a revocation */
+    int line;              /* 0 when the section is absent */
+} cfg_crl;
 
 /* The ledger (docs/ledger.md, docs/configuration.md `ledger`). Optional
  * for the loader; certforged refuses to start without it. */
@@ -218,6 +234,7 @@ typedef struct cfg_config {
     cfg_grant *grants; /* may be empty: then every request is UNAUTHORIZED */
     size_t n_grants;
     cfg_ledger ledger;
+    cfg_crl crl;
 } cfg_config;
 
 /* Load and validate `path`. On success *out is set (free with cfg_free)

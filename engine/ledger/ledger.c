@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "der.h"
 #include "ledger_backend.h"
@@ -68,10 +69,102 @@ void ledger_close(ledger *l)
 
 int ledger_record(ledger *l, const ledger_rec *recs, size_t n, char *err, size_t errlen)
 {
-    if (n == 0)
+    return ledger_record_all(l, recs, n, NULL, 0, err, errlen);
+}
+
+int ledger_record_all(ledger *l, const ledger_rec *recs, size_t n, const ledger_sign_rec *signs,
+                      size_t m, char *err, size_t errlen)
+{
+    if (n == 0 && m == 0)
         return 0;
     pthread_mutex_lock(&l->mu);
-    int rc = l->ops->record(l->state, recs, n, err, errlen);
+    int rc = l->ops->record(l->state, recs, n, signs, m, err, errlen);
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+/* RFC 5280 §5.3.1 CRLReason; 7 is not used. */
+static const char *const reason_names[11] = {
+    "unspecified",          "keyCompromise", "cACompromise", "affiliationChanged",
+    "superseded",           "cessationOfOperation", "certificateHold", NULL,
+    "removeFromCRL",        "privilegeWithdrawn", "aACompromise",
+};
+
+const char *ledger_reason_name(int code)
+{
+    return code >= 0 && code < 11 ? reason_names[code] : NULL;
+}
+
+int ledger_reason_code(const char *name)
+{
+    for (int i = 0; name && i < 11; i++)
+        if (reason_names[i] && strcasecmp(reason_names[i], name) == 0)
+            return i;
+    return -1;
+}
+
+int ledger_revoke(ledger *l, const char *serial_hex, int reason, int64_t at, int64_t *at_out,
+                  int *reason_out, char *err, size_t errlen)
+{
+    char serial[LEDGER_SERIAL_HEX_MAX + 1];
+    if (ledger_serial_norm(serial_hex, serial) != 0) {
+        snprintf(err, errlen, "'%s' is not a serial number (hex, at most 20 octets)",
+                 serial_hex);
+        return -1;
+    }
+    if (!ledger_reason_name(reason)) {
+        snprintf(err, errlen, "%d is not an RFC 5280 revocation reason", reason);
+        return -1;
+    }
+    pthread_mutex_lock(&l->mu);
+    int rc = l->ops->revoke(l->state, serial, reason, at, at_out, reason_out, err, errlen);
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+int ledger_list_revoked(ledger *l, const char *issuer_key, int64_t not_after_min,
+                        ledger_revoked_fn cb, void *arg, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&l->mu);
+    int rc = l->ops->list_revoked(l->state, issuer_key, not_after_min, cb, arg, err, errlen);
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+int ledger_crl_next_number(ledger *l, const char *issuer_key, uint64_t *number, char *err,
+                           size_t errlen)
+{
+    pthread_mutex_lock(&l->mu);
+    int rc = l->ops->crl_next_number(l->state, issuer_key, number, err, errlen);
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+int ledger_crl_store(ledger *l, const char *issuer_key, uint64_t number, int64_t this_update,
+                     int64_t next_update, const uint8_t *der, size_t len, char *err,
+                     size_t errlen)
+{
+    pthread_mutex_lock(&l->mu);
+    int rc = l->ops->crl_store(l->state, issuer_key, number, this_update, next_update, der, len,
+                               err, errlen);
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+int ledger_crl_latest(ledger *l, const char *issuer_key, ledger_crl_fn cb, void *arg, char *err,
+                      size_t errlen)
+{
+    pthread_mutex_lock(&l->mu);
+    int rc = l->ops->crl_latest(l->state, issuer_key, cb, arg, err, errlen);
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+int ledger_list_signs(ledger *l, const char *key, size_t limit, ledger_sign_row_fn cb, void *arg,
+                      char *err, size_t errlen)
+{
+    pthread_mutex_lock(&l->mu);
+    int rc = l->ops->list_signs(l->state, key, limit, cb, arg, err, errlen);
     pthread_mutex_unlock(&l->mu);
     return rc;
 }

@@ -27,7 +27,7 @@
 
 /* The schema this code writes (schema_version table). A database with a
  * newer version is refused; an older one is migrated at open. */
-#define LEDGER_SCHEMA_VERSION 1
+#define LEDGER_SCHEMA_VERSION 2
 /* Serial numbers: RFC 5280 §4.1.2.2, at most 20 octets → 40 hex digits. */
 #define LEDGER_SERIAL_HEX_MAX 40
 
@@ -57,16 +57,28 @@ typedef struct ledger_rec {
     int64_t requester_uid;      /* the peer's uid (SO_PEERCRED), -1 when not from a peer */
     const char *requester;      /* the front end's tag, or NULL */
     int64_t issued_at_ms;       /* Unix milliseconds, when the batch was recorded */
-    const char *status;         /* "valid" (revocation comes later) */
+    const char *status;         /* "valid" or "revoked" */
     int64_t revoked_at;         /* Unix seconds, or -1 (NULL) */
-    const char *revocation_reason; /* or NULL */
+    const char *revocation_reason; /* RFC 5280 name ("keyCompromise"), or NULL */
 } ledger_rec;
+
+/* One raw SIGN (docs/protocol.md): what was signed, by whom, with what. */
+typedef struct ledger_sign_rec {
+    const char *key;       /* config name of the key */
+    const char *mechanism; /* "ecdsa-sha256", ..., "ed25519" */
+    const uint8_t *digest; /* what the HSM signed: the digest; Ed25519: SHA-512 of the message */
+    size_t digest_len;     /* 1..64 */
+    int64_t requester_uid; /* the peer's uid, -1 when not from a peer */
+    const char *requester; /* the caller's tag, or NULL */
+    int64_t signed_at_ms;  /* Unix milliseconds */
+} ledger_sign_rec;
 
 typedef struct ledger_filter {
     const char *serial;         /* exact (hex, any case, ':' allowed), or NULL */
     const char *profile;        /* or NULL */
     const char *nf_instance_id; /* any case, or NULL */
     int64_t expiring_before;    /* not_after < this (Unix seconds), or 0 */
+    bool revoked_only;          /* status = 'revoked' */
     size_t limit;               /* 0: no limit */
 } ledger_filter;
 
@@ -82,6 +94,58 @@ void ledger_close(ledger *l);
  * returns -1 (err says why). A serial already recorded fails the batch. */
 LEDGER_WUR int ledger_record(ledger *l, const ledger_rec *recs, size_t n, char *err,
                              size_t errlen);
+
+/* The same, with raw SIGN records, all in ONE transaction (either list
+ * may be empty). The pipeline's recorder uses this. */
+LEDGER_WUR int ledger_record_all(ledger *l, const ledger_rec *recs, size_t n,
+                                 const ledger_sign_rec *signs, size_t m, char *err,
+                                 size_t errlen);
+
+/* --- revocation (RFC 5280 §5.3.1 reason codes) ---------------------------- */
+
+/* The reason's RFC 5280 name ("unspecified", "keyCompromise", ...,
+ * "aACompromise"), or NULL for 7 and values above 10. */
+const char *ledger_reason_name(int code);
+/* The code of a name (case-insensitive), or -1. */
+int ledger_reason_code(const char *name);
+
+/* Revoke a certificate. Returns 0 revoked now, 1 it was already revoked
+ * (nothing changed: the first revocation stands), 2 no such serial, -1
+ * backend error (err). *at_out / *reason_out: the revocation in force. */
+LEDGER_WUR int ledger_revoke(ledger *l, const char *serial_hex, int reason, int64_t at,
+                             int64_t *at_out, int *reason_out, char *err, size_t errlen);
+
+/* Revoked certificates of one issuing key that have not expired by
+ * `not_after_min` (CRLs drop a certificate once it expires), ordered by
+ * serial. cb's non-zero return stops the walk. 0 done, -1 error. */
+typedef int (*ledger_revoked_fn)(const char *serial_hex, int64_t revoked_at, int reason,
+                                 void *arg);
+LEDGER_WUR int ledger_list_revoked(ledger *l, const char *issuer_key, int64_t not_after_min,
+                                   ledger_revoked_fn cb, void *arg, char *err, size_t errlen);
+
+/* --- CRLs ---------------------------------------------------------------- */
+
+/* Take the next cRLNumber of an issuing key (1, 2, ...): persisted and
+ * strictly increasing across every engine sharing the ledger, even when
+ * the CRL it was taken for is never stored. 0 or -1 (err). */
+LEDGER_WUR int ledger_crl_next_number(ledger *l, const char *issuer_key, uint64_t *number,
+                                      char *err, size_t errlen);
+/* Store a signed CRL. 0 or -1. */
+LEDGER_WUR int ledger_crl_store(ledger *l, const char *issuer_key, uint64_t number,
+                                int64_t this_update, int64_t next_update, const uint8_t *der,
+                                size_t len, char *err, size_t errlen);
+/* The stored CRL with the highest number for the key: 1 found (cb called
+ * once; der valid during the call), 0 none yet, -1 error. */
+typedef int (*ledger_crl_fn)(uint64_t number, int64_t this_update, int64_t next_update,
+                             const uint8_t *der, size_t len, void *arg);
+LEDGER_WUR int ledger_crl_latest(ledger *l, const char *issuer_key, ledger_crl_fn cb, void *arg,
+                                 char *err, size_t errlen);
+
+/* Raw SIGN records, oldest first (for `certforge ledger signs` and tests).
+ * key may be NULL (all). 0 done, -1 error. */
+typedef int (*ledger_sign_row_fn)(const ledger_sign_rec *r, void *arg);
+LEDGER_WUR int ledger_list_signs(ledger *l, const char *key, size_t limit, ledger_sign_row_fn cb,
+                                 void *arg, char *err, size_t errlen);
 
 /* Lookups: cb is called once per matching record, ordered by issue time
  * then serial; a non-zero return from cb stops the walk (and is returned).

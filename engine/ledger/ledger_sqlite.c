@@ -43,9 +43,36 @@ static const char schema_v1[] =
     "CREATE INDEX certificates_not_after ON certificates (not_after);\n"
     "INSERT INTO schema_version (version) VALUES (1);\n";
 
-/* migrations[v] takes a version-v database to v+1. None yet: version 1 is
- * the first. A later version appends here and bumps LEDGER_SCHEMA_VERSION. */
-static const char *const migrations[LEDGER_SCHEMA_VERSION] = {NULL};
+/* Version 2: raw SIGN records, cRLNumbers and CRLs. */
+static const char schema_v2[] =
+    "CREATE TABLE sign_records (\n"
+    "  id            INTEGER PRIMARY KEY,\n"
+    "  key           TEXT NOT NULL,\n"
+    "  mechanism     TEXT NOT NULL,\n"
+    "  digest        BLOB NOT NULL,\n"
+    "  requester_uid INTEGER,\n"
+    "  requester     TEXT,\n"
+    "  signed_at_ms  INTEGER NOT NULL\n"
+    ");\n"
+    "CREATE INDEX sign_records_key ON sign_records (key, id);\n"
+    "CREATE TABLE crl_numbers (\n"
+    "  issuer_key TEXT PRIMARY KEY,\n"
+    "  last       INTEGER NOT NULL\n"
+    ");\n"
+    "CREATE TABLE crls (\n"
+    "  issuer_key  TEXT NOT NULL,\n"
+    "  number      INTEGER NOT NULL,\n"
+    "  this_update INTEGER NOT NULL,\n"
+    "  next_update INTEGER NOT NULL,\n"
+    "  der         BLOB NOT NULL,\n"
+    "  PRIMARY KEY (issuer_key, number)\n"
+    ");\n"
+    "CREATE INDEX certificates_revoked ON certificates (issuer_key, status);\n";
+
+/* migrations[v] takes a version-v database to v+1 (migrations[0] unused:
+ * a new database is created at version 1 and migrated from there). A later
+ * version appends here and bumps LEDGER_SCHEMA_VERSION. */
+static const char *const migrations[LEDGER_SCHEMA_VERSION] = {NULL, schema_v2};
 
 static const char insert_sql[] =
     "INSERT INTO certificates (serial, profile, issuer_key, subject, sans, nf_instance_id, "
@@ -56,10 +83,14 @@ static const char columns[] =
     "serial, profile, issuer_key, subject, sans, nf_instance_id, not_before, not_after, cert, "
     "requester_uid, requester, issued_at_ms, status, revoked_at, revocation_reason";
 
+static const char insert_sign_sql[] =
+    "INSERT INTO sign_records (key, mechanism, digest, requester_uid, requester, signed_at_ms) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
 typedef struct sq {
     sqlite3 *db;
     char *path;
-    sqlite3_stmt *ins, *begin, *commit, *rollback;
+    sqlite3_stmt *ins, *ins_sign, *begin, *commit, *rollback;
     int version;
 } sq;
 
@@ -77,6 +108,7 @@ static void sq_close(void *state)
     if (!s)
         return;
     sqlite3_finalize(s->ins);
+    sqlite3_finalize(s->ins_sign);
     sqlite3_finalize(s->begin);
     sqlite3_finalize(s->commit);
     sqlite3_finalize(s->rollback);
@@ -223,6 +255,8 @@ static int sq_open(const ledger_opts *o, void **state, char *err, size_t errlen)
     if (prepare_schema(s, err, errlen) != 0)
         goto fail;
     if (sqlite3_prepare_v3(s->db, insert_sql, -1, SQLITE_PREPARE_PERSISTENT, &s->ins, NULL) ||
+        sqlite3_prepare_v3(s->db, insert_sign_sql, -1, SQLITE_PREPARE_PERSISTENT, &s->ins_sign,
+                           NULL) ||
         sqlite3_prepare_v3(s->db, "BEGIN IMMEDIATE", -1, SQLITE_PREPARE_PERSISTENT, &s->begin,
                            NULL) ||
         sqlite3_prepare_v3(s->db, "COMMIT", -1, SQLITE_PREPARE_PERSISTENT, &s->commit, NULL) ||
@@ -253,7 +287,8 @@ static void bind_text_or_null(sqlite3_stmt *st, int i, const char *v)
         sqlite3_bind_null(st, i);
 }
 
-static int sq_record(void *state, const ledger_rec *recs, size_t n, char *err, size_t errlen)
+static int sq_record(void *state, const ledger_rec *recs, size_t n, const ledger_sign_rec *signs,
+                     size_t m, char *err, size_t errlen)
 {
     sq *s = state;
     if (!s->ins) {
@@ -289,6 +324,25 @@ static int sq_record(void *state, const ledger_rec *recs, size_t n, char *err, s
             goto rollback;
         }
     }
+    for (size_t i = 0; i < m; i++) {
+        const ledger_sign_rec *r = &signs[i];
+        sqlite3_stmt *st = s->ins_sign;
+        sqlite3_bind_text(st, 1, r->key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, r->mechanism, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 3, r->digest, (int)r->digest_len, SQLITE_STATIC);
+        if (r->requester_uid >= 0)
+            sqlite3_bind_int64(st, 4, r->requester_uid);
+        else
+            sqlite3_bind_null(st, 4);
+        bind_text_or_null(st, 5, r->requester);
+        sqlite3_bind_int64(st, 6, r->signed_at_ms);
+        int rc = step_done(st);
+        sqlite3_clear_bindings(st);
+        if (rc != SQLITE_OK) {
+            sq_fail(s, err, errlen, "INSERT of a SIGN record");
+            goto rollback;
+        }
+    }
     if (step_done(s->commit) != SQLITE_OK) {
         sq_fail(s, err, errlen, "COMMIT");
         goto rollback;
@@ -320,6 +374,8 @@ static int sq_list(void *state, const ledger_filter *f, ledger_row_fn cb, void *
         n += snprintf(sql + n, sizeof(sql) - (size_t)n, " AND nf_instance_id = lower(?3)");
     if (f->expiring_before)
         n += snprintf(sql + n, sizeof(sql) - (size_t)n, " AND not_after < ?4");
+    if (f->revoked_only)
+        n += snprintf(sql + n, sizeof(sql) - (size_t)n, " AND status = 'revoked'");
     n += snprintf(sql + n, sizeof(sql) - (size_t)n, " ORDER BY issued_at_ms, serial");
     if (f->limit)
         snprintf(sql + n, sizeof(sql) - (size_t)n, " LIMIT %zu", f->limit);
@@ -372,10 +428,241 @@ static int sq_schema_version(void *state)
     return ((sq *)state)->version;
 }
 
+static int sq_writable(sq *s, char *err, size_t errlen)
+{
+    if (s->ins)
+        return 0;
+    snprintf(err, errlen, "ledger %s: opened read-only", s->path);
+    return -1;
+}
+
+static int sq_revoke(void *state, const char *serial_hex, int reason, int64_t at,
+                     int64_t *at_out, int *reason_out, char *err, size_t errlen)
+{
+    sq *s = state;
+    if (sq_writable(s, err, errlen) != 0)
+        return -1;
+    sqlite3_stmt *sel = NULL, *upd = NULL;
+    int out = -1;
+    if (step_done(s->begin) != SQLITE_OK)
+        return sq_fail(s, err, errlen, "BEGIN");
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT status, revoked_at, revocation_reason FROM certificates "
+                           "WHERE serial = ?1",
+                           -1, &sel, NULL) != SQLITE_OK) {
+        sq_fail(s, err, errlen, "cannot query");
+        goto done;
+    }
+    sqlite3_bind_text(sel, 1, serial_hex, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(sel);
+    if (rc == SQLITE_DONE) {
+        out = 2;
+        goto done;
+    }
+    if (rc != SQLITE_ROW) {
+        sq_fail(s, err, errlen, "query failed");
+        goto done;
+    }
+    if (strcmp(col_text(sel, 0), "revoked") == 0) {
+        *at_out = sqlite3_column_int64(sel, 1);
+        const char *rn = col_text(sel, 2);
+        int code = rn ? ledger_reason_code(rn) : 0;
+        *reason_out = code < 0 ? 0 : code;
+        out = 1;
+        goto done;
+    }
+    if (sqlite3_prepare_v2(s->db,
+                           "UPDATE certificates SET status = 'revoked', revoked_at = ?2, "
+                           "revocation_reason = ?3 WHERE serial = ?1 AND status = 'valid'",
+                           -1, &upd, NULL) != SQLITE_OK) {
+        sq_fail(s, err, errlen, "cannot prepare the revocation");
+        goto done;
+    }
+    sqlite3_bind_text(upd, 1, serial_hex, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(upd, 2, at);
+    sqlite3_bind_text(upd, 3, ledger_reason_name(reason), -1, SQLITE_STATIC);
+    if (sqlite3_step(upd) != SQLITE_DONE) {
+        sq_fail(s, err, errlen, "UPDATE (revocation)");
+        goto done;
+    }
+    *at_out = at;
+    *reason_out = reason;
+    out = 0;
+done:
+    sqlite3_finalize(sel);
+    sqlite3_finalize(upd);
+    if (out == 0 && step_done(s->commit) != SQLITE_OK) {
+        sq_fail(s, err, errlen, "COMMIT");
+        out = -1;
+    }
+    if (!sqlite3_get_autocommit(s->db))
+        (void)step_done(s->rollback);
+    return out;
+}
+
+static int sq_list_revoked(void *state, const char *issuer_key, int64_t not_after_min,
+                           ledger_revoked_fn cb, void *arg, char *err, size_t errlen)
+{
+    sq *s = state;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT serial, revoked_at, revocation_reason FROM certificates "
+                           "WHERE issuer_key = ?1 AND status = 'revoked' AND not_after >= ?2 "
+                           "ORDER BY length(serial), serial",
+                           -1, &st, NULL) != SQLITE_OK)
+        return sq_fail(s, err, errlen, "cannot query revocations");
+    sqlite3_bind_text(st, 1, issuer_key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, not_after_min);
+    int rc, out = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *rn = col_text(st, 2);
+        int code = rn ? ledger_reason_code(rn) : 0;
+        if ((out = cb(col_text(st, 0), sqlite3_column_int64(st, 1), code < 0 ? 0 : code, arg)) !=
+            0)
+            break;
+    }
+    if (out == 0 && rc != SQLITE_DONE) {
+        sq_fail(s, err, errlen, "revocation query failed");
+        out = -1;
+    }
+    sqlite3_finalize(st);
+    return out;
+}
+
+static int sq_crl_next_number(void *state, const char *issuer_key, uint64_t *number, char *err,
+                              size_t errlen)
+{
+    sq *s = state;
+    if (sq_writable(s, err, errlen) != 0)
+        return -1;
+    sqlite3_stmt *st = NULL;
+    int out = -1;
+    if (step_done(s->begin) != SQLITE_OK)
+        return sq_fail(s, err, errlen, "BEGIN");
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT INTO crl_numbers (issuer_key, last) VALUES (?1, 1) "
+                           "ON CONFLICT (issuer_key) DO UPDATE SET last = last + 1 "
+                           "RETURNING last",
+                           -1, &st, NULL) != SQLITE_OK) {
+        sq_fail(s, err, errlen, "cannot prepare the cRLNumber update");
+        goto done;
+    }
+    sqlite3_bind_text(st, 1, issuer_key, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        sq_fail(s, err, errlen, "cRLNumber update");
+        goto done;
+    }
+    *number = (uint64_t)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (step_done(s->commit) != SQLITE_OK) {
+        sq_fail(s, err, errlen, "COMMIT");
+        goto done;
+    }
+    out = 0;
+done:
+    sqlite3_finalize(st);
+    if (!sqlite3_get_autocommit(s->db))
+        (void)step_done(s->rollback);
+    return out;
+}
+
+static int sq_crl_store(void *state, const char *issuer_key, uint64_t number, int64_t this_update,
+                        int64_t next_update, const uint8_t *der, size_t len, char *err,
+                        size_t errlen)
+{
+    sq *s = state;
+    if (sq_writable(s, err, errlen) != 0)
+        return -1;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT INTO crls (issuer_key, number, this_update, next_update, der) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5)",
+                           -1, &st, NULL) != SQLITE_OK)
+        return sq_fail(s, err, errlen, "cannot prepare the CRL insert");
+    sqlite3_bind_text(st, 1, issuer_key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)number);
+    sqlite3_bind_int64(st, 3, this_update);
+    sqlite3_bind_int64(st, 4, next_update);
+    sqlite3_bind_blob(st, 5, der, (int)len, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : sq_fail(s, err, errlen, "CRL insert");
+}
+
+static int sq_crl_latest(void *state, const char *issuer_key, ledger_crl_fn cb, void *arg,
+                         char *err, size_t errlen)
+{
+    sq *s = state;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT number, this_update, next_update, der FROM crls "
+                           "WHERE issuer_key = ?1 ORDER BY number DESC LIMIT 1",
+                           -1, &st, NULL) != SQLITE_OK)
+        return sq_fail(s, err, errlen, "cannot query CRLs");
+    sqlite3_bind_text(st, 1, issuer_key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st), out;
+    if (rc == SQLITE_ROW) {
+        cb((uint64_t)sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+           sqlite3_column_int64(st, 2), sqlite3_column_blob(st, 3),
+           (size_t)sqlite3_column_bytes(st, 3), arg);
+        out = 1;
+    } else if (rc == SQLITE_DONE) {
+        out = 0;
+    } else {
+        out = sq_fail(s, err, errlen, "CRL query failed");
+    }
+    sqlite3_finalize(st);
+    return out;
+}
+
+static int sq_list_signs(void *state, const char *key, size_t limit, ledger_sign_row_fn cb,
+                         void *arg, char *err, size_t errlen)
+{
+    sq *s = state;
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "SELECT key, mechanism, digest, requester_uid, requester, signed_at_ms FROM "
+             "sign_records %s ORDER BY id LIMIT %lld",
+             key ? "WHERE key = ?1" : "", limit ? (long long)limit : -1LL);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return sq_fail(s, err, errlen, "cannot query SIGN records");
+    if (key)
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    int rc, out = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        ledger_sign_rec r = {
+            .key = col_text(st, 0),
+            .mechanism = col_text(st, 1),
+            .digest = sqlite3_column_blob(st, 2),
+            .digest_len = (size_t)sqlite3_column_bytes(st, 2),
+            .requester_uid =
+                sqlite3_column_type(st, 3) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 3),
+            .requester = col_text(st, 4),
+            .signed_at_ms = sqlite3_column_int64(st, 5),
+        };
+        if ((out = cb(&r, arg)) != 0)
+            break;
+    }
+    if (out == 0 && rc != SQLITE_DONE) {
+        sq_fail(s, err, errlen, "SIGN record query failed");
+        out = -1;
+    }
+    sqlite3_finalize(st);
+    return out;
+}
+
 const ledger_ops ledger_sqlite_ops = {
     .open = sq_open,
     .close = sq_close,
     .record = sq_record,
     .list = sq_list,
     .schema_version = sq_schema_version,
+    .revoke = sq_revoke,
+    .list_revoked = sq_list_revoked,
+    .crl_next_number = sq_crl_next_number,
+    .crl_store = sq_crl_store,
+    .crl_latest = sq_crl_latest,
+    .list_signs = sq_list_signs,
 };

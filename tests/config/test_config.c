@@ -631,7 +631,9 @@ static const char server_grants[] =
     "grants = ( { uid = 1000; profiles = [\"nf\", \"sepp\"]; ops = [\"issue\", \"status\", "
     "\"keys\"]; },\n"
     "           { gid = 27; ops = [\"status\"]; },\n"
-    "           { uid = 0; profiles = [\"*\"]; ops = [\"issue\"]; } );\n";
+    "           { uid = 0; profiles = [\"*\"]; ops = [\"issue\"]; },\n"
+    "           { uid = 7; keys = [\"ic-ca\", \"nf-ca\"]; ops = [\"sign\", \"revoke\", "
+    "\"crl\"]; } );\n";
 
 /* base_conf plus the server and grants sections above, edited. */
 static void refuse_srv(const char *from, const char *to, const char *want)
@@ -673,7 +675,12 @@ static void test_server_grants(void)
     CU_ASSERT_EQUAL(c->server.drain_timeout_ms, 2000);
     CU_ASSERT_EQUAL(c->server.io_threads, 2);
     CU_ASSERT_EQUAL(c->server.line, 32);
-    CU_ASSERT_EQUAL_FATAL(c->n_grants, 3);
+    CU_ASSERT_EQUAL_FATAL(c->n_grants, 4);
+    CU_ASSERT_EQUAL(c->grants[3].ops, CFG_GRANT_SIGN | CFG_GRANT_REVOKE | CFG_GRANT_CRL);
+    CU_ASSERT_EQUAL_FATAL(c->grants[3].n_keys, 2);
+    CU_ASSERT_EQUAL(c->grants[3].key_idx[0], 1);
+    CU_ASSERT_EQUAL(c->grants[3].key_idx[1], 0);
+    CU_ASSERT_EQUAL(c->grants[0].n_keys, 0);
     CU_ASSERT_TRUE(c->grants[0].has_uid && !c->grants[0].has_gid);
     CU_ASSERT_EQUAL(c->grants[0].uid, 1000);
     CU_ASSERT_EQUAL(c->grants[0].ops, CFG_GRANT_ISSUE | CFG_GRANT_STATUS | CFG_GRANT_KEYS);
@@ -762,9 +769,20 @@ static void test_server_grants_refused(void)
     refuse_srv("uid = 1000;", "uid = -1;", "grants[0].uid: -1 is out of range 0..4294967294");
     refuse_srv("gid = 27;", "gid = 4294967295L;", "grants[1].gid: 4294967295 is out of range");
     refuse_srv("ops = [\"status\"]", "ops = [\"stats\"]",
-               "grants[1].ops[0]: 'stats': expected issue, status or keys");
-    refuse_srv("ops = [\"status\"]", "ops = [\"revoke\"]",
-               "grants[1].ops[0]: 'revoke' is not served by certforged yet");
+               "grants[1].ops[0]: 'stats': expected issue, status, keys, sign, revoke or crl");
+    /* sign: keys named one by one */
+    refuse_srv("ops = [\"status\"]", "ops = [\"sign\"]",
+               "grants[1]: 'sign' needs a keys list (names of keys entries; there is no \"*\")");
+    refuse_srv("ops = [\"status\"]", "keys = [\"nf-ca\"]; ops = [\"status\"]",
+               "grants[1].keys: keys are only used by the 'sign' operation");
+    refuse_srv("ops = [\"status\"]", "keys = [\"*\"]; ops = [\"sign\"]",
+               "grants[1].keys[0]: '*': sign is granted key by key, name each one");
+    refuse_srv("ops = [\"status\"]", "keys = [\"nope\"]; ops = [\"sign\"]",
+               "grants[1].keys[0]: no key named 'nope'");
+    refuse_srv("ops = [\"status\"]", "keys = [\"ic-ca\", \"ic-ca\"]; ops = [\"sign\"]",
+               "grants[1].keys[1]: 'ic-ca' listed twice");
+    refuse_srv("ops = [\"status\"]", "keys = []; ops = [\"sign\"]",
+               "grants[1].keys: must not be empty");
     refuse_srv("ops = [\"status\"]", "ops = [\"status\", \"status\"]",
                "grants[1].ops[1]: 'status' listed twice");
     refuse_srv("ops = [\"status\"]", "ops = []", "grants[1].ops: must not be empty");
@@ -779,6 +797,65 @@ static void test_server_grants_refused(void)
     refuse_srv("\"nf\", \"sepp\"", "\"nf\", \"nf\"", "grants[0].profiles[1]: 'nf' listed twice");
     refuse_srv("\"nf\", \"sepp\"", "\"nf\", \"*\"",
                "grants[0].profiles[1]: \"*\" (all profiles) must be the only entry");
+}
+
+/* ------------------------------------------------------------- crl */
+
+static const char crl_conf[] =
+    "crl = { dir = \"pub/crl\"; interval = \"30m\"; validity = \"2h\"; revoke_delay = \"5s\"; "
+    "};\n";
+
+static void refuse_crl(const char *from, const char *to, const char *want)
+{
+    size_t n = strlen(base_conf) + strlen(crl_conf) + 1;
+    char *full = malloc(n);
+    snprintf(full, n, "%s%s", base_conf, crl_conf);
+    char *t = sub(full, from, to);
+    cfg_config *c = NULL;
+    int rc = load_text(t, &c);
+    CU_ASSERT_EQUAL(rc, -1);
+    if (rc == 0)
+        cfg_free(c);
+    if (!strstr(errbuf, want)) {
+        fprintf(stderr, "\n  edit '%s' -> '%s'\n  got:  %s\n  want: %s\n", from, to, errbuf, want);
+        CU_FAIL("message lacks the expected text");
+    }
+    free(t);
+    free(full);
+}
+
+static void test_crl_section(void)
+{
+    size_t n = strlen(base_conf) + strlen(crl_conf) + 1;
+    char *full = malloc(n);
+    snprintf(full, n, "%s%s", base_conf, crl_conf);
+    cfg_config *c = NULL;
+    int rc = load_text(full, &c);
+    if (rc)
+        fprintf(stderr, "\n%s\n", errbuf);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_STRING_EQUAL(c->crl.dir, "/etc/cf/pub/crl");
+    CU_ASSERT_EQUAL(c->crl.interval_s, 1800);
+    CU_ASSERT_EQUAL(c->crl.validity_s, 7200);
+    CU_ASSERT_EQUAL(c->crl.revoke_delay_s, 5);
+    CU_ASSERT(c->crl.line > 0);
+    cfg_free(c);
+    free(full);
+    /* absent: no CRLs, defaults filled */
+    CU_ASSERT_EQUAL_FATAL(load_text(base_conf, &c), 0);
+    CU_ASSERT_PTR_NULL(c->crl.dir);
+    CU_ASSERT_EQUAL(c->crl.line, 0);
+    CU_ASSERT_EQUAL(c->crl.interval_s, 3600);
+    cfg_free(c);
+    refuse_crl("dir = \"pub/crl\"; ", "", "crl: missing required setting 'dir'");
+    refuse_crl("interval = \"30m\"", "interval = \"59s\"", "crl.interval: at least 60s");
+    refuse_crl("validity = \"2h\"", "validity = \"30m\"",
+               "crl.validity: validity (nextUpdate - thisUpdate) must be longer than interval");
+    refuse_crl("revoke_delay = \"5s\"", "revoke_delay = \"1h\"",
+               "crl.revoke_delay: longer than interval");
+    refuse_crl("interval = \"30m\"", "interval = 30", "crl.interval: expected a string");
+    refuse_crl("revoke_delay", "publish_delay", "crl.publish_delay: unknown setting in crl");
+    refuse_crl("validity = \"2h\"", "validity = \"2\"", "crl.validity:");
 }
 
 /* ------------------------------------------------------------- ledger */
@@ -883,6 +960,7 @@ int main(void)
     if (CU_initialize_registry() != CUE_SUCCESS)
         return 1;
     CU_pSuite s = CU_add_suite("config", NULL, NULL);
+    CU_add_test(s, "crl section", test_crl_section);
     CU_add_test(s, "full config", test_full_config);
     CU_add_test(s, "minimal config and defaults", test_minimal_defaults);
     CU_add_test(s, "pipeline values", test_pipeline_values);

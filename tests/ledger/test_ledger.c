@@ -170,7 +170,7 @@ static void test_schema(void)
                     SQLITE_OK);
     CU_ASSERT_EQUAL(sqlite3_step(st), SQLITE_ROW);
     CU_ASSERT_EQUAL(sqlite3_column_int(st, 0), 1);
-    CU_ASSERT_EQUAL(sqlite3_column_int(st, 1), 1);
+    CU_ASSERT_EQUAL(sqlite3_column_int(st, 1), LEDGER_SCHEMA_VERSION);
     sqlite3_finalize(st);
     /* a newer schema is refused */
     CU_ASSERT_EQUAL(sqlite3_exec(db, "UPDATE schema_version SET version = 99", NULL, NULL, NULL),
@@ -181,8 +181,40 @@ static void test_schema(void)
     l = NULL;
     CU_ASSERT_EQUAL(ledger_open(&o, &l, err, sizeof(err)), -1);
     CU_ASSERT_PTR_NULL(l);
-    CU_ASSERT_PTR_NOT_NULL(strstr(err, "schema version 99 is newer than this certforge's (1)"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "schema version 99 is newer than this certforge's (2)"));
     CU_ASSERT_PTR_NOT_NULL(strstr(err, p));
+}
+
+/* A version-1 database (as certforge wrote it before SIGN records and
+ * CRLs) is migrated at open, keeping its records. */
+static void test_migrate_v1(void)
+{
+    static const char v1[] =
+        "CREATE TABLE schema_version (version INTEGER NOT NULL);"
+        "CREATE TABLE certificates (serial TEXT NOT NULL UNIQUE, profile TEXT NOT NULL,"
+        " issuer_key TEXT NOT NULL, subject TEXT NOT NULL, sans TEXT NOT NULL,"
+        " nf_instance_id TEXT, not_before INTEGER NOT NULL, not_after INTEGER NOT NULL,"
+        " cert BLOB NOT NULL, requester_uid INTEGER, requester TEXT,"
+        " issued_at_ms INTEGER NOT NULL, status TEXT NOT NULL DEFAULT 'valid'"
+        " CHECK (status IN ('valid', 'revoked')), revoked_at INTEGER, revocation_reason TEXT);"
+        "INSERT INTO schema_version (version) VALUES (1);"
+        "INSERT INTO certificates (serial, profile, issuer_key, subject, sans, not_before,"
+        " not_after, cert, issued_at_ms) VALUES ('0a', 'nf', 'nf-ca', 'C=FI', '', 1, 2, x'30',"
+        " 3);";
+    char p[400], err[512];
+    db_path("v1.db", p, sizeof(p));
+    sqlite3 *db = NULL;
+    CU_ASSERT_EQUAL_FATAL(sqlite3_open(p, &db), SQLITE_OK);
+    CU_ASSERT_EQUAL(sqlite3_exec(db, v1, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    ledger *l = open_rw("v1.db");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(l);
+    CU_ASSERT_EQUAL(ledger_schema_version(l), 2);
+    CU_ASSERT_EQUAL(count(l, NULL), 1);
+    uint64_t n = 0;
+    CU_ASSERT_EQUAL(ledger_crl_next_number(l, "nf-ca", &n, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(n, 1);
+    ledger_close(l);
 }
 
 static void test_open_errors(void)
@@ -388,6 +420,213 @@ static void test_concurrent(void)
     ledger_close(l);
 }
 
+typedef struct revoked_list {
+    int n;
+    char serial[8][41];
+    int64_t at[8];
+    int reason[8];
+} revoked_list;
+
+static int revoked_cb(const char *serial, int64_t at, int reason, void *arg)
+{
+    revoked_list *r = arg;
+    if (r->n < 8) {
+        snprintf(r->serial[r->n], sizeof(r->serial[0]), "%s", serial);
+        r->at[r->n] = at;
+        r->reason[r->n] = reason;
+    }
+    r->n++;
+    return 0;
+}
+
+static int status_cb(const ledger_rec *r, void *arg)
+{
+    snprintf(arg, 64, "%s %lld %s", r->status, (long long)r->revoked_at,
+             r->revocation_reason ? r->revocation_reason : "-");
+    return 0;
+}
+
+/* Revocation: new, repeated (the first stands), unknown serial, bad
+ * input; the revoked list of an issuer drops expired certificates. */
+static void test_revoke(void)
+{
+    ledger *l = open_rw("revoke.db");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(l);
+    char err[512], st[64];
+    rec_buf b[4];
+    ledger_rec r[4];
+    for (unsigned i = 0; i < 4; i++) {
+        mk_rec(&b[i], "7e", i, "nf", i == 3 ? 1000 : 2000000000);
+        r[i] = b[i].r;
+    }
+    r[2].issuer_key = "other-ca";
+    CU_ASSERT_EQUAL_FATAL(ledger_record(l, r, 4, err, sizeof(err)), 0);
+    int64_t at = 0;
+    int reason = -1;
+    CU_ASSERT_EQUAL(ledger_revoke(l, "7E:00:00:00:01", 1, 1800000000, &at, &reason, err,
+                                  sizeof(err)),
+                    0);
+    CU_ASSERT_EQUAL(at, 1800000000);
+    CU_ASSERT_EQUAL(reason, 1);
+    CU_ASSERT_EQUAL(ledger_find(l, "7e00000001", status_cb, st, err, sizeof(err)), 1);
+    CU_ASSERT_STRING_EQUAL(st, "revoked 1800000000 keyCompromise");
+    /* again, with another reason and time: the first revocation stands */
+    CU_ASSERT_EQUAL(ledger_revoke(l, "7e00000001", 4, 1900000000, &at, &reason, err,
+                                  sizeof(err)),
+                    1);
+    CU_ASSERT_EQUAL(at, 1800000000);
+    CU_ASSERT_EQUAL(reason, 1);
+    CU_ASSERT_EQUAL(ledger_find(l, "7e00000001", status_cb, st, err, sizeof(err)), 1);
+    CU_ASSERT_STRING_EQUAL(st, "revoked 1800000000 keyCompromise");
+    CU_ASSERT_EQUAL(ledger_revoke(l, "7e00000099", 1, 1, &at, &reason, err, sizeof(err)), 2);
+    CU_ASSERT_EQUAL(ledger_revoke(l, "xyz", 1, 1, &at, &reason, err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "'xyz' is not a serial number"));
+    CU_ASSERT_EQUAL(ledger_revoke(l, "7e00000000", 7, 1, &at, &reason, err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "7 is not an RFC 5280 revocation reason"));
+    CU_ASSERT_EQUAL(ledger_revoke(l, "7e00000000", 11, 1, &at, &reason, err, sizeof(err)), -1);
+    /* the other issuer's and the expired one are not on nf-ca's list */
+    CU_ASSERT_EQUAL(ledger_revoke(l, "7e00000002", 5, 1800000001, &at, &reason, err,
+                                  sizeof(err)),
+                    0);
+    CU_ASSERT_EQUAL(ledger_revoke(l, "7e00000003", 4, 1800000002, &at, &reason, err,
+                                  sizeof(err)),
+                    0);
+    CU_ASSERT_EQUAL(ledger_revoke(l, "7e00000000", 10, 1800000003, &at, &reason, err,
+                                  sizeof(err)),
+                    0);
+    revoked_list rl = {0};
+    CU_ASSERT_EQUAL(ledger_list_revoked(l, "nf-ca", 1500, revoked_cb, &rl, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL_FATAL(rl.n, 2);
+    CU_ASSERT_STRING_EQUAL(rl.serial[0], "7e00000000");
+    CU_ASSERT_EQUAL(rl.reason[0], 10);
+    CU_ASSERT_EQUAL(rl.at[0], 1800000003);
+    CU_ASSERT_STRING_EQUAL(rl.serial[1], "7e00000001");
+    CU_ASSERT_EQUAL(rl.reason[1], 1);
+    memset(&rl, 0, sizeof(rl));
+    CU_ASSERT_EQUAL(ledger_list_revoked(l, "nf-ca", 0, revoked_cb, &rl, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(rl.n, 3); /* the expired one too, when asked from time 0 */
+    ledger_filter f = {.revoked_only = true};
+    CU_ASSERT_EQUAL(count(l, &f), 4);
+    CU_ASSERT_STRING_EQUAL(ledger_reason_name(0), "unspecified");
+    CU_ASSERT_PTR_NULL(ledger_reason_name(7));
+    CU_ASSERT_EQUAL(ledger_reason_code("KEYCOMPROMISE"), 1);
+    CU_ASSERT_EQUAL(ledger_reason_code("nonsense"), -1);
+    ledger_close(l);
+}
+
+typedef struct crl_seen {
+    uint64_t number;
+    int64_t this_update, next_update;
+    uint8_t der[16];
+    size_t len;
+} crl_seen;
+
+static int crl_cb(uint64_t number, int64_t tu, int64_t nu, const uint8_t *der, size_t len,
+                  void *arg)
+{
+    crl_seen *c = arg;
+    c->number = number;
+    c->this_update = tu;
+    c->next_update = nu;
+    c->len = len < sizeof(c->der) ? len : sizeof(c->der);
+    memcpy(c->der, der, c->len);
+    return 0;
+}
+
+/* cRLNumbers increase across two connections to one file (two engines);
+ * the latest stored CRL is the one with the highest number. */
+static void test_crl_numbers(void)
+{
+    ledger *a = open_rw("crl.db"), *b = open_rw("crl.db");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+    char err[512];
+    uint64_t n[6];
+    for (int i = 0; i < 6; i++)
+        CU_ASSERT_EQUAL(ledger_crl_next_number(i % 2 ? b : a, "nf-ca", &n[i], err, sizeof(err)),
+                        0);
+    for (int i = 0; i < 6; i++)
+        CU_ASSERT_EQUAL(n[i], (uint64_t)i + 1);
+    uint64_t o = 0;
+    CU_ASSERT_EQUAL(ledger_crl_next_number(a, "other-ca", &o, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(o, 1);
+    crl_seen c = {0};
+    CU_ASSERT_EQUAL(ledger_crl_latest(a, "nf-ca", crl_cb, &c, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(ledger_crl_store(a, "nf-ca", 5, 100, 200, (const uint8_t *)"five", 4, err,
+                                     sizeof(err)),
+                    0);
+    CU_ASSERT_EQUAL(ledger_crl_store(b, "nf-ca", 6, 101, 201, (const uint8_t *)"six", 3, err,
+                                     sizeof(err)),
+                    0);
+    CU_ASSERT_EQUAL(ledger_crl_latest(a, "nf-ca", crl_cb, &c, err, sizeof(err)), 1);
+    CU_ASSERT_EQUAL(c.number, 6);
+    CU_ASSERT_EQUAL(c.this_update, 101);
+    CU_ASSERT_EQUAL(c.next_update, 201);
+    CU_ASSERT_EQUAL(c.len, 3);
+    CU_ASSERT_EQUAL(memcmp(c.der, "six", 3), 0);
+    /* a number stored twice is refused */
+    CU_ASSERT_EQUAL(ledger_crl_store(b, "nf-ca", 6, 1, 2, (const uint8_t *)"x", 1, err,
+                                     sizeof(err)),
+                    -1);
+    ledger_close(a);
+    ledger_close(b);
+}
+
+typedef struct signs_seen {
+    int n;
+    char line[4][160];
+} signs_seen;
+
+static int sign_cb(const ledger_sign_rec *r, void *arg)
+{
+    signs_seen *s = arg;
+    if (s->n < 4)
+        snprintf(s->line[s->n], sizeof(s->line[0]), "%s %s %zu %02x %lld %s %lld", r->key,
+                 r->mechanism, r->digest_len, r->digest[0], (long long)r->requester_uid,
+                 r->requester ? r->requester : "-", (long long)r->signed_at_ms);
+    s->n++;
+    return 0;
+}
+
+/* SIGN records go in the same transaction as certificates. */
+static void test_sign_records(void)
+{
+    ledger *l = open_rw("signs.db");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(l);
+    char err[512];
+    uint8_t d1[32], d2[48];
+    memset(d1, 0xab, sizeof(d1));
+    memset(d2, 0xcd, sizeof(d2));
+    ledger_sign_rec sr[2] = {
+        {.key = "nf-ca", .mechanism = "ecdsa-sha256", .digest = d1, .digest_len = 32,
+         .requester_uid = 1000, .requester = "openssl", .signed_at_ms = 5},
+        {.key = "root", .mechanism = "ecdsa-sha384", .digest = d2, .digest_len = 48,
+         .requester_uid = -1, .signed_at_ms = 6},
+    };
+    rec_buf b;
+    mk_rec(&b, "5e", 1, "nf", 2000000000);
+    CU_ASSERT_EQUAL(ledger_record_all(l, &b.r, 1, sr, 2, err, sizeof(err)), 0);
+    signs_seen s = {0};
+    CU_ASSERT_EQUAL(ledger_list_signs(l, NULL, 0, sign_cb, &s, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL_FATAL(s.n, 2);
+    CU_ASSERT_STRING_EQUAL(s.line[0], "nf-ca ecdsa-sha256 32 ab 1000 openssl 5");
+    CU_ASSERT_STRING_EQUAL(s.line[1], "root ecdsa-sha384 48 cd -1 - 6");
+    memset(&s, 0, sizeof(s));
+    CU_ASSERT_EQUAL(ledger_list_signs(l, "root", 0, sign_cb, &s, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(s.n, 1);
+    /* a batch whose certificate fails takes its SIGN records with it */
+    CU_ASSERT_EQUAL(ledger_record_all(l, &b.r, 1, sr, 2, err, sizeof(err)), -1);
+    memset(&s, 0, sizeof(s));
+    CU_ASSERT_EQUAL(ledger_list_signs(l, NULL, 0, sign_cb, &s, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(s.n, 2);
+    /* SIGN records alone */
+    CU_ASSERT_EQUAL(ledger_record_all(l, NULL, 0, sr, 1, err, sizeof(err)), 0);
+    memset(&s, 0, sizeof(s));
+    CU_ASSERT_EQUAL(ledger_list_signs(l, NULL, 0, sign_cb, &s, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(s.n, 3);
+    ledger_close(l);
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -452,6 +691,10 @@ int main(void)
     CU_pSuite s = CU_add_suite("ledger", suite_init, suite_clean);
     CU_add_test(s, "schema created, version, newer refused", test_schema);
     CU_add_test(s, "open errors name the path and reason", test_open_errors);
+    CU_add_test(s, "a version-1 database is migrated", test_migrate_v1);
+    CU_add_test(s, "revocation", test_revoke);
+    CU_add_test(s, "cRLNumbers and stored CRLs", test_crl_numbers);
+    CU_add_test(s, "SIGN records", test_sign_records);
     CU_add_test(s, "a batch is one transaction", test_batch_atomic);
     CU_add_test(s, "a held write lock fails the batch; it recovers", test_locked);
     CU_add_test(s, "lookups and filters", test_filters);

@@ -248,7 +248,7 @@ static void test_rt_empty_reqs(void)
     CU_ASSERT_EQUAL_FATAL(proto_req_decode(b, n, &RQ), PROTO_OK);
     CU_ASSERT_EQUAL(RQ.hdr.op, PROTO_OP_KEYS);
     CU_ASSERT_EQUAL(proto_enc_keys_req(b, 3, 0), PROTO_HDR_LEN);
-    /* proto_req_encode refuses reserved and unknown ops */
+    /* proto_req_encode refuses unknown ops, and SIGN without its fields */
     proto_req q;
     memset(&q, 0, sizeof(q));
     q.hdr.op = PROTO_OP_SIGN;
@@ -266,6 +266,11 @@ static void check_resp_eq(const proto_resp *a, const proto_resp *b)
     CU_ASSERT(str_eq(a->message, b->message));
     CU_ASSERT(blob_eq(a->cert, b->cert));
     CU_ASSERT(blob_eq(a->serial, b->serial));
+    CU_ASSERT(blob_eq(a->sig, b->sig));
+    CU_ASSERT(blob_eq(a->crl, b->crl));
+    CU_ASSERT_EQUAL(a->has_revoked, b->has_revoked);
+    CU_ASSERT_EQUAL(a->revoked_at, b->revoked_at);
+    CU_ASSERT_EQUAL(a->reason, b->reason);
     CU_ASSERT_EQUAL_FATAL(a->n_chain, b->n_chain);
     for (unsigned i = 0; i < a->n_chain; i++)
         CU_ASSERT(blob_eq(a->chain[i], b->chain[i]));
@@ -582,8 +587,8 @@ static void test_bad_requests(void)
         CU_ASSERT_EQUAL(RQ.hdr.id, 6);
     }
     for (unsigned op = PROTO_OP_SIGN; op <= PROTO_OP_CRL; op++) {
-        fb_begin(&F, 1, op, 0, 7);
-        CU_ASSERT_EQUAL(req_err(), PROTO_ERR_RESERVED_OP);
+        fb_begin(&F, 1, op, 0, 7); /* no fields: the required one is missing */
+        CU_ASSERT_EQUAL(req_err(), PROTO_ERR_MISSING);
         CU_ASSERT_EQUAL(RQ.hdr.op, op);
     }
 
@@ -696,6 +701,172 @@ static void test_bad_requests(void)
     CU_ASSERT_EQUAL(req_err(), PROTO_OK);
 }
 
+/* SIGN, REVOKE and CRL: round trips, every mechanism's digest length,
+ * and each malformed field with its exact error. */
+static void test_sign_revoke_crl(void)
+{
+    static uint8_t b[70000];
+    uint8_t data[64];
+    memset(data, 0x5a, sizeof(data));
+    for (unsigned m = 1; m < PROTO_SIGN__MAX; m++) {
+        size_t dl = proto_sign_mech_digest_len(m);
+        CU_ASSERT_PTR_NOT_NULL(proto_sign_mech_name(m));
+        proto_sign_req r = {.key = {"nf-ca", 5}, .mech = m, .data = data,
+                            .data_len = dl ? dl : 17, .requester = {"openssl", 7}};
+        size_t n = proto_enc_sign_req(b, sizeof(b), 42, &r);
+        CU_ASSERT_FATAL(n > PROTO_HDR_LEN);
+        CU_ASSERT_EQUAL_FATAL(proto_req_decode(b, n, &RQ), PROTO_OK);
+        CU_ASSERT_EQUAL(RQ.hdr.op, PROTO_OP_SIGN);
+        CU_ASSERT_EQUAL(RQ.hdr.id, 42);
+        CU_ASSERT(str_eq(RQ.sign.key, r.key));
+        CU_ASSERT(str_eq(RQ.sign.requester, r.requester));
+        CU_ASSERT_EQUAL(RQ.sign.mech, m);
+        CU_ASSERT_EQUAL(RQ.sign.data_len, r.data_len);
+        CU_ASSERT(memcmp(RQ.sign.data, data, r.data_len) == 0);
+        if (dl) { /* a digest of the wrong size is not encoded */
+            r.data_len = dl - 1;
+            CU_ASSERT_EQUAL(proto_enc_sign_req(b, sizeof(b), 1, &r), 0);
+        }
+    }
+    CU_ASSERT_EQUAL(proto_sign_mech_digest_len(PROTO_SIGN_ECDSA_SHA384), 48);
+    CU_ASSERT_EQUAL(proto_sign_mech_digest_len(PROTO_SIGN_RSA_PSS_SHA512), 64);
+    CU_ASSERT_STRING_EQUAL(proto_sign_mech_name(PROTO_SIGN_RSA_PKCS1_SHA256),
+                           "rsa-pkcs1-sha256");
+    CU_ASSERT_PTR_NULL(proto_sign_mech_name(0));
+    CU_ASSERT_PTR_NULL(proto_sign_mech_name(PROTO_SIGN__MAX));
+
+    /* SIGN decode errors */
+    uint8_t mech[2] = {0, 1};
+    fb_begin(&F, 1, PROTO_OP_SIGN, 0, 3);
+    fb_str(&F, PROTO_F_KEY_NAME, "k");
+    fb_field(&F, PROTO_F_MECHANISM, mech, 2);
+    CU_ASSERT_EQUAL(req_err(), PROTO_ERR_MISSING); /* no data */
+    fb_begin(&F, 1, PROTO_OP_SIGN, 0, 3);
+    fb_str(&F, PROTO_F_KEY_NAME, "k");
+    fb_field(&F, PROTO_F_MECHANISM, mech, 2);
+    fb_field(&F, PROTO_F_DATA, data, 31);
+    CU_ASSERT_EQUAL(req_err(), PROTO_ERR_BAD_VALUE); /* SHA-256 digest of 31 octets */
+    fb_begin(&F, 1, PROTO_OP_SIGN, 0, 3);
+    fb_str(&F, PROTO_F_KEY_NAME, "k");
+    fb_field(&F, PROTO_F_MECHANISM, mech, 1);
+    CU_ASSERT_EQUAL(req_err(), PROTO_ERR_BAD_VALUE); /* mechanism of one octet */
+    uint8_t bad_mech[2] = {0, 11};
+    fb_begin(&F, 1, PROTO_OP_SIGN, 0, 3);
+    fb_field(&F, PROTO_F_MECHANISM, bad_mech, 2);
+    CU_ASSERT_EQUAL(req_err(), PROTO_ERR_BAD_VALUE);
+    bad_mech[1] = 0;
+    fb_begin(&F, 1, PROTO_OP_SIGN, 0, 3);
+    fb_field(&F, PROTO_F_MECHANISM, bad_mech, 2);
+    CU_ASSERT_EQUAL(req_err(), PROTO_ERR_BAD_VALUE);
+    fb_begin(&F, 1, PROTO_OP_SIGN, 0, 3);
+    fb_str(&F, PROTO_F_KEY_NAME, "k");
+    fb_str(&F, PROTO_F_KEY_NAME, "k");
+    CU_ASSERT_EQUAL(req_err(), PROTO_ERR_DUPLICATE);
+    fb_begin(&F, 1, PROTO_OP_SIGN, 0, 3);
+    fb_field(&F, PROTO_F_KEY_NAME, "", 0);
+    CU_ASSERT_EQUAL(req_err(), PROTO_ERR_BAD_VALUE);
+    fb_begin(&F, 1, PROTO_OP_SIGN, 0, 3);
+    fb_field(&F, PROTO_F_DATA, "", 0);
+    CU_ASSERT_EQUAL(req_err(), PROTO_ERR_BAD_VALUE);
+    fb_begin(&F, 1, PROTO_OP_SIGN, 0, 3);
+    fb_str(&F, PROTO_F_PROFILE, "nf"); /* an ISSUE field */
+    CU_ASSERT_EQUAL(req_err(), PROTO_ERR_UNKNOWN_FIELD);
+    fb_begin(&F, 1, PROTO_OP_ISSUE, 0, 3);
+    fb_str(&F, PROTO_F_KEY_NAME, "k"); /* a SIGN field in ISSUE */
+    CU_ASSERT_EQUAL(req_err(), PROTO_ERR_UNKNOWN_FIELD);
+
+    /* REVOKE */
+    uint8_t serial[20];
+    memset(serial, 0x11, sizeof(serial));
+    proto_revoke_req rv = {.serial = serial, .serial_len = 20, .reason = 10};
+    size_t n = proto_enc_revoke_req(b, sizeof(b), 9, &rv);
+    CU_ASSERT_EQUAL_FATAL(proto_req_decode(b, n, &RQ), PROTO_OK);
+    CU_ASSERT_EQUAL(RQ.revoke.serial_len, 20);
+    CU_ASSERT_EQUAL(RQ.revoke.reason, 10);
+    CU_ASSERT_EQUAL(RQ.revoke.requester.len, 0);
+    rv.reason = 7;
+    CU_ASSERT_EQUAL(proto_enc_revoke_req(b, sizeof(b), 9, &rv), 0);
+    rv.reason = 1;
+    rv.serial_len = 21;
+    CU_ASSERT_EQUAL(proto_enc_revoke_req(b, sizeof(b), 9, &rv), 0);
+    fb_begin(&F, 1, PROTO_OP_REVOKE, 0, 3);
+    fb_field(&F, PROTO_F_REVOKE_SERIAL, serial, 1);
+    CU_ASSERT_EQUAL(req_err(), PROTO_OK);
+    CU_ASSERT_EQUAL(RQ.revoke.reason, 0); /* absent: unspecified */
+    fb_begin(&F, 1, PROTO_OP_REVOKE, 0, 3);
+    fb_field(&F, PROTO_F_REVOKE_SERIAL, serial, 20);
+    fb_field(&F, PROTO_F_REVOKE_SERIAL, serial, 20);
+    CU_ASSERT_EQUAL(req_err(), PROTO_ERR_DUPLICATE);
+    fb_begin(&F, 1, PROTO_OP_REVOKE, 0, 3);
+    fb_field(&F, PROTO_F_REVOKE_SERIAL, big_cert, 21);
+    CU_ASSERT_EQUAL(req_err(), PROTO_ERR_BAD_VALUE);
+    unsigned bad_reasons[] = {7, 11, 255};
+    for (int i = 0; i < 3; i++) {
+        uint8_t r8 = (uint8_t)bad_reasons[i];
+        fb_begin(&F, 1, PROTO_OP_REVOKE, 0, 3);
+        fb_field(&F, PROTO_F_REVOKE_SERIAL, serial, 2);
+        fb_field(&F, PROTO_F_REASON, &r8, 1);
+        CU_ASSERT_EQUAL(req_err(), PROTO_ERR_BAD_VALUE);
+    }
+    fb_begin(&F, 1, PROTO_OP_REVOKE, 0, 3);
+    fb_field(&F, PROTO_F_REVOKE_SERIAL, serial, 2);
+    fb_field(&F, PROTO_F_REASON, serial, 2);
+    CU_ASSERT_EQUAL(req_err(), PROTO_ERR_BAD_VALUE);
+    fb_begin(&F, 1, PROTO_OP_REVOKE, 0, 3);
+    uint8_t r1 = 1;
+    fb_field(&F, PROTO_F_REASON, &r1, 1);
+    CU_ASSERT_EQUAL(req_err(), PROTO_ERR_MISSING);
+
+    /* CRL */
+    n = proto_enc_crl_req(b, sizeof(b), 10, (cf_str){"nf-ica", 6});
+    CU_ASSERT_EQUAL_FATAL(proto_req_decode(b, n, &RQ), PROTO_OK);
+    CU_ASSERT(str_eq(RQ.crl.issuer, (cf_str){"nf-ica", 6}));
+    CU_ASSERT_EQUAL(proto_enc_crl_req(b, sizeof(b), 10, (cf_str){"", 0}), 0);
+    fb_begin(&F, 1, PROTO_OP_CRL, 0, 3);
+    fb_str(&F, PROTO_F_ISSUER, "a");
+    fb_str(&F, PROTO_F_REQUESTER, "x");
+    CU_ASSERT_EQUAL(req_err(), PROTO_ERR_UNKNOWN_FIELD);
+
+    /* responses */
+    proto_resp r;
+    memset(&r, 0, sizeof(r));
+    r.op = PROTO_OP_SIGN;
+    r.id = 5;
+    r.sig = (proto_blob){data, 64};
+    rt_resp(&r);
+    memset(&r, 0, sizeof(r));
+    r.op = PROTO_OP_REVOKE;
+    r.has_revoked = true;
+    r.revoked_at = 1800000000;
+    r.reason = 4;
+    rt_resp(&r);
+    memset(&r, 0, sizeof(r));
+    r.op = PROTO_OP_CRL;
+    r.crl = (proto_blob){big_cert, sizeof(big_cert)};
+    rt_resp(&r);
+    /* OK without the op's field, or a field of another op: not encoded */
+    memset(&r, 0, sizeof(r));
+    r.op = PROTO_OP_SIGN;
+    CU_ASSERT_EQUAL(proto_resp_encode(b, sizeof(b), &r), 0);
+    r.op = PROTO_OP_REVOKE;
+    CU_ASSERT_EQUAL(proto_resp_encode(b, sizeof(b), &r), 0);
+    r.op = PROTO_OP_CRL;
+    CU_ASSERT_EQUAL(proto_resp_encode(b, sizeof(b), &r), 0);
+    r.op = PROTO_OP_ISSUE;
+    r.status = CF_ST_NOT_FOUND;
+    r.sig = (proto_blob){data, 4};
+    CU_ASSERT_EQUAL(proto_resp_encode(b, sizeof(b), &r), 0);
+    /* an error answer carries no field */
+    r.op = PROTO_OP_SIGN;
+    r.sig = (proto_blob){NULL, 0};
+    CU_ASSERT(proto_resp_encode(b, sizeof(b), &r) > 0);
+    CU_ASSERT(proto_enc_sign_ok(b, sizeof(b), 1, data, 64) > 0);
+    CU_ASSERT(proto_enc_revoke_ok(b, sizeof(b), 1, 5, 1) > 0);
+    CU_ASSERT_EQUAL(proto_enc_revoke_ok(b, sizeof(b), 1, -1, 1), 0);
+    CU_ASSERT_EQUAL(proto_enc_revoke_ok(b, sizeof(b), 1, 5, 7), 0);
+    CU_ASSERT(proto_enc_crl_ok(b, sizeof(b), 1, data, 3) > 0);
+}
+
 static void resp_begin(unsigned op, unsigned status, uint32_t detail)
 {
     fb_begin(&F, 1, op, 0, 11);
@@ -713,6 +884,36 @@ static void test_bad_responses(void)
     }
     resp_begin(PROTO_OP_STATUS, 0, 0);
     CU_ASSERT_EQUAL(resp_err(), PROTO_OK);
+    /* SIGN / REVOKE / CRL answers: required fields, sizes, wrong op */
+    resp_begin(PROTO_OP_SIGN, 0, 0);
+    CU_ASSERT_EQUAL(resp_err(), PROTO_ERR_MISSING);
+    resp_begin(PROTO_OP_SIGN, CF_ST_UNAUTHORIZED, 0);
+    CU_ASSERT_EQUAL(resp_err(), PROTO_OK);
+    resp_begin(PROTO_OP_SIGN, 0, 0);
+    fb_field(&F, PROTO_F_SIGNATURE, "", 0);
+    CU_ASSERT_EQUAL(resp_err(), PROTO_ERR_BAD_VALUE);
+    resp_begin(PROTO_OP_ISSUE, CF_ST_BUSY, 0);
+    fb_field(&F, PROTO_F_SIGNATURE, "ab", 2);
+    CU_ASSERT_EQUAL(resp_err(), PROTO_ERR_UNKNOWN_FIELD);
+    resp_begin(PROTO_OP_REVOKE, 0, 0);
+    fb_field(&F, PROTO_F_REVOKED_AT, "12345678", 8);
+    CU_ASSERT_EQUAL(resp_err(), PROTO_ERR_MISSING); /* reason missing */
+    resp_begin(PROTO_OP_REVOKE, 0, 0);
+    fb_field(&F, PROTO_F_REVOKED_AT, "1234567", 7);
+    CU_ASSERT_EQUAL(resp_err(), PROTO_ERR_BAD_VALUE);
+    resp_begin(PROTO_OP_REVOKE, 0, 0);
+    fb_field(&F, PROTO_F_REVOKED_AT, "\x80\0\0\0\0\0\0\0", 8);
+    CU_ASSERT_EQUAL(resp_err(), PROTO_ERR_BAD_VALUE); /* beyond INT64_MAX */
+    resp_begin(PROTO_OP_REVOKE, 0, 0);
+    fb_field(&F, PROTO_F_REVOKED_AT, "\0\0\0\0\0\0\0\1", 8);
+    fb_field(&F, PROTO_F_REVOKED_REASON, "\7", 1);
+    CU_ASSERT_EQUAL(resp_err(), PROTO_ERR_BAD_VALUE);
+    resp_begin(PROTO_OP_CRL, 0, 0);
+    CU_ASSERT_EQUAL(resp_err(), PROTO_ERR_MISSING);
+    resp_begin(PROTO_OP_CRL, 0, 0);
+    fb_field(&F, PROTO_F_CRL, "0", 1);
+    fb_field(&F, PROTO_F_CRL, "0", 1);
+    CU_ASSERT_EQUAL(resp_err(), PROTO_ERR_DUPLICATE);
     fb_begin(&F, 1, PROTO_OP_STATUS, 4, 1);
     CU_ASSERT_EQUAL(resp_err(), PROTO_ERR_BAD_FLAGS);
     fb_begin(&F, 3, PROTO_OP_STATUS, 0, 1);
@@ -1040,6 +1241,7 @@ int main(void)
     CU_add_test(s, "names and status mapping", test_names);
     CU_add_test(s, "ISSUE request round trip and capacities", test_rt_issue_req);
     CU_add_test(s, "STATUS and KEYS requests", test_rt_empty_reqs);
+    CU_add_test(s, "SIGN, REVOKE, CRL: round trips and malformed fields", test_sign_revoke_crl);
     CU_add_test(s, "responses round trip and capacities", test_rt_responses);
     CU_add_test(s, "message sanitised to UTF-8", test_message_sanitised);
     CU_add_test(s, "encoders refuse what decoders reject", test_encode_rejects);
