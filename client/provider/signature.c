@@ -148,10 +148,6 @@ static size_t sig_max(const cfp_sig *s)
     return n > 0 ? (size_t)n : 0;
 }
 
-/* Until libcertforge's SIGN lands (client.c), the provider still loads and
- * serves keys; signing then fails with a clear error. */
-#pragma weak cf_sign_one
-
 static int sign_req(cf_client *c, void *arg, cf_response *out)
 {
     return cf_sign_one(c, arg, CFP_TIMEOUT_MS, out);
@@ -215,10 +211,6 @@ static int remote_sign(cfp_sig *s, const unsigned char *data, size_t len, unsign
     cfp_lease lease = {0};
     cf_response r;
     int ok = 0;
-    if (!cf_sign_one) {
-        CFP_RAISE(s->ctx, CFP_R_UNSUPPORTED, "this libcertforge has no SIGN");
-        return 0;
-    }
     if (cfp_pool_call(s->ctx, k->socket, sign_req, &req, &lease, &r) != 0)
         goto out;
     if (r.status != CF_ST_OK) {

@@ -52,44 +52,68 @@ static EVP_PKEY *load_key(const char *uri)
 
 static int suite_init(void)
 {
-    if (dh_suite_init("provsign", "4321", "Provider Sign CA") != 0)
-        return -1;
+    return dh_suite_init("provsign", "4321", "Provider Sign CA");
+}
+
+static bool READY;
+
+/* First test: certforged with a sign grant on "ca", the provider loaded
+ * into a library context of our own, the key through OSSL_STORE. (Set up
+ * here, not in suite_init: the harness asserts, which needs a test.) */
+static void test_setup(void)
+{
     char conf[400], grants[256], pdir[512];
-    snprintf(grants, sizeof(grants), "( { uid = %u; ops = [\"keys\", \"sign\"]; keys = [\"ca\"]; } )",
+    snprintf(grants, sizeof(grants),
+             "( { uid = %u; ops = [\"keys\", \"sign\"]; keys = [\"ca\"]; } )",
              (unsigned)getuid());
     snprintf(conf, sizeof(conf), "%s/certforged.conf", H.dir);
     conf_opts o = {.grants = grants};
     write_conf(conf, &o);
-    if (daemon_start(&D, conf, NULL) != 0)
-        return -1;
+    CU_ASSERT_EQUAL_FATAL(daemon_start(&D, conf, NULL), 0);
     snprintf(URI, sizeof(URI), "certforge:key=ca;socket=%s", SOCK);
     cf_build_path("providers", pdir, sizeof(pdir));
-    if (!(LIB = OSSL_LIB_CTX_new()) || !OSSL_PROVIDER_set_default_search_path(LIB, pdir) ||
-        !(PROV_CF = OSSL_PROVIDER_load(LIB, "certforge")) ||
-        !(PROV_DEF = OSSL_PROVIDER_load(LIB, "default"))) {
+    LIB = OSSL_LIB_CTX_new();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(LIB);
+    CU_ASSERT_TRUE_FATAL(OSSL_PROVIDER_set_default_search_path(LIB, pdir));
+    PROV_CF = OSSL_PROVIDER_load(LIB, "certforge");
+    PROV_DEF = OSSL_PROVIDER_load(LIB, "default");
+    if (!PROV_CF || !PROV_DEF)
         ERR_print_errors_fp(stderr);
-        return -1;
-    }
-    if (!(KEY = load_key(URI))) {
+    CU_ASSERT_PTR_NOT_NULL_FATAL(PROV_CF);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(PROV_DEF);
+    KEY = load_key(URI);
+    if (!KEY)
         ERR_print_errors_fp(stderr);
-        return -1;
-    }
+    CU_ASSERT_PTR_NOT_NULL_FATAL(KEY);
     uint8_t *der = NULL;
     int len = i2d_PUBKEY(KEY, &der);
     const uint8_t *p = der;
     PUB = len > 0 ? d2i_PUBKEY(NULL, &p, len) : NULL;
     OPENSSL_free(der);
-    return PUB ? 0 : -1;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(PUB);
+    READY = true;
+}
+
+/* Last test: everything down, the daemon stopped by PID (the harness
+ * asserts on its log, so this runs as a test, not in suite_clean). */
+static void test_teardown(void)
+{
+    EVP_PKEY_free(PUB);
+    EVP_PKEY_free(KEY);
+    PUB = KEY = NULL;
+    if (PROV_CF)
+        OSSL_PROVIDER_unload(PROV_CF);
+    if (PROV_DEF)
+        OSSL_PROVIDER_unload(PROV_DEF);
+    OSSL_LIB_CTX_free(LIB);
+    PROV_CF = PROV_DEF = NULL;
+    LIB = NULL;
+    if (D.pid > 0)
+        daemon_stop_clean(&D);
 }
 
 static int suite_clean(void)
 {
-    EVP_PKEY_free(PUB);
-    EVP_PKEY_free(KEY);
-    OSSL_PROVIDER_unload(PROV_CF);
-    OSSL_PROVIDER_unload(PROV_DEF);
-    OSSL_LIB_CTX_free(LIB);
-    daemon_stop_clean(&D);
     return dh_suite_clean();
 }
 
@@ -110,6 +134,7 @@ static int sign_verify(const unsigned char *msg, size_t n)
 
 static void test_key(void)
 {
+    CU_ASSERT_TRUE_FATAL(READY);
     CU_ASSERT_TRUE(EVP_PKEY_is_a(KEY, "EC"));
     CU_ASSERT_EQUAL(EVP_PKEY_get_bits(KEY), 256);
     char group[32] = "";
@@ -148,6 +173,7 @@ static void *signer(void *arg)
 
 static void test_threads(void)
 {
+    CU_ASSERT_TRUE_FATAL(READY);
     pthread_t t[THREADS];
     for (intptr_t i = 0; i < THREADS; i++)
         CU_ASSERT_EQUAL_FATAL(pthread_create(&t[i], NULL, signer, (void *)i), 0);
@@ -161,6 +187,7 @@ static void test_threads(void)
 
 static void test_fork(void)
 {
+    CU_ASSERT_TRUE_FATAL(READY);
     const unsigned char m1[] = "before fork", m2[] = "in the child", m3[] = "after fork";
     CU_ASSERT_TRUE(sign_verify(m1, sizeof(m1)));
     pid_t pid = fork();
@@ -181,6 +208,7 @@ static void test_fork(void)
 
 static void test_errors(void)
 {
+    CU_ASSERT_TRUE_FATAL(READY);
     /* A public key imported into the provider can be compared, not used. */
     EVP_PKEY *pubonly = NULL;
     OSSL_PARAM *params = NULL;
@@ -220,10 +248,12 @@ int main(void)
         return 77;
     }
     CU_pSuite s = CU_add_suite("provider_sign", suite_init, suite_clean);
+    CU_add_test(s, "set-up: certforged, provider, key", test_setup);
     CU_add_test(s, "key through OSSL_STORE matches its CA certificate", test_key);
     CU_add_test(s, "16 threads sign through one provider, all verify", test_threads);
     CU_add_test(s, "fork: parent, child (own connection), parent again", test_fork);
     CU_add_test(s, "errors: public-only key, SHA-1", test_errors);
+    CU_add_test(s, "teardown: daemon stopped cleanly", test_teardown);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned f = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
