@@ -30,7 +30,9 @@ typedef struct cfp_sig {
     EVP_MD *mgf1;       /* NULL: same as md */
     EVP_MD_CTX *mdctx;  /* running digest of digest_sign_update */
     int pad;            /* RSA_PKCS1_PADDING or RSA_PKCS1_PSS_PADDING */
-    int saltlen;        /* RSA_PSS_SALTLEN_DIGEST or a length (checked = digest length) */
+    int saltlen;        /* signing: RSA_PSS_SALTLEN_DIGEST or the digest length;
+                         * verifying: anything OpenSSL takes (default auto) */
+    bool verify;        /* a verify operation: done locally with the public key */
 } cfp_sig;
 
 static OSSL_FUNC_signature_freectx_fn sig_freectx;
@@ -45,6 +47,12 @@ static OSSL_FUNC_signature_get_ctx_params_fn sig_get_ctx_params;
 static OSSL_FUNC_signature_gettable_ctx_params_fn sig_gettable;
 static OSSL_FUNC_signature_set_ctx_params_fn sig_set_ctx_params;
 static OSSL_FUNC_signature_settable_ctx_params_fn sig_settable;
+static OSSL_FUNC_signature_verify_init_fn sig_verify_init;
+static OSSL_FUNC_signature_verify_fn sig_verify;
+static OSSL_FUNC_signature_digest_verify_init_fn sig_digest_verify_init;
+static OSSL_FUNC_signature_digest_verify_update_fn sig_digest_verify_update;
+static OSSL_FUNC_signature_digest_verify_final_fn sig_digest_verify_final;
+static OSSL_FUNC_signature_digest_verify_fn sig_digest_verify;
 
 static int md_index(const EVP_MD *md)
 {
@@ -122,14 +130,16 @@ err:
     return NULL;
 }
 
-static int sig_init(cfp_sig *s, void *provkey, const OSSL_PARAM params[])
+static int sig_init(cfp_sig *s, void *provkey, const OSSL_PARAM params[], bool verify)
 {
     cfp_key *k = provkey;
     if (!k || k->type != s->type || !k->pub) {
         CFP_RAISE(s->ctx, CFP_R_KEY_TYPE, "not a certforge %s key", cfp_keytype_name(s->type));
         return 0;
     }
-    if (!k->name[0]) {
+    s->verify = verify;
+    s->saltlen = verify ? RSA_PSS_SALTLEN_AUTO : RSA_PSS_SALTLEN_DIGEST;
+    if (!verify && !k->name[0]) {
         CFP_RAISE(s->ctx, CFP_R_NO_ENGINE_KEY,
                   "this %s key was imported as a public key; load it with certforge:key=NAME "
                   "to sign",
@@ -235,7 +245,7 @@ static int sig_sign_init(void *vctx, void *provkey, const OSSL_PARAM params[])
     cfp_sig *s = vctx;
     EVP_MD_CTX_free(s->mdctx);
     s->mdctx = NULL;
-    return sig_init(s, provkey, params);
+    return sig_init(s, provkey, params, false);
 }
 
 /* Pre-hashed: tbs is the digest (provider-signature(7) sign). */
@@ -252,13 +262,12 @@ static int sig_sign(void *vctx, unsigned char *sig, size_t *siglen, size_t sigsi
     return remote_sign(s, tbs, tbslen, sig, siglen, sigsize);
 }
 
-static int sig_digest_sign_init(void *vctx, const char *mdname, void *provkey,
-                                const OSSL_PARAM params[])
+static int digest_init(cfp_sig *s, const char *mdname, void *provkey, const OSSL_PARAM params[],
+                       bool verify)
 {
-    cfp_sig *s = vctx;
     EVP_MD_CTX_free(s->mdctx);
     s->mdctx = NULL;
-    if (!sig_init(s, provkey, NULL))
+    if (!sig_init(s, provkey, NULL, verify))
         return 0;
     if (s->type == CFP_KT_ED25519) {
         if (mdname && mdname[0]) {
@@ -277,6 +286,12 @@ static int sig_digest_sign_init(void *vctx, const char *mdname, void *provkey,
         return 0;
     }
     return 1;
+}
+
+static int sig_digest_sign_init(void *vctx, const char *mdname, void *provkey,
+                                const OSSL_PARAM params[])
+{
+    return digest_init(vctx, mdname, provkey, params, false);
 }
 
 static int sig_digest_sign_update(void *vctx, const unsigned char *data, size_t datalen)
@@ -324,6 +339,85 @@ static int sig_digest_sign(void *vctx, unsigned char *sig, size_t *siglen, size_
     if (!EVP_Digest(tbs, tbslen, dg, &dglen, s->md, NULL))
         return 0;
     return remote_sign(s, dg, dglen, sig, siglen, sigsize);
+}
+
+/* ------------------------------------------------------------ verifying
+ * OpenSSL 3.0 fetches an algorithm from the first provider that has it:
+ * when certforge is loaded before the default provider, verifying any
+ * EC/RSA/Ed25519 signature (a CSR's, a certificate's) lands here, with the
+ * key imported as a public-only key. It is checked with OpenSSL's default
+ * provider in our library context. */
+
+static int verify_prehashed(cfp_sig *s, const unsigned char *sig, size_t siglen,
+                            const unsigned char *dg, size_t dglen)
+{
+    EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_from_pkey(s->ctx->libctx, s->key->pub, NULL);
+    int ok = pc && EVP_PKEY_verify_init(pc) > 0 &&
+             (!s->md || EVP_PKEY_CTX_set_signature_md(pc, s->md) > 0);
+    if (ok && s->type == CFP_KT_RSA) {
+        ok = EVP_PKEY_CTX_set_rsa_padding(pc, s->pad) > 0;
+        if (ok && s->pad == RSA_PKCS1_PSS_PADDING)
+            ok = EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, s->saltlen) > 0 &&
+                 (!s->mgf1 || EVP_PKEY_CTX_set_rsa_mgf1_md(pc, s->mgf1) > 0);
+    }
+    ok = ok && EVP_PKEY_verify(pc, sig, siglen, dg, dglen) == 1;
+    EVP_PKEY_CTX_free(pc);
+    return ok;
+}
+
+static int sig_verify_init(void *vctx, void *provkey, const OSSL_PARAM params[])
+{
+    cfp_sig *s = vctx;
+    EVP_MD_CTX_free(s->mdctx);
+    s->mdctx = NULL;
+    return sig_init(s, provkey, params, true);
+}
+
+static int sig_verify(void *vctx, const unsigned char *sig, size_t siglen,
+                      const unsigned char *tbs, size_t tbslen)
+{
+    cfp_sig *s = vctx;
+    return s->key && s->type != CFP_KT_ED25519 && verify_prehashed(s, sig, siglen, tbs, tbslen);
+}
+
+static int sig_digest_verify_init(void *vctx, const char *mdname, void *provkey,
+                                  const OSSL_PARAM params[])
+{
+    return digest_init(vctx, mdname, provkey, params, true);
+}
+
+static int sig_digest_verify_update(void *vctx, const unsigned char *data, size_t datalen)
+{
+    return sig_digest_sign_update(vctx, data, datalen);
+}
+
+static int sig_digest_verify_final(void *vctx, const unsigned char *sig, size_t siglen)
+{
+    cfp_sig *s = vctx;
+    unsigned char dg[EVP_MAX_MD_SIZE];
+    unsigned int dglen = 0;
+    if (!s->key || !s->mdctx || !EVP_DigestFinal_ex(s->mdctx, dg, &dglen))
+        return 0;
+    return verify_prehashed(s, sig, siglen, dg, dglen);
+}
+
+static int sig_digest_verify(void *vctx, const unsigned char *sig, size_t siglen,
+                             const unsigned char *tbs, size_t tbslen)
+{
+    cfp_sig *s = vctx;
+    if (!s->key)
+        return 0;
+    if (s->type != CFP_KT_ED25519) {
+        unsigned char dg[EVP_MAX_MD_SIZE];
+        unsigned int dglen = 0;
+        return EVP_Digest(tbs, tbslen, dg, &dglen, s->md, NULL) &&
+               verify_prehashed(s, sig, siglen, dg, dglen);
+    }
+    EVP_MD_CTX *m = EVP_MD_CTX_new();
+    int ok = m && EVP_DigestVerifyInit_ex(m, NULL, NULL, s->ctx->libctx, NULL, s->key->pub, NULL) &&
+             EVP_DigestVerify(m, sig, siglen, tbs, tbslen) == 1;
+    EVP_MD_CTX_free(m);
+    return ok;
 }
 
 /* ------------------------------------------------------------ params */
@@ -429,6 +523,10 @@ static int set_saltlen(cfp_sig *s, const OSSL_PARAM *p)
         const char *v = p->data;
         if (strcmp(v, OSSL_PKEY_RSA_PSS_SALT_LEN_DIGEST) == 0) {
             n = RSA_PSS_SALTLEN_DIGEST;
+        } else if (s->verify && (strcmp(v, OSSL_PKEY_RSA_PSS_SALT_LEN_MAX) == 0 ||
+                                 strcmp(v, OSSL_PKEY_RSA_PSS_SALT_LEN_AUTO) == 0)) {
+            n = strcmp(v, OSSL_PKEY_RSA_PSS_SALT_LEN_MAX) == 0 ? RSA_PSS_SALTLEN_MAX
+                                                                : RSA_PSS_SALTLEN_AUTO;
         } else if (strcmp(v, OSSL_PKEY_RSA_PSS_SALT_LEN_MAX) == 0 ||
                    strcmp(v, OSSL_PKEY_RSA_PSS_SALT_LEN_AUTO) == 0) {
             CFP_RAISE(s->ctx, CFP_R_UNSUPPORTED,
@@ -447,6 +545,10 @@ static int set_saltlen(cfp_sig *s, const OSSL_PARAM *p)
         }
     } else if (!OSSL_PARAM_get_int(p, &n)) {
         return 0;
+    }
+    if (s->verify) {
+        s->saltlen = n;
+        return 1;
     }
     if (n == RSA_PSS_SALTLEN_MAX || n == RSA_PSS_SALTLEN_AUTO || n < RSA_PSS_SALTLEN_MAX ||
         (n >= 0 && s->md && n != EVP_MD_get_size(s->md)) || (n >= 0 && !s->md && n != 32 &&
@@ -542,7 +644,9 @@ static const OSSL_PARAM *sig_settable(void *vctx, void *provctx)
         {OSSL_FUNC_SIGNATURE_SET_CTX_PARAMS, (void (*)(void))sig_set_ctx_params},               \
         {OSSL_FUNC_SIGNATURE_SETTABLE_CTX_PARAMS, (void (*)(void))sig_settable},                \
         {OSSL_FUNC_SIGNATURE_DIGEST_SIGN_INIT, (void (*)(void))sig_digest_sign_init},           \
-        {OSSL_FUNC_SIGNATURE_DIGEST_SIGN, (void (*)(void))sig_digest_sign}
+        {OSSL_FUNC_SIGNATURE_DIGEST_SIGN, (void (*)(void))sig_digest_sign},                       \
+        {OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_INIT, (void (*)(void))sig_digest_verify_init},          \
+        {OSSL_FUNC_SIGNATURE_DIGEST_VERIFY, (void (*)(void))sig_digest_verify}
 
 static OSSL_FUNC_signature_newctx_fn ecdsa_newctx, rsa_newctx, ed25519_newctx;
 static void *ecdsa_newctx(void *provctx, const char *propq)
@@ -562,7 +666,11 @@ static void *ed25519_newctx(void *provctx, const char *propq)
     {OSSL_FUNC_SIGNATURE_SIGN_INIT, (void (*)(void))sig_sign_init},                             \
         {OSSL_FUNC_SIGNATURE_SIGN, (void (*)(void))sig_sign},                                   \
         {OSSL_FUNC_SIGNATURE_DIGEST_SIGN_UPDATE, (void (*)(void))sig_digest_sign_update},       \
-        {OSSL_FUNC_SIGNATURE_DIGEST_SIGN_FINAL, (void (*)(void))sig_digest_sign_final}
+        {OSSL_FUNC_SIGNATURE_DIGEST_SIGN_FINAL, (void (*)(void))sig_digest_sign_final},           \
+        {OSSL_FUNC_SIGNATURE_VERIFY_INIT, (void (*)(void))sig_verify_init},                        \
+        {OSSL_FUNC_SIGNATURE_VERIFY, (void (*)(void))sig_verify},                                  \
+        {OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_UPDATE, (void (*)(void))sig_digest_verify_update},      \
+        {OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_FINAL, (void (*)(void))sig_digest_verify_final}
 
 const OSSL_DISPATCH cfp_ecdsa_signature_functions[] = {
     {OSSL_FUNC_SIGNATURE_NEWCTX, (void (*)(void))ecdsa_newctx}, SIG_COMMON, SIG_HASHED, {0, NULL}};

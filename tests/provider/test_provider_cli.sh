@@ -64,9 +64,14 @@ refuse() {
   fi
 }
 P=(-provider-path "$PDIR" -provider certforge -provider default)
+# The order docs/provider.md recommends: OpenSSL 3.0 takes an algorithm
+# from the first provider that has one, so with default first, key
+# generation and software keys never reach certforge.
+PD=(-provider-path "$PDIR" -provider default -provider certforge)
 
 # --- keys and CA certificates (the CLI talks to the token; no daemon yet) -----
 KEYS="p256:ec-p256 p384:ec-p384 rsa:rsa-2048 ed:ed25519"
+"$CF" keys generate --type ec-p256 --label nogrant >/dev/null || { echo "FAIL: keys generate nogrant"; exit 1; }
 for kt in $KEYS; do
   IFS=: read -r k t <<<"$kt"
   "$CF" keys generate --type "$t" --label "$k" >/dev/null || { echo "FAIL: keys generate $k"; exit 1; }
@@ -84,7 +89,8 @@ keys = (
   { name = "p256"; token = "ca"; uri = "pkcs11:object=p256"; sessions = 2; },
   { name = "p384"; token = "ca"; uri = "pkcs11:object=p384"; sessions = 2; },
   { name = "rsa"; token = "ca"; uri = "pkcs11:object=rsa"; sessions = 2; },
-  { name = "ed"; token = "ca"; uri = "pkcs11:object=ed"; sessions = 2; }
+  { name = "ed"; token = "ca"; uri = "pkcs11:object=ed"; sessions = 2; },
+  { name = "nogrant"; token = "ca"; uri = "pkcs11:object=nogrant"; sessions = 1; }
 );
 issuers = ( { name = "p256"; key = "p256"; certificate = "p256-ca.pem"; } );
 profiles = (
@@ -112,7 +118,7 @@ start_daemon() {
   exit 1
 }
 UID_=$(id -u)
-write_conf "( { uid = $UID_; ops = [\"keys\"]; } )"
+write_conf "( { uid = $UID_; ops = [\"keys\", \"sign\"]; keys = [\"p256\", \"p384\", \"rsa\", \"ed\"]; } )"
 start_daemon
 export CERTFORGE_SOCKET=$SOCK
 
@@ -129,13 +135,119 @@ check "socket= wins over CERTFORGE_SOCKET" env CERTFORGE_SOCKET=/nonexistent.soc
 check "pkey -text_pub" openssl pkey "${P[@]}" -in certforge:key=rsa -text_pub -noout
 grep -q "Public-Key: (2048 bit)" "$D/last" && ok || fail "pkey -text_pub rsa: $(cat "$D/last")"
 
-refuse "no key 'nope' on $SOCK (certforged serves: p256, p384, rsa, ed)" \
+refuse "no key 'nope' on $SOCK (certforged serves: p256, p384, rsa, ed, nogrant)" \
   openssl pkey "${P[@]}" -in certforge:key=nope -pubout
 refuse "unknown attribute 'colour'" openssl pkey "${P[@]}" -in "certforge:key=p256;colour=blue" -pubout
 refuse "attribute 'key' given twice" openssl pkey "${P[@]}" -in "certforge:key=p256;key=rsa" -pubout
 refuse "attribute 'key' is empty" openssl pkey "${P[@]}" -in "certforge:key=" -pubout
 refuse "certforged is not reachable" openssl pkey "${P[@]}" -in "certforge:key=p256;socket=$D/nope.sock" -pubout
 grep -qF "connect $D/nope.sock" "$D/err" && ok || fail "not-reachable message lacks the socket path: $(cat "$D/err")"
+
+
+# --- signing with each key type -------------------------------------------------
+# Subject keys and CSRs are made without the provider (plain software keys).
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout leaf.key \
+  -subj "/CN=leaf.example" -out leaf.csr 2>/dev/null || { echo "FAIL: openssl req -new"; exit 1; }
+printf 'certforge provider test data\n%.0s' $(seq 1 200) > data
+sigalg() { openssl x509 -in "$1" -noout -text | grep -m1 'Signature Algorithm' | sed 's/.*: //'; }
+cacnf() { # key: a minimal `openssl ca` setup in ca-KEY/
+  mkdir -p "ca-$1/newcerts"; : > "ca-$1/index.txt"; echo 1000 > "ca-$1/crlnumber"
+  cat > "ca-$1/ca.cnf" <<CNF
+[ ca ]
+default_ca = CA_default
+[ CA_default ]
+dir = $D/ca-$1
+database = \$dir/index.txt
+new_certs_dir = \$dir/newcerts
+serial = \$dir/serial
+crlnumber = \$dir/crlnumber
+rand_serial = yes
+default_md = default
+default_days = 1
+default_crl_days = 1
+policy = policy_any
+unique_subject = no
+[ policy_any ]
+commonName = supplied
+CNF
+}
+declare -A WANT_ALG=([p256]=ecdsa-with-SHA256 [p384]=ecdsa-with-SHA384 [rsa]=sha256WithRSAEncryption [ed]=ED25519)
+for kt in $KEYS; do
+  IFS=: read -r k t <<<"$kt"
+  U="certforge:key=$k"
+  md=(-sha256); [ "$k" = p384 ] && md=(-sha384); [ "$k" = ed ] && md=()
+  # x509 -req -CAkey: signs a CSR; the CA certificate and key must match
+  check "x509 -req -CAkey $U" openssl x509 -req "${P[@]}" -in leaf.csr -CA "$k-ca.pem" -CAkey "$U" \
+    -set_serial 0x1001 -days 1 "${md[@]}" -out "leaf-$k.pem"
+  check "verify leaf-$k.pem" openssl verify -x509_strict -CAfile "$k-ca.pem" "leaf-$k.pem"
+  [ "$(sigalg "leaf-$k.pem")" = "${WANT_ALG[$k]}" ] && ok || fail "leaf-$k.pem: $(sigalg "leaf-$k.pem"), want ${WANT_ALG[$k]}"
+  # req -x509 -key: a self-signed certificate for the engine key
+  check "req -x509 -key $U" openssl req -x509 -new "${P[@]}" -key "$U" -subj "/CN=self $k" -days 1 \
+    "${md[@]}" -out "self-$k.pem"
+  check "verify self-$k.pem" openssl verify -CAfile "self-$k.pem" "self-$k.pem"
+  check "self-$k.pem carries the engine key" diff "$k.pub" <(openssl x509 -in "self-$k.pem" -noout -pubkey)
+  # x509 -signkey: re-sign an existing certificate
+  check "x509 -signkey $U" openssl x509 "${P[@]}" -in "self-$k.pem" -signkey "$U" "${md[@]}" -days 2 -out "resigned-$k.pem"
+  check "verify resigned-$k.pem" openssl verify -CAfile "resigned-$k.pem" "resigned-$k.pem"
+  # dgst -sign, then -verify with the public key exported by pkey -pubout
+  if [ "$k" = ed ]; then
+    check "pkeyutl -sign -rawin $U" openssl pkeyutl -sign "${P[@]}" -inkey "$U" -rawin -in data -out "data-$k.sig"
+    check "pkeyutl -verify ed25519" openssl pkeyutl -verify -pubin -inkey "$k.pub" -rawin -in data -sigfile "data-$k.sig"
+  else
+    check "dgst -sign $U" openssl dgst "${md[@]}" "${P[@]}" -sign "$U" -out "data-$k.sig" data
+    check "dgst -verify $k" openssl dgst "${md[@]}" -verify "$k.pub" -signature "data-$k.sig" data
+  fi
+  # ca -keyfile, ca -gencrl
+  cacnf "$k"
+  check "ca -keyfile $U" openssl ca -batch "${P[@]}" -config "ca-$k/ca.cnf" -cert "$k-ca.pem" \
+    -keyfile "$U" -in leaf.csr -out "ca-leaf-$k.pem" -notext
+  check "verify ca-leaf-$k.pem" openssl verify -CAfile "$k-ca.pem" "ca-leaf-$k.pem"
+  check "ca -gencrl $U" openssl ca -gencrl "${P[@]}" -config "ca-$k/ca.cnf" -cert "$k-ca.pem" \
+    -keyfile "$U" -out "crl-$k.pem"
+  check "crl verifies with $k-ca.pem" openssl crl -in "crl-$k.pem" -CAfile "$k-ca.pem" -noout
+  grep -q "verify OK" "$D/last" && ok || fail "openssl crl -CAfile: $(cat "$D/last")"
+done
+
+# --- RSA-PSS: salt length = digest length, MGF1 with the same hash --------------------
+PSS=(-sigopt rsa_padding_mode:pss)
+check "x509 -req RSA-PSS" openssl x509 -req "${P[@]}" -in leaf.csr -CA rsa-ca.pem -CAkey certforge:key=rsa \
+  -set_serial 0x1002 -days 1 -sha256 "${PSS[@]}" -out leaf-pss.pem
+check "verify leaf-pss.pem" openssl verify -CAfile rsa-ca.pem leaf-pss.pem
+openssl x509 -in leaf-pss.pem -noout -text > pss.txt
+grep -q "Signature Algorithm: rsassaPss" pss.txt && grep -q "Salt Length: 0x20" pss.txt \
+  && grep -q "Mask Algorithm: mgf1 with sha256" pss.txt && ok || fail "leaf-pss.pem PSS parameters: $(grep -A8 -m1 rsassaPss pss.txt)"
+check "req -x509 RSA-PSS SHA-384" openssl req -x509 -new "${P[@]}" -key certforge:key=rsa -subj "/CN=pss" -days 1 \
+  -sha384 "${PSS[@]}" -out self-pss.pem
+check "verify self-pss.pem" openssl verify -CAfile self-pss.pem self-pss.pem
+check "dgst -sign RSA-PSS SHA-512" openssl dgst -sha512 "${P[@]}" -sign certforge:key=rsa "${PSS[@]}" -out data-pss.sig data
+check "dgst -verify RSA-PSS" openssl dgst -sha512 -verify rsa.pub "${PSS[@]}" -sigopt rsa_pss_saltlen:64 -signature data-pss.sig data
+refuse "PSS salt length 'max'" openssl dgst -sha256 "${P[@]}" -sign certforge:key=rsa "${PSS[@]}" \
+  -sigopt rsa_pss_saltlen:max -out x.sig data
+refuse "PSS salt length 20" openssl dgst -sha256 "${P[@]}" -sign certforge:key=rsa "${PSS[@]}" \
+  -sigopt rsa_pss_saltlen:20 -out x.sig data
+refuse "digest 'SHA1': certforged signs SHA256, SHA384 or SHA512 digests only" \
+  openssl dgst -sha1 "${P[@]}" -sign certforge:key=p256 -out x.sig data
+
+# --- provider order ------------------------------------------------------------------
+check "default first: x509 -req" openssl x509 -req "${PD[@]}" -in leaf.csr -CA p256-ca.pem \
+  -CAkey certforge:key=p256 -set_serial 0x1003 -days 1 -out leaf-pd.pem
+check "verify leaf-pd.pem" openssl verify -CAfile p256-ca.pem leaf-pd.pem
+check "default first: genpkey still works" openssl genpkey "${PD[@]}" -algorithm EC \
+  -pkeyopt ec_paramgen_curve:P-256 -out gen.key
+refuse "operation not supported for this keytype" openssl genpkey "${P[@]}" -algorithm EC \
+  -pkeyopt ec_paramgen_curve:P-256 -out gen2.key
+
+# --- refusals ---------------------------------------------------------------------------
+refuse "certforged refused: this peer is not granted sign on the key" \
+  openssl dgst -sha256 "${P[@]}" -sign certforge:key=nogrant -out x.sig data
+grep -qF "keys = [\"nogrant\"]" "$D/err" && ok || fail "the unauthorized message does not show the grant to add: $(cat "$D/err")"
+refuse "no key 'nope'" openssl x509 -req "${P[@]}" -in leaf.csr -CA p256-ca.pem -CAkey certforge:key=nope -out x.pem
+refuse "CA certificate and CA private key do not match" \
+  openssl x509 -req "${P[@]}" -in leaf.csr -CA p256-ca.pem -CAkey certforge:key=p384 -out x.pem
+grep -q "SIGN key=p256" certforged.log && ok || fail "certforged did not log the SIGN requests"
+stop_daemon
+refuse "certforged is not reachable" openssl dgst -sha256 "${P[@]}" -sign certforge:key=p256 -out x.sig data
+grep -qF "connect $SOCK" "$D/err" && ok || fail "daemon-down message lacks the socket: $(cat "$D/err")"
 
 [ -n "${CF_KEEP:-}" ] && { cat "$D/err"; }
 echo "test_provider_cli: $checks checks, $fails failed"
