@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -23,6 +25,7 @@
 #include <openssl/x509.h>
 
 #include "config.h"
+#include "crl.h"
 #include "engine.h"
 #include "hsm.h"
 #include "ledger.h"
@@ -51,7 +54,16 @@ typedef struct daemon_keys {
     uint8_t *spki[PROTO_MAX_KEYS];
     char type[PROTO_MAX_KEYS][16];
     size_t n;
+    srv_sign_key *sign; /* per cfg->keys entry: for SIGN and CRLs */
+    size_t nsign;
 } daemon_keys;
+
+/* What REVOKE and CRL need (srv_runtime.admin_arg). */
+typedef struct daemon_admin {
+    const cfg_config *cfg;
+    ledger *l;
+    crl_pub *pub; /* NULL without a crl section */
+} daemon_admin;
 
 typedef struct daemon_chains {
     srv_chain *chains; /* per profile */
@@ -141,7 +153,11 @@ static void on_ready(void *arg, const char *path)
 static int load_keys(const cfg_config *cfg, cf_engine *eng, daemon_keys *dk, char *err,
                      size_t errlen)
 {
-    for (size_t i = 0; i < cfg->n_keys && dk->n < PROTO_MAX_KEYS; i++) {
+    if (!(dk->sign = calloc(cfg->n_keys ? cfg->n_keys : 1, sizeof(*dk->sign)))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < cfg->n_keys; i++) {
         hsm_signer *s = cf_engine_signer(eng, i);
         hsm_err he = {0};
         EVP_PKEY *pub = s ? hsm_signer_public_key(s, &he) : NULL;
@@ -150,9 +166,12 @@ static int load_keys(const cfg_config *cfg, cf_engine *eng, daemon_keys *dk, cha
                      cfg->keys[i].name, s ? he.msg : "no signer");
             return -1;
         }
+        dk->sign[i] = (srv_sign_key){.signer = s, .pub = pub, .type = hsm_signer_key_type(s)};
+        dk->nsign = i + 1;
+        if (dk->n >= PROTO_MAX_KEYS)
+            continue;
         uint8_t *der = NULL;
         int len = i2d_PUBKEY(pub, &der);
-        EVP_PKEY_free(pub);
         if (len <= 0) {
             snprintf(err, errlen, "key '%s': cannot encode its public key", cfg->keys[i].name);
             return -1;
@@ -182,6 +201,181 @@ static int load_keys(const cfg_config *cfg, cf_engine *eng, daemon_keys *dk, cha
     if (cfg->n_keys > PROTO_MAX_KEYS)
         srv_log(CFG_LOG_WARNING, "keys_truncated", "configured=%zu sent=%d", cfg->n_keys,
                 PROTO_MAX_KEYS);
+    return 0;
+}
+
+/* REVOKE (admin thread): record it, then have the CRLs remade soon. */
+static cf_status do_revoke(void *arg, const proto_revoke_req *r, uint32_t peer_uid,
+                           int64_t *revoked_at, unsigned *reason, char *msg, size_t msglen)
+{
+    daemon_admin *a = arg;
+    char hex[2 * 20 + 1], err[600];
+    for (size_t i = 0; i < r->serial_len; i++)
+        snprintf(hex + 2 * i, 3, "%02x", r->serial[i]);
+    if (r->reason == 8) {
+        snprintf(msg, msglen,
+                 "removeFromCRL is for delta CRLs; certforge makes full CRLs (a revocation is "
+                 "final)");
+        return CF_ST_POLICY_DENIED;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t at = 0;
+    int rs = 0;
+    int rc = ledger_revoke(a->l, hex, (int)r->reason, (int64_t)ts.tv_sec, &at, &rs, err,
+                           sizeof(err));
+    char rq[96] = "-";
+    if (r->requester.len) {
+        char t[64];
+        snprintf(t, sizeof(t), "%.*s", (int)(r->requester.len < 60 ? r->requester.len : 60),
+                 r->requester.p);
+        srv_log_quote(t, rq, sizeof(rq));
+    }
+    switch (rc) {
+    case 0:
+    case 1:
+        *revoked_at = at;
+        *reason = (unsigned)rs;
+        srv_log(CFG_LOG_INFO, rc == 0 ? "revoked" : "revoke_repeated",
+                "serial=%s reason=%s peer_uid=%u requester=%s", hex, ledger_reason_name(rs),
+                peer_uid, rq);
+        if (rc == 0)
+            crl_pub_kick(a->pub);
+        return CF_ST_OK;
+    case 2:
+        snprintf(msg, msglen, "no certificate with serial %s in the ledger", hex);
+        return CF_ST_NOT_FOUND;
+    default:
+        srv_log(CFG_LOG_ERROR, "ledger_failure", "op=REVOKE serial=%s err=\"%s\"", hex, err);
+        snprintf(msg, msglen, "the revocation could not be recorded: %s", err);
+        return CF_ST_LEDGER_FAILURE;
+    }
+}
+
+typedef struct crl_copy {
+    uint8_t *der;
+    size_t len;
+} crl_copy;
+
+static int copy_crl(uint64_t number, int64_t tu, int64_t nu, const uint8_t *der, size_t len,
+                    void *arg)
+{
+    (void)number;
+    (void)tu;
+    (void)nu;
+    crl_copy *c = arg;
+    if ((c->der = malloc(len)) != NULL) {
+        memcpy(c->der, der, len);
+        c->len = len;
+    }
+    return 0;
+}
+
+/* CRL (admin thread): the latest CRL of the issuer, from the ledger (so
+ * several engines sharing a ledger answer the same one). */
+static cf_status do_crl(void *arg, cf_str issuer, uint8_t **der, size_t *len, char *msg,
+                        size_t msglen)
+{
+    daemon_admin *a = arg;
+    const cfg_issuer *is = NULL;
+    for (size_t i = 0; i < a->cfg->n_issuers && !is; i++)
+        if (strlen(a->cfg->issuers[i].name) == issuer.len &&
+            memcmp(a->cfg->issuers[i].name, issuer.p, issuer.len) == 0)
+            is = &a->cfg->issuers[i];
+    if (!is) {
+        snprintf(msg, msglen, "no issuer named '%.*s'", (int)(issuer.len < 64 ? issuer.len : 64),
+                 issuer.p);
+        return CF_ST_NOT_FOUND;
+    }
+    crl_copy c = {0};
+    char err[600];
+    int rc = ledger_crl_latest(a->l, is->key, copy_crl, &c, err, sizeof(err));
+    if (rc < 0) {
+        snprintf(msg, msglen, "the ledger could not be read: %s", err);
+        return CF_ST_LEDGER_FAILURE;
+    }
+    if (rc == 0) {
+        snprintf(msg, msglen, "no CRL made for issuer '%s' yet", is->name);
+        return CF_ST_NOT_FOUND;
+    }
+    if (!c.der) {
+        snprintf(msg, msglen, "out of memory");
+        return CF_ST_INTERNAL;
+    }
+    *der = c.der;
+    *len = c.len;
+    return CF_ST_OK;
+}
+
+static void on_crl(const crl_issuer *ci, const crl_made *m, const char *err, void *arg)
+{
+    (void)arg;
+    char q[800];
+    if (m)
+        srv_log(CFG_LOG_INFO, "crl", "issuer=%s number=%llu entries=%zu bytes=%zu next_update=%lld",
+                crl_issuer_name(ci), (unsigned long long)m->number, m->entries, m->len,
+                (long long)m->next_update);
+    else
+        srv_log(CFG_LOG_ERROR, "crl_failed", "issuer=%s err=%s", crl_issuer_name(ci),
+                srv_log_quote(err, q, sizeof(q)));
+}
+
+/* One crl_issuer per configured issuer, and the publisher. */
+static int start_crls(const cfg_config *cfg, ledger *l, const daemon_keys *dk,
+                      const daemon_chains *dc, crl_issuer ***cis_out, crl_pub **pub, char *err,
+                      size_t errlen)
+{
+    crl_issuer **cis = calloc(cfg->n_issuers ? cfg->n_issuers : 1, sizeof(*cis));
+    *cis_out = cis;
+    if (!cis) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < cfg->n_issuers; i++) {
+        const cfg_issuer *is = &cfg->issuers[i];
+        size_t ki;
+        for (ki = 0; ki < cfg->n_keys; ki++)
+            if (strcmp(cfg->keys[ki].name, is->key) == 0)
+                break;
+        /* the issuer's certificate was read for the chains: find it */
+        const proto_blob *cert = NULL;
+        for (size_t p = 0; p < cfg->n_profiles && !cert; p++)
+            if (cfg->profiles[p].issuer_idx == i)
+                cert = &dc->chains[p].certs[0];
+        uint8_t *der = NULL;
+        size_t len = 0;
+        char why[256];
+        if (!cert) {
+            if (profile_read_cert(is->certificate, &der, &len, why, sizeof(why)) != 0) {
+                snprintf(err, errlen, "%s:%d: issuer '%s': %s", cfg->path, is->line, is->name, why);
+                return -1;
+            }
+        }
+        int rc = ki < dk->nsign
+                     ? crl_issuer_new(is->name, is->key, cert ? cert->p : der,
+                                      cert ? cert->len : len, dk->sign[ki].signer,
+                                      dk->sign[ki].pub, &cis[i], why, sizeof(why))
+                     : -1;
+        free(der);
+        if (rc != 0) {
+            snprintf(err, errlen, "%s:%d: issuer '%s': %s", cfg->path, is->line, is->name,
+                     ki < dk->nsign ? why : "no key");
+            return -1;
+        }
+    }
+    crl_pub_opts po = {.l = l,
+                       .issuers = cis,
+                       .n = cfg->n_issuers,
+                       .dir = cfg->crl.dir,
+                       .interval_s = cfg->crl.interval_s,
+                       .validity_s = cfg->crl.validity_s,
+                       .revoke_delay_s = cfg->crl.revoke_delay_s,
+                       .log = on_crl};
+    char why[800];
+    if (crl_pub_start(&po, pub, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "%s:%d: crl: %s", cfg->path, cfg->crl.line, why);
+        return -1;
+    }
     return 0;
 }
 
@@ -300,6 +494,8 @@ int main(int argc, char **argv)
     int sfd = -1;
     daemon_keys dk;
     daemon_chains dc;
+    crl_issuer **cis = NULL;
+    crl_pub *pub = NULL;
     memset(&dk, 0, sizeof(dk));
     memset(&dc, 0, sizeof(dc));
 
@@ -353,11 +549,30 @@ int main(int argc, char **argv)
         fprintf(stderr, "certforged: %s\n", err[0] ? err : "out of memory");
         goto out;
     }
+    if (led && cfg->crl.line) {
+        struct stat dst;
+        if (stat(cfg->crl.dir, &dst) != 0 || !S_ISDIR(dst.st_mode)) {
+            fprintf(stderr, "certforged: %s:%d: crl.dir: %s is not a folder (create it: CRLs are "
+                            "published there)\n",
+                    cfg->path, cfg->crl.line, cfg->crl.dir);
+            goto out;
+        }
+        if (start_crls(cfg, led, &dk, &dc, &cis, &pub, err, sizeof(err)) != 0) {
+            fprintf(stderr, "certforged: %s\n", err);
+            srv_log(CFG_LOG_ERROR, "refused", "reason=crl");
+            goto out;
+        }
+    }
     if (cfg->n_grants == 0)
         srv_log(CFG_LOG_WARNING, "no_grants", "effect=\"every request is UNAUTHORIZED\"");
     sess_arg sa = {eng, cfg->n_keys};
+    daemon_admin adm = {.cfg = cfg, .l = led, .pub = pub};
     srv_runtime rt = {
         .pipe = cf_engine_pipe(eng),
+        .sign_keys = dk.sign,
+        .revoke = led ? do_revoke : NULL,
+        .crl = led && pub ? do_crl : NULL,
+        .admin_arg = &adm,
         .keys = dk.keys,
         .n_keys = dk.n,
         .chains = dc.chains,
@@ -386,6 +601,10 @@ int main(int argc, char **argv)
             (unsigned long long)sum.requests, (unsigned long long)sum.answered,
             (unsigned long long)sum.unanswered, (unsigned long long)sum.refused, rc);
 out:
+    crl_pub_stop(pub);
+    for (size_t i = 0; cis && i < cfg->n_issuers; i++)
+        crl_issuer_free(cis[i]);
+    free(cis);
     cf_engine_close(eng); /* the workers are joined: nothing records any more */
     ledger_close(led);
     srv_free(server);
@@ -393,6 +612,9 @@ out:
         close(sfd);
     for (size_t i = 0; i < dk.n; i++)
         OPENSSL_free(dk.spki[i]);
+    for (size_t i = 0; i < dk.nsign; i++)
+        EVP_PKEY_free(dk.sign[i].pub);
+    free(dk.sign);
     for (size_t i = 0; i < dc.nders; i++)
         free(dc.ders[i]);
     free(dc.ders);

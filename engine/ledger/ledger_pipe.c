@@ -25,6 +25,8 @@
 typedef struct scratch {
     ledger_rec *recs;
     size_t nrecs;
+    ledger_sign_rec *signs;
+    size_t nsigns;
     char *text;
     size_t ntext;
 } scratch;
@@ -38,6 +40,7 @@ static void scratch_free(void *p)
     if (!s)
         return;
     free(s->recs);
+    free(s->signs);
     free(s->text);
     free(s);
 }
@@ -65,6 +68,13 @@ static scratch *scratch_get(size_t nrecs, size_t ntext)
             return NULL;
         s->recs = r;
         s->nrecs = nrecs;
+    }
+    if (s->nsigns < nrecs) {
+        ledger_sign_rec *r = realloc(s->signs, nrecs * sizeof(*r));
+        if (!r)
+            return NULL;
+        s->signs = r;
+        s->nsigns = nrecs;
     }
     if (s->ntext < ntext) {
         char *t = realloc(s->text, ntext);
@@ -98,9 +108,11 @@ int ledger_pipe_record(pipe_job *const *jobs, size_t n, void *arg)
     char err[512];
     size_t ntext = 0;
     for (size_t i = 0; i < n; i++)
-        ntext += sizeof(((ledger_cert_fields *)0)->serial) +
-                 LEDGER_CERT_TEXT_CAP(jobs[i]->cert_len) + jobs[i]->req.nf_instance_id.len +
-                 jobs[i]->req.requester.len + 2;
+        ntext += jobs[i]->kind == PIPE_JOB_SIGN
+                     ? jobs[i]->req.requester.len + 1
+                     : sizeof(((ledger_cert_fields *)0)->serial) +
+                           LEDGER_CERT_TEXT_CAP(jobs[i]->cert_len) +
+                           jobs[i]->req.nf_instance_id.len + jobs[i]->req.requester.len + 2;
     scratch *s = scratch_get(n, ntext);
     if (!s) {
         snprintf(err, sizeof(err), "out of memory for %zu records", n);
@@ -110,9 +122,22 @@ int ledger_pipe_record(pipe_job *const *jobs, size_t n, void *arg)
     clock_gettime(CLOCK_REALTIME, &ts);
     int64_t now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     char *at = s->text;
+    size_t nc = 0, ns = 0;
     for (size_t i = 0; i < n; i++) {
         const pipe_job *j = jobs[i];
-        ledger_rec *r = &s->recs[i];
+        if (j->kind == PIPE_JOB_SIGN) {
+            s->signs[ns] = (ledger_sign_rec){
+                .key = j->sign.key_name,
+                .mechanism = j->sign.mech_name,
+                .digest = j->digest,
+                .digest_len = j->digest_len,
+                .requester_uid = j->peer_known ? (int64_t)j->peer_uid : -1,
+                .signed_at_ms = now_ms,
+            };
+            s->signs[ns++].requester = put_str(&at, j->req.requester, 0);
+            continue;
+        }
+        ledger_rec *r = &s->recs[nc++];
         ledger_cert_fields cf;
         char *serial = at;
         at += sizeof(cf.serial);
@@ -141,7 +166,7 @@ int ledger_pipe_record(pipe_job *const *jobs, size_t n, void *arg)
         r->nf_instance_id = put_str(&at, j->req.nf_instance_id, 1);
         r->requester = put_str(&at, j->req.requester, 0);
     }
-    if (ledger_record(lp->l, s->recs, n, err, sizeof(err)) == 0) {
+    if (ledger_record_all(lp->l, s->recs, nc, s->signs, ns, err, sizeof(err)) == 0) {
         unsigned long long f = atomic_exchange(&lp->failing, 0);
         if (f && lp->on_recover)
             lp->on_recover(f, lp->cb_arg);

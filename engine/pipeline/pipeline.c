@@ -124,21 +124,18 @@ static void fail(pipe_job *j, cf_status st, int detail, const char *msg)
 
 /* --- per-worker set-up ------------------------------------------------------ */
 
-/* A verify context per issuer, initialised once and reused for every
- * certificate (EVP_PKEY_verify may be called repeatedly after one init). */
-static EVP_PKEY_CTX *issuer_vctx(worker *w, const pipe_issuer *is)
+/* A verify context for a key and mechanism (not Ed25519). */
+static EVP_PKEY_CTX *verify_ctx(worker *w, EVP_PKEY *pub, hsm_mech mech)
 {
-    if (is->mech == HSM_MECH_ED25519)
-        return NULL; /* one-shot EVP_DigestVerify per certificate */
-    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_pkey(NULL, is->pub, NULL);
+    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_pkey(NULL, pub, NULL);
     if (!c || EVP_PKEY_verify_init(c) <= 0)
         goto bad;
-    int mi = md_index(is->mech);
-    if (is->mech >= HSM_MECH_RSA_PKCS1_SHA256 && is->mech <= HSM_MECH_RSA_PKCS1_SHA512) {
+    int mi = md_index(mech);
+    if (mech >= HSM_MECH_RSA_PKCS1_SHA256 && mech <= HSM_MECH_RSA_PKCS1_SHA512) {
         if (EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_PADDING) <= 0 ||
             EVP_PKEY_CTX_set_signature_md(c, w->md[mi]) <= 0)
             goto bad;
-    } else if (is->mech >= HSM_MECH_RSA_PSS_SHA256 && is->mech <= HSM_MECH_RSA_PSS_SHA512) {
+    } else if (mech >= HSM_MECH_RSA_PSS_SHA256 && mech <= HSM_MECH_RSA_PSS_SHA512) {
         if (EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_PSS_PADDING) <= 0 ||
             EVP_PKEY_CTX_set_signature_md(c, w->md[mi]) <= 0 ||
             EVP_PKEY_CTX_set_rsa_mgf1_md(c, w->md[mi]) <= 0 ||
@@ -149,6 +146,15 @@ static EVP_PKEY_CTX *issuer_vctx(worker *w, const pipe_issuer *is)
 bad:
     EVP_PKEY_CTX_free(c);
     return NULL;
+}
+
+/* A verify context per issuer, initialised once and reused for every
+ * certificate (EVP_PKEY_verify may be called repeatedly after one init). */
+static EVP_PKEY_CTX *issuer_vctx(worker *w, const pipe_issuer *is)
+{
+    if (is->mech == HSM_MECH_ED25519)
+        return NULL; /* one-shot EVP_DigestVerify per certificate */
+    return verify_ctx(w, is->pub, is->mech);
 }
 
 static int worker_init(worker *w, pipe_engine *e, unsigned id)
@@ -343,6 +349,96 @@ static void stage_sign(worker *w, pipe_job **jobs, size_t n)
     }
 }
 
+/* SIGN: nothing to parse; keep what the ledger records (the digest, or
+ * for Ed25519 the SHA-512 of the message). */
+static void stage_front_sign(worker *w, pipe_job *j)
+{
+    j->status = CF_ST_OK;
+    j->cert = NULL;
+    j->cert_len = 0;
+    j->msg[0] = '\0';
+    j->iss = NULL;
+    j->sig_len = 0;
+    const pipe_sign *sg = &j->sign;
+    if (!sg->signer || !sg->data || sg->len == 0) {
+        fail(j, CF_ST_INTERNAL, 0, "SIGN job without key or data");
+        return;
+    }
+    if (sg->mech == HSM_MECH_ED25519) {
+        unsigned dl = 0;
+        if (EVP_DigestInit_ex(w->mdctx, w->md[2], NULL) != 1 ||
+            EVP_DigestUpdate(w->mdctx, sg->data, sg->len) != 1 ||
+            EVP_DigestFinal_ex(w->mdctx, j->digest, &dl) != 1) {
+            fail(j, CF_ST_INTERNAL, 0, "digest of the message failed");
+            return;
+        }
+        j->digest_len = dl;
+        return;
+    }
+    if (sg->len > sizeof(j->digest)) {
+        fail(j, CF_ST_INTERNAL, 0, "digest longer than 64 octets");
+        return;
+    }
+    memcpy(j->digest, sg->data, sg->len);
+    j->digest_len = sg->len;
+}
+
+static bool raw_sig_ok(worker *w, const pipe_job *j)
+{
+    const pipe_sign *sg = &j->sign;
+    if (sg->mech == HSM_MECH_ED25519) {
+        EVP_MD_CTX_reset(w->mdctx);
+        return EVP_DigestVerifyInit_ex(w->mdctx, NULL, NULL, NULL, NULL, sg->pub, NULL) == 1 &&
+               EVP_DigestVerify(w->mdctx, j->sig, j->sig_len, sg->data, sg->len) == 1;
+    }
+    EVP_PKEY_CTX *c = verify_ctx(w, sg->pub, sg->mech);
+    bool ok = c && EVP_PKEY_verify(c, j->sig, j->sig_len, sg->data, sg->len) == 1;
+    EVP_PKEY_CTX_free(c);
+    return ok;
+}
+
+/* Sign the batch's SIGN jobs, one batch call per key. */
+static void stage_raw_sign(worker *w, pipe_job **jobs, size_t n)
+{
+    for (size_t first = 0; first < n; first++) {
+        pipe_job *f = jobs[first];
+        if (f->kind != PIPE_JOB_SIGN || f->status != CF_ST_OK || f->sig_len)
+            continue;
+        hsm_signer *key = f->sign.signer;
+        size_t m = 0;
+        for (size_t i = first; i < n; i++) {
+            pipe_job *j = jobs[i];
+            if (j->kind != PIPE_JOB_SIGN || j->status != CF_ST_OK || j->sig_len ||
+                j->sign.signer != key)
+                continue;
+            hsm_sign_req *r = &w->reqs[m];
+            r->mech = j->sign.mech;
+            r->in = j->sign.data;
+            r->inlen = j->sign.len;
+            r->sig = j->sig;
+            r->siglen = 0;
+            r->rv = CKR_OK;
+            w->ok[m++] = j;
+        }
+        hsm_sign_batch(key, w->reqs, m);
+        for (size_t i = 0; i < m; i++) {
+            pipe_job *j = w->ok[i];
+            if (w->reqs[i].rv != CKR_OK) {
+                cf_status st = w->reqs[i].rv == CKR_FUNCTION_CANCELED ? CF_ST_BUSY
+                                                                       : CF_ST_HSM_FAILURE;
+                fail(j, st, (int)w->reqs[i].rv, w->reqs[i].msg);
+                continue;
+            }
+            j->sig_len = w->reqs[i].siglen;
+            if (j->sign.pub && want_verify(w) && !raw_sig_ok(w, j)) {
+                j->sig_len = 0;
+                fail(j, CF_ST_HSM_FAILURE, 0,
+                     "the HSM returned a signature that does not verify with the key");
+            }
+        }
+    }
+}
+
 static void complete(pipe_engine *e, pipe_job *j);
 static void hand_to_recorder(pipe_engine *e, pipe_job *const *jobs, size_t n);
 
@@ -371,9 +467,19 @@ static void *worker_main(void *arg)
 
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        for (size_t i = 0; i < n; i++)
-            stage_front(w, w->jobs[i], (int64_t)ts.tv_sec);
+        bool raw = false;
+        for (size_t i = 0; i < n; i++) {
+            pipe_job *j = w->jobs[i];
+            if (j->kind == PIPE_JOB_SIGN) {
+                stage_front_sign(w, j);
+                raw = true;
+            } else {
+                stage_front(w, j, (int64_t)ts.tv_sec);
+            }
+        }
         stage_sign(w, w->jobs, n);
+        if (raw)
+            stage_raw_sign(w, w->jobs, n);
 
         size_t m = 0;
         for (size_t i = 0; i < n; i++) {
@@ -427,10 +533,14 @@ static void *recorder_main(void *arg)
         /* Record before release: one transaction for all of them. */
         if (e->o.record(e->rq_take, n, e->o.record_arg) != 0)
             for (size_t i = 0; i < n; i++) {
-                fail(e->rq_take[i], CF_ST_LEDGER_FAILURE, 0,
-                     "the certificate could not be recorded; it was not released");
-                e->rq_take[i]->cert = NULL;
-                e->rq_take[i]->cert_len = 0;
+                pipe_job *j = e->rq_take[i];
+                fail(j, CF_ST_LEDGER_FAILURE, 0,
+                     j->kind == PIPE_JOB_SIGN
+                         ? "the signature could not be recorded; it was not released"
+                         : "the certificate could not be recorded; it was not released");
+                j->cert = NULL;
+                j->cert_len = 0;
+                j->sig_len = 0;
             }
         for (size_t i = 0; i < n; i++)
             complete(e, e->rq_take[i]);

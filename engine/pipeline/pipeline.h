@@ -30,9 +30,27 @@
 
 typedef struct profile profile;
 
+/* What a job asks for: a certificate (ISSUE), or a raw signature with a
+ * named key (SIGN, for the OpenSSL provider: docs/provider.md). */
+typedef enum pipe_kind { PIPE_JOB_ISSUE = 0, PIPE_JOB_SIGN = 1 } pipe_kind;
+
+typedef struct pipe_sign {
+    hsm_signer *signer;
+    EVP_PKEY *pub;        /* the key's public half: each signature is checked against it
+                           * as the pipeline's verify setting says (NULL: never) */
+    hsm_mech mech;
+    const char *key_name; /* for the ledger record */
+    const char *mech_name;
+    const uint8_t *data;  /* the digest (mech's hash, its exact size), or the Ed25519 message */
+    size_t len;
+} pipe_sign;
+
 typedef struct pipe_job {
     /* in */
-    cf_issue_req req;
+    pipe_kind kind;
+    cf_issue_req req; /* ISSUE */
+    pipe_sign sign;   /* SIGN: sig/sig_len hold the answer; digest the ledger's copy
+                       * (Ed25519: SHA-512 of the message) */
     void *user;
     bool peer_known;   /* for the ledger: the requester's uid (SO_PEERCRED) */
     uint32_t peer_uid;
@@ -40,7 +58,7 @@ typedef struct pipe_job {
     cf_status status;
     int detail;     /* CF_ST_BAD_CSR: the csr_err; CF_ST_HSM_FAILURE: the CK_RV */
     char msg[200];  /* for the requester: what was wrong */
-    const uint8_t *cert; /* DER, inside buf */
+    const uint8_t *cert; /* ISSUE: DER, inside buf */
     size_t cert_len;
     uint8_t serial[20];
     size_t serial_len;

@@ -694,22 +694,11 @@ int profile_compile(const cfg_profile *cp, const uint8_t *issuer_cert_der, size_
     /* The issuer's SKI becomes our AKI; without one, method 1 (RFC 5280
      * §4.2.1.2): SHA-1 of the subjectPublicKey BIT STRING value. */
     uint8_t ski_buf[EVP_MAX_MD_SIZE];
-    const uint8_t *ski;
-    size_t ski_len;
-    const ASN1_OCTET_STRING *xs = X509_get0_subject_key_id(x);
-    if (xs) {
-        ski = ASN1_STRING_get0_data(xs);
-        ski_len = (size_t)ASN1_STRING_length(xs);
-    } else {
-        const ASN1_BIT_STRING *bits = X509_get0_pubkey_bitstr(x);
-        unsigned n = 0;
-        if (!bits || digest(p->sha1, ASN1_STRING_get0_data(bits), (size_t)ASN1_STRING_length(bits),
-                            ski_buf, &n)) {
-            msg(err, errlen, "profile '%s': cannot compute the issuer's key identifier", cp->name);
-            goto out;
-        }
-        ski = ski_buf;
-        ski_len = n;
+    const uint8_t *ski = ski_buf;
+    size_t ski_len = 0;
+    if (profile_cert_key_id(x, ski_buf, &ski_len) != 0) {
+        msg(err, errlen, "profile '%s': cannot compute the issuer's key identifier", cp->name);
+        goto out;
     }
 
     der_w w;
@@ -1153,6 +1142,37 @@ int profile_tbs_digest(const profile *p, const uint8_t *tbs, size_t tbs_len,
         return -1;
     *in = digest_out;
     *inlen = n;
+    return 0;
+}
+
+size_t profile_sigalg_der(hsm_mech m, uint8_t *buf, size_t cap)
+{
+    if ((unsigned)m >= HSM_MECH__MAX)
+        return 0;
+    der_w w;
+    size_t len = 0;
+    der_w_init(&w, buf, cap);
+    w_sigalg(&w, m);
+    return der_w_finish(&w, &len) == DER_OK ? len : 0;
+}
+
+int profile_cert_key_id(const X509 *x, uint8_t *out, size_t *len)
+{
+    const ASN1_OCTET_STRING *xs = X509_get0_subject_key_id((X509 *)x);
+    if (xs) {
+        int n = ASN1_STRING_length(xs);
+        if (n <= 0 || n > EVP_MAX_MD_SIZE)
+            return -1;
+        memcpy(out, ASN1_STRING_get0_data(xs), (size_t)n);
+        *len = (size_t)n;
+        return 0;
+    }
+    const ASN1_BIT_STRING *bits = X509_get0_pubkey_bitstr(x);
+    unsigned n = 0;
+    if (!bits || EVP_Digest(ASN1_STRING_get0_data(bits), (size_t)ASN1_STRING_length(bits), out, &n,
+                            EVP_sha1(), NULL) != 1)
+        return -1;
+    *len = n;
     return 0;
 }
 

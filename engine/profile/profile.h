@@ -114,6 +114,17 @@ PROFILE_WUR int profile_assemble(const profile *p, const uint8_t *tbs, size_t tb
  * thread exit). */
 void profile_thread_cleanup(void);
 
+/* The signatureAlgorithm AlgorithmIdentifier DER of a mechanism, as in
+ * every certificate (and CRL) certforge signs, into buf. Returns its
+ * length, or 0 when cap is too small. */
+size_t profile_sigalg_der(hsm_mech m, uint8_t *buf, size_t cap);
+
+/* The key identifier of a CA certificate (for authorityKeyIdentifier):
+ * its subjectKeyIdentifier, or without one SHA-1 of its subjectPublicKey
+ * (RFC 5280 §4.2.1.2 method 1). out holds EVP_MAX_MD_SIZE. 0 or -1. */
+struct x509_st;
+int profile_cert_key_id(const struct x509_st *x, uint8_t *out, size_t *len);
+
 /* Accessors. */
 const char *profile_name(const profile *p);
 cfg_profile_type profile_type(const profile *p);

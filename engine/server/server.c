@@ -151,10 +151,17 @@ typedef struct srv_loop srv_loop;
 
 typedef struct srv_job {
     pipe_job pj;
-    struct srv_job *next; /* free list, done stack, ready list */
+    struct srv_job *next; /* free list, done stack, ready list, admin queue */
     srv_loop *loop;
     uint32_t conn, gen;
     uint64_t id;
+    uint8_t op;      /* PROTO_OP_ISSUE, SIGN (pipeline), REVOKE, CRL (admin thread) */
+    proto_req areq;  /* REVOKE / CRL: the request, pointing into the frame copy */
+    uint32_t peer_uid;
+    int64_t revoked_at;
+    unsigned reason;
+    uint8_t *crl; /* CRL answer (malloc'd; freed by job_put) */
+    size_t crl_len;
     const struct srv_chain *chain; /* for the answer, resolved at submit */
     int large; /* index of the large frame buffer used, or -1: returned at completion */
     uint8_t frame[SRV_JOB_FRAME];
@@ -173,6 +180,7 @@ typedef struct conn {
     uint32_t uid, gid, pid;
     unsigned ops;
     uint64_t prof_bits[CFG_MAX_ENTRIES / 64];
+    uint64_t key_bits[CFG_MAX_ENTRIES / 64]; /* SIGN: the keys granted */
     uint8_t *in; /* max_frame octets; data in [in_off, in_len); a recv in
                   * flight writes at in + in_len, so in only moves when none is */
     size_t in_off, in_len;
@@ -251,6 +259,12 @@ struct srv {
     uint64_t rate_ms[SRV_RATE_SAMPLES], rate_issued[SRV_RATE_SAMPLES];
     unsigned rate_n, rate_pos;
     uint64_t rate_last_ms;
+    /* admin thread: REVOKE and CRL (they wait on the ledger) */
+    pthread_t adm_th;
+    bool adm_started, adm_stop;
+    pthread_mutex_t adm_mu;
+    pthread_cond_t adm_cv;
+    srv_job *adm_head, *adm_tail;
 };
 
 static uint64_t now_ms(void)
@@ -317,6 +331,8 @@ static uint8_t *job_frame(srv_loop *L, srv_job *j)
 
 static void job_put(srv_loop *L, srv_job *j)
 {
+    free(j->crl);
+    j->crl = NULL;
     if (j->large >= 0)
         L->large_free[L->nlarge_free++] = j->large;
     j->large = -1;
@@ -479,6 +495,48 @@ static size_t enc_issue(uint8_t *buf, size_t cap, const void *arg)
                               ch ? ch->n : 0, pj->serial, pj->serial_len);
 }
 
+/* The answer of a SIGN, REVOKE or CRL job. */
+static size_t enc_other(uint8_t *buf, size_t cap, const void *arg)
+{
+    const issue_arg *a = arg;
+    const srv_job *j = a->j;
+    const pipe_job *pj = &j->pj;
+    if (pj->status == CF_ST_OK) {
+        switch (j->op) {
+        case PROTO_OP_SIGN:
+            if (pj->sig_len)
+                return proto_enc_sign_ok(buf, cap, j->id, pj->sig, pj->sig_len);
+            break;
+        case PROTO_OP_REVOKE:
+            return proto_enc_revoke_ok(buf, cap, j->id, j->revoked_at, j->reason);
+        case PROTO_OP_CRL:
+            if (j->crl)
+                return proto_enc_crl_ok(buf, cap, j->id, j->crl, j->crl_len);
+            break;
+        }
+    }
+    return proto_enc_error(buf, cap, j->op, j->id,
+                           pj->status == CF_ST_OK ? CF_ST_INTERNAL : pj->status,
+                           (uint32_t)pj->detail, pj->msg[0] ? pj->msg : NULL);
+}
+
+static cf_status job_status(const srv_job *j)
+{
+    const pipe_job *pj = &j->pj;
+    if (pj->status != CF_ST_OK)
+        return pj->status;
+    switch (j->op) {
+    case PROTO_OP_ISSUE:
+        return pj->cert ? CF_ST_OK : CF_ST_INTERNAL;
+    case PROTO_OP_SIGN:
+        return pj->sig_len ? CF_ST_OK : CF_ST_INTERNAL;
+    case PROTO_OP_CRL:
+        return j->crl ? CF_ST_OK : CF_ST_INTERNAL;
+    default:
+        return CF_ST_OK;
+    }
+}
+
 /* Encode completed jobs while they fit. */
 static void flush_ready(srv_loop *L, conn *c)
 {
@@ -486,10 +544,10 @@ static void flush_ready(srv_loop *L, conn *c)
     while (c->ready_head && !c->dead) {
         srv_job *j = c->ready_head;
         issue_arg a = {L, j};
-        cf_status st = j->pj.status == CF_ST_OK && !j->pj.cert ? CF_ST_INTERNAL : j->pj.status;
-        if (!out_put(L, c, PROTO_OP_ISSUE, j->id, st, enc_issue, &a))
+        cf_status st = job_status(j);
+        if (!out_put(L, c, j->op, j->id, st, j->op == PROTO_OP_ISSUE ? enc_issue : enc_other, &a))
             break;
-        if (st == CF_ST_OK)
+        if (st == CF_ST_OK && j->op == PROTO_OP_ISSUE)
             srv_log(CFG_LOG_DEBUG, "issued", "peer_uid=%u id=%llu", c->uid,
                     (unsigned long long)j->id);
         c->ready_head = j->next;
@@ -659,41 +717,24 @@ static size_t enc_keys(uint8_t *buf, size_t cap, const void *arg)
     return proto_enc_keys_ok(buf, cap, a->id, a->s->rt.keys, n);
 }
 
-static int handle_issue(srv_loop *L, conn *c, const proto_req *req, const uint8_t *frame,
-                        size_t flen)
+static void adm_push(srv *s, srv_job *j);
+
+/* Take a job for a request that passed its op's checks, copy its frame
+ * into the job and hand it on: ISSUE and SIGN to the pipeline, REVOKE and
+ * CRL to the admin thread. Backpressure (in-flight cap, fair share, an
+ * empty pool or a full queue) as docs/certforged.md describes. `ctx`: the
+ * profile index for ISSUE, the key index for SIGN. */
+static int queue_job(srv_loop *L, conn *c, const proto_req *req, const uint8_t *frame,
+                     size_t flen, size_t ctx)
 {
     srv *s = L->s;
+    uint8_t op = req->hdr.op;
     uint64_t id = req->hdr.id;
-    const cf_str *pn = &req->issue.profile;
-    const cfg_profile *p = cfg_find_profile(s->cfg, pn->p, pn->len);
-    char msg[160], pq[96];
-    char pname[CFG_NAME_MAX + 1];
-    snprintf(pname, sizeof(pname), "%.*s", (int)(pn->len < CFG_NAME_MAX ? pn->len : CFG_NAME_MAX),
-             pn->p);
-    /* answers backed up: take no new work (and no job) until they are sent */
-    if (c->n_ready) {
-        park_remove(L, c); /* waits for output room, not for a job */
-        return FR_BLOCKED;
-    }
-    if (!p) {
-        snprintf(msg, sizeof(msg), "no profile named '%s'", pname);
-        return answer_error(L, c, PROTO_OP_ISSUE, id, CF_ST_UNKNOWN_PROFILE, 0, msg) ? FR_CONSUMED
-                                                                                     : FR_BLOCKED;
-    }
-    size_t pi = (size_t)(p - s->cfg->profiles);
-    if (!(c->prof_bits[pi / 64] & (1ull << (pi % 64)))) {
-        snprintf(msg, sizeof(msg), "uid %u / gid %u may not issue from profile '%s'", c->uid,
-                 c->gid, p->name);
-        if (!answer_error(L, c, PROTO_OP_ISSUE, id, CF_ST_UNAUTHORIZED, 0, msg))
-            return FR_BLOCKED;
-        log_unauthorized(c, "ISSUE", srv_log_quote(p->name, pq, sizeof(pq)));
-        return FR_CONSUMED;
-    }
+    char msg[160];
     if (c->jobs_out + c->n_ready >= s->sv.max_inflight) {
         snprintf(msg, sizeof(msg), "more than %u requests in flight on this connection",
                  s->sv.max_inflight);
-        return answer_error(L, c, PROTO_OP_ISSUE, id, CF_ST_BUSY, 0, msg) ? FR_CONSUMED
-                                                                          : FR_BLOCKED;
+        return answer_error(L, c, op, id, CF_ST_BUSY, 0, msg) ? FR_CONSUMED : FR_BLOCKED;
     }
     /* fair share of the ring's pool: no connection may hold more than
      * L->share jobs, and the last L->reserve free jobs go only to
@@ -714,12 +755,10 @@ static int handle_issue(srv_loop *L, conn *c, const proto_req *req, const uint8_
         proto_req r2;
         if (proto_req_decode(copy, flen, &r2) != PROTO_OK) { /* cannot happen: same bytes */
             job_put(L, j);
-            return answer_error(L, c, PROTO_OP_ISSUE, id, CF_ST_INTERNAL, 0, "decode failed")
-                       ? FR_CONSUMED
-                       : FR_BLOCKED;
+            return answer_error(L, c, op, id, CF_ST_INTERNAL, 0, "decode failed") ? FR_CONSUMED
+                                                                                  : FR_BLOCKED;
         }
         memset(&j->pj, 0, offsetof(pipe_job, buf));
-        j->pj.req = r2.issue;
         j->pj.user = j;
         j->pj.peer_known = true;
         j->pj.peer_uid = c->uid;
@@ -727,11 +766,42 @@ static int handle_issue(srv_loop *L, conn *c, const proto_req *req, const uint8_
         j->conn = (uint32_t)(c - L->conns);
         j->gen = c->gen;
         j->id = id;
-        j->chain = s->rt.chains ? &s->rt.chains[pi] : NULL;
-        if (pipe_submit(s->rt.pipe, &j->pj, 0) == 0) {
+        j->op = op;
+        j->peer_uid = c->uid;
+        j->chain = NULL;
+        j->crl = NULL;
+        j->crl_len = 0;
+        bool queued = false;
+        if (op == PROTO_OP_ISSUE || op == PROTO_OP_SIGN) {
+            if (op == PROTO_OP_ISSUE) {
+                j->pj.kind = PIPE_JOB_ISSUE;
+                j->pj.req = r2.issue;
+                j->chain = s->rt.chains ? &s->rt.chains[ctx] : NULL;
+            } else {
+                const srv_sign_key *k = &s->rt.sign_keys[ctx];
+                j->pj.kind = PIPE_JOB_SIGN;
+                j->pj.req.requester = r2.sign.requester;
+                j->pj.sign = (pipe_sign){
+                    .signer = k->signer,
+                    .pub = k->pub,
+                    .mech = (hsm_mech)(r2.sign.mech - 1), /* proto 1..10 = hsm 0..9 */
+                    .key_name = s->cfg->keys[ctx].name,
+                    .mech_name = proto_sign_mech_name(r2.sign.mech),
+                    .data = r2.sign.data,
+                    .len = r2.sign.data_len,
+                };
+            }
+            queued = pipe_submit(s->rt.pipe, &j->pj, 0) == 0;
+        } else {
+            j->areq = r2;
+            queued = true;
+        }
+        if (queued) {
             c->jobs_out++;
             atomic_fetch_add(&s->inflight, 1);
             park_remove(L, c);
+            if (op == PROTO_OP_REVOKE || op == PROTO_OP_CRL)
+                adm_push(s, j);
             return FR_CONSUMED;
         }
         job_put(L, j);
@@ -740,13 +810,113 @@ static int handle_issue(srv_loop *L, conn *c, const proto_req *req, const uint8_
     if (s->sv.busy_deadline_ms == 0 || (c->parked && L->now >= c->park_deadline)) {
         snprintf(msg, sizeof(msg), "the engine is busy (queue full for %u ms); retry later",
                  s->sv.busy_deadline_ms);
-        if (!answer_error(L, c, PROTO_OP_ISSUE, id, CF_ST_BUSY, 0, msg))
+        if (!answer_error(L, c, op, id, CF_ST_BUSY, 0, msg))
             return FR_BLOCKED;
         park_remove(L, c);
         return FR_CONSUMED;
     }
     park(L, c);
     return FR_BLOCKED;
+}
+
+static int handle_issue(srv_loop *L, conn *c, const proto_req *req, const uint8_t *frame,
+                        size_t flen)
+{
+    srv *s = L->s;
+    uint64_t id = req->hdr.id;
+    const cf_str *pn = &req->issue.profile;
+    const cfg_profile *p = cfg_find_profile(s->cfg, pn->p, pn->len);
+    char msg[160], pq[96];
+    char pname[CFG_NAME_MAX + 1];
+    snprintf(pname, sizeof(pname), "%.*s", (int)(pn->len < CFG_NAME_MAX ? pn->len : CFG_NAME_MAX),
+             pn->p);
+    if (!p) {
+        snprintf(msg, sizeof(msg), "no profile named '%s'", pname);
+        return answer_error(L, c, PROTO_OP_ISSUE, id, CF_ST_UNKNOWN_PROFILE, 0, msg) ? FR_CONSUMED
+                                                                                     : FR_BLOCKED;
+    }
+    size_t pi = (size_t)(p - s->cfg->profiles);
+    if (!(c->prof_bits[pi / 64] & (1ull << (pi % 64)))) {
+        snprintf(msg, sizeof(msg), "uid %u / gid %u may not issue from profile '%s'", c->uid,
+                 c->gid, p->name);
+        if (!answer_error(L, c, PROTO_OP_ISSUE, id, CF_ST_UNAUTHORIZED, 0, msg))
+            return FR_BLOCKED;
+        log_unauthorized(c, "ISSUE", srv_log_quote(p->name, pq, sizeof(pq)));
+        return FR_CONSUMED;
+    }
+    return queue_job(L, c, req, frame, flen, pi);
+}
+
+/* Can a key of this type make this SIGN mechanism? */
+static bool mech_fits(hsm_key_type t, unsigned mech)
+{
+    if (mech >= PROTO_SIGN_ECDSA_SHA256 && mech <= PROTO_SIGN_ECDSA_SHA512)
+        return t == HSM_KEY_EC_P256 || t == HSM_KEY_EC_P384;
+    if (mech >= PROTO_SIGN_RSA_PKCS1_SHA256 && mech <= PROTO_SIGN_RSA_PSS_SHA512)
+        return t == HSM_KEY_RSA;
+    return mech == PROTO_SIGN_ED25519 && t == HSM_KEY_ED25519;
+}
+
+static int handle_sign(srv_loop *L, conn *c, const proto_req *req, const uint8_t *frame,
+                       size_t flen)
+{
+    srv *s = L->s;
+    uint64_t id = req->hdr.id;
+    const cf_str *kn = &req->sign.key;
+    char msg[200], kq[96], kname[CFG_NAME_MAX + 1];
+    snprintf(kname, sizeof(kname), "%.*s", (int)(kn->len < CFG_NAME_MAX ? kn->len : CFG_NAME_MAX),
+             kn->p);
+    size_t ki;
+    for (ki = 0; ki < s->cfg->n_keys; ki++)
+        if (strlen(s->cfg->keys[ki].name) == kn->len &&
+            memcmp(s->cfg->keys[ki].name, kn->p, kn->len) == 0)
+            break;
+    if (ki == s->cfg->n_keys) {
+        snprintf(msg, sizeof(msg), "no key named '%s'", kname);
+        return answer_error(L, c, PROTO_OP_SIGN, id, CF_ST_NOT_FOUND, 0, msg) ? FR_CONSUMED
+                                                                              : FR_BLOCKED;
+    }
+    if (!(c->key_bits[ki / 64] & (1ull << (ki % 64)))) {
+        snprintf(msg, sizeof(msg), "uid %u / gid %u may not sign with key '%s'", c->uid, c->gid,
+                 kname);
+        if (!answer_error(L, c, PROTO_OP_SIGN, id, CF_ST_UNAUTHORIZED, 0, msg))
+            return FR_BLOCKED;
+        c->unauthorized++;
+        srv_log(c->unauthorized == 1 ? CFG_LOG_WARNING : CFG_LOG_DEBUG, "unauthorized",
+                "peer_uid=%u peer_gid=%u peer_pid=%u op=SIGN key=%s", c->uid, c->gid, c->pid,
+                srv_log_quote(kname, kq, sizeof(kq)));
+        return FR_CONSUMED;
+    }
+    const srv_sign_key *k = s->rt.sign_keys ? &s->rt.sign_keys[ki] : NULL;
+    if (!k || !k->signer) {
+        snprintf(msg, sizeof(msg), "key '%s' cannot sign here", kname);
+        return answer_error(L, c, PROTO_OP_SIGN, id, CF_ST_INTERNAL, 0, msg) ? FR_CONSUMED
+                                                                             : FR_BLOCKED;
+    }
+    if (!mech_fits(k->type, req->sign.mech)) {
+        snprintf(msg, sizeof(msg), "key '%s' is %s: it cannot sign %s", kname,
+                 hsm_key_type_name(k->type), proto_sign_mech_name(req->sign.mech));
+        return answer_error(L, c, PROTO_OP_SIGN, id, CF_ST_POLICY_DENIED, 0, msg) ? FR_CONSUMED
+                                                                                  : FR_BLOCKED;
+    }
+    return queue_job(L, c, req, frame, flen, ki);
+}
+
+/* REVOKE and CRL: to the admin thread (they wait on the ledger). */
+static int handle_admin(srv_loop *L, conn *c, const proto_req *req, const uint8_t *frame,
+                        size_t flen)
+{
+    srv *s = L->s;
+    if ((req->hdr.op == PROTO_OP_REVOKE && !s->rt.revoke) ||
+        (req->hdr.op == PROTO_OP_CRL && !s->rt.crl)) {
+        const char *m = req->hdr.op == PROTO_OP_CRL
+                            ? "this certforged makes no CRLs (no crl section in its config)"
+                            : "this certforged has no ledger to revoke in";
+        return answer_error(L, c, req->hdr.op, req->hdr.id, CF_ST_UNSUPPORTED, 0, m)
+                   ? FR_CONSUMED
+                   : FR_BLOCKED;
+    }
+    return queue_job(L, c, req, frame, flen, 0);
 }
 
 static int handle_frame(srv_loop *L, conn *c, const uint8_t *frame, size_t flen)
@@ -777,6 +947,9 @@ static int handle_frame(srv_loop *L, conn *c, const uint8_t *frame, size_t flen)
     }
     unsigned need = req.hdr.op == PROTO_OP_ISSUE    ? CFG_GRANT_ISSUE
                     : req.hdr.op == PROTO_OP_STATUS ? CFG_GRANT_STATUS
+                    : req.hdr.op == PROTO_OP_SIGN   ? CFG_GRANT_SIGN
+                    : req.hdr.op == PROTO_OP_REVOKE ? CFG_GRANT_REVOKE
+                    : req.hdr.op == PROTO_OP_CRL    ? CFG_GRANT_CRL
                                                     : CFG_GRANT_KEYS;
     if (!(c->ops & need)) {
         snprintf(msg, sizeof(msg), "uid %u / gid %u may not use %s", c->uid, c->gid,
@@ -786,9 +959,20 @@ static int handle_frame(srv_loop *L, conn *c, const uint8_t *frame, size_t flen)
         log_unauthorized(c, proto_op_name(req.hdr.op), NULL);
         return FR_CONSUMED;
     }
+    /* answers backed up: take no new work (and no job) until they are sent */
+    if (c->n_ready && (req.hdr.op == PROTO_OP_ISSUE || req.hdr.op == PROTO_OP_SIGN ||
+                       req.hdr.op == PROTO_OP_REVOKE || req.hdr.op == PROTO_OP_CRL)) {
+        park_remove(L, c); /* waits for output room, not for a job */
+        return FR_BLOCKED;
+    }
     switch (req.hdr.op) {
     case PROTO_OP_ISSUE:
         return handle_issue(L, c, &req, frame, flen);
+    case PROTO_OP_SIGN:
+        return handle_sign(L, c, &req, frame, flen);
+    case PROTO_OP_REVOKE:
+    case PROTO_OP_CRL:
+        return handle_admin(L, c, &req, frame, flen);
     case PROTO_OP_STATUS: {
         status_arg a = {L, req.hdr.id};
         return out_put(L, c, PROTO_OP_STATUS, req.hdr.id, CF_ST_OK, enc_status, &a) ? FR_CONSUMED
@@ -1000,6 +1184,8 @@ static void accept_one(srv_loop *L, int fd)
             if (in_grant)
                 c->prof_bits[k / 64] |= 1ull << (k % 64);
         }
+        for (size_t m = 0; m < gr->n_keys; m++)
+            c->key_bits[gr->key_idx[m] / 64] |= 1ull << (gr->key_idx[m] % 64);
     }
     L->nlive++;
     atomic_fetch_add(&s->conns, 1);
@@ -1395,6 +1581,75 @@ void srv_pipe_done(pipe_job *pj, void *arg)
     }
 }
 
+/* ------------------------------------------------------------ admin thread */
+
+static void adm_push(srv *s, srv_job *j)
+{
+    pthread_mutex_lock(&s->adm_mu);
+    j->next = NULL;
+    if (s->adm_tail)
+        s->adm_tail->next = j;
+    else
+        s->adm_head = j;
+    s->adm_tail = j;
+    pthread_cond_signal(&s->adm_cv);
+    pthread_mutex_unlock(&s->adm_mu);
+}
+
+static void adm_run(srv *s, srv_job *j)
+{
+    pipe_job *pj = &j->pj;
+    pj->status = CF_ST_OK;
+    pj->msg[0] = 0;
+    if (j->op == PROTO_OP_REVOKE) {
+        pj->status = s->rt.revoke(s->rt.admin_arg, &j->areq.revoke, j->peer_uid, &j->revoked_at,
+                                  &j->reason, pj->msg, sizeof(pj->msg));
+        return;
+    }
+    uint8_t *der = NULL;
+    size_t len = 0;
+    pj->status = s->rt.crl(s->rt.admin_arg, j->areq.crl.issuer, &der, &len, pj->msg,
+                           sizeof(pj->msg));
+    if (pj->status != CF_ST_OK) {
+        free(der);
+        return;
+    }
+    /* the answer must fit in one frame (and the output buffer) */
+    if (len + 64 > SRV_OUT_CAP || len + 64 > s->sv.max_frame) {
+        snprintf(pj->msg, sizeof(pj->msg),
+                 "the CRL (%zu octets) is larger than a frame: fetch it from the publish "
+                 "folder (crl.dir)",
+                 len);
+        pj->status = CF_ST_POLICY_DENIED;
+        free(der);
+        return;
+    }
+    j->crl = der;
+    j->crl_len = len;
+}
+
+static void *adm_main(void *arg)
+{
+    srv *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->adm_mu);
+        while (!s->adm_head && !s->adm_stop)
+            pthread_cond_wait(&s->adm_cv, &s->adm_mu);
+        srv_job *j = s->adm_head;
+        if (j) {
+            s->adm_head = j->next;
+            if (!s->adm_head)
+                s->adm_tail = NULL;
+        }
+        pthread_mutex_unlock(&s->adm_mu);
+        if (!j)
+            break; /* stopping and nothing queued */
+        adm_run(s, j);
+        srv_pipe_done(&j->pj, s);
+    }
+    return NULL;
+}
+
 /* Refuse a live daemon's socket; replace a stale one. */
 static int check_socket_path(const char *path, char *err, size_t errlen)
 {
@@ -1471,6 +1726,8 @@ static void loops_free(srv *s)
         }
         if (L->evfd >= 0)
             close(L->evfd);
+        for (size_t k = 0; L->jobs && k < L->njobs - L->nunused; k++)
+            free(L->jobs[k].crl); /* CRL answers completed after the rings stopped */
         free(L->jobs);
         free(L->large);
         free(L->conns);
@@ -1494,6 +1751,8 @@ int srv_new(const srv_opts *o, srv **out, char *err, size_t errlen)
     s->signal_fd = o->signal_fd;
     s->lfd = -1;
     pthread_mutex_init(&s->rate_mu, NULL);
+    pthread_mutex_init(&s->adm_mu, NULL);
+    pthread_cond_init(&s->adm_cv, NULL);
     snprintf(s->path, sizeof(s->path), "%s", cfg->server.socket);
     unsigned t = s->sv.busy_deadline_ms / 2;
     s->tick_ms = t < 10 ? 10 : t > 100 ? 100 : t;
@@ -1595,6 +1854,11 @@ int srv_run(srv *s, const srv_runtime *rt, char *err, size_t errlen)
     s->rt = *rt;
     s->start_ms = now_ms();
     rate_sample(s, s->start_ms);
+    if (pthread_create(&s->adm_th, NULL, adm_main, s) != 0) {
+        snprintf(err, errlen, "cannot start the admin thread");
+        return -1;
+    }
+    s->adm_started = true;
     /* ring 0 runs on this thread (it reads the signalfd); the others on
      * their own. Each thread creates its own ring (SINGLE_ISSUER). */
     srv_loop *L0 = &s->loops[0];
@@ -1638,6 +1902,13 @@ int srv_run(srv *s, const srv_runtime *rt, char *err, size_t errlen)
             rc = -1;
         }
     }
+    /* what is still queued completes into the pool (like the pipeline's) */
+    pthread_mutex_lock(&s->adm_mu);
+    s->adm_stop = true;
+    pthread_cond_signal(&s->adm_cv);
+    pthread_mutex_unlock(&s->adm_mu);
+    pthread_join(s->adm_th, NULL);
+    s->adm_started = false;
     return rc;
 }
 
@@ -1666,5 +1937,7 @@ void srv_free(srv *s)
         close(s->lfd);
     loops_free(s);
     pthread_mutex_destroy(&s->rate_mu);
+    pthread_mutex_destroy(&s->adm_mu);
+    pthread_cond_destroy(&s->adm_cv);
     free(s);
 }

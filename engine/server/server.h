@@ -67,8 +67,29 @@ typedef struct srv_chain {
     unsigned n;
 } srv_chain;
 
+/* A key SIGN may use (per cfg->keys entry, same index). */
+typedef struct srv_sign_key {
+    hsm_signer *signer; /* NULL: this key cannot sign (answered INTERNAL) */
+    EVP_PKEY *pub;      /* its public half: every signature is checked before release */
+    hsm_key_type type;
+} srv_sign_key;
+
+/* REVOKE and CRL run on the server's admin thread, one at a time (they
+ * wait on the ledger). Each returns the answer's status; msg (NUL-
+ * terminated) says why when it is not OK. */
+typedef cf_status (*srv_revoke_fn)(void *arg, const proto_revoke_req *r, uint32_t peer_uid,
+                                   int64_t *revoked_at, unsigned *reason, char *msg,
+                                   size_t msglen);
+/* On OK *der is malloc'd (the server frees it). */
+typedef cf_status (*srv_crl_fn)(void *arg, cf_str issuer, uint8_t **der, size_t *len, char *msg,
+                                size_t msglen);
+
 typedef struct srv_runtime {
     pipe_engine *pipe;
+    const srv_sign_key *sign_keys; /* per cfg->keys entry, or NULL (SIGN: INTERNAL) */
+    srv_revoke_fn revoke;          /* NULL: REVOKE answered UNSUPPORTED */
+    srv_crl_fn crl;                /* NULL: CRL answered UNSUPPORTED */
+    void *admin_arg;
     const proto_key *keys; /* KEYS answer (at most PROTO_MAX_KEYS are sent) */
     size_t n_keys;
     const srv_chain *chains; /* per cfg->profiles entry, or NULL */

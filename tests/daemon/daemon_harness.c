@@ -71,7 +71,7 @@ bool log_has(const char *log, const char *needle)
 
 void write_conf(const char *path, const conf_opts *o)
 {
-    char grants[512];
+    char grants[1024];
     if (o->grants)
         snprintf(grants, sizeof(grants), "%s", o->grants);
     else
@@ -84,7 +84,7 @@ void write_conf(const char *path, const conf_opts *o)
         f,
         "tokens = ( { name = \"ca\"; uri = "
         "\"pkcs11:token=%s?module-path=%s&pin-source=file:%s\"; } );\n"
-        "keys = ( { name = \"ca\"; token = \"ca\"; uri = \"pkcs11:object=ca\"; } );\n"
+        "keys = ( { name = \"ca\"; token = \"ca\"; uri = \"pkcs11:object=ca\"; }%s );\n"
         "issuers = ( { name = \"ca\"; key = \"ca\"; certificate = \"%s\"; } );\n"
         "profiles = (\n"
         "  { name = \"nf\"; type = \"nf\"; issuer = \"ca\";\n"
@@ -98,10 +98,11 @@ void write_conf(const char *path, const conf_opts *o)
         "pipeline = { %s };\n"
         "server = { socket = \"%s\"; %s };\n"
         "grants = %s;\n"
-        "ledger = { backend = \"sqlite\"; path = \"%s/ledger.db\"; };\n",
-        DH_TOKEN, o->shim ? CF_SHIM_PATH : H.module, H.pin_file, CA_PEM,
+        "ledger = { backend = \"sqlite\"; path = \"%s/ledger.db\"; };\n%s\n",
+        DH_TOKEN, o->shim ? CF_SHIM_PATH : H.module, H.pin_file,
+        o->extra_keys ? o->extra_keys : "", CA_PEM,
         o->pipeline ? o->pipeline : "workers = 2; queue = 4096; batch = 16;", SOCK,
-        o->server ? o->server : "", grants, H.dir);
+        o->server ? o->server : "", grants, H.dir, o->extra ? o->extra : "");
     fclose(f);
 }
 

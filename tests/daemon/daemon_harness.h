@@ -32,6 +32,8 @@ typedef struct conf_opts {
     const char *grants; /* whole grants list, or NULL: this uid, everything on "nf" */
     const char *pipeline;
     bool shim;
+    const char *extra_keys; /* more entries of keys = ( ... ), with a leading comma */
+    const char *extra;      /* more top-level settings (e.g. a crl section) */
 } conf_opts;
 
 typedef struct dproc {

@@ -291,7 +291,7 @@ static void test_unsupported_flood(void)
     int answered = 0;
     for (int i = 0; i < 200; i++) {
         size_t n = proto_enc_status_req(f, sizeof(f), (uint64_t)i);
-        f[5] = (uint8_t)(i % 2 ? 9 : PROTO_OP_SIGN);
+        f[5] = (uint8_t)(i % 2 ? 9 : 200);
         CU_ASSERT_FATAL(send(fd, f, n, MSG_NOSIGNAL) == (ssize_t)n);
         proto_resp r;
         if (raw_response(fd, buf, sizeof(buf), &r, 5000) == 1 && r.status == CF_ST_UNSUPPORTED &&

@@ -1,0 +1,513 @@
+/* crl.c — RFC 5280 CRLs signed in the HSM, and their publisher. See crl.h.
+ *
+ *   CertificateList ::= SEQUENCE { tbsCertList, signatureAlgorithm,
+ *                                  signatureValue BIT STRING }
+ *   TBSCertList ::= SEQUENCE {
+ *     version v2(1), signature AlgorithmIdentifier, issuer Name,
+ *     thisUpdate Time, nextUpdate Time,
+ *     revokedCertificates SEQUENCE OF SEQUENCE {
+ *         userCertificate INTEGER, revocationDate Time,
+ *         crlEntryExtensions { reasonCode } OPTIONAL } OPTIONAL,
+ *     crlExtensions [0] EXPLICIT { authorityKeyIdentifier, cRLNumber } }
+ *
+ * Encoded with engine/der (an encoding, not cryptography); the digest and
+ * the signature check are OpenSSL's, the signature the HSM's.
+ */
+#include "crl.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/x509.h>
+
+#include "der.h"
+#include "oid.h"
+#include "profile.h"
+
+static const uint8_t OID_CRL_NUMBER[] = {0x55, 0x1D, 0x14}; /* 2.5.29.20 */
+static const uint8_t OID_REASON_CODE[] = {0x55, 0x1D, 0x15}; /* 2.5.29.21 */
+
+struct crl_issuer {
+    char *name, *key_name;
+    uint8_t *dn;
+    size_t dn_len;
+    uint8_t kid[EVP_MAX_MD_SIZE];
+    size_t kid_len;
+    uint8_t sigalg[128];
+    size_t sigalg_len;
+    hsm_signer *signer;
+    EVP_PKEY *pub;
+    hsm_mech mech;
+};
+
+int crl_issuer_new(const char *name, const char *key_name, const uint8_t *cert_der,
+                   size_t cert_len, hsm_signer *signer, EVP_PKEY *pub, crl_issuer **out,
+                   char *err, size_t errlen)
+{
+    *out = NULL;
+    const unsigned char *p = cert_der;
+    X509 *x = d2i_X509(NULL, &p, (long)cert_len);
+    crl_issuer *ci = calloc(1, sizeof(*ci));
+    unsigned char *dn = NULL;
+    int rc = -1;
+    if (!x || !ci) {
+        snprintf(err, errlen, "issuer '%s': %s", name, x ? "out of memory" : "certificate unreadable");
+        goto out;
+    }
+    int dnl = i2d_X509_NAME(X509_get_subject_name(x), &dn);
+    if (dnl <= 0 || profile_cert_key_id(x, ci->kid, &ci->kid_len) != 0) {
+        snprintf(err, errlen, "issuer '%s': cannot read its name or key identifier", name);
+        goto out;
+    }
+    if (profile_pick_mech(pub, CFG_HASH_SHA256, &ci->mech, err, errlen) != 0)
+        goto out;
+    ci->sigalg_len = profile_sigalg_der(ci->mech, ci->sigalg, sizeof(ci->sigalg));
+    ci->name = strdup(name);
+    ci->key_name = strdup(key_name);
+    ci->dn = malloc((size_t)dnl);
+    if (!ci->sigalg_len || !ci->name || !ci->key_name || !ci->dn) {
+        snprintf(err, errlen, "issuer '%s': out of memory", name);
+        goto out;
+    }
+    memcpy(ci->dn, dn, (size_t)dnl);
+    ci->dn_len = (size_t)dnl;
+    ci->signer = signer;
+    ci->pub = pub;
+    *out = ci;
+    ci = NULL;
+    rc = 0;
+out:
+    OPENSSL_free(dn);
+    X509_free(x);
+    crl_issuer_free(ci);
+    return rc;
+}
+
+void crl_issuer_free(crl_issuer *ci)
+{
+    if (!ci)
+        return;
+    free(ci->name);
+    free(ci->key_name);
+    free(ci->dn);
+    free(ci);
+}
+
+const char *crl_issuer_name(const crl_issuer *ci)
+{
+    return ci->name;
+}
+
+const char *crl_issuer_key(const crl_issuer *ci)
+{
+    return ci->key_name;
+}
+
+/* ------------------------------------------------------------ building */
+
+typedef struct entry {
+    uint8_t serial[20];
+    size_t len;
+    int64_t at;
+    int reason;
+} entry;
+
+typedef struct entries {
+    entry *v;
+    size_t n, cap;
+    int bad;
+} entries;
+
+static int hexval(int c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+static int collect(const char *serial_hex, int64_t at, int reason, void *arg)
+{
+    entries *e = arg;
+    size_t hl = strlen(serial_hex);
+    if (hl == 0 || hl % 2 || hl > 40) {
+        e->bad = 1;
+        return 1;
+    }
+    if (e->n == e->cap) {
+        size_t cap = e->cap ? e->cap * 2 : 64;
+        entry *v = realloc(e->v, cap * sizeof(*v));
+        if (!v) {
+            e->bad = 2;
+            return 1;
+        }
+        e->v = v;
+        e->cap = cap;
+    }
+    entry *x = &e->v[e->n];
+    for (size_t i = 0; i < hl / 2; i++) {
+        int hi = hexval(serial_hex[2 * i]), lo = hexval(serial_hex[2 * i + 1]);
+        if (hi < 0 || lo < 0) {
+            e->bad = 1;
+            return 1;
+        }
+        x->serial[i] = (uint8_t)(hi << 4 | lo);
+    }
+    x->len = hl / 2;
+    x->at = at;
+    x->reason = reason;
+    e->n++;
+    return 0;
+}
+
+static void w_ext_begin(der_w *w, const uint8_t *oid, size_t n)
+{
+    der_w_begin(w, DER_SEQUENCE);
+    der_w_oid(w, oid, n);
+    der_w_begin(w, DER_OCTET_STRING);
+}
+
+static void w_ext_end(der_w *w)
+{
+    der_w_end(w);
+    der_w_end(w);
+}
+
+static void w_tbs(der_w *w, const crl_issuer *ci, const entries *e, uint64_t number,
+                  int64_t this_update, int64_t next_update)
+{
+    der_w_begin(w, DER_SEQUENCE);
+    der_w_uint64(w, 1); /* v2 */
+    der_w_raw(w, ci->sigalg, ci->sigalg_len);
+    der_w_raw(w, ci->dn, ci->dn_len);
+    der_w_time(w, this_update);
+    der_w_time(w, next_update);
+    if (e->n) { /* RFC 5280 §5.1.2.6: absent when empty */
+        der_w_begin(w, DER_SEQUENCE);
+        for (size_t i = 0; i < e->n; i++) {
+            const entry *x = &e->v[i];
+            der_w_begin(w, DER_SEQUENCE);
+            der_w_int_mag(w, x->serial, x->len);
+            der_w_time(w, x->at);
+            /* §5.3.1: reasonCode unspecified SHOULD be absent */
+            if (x->reason != 0) {
+                der_w_begin(w, DER_SEQUENCE);
+                w_ext_begin(w, OID_REASON_CODE, sizeof(OID_REASON_CODE));
+                uint8_t r = (uint8_t)x->reason;
+                der_w_tlv(w, DER_ENUMERATED, &r, 1);
+                w_ext_end(w);
+                der_w_end(w);
+            }
+            der_w_end(w);
+        }
+        der_w_end(w);
+    }
+    der_w_begin(w, DER_CTX_CONS(0));
+    der_w_begin(w, DER_SEQUENCE);
+    /* §5.2.1 authorityKeyIdentifier (keyIdentifier), non-critical */
+    w_ext_begin(w, OID_AKI, sizeof(OID_AKI));
+    der_w_begin(w, DER_SEQUENCE);
+    der_w_tlv(w, DER_CTX(0), ci->kid, ci->kid_len);
+    der_w_end(w);
+    w_ext_end(w);
+    /* §5.2.3 cRLNumber, non-critical */
+    w_ext_begin(w, OID_CRL_NUMBER, sizeof(OID_CRL_NUMBER));
+    der_w_uint64(w, number);
+    w_ext_end(w);
+    der_w_end(w);
+    der_w_end(w);
+    der_w_end(w);
+}
+
+/* Write dir/NAME.crl atomically: a reader sees the old file or the new
+ * one, never a part; after a crash, one of the two. */
+static int publish(const char *dir, const char *name, const uint8_t *der, size_t len, char *err,
+                   size_t errlen)
+{
+    char tmp[4200], dst[4200];
+    snprintf(dst, sizeof(dst), "%s/%s.crl", dir, name);
+    snprintf(tmp, sizeof(tmp), "%s/.%s.crl.tmp", dir, name);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot write %.300s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    size_t off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, der + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            snprintf(err, errlen, "cannot write %.300s: %s", tmp, strerror(errno));
+            close(fd);
+            unlink(tmp);
+            return -1;
+        }
+        off += (size_t)w;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0) {
+        snprintf(err, errlen, "cannot sync %.300s: %s", tmp, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    if (rename(tmp, dst) != 0) {
+        snprintf(err, errlen, "cannot rename %.200s to %.200s: %s", tmp, dst, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)fsync(dfd);
+        close(dfd);
+    }
+    return 0;
+}
+
+static const EVP_MD *mech_md(hsm_mech m)
+{
+    switch (m) {
+    case HSM_MECH_ECDSA_SHA256:
+    case HSM_MECH_RSA_PKCS1_SHA256:
+    case HSM_MECH_RSA_PSS_SHA256:
+        return EVP_sha256();
+    case HSM_MECH_ECDSA_SHA384:
+    case HSM_MECH_RSA_PKCS1_SHA384:
+    case HSM_MECH_RSA_PSS_SHA384:
+        return EVP_sha384();
+    case HSM_MECH_ECDSA_SHA512:
+    case HSM_MECH_RSA_PKCS1_SHA512:
+    case HSM_MECH_RSA_PSS_SHA512:
+        return EVP_sha512();
+    default:
+        return NULL; /* Ed25519 signs the TBS itself */
+    }
+}
+
+int crl_make(crl_issuer *ci, ledger *l, const char *dir, int64_t now, uint64_t validity_s,
+             uint8_t **der_out, crl_made *out, char *err, size_t errlen)
+{
+    entries e = {0};
+    uint8_t *tbs = NULL, *crl = NULL;
+    X509_CRL *x = NULL;
+    int rc = -1;
+    char why[512];
+    if (der_out)
+        *der_out = NULL;
+    memset(out, 0, sizeof(*out));
+    if (ledger_list_revoked(l, ci->key_name, now, collect, &e, why, sizeof(why)) != 0 || e.bad) {
+        snprintf(err, errlen, "issuer '%s': cannot list revocations: %s", ci->name,
+                 e.bad == 2 ? "out of memory" : e.bad ? "a serial in the ledger is not hex" : why);
+        goto out;
+    }
+    uint64_t number = 0;
+    if (ledger_crl_next_number(l, ci->key_name, &number, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "issuer '%s': no cRLNumber: %s", ci->name, why);
+        goto out;
+    }
+    int64_t next = now + (int64_t)validity_s;
+    size_t cap = 512 + ci->dn_len + ci->sigalg_len + e.n * 64, tbs_len = 0;
+    der_w w;
+    if (!(tbs = malloc(cap)))
+        goto oom;
+    der_w_init(&w, tbs, cap);
+    w_tbs(&w, ci, &e, number, now, next);
+    if (der_w_finish(&w, &tbs_len) != DER_OK) {
+        snprintf(err, errlen, "issuer '%s': cannot encode the CRL (%s)", ci->name,
+                 der_err_name(der_w_finish(&w, &tbs_len)));
+        goto out;
+    }
+    uint8_t md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    const uint8_t *in = tbs;
+    size_t inlen = tbs_len;
+    const EVP_MD *h = mech_md(ci->mech);
+    if (h) {
+        if (EVP_Digest(tbs, tbs_len, md, &mdlen, h, NULL) != 1) {
+            snprintf(err, errlen, "issuer '%s': digest failed", ci->name);
+            goto out;
+        }
+        in = md;
+        inlen = mdlen;
+    }
+    uint8_t sig[HSM_SIG_MAX];
+    size_t siglen = 0;
+    hsm_err he = {0};
+    if (hsm_sign(ci->signer, ci->mech, in, inlen, sig, &siglen, &he) != 0) {
+        snprintf(err, errlen, "issuer '%s': HSM: %s", ci->name, he.msg);
+        goto out;
+    }
+    size_t crl_cap = tbs_len + ci->sigalg_len + siglen + 32, crl_len = 0;
+    if (!(crl = malloc(crl_cap)))
+        goto oom;
+    der_w_init(&w, crl, crl_cap);
+    der_w_begin(&w, DER_SEQUENCE);
+    der_w_raw(&w, tbs, tbs_len);
+    der_w_raw(&w, ci->sigalg, ci->sigalg_len);
+    der_w_bits(&w, sig, siglen);
+    der_w_end(&w);
+    if (der_w_finish(&w, &crl_len) != DER_OK) {
+        snprintf(err, errlen, "issuer '%s': cannot assemble the CRL", ci->name);
+        goto out;
+    }
+    /* Never publish a CRL whose signature does not verify. */
+    const unsigned char *p = crl;
+    if (!(x = d2i_X509_CRL(NULL, &p, (long)crl_len)) || p != crl + crl_len ||
+        X509_CRL_verify(x, ci->pub) != 1) {
+        snprintf(err, errlen,
+                 "issuer '%s': the CRL's signature does not verify with the issuer key (HSM "
+                 "fault?); not published",
+                 ci->name);
+        goto out;
+    }
+    if (ledger_crl_store(l, ci->key_name, number, now, next, crl, crl_len, why, sizeof(why)) !=
+        0) {
+        snprintf(err, errlen, "issuer '%s': cannot store CRL %llu: %s", ci->name,
+                 (unsigned long long)number, why);
+        goto out;
+    }
+    if (dir && publish(dir, ci->name, crl, crl_len, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "issuer '%s': %s", ci->name, why);
+        goto out;
+    }
+    out->number = number;
+    out->this_update = now;
+    out->next_update = next;
+    out->entries = e.n;
+    out->len = crl_len;
+    if (der_out) {
+        *der_out = crl;
+        crl = NULL;
+    }
+    rc = 0;
+    goto out;
+oom:
+    snprintf(err, errlen, "issuer '%s': out of memory", ci->name);
+out:
+    X509_CRL_free(x);
+    free(e.v);
+    free(tbs);
+    free(crl);
+    return rc;
+}
+
+/* ------------------------------------------------------------ publisher */
+
+struct crl_pub {
+    crl_pub_opts o;
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop, kicked;
+    struct timespec kick_deadline;
+};
+
+static void make_all(crl_pub *p)
+{
+    for (size_t i = 0; i < p->o.n; i++) {
+        crl_made m;
+        char err[768];
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int rc = crl_make(p->o.issuers[i], p->o.l, p->o.dir, (int64_t)ts.tv_sec,
+                          p->o.validity_s, NULL, &m, err, sizeof(err));
+        if (p->o.log)
+            p->o.log(p->o.issuers[i], rc == 0 ? &m : NULL, rc == 0 ? NULL : err, p->o.log_arg);
+    }
+}
+
+static void *pub_main(void *arg)
+{
+    crl_pub *p = arg;
+    struct timespec next;
+    clock_gettime(CLOCK_MONOTONIC, &next);
+    next.tv_sec += (time_t)p->o.interval_s;
+    pthread_mutex_lock(&p->mu);
+    while (!p->stop) {
+        struct timespec dl = next;
+        if (p->kicked && (p->kick_deadline.tv_sec < dl.tv_sec ||
+                          (p->kick_deadline.tv_sec == dl.tv_sec &&
+                           p->kick_deadline.tv_nsec < dl.tv_nsec)))
+            dl = p->kick_deadline;
+        int r = pthread_cond_timedwait(&p->cv, &p->mu, &dl);
+        if (p->stop)
+            break;
+        if (r != ETIMEDOUT)
+            continue; /* a kick moved the deadline, or a spurious wake-up */
+        p->kicked = false;
+        pthread_mutex_unlock(&p->mu);
+        make_all(p);
+        pthread_mutex_lock(&p->mu);
+        clock_gettime(CLOCK_MONOTONIC, &next);
+        next.tv_sec += (time_t)p->o.interval_s;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+int crl_pub_start(const crl_pub_opts *o, crl_pub **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    /* the first CRLs before serving: a failure here is a start-up error */
+    for (size_t i = 0; i < o->n; i++) {
+        crl_made m;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        if (crl_make(o->issuers[i], o->l, o->dir, (int64_t)ts.tv_sec, o->validity_s, NULL, &m,
+                     err, errlen) != 0)
+            return -1;
+        if (o->log)
+            o->log(o->issuers[i], &m, NULL, o->log_arg);
+    }
+    crl_pub *p = calloc(1, sizeof(*p));
+    if (!p) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    p->o = *o;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (pthread_create(&p->th, NULL, pub_main, p) != 0) {
+        snprintf(err, errlen, "cannot start the CRL thread");
+        pthread_cond_destroy(&p->cv);
+        pthread_mutex_destroy(&p->mu);
+        free(p);
+        return -1;
+    }
+    *out = p;
+    return 0;
+}
+
+void crl_pub_kick(crl_pub *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    if (!p->kicked) { /* the first revocation sets the deadline; later ones ride along */
+        p->kicked = true;
+        clock_gettime(CLOCK_MONOTONIC, &p->kick_deadline);
+        p->kick_deadline.tv_sec += (time_t)p->o.revoke_delay_s;
+        pthread_cond_signal(&p->cv);
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
+void crl_pub_stop(crl_pub *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = true;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    pthread_join(p->th, NULL);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
