@@ -205,6 +205,16 @@ static const pipe_prof *find_profile(const pipe_engine *e, cf_str name)
 
 /* Parse, policy, TBS, proof of possession, digest. On return the job is
  * either failed or holds its TBS (in buf) and the digest to sign. */
+
+/* An Ed25519 check (EVP_DigestVerifyInit on mdctx) leaves a signature
+ * context in the worker's mdctx, and EVP_DigestInit_ex then fails on it:
+ * the next SHA-2 digest on that worker would be refused. Reset only then,
+ * so the usual path keeps its context. */
+static void mdctx_for_digest(worker *w)
+{
+    if (EVP_MD_CTX_get_pkey_ctx(w->mdctx) != NULL)
+        EVP_MD_CTX_reset(w->mdctx);
+}
 static void stage_front(worker *w, pipe_job *j, int64_t now)
 {
     pipe_engine *e = w->e;
@@ -261,6 +271,7 @@ static void stage_front(worker *w, pipe_job *j, int64_t now)
         return;
     }
     unsigned dl = 0;
+    mdctx_for_digest(w);
     if (EVP_DigestInit_ex(w->mdctx, w->md[mi], NULL) != 1 ||
         EVP_DigestUpdate(w->mdctx, j->buf, tbs_len) != 1 ||
         EVP_DigestFinal_ex(w->mdctx, j->digest, &dl) != 1) {
@@ -366,6 +377,7 @@ static void stage_front_sign(worker *w, pipe_job *j)
     }
     if (sg->mech == HSM_MECH_ED25519) {
         unsigned dl = 0;
+        mdctx_for_digest(w);
         if (EVP_DigestInit_ex(w->mdctx, w->md[2], NULL) != 1 ||
             EVP_DigestUpdate(w->mdctx, sg->data, sg->len) != 1 ||
             EVP_DigestFinal_ex(w->mdctx, j->digest, &dl) != 1) {
