@@ -225,7 +225,7 @@ refuse "PSS salt length 'max'" openssl dgst -sha256 "${P[@]}" -sign certforge:ke
   -sigopt rsa_pss_saltlen:max -out x.sig data
 refuse "PSS salt length 20" openssl dgst -sha256 "${P[@]}" -sign certforge:key=rsa "${PSS[@]}" \
   -sigopt rsa_pss_saltlen:20 -out x.sig data
-refuse "digest 'SHA1': certforged signs SHA256, SHA384 or SHA512 digests only" \
+refuse "certforged signs SHA256, SHA384 or SHA512 digests only" \
   openssl dgst -sha1 "${P[@]}" -sign certforge:key=p256 -out x.sig data
 
 # --- provider order ------------------------------------------------------------------
@@ -244,8 +244,15 @@ grep -qF "keys = [\"nogrant\"]" "$D/err" && ok || fail "the unauthorized message
 refuse "no key 'nope'" openssl x509 -req "${P[@]}" -in leaf.csr -CA p256-ca.pem -CAkey certforge:key=nope -out x.pem
 refuse "CA certificate and CA private key do not match" \
   openssl x509 -req "${P[@]}" -in leaf.csr -CA p256-ca.pem -CAkey certforge:key=p384 -out x.pem
-grep -q "SIGN key=p256" certforged.log && ok || fail "certforged did not log the SIGN requests"
 stop_daemon
+# every signature is in the ledger: the dgst digest of `data` among them
+if command -v sqlite3 >/dev/null; then
+  want=$(openssl dgst -sha256 -r data | cut -c1-64 | tr a-f A-F)
+  n=$(sqlite3 ledger.db "SELECT count(*) FROM sign_records WHERE key = 'p256' AND hex(digest) = '$want' AND requester = 'openssl-provider' AND requester_uid = $UID_")
+  [ "$n" -ge 1 ] && ok || fail "ledger: no sign_records row for p256 with the digest of data (got $n)"
+  n=$(sqlite3 ledger.db "SELECT count(*) FROM sign_records WHERE key = 'nogrant'")
+  [ "$n" -eq 0 ] && ok || fail "ledger: a refused SIGN was recorded"
+fi
 refuse "certforged is not reachable" openssl dgst -sha256 "${P[@]}" -sign certforge:key=p256 -out x.sig data
 grep -qF "connect $SOCK" "$D/err" && ok || fail "daemon-down message lacks the socket: $(cat "$D/err")"
 
