@@ -20,6 +20,13 @@ done
 [ -x "$CFD" ] || { echo "SKIP: no certforged at $CFD"; exit 77; }
 [ -r "$PDIR/certforge.so" ] || { echo "FAIL: no provider at $PDIR/certforge.so"; exit 1; }
 
+# A sanitizer build of the provider needs its runtime in the (uninstrumented)
+# openssl binary that loads it: preload it there, and only there.
+SANLIBS=$(ldd "$PDIR/certforge.so" 2>/dev/null | awk '/lib(asan|ubsan|tsan)\.so/ {print $3}' | tr '\n' ' ')
+if [ -n "$SANLIBS" ]; then
+  openssl() { LD_PRELOAD="$SANLIBS" command openssl "$@"; }
+fi
+
 D=$(mktemp -d "${TMPDIR:-/tmp}/cf-prov-XXXXXX")
 DPID=
 stop_daemon() {
@@ -64,6 +71,7 @@ refuse() {
   fi
 }
 P=(-provider-path "$PDIR" -provider certforge -provider default)
+with_env() { local kv=$1; shift; export "${kv?}"; "$@"; local rc=$?; export CERTFORGE_SOCKET=$SOCK; return $rc; }
 # The order docs/provider.md recommends: OpenSSL 3.0 takes an algorithm
 # from the first provider that has one, so with default first, key
 # generation and software keys never reach certforge.
@@ -130,7 +138,7 @@ for kt in $KEYS; do
     diff "$k.pub" <(openssl x509 -in "$k-ca.pem" -noout -pubkey)
 done
 check "socket= in the URI" openssl pkey "${P[@]}" -in "certforge:key=p256;socket=$SOCK" -pubout -out sock.pub
-check "socket= wins over CERTFORGE_SOCKET" env CERTFORGE_SOCKET=/nonexistent.sock \
+check "socket= wins over CERTFORGE_SOCKET" with_env CERTFORGE_SOCKET=/nonexistent.sock \
   openssl pkey "${P[@]}" -in "certforge:key=p256;socket=$SOCK" -pubout -out sock.pub
 check "pkey -text_pub" openssl pkey "${P[@]}" -in certforge:key=rsa -text_pub -noout
 grep -q "Public-Key: (2048 bit)" "$D/last" && ok || fail "pkey -text_pub rsa: $(cat "$D/last")"
