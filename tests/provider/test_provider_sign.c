@@ -94,6 +94,41 @@ static void test_setup(void)
     READY = true;
 }
 
+static int sign_verify(const unsigned char *msg, size_t n);
+
+/* The daemon restarted on the PKCS#11 shim with every C_Sign failing:
+ * the pooled connection is found dead and replaced (retry once), and the
+ * failure reaches the error stack with its CK_RV. */
+static void test_hsm_failure(void)
+{
+    CU_ASSERT_TRUE_FATAL(READY);
+    daemon_stop_clean(&D);
+    char conf[400], grants[256];
+    snprintf(grants, sizeof(grants),
+             "( { uid = %u; ops = [\"keys\", \"sign\"]; keys = [\"ca\"]; } )",
+             (unsigned)getuid());
+    snprintf(conf, sizeof(conf), "%s/certforged-shim.conf", H.dir);
+    conf_opts o = {.grants = grants, .shim = true};
+    write_conf(conf, &o);
+    setenv("CF_SHIM_FAIL_EVERY_N", "1", 1);
+    int started = daemon_start(&D, conf, NULL);
+    unsetenv("CF_SHIM_FAIL_EVERY_N");
+    CU_ASSERT_EQUAL_FATAL(started, 0);
+    const unsigned char msg[] = "the HSM fails";
+    ERR_clear_error();
+    CU_ASSERT_FALSE(sign_verify(msg, sizeof(msg)));
+    char buf[512] = "";
+    const char *data = NULL;
+    int flags = 0;
+    unsigned long e = ERR_peek_error_data(&data, &flags);
+    ERR_error_string_n(e, buf, sizeof(buf));
+    CU_ASSERT_PTR_NOT_NULL(strstr(buf, "the HSM failed to sign"));
+    CU_ASSERT_PTR_NOT_NULL(data && strstr(data, "CK_RV 0x00000030"));
+    if (!strstr(buf, "the HSM failed to sign") || !data || !strstr(data, "CK_RV 0x00000030"))
+        ERR_print_errors_fp(stderr);
+    ERR_clear_error();
+}
+
 /* Last test: everything down, the daemon stopped by PID (the harness
  * asserts on its log, so this runs as a test, not in suite_clean). */
 static void test_teardown(void)
@@ -253,6 +288,7 @@ int main(void)
     CU_add_test(s, "16 threads sign through one provider, all verify", test_threads);
     CU_add_test(s, "fork: parent, child (own connection), parent again", test_fork);
     CU_add_test(s, "errors: public-only key, SHA-1", test_errors);
+    CU_add_test(s, "HSM failure: CK_RV on the error stack", test_hsm_failure);
     CU_add_test(s, "teardown: daemon stopped cleanly", test_teardown);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
