@@ -113,6 +113,7 @@ static int cmp_d(const void *x, const void *y)
 
 static pid_t start_daemon(const char *daemon, const char *conf, const char *log)
 {
+    unlink(log); /* never mistake the last round's ready line for this one's */
     pid_t pid = fork();
     if (pid == 0) {
         int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -253,6 +254,7 @@ int main(int argc, char **argv)
         pid_t pid = start_daemon(daemon, conf, log);
         if (pid <= 0) {
             fprintf(stderr, "provider_bench: certforged did not start; see %s\n", log);
+            cf_sh("cat '%s' >&2", log);
             return 1;
         }
         OSSL_STORE_CTX *st = OSSL_STORE_open_ex(keyuri, lib, NULL, NULL, NULL, NULL, NULL, NULL);
@@ -262,6 +264,7 @@ int main(int argc, char **argv)
         OSSL_STORE_close(st);
         if (!key) {
             ERR_print_errors_fp(stderr);
+            cf_sh("cat '%s' >&2", log);
             stop_daemon(pid);
             return 1;
         }

@@ -45,6 +45,7 @@ typedef struct cfp_ctx {
     OSSL_FUNC_core_vset_error_fn *vset_error;
     OSSL_LIB_CTX *libctx; /* private: the default provider only, for digests and keys */
     OSSL_PROVIDER *deflt;
+    EVP_MD *md[3]; /* SHA-256, SHA-384, SHA-512: fetched once, not per signature */
     cfp_pool *pool;
 } cfp_ctx;
 

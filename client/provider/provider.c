@@ -121,6 +121,8 @@ static void cfp_teardown(void *provctx)
     if (!ctx)
         return;
     cfp_pool_free(ctx->pool);
+    for (int i = 0; i < 3; i++)
+        EVP_MD_free(ctx->md[i]);
     OSSL_PROVIDER_unload(ctx->deflt);
     OSSL_LIB_CTX_free(ctx->libctx);
     OPENSSL_free(ctx);
@@ -213,6 +215,9 @@ int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
      * algorithms again through the caller's context (no recursion). */
     ctx->libctx = OSSL_LIB_CTX_new();
     if (!ctx->libctx || !(ctx->deflt = OSSL_PROVIDER_load(ctx->libctx, "default")) ||
+        !(ctx->md[0] = EVP_MD_fetch(ctx->libctx, "SHA2-256", NULL)) ||
+        !(ctx->md[1] = EVP_MD_fetch(ctx->libctx, "SHA2-384", NULL)) ||
+        !(ctx->md[2] = EVP_MD_fetch(ctx->libctx, "SHA2-512", NULL)) ||
         !(ctx->pool = cfp_pool_new())) {
         cfp_teardown(ctx);
         return 0;

@@ -69,9 +69,13 @@ static int md_index(const EVP_MD *md)
 
 static int set_md(cfp_sig *s, EVP_MD **slot, const char *name)
 {
-    EVP_MD *md = EVP_MD_fetch(s->ctx->libctx, name, NULL);
-    if (md_index(md) < 0) {
-        EVP_MD_free(md);
+    /* The three digests were fetched at provider start: a name lookup,
+     * not a fetch, on every signature. */
+    EVP_MD *md = NULL;
+    for (int i = 0; i < 3 && !md; i++)
+        if (EVP_MD_is_a(s->ctx->md[i], name))
+            md = s->ctx->md[i];
+    if (!md || !EVP_MD_up_ref(md)) {
         CFP_RAISE(s->ctx, CFP_R_UNSUPPORTED,
                   "digest '%s': certforged signs SHA256, SHA384 or SHA512 digests only", name);
         return 0;
