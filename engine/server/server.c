@@ -1608,8 +1608,8 @@ static void adm_run(srv *s, srv_job *j)
     }
     uint8_t *der = NULL;
     size_t len = 0;
-    pj->status = s->rt.crl(s->rt.admin_arg, j->areq.crl.issuer, &der, &len, pj->msg,
-                           sizeof(pj->msg));
+    pj->status = s->rt.crl(s->rt.admin_arg, j->areq.crl.issuer, j->areq.crl.fresh, &der, &len,
+                           pj->msg, sizeof(pj->msg));
     if (pj->status != CF_ST_OK) {
         free(der);
         return;
