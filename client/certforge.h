@@ -109,8 +109,9 @@ int cf_client_submit_sign(cf_client *c, const cf_sign_req *req, uint64_t *id_out
  * repeated revocation answers the first). */
 int cf_client_submit_revoke(cf_client *c, const uint8_t *serial, size_t serial_len,
                             unsigned reason, cf_str requester, uint64_t *id_out);
-/* CRL: the latest CRL of the named issuer (the answer's `crl`). */
-int cf_client_submit_crl(cf_client *c, cf_str issuer, uint64_t *id_out);
+/* CRL: the latest CRL of the named issuer (the answer's `crl`); fresh
+ * (non-zero): a CRL made for this request. */
+int cf_client_submit_crl(cf_client *c, cf_str issuer, int fresh, uint64_t *id_out);
 
 /* Send every queued request, reading answers meanwhile. timeout_ms: -1
  * forever. 0 all sent; 1 timeout or the receive buffer is full; -1 error. */
@@ -174,6 +175,7 @@ int cf_client_keys(cf_client *c, int timeout_ms, cf_response *out);   /* out->ke
 int cf_sign_one(cf_client *c, const cf_sign_req *req, int timeout_ms, cf_response *out); /* sig */
 int cf_revoke_one(cf_client *c, const uint8_t *serial, size_t serial_len, unsigned reason,
                   cf_str requester, int timeout_ms, cf_response *out);
-int cf_crl_one(cf_client *c, cf_str issuer, int timeout_ms, cf_response *out); /* out->crl */
+int cf_crl_one(cf_client *c, cf_str issuer, int fresh, int timeout_ms,
+               cf_response *out); /* out->crl */
 
 #endif

@@ -413,9 +413,10 @@ static size_t enc_revoke(uint8_t *b, size_t cap, uint64_t id, const void *req)
     return proto_enc_revoke_req(b, cap, id, req);
 }
 
-static size_t enc_crl(uint8_t *b, size_t cap, uint64_t id, const void *issuer)
+static size_t enc_crl(uint8_t *b, size_t cap, uint64_t id, const void *req)
 {
-    return proto_enc_crl_req(b, cap, id, *(const cf_str *)issuer);
+    const proto_crl_req *q = req;
+    return proto_enc_crl_req(b, cap, id, q->issuer, q->fresh);
 }
 
 int cf_client_submit_sign(cf_client *c, const cf_sign_req *req, uint64_t *id_out)
@@ -431,9 +432,10 @@ int cf_client_submit_revoke(cf_client *c, const uint8_t *serial, size_t serial_l
     return queue_frame(c, enc_revoke, &q, id_out);
 }
 
-int cf_client_submit_crl(cf_client *c, cf_str issuer, uint64_t *id_out)
+int cf_client_submit_crl(cf_client *c, cf_str issuer, int fresh, uint64_t *id_out)
 {
-    return queue_frame(c, enc_crl, &issuer, id_out);
+    proto_crl_req q = {.issuer = issuer, .fresh = fresh != 0};
+    return queue_frame(c, enc_crl, &q, id_out);
 }
 
 int cf_client_submit_issue(cf_client *c, const cf_issue_req *req, uint64_t *id_out)
@@ -675,12 +677,14 @@ int cf_revoke_one(cf_client *c, const uint8_t *serial, size_t serial_len, unsign
     return one(c, sub_revoke, &a, timeout_ms, out);
 }
 
-static int sub_crl(cf_client *c, const void *issuer, uint64_t *id)
+static int sub_crl(cf_client *c, const void *req, uint64_t *id)
 {
-    return cf_client_submit_crl(c, *(const cf_str *)issuer, id);
+    const proto_crl_req *q = req;
+    return cf_client_submit_crl(c, q->issuer, q->fresh, id);
 }
 
-int cf_crl_one(cf_client *c, cf_str issuer, int timeout_ms, cf_response *out)
+int cf_crl_one(cf_client *c, cf_str issuer, int fresh, int timeout_ms, cf_response *out)
 {
-    return one(c, sub_crl, &issuer, timeout_ms, out);
+    proto_crl_req q = {.issuer = issuer, .fresh = fresh != 0};
+    return one(c, sub_crl, &q, timeout_ms, out);
 }

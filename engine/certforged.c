@@ -62,7 +62,8 @@ typedef struct daemon_keys {
 typedef struct daemon_admin {
     const cfg_config *cfg;
     ledger *l;
-    crl_pub *pub; /* NULL without a crl section */
+    crl_pub *pub;      /* NULL without a crl section */
+    crl_issuer **cis;  /* per cfg->issuers entry */
 } daemon_admin;
 
 typedef struct daemon_chains {
@@ -252,6 +253,8 @@ static cf_status do_revoke(void *arg, const proto_revoke_req *r, uint32_t peer_u
     }
 }
 
+static void on_crl(const crl_issuer *ci, const crl_made *m, const char *err, void *arg);
+
 typedef struct crl_copy {
     uint8_t *der;
     size_t len;
@@ -273,8 +276,8 @@ static int copy_crl(uint64_t number, int64_t tu, int64_t nu, const uint8_t *der,
 
 /* CRL (admin thread): the latest CRL of the issuer, from the ledger (so
  * several engines sharing a ledger answer the same one). */
-static cf_status do_crl(void *arg, cf_str issuer, uint8_t **der, size_t *len, char *msg,
-                        size_t msglen)
+static cf_status do_crl(void *arg, cf_str issuer, bool fresh, uint8_t **der, size_t *len,
+                        char *msg, size_t msglen)
 {
     daemon_admin *a = arg;
     const cfg_issuer *is = NULL;
@@ -288,7 +291,22 @@ static cf_status do_crl(void *arg, cf_str issuer, uint8_t **der, size_t *len, ch
         return CF_ST_NOT_FOUND;
     }
     crl_copy c = {0};
-    char err[600];
+    char err[800];
+    if (fresh) { /* certforge crl --new: made now, for this request */
+        crl_issuer *ci = a->cis[is - a->cfg->issuers];
+        crl_made m;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        if (crl_make(ci, a->l, a->cfg->crl.dir, (int64_t)ts.tv_sec, a->cfg->crl.validity_s, der,
+                     &m, err, sizeof(err)) != 0) {
+            on_crl(ci, NULL, err, NULL);
+            snprintf(msg, msglen, "no CRL made: %s", err);
+            return CF_ST_INTERNAL;
+        }
+        on_crl(ci, &m, NULL, NULL);
+        *len = m.len;
+        return CF_ST_OK;
+    }
     int rc = ledger_crl_latest(a->l, is->key, copy_crl, &c, err, sizeof(err));
     if (rc < 0) {
         snprintf(msg, msglen, "the ledger could not be read: %s", err);
@@ -566,7 +584,7 @@ int main(int argc, char **argv)
     if (cfg->n_grants == 0)
         srv_log(CFG_LOG_WARNING, "no_grants", "effect=\"every request is UNAUTHORIZED\"");
     sess_arg sa = {eng, cfg->n_keys};
-    daemon_admin adm = {.cfg = cfg, .l = led, .pub = pub};
+    daemon_admin adm = {.cfg = cfg, .l = led, .pub = pub, .cis = cis};
     srv_runtime rt = {
         .pipe = cf_engine_pipe(eng),
         .sign_keys = dk.sign,

@@ -393,6 +393,12 @@ static proto_err decode_other(unsigned op, const field *f, proto_req *out)
             out->crl.issuer = fstr(f);
             return PROTO_OK;
         }
+        if (f->tag == PROTO_F_FRESH) {
+            if (f->len != 1 || f->v[0] > 1)
+                return PROTO_ERR_BAD_VALUE;
+            out->crl.fresh = f->v[0] == 1;
+            return PROTO_OK;
+        }
         break;
     }
     return PROTO_ERR_UNKNOWN_FIELD;
@@ -556,6 +562,10 @@ size_t proto_req_encode(uint8_t *buf, size_t cap, const proto_req *r)
         if (!text_ok(r->crl.issuer, true))
             return 0;
         w_field(&w, PROTO_F_ISSUER, r->crl.issuer.p, r->crl.issuer.len);
+        if (r->crl.fresh) {
+            uint8_t one = 1;
+            w_field(&w, PROTO_F_FRESH, &one, 1);
+        }
     } else if (op == PROTO_OP_ISSUE) {
         const cf_issue_req *q = &r->issue;
         if (!issue_ok(q))
@@ -626,13 +636,14 @@ size_t proto_enc_revoke_req(uint8_t *buf, size_t cap, uint64_t id, const proto_r
     return proto_req_encode(buf, cap, &q);
 }
 
-size_t proto_enc_crl_req(uint8_t *buf, size_t cap, uint64_t id, cf_str issuer)
+size_t proto_enc_crl_req(uint8_t *buf, size_t cap, uint64_t id, cf_str issuer, bool fresh)
 {
     proto_req q;
     memset(&q, 0, sizeof(q));
     q.hdr.op = PROTO_OP_CRL;
     q.hdr.id = id;
     q.crl.issuer = issuer;
+    q.crl.fresh = fresh;
     return proto_req_encode(buf, cap, &q);
 }
 

@@ -72,6 +72,7 @@ enum {
     PROTO_F_REASON = 0x000C,        /* u8 CRLReason, exactly 1 octet, once */
     /* CRL request */
     PROTO_F_ISSUER = 0x000D, /* UTF-8, required, once */
+    PROTO_F_FRESH = 0x000E,  /* u8 0 or 1, exactly 1 octet, once */
     /* responses */
     PROTO_F_MESSAGE = 0x0101, /* text for humans (any op), once */
     PROTO_F_CERT = 0x0102,    /* ISSUE: certificate DER, once */
@@ -175,6 +176,7 @@ typedef struct proto_revoke_req {
 
 typedef struct proto_crl_req {
     cf_str issuer; /* non-empty */
+    bool fresh;    /* make a new CRL for this request */
 } proto_crl_req;
 
 /* A decoded (or to-be-encoded) request: the member of its op holds the
@@ -201,7 +203,8 @@ PROTO_WUR size_t proto_enc_sign_req(uint8_t *buf, size_t cap, uint64_t id,
                                     const proto_sign_req *r);
 PROTO_WUR size_t proto_enc_revoke_req(uint8_t *buf, size_t cap, uint64_t id,
                                       const proto_revoke_req *r);
-PROTO_WUR size_t proto_enc_crl_req(uint8_t *buf, size_t cap, uint64_t id, cf_str issuer);
+PROTO_WUR size_t proto_enc_crl_req(uint8_t *buf, size_t cap, uint64_t id, cf_str issuer,
+                                   bool fresh);
 
 /* ----------------------------------------------------------- responses */
 

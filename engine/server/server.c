@@ -73,6 +73,13 @@
 #define SRV_SQ_ENTRIES 512
 #define SRV_CQ_ENTRIES 8192
 #define SRV_RATE_SAMPLES 11 /* one per second: rate over the last 10 s */
+/* A connection whose last SRV_PENALTY_AFTER answers were all refusals of
+ * its own requests (bad frames, bad CSRs, policy, unknown names,
+ * unauthorized; not UNSUPPORTED: a newer client may probe) has each further frame delayed by 10 ms per refusal beyond
+ * that, up to SRV_PENALTY_MAX_MS; one OK answer ends it. A peer flooding
+ * garbage so gets a trickle of the daemon, not a share of it. */
+#define SRV_PENALTY_AFTER 16
+#define SRV_PENALTY_MAX_MS 1000
 
 /* ------------------------------------------------------------ logging */
 
@@ -193,6 +200,9 @@ typedef struct conn {
     uint64_t out_blocked_since; /* an answer has not fit since then (0: none) */
     struct conn *park_next;
     uint64_t requests, unauthorized, unsupported;
+    unsigned fail_streak;  /* refusals in a row (see SRV_PENALTY_AFTER) */
+    uint64_t penalty_until; /* no frame is consumed before this (ms) */
+    uint64_t penalized;     /* frames delayed */
 } conn;
 
 struct srv_loop {
@@ -417,10 +427,10 @@ static void conn_close(srv_loop *L, conn *c, const char *reason)
     atomic_fetch_sub(&s->conns, 1);
     srv_log(CFG_LOG_INFO, "conn_close",
             "peer_uid=%u peer_gid=%u peer_pid=%u reason=%s requests=%llu dropped=%llu "
-            "unsent_bytes=%zu unsupported=%llu unauthorized=%llu",
+            "unsent_bytes=%zu unsupported=%llu unauthorized=%llu penalized=%llu",
             c->uid, c->gid, c->pid, reason, (unsigned long long)c->requests,
             (unsigned long long)dropped, c->out_len, (unsigned long long)c->unsupported,
-            (unsigned long long)c->unauthorized);
+            (unsigned long long)c->unauthorized, (unsigned long long)c->penalized);
     maybe_release(L, c);
 }
 
@@ -450,6 +460,25 @@ static bool out_put(srv_loop *L, conn *c, uint8_t op, uint64_t id, cf_status st,
             return false;
     }
     c->out_len += n;
+    switch (st) {
+    case CF_ST_OK:
+        c->fail_streak = 0;
+        break;
+    case CF_ST_BAD_FRAME:
+    case CF_ST_BAD_CSR:
+    case CF_ST_POLICY_DENIED:
+    case CF_ST_UNKNOWN_PROFILE:
+    case CF_ST_UNAUTHORIZED:
+    case CF_ST_NOT_FOUND:
+        if (++c->fail_streak == SRV_PENALTY_AFTER)
+            srv_log(CFG_LOG_WARNING, "penalized",
+                    "peer_uid=%u peer_gid=%u peer_pid=%u refused_in_a_row=%u effect=\"each "
+                    "further frame delayed until an answer is OK\"",
+                    c->uid, c->gid, c->pid, c->fail_streak);
+        break;
+    default: /* BUSY, HSM, ledger, internal: the daemon's trouble, not the peer's */
+        break;
+    }
     atomic_fetch_add(&s->by_status[st < CF_ST__MAX ? st : CF_ST_INTERNAL], 1);
     atomic_fetch_add(&s->n_answered, 1);
     return true;
@@ -1012,6 +1041,13 @@ static void pump(srv_loop *L, conn *c)
         proto_err e = proto_frame_next(c->in + c->in_off, avail, s->sv.max_frame, &h, &flen);
         if (e == PROTO_NEED_MORE)
             break;
+        if (c->fail_streak >= SRV_PENALTY_AFTER && e == PROTO_OK) {
+            if (L->now < c->penalty_until)
+                break; /* on_timer pumps it when the delay is over */
+            uint64_t d = 10ull * (c->fail_streak - SRV_PENALTY_AFTER + 1);
+            c->penalty_until = L->now + (d < SRV_PENALTY_MAX_MS ? d : SRV_PENALTY_MAX_MS);
+            c->penalized++;
+        }
         if (e != PROTO_OK) {
             char msg[160];
             cf_status st = proto_err_status(e);
@@ -1388,6 +1424,13 @@ static void on_timer(srv_loop *L)
             conn_close(L, c, "stalled-reader");
             continue;
         }
+        if (c->fail_streak >= SRV_PENALTY_AFTER && !c->parked && L->now >= c->penalty_until &&
+            frame_pending(s, c)) {
+            c->last_activity = L->now; /* waiting on us, not idle */
+            pump(L, c);
+            maybe_finish(L, c);
+            continue;
+        }
         if (c->parked && L->now >= c->park_deadline) {
             park_remove(L, c);
             c->parked = true; /* still the same frame: its deadline has passed */
@@ -1395,8 +1438,11 @@ static void on_timer(srv_loop *L)
             maybe_finish(L, c);
             continue;
         }
-        /* idle: nothing in the pipeline, no byte in or out for idle_timeout */
-        if (!c->jobs_out && !c->parked && L->now - c->last_activity >= s->sv.idle_timeout_ms) {
+        /* idle: nothing in the pipeline, no byte in or out for idle_timeout
+         * (a frame held back by a penalty is waiting on us) */
+        bool penalty_wait = c->fail_streak >= SRV_PENALTY_AFTER && L->now < c->penalty_until;
+        if (!c->jobs_out && !c->parked && !penalty_wait &&
+            L->now - c->last_activity >= s->sv.idle_timeout_ms) {
             /* whole frames waiting: blocked on answers the peer does not read;
              * bytes but no whole frame: it stalled in the middle of one */
             bool blocked = frame_pending(s, c) || c->n_ready || c->out_len;
@@ -1608,8 +1654,8 @@ static void adm_run(srv *s, srv_job *j)
     }
     uint8_t *der = NULL;
     size_t len = 0;
-    pj->status = s->rt.crl(s->rt.admin_arg, j->areq.crl.issuer, &der, &len, pj->msg,
-                           sizeof(pj->msg));
+    pj->status = s->rt.crl(s->rt.admin_arg, j->areq.crl.issuer, j->areq.crl.fresh, &der, &len,
+                           pj->msg, sizeof(pj->msg));
     if (pj->status != CF_ST_OK) {
         free(der);
         return;

@@ -81,8 +81,8 @@ typedef cf_status (*srv_revoke_fn)(void *arg, const proto_revoke_req *r, uint32_
                                    int64_t *revoked_at, unsigned *reason, char *msg,
                                    size_t msglen);
 /* On OK *der is malloc'd (the server frees it). */
-typedef cf_status (*srv_crl_fn)(void *arg, cf_str issuer, uint8_t **der, size_t *len, char *msg,
-                                size_t msglen);
+typedef cf_status (*srv_crl_fn)(void *arg, cf_str issuer, bool fresh, uint8_t **der, size_t *len,
+                                char *msg, size_t msglen);
 
 typedef struct srv_runtime {
     pipe_engine *pipe;

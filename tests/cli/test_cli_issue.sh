@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# certforge issue / status / csr-gen against a real certforged started here
+# certforge issue / status / csr-gen / revoke / crl against a real certforged started here
 # on a throwaway SoftHSM2 token (root + NF intermediate made with
 # `certforge ca`): one CSR with every flag, checked with openssl; --chain; a
 # batch of 200 with a broken CSR and an unauthorized SAN; status --json;
@@ -97,9 +97,11 @@ profiles = (
 pipeline = { workers = 2; queue = 1024; batch = 16; };
 log = { level = "info"; };
 server = { socket = "$SOCK"; socket_mode = "0600"; };
-grants = ( { uid = $(id -u); profiles = ["nf"]; ops = ["issue", "status", "keys"]; } );
+grants = ( { uid = $(id -u); profiles = ["nf"]; ops = ["issue", "status", "keys", "revoke", "crl"]; } );
 ledger = { backend = "sqlite"; path = "ledger.db"; };
+crl = { dir = "crl"; interval = "1h"; validity = "1d"; revoke_delay = "1s"; };
 CONF
+mkdir crl
 "$CFD" --config certforged.conf >certforged.log 2>&1 &
 DPID=$!
 ready=0
@@ -217,6 +219,52 @@ fi
 "$CF" status >status.txt 2>"$D/err" && ok || fail "status: $(cat "$D/err")"
 grep -q "^HSM sessions .* busy of " status.txt && grep -q "^errors .*BAD_CSR" status.txt && ok \
   || fail "status text: $(cat status.txt)"
+
+# --- revoke, CRLs ------------------------------------------------------------------------------
+[ -s crl/nf-ca.crl ] && ok || fail "no CRL published at start-up in crl/nf-ca.crl"
+s10=$(openssl x509 -in certs/nf-000010.pem -noout -serial | cut -d= -f2)
+s11=$(openssl x509 -in certs/nf-000011.pem -noout -serial | cut -d= -f2)
+if "$CF" revoke --serial "$s10" --reason keyCompromise --requester cli-test >rev.txt 2>"$D/err"; then
+  ok
+  grep -qi "^revoked $s10 since 20.*Z reason keyCompromise$" rev.txt && ok || fail "revoke output: $(cat rev.txt)"
+else
+  fail "revoke: $(cat "$D/err")"
+fi
+check "revoke with ':' separators and another reason" "$CF" revoke --serial "$(sed 's/../&:/g; s/:$//' <<<"$s11")" --reason superseded
+# a repeated revocation keeps the first one and says so
+"$CF" revoke --serial "$s10" --reason superseded >rev2.txt 2>"$D/err" && ok || fail "repeat revoke: $(cat "$D/err")"
+grep -q "reason keyCompromise" rev2.txt && grep -q "first revocation stands" "$D/err" && ok \
+  || fail "repeat revoke: $(cat rev2.txt) / $(cat "$D/err")"
+"$CF" crl --issuer nf-ca --new --out new.crl --der >crlsum.txt 2>"$D/err" && ok || fail "crl --new: $(cat "$D/err")"
+grep -q "^new.crl: CRL number [0-9]* of issuer nf-ca, 2 revoked, next update 20" crlsum.txt && ok \
+  || fail "crl --new summary: $(cat crlsum.txt)"
+check "the CRL verifies with the issuer's certificate" openssl crl -inform DER -in new.crl -CAfile nf-ca.pem -noout -verify
+crltext=$(openssl crl -inform DER -in new.crl -noout -text 2>&1)
+for want in "Version 2" "CRL Number:" "Authority Key Identifier" "Key Compromise" "Superseded" \
+            "Serial Number: $s10" "Serial Number: $s11"; do
+  grep -qiF -- "$want" <<<"$crltext" && ok || fail "CRL text lacks '$want'"
+done
+# the published file follows within revoke_delay; PEM from the daemon on stdout
+sleep 1.5
+check "the published CRL verifies" openssl crl -inform DER -in crl/nf-ca.crl -CAfile nf-ca.pem -noout -verify
+"$CF" crl --issuer nf-ca >latest.pem 2>"$D/err" && grep -q "BEGIN X509 CRL" latest.pem && ok || fail "crl to stdout: $(cat "$D/err")"
+cat root.pem nf-ca.pem > bundle.pem
+openssl crl -inform DER -in new.crl -out new.crl.pem
+rc=0
+openssl verify -crl_check -CAfile bundle.pem -CRLfile new.crl.pem certs/nf-000010.pem >v.txt 2>&1 || rc=$?
+[ $rc -ne 0 ] && grep -q "certificate revoked" v.txt && ok || fail "verify -crl_check accepted a revoked certificate: $(cat v.txt)"
+check "verify -crl_check accepts an unrevoked certificate" \
+  openssl verify -crl_check -CAfile bundle.pem -CRLfile new.crl.pem certs/nf-000012.pem
+nrev=$("$CF" ledger list --db ledger.db --revoked | wc -l)
+[ "$nrev" -eq 2 ] && ok || fail "ledger list --revoked: $nrev lines, want 2"
+expect 1 "NOT_FOUND: no certificate with serial 7f00000000000001" "$CF" revoke --serial 7f00000000000001
+expect 2 "--reason 'badReason' is not one of" "$CF" revoke --serial "$s10" --reason badReason
+expect 2 "--reason 'removeFromCRL' is not one of" "$CF" revoke --serial "$s10" --reason removeFromCRL
+expect 2 "--serial 'xyz' is not a serial number" "$CF" revoke --serial xyz
+expect 2 "--serial is required" "$CF" revoke
+expect 1 "NOT_FOUND: no issuer named 'nope'" "$CF" crl --issuer nope
+expect 2 "--issuer is required" "$CF" crl
+expect 2 "--der needs --out FILE" "$CF" crl --issuer nf-ca --der
 
 # --- errors ----------------------------------------------------------------------------------
 expect 1 "UNKNOWN_PROFILE" "$CF" issue --csr amf1.csr.pem --profile nope --nf-instance-id "$ID" --nf-type AMF --out x.pem

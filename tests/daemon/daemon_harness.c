@@ -98,11 +98,12 @@ void write_conf(const char *path, const conf_opts *o)
         "pipeline = { %s };\n"
         "server = { socket = \"%s\"; %s };\n"
         "grants = %s;\n"
-        "ledger = { backend = \"sqlite\"; path = \"%s/ledger.db\"; };\n%s\n",
+        "ledger = { backend = \"sqlite\"; path = \"%s%s\"; };\n%s\n",
         DH_TOKEN, o->shim ? CF_SHIM_PATH : H.module, H.pin_file,
         o->extra_keys ? o->extra_keys : "", CA_PEM,
         o->pipeline ? o->pipeline : "workers = 2; queue = 4096; batch = 16;", SOCK,
-        o->server ? o->server : "", grants, H.dir, o->extra ? o->extra : "");
+        o->server ? o->server : "", grants, o->ledger_path ? o->ledger_path : H.dir,
+        o->ledger_path ? "" : "/ledger.db", o->extra ? o->extra : "");
     fclose(f);
 }
 

@@ -264,7 +264,7 @@ static void test_not_granted(void)
     uint8_t serial[1] = {1};
     CU_ASSERT_EQUAL_FATAL(cf_revoke_one(c, serial, 1, 1, (cf_str){NULL, 0}, 5000, &r), 0);
     CU_ASSERT_EQUAL(r.status, CF_ST_UNAUTHORIZED);
-    CU_ASSERT_EQUAL_FATAL(cf_crl_one(c, (cf_str){"ca", 2}, 5000, &r), 0);
+    CU_ASSERT_EQUAL_FATAL(cf_crl_one(c, (cf_str){"ca", 2}, 0, 5000, &r), 0);
     CU_ASSERT_EQUAL(r.status, CF_ST_UNAUTHORIZED);
     cf_client_close(c);
     daemon_stop_clean(&d);
@@ -424,7 +424,7 @@ static void test_revoke_crl(void)
     CU_ASSERT_EQUAL(verify_with_crl(x[2], crl), X509_V_OK);
 
     /* the CRL op answers the latest (the file's, or a newer one) */
-    CU_ASSERT_EQUAL_FATAL(cf_crl_one(c, (cf_str){"ca", 2}, 5000, &r), 0);
+    CU_ASSERT_EQUAL_FATAL(cf_crl_one(c, (cf_str){"ca", 2}, 0, 5000, &r), 0);
     CU_ASSERT_EQUAL_FATAL(r.status, CF_ST_OK);
     const unsigned char *p = r.crl.p;
     X509_CRL *viaop = d2i_X509_CRL(NULL, &p, (long)r.crl.len);
@@ -432,7 +432,7 @@ static void test_revoke_crl(void)
     CU_ASSERT(crl_number(viaop) >= crl_number(crl));
     CU_ASSERT_EQUAL(X509_CRL_verify(viaop, X509_get0_pubkey(CA)), 1);
     X509_CRL_free(viaop);
-    CU_ASSERT_EQUAL_FATAL(cf_crl_one(c, (cf_str){"nope", 4}, 5000, &r), 0);
+    CU_ASSERT_EQUAL_FATAL(cf_crl_one(c, (cf_str){"nope", 4}, 0, 5000, &r), 0);
     CU_ASSERT_EQUAL(r.status, CF_ST_NOT_FOUND);
     X509_CRL_free(crl);
     for (int i = 0; i < 3; i++)

@@ -44,6 +44,18 @@ static void check_req(const uint8_t *f, size_t n)
     for (unsigned i = 0; i < a->n_nf_types; i++)
         if (!str_eq(a->nf_types[i], b->nf_types[i]))
             abort();
+    const proto_sign_req *sa = &q1.sign, *sb = &q2.sign;
+    if (!str_eq(sa->key, sb->key) || sa->mech != sb->mech || sa->data_len != sb->data_len ||
+        (sa->data_len && memcmp(sa->data, sb->data, sa->data_len)) ||
+        !str_eq(sa->requester, sb->requester))
+        abort();
+    const proto_revoke_req *va = &q1.revoke, *vb = &q2.revoke;
+    if (va->serial_len != vb->serial_len ||
+        (va->serial_len && memcmp(va->serial, vb->serial, va->serial_len)) ||
+        va->reason != vb->reason || !str_eq(va->requester, vb->requester))
+        abort();
+    if (!str_eq(q1.crl.issuer, q2.crl.issuer) || q1.crl.fresh != q2.crl.fresh)
+        abort();
     size_t m2 = proto_req_encode(e2, sizeof(e2), &q2);
     if (m2 != m || memcmp(e1, e2, m))
         abort();
@@ -65,7 +77,9 @@ static void check_resp(const uint8_t *f, size_t n)
     if (r2.id != r1.id || r2.op != r1.op || r2.status != r1.status || r2.detail != r1.detail ||
         r2.message.len != r1.message.len || r2.cert.len != r1.cert.len ||
         r2.n_chain != r1.n_chain || r2.serial.len != r1.serial.len || r2.n_kv != r1.n_kv ||
-        r2.n_keys != r1.n_keys)
+        r2.n_keys != r1.n_keys || r2.sig.len != r1.sig.len || r2.crl.len != r1.crl.len ||
+        r2.has_revoked != r1.has_revoked || r2.revoked_at != r1.revoked_at ||
+        r2.reason != r1.reason)
         abort();
     for (unsigned i = 0; i < r1.n_kv; i++)
         if (!str_eq(r1.kv[i].key, r2.kv[i].key) || !str_eq(r1.kv[i].value, r2.kv[i].value))

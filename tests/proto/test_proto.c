@@ -818,10 +818,25 @@ static void test_sign_revoke_crl(void)
     CU_ASSERT_EQUAL(req_err(), PROTO_ERR_MISSING);
 
     /* CRL */
-    n = proto_enc_crl_req(b, sizeof(b), 10, (cf_str){"nf-ica", 6});
+    n = proto_enc_crl_req(b, sizeof(b), 10, (cf_str){"nf-ica", 6}, false);
     CU_ASSERT_EQUAL_FATAL(proto_req_decode(b, n, &RQ), PROTO_OK);
     CU_ASSERT(str_eq(RQ.crl.issuer, (cf_str){"nf-ica", 6}));
-    CU_ASSERT_EQUAL(proto_enc_crl_req(b, sizeof(b), 10, (cf_str){"", 0}), 0);
+    CU_ASSERT_FALSE(RQ.crl.fresh);
+    n = proto_enc_crl_req(b, sizeof(b), 10, (cf_str){"nf-ica", 6}, true);
+    CU_ASSERT_EQUAL_FATAL(proto_req_decode(b, n, &RQ), PROTO_OK);
+    CU_ASSERT_TRUE(RQ.crl.fresh);
+    CU_ASSERT_EQUAL(proto_enc_crl_req(b, sizeof(b), 10, (cf_str){"", 0}, false), 0);
+    fb_begin(&F, 1, PROTO_OP_CRL, 0, 3);
+    fb_str(&F, PROTO_F_ISSUER, "a");
+    fb_field(&F, PROTO_F_FRESH, "\2", 1);
+    CU_ASSERT_EQUAL(req_err(), PROTO_ERR_BAD_VALUE);
+    fb_begin(&F, 1, PROTO_OP_CRL, 0, 3);
+    fb_str(&F, PROTO_F_ISSUER, "a");
+    fb_field(&F, PROTO_F_FRESH, "\1\1", 2);
+    CU_ASSERT_EQUAL(req_err(), PROTO_ERR_BAD_VALUE);
+    fb_begin(&F, 1, PROTO_OP_CRL, 0, 3);
+    fb_field(&F, PROTO_F_FRESH, "\1", 1);
+    CU_ASSERT_EQUAL(req_err(), PROTO_ERR_MISSING);
     fb_begin(&F, 1, PROTO_OP_CRL, 0, 3);
     fb_str(&F, PROTO_F_ISSUER, "a");
     fb_str(&F, PROTO_F_REQUESTER, "x");

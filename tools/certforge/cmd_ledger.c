@@ -35,6 +35,7 @@ static const char ledger_help[] =
     "  --profile NAME         only this profile\n"
     "  --nf-instance-id UUID  only this NF instance (any case)\n"
     "  --expiring-before DATE notAfter before DATE: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)\n"
+    "  --revoked              only revoked certificates\n"
     "  --limit N              at most N records\n"
     "  --format jsonl|csv     export: JSON lines (one object per record) or CSV with a header\n"
     "  --help                 this text\n"
@@ -58,6 +59,7 @@ enum {
     OPT_DB = 256,
     OPT_CONFIG,
     OPT_PROFILE,
+    OPT_REVOKED,
     OPT_NF,
     OPT_EXPIRING,
     OPT_LIMIT,
@@ -130,6 +132,7 @@ static int parse(const char *sub, int argc, char **argv, lopts *o)
                                        {"nf-instance-id", required_argument, NULL, OPT_NF},
                                        {"expiring-before", required_argument, NULL, OPT_EXPIRING},
                                        {"limit", required_argument, NULL, OPT_LIMIT},
+                                       {"revoked", no_argument, NULL, OPT_REVOKED},
                                        {"format", required_argument, NULL, OPT_FORMAT},
                                        {"help", no_argument, NULL, OPT_HELP},
                                        {0, 0, 0, 0}};
@@ -156,6 +159,9 @@ static int parse(const char *sub, int argc, char **argv, lopts *o)
                 return cli_usage("ledger %s: --expiring-before: '%s' is not YYYY-MM-DD or "
                                  "YYYY-MM-DDTHH:MM:SSZ",
                                  sub, optarg);
+            break;
+        case OPT_REVOKED:
+            o->f.revoked_only = true;
             break;
         case OPT_LIMIT:
             if (!cli_parse_uint(optarg, 1, 100000000, &v))

@@ -9,5 +9,7 @@ int cmd_issue(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_csrgen(int argc, char **argv);
 int cmd_ledger(int argc, char **argv);
+int cmd_revoke(int argc, char **argv);
+int cmd_crl(int argc, char **argv);
 
 #endif

@@ -16,6 +16,8 @@ static const cli_command commands[] = {
     {"issue", cmd_issue, "issue certificates through certforged: one CSR, or a batch pipelined"},
     {"status", cmd_status, "certforged's counters: uptime, issued, rate, queue, HSM sessions"},
     {"csr-gen", cmd_csrgen, "test/demo helper: N NF CSRs and a batch file for 'issue --batch'"},
+    {"revoke", cmd_revoke, "revoke a certificate through certforged (RFC 5280 reasons)"},
+    {"crl", cmd_crl, "an issuer's latest CRL from certforged, or a new one (--new)"},
     {"ledger", cmd_ledger, "read the issuance ledger: show a serial, list, export (jsonl, csv)"},
 };
 
@@ -37,8 +39,8 @@ static void usage(FILE *f)
           "defaulting to the CERTFORGE_TOKEN environment variable. The PIN comes from the\n"
           "URI's pin-source (file:/path with mode 0600, or env:NAME) or from CERTFORGE_PIN;\n"
           "never from the command line. 'certforge COMMAND --help' describes each command.\n"
-          "issue and status talk to certforged on its Unix socket instead (--socket PATH,\n"
-          "default $CERTFORGE_SOCKET, then /run/certforge/certforged.sock).\n"
+          "issue, status, revoke and crl talk to certforged on its Unix socket instead\n"
+          "(--socket PATH, default $CERTFORGE_SOCKET, then /run/certforge/certforged.sock).\n"
           "\n"
           "ENVIRONMENT\n"
           "  CERTFORGE_TOKEN   token URI used when --token is not given\n"

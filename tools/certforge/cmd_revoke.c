@@ -1,0 +1,278 @@
+/* certforge revoke — revoke a certificate through certforged (REVOKE,
+ * docs/protocol.md), and certforge crl — fetch or make an issuer's CRL
+ * (CRL). */
+#include "cli.h"
+#include "cli_daemon.h"
+#include "commands.h"
+#include "ledger.h"
+
+#include <getopt.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char revoke_help[] =
+    "usage: certforge revoke --serial HEX [--reason REASON] [--requester TAG] [--socket PATH]\n"
+    "\n"
+    "Revokes the certificate with this serial number: certforged records the\n"
+    "revocation in its ledger and makes new CRLs within crl.revoke_delay. Revoking\n"
+    "a revoked certificate changes nothing: the first revocation (time, reason)\n"
+    "stands and is printed.\n"
+    "\n"
+    "OPTIONS\n"
+    "  --serial HEX      the serial number, hex (\"0a1b...\", \"0A:1B:...\", \"0x0a1b\"),\n"
+    "                    at most 20 octets, as 'openssl x509 -serial' prints it\n"
+    "  --reason REASON   RFC 5280 reason: unspecified (default), keyCompromise,\n"
+    "                    cACompromise, affiliationChanged, superseded,\n"
+    "                    cessationOfOperation, certificateHold, privilegeWithdrawn,\n"
+    "                    aACompromise (any case)\n"
+    "  --requester TAG   recorded in the daemon's log\n" CLI_SOCKET_HELP
+    "  --timeout SECONDS how long to wait for the answer (default 10)\n"
+    "  --help            this text\n"
+    "\n"
+    "EXAMPLES\n"
+    "  certforge revoke --serial $(openssl x509 -in nf.pem -noout -serial | cut -d= -f2) \\\n"
+    "      --reason keyCompromise\n"
+    "\n"
+    "EXIT STATUS\n"
+    "  0  revoked (now or before)\n"
+    "  1  not revoked: unknown serial, not allowed, daemon unreachable, ledger failure\n"
+    "  2  usage error\n";
+
+static const char crl_help[] =
+    "usage: certforge crl --issuer NAME [--new] [--out FILE] [--der] [--socket PATH]\n"
+    "\n"
+    "Fetches the latest CRL certforged made for an issuer (the name in its config's\n"
+    "issuers list), or with --new has it make one now. Writes PEM to stdout, or to\n"
+    "FILE (PEM, or DER with --der) and then prints a summary.\n"
+    "\n"
+    "OPTIONS\n"
+    "  --issuer NAME     the issuer's name in certforged's config\n"
+    "  --new             make a new CRL now (signed in the HSM, published to crl.dir)\n"
+    "  --out FILE        write the CRL to FILE instead of stdout\n"
+    "  --der             with --out: DER instead of PEM\n" CLI_SOCKET_HELP
+    "  --timeout SECONDS how long to wait for the answer (default 30)\n"
+    "  --help            this text\n"
+    "\n"
+    "EXAMPLES\n"
+    "  certforge crl --issuer nf-ica --new --out nf-ica.crl --der\n"
+    "  certforge crl --issuer nf-ica | openssl crl -noout -text\n"
+    "\n"
+    "EXIT STATUS\n"
+    "  0  the CRL was written\n"
+    "  1  no CRL: unknown issuer, CRLs not configured, not allowed, daemon unreachable\n"
+    "  2  usage error\n";
+
+enum { OPT_SOCKET = 256, OPT_SERIAL, OPT_REASON, OPT_REQUESTER, OPT_TIMEOUT, OPT_HELP, OPT_ISSUER,
+       OPT_NEW, OPT_OUT, OPT_DER };
+
+static void text_of(const cf_str *s, char *out, size_t cap)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < s->len && j + 1 < cap; i++) {
+        unsigned char ch = (unsigned char)s->p[i];
+        out[j++] = ch < 0x20 || ch == 0x7f ? '?' : (char)ch;
+    }
+    out[j] = 0;
+}
+
+/* The answer failed: one line naming the daemon's status and message. */
+static int answer_fail(const char *cmd, const char *socket, const cf_response *r)
+{
+    char m[600];
+    text_of(&r->message, m, sizeof(m));
+    return cli_fail("%s: certforged at %s answered %s: %s", cmd, socket, cf_status_name(r->status),
+                    m[0] ? m : "(no message)");
+}
+
+int cmd_revoke(int argc, char **argv)
+{
+    static const struct option lo[] = {{"socket", required_argument, NULL, OPT_SOCKET},
+                                       {"serial", required_argument, NULL, OPT_SERIAL},
+                                       {"reason", required_argument, NULL, OPT_REASON},
+                                       {"requester", required_argument, NULL, OPT_REQUESTER},
+                                       {"timeout", required_argument, NULL, OPT_TIMEOUT},
+                                       {"help", no_argument, NULL, OPT_HELP},
+                                       {0, 0, 0, 0}};
+    const char *socket = NULL, *serial = NULL, *requester = NULL;
+    int reason = 0;
+    unsigned long timeout = 10;
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (c) {
+        case OPT_SOCKET:
+            socket = optarg;
+            break;
+        case OPT_SERIAL:
+            serial = optarg;
+            break;
+        case OPT_REASON:
+            reason = ledger_reason_code(optarg);
+            if (reason < 0 || reason == 8)
+                return cli_usage("revoke: --reason '%s' is not one of unspecified, "
+                                 "keyCompromise, cACompromise, affiliationChanged, superseded, "
+                                 "cessationOfOperation, certificateHold, privilegeWithdrawn, "
+                                 "aACompromise",
+                                 optarg);
+            break;
+        case OPT_REQUESTER:
+            requester = optarg;
+            break;
+        case OPT_TIMEOUT:
+            if (!cli_parse_uint(optarg, 1, 3600, &timeout))
+                return cli_usage("revoke: --timeout must be 1-3600 seconds, not '%s'", optarg);
+            break;
+        case OPT_HELP:
+            fputs(revoke_help, stdout);
+            return CLI_OK;
+        default:
+            return cli_bad_option("revoke", argc, argv);
+        }
+    }
+    if (optind < argc)
+        return cli_usage("revoke: unexpected argument '%s'", argv[optind]);
+    if (!serial)
+        return cli_usage("revoke: --serial is required (see certforge revoke --help)");
+    char norm[LEDGER_SERIAL_HEX_MAX + 1];
+    uint8_t sb[20];
+    size_t sl = 0;
+    if (ledger_serial_norm(serial, norm) != 0 || !cli_parse_hex(norm, sb, sizeof(sb), &sl) ||
+        sl == 0)
+        return cli_usage("revoke: --serial '%s' is not a serial number (hex, 1-20 octets)",
+                         serial);
+    socket = cli_socket_path(socket);
+    cf_client *cl = NULL;
+    int rc = cli_connect("revoke", socket, &cl);
+    if (rc != CLI_OK)
+        return rc;
+    cf_response r;
+    cf_str tag = {requester, requester ? strlen(requester) : 0};
+    int q = cf_revoke_one(cl, sb, sl, (unsigned)reason, tag, (int)timeout * 1000, &r);
+    if (q != 0) {
+        rc = q > 0 ? cli_fail("revoke: no answer from certforged at %s within %lu s", socket,
+                              timeout)
+                   : cli_fail("revoke: certforged at %s: %s", socket, cf_client_error(cl));
+    } else if (r.status != CF_ST_OK) {
+        rc = answer_fail("revoke", socket, &r);
+    } else {
+        char when[32] = "?";
+        time_t t = (time_t)r.revoked_at;
+        struct tm tm;
+        if (gmtime_r(&t, &tm))
+            strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        const char *rn = ledger_reason_name((int)r.reason);
+        printf("revoked %s since %s reason %s\n", norm, when, rn ? rn : "?");
+        if ((int)r.reason != reason || r.revoked_at + 60 < (int64_t)time(NULL))
+            cli_note("revoke: it was revoked before; the first revocation stands");
+        rc = CLI_OK;
+    }
+    cf_client_close(cl);
+    return rc;
+}
+
+int cmd_crl(int argc, char **argv)
+{
+    static const struct option lo[] = {{"socket", required_argument, NULL, OPT_SOCKET},
+                                       {"issuer", required_argument, NULL, OPT_ISSUER},
+                                       {"new", no_argument, NULL, OPT_NEW},
+                                       {"out", required_argument, NULL, OPT_OUT},
+                                       {"der", no_argument, NULL, OPT_DER},
+                                       {"timeout", required_argument, NULL, OPT_TIMEOUT},
+                                       {"help", no_argument, NULL, OPT_HELP},
+                                       {0, 0, 0, 0}};
+    const char *socket = NULL, *issuer = NULL, *out = NULL;
+    bool fresh = false, der = false;
+    unsigned long timeout = 30;
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (c) {
+        case OPT_SOCKET:
+            socket = optarg;
+            break;
+        case OPT_ISSUER:
+            issuer = optarg;
+            break;
+        case OPT_NEW:
+            fresh = true;
+            break;
+        case OPT_OUT:
+            out = optarg;
+            break;
+        case OPT_DER:
+            der = true;
+            break;
+        case OPT_TIMEOUT:
+            if (!cli_parse_uint(optarg, 1, 3600, &timeout))
+                return cli_usage("crl: --timeout must be 1-3600 seconds, not '%s'", optarg);
+            break;
+        case OPT_HELP:
+            fputs(crl_help, stdout);
+            return CLI_OK;
+        default:
+            return cli_bad_option("crl", argc, argv);
+        }
+    }
+    if (optind < argc)
+        return cli_usage("crl: unexpected argument '%s'", argv[optind]);
+    if (!issuer || !issuer[0])
+        return cli_usage("crl: --issuer is required (see certforge crl --help)");
+    if (der && !out)
+        return cli_usage("crl: --der needs --out FILE (DER is binary)");
+    socket = cli_socket_path(socket);
+    cf_client *cl = NULL;
+    int rc = cli_connect("crl", socket, &cl);
+    if (rc != CLI_OK)
+        return rc;
+    cf_response r;
+    int q = cf_crl_one(cl, (cf_str){issuer, strlen(issuer)}, fresh, (int)timeout * 1000, &r);
+    X509_CRL *x = NULL;
+    if (q != 0) {
+        rc = q > 0 ? cli_fail("crl: no answer from certforged at %s within %lu s", socket, timeout)
+                   : cli_fail("crl: certforged at %s: %s", socket, cf_client_error(cl));
+        goto done;
+    }
+    if (r.status != CF_ST_OK) {
+        rc = answer_fail("crl", socket, &r);
+        goto done;
+    }
+    const unsigned char *p = r.crl.p;
+    if (!(x = d2i_X509_CRL(NULL, &p, (long)r.crl.len))) {
+        rc = cli_fail("crl: certforged sent a CRL OpenSSL cannot read");
+        goto done;
+    }
+    FILE *f = out ? fopen(out, der ? "wb" : "w") : stdout;
+    if (!f) {
+        rc = cli_fail("crl: cannot write %s: %m", out);
+        goto done;
+    }
+    bool ok = der ? fwrite(r.crl.p, 1, r.crl.len, f) == r.crl.len : PEM_write_X509_CRL(f, x) == 1;
+    if (out)
+        ok = fclose(f) == 0 && ok;
+    else
+        ok = fflush(stdout) == 0 && ok;
+    if (!ok) {
+        rc = cli_fail("crl: cannot write %s", out ? out : "stdout");
+        goto done;
+    }
+    if (out) {
+        ASN1_INTEGER *num = X509_CRL_get_ext_d2i(x, NID_crl_number, NULL, NULL);
+        STACK_OF(X509_REVOKED) *rv = X509_CRL_get_REVOKED(x);
+        char nu[64] = "?";
+        const ASN1_TIME *t = X509_CRL_get0_nextUpdate(x);
+        struct tm tm;
+        if (t && ASN1_TIME_to_tm(t, &tm) == 1)
+            strftime(nu, sizeof(nu), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        printf("%s: CRL number %ld of issuer %s, %d revoked, next update %s\n", out,
+               num ? ASN1_INTEGER_get(num) : -1L, issuer, rv ? sk_X509_REVOKED_num(rv) : 0, nu);
+        ASN1_INTEGER_free(num);
+    }
+    rc = CLI_OK;
+done:
+    X509_CRL_free(x);
+    cf_client_close(cl);
+    return rc;
+}
