@@ -40,7 +40,7 @@ static double now_s(void)
 }
 
 typedef struct run_arg {
-    hsm_signer *s;   /* direct */
+    hsm_signer *s;     /* direct */
     OSSL_LIB_CTX *lib; /* provider */
     EVP_PKEY *key;
     double seconds;
@@ -152,12 +152,10 @@ int main(int argc, char **argv)
     int rounds = 3;
     const char *threads_list = "1 2 4 16";
     const char *verify = "all";
-    static const struct option opts[] = {{"seconds", required_argument, NULL, 's'},
-                                         {"rounds", required_argument, NULL, 'r'},
-                                         {"threads", required_argument, NULL, 't'},
-                                         {"verify", required_argument, NULL, 'v'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"seconds", required_argument, NULL, 's'}, {"rounds", required_argument, NULL, 'r'},
+        {"threads", required_argument, NULL, 't'}, {"verify", required_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "s:r:t:v:h", opts, NULL)) != -1) {
         switch (o) {
@@ -174,8 +172,9 @@ int main(int argc, char **argv)
             verify = optarg;
             break;
         default:
-            fprintf(stderr, "usage: provider_bench [--seconds S] [--rounds R] [--threads \"1 2 4 16\"] "
-                            "[--verify all|off]\n");
+            fprintf(stderr,
+                    "usage: provider_bench [--seconds S] [--rounds R] [--threads \"1 2 4 16\"] "
+                    "[--verify all|off]\n");
             return o == 'h' ? 0 : 2;
         }
     }

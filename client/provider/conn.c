@@ -180,8 +180,8 @@ int cfp_pool_call(cfp_ctx *ctx, const char *socket, cfp_req_fn fn, void *arg, cf
          * idle timeout): retry once on a fresh one. A fresh one that fails
          * is the answer. */
         if (r == 1 || fresh || attempt == 1) {
-            CFP_RAISE(ctx, r == 1 ? CFP_R_BUSY : CFP_R_DAEMON_ERROR, "certforged at %s: %s",
-                      socket, why);
+            CFP_RAISE(ctx, r == 1 ? CFP_R_BUSY : CFP_R_DAEMON_ERROR, "certforged at %s: %s", socket,
+                      why);
             return -1;
         }
         drop_socket(ctx->pool, socket);

@@ -77,8 +77,7 @@ int cfp_key_set_public(cfp_key *k, const char *type, const uint8_t *spki, size_t
     bool ok = false;
     if (t == CFP_KT_EC) {
         char group[32] = "";
-        EVP_PKEY_get_utf8_string_param(pub, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group),
-                                       NULL);
+        EVP_PKEY_get_utf8_string_param(pub, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), NULL);
         ok = (strcmp(type, "ec-p256") == 0 && strcmp(group, "prime256v1") == 0) ||
              (strcmp(type, "ec-p384") == 0 && strcmp(group, "secp384r1") == 0);
     } else if (t == CFP_KT_RSA) {

@@ -55,9 +55,9 @@ typedef struct cfp_ctx {
 typedef struct cfp_key {
     cfp_ctx *ctx;
     enum cfp_keytype type;
-    char name[CFP_KEY_MAX + 1];       /* "" for a public-only key */
+    char name[CFP_KEY_MAX + 1]; /* "" for a public-only key */
     char socket[CFP_SOCKET_MAX + 1];
-    EVP_PKEY *pub;                    /* in ctx->libctx */
+    EVP_PKEY *pub; /* in ctx->libctx */
     int bits;
 } cfp_key;
 

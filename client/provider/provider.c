@@ -86,8 +86,10 @@ void cfp_raise_status(const cfp_ctx *ctx, const char *what, const cfp_key *key,
                   what, key->name, key->socket, m, msg, (unsigned)getuid(), key->name);
         break;
     case CF_ST_NOT_FOUND:
-        CFP_RAISE(ctx, CFP_R_UNKNOWN_KEY, "%s: key '%s' on %s: %.*s (certforge:key= must name "
-                  "a key in certforged's config)", what, key->name, key->socket, m, msg);
+        CFP_RAISE(ctx, CFP_R_UNKNOWN_KEY,
+                  "%s: key '%s' on %s: %.*s (certforge:key= must name "
+                  "a key in certforged's config)",
+                  what, key->name, key->socket, m, msg);
         break;
     case CF_ST_HSM_FAILURE:
         CFP_RAISE(ctx, CFP_R_HSM_FAILURE, "%s: key '%s' on %s: CK_RV 0x%08lx: %.*s", what,

@@ -24,15 +24,15 @@
 
 typedef struct cfp_sig {
     cfp_ctx *ctx;
-    cfp_key *key;       /* the operation's key (OpenSSL holds the EVP_PKEY) */
+    cfp_key *key; /* the operation's key (OpenSSL holds the EVP_PKEY) */
     enum cfp_keytype type;
-    EVP_MD *md;         /* NULL until set; SHA-256/384/512 only */
-    EVP_MD *mgf1;       /* NULL: same as md */
-    EVP_MD_CTX *mdctx;  /* running digest of digest_sign_update */
-    int pad;            /* RSA_PKCS1_PADDING or RSA_PKCS1_PSS_PADDING */
-    int saltlen;        /* signing: RSA_PSS_SALTLEN_DIGEST or the digest length;
-                         * verifying: anything OpenSSL takes (default auto) */
-    bool verify;        /* a verify operation: done locally with the public key */
+    EVP_MD *md;        /* NULL until set; SHA-256/384/512 only */
+    EVP_MD *mgf1;      /* NULL: same as md */
+    EVP_MD_CTX *mdctx; /* running digest of digest_sign_update */
+    int pad;           /* RSA_PKCS1_PADDING or RSA_PKCS1_PSS_PADDING */
+    int saltlen;       /* signing: RSA_PSS_SALTLEN_DIGEST or the digest length;
+                        * verifying: anything OpenSSL takes (default auto) */
+    bool verify;       /* a verify operation: done locally with the public key */
 } cfp_sig;
 
 static OSSL_FUNC_signature_freectx_fn sig_freectx;
@@ -275,8 +275,10 @@ static int digest_init(cfp_sig *s, const char *mdname, void *provkey, const OSSL
         return 0;
     if (s->type == CFP_KT_ED25519) {
         if (mdname && mdname[0]) {
-            CFP_RAISE(s->ctx, CFP_R_UNSUPPORTED, "Ed25519 signs the message itself: no digest "
-                      "(got '%s')", mdname);
+            CFP_RAISE(s->ctx, CFP_R_UNSUPPORTED,
+                      "Ed25519 signs the message itself: no digest "
+                      "(got '%s')",
+                      mdname);
             return 0;
         }
         return sig_set_ctx_params(s, params);
@@ -377,8 +379,8 @@ static int sig_verify_init(void *vctx, void *provkey, const OSSL_PARAM params[])
     return sig_init(s, provkey, params, true);
 }
 
-static int sig_verify(void *vctx, const unsigned char *sig, size_t siglen,
-                      const unsigned char *tbs, size_t tbslen)
+static int sig_verify(void *vctx, const unsigned char *sig, size_t siglen, const unsigned char *tbs,
+                      size_t tbslen)
 {
     cfp_sig *s = vctx;
     return s->key && s->type != CFP_KT_ED25519 && verify_prehashed(s, sig, siglen, tbs, tbslen);
@@ -449,8 +451,7 @@ static int algorithm_id(const cfp_sig *s, unsigned char **der)
         X509_ALGOR_set_md(pss->hashAlgorithm, s->md);
         X509_ALGOR_set_md(mgfmd, s->md);
         if (!(packed = ASN1_item_pack(mgfmd, ASN1_ITEM_rptr(X509_ALGOR), NULL)) ||
-            !X509_ALGOR_set0(pss->maskGenAlgorithm, OBJ_nid2obj(NID_mgf1), V_ASN1_SEQUENCE,
-                             packed))
+            !X509_ALGOR_set0(pss->maskGenAlgorithm, OBJ_nid2obj(NID_mgf1), V_ASN1_SEQUENCE, packed))
             goto out;
         packed = NULL;
         if (!ASN1_INTEGER_set(pss->saltLength, EVP_MD_get_size(s->md)) ||
@@ -495,10 +496,10 @@ static int sig_get_ctx_params(void *vctx, OSSL_PARAM params[])
     if (s->type != CFP_KT_RSA)
         return 1;
     if ((p = OSSL_PARAM_locate(params, OSSL_SIGNATURE_PARAM_PAD_MODE))) {
-        int ok = p->data_type == OSSL_PARAM_INTEGER
-                     ? OSSL_PARAM_set_int(p, s->pad)
-                     : OSSL_PARAM_set_utf8_string(p, s->pad == RSA_PKCS1_PSS_PADDING ? "pss"
-                                                                                       : "pkcs1");
+        int ok =
+            p->data_type == OSSL_PARAM_INTEGER
+                ? OSSL_PARAM_set_int(p, s->pad)
+                : OSSL_PARAM_set_utf8_string(p, s->pad == RSA_PKCS1_PSS_PADDING ? "pss" : "pkcs1");
         if (!ok)
             return 0;
     }
@@ -530,7 +531,7 @@ static int set_saltlen(cfp_sig *s, const OSSL_PARAM *p)
         } else if (s->verify && (strcmp(v, OSSL_PKEY_RSA_PSS_SALT_LEN_MAX) == 0 ||
                                  strcmp(v, OSSL_PKEY_RSA_PSS_SALT_LEN_AUTO) == 0)) {
             n = strcmp(v, OSSL_PKEY_RSA_PSS_SALT_LEN_MAX) == 0 ? RSA_PSS_SALTLEN_MAX
-                                                                : RSA_PSS_SALTLEN_AUTO;
+                                                               : RSA_PSS_SALTLEN_AUTO;
         } else if (strcmp(v, OSSL_PKEY_RSA_PSS_SALT_LEN_MAX) == 0 ||
                    strcmp(v, OSSL_PKEY_RSA_PSS_SALT_LEN_AUTO) == 0) {
             CFP_RAISE(s->ctx, CFP_R_UNSUPPORTED,
@@ -555,8 +556,8 @@ static int set_saltlen(cfp_sig *s, const OSSL_PARAM *p)
         return 1;
     }
     if (n == RSA_PSS_SALTLEN_MAX || n == RSA_PSS_SALTLEN_AUTO || n < RSA_PSS_SALTLEN_MAX ||
-        (n >= 0 && s->md && n != EVP_MD_get_size(s->md)) || (n >= 0 && !s->md && n != 32 &&
-                                                              n != 48 && n != 64)) {
+        (n >= 0 && s->md && n != EVP_MD_get_size(s->md)) ||
+        (n >= 0 && !s->md && n != 32 && n != 48 && n != 64)) {
         CFP_RAISE(s->ctx, CFP_R_UNSUPPORTED,
                   "PSS salt length %d: certforged signs with salt length = digest length "
                   "(rsa_pss_saltlen:digest)",
@@ -641,16 +642,18 @@ static const OSSL_PARAM *sig_settable(void *vctx, void *provctx)
 /* ------------------------------------------------------------ tables */
 
 #define SIG_COMMON                                                                                 \
-    {OSSL_FUNC_SIGNATURE_FREECTX, (void (*)(void))sig_freectx},                                 \
-        {OSSL_FUNC_SIGNATURE_DUPCTX, (void (*)(void))sig_dupctx},                               \
-        {OSSL_FUNC_SIGNATURE_GET_CTX_PARAMS, (void (*)(void))sig_get_ctx_params},               \
-        {OSSL_FUNC_SIGNATURE_GETTABLE_CTX_PARAMS, (void (*)(void))sig_gettable},                \
-        {OSSL_FUNC_SIGNATURE_SET_CTX_PARAMS, (void (*)(void))sig_set_ctx_params},               \
-        {OSSL_FUNC_SIGNATURE_SETTABLE_CTX_PARAMS, (void (*)(void))sig_settable},                \
-        {OSSL_FUNC_SIGNATURE_DIGEST_SIGN_INIT, (void (*)(void))sig_digest_sign_init},           \
-        {OSSL_FUNC_SIGNATURE_DIGEST_SIGN, (void (*)(void))sig_digest_sign},                       \
+    {OSSL_FUNC_SIGNATURE_FREECTX, (void (*)(void))sig_freectx},                                    \
+        {OSSL_FUNC_SIGNATURE_DUPCTX, (void (*)(void))sig_dupctx},                                  \
+        {OSSL_FUNC_SIGNATURE_GET_CTX_PARAMS, (void (*)(void))sig_get_ctx_params},                  \
+        {OSSL_FUNC_SIGNATURE_GETTABLE_CTX_PARAMS, (void (*)(void))sig_gettable},                   \
+        {OSSL_FUNC_SIGNATURE_SET_CTX_PARAMS, (void (*)(void))sig_set_ctx_params},                  \
+        {OSSL_FUNC_SIGNATURE_SETTABLE_CTX_PARAMS, (void (*)(void))sig_settable},                   \
+        {OSSL_FUNC_SIGNATURE_DIGEST_SIGN_INIT, (void (*)(void))sig_digest_sign_init},              \
+        {OSSL_FUNC_SIGNATURE_DIGEST_SIGN, (void (*)(void))sig_digest_sign},                        \
         {OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_INIT, (void (*)(void))sig_digest_verify_init},          \
-        {OSSL_FUNC_SIGNATURE_DIGEST_VERIFY, (void (*)(void))sig_digest_verify}
+    {                                                                                              \
+        OSSL_FUNC_SIGNATURE_DIGEST_VERIFY, (void (*)(void))sig_digest_verify                       \
+    }
 
 static OSSL_FUNC_signature_newctx_fn ecdsa_newctx, rsa_newctx, ed25519_newctx;
 static void *ecdsa_newctx(void *provctx, const char *propq)
@@ -667,14 +670,16 @@ static void *ed25519_newctx(void *provctx, const char *propq)
 }
 
 #define SIG_HASHED                                                                                 \
-    {OSSL_FUNC_SIGNATURE_SIGN_INIT, (void (*)(void))sig_sign_init},                             \
-        {OSSL_FUNC_SIGNATURE_SIGN, (void (*)(void))sig_sign},                                   \
-        {OSSL_FUNC_SIGNATURE_DIGEST_SIGN_UPDATE, (void (*)(void))sig_digest_sign_update},       \
-        {OSSL_FUNC_SIGNATURE_DIGEST_SIGN_FINAL, (void (*)(void))sig_digest_sign_final},           \
+    {OSSL_FUNC_SIGNATURE_SIGN_INIT, (void (*)(void))sig_sign_init},                                \
+        {OSSL_FUNC_SIGNATURE_SIGN, (void (*)(void))sig_sign},                                      \
+        {OSSL_FUNC_SIGNATURE_DIGEST_SIGN_UPDATE, (void (*)(void))sig_digest_sign_update},          \
+        {OSSL_FUNC_SIGNATURE_DIGEST_SIGN_FINAL, (void (*)(void))sig_digest_sign_final},            \
         {OSSL_FUNC_SIGNATURE_VERIFY_INIT, (void (*)(void))sig_verify_init},                        \
         {OSSL_FUNC_SIGNATURE_VERIFY, (void (*)(void))sig_verify},                                  \
         {OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_UPDATE, (void (*)(void))sig_digest_verify_update},      \
-        {OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_FINAL, (void (*)(void))sig_digest_verify_final}
+    {                                                                                              \
+        OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_FINAL, (void (*)(void))sig_digest_verify_final           \
+    }
 
 const OSSL_DISPATCH cfp_ecdsa_signature_functions[] = {
     {OSSL_FUNC_SIGNATURE_NEWCTX, (void (*)(void))ecdsa_newctx}, SIG_COMMON, SIG_HASHED, {0, NULL}};

@@ -34,8 +34,7 @@ static void *st_open(void *provctx, const char *uri)
     char err[300];
     cfp_uri u;
     if (cfp_uri_parse(uri, &u, err, sizeof(err)) != 0) {
-        CFP_RAISE(ctx, CFP_R_BAD_URI, "%.200s: %s (docs/provider.md)", uri ? uri : "(null)",
-                  err);
+        CFP_RAISE(ctx, CFP_R_BAD_URI, "%.200s: %s (docs/provider.md)", uri ? uri : "(null)", err);
         return NULL;
     }
     cfp_store *s = OPENSSL_zalloc(sizeof(*s));
@@ -135,8 +134,7 @@ static int st_load(void *loaderctx, OSSL_CALLBACK *object_cb, void *object_cbarg
     int objtype = OSSL_OBJECT_PKEY;
     OSSL_PARAM params[] = {
         OSSL_PARAM_int(OSSL_OBJECT_PARAM_TYPE, &objtype),
-        OSSL_PARAM_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE, (char *)cfp_keytype_name(key->type),
-                               0),
+        OSSL_PARAM_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE, (char *)cfp_keytype_name(key->type), 0),
         OSSL_PARAM_octet_string(OSSL_OBJECT_PARAM_REFERENCE, &key, sizeof(key)),
         OSSL_PARAM_END,
     };

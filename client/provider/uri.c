@@ -25,8 +25,8 @@ bool cfp_uri_is_certforge(const char *uri)
 
 /* Undo %XX escapes of v[0..n) into out (cap octets plus NUL). Decoded NULs
  * and control characters are refused: a key name or a path never holds one. */
-static int decode_value(const char *name, const char *v, size_t n, char *out, size_t cap,
-                        char *err, size_t errlen)
+static int decode_value(const char *name, const char *v, size_t n, char *out, size_t cap, char *err,
+                        size_t errlen)
 {
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
@@ -111,9 +111,10 @@ int cfp_uri_parse(const char *uri, cfp_uri *out, char *err, size_t errlen)
                 char c = *k;
                 if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
                       c == '.' || c == '_' || c == '-')) {
-                    snprintf(err, errlen,
-                             "attribute 'key': '%c' is not allowed in a key name (A-Z a-z 0-9 . _ -)",
-                             c);
+                    snprintf(
+                        err, errlen,
+                        "attribute 'key': '%c' is not allowed in a key name (A-Z a-z 0-9 . _ -)",
+                        c);
                     return -1;
                 }
             }

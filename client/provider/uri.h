@@ -15,9 +15,9 @@
 #include <stddef.h>
 
 #define CFP_URI_SCHEME "certforge"
-#define CFP_URI_MAX 1024     /* whole URI, octets */
-#define CFP_KEY_MAX 64       /* a key name in certforged's config (configuration.md) */
-#define CFP_SOCKET_MAX 107   /* sizeof(sun_path) - 1 */
+#define CFP_URI_MAX 1024   /* whole URI, octets */
+#define CFP_KEY_MAX 64     /* a key name in certforged's config (configuration.md) */
+#define CFP_SOCKET_MAX 107 /* sizeof(sun_path) - 1 */
 #define CFP_DEFAULT_SOCKET "/run/certforge/certforged.sock" /* as the certforge CLI */
 
 typedef struct cfp_uri {

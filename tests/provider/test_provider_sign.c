@@ -64,8 +64,7 @@ static void test_setup(void)
 {
     char conf[400], grants[256], pdir[512];
     snprintf(grants, sizeof(grants),
-             "( { uid = %u; ops = [\"keys\", \"sign\"]; keys = [\"ca\"]; } )",
-             (unsigned)getuid());
+             "( { uid = %u; ops = [\"keys\", \"sign\"]; keys = [\"ca\"]; } )", (unsigned)getuid());
     snprintf(conf, sizeof(conf), "%s/certforged.conf", H.dir);
     conf_opts o = {.grants = grants};
     write_conf(conf, &o);
@@ -105,8 +104,7 @@ static void test_hsm_failure(void)
     daemon_stop_clean(&D);
     char conf[400], grants[256];
     snprintf(grants, sizeof(grants),
-             "( { uid = %u; ops = [\"keys\", \"sign\"]; keys = [\"ca\"]; } )",
-             (unsigned)getuid());
+             "( { uid = %u; ops = [\"keys\", \"sign\"]; keys = [\"ca\"]; } )", (unsigned)getuid());
     snprintf(conf, sizeof(conf), "%s/certforged-shim.conf", H.dir);
     conf_opts o = {.grants = grants, .shim = true};
     write_conf(conf, &o);

@@ -109,7 +109,8 @@ static void test_socket_default(void)
     setenv("CERTFORGE_SOCKET", "/env/cf.sock", 1);
     CU_ASSERT_EQUAL(cfp_uri_socket(&u, buf, sizeof(buf), err, sizeof(err)), 0);
     CU_ASSERT_STRING_EQUAL(buf, "/env/cf.sock");
-    CU_ASSERT_EQUAL_FATAL(cfp_uri_parse("certforge:key=a;socket=/uri.sock", &u, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL_FATAL(cfp_uri_parse("certforge:key=a;socket=/uri.sock", &u, err, sizeof(err)),
+                          0);
     CU_ASSERT_EQUAL(cfp_uri_socket(&u, buf, sizeof(buf), err, sizeof(err)), 0);
     CU_ASSERT_STRING_EQUAL(buf, "/uri.sock");
     char longp[300];
