@@ -269,6 +269,9 @@ struct srv {
     uint64_t rate_ms[SRV_RATE_SAMPLES], rate_issued[SRV_RATE_SAMPLES];
     unsigned rate_n, rate_pos;
     uint64_t rate_last_ms;
+    /* HSM failures are logged at most once a second, with a count */
+    atomic_ulong hsm_fail_unlogged;
+    _Atomic uint64_t hsm_fail_logged_ms;
     /* admin thread: REVOKE and CRL (they wait on the ledger) */
     pthread_t adm_th;
     bool adm_started, adm_stop;
@@ -566,6 +569,24 @@ static cf_status job_status(const srv_job *j)
     }
 }
 
+/* An operator must see HSM trouble, but not one line per request: the
+ * first failure, then at most one line a second with how many there were. */
+static void log_hsm_failure(srv_loop *L, const srv_job *j)
+{
+    srv *s = L->s;
+    unsigned long n = atomic_fetch_add(&s->hsm_fail_unlogged, 1) + 1;
+    uint64_t last = atomic_load(&s->hsm_fail_logged_ms);
+    if (last && L->now - last < 1000)
+        return;
+    if (!atomic_compare_exchange_strong(&s->hsm_fail_logged_ms, &last, L->now ? L->now : 1))
+        return;
+    n = atomic_exchange(&s->hsm_fail_unlogged, 0);
+    char q[300];
+    srv_log(CFG_LOG_ERROR, "hsm_failure", "op=%s failures=%lu rv=0x%lx msg=%s",
+            proto_op_name(j->op), n, (unsigned long)(uint32_t)j->pj.detail,
+            srv_log_quote(j->pj.msg, q, sizeof(q)));
+}
+
 /* Encode completed jobs while they fit. */
 static void flush_ready(srv_loop *L, conn *c)
 {
@@ -579,6 +600,8 @@ static void flush_ready(srv_loop *L, conn *c)
         if (st == CF_ST_OK && j->op == PROTO_OP_ISSUE)
             srv_log(CFG_LOG_DEBUG, "issued", "peer_uid=%u id=%llu", c->uid,
                     (unsigned long long)j->id);
+        if (st == CF_ST_HSM_FAILURE)
+            log_hsm_failure(L, j);
         c->ready_head = j->next;
         if (!c->ready_head)
             c->ready_tail = NULL;
