@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 enum { PH_BASE, PH_FAIL, PH_CORRUPT, PH_INVALIDATE, PH_REMOVE, PH_SLOW, PH_AFTER, PH__N };
@@ -121,7 +122,14 @@ static void test_faults_under_load(void)
     dproc d;
     char conf[300];
     snprintf(conf, sizeof(conf), "%s/faults.conf", H.dir);
+    /* the ledger in its own folder: the token's folder stays read-only
+     * under the daemon's confinement, through re-logins and a removal */
+    char ldir[300], lpath[340];
+    snprintf(ldir, sizeof(ldir), "%s/ledger", H.dir);
+    snprintf(lpath, sizeof(lpath), "%s/ledger.db", ldir);
+    CU_ASSERT_EQUAL_FATAL(mkdir(ldir, 0700), 0);
     conf_opts o = {.shim = true,
+                   .ledger_path = lpath,
                    .server = "busy_deadline_ms = 2000;",
                    .pipeline = "workers = 2; queue = 4096; batch = 16; verify_issued = \"all\";"};
     write_conf(conf, &o);
@@ -169,8 +177,14 @@ static void test_faults_under_load(void)
     for (int p = 0; p < PH__N; p++)
         CU_ASSERT_EQUAL(atomic_load(&OTHER[p]), 0); /* HSM faults are HSM_FAILURE, not else */
     CU_ASSERT(kill(d.pid, 0) == 0);
+    char sp[64];
+    snprintf(sp, sizeof(sp), "/proc/%d/status", (int)d.pid);
+    char *st = slurp(sp);
+    CU_ASSERT(st && strstr(st, "NoNewPrivs:\t1") && strstr(st, "Seccomp:\t2"));
+    free(st);
     CU_ASSERT(log_has(d.log, "CKR_DEVICE_ERROR"));
     CU_ASSERT(log_has(d.log, "does not verify"));
+    CU_ASSERT(log_has(d.log, "event=confined no_new_privs=yes landlock_abi="));
     daemon_stop_clean(&d);
 }
 
