@@ -203,6 +203,7 @@ typedef struct conn {
     unsigned fail_streak;  /* refusals in a row (see SRV_PENALTY_AFTER) */
     uint64_t penalty_until; /* no frame is consumed before this (ms) */
     uint64_t penalized;     /* frames delayed */
+    uint64_t partial_since; /* a frame has been incomplete since (ms; 0: none) */
 } conn;
 
 struct srv_loop {
@@ -1460,6 +1461,22 @@ static void on_timer(srv_loop *L)
             pump(L, c);
             maybe_finish(L, c);
             continue;
+        }
+        /* slowloris: a frame must arrive whole within idle_timeout of its
+         * first octets, however the bytes trickle in */
+        if (c->in_len > c->in_off && !frame_pending(s, c)) {
+            if (!c->partial_since)
+                c->partial_since = L->now;
+            else if (L->now - c->partial_since >= s->sv.idle_timeout_ms) {
+                srv_log(CFG_LOG_WARNING, "bad_frame",
+                        "peer_uid=%u peer_pid=%u err=too-slow len=%zu after_ms=%llu", c->uid,
+                        c->pid, c->in_len - c->in_off,
+                        (unsigned long long)(L->now - c->partial_since));
+                conn_close(L, c, "stalled-mid-frame");
+                continue;
+            }
+        } else {
+            c->partial_since = 0;
         }
         /* idle: nothing in the pipeline, no byte in or out for idle_timeout
          * (a frame held back by a penalty is waiting on us) */
