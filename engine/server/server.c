@@ -60,6 +60,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -251,6 +252,7 @@ struct srv {
     cfg_server sv;
     int signal_fd;
     int lfd;
+    int lock_fd; /* SOCKET.lock, flock()ed while this srv lives */
     bool bound;
     char path[CFG_SOCKET_PATH_MAX + 1];
     dev_t sock_dev;
@@ -1467,7 +1469,9 @@ static void on_timer(srv_loop *L)
         if (c->in_len > c->in_off && !frame_pending(s, c)) {
             if (!c->partial_since)
                 c->partial_since = L->now;
-            else if (L->now - c->partial_since >= s->sv.idle_timeout_ms) {
+            else if (L->now - c->partial_since >= s->sv.idle_timeout_ms &&
+                     L->now - c->last_activity < s->sv.idle_timeout_ms) {
+                /* (silent peers are the idle check's: err=stalled below) */
                 srv_log(CFG_LOG_WARNING, "bad_frame",
                         "peer_uid=%u peer_pid=%u err=too-slow len=%zu after_ms=%llu", c->uid,
                         c->pid, c->in_len - c->in_off,
@@ -1779,6 +1783,36 @@ static int check_socket_path(const char *path, char *err, size_t errlen)
     return 0;
 }
 
+/* SOCKET.lock, flock()ed for the daemon's life: of two daemons started at
+ * the same instant on one socket path, one gets the lock, the other is
+ * refused before it checks or replaces the socket (a connect() probe alone
+ * lets both see "stale" and both bind). The lock file is left in place:
+ * removing it would reopen the race. */
+static int take_lock(srv *s, char *err, size_t errlen)
+{
+    char lp[CFG_SOCKET_PATH_MAX + 8];
+    snprintf(lp, sizeof(lp), "%s.lock", s->path);
+    s->lock_fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (s->lock_fd < 0) {
+        snprintf(err, errlen, "server.socket: cannot open the lock file %s: %s", lp,
+                 strerror(errno));
+        return -1;
+    }
+    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(s->lock_fd);
+        s->lock_fd = -1;
+        if (e == EWOULDBLOCK)
+            snprintf(err, errlen, "server.socket: socket %s is in use by a live certforged "
+                                  "(it holds %s)",
+                     s->path, lp);
+        else
+            snprintf(err, errlen, "server.socket: cannot lock %s: %s", lp, strerror(e));
+        return -1;
+    }
+    return 0;
+}
+
 static int make_parent(const char *path, char *err, size_t errlen)
 {
     char dir[CFG_SOCKET_PATH_MAX + 1];
@@ -1836,6 +1870,7 @@ int srv_new(const srv_opts *o, srv **out, char *err, size_t errlen)
     s->sv = cfg->server;
     s->signal_fd = o->signal_fd;
     s->lfd = -1;
+    s->lock_fd = -1;
     pthread_mutex_init(&s->rate_mu, NULL);
     pthread_mutex_init(&s->adm_mu, NULL);
     pthread_cond_init(&s->adm_cv, NULL);
@@ -1894,7 +1929,8 @@ int srv_new(const srv_opts *o, srv **out, char *err, size_t errlen)
         atomic_init(&L->done_head, NULL);
     }
 
-    if (make_parent(s->path, err, errlen) || check_socket_path(s->path, err, errlen))
+    if (make_parent(s->path, err, errlen) || take_lock(s, err, errlen) ||
+        check_socket_path(s->path, err, errlen))
         goto fail;
     s->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (s->lfd < 0) {
@@ -2021,6 +2057,8 @@ void srv_free(srv *s)
     }
     if (s->lfd >= 0)
         close(s->lfd);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd); /* after the unlink: the next daemon may start */
     loops_free(s);
     pthread_mutex_destroy(&s->rate_mu);
     pthread_mutex_destroy(&s->adm_mu);
