@@ -25,6 +25,7 @@
 #include <openssl/x509.h>
 
 #include "config.h"
+#include "confine.h"
 #include "crl.h"
 #include "engine.h"
 #include "hsm.h"
@@ -397,6 +398,54 @@ static int start_crls(const cfg_config *cfg, ledger *l, const daemon_keys *dk,
     return 0;
 }
 
+/* The folder of a file path (into buf). */
+static const char *folder_of(const char *path, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s", path);
+    char *slash = strrchr(buf, '/');
+    if (!slash)
+        snprintf(buf, len, ".");
+    else if (slash == buf)
+        buf[1] = 0;
+    else
+        *slash = 0;
+    return buf;
+}
+
+/* After start-up: give up what serving does not need (docs/security.md). */
+static int confine_daemon(const cfg_config *cfg, bool ledger_on, char *err, size_t errlen)
+{
+    if (!cfg->confine.enabled) {
+        srv_log(CFG_LOG_WARNING, "unconfined", "reason=\"confine.enabled = false\"");
+        return 0;
+    }
+    const char *w[CFG_MAX_WRITABLE + 3];
+    char ledger_dir[4200], sock_dir[4200], list[2048] = "";
+    size_t n = 0;
+    if (ledger_on)
+        w[n++] = folder_of(cfg->ledger.path, ledger_dir, sizeof(ledger_dir));
+    if (cfg->crl.line)
+        w[n++] = cfg->crl.dir;
+    w[n++] = folder_of(cfg->server.socket, sock_dir, sizeof(sock_dir));
+    for (size_t i = 0; i < cfg->confine.n_writable; i++)
+        w[n++] = cfg->confine.writable[i];
+    confine_result r;
+    char why[600];
+    if (confine_apply(w, n, cfg->confine.require_landlock, &r, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "%s: confine: %s", cfg->path, why);
+        return -1;
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < n && o < sizeof(list) - 2; i++)
+        o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", i ? "," : "", w[i]);
+    char q[2100];
+    srv_log(r.landlock_abi ? CFG_LOG_INFO : CFG_LOG_WARNING, "confined",
+            "no_new_privs=yes landlock_abi=%d seccomp=%s writable=%s%s", r.landlock_abi,
+            r.seccomp ? "yes" : "no", srv_log_quote(list, q, sizeof(q)),
+            r.landlock_abi ? "" : " effect=\"no Landlock in this kernel: files not restricted\"");
+    return 0;
+}
+
 static int keep_der(daemon_chains *dc, uint8_t *der)
 {
     if (dc->nders == dc->cap) {
@@ -580,6 +629,11 @@ int main(int argc, char **argv)
             srv_log(CFG_LOG_ERROR, "refused", "reason=crl");
             goto out;
         }
+    }
+    if (confine_daemon(cfg, led != NULL, err, sizeof(err)) != 0) {
+        fprintf(stderr, "certforged: %s\n", err);
+        srv_log(CFG_LOG_ERROR, "refused", "reason=confine");
+        goto out;
     }
     if (cfg->n_grants == 0)
         srv_log(CFG_LOG_WARNING, "no_grants", "effect=\"every request is UNAUTHORIZED\"");

@@ -13,6 +13,7 @@ CF_DEBS=(
   libcunit1-dev                 # unit tests
   libconfig-dev                 # config files
   libsqlite3-dev                # the ledger (engine/ledger)
+  libseccomp-dev                # certforged confines itself after start-up (engine/confine)
   libjansson-dev                # JSON lines of 'certforge issue --batch', status --json
   jq                            # CLI tests read JSON output
   gnuplot-nox                   # bench/plot.sh renders the benchmark's PNGs

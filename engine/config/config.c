@@ -1229,12 +1229,52 @@ static int load_crl(ld *l, const config_setting_t *root, cfg_crl *cr)
     return (cr->dir = resolve_path(l, v)) ? 0 : -1;
 }
 
+/* ------------------------------------------------------------ confine */
+
+static int load_confine(ld *l, const config_setting_t *root, cfg_confine *cf)
+{
+    static const char *const known[] = {"enabled", "require_landlock", "writable", NULL};
+    cf->enabled = true;
+    config_setting_t *g = config_setting_get_member(root, "confine");
+    if (!g)
+        return 0;
+    if (want_type(l, g, CONFIG_TYPE_GROUP, CONFIG_TYPE_GROUP, "a group { ... }") ||
+        only_known(l, g, known, "confine"))
+        return -1;
+    cf->line = config_setting_source_line(g);
+    if (get_bool(l, g, "enabled", true, &cf->enabled) ||
+        get_bool(l, g, "require_landlock", false, &cf->require_landlock))
+        return -1;
+    config_setting_t *lst;
+    if (get_strlist(l, g, "writable", &lst))
+        return -1;
+    if (!lst)
+        return 0;
+    int n = config_setting_length(lst);
+    if (n > CFG_MAX_WRITABLE)
+        return fail(l, lst, "more than %d folders", CFG_MAX_WRITABLE);
+    if (!(cf->writable = calloc((size_t)n, sizeof(char *))))
+        return fail(l, lst, "out of memory");
+    for (int k = 0; k < n; k++) {
+        const config_setting_t *x = config_setting_get_elem(lst, (unsigned)k);
+        const char *v = config_setting_get_string(x);
+        if (strlen(v) > 4000)
+            return fail(l, x, "longer than 4000 characters");
+        if (strcmp(v, "/") == 0)
+            return fail(l, x, "\"/\" would leave everything writable: name the folders");
+        if (!(cf->writable[cf->n_writable] = resolve_path(l, v)))
+            return -1;
+        cf->n_writable++;
+    }
+    return 0;
+}
+
 /* Sections of the file. */
 static int load_root(ld *l, config_t *cf, cfg_config *c)
 {
     static const char *const known[] = {"tokens",   "keys", "issuers", "profiles",
                                         "pipeline", "log",  "server",  "grants",
-                                        "ledger",   "crl",  NULL};
+                                        "ledger",   "crl",  "confine", NULL};
     const config_setting_t *root = config_root_setting(cf);
     if (only_known(l, root, known, "the top level"))
         return -1;
@@ -1243,7 +1283,8 @@ static int load_root(ld *l, config_t *cf, cfg_config *c)
     if (load_pipeline(l, root, &c->pipeline) || load_log(l, root, &c->log) ||
         load_server(l, root, &c->server) || load_tokens(l, root, c) || load_keys(l, root, c) ||
         load_issuers(l, root, c) || load_profiles(l, root, c) || load_grants(l, root, c) ||
-        load_ledger(l, root, &c->ledger) || load_crl(l, root, &c->crl))
+        load_ledger(l, root, &c->ledger) || load_crl(l, root, &c->crl) ||
+        load_confine(l, root, &c->confine))
         return -1;
     return 0;
 }
@@ -1284,6 +1325,9 @@ void cfg_free(cfg_config *c)
         free(c->grants[i].key_idx);
     }
     free(c->crl.dir);
+    for (size_t i = 0; i < c->confine.n_writable; i++)
+        free(c->confine.writable[i]);
+    free(c->confine.writable);
     free(c->grants);
     free(c->server.socket);
     free(c->ledger.path);

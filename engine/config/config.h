@@ -218,6 +218,16 @@ typedef struct cfg_ledger {
     int line;                 /* 0 when the section is absent (no ledger) */
 } cfg_ledger;
 
+/* What certforged gives up after start-up (docs/security.md). */
+#define CFG_MAX_WRITABLE 16
+typedef struct cfg_confine {
+    bool enabled;          /* default true */
+    bool require_landlock; /* refuse to start on a kernel without Landlock */
+    char **writable;       /* more folders left writable (absolute) */
+    size_t n_writable;
+    int line;
+} cfg_confine;
+
 typedef struct cfg_config {
     char *path; /* the file loaded */
     cfg_token *tokens;
@@ -235,6 +245,7 @@ typedef struct cfg_config {
     size_t n_grants;
     cfg_ledger ledger;
     cfg_crl crl;
+    cfg_confine confine;
 } cfg_config;
 
 /* Load and validate `path`. On success *out is set (free with cfg_free)

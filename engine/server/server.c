@@ -60,6 +60,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -203,6 +204,7 @@ typedef struct conn {
     unsigned fail_streak;  /* refusals in a row (see SRV_PENALTY_AFTER) */
     uint64_t penalty_until; /* no frame is consumed before this (ms) */
     uint64_t penalized;     /* frames delayed */
+    uint64_t partial_since; /* a frame has been incomplete since (ms; 0: none) */
 } conn;
 
 struct srv_loop {
@@ -250,6 +252,7 @@ struct srv {
     cfg_server sv;
     int signal_fd;
     int lfd;
+    int lock_fd; /* SOCKET.lock, flock()ed while this srv lives */
     bool bound;
     char path[CFG_SOCKET_PATH_MAX + 1];
     dev_t sock_dev;
@@ -269,6 +272,9 @@ struct srv {
     uint64_t rate_ms[SRV_RATE_SAMPLES], rate_issued[SRV_RATE_SAMPLES];
     unsigned rate_n, rate_pos;
     uint64_t rate_last_ms;
+    /* HSM failures are logged at most once a second, with a count */
+    atomic_ulong hsm_fail_unlogged;
+    _Atomic uint64_t hsm_fail_logged_ms;
     /* admin thread: REVOKE and CRL (they wait on the ledger) */
     pthread_t adm_th;
     bool adm_started, adm_stop;
@@ -566,6 +572,24 @@ static cf_status job_status(const srv_job *j)
     }
 }
 
+/* An operator must see HSM trouble, but not one line per request: the
+ * first failure, then at most one line a second with how many there were. */
+static void log_hsm_failure(srv_loop *L, const srv_job *j)
+{
+    srv *s = L->s;
+    unsigned long n = atomic_fetch_add(&s->hsm_fail_unlogged, 1) + 1;
+    uint64_t last = atomic_load(&s->hsm_fail_logged_ms);
+    if (last && L->now - last < 1000)
+        return;
+    if (!atomic_compare_exchange_strong(&s->hsm_fail_logged_ms, &last, L->now ? L->now : 1))
+        return;
+    n = atomic_exchange(&s->hsm_fail_unlogged, 0);
+    char q[300];
+    srv_log(CFG_LOG_ERROR, "hsm_failure", "op=%s failures=%lu rv=0x%lx msg=%s",
+            proto_op_name(j->op), n, (unsigned long)(uint32_t)j->pj.detail,
+            srv_log_quote(j->pj.msg, q, sizeof(q)));
+}
+
 /* Encode completed jobs while they fit. */
 static void flush_ready(srv_loop *L, conn *c)
 {
@@ -579,6 +603,8 @@ static void flush_ready(srv_loop *L, conn *c)
         if (st == CF_ST_OK && j->op == PROTO_OP_ISSUE)
             srv_log(CFG_LOG_DEBUG, "issued", "peer_uid=%u id=%llu", c->uid,
                     (unsigned long long)j->id);
+        if (st == CF_ST_HSM_FAILURE)
+            log_hsm_failure(L, j);
         c->ready_head = j->next;
         if (!c->ready_head)
             c->ready_tail = NULL;
@@ -1438,6 +1464,24 @@ static void on_timer(srv_loop *L)
             maybe_finish(L, c);
             continue;
         }
+        /* slowloris: a frame must arrive whole within idle_timeout of its
+         * first octets, however the bytes trickle in */
+        if (c->in_len > c->in_off && !frame_pending(s, c)) {
+            if (!c->partial_since)
+                c->partial_since = L->now;
+            else if (L->now - c->partial_since >= s->sv.idle_timeout_ms &&
+                     L->now - c->last_activity < s->sv.idle_timeout_ms) {
+                /* (silent peers are the idle check's: err=stalled below) */
+                srv_log(CFG_LOG_WARNING, "bad_frame",
+                        "peer_uid=%u peer_pid=%u err=too-slow len=%zu after_ms=%llu", c->uid,
+                        c->pid, c->in_len - c->in_off,
+                        (unsigned long long)(L->now - c->partial_since));
+                conn_close(L, c, "stalled-mid-frame");
+                continue;
+            }
+        } else {
+            c->partial_since = 0;
+        }
         /* idle: nothing in the pipeline, no byte in or out for idle_timeout
          * (a frame held back by a penalty is waiting on us) */
         bool penalty_wait = c->fail_streak >= SRV_PENALTY_AFTER && L->now < c->penalty_until;
@@ -1739,6 +1783,36 @@ static int check_socket_path(const char *path, char *err, size_t errlen)
     return 0;
 }
 
+/* SOCKET.lock, flock()ed for the daemon's life: of two daemons started at
+ * the same instant on one socket path, one gets the lock, the other is
+ * refused before it checks or replaces the socket (a connect() probe alone
+ * lets both see "stale" and both bind). The lock file is left in place:
+ * removing it would reopen the race. */
+static int take_lock(srv *s, char *err, size_t errlen)
+{
+    char lp[CFG_SOCKET_PATH_MAX + 8];
+    snprintf(lp, sizeof(lp), "%s.lock", s->path);
+    s->lock_fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (s->lock_fd < 0) {
+        snprintf(err, errlen, "server.socket: cannot open the lock file %s: %s", lp,
+                 strerror(errno));
+        return -1;
+    }
+    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(s->lock_fd);
+        s->lock_fd = -1;
+        if (e == EWOULDBLOCK)
+            snprintf(err, errlen, "server.socket: socket %s is in use by a live certforged "
+                                  "(it holds %s)",
+                     s->path, lp);
+        else
+            snprintf(err, errlen, "server.socket: cannot lock %s: %s", lp, strerror(e));
+        return -1;
+    }
+    return 0;
+}
+
 static int make_parent(const char *path, char *err, size_t errlen)
 {
     char dir[CFG_SOCKET_PATH_MAX + 1];
@@ -1796,6 +1870,7 @@ int srv_new(const srv_opts *o, srv **out, char *err, size_t errlen)
     s->sv = cfg->server;
     s->signal_fd = o->signal_fd;
     s->lfd = -1;
+    s->lock_fd = -1;
     pthread_mutex_init(&s->rate_mu, NULL);
     pthread_mutex_init(&s->adm_mu, NULL);
     pthread_cond_init(&s->adm_cv, NULL);
@@ -1854,7 +1929,8 @@ int srv_new(const srv_opts *o, srv **out, char *err, size_t errlen)
         atomic_init(&L->done_head, NULL);
     }
 
-    if (make_parent(s->path, err, errlen) || check_socket_path(s->path, err, errlen))
+    if (make_parent(s->path, err, errlen) || take_lock(s, err, errlen) ||
+        check_socket_path(s->path, err, errlen))
         goto fail;
     s->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (s->lfd < 0) {
@@ -1981,6 +2057,8 @@ void srv_free(srv *s)
     }
     if (s->lfd >= 0)
         close(s->lfd);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd); /* after the unlink: the next daemon may start */
     loops_free(s);
     pthread_mutex_destroy(&s->rate_mu);
     pthread_mutex_destroy(&s->adm_mu);

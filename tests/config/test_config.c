@@ -858,6 +858,56 @@ static void test_crl_section(void)
     refuse_crl("validity = \"2h\"", "validity = \"2\"", "crl.validity:");
 }
 
+static void test_confine_section(void)
+{
+    static const char conf[] =
+        "confine = { enabled = true; require_landlock = true; writable = [\"hsm\", "
+        "\"/var/lib/softhsm\"]; };\n";
+    size_t n = strlen(base_conf) + strlen(conf) + 1;
+    char *full = malloc(n);
+    snprintf(full, n, "%s%s", base_conf, conf);
+    cfg_config *c = NULL;
+    int rc = load_text(full, &c);
+    if (rc)
+        fprintf(stderr, "\n%s\n", errbuf);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_TRUE(c->confine.enabled);
+    CU_ASSERT_TRUE(c->confine.require_landlock);
+    CU_ASSERT_EQUAL_FATAL(c->confine.n_writable, 2);
+    CU_ASSERT_STRING_EQUAL(c->confine.writable[0], "/etc/cf/hsm");
+    CU_ASSERT_STRING_EQUAL(c->confine.writable[1], "/var/lib/softhsm");
+    cfg_free(c);
+    /* default: on, nothing extra */
+    CU_ASSERT_EQUAL_FATAL(load_text(base_conf, &c), 0);
+    CU_ASSERT_TRUE(c->confine.enabled);
+    CU_ASSERT_FALSE(c->confine.require_landlock);
+    CU_ASSERT_EQUAL(c->confine.n_writable, 0);
+    cfg_free(c);
+    struct {
+        const char *text, *want;
+    } bad[] = {
+        {"confine = { writable = [\"/\"]; };", "confine.writable[0]: \"/\" would leave everything writable"},
+        {"confine = { enabled = 1; };", "confine.enabled: expected a boolean"},
+        {"confine = { sandbox = true; };", "confine.sandbox: unknown setting in confine"},
+        {"confine = { writable = []; };", "confine.writable: must not be empty"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        n = strlen(base_conf) + strlen(bad[i].text) + 2;
+        char *t = malloc(n);
+        snprintf(t, n, "%s%s\n", base_conf, bad[i].text);
+        c = NULL;
+        CU_ASSERT_EQUAL(load_text(t, &c), -1);
+        if (c)
+            cfg_free(c);
+        if (!strstr(errbuf, bad[i].want)) {
+            fprintf(stderr, "\n  got:  %s\n  want: %s\n", errbuf, bad[i].want);
+            CU_FAIL("message lacks the expected text");
+        }
+        free(t);
+    }
+    free(full);
+}
+
 /* ------------------------------------------------------------- ledger */
 
 static const char ledger_conf[] =
@@ -961,6 +1011,7 @@ int main(void)
         return 1;
     CU_pSuite s = CU_add_suite("config", NULL, NULL);
     CU_add_test(s, "crl section", test_crl_section);
+    CU_add_test(s, "confine section", test_confine_section);
     CU_add_test(s, "full config", test_full_config);
     CU_add_test(s, "minimal config and defaults", test_minimal_defaults);
     CU_add_test(s, "pipeline values", test_pipeline_values);

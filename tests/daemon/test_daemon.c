@@ -783,6 +783,57 @@ static void test_stale_socket(void)
     CU_ASSERT_TRUE(log_has(d.log, "event=signal sig=INT"));
 }
 
+/* Two daemons started at the same instant on one socket (a stale socket
+ * file in place, which both would otherwise replace): exactly one serves,
+ * the other is refused naming the lock; the survivor answers. Repeated
+ * five times to give the race a chance. */
+static void test_simultaneous_start(void)
+{
+    char conf[400], logs[2][420];
+    snprintf(conf, sizeof(conf), "%s/a.conf", H.dir);
+    for (int round = 0; round < 5; round++) {
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        struct sockaddr_un sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sun_family = AF_UNIX;
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", SOCK);
+        unlink(SOCK);
+        CU_ASSERT_EQUAL_FATAL(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        close(fd); /* stale */
+        pid_t pid[2];
+        for (int i = 0; i < 2; i++) {
+            snprintf(logs[i], sizeof(logs[i]), "%s/race-%d-%d.log", H.dir, round, i);
+            if ((pid[i] = fork()) == 0) {
+                int lf = open(logs[i], O_WRONLY | O_CREAT | O_TRUNC, 0600);
+                dup2(lf, 2);
+                execl(DAEMON, DAEMON, "--config", conf, (char *)NULL);
+                _exit(127);
+            }
+        }
+        /* one exits 1 (refused); wait for it, bounded */
+        int refused = -1, st = 0;
+        uint64_t end = ms_now() + 15000;
+        while (refused < 0 && ms_now() < end) {
+            for (int i = 0; i < 2 && refused < 0; i++)
+                if (waitpid(pid[i], &st, WNOHANG) == pid[i])
+                    refused = i;
+            sleep_ms(20);
+        }
+        CU_ASSERT_FATAL(refused >= 0);
+        CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+        CU_ASSERT(log_has(logs[refused], "is in use by a live certforged"));
+        int live = 1 - refused;
+        end = ms_now() + 15000;
+        while (ms_now() < end && !log_has(logs[live], "certforged: ready"))
+            sleep_ms(20);
+        CU_ASSERT(log_has(logs[live], "certforged: ready"));
+        CU_ASSERT_EQUAL(status_value("connections"), 1);
+        dproc d = {.pid = pid[live]};
+        snprintf(d.log, sizeof(d.log), "%s", logs[live]);
+        CU_ASSERT_EQUAL(daemon_stop(&d, SIGTERM, 20000), 0);
+    }
+}
+
 /* Start-up refusals name the setting (and file:line); exit status 1. */
 static void refused(const char *text, const char *want)
 {
@@ -893,6 +944,7 @@ int main(void)
     CU_add_test(s, "drain timeout", test_drain_timeout);
     CU_add_test(s, "unauthorized peers", test_unauthorized);
     CU_add_test(s, "stale socket replaced; SIGINT", test_stale_socket);
+    CU_add_test(s, "two daemons started at once: one serves", test_simultaneous_start);
     CU_add_test(s, "config errors refused, named", test_config_errors);
     CU_add_test(s, "no PIN in any log", test_no_pin_in_logs);
     CU_basic_set_mode(CU_BRM_VERBOSE);

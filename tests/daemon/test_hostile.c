@@ -278,6 +278,58 @@ static void test_issue_nonreaders(void)
     daemon_stop_clean(&d);
 }
 
+/* Slowloris: 10 connections each send a valid ISSUE frame one octet every
+ * 200 ms (idle_timeout 1 s, which a byte resets). Each is closed as
+ * stalled-mid-frame about 1 s after its first octet while its bytes still
+ * trickle, and an honest client meanwhile gets its certificates. */
+static void test_slowloris(void)
+{
+    dproc d;
+    start_daemon(&d, "s", "max_frame = 8192; idle_timeout_ms = 1000; io_threads = 1;", NULL);
+    enum { N = 10 };
+    int fds[N];
+    uint8_t f[4096];
+    size_t n = enc_issue(f, sizeof(f), 1, &POOL.items[0], "nf");
+    CU_ASSERT_FATAL(n > 100);
+    for (int i = 0; i < N; i++) {
+        fds[i] = raw_connect();
+        CU_ASSERT_FATAL(fds[i] >= 0);
+    }
+    uint64_t t0 = ms_now();
+    int closed = 0;
+    bool done[N] = {0};
+    uint64_t closed_after = 0;
+    for (size_t k = 0; k < 20 && closed < N; k++) { /* 20 octets over 4 s */
+        for (int i = 0; i < N; i++) {
+            if (done[i])
+                continue;
+            if (send(fds[i], f + k, 1, MSG_NOSIGNAL) != 1) {
+                done[i] = true;
+                closed++;
+                closed_after = ms_now() - t0;
+            }
+        }
+        if (k == 2) { /* the trickle is on: an honest client still works */
+            long rss = 0;
+            honest(5, 2000, d.pid, &rss);
+        }
+        sleep_ms(200);
+    }
+    /* the daemon closed them (reading gives EOF), not the 4 s of trickle */
+    for (int i = 0; i < N; i++) {
+        if (!done[i] && raw_eof(fds[i], 1000)) {
+            done[i] = true;
+            closed++;
+            closed_after = ms_now() - t0;
+        }
+        close(fds[i]);
+    }
+    CU_ASSERT_EQUAL(closed, N);
+    CU_ASSERT(closed_after < 3500);
+    CU_ASSERT(log_count(d.log, "err=too-slow") >= N);
+    daemon_stop_clean(&d);
+}
+
 /* 200 frames of an unknown op on one connection: each answered
  * UNSUPPORTED, the connection stays; one info line, the rest at debug,
  * and the count in the close line. */
@@ -385,6 +437,7 @@ int main(void)
     CU_add_test(s, "20 STATUS writers that never read", test_status_writers);
     CU_add_test(s, "30 ISSUE pipeliners that never read", test_issue_nonreaders);
     CU_add_test(s, "a flood of unknown ops: one info line", test_unsupported_flood);
+    CU_add_test(s, "slowloris: a frame one octet at a time", test_slowloris);
     CU_add_test(s, "a parked request retried on the tick", test_parked_retry);
     CU_add_test(s, "no PIN in any log", test_no_pin_in_logs);
     CU_basic_set_mode(CU_BRM_VERBOSE);

@@ -1,0 +1,207 @@
+/* engine/confine on the real kernel: in a forked child, confine_apply()
+ * with one writable folder, then every kind of access checked: writes,
+ * creates, renames and removals only below that folder; reads anywhere;
+ * no execve, no fork (threads still start); no_new_privs and a seccomp
+ * filter visible in /proc/self/status. Landlock missing: those cases are
+ * reported skipped, the seccomp ones still run. */
+#include "confine.h"
+
+#include <CUnit/Basic.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char DIR_[256], OK_DIR[300], RO_DIR[300];
+
+static int suite_init(void)
+{
+    snprintf(DIR_, sizeof(DIR_), "%s/cf-confine-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(DIR_))
+        return -1;
+    snprintf(OK_DIR, sizeof(OK_DIR), "%s/rw", DIR_);
+    snprintf(RO_DIR, sizeof(RO_DIR), "%s/ro", DIR_);
+    if (mkdir(OK_DIR, 0700) || mkdir(RO_DIR, 0700))
+        return -1;
+    char p[400];
+    snprintf(p, sizeof(p), "%s/existing", RO_DIR);
+    FILE *f = fopen(p, "w");
+    if (!f)
+        return -1;
+    fputs("read me\n", f);
+    fclose(f);
+    return 0;
+}
+
+static int suite_clean(void)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", DIR_);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void *thread_fn(void *arg)
+{
+    return arg;
+}
+
+/* Result bits, one per expectation met. */
+enum {
+    R_WRITE_OK = 1 << 0,     /* create + write below the writable folder */
+    R_RENAME_OK = 1 << 1,    /* rename within it */
+    R_CREATE_DENIED = 1 << 2, /* create in the read-only folder: EACCES */
+    R_WRITE_DENIED = 1 << 3, /* open an existing file there for writing: EACCES */
+    R_UNLINK_DENIED = 1 << 4,
+    R_READ_OK = 1 << 5,      /* read it */
+    R_EXEC_DENIED = 1 << 6,
+    R_FORK_DENIED = 1 << 7,
+    R_THREAD_OK = 1 << 8,
+    R_NNP = 1 << 9,          /* NoNewPrivs: 1 */
+    R_SECCOMP = 1 << 10,     /* Seccomp: 2 */
+    R_LANDLOCK = 1 << 11,    /* Landlock applied (abi > 0) */
+};
+
+static int child(void)
+{
+    const char *w[1] = {OK_DIR};
+    confine_result r;
+    char err[300];
+    if (confine_apply(w, 1, false, &r, err, sizeof(err)) != 0) {
+        fprintf(stderr, "confine_apply: %s\n", err);
+        return 0;
+    }
+    int bits = r.landlock_abi > 0 ? R_LANDLOCK : 0;
+    char p[400], q[400];
+    snprintf(p, sizeof(p), "%s/new", OK_DIR);
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd >= 0 && write(fd, "x", 1) == 1)
+        bits |= R_WRITE_OK;
+    if (fd >= 0)
+        close(fd);
+    snprintf(q, sizeof(q), "%s/renamed", OK_DIR);
+    if (rename(p, q) == 0)
+        bits |= R_RENAME_OK;
+    snprintf(p, sizeof(p), "%s/new", RO_DIR);
+    fd = open(p, O_WRONLY | O_CREAT, 0600);
+    if (fd < 0 && errno == EACCES)
+        bits |= R_CREATE_DENIED;
+    if (fd >= 0)
+        close(fd);
+    snprintf(p, sizeof(p), "%s/existing", RO_DIR);
+    fd = open(p, O_WRONLY);
+    if (fd < 0 && errno == EACCES)
+        bits |= R_WRITE_DENIED;
+    if (fd >= 0)
+        close(fd);
+    if (unlink(p) != 0 && errno == EACCES)
+        bits |= R_UNLINK_DENIED;
+    char buf[16];
+    fd = open(p, O_RDONLY);
+    if (fd >= 0 && read(fd, buf, sizeof(buf)) > 0)
+        bits |= R_READ_OK;
+    if (fd >= 0)
+        close(fd);
+    char *const argv[] = {"true", NULL};
+    if (execv("/bin/true", argv) != 0 && (errno == EPERM || errno == EACCES))
+        bits |= R_EXEC_DENIED;
+#if defined(__SANITIZE_ADDRESS__)
+    bits |= R_FORK_DENIED; /* allowed in ASan builds (LeakSanitizer needs it) */
+#else
+    pid_t k = fork();
+    if (k == 0)
+        _exit(0);
+    if (k < 0 && errno == EPERM)
+        bits |= R_FORK_DENIED;
+    if (k > 0)
+        waitpid(k, NULL, 0);
+#endif
+    pthread_t th;
+    if (pthread_create(&th, NULL, thread_fn, NULL) == 0 && pthread_join(th, NULL) == 0)
+        bits |= R_THREAD_OK;
+    FILE *st = fopen("/proc/self/status", "r");
+    char line[256];
+    while (st && fgets(line, sizeof(line), st)) {
+        if (strncmp(line, "NoNewPrivs:\t1", 13) == 0)
+            bits |= R_NNP;
+        if (strncmp(line, "Seccomp:\t2", 10) == 0)
+            bits |= R_SECCOMP;
+    }
+    if (st)
+        fclose(st);
+    return bits;
+}
+
+static void test_confine(void)
+{
+    int pfd[2];
+    CU_ASSERT_EQUAL_FATAL(pipe(pfd), 0);
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        close(pfd[0]);
+        int bits = child();
+        ssize_t w = write(pfd[1], &bits, sizeof(bits));
+        _exit(w == sizeof(bits) ? 0 : 1);
+    }
+    close(pfd[1]);
+    int bits = 0;
+    ssize_t n = read(pfd[0], &bits, sizeof(bits));
+    close(pfd[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CU_ASSERT_EQUAL_FATAL(n, (ssize_t)sizeof(bits));
+    CU_ASSERT(bits & R_NNP);
+    CU_ASSERT(bits & R_SECCOMP);
+    CU_ASSERT(bits & R_EXEC_DENIED);
+    CU_ASSERT(bits & R_FORK_DENIED);
+    CU_ASSERT(bits & R_THREAD_OK);
+    CU_ASSERT(bits & R_WRITE_OK);
+    CU_ASSERT(bits & R_RENAME_OK);
+    CU_ASSERT(bits & R_READ_OK);
+    if (!(bits & R_LANDLOCK)) {
+        fprintf(stderr, "\n  no Landlock in this kernel: file-system cases skipped\n");
+        return;
+    }
+    CU_ASSERT(bits & R_CREATE_DENIED);
+    CU_ASSERT(bits & R_WRITE_DENIED);
+    CU_ASSERT(bits & R_UNLINK_DENIED);
+}
+
+/* A writable folder that does not exist is an error naming it. */
+static void test_missing_folder(void)
+{
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        const char *w[1] = {"/nonexistent/certforge-folder"};
+        confine_result r;
+        char err[300];
+        int rc = confine_apply(w, 1, false, &r, err, sizeof(err));
+        _exit(rc == -1 && strstr(err, "/nonexistent/certforge-folder") &&
+                      strstr(err, "No such file")
+                  ? 0
+                  : 1);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+int main(void)
+{
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+    CU_pSuite s = CU_add_suite("engine/confine", suite_init, suite_clean);
+    CU_add_test(s, "Landlock and seccomp on the real kernel", test_confine);
+    CU_add_test(s, "a missing writable folder is named", test_missing_folder);
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned fails = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
+    CU_cleanup_registry();
+    return fails ? 1 : 0;
+}
