@@ -69,7 +69,6 @@ void cfp_raise(const cfp_ctx *ctx, int reason, const char *file, int line, const
 /* A daemon answer that is not OK, on the error stack with what to do. */
 void cfp_raise_status(const cfp_ctx *ctx, const char *what, const cfp_key *key,
                       const cf_response *r);
-const OSSL_ITEM *cfp_reason_strings(void);
 
 /* ------------------------------------------------------------ connections
  * A small pool per provider context: connections keyed by socket path, one

@@ -54,11 +54,6 @@ static const OSSL_ITEM cfp_reasons[] = {
     {0, NULL},
 };
 
-const OSSL_ITEM *cfp_reason_strings(void)
-{
-    return cfp_reasons;
-}
-
 void cfp_raise(const cfp_ctx *ctx, int reason, const char *file, int line, const char *func,
                const char *fmt, ...)
 {

@@ -77,6 +77,12 @@ with_env() { local kv=$1; shift; export "${kv?}"; "$@"; local rc=$?; export CERT
 # generation and software keys never reach certforge.
 PD=(-provider-path "$PDIR" -provider default -provider certforge)
 
+# only the entry point is exported
+if command -v nm >/dev/null; then
+  syms=$(nm -D --defined-only "$PDIR/certforge.so" | awk '$2 ~ /^[TDBRW]$/ {print $3}' | sort -u | tr '\n' ' ')
+  [ "$syms" = "OSSL_provider_init " ] && ok || fail "certforge.so exports more than OSSL_provider_init: $syms"
+fi
+
 # --- keys and CA certificates (the CLI talks to the token; no daemon yet) -----
 KEYS="p256:ec-p256 p384:ec-p384 rsa:rsa-2048 ed:ed25519"
 "$CF" keys generate --type ec-p256 --label nogrant >/dev/null || { echo "FAIL: keys generate nogrant"; exit 1; }
