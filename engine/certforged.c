@@ -15,6 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -519,6 +522,64 @@ static int load_chains(const cfg_config *cfg, daemon_chains *dc, char *err, size
     return 0;
 }
 
+/* ------------------------------------------------------------ stopping */
+
+/* Start-up (HSM login, ledger, first CRLs) can hang on a dead HSM or
+ * database. The signals stay blocked for the rings' signalfd; until the
+ * rings read it, this thread does: SIGTERM/SIGINT during start-up ends
+ * the process at once (nothing was served, nothing is in flight). */
+typedef struct startup_watch {
+    int sfd;
+    atomic_bool done;
+    pthread_t th;
+    bool started;
+} startup_watch;
+
+static void *startup_watch_main(void *arg)
+{
+    startup_watch *w = arg;
+    while (!atomic_load(&w->done)) {
+        struct pollfd p = {.fd = w->sfd, .events = POLLIN};
+        if (poll(&p, 1, 50) <= 0 || atomic_load(&w->done))
+            continue;
+        struct signalfd_siginfo si;
+        if (read(w->sfd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+            continue;
+        srv_log(CFG_LOG_WARNING, "signal", "sig=%s action=exit phase=start-up",
+                si.ssi_signo == SIGINT ? "INT" : "TERM");
+        fprintf(stderr, "certforged: stopped by a signal during start-up\n");
+        _exit(0);
+    }
+    return NULL;
+}
+
+static void startup_watch_stop(startup_watch *w)
+{
+    if (!w->started)
+        return;
+    atomic_store(&w->done, true);
+    pthread_join(w->th, NULL);
+    w->started = false;
+}
+
+/* The stop after the drain waits for jobs a worker already holds; a hung
+ * HSM call would hold it for ever. Past the bound the process ends with
+ * exit status 4 (what was recorded is durable; nothing unrecorded was
+ * released). */
+static unsigned stop_bound_ms;
+
+static void *stop_watchdog(void *arg)
+{
+    (void)arg;
+    struct timespec ts = {.tv_sec = stop_bound_ms / 1000,
+                          .tv_nsec = (long)(stop_bound_ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+    srv_log(CFG_LOG_ERROR, "stop_forced",
+            "reason=\"jobs still in the HSM %u ms after the drain\" exit=4", stop_bound_ms);
+    _exit(4);
+}
+
 int main(int argc, char **argv)
 {
     /* --unsafe-no-ledger: undocumented in --help on purpose; certforge-bench
@@ -563,6 +624,8 @@ int main(int argc, char **argv)
     daemon_chains dc;
     crl_issuer **cis = NULL;
     crl_pub *pub = NULL;
+    startup_watch watch = {.sfd = -1};
+    atomic_init(&watch.done, false);
     memset(&dk, 0, sizeof(dk));
     memset(&dc, 0, sizeof(dc));
 
@@ -586,6 +649,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "certforged: signalfd: %s\n", strerror(errno));
         goto out;
     }
+    watch.sfd = sfd;
+    watch.started = pthread_create(&watch.th, NULL, startup_watch_main, &watch) == 0;
     /* The socket first: a second daemon must not log in to the HSM token a
      * live one is using. */
     srv_opts so = {.cfg = cfg, .signal_fd = sfd};
@@ -652,6 +717,7 @@ int main(int argc, char **argv)
         .sessions_arg = &sa,
         .on_ready = on_ready,
     };
+    startup_watch_stop(&watch); /* the ring reads the signalfd from here on */
     if (srv_run(server, &rt, err, sizeof(err)) != 0) {
         fprintf(stderr, "certforged: %s\n", err);
         srv_log(CFG_LOG_ERROR, "failed", "err=\"%s\"", err);
@@ -659,9 +725,19 @@ int main(int argc, char **argv)
     } else {
         rc = 0;
     }
+    /* queued jobs have nobody left to answer: not signed (their answers,
+     * BUSY, complete into the server's pool); jobs a worker holds finish,
+     * within a bound */
+    size_t cancelled =
+        pipe_cancel_queued(cf_engine_pipe(eng), CF_ST_BUSY, "certforged is stopping");
+    if (cancelled)
+        srv_log(CFG_LOG_INFO, "cancelled", "queued_jobs=%zu", cancelled);
+    stop_bound_ms = cfg->server.drain_timeout_ms < 2000 ? 2000 : cfg->server.drain_timeout_ms;
+    pthread_t wd;
+    if (pthread_create(&wd, NULL, stop_watchdog, NULL) == 0)
+        pthread_detach(wd);
     pipe_stats ps;
     pipe_get_stats(cf_engine_pipe(eng), &ps);
-    /* every job still in the pipeline completes into the server's pool */
     cf_engine_close(eng);
     eng = NULL;
     srv_summary sum;
@@ -673,6 +749,7 @@ int main(int argc, char **argv)
             (unsigned long long)sum.requests, (unsigned long long)sum.answered,
             (unsigned long long)sum.unanswered, (unsigned long long)sum.refused, rc);
 out:
+    startup_watch_stop(&watch);
     crl_pub_stop(pub);
     for (size_t i = 0; cis && i < cfg->n_issuers; i++)
         crl_issuer_free(cis[i]);

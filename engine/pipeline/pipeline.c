@@ -745,6 +745,31 @@ int pipe_submit(pipe_engine *e, pipe_job *job, unsigned timeout_ms)
     return pipe_submit_many(e, &job, 1, timeout_ms) == 1 ? 0 : -1;
 }
 
+size_t pipe_cancel_queued(pipe_engine *e, cf_status st, const char *msg)
+{
+    size_t n = 0;
+    for (;;) {
+        pipe_job *j = NULL;
+        pthread_mutex_lock(&e->mu);
+        if (e->count > 0) {
+            j = e->ring[e->head];
+            e->head = (e->head + 1) % e->cap;
+            e->count--;
+            pthread_cond_broadcast(&e->not_full);
+        }
+        pthread_mutex_unlock(&e->mu);
+        if (!j)
+            return n;
+        j->status = CF_ST_OK;
+        j->cert = NULL;
+        j->cert_len = 0;
+        j->sig_len = 0;
+        fail(j, st, 0, msg);
+        complete(e, j);
+        n++;
+    }
+}
+
 void pipe_free(pipe_engine *e)
 {
     if (!e)

@@ -122,6 +122,12 @@ PIPE_WUR int pipe_submit(pipe_engine *e, pipe_job *job, unsigned timeout_ms);
 /* Queue several jobs at once (one lock); returns how many were queued. */
 size_t pipe_submit_many(pipe_engine *e, pipe_job *const *jobs, size_t n, unsigned timeout_ms);
 
+/* Complete every job still waiting in the queue (not yet taken by a
+ * worker) with `st` and `msg`, without signing it. Jobs already being
+ * worked on are not touched. Returns how many were cancelled. For a stop
+ * that must not wait for a slow HSM to sign what nobody will receive. */
+size_t pipe_cancel_queued(pipe_engine *e, cf_status st, const char *msg);
+
 /* Stop accepting, finish every job already queued, join the workers, free. */
 void pipe_free(pipe_engine *e);
 

@@ -24,7 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 enum { PH_BASE, PH_FAIL, PH_CORRUPT, PH_INVALIDATE, PH_REMOVE, PH_SLOW, PH_AFTER, PH__N };
@@ -188,6 +190,82 @@ static void test_faults_under_load(void)
     daemon_stop_clean(&d);
 }
 
+/* A stop must not wait on a hung HSM: each signature takes 30 s. Queued
+ * requests are cancelled (BUSY, never signed), the one in the HSM is
+ * waited for at most max(drain_timeout, 2 s), then the daemon exits 4. */
+static void test_stop_with_hung_hsm(void)
+{
+    dproc d;
+    char conf[300];
+    snprintf(conf, sizeof(conf), "%s/hung.conf", H.dir);
+    control("RESET=1\n");
+    conf_opts o = {.shim = true,
+                   .server = "drain_timeout_ms = 500;",
+                   .pipeline = "workers = 1; queue = 64; batch = 1;"};
+    write_conf(conf, &o);
+    CU_ASSERT_EQUAL_FATAL(daemon_start(&d, conf, "30000000"), 0);
+    int fd = raw_connect();
+    CU_ASSERT_FATAL(fd >= 0);
+    static uint8_t f[20 * 2048];
+    size_t n = 0;
+    for (int i = 0; i < 20; i++)
+        n += enc_issue(f + n, sizeof(f) - n, (uint64_t)i, &POOL.items[i], "nf");
+    CU_ASSERT_EQUAL(raw_send(fd, f, n), 0);
+    sleep_ms(300);
+    uint64_t t0 = ms_now();
+    int st = daemon_stop(&d, SIGTERM, 15000);
+    uint64_t dt = ms_now() - t0;
+    close(fd);
+    CU_ASSERT_EQUAL(st, 4);
+    CU_ASSERT(dt < 6000);
+    CU_ASSERT(log_has(d.log, "event=cancelled queued_jobs="));
+    CU_ASSERT(log_has(d.log, "event=stop_forced"));
+    fprintf(stderr, "\n  stopped in %llu ms with a 30 s signature in the HSM\n",
+            (unsigned long long)dt);
+}
+
+/* SIGTERM while start-up hangs (the first CRL waits on a 30 s signature):
+ * the daemon exits at once, 0. */
+static void test_signal_during_startup(void)
+{
+    char conf[300], crl_dir[300], extra[400], log[300];
+    snprintf(conf, sizeof(conf), "%s/startup.conf", H.dir);
+    snprintf(crl_dir, sizeof(crl_dir), "%s/crl-startup", H.dir);
+    CU_ASSERT_EQUAL_FATAL(mkdir(crl_dir, 0700), 0);
+    snprintf(extra, sizeof(extra), "crl = { dir = \"%s\"; };", crl_dir);
+    conf_opts o = {.shim = true, .extra = extra};
+    write_conf(conf, &o);
+    snprintf(log, sizeof(log), "%s/startup.log", H.dir);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int lf = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(lf, 2);
+        setenv("CF_SHIM_MODULE", H.module, 1);
+        setenv("CF_SHIM_SIGN_LATENCY_US", "30000000", 1);
+        execl(DAEMON, DAEMON, "--config", conf, (char *)NULL);
+        _exit(127);
+    }
+    uint64_t end = ms_now() + 10000;
+    while (ms_now() < end && !log_has(log, "event=ledger_open"))
+        sleep_ms(20);
+    sleep_ms(500); /* in the first CRL's signature now */
+    CU_ASSERT_FALSE(log_has(log, "certforged: ready"));
+    uint64_t t0 = ms_now();
+    kill(pid, SIGTERM);
+    int st = -1;
+    end = ms_now() + 5000;
+    while (ms_now() < end && waitpid(pid, &st, WNOHANG) != pid)
+        sleep_ms(10);
+    uint64_t dt = ms_now() - t0;
+    if (dt >= 5000) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+    }
+    CU_ASSERT(dt < 2000);
+    CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CU_ASSERT(log_has(log, "phase=start-up"));
+}
+
 int main(void)
 {
     if (access("/usr/lib/softhsm/libsofthsm2.so", R_OK) != 0) {
@@ -201,6 +279,8 @@ int main(void)
                                suite_clean);
     CU_add_test(s, "faults under load: HSM_FAILURE, nothing wrong released, recovery",
                 test_faults_under_load);
+    CU_add_test(s, "stop with a hung HSM: bounded, exit 4", test_stop_with_hung_hsm);
+    CU_add_test(s, "SIGTERM during a hung start-up", test_signal_during_startup);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned fails = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
