@@ -390,7 +390,13 @@ static void test_hostile_csrs(void)
     /* the attackers were slowed down, and said so in the log */
     CU_ASSERT(log_has(d.log, "event=penalized"));
     CU_ASSERT(attacked >= 0.5 * alone);
-    CU_ASSERT(rss > 0 && rss < 256 * 1024);
+    long rss_max = 256 * 1024;
+#ifdef __SANITIZE_ADDRESS__
+    /* ASan keeps freed memory in its quarantine (256 MiB by default) and
+     * adds shadow memory: the daemon measured 318 MiB here under ASan. */
+    rss_max += 512 * 1024;
+#endif
+    CU_ASSERT(rss > 0 && rss < rss_max);
     daemon_stop_clean(&d);
 }
 
