@@ -31,8 +31,12 @@
 
 #include "ledger_backend.h"
 
-/* Statements per pipeline synchronisation point (see the top comment). */
+/* Statements per pipeline synchronisation point (see the top comment);
+ * -DPG_CHUNK=1 gives one round trip per statement, for the comparison in
+ * docs/ledger.md. */
+#ifndef PG_CHUNK
 #define PG_CHUNK 256
+#endif
 /* Every session serializes schema creation and migration on this
  * transaction-level advisory lock ("cfledger"), so two daemons starting at
  * once on an empty database do not both create it. */
@@ -170,6 +174,7 @@ typedef struct pg {
     PGconn *conn;
     char where[320]; /* "postgresql host=... port=... dbname=... user=..." for messages */
     bool read_only;
+    bool broken; /* the last call lost the connection: the next one resets it */
     unsigned lock_timeout_ms;
     int version;
 } pg;
@@ -190,10 +195,10 @@ static int pg_fail_msg(pg *s, char *err, size_t errlen, const char *what, const 
     char m[400];
     snprintf(m, sizeof(m), "%s", msg && msg[0] ? msg : "unknown error");
     one_line(m);
-    const char *lost = s->conn && PQstatus(s->conn) == CONNECTION_BAD
-                           ? " (connection lost: the next call reconnects)"
-                           : "";
-    snprintf(err, errlen, "ledger %s: %s: %s%s", s->where, what, m, lost);
+    if (s->conn && PQstatus(s->conn) == CONNECTION_BAD)
+        s->broken = true;
+    snprintf(err, errlen, "ledger %s: %s: %s%s", s->where, what, m,
+             s->broken ? " (connection lost: the next call reconnects)" : "");
     return -1;
 }
 
@@ -209,6 +214,11 @@ static int pg_fail_res(pg *s, char *err, size_t errlen, const char *what, const 
     char m[400];
     const char *prim = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     const char *det = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL) : NULL;
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    /* class 08 connection exception, 57P01-57P03 the server shutting down
+     * or our backend terminated: libpq may not have seen the EOF yet */
+    if (state && (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0))
+        s->broken = true;
     if (!prim)
         return pg_fail(s, err, errlen, what);
     snprintf(m, sizeof(m), "%s%s%s", prim, det ? ": " : "", det ? det : "");
@@ -437,16 +447,25 @@ static PGconn *pg_connect(const char *conninfo)
  * one tries again). */
 static int pg_ready(pg *s, char *err, size_t errlen)
 {
-    if (PQstatus(s->conn) == CONNECTION_OK && PQpipelineStatus(s->conn) == PQ_PIPELINE_OFF &&
-        PQtransactionStatus(s->conn) == PQTRANS_IDLE)
+    bool ok = !s->broken && PQstatus(s->conn) == CONNECTION_OK &&
+              PQtransactionStatus(s->conn) == PQTRANS_IDLE;
+    if (ok && PQpipelineStatus(s->conn) == PQ_PIPELINE_OFF)
         return 0;
-    if (PQstatus(s->conn) == CONNECTION_OK && PQtransactionStatus(s->conn) == PQTRANS_IDLE &&
-        PQexitPipelineMode(s->conn) == 1)
+    if (ok && PQexitPipelineMode(s->conn) == 1)
         return 0;
+    s->broken = false;
     PQreset(s->conn);
     if (PQstatus(s->conn) != CONNECTION_OK)
         return pg_fail(s, err, errlen, "cannot reconnect");
     return session_settings(s, err, errlen) || session_prepare(s, err, errlen) ? -1 : 0;
+}
+
+/* Server notices (e.g. "relation already exists, skipping") are not
+ * errors; libpq's default prints them on stderr, into certforged's log. */
+static void no_notices(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
 }
 
 static int pg_open(const ledger_opts *o, void **state, char *err, size_t errlen)
@@ -465,6 +484,7 @@ static int pg_open(const ledger_opts *o, void **state, char *err, size_t errlen)
         pg_fail(s, err, errlen, "cannot connect");
         goto fail;
     }
+    PQsetNoticeProcessor(s->conn, no_notices, NULL);
     /* The server's own view of where we are, once connected. */
     snprintf(s->where, sizeof(s->where), "postgresql host=%.120s port=%.8s dbname=%.63s user=%.63s",
              PQhost(s->conn), PQport(s->conn), PQdb(s->conn), PQuser(s->conn));
