@@ -950,12 +950,12 @@ static void test_record_cost(void)
     static const unsigned sizes[] = {1, 32, 256};
     static rec_buf b[256];
     static ledger_rec r[256];
-    char err[512], pre[8];
+    char err[512], pre[16];
     for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
         unsigned bs = sizes[k], rounds = bs == 1 ? 200 : 20;
         double t0 = now_s();
         for (unsigned j = 0; j < rounds; j++) {
-            snprintf(pre, sizeof(pre), "c%zx%03x", k, j);
+            snprintf(pre, sizeof(pre), "c%x%03x", (unsigned)k & 0xF, j & 0xFFF);
             for (unsigned i = 0; i < bs; i++) {
                 mk_rec(&b[i], pre, i, "nf", 1800000000);
                 r[i] = b[i].r;
