@@ -25,7 +25,9 @@ set -euo pipefail
 usage() { echo "usage: $0 start|stop|conninfo DIR" >&2; exit 2; }
 [ $# -eq 2 ] || usage
 cmd=$1
-dir=$(mkdir -p "$2" && cd "$2" && pwd)
+[ "$cmd" = start ] && mkdir -p "$2"
+[ "$cmd" = stop ] && [ ! -d "$2" ] && exit 0 # nothing to stop
+dir=$(cd "$2" 2>/dev/null && pwd) || { echo "pg-cluster: no folder $2" >&2; exit 2; }
 data=$dir/data
 port=5432 # only names the socket file: DIR/.s.PGSQL.5432
 

@@ -441,6 +441,40 @@ static void test_open_errors_pg(void)
     CU_ASSERT_EQUAL(ledger_open(&o, &l, err, sizeof(err)), -1);
 }
 
+/* A server with fsync = off cannot make a commit durable: a writer is
+ * refused, a reader (certforge ledger) is not. Needs the cluster's
+ * superuser (tools/pg-cluster.sh: "postgres", trust on its socket). */
+static void test_fsync_off_pg(void)
+{
+    char su[700], err[512], p[600];
+    snprintf(su, sizeof(su), "%s user=postgres", PG_CI);
+    PGconn *c = pg_side(su);
+    PGresult *r = PQexec(c, "ALTER SYSTEM SET fsync = off");
+    bool can = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    if (!can) {
+        fprintf(stderr, "\n    no superuser on this server: fsync=off refusal not checked: %s",
+                PQerrorMessage(c));
+        PQfinish(c);
+        return;
+    }
+    PQclear(PQexec(c, "SELECT pg_reload_conf()"));
+    sleep_ms(300); /* the reload reaches new sessions */
+    ledger *l = open_rw("fsync.db");
+    CU_ASSERT_PTR_NULL(l);
+    ledger_opts o = opts_for("fsync.db", p, sizeof(p), false);
+    CU_ASSERT_EQUAL(ledger_open(&o, &l, err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "the server runs with fsync = off"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "dbname=certforge"));
+    PQclear(PQexec(c, "ALTER SYSTEM RESET fsync"));
+    PQclear(PQexec(c, "SELECT pg_reload_conf()"));
+    PQfinish(c);
+    sleep_ms(300);
+    l = open_rw("fsync.db");
+    CU_ASSERT_PTR_NOT_NULL(l);
+    ledger_close(l);
+}
+
 static void test_open_errors(void)
 {
     char err[512], p[400];
@@ -1144,6 +1178,7 @@ int main(int argc, char **argv)
         CU_add_test(s, "a lost connection fails one call; the next reconnects",
                     test_pg_reconnect);
         CU_add_test(s, "engines at once: schema, cRLNumbers, revocation", test_pg_engines);
+        CU_add_test(s, "a server with fsync = off is refused", test_fsync_off_pg);
     } else {
         CU_add_test(s, "certificate fields (engine/der)", test_cert_fields);
     }
