@@ -571,6 +571,27 @@ static void test_batch_atomic(void)
     CU_ASSERT_EQUAL(count(l, NULL), 6);
     /* an empty batch is a no-op */
     CU_ASSERT_EQUAL(ledger_record(l, r, 0, err, sizeof(err)), 0);
+    /* a large batch (PostgreSQL sends it in several pipeline chunks of 256
+     * statements) is still one transaction: a duplicate near its end
+     * takes all of it back */
+    enum { BIG = 600 };
+    rec_buf *bb = calloc(BIG, sizeof(*bb));
+    ledger_rec *br = calloc(BIG, sizeof(*br));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(bb);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(br);
+    for (unsigned i = 0; i < BIG; i++) {
+        mk_rec(&bb[i], "ba", i, "nf", 1800000000);
+        br[i] = bb[i].r;
+    }
+    br[BIG - 10] = b[2].r; /* aa00000002, recorded above */
+    CU_ASSERT_EQUAL(ledger_record(l, br, BIG, err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "INSERT of serial aa00000002"));
+    CU_ASSERT_EQUAL(count(l, NULL), 6);
+    br[BIG - 10] = bb[BIG - 10].r;
+    CU_ASSERT_EQUAL(ledger_record(l, br, BIG, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(count(l, NULL), 6 + BIG);
+    free(bb);
+    free(br);
     ledger_close(l);
 }
 
