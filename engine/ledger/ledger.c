@@ -21,8 +21,7 @@ const char *ledger_backend_name(ledger_backend b)
     return (unsigned)b < LEDGER_BACKEND__MAX ? backend_names[b] : "?";
 }
 
-static const ledger_ops *const backends[LEDGER_BACKEND__MAX] = {&ledger_sqlite_ops,
-                                                                &ledger_pg_ops};
+static const ledger_ops *const backends[LEDGER_BACKEND__MAX] = {&ledger_sqlite_ops, &ledger_pg_ops};
 
 struct ledger {
     const ledger_ops *ops;

@@ -31,7 +31,11 @@
 /* Serial numbers: RFC 5280 §4.1.2.2, at most 20 octets → 40 hex digits. */
 #define LEDGER_SERIAL_HEX_MAX 40
 
-typedef enum ledger_backend { LEDGER_SQLITE, LEDGER_POSTGRESQL, LEDGER_BACKEND__MAX } ledger_backend;
+typedef enum ledger_backend {
+    LEDGER_SQLITE,
+    LEDGER_POSTGRESQL,
+    LEDGER_BACKEND__MAX
+} ledger_backend;
 const char *ledger_backend_name(ledger_backend b); /* "sqlite", "postgresql" */
 
 typedef struct ledger_opts {

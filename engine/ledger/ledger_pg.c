@@ -335,8 +335,8 @@ static int prepare_schema(pg *s, char *err, size_t errlen)
     int v = 0;
     if (exec_want(s, "BEGIN", PGRES_COMMAND_OK, NULL, err, errlen, "BEGIN") != 0)
         return -1;
-    if (exec_want(s, "SELECT pg_advisory_xact_lock(" PG_SCHEMA_LOCK ")", PGRES_TUPLES_OK, NULL,
-                  err, errlen, "cannot lock the schema") != 0 ||
+    if (exec_want(s, "SELECT pg_advisory_xact_lock(" PG_SCHEMA_LOCK ")", PGRES_TUPLES_OK, NULL, err,
+                  errlen, "cannot lock the schema") != 0 ||
         read_version(s, &v, err, errlen) != 0)
         goto rollback;
     if (v > LEDGER_SCHEMA_VERSION) {
@@ -500,8 +500,8 @@ static int pg_open(const ledger_opts *o, void **state, char *err, size_t errlen)
         }
         if (s->version > LEDGER_SCHEMA_VERSION) {
             snprintf(err, errlen,
-                     "ledger %s: schema version %d is newer than this certforge's (%d)",
-                     s->where, s->version, LEDGER_SCHEMA_VERSION);
+                     "ledger %s: schema version %d is newer than this certforge's (%d)", s->where,
+                     s->version, LEDGER_SCHEMA_VERSION);
             goto fail;
         }
     } else if (prepare_schema(s, err, errlen) != 0) {
@@ -818,8 +818,8 @@ static int pg_schema_version(void *state)
     return ((pg *)state)->version;
 }
 
-static int pg_revoke(void *state, const char *serial_hex, int reason, int64_t at,
-                     int64_t *at_out, int *reason_out, char *err, size_t errlen)
+static int pg_revoke(void *state, const char *serial_hex, int reason, int64_t at, int64_t *at_out,
+                     int *reason_out, char *err, size_t errlen)
 {
     pg *s = state;
     if (pg_writable(s, err, errlen) != 0 || pg_ready(s, err, errlen) != 0)
@@ -927,7 +927,8 @@ static int pg_crl_store(void *state, const char *issuer_key, uint64_t number, in
     p_int(&p, next_update);
     p_blob(&p, der, len);
     PGresult *r = exec_prepared(s, "cf_crl_store", &p);
-    int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : pg_fail_res(s, err, errlen, "CRL insert", r);
+    int rc =
+        PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : pg_fail_res(s, err, errlen, "CRL insert", r);
     PQclear(r);
     return rc;
 }

@@ -906,7 +906,8 @@ static void test_ledger_pg(void)
     /* a URI, a passfile and a timeout are fine */
     snprintf(full, n,
              "%sledger = { backend = \"postgresql\"; busy_timeout_ms = 300;\n"
-             "  conninfo = \"postgresql://certforge@/certforge?host=/run/pg&passfile=/etc/cf/pgpass\"; };\n",
+             "  conninfo = "
+             "\"postgresql://certforge@/certforge?host=/run/pg&passfile=/etc/cf/pgpass\"; };\n",
              base_conf);
     c = NULL;
     CU_ASSERT_EQUAL_FATAL(load_text(full, &c), 0);

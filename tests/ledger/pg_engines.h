@@ -17,11 +17,11 @@
 #define PGE_MAX 4
 
 typedef struct pg_engines {
-    unsigned n;             /* engines */
-    char schema[64];        /* fresh per pge_init */
-    char conninfo[700];     /* the engines' ledger.conninfo (search_path = schema) */
-    const char *grants;     /* grants list for the configs, or NULL: the harness default */
-    const char *pipeline;   /* extra pipeline settings (serial_prefix is added), or NULL */
+    unsigned n;           /* engines */
+    char schema[64];      /* fresh per pge_init */
+    char conninfo[700];   /* the engines' ledger.conninfo (search_path = schema) */
+    const char *grants;   /* grants list for the configs, or NULL: the harness default */
+    const char *pipeline; /* extra pipeline settings (serial_prefix is added), or NULL */
     char sock[PGE_MAX][100];
     char conf[PGE_MAX][400];
     unsigned prefix[PGE_MAX]; /* pipeline.serial_prefix of engine i: 0x0A + i */

@@ -34,9 +34,9 @@
 static char DIR_[256];
 static uint8_t *CERT;
 static int CERT_LEN;
-static bool PG;            /* this run: the PostgreSQL backend */
-static const char *PG_CI;  /* $CF_TEST_PG_CONNINFO */
-static char PG_TAG[32];    /* schema prefix of this run: t<pid> */
+static bool PG;           /* this run: the PostgreSQL backend */
+static const char *PG_CI; /* $CF_TEST_PG_CONNINFO */
+static char PG_TAG[32];   /* schema prefix of this run: t<pid> */
 
 static void db_path(const char *name, char *out, size_t len)
 {
@@ -270,8 +270,7 @@ static void pg_value(const char *sql, char *out, size_t len)
     PGconn *c = pg_side(PG_CI);
     PGresult *r = PQexec(c, sql);
     snprintf(out, len, "%s",
-             PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 ? PQgetvalue(r, 0, 0)
-                                                                       : "");
+             PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "");
     PQclear(r);
     PQfinish(c);
 }
@@ -321,8 +320,7 @@ static void test_schema(void)
         CU_ASSERT_EQUAL(sqlite3_step(st), SQLITE_ROW);
         CU_ASSERT_STRING_EQUAL((const char *)sqlite3_column_text(st, 0), "wal");
         sqlite3_finalize(st);
-        CU_ASSERT_EQUAL(sqlite3_prepare_v2(db,
-                                           "SELECT count(*), max(version) FROM schema_version",
+        CU_ASSERT_EQUAL(sqlite3_prepare_v2(db, "SELECT count(*), max(version) FROM schema_version",
                                            -1, &st, NULL),
                         SQLITE_OK);
         CU_ASSERT_EQUAL(sqlite3_step(st), SQLITE_ROW);
@@ -561,8 +559,8 @@ static void test_batch_atomic(void)
     }
     r[3] = b[1].r; /* duplicate, in the middle of the batch */
     CU_ASSERT_EQUAL(ledger_record(l, r, 5, err, sizeof(err)), -1);
-    CU_ASSERT_PTR_NOT_NULL(
-        strstr(err, PG ? "duplicate key value violates unique constraint" : "UNIQUE constraint failed"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, PG ? "duplicate key value violates unique constraint"
+                                          : "UNIQUE constraint failed"));
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "INSERT of serial aa00000001"));
     CU_ASSERT_EQUAL(count(l, NULL), 3);
     CU_ASSERT_EQUAL(ledger_find(l, "aa00000003", NULL, NULL, err, sizeof(err)), 0);
@@ -620,8 +618,8 @@ static void test_locked(void)
         CU_ASSERT_EQUAL(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
     }
     CU_ASSERT_EQUAL(ledger_record(l, &b.r, 1, err, sizeof(err)), -1);
-    CU_ASSERT_PTR_NOT_NULL(strstr(err, PG ? "canceling statement due to lock timeout"
-                                          : "database is locked"));
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(err, PG ? "canceling statement due to lock timeout" : "database is locked"));
     if (PG) {
         PQclear(PQexec(pc, "ROLLBACK"));
         PQfinish(pc);
@@ -1022,8 +1020,9 @@ static void test_record_cost(void)
             }
         }
         double us = (now_s() - t0) / rounds * 1e6;
-        fprintf(stderr, "\n    %s ledger_record, batch %3u: %8.0f us per batch, %6.1f us per "
-                        "certificate",
+        fprintf(stderr,
+                "\n    %s ledger_record, batch %3u: %8.0f us per batch, %6.1f us per "
+                "certificate",
                 PG ? "postgresql" : "sqlite", bs, us, us / bs);
     }
     fprintf(stderr, "\n");
@@ -1181,8 +1180,8 @@ int main(int argc, char **argv)
     }
     if (CU_initialize_registry() != CUE_SUCCESS)
         return 1;
-    CU_pSuite s = CU_add_suite(PG ? "ledger (postgresql)" : "ledger (sqlite)", suite_init,
-                               suite_clean);
+    CU_pSuite s =
+        CU_add_suite(PG ? "ledger (postgresql)" : "ledger (sqlite)", suite_init, suite_clean);
     CU_add_test(s, "schema created, version, newer refused", test_schema);
     CU_add_test(s, "open errors name the path and reason",
                 PG ? test_open_errors_pg : test_open_errors);
@@ -1196,8 +1195,7 @@ int main(int argc, char **argv)
     CU_add_test(s, "concurrent writers", test_concurrent);
     CU_add_test(s, "record cost per batch", test_record_cost);
     if (PG) {
-        CU_add_test(s, "a lost connection fails one call; the next reconnects",
-                    test_pg_reconnect);
+        CU_add_test(s, "a lost connection fails one call; the next reconnects", test_pg_reconnect);
         CU_add_test(s, "engines at once: schema, cRLNumbers, revocation", test_pg_engines);
         CU_add_test(s, "a server with fsync = off is refused", test_fsync_off_pg);
     } else {

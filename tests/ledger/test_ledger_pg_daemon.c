@@ -47,7 +47,7 @@ typedef struct got {
 typedef struct load {
     const pg_engines *e;
     unsigned engine;
-    size_t want;        /* stop after this many certificates (0: until stop) */
+    size_t want; /* stop after this many certificates (0: until stop) */
     _Atomic int stop;
     /* results */
     got *got;
@@ -72,7 +72,8 @@ static void *load_thread(void *arg)
         return NULL;
     size_t sent = 0, inflight = 0;
     for (;;) {
-        bool more = !atomic_load(&l->stop) && (!l->want || atomic_load(&l->ngot) + inflight < l->want);
+        bool more =
+            !atomic_load(&l->stop) && (!l->want || atomic_load(&l->ngot) + inflight < l->want);
         while (more && inflight < 32) {
             cf_issue_req req;
             fill_req(&req, &POOL.items[(l->engine * 17 + sent) % POOL.n], "nf");
@@ -164,8 +165,8 @@ static size_t check_received(const pg_engines *e, load *const *loads, size_t nlo
 {
     PGconn *db = pge_db(e);
     CU_ASSERT_PTR_NOT_NULL_FATAL(db);
-    PGresult *p = PQprepare(db, "by_serial", "SELECT cert FROM certificates WHERE serial = $1",
-                            1, NULL);
+    PGresult *p =
+        PQprepare(db, "by_serial", "SELECT cert FROM certificates WHERE serial = $1", 1, NULL);
     CU_ASSERT_EQUAL_FATAL(PQresultStatus(p), PGRES_COMMAND_OK);
     PQclear(p);
     size_t total = 0, missing = 0, differ = 0, bad = 0, wrong_prefix = 0, dup = 0;
@@ -318,8 +319,7 @@ static void test_pg_outage(void)
     CU_ASSERT_EQUAL(e.d[0].pid, pid);
     CU_ASSERT_TRUE(log_has(e.d[0].log, "event=ledger_recovered"));
     fprintf(stderr, "\n    received %zu, LEDGER_FAILURE %zu, other failures %zu",
-            atomic_load(&a.ngot), atomic_load(&a.ledger_failures),
-            atomic_load(&a.other_failures));
+            atomic_load(&a.ngot), atomic_load(&a.ledger_failures), atomic_load(&a.other_failures));
     CU_ASSERT_EQUAL(atomic_load(&a.other_failures), 0);
     load *ls[1] = {&a};
     check_received(&e, ls, 1);
@@ -354,8 +354,7 @@ int main(void)
     CU_pSuite s = CU_add_suite("certforged on a PostgreSQL ledger", suite_init, dh_suite_clean);
     CU_add_test(s, "two engines, one ledger, issuing at once: no serial twice", test_two_engines);
     CU_add_test(s, "kill -9 of one engine under load; restart", test_kill9);
-    CU_add_test(s, "PostgreSQL stopped under load: LEDGER_FAILURE, then recovers",
-                test_pg_outage);
+    CU_add_test(s, "PostgreSQL stopped under load: LEDGER_FAILURE, then recovers", test_pg_outage);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned fails = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
