@@ -87,8 +87,11 @@ int pge_init(pg_engines *e, const char *name, unsigned n)
         snprintf(pipeline, sizeof(pipeline), "%s serial_prefix = 0x%02X;",
                  e->pipeline ? e->pipeline : "workers = 2; queue = 4096; batch = 16;",
                  e->prefix[i]);
-        conf_opts o = {
-            .grants = e->grants, .pipeline = pipeline, .socket = e->sock[i], .ledger = ledger};
+        conf_opts o = {.grants = e->grants,
+                       .pipeline = pipeline,
+                       .socket = e->sock[i],
+                       .ledger = ledger,
+                       .extra = e->extra[i]};
         write_conf(e->conf[i], &o);
     }
     return 0;

@@ -26,7 +26,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #define PIN "Pg7-ledger-pin"
 /* Certificates per engine in the two-engine test: 2 x 2000; 2 x 1000 under
@@ -334,6 +338,80 @@ static void test_pg_outage(void)
     pge_cleanup(&e);
 }
 
+/* A revocation made through one engine is on a CRL made by the other;
+ * cRLNumbers from both engines strictly increase (one sequence in the
+ * shared ledger); the CRL op of either answers the latest. */
+static void test_crl_across_engines(void)
+{
+    pg_engines e = {0};
+    char grants[400], extra[2][800], dir[2][600];
+    snprintf(grants, sizeof(grants),
+             "( { uid = %u; profiles = [\"nf\"]; ops = [\"issue\", \"status\", \"keys\", "
+             "\"revoke\", \"crl\"]; } )",
+             (unsigned)getuid());
+    e.grants = grants;
+    for (int i = 0; i < 2; i++) {
+        snprintf(dir[i], sizeof(dir[i]), "%s/crl-e%d", H.dir, i);
+        mkdir(dir[i], 0700);
+        snprintf(extra[i], sizeof(extra[i]), "crl = { dir = \"%.500s\"; revoke_delay = \"1s\"; };",
+                 dir[i]);
+        e.extra[i] = extra[i];
+    }
+    CU_ASSERT_EQUAL_FATAL(pge_init(&e, "crl", 2), 0);
+    CU_ASSERT_FATAL(pge_start(&e, 0) == 0);
+    CU_ASSERT_FATAL(pge_start(&e, 1) == 0);
+    cf_client *c0 = pge_client(&e, 0), *c1 = pge_client(&e, 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c1);
+    cf_issue_req req;
+    fill_req(&req, &POOL.items[3], "nf");
+    cf_response r;
+    CU_ASSERT_EQUAL_FATAL(cf_issue_one(c0, &req, 10000, &r), 0);
+    CU_ASSERT_EQUAL_FATAL(r.status, CF_ST_OK);
+    uint8_t serial[20];
+    size_t sl = r.serial.len;
+    memcpy(serial, r.serial.p, sl);
+    /* revoked through engine 1, which did not issue it */
+    CU_ASSERT_EQUAL_FATAL(cf_revoke_one(c1, serial, sl, 1, (cf_str){"acme", 4}, 10000, &r), 0);
+    CU_ASSERT_EQUAL(r.status, CF_ST_OK);
+    CU_ASSERT_EQUAL(r.reason, 1);
+    long num[2];
+    for (int i = 0; i < 2; i++) {
+        cf_client *c = i == 0 ? c1 : c0; /* engine 1 first, then engine 0 */
+        CU_ASSERT_EQUAL_FATAL(cf_crl_one(c, (cf_str){"ca", 2}, 1, 20000, &r), 0);
+        CU_ASSERT_EQUAL_FATAL(r.status, CF_ST_OK);
+        const unsigned char *p = r.crl.p;
+        X509_CRL *x = d2i_X509_CRL(NULL, &p, (long)r.crl.len);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(x);
+        CU_ASSERT_EQUAL(X509_CRL_verify(x, X509_get0_pubkey(CA)), 1);
+        ASN1_INTEGER *n = X509_CRL_get_ext_d2i(x, NID_crl_number, NULL, NULL);
+        num[i] = n ? ASN1_INTEGER_get(n) : -1;
+        ASN1_INTEGER_free(n);
+        /* engine 0's CRL lists the revocation made through engine 1 */
+        BIGNUM *bn = BN_bin2bn(serial, (int)sl, NULL);
+        ASN1_INTEGER *ai = BN_to_ASN1_INTEGER(bn, NULL);
+        X509_REVOKED *rv = NULL;
+        CU_ASSERT_EQUAL(X509_CRL_get0_by_serial(x, &rv, ai), 1);
+        ASN1_INTEGER_free(ai);
+        BN_free(bn);
+        X509_CRL_free(x);
+    }
+    CU_ASSERT(num[0] > 0 && num[1] > num[0]);
+    /* the CRL op of engine 1 answers the latest, made by engine 0 */
+    CU_ASSERT_EQUAL_FATAL(cf_crl_one(c1, (cf_str){"ca", 2}, 0, 10000, &r), 0);
+    CU_ASSERT_EQUAL_FATAL(r.status, CF_ST_OK);
+    const unsigned char *p = r.crl.p;
+    X509_CRL *x = d2i_X509_CRL(NULL, &p, (long)r.crl.len);
+    ASN1_INTEGER *n = x ? X509_CRL_get_ext_d2i(x, NID_crl_number, NULL, NULL) : NULL;
+    CU_ASSERT(n && ASN1_INTEGER_get(n) >= num[1]);
+    ASN1_INTEGER_free(n);
+    X509_CRL_free(x);
+    cf_client_close(c0);
+    cf_client_close(c1);
+    pge_stop_all(&e);
+    pge_cleanup(&e);
+}
+
 static int suite_init(void)
 {
     return dh_suite_init("pgl", PIN, "PG Ledger Test CA");
@@ -355,6 +433,8 @@ int main(void)
     CU_add_test(s, "two engines, one ledger, issuing at once: no serial twice", test_two_engines);
     CU_add_test(s, "kill -9 of one engine under load; restart", test_kill9);
     CU_add_test(s, "PostgreSQL stopped under load: LEDGER_FAILURE, then recovers", test_pg_outage);
+    CU_add_test(s, "a CRL made by one engine lists a revocation made through the other",
+                test_crl_across_engines);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned fails = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
