@@ -1,5 +1,7 @@
 #include "bench_common.h"
 
+#include <libpq-fe.h>
+
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -138,8 +140,30 @@ int bench_write_config(const bench_setup *su, unsigned threads, unsigned queue, 
             queue, su->batch > queue ? queue : su->batch, su->verify ? "all" : "off",
             extra ? extra : "");
     /* certforged records every certificate (docs/ledger.md): a fresh
-     * ledger per run, in the bench's folder (the core mode ignores it) */
-    if (!su->no_ledger) {
+     * ledger per run, in the bench's folder (the core mode ignores it), or
+     * with --ledger-conninfo a fresh schema certforge_bench in that
+     * PostgreSQL database */
+    if (!su->no_ledger && su->ledger_conninfo) {
+        PGconn *c = PQconnectdb(su->ledger_conninfo);
+        PGresult *r = NULL;
+        if (PQstatus(c) == CONNECTION_OK)
+            r = PQexec(c, "SET client_min_messages = warning; DROP SCHEMA IF EXISTS "
+                          "certforge_bench CASCADE; CREATE SCHEMA certforge_bench");
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            fprintf(stderr, "certforge-bench: --ledger-conninfo: %s",
+                    r ? PQresultErrorMessage(r) : PQerrorMessage(c));
+            PQclear(r);
+            PQfinish(c);
+            fclose(f);
+            return -1;
+        }
+        PQclear(r);
+        PQfinish(c);
+        fprintf(f,
+                "ledger = { backend = \"postgresql\"; conninfo = \"%s "
+                "options=-csearch_path=certforge_bench\"; };\n",
+                su->ledger_conninfo);
+    } else if (!su->no_ledger) {
         fprintf(f, "ledger = { backend = \"sqlite\"; path = \"ledger.db\"; };\n");
         static const char *const sfx[] = {"", "-wal", "-shm"};
         for (size_t i = 0; i < 3; i++) {

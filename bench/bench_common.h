@@ -23,6 +23,7 @@ typedef struct bench_setup {
     unsigned connections, depth; /* ipc: client connections, requests in flight on each */
     bool verify;    /* verify every issued signature */
     bool no_ledger; /* ipc: certforged without its ledger (hidden --no-ledger: cost comparison) */
+    const char *ledger_conninfo; /* ipc: record into PostgreSQL (schema certforge_bench) */
     unsigned hsm_latency_us; /* > 0: sign through the latency shim (a network HSM stand-in) */
     unsigned sessions;  /* > 0: the key's sessions and sign_threads (else workers, 0) */
     char csr_key[16], ca_key[16];

@@ -69,6 +69,11 @@ static void usage(FILE *f)
             "                    signature (a network HSM stand-in; docs/shim.md)\n"
             "  --sessions S      the CA key's sessions and sign_threads (default: sessions =\n"
             "                    workers, sign_threads = 0); up to S signatures in flight\n"
+            "  --ledger-conninfo CONNINFO  ipc: certforged records into PostgreSQL instead of\n"
+            "                    SQLite: a libpq conninfo (no password; ~/.pgpass) whose\n"
+            "                    schema certforge_bench is DROPPED and re-created per run\n"
+            "                    (tools/pg-cluster.sh start DIR prints one for a throwaway\n"
+            "                    cluster)\n"
             "  --cache DIR       CSR pool cache (default ~/.cache/certforge-bench)\n"
             "  --json FILE       also write the results as JSON (one object per mode run)\n"
             "\n"
@@ -281,6 +286,7 @@ int main(int argc, char **argv)
         {"no-ledger", no_argument, NULL, 'L'},
         {"hsm-latency-us", required_argument, NULL, 'H'},
         {"sessions", required_argument, NULL, 's'},
+        {"ledger-conninfo", required_argument, NULL, 'G'},
         {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -363,6 +369,9 @@ int main(int argc, char **argv)
             break;
         case 'L':
             su.no_ledger = true;
+            break;
+        case 'G':
+            su.ledger_conninfo = optarg;
             break;
         case 'H': {
             long v = strtol(optarg, NULL, 10);

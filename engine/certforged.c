@@ -130,19 +130,27 @@ static int open_ledger(const cfg_config *cfg, bool no_ledger, ledger **out, char
                  cfg->path);
         return -1;
     }
+    bool pg = cfg->ledger.backend == CFG_LEDGER_POSTGRESQL;
     ledger_opts lo = {
-        .backend = LEDGER_SQLITE,
+        .backend = pg ? LEDGER_POSTGRESQL : LEDGER_SQLITE,
         .path = cfg->ledger.path,
+        .conninfo = cfg->ledger.conninfo,
         .busy_timeout_ms = cfg->ledger.busy_timeout_ms,
     };
     char why[768];
     if (ledger_open(&lo, out, why, sizeof(why)) != 0) {
-        snprintf(err, errlen, "%s:%d: ledger.path: %s", cfg->path, cfg->ledger.line, why);
+        snprintf(err, errlen, "%s:%d: ledger.%s: %s", cfg->path, cfg->ledger.line,
+                 pg ? "conninfo" : "path", why);
         return -1;
     }
-    srv_log(CFG_LOG_INFO, "ledger_open", "backend=%s path=%s schema_version=%d",
-            cfg_ledger_backend_name(cfg->ledger.backend), cfg->ledger.path,
-            ledger_schema_version(*out));
+    /* the conninfo holds no password: the config refuses one */
+    if (pg)
+        srv_log(CFG_LOG_INFO, "ledger_open", "backend=postgresql conninfo=\"%s\" schema_version=%d",
+                cfg->ledger.conninfo, ledger_schema_version(*out));
+    else
+        srv_log(CFG_LOG_INFO, "ledger_open", "backend=%s path=%s schema_version=%d",
+                cfg_ledger_backend_name(cfg->ledger.backend), cfg->ledger.path,
+                ledger_schema_version(*out));
     return 0;
 }
 

@@ -113,9 +113,11 @@ profiles = ( {
 pipeline = { workers = $(nproc); };
 log = { level = "info"; };
 server = { socket = "$sock"; socket_mode = "0600"; };
-grants = ( { uid = $(id -u); profiles = ["nf"]; ops = ["issue", "status", "keys"]; } );
+grants = ( { uid = $(id -u); profiles = ["nf"]; ops = ["issue", "status", "keys", "revoke", "crl"]; } );
 ledger = { backend = "sqlite"; path = "ledger.db"; };   # $state/ledger.db (docs/ledger.md)
+crl = { dir = "crl"; interval = "1h"; validity = "1d"; revoke_delay = "10s"; };  # docs/crl.md
 CONF
+mkdir -p "$state/crl"
 : >"$log"
 "$build/certforged" --config "$state/certforged.conf" >>"$log" 2>&1 &
 echo $! >"$pidfile"
@@ -161,6 +163,20 @@ fi
 echo "all $n are in the ledger ($state/ledger.db; certforge ledger list --config $state/certforged.conf)"
 rate=$(sed -n 's/^issued .* s: \(.*\) certificates\/s$/\1/p' "$state/issue-summary.txt")
 
+step "revoke one certificate and check the CRL (certforge revoke, certforge crl --new)"
+first=$(find "$state/certs" -name '*.pem' | sort | head -n 1)
+serial=$(openssl x509 -in "$first" -noout -serial | cut -d= -f2)
+"$cf" revoke --socket "$sock" --serial "$serial" --reason keyCompromise
+"$cf" crl --socket "$sock" --issuer nf-ca --new --out "$state/crl/nf-ca-now.crl" --der
+openssl crl -inform DER -in "$state/crl/nf-ca-now.crl" -CAfile "$state/nf-ca.pem" -noout -verify
+openssl crl -inform DER -in "$state/crl/nf-ca-now.crl" -out "$state/crl/nf-ca-now.pem"
+if openssl verify -crl_check -CAfile "$state/ca-chain.pem" -CRLfile "$state/crl/nf-ca-now.pem" \
+     "$first" >/dev/null 2>&1; then
+  echo "quickstart: openssl verify -crl_check accepted the revoked $first" >&2
+  exit 1
+fi
+echo "openssl verify -crl_check rejects the revoked certificate ($serial)"
+
 step "stop certforged"
 stop_daemon
 trap - EXIT
@@ -170,7 +186,7 @@ cat <<MSG
 
 Done. certforged issued $n NF certificates at $rate certificates/s; all $verified verify
 against the quickstart root. State: $state (token files, PIN files mode 0600, root.pem,
-nf-ca.pem, certforged.conf, certforged.log, ledger.db, csrs/, certs/).
+nf-ca.pem, certforged.conf, certforged.log, ledger.db, crl/ (published CRLs), csrs/, certs/).
 Run it again yourself:
   export SOFTHSM2_CONF=$state/softhsm2.conf
   export CERTFORGE_TOKEN='$CERTFORGE_TOKEN'

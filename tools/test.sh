@@ -8,6 +8,12 @@
 # tsan (ThreadSanitizer, the suites labelled "concurrency"), fuzz (each
 # libFuzzer target for a few seconds under ASan+UBSan). The last line is
 # the total over every stage.
+#
+# PostgreSQL: one throwaway cluster for the whole run (tools/pg-cluster.sh:
+# initdb in a temporary folder, Unix socket only, stopped by its PID when
+# this script exits), named to the tests by CF_TEST_PG_CONNINFO and
+# CF_TEST_PG_DIR. If it cannot be started the PostgreSQL tests report
+# themselves skipped.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -54,6 +60,20 @@ export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
 # keeps singletons until exit: suppress leaks allocated inside it. Modules
 # are loaded RTLD_NODELETE so its frames can still be named at exit.
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$top/tests/lsan.supp:print_suppressions=0}
+
+pg_dir=$(mktemp -d /tmp/cf-pg.XXXXXX)
+cleanup_pg() {
+  tools/pg-cluster.sh stop "$pg_dir" || true
+  rm -rf "$pg_dir"
+}
+trap cleanup_pg EXIT
+if pg_ci=$(tools/pg-cluster.sh start "$pg_dir" 2>"$pg_dir.log"); then
+  export CF_TEST_PG_CONNINFO=$pg_ci CF_TEST_PG_DIR=$pg_dir
+  echo "PostgreSQL: throwaway cluster at $pg_dir (pid $(head -n1 "$pg_dir/data/postmaster.pid"))"
+else
+  echo "PostgreSQL: no throwaway cluster, its tests will be skipped: $(tail -n1 "$pg_dir.log")"
+fi
+rm -f "$pg_dir.log"
 
 for stage in $stages; do
   case $stage in

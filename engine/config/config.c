@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <libconfig.h>
+#include <libpq-fe.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1155,16 +1156,50 @@ static int load_grants(ld *l, const config_setting_t *root, cfg_config *c)
 
 /* ------------------------------------------------------------ ledger */
 
-static const char *const ledger_backend_names[CFG_LEDGER__MAX] = {"sqlite"};
+static const char *const ledger_backend_names[CFG_LEDGER__MAX] = {"sqlite", "postgresql"};
 
 const char *cfg_ledger_backend_name(cfg_ledger_backend b)
 {
     return (unsigned)b < CFG_LEDGER__MAX ? ledger_backend_names[b] : "?";
 }
 
+/* ledger.conninfo: a libpq conninfo ("host=/run/postgresql dbname=x") or
+ * URI ("postgresql:///x?host=/run/postgresql"), parsed by libpq itself so
+ * what is accepted here is exactly what libpq will read. Secrets stay out
+ * of the config (it is world-readable in many set-ups and gets pasted into
+ * tickets): a password or an SSL key passphrase is refused. */
+static int check_conninfo(ld *l, const config_setting_t *w, const char *v)
+{
+    char *e = NULL;
+    PQconninfoOption *o = PQconninfoParse(v, &e);
+    if (!o) {
+        char m[256];
+        snprintf(m, sizeof(m), "%s", e ? e : "out of memory");
+        for (char *p = m; *p; p++)
+            if (*p == '\n')
+                *p = ' ';
+        size_t n = strlen(m);
+        while (n && m[n - 1] == ' ')
+            m[--n] = 0;
+        PQfreemem(e);
+        return fail(l, w, "not a libpq conninfo: %s", m);
+    }
+    int rc = 0;
+    for (PQconninfoOption *p = o; p->keyword && rc == 0; p++)
+        if ((strcmp(p->keyword, "password") == 0 || strcmp(p->keyword, "sslpassword") == 0) &&
+            p->val)
+            rc = fail(l, w,
+                      "holds a %s: keep it out of the config; use a password file (PGPASSFILE, "
+                      "~/.pgpass, or passfile=PATH here) or peer authentication on a Unix socket "
+                      "(docs/ledger.md)",
+                      p->keyword);
+    PQconninfoFree(o);
+    return rc;
+}
+
 static int load_ledger(ld *l, const config_setting_t *root, cfg_ledger *lg)
 {
-    static const char *const known[] = {"backend", "path", "busy_timeout_ms", NULL};
+    static const char *const known[] = {"backend", "path", "conninfo", "busy_timeout_ms", NULL};
     lg->backend = CFG_LEDGER_SQLITE;
     lg->busy_timeout_ms = 1000;
     config_setting_t *g = config_setting_get_member(root, "ledger");
@@ -1179,17 +1214,29 @@ static int load_ledger(ld *l, const config_setting_t *root, cfg_ledger *lg)
     if (get_str(l, g, "backend", true, &v, &w))
         return -1;
     if (strcmp(v, "postgresql") == 0)
-        return fail(l, w, "'postgresql' is not supported yet: use \"sqlite\"");
-    if (strcmp(v, "sqlite") != 0)
-        return fail(l, w, "'%s': expected \"sqlite\"", v);
-    if (get_str(l, g, "path", true, &v, &w))
+        lg->backend = CFG_LEDGER_POSTGRESQL;
+    else if (strcmp(v, "sqlite") != 0)
+        return fail(l, w, "'%s': expected \"sqlite\" or \"postgresql\"", v);
+    if (get_ms(l, g, "busy_timeout_ms", 1, 60000, lg->busy_timeout_ms, &lg->busy_timeout_ms))
+        return -1;
+    /* each backend takes its own setting and refuses the other's */
+    const char *mine = lg->backend == CFG_LEDGER_SQLITE ? "path" : "conninfo";
+    const char *other = lg->backend == CFG_LEDGER_SQLITE ? "conninfo" : "path";
+    if ((w = config_setting_get_member(g, other)) != NULL)
+        return fail(l, w, "is for backend \"%s\", not \"%s\"; this backend takes '%s'",
+                    lg->backend == CFG_LEDGER_SQLITE ? "postgresql" : "sqlite",
+                    cfg_ledger_backend_name(lg->backend), mine);
+    if (get_str(l, g, mine, true, &v, &w))
         return -1;
     if (strlen(v) > 4000)
         return fail(l, w, "longer than 4000 characters");
+    if (lg->backend == CFG_LEDGER_POSTGRESQL) {
+        if (check_conninfo(l, w, v))
+            return -1;
+        return (lg->conninfo = dup_or_fail(l, v)) ? 0 : -1;
+    }
     if (strcmp(v, ":memory:") == 0 || strncmp(v, "file:", 5) == 0)
         return fail(l, w, "'%s': a file path is required (the ledger must be durable)", v);
-    if (get_ms(l, g, "busy_timeout_ms", 1, 60000, lg->busy_timeout_ms, &lg->busy_timeout_ms))
-        return -1;
     return (lg->path = resolve_path(l, v)) ? 0 : -1;
 }
 
@@ -1331,6 +1378,7 @@ void cfg_free(cfg_config *c)
     free(c->grants);
     free(c->server.socket);
     free(c->ledger.path);
+    free(c->ledger.conninfo);
     free(c->tokens);
     free(c->keys);
     free(c->issuers);

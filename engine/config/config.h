@@ -208,12 +208,17 @@ typedef struct cfg_crl {
 
 /* The ledger (docs/ledger.md, docs/configuration.md `ledger`). Optional
  * for the loader; certforged refuses to start without it. */
-typedef enum cfg_ledger_backend { CFG_LEDGER_SQLITE, CFG_LEDGER__MAX } cfg_ledger_backend;
-const char *cfg_ledger_backend_name(cfg_ledger_backend b); /* "sqlite" */
+typedef enum cfg_ledger_backend {
+    CFG_LEDGER_SQLITE,
+    CFG_LEDGER_POSTGRESQL,
+    CFG_LEDGER__MAX
+} cfg_ledger_backend;
+const char *cfg_ledger_backend_name(cfg_ledger_backend b); /* "sqlite", "postgresql" */
 
 typedef struct cfg_ledger {
     cfg_ledger_backend backend;
     char *path;               /* sqlite: database file (relative: against the config folder) */
+    char *conninfo;           /* postgresql: libpq conninfo or URI (never a password) */
     unsigned busy_timeout_ms; /* how long a batch waits for another writer's lock */
     int line;                 /* 0 when the section is absent (no ledger) */
 } cfg_ledger;

@@ -14,21 +14,22 @@
 #include "ledger_backend.h"
 #include "oid.h"
 
-static const char *const backend_names[LEDGER_BACKEND__MAX] = {"sqlite"};
+static const char *const backend_names[LEDGER_BACKEND__MAX] = {"sqlite", "postgresql"};
 
 const char *ledger_backend_name(ledger_backend b)
 {
     return (unsigned)b < LEDGER_BACKEND__MAX ? backend_names[b] : "?";
 }
 
-static const ledger_ops *const backends[LEDGER_BACKEND__MAX] = {&ledger_sqlite_ops};
+static const ledger_ops *const backends[LEDGER_BACKEND__MAX] = {&ledger_sqlite_ops, &ledger_pg_ops};
 
 struct ledger {
     const ledger_ops *ops;
     void *state;
     /* One call at a time: the pipeline's workers call ledger_record()
-     * concurrently, and a SQLite connection must not be shared by two
-     * threads at once (WAL allows one writer anyway). */
+     * concurrently, and neither a SQLite connection nor a libpq PGconn may
+     * be used by two threads at once (SQLite's WAL allows one writer
+     * anyway). */
     pthread_mutex_t mu;
 };
 
@@ -39,8 +40,12 @@ int ledger_open(const ledger_opts *o, ledger **out, char *err, size_t errlen)
         snprintf(err, errlen, "ledger: unknown backend %d", (int)o->backend);
         return -1;
     }
-    if (!o->path || !o->path[0]) {
+    if (o->backend == LEDGER_SQLITE && (!o->path || !o->path[0])) {
         snprintf(err, errlen, "ledger: no path");
+        return -1;
+    }
+    if (o->backend == LEDGER_POSTGRESQL && !o->conninfo) {
+        snprintf(err, errlen, "ledger: no conninfo");
         return -1;
     }
     ledger *l = calloc(1, sizeof(*l));

@@ -4,10 +4,10 @@
  * per pipeline batch, BEFORE any certificate of the batch is released: a
  * crash loses no certificate that any client received.
  *
- * One interface, several backends: SQLite (embedded default, ledger_sqlite.c)
- * now; PostgreSQL (several engines sharing one CA) later, behind the same
- * calls. A backend is picked by ledger_open() from the config's `ledger`
- * section.
+ * One interface, two backends: SQLite (embedded default, ledger_sqlite.c)
+ * and PostgreSQL (several engines sharing one CA, ledger_pg.c), behind the
+ * same calls. A backend is picked by ledger_open() from the config's
+ * `ledger` section.
  *
  * Thread safety: every call on one ledger may come from any thread; calls
  * are serialized inside (a SQLite database has one writer at a time
@@ -31,13 +31,19 @@
 /* Serial numbers: RFC 5280 §4.1.2.2, at most 20 octets → 40 hex digits. */
 #define LEDGER_SERIAL_HEX_MAX 40
 
-typedef enum ledger_backend { LEDGER_SQLITE, LEDGER_BACKEND__MAX } ledger_backend;
-const char *ledger_backend_name(ledger_backend b); /* "sqlite" */
+typedef enum ledger_backend {
+    LEDGER_SQLITE,
+    LEDGER_POSTGRESQL,
+    LEDGER_BACKEND__MAX
+} ledger_backend;
+const char *ledger_backend_name(ledger_backend b); /* "sqlite", "postgresql" */
 
 typedef struct ledger_opts {
     ledger_backend backend;
     const char *path;         /* sqlite: the database file (created if absent) */
-    unsigned busy_timeout_ms; /* how long a write waits for another writer's lock */
+    const char *conninfo;     /* postgresql: libpq conninfo or URI, without a password */
+    unsigned busy_timeout_ms; /* how long a write waits for another writer's lock
+                               * (postgresql: lock_timeout) */
     bool read_only;           /* the CLI: never creates, never migrates, never writes */
 } ledger_opts;
 
@@ -90,7 +96,8 @@ LEDGER_WUR int ledger_open(const ledger_opts *o, ledger **out, char *err, size_t
 void ledger_close(ledger *l);
 
 /* Record n certificates in ONE transaction: all of them are durable when
- * this returns 0 (sqlite: WAL, synchronous=FULL), none of them when it
+ * this returns 0 (sqlite: WAL, synchronous=FULL; postgresql: a committed
+ * transaction, synchronous_commit on, fsync on), none of them when it
  * returns -1 (err says why). A serial already recorded fails the batch. */
 LEDGER_WUR int ledger_record(ledger *l, const ledger_rec *recs, size_t n, char *err,
                              size_t errlen);

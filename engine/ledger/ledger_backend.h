@@ -31,5 +31,6 @@ typedef struct ledger_ops {
 } ledger_ops;
 
 extern const ledger_ops ledger_sqlite_ops;
+extern const ledger_ops ledger_pg_ops;
 
 #endif

@@ -286,5 +286,15 @@ expect 1 "connect $SOCK" "$CF" status
 unset CERTFORGE_SOCKET
 expect 1 "connect /run/certforge/certforged.sock" env -u CERTFORGE_SOCKET "$CF" status --socket ""
 
+# --- certforge ledger: which ledger, and PostgreSQL errors (no server needed) ------------------
+expect 2 "give the ledger with --db PATH, --conninfo STRING or --config FILE" "$CF" ledger list
+expect 2 "give the ledger with --db PATH, --conninfo STRING or --config FILE" \
+  "$CF" ledger list --db ledger.db --conninfo "dbname=x"
+expect 1 "holds a password" "$CF" ledger list --conninfo "host=$D dbname=certforge password=s3cret"
+grep -q s3cret "$D/err" && fail "the password was echoed: $(cat "$D/err")" || ok
+expect 1 "ledger postgresql host=$D/none port=5432 dbname=certforge user=certforge: cannot connect" \
+  "$CF" ledger list --conninfo "host=$D/none port=5432 dbname=certforge user=certforge"
+expect 1 "invalid connection option" "$CF" ledger show 0a --conninfo "host=$D dbnme=x"
+
 echo "test_cli_issue: $checks checks, $fails failed"
 [ $fails -eq 0 ]

@@ -913,11 +913,13 @@ static void test_confine_section(void)
 static const char ledger_conf[] =
     "ledger = { backend = \"sqlite\"; path = \"state/ledger.db\"; busy_timeout_ms = 250; };\n";
 
-static void refuse_ledger(const char *from, const char *to, const char *want)
+/* base_conf + `ledger` with `from` replaced by `to` must be refused with
+ * a message containing `want`. */
+static void refuse_with(const char *ledger, const char *from, const char *to, const char *want)
 {
-    size_t n = strlen(base_conf) + strlen(ledger_conf) + 1;
+    size_t n = strlen(base_conf) + strlen(ledger) + 1;
     char *full = malloc(n);
-    snprintf(full, n, "%s%s", base_conf, ledger_conf);
+    snprintf(full, n, "%s%s", base_conf, ledger);
     char *t = sub(full, from, to);
     cfg_config *c = NULL;
     int rc = load_text(t, &c);
@@ -930,6 +932,11 @@ static void refuse_ledger(const char *from, const char *to, const char *want)
     }
     free(t);
     free(full);
+}
+
+static void refuse_ledger(const char *from, const char *to, const char *want)
+{
+    refuse_with(ledger_conf, from, to, want);
 }
 
 static void test_ledger(void)
@@ -975,9 +982,15 @@ static void test_ledger_refused(void)
     refuse_ledger("backend = \"sqlite\"; ", "", "ledger: missing required setting 'backend'");
     refuse_ledger("path = \"state/ledger.db\"; ", "",
                   "ledger: missing required setting 'path'");
-    refuse_ledger("\"sqlite\"", "\"mysql\"", "ledger.backend: 'mysql': expected \"sqlite\"");
+    refuse_ledger("\"sqlite\"", "\"mysql\"",
+                  "ledger.backend: 'mysql': expected \"sqlite\" or \"postgresql\"");
+    refuse_ledger("\"sqlite\"", "\"PostgreSQL\"", "ledger.backend: 'PostgreSQL': expected");
+    /* postgresql with sqlite's path: refused, naming the setting it wants */
     refuse_ledger("\"sqlite\"", "\"postgresql\"",
-                  "ledger.backend: 'postgresql' is not supported yet");
+                  "test.conf:32: ledger.path: is for backend \"sqlite\", not \"postgresql\"; "
+                  "this backend takes 'conninfo'");
+    refuse_ledger("path = \"state/ledger.db\";", "conninfo = \"dbname=x\";",
+                  "test.conf:32: ledger.conninfo: is for backend \"postgresql\", not \"sqlite\"");
     refuse_ledger("\"sqlite\"", "1", "ledger.backend: expected a string, got an integer");
     refuse_ledger("\"state/ledger.db\"", "\"\"", "ledger.path: must not be empty");
     refuse_ledger("\"state/ledger.db\"", "7", "ledger.path: expected a string");
@@ -989,6 +1002,82 @@ static void test_ledger_refused(void)
                   "ledger.busy_timeout_ms: 0 is out of range 1..60000");
     refuse_ledger("busy_timeout_ms = 250;", "busy_timeout_ms = \"1s\";",
                   "ledger.busy_timeout_ms: expected an integer");
+}
+
+/* backend = "postgresql": conninfo as libpq reads it, no secrets. */
+static const char pg_conf[] = "ledger = { backend = \"postgresql\"; conninfo = \"host=/run/pg "
+                              "dbname=certforge user=certforge\"; };\n";
+
+static void refuse_pg(const char *from, const char *to, const char *want)
+{
+    refuse_with(pg_conf, from, to, want);
+}
+
+static void test_ledger_pg(void)
+{
+    size_t n = strlen(base_conf) + strlen(pg_conf) + 256;
+    char *full = malloc(n);
+    snprintf(full, n, "%s%s", base_conf, pg_conf);
+    cfg_config *c = NULL;
+    int rc = load_text(full, &c);
+    if (rc)
+        fprintf(stderr, "\n%s\n", errbuf);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_EQUAL(c->ledger.line, 32);
+    CU_ASSERT_EQUAL(c->ledger.backend, CFG_LEDGER_POSTGRESQL);
+    CU_ASSERT_STRING_EQUAL(cfg_ledger_backend_name(c->ledger.backend), "postgresql");
+    CU_ASSERT_STRING_EQUAL(c->ledger.conninfo, "host=/run/pg dbname=certforge user=certforge");
+    CU_ASSERT_PTR_NULL(c->ledger.path);
+    CU_ASSERT_EQUAL(c->ledger.busy_timeout_ms, 1000);
+    cfg_free(c);
+    /* a URI, a passfile and a timeout are fine */
+    snprintf(full, n,
+             "%sledger = { backend = \"postgresql\"; busy_timeout_ms = 300;\n"
+             "  conninfo = "
+             "\"postgresql://certforge@/certforge?host=/run/pg&passfile=/etc/cf/pgpass\"; };\n",
+             base_conf);
+    c = NULL;
+    CU_ASSERT_EQUAL_FATAL(load_text(full, &c), 0);
+    CU_ASSERT_EQUAL(c->ledger.busy_timeout_ms, 300);
+    CU_ASSERT_PTR_NOT_NULL(strstr(c->ledger.conninfo, "passfile="));
+    cfg_free(c);
+    free(full);
+}
+
+static void test_ledger_pg_refused(void)
+{
+    const char *ci = "\"host=/run/pg dbname=certforge user=certforge\"";
+    refuse_pg("conninfo = ", "conninfx = ", "test.conf:32: ledger.conninfx: unknown setting");
+    refuse_pg(ci, "\"\"", "ledger.conninfo: must not be empty");
+    refuse_pg(ci, "5432", "ledger.conninfo: expected a string");
+    refuse_pg("conninfo = ", "path = \"l.db\"; conninfo = ",
+              "ledger.path: is for backend \"sqlite\", not \"postgresql\"");
+    /* libpq's own parser: its reason, on the setting's line */
+    refuse_pg(ci, "\"host=/run/pg dbnme=certforge\"",
+              "test.conf:32: ledger.conninfo: not a libpq conninfo: invalid connection option "
+              "\"dbnme\"");
+    refuse_pg(ci, "\"host='/run/pg\"", "ledger.conninfo: not a libpq conninfo: unterminated");
+    refuse_pg(ci, "\"host=/run/pg dbname\"",
+              "ledger.conninfo: not a libpq conninfo: missing \"=\" after \"dbname\"");
+    refuse_pg(ci, "\"postgresql://h/db?nosuch=1\"", "invalid URI query parameter");
+    /* secrets: key=value, URI user:password@, sslpassword */
+    refuse_pg(ci, "\"host=/run/pg dbname=x password=s3cret\"",
+              "ledger.conninfo: holds a password: keep it out of the config; use a password "
+              "file (PGPASSFILE, ~/.pgpass, or passfile=PATH here) or peer authentication");
+    refuse_pg(ci, "\"postgresql://certforge:s3cret@db.example/certforge\"", "holds a password");
+    refuse_pg(ci, "\"postgresql://db.example/certforge?password=s3cret\"", "holds a password");
+    refuse_pg(ci, "\"host=/run/pg password=''\"", "holds a password");
+    refuse_pg(ci, "\"host=db sslpassword=k3y\"", "holds a sslpassword");
+    /* the refusal never repeats the secret */
+    cfg_config *c = NULL;
+    char text[4096];
+    snprintf(text, sizeof(text),
+             "%sledger = { backend = \"postgresql\"; conninfo = \"dbname=x password=s3cret\"; };\n",
+             base_conf);
+    CU_ASSERT_EQUAL(load_text(text, &c), -1);
+    CU_ASSERT_PTR_NULL(strstr(errbuf, "s3cret"));
+    refuse_pg("user=certforge\"; };", "user=certforge\"; busy_timeout_ms = 60001; };",
+              "ledger.busy_timeout_ms: 60001 is out of range 1..60000");
 }
 
 static void test_parse_errors(void)
@@ -1027,6 +1116,8 @@ int main(void)
     CU_add_test(s, "server and grants refused", test_server_grants_refused);
     CU_add_test(s, "ledger", test_ledger);
     CU_add_test(s, "ledger refused", test_ledger_refused);
+    CU_add_test(s, "ledger: postgresql", test_ledger_pg);
+    CU_add_test(s, "ledger: postgresql refused (conninfo, secrets)", test_ledger_pg_refused);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned fails = CU_get_number_of_failures();

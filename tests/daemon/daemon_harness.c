@@ -78,6 +78,12 @@ void write_conf(const char *path, const conf_opts *o)
         snprintf(grants, sizeof(grants),
                  "( { uid = %u; profiles = [\"nf\"]; ops = [\"issue\", \"status\", \"keys\"]; } )",
                  (unsigned)getuid());
+    char ledger[1024];
+    if (o->ledger)
+        snprintf(ledger, sizeof(ledger), "%s", o->ledger);
+    else
+        snprintf(ledger, sizeof(ledger), "ledger = { backend = \"sqlite\"; path = \"%s%s\"; };\n",
+                 o->ledger_path ? o->ledger_path : H.dir, o->ledger_path ? "" : "/ledger.db");
     FILE *f = fopen(path, "w");
     CU_ASSERT_PTR_NOT_NULL_FATAL(f);
     fprintf(
@@ -98,12 +104,12 @@ void write_conf(const char *path, const conf_opts *o)
         "pipeline = { %s };\n"
         "server = { socket = \"%s\"; %s };\n"
         "grants = %s;\n"
-        "ledger = { backend = \"sqlite\"; path = \"%s%s\"; };\n%s\n",
+        "%s%s\n",
         DH_TOKEN, o->shim ? CF_SHIM_PATH : H.module, H.pin_file,
         o->extra_keys ? o->extra_keys : "", CA_PEM,
-        o->pipeline ? o->pipeline : "workers = 2; queue = 4096; batch = 16;", SOCK,
-        o->server ? o->server : "", grants, o->ledger_path ? o->ledger_path : H.dir,
-        o->ledger_path ? "" : "/ledger.db", o->extra ? o->extra : "");
+        o->pipeline ? o->pipeline : "workers = 2; queue = 4096; batch = 16;",
+        o->socket ? o->socket : SOCK, o->server ? o->server : "", grants, ledger,
+        o->extra ? o->extra : "");
     fclose(f);
 }
 

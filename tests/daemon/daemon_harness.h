@@ -31,6 +31,8 @@ typedef struct conf_opts {
     const char *server; /* extra settings inside server = { ... } */
     const char *grants; /* whole grants list, or NULL: this uid, everything on "nf" */
     const char *pipeline;
+    const char *socket; /* the daemon's socket, or NULL: SOCK */
+    const char *ledger; /* the whole ledger section, or NULL: SQLite in H.dir */
     bool shim;
     const char *extra_keys; /* more entries of keys = ( ... ), with a leading comma */
     const char *extra;      /* more top-level settings (e.g. a crl section) */

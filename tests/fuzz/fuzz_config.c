@@ -54,6 +54,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         if (c->pipeline.batch > c->pipeline.queue || c->pipeline.workers == 0)
             abort();
+        /* a ledger names exactly its backend's setting */
+        if (c->ledger.line &&
+            ((c->ledger.backend == CFG_LEDGER_POSTGRESQL) != (c->ledger.conninfo != NULL) ||
+             (c->ledger.path != NULL) == (c->ledger.conninfo != NULL)))
+            abort();
         cfg_free(c);
     } else if (c != NULL || err[0] == 0) {
         abort();

@@ -1,7 +1,8 @@
 /* certforge ledger — read certforged's issuance ledger (docs/ledger.md):
  * show one record, list with filters, export everything as JSON lines or
- * CSV. Reads the database file directly, read-only (no daemon needed; the
- * daemon may be running: SQLite WAL lets readers in while it writes). */
+ * CSV. Reads the database directly, read-only (no daemon needed; the daemon
+ * may be running: SQLite WAL lets readers in while it writes, PostgreSQL
+ * sessions see committed batches only). */
 #include "cli.h"
 #include "commands.h"
 #include "config.h"
@@ -17,12 +18,14 @@
 #include <openssl/evp.h>
 
 static const char ledger_help[] =
-    "usage: certforge ledger show SERIAL           [--db PATH | --config FILE]\n"
-    "       certforge ledger list [FILTERS]         [--db PATH | --config FILE]\n"
-    "       certforge ledger export --format jsonl|csv [FILTERS] [--db PATH | --config FILE]\n"
+    "usage: certforge ledger show SERIAL           LEDGER\n"
+    "       certforge ledger list [FILTERS]         LEDGER\n"
+    "       certforge ledger export --format jsonl|csv [FILTERS] LEDGER\n"
+    "  LEDGER: --db PATH | --conninfo STRING | --config FILE\n"
     "\n"
     "Reads certforged's ledger: every certificate it issued, recorded before it was\n"
-    "released. The database file is opened read-only; certforged may be running.\n"
+    "released. The ledger is opened read-only (SQLite: the file; PostgreSQL: a\n"
+    "read-only session); certforged may be running.\n"
     "\n"
     "  show SERIAL   one record (SERIAL in hex, any case, ':' separators allowed),\n"
     "                then the certificate in PEM\n"
@@ -30,8 +33,10 @@ static const char ledger_help[] =
     "  export        every matching record, certificate included (base64 DER)\n"
     "\n"
     "OPTIONS\n"
-    "  --db PATH              the ledger database file\n"
-    "  --config FILE          certforged's config: its ledger.path\n"
+    "  --db PATH              the SQLite ledger database file\n"
+    "  --conninfo STRING      a PostgreSQL ledger: libpq conninfo or URI (no password:\n"
+    "                         use ~/.pgpass, PGPASSFILE or peer authentication)\n"
+    "  --config FILE          certforged's config: its ledger section (either backend)\n"
     "  --profile NAME         only this profile\n"
     "  --nf-instance-id UUID  only this NF instance (any case)\n"
     "  --expiring-before DATE notAfter before DATE: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)\n"
@@ -49,6 +54,7 @@ static const char ledger_help[] =
     "  certforge ledger list --config /etc/certforge/certforged.conf --profile nf\n"
     "  certforge ledger show 4a0b0c0d0e0f101112131415161718ff --db state/ledger.db\n"
     "  certforge ledger export --format jsonl --db state/ledger.db | jq -r .serial\n"
+    "  certforge ledger list --conninfo 'host=/run/postgresql dbname=certforge' --limit 10\n"
     "\n"
     "EXIT STATUS\n"
     "  0  success (list/export: also when nothing matched)\n"
@@ -57,6 +63,7 @@ static const char ledger_help[] =
 
 enum {
     OPT_DB = 256,
+    OPT_CONNINFO,
     OPT_CONFIG,
     OPT_PROFILE,
     OPT_REVOKED,
@@ -68,7 +75,7 @@ enum {
 };
 
 typedef struct lopts {
-    const char *db, *config, *format;
+    const char *db, *conninfo, *config, *format;
     ledger_filter f;
 } lopts;
 
@@ -127,6 +134,7 @@ static char *b64(const uint8_t *p, size_t n)
 static int parse(const char *sub, int argc, char **argv, lopts *o)
 {
     static const struct option lo[] = {{"db", required_argument, NULL, OPT_DB},
+                                       {"conninfo", required_argument, NULL, OPT_CONNINFO},
                                        {"config", required_argument, NULL, OPT_CONFIG},
                                        {"profile", required_argument, NULL, OPT_PROFILE},
                                        {"nf-instance-id", required_argument, NULL, OPT_NF},
@@ -144,6 +152,9 @@ static int parse(const char *sub, int argc, char **argv, lopts *o)
         switch (c) {
         case OPT_DB:
             o->db = optarg;
+            break;
+        case OPT_CONNINFO:
+            o->conninfo = optarg;
             break;
         case OPT_CONFIG:
             o->config = optarg;
@@ -180,8 +191,10 @@ static int parse(const char *sub, int argc, char **argv, lopts *o)
             return cli_bad_option("ledger", argc, argv);
         }
     }
-    if (!o->db == !o->config)
-        return cli_usage("ledger %s: give the database with --db PATH or --config FILE", sub);
+    if ((o->db != NULL) + (o->conninfo != NULL) + (o->config != NULL) != 1)
+        return cli_usage("ledger %s: give the ledger with --db PATH, --conninfo STRING or "
+                         "--config FILE",
+                         sub);
     return CLI_OK;
 }
 
@@ -189,7 +202,11 @@ static int open_ro(const lopts *o, ledger **l)
 {
     char err[1024];
     cfg_config *cfg = NULL;
-    const char *path = o->db;
+    ledger_opts lo = {.backend = LEDGER_SQLITE, .path = o->db, .read_only = true};
+    if (o->conninfo) {
+        lo.backend = LEDGER_POSTGRESQL;
+        lo.conninfo = o->conninfo;
+    }
     if (o->config) {
         if (cfg_load(o->config, &cfg, err, sizeof(err)) != 0)
             return cli_fail("%s", err);
@@ -197,9 +214,12 @@ static int open_ro(const lopts *o, ledger **l)
             cfg_free(cfg);
             return cli_fail("%s: has no ledger section", o->config);
         }
-        path = cfg->ledger.path;
+        lo.path = cfg->ledger.path;
+        if (cfg->ledger.backend == CFG_LEDGER_POSTGRESQL) {
+            lo.backend = LEDGER_POSTGRESQL;
+            lo.conninfo = cfg->ledger.conninfo;
+        }
     }
-    ledger_opts lo = {.backend = LEDGER_SQLITE, .path = path, .read_only = true};
     int rc = ledger_open(&lo, l, err, sizeof(err));
     cfg_free(cfg);
     return rc == 0 ? CLI_OK : cli_fail("%s", err);

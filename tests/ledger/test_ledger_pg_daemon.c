@@ -1,0 +1,443 @@
+/* certforged on a PostgreSQL ledger, end to end: real daemons (the built
+ * certforged) on one SoftHSM token and CA key, one PostgreSQL schema in
+ * the throwaway cluster tools/test.sh starts ($CF_TEST_PG_CONNINFO,
+ * $CF_TEST_PG_DIR), clients through libcertforge that keep every serial
+ * and certificate they RECEIVED.
+ *
+ *   - two engines (own sockets and pipeline.serial_prefix) issue 2 x 2000
+ *     certificates at once (2 x 1000 under ASan): no serial twice, each engine's prefix on its
+ *     serials, every received certificate in the ledger byte for byte and
+ *     verifying against the CA; `certforge ledger list/show --config`
+ *     reads them from PostgreSQL;
+ *   - kill -9 of one engine under load while the other goes on; restarted,
+ *     it issues again; every received certificate is in the ledger;
+ *   - the PostgreSQL server stopped under load: requests fail with
+ *     LEDGER_FAILURE and no certificate, the daemon logs ledger_failure;
+ *     the server started again, the same daemon (no restart) issues again
+ *     and logs ledger_recovered; every received certificate is recorded.
+ * Exits 77 (skipped) without a PostgreSQL server or SoftHSM. Bounded:
+ * every daemon stopped by its PID, every wait has a deadline. */
+#include "pg_engines.h"
+
+#include <CUnit/Basic.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#define PIN "Pg7-ledger-pin"
+/* Certificates per engine in the two-engine test: 2 x 2000; 2 x 1000 under
+ * ASan, where the daemons run about 15 times slower. */
+#ifdef __SANITIZE_ADDRESS__
+#define PER_ENGINE 1000
+#else
+#define PER_ENGINE 2000
+#endif
+
+/* What clients received. */
+typedef struct got {
+    char serial[41];
+    uint8_t *cert;
+    size_t len;
+} got;
+
+typedef struct load {
+    const pg_engines *e;
+    unsigned engine;
+    size_t want; /* stop after this many certificates (0: until stop) */
+    _Atomic int stop;
+    /* results */
+    got *got;
+    _Atomic size_t ngot;
+    size_t cap;
+    _Atomic size_t ledger_failures, other_failures, failures_with_cert;
+    pthread_t th;
+} load;
+
+static void hex(const uint8_t *p, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++)
+        snprintf(out + 2 * i, 3, "%02x", p[i]);
+    out[2 * n] = 0;
+}
+
+static void *load_thread(void *arg)
+{
+    load *l = arg;
+    cf_client *c = pge_client(l->e, l->engine);
+    if (!c)
+        return NULL;
+    size_t sent = 0, inflight = 0;
+    for (;;) {
+        bool more =
+            !atomic_load(&l->stop) && (!l->want || atomic_load(&l->ngot) + inflight < l->want);
+        while (more && inflight < 32) {
+            cf_issue_req req;
+            fill_req(&req, &POOL.items[(l->engine * 17 + sent) % POOL.n], "nf");
+            int r = cf_client_submit_issue(c, &req, NULL);
+            if (r == 1)
+                break;
+            if (r != 0)
+                goto out;
+            sent++;
+            inflight++;
+            more = !l->want || atomic_load(&l->ngot) + inflight < l->want;
+        }
+        if (inflight == 0)
+            break;
+        cf_response r;
+        if (cf_client_next_response(c, 10000, &r) != 0)
+            break; /* the daemon is gone */
+        inflight--;
+        if (r.status == CF_ST_LEDGER_FAILURE) {
+            atomic_fetch_add(&l->ledger_failures, 1);
+            if (r.cert.len || r.serial.len)
+                atomic_fetch_add(&l->failures_with_cert, 1);
+            continue;
+        }
+        if (r.status != CF_ST_OK || r.serial.len == 0 || r.serial.len > 20) {
+            atomic_fetch_add(&l->other_failures, 1);
+            continue;
+        }
+        size_t k = atomic_load(&l->ngot);
+        if (k >= l->cap)
+            break;
+        got *g = &l->got[k];
+        hex(r.serial.p, r.serial.len, g->serial);
+        g->cert = malloc(r.cert.len);
+        memcpy(g->cert, r.cert.p, r.cert.len);
+        g->len = r.cert.len;
+        atomic_store(&l->ngot, k + 1);
+    }
+out:
+    cf_client_close(c);
+    return NULL;
+}
+
+static void load_start(load *l, const pg_engines *e, unsigned engine, size_t want, size_t cap)
+{
+    memset(l, 0, sizeof(*l));
+    l->e = e;
+    l->engine = engine;
+    l->want = want;
+    l->cap = cap;
+    l->got = calloc(cap, sizeof(got));
+    pthread_create(&l->th, NULL, load_thread, l);
+}
+
+static void load_join(load *l)
+{
+    atomic_store(&l->stop, 1);
+    pthread_join(l->th, NULL);
+}
+
+static void load_free(load *l)
+{
+    for (size_t i = 0; i < atomic_load(&l->ngot); i++)
+        free(l->got[i].cert);
+    free(l->got);
+}
+
+/* Wait (bounded) until cond(l) holds. */
+static bool wait_for(const load *l, size_t ngot, size_t nfail, unsigned timeout_ms)
+{
+    uint64_t end = ms_now() + timeout_ms;
+    while (ms_now() < end) {
+        if (atomic_load(&l->ngot) >= ngot && atomic_load(&l->ledger_failures) >= nfail)
+            return true;
+        sleep_ms(5);
+    }
+    return false;
+}
+
+static int cmp_serial(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Every certificate the loads received: in the ledger with the very DER
+ * received, verifying against the CA, no serial twice, each engine's
+ * prefix. Returns how many were checked. */
+static size_t check_received(const pg_engines *e, load *const *loads, size_t nloads)
+{
+    PGconn *db = pge_db(e);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+    PGresult *p =
+        PQprepare(db, "by_serial", "SELECT cert FROM certificates WHERE serial = $1", 1, NULL);
+    CU_ASSERT_EQUAL_FATAL(PQresultStatus(p), PGRES_COMMAND_OK);
+    PQclear(p);
+    size_t total = 0, missing = 0, differ = 0, bad = 0, wrong_prefix = 0, dup = 0;
+    for (size_t k = 0; k < nloads; k++)
+        total += atomic_load(&loads[k]->ngot);
+    const char **all = calloc(total ? total : 1, sizeof(char *));
+    size_t n = 0;
+    for (size_t k = 0; k < nloads; k++) {
+        load *l = loads[k];
+        char pre[8];
+        snprintf(pre, sizeof(pre), "%02x", e->prefix[l->engine]);
+        for (size_t i = 0; i < atomic_load(&l->ngot); i++) {
+            got *g = &l->got[i];
+            all[n++] = g->serial;
+            if (strncmp(g->serial, pre, 2) != 0)
+                wrong_prefix++;
+            const char *v[1] = {g->serial};
+            const int fmt[1] = {0};
+            PGresult *r = PQexecPrepared(db, "by_serial", 1, v, NULL, fmt, 1);
+            if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+                if (missing++ < 3)
+                    fprintf(stderr, "\n    received serial %s is not in the ledger\n", g->serial);
+            } else if ((size_t)PQgetlength(r, 0, 0) != g->len ||
+                       memcmp(PQgetvalue(r, 0, 0), g->cert, g->len) != 0) {
+                differ++;
+            } else if (verify_cert(g->cert, g->len) != 0) {
+                bad++;
+            }
+            PQclear(r);
+        }
+    }
+    qsort(all, n, sizeof(all[0]), cmp_serial);
+    for (size_t i = 1; i < n; i++)
+        dup += strcmp(all[i - 1], all[i]) == 0;
+    free(all);
+    PQfinish(db);
+    CU_ASSERT_EQUAL(missing, 0);
+    CU_ASSERT_EQUAL(differ, 0);
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT_EQUAL(wrong_prefix, 0);
+    CU_ASSERT_EQUAL(dup, 0);
+    return n;
+}
+
+/* ------------------------------------------------------------ tests */
+
+static void test_two_engines(void)
+{
+    pg_engines e = {0};
+    CU_ASSERT_EQUAL_FATAL(pge_init(&e, "two", 2), 0);
+    CU_ASSERT_FATAL(pge_start(&e, 0) == 0);
+    CU_ASSERT_FATAL(pge_start(&e, 1) == 0);
+    CU_ASSERT_TRUE(log_has(e.d[0].log, "event=ledger_open backend=postgresql"));
+    load a, b;
+    load_start(&a, &e, 0, PER_ENGINE, PER_ENGINE);
+    load_start(&b, &e, 1, PER_ENGINE, PER_ENGINE);
+    pthread_join(a.th, NULL);
+    pthread_join(b.th, NULL);
+    CU_ASSERT_EQUAL(atomic_load(&a.ngot), PER_ENGINE);
+    CU_ASSERT_EQUAL(atomic_load(&b.ngot), PER_ENGINE);
+    CU_ASSERT_EQUAL(atomic_load(&a.ledger_failures) + atomic_load(&b.ledger_failures), 0);
+    CU_ASSERT_EQUAL(atomic_load(&a.other_failures) + atomic_load(&b.other_failures), 0);
+    load *ls[2] = {&a, &b};
+    CU_ASSERT_EQUAL(check_received(&e, ls, 2), 2 * PER_ENGINE);
+    char v[32], want[32];
+    snprintf(want, sizeof(want), "%d", 2 * PER_ENGINE);
+    pge_value(&e, "SELECT count(*) FROM certificates", v, sizeof(v));
+    CU_ASSERT_STRING_EQUAL(v, want);
+    pge_value(&e, "SELECT count(DISTINCT substr(serial, 1, 2)) FROM certificates", v, sizeof(v));
+    CU_ASSERT_STRING_EQUAL(v, "2");
+    /* the CLI reads the PostgreSQL ledger through either engine's config */
+    CU_ASSERT_EQUAL(cf_sh("test \"$('%s' ledger list --config '%s' 2>/dev/null | wc -l)\" = %d",
+                          CLI, e.conf[1], 2 * PER_ENGINE),
+                    0);
+    CU_ASSERT_EQUAL(cf_sh("'%s' ledger show %s --config '%s' | openssl x509 -noout -serial | "
+                          "tr A-Z a-z | grep -q '=%s$'",
+                          CLI, b.got[7].serial, e.conf[0], b.got[7].serial),
+                    0);
+    CU_ASSERT_EQUAL(cf_sh("'%s' ledger export --format jsonl --conninfo '%s' --limit 1 | jq -e "
+                          "'.status == \"valid\" and (.serial | startswith(\"0a\") or "
+                          "startswith(\"0b\"))' >/dev/null",
+                          CLI, e.conninfo),
+                    0);
+    for (unsigned i = 0; i < 2; i++)
+        CU_ASSERT_EQUAL(pge_stop(&e, i, SIGTERM), 0);
+    load_free(&a);
+    load_free(&b);
+    pge_cleanup(&e);
+}
+
+static void test_kill9(void)
+{
+    pg_engines e = {0};
+    CU_ASSERT_EQUAL_FATAL(pge_init(&e, "kill", 2), 0);
+    CU_ASSERT_FATAL(pge_start(&e, 0) == 0);
+    CU_ASSERT_FATAL(pge_start(&e, 1) == 0);
+    load a, b, a2;
+    load_start(&a, &e, 0, 0, 100000);
+    load_start(&b, &e, 1, 1500, 1500);
+    CU_ASSERT(wait_for(&a, 500, 0, 15000));
+    CU_ASSERT_EQUAL(pge_stop(&e, 0, SIGKILL), 128 + SIGKILL);
+    load_join(&a);
+    pthread_join(b.th, NULL); /* the other engine goes on to its count */
+    CU_ASSERT_EQUAL(atomic_load(&b.ngot), 1500);
+    fprintf(stderr, "\n    engine 0 received %zu before SIGKILL", atomic_load(&a.ngot));
+    /* restarted on the same ledger, it issues again */
+    CU_ASSERT_FATAL(pge_start(&e, 0) == 0);
+    load_start(&a2, &e, 0, 200, 200);
+    pthread_join(a2.th, NULL);
+    CU_ASSERT_EQUAL(atomic_load(&a2.ngot), 200);
+    load *ls[3] = {&a, &b, &a2};
+    check_received(&e, ls, 3);
+    for (unsigned i = 0; i < 2; i++)
+        CU_ASSERT_EQUAL(pge_stop(&e, i, SIGTERM), 0);
+    load_free(&a);
+    load_free(&b);
+    load_free(&a2);
+    pge_cleanup(&e);
+}
+
+static void test_pg_outage(void)
+{
+    if (!getenv("CF_TEST_PG_DIR")) {
+        fprintf(stderr, "\n    CF_TEST_PG_DIR unset: the outage test needs a cluster it may "
+                        "stop; not run\n");
+        return;
+    }
+    pg_engines e = {0};
+    CU_ASSERT_EQUAL_FATAL(pge_init(&e, "outage", 1), 0);
+    CU_ASSERT_FATAL(pge_start(&e, 0) == 0);
+    pid_t pid = e.d[0].pid;
+    load a;
+    load_start(&a, &e, 0, 0, 100000);
+    CU_ASSERT(wait_for(&a, 300, 0, 15000));
+    /* the server goes away under load */
+    CU_ASSERT_EQUAL_FATAL(pge_cluster_stop(), 0);
+    CU_ASSERT(wait_for(&a, 0, 50, 15000));
+    size_t ok_during = atomic_load(&a.ngot);
+    sleep_ms(300);
+    /* nothing released while it is away (a batch committed just before
+     * the stop may still arrive: allow one pipeline batch's worth) */
+    CU_ASSERT(atomic_load(&a.ngot) <= ok_during + 32);
+    CU_ASSERT_EQUAL(atomic_load(&a.failures_with_cert), 0);
+    CU_ASSERT_TRUE(log_has(e.d[0].log, "event=ledger_failure"));
+    size_t ok_before = atomic_load(&a.ngot);
+    /* back: the same daemon issues again, no restart */
+    CU_ASSERT_EQUAL_FATAL(pge_cluster_start(), 0);
+    CU_ASSERT(wait_for(&a, ok_before + 200, 0, 20000));
+    load_join(&a);
+    CU_ASSERT_EQUAL(e.d[0].pid, pid);
+    CU_ASSERT_TRUE(log_has(e.d[0].log, "event=ledger_recovered"));
+    fprintf(stderr, "\n    received %zu, LEDGER_FAILURE %zu, other failures %zu",
+            atomic_load(&a.ngot), atomic_load(&a.ledger_failures), atomic_load(&a.other_failures));
+    CU_ASSERT_EQUAL(atomic_load(&a.other_failures), 0);
+    load *ls[1] = {&a};
+    check_received(&e, ls, 1);
+    int st = pge_stop(&e, 0, SIGTERM);
+    CU_ASSERT_EQUAL(st, 0);
+    if (st != 0) {
+        char *t = slurp(e.d[0].log);
+        fprintf(stderr, "\n--- %s ---\n%s\n", e.d[0].log, t ? t : "");
+        free(t);
+    }
+    load_free(&a);
+    pge_cleanup(&e);
+}
+
+/* A revocation made through one engine is on a CRL made by the other;
+ * cRLNumbers from both engines strictly increase (one sequence in the
+ * shared ledger); the CRL op of either answers the latest. */
+static void test_crl_across_engines(void)
+{
+    pg_engines e = {0};
+    char grants[400], extra[2][800], dir[2][600];
+    snprintf(grants, sizeof(grants),
+             "( { uid = %u; profiles = [\"nf\"]; ops = [\"issue\", \"status\", \"keys\", "
+             "\"revoke\", \"crl\"]; } )",
+             (unsigned)getuid());
+    e.grants = grants;
+    for (int i = 0; i < 2; i++) {
+        snprintf(dir[i], sizeof(dir[i]), "%s/crl-e%d", H.dir, i);
+        mkdir(dir[i], 0700);
+        snprintf(extra[i], sizeof(extra[i]), "crl = { dir = \"%.500s\"; revoke_delay = \"1s\"; };",
+                 dir[i]);
+        e.extra[i] = extra[i];
+    }
+    CU_ASSERT_EQUAL_FATAL(pge_init(&e, "crl", 2), 0);
+    CU_ASSERT_FATAL(pge_start(&e, 0) == 0);
+    CU_ASSERT_FATAL(pge_start(&e, 1) == 0);
+    cf_client *c0 = pge_client(&e, 0), *c1 = pge_client(&e, 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c1);
+    cf_issue_req req;
+    fill_req(&req, &POOL.items[3], "nf");
+    cf_response r;
+    CU_ASSERT_EQUAL_FATAL(cf_issue_one(c0, &req, 10000, &r), 0);
+    CU_ASSERT_EQUAL_FATAL(r.status, CF_ST_OK);
+    uint8_t serial[20];
+    size_t sl = r.serial.len;
+    memcpy(serial, r.serial.p, sl);
+    /* revoked through engine 1, which did not issue it */
+    CU_ASSERT_EQUAL_FATAL(cf_revoke_one(c1, serial, sl, 1, (cf_str){"acme", 4}, 10000, &r), 0);
+    CU_ASSERT_EQUAL(r.status, CF_ST_OK);
+    CU_ASSERT_EQUAL(r.reason, 1);
+    long num[2];
+    for (int i = 0; i < 2; i++) {
+        cf_client *c = i == 0 ? c1 : c0; /* engine 1 first, then engine 0 */
+        CU_ASSERT_EQUAL_FATAL(cf_crl_one(c, (cf_str){"ca", 2}, 1, 20000, &r), 0);
+        CU_ASSERT_EQUAL_FATAL(r.status, CF_ST_OK);
+        const unsigned char *p = r.crl.p;
+        X509_CRL *x = d2i_X509_CRL(NULL, &p, (long)r.crl.len);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(x);
+        CU_ASSERT_EQUAL(X509_CRL_verify(x, X509_get0_pubkey(CA)), 1);
+        ASN1_INTEGER *n = X509_CRL_get_ext_d2i(x, NID_crl_number, NULL, NULL);
+        num[i] = n ? ASN1_INTEGER_get(n) : -1;
+        ASN1_INTEGER_free(n);
+        /* engine 0's CRL lists the revocation made through engine 1 */
+        BIGNUM *bn = BN_bin2bn(serial, (int)sl, NULL);
+        ASN1_INTEGER *ai = BN_to_ASN1_INTEGER(bn, NULL);
+        X509_REVOKED *rv = NULL;
+        CU_ASSERT_EQUAL(X509_CRL_get0_by_serial(x, &rv, ai), 1);
+        ASN1_INTEGER_free(ai);
+        BN_free(bn);
+        X509_CRL_free(x);
+    }
+    CU_ASSERT(num[0] > 0 && num[1] > num[0]);
+    /* the CRL op of engine 1 answers the latest, made by engine 0 */
+    CU_ASSERT_EQUAL_FATAL(cf_crl_one(c1, (cf_str){"ca", 2}, 0, 10000, &r), 0);
+    CU_ASSERT_EQUAL_FATAL(r.status, CF_ST_OK);
+    const unsigned char *p = r.crl.p;
+    X509_CRL *x = d2i_X509_CRL(NULL, &p, (long)r.crl.len);
+    ASN1_INTEGER *n = x ? X509_CRL_get_ext_d2i(x, NID_crl_number, NULL, NULL) : NULL;
+    CU_ASSERT(n && ASN1_INTEGER_get(n) >= num[1]);
+    ASN1_INTEGER_free(n);
+    X509_CRL_free(x);
+    cf_client_close(c0);
+    cf_client_close(c1);
+    pge_stop_all(&e);
+    pge_cleanup(&e);
+}
+
+static int suite_init(void)
+{
+    return dh_suite_init("pgl", PIN, "PG Ledger Test CA");
+}
+
+int main(void)
+{
+    if (access("/usr/lib/softhsm/libsofthsm2.so", R_OK) != 0) {
+        fprintf(stderr, "SoftHSM2 is missing: skipped\n");
+        return 77;
+    }
+    int av = pge_available(false);
+    if (av != 0)
+        return av;
+    signal(SIGPIPE, SIG_IGN);
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+    CU_pSuite s = CU_add_suite("certforged on a PostgreSQL ledger", suite_init, dh_suite_clean);
+    CU_add_test(s, "two engines, one ledger, issuing at once: no serial twice", test_two_engines);
+    CU_add_test(s, "kill -9 of one engine under load; restart", test_kill9);
+    CU_add_test(s, "PostgreSQL stopped under load: LEDGER_FAILURE, then recovers", test_pg_outage);
+    CU_add_test(s, "a CRL made by one engine lists a revocation made through the other",
+                test_crl_across_engines);
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned fails = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
+    CU_cleanup_registry();
+    return fails ? 1 : 0;
+}
