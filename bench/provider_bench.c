@@ -197,11 +197,11 @@ int main(int argc, char **argv)
               "'/CN=bench' --out '%s' >/dev/null",
               cli, uri, ca)) {
         fprintf(stderr, "provider_bench: CA set-up failed\n");
-        return 1;
+        goto fail;
     }
     FILE *f = fopen(conf, "w");
     if (!f)
-        return 1;
+        goto fail;
     fprintf(f,
             "tokens = ( { name = \"ca\"; uri = \"%s\"; } );\n"
             "keys = ( { name = \"ca\"; token = \"ca\"; uri = \"pkcs11:object=ca\"; } );\n"
@@ -220,7 +220,7 @@ int main(int argc, char **argv)
     if (!lib || !OSSL_PROVIDER_set_default_search_path(lib, pdir) ||
         !OSSL_PROVIDER_load(lib, "default") || !OSSL_PROVIDER_load(lib, "certforge")) {
         ERR_print_errors_fp(stderr);
-        return 1;
+        goto fail;
     }
     char keyuri[500];
     snprintf(keyuri, sizeof(keyuri), "certforge:key=ca;socket=%s", sock);
@@ -244,7 +244,7 @@ int main(int argc, char **argv)
         if (hsm_token_open(uri, NULL, &t, &e) != 0 ||
             hsm_signer_open(t, "pkcs11:object=ca", 16, &s, &e) != 0) {
             fprintf(stderr, "provider_bench: %s\n", e.msg);
-            return 1;
+            goto fail;
         }
         for (int i = 0; i < nn; i++)
             direct[i][r] = measure(run_direct, (run_arg){.s = s, .seconds = secs}, ns[i], &errors);
@@ -254,7 +254,7 @@ int main(int argc, char **argv)
         if (pid <= 0) {
             fprintf(stderr, "provider_bench: certforged did not start; see %s\n", log);
             cf_sh("cat '%s' >&2", log);
-            return 1;
+            goto fail;
         }
         OSSL_STORE_CTX *st = OSSL_STORE_open_ex(keyuri, lib, NULL, NULL, NULL, NULL, NULL, NULL);
         OSSL_STORE_INFO *info = st ? OSSL_STORE_load(st) : NULL;
@@ -265,7 +265,7 @@ int main(int argc, char **argv)
             ERR_print_errors_fp(stderr);
             cf_sh("cat '%s' >&2", log);
             stop_daemon(pid);
-            return 1;
+            goto fail;
         }
         for (int i = 0; i < nn; i++)
             prov[i][r] = measure(run_provider, (run_arg){.lib = lib, .key = key, .seconds = secs},
@@ -283,4 +283,7 @@ int main(int argc, char **argv)
     OSSL_LIB_CTX_free(lib);
     cf_softhsm_cleanup(&H);
     return errors ? 1 : 0;
+fail: /* the token folder goes too */
+    cf_softhsm_cleanup(&H);
+    return 1;
 }
