@@ -829,7 +829,7 @@ static void test_simultaneous_start(void)
         CU_ASSERT(log_has(logs[live], "certforged: ready"));
         CU_ASSERT_EQUAL(status_value("connections"), 1);
         dproc d = {.pid = pid[live]};
-        snprintf(d.log, sizeof(d.log), "%s", logs[live]);
+        snprintf(d.log, sizeof(d.log), "%.390s", logs[live]);
         CU_ASSERT_EQUAL(daemon_stop(&d, SIGTERM, 20000), 0);
     }
 }
