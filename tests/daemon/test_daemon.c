@@ -789,7 +789,7 @@ static void test_stale_socket(void)
  * five times to give the race a chance. */
 static void test_simultaneous_start(void)
 {
-    char conf[400], logs[2][sizeof(((dproc *)0)->log)]; /* copied into a dproc */
+    char conf[400], logs[2][420];
     snprintf(conf, sizeof(conf), "%s/a.conf", H.dir);
     for (int round = 0; round < 5; round++) {
         int fd = socket(AF_UNIX, SOCK_STREAM, 0);
