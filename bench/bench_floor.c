@@ -92,7 +92,9 @@ static void *floor_thread(void *arg)
     CK_OBJECT_HANDLE key = CK_INVALID_HANDLE;
     hsm_err e;
     if (!sha256 || !sha384 || !mdc || !ec || !rsa || !vctx || EVP_PKEY_fromdata_init(ec) != 1 ||
-        EVP_PKEY_fromdata_init(rsa) != 1 || EVP_PKEY_verify_init(vctx) != 1)
+        EVP_PKEY_fromdata_init(rsa) != 1 ||
+        /* Ed25519 verifies one-shot with EVP_DigestVerify (below) */
+        (fc->ca_type != HSM_KEY_ED25519 && EVP_PKEY_verify_init(vctx) != 1))
         goto out;
     if (fc->ca_type == HSM_KEY_RSA &&
         (EVP_PKEY_CTX_set_rsa_padding(vctx, RSA_PKCS1_PADDING) != 1 ||

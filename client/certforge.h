@@ -2,7 +2,7 @@
  *
  *   cf_client *c;
  *   char err[256];
- *   if (cf_client_connect("/run/certforge/certforge.sock", &c, err, sizeof err) != 0)
+ *   if (cf_client_connect("/run/certforge/certforged.sock", &c, err, sizeof err) != 0)
  *       die(err);
  *   cf_issue_req req = {.profile = {"nf", 2}, .csr_der = der, .csr_len = der_len};
  *   cf_response r;

@@ -52,6 +52,14 @@ typedef struct worker {
     hsm_sign_req *reqs;
     pipe_job **ok;
     uint8_t scratch[PIPE_CERT_MAX];
+    /* SIGN: verify contexts by (key, mechanism), made on first use (a
+     * context per signature halved the provider's rate) */
+    struct {
+        EVP_PKEY *pub;
+        hsm_mech mech;
+        EVP_PKEY_CTX *c;
+    } sctx[16];
+    unsigned nsctx;
 } worker;
 
 struct pipe_engine {
@@ -188,6 +196,8 @@ static void worker_fini(worker *w)
         EVP_MD_free(w->md[i]);
     for (size_t i = 0; i < PIPE_MAX_ISSUERS; i++)
         EVP_PKEY_CTX_free(w->vctx[i]);
+    for (unsigned i = 0; i < w->nsctx; i++)
+        EVP_PKEY_CTX_free(w->sctx[i].c);
     free(w->jobs);
     free(w->ok);
     free(w->reqs);
@@ -403,9 +413,23 @@ static bool raw_sig_ok(worker *w, const pipe_job *j)
         return EVP_DigestVerifyInit_ex(w->mdctx, NULL, NULL, NULL, NULL, sg->pub, NULL) == 1 &&
                EVP_DigestVerify(w->mdctx, j->sig, j->sig_len, sg->data, sg->len) == 1;
     }
-    EVP_PKEY_CTX *c = verify_ctx(w, sg->pub, sg->mech);
+    EVP_PKEY_CTX *c = NULL;
+    for (unsigned i = 0; i < w->nsctx && !c; i++)
+        if (w->sctx[i].pub == sg->pub && w->sctx[i].mech == sg->mech)
+            c = w->sctx[i].c;
+    bool own = false;
+    if (!c) {
+        c = verify_ctx(w, sg->pub, sg->mech);
+        if (c && w->nsctx < sizeof(w->sctx) / sizeof(w->sctx[0])) {
+            w->sctx[w->nsctx].pub = sg->pub;
+            w->sctx[w->nsctx].mech = sg->mech;
+            w->sctx[w->nsctx++].c = c;
+        } else
+            own = true; /* cache full: this once */
+    }
     bool ok = c && EVP_PKEY_verify(c, j->sig, j->sig_len, sg->data, sg->len) == 1;
-    EVP_PKEY_CTX_free(c);
+    if (own)
+        EVP_PKEY_CTX_free(c);
     return ok;
 }
 
