@@ -154,6 +154,7 @@ static void *floor_thread(void *arg)
         stage = ok ? 3 : stage;
         if (ok && su->verify) {
             if (fc->ca_type == HSM_KEY_ED25519) {
+                EVP_MD_CTX_reset(mdc); /* it still holds the CSR check's context */
                 ok = EVP_DigestVerifyInit_ex(mdc, NULL, NULL, NULL, NULL, fc->ca_pub, NULL) ==
                          1 &&
                      EVP_DigestVerify(mdc, raw, rl, in, inlen) == 1;
