@@ -635,12 +635,13 @@ static const char server_grants[] =
     "           { uid = 7; keys = [\"ic-ca\", \"nf-ca\"]; ops = [\"sign\", \"revoke\", "
     "\"crl\"]; } );\n";
 
-/* base_conf plus the server and grants sections above, edited. */
-static void refuse_srv(const char *from, const char *to, const char *want)
+/* base_conf plus `extra`, edited by replacing `from` with `to`: refused,
+ * with `want` in the message. */
+static void refuse_with(const char *extra, const char *from, const char *to, const char *want)
 {
-    size_t n = strlen(base_conf) + strlen(server_grants) + 1;
+    size_t n = strlen(base_conf) + strlen(extra) + 1;
     char *full = malloc(n);
-    snprintf(full, n, "%s%s", base_conf, server_grants);
+    snprintf(full, n, "%s%s", base_conf, extra);
     char *t = sub(full, from, to);
     cfg_config *c = NULL;
     int rc = load_text(t, &c);
@@ -653,6 +654,12 @@ static void refuse_srv(const char *from, const char *to, const char *want)
     }
     free(t);
     free(full);
+}
+
+/* base_conf plus the server and grants sections above, edited. */
+static void refuse_srv(const char *from, const char *to, const char *want)
+{
+    refuse_with(server_grants, from, to, want);
 }
 
 static void test_server_grants(void)
@@ -807,21 +814,7 @@ static const char crl_conf[] =
 
 static void refuse_crl(const char *from, const char *to, const char *want)
 {
-    size_t n = strlen(base_conf) + strlen(crl_conf) + 1;
-    char *full = malloc(n);
-    snprintf(full, n, "%s%s", base_conf, crl_conf);
-    char *t = sub(full, from, to);
-    cfg_config *c = NULL;
-    int rc = load_text(t, &c);
-    CU_ASSERT_EQUAL(rc, -1);
-    if (rc == 0)
-        cfg_free(c);
-    if (!strstr(errbuf, want)) {
-        fprintf(stderr, "\n  edit '%s' -> '%s'\n  got:  %s\n  want: %s\n", from, to, errbuf, want);
-        CU_FAIL("message lacks the expected text");
-    }
-    free(t);
-    free(full);
+    refuse_with(crl_conf, from, to, want);
 }
 
 static void test_crl_section(void)
@@ -913,26 +906,6 @@ static void test_confine_section(void)
 static const char ledger_conf[] =
     "ledger = { backend = \"sqlite\"; path = \"state/ledger.db\"; busy_timeout_ms = 250; };\n";
 
-/* base_conf + `ledger` with `from` replaced by `to` must be refused with
- * a message containing `want`. */
-static void refuse_with(const char *ledger, const char *from, const char *to, const char *want)
-{
-    size_t n = strlen(base_conf) + strlen(ledger) + 1;
-    char *full = malloc(n);
-    snprintf(full, n, "%s%s", base_conf, ledger);
-    char *t = sub(full, from, to);
-    cfg_config *c = NULL;
-    int rc = load_text(t, &c);
-    CU_ASSERT_EQUAL(rc, -1);
-    if (rc == 0)
-        cfg_free(c);
-    if (!strstr(errbuf, want)) {
-        fprintf(stderr, "\n  edit '%s' -> '%s'\n  got:  %s\n  want: %s\n", from, to, errbuf, want);
-        CU_FAIL("message lacks the expected text");
-    }
-    free(t);
-    free(full);
-}
 
 static void refuse_ledger(const char *from, const char *to, const char *want)
 {

@@ -146,3 +146,13 @@ int cli_mkdir_p(const char *path)
     }
     return errno == EEXIST ? 0 : -1;
 }
+
+void cli_text_of(const cf_str *s, char *out, size_t cap)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < s->len && j + 1 < cap; i++) {
+        unsigned char ch = (unsigned char)s->p[i];
+        out[j++] = ch < 0x20 || ch == 0x7f ? '?' : (char)ch;
+    }
+    out[j] = 0;
+}

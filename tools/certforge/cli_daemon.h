@@ -32,6 +32,10 @@ __attribute__((warn_unused_result)) int cli_decode_csr(const uint8_t *data, size
                                                        const char *what, uint8_t **der, size_t *len,
                                                        char *err, size_t errlen);
 
+/* A daemon's text (not NUL-terminated, untrusted) as a printable C string:
+ * control characters become '?', cut to fit cap. */
+void cli_text_of(const cf_str *s, char *out, size_t cap);
+
 /* mkdir -p with mode 0755 for the folders made; 0, or -1 with errno. */
 int cli_mkdir_p(const char *path);
 

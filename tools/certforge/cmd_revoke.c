@@ -68,21 +68,11 @@ static const char crl_help[] =
 enum { OPT_SOCKET = 256, OPT_SERIAL, OPT_REASON, OPT_REQUESTER, OPT_TIMEOUT, OPT_HELP, OPT_ISSUER,
        OPT_NEW, OPT_OUT, OPT_DER };
 
-static void text_of(const cf_str *s, char *out, size_t cap)
-{
-    size_t j = 0;
-    for (size_t i = 0; i < s->len && j + 1 < cap; i++) {
-        unsigned char ch = (unsigned char)s->p[i];
-        out[j++] = ch < 0x20 || ch == 0x7f ? '?' : (char)ch;
-    }
-    out[j] = 0;
-}
-
 /* The answer failed: one line naming the daemon's status and message. */
 static int answer_fail(const char *cmd, const char *socket, const cf_response *r)
 {
     char m[600];
-    text_of(&r->message, m, sizeof(m));
+    cli_text_of(&r->message, m, sizeof(m));
     return cli_fail("%s: certforged at %s answered %s: %s", cmd, socket, cf_status_name(r->status),
                     m[0] ? m : "(no message)");
 }

@@ -55,21 +55,11 @@ static json_t *value_json(const char *v)
     return json_string(v);
 }
 
-static void text_of(const cf_str *s, char *out, size_t cap)
-{
-    size_t j = 0;
-    for (size_t i = 0; i < s->len && j + 1 < cap; i++) {
-        unsigned char ch = (unsigned char)s->p[i];
-        out[j++] = ch < 0x20 || ch == 0x7f ? '?' : (char)ch;
-    }
-    out[j] = 0;
-}
-
 static const char *find(const cf_response *r, const char *key, char *buf, size_t cap)
 {
     for (unsigned i = 0; i < r->n_kv; i++)
         if (r->kv[i].key.len == strlen(key) && memcmp(r->kv[i].key.p, key, r->kv[i].key.len) == 0) {
-            text_of(&r->kv[i].value, buf, cap);
+            cli_text_of(&r->kv[i].value, buf, cap);
             return buf;
         }
     return NULL;
@@ -114,8 +104,8 @@ static int print_json(const char *socket, const cf_response *r)
     json_object_set_new(o, "socket", json_string(socket));
     for (unsigned i = 0; i < r->n_kv; i++) {
         char k[256], v[1024];
-        text_of(&r->kv[i].key, k, sizeof(k));
-        text_of(&r->kv[i].value, v, sizeof(v));
+        cli_text_of(&r->kv[i].key, k, sizeof(k));
+        cli_text_of(&r->kv[i].value, v, sizeof(v));
         if (strncmp(k, ERR_PREFIX, strlen(ERR_PREFIX)) == 0)
             json_object_set_new(errs, k + strlen(ERR_PREFIX), value_json(v));
         else
@@ -158,18 +148,18 @@ static void print_text(const char *socket, const cf_response *r)
     printf("%-16s", "errors");
     unsigned nerr = 0;
     for (unsigned i = 0; i < r->n_kv; i++) {
-        text_of(&r->kv[i].key, a, sizeof(a));
+        cli_text_of(&r->kv[i].key, a, sizeof(a));
         if (strncmp(a, ERR_PREFIX, strlen(ERR_PREFIX)) != 0)
             continue;
-        text_of(&r->kv[i].value, b, sizeof(b));
+        cli_text_of(&r->kv[i].value, b, sizeof(b));
         printf("%s%s %s", nerr++ ? ", " : " ", a + strlen(ERR_PREFIX), b);
     }
     printf("%s\n", nerr ? "" : " none");
     for (unsigned i = 0; i < r->n_kv; i++) {
-        text_of(&r->kv[i].key, a, sizeof(a));
+        cli_text_of(&r->kv[i].key, a, sizeof(a));
         if (known_key(a))
             continue;
-        text_of(&r->kv[i].value, b, sizeof(b));
+        cli_text_of(&r->kv[i].value, b, sizeof(b));
         printf("%-16s %s\n", a, b);
     }
 }
@@ -220,7 +210,7 @@ int cmd_status(int argc, char **argv)
                  : cli_fail("status: certforged at %s: %s", socket, cf_client_error(cl));
     } else if (r.status != CF_ST_OK) {
         char m[600];
-        text_of(&r.message, m, sizeof(m));
+        cli_text_of(&r.message, m, sizeof(m));
         rc = cli_fail("status: certforged at %s answered %s: %s", socket, cf_status_name(r.status),
                       m[0] ? m : "(no message)");
     } else if (json) {
