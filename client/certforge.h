@@ -16,7 +16,9 @@
  *
  * Pipelining: cf_client_submit_issue() many times (each returns its request
  * id), cf_client_flush(), then cf_client_next_response() until every id is
- * answered. Answers arrive in any order; match them by id.
+ * answered. Answers arrive in any order; match them by id. An answer with id
+ * 0 is about the connection (BUSY: the daemon is at max_connections and
+ * closes it); the blocking calls return it as their answer.
  *
  * Threads: a cf_client is not locked. Use it from one thread at a time
  * (e.g. one per thread, or hand it over with your own lock). Different

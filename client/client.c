@@ -612,7 +612,9 @@ static int one(cf_client *c, int (*fn)(cf_client *, const void *, uint64_t *), c
     int64_t dl = deadline_of(timeout_ms);
     for (;;) {
         int r = cf_client_next_response(c, remaining(dl), out);
-        if (r != 0 || out->id == id)
+        /* id 0: about the connection, not a request (e.g. BUSY from a
+         * daemon at max_connections): that is this request's answer too */
+        if (r != 0 || out->id == id || (out->id == 0 && out->status != CF_ST_OK))
             return r;
     }
 }

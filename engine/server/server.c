@@ -1209,6 +1209,17 @@ static void accept_one(srv_loop *L, int fd)
                 "peer_uid=%u peer_gid=%u peer_pid=%d reason=%s max_connections=%u",
                 (unsigned)cr.uid, (unsigned)cr.gid, (int)cr.pid,
                 L->draining ? "stopping" : "max-connections", s->sv.max_connections);
+        /* say why before closing (op 0, id 0: no request was read); the
+         * socket is new, its buffer empty: this never blocks */
+        uint8_t f[200];
+        char m[120];
+        snprintf(m, sizeof(m), "%s; retry later",
+                 L->draining ? "certforged is stopping" : "too many connections");
+        size_t n = proto_enc_error(f, sizeof(f), 0, 0, CF_ST_BUSY, 0, m);
+        if (n > 0 && n <= sizeof(f)) {
+            ssize_t w = send(fd, f, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+            (void)w;
+        }
         close(fd);
         return;
     }

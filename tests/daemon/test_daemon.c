@@ -510,8 +510,20 @@ static void test_max_connections(void)
     }
     int extra = raw_connect();
     CU_ASSERT_FATAL(extra >= 0);
+    /* told why (BUSY, op 0, id 0), then closed */
+    CU_ASSERT_EQUAL(raw_response(extra, buf, sizeof(buf), &r, 5000), 1);
+    CU_ASSERT_EQUAL(r.status, CF_ST_BUSY);
+    CU_ASSERT_EQUAL(r.id, 0);
+    CU_ASSERT_TRUE(r.message.len > 0 && memmem(r.message.p, r.message.len, "too many", 8));
     CU_ASSERT_TRUE(raw_eof(extra, 5000));
     close(extra);
+    /* libcertforge's blocking call returns that BUSY as its answer */
+    cf_client *cx = client();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cx);
+    cf_response rr;
+    CU_ASSERT_EQUAL(cf_client_status(cx, 5000, &rr), 0);
+    CU_ASSERT_EQUAL(rr.status, CF_ST_BUSY);
+    cf_client_close(cx);
     CU_ASSERT_TRUE(log_has(A.log, "event=conn_refused"));
     /* the 8 are still served */
     for (int i = 0; i < 8; i++) {
