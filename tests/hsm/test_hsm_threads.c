@@ -183,7 +183,10 @@ static void test_latency_hidden(void)
     reset_faults();
     fprintf(stderr, "(serial %.0f ms, 8 threads %.0f ms, ratio %.2f) ", ts * 1e3, tp * 1e3,
             tp / ts);
-    CU_ASSERT(tp < 0.4 * ts);
+    /* 32 sleeps of 20 ms: one after another ≥ 640 ms, 8 at a time ≈ 80 ms.
+     * The bound only has to tell the two apart, with room for a loaded
+     * machine (0.4 failed once under ASan while other suites ran). */
+    CU_ASSERT(tp < 0.6 * ts);
     close_fx(&serial);
     close_fx(&par);
 }
