@@ -656,6 +656,17 @@ static void refuse_with(const char *extra, const char *from, const char *to, con
     free(full);
 }
 
+/* base_conf plus `extra`, loaded: load_text()'s result. */
+static int load_with(const char *extra, cfg_config **out)
+{
+    size_t n = strlen(base_conf) + strlen(extra) + 1;
+    char *full = malloc(n);
+    snprintf(full, n, "%s%s", base_conf, extra);
+    int rc = load_text(full, out);
+    free(full);
+    return rc;
+}
+
 /* base_conf plus the server and grants sections above, edited. */
 static void refuse_srv(const char *from, const char *to, const char *want)
 {
@@ -664,11 +675,8 @@ static void refuse_srv(const char *from, const char *to, const char *want)
 
 static void test_server_grants(void)
 {
-    size_t n = strlen(base_conf) + strlen(server_grants) + 1;
-    char *full = malloc(n);
-    snprintf(full, n, "%s%s", base_conf, server_grants);
     cfg_config *c = NULL;
-    int rc = load_text(full, &c);
+    int rc = load_with(server_grants, &c);
     if (rc)
         fprintf(stderr, "\n%s\n", errbuf);
     CU_ASSERT_EQUAL_FATAL(rc, 0);
@@ -702,7 +710,6 @@ static void test_server_grants(void)
     CU_ASSERT_TRUE(c->grants[2].all_profiles);
     CU_ASSERT_EQUAL(c->grants[2].uid, 0);
     cfg_free(c);
-    free(full);
 
     /* defaults: no server section, no grants */
     CU_ASSERT_EQUAL_FATAL(load_text(base_conf, &c), 0);
@@ -819,11 +826,8 @@ static void refuse_crl(const char *from, const char *to, const char *want)
 
 static void test_crl_section(void)
 {
-    size_t n = strlen(base_conf) + strlen(crl_conf) + 1;
-    char *full = malloc(n);
-    snprintf(full, n, "%s%s", base_conf, crl_conf);
     cfg_config *c = NULL;
-    int rc = load_text(full, &c);
+    int rc = load_with(crl_conf, &c);
     if (rc)
         fprintf(stderr, "\n%s\n", errbuf);
     CU_ASSERT_EQUAL_FATAL(rc, 0);
@@ -833,7 +837,6 @@ static void test_crl_section(void)
     CU_ASSERT_EQUAL(c->crl.revoke_delay_s, 5);
     CU_ASSERT(c->crl.line > 0);
     cfg_free(c);
-    free(full);
     /* absent: no CRLs, defaults filled */
     CU_ASSERT_EQUAL_FATAL(load_text(base_conf, &c), 0);
     CU_ASSERT_PTR_NULL(c->crl.dir);
@@ -856,11 +859,8 @@ static void test_confine_section(void)
     static const char conf[] =
         "confine = { enabled = true; require_landlock = true; writable = [\"hsm\", "
         "\"/var/lib/softhsm\"]; };\n";
-    size_t n = strlen(base_conf) + strlen(conf) + 1;
-    char *full = malloc(n);
-    snprintf(full, n, "%s%s", base_conf, conf);
     cfg_config *c = NULL;
-    int rc = load_text(full, &c);
+    int rc = load_with(conf, &c);
     if (rc)
         fprintf(stderr, "\n%s\n", errbuf);
     CU_ASSERT_EQUAL_FATAL(rc, 0);
@@ -885,7 +885,7 @@ static void test_confine_section(void)
         {"confine = { writable = []; };", "confine.writable: must not be empty"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        n = strlen(base_conf) + strlen(bad[i].text) + 2;
+        size_t n = strlen(base_conf) + strlen(bad[i].text) + 2;
         char *t = malloc(n);
         snprintf(t, n, "%s%s\n", base_conf, bad[i].text);
         c = NULL;
@@ -898,7 +898,6 @@ static void test_confine_section(void)
         }
         free(t);
     }
-    free(full);
 }
 
 /* ------------------------------------------------------------- ledger */
@@ -921,11 +920,8 @@ static void test_ledger(void)
     CU_ASSERT_PTR_NULL(c->ledger.path);
     cfg_free(c);
     /* present: relative path against the config folder */
-    size_t n = strlen(base_conf) + strlen(ledger_conf) + 1;
-    char *full = malloc(n);
-    snprintf(full, n, "%s%s", base_conf, ledger_conf);
     c = NULL;
-    int rc = load_text(full, &c);
+    int rc = load_with(ledger_conf, &c);
     if (rc)
         fprintf(stderr, "\n%s\n", errbuf);
     CU_ASSERT_EQUAL_FATAL(rc, 0);
@@ -935,7 +931,6 @@ static void test_ledger(void)
     CU_ASSERT_EQUAL(c->ledger.busy_timeout_ms, 250);
     CU_ASSERT_STRING_EQUAL(cfg_ledger_backend_name(c->ledger.backend), "sqlite");
     cfg_free(c);
-    free(full);
     /* absolute path kept; default busy timeout */
     c = NULL;
     char text[4096];

@@ -156,3 +156,19 @@ void cli_text_of(const cf_str *s, char *out, size_t cap)
     }
     out[j] = 0;
 }
+
+int cli_answer(const char *cmd, const char *socket, cf_client *cl, int q, unsigned long timeout_s,
+               const cf_response *r)
+{
+    if (q > 0)
+        return cli_fail("%s: no answer from certforged at %s within %lu s", cmd, socket,
+                        timeout_s);
+    if (q < 0)
+        return cli_fail("%s: certforged at %s: %s", cmd, socket, cf_client_error(cl));
+    if (r->status == CF_ST_OK)
+        return CLI_OK;
+    char m[600];
+    cli_text_of(&r->message, m, sizeof(m));
+    return cli_fail("%s: certforged at %s answered %s: %s", cmd, socket, cf_status_name(r->status),
+                    m[0] ? m : "(no message)");
+}

@@ -32,6 +32,13 @@ __attribute__((warn_unused_result)) int cli_decode_csr(const uint8_t *data, size
                                                        const char *what, uint8_t **der, size_t *len,
                                                        char *err, size_t errlen);
 
+/* After a blocking call (cf_client_status, cf_revoke_one, ...) that
+ * returned q with answer r: CLI_OK when the daemon answered OK; otherwise
+ * one line — no answer within timeout_s, the client's error, or the
+ * daemon's status and message — and CLI_FAIL. */
+int cli_answer(const char *cmd, const char *socket, cf_client *cl, int q, unsigned long timeout_s,
+               const cf_response *r);
+
 /* A daemon's text (not NUL-terminated, untrusted) as a printable C string:
  * control characters become '?', cut to fit cap. */
 void cli_text_of(const cf_str *s, char *out, size_t cap);

@@ -68,15 +68,6 @@ static const char crl_help[] =
 enum { OPT_SOCKET = 256, OPT_SERIAL, OPT_REASON, OPT_REQUESTER, OPT_TIMEOUT, OPT_HELP, OPT_ISSUER,
        OPT_NEW, OPT_OUT, OPT_DER };
 
-/* The answer failed: one line naming the daemon's status and message. */
-static int answer_fail(const char *cmd, const char *socket, const cf_response *r)
-{
-    char m[600];
-    cli_text_of(&r->message, m, sizeof(m));
-    return cli_fail("%s: certforged at %s answered %s: %s", cmd, socket, cf_status_name(r->status),
-                    m[0] ? m : "(no message)");
-}
-
 int cmd_revoke(int argc, char **argv)
 {
     static const struct option lo[] = {{"socket", required_argument, NULL, OPT_SOCKET},
@@ -141,13 +132,7 @@ int cmd_revoke(int argc, char **argv)
     cf_response r;
     cf_str tag = {requester, requester ? strlen(requester) : 0};
     int q = cf_revoke_one(cl, sb, sl, (unsigned)reason, tag, (int)timeout * 1000, &r);
-    if (q != 0) {
-        rc = q > 0 ? cli_fail("revoke: no answer from certforged at %s within %lu s", socket,
-                              timeout)
-                   : cli_fail("revoke: certforged at %s: %s", socket, cf_client_error(cl));
-    } else if (r.status != CF_ST_OK) {
-        rc = answer_fail("revoke", socket, &r);
-    } else {
+    if ((rc = cli_answer("revoke", socket, cl, q, timeout, &r)) == CLI_OK) {
         char when[32] = "?";
         time_t t = (time_t)r.revoked_at;
         struct tm tm;
@@ -157,7 +142,6 @@ int cmd_revoke(int argc, char **argv)
         printf("revoked %s since %s reason %s\n", norm, when, rn ? rn : "?");
         if ((int)r.reason != reason || r.revoked_at + 60 < (int64_t)time(NULL))
             cli_note("revoke: it was revoked before; the first revocation stands");
-        rc = CLI_OK;
     }
     cf_client_close(cl);
     return rc;
@@ -220,15 +204,8 @@ int cmd_crl(int argc, char **argv)
     cf_response r;
     int q = cf_crl_one(cl, (cf_str){issuer, strlen(issuer)}, fresh, (int)timeout * 1000, &r);
     X509_CRL *x = NULL;
-    if (q != 0) {
-        rc = q > 0 ? cli_fail("crl: no answer from certforged at %s within %lu s", socket, timeout)
-                   : cli_fail("crl: certforged at %s: %s", socket, cf_client_error(cl));
+    if ((rc = cli_answer("crl", socket, cl, q, timeout, &r)) != CLI_OK)
         goto done;
-    }
-    if (r.status != CF_ST_OK) {
-        rc = answer_fail("crl", socket, &r);
-        goto done;
-    }
     const unsigned char *p = r.crl.p;
     if (!(x = d2i_X509_CRL(NULL, &p, (long)r.crl.len))) {
         rc = cli_fail("crl: certforged sent a CRL OpenSSL cannot read");

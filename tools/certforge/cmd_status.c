@@ -204,21 +204,11 @@ int cmd_status(int argc, char **argv)
         return rc;
     cf_response r;
     int q = cf_client_status(cl, (int)timeout * 1000, &r);
-    if (q != 0) {
-        rc = q > 0
-                 ? cli_fail("status: no answer from certforged at %s within %lu s", socket, timeout)
-                 : cli_fail("status: certforged at %s: %s", socket, cf_client_error(cl));
-    } else if (r.status != CF_ST_OK) {
-        char m[600];
-        cli_text_of(&r.message, m, sizeof(m));
-        rc = cli_fail("status: certforged at %s answered %s: %s", socket, cf_status_name(r.status),
-                      m[0] ? m : "(no message)");
-    } else if (json) {
+    rc = cli_answer("status", socket, cl, q, timeout, &r);
+    if (rc == CLI_OK && json)
         rc = print_json(socket, &r);
-    } else {
+    else if (rc == CLI_OK)
         print_text(socket, &r);
-        rc = CLI_OK;
-    }
     cf_client_close(cl);
     return rc;
 }
