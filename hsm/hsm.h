@@ -17,6 +17,8 @@
 #ifndef CF_HSM_H
 #define CF_HSM_H
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <p11-kit/pkcs11.h>
@@ -161,17 +163,45 @@ typedef struct hsm_sign_req {
 size_t hsm_sign_batch(hsm_signer *s, hsm_sign_req *reqs, size_t n);
 
 /*
+ * The same in two steps, so a caller can do other work while a batch is
+ * signed (the pipeline builds its next batch meanwhile): start hands the
+ * requests to the signer's threads and returns at once; wait returns when
+ * every request is done, with the number signed, the caller signing any
+ * request no thread has taken yet rather than idle. Without signing
+ * threads (and in a fork child) start signs the whole batch on the calling
+ * thread and wait only returns the count. reqs and the ticket must stay
+ * put, and every started ticket must be waited for exactly once. The
+ * ticket's fields are the signer's; hsm_sign_ticket_queued() says whether
+ * start handed the batch to threads (a caller may then overlap work).
+ */
+typedef struct hsm_sign_ticket {
+    hsm_signer *s;
+    hsm_sign_req *reqs;
+    size_t n, next, left, ok;
+    bool queued;
+    pthread_cond_t done;
+    struct hsm_sign_ticket *qnext;
+} hsm_sign_ticket;
+void hsm_sign_batch_start(hsm_signer *s, hsm_sign_req *reqs, size_t n, hsm_sign_ticket *t);
+size_t hsm_sign_batch_wait(hsm_sign_ticket *t);
+static inline bool hsm_sign_ticket_queued(const hsm_sign_ticket *t)
+{
+    return t->queued;
+}
+
+/*
  * Signing threads, for a token whose latency must be hidden (a network
  * HSM: L ms per signature caps a thread at 1/L signatures per second).
  * With n > 0 the signer runs n threads; hsm_sign_batch() then queues the
  * batch's requests for them (each thread takes one request at a time and
- * signs it with hsm_sign(); the caller takes its own batch's requests too
- * rather than idle) and returns when all are done, so up to n signatures
- * (plus one per caller) are in flight at once across all callers, bounded
- * by the pool's sessions. With n == 0 (the default) hsm_sign_batch() signs on
- * the caller's thread, one request after another. hsm_sign() always signs
- * on the caller's thread. In a child after fork() there are no signing
- * threads: hsm_sign_batch() signs on the caller's thread.
+ * signs it with hsm_sign(); when the pool has more sessions than threads
+ * the caller takes its own batch's requests too rather than idle) and
+ * returns when all are done, so up to n signatures (plus one per caller
+ * when sessions > n) are in flight at once across all callers, bounded by
+ * the pool's sessions. The threads ask for a short scheduler slice (docs/hsm.md). With n == 0 (the
+ * default) hsm_sign_batch() signs on the caller's thread, one request after another. hsm_sign()
+ * always signs on the caller's thread. In a child after fork() there are no signing threads:
+ * hsm_sign_batch() signs on the caller's thread.
  *
  * Call at most once, after hsm_signer_open() and before the signer is
  * used from other threads; the threads are joined by hsm_signer_close().

@@ -10,10 +10,13 @@
 #include "hsm_internal.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 typedef struct pool_sess {
     CK_SESSION_HANDLE h; /* CK_INVALID_HANDLE: (re)open before use */
@@ -40,27 +43,21 @@ struct hsm_signer {
     _Atomic unsigned fork_gen;
 
     /* Signing threads (hsm_signer_set_threads): a FIFO of the batches
-     * waiting in hsm_sign_batch(), each on its caller's stack, so the
-     * queue is bounded by the number of callers and needs no allocation.
+     * started and not yet handed out, each in its caller's ticket, so
+     * the queue is bounded by the tickets callers hold and needs no
+     * allocation.
      * qmu guards the queue, qstop and every queued batch's next/left/ok. */
     pthread_mutex_t qmu;
     pthread_cond_t qcv; /* a batch was queued, or qstop */
-    struct sign_batch *qhead, *qtail;
+    struct hsm_sign_ticket *qhead, *qtail;
     bool qstop;
     unsigned nthr; /* threads running in this process (0 in a fork child) */
     pthread_t *thr;
 };
 
-/* One hsm_sign_batch() call handed to the signing threads. */
-typedef struct sign_batch {
-    hsm_sign_req *reqs;
-    size_t n;
-    size_t next;         /* next request to hand out */
-    size_t left;         /* requests not yet finished */
-    size_t ok;           /* requests signed */
-    pthread_cond_t done; /* left reached 0 */
-    struct sign_batch *qnext;
-} sign_batch;
+/* One batch handed to the signing threads: the caller's hsm_sign_ticket
+ * (hsm.h), its next/left/ok guarded by qmu. */
+typedef hsm_sign_ticket sign_batch;
 
 static void cond_init_monotonic(pthread_cond_t *cv)
 {
@@ -607,11 +604,41 @@ static void queue_unlink(hsm_signer *s, sign_batch *b)
     b->qnext = NULL;
 }
 
+/* sched_setattr(2)'s argument, VER0 layout (not in glibc's headers). */
+struct sig_sched_attr {
+    uint32_t size, policy;
+    uint64_t flags;
+    int32_t nice;
+    uint32_t priority;
+    uint64_t runtime, deadline, period;
+};
+
+/* Ask for a 0.1 ms scheduler slice (Linux >= 6.12 takes sched_runtime of
+ * a fair-class thread as its slice request, and a thread with a shorter
+ * slice preempts a longer one when it wakes): a signing thread runs for
+ * microseconds when a signature comes back, while the pipeline workers keep
+ * both cores busy; with the default slice it waited for a worker's slice
+ * to end, and 8 sessions at 1 ms gave 6 500 signatures/s instead of 7 000+.
+ * Policy and nice stay as they are; older kernels ignore the request. */
+static void ask_short_slice(void)
+{
+    struct sig_sched_attr a = {0};
+    if (syscall(SYS_sched_getattr, 0, &a, (unsigned)sizeof(a), 0u) != 0)
+        return;
+    if (a.policy != SCHED_OTHER && a.policy != SCHED_BATCH)
+        return;
+    a.size = sizeof(a);
+    a.flags = 0;
+    a.runtime = 100000; /* ns */
+    (void)syscall(SYS_sched_setattr, 0, &a, 0u);
+}
+
 /* A signing thread: take the head batch's next request, sign it, count it
  * done; until stopped with the queue empty. */
 static void *sign_thread(void *arg)
 {
     hsm_signer *s = arg;
+    ask_short_slice();
     pthread_mutex_lock(&s->qmu);
     for (;;) {
         while (!s->qhead && !s->qstop)
@@ -681,44 +708,81 @@ unsigned hsm_signer_threads(const hsm_signer *s)
     return s->nthr;
 }
 
-size_t hsm_sign_batch(hsm_signer *s, hsm_sign_req *reqs, size_t n)
+/* Does a caller waiting for its batch sign requests no thread took yet?
+ * Only when there are more sessions than threads: otherwise every session
+ * is a thread's, and a caller that takes one only adds a hand-off (it
+ * waits for the session, and the thread that gave it up idles). */
+static bool caller_may_sign(const hsm_signer *s)
 {
+    return s->nthr < s->n;
+}
+
+/* caller_signs: the caller goes straight on to wait (hsm_sign_batch), so
+ * wake one thread fewer: the caller takes a request itself. */
+static void batch_start(hsm_signer *s, hsm_sign_req *reqs, size_t n, hsm_sign_ticket *t,
+                        bool caller_signs)
+{
+    *t = (hsm_sign_ticket){.s = s, .reqs = reqs, .n = n, .next = n, .left = 0};
     /* In a fork child the hook forgets the parent's threads (nthr = 0). */
     hsm_after_fork_once(&s->fork_gen, signer_after_fork, s);
     if (s->nthr == 0 || n == 0) {
-        size_t ok = 0;
         for (size_t i = 0; i < n; i++)
-            ok += sign_req(s, &reqs[i]);
-        return ok;
+            t->ok += sign_req(s, &reqs[i]);
+        return;
     }
-    sign_batch b = {.reqs = reqs, .n = n, .left = n};
-    pthread_cond_init(&b.done, NULL);
+    t->next = 0;
+    t->left = n;
+    t->queued = true;
+    pthread_cond_init(&t->done, NULL);
     pthread_mutex_lock(&s->qmu);
     if (s->qtail)
-        s->qtail->qnext = &b;
+        s->qtail->qnext = t;
     else
-        s->qhead = &b;
-    s->qtail = &b;
-    /* As many threads as can take a request besides this one. */
-    for (size_t i = 1; i < n && i - 1 < s->nthr; i++)
+        s->qhead = t;
+    s->qtail = t;
+    /* As many threads as can take a request. */
+    caller_signs = caller_signs && caller_may_sign(s);
+    for (size_t i = caller_signs; i < n && i - caller_signs < s->nthr; i++)
         pthread_cond_signal(&s->qcv);
-    /* Rather than idle, the caller signs its own batch's requests too (so
-     * a fast token pays few hand-offs); the last one handed out takes the
-     * batch off the queue, wherever it is in it. */
-    while (b.next < b.n) {
-        size_t i = b.next++;
-        if (b.next == b.n)
-            queue_unlink(s, &b);
-        pthread_mutex_unlock(&s->qmu);
-        bool ok = sign_req(s, &reqs[i]);
-        pthread_mutex_lock(&s->qmu);
-        b.ok += ok;
-        b.left--;
-    }
-    while (b.left)
-        pthread_cond_wait(&b.done, &s->qmu);
-    size_t ok = b.ok;
     pthread_mutex_unlock(&s->qmu);
-    pthread_cond_destroy(&b.done);
+}
+
+void hsm_sign_batch_start(hsm_signer *s, hsm_sign_req *reqs, size_t n, hsm_sign_ticket *t)
+{
+    batch_start(s, reqs, n, t, false);
+}
+
+size_t hsm_sign_batch_wait(hsm_sign_ticket *t)
+{
+    if (!t->queued)
+        return t->ok;
+    hsm_signer *s = t->s;
+    pthread_mutex_lock(&s->qmu);
+    /* Rather than idle, the caller signs what no thread has taken yet (so
+     * a fast token pays few hand-offs) when a session may be free; the last
+     * one handed out takes the batch off the queue, wherever it is in it. */
+    while (caller_may_sign(s) && t->next < t->n) {
+        size_t i = t->next++;
+        if (t->next == t->n)
+            queue_unlink(s, t);
+        pthread_mutex_unlock(&s->qmu);
+        bool ok = sign_req(s, &t->reqs[i]);
+        pthread_mutex_lock(&s->qmu);
+        t->ok += ok;
+        t->left--;
+    }
+    while (t->left)
+        pthread_cond_wait(&t->done, &s->qmu);
+    size_t ok = t->ok;
+    pthread_mutex_unlock(&s->qmu);
+    pthread_cond_destroy(&t->done);
+    t->queued = false;
     return ok;
+}
+
+size_t hsm_sign_batch(hsm_signer *s, hsm_sign_req *reqs, size_t n)
+{
+    hsm_sign_ticket t;
+    batch_start(s, reqs, n, &t, true);
+    return hsm_sign_batch_wait(&t);
 }

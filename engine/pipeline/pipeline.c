@@ -39,6 +39,25 @@ typedef struct pipe_prof {
     pipe_issuer *iss;
 } pipe_prof;
 
+/* One group of a batch's signature requests: one key, one ticket. */
+typedef struct sign_group {
+    size_t first, m; /* reqs[first .. first+m) */
+    hsm_sign_ticket t;
+} sign_group;
+
+/* A batch between taking and release: its jobs and their signature
+ * requests, grouped by key; rj[i] is the job of reqs[i]. */
+typedef struct batch_slot {
+    pipe_job **jobs;
+    size_t n;
+    hsm_sign_req *reqs;
+    pipe_job **rj;
+    size_t nreq;
+    sign_group *grp;
+    size_t ngrp;
+    bool async; /* some group went to signing threads */
+} batch_slot;
+
 typedef struct worker {
     pipe_engine *e;
     pthread_t th;
@@ -48,8 +67,9 @@ typedef struct worker {
     EVP_MD *md[3]; /* SHA-256, -384, -512, fetched once */
     EVP_PKEY_CTX *vctx[PIPE_MAX_ISSUERS];
     uint64_t verify_ctr;
-    pipe_job **jobs;
-    hsm_sign_req *reqs;
+    /* Two batches: while one is being signed by the signer's threads (a
+     * network HSM's latency), the worker builds the next. */
+    batch_slot sl[2];
     pipe_job **ok;
     uint8_t scratch[PIPE_CERT_MAX];
     /* SIGN: verify contexts by (key, mechanism), made on first use (a
@@ -174,12 +194,18 @@ static int worker_init(worker *w, pipe_engine *e, unsigned id)
     w->md[0] = EVP_MD_fetch(NULL, "SHA2-256", NULL);
     w->md[1] = EVP_MD_fetch(NULL, "SHA2-384", NULL);
     w->md[2] = EVP_MD_fetch(NULL, "SHA2-512", NULL);
-    w->jobs = calloc(e->o.batch, sizeof(*w->jobs));
     w->ok = calloc(e->o.batch, sizeof(*w->ok));
-    w->reqs = calloc(e->o.batch, sizeof(*w->reqs));
-    if (!w->cv || !w->mdctx || !w->md[0] || !w->md[1] || !w->md[2] || !w->jobs || !w->ok ||
-        !w->reqs)
+    if (!w->cv || !w->mdctx || !w->md[0] || !w->md[1] || !w->md[2] || !w->ok)
         return -1;
+    for (int k = 0; k < 2; k++) {
+        batch_slot *sl = &w->sl[k];
+        sl->jobs = calloc(e->o.batch, sizeof(*sl->jobs));
+        sl->reqs = calloc(e->o.batch, sizeof(*sl->reqs));
+        sl->rj = calloc(e->o.batch, sizeof(*sl->rj));
+        sl->grp = calloc(e->o.batch, sizeof(*sl->grp));
+        if (!sl->jobs || !sl->reqs || !sl->rj || !sl->grp)
+            return -1;
+    }
     for (size_t i = 0; i < e->niss; i++) {
         w->vctx[i] = issuer_vctx(w, &e->iss[i]);
         if (!w->vctx[i] && e->iss[i].mech != HSM_MECH_ED25519)
@@ -198,9 +224,13 @@ static void worker_fini(worker *w)
         EVP_PKEY_CTX_free(w->vctx[i]);
     for (unsigned i = 0; i < w->nsctx; i++)
         EVP_PKEY_CTX_free(w->sctx[i].c);
-    free(w->jobs);
     free(w->ok);
-    free(w->reqs);
+    for (int k = 0; k < 2; k++) {
+        free(w->sl[k].jobs);
+        free(w->sl[k].reqs);
+        free(w->sl[k].rj);
+        free(w->sl[k].grp);
+    }
 }
 
 /* --- the stages ------------------------------------------------------------- */
@@ -316,60 +346,6 @@ static bool issued_sig_ok(worker *w, pipe_job *j)
     return EVP_PKEY_verify(w->vctx[is->idx], j->sig, j->sig_len, j->digest, j->digest_len) == 1;
 }
 
-/* Sign every job of the batch that is still OK, grouped by issuer: one
- * plain batch call per issuer (so signing can move into its own process). */
-static void stage_sign(worker *w, pipe_job **jobs, size_t n)
-{
-    pipe_engine *e = w->e;
-    for (size_t k = 0; k < e->niss; k++) {
-        pipe_issuer *is = &e->iss[k];
-        size_t m = 0;
-        for (size_t i = 0; i < n; i++) {
-            pipe_job *j = jobs[i];
-            if (j->status != CF_ST_OK || j->iss != is)
-                continue;
-            hsm_sign_req *r = &w->reqs[m];
-            r->mech = is->mech;
-            r->in = j->digest_len ? j->digest : j->buf + j->tbs_off;
-            r->inlen = j->digest_len ? j->digest_len : j->tbs_len;
-            r->sig = j->sig;
-            r->siglen = 0;
-            r->rv = CKR_OK;
-            w->ok[m++] = j;
-        }
-        if (m == 0)
-            continue;
-        hsm_sign_batch(is->signer, w->reqs, m);
-        for (size_t i = 0; i < m; i++) {
-            pipe_job *j = w->ok[i];
-            if (w->reqs[i].rv != CKR_OK) {
-                /* All HSM sessions stayed busy: the engine is overloaded,
-                 * not failing. */
-                cf_status st = w->reqs[i].rv == CKR_FUNCTION_CANCELED ? CF_ST_BUSY
-                                                                       : CF_ST_HSM_FAILURE;
-                fail(j, st, (int)w->reqs[i].rv, w->reqs[i].msg);
-                continue;
-            }
-            j->sig_len = w->reqs[i].siglen;
-            if (want_verify(w) && !issued_sig_ok(w, j)) {
-                /* Never release a certificate whose signature is wrong. */
-                fail(j, CF_ST_HSM_FAILURE, 0,
-                     "the HSM returned a signature that does not verify with the issuer key");
-                continue;
-            }
-            size_t len = 0;
-            if (profile_assemble(j->prof, j->buf + j->tbs_off, j->tbs_len,
-                                 j->sig, j->sig_len, w->scratch, sizeof(w->scratch), &len) != 0) {
-                fail(j, CF_ST_POLICY_DENIED, 0, "certificate too large for the engine's buffers");
-                continue;
-            }
-            memcpy(j->buf, w->scratch, len);
-            j->cert = j->buf;
-            j->cert_len = len;
-        }
-    }
-}
-
 /* SIGN: nothing to parse; keep what the ledger records (the digest, or
  * for Ed25519 the SHA-512 of the message). */
 static void stage_front_sign(worker *w, pipe_job *j)
@@ -433,40 +409,112 @@ static bool raw_sig_ok(worker *w, const pipe_job *j)
     return ok;
 }
 
-/* Sign the batch's SIGN jobs, one batch call per key. */
-static void stage_raw_sign(worker *w, pipe_job **jobs, size_t n)
+/* One request for job j into the slot. */
+static void add_req(batch_slot *sl, pipe_job *j, hsm_mech mech, const uint8_t *in, size_t inlen)
 {
-    for (size_t first = 0; first < n; first++) {
-        pipe_job *f = jobs[first];
-        if (f->kind != PIPE_JOB_SIGN || f->status != CF_ST_OK || f->sig_len)
-            continue;
-        hsm_signer *key = f->sign.signer;
-        size_t m = 0;
-        for (size_t i = first; i < n; i++) {
-            pipe_job *j = jobs[i];
-            if (j->kind != PIPE_JOB_SIGN || j->status != CF_ST_OK || j->sig_len ||
-                j->sign.signer != key)
+    hsm_sign_req *r = &sl->reqs[sl->nreq];
+    r->mech = mech;
+    r->in = in;
+    r->inlen = inlen;
+    r->sig = j->sig;
+    r->siglen = 0;
+    r->rv = CKR_OK;
+    sl->rj[sl->nreq++] = j;
+}
+
+/* Start the group of requests added since `first` (if any) with key s. */
+static void start_group(batch_slot *sl, hsm_signer *s, size_t first)
+{
+    if (sl->nreq == first)
+        return;
+    sign_group *g = &sl->grp[sl->ngrp++];
+    g->first = first;
+    g->m = sl->nreq - first;
+    hsm_sign_batch_start(s, sl->reqs + first, g->m, &g->t);
+    sl->async |= hsm_sign_ticket_queued(&g->t);
+}
+
+/* Start signing every job of the batch that is still OK, one plain batch
+ * call per key (so signing can move into its own process): certificates
+ * grouped by issuer, then SIGN jobs grouped by key. */
+static void stage_sign_start(worker *w, batch_slot *sl)
+{
+    pipe_engine *e = w->e;
+    sl->nreq = sl->ngrp = 0;
+    sl->async = false;
+    for (size_t k = 0; k < e->niss; k++) {
+        pipe_issuer *is = &e->iss[k];
+        size_t first = sl->nreq;
+        for (size_t i = 0; i < sl->n; i++) {
+            pipe_job *j = sl->jobs[i];
+            if (j->kind != PIPE_JOB_ISSUE || j->status != CF_ST_OK || j->iss != is)
                 continue;
-            hsm_sign_req *r = &w->reqs[m];
-            r->mech = j->sign.mech;
-            r->in = j->sign.data;
-            r->inlen = j->sign.len;
-            r->sig = j->sig;
-            r->siglen = 0;
-            r->rv = CKR_OK;
-            w->ok[m++] = j;
+            add_req(sl, j, is->mech, j->digest_len ? j->digest : j->buf + j->tbs_off,
+                    j->digest_len ? j->digest_len : j->tbs_len);
         }
-        hsm_sign_batch(key, w->reqs, m);
-        for (size_t i = 0; i < m; i++) {
-            pipe_job *j = w->ok[i];
-            if (w->reqs[i].rv != CKR_OK) {
-                cf_status st = w->reqs[i].rv == CKR_FUNCTION_CANCELED ? CF_ST_BUSY
-                                                                       : CF_ST_HSM_FAILURE;
-                fail(j, st, (int)w->reqs[i].rv, w->reqs[i].msg);
+        start_group(sl, is->signer, first);
+    }
+    for (size_t f = 0; f < sl->n; f++) {
+        pipe_job *fj = sl->jobs[f];
+        if (fj->kind != PIPE_JOB_SIGN || fj->status != CF_ST_OK)
+            continue;
+        hsm_signer *key = fj->sign.signer;
+        bool seen = false; /* an earlier job started this key's group */
+        for (size_t i = 0; i < f && !seen; i++)
+            seen = sl->jobs[i]->kind == PIPE_JOB_SIGN && sl->jobs[i]->status == CF_ST_OK &&
+                   sl->jobs[i]->sign.signer == key;
+        if (seen)
+            continue;
+        size_t first = sl->nreq;
+        for (size_t i = f; i < sl->n; i++) {
+            pipe_job *j = sl->jobs[i];
+            if (j->kind == PIPE_JOB_SIGN && j->status == CF_ST_OK && j->sign.signer == key)
+                add_req(sl, j, j->sign.mech, j->sign.data, j->sign.len);
+        }
+        start_group(sl, key, first);
+    }
+}
+
+/* A signed certificate: check the signature, assemble. */
+static void finish_issue(worker *w, pipe_job *j)
+{
+    if (want_verify(w) && !issued_sig_ok(w, j)) {
+        /* Never release a certificate whose signature is wrong. */
+        fail(j, CF_ST_HSM_FAILURE, 0,
+             "the HSM returned a signature that does not verify with the issuer key");
+        return;
+    }
+    size_t len = 0;
+    if (profile_assemble(j->prof, j->buf + j->tbs_off, j->tbs_len, j->sig, j->sig_len, w->scratch,
+                         sizeof(w->scratch), &len) != 0) {
+        fail(j, CF_ST_POLICY_DENIED, 0, "certificate too large for the engine's buffers");
+        return;
+    }
+    memcpy(j->buf, w->scratch, len);
+    j->cert = j->buf;
+    j->cert_len = len;
+}
+
+/* Wait for each group's signatures and finish its jobs. */
+static void stage_sign_finish(worker *w, batch_slot *sl)
+{
+    for (size_t g = 0; g < sl->ngrp; g++) {
+        sign_group *gr = &sl->grp[g];
+        hsm_sign_batch_wait(&gr->t);
+        for (size_t i = gr->first; i < gr->first + gr->m; i++) {
+            pipe_job *j = sl->rj[i];
+            const hsm_sign_req *r = &sl->reqs[i];
+            if (r->rv != CKR_OK) {
+                /* All HSM sessions stayed busy: the engine is overloaded,
+                 * not failing. */
+                cf_status st = r->rv == CKR_FUNCTION_CANCELED ? CF_ST_BUSY : CF_ST_HSM_FAILURE;
+                fail(j, st, (int)r->rv, r->msg);
                 continue;
             }
-            j->sig_len = w->reqs[i].siglen;
-            if (j->sign.pub && want_verify(w) && !raw_sig_ok(w, j)) {
+            j->sig_len = r->siglen;
+            if (j->kind == PIPE_JOB_ISSUE) {
+                finish_issue(w, j);
+            } else if (j->sign.pub && want_verify(w) && !raw_sig_ok(w, j)) {
                 j->sig_len = 0;
                 fail(j, CF_ST_HSM_FAILURE, 0,
                      "the HSM returned a signature that does not verify with the key");
@@ -478,54 +526,87 @@ static void stage_raw_sign(worker *w, pipe_job **jobs, size_t n)
 static void complete(pipe_engine *e, pipe_job *j);
 static void hand_to_recorder(pipe_engine *e, pipe_job *const *jobs, size_t n);
 
+/* Take up to a batch of jobs into sl; with `block`, wait for one. False
+ * when there is none (without block), or the engine stops with none left. */
+static bool take_batch(pipe_engine *e, batch_slot *sl, bool block)
+{
+    pthread_mutex_lock(&e->mu);
+    while (block && e->count == 0 && !e->stopping)
+        pthread_cond_wait(&e->not_empty, &e->mu);
+    size_t n = 0;
+    while (e->count > 0 && n < e->o.batch) {
+        sl->jobs[n++] = e->ring[e->head];
+        e->head = (e->head + 1) % e->cap;
+        e->count--;
+    }
+    if (n) {
+        if (e->count > 0)
+            pthread_cond_signal(&e->not_empty);
+        pthread_cond_broadcast(&e->not_full);
+    }
+    pthread_mutex_unlock(&e->mu);
+    sl->n = n;
+    return n > 0;
+}
+
+/* Parse, check and build every job of the batch, then start its signing. */
+static void batch_begin(worker *w, batch_slot *sl)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    for (size_t i = 0; i < sl->n; i++) {
+        pipe_job *j = sl->jobs[i];
+        j->sig_len = 0;
+        if (j->kind == PIPE_JOB_SIGN)
+            stage_front_sign(w, j);
+        else
+            stage_front(w, j, (int64_t)ts.tv_sec);
+    }
+    stage_sign_start(w, sl);
+}
+
+/* Finish the batch's signatures and release it: failures complete at once,
+ * the rest go through the recorder when there is one. */
+static void batch_end(worker *w, batch_slot *sl)
+{
+    pipe_engine *e = w->e;
+    stage_sign_finish(w, sl);
+    size_t m = 0;
+    for (size_t i = 0; i < sl->n; i++) {
+        if (e->o.record && sl->jobs[i]->status == CF_ST_OK)
+            w->ok[m++] = sl->jobs[i]; /* released by the recorder */
+        else
+            complete(e, sl->jobs[i]);
+    }
+    if (m)
+        hand_to_recorder(e, w->ok, m);
+}
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
     pipe_engine *e = w->e;
+    batch_slot *cur = &w->sl[0], *nxt = &w->sl[1];
+    bool have = false; /* cur holds a started batch */
     for (;;) {
-        pthread_mutex_lock(&e->mu);
-        while (e->count == 0 && !e->stopping)
-            pthread_cond_wait(&e->not_empty, &e->mu);
-        if (e->count == 0 && e->stopping) {
-            pthread_mutex_unlock(&e->mu);
-            break;
+        if (!have) {
+            if (!take_batch(e, cur, true))
+                break; /* stopping, nothing queued */
+            batch_begin(w, cur);
+            have = true;
         }
-        size_t n = 0;
-        while (e->count > 0 && n < e->o.batch) {
-            w->jobs[n++] = e->ring[e->head];
-            e->head = (e->head + 1) % e->cap;
-            e->count--;
+        /* While signing threads sign cur, build the next batch if there
+         * is one; with signing on this thread cur is already signed. */
+        if (cur->async && take_batch(e, nxt, false)) {
+            batch_begin(w, nxt);
+            batch_end(w, cur);
+            batch_slot *t = cur;
+            cur = nxt;
+            nxt = t;
+        } else {
+            batch_end(w, cur);
+            have = false;
         }
-        if (e->count > 0)
-            pthread_cond_signal(&e->not_empty);
-        pthread_cond_broadcast(&e->not_full);
-        pthread_mutex_unlock(&e->mu);
-
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        bool raw = false;
-        for (size_t i = 0; i < n; i++) {
-            pipe_job *j = w->jobs[i];
-            if (j->kind == PIPE_JOB_SIGN) {
-                stage_front_sign(w, j);
-                raw = true;
-            } else {
-                stage_front(w, j, (int64_t)ts.tv_sec);
-            }
-        }
-        stage_sign(w, w->jobs, n);
-        if (raw)
-            stage_raw_sign(w, w->jobs, n);
-
-        size_t m = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (e->o.record && w->jobs[i]->status == CF_ST_OK)
-                w->ok[m++] = w->jobs[i]; /* released by the recorder */
-            else
-                complete(e, w->jobs[i]);
-        }
-        if (m)
-            hand_to_recorder(e, w->ok, m);
     }
     return NULL;
 }

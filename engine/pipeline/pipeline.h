@@ -2,7 +2,8 @@
  * threads that take jobs in batches (parse, policy, verify, build the TBS,
  * digest), sign each batch through the HSM layer, check every issued
  * signature against the issuer key, assemble the certificates and complete
- * the jobs.
+ * the jobs. When a key has signing threads (a network HSM), a worker builds
+ * its next batch while the previous one is being signed.
  *
  * Jobs are owned by the caller (e.g. a pool sized at start-up): the
  * pipeline allocates nothing per request. A job and everything its request

@@ -10,10 +10,14 @@
  *   CF_SHIM_MODULE           real module to forward to, dlopen'ed with
  *                            RTLD_NOW|RTLD_LOCAL (default
  *                            /usr/lib/softhsm/libsofthsm2.so)
- *   CF_SHIM_SIGN_LATENCY_US  sleep this long in every C_Sign that produces a
- *   CF_SHIM_SIGN_JITTER_US   signature, plus a uniform random 0..JITTER; the
- *                            sleep holds no lock, so S sessions overlap and
- *                            give about S/latency signatures per second
+ *   CF_SHIM_SIGN_LATENCY_US  every C_Sign that produces a signature returns
+ *   CF_SHIM_SIGN_JITTER_US   no sooner than this long after its C_SignInit
+ *                            was called, plus a uniform random 0..JITTER
+ *                            (the module's own work inside it, as a network
+ *                            HSM's answer comes one round trip after the
+ *                            request);
+ *                            the wait holds no lock, so S sessions overlap
+ *                            and give about S/latency signatures per second
  *   CF_SHIM_MAX_SESSIONS     reported as ulMaxSessionCount and enforced per
  *                            slot: C_OpenSession beyond it gives
  *                            CKR_SESSION_COUNT
@@ -77,6 +81,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sys/prctl.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -116,6 +121,7 @@ struct ent {
     CK_SLOT_ID slot;
     CK_ULONG gen;
     enum ent_state state;
+    uint64_t sign_init_ns; /* when the pending C_SignInit was called (0: none) */
 };
 
 /* Fields marked (mu) are guarded by g.mu. Lock order: init_mu, ctl_mu, mu;
@@ -590,7 +596,11 @@ static uint64_t tick(CK_FUNCTION_LIST *f)
 
 /* Validate a shim session handle and mark a call in flight; on CKR_OK the
  * caller forwards with *real and then calls release(). */
-static CK_RV acquire(CK_SESSION_HANDLE h, CK_SESSION_HANDLE *real, CK_FUNCTION_LIST **fp)
+/* Forward a call on session h: the real session, counted in flight until
+ * release(). *sign_init (when not NULL) trades the session's C_SignInit
+ * time for `set` (the signature latency counts from C_SignInit). */
+static CK_RV acquire_ts(CK_SESSION_HANDLE h, CK_SESSION_HANDLE *real, CK_FUNCTION_LIST **fp,
+                        uint64_t *sign_init, uint64_t set)
 {
     CK_FUNCTION_LIST *f = atomic_load_explicit(&g_real, memory_order_acquire);
     if (!f)
@@ -607,11 +617,21 @@ static CK_RV acquire(CK_SESSION_HANDLE h, CK_SESSION_HANDLE *real, CK_FUNCTION_L
             *real = e->real;
             g.inflight++;
             rv = CKR_OK;
+            if (sign_init) {
+                uint64_t was = e->sign_init_ns;
+                e->sign_init_ns = set;
+                *sign_init = was;
+            }
         }
     }
     pthread_mutex_unlock(&g.mu);
     *fp = f;
     return rv;
+}
+
+static CK_RV acquire(CK_SESSION_HANDLE h, CK_SESSION_HANDLE *real, CK_FUNCTION_LIST **fp)
+{
+    return acquire_ts(h, real, fp, NULL, 0);
 }
 
 static void release(void)
@@ -635,17 +655,31 @@ static uint64_t rand64(void)
     return z ^ (z >> 31);
 }
 
-static void sign_latency(void)
+/* When a signature whose operation began at t0 may be returned (0: at
+ * once). */
+static uint64_t sign_deadline(uint64_t t0)
 {
     uint64_t us = setting(K_SIGN_LATENCY_US);
     uint64_t jit = setting(K_SIGN_JITTER_US);
     if (jit)
         us += rand64() % (jit + 1);
-    if (!us)
-        return;
-    struct timespec ts = {.tv_sec = (time_t)(us / 1000000), .tv_nsec = (long)(us % 1000000) * 1000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+    return us ? t0 + us * 1000u : 0;
+}
+
+/* Precise: a network HSM's answer wakes its thread when it arrives, with
+ * no timer slack (50 us by default, 5 % of a 1 ms latency), so the wait
+ * runs with the least slack and the caller's is put back after. */
+static void sleep_until(uint64_t deadline_ns)
+{
+    struct timespec ts = {.tv_sec = (time_t)(deadline_ns / 1000000000u),
+                          .tv_nsec = (long)(deadline_ns % 1000000000u)};
+    int slack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
+    if (slack > 1)
+        (void)prctl(PR_SET_TIMERSLACK, 1ul, 0, 0, 0);
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
         ;
+    if (slack > 1)
+        (void)prctl(PR_SET_TIMERSLACK, (unsigned long)slack, 0, 0, 0);
 }
 
 /* The injected failure still ends the real operation, as a failed C_Sign
@@ -670,14 +704,16 @@ static CK_RV shim_Sign(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG u
 {
     CK_SESSION_HANDLE rh;
     CK_FUNCTION_LIST *f;
-    CK_RV rv = acquire(hSession, &rh, &f);
+    uint64_t deadline = 0, t0 = 0, now = mono_ns();
+    /* A length query keeps the operation (and its start) for the real call. */
+    CK_RV rv = pSignature ? acquire_ts(hSession, &rh, &f, &t0, 0) : acquire(hSession, &rh, &f);
     if (rv != CKR_OK)
         return rv;
     if (!pSignature) { /* length query: no signature made, nothing injected */
         rv = f->C_Sign(rh, pData, ulDataLen, NULL, pulSignatureLen);
         goto out;
     }
-    sign_latency();
+    deadline = sign_deadline(t0 ? t0 : now);
     unsigned long fail_n = setting(K_FAIL_EVERY_N);
     if (fail_n && (atomic_fetch_add(&n_signs, 1) + 1) % fail_n == 0) {
         sign_and_discard(f, rh, pData, ulDataLen);
@@ -691,6 +727,8 @@ static CK_RV shim_Sign(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG u
         pSignature[*pulSignatureLen / 2] ^= 0x01;
 out:
     release();
+    if (deadline) /* not in flight meanwhile: an invalidation need not wait */
+        sleep_until(deadline);
     return rv;
 }
 
@@ -739,6 +777,7 @@ static CK_RV shim_OpenSession(CK_SLOT_ID slotID, CK_FLAGS flags, CK_VOID_PTR pAp
     if (rv == CKR_OK) {
         e->real = real;
         e->state = ENT_LIVE;
+        e->sign_init_ns = 0;
         *phSession = make_handle((size_t)idx, e->gen);
     } else {
         free_ent_locked(e);
@@ -989,7 +1028,21 @@ SESSION_FWD(DigestUpdate, (SH hSession, CK_BYTE_PTR pPart, CK_ULONG ulPartLen),
 SESSION_FWD(DigestKey, (SH hSession, OH hKey), (rh, hKey))
 SESSION_FWD(DigestFinal, (SH hSession, CK_BYTE_PTR pDigest, CK_ULONG_PTR pulDigestLen),
             (rh, pDigest, pulDigestLen))
-SESSION_FWD(SignInit, (SH hSession, CK_MECHANISM_PTR pMechanism, OH hKey), (rh, pMechanism, hKey))
+/* Notes when the signature operation began: the latency counts from here,
+ * so "L per signature" holds for C_SignInit + C_Sign together. */
+static CK_RV shim_SignInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+                           CK_OBJECT_HANDLE hKey)
+{
+    CK_SESSION_HANDLE rh;
+    CK_FUNCTION_LIST *f;
+    uint64_t was = 0;
+    CK_RV rv = acquire_ts(hSession, &rh, &f, &was, mono_ns());
+    if (rv != CKR_OK)
+        return rv;
+    rv = f->C_SignInit(rh, pMechanism, hKey);
+    release();
+    return rv;
+}
 SESSION_FWD(SignUpdate, (SH hSession, CK_BYTE_PTR pPart, CK_ULONG ulPartLen),
             (rh, pPart, ulPartLen))
 SESSION_FWD(SignFinal, (SH hSession, CK_BYTE_PTR pSignature, CK_ULONG_PTR pulSignatureLen),

@@ -191,6 +191,53 @@ static void test_latency_hidden(void)
     close_fx(&par);
 }
 
+/* hsm_sign_batch_start/wait: with signing threads start returns at once
+ * and the batch is signed while the caller does other work (here: sleeps
+ * longer than the batch takes), so the wait finds it done; two batches
+ * from one caller may be in flight and waited for in either order. Without
+ * threads start signs on the caller's thread and wait only counts. */
+static void test_start_wait(void)
+{
+    fixture fx;
+    open_fx(&fx, 4, 4);
+    static batch a, b;
+    batch_init(&a, 8, 10);
+    CU_ASSERT_EQUAL(hsm_sign_batch(fx.s, a.r, a.n), 8); /* open the sessions */
+    ctl("SIGN_LATENCY_US", "20000");
+    batch_init(&a, 8, 11);
+    batch_init(&b, 8, 12);
+    hsm_sign_ticket ta, tb;
+    hsm_sign_batch_start(fx.s, a.r, a.n, &ta);
+    hsm_sign_batch_start(fx.s, b.r, b.n, &tb);
+    CU_ASSERT(hsm_sign_ticket_queued(&ta));
+    CU_ASSERT(hsm_sign_ticket_queued(&tb));
+    /* 16 signatures of 20 ms on 4 threads: ~80 ms; sleep 400 ms */
+    struct timespec nap = {0, 400000000};
+    nanosleep(&nap, NULL);
+    double t0 = now_s();
+    CU_ASSERT_EQUAL(hsm_sign_batch_wait(&tb), 8);
+    CU_ASSERT_EQUAL(hsm_sign_batch_wait(&ta), 8);
+    double waited = now_s() - t0;
+    fprintf(stderr, "(waited %.1f ms after the batches were signed meanwhile) ", waited * 1e3);
+    CU_ASSERT(waited < 0.2); /* not the 80 ms of signing again */
+    CU_ASSERT_EQUAL(batch_verified(&fx, &a), 8);
+    CU_ASSERT_EQUAL(batch_verified(&fx, &b), 8);
+    reset_faults();
+    close_fx(&fx);
+
+    open_fx(&fx, 2, 0);
+    batch_init(&a, 4, 13);
+    hsm_sign_batch_start(fx.s, a.r, a.n, &ta);
+    CU_ASSERT(!hsm_sign_ticket_queued(&ta));
+    for (size_t i = 0; i < a.n; i++) /* signed before start returned */
+        CU_ASSERT_EQUAL(a.r[i].rv, CKR_OK);
+    CU_ASSERT_EQUAL(hsm_sign_batch_wait(&ta), 4);
+    CU_ASSERT_EQUAL(batch_verified(&fx, &a), 4);
+    hsm_sign_batch_start(fx.s, NULL, 0, &ta); /* empty: nothing to wait for */
+    CU_ASSERT_EQUAL(hsm_sign_batch_wait(&ta), 0);
+    close_fx(&fx);
+}
+
 /* Faults come back per request: with every 5th C_Sign failing with
  * CKR_FUNCTION_FAILED (not a token fault: no recovery, no fail-fast),
  * exactly 8 of 40 requests fail, each with that rv and a message, and the
@@ -347,6 +394,7 @@ int main(void)
     CU_pSuite su = CU_add_suite("hsm-threads", suite_init, suite_clean);
     CU_add_test(su, "fork child signs on its own thread", test_fork_child);
     CU_add_test(su, "8 threads hide 20 ms latency", test_latency_hidden);
+    CU_add_test(su, "start returns at once, wait collects", test_start_wait);
     CU_add_test(su, "faults come back per request", test_faults_per_request);
     CU_add_test(su, "concurrent callers share the threads", test_concurrent_callers);
     CU_add_test(su, "thread count checked, set once", test_bad_args);

@@ -95,8 +95,15 @@ static int on_record(pipe_job *const *jobs, size_t n, void *arg)
     return h->fail_record ? -1 : 0;
 }
 
+/* The CA key's sessions and signing threads (0: the defaults). */
+static unsigned SIGN_THREADS;
+
 static int open_engine(harness *h, bool through_shim, const char *verify, unsigned workers)
 {
+    char threads[80] = "";
+    if (SIGN_THREADS)
+        snprintf(threads, sizeof(threads), " sessions = %u; sign_threads = %u;", SIGN_THREADS,
+                 SIGN_THREADS);
     memset(h, 0, sizeof(*h));
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->cv, NULL);
@@ -106,8 +113,9 @@ static int open_engine(harness *h, bool through_shim, const char *verify, unsign
     if (!f)
         return -1;
     fprintf(f,
-            "tokens = ( { name = \"ca\"; uri = \"pkcs11:token=pipe?module-path=%s&pin-source=file:%s\"; } );\n"
-            "keys = ( { name = \"ca\"; token = \"ca\"; uri = \"pkcs11:object=ca\"; } );\n"
+            "tokens = ( { name = \"ca\"; uri = "
+            "\"pkcs11:token=pipe?module-path=%s&pin-source=file:%s\"; } );\n"
+            "keys = ( { name = \"ca\"; token = \"ca\"; uri = \"pkcs11:object=ca\";%s } );\n"
             "issuers = ( { name = \"ca\"; key = \"ca\"; certificate = \"%s\"; } );\n"
             "profiles = ( {\n"
             "  name = \"nf\"; type = \"nf\"; issuer = \"ca\";\n"
@@ -117,7 +125,7 @@ static int open_engine(harness *h, bool through_shim, const char *verify, unsign
             "  crl_dp = \"http://crl.example.org/nf.crl\";\n"
             "} );\n"
             "pipeline = { workers = %u; queue = 64; batch = 8; verify_issued = \"%s\"; };\n",
-            through_shim ? CF_SHIM_PATH : H.module, H.pin_file, CA_PEM, workers, verify);
+            through_shim ? CF_SHIM_PATH : H.module, H.pin_file, threads, CA_PEM, workers, verify);
     fclose(f);
     if (cfg_load(path, &h->cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "\ncfg_load: %s\n", err);
@@ -401,6 +409,64 @@ static void test_concurrency(void)
     free(jobs);
 }
 
+/* With signing threads a worker starts a batch's signatures and builds
+ * the next batch meanwhile (two batches per worker in flight): every
+ * certificate still verifies, serials stay unique, everything released is
+ * recorded, and HSM errors and wrong signatures on that path release
+ * nothing. */
+static void test_signing_threads(void)
+{
+    harness h;
+    SIGN_THREADS = 4;
+    int rc = open_engine(&h, true, "all", 2);
+    SIGN_THREADS = 0;
+    CU_ASSERT_FATAL(rc == 0);
+    shim_control("SIGN_LATENCY_US", "2000");
+    size_t n = 300;
+    pipe_job *jobs = calloc(n, sizeof(*jobs));
+    for (size_t i = 0; i < n; i++)
+        fill(&jobs[i], &POOL.items[i % POOL.n]);
+    run_jobs(&h, jobs, n);
+    size_t ok = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (jobs[i].status != CF_ST_OK) {
+            fprintf(stderr, "\njob %zu: %s %s\n", i, cf_status_name(jobs[i].status), jobs[i].msg);
+            continue;
+        }
+        ok += verify_cert(&jobs[i]) == 0;
+        for (size_t k = 0; k < i; k++)
+            CU_ASSERT(jobs[k].serial_len != jobs[i].serial_len ||
+                      memcmp(jobs[k].serial, jobs[i].serial, jobs[i].serial_len) != 0);
+    }
+    CU_ASSERT_EQUAL(ok, n);
+    CU_ASSERT_EQUAL(h.recorded, n);
+
+    shim_control("FAIL_RV", "0x6"); /* CKR_FUNCTION_FAILED: no token recovery */
+    shim_control("FAIL_EVERY_N", "4");
+    shim_control("CORRUPT_EVERY_N", "7");
+    for (size_t i = 0; i < n; i++)
+        fill(&jobs[i], &POOL.items[i % POOL.n]);
+    run_jobs(&h, jobs, n);
+    size_t good = 0, hsm = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (jobs[i].status == CF_ST_OK) {
+            good++;
+            CU_ASSERT_EQUAL(verify_cert(&jobs[i]), 0);
+        } else {
+            CU_ASSERT_EQUAL(jobs[i].status, CF_ST_HSM_FAILURE);
+            CU_ASSERT_PTR_NULL(jobs[i].cert);
+            hsm++;
+        }
+    }
+    /* every 4th C_Sign fails; of the rest every 7th signature is wrong */
+    CU_ASSERT_EQUAL(hsm, n / 4 + (n - n / 4) / 7);
+    CU_ASSERT_EQUAL(good + hsm, n);
+    CU_ASSERT_EQUAL(h.recorded, n + good);
+    shim_control("RESET", "1");
+    free(jobs);
+    close_engine(&h);
+}
+
 /* A full queue answers at once (the server turns that into BUSY). */
 static void test_queue_full(void)
 {
@@ -439,6 +505,7 @@ int main(void)
     CU_add_test(su, "record failure releases nothing", test_record_failure);
     CU_add_test(su, "4 submitters, 2 workers, small queue", test_concurrency);
     CU_add_test(su, "full queue answers at once", test_queue_full);
+    CU_add_test(su, "signing threads: two batches per worker in flight", test_signing_threads);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned fails = CU_get_number_of_failures() + CU_get_number_of_suites_failed();

@@ -418,6 +418,45 @@ static void test_latency_overlaps(void)
     shim_fini();
 }
 
+/* The latency counts from C_SignInit (docs/shim.md): a C_Sign called
+ * after its C_SignInit is older than the latency returns at once, one
+ * called straight after waits out the rest; a length query in between does
+ * not start the count again. Bounds have 100 ms of room. */
+static void test_latency_from_sign_init(void)
+{
+    const char *env[] = {"CF_SHIM_SIGN_LATENCY_US=200000", NULL};
+    CU_ASSERT_EQUAL_FATAL(shim_init(env), CKR_OK);
+    CK_SLOT_ID slot = find_slot();
+    CK_SESSION_HANDLE s = open_login(slot);
+    CK_OBJECT_HANDLE key = find_obj(s, CKO_PRIVATE_KEY);
+    CU_ASSERT_NOT_EQUAL_FATAL(key, CK_INVALID_HANDLE);
+    CK_MECHANISM m = {CKM_ECDSA, NULL, 0};
+    uint8_t sig[64];
+    CK_ULONG len = sizeof(sig);
+
+    uint64_t t0 = now_ms();
+    CU_ASSERT_EQUAL(F->C_SignInit(s, &m, key), CKR_OK);
+    CU_ASSERT_EQUAL(F->C_Sign(s, (CK_BYTE_PTR)DGST, sizeof(DGST), sig, &len), CKR_OK);
+    uint64_t waited = now_ms() - t0;
+    CU_ASSERT(verify(sig, len));
+    CU_ASSERT(waited >= 200);
+
+    CU_ASSERT_EQUAL(F->C_SignInit(s, &m, key), CKR_OK);
+    CK_ULONG need = 0;
+    CU_ASSERT_EQUAL(F->C_Sign(s, (CK_BYTE_PTR)DGST, sizeof(DGST), NULL, &need), CKR_OK);
+    sleep_ms(250);
+    len = sizeof(sig);
+    uint64_t t1 = now_ms();
+    CU_ASSERT_EQUAL(F->C_Sign(s, (CK_BYTE_PTR)DGST, sizeof(DGST), sig, &len), CKR_OK);
+    uint64_t late = now_ms() - t1;
+    CU_ASSERT(verify(sig, len));
+    fprintf(stderr, "  latency from C_SignInit: straight after %llu ms, 250 ms later %llu ms\n",
+            (unsigned long long)waited, (unsigned long long)late);
+    CU_ASSERT(late < 100);
+    F->C_CloseSession(s);
+    shim_fini();
+}
+
 static void test_fail_every_n(void)
 {
     const char *env[] = {"CF_SHIM_FAIL_EVERY_N=3", "CF_SHIM_FAIL_RV=0x30", NULL};
@@ -754,6 +793,7 @@ int main(void)
     CU_add_test(s, "exports", test_exports);
     CU_add_test(s, "passthrough", test_passthrough);
     CU_add_test(s, "latency_overlaps", test_latency_overlaps);
+    CU_add_test(s, "latency_from_sign_init", test_latency_from_sign_init);
     CU_add_test(s, "fail_every_n", test_fail_every_n);
     CU_add_test(s, "corrupt_every_n", test_corrupt_every_n);
     CU_add_test(s, "max_sessions", test_max_sessions);
