@@ -211,10 +211,12 @@ static void json_row(FILE *jf, const char *m, unsigned threads, unsigned rounds,
             ", \"config\": {\"threads\": %u, \"count\": %zu, \"duration_s\": %.1f, "
             "\"warmup\": %zu, \"rounds\": %u, \"csrs\": %zu, \"csr_key\": \"%s\", "
             "\"ca_key\": \"%s\", \"verify_issued\": \"%s\", \"batch\": %u, "
-            "\"connections\": %u, \"depth\": %u, \"rate\": %.1f}}",
+            "\"connections\": %u, \"depth\": %u, \"rate\": %.1f, \"hsm_latency_us\": %u, "
+            "\"sessions\": %u, \"sign_threads\": %u}}",
             threads, su->duration > 0 ? 0 : count, su->duration, warm, rounds, su->pool.n,
             su->csr_key, su->ca_key, su->verify ? "all" : "off", su->batch, su->connections,
-            su->depth, su->rate);
+            su->depth, su->rate, su->hsm_latency_us, su->sessions ? su->sessions : threads,
+            su->sessions);
 }
 
 #define MAX_ROWS 64

@@ -12,11 +12,118 @@
 #                    samples (--sample)
 # A (mode, threads) pair found in several files: the last one wins.
 # EXIT STATUS: 0 written; 1 a tool or input is missing; 2 usage.
+#
+#   bench/plot.sh --hsm-sweep SWEEP.json OUTDIR   (from bench/sweep.sh hsm)
+#   hsm-sweep.png    top: certificates/s against signer sessions, one line
+#                    per HSM latency L, with S/L dotted; bottom: the rate as
+#                    a share of min(rate at 0 ms with the same sessions, S/L),
+#                    with the 90 % target
+#   bench/plot.sh --wcd-sweep SWEEP.json OUTDIR   (from bench/sweep.sh wcd)
+#   wcd-sweep.png    ipc certificates/s and p99 against requests in flight
+#                    (connections x depth), one colour per worker count
 set -euo pipefail
 [ $# -ge 2 ] || { echo "usage: bench/plot.sh RESULTS.json... OUTDIR" >&2; exit 2; }
 for t in gnuplot jq; do
   command -v "$t" >/dev/null || { echo "plot.sh: $t not installed (tools/deps.sh)" >&2; exit 1; }
 done
+term='set terminal pngcairo size 800,500 font "DejaVu Sans,10" noenhanced'
+colours=("#7b3294" "#d95f02" "#1b9e77" "#e7298a" "#666666" "#1f78b4" "#b2df8a")
+
+# hsm sweep: "S rate S/L share" per latency L (us) into $tmp/lL.dat
+hsm_sweep_dat() {
+  jq -r --argjson l "$1" '
+      [.[] | select(.config.sign_threads > 0)] as $all |
+      $all[] | select(.config.hsm_latency_us == $l) | .config.sessions as $s |
+      ([$all[] | select(.config.hsm_latency_us == 0 and .config.sessions == $s)
+          | .certs_per_s][0] // null) as $r0 |
+      (if $l == 0 then null else 1e6 * $s / $l end) as $sl |
+      ([$r0, $sl] | map(select(. != null)) | min) as $b |
+      "\($s) \(.certs_per_s) \($sl // "NaN") \(if $b and $l > 0 then .certs_per_s / $b * 100 else "NaN" end)"' \
+      "$2" | sort -n
+}
+
+if [ "$1" = --hsm-sweep ] || [ "$1" = --wcd-sweep ]; then
+  [ $# -eq 3 ] || { echo "usage: bench/plot.sh $1 SWEEP.json OUTDIR" >&2; exit 2; }
+  kind=$1 in=$2 out=$3
+  mkdir -p "$out"
+  tmp=$(mktemp -d "${TMPDIR:-/tmp}/cf-plot-XXXXXX")
+  trap 'rm -rf "$tmp"' EXIT
+  if [ "$kind" = --hsm-sweep ]; then
+    lats=$(jq -r '[.[] | select(.config.sign_threads > 0) | .config.hsm_latency_us] | unique | .[]' "$in")
+    [ -n "$lats" ] || { echo "plot.sh: no sweep points with signing threads in $in" >&2; exit 1; }
+    top="" bottom="" i=0
+    for l in $lats; do
+      hsm_sweep_dat "$l" "$in" >"$tmp/l$l.dat"
+      c=${colours[$((i % 7))]}
+      name=$(awk -v l="$l" 'BEGIN { printf "%g ms", l / 1000 }')
+      top+="${top:+, }'$tmp/l$l.dat' using 1:2 with linespoints lw 2 pt 7 lc rgb '$c' title '$name'"
+      if [ "$l" != 0 ]; then
+        top+=", '$tmp/l$l.dat' using 1:3 with lines dt 3 lc rgb '$c' notitle"
+        bottom+="${bottom:+, }'$tmp/l$l.dat' using 1:4 with linespoints lw 2 pt 7 lc rgb '$c' title '$name'"
+      fi
+      i=$((i + 1))
+    done
+    base=$(jq -r '[.[] | select(.config.sign_threads == 0)][0].certs_per_s // empty' "$in")
+    v=$(jq -r '.[0] | "\(.mode), \(.config.threads) workers, verify_issued=\(.config.verify_issued), \(.config.ca_key) CA key"' "$in")
+    ymax=$(jq -r '[.[].certs_per_s] | max * 1.15' "$in")
+    {
+      echo 'set terminal pngcairo size 800,800 font "DejaVu Sans,10" noenhanced'
+      echo "set output '$out/hsm-sweep.png'"
+      echo "set multiplot layout 2,1 title 'hiding HSM latency with signer sessions ($v)'"
+      echo 'set grid'
+      echo 'set logscale x 2'
+      echo 'set key outside right'
+      echo 'set lmargin 12'
+      echo "set ylabel 'certificates/s (dotted: S/L)'"
+      echo "set yrange [0:$ymax]"
+      if [ -n "$base" ]; then
+        echo "set arrow from graph 0, first $base to graph 1, first $base nohead dt 2 lc rgb '#999999'"
+        echo "set label 'no shim, no signing threads' at graph 0.02, first $base offset 0,0.7 tc rgb '#666666'"
+      fi
+      echo "plot $top"
+      echo 'unset arrow'
+      echo 'unset label'
+      echo "set ylabel '% of min(rate at 0 ms, S/L)'"
+      echo "set xlabel 'signer sessions = signing threads (S)'"
+      echo 'set yrange [40:105]'
+      echo "set arrow from graph 0, first 90 to graph 1, first 90 nohead dt 2 lc rgb '#cc0000'"
+      echo "plot $bottom"
+      echo 'unset multiplot'
+    } | gnuplot
+    ls -l "$out/hsm-sweep.png" >&2
+  else
+    top="" bottom="" i=0
+    for w in $(jq -r '[.[].config.threads] | unique | .[]' "$in"); do
+      jq -r --argjson w "$w" '.[] | select(.config.threads == $w) |
+          "\(.config.connections * .config.depth) \(.certs_per_s) \(.latency_ms.p99)"' \
+          "$in" | sort -n >"$tmp/w$w.dat"
+      c=${colours[$((i % 7))]}
+      top+="${top:+, }'$tmp/w$w.dat' using 1:2 with points pt 7 ps 1.2 lc rgb '$c' title '$w workers'"
+      bottom+="${bottom:+, }'$tmp/w$w.dat' using 1:3 with points pt 7 ps 1.2 lc rgb '$c' title '$w workers'"
+      i=$((i + 1))
+    done
+    v=$(jq -r '.[0].config | "verify_issued=\(.verify_issued), \(.ca_key) CA key, \(.csr_key) CSRs"' "$in")
+    {
+      echo 'set terminal pngcairo size 800,800 font "DejaVu Sans,10" noenhanced'
+      echo "set output '$out/wcd-sweep.png'"
+      echo "set multiplot layout 2,1 title 'ipc: workers x connections x depth ($v)'"
+      echo 'set grid'
+      echo 'set logscale x 2'
+      echo 'set key outside right'
+      echo 'set lmargin 12'
+      echo "set ylabel 'certificates/s'"
+      echo 'set yrange [0:*]'
+      echo "plot $top"
+      echo "set ylabel 'p99 ms (log)'"
+      echo 'set logscale y'
+      echo "set xlabel 'requests in flight (connections x depth)'"
+      echo "plot $bottom"
+      echo 'unset multiplot'
+    } | gnuplot
+    ls -l "$out/wcd-sweep.png" >&2
+  fi
+  exit 0
+fi
 out=${*: -1}
 files=("${@:1:$#-1}")
 mkdir -p "$out"
@@ -32,9 +139,7 @@ sorted=()
 for m in $order; do grep -qx "$m" <<<"$modes" && sorted+=("$m"); done
 for m in $modes; do [[ " $order " == *" $m "* ]] || sorted+=("$m"); done
 
-term='set terminal pngcairo size 800,500 font "DejaVu Sans,10" noenhanced'
 # one colour per mode (in $order's order), the same in every picture
-colours=("#7b3294" "#d95f02" "#1b9e77" "#e7298a" "#666666" "#1f78b4" "#b2df8a")
 colour() { local i=0 m; for m in "${sorted[@]}"; do [ "$m" = "$1" ] && { echo "${colours[$((i % 7))]}"; return; }; i=$((i + 1)); done; }
 
 # throughput

@@ -8,15 +8,13 @@
  * acquire_timeout_ms, and finds its key with C_FindObjects. bench/ records
  * its cost against raw C_Sign. */
 #include "hsm_internal.h"
+#include "sched_slice.h"
 
 #include <errno.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <time.h>
-#include <unistd.h>
 
 typedef struct pool_sess {
     CK_SESSION_HANDLE h; /* CK_INVALID_HANDLE: (re)open before use */
@@ -604,41 +602,12 @@ static void queue_unlink(hsm_signer *s, sign_batch *b)
     b->qnext = NULL;
 }
 
-/* sched_setattr(2)'s argument, VER0 layout (not in glibc's headers). */
-struct sig_sched_attr {
-    uint32_t size, policy;
-    uint64_t flags;
-    int32_t nice;
-    uint32_t priority;
-    uint64_t runtime, deadline, period;
-};
-
-/* Ask for a 0.1 ms scheduler slice (Linux >= 6.12 takes sched_runtime of
- * a fair-class thread as its slice request, and a thread with a shorter
- * slice preempts a longer one when it wakes): a signing thread runs for
- * microseconds when a signature comes back, while the pipeline workers keep
- * both cores busy; with the default slice it waited for a worker's slice
- * to end, and 8 sessions at 1 ms gave 6 500 signatures/s instead of 7 000+.
- * Policy and nice stay as they are; older kernels ignore the request. */
-static void ask_short_slice(void)
-{
-    struct sig_sched_attr a = {0};
-    if (syscall(SYS_sched_getattr, 0, &a, (unsigned)sizeof(a), 0u) != 0)
-        return;
-    if (a.policy != SCHED_OTHER && a.policy != SCHED_BATCH)
-        return;
-    a.size = sizeof(a);
-    a.flags = 0;
-    a.runtime = 100000; /* ns */
-    (void)syscall(SYS_sched_setattr, 0, &a, 0u);
-}
-
 /* A signing thread: take the head batch's next request, sign it, count it
  * done; until stopped with the queue empty. */
 static void *sign_thread(void *arg)
 {
     hsm_signer *s = arg;
-    ask_short_slice();
+    (void)cf_sched_short_slice(); /* take each HSM answer at once */
     pthread_mutex_lock(&s->qmu);
     for (;;) {
         while (!s->qhead && !s->qstop)

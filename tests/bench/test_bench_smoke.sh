@@ -26,7 +26,7 @@ common='(.certs_per_s | type == "number" and . > 0) and .errors == {} and .error
   (.latency_ms | .p50 > 0 and .p50 <= .p90 and .p90 <= .p99 and .p99 <= .p99_9 and
                  .p99_9 <= .max) and
   (.latency_cdf | length > 0 and length <= 200 and .[-1][1] == 1) and
-  .config.threads == 1 and (.config | has("connections") and has("depth") and has("warmup"))'
+  .config.threads == 1 and (.config | has("connections") and has("depth") and has("warmup") and has("hsm_latency_us") and has("sessions") and has("sign_threads"))'
 
 rc=0
 timeout 240 "$BENCH" --modes floor,core,ipc --threads 1 --count 200 --warmup 20 --rounds 1 \
