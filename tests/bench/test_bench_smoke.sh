@@ -5,7 +5,9 @@
 # errors object, latency percentiles in order (p50 <= p90 <= p99 <= p99.9 <=
 # max), a latency CDF ending at 1, the configuration, and for ipc the
 # daemon's CPU time and peak RSS. The certificate openssl-x509 issued
-# verifies against the bench's CA. A smoke test: no rate threshold.
+# verifies against the bench's CA. Then bench/sweep.sh hsm on a 3-point
+# grid: one entry per point with its latency and sessions, and plot.sh
+# --hsm-sweep renders it. A smoke test: no rate threshold.
 #
 #   test_bench_smoke.sh /path/to/certforge-bench
 set -uo pipefail
@@ -55,6 +57,23 @@ openssl verify -CAfile "$D/keep/ca.pem" "$D/keep/cert.pem" >/dev/null 2>&1 \
   || fail "openssl-x509's certificate does not verify: $(openssl verify -CAfile "$D/keep/ca.pem" "$D/keep/cert.pem" 2>&1)"
 openssl x509 -in "$D/keep/cert.pem" -noout -ext subjectAltName,keyUsage 2>/dev/null | grep -q 'URI:urn:uuid:' \
   || fail "openssl-x509's certificate lacks the NF SAN"
+
+# bench/sweep.sh hsm on a 3-point grid (one second each): one entry per
+# point with the latency and sessions it ran with, and plot.sh renders it.
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+rc=0
+BENCH="$BENCH" LATENCIES="0 2000" SESSIONS="4" DURATION=1 EXTRA="--csrs 200 --cache $D/cache" \
+  timeout 120 "$SRC/bench/sweep.sh" hsm "$D/sweep.json" 2>"$D/sweep.log" || rc=$?
+[ $rc -eq 0 ] || fail "sweep.sh hsm exited $rc: $(tail -n 5 "$D/sweep.log")"
+sweep_common=${common/.config.threads == 1 and /.config.threads == 2 and }
+jq -e "length == 3 and all(.[]; $sweep_common) and
+    ([.[] | [.config.hsm_latency_us, .config.sessions, .config.sign_threads]] ==
+     [[0, 2, 0], [0, 4, 4], [2000, 4, 4]])" "$D/sweep.json" >/dev/null 2>&1 \
+  || fail "sweep.json: $(jq -c '[.[] | .config]' "$D/sweep.json" 2>&1 | head -c 2000)"
+if command -v gnuplot >/dev/null; then
+  "$SRC/bench/plot.sh" --hsm-sweep "$D/sweep.json" "$D/img" 2>/dev/null &&
+    [ -s "$D/img/hsm-sweep.png" ] || fail "plot.sh --hsm-sweep wrote no picture"
+fi
 
 echo "test_bench_smoke: $fails failed"
 [ $fails -eq 0 ]
