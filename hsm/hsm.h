@@ -170,7 +170,9 @@ size_t hsm_sign_batch(hsm_signer *s, hsm_sign_req *reqs, size_t n);
  * request no thread has taken yet rather than idle. Without signing
  * threads (and in a fork child) start signs the whole batch on the calling
  * thread and wait only returns the count. reqs and the ticket must stay
- * put, and every started ticket must be waited for exactly once. The
+ * put, and every started ticket must be waited for exactly once, in the
+ * process that started it (a child after fork() must not wait for a ticket
+ * its parent started: the threads signing it are the parent's). The
  * ticket's fields are the signer's; hsm_sign_ticket_queued() says whether
  * start handed the batch to threads (a caller may then overlap work).
  */

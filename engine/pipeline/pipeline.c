@@ -93,6 +93,7 @@ struct pipe_engine {
     pthread_cond_t not_empty, not_full;
     pipe_job **ring;
     unsigned cap, head, count;
+    unsigned idle; /* workers waiting for a batch */
     bool stopping;
 
     worker *w;
@@ -100,6 +101,7 @@ struct pipe_engine {
     unsigned nstarted; /* worker threads running */
 
     _Atomic uint64_t submitted, completed;
+    _Atomic uint64_t overlapped; /* batches built while another was signed */
     _Atomic uint64_t by_status[CF_ST__MAX];
 
     /* The recorder (only with a record hook): workers hand it their signed
@@ -527,12 +529,25 @@ static void complete(pipe_engine *e, pipe_job *j);
 static void hand_to_recorder(pipe_engine *e, pipe_job *const *jobs, size_t n);
 
 /* Take up to a batch of jobs into sl; with `block`, wait for one. False
- * when there is none (without block), or the engine stops with none left. */
+ * when there is none, or the engine stops with none left. Without `block`
+ * (a worker whose batch is being signed, looking for more work) it takes
+ * nothing while another worker is idle (that one is being woken for it and
+ * would otherwise wait while this one builds) or while stopping (a stop
+ * waits for what workers hold: pipe_cancel_queued can only cancel what is
+ * still queued). */
 static bool take_batch(pipe_engine *e, batch_slot *sl, bool block)
 {
     pthread_mutex_lock(&e->mu);
-    while (block && e->count == 0 && !e->stopping)
+    if (!block && (e->idle > 0 || e->stopping)) {
+        pthread_mutex_unlock(&e->mu);
+        sl->n = 0;
+        return false;
+    }
+    while (block && e->count == 0 && !e->stopping) {
+        e->idle++;
         pthread_cond_wait(&e->not_empty, &e->mu);
+        e->idle--;
+    }
     size_t n = 0;
     while (e->count > 0 && n < e->o.batch) {
         sl->jobs[n++] = e->ring[e->head];
@@ -598,6 +613,7 @@ static void *worker_main(void *arg)
         /* While signing threads sign cur, build the next batch if there
          * is one; with signing on this thread cur is already signed. */
         if (cur->async && take_batch(e, nxt, false)) {
+            atomic_fetch_add(&e->overlapped, 1);
             batch_begin(w, nxt);
             batch_end(w, cur);
             batch_slot *t = cur;
@@ -902,6 +918,7 @@ void pipe_get_stats(pipe_engine *e, pipe_stats *st)
     memset(st, 0, sizeof(*st));
     st->submitted = atomic_load(&e->submitted);
     st->completed = atomic_load(&e->completed);
+    st->overlapped = atomic_load(&e->overlapped);
     for (int i = 0; i < CF_ST__MAX; i++)
         st->by_status[i] = atomic_load(&e->by_status[i]);
     pthread_mutex_lock(&e->mu);

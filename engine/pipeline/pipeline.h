@@ -125,8 +125,9 @@ size_t pipe_submit_many(pipe_engine *e, pipe_job *const *jobs, size_t n, unsigne
 
 /* Complete every job still waiting in the queue (not yet taken by a
  * worker) with `st` and `msg`, without signing it. Jobs already being
- * worked on are not touched. Returns how many were cancelled. For a stop
- * that must not wait for a slow HSM to sign what nobody will receive. */
+ * worked on (up to two batches per worker with signing threads) are not
+ * touched; once stopping, no worker takes a second batch. Returns how many were cancelled. For a
+ * stop that must not wait for a slow HSM to sign what nobody will receive. */
 size_t pipe_cancel_queued(pipe_engine *e, cf_status st, const char *msg);
 
 /* Stop accepting, finish every job already queued, join the workers, free. */
@@ -137,6 +138,8 @@ typedef struct pipe_stats {
     uint64_t by_status[CF_ST__MAX];
     unsigned queued;  /* jobs waiting now */
     unsigned workers;
+    uint64_t overlapped; /* batches a worker built while its previous batch was
+                          * being signed by the key's signing threads */
 } pipe_stats;
 void pipe_get_stats(pipe_engine *e, pipe_stats *st);
 

@@ -634,6 +634,17 @@ static CK_RV acquire(CK_SESSION_HANDLE h, CK_SESSION_HANDLE *real, CK_FUNCTION_L
     return acquire_ts(h, real, fp, NULL, 0);
 }
 
+/* Put back a session's signature start time (an operation that is still
+ * active after a failed call keeps its own). */
+static void restore_sign_init(CK_SESSION_HANDLE h, uint64_t t)
+{
+    pthread_mutex_lock(&g.mu);
+    struct ent *e = lookup_locked(h);
+    if (e)
+        e->sign_init_ns = t;
+    pthread_mutex_unlock(&g.mu);
+}
+
 static void release(void)
 {
     pthread_mutex_lock(&g.mu);
@@ -721,6 +732,12 @@ static CK_RV shim_Sign(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG u
         goto out;
     }
     rv = f->C_Sign(rh, pData, ulDataLen, pSignature, pulSignatureLen);
+    if (rv == CKR_BUFFER_TOO_SMALL) {
+        /* The operation stays active (PKCS#11 v2.40 5.2): the retry is
+         * the same signature, timed from the same C_SignInit. */
+        restore_sign_init(hSession, t0);
+        deadline = 0;
+    }
     unsigned long corrupt_n = setting(K_CORRUPT_EVERY_N);
     if (rv == CKR_OK && corrupt_n && *pulSignatureLen > 0 &&
         (atomic_fetch_add(&n_signs_ok, 1) + 1) % corrupt_n == 0)
@@ -1041,6 +1058,8 @@ static CK_RV shim_SignInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechani
         return rv;
     rv = f->C_SignInit(rh, pMechanism, hKey);
     release();
+    if (rv != CKR_OK) /* e.g. CKR_OPERATION_ACTIVE: the earlier one runs on */
+        restore_sign_init(hSession, was);
     return rv;
 }
 SESSION_FWD(SignUpdate, (SH hSession, CK_BYTE_PTR pPart, CK_ULONG ulPartLen),

@@ -203,25 +203,44 @@ static void test_start_wait(void)
     static batch a, b;
     batch_init(&a, 8, 10);
     CU_ASSERT_EQUAL(hsm_sign_batch(fx.s, a.r, a.n), 8); /* open the sessions */
-    ctl("SIGN_LATENCY_US", "20000");
+    ctl("SIGN_LATENCY_US", "100000");
     batch_init(&a, 8, 11);
     batch_init(&b, 8, 12);
     hsm_sign_ticket ta, tb;
+    double ts = now_s();
     hsm_sign_batch_start(fx.s, a.r, a.n, &ta);
     hsm_sign_batch_start(fx.s, b.r, b.n, &tb);
+    double started = now_s() - ts;
     CU_ASSERT(hsm_sign_ticket_queued(&ta));
     CU_ASSERT(hsm_sign_ticket_queued(&tb));
-    /* 16 signatures of 20 ms on 4 threads: ~80 ms; sleep 400 ms */
-    struct timespec nap = {0, 400000000};
+    /* Signing on this thread would take 16 x 100 ms before start returned. */
+    CU_ASSERT(started < 0.05);
+    /* 16 signatures of 100 ms on 4 threads: ~400 ms; sleep 800 ms */
+    struct timespec nap = {0, 800000000};
     nanosleep(&nap, NULL);
     double t0 = now_s();
     CU_ASSERT_EQUAL(hsm_sign_batch_wait(&tb), 8);
     CU_ASSERT_EQUAL(hsm_sign_batch_wait(&ta), 8);
     double waited = now_s() - t0;
-    fprintf(stderr, "(waited %.1f ms after the batches were signed meanwhile) ", waited * 1e3);
+    fprintf(stderr, "(start %.1f ms, waited %.1f ms after the batches were signed meanwhile) ",
+            started * 1e3, waited * 1e3);
     CU_ASSERT(waited < 0.2); /* not the 80 ms of signing again */
     CU_ASSERT_EQUAL(batch_verified(&fx, &a), 8);
     CU_ASSERT_EQUAL(batch_verified(&fx, &b), 8);
+    reset_faults();
+    close_fx(&fx);
+
+    /* More sessions than threads: the waiting caller signs what the
+     * threads have not taken; every request comes back signed. */
+    open_fx(&fx, 8, 2);
+    ctl("SIGN_LATENCY_US", "5000");
+    batch_init(&a, 16, 14);
+    hsm_sign_batch_start(fx.s, a.r, a.n, &ta);
+    CU_ASSERT(hsm_sign_ticket_queued(&ta));
+    CU_ASSERT_EQUAL(hsm_sign_batch_wait(&ta), 16);
+    for (size_t i = 0; i < a.n; i++)
+        CU_ASSERT_EQUAL(a.r[i].rv, CKR_OK);
+    CU_ASSERT_EQUAL(batch_verified(&fx, &a), 16);
     reset_faults();
     close_fx(&fx);
 

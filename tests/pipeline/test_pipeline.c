@@ -235,6 +235,7 @@ static void test_issue_batch(void)
     pipe_stats st;
     pipe_get_stats(cf_engine_pipe(h.eng), &st);
     CU_ASSERT_EQUAL(st.by_status[CF_ST_OK], n);
+    CU_ASSERT_EQUAL(st.overlapped, 0); /* signing on the workers: one batch each */
     free(jobs);
     close_engine(&h);
 }
@@ -440,6 +441,11 @@ static void test_signing_threads(void)
     }
     CU_ASSERT_EQUAL(ok, n);
     CU_ASSERT_EQUAL(h.recorded, n);
+    pipe_stats st;
+    pipe_get_stats(cf_engine_pipe(h.eng), &st);
+    fprintf(stderr, "(%llu batches built while another was signed) ",
+            (unsigned long long)st.overlapped);
+    CU_ASSERT(st.overlapped > 0); /* the path under test was taken */
 
     shim_control("FAIL_RV", "0x6"); /* CKR_FUNCTION_FAILED: no token recovery */
     shim_control("FAIL_EVERY_N", "4");

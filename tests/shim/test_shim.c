@@ -453,6 +453,39 @@ static void test_latency_from_sign_init(void)
     fprintf(stderr, "  latency from C_SignInit: straight after %llu ms, 250 ms later %llu ms\n",
             (unsigned long long)waited, (unsigned long long)late);
     CU_ASSERT(late < 100);
+
+    /* A second C_SignInit fails (the first operation is active) and does
+     * not start the count again. */
+    CU_ASSERT_EQUAL(F->C_SignInit(s, &m, key), CKR_OK);
+    sleep_ms(250);
+    CU_ASSERT_EQUAL(F->C_SignInit(s, &m, key), CKR_OPERATION_ACTIVE);
+    len = sizeof(sig);
+    t1 = now_ms();
+    CU_ASSERT_EQUAL(F->C_Sign(s, (CK_BYTE_PTR)DGST, sizeof(DGST), sig, &len), CKR_OK);
+    uint64_t after_active = now_ms() - t1;
+    CU_ASSERT(verify(sig, len));
+    CU_ASSERT(after_active < 100);
+
+    /* A buffer too small returns at once and keeps the operation and its
+     * start: the retry 250 ms later is not charged the latency again. */
+    CU_ASSERT_EQUAL(F->C_SignInit(s, &m, key), CKR_OK);
+    uint8_t tiny[4];
+    len = sizeof(tiny);
+    t1 = now_ms();
+    CU_ASSERT_EQUAL(F->C_Sign(s, (CK_BYTE_PTR)DGST, sizeof(DGST), tiny, &len),
+                    CKR_BUFFER_TOO_SMALL);
+    uint64_t too_small = now_ms() - t1;
+    CU_ASSERT(too_small < 100);
+    sleep_ms(250);
+    len = sizeof(sig);
+    t1 = now_ms();
+    CU_ASSERT_EQUAL(F->C_Sign(s, (CK_BYTE_PTR)DGST, sizeof(DGST), sig, &len), CKR_OK);
+    uint64_t retry = now_ms() - t1;
+    CU_ASSERT(verify(sig, len));
+    CU_ASSERT(retry < 100);
+    fprintf(stderr, "  after a refused C_SignInit %llu ms, too small %llu ms, retry %llu ms\n",
+            (unsigned long long)after_active, (unsigned long long)too_small,
+            (unsigned long long)retry);
     F->C_CloseSession(s);
     shim_fini();
 }
