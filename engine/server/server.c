@@ -1891,11 +1891,17 @@ int srv_new(const srv_opts *o, srv **out, char *err, size_t errlen)
     s->large_size = s->sv.max_frame;
     s->nloops = s->sv.io_threads;
 
-    /* job pool: what the pipeline can hold (queue + two batches per
-     * worker: one being signed, one being built), at most what the
-     * connections may have in flight */
-    uint64_t pool =
-        (uint64_t)cfg->pipeline.queue + 2u * (uint64_t)cfg->pipeline.workers * cfg->pipeline.batch;
+    /* job pool: what the pipeline can hold (queue + a batch per worker,
+     * two when a key has signing threads: one being signed while the
+     * worker builds the next), at most what the connections may have in
+     * flight. No more: a pool larger than that could fill the queue, and
+     * a request would be answered BUSY while its peers' answers back up. */
+    unsigned held = 1;
+    for (size_t i = 0; i < cfg->n_keys; i++)
+        if (cfg->keys[i].sign_threads > 0)
+            held = 2;
+    uint64_t pool = (uint64_t)cfg->pipeline.queue +
+                    (uint64_t)held * cfg->pipeline.workers * cfg->pipeline.batch;
     uint64_t conn_max = (uint64_t)s->sv.max_connections * s->sv.max_inflight;
     if (pool > conn_max)
         pool = conn_max;

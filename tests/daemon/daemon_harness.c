@@ -395,6 +395,11 @@ int dh_suite_init(const char *token, const char *pin, const char *ca_cn)
         fclose(f);
     if (!CA || (CA_DER_LEN = i2d_X509(CA, &CA_DER)) <= 0)
         return -1;
+    /* Fill OpenSSL's cached extensions (key identifiers, flags) now:
+     * verify_cert() runs on several threads with this one X509, and the
+     * cache is filled lazily on first use (TSan saw two threads at it). */
+    if (X509_check_purpose(CA, -1, 0) != 1)
+        return -1;
     return csr_pool_get(&POOL, "ec-p256", 64, NULL);
 }
 

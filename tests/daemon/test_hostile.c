@@ -373,7 +373,8 @@ static void test_parked_retry(void)
                  "idle_timeout_ms = 10000;",
                  "workers = 1; queue = 4; batch = 1;");
     /* X: 600 ISSUE requests, never read: its output (and its socket
-     * buffer) fills, the pool's 5 jobs end up holding its unsent answers */
+     * buffer) fills, the pool's 5 jobs (queue + a batch per worker)
+     * end up holding its unsent answers */
     int x = raw_connect();
     CU_ASSERT_FATAL(x >= 0);
     fcntl(x, F_SETFL, O_NONBLOCK);

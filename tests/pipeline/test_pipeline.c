@@ -37,6 +37,7 @@ static int suite_init(void)
     cf_softhsm_uri(&H, NULL, uri, sizeof(uri));
     snprintf(CA_PEM, sizeof(CA_PEM), "%s/ca.pem", H.dir);
     if (cf_sh("'%s' keys generate --token '%s' --type ec-p256 --label ca >/dev/null", cli, uri) ||
+        cf_sh("'%s' keys generate --token '%s' --type ec-p256 --label k2 >/dev/null", cli, uri) ||
         cf_sh("'%s' ca init-root --token '%s' --key 'pkcs11:token=pipe;object=ca' --subject "
               "'/C=FI/O=5gc.mnc001.mcc001.3gppnetwork.org/CN=Test NF CA' --out '%s' >/dev/null",
               cli, uri, CA_PEM))
@@ -87,8 +88,9 @@ static int on_record(pipe_job *const *jobs, size_t n, void *arg)
 {
     harness *h = arg;
     for (size_t i = 0; i < n; i++)
-        if (!jobs[i]->cert || jobs[i]->status != CF_ST_OK)
-            return -1; /* only successes, with their certificate, are recorded */
+        if (jobs[i]->status != CF_ST_OK ||
+            (jobs[i]->kind == PIPE_JOB_ISSUE ? !jobs[i]->cert : jobs[i]->sig_len == 0))
+            return -1; /* only successes, with their certificate or signature */
     pthread_mutex_lock(&h->mu);
     h->recorded += n;
     pthread_mutex_unlock(&h->mu);
@@ -115,7 +117,8 @@ static int open_engine(harness *h, bool through_shim, const char *verify, unsign
     fprintf(f,
             "tokens = ( { name = \"ca\"; uri = "
             "\"pkcs11:token=pipe?module-path=%s&pin-source=file:%s\"; } );\n"
-            "keys = ( { name = \"ca\"; token = \"ca\"; uri = \"pkcs11:object=ca\";%s } );\n"
+            "keys = ( { name = \"ca\"; token = \"ca\"; uri = \"pkcs11:object=ca\";%s },\n"
+            "         { name = \"k2\"; token = \"ca\"; uri = \"pkcs11:object=k2\";%s } );\n"
             "issuers = ( { name = \"ca\"; key = \"ca\"; certificate = \"%s\"; } );\n"
             "profiles = ( {\n"
             "  name = \"nf\"; type = \"nf\"; issuer = \"ca\";\n"
@@ -125,7 +128,8 @@ static int open_engine(harness *h, bool through_shim, const char *verify, unsign
             "  crl_dp = \"http://crl.example.org/nf.crl\";\n"
             "} );\n"
             "pipeline = { workers = %u; queue = 64; batch = 8; verify_issued = \"%s\"; };\n",
-            through_shim ? CF_SHIM_PATH : H.module, H.pin_file, threads, CA_PEM, workers, verify);
+            through_shim ? CF_SHIM_PATH : H.module, H.pin_file, threads, threads, CA_PEM, workers,
+            verify);
     fclose(f);
     if (cfg_load(path, &h->cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "\ncfg_load: %s\n", err);
@@ -473,6 +477,93 @@ static void test_signing_threads(void)
     close_engine(&h);
 }
 
+/* SIGN jobs on two keys mixed with ISSUE jobs in the same batches: each
+ * group goes to its own key (a signature verifies with its key and not
+ * with the other), with the workers signing and with signing threads
+ * (grouped tickets, two batches per worker). */
+static void run_mixed(unsigned sign_threads)
+{
+    harness h;
+    SIGN_THREADS = sign_threads;
+    int rc = open_engine(&h, true, "all", 2);
+    SIGN_THREADS = 0;
+    CU_ASSERT_FATAL(rc == 0);
+    if (sign_threads)
+        shim_control("SIGN_LATENCY_US", "2000");
+    hsm_signer *key[2] = {cf_engine_signer(h.eng, 0), cf_engine_signer(h.eng, 1)};
+    hsm_err he = {0};
+    EVP_PKEY *pub[2] = {hsm_signer_public_key(key[0], &he), hsm_signer_public_key(key[1], &he)};
+    CU_ASSERT_FATAL(pub[0] && pub[1]);
+    enum { N = 120 };
+    pipe_job *jobs = calloc(N, sizeof(*jobs));
+    static uint8_t dig[N][32];
+    for (size_t i = 0; i < N; i++) {
+        if (i % 3 == 0) {
+            fill(&jobs[i], &POOL.items[i % POOL.n]);
+            continue;
+        }
+        memset(dig[i], 0xa5, 32);
+        memcpy(dig[i], &i, sizeof(i));
+        unsigned k = (unsigned)(i % 3) - 1;
+        jobs[i].kind = PIPE_JOB_SIGN;
+        jobs[i].sign = (pipe_sign){.signer = key[k],
+                                   .pub = pub[k],
+                                   .mech = HSM_MECH_ECDSA_SHA256,
+                                   .key_name = k ? "k2" : "ca",
+                                   .mech_name = "ecdsa-sha256",
+                                   .data = dig[i],
+                                   .len = 32};
+    }
+    run_jobs(&h, jobs, N);
+    size_t ok = 0;
+    for (size_t i = 0; i < N; i++) {
+        if (jobs[i].status != CF_ST_OK) {
+            fprintf(stderr, "\njob %zu: %s %s\n", i, cf_status_name(jobs[i].status), jobs[i].msg);
+            continue;
+        }
+        if (jobs[i].kind == PIPE_JOB_ISSUE) {
+            ok += verify_cert(&jobs[i]) == 0;
+            continue;
+        }
+        unsigned k = (unsigned)(i % 3) - 1;
+        int good = -1, other = -1;
+        for (unsigned t = 0; t < 2; t++) {
+            EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(pub[t], NULL);
+            int v = c && EVP_PKEY_verify_init(c) == 1 &&
+                    EVP_PKEY_verify(c, jobs[i].sig, jobs[i].sig_len, dig[i], 32) == 1;
+            EVP_PKEY_CTX_free(c);
+            *(t == k ? &good : &other) = v;
+        }
+        CU_ASSERT_EQUAL(good, 1);
+        CU_ASSERT_EQUAL(other, 0);
+        ok += good == 1 && other == 0;
+    }
+    CU_ASSERT_EQUAL(ok, N);
+    CU_ASSERT_EQUAL(h.recorded, N);
+    pipe_stats st;
+    pipe_get_stats(cf_engine_pipe(h.eng), &st);
+    if (sign_threads) {
+        CU_ASSERT(st.overlapped > 0);
+    } else {
+        CU_ASSERT_EQUAL(st.overlapped, 0);
+    }
+    shim_control("RESET", "1");
+    EVP_PKEY_free(pub[0]);
+    EVP_PKEY_free(pub[1]);
+    free(jobs);
+    close_engine(&h);
+}
+
+static void test_mixed_keys(void)
+{
+    run_mixed(0);
+}
+
+static void test_mixed_keys_threads(void)
+{
+    run_mixed(4);
+}
+
 /* A full queue answers at once (the server turns that into BUSY). */
 static void test_queue_full(void)
 {
@@ -512,6 +603,8 @@ int main(void)
     CU_add_test(su, "4 submitters, 2 workers, small queue", test_concurrency);
     CU_add_test(su, "full queue answers at once", test_queue_full);
     CU_add_test(su, "signing threads: two batches per worker in flight", test_signing_threads);
+    CU_add_test(su, "SIGN on two keys mixed with ISSUE", test_mixed_keys);
+    CU_add_test(su, "SIGN on two keys mixed with ISSUE, signing threads", test_mixed_keys_threads);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned fails = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
