@@ -164,7 +164,7 @@ echo "all $n are in the ledger ($state/ledger.db; certforge ledger list --config
 rate=$(sed -n 's/^issued .* s: \(.*\) certificates\/s$/\1/p' "$state/issue-summary.txt")
 
 step "revoke one certificate and check the CRL (certforge revoke, certforge crl --new)"
-first=$(find "$state/certs" -name '*.pem' | sort | head -n 1)
+first=$(find "$state/certs" -name '*.pem' | sort | sed -n 1p) # sed reads it all: no SIGPIPE under pipefail
 serial=$(openssl x509 -in "$first" -noout -serial | cut -d= -f2)
 "$cf" revoke --socket "$sock" --serial "$serial" --reason keyCompromise
 "$cf" crl --socket "$sock" --issuer nf-ca --new --out "$state/crl/nf-ca-now.crl" --der

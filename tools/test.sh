@@ -2,12 +2,14 @@
 # tools/test.sh — install missing packages, build, run every test.
 #
 #   tools/test.sh            all stages
-#   CF_TEST_STAGES="plain"   only some: plain asan tsan fuzz (space separated)
+#   CF_TEST_STAGES="plain"   only some: plain asan tsan fuzz quickstart
+#                            (space separated)
 #
 # Stages: plain (RelWithDebInfo, -Werror), asan (ASan+UBSan, every suite),
 # tsan (ThreadSanitizer, the suites labelled "concurrency"), fuzz (each
-# libFuzzer target for a few seconds under ASan+UBSan). The last line is
-# the total over every stage.
+# libFuzzer target for a few seconds under ASan+UBSan), quickstart (the
+# README's tools/quickstart.sh end to end, 2000 certificates, in a
+# throwaway state folder). The last line is the total over every stage.
 #
 # PostgreSQL: one throwaway cluster for the whole run (tools/pg-cluster.sh:
 # initdb in a temporary folder, Unix socket only, stopped by its PID when
@@ -21,7 +23,7 @@ cd "$top"
 cf_install_deps
 
 jobs=$(nproc 2>/dev/null || echo 2)
-stages=${CF_TEST_STAGES:-plain asan tsan fuzz}
+stages=${CF_TEST_STAGES:-plain asan tsan fuzz quickstart}
 passed=0 failed=0 skipped=0
 summary=()
 
@@ -37,7 +39,7 @@ run_ctest() { # stage dir ctest-args...
   (cd "$dir" && ctest --output-on-failure --no-tests=error "$@") >"$log" 2>&1 || rc=$?
   grep -E "^(.*Test +#|[0-9]+% tests passed|The following tests)|\*\*\*|Failed|SKIPPED" "$log" | sed "s/^/[$stage] /" || true
   if [ $rc -ne 0 ]; then
-    echo "[$stage] ---- failure output ----"; sed -n '/Output from these tests/,$p;/\*\*\*Failed\|Exception/,+40p' "$log" | head -n 200
+    echo "[$stage] ---- failure output ----"; sed -n '/Output from these tests/,$p;/\*\*\*Failed\|Exception/,+40p' "$log" | head -n 200 || true
   fi
   local total p s f
   total=$(grep -oE "out of [0-9]+" "$log" | tail -n1 | grep -oE "[0-9]+" || echo 0)
@@ -109,6 +111,16 @@ for stage in $stages; do
         passed=$((passed + n - nf)); failed=$((failed + nf))
         summary+=("fuzz: $((n - nf)) passed, $nf failed, 0 skipped")
       fi ;;
+    quickstart)
+      qs=$(mktemp -d /tmp/cf-quickstart.XXXXXX)
+      if CF_STATE=$qs CF_QUICKSTART_CERTS=2000 tools/quickstart.sh >"$qs.log" 2>&1; then
+        echo "[quickstart] $(grep -E '^Done\.' "$qs.log" | head -n 1 || true)"
+        passed=$((passed + 1)); summary+=("quickstart: 1 passed, 0 failed, 0 skipped")
+      else
+        echo "[quickstart] FAILED"; tail -n 40 "$qs.log"
+        failed=$((failed + 1)); summary+=("quickstart: 0 passed, 1 failed, 0 skipped")
+      fi
+      rm -rf "$qs" "$qs.log" ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac
 done
