@@ -607,6 +607,7 @@ static void queue_unlink(hsm_signer *s, sign_batch *b)
 static void *sign_thread(void *arg)
 {
     hsm_signer *s = arg;
+    pthread_setname_np(pthread_self(), "cf-sign");
     (void)cf_sched_short_slice(); /* take each HSM answer at once */
     pthread_mutex_lock(&s->qmu);
     for (;;) {

@@ -421,6 +421,7 @@ static void make_all(crl_pub *p)
 static void *pub_main(void *arg)
 {
     crl_pub *p = arg;
+    pthread_setname_np(pthread_self(), "cf-crl");
     struct timespec next;
     clock_gettime(CLOCK_MONOTONIC, &next);
     next.tv_sec += (time_t)p->o.interval_s;

@@ -601,6 +601,9 @@ static void *worker_main(void *arg)
 {
     worker *w = arg;
     pipe_engine *e = w->e;
+    char name[16]; /* top -H, ps -L, perf: which thread is which */
+    snprintf(name, sizeof(name), "cf-worker/%u", w->id);
+    pthread_setname_np(pthread_self(), name);
     batch_slot *cur = &w->sl[0], *nxt = &w->sl[1];
     bool have = false; /* cur holds a started batch */
     for (;;) {
@@ -650,6 +653,7 @@ static void hand_to_recorder(pipe_engine *e, pipe_job *const *jobs, size_t n)
 static void *recorder_main(void *arg)
 {
     pipe_engine *e = arg;
+    pthread_setname_np(pthread_self(), "cf-recorder");
     for (;;) {
         pthread_mutex_lock(&e->rmu);
         while (e->rq_len == 0 && !e->rec_stop)

@@ -66,6 +66,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define SRV_OUT_CAP 65536  /* per connection: answers not yet sent */
@@ -1649,6 +1650,10 @@ static int loop_run(srv_loop *L)
 static void *loop_thread(void *arg)
 {
     srv_loop *L = arg;
+    char name[16]; /* top -H, ps -L, perf: which thread is which */
+    snprintf(name, sizeof(name), "cf-ring/%u", L->idx);
+    if (getpid() != (pid_t)syscall(SYS_gettid))   /* ring 0 is the main thread: */
+        pthread_setname_np(pthread_self(), name); /* it keeps "certforged" for pgrep */
     L->rc = loop_ring_init(L) == 0 ? loop_run(L) : -1;
     if (L->rc != 0) {
         srv_log(CFG_LOG_ERROR, "ring_failed", "ring=%u err=\"%s\"", L->idx, L->err);
@@ -1732,6 +1737,7 @@ static void adm_run(srv *s, srv_job *j)
 static void *adm_main(void *arg)
 {
     srv *s = arg;
+    pthread_setname_np(pthread_self(), "cf-admin");
     for (;;) {
         pthread_mutex_lock(&s->adm_mu);
         while (!s->adm_head && !s->adm_stop)

@@ -19,6 +19,7 @@
 #include "proto.h"
 
 #include <CUnit/Basic.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -132,6 +133,39 @@ static void test_status_keys(void)
               memcmp(r.keys[0].spki.p, spki, (size_t)sl) == 0);
     OPENSSL_free(spki);
     cf_client_close(c);
+}
+
+/* The daemon's threads carry names an operator sees in top -H, ps -L and
+ * perf: two rings (ring 0 on the main thread, which keeps the process's
+ * name for pgrep), two workers, the recorder and the admin thread here. */
+static void test_thread_names(void)
+{
+    char path[64], all[512] = "";
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)A.pid);
+    DIR *d = opendir(path);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        char cp[384], name[32] = "";
+        snprintf(cp, sizeof(cp), "%s/%s/comm", path, de->d_name);
+        FILE *f = fopen(cp, "r");
+        if (f && fgets(name, sizeof(name), f))
+            name[strcspn(name, "\n")] = '\0';
+        if (f)
+            fclose(f);
+        size_t l = strlen(all);
+        snprintf(all + l, sizeof(all) - l, "[%s]", name);
+    }
+    closedir(d);
+    static const char *const want[] = {"[certforged]",  "[cf-ring/1]",   "[cf-worker/0]",
+                                       "[cf-worker/1]", "[cf-recorder]", "[cf-admin]"};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        if (!strstr(all, want[i]))
+            fprintf(stderr, "\nno thread %s among %s\n", want[i], all);
+        CU_ASSERT_PTR_NOT_NULL(strstr(all, want[i]));
+    }
 }
 
 typedef struct pl_arg {
@@ -942,6 +976,7 @@ int main(void)
     CU_pSuite s = CU_add_suite("certforged", suite_init, suite_clean);
     CU_add_test(s, "issue (chain verifies, chain and serial fields)", test_issue);
     CU_add_test(s, "STATUS and KEYS", test_status_keys);
+    CU_add_test(s, "thread names", test_thread_names);
     CU_add_test(s, "2,000 pipelined on 4 connections", test_pipelining);
     CU_add_test(s, "bad CSRs, unknown and ungranted profiles", test_bad_requests);
     CU_add_test(s, "a frame over the inline job buffer", test_large_frame);
