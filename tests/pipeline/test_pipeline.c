@@ -230,6 +230,20 @@ static size_t issued_ok(const pipe_job *jobs, size_t n)
     return ok;
 }
 
+/* n NF requests through the engine, all issued, verified and recorded;
+ * the jobs, for the caller to look at and free. */
+static pipe_job *issue_all(harness *h, size_t n)
+{
+    pipe_job *jobs = calloc(n, sizeof(*jobs));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(jobs);
+    for (size_t i = 0; i < n; i++)
+        fill(&jobs[i], &POOL.items[i % POOL.n]);
+    run_jobs(h, jobs, n);
+    CU_ASSERT_EQUAL(issued_ok(jobs, n), n);
+    CU_ASSERT_EQUAL(h->recorded, n);
+    return jobs;
+}
+
 /* --- tests ------------------------------------------------------------------ */
 
 static void test_issue_batch(void)
@@ -237,12 +251,7 @@ static void test_issue_batch(void)
     harness h;
     CU_ASSERT_FATAL(open_engine(&h, false, "all", 2) == 0);
     size_t n = 100;
-    pipe_job *jobs = calloc(n, sizeof(*jobs));
-    for (size_t i = 0; i < n; i++)
-        fill(&jobs[i], &POOL.items[i % POOL.n]);
-    run_jobs(&h, jobs, n);
-    CU_ASSERT_EQUAL(issued_ok(jobs, n), n);
-    CU_ASSERT_EQUAL(h.recorded, n);
+    pipe_job *jobs = issue_all(&h, n);
     pipe_stats st;
     pipe_get_stats(cf_engine_pipe(h.eng), &st);
     CU_ASSERT_EQUAL(st.by_status[CF_ST_OK], n);
@@ -435,12 +444,7 @@ static void test_signing_threads(void)
     CU_ASSERT_FATAL(rc == 0);
     shim_control("SIGN_LATENCY_US", "2000");
     size_t n = 300;
-    pipe_job *jobs = calloc(n, sizeof(*jobs));
-    for (size_t i = 0; i < n; i++)
-        fill(&jobs[i], &POOL.items[i % POOL.n]);
-    run_jobs(&h, jobs, n);
-    CU_ASSERT_EQUAL(issued_ok(jobs, n), n);
-    CU_ASSERT_EQUAL(h.recorded, n);
+    pipe_job *jobs = issue_all(&h, n);
     pipe_stats st;
     pipe_get_stats(cf_engine_pipe(h.eng), &st);
     fprintf(stderr, "(%llu batches built while another was signed) ",
