@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -123,8 +124,13 @@ typedef struct dproc {
 static int daemon_start(dproc *d, const char *conf, int *status)
 {
     snprintf(d->log, sizeof(d->log), "%s/daemon-%d.log", H.dir, NLOG++);
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
+        /* A test that dies (a sanitizer halting on a report, a crash) takes
+         * its daemon with it: no certforged outlives the suite. */
+        if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent)
+            _exit(125);
         int fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         if (fd < 0)
             _exit(126);
