@@ -53,10 +53,6 @@ struct hsm_signer {
     pthread_t *thr;
 };
 
-/* One batch handed to the signing threads: the caller's hsm_sign_ticket
- * (hsm.h), its next/left/ok guarded by qmu. */
-typedef hsm_sign_ticket sign_batch;
-
 static void cond_init_monotonic(pthread_cond_t *cv)
 {
     pthread_condattr_t a;
@@ -589,9 +585,9 @@ static bool sign_req(hsm_signer *s, hsm_sign_req *r)
 
 /* Take b off the queue (qmu held; b is queued). The queue holds one
  * batch per waiting caller, so the walk is short. */
-static void queue_unlink(hsm_signer *s, sign_batch *b)
+static void queue_unlink(hsm_signer *s, hsm_sign_ticket *b)
 {
-    sign_batch **pp = &s->qhead, *prev = NULL;
+    hsm_sign_ticket **pp = &s->qhead, *prev = NULL;
     while (*pp != b) {
         prev = *pp;
         pp = &(*pp)->qnext;
@@ -613,7 +609,7 @@ static void *sign_thread(void *arg)
     for (;;) {
         while (!s->qhead && !s->qstop)
             pthread_cond_wait(&s->qcv, &s->qmu);
-        sign_batch *b = s->qhead;
+        hsm_sign_ticket *b = s->qhead;
         if (!b)
             break; /* stopped, nothing queued */
         size_t i = b->next++;
