@@ -583,8 +583,9 @@ static bool sign_req(hsm_signer *s, hsm_sign_req *r)
     return false;
 }
 
-/* Take b off the queue (qmu held; b is queued). The queue holds one
- * batch per waiting caller, so the walk is short. */
+/* Take b off the queue (qmu held; b is queued). The queue holds only the
+ * tickets callers have started and not yet seen handed out (two per
+ * pipeline worker at most), so the walk is short. */
 static void queue_unlink(hsm_signer *s, hsm_sign_ticket *b)
 {
     hsm_sign_ticket **pp = &s->qhead, *prev = NULL;
