@@ -12,8 +12,7 @@
  */
 #include "csr.h"
 
-#include <CUnit/Basic.h>
-#include <CUnit/CUnit.h>
+#include "cf_test.h"
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
@@ -1292,11 +1291,7 @@ static void test_write_seeds(void)
 
 int main(int argc, char **argv)
 {
-    typedef struct {
-        const char *name;
-        CU_TestFunc fn;
-    } entry;
-    static const entry all[] = {
+    static const cf_test all[] = {
         {"error names", test_err_names},
         {"good CSRs: every key type and signature algorithm", test_good},
         {"no extensions / no SAN", test_no_extensions},
@@ -1313,29 +1308,19 @@ int main(int argc, char **argv)
         {"10,000 SANs", test_ten_thousand_sans},
         {"seed corpus", test_seed_corpus},
     };
-    static const entry writer[] = {{"write seeds", test_write_seeds}};
-    const entry *tests = all;
-    size_t n = sizeof(all) / sizeof(all[0]);
+    static const cf_test writer[] = {{"write seeds", test_write_seeds}};
+    static const cf_suite suites[] = {CF_SUITE("csr", suite_init, suite_clean, all)};
+    static const cf_suite seed_suites[] = {CF_SUITE("csr seeds", suite_init, suite_clean, writer)};
+    ver = csr_verifier_new();
+    if (ver == NULL)
+        return 2;
+    int rc;
     if (argc == 3 && strcmp(argv[1], "--write-seeds") == 0) {
         seed_dir = argv[2];
-        tests = writer;
-        n = 1;
+        rc = cf_test_main(1, argv, seed_suites, 1);
+    } else {
+        rc = CF_TEST_MAIN(argc, argv, suites);
     }
-    ver = csr_verifier_new();
-    if (ver == NULL || CU_initialize_registry() != CUE_SUCCESS)
-        return 2;
-    CU_pSuite s = CU_add_suite("csr", suite_init, suite_clean);
-    for (size_t i = 0; s && i < n; i++)
-        if (!CU_add_test(s, tests[i].name, tests[i].fn))
-            s = NULL;
-    if (!s) {
-        CU_cleanup_registry();
-        return 2;
-    }
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned fails = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-    CU_cleanup_registry();
     csr_verifier_free(ver);
-    return fails ? 1 : 0;
+    return rc;
 }
