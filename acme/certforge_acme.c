@@ -1,0 +1,190 @@
+/* certforge-acme — the RFC 8555 ACME server in front of certforged
+ * (docs/acme.md, certforge-acme(8)). */
+#include <errno.h>
+#include <getopt.h>
+#include <openssl/ssl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "acme/api_int.h"
+#include "acme/config.h"
+#include "acme/frontcert.h"
+#include "acme/issuer.h"
+#include "acme/nonce.h"
+#include "acme/ratelimit.h"
+#include "acme/server.h"
+#include "acme/store.h"
+#include "acme/validate.h"
+
+#ifndef CF_VERSION
+#define CF_VERSION "0.1.0"
+#endif
+
+static volatile sig_atomic_t stop_sig;
+
+static void on_signal(int s)
+{
+    stop_sig = s;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: certforge-acme --config FILE [--check]\n"
+               "       certforge-acme --version\n\n"
+               "The ACME (RFC 8555) server in front of certforged. Runs in the foreground and logs\n"
+               "one line per request to standard error. --check loads the configuration, reports\n"
+               "the first error with FILE:LINE and exits. docs/acme.md has every setting.\n\n"
+               "Exit status: 0 stopped by SIGTERM/SIGINT, 1 start-up failed, 2 usage.\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *cfg_file = NULL;
+    int check = 0;
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"check", no_argument, NULL, 'k'},
+                                         {"version", no_argument, NULL, 'V'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    int o;
+    while ((o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (o) {
+        case 'c':
+            cfg_file = optarg;
+            break;
+        case 'k':
+            check = 1;
+            break;
+        case 'V':
+            printf("certforge-acme %s\n", CF_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!cfg_file || optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    char err[1024] = "";
+    acme_cfg *cfg = NULL;
+    if (acme_cfg_load(cfg_file, &cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "certforge-acme: %s\n", err);
+        return 1;
+    }
+    if (check) {
+        printf("%s: OK\n", cfg_file);
+        acme_cfg_free(cfg);
+        return 0;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    int rc = 1;
+    acme_srv srv = {.cfg = cfg, .log_level = cfg->log_level};
+    acme_frontcert fc = {0};
+    SSL_CTX *ctx = NULL;
+    acme_db *mdb = NULL;
+    unsigned limits[ACME_RL__MAX] = {
+        [ACME_RL_ORDERS_ACCOUNT] = cfg->rl_orders_per_account,
+        [ACME_RL_ORDERS_ADDRESS] = cfg->rl_orders_per_address,
+        [ACME_RL_ORDERS_GLOBAL] = cfg->rl_orders_global,
+        [ACME_RL_FAILED_VALIDATIONS] = cfg->rl_failed_validations_per_account,
+        [ACME_RL_ACCOUNTS_ADDRESS] = cfg->rl_accounts_per_address,
+    };
+    if (acme_store_open(cfg, &srv.store, err, sizeof(err)) != 0 || acme_nonces_new(cfg->instance, &srv.nonces) != 0 ||
+        acme_ratelimit_new(limits, &srv.limits) != 0 || acme_issuer_new(cfg, &srv.issuer, err, sizeof(err)) != 0 ||
+        acme_validator_new(&srv, &srv.validator, err, sizeof(err)) != 0) {
+        fprintf(stderr, "certforge-acme: %s\n", err[0] ? err : "out of memory");
+        goto out;
+    }
+    if (cfg->tls_cert_file) {
+        ctx = acme_server_ssl_ctx(cfg->tls_cert_file, cfg->tls_key_file, err, sizeof(err));
+    } else if (acme_frontcert_load_or_issue(cfg, srv.issuer, &fc, &ctx, err, sizeof(err)) != 0) {
+        ctx = NULL;
+    }
+    if (!ctx) {
+        fprintf(stderr, "certforge-acme: %s\n", err);
+        goto out;
+    }
+    srv.ssl_ctx = ctx;
+    if (acme_server_new(&srv, err, sizeof(err)) != 0) {
+        fprintf(stderr, "certforge-acme: %s\n", err);
+        goto out;
+    }
+    if (!(mdb = acme_db_open_reader(srv.store, err, sizeof(err)))) {
+        fprintf(stderr, "certforge-acme: %s\n", err);
+        goto out;
+    }
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    if (acme_server_start(&srv, err, sizeof(err)) != 0) {
+        fprintf(stderr, "certforge-acme: %s\n", err);
+        goto out;
+    }
+    int resumed = api_resume(&srv, mdb);
+    acme_log(&srv, ACME_LOG_INFO,
+             "event=started version=%s pid=%ld listen=%s:%u base_url=%s threads=%u state=%s engine=%s resumed=%d%s", CF_VERSION,
+             (long)getpid(), cfg->listen_host, cfg->listen_port, cfg->base_url, cfg->threads,
+             cfg->db_path ? cfg->db_path : "postgresql", cfg->engine_socket, resumed,
+             cfg->tls_profile ? "" : " tls=files");
+    if (cfg->tls_profile) {
+        char nb[32], ra[32];
+        acme_time_rfc3339(fc.not_after, nb, sizeof(nb));
+        acme_time_rfc3339(fc.renew_at, ra, sizeof(ra));
+        acme_log(&srv, ACME_LOG_INFO, "event=tls_certificate chain=%s not_after=%s renew_at=%s", fc.chain_path, nb, ra);
+    }
+    int64_t next_prune = acme_now() + cfg->prune_interval_s;
+    while (!stop_sig) {
+        struct timespec ts = {0, 200 * 1000000};
+        nanosleep(&ts, NULL);
+        int64_t now = acme_now();
+        if (cfg->tls_profile && now >= fc.renew_at) {
+            SSL_CTX *n = NULL;
+            if (acme_frontcert_issue(cfg, srv.issuer, &fc, &n, err, sizeof(err)) == 0) {
+                acme_server_set_ssl_ctx(&srv, n);
+                char na[32];
+                acme_time_rfc3339(fc.not_after, na, sizeof(na));
+                acme_log(&srv, ACME_LOG_INFO, "event=tls_renewed not_after=%s", na);
+            } else {
+                fc.renew_at = now + 60; /* retry in a minute */
+                acme_log(&srv, ACME_LOG_ERROR, "event=tls_renewal_failed error=\"%s\"", err);
+            }
+        }
+        if (now >= next_prune) {
+            int64_t deleted = 0;
+            if (acme_store_run(srv.store, api_prune, &deleted) == 0 && deleted)
+                acme_log(&srv, ACME_LOG_INFO, "event=pruned objects=%lld", (long long)deleted);
+            next_prune = now + cfg->prune_interval_s;
+        }
+    }
+    acme_log(&srv, ACME_LOG_INFO, "event=stopping signal=%d", (int)stop_sig);
+    rc = 0;
+out:
+    acme_server_stop(&srv);
+    acme_validator_free(srv.validator);
+    acme_issuer_free(srv.issuer);
+    acme_db_close(mdb);
+    acme_server_free(&srv);
+    acme_store_close(srv.store);
+    acme_ratelimit_free(srv.limits);
+    acme_nonces_free(srv.nonces);
+    if (rc == 0) {
+        acme_store_stats st;
+        (void)st;
+    }
+    acme_cfg_free(cfg);
+    curl_global_cleanup();
+    return rc;
+}

@@ -1,0 +1,208 @@
+# tests/acme/acme_env.sh — sourced by the ACME end-to-end tests: a
+# throwaway SoftHSM token and CA, certforged with the profiles ACME uses,
+# pebble-challtestsrv as the DNS server the validations ask (every name is
+# 127.0.0.1; TXT records set through its management API), and
+# certforge-acme on loopback with its own certificate from certforged.
+# Every process is started with a time bound and stopped by its PID on exit.
+#
+#   . tests/acme/acme_env.sh       (needs CF_BUILD_DIR, CF_SOURCE_DIR)
+#   acme_env_start [extra certforge-acme settings]
+#   → $ACME_DIR (directory URL), $ACME_ROOT (operator root PEM), $T (the
+#     folder), $HTTP01_PORT, $TLSALPN01_PORT, $DNS_PORT, $MGMT_PORT
+#   challtest_txt NAME VALUE / challtest_txt_clear NAME
+#   acme_env_stop (also on EXIT)
+set -euo pipefail
+
+: "${CF_BUILD_DIR:?}" "${CF_SOURCE_DIR:?}"
+CF=$CF_BUILD_DIR/certforge
+MODULE=${CF_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
+ENV_TIMEOUT=${ACME_ENV_TIMEOUT:-600}   # longest any daemon of a test lives, s
+
+skip() { echo "SKIPPED: $*" >&2; exit 77; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+[ -r "$MODULE" ] || skip "SoftHSM2 module $MODULE missing"
+command -v pebble-challtestsrv >/dev/null || skip "pebble-challtestsrv (Debian package pebble) missing"
+
+T=$(mktemp -d /tmp/cf-acme.XXXXXX)
+PIDS=()
+
+# The front end's name: certforged issues only fully qualified names, so
+# clients reach it as acme.certforge.test, which a private mount namespace
+# per client maps to 127.0.0.1 (a bind-mounted /etc/hosts; needs root or
+# CAP_SYS_ADMIN, else the test is skipped). The machine's own /etc/hosts
+# is never touched.
+ACME_HOST=acme.certforge.test
+{ cat /etc/hosts; echo "127.0.0.1 $ACME_HOST"; } >"$T/hosts"
+# in_ns CMD...: run CMD where $ACME_HOST resolves (and, with NS_CA_STORE
+# set to a PEM file, where it is the system trust store).
+in_ns() {
+  unshare -m --propagation private sh -c '
+    mount --bind "$0" /etc/hosts || exit 125
+    if [ -n "${NS_CA_STORE:-}" ]; then
+      mount --bind "$NS_CA_STORE" /etc/ssl/certs/ca-certificates.crt || exit 125
+    fi
+    exec "$@"' "$T/hosts" "$@"
+}
+in_ns true 2>/dev/null || { rm -rf "$T"; skip "cannot make a private mount namespace (unshare -m needs root)"; }
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+acme_env_stop() {
+  local p
+  for p in "${PIDS[@]:-}"; do
+    [ -n "$p" ] || continue
+    kill -TERM "$p" 2>/dev/null || true
+  done
+  for p in "${PIDS[@]:-}"; do
+    [ -n "$p" ] || continue
+    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null || true
+  done
+  PIDS=()
+  if [ -n "${KEEP_ACME_ENV:-}" ]; then echo "kept $T" >&2; else rm -rf "$T"; fi
+}
+trap acme_env_stop EXIT
+
+# wait_for FILE PATTERN SECONDS PID
+wait_for() {
+  local i
+  for i in $(seq 1 $(( $3 * 10 ))); do
+    grep -q "$2" "$1" 2>/dev/null && return 0
+    kill -0 "$4" 2>/dev/null || { echo "process $4 exited; $1:" >&2; tail -n 30 "$1" >&2; return 1; }
+    sleep 0.1
+  done
+  echo "timed out waiting for '$2' in $1:" >&2; tail -n 30 "$1" >&2
+  return 1
+}
+
+ca_setup() {
+  mkdir -p "$T/tokens"
+  cat >"$T/softhsm2.conf" <<CONF
+directories.tokendir = $T/tokens
+objectstore.backend = file
+log.level = ERROR
+slots.removable = false
+CONF
+  export SOFTHSM2_CONF=$T/softhsm2.conf
+  (umask 077; echo 1234567890 >"$T/pin")
+  softhsm2-util --init-token --free --label acme-ca --so-pin 12345678 --pin "$(cat "$T/pin")" >/dev/null
+  export CERTFORGE_TOKEN="pkcs11:token=acme-ca?module-path=$MODULE&pin-source=file:$T/pin"
+  "$CF" keys generate --type ec-p256 --label root >/dev/null
+  "$CF" keys generate --type ec-p256 --label nf-ca >/dev/null
+  "$CF" ca init-root --key "pkcs11:token=acme-ca;object=root" --subject "/C=FI/O=certforge test/CN=ACME test root" \
+    --days 30 --out "$T/root.pem" >/dev/null
+  "$CF" ca init-intermediate --key "pkcs11:token=acme-ca;object=nf-ca" --issuer-key "pkcs11:token=acme-ca;object=root" \
+    --issuer-cert "$T/root.pem" --subject "/C=FI/O=5gc.mnc001.mcc001.3gppnetwork.org/CN=ACME test NF CA" \
+    --days 20 --pathlen 0 --out "$T/nf-ca.pem" >/dev/null
+  cat "$T/nf-ca.pem" "$T/root.pem" >"$T/ca-chain.pem"
+  ACME_ROOT=$T/root.pem
+}
+
+engine_start() {
+  cat >"$T/certforged.conf" <<CONF
+tokens = ( { name = "ca"; uri = "$CERTFORGE_TOKEN"; } );
+keys = ( { name = "nf-ca"; token = "ca"; uri = "pkcs11:object=nf-ca"; } );
+issuers = ( { name = "nf-ca"; key = "nf-ca"; certificate = "$T/nf-ca.pem"; chain = "$T/root.pem"; } );
+profiles = (
+  { name = "nf"; type = "nf"; issuer = "nf-ca";
+    subject = { C = "FI"; O = "5gc.mnc001.mcc001.3gppnetwork.org"; };
+    validity = { default = "1d"; max = "30d"; }; eku = ["serverAuth", "clientAuth"];
+    crl_dp = "http://crl.example/nf-ca.crl"; },
+  { name = "dns"; type = "nf"; issuer = "nf-ca";
+    subject = { C = "FI"; O = "5gc.mnc001.mcc001.3gppnetwork.org"; };
+    validity = { default = "3d"; max = "30d"; }; eku = ["serverAuth", "clientAuth"];
+    crl_dp = "http://crl.example/nf-ca.crl";
+    require_nf_instance_id = false; require_nf_types = false; require_fqdn = true; },
+  { name = "acme-tls"; type = "nf"; issuer = "nf-ca";
+    subject = { C = "FI"; O = "5gc.mnc001.mcc001.3gppnetwork.org"; };
+    validity = { default = "3d"; max = "30d"; }; eku = ["serverAuth"];
+    crl_dp = "http://crl.example/nf-ca.crl";
+    require_nf_instance_id = false; require_nf_types = false; require_fqdn = true; }
+);
+pipeline = { workers = 2; };
+server = { socket = "$T/cf.sock"; socket_mode = "0600"; };
+grants = ( { uid = $(id -u); profiles = ["*"]; ops = ["issue", "status", "revoke", "crl"]; } );
+ledger = { backend = "sqlite"; path = "$T/ledger.db"; };
+confine = { enabled = false; };
+CONF
+  timeout -s KILL "$ENV_TIMEOUT" "$CF_BUILD_DIR/certforged" --config "$T/certforged.conf" >"$T/certforged.log" 2>&1 &
+  ENGINE_PID=$!
+  PIDS+=("$ENGINE_PID")
+  wait_for "$T/certforged.log" "certforged: ready socket=" 30 "$ENGINE_PID"
+}
+
+challtest_start() {
+  DNS_PORT=$(free_port)
+  MGMT_PORT=$(free_port)
+  timeout -s KILL "$ENV_TIMEOUT" pebble-challtestsrv -dns01 "127.0.0.1:$DNS_PORT" -management "127.0.0.1:$MGMT_PORT" \
+    -http01 "" -https01 "" -tlsalpn01 "" -defaultIPv4 127.0.0.1 -defaultIPv6 "" >"$T/challtest.log" 2>&1 &
+  PIDS+=("$!")
+  local i
+  for i in $(seq 1 100); do
+    curl -s -o /dev/null "http://127.0.0.1:$MGMT_PORT/" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  fail "pebble-challtestsrv did not start: $(tail -n 5 "$T/challtest.log")"
+}
+
+challtest_txt() { # NAME VALUE
+  curl -sf -X POST -d "{\"host\":\"$1.\", \"value\":\"$2\"}" "http://127.0.0.1:$MGMT_PORT/set-txt" >/dev/null
+}
+challtest_txt_clear() { # NAME
+  curl -sf -X POST -d "{\"host\":\"$1.\"}" "http://127.0.0.1:$MGMT_PORT/clear-txt" >/dev/null
+}
+
+# acme_start [extra config text appended to certforge-acme.conf]
+acme_start() {
+  ACME_PORT=$(free_port)
+  HTTP01_PORT=$(free_port)
+  TLSALPN01_PORT=$(free_port)
+  cat >"$T/acme.conf" <<CONF
+listen = "127.0.0.1:$ACME_PORT";
+base_url = "https://$ACME_HOST:$ACME_PORT";
+threads = 2;
+tls = { profile = "acme-tls"; dns = ["$ACME_HOST"]; state_dir = "$T/acme-tls"; };
+certforged = { socket = "$T/cf.sock"; connections = 2; };
+state = { path = "$T/acme.db"; };
+profiles = ( { name = "default"; certforged = "dns"; description = "DNS names"; max_validity = "30d"; } );
+validation = { resolver = "127.0.0.1:$DNS_PORT"; http01_port = $HTTP01_PORT; tlsalpn01_port = $TLSALPN01_PORT;
+               timeout_ms = 5000; threads = 4; };
+${1:-}
+CONF
+  timeout -s KILL "$ENV_TIMEOUT" "$CF_BUILD_DIR/certforge-acme" --config "$T/acme.conf" >"$T/acme.log" 2>&1 &
+  ACME_PID=$!
+  PIDS+=("$ACME_PID")
+  wait_for "$T/acme.log" "event=started" 30 "$ACME_PID"
+  ACME_DIR=https://$ACME_HOST:$ACME_PORT/directory
+  in_ns curl -sf --cacert "$ACME_ROOT" "$ACME_DIR" >/dev/null || fail "directory not served: $(tail -n 5 "$T/acme.log")"
+}
+
+acme_env_start() {
+  ca_setup
+  engine_start
+  challtest_start
+  acme_start "${1:-}"
+}
+
+# check_cert PEM NAME...: the certificate chains to the root, is a TLS
+# server certificate, and carries exactly these dNSNames with the NF
+# profile's fields (TS 33.310 §6.1.3c).
+check_cert() {
+  local pem=$1; shift
+  openssl verify -x509_strict -purpose sslserver -CAfile "$ACME_ROOT" -untrusted "$T/nf-ca.pem" "$pem" >/dev/null ||
+    fail "$pem does not verify against the operator root"
+  local text sans want n
+  text=$(openssl x509 -in "$pem" -noout -text)
+  sans=$(openssl x509 -in "$pem" -noout -ext subjectAltName | tail -n +2 | tr ',' '\n' | sed 's/^ *//' | grep -v '^$' | sort)
+  want=$(for n in "$@"; do echo "DNS:$n"; done | sort)
+  [ "$sans" = "$want" ] || fail "$pem: SANs '$sans', expected '$want'"
+  grep -q "X509v3 Subject Alternative Name: critical" <<<"$text" || fail "$pem: subjectAltName not critical"
+  grep -A1 "X509v3 Key Usage: critical" <<<"$text" | grep -q "Digital Signature" || fail "$pem: keyUsage"
+  grep -A1 "X509v3 Extended Key Usage" <<<"$text" | grep -q "TLS Web Server Authentication" || fail "$pem: EKU"
+  grep -q "X509v3 Authority Key Identifier" <<<"$text" || fail "$pem: no AKI"
+  grep -q "X509v3 CRL Distribution Points" <<<"$text" || fail "$pem: no CRL DP"
+  openssl x509 -in "$pem" -noout -subject | grep -q "C = FI, O = 5gc.mnc001.mcc001.3gppnetwork.org" ||
+    fail "$pem: subject $(openssl x509 -in "$pem" -noout -subject)"
+}
