@@ -205,6 +205,7 @@ int api_authenticate(acme_rq *rq, auth_mode mode)
         }
         snprintf(rq->account, sizeof(rq->account), "%s", acct.id);
         snprintf(rq->thumb, sizeof(rq->thumb), "%s", acct.thumb);
+        snprintf(rq->eab_kid, sizeof(rq->eab_kid), "%s", acct.eab_kid ? acct.eab_kid : "");
         json_t *jwk = json_loads(acct.jwk, 0, NULL);
         api_account_clear(&acct);
         if (!jwk) {

@@ -353,6 +353,57 @@ static void new_order_done(acme_rq *rq, void *arg, int rc)
     free(n);
 }
 
+/* The limits of the EAB key the account was bound with (docs/acme.md):
+ * the profiles it may use and the DNS suffixes it may name. 0 allowed;
+ * -1 answered. */
+static int eab_limits(acme_rq *rq, const new_order *n)
+{
+    if (!rq->eab_kid[0])
+        return 0;
+    acme_q q;
+    if (acme_db_query(rq->db, &q, "SELECT profiles, suffixes FROM eab_keys WHERE kid = ?", "s", rq->eab_kid) != 0) {
+        api_internal(rq, "eab limits");
+        return -1;
+    }
+    int rc = acme_q_next(&q);
+    json_t *prof = rc == 1 && acme_q_text(&q, 0) ? json_loads(acme_q_text(&q, 0), 0, NULL) : NULL;
+    json_t *suf = rc == 1 && acme_q_text(&q, 1) ? json_loads(acme_q_text(&q, 1), 0, NULL) : NULL;
+    acme_q_end(&q);
+    int out = 0;
+    size_t i;
+    json_t *v;
+    if (prof) {
+        bool ok = false;
+        json_array_foreach(prof, i, v) ok |= strcmp(json_string_value(v), n->profile->name) == 0;
+        if (!ok) {
+            acme_rq_problemf(rq, ACME_P_UNAUTHORIZED, "this account's external account binding does not allow profile %s",
+                             n->profile->name);
+            out = -1;
+        }
+    }
+    for (unsigned k = 0; out == 0 && suf && k < n->n; k++) {
+        const char *name = n->ids[k].wildcard ? n->ids[k].value + 2 : n->ids[k].value;
+        size_t nl = strlen(name);
+        bool ok = false;
+        json_array_foreach(suf, i, v)
+        {
+            const char *s = json_string_value(v);
+            size_t sl = strlen(s);
+            ok |= (nl == sl && strcmp(name, s) == 0) || (nl > sl && name[nl - sl - 1] == '.' && strcmp(name + nl - sl, s) == 0);
+        }
+        if (!ok) {
+            json_t *sub = json_pack("[{s:s, s:s, s:{s:s, s:s}}]", "type", "urn:ietf:params:acme:error:rejectedIdentifier", "detail",
+                                    "outside the DNS suffixes of this account's external account binding", "identifier", "type",
+                                    "dns", "value", n->ids[k].value);
+            acme_rq_problem(rq, ACME_P_REJECTED_IDENTIFIER, "an identifier outside this account's allowed DNS suffixes", sub);
+            out = -1;
+        }
+    }
+    json_decref(prof);
+    json_decref(suf);
+    return out;
+}
+
 static int rate_limited(acme_rq *rq, acme_rl_kind kind, const char *key, const char *what)
 {
     int64_t wait = acme_ratelimit_take(rq->srv->limits, kind, key);
@@ -468,6 +519,8 @@ void api_new_order(acme_rq *rq)
             goto fail;
         }
     }
+    if (eab_limits(rq, n) != 0)
+        goto fail;
     const char *rep = json_string_value(json_object_get(p, "replaces"));
     if (json_object_get(p, "replaces")) {
         if (!rep || !ari_id_ok(rep)) {
@@ -1438,6 +1491,9 @@ void api_revoke(acme_rq *rq)
     }
     char id[65];
     hex(cf.serial, cf.serial_len, id);
+    uint8_t serial[20];
+    size_t serial_len = cf.serial_len;
+    memcpy(serial, cf.serial, serial_len); /* cf points into der, freed below */
     acme_q q;
     if (acme_db_query(rq->db, &q, "SELECT account, der, revoked_at FROM certs WHERE id = ?", "s", id) != 0) {
         free(der);
@@ -1492,8 +1548,8 @@ void api_revoke(acme_rq *rq)
         return;
     }
     snprintf(r->cert_id, sizeof(r->cert_id), "%s", id);
-    memcpy(r->job.serial, cf.serial, cf.serial_len);
-    r->job.serial_len = cf.serial_len;
+    memcpy(r->job.serial, serial, serial_len);
+    r->job.serial_len = serial_len;
     r->job.reason = reason;
     r->reason = reason;
     r->job.kind = ACME_JOB_REVOKE;

@@ -101,6 +101,7 @@ typedef struct acme_rq {
     EVP_PKEY *key;   /* the verified key (reference owned by the thread's cache) */
     const json_t *jwk;
     char thumb[ACME_THUMB_LEN + 1];
+    char eab_kid[72]; /* the EAB key the account was bound with, or "" */
     /* for the log line */
     char order[ACME_ID_LEN + 1];
     int http_status;

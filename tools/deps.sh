@@ -19,6 +19,12 @@ CF_DEBS=(
   jq                            # CLI tests read JSON output
   gnuplot-nox                   # bench/plot.sh renders the benchmark's PNGs
   clang libclang-rt-14-dev      # libFuzzer targets
+  libevent-dev                  # certforge-acme: HTTPS (evhttp + OpenSSL bufferevents)
+  libcurl4-openssl-dev          # certforge-acme: http-01 validation
+  pebble                        # reference ACME server (bench) and pebble-challtestsrv (test DNS)
+  certbot lego uacme dehydrated # real ACME clients the tests run against certforge-acme
+  python3-acme                  # in-repo ACME protocol tests (ARI, negative cases)
+  curl                          # tests and hooks
 )
 
 # Wanted but not required: without them the PostgreSQL tests are reported

@@ -125,8 +125,10 @@ pipeline = { workers = 2; };
 server = { socket = "$T/cf.sock"; socket_mode = "0600"; };
 grants = ( { uid = $(id -u); profiles = ["*"]; ops = ["issue", "status", "revoke", "crl"]; } );
 ledger = { backend = "sqlite"; path = "$T/ledger.db"; };
+crl = { dir = "$T/crl"; interval = "1h"; validity = "1d"; revoke_delay = "10s"; };
 confine = { enabled = false; };
 CONF
+  mkdir -p "$T/crl"
   timeout -s KILL "$ENV_TIMEOUT" "$CF_BUILD_DIR/certforged" --config "$T/certforged.conf" >"$T/certforged.log" 2>&1 &
   ENGINE_PID=$!
   PIDS+=("$ENGINE_PID")
@@ -184,6 +186,14 @@ acme_env_start() {
   engine_start
   challtest_start
   acme_start "${1:-}"
+}
+
+# last_problem PATH: the problem type of certforge-acme's latest answer on
+# PATH (from its log: one line per request), "-" when none. Tests assert
+# exact problem types this way; some clients (certbot 2.1 on Python 3.11)
+# crash while printing certain errors.
+last_problem() {
+  grep "path=$1 " "$T/acme.log" | tail -n 1 | sed -n 's/.* problem=\([^ ]*\) .*/\1/p'
 }
 
 # check_cert PEM NAME...: the certificate chains to the root, is a TLS
