@@ -113,10 +113,14 @@ int acme_ident_type_from_name(const char *s)
 int acme_random_id(char *out, size_t n_octets)
 {
     uint8_t b[32];
-    if (n_octets > sizeof(b) || RAND_bytes(b, (int)n_octets) != 1)
-        return -1;
-    if (acme_b64url_encode(b, n_octets, out, acme_b64url_len(n_octets) + 1) == 0)
-        return -1;
+    /* Never starting with '-' or '_': an id is also a command-line argument
+     * (certforge acme orders show ID) and must not read as an option. */
+    do {
+        if (n_octets > sizeof(b) || RAND_bytes(b, (int)n_octets) != 1)
+            return -1;
+        if (acme_b64url_encode(b, n_octets, out, acme_b64url_len(n_octets) + 1) == 0)
+            return -1;
+    } while (out[0] == '-' || out[0] == '_');
     return 0;
 }
 

@@ -87,7 +87,8 @@ int acme_ident_type_from_name(const char *s);
 #define ACME_MAX_CONTACTS 8
 #define ACME_MAX_CONTACT_LEN 256
 
-/* A fresh random object id (16 octets from the CSPRNG, base64url, NUL):
+/* A fresh random object id (16 octets from the CSPRNG, base64url, NUL;
+ * never starting with '-' or '_'):
  * out must hold ACME_ID_LEN + 1. 0, or -1 if the CSPRNG failed. */
 ACME_WUR int acme_random_id(char *out, size_t n_octets);
 

@@ -24,7 +24,7 @@ CF_DEBS=(
   pebble                        # reference ACME server (bench) and pebble-challtestsrv (test DNS)
   certbot lego uacme dehydrated # real ACME clients the tests run against certforge-acme
   python3-acme                  # in-repo ACME protocol tests (ARI, negative cases)
-  curl                          # tests and hooks
+  curl sqlite3                  # tests and hooks
 )
 
 # Wanted but not required: without them the PostgreSQL tests are reported

@@ -158,9 +158,10 @@ challtest_txt_clear() { # NAME
 
 # acme_start [extra config text appended to certforge-acme.conf]
 acme_start() {
-  ACME_PORT=$(free_port)
-  HTTP01_PORT=$(free_port)
-  TLSALPN01_PORT=$(free_port)
+  # a restart keeps the ports (clients and responders are set up on them)
+  ACME_PORT=${ACME_PORT:-$(free_port)}
+  HTTP01_PORT=${HTTP01_PORT:-$(free_port)}
+  TLSALPN01_PORT=${TLSALPN01_PORT:-$(free_port)}
   cat >"$T/acme.conf" <<CONF
 listen = "127.0.0.1:$ACME_PORT";
 base_url = "https://$ACME_HOST:$ACME_PORT";
@@ -194,6 +195,14 @@ acme_env_start() {
 # crash while printing certain errors.
 last_problem() {
   grep "path=$1 " "$T/acme.log" | tail -n 1 | sed -n 's/.* problem=\([^ ]*\) .*/\1/p'
+}
+
+# crl_reason CRL-DER SERIAL-HEX: the reason text of that entry ("" if
+# absent or none)
+crl_reason() {
+  openssl crl -inform DER -in "$1" -noout -text | awk -v s="$(echo "$2" | tr a-f A-F)" '
+    /Serial Number:/ { cur = toupper($3); next }
+    /CRL Reason Code/ { getline; sub(/^ +/, ""); if (cur == s) print }'
 }
 
 # check_cert PEM NAME...: the certificate chains to the root, is a TLS
