@@ -158,6 +158,16 @@ int api_authenticate(acme_rq *rq, auth_mode mode)
         return -1;
     }
     rq->have_jws = true;
+    /* §6.5: a missing, unknown, used or expired nonce is badNonce, checked
+     * before anything else so that the client's retry (with the nonce of
+     * this answer) is the only round trip lost */
+    if (!rq->jws.nonce || acme_nonce_redeem(rq->srv->nonces, rq->jws.nonce) != 0) {
+        acme_rq_problem(rq, ACME_P_BAD_NONCE,
+                        rq->jws.nonce ? "the nonce is unknown, used before or expired: retry with the one in this answer"
+                                      : "the protected header has no nonce (RFC 8555 §6.5)",
+                        NULL);
+        return -1;
+    }
     if (acme_jws_check_acme(&rq->jws, 1, &je, msg, sizeof(msg)) != 0) {
         acme_rq_problem(rq, jws_problem(je), msg, NULL);
         return -1;
@@ -168,12 +178,6 @@ int api_authenticate(acme_rq *rq, auth_mode mode)
     if (strcmp(rq->jws.url, url) != 0) {
         acme_rq_problemf(rq, ACME_P_UNAUTHORIZED, "the JWS url header '%.200s' is not the request URL '%.200s' (RFC 8555 §6.4)",
                          rq->jws.url, url);
-        return -1;
-    }
-    /* §6.5 */
-    if (acme_nonce_redeem(rq->srv->nonces, rq->jws.nonce) != 0) {
-        acme_rq_problem(rq, ACME_P_BAD_NONCE, "the nonce is unknown, used before or expired: retry with the one in this answer",
-                        NULL);
         return -1;
     }
     api_acct acct = {0};

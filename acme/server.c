@@ -357,9 +357,8 @@ void acme_rq_problem(acme_rq *rq, acme_problem type, const char *detail, json_t 
         evbuffer_add(b, txt, strlen(txt));
     free(txt);
     acme_rq_header(rq, "Content-Type", "application/problem+json");
-    int status = acme_problem_http_status(type);
-    if (rq->http_status == 415 || rq->http_status == 405)
-        status = rq->http_status;
+    /* a handler may set another status first (404, 405, 409, 415) */
+    int status = rq->http_status ? rq->http_status : acme_problem_http_status(type);
     finish(rq, status, b);
     if (b)
         evbuffer_free(b);
