@@ -11,8 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/csr/csr.h"
-#include "engine/der/der.h"
+#include "acme/ident.h"
 
 /* ------------------------------------------------------------ identifiers */
 
@@ -21,42 +20,6 @@ typedef struct ident {
     char value[ACME_MAX_DNS_NAME + 1]; /* lower case; "*." kept for wildcards */
     bool wildcard;
 } ident;
-
-/* A DNS name ACME may ask for: LDH labels, at least two, no trailing dot,
- * not an IP address; "*." first for a wildcard. Lower-cased in place. */
-static int dns_ok(char *v, bool *wildcard)
-{
-    *wildcard = strncmp(v, "*.", 2) == 0;
-    char *s = *wildcard ? v + 2 : v;
-    size_t n = strlen(s), lab = 0, labels = 1;
-    if (n == 0 || n > ACME_MAX_DNS_NAME)
-        return 0;
-    bool all_digits = true;
-    for (size_t i = 0; i < n; i++) {
-        char c = (char)tolower((unsigned char)s[i]);
-        s[i] = c;
-        if (c == '.') {
-            if (lab == 0 || s[i - 1] == '-')
-                return 0;
-            lab = 0;
-            labels++;
-            continue;
-        }
-        if (!(isalnum((unsigned char)c) || c == '-') || (lab == 0 && c == '-') || ++lab > 63)
-            return 0;
-        if (!isdigit((unsigned char)c))
-            all_digits = false;
-    }
-    if (lab == 0 || s[n - 1] == '-' || labels < 2)
-        return 0;
-    /* the last label all digits: an IPv4 address, not a name */
-    const char *last = strrchr(s, '.');
-    bool last_digits = true;
-    for (const char *p = last + 1; *p; p++)
-        if (!isdigit((unsigned char)*p))
-            last_digits = false;
-    return !(all_digits || last_digits);
-}
 
 static json_t *idents_json(const ident *ids, unsigned n)
 {
@@ -219,18 +182,6 @@ typedef struct new_order {
     char authz[ACME_MAX_IDENTIFIERS][ACME_ID_LEN + 1];
     char detail[256];
 } new_order;
-
-/* An ARI certID (RFC 9773 §4.1): base64url(AKI keyIdentifier) "."
- * base64url(serial DER contents). */
-static int ari_id_ok(const char *s)
-{
-    const char *dot = strchr(s, '.');
-    if (!dot || dot == s || !dot[1] || strchr(dot + 1, '.') || strlen(s) > 190)
-        return 0;
-    uint8_t b[128];
-    return acme_b64url_decode(s, (size_t)(dot - s), b, sizeof(b)) > 0 &&
-           acme_b64url_decode(dot + 1, strlen(dot + 1), b, sizeof(b)) > 0;
-}
 
 static int tx_new_order(acme_db *tx, void *arg)
 {
@@ -460,7 +411,7 @@ void api_new_order(acme_rq *rq)
         bool bad = strlen(value) > ACME_MAX_DNS_NAME;
         if (!bad) {
             snprintf(d.value, sizeof(d.value), "%s", value);
-            bad = !dns_ok(d.value, &d.wildcard) || (d.wildcard && !cfg->challenges[ACME_CH_DNS01]);
+            bad = !acme_dns_name_ok(d.value, &d.wildcard) || (d.wildcard && !cfg->challenges[ACME_CH_DNS01]);
         }
         if (bad) {
             if (!sub)
@@ -523,7 +474,7 @@ void api_new_order(acme_rq *rq)
         goto fail;
     const char *rep = json_string_value(json_object_get(p, "replaces"));
     if (json_object_get(p, "replaces")) {
-        if (!rep || !ari_id_ok(rep)) {
+        if (!rep || !acme_ari_id_ok(rep)) {
             acme_rq_problem(rq, ACME_P_MALFORMED, "replaces must be an ARI certificate identifier (RFC 9773 §4.1)", NULL);
             goto fail;
         }
@@ -899,73 +850,6 @@ void api_challenge(acme_rq *rq, const char *id)
 
 /* ------------------------------------------------------------ certificates */
 
-/* Facts of an issued certificate read with the engine's DER reader (no
- * OpenSSL decoding on this path): validity, serial, AKI keyIdentifier. */
-typedef struct cert_facts {
-    int64_t not_before, not_after;
-    const uint8_t *serial, *aki;
-    size_t serial_len, aki_len;
-} cert_facts;
-
-static int cert_facts_read(const uint8_t *der, size_t len, cert_facts *f)
-{
-    static const uint8_t oid_aki[] = {0x55, 0x1d, 0x23};
-    memset(f, 0, sizeof(*f));
-    der_cur top, cert, tbs, val;
-    der_tlv t, tb, x;
-    der_cur_init(&top, der, len);
-    if (der_expect(&top, DER_SEQUENCE, &t) || der_enter(&t, &cert) || der_expect(&cert, DER_SEQUENCE, &tb) ||
-        der_enter(&tb, &tbs))
-        return -1;
-    bool present;
-    if (der_optional(&tbs, DER_CTX_CONS(0), &x, &present))
-        return -1;
-    if (der_expect(&tbs, DER_INTEGER, &x))
-        return -1;
-    f->serial = x.val;
-    f->serial_len = x.len;
-    if (der_next(&tbs, &x) || der_next(&tbs, &x) || der_expect(&tbs, DER_SEQUENCE, &x) || der_enter(&x, &val) ||
-        der_read_time(&val, &f->not_before) || der_read_time(&val, &f->not_after) || der_next(&tbs, &x) ||
-        der_next(&tbs, &x))
-        return -1;
-    while (der_next(&tbs, &x) == DER_OK) {
-        if (x.tag != DER_CTX_CONS(3))
-            continue;
-        der_cur exts_c, seq_c;
-        der_tlv seq, ext;
-        if (der_enter(&x, &exts_c) || der_expect(&exts_c, DER_SEQUENCE, &seq) || der_enter(&seq, &seq_c))
-            return -1;
-        while (der_next(&seq_c, &ext) == DER_OK) {
-            der_cur e;
-            der_tlv oid, v;
-            if (der_enter(&ext, &e) || der_expect(&e, DER_OID, &oid))
-                return -1;
-            if (!der_oid_eq(&oid, oid_aki, sizeof(oid_aki)))
-                continue;
-            if (der_optional(&e, DER_BOOLEAN, &v, &present) || der_expect(&e, DER_OCTET_STRING, &v))
-                return -1;
-            der_cur a, as;
-            der_tlv aseq, kid;
-            der_cur_init(&a, v.val, v.len);
-            if (der_expect(&a, DER_SEQUENCE, &aseq) || der_enter(&aseq, &as) ||
-                der_optional(&as, DER_CTX(0), &kid, &present) || !present)
-                return -1;
-            f->aki = kid.val;
-            f->aki_len = kid.len;
-        }
-    }
-    return f->aki ? 0 : -1;
-}
-
-static int ari_id_of(const cert_facts *f, char *out, size_t cap)
-{
-    size_t a = acme_b64url_encode(f->aki, f->aki_len, out, cap);
-    if (!a || a + 2 >= cap)
-        return -1;
-    out[a] = '.';
-    return acme_b64url_encode(f->serial, f->serial_len, out + a + 1, cap - a - 1) ? 0 : -1;
-}
-
 static void hex(const uint8_t *p, size_t n, char *out)
 {
     static const char h[] = "0123456789abcdef";
@@ -1084,9 +968,9 @@ static int tx_record_cert(acme_db *tx, void *arg)
         free(e);
         return n < 0 ? -1 : 0;
     }
-    cert_facts cf;
+    acme_cert_facts cf;
     char ari[200];
-    if (cert_facts_read(j->cert, j->cert_len, &cf) != 0 || ari_id_of(&cf, ari, sizeof(ari)) != 0 || cf.serial_len > 32)
+    if (acme_cert_facts_read(j->cert, j->cert_len, &cf) != 0 || acme_ari_id_of(&cf, ari, sizeof(ari)) != 0 || cf.serial_len > 32)
         return -1;
     hex(cf.serial, cf.serial_len, f->cert_id);
     const uint8_t *ders[ACME_ISSUE_MAX_CHAIN];
@@ -1197,64 +1081,6 @@ static void finalize_started(acme_rq *rq, void *arg, int rc)
     evtimer_add(f->timer, &tv);
 }
 
-/* The names a CSR asks for (§7.4): SAN dNSNames and a subject CN, lower
- * case. Anything else it asks for is refused. */
-static int csr_names(acme_rq *rq, const uint8_t *der, size_t len, char names[][ACME_MAX_DNS_NAME + 1], unsigned *n)
-{
-    csr c;
-    csr_err e = csr_parse(der, len, &c);
-    if (e != CSR_OK) {
-        acme_rq_problemf(rq, ACME_P_BAD_CSR, "the CSR is not acceptable: %s", csr_err_name(e));
-        return -1;
-    }
-    *n = 0;
-    csr_san_iter it = {0};
-    for (;;) {
-        csr_san_type t;
-        const uint8_t *v;
-        size_t vl;
-        bool done;
-        if (csr_next_san(&c, &it, &t, &v, &vl, &done) != CSR_OK) {
-            acme_rq_problem(rq, ACME_P_BAD_CSR, "the CSR's subjectAltName is malformed", NULL);
-            return -1;
-        }
-        if (done)
-            break;
-        if (t != CSR_SAN_DNS) {
-            acme_rq_problem(rq, ACME_P_BAD_CSR, "the CSR asks for a subjectAltName that is not a DNS name", NULL);
-            return -1;
-        }
-        if (vl == 0 || vl > ACME_MAX_DNS_NAME || *n >= ACME_MAX_IDENTIFIERS) {
-            acme_rq_problem(rq, ACME_P_BAD_CSR, "the CSR asks for too many or too long names", NULL);
-            return -1;
-        }
-        for (size_t i = 0; i < vl; i++)
-            names[*n][i] = (char)tolower(v[i]);
-        names[*n][vl] = '\0';
-        (*n)++;
-    }
-    /* subject CN (X520 commonName), which §7.4 lets carry one of the names */
-    const unsigned char *sp = c.subject.raw;
-    X509_NAME *nm = d2i_X509_NAME(NULL, &sp, (long)c.subject.rawlen);
-    if (nm) {
-        int idx = -1;
-        while ((idx = X509_NAME_get_index_by_NID(nm, NID_commonName, idx)) >= 0) {
-            ASN1_STRING *s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(nm, idx));
-            unsigned char *u = NULL;
-            int ul = ASN1_STRING_to_UTF8(&u, s);
-            if (ul > 0 && ul <= ACME_MAX_DNS_NAME && *n < ACME_MAX_IDENTIFIERS) {
-                for (int i = 0; i < ul; i++)
-                    names[*n][i] = (char)tolower(u[i]);
-                names[*n][ul] = '\0';
-                (*n)++;
-            }
-            OPENSSL_free(u);
-        }
-        X509_NAME_free(nm);
-    }
-    return 0;
-}
-
 void api_finalize(acme_rq *rq, const char *id)
 {
     if (api_authenticate(rq, AUTH_KID) != 0)
@@ -1296,34 +1122,28 @@ void api_finalize(acme_rq *rq, const char *id)
         goto out;
     }
     f->csr_len = (size_t)dl;
-    char names[ACME_MAX_IDENTIFIERS * 2][ACME_MAX_DNS_NAME + 1];
+    char names[ACME_CSR_MAX_NAMES][ACME_MAX_DNS_NAME + 1], why[200];
     unsigned nn = 0;
-    if (csr_names(rq, f->csr, f->csr_len, names, &nn) != 0)
+    if (acme_csr_names(f->csr, f->csr_len, names, ACME_CSR_MAX_NAMES, &nn, why, sizeof(why)) != ACME_P_NONE) {
+        acme_rq_problem(rq, ACME_P_BAD_CSR, why, NULL);
         goto out;
+    }
     /* the CSR names exactly the order's identifiers (§7.4) */
     json_t *ids = json_loads(o.identifiers, 0, NULL);
+    const char *want[ACME_MAX_IDENTIFIERS];
     size_t i;
     json_t *v;
-    bool ok = ids && json_array_size(ids) > 0;
     json_array_foreach(ids, i, v)
     {
         const char *val = json_string_value(json_object_get(v, "value"));
-        bool found = false;
-        for (unsigned k = 0; val && k < nn; k++)
-            found |= strcmp(names[k], val) == 0;
-        if (!found || !val)
-            ok = false;
-        else
-            snprintf(f->names[f->n_names++], ACME_MAX_DNS_NAME + 1, "%s", val);
-    }
-    for (unsigned k = 0; ok && k < nn; k++) {
-        bool found = false;
-        for (unsigned m = 0; m < f->n_names; m++)
-            found |= strcmp(names[k], f->names[m]) == 0;
-        ok = found;
+        if (val && f->n_names < ACME_MAX_IDENTIFIERS) {
+            snprintf(f->names[f->n_names], ACME_MAX_DNS_NAME + 1, "%s", val);
+            want[f->n_names] = f->names[f->n_names];
+            f->n_names++;
+        }
     }
     json_decref(ids);
-    if (!ok) {
+    if (!acme_names_match(names, nn, want, f->n_names)) {
         acme_rq_problem(rq, ACME_P_BAD_CSR, "the CSR must name exactly the order's identifiers (RFC 8555 §7.4)", NULL);
         goto out;
     }
@@ -1483,8 +1303,8 @@ void api_revoke(acme_rq *rq)
     size_t cap = strlen(b64);
     uint8_t *der = malloc(cap + 1);
     long dl = der ? acme_b64url_decode(b64, cap, der, cap + 1) : -1;
-    cert_facts cf;
-    if (dl <= 0 || cert_facts_read(der, (size_t)dl, &cf) != 0 || cf.serial_len > 20) {
+    acme_cert_facts cf;
+    if (dl <= 0 || acme_cert_facts_read(der, (size_t)dl, &cf) != 0 || cf.serial_len > 20) {
         free(der);
         acme_rq_problem(rq, ACME_P_MALFORMED, "certificate is not a base64url DER certificate of this CA", NULL);
         return;
@@ -1568,7 +1388,7 @@ void api_revoke(acme_rq *rq)
 
 void api_renewal_info(acme_rq *rq, const char *certid)
 {
-    if (!ari_id_ok(certid)) {
+    if (!acme_ari_id_ok(certid)) {
         acme_rq_problem(rq, ACME_P_MALFORMED, "not an ARI certificate identifier (RFC 9773 §4.1)", NULL);
         return;
     }

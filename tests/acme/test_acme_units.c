@@ -1,0 +1,584 @@
+/* certforge-acme's parts without the network: configuration (every refusal
+ * names FILE:LINE), nonces, rate limits, the state store's group commit,
+ * identifier and CSR checks, certificate facts. */
+#include "cf_test.h"
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "acme/config.h"
+#include "acme/ident.h"
+#include "acme/jws.h"
+#include "acme/nonce.h"
+#include "acme/ratelimit.h"
+#include "acme/store.h"
+
+static char tmpdir[] = "/tmp/cf-acme-units.XXXXXX";
+
+static int suite_init(void)
+{
+    if (!mkdtemp(tmpdir))
+        return cf_test_setup_failed("mkdtemp: %m");
+    return 0;
+}
+
+static int suite_clean(void)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+    return system(cmd) == 0 ? 0 : 1;
+}
+
+/* ------------------------------------------------------------ config */
+
+static const char base_conf[] = "tls = { certificate = \"c.pem\"; key = \"k.pem\"; };\n"
+                                "state = { path = \"acme.db\"; };\n"
+                                "profiles = ( { name = \"default\"; certforged = \"dns\"; } );\n";
+
+static int load_with(const char *extra, acme_cfg **out, char *err, size_t errlen)
+{
+    char text[4096];
+    snprintf(text, sizeof(text), "%s%s", base_conf, extra);
+    return acme_cfg_load_string(text, "/etc/certforge", out, err, errlen);
+}
+
+static void test_config_defaults(void)
+{
+    acme_cfg *c = NULL;
+    char err[512] = "";
+    CU_ASSERT_EQUAL_FATAL(load_with("", &c, err, sizeof(err)), 0);
+    CU_ASSERT_STRING_EQUAL(c->listen_host, "127.0.0.1");
+    CU_ASSERT_EQUAL(c->listen_port, 14000);
+    CU_ASSERT_STRING_EQUAL(c->base_url, "https://127.0.0.1:14000");
+    CU_ASSERT_STRING_EQUAL(c->db_path, "/etc/certforge/acme.db");
+    CU_ASSERT_STRING_EQUAL(c->tls_cert_file, "/etc/certforge/c.pem");
+    CU_ASSERT_EQUAL(c->order_lifetime_s, 3600);
+    CU_ASSERT_EQUAL(c->finalize_wait_ms, 250);
+    CU_ASSERT_TRUE(c->challenges[ACME_CH_HTTP01] && c->challenges[ACME_CH_DNS01] && c->challenges[ACME_CH_TLSALPN01]);
+    CU_ASSERT_DOUBLE_EQUAL(c->ari_renew_fraction, 2.0 / 3.0, 1e-9);
+    CU_ASSERT_PTR_NOT_NULL(acme_cfg_profile_find(c, NULL));
+    CU_ASSERT_PTR_NULL(acme_cfg_profile_find(c, "nope"));
+    acme_cfg_free(c);
+    CU_ASSERT_EQUAL_FATAL(load_with("listen = \"[::1]:8443\"; base_url = \"https://acme.example:8443/\";\n"
+                                    "validation = { challenges = [\"dns-01\"]; resolver = \"127.0.0.1:53\"; };",
+                                    &c, err, sizeof(err)),
+                          0);
+    CU_ASSERT_STRING_EQUAL(c->listen_host, "::1");
+    CU_ASSERT_STRING_EQUAL(c->base_url, "https://acme.example:8443");
+    CU_ASSERT_FALSE(c->challenges[ACME_CH_HTTP01]);
+    CU_ASSERT_TRUE(c->challenges[ACME_CH_DNS01]);
+    CU_ASSERT_EQUAL(c->resolver_port, 53);
+    acme_cfg_free(c);
+}
+
+static void test_config_refusals(void)
+{
+    static const struct {
+        const char *extra, *want; /* want: a substring of the message, which starts "(string):LINE:" */
+    } cases[] = {
+        {"bogus = 1;", ":4: bogus: unknown setting in the top level"},
+        {"limits = { max_conns = 1; };", ":4: limits.max_conns: unknown setting in limits"},
+        {"threads = \"2\";", ":4: threads: expected an integer, got a string"},
+        {"threads = 0;", ":4: threads: 0 is out of range 1-64"},
+        {"listen = \"localhost\";", "listen: 'localhost' is not HOST:PORT"},
+        {"listen = \"h:99999\";", "port '99999' is not 1-65535"},
+        {"base_url = \"http://x\";", "must be an https:// URL"},
+        {"base_url = \"https://x/acme\";", "no path, query or fragment"},
+        {"instance = \"a-b\";", "1-8 letters or digits"},
+        {"orders = { lifetime = \"10\"; };", "lacks a unit"},
+        {"orders = { lifetime = \"10s\"; };", "out of range 60s"},
+        {"orders = { max_identifiers = 65; };", "at most 64"},
+        {"orders = { default_profile = \"x\"; };", "no profile named 'x'"},
+        {"validation = { challenges = [\"http-01\", \"http-01\"]; };", "listed twice"},
+        {"validation = { challenges = [\"tls-sni-01\"]; };", "expected \"http-01\", \"dns-01\" or \"tls-alpn-01\""},
+        {"ari = { renew_at = 0.9; window = 0.4; };", "must lie within the lifetime"},
+        {"ari = { renew_at = 1; };", "expected a number such as 0.667"},
+        {"log = { level = \"loud\"; };", "expected \"error\""},
+        {"certforged = { socket = \"/a/very/long/path/that/goes/on/and/on/and/on/and/on/and/on/and/on/and/on/and/on/and/on/"
+         "and/on/and/on/and/on/x.sock\"; };",
+         "longer than a Unix socket path"},
+    };
+    for (size_t i = 0; i < CF_ARRAY_LEN(cases); i++) {
+        acme_cfg *c = NULL;
+        char err[512] = "";
+        int rc = load_with(cases[i].extra, &c, err, sizeof(err));
+        if (rc == 0 || !strstr(err, cases[i].want) || strncmp(err, "(string)", 8) != 0)
+            fprintf(stderr, "case %zu (%s): rc %d, '%s'\n", i, cases[i].extra, rc, err);
+        CU_ASSERT_EQUAL(rc, -1);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, cases[i].want));
+        CU_ASSERT_PTR_NULL(c);
+    }
+    /* whole-file refusals */
+    static const struct {
+        const char *text, *want;
+    } whole[] = {
+        {"state = { path = \"a\"; }; profiles = ( { name = \"d\"; certforged = \"d\"; } );", "missing required setting 'tls'"},
+        {"tls = { certificate = \"c\"; key = \"k\"; }; profiles = ( { name = \"d\"; certforged = \"d\"; } );",
+         "missing required setting 'state'"},
+        {"tls = { certificate = \"c\"; key = \"k\"; }; state = { path = \"a\"; };", "missing required setting 'profiles'"},
+        {"tls = { certificate = \"c\"; }; state = { path = \"a\"; }; profiles = ( { name = \"d\"; certforged = \"d\"; } );",
+         "'certificate' and 'key' go together"},
+        {"tls = { profile = \"p\"; state_dir = \"s\"; }; state = { path = \"a\"; }; profiles = ( { name = \"d\"; "
+         "certforged = \"d\"; } );",
+         "'profile' needs 'dns'"},
+        {"tls = { profile = \"p\"; dns = [\"localhost\"]; state_dir = \"s\"; }; state = { path = \"a\"; }; "
+         "profiles = ( { name = \"d\"; certforged = \"d\"; }, { name = \"d\"; certforged = \"e\"; } );",
+         "defined twice"},
+        {"tls = { certificate = \"c\"; key = \"k\"; }; state = { backend = \"postgresql\"; path = \"a\"; }; "
+         "profiles = ( { name = \"d\"; certforged = \"d\"; } );",
+         "missing required setting 'conninfo'"},
+        {"tls = { certificate = \"c\"; key = \"k\" ; state = {", "syntax error"},
+    };
+    for (size_t i = 0; i < CF_ARRAY_LEN(whole); i++) {
+        acme_cfg *c = NULL;
+        char err[512] = "";
+        int rc = acme_cfg_load_string(whole[i].text, NULL, &c, err, sizeof(err));
+        if (rc == 0 || !strstr(err, whole[i].want))
+            fprintf(stderr, "whole %zu: rc %d, '%s'\n", i, rc, err);
+        CU_ASSERT_EQUAL(rc, -1);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, whole[i].want));
+    }
+}
+
+static void test_config_file(void)
+{
+    char path[300], err[512] = "";
+    snprintf(path, sizeof(path), "%s/acme.conf", tmpdir);
+    FILE *f = fopen(path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fprintf(f, "%s\n\n  threads = 1000;\n", base_conf);
+    fclose(f);
+    acme_cfg *c = NULL;
+    CU_ASSERT_EQUAL(acme_cfg_load(path, &c, err, sizeof(err)), -1);
+    char want[400];
+    snprintf(want, sizeof(want), "%s:6: threads: 1000 is out of range 1-64", path);
+    CU_ASSERT_STRING_EQUAL(err, want);
+    snprintf(path, sizeof(path), "%s/missing.conf", tmpdir);
+    CU_ASSERT_EQUAL(acme_cfg_load(path, &c, err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "cannot open"));
+}
+
+/* ------------------------------------------------------------ nonces */
+
+static void test_nonces(void)
+{
+    acme_nonces *n = NULL, *other = NULL;
+    CU_ASSERT_EQUAL_FATAL(acme_nonces_new("a", &n), 0);
+    CU_ASSERT_EQUAL_FATAL(acme_nonces_new("b", &other), 0);
+    char a[ACME_NONCE_MAX], b[ACME_NONCE_MAX], c[ACME_NONCE_MAX];
+    CU_ASSERT_EQUAL(acme_nonce_issue(n, a, sizeof(a)), 0);
+    CU_ASSERT_EQUAL(acme_nonce_issue(n, b, sizeof(b)), 0);
+    CU_ASSERT_EQUAL(acme_nonce_issue(other, c, sizeof(c)), 0);
+    CU_ASSERT_EQUAL(a[0], 'a');
+    CU_ASSERT_STRING_NOT_EQUAL(a, b);
+    /* every nonce is base64url text whose length is not 1 mod 4 (clients decode it) */
+    CU_ASSERT_NOT_EQUAL(strlen(a) % 4, 1);
+    CU_ASSERT_EQUAL(strspn(a, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"), strlen(a));
+    /* used once, in any order */
+    CU_ASSERT_EQUAL(acme_nonce_redeem(n, b), 0);
+    CU_ASSERT_EQUAL(acme_nonce_redeem(n, a), 0);
+    CU_ASSERT_EQUAL(acme_nonce_redeem(n, a), -1);
+    CU_ASSERT_EQUAL(acme_nonce_redeem(n, b), -1);
+    /* foreign, forged, truncated, empty */
+    CU_ASSERT_EQUAL(acme_nonce_redeem(n, c), -1);
+    CU_ASSERT_EQUAL(acme_nonce_redeem(other, c), 0);
+    char f[ACME_NONCE_MAX];
+    CU_ASSERT_EQUAL(acme_nonce_issue(n, f, sizeof(f)), 0);
+    char g[ACME_NONCE_MAX];
+    snprintf(g, sizeof(g), "%s", f);
+    g[strlen(g) - 2] = g[strlen(g) - 2] == 'A' ? 'B' : 'A';
+    CU_ASSERT_EQUAL(acme_nonce_redeem(n, g), -1);
+    g[strlen(g) - 2] = '\0';
+    CU_ASSERT_EQUAL(acme_nonce_redeem(n, g), -1);
+    CU_ASSERT_EQUAL(acme_nonce_redeem(n, ""), -1);
+    CU_ASSERT_EQUAL(acme_nonce_redeem(n, NULL), -1);
+    CU_ASSERT_EQUAL(acme_nonce_redeem(n, f), 0); /* the forgery did not burn the real one */
+    /* a prefix of every length keeps the nonce decodable */
+    for (int len = 1; len <= 8; len++) {
+        char pre[9] = "abcdefgh";
+        pre[len] = '\0';
+        acme_nonces *p = NULL;
+        CU_ASSERT_EQUAL_FATAL(acme_nonces_new(pre, &p), 0);
+        char x[ACME_NONCE_MAX];
+        CU_ASSERT_EQUAL(acme_nonce_issue(p, x, sizeof(x)), 0);
+        CU_ASSERT_NOT_EQUAL(strlen(x) % 4, 1);
+        CU_ASSERT_EQUAL(acme_nonce_redeem(p, x), 0);
+        acme_nonces_free(p);
+    }
+    acme_nonces_free(n);
+    acme_nonces_free(other);
+}
+
+static void test_nonce_window(void)
+{
+    acme_nonces *n = NULL;
+    CU_ASSERT_EQUAL_FATAL(acme_nonces_new("w", &n), 0);
+    char first[ACME_NONCE_MAX], x[ACME_NONCE_MAX];
+    CU_ASSERT_EQUAL(acme_nonce_issue(n, first, sizeof(first)), 0);
+    /* ACME_NONCE_WINDOW more: the first falls out of the window */
+    for (unsigned i = 0; i < ACME_NONCE_WINDOW; i++)
+        if (acme_nonce_issue(n, x, sizeof(x)) != 0) {
+            CU_FAIL("issue");
+            break;
+        }
+    CU_ASSERT_EQUAL(acme_nonce_redeem(n, first), -1);
+    CU_ASSERT_EQUAL(acme_nonce_redeem(n, x), 0);
+    acme_nonces_free(n);
+}
+
+/* ------------------------------------------------------------ rate limits */
+
+static void test_ratelimit(void)
+{
+    unsigned lim[ACME_RL__MAX] = {[ACME_RL_ORDERS_ACCOUNT] = 3};
+    acme_ratelimit *r = NULL;
+    CU_ASSERT_EQUAL_FATAL(acme_ratelimit_new(lim, &r), 0);
+    for (int i = 0; i < 3; i++)
+        CU_ASSERT_EQUAL(acme_ratelimit_take(r, ACME_RL_ORDERS_ACCOUNT, "acct1"), 0);
+    int64_t w = acme_ratelimit_take(r, ACME_RL_ORDERS_ACCOUNT, "acct1");
+    CU_ASSERT_TRUE(w >= 1 && w <= ACME_RL_WINDOW);
+    CU_ASSERT_TRUE(acme_ratelimit_check(r, ACME_RL_ORDERS_ACCOUNT, "acct1") > 0);
+    CU_ASSERT_EQUAL(acme_ratelimit_take(r, ACME_RL_ORDERS_ACCOUNT, "acct2"), 0);
+    /* unlimited kinds never refuse */
+    for (int i = 0; i < 100; i++)
+        CU_ASSERT_EQUAL(acme_ratelimit_take(r, ACME_RL_ORDERS_GLOBAL, "*"), 0);
+    acme_ratelimit_free(r);
+}
+
+/* ------------------------------------------------------------ store */
+
+static int tx_insert(acme_db *tx, void *arg)
+{
+    const char *id = arg;
+    return acme_db_exec(tx, "INSERT INTO used_jti(jti, expires) VALUES(?, 1)", "s", id) == 1 ? 0 : -1;
+}
+
+static int tx_refuse(acme_db *tx, void *arg)
+{
+    /* changes something, then refuses: the savepoint must undo it */
+    if (acme_db_exec(tx, "INSERT INTO used_jti(jti, expires) VALUES(?, 2)", "s", (const char *)arg) != 1)
+        return -1;
+    return ACME_P_MALFORMED;
+}
+
+typedef struct wr {
+    acme_store *s;
+    int base, n, failed;
+} wr;
+
+static void *writer(void *arg)
+{
+    wr *w = arg;
+    for (int i = 0; i < w->n; i++) {
+        char *id = malloc(32);
+        snprintf(id, 32, "w%d-%d", w->base, i);
+        if (acme_store_run(w->s, (i % 10 == 9) ? tx_refuse : tx_insert, id) != ((i % 10 == 9) ? ACME_P_MALFORMED : 0))
+            w->failed++;
+        free(id);
+    }
+    return NULL;
+}
+
+static acme_cfg *store_cfg(const char *name)
+{
+    acme_cfg *c = calloc(1, sizeof(*c));
+    char *p = malloc(400);
+    snprintf(p, 400, "%s/%s", tmpdir, name);
+    c->db_path = p;
+    return c;
+}
+
+static void test_store_group_commit(void)
+{
+    acme_cfg *cfg = store_cfg("group.db");
+    acme_store *s = NULL;
+    char err[256];
+    CU_ASSERT_EQUAL_FATAL(acme_store_open(cfg, &s, err, sizeof(err)), 0);
+    enum { T = 8, N = 300 };
+    pthread_t t[T];
+    wr w[T];
+    for (int i = 0; i < T; i++) {
+        w[i] = (wr){.s = s, .base = i, .n = N};
+        pthread_create(&t[i], NULL, writer, &w[i]);
+    }
+    for (int i = 0; i < T; i++) {
+        pthread_join(t[i], NULL);
+        CU_ASSERT_EQUAL(w[i].failed, 0);
+    }
+    acme_store_stats st;
+    acme_store_get_stats(s, &st);
+    CU_ASSERT_EQUAL(st.changes, T * N);
+    CU_ASSERT_EQUAL(st.failed_commits, 0);
+    /* eight threads waiting at once: commits gathered more than one change */
+    CU_ASSERT_TRUE(st.commits < st.changes);
+    CU_ASSERT_TRUE(st.max_group > 1);
+    acme_store_close(s);
+    /* reopened: exactly the kept changes, none of the refused ones */
+    CU_ASSERT_EQUAL_FATAL(acme_store_open(cfg, &s, err, sizeof(err)), 0);
+    acme_db *db = acme_db_open_reader(s, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+    acme_q q;
+    CU_ASSERT_EQUAL_FATAL(acme_db_query(db, &q, "SELECT COUNT(*), SUM(expires = 2) FROM used_jti", ""), 0);
+    CU_ASSERT_EQUAL(acme_q_next(&q), 1);
+    CU_ASSERT_EQUAL(acme_q_int(&q, 0), T * (N - N / 10));
+    CU_ASSERT_EQUAL(acme_q_int(&q, 1), 0);
+    acme_q_end(&q);
+    /* a statement error is reported with SQLite's words */
+    CU_ASSERT_EQUAL(acme_db_exec(db, "SELECT * FROM no_such_table", ""), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(acme_db_error(db), "no such table"));
+    acme_db_close(db);
+    acme_store_close(s);
+    free(cfg->db_path);
+    free(cfg);
+}
+
+static void test_store_errors(void)
+{
+    acme_cfg *cfg = store_cfg("no/such/folder/x.db");
+    acme_store *s = NULL;
+    char err[256] = "";
+    CU_ASSERT_EQUAL(acme_store_open(cfg, &s, err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "no/such/folder/x.db"));
+    free(cfg->db_path);
+    cfg->db_path = NULL;
+    cfg->backend = ACME_BACKEND_POSTGRESQL;
+    CU_ASSERT_EQUAL(acme_store_open(cfg, &s, err, sizeof(err)), -1);
+    free(cfg);
+}
+
+/* ------------------------------------------------------------ identifiers */
+
+static void test_dns_names(void)
+{
+    static const struct {
+        const char *in, *out; /* out NULL: refused */
+        bool wildcard;
+    } cases[] = {
+        {"Example.COM", "example.com", false},
+        {"a.b.c.example.org", "a.b.c.example.org", false},
+        {"*.example.org", "*.example.org", true},
+        {"xn--nxasmq6b.example", "xn--nxasmq6b.example", false},
+        {"a-b.example", "a-b.example", false},
+        {"localhost", NULL, false},
+        {"example.com.", NULL, false},
+        {".example.com", NULL, false},
+        {"a..example.com", NULL, false},
+        {"-a.example.com", NULL, false},
+        {"a-.example.com", NULL, false},
+        {"a_b.example.com", NULL, false},
+        {"10.0.0.1", NULL, false},
+        {"host.123", NULL, false},
+        {"*.*.example.com", NULL, true},
+        {"a.*.example.com", NULL, false},
+        {"ex ample.com", NULL, false},
+        {"", NULL, false},
+    };
+    for (size_t i = 0; i < CF_ARRAY_LEN(cases); i++) {
+        char v[300];
+        bool w = false;
+        snprintf(v, sizeof(v), "%s", cases[i].in);
+        int ok = acme_dns_name_ok(v, &w);
+        if (ok != (cases[i].out != NULL))
+            fprintf(stderr, "dns case '%s': %d\n", cases[i].in, ok);
+        CU_ASSERT_EQUAL(ok, cases[i].out != NULL);
+        if (cases[i].out && ok) {
+            CU_ASSERT_STRING_EQUAL(v, cases[i].out);
+            CU_ASSERT_EQUAL(w, cases[i].wildcard);
+        }
+    }
+    char label64[100], long_name[300];
+    memset(label64, 'a', 64);
+    snprintf(label64 + 64, sizeof(label64) - 64, ".example");
+    bool w;
+    CU_ASSERT_EQUAL(acme_dns_name_ok(label64, &w), 0);
+    memset(long_name, 0, sizeof(long_name));
+    for (int i = 0; i < 50; i++)
+        strcat(long_name, "abcd.");
+    strcat(long_name, "com"); /* 253 octets: accepted; one more: refused */
+    CU_ASSERT_EQUAL(strlen(long_name), 253);
+    CU_ASSERT_EQUAL(acme_dns_name_ok(long_name, &w), 1);
+    char longer[300];
+    snprintf(longer, sizeof(longer), "a%s", long_name);
+    CU_ASSERT_EQUAL(acme_dns_name_ok(longer, &w), 0);
+}
+
+static void test_ari_ids(void)
+{
+    CU_ASSERT_TRUE(acme_ari_id_ok("aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE"));
+    CU_ASSERT_FALSE(acme_ari_id_ok("aYhba4dGQEHhs3uEe6CuLN4ByNQ"));
+    CU_ASSERT_FALSE(acme_ari_id_ok(".AIdlQyE"));
+    CU_ASSERT_FALSE(acme_ari_id_ok("aYhb."));
+    CU_ASSERT_FALSE(acme_ari_id_ok("a.b.c"));
+    CU_ASSERT_FALSE(acme_ari_id_ok("a+b.AIdl"));
+    CU_ASSERT_FALSE(acme_ari_id_ok("aYhb=.AIdl"));
+}
+
+/* A certificate made with OpenSSL: serial 0x00d2, AKI keyid 01 02 03 04. */
+static uint8_t *make_cert(size_t *len, bool with_aki)
+{
+    EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    X509 *x = X509_new();
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 0xd2);
+    X509_set_version(x, 2);
+    ASN1_TIME_set(X509_getm_notBefore(x), 1700000000);
+    ASN1_TIME_set(X509_getm_notAfter(x), 1700086400);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC, (const unsigned char *)"t", -1, -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(x));
+    X509_set_pubkey(x, k);
+    if (with_aki) {
+        AUTHORITY_KEYID *aki = AUTHORITY_KEYID_new();
+        aki->keyid = ASN1_OCTET_STRING_new();
+        ASN1_OCTET_STRING_set(aki->keyid, (const unsigned char *)"\x01\x02\x03\x04", 4);
+        X509_add1_ext_i2d(x, NID_authority_key_identifier, aki, 0, 0);
+        AUTHORITY_KEYID_free(aki);
+    }
+    X509_sign(x, k, EVP_sha256());
+    unsigned char *der = NULL;
+    int l = i2d_X509(x, &der);
+    X509_free(x);
+    EVP_PKEY_free(k);
+    *len = (size_t)l;
+    return der;
+}
+
+static void test_cert_facts(void)
+{
+    size_t len;
+    uint8_t *der = make_cert(&len, true);
+    acme_cert_facts f;
+    CU_ASSERT_EQUAL_FATAL(acme_cert_facts_read(der, len, &f), 0);
+    CU_ASSERT_EQUAL(f.not_before, 1700000000);
+    CU_ASSERT_EQUAL(f.not_after, 1700086400);
+    CU_ASSERT_EQUAL(f.serial_len, 2);
+    CU_ASSERT_EQUAL(memcmp(f.serial, "\x00\xd2", 2), 0);
+    CU_ASSERT_EQUAL(f.aki_len, 4);
+    char id[100];
+    CU_ASSERT_EQUAL(acme_ari_id_of(&f, id, sizeof(id)), 0);
+    CU_ASSERT_STRING_EQUAL(id, "AQIDBA.ANI");
+    CU_ASSERT_TRUE(acme_ari_id_ok(id));
+    CU_ASSERT_EQUAL(acme_ari_id_of(&f, id, 8), -1);
+    /* truncated, trailing garbage, no AKI */
+    CU_ASSERT_EQUAL(acme_cert_facts_read(der, len - 1, &f), -1);
+    uint8_t *more = malloc(len + 1);
+    memcpy(more, der, len);
+    more[len] = 0;
+    CU_ASSERT_EQUAL(acme_cert_facts_read(more, len + 1, &f), -1);
+    free(more);
+    OPENSSL_free(der);
+    der = make_cert(&len, false);
+    CU_ASSERT_EQUAL(acme_cert_facts_read(der, len, &f), -1);
+    OPENSSL_free(der);
+}
+
+/* A CSR with SAN entries (type:value, "DNS:" or "URI:") and an optional CN. */
+static uint8_t *make_csr(const char *cn, const char *san, size_t *len)
+{
+    EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    X509_REQ *r = X509_REQ_new();
+    X509_REQ_set_pubkey(r, k);
+    if (cn)
+        X509_NAME_add_entry_by_txt(X509_REQ_get_subject_name(r), "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0);
+    if (san) {
+        STACK_OF(X509_EXTENSION) *exts = sk_X509_EXTENSION_new_null();
+        X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, NULL, NID_subject_alt_name, san);
+        sk_X509_EXTENSION_push(exts, e);
+        X509_REQ_add_extensions(r, exts);
+        sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+    }
+    X509_REQ_sign(r, k, EVP_sha256());
+    unsigned char *der = NULL;
+    *len = (size_t)i2d_X509_REQ(r, &der);
+    X509_REQ_free(r);
+    EVP_PKEY_free(k);
+    return der;
+}
+
+static void test_csr_names(void)
+{
+    char names[ACME_CSR_MAX_NAMES][ACME_MAX_DNS_NAME + 1], why[200];
+    unsigned n;
+    size_t len;
+    uint8_t *der = make_csr("A.Example.Test", "DNS:a.example.test,DNS:B.example.test", &len);
+    CU_ASSERT_EQUAL(acme_csr_names(der, len, names, ACME_CSR_MAX_NAMES, &n, why, sizeof(why)), ACME_P_NONE);
+    CU_ASSERT_EQUAL(n, 3);
+    CU_ASSERT_STRING_EQUAL(names[0], "a.example.test");
+    CU_ASSERT_STRING_EQUAL(names[1], "b.example.test");
+    CU_ASSERT_STRING_EQUAL(names[2], "a.example.test");
+    const char *order[] = {"a.example.test", "b.example.test"};
+    CU_ASSERT_TRUE(acme_names_match(names, n, order, 2));
+    CU_ASSERT_FALSE(acme_names_match(names, n, order, 1));
+    const char *more[] = {"a.example.test", "b.example.test", "c.example.test"};
+    CU_ASSERT_FALSE(acme_names_match(names, n, more, 3));
+    CU_ASSERT_FALSE(acme_names_match(names, n, more, 0));
+    /* too many for the buffer */
+    CU_ASSERT_EQUAL(acme_csr_names(der, len, names, 2, &n, why, sizeof(why)), ACME_P_BAD_CSR);
+    OPENSSL_free(der);
+    /* a URI SAN: refused */
+    der = make_csr(NULL, "DNS:a.example.test,URI:urn:uuid:6f1c2a6e-8c0e-4e0b-9a7e-2f1d3c4b5a69", &len);
+    CU_ASSERT_EQUAL(acme_csr_names(der, len, names, ACME_CSR_MAX_NAMES, &n, why, sizeof(why)), ACME_P_BAD_CSR);
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "not a DNS name"));
+    OPENSSL_free(der);
+    /* CN only */
+    der = make_csr("only.example.test", NULL, &len);
+    CU_ASSERT_EQUAL(acme_csr_names(der, len, names, ACME_CSR_MAX_NAMES, &n, why, sizeof(why)), ACME_P_NONE);
+    CU_ASSERT_EQUAL(n, 1);
+    OPENSSL_free(der);
+    /* not a CSR */
+    static const uint8_t junk[] = {0x30, 0x03, 0x02, 0x01, 0x00};
+    CU_ASSERT_EQUAL(acme_csr_names(junk, sizeof(junk), names, ACME_CSR_MAX_NAMES, &n, why, sizeof(why)), ACME_P_BAD_CSR);
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "malformed"));
+}
+
+static void test_time_and_ids(void)
+{
+    int64_t t;
+    CU_ASSERT_EQUAL(acme_time_parse("2026-12-03T08:00:00Z", &t), 0);
+    CU_ASSERT_EQUAL(t, 1796284800);
+    CU_ASSERT_EQUAL(acme_time_parse("2026-12-03T10:00:00.123+02:00", &t), 0);
+    CU_ASSERT_EQUAL(t, 1796284800);
+    CU_ASSERT_EQUAL(acme_time_parse("2026-12-03", &t), -1);
+    CU_ASSERT_EQUAL(acme_time_parse("2026-12-03T08:00:00", &t), -1);
+    CU_ASSERT_EQUAL(acme_time_parse("2026-13-03T08:00:00Z", &t), -1);
+    CU_ASSERT_EQUAL(acme_time_parse("2026-12-03T08:00:00Zjunk", &t), -1);
+    char buf[32];
+    acme_time_rfc3339(1796284800, buf, sizeof(buf));
+    CU_ASSERT_STRING_EQUAL(buf, "2026-12-03T08:00:00Z");
+    for (int i = 0; i < 2000; i++) {
+        char id[ACME_ID_LEN + 1];
+        CU_ASSERT_EQUAL_FATAL(acme_random_id(id, 16), 0);
+        CU_ASSERT_EQUAL(strlen(id), ACME_ID_LEN);
+        CU_ASSERT_TRUE(id[0] != '-' && id[0] != '_');
+    }
+    CU_ASSERT_STRING_EQUAL(acme_problem_name(ACME_P_BAD_NONCE), "badNonce");
+    CU_ASSERT_EQUAL(acme_problem_http_status(ACME_P_RATE_LIMITED), 429);
+    CU_ASSERT_EQUAL(acme_problem_http_status(ACME_P_UNAUTHORIZED), 403);
+    CU_ASSERT_EQUAL(acme_status_from_name("processing"), ACME_S_PROCESSING);
+    CU_ASSERT_EQUAL(acme_status_from_name("bogus"), -1);
+}
+
+int main(int argc, char **argv)
+{
+    static const cf_test tests[] = {
+        {"config: defaults and accepted forms", test_config_defaults},
+        {"config: each refusal names its line and setting", test_config_refusals},
+        {"config: file errors carry FILE:LINE", test_config_file},
+        {"nonces: once, forged, foreign, every prefix length", test_nonces},
+        {"nonces: older than the window", test_nonce_window},
+        {"rate limits", test_ratelimit},
+        {"store: group commit from 8 threads, refused changes undone", test_store_group_commit},
+        {"store: open errors", test_store_errors},
+        {"DNS identifiers", test_dns_names},
+        {"ARI certificate ids", test_ari_ids},
+        {"certificate facts", test_cert_facts},
+        {"CSR names at finalize", test_csr_names},
+        {"times, ids, names", test_time_and_ids},
+    };
+    static const cf_suite suites[] = {CF_SUITE("acme units", suite_init, suite_clean, tests)};
+    return CF_TEST_MAIN(argc, argv, suites);
+}
