@@ -172,18 +172,31 @@ int main(int argc, char **argv)
     acme_log(&srv, ACME_LOG_INFO, "event=stopping signal=%d", (int)stop_sig);
     rc = 0;
 out:
+    /* Order matters: the loops stop taking requests; validations and
+     * certforged requests in flight end (their results are written); the
+     * store commits what is queued; only then are the loops' posted
+     * completions run and the loops freed. */
     acme_server_stop(&srv);
     acme_validator_free(srv.validator);
     acme_issuer_free(srv.issuer);
     acme_db_close(mdb);
+    if (srv.store) {
+        acme_store_stats st;
+        acme_store_get_stats(srv.store, &st);
+        acme_store_close(srv.store);
+        if (rc == 0)
+            acme_log(&srv, ACME_LOG_INFO,
+                     "event=stopped requests=%llu problems=%llu accounts=%llu orders=%llu issued=%llu revoked=%llu "
+                     "validations_ok=%llu validations_failed=%llu commits=%llu changes=%llu max_group=%llu",
+                     (unsigned long long)srv.ctr.requests, (unsigned long long)srv.ctr.problems,
+                     (unsigned long long)srv.ctr.accounts, (unsigned long long)srv.ctr.orders,
+                     (unsigned long long)srv.ctr.issued, (unsigned long long)srv.ctr.revoked,
+                     (unsigned long long)srv.ctr.validations_ok, (unsigned long long)srv.ctr.validations_failed,
+                     (unsigned long long)st.commits, (unsigned long long)st.changes, (unsigned long long)st.max_group);
+    }
     acme_server_free(&srv);
-    acme_store_close(srv.store);
     acme_ratelimit_free(srv.limits);
     acme_nonces_free(srv.nonces);
-    if (rc == 0) {
-        acme_store_stats st;
-        (void)st;
-    }
     acme_cfg_free(cfg);
     curl_global_cleanup();
     return rc;

@@ -597,12 +597,11 @@ void acme_server_free(acme_srv *srv)
             continue;
         if (t->http)
             evhttp_free(t->http);
+        /* completions posted after the loop stopped: run them, so that
+         * what they own is freed (their answers go nowhere) */
+        post_cb(-1, 0, t);
         if (t->post_ev)
             event_free(t->post_ev);
-        for (post_item *p = t->post_head, *n; p; p = n) {
-            n = p->next;
-            free(p);
-        }
         if (t->base)
             event_base_free(t->base);
         acme_db_close(t->db);

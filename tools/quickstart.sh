@@ -109,11 +109,27 @@ profiles = ( {
   validity = { default = "90d"; max = "365d"; };
   eku = ["serverAuth", "clientAuth"];
   crl_dp = "http://crl.5gc.mnc001.mcc001.3gppnetwork.org/nf-ca.crl";
+}, {
+  # ACME orders for DNS names (certforge-acme's "default" profile)
+  name = "dns"; type = "nf"; issuer = "nf-ca";
+  subject = { C = "FI"; O = "5gc.mnc001.mcc001.3gppnetwork.org"; };
+  validity = { default = "30d"; max = "90d"; };
+  eku = ["serverAuth", "clientAuth"];
+  crl_dp = "http://crl.5gc.mnc001.mcc001.3gppnetwork.org/nf-ca.crl";
+  require_nf_instance_id = false; require_nf_types = false; require_fqdn = true;
+}, {
+  # certforge-acme's own TLS certificate
+  name = "acme-tls"; type = "nf"; issuer = "nf-ca";
+  subject = { C = "FI"; O = "5gc.mnc001.mcc001.3gppnetwork.org"; };
+  validity = { default = "7d"; max = "30d"; };
+  eku = ["serverAuth"];
+  crl_dp = "http://crl.5gc.mnc001.mcc001.3gppnetwork.org/nf-ca.crl";
+  require_nf_instance_id = false; require_nf_types = false; require_fqdn = true;
 } );
 pipeline = { workers = $(nproc); };
 log = { level = "info"; };
 server = { socket = "$sock"; socket_mode = "0600"; };
-grants = ( { uid = $(id -u); profiles = ["nf"]; ops = ["issue", "status", "keys", "revoke", "crl"]; } );
+grants = ( { uid = $(id -u); profiles = ["nf", "dns", "acme-tls"]; ops = ["issue", "status", "keys", "revoke", "crl"]; } );
 ledger = { backend = "sqlite"; path = "ledger.db"; };   # $state/ledger.db (docs/ledger.md)
 crl = { dir = "crl"; interval = "1h"; validity = "1d"; revoke_delay = "10s"; };  # docs/crl.md
 CONF
@@ -177,6 +193,56 @@ if openssl verify -crl_check -CAfile "$state/ca-chain.pem" -CRLfile "$state/crl/
 fi
 echo "openssl verify -crl_check rejects the revoked certificate ($serial)"
 
+step "certforge-acme in front of certforged, and a certificate through a real ACME client (lego, http-01)"
+acme_ok=skipped
+if [ ! -x "$build/certforge-acme" ]; then
+  echo "certforge-acme is not built: skipped"
+elif ! unshare -m --propagation private true 2>/dev/null; then
+  # The ACME host name must resolve to this machine for the client; the
+  # quickstart maps it in a private mount namespace (its own /etc/hosts),
+  # which needs root. Nothing of the machine's own configuration changes.
+  echo "not root: the ACME step needs a private mount namespace (unshare -m); skipped"
+else
+  acme_host=acme.quickstart.test
+  free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+  acme_port=$(free_port); http_port=$(free_port); dns_port=$(free_port); mgmt_port=$(free_port)
+  mkdir -p "$state/acme"
+  { cat /etc/hosts; echo "127.0.0.1 $acme_host"; } >"$state/acme/hosts"
+  in_ns() { unshare -m --propagation private sh -c 'mount --bind "$0" /etc/hosts && exec "$@"' "$state/acme/hosts" "$@"; }
+  # a DNS server that answers 127.0.0.1 for every name (the validations ask it)
+  timeout -s KILL 600 pebble-challtestsrv -dns01 "127.0.0.1:$dns_port" -management "127.0.0.1:$mgmt_port" \
+    -http01 "" -https01 "" -tlsalpn01 "" -defaultIPv6 "" >"$state/acme/challtestsrv.log" 2>&1 &
+  dns_pid=$!
+  cat >"$state/acme/acme.conf" <<CONF
+listen = "127.0.0.1:$acme_port";
+base_url = "https://$acme_host:$acme_port";
+tls = { profile = "acme-tls"; dns = ["$acme_host"]; state_dir = "tls"; };
+certforged = { socket = "$sock"; };
+state = { path = "acme.db"; };
+profiles = ( { name = "default"; certforged = "dns"; description = "NF TLS certificate for DNS names"; max_validity = "90d"; } );
+validation = { resolver = "127.0.0.1:$dns_port"; http01_port = $http_port; };
+CONF
+  timeout -s KILL 600 "$build/certforge-acme" --config "$state/acme/acme.conf" >"$state/acme/acme.log" 2>&1 &
+  acme_pid=$!
+  for _ in $(seq 1 100); do grep -q "event=started" "$state/acme/acme.log" && break; kill -0 $acme_pid 2>/dev/null || break; sleep 0.1; done
+  grep "event=started" "$state/acme/acme.log" || { tail -n 20 "$state/acme/acme.log"; exit 1; }
+  rm -rf "$state/acme/lego"
+  if in_ns env LEGO_CA_CERTIFICATES="$state/root.pem" timeout 120 lego --server "https://$acme_host:$acme_port/directory" \
+       --path "$state/acme/lego" --accept-tos --email ops@example.org --http --http.port "127.0.0.1:$http_port" \
+       -d amf1.quickstart.test -d amf1-sbi.quickstart.test run >"$state/acme/lego.log" 2>&1 &&
+     openssl verify -x509_strict -purpose sslserver -CAfile "$state/ca-chain.pem" "$state/acme/lego/certificates/amf1.quickstart.test.crt"; then
+    openssl x509 -in "$state/acme/lego/certificates/amf1.quickstart.test.crt" -noout -subject -ext subjectAltName
+    acme_ok=yes
+  else
+    tail -n 20 "$state/acme/lego.log"; tail -n 20 "$state/acme/acme.log"
+    kill -TERM $acme_pid $dns_pid 2>/dev/null || true
+    exit 1
+  fi
+  kill -TERM $acme_pid $dns_pid 2>/dev/null || true
+  wait $acme_pid 2>/dev/null || true
+  echo "lego got a certificate for amf1.quickstart.test through certforge-acme (https://$acme_host:$acme_port/directory)"
+fi
+
 step "stop certforged"
 stop_daemon
 trap - EXIT
@@ -185,7 +251,7 @@ echo "stopped"
 cat <<MSG
 
 Done. certforged issued $n NF certificates at $rate certificates/s; all $verified verify
-against the quickstart root. State: $state (token files, PIN files mode 0600, root.pem,
+against the quickstart root. ACME (lego through certforge-acme): $acme_ok. State: $state (token files, PIN files mode 0600, root.pem,
 nf-ca.pem, certforged.conf, certforged.log, ledger.db, crl/ (published CRLs), csrs/, certs/).
 Run it again yourself:
   export SOFTHSM2_CONF=$state/softhsm2.conf
