@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <jansson.h>
 
 #include "acme/api_int.h"
 #include "acme/config.h"
@@ -31,6 +32,43 @@ static volatile sig_atomic_t stop_sig;
 static void on_signal(int s)
 {
     stop_sig = s;
+}
+
+/* The status view: counters as one JSON object, written atomically every
+ * second to status_file (certforge acme status reads it). */
+static void write_status(const acme_srv *srv, int64_t started, const acme_frontcert *fc)
+{
+    const acme_cfg *cfg = srv->cfg;
+    acme_store_stats st;
+    acme_issuer_stats is;
+    acme_store_get_stats(srv->store, &st);
+    acme_issuer_get_stats(srv->issuer, &is);
+    const acme_counters *c = &srv->ctr;
+    json_t *j = json_pack(
+        "{s:s, s:I, s:I, s:I, s:s, s:{s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, "
+        "s:{s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I, s:I}}",
+        "version", CF_VERSION, "pid", (json_int_t)getpid(), "started", (json_int_t)started, "now", (json_int_t)acme_now(),
+        "base_url", cfg->base_url,
+        "http", "requests", (json_int_t)c->requests, "problems", (json_int_t)c->problems, "connections",
+        (json_int_t)c->connections, "connection_limit_hits", (json_int_t)c->connections_refused,
+        "acme", "accounts", (json_int_t)c->accounts, "orders", (json_int_t)c->orders, "finalized", (json_int_t)c->finalized,
+        "issued", (json_int_t)c->issued, "revoked", (json_int_t)c->revoked, "validations_ok", (json_int_t)c->validations_ok,
+        "validations_failed", (json_int_t)c->validations_failed, "bad_nonce", (json_int_t)c->bad_nonce,
+        "store", "commits", (json_int_t)st.commits, "changes", (json_int_t)st.changes, "failed_commits",
+        (json_int_t)st.failed_commits, "max_group", (json_int_t)st.max_group,
+        "certforged", "submitted", (json_int_t)is.submitted, "answered", (json_int_t)is.answered, "busy_retries",
+        (json_int_t)is.busy_retries, "reconnects", (json_int_t)is.reconnects, "busy", (json_int_t)c->engine_busy, "errors",
+        (json_int_t)c->engine_errors);
+    if (!j)
+        return;
+    if (cfg->tls_profile)
+        json_object_set_new(j, "tls", json_pack("{s:I, s:I}", "not_after", (json_int_t)fc->not_after, "renew_at",
+                                                (json_int_t)fc->renew_at));
+    char tmp[4200];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", cfg->status_file);
+    if (json_dump_file(j, tmp, JSON_COMPACT) == 0)
+        (void)rename(tmp, cfg->status_file);
+    json_decref(j);
 }
 
 static void usage(FILE *f)
@@ -145,7 +183,7 @@ int main(int argc, char **argv)
         acme_time_rfc3339(fc.renew_at, ra, sizeof(ra));
         acme_log(&srv, ACME_LOG_INFO, "event=tls_certificate chain=%s not_after=%s renew_at=%s", fc.chain_path, nb, ra);
     }
-    int64_t next_prune = acme_now() + cfg->prune_interval_s;
+    int64_t started = acme_now(), next_prune = started + cfg->prune_interval_s, next_status = 0;
     while (!stop_sig) {
         struct timespec ts = {0, 200 * 1000000};
         nanosleep(&ts, NULL);
@@ -161,6 +199,10 @@ int main(int argc, char **argv)
                 fc.renew_at = now + 60; /* retry in a minute */
                 acme_log(&srv, ACME_LOG_ERROR, "event=tls_renewal_failed error=\"%s\"", err);
             }
+        }
+        if (now >= next_status) {
+            write_status(&srv, started, &fc);
+            next_status = now + 1;
         }
         if (now >= next_prune) {
             int64_t deleted = 0;

@@ -97,6 +97,8 @@ typedef struct acme_cfg {
 
     /* log */
     int log_level; /* 0 error, 1 warning, 2 info, 3 debug */
+    /* the status view: counters written here every second (certforge acme status) */
+    char *status_file;
     /* pruning of expired pending objects */
     uint32_t prune_interval_s;
 } acme_cfg;

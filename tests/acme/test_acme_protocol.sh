@@ -10,6 +10,13 @@ export ACME_DIR ACME_ROOT T HTTP01_PORT CF
 in_ns env REQUESTS_CA_BUNDLE="$ACME_ROOT" PYTHONPATH="$CF_SOURCE_DIR/tests/acme" $PY "$CF_SOURCE_DIR/tests/acme/test_acme_protocol.py" "$@" ||
   { tail -n 30 "$T/acme.log"; fail "protocol tests"; }
 grep -q "event=max_connections" "$T/acme.log" || fail "the connection flood never reached max_connections"
+# the status view has counted it all (written every second)
+sleep 1.2
+"$CF" acme status --config "$T/acme.conf" --json >"$T/status.json" || fail "certforge acme status"
+jq -e '.acme.issued >= 3 and .acme.orders >= 10 and .http.requests > 100 and .acme.bad_nonce >= 4 and
+       .http.connection_limit_hits >= 1 and .store.commits > 0 and .certforged.answered >= 3 and .age_s <= 5' \
+  "$T/status.json" >/dev/null || { cat "$T/status.json"; fail "status counters"; }
+"$CF" acme status --config "$T/acme.conf" | grep -q "^acme .* issued=" || fail "certforge acme status (text)"
 # phase 2: EAB required and a per-account order limit
 kill -TERM "$ACME_PID"; wait "$ACME_PID" 2>/dev/null || true
 acme_start 'accounts = { eab_required = true; }; rate_limits = { orders_per_account = 2; };'

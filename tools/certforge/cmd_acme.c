@@ -25,6 +25,7 @@ static const char usage_text[] =
     "       certforge acme accounts list --config FILE [--json]\n"
     "       certforge acme accounts deactivate --config FILE ACCOUNT-ID\n"
     "       certforge acme orders show --config FILE ORDER-ID [--json]\n"
+    "       certforge acme status --config FILE [--json]\n"
     "\n"
     "Administration of certforge-acme's state (accounts, orders, external account binding\n"
     "keys), found through certforge-acme's configuration file.\n"
@@ -39,6 +40,8 @@ static const char usage_text[] =
     "accounts list / deactivate   ACME accounts; a deactivated account can do nothing more\n"
     "             and its pending authorizations and orders end (RFC 8555 §7.3.6).\n"
     "orders show  an order with its authorizations, challenges and certificate.\n"
+    "status       the running certforge-acme's counters (its status_file, written every\n"
+    "             second): requests, orders, issued, validations, store commits, certforged.\n"
     "\n"
     "EXIT STATUS\n"
     "  0 success; 1 failure (state, unknown id); 2 usage\n";
@@ -483,6 +486,52 @@ static int orders_show(int argc, char **argv)
     return CLI_OK;
 }
 
+static int status(int argc, char **argv)
+{
+    opts o;
+    int rc = parse("status", argc, argv, &o);
+    if (rc)
+        return rc < 0 ? CLI_USAGE : rc == 1 ? CLI_OK : rc;
+    char err[1024];
+    acme_cfg *cfg = NULL;
+    if (acme_cfg_load(o.config, &cfg, err, sizeof(err)) != 0)
+        return cli_fail("%s", err);
+    json_error_t je;
+    json_t *j = json_load_file(cfg->status_file, 0, &je);
+    if (!j) {
+        rc = cli_fail("acme status: %s: %s (is certforge-acme running with this config?)", cfg->status_file, je.text);
+        acme_cfg_free(cfg);
+        return rc;
+    }
+    json_int_t now = json_integer_value(json_object_get(j, "now"));
+    int64_t age = acme_now() - now;
+    if (o.json) {
+        json_object_set_new(j, "age_s", json_integer(age));
+        char *s = json_dumps(j, JSON_COMPACT);
+        puts(s ? s : "{}");
+        free(s);
+    } else {
+        printf("certforge-acme %s pid %lld at %s, up %llds%s\n", json_string_value(json_object_get(j, "version")),
+               (long long)json_integer_value(json_object_get(j, "pid")), json_string_value(json_object_get(j, "base_url")),
+               (long long)(now - json_integer_value(json_object_get(j, "started"))),
+               age > 5 ? " (stale: not updated for more than 5 s; stopped?)" : "");
+        const char *groups[] = {"http", "acme", "store", "certforged", "tls"};
+        for (size_t g = 0; g < 5; g++) {
+            json_t *grp = json_object_get(j, groups[g]);
+            if (!grp)
+                continue;
+            printf("%-11s", groups[g]);
+            const char *k;
+            json_t *v;
+            json_object_foreach(grp, k, v) printf(" %s=%lld", k, (long long)json_integer_value(v));
+            putchar('\n');
+        }
+    }
+    json_decref(j);
+    acme_cfg_free(cfg);
+    return age > 5 ? CLI_FAIL : CLI_OK;
+}
+
 static int cmd_eab(int argc, char **argv)
 {
     static const cli_command c[] = {{"add", eab_add, ""}, {"list", eab_list, ""}, {"revoke", eab_revoke, ""}};
@@ -503,6 +552,7 @@ static int cmd_orders(int argc, char **argv)
 
 int cmd_acme(int argc, char **argv)
 {
-    static const cli_command c[] = {{"eab", cmd_eab, ""}, {"accounts", cmd_accounts, ""}, {"orders", cmd_orders, ""}};
-    return cli_dispatch("acme", c, 3, usage_text, argc, argv);
+    static const cli_command c[] = {
+        {"eab", cmd_eab, ""}, {"accounts", cmd_accounts, ""}, {"orders", cmd_orders, ""}, {"status", status, ""}};
+    return cli_dispatch("acme", c, 4, usage_text, argc, argv);
 }
