@@ -11,6 +11,10 @@
  * Reads: each thread that reads opens its own reader connection
  * (acme_db_open_reader) and sees every committed change.
  *
+ * Backends (store_sqlite.c, store_pg.c) implement acme_db; the SQL is
+ * written once, portable between them (placeholders become $n for
+ * PostgreSQL; ON CONFLICT DO NOTHING; no backend-specific functions).
+ *
  * SQL is written with `?` placeholders; values are bound from a format
  * string: 's' text (const char *, NULL binds NULL), 'i' int64_t, 'b' blob
  * (const void *, size_t).
@@ -47,7 +51,9 @@ const char *acme_db_error(const acme_db *db);
  * the next acme_q_next(). One query at a time per connection. */
 typedef struct acme_q {
     acme_db *db;
-    void *stmt;
+    void *stmt; /* backend's: an SQLite statement, a PostgreSQL result */
+    int row, nrows;
+    void *aux; /* PostgreSQL: the last unescaped bytea */
 } acme_q;
 ACME_WUR int acme_db_query(acme_db *db, acme_q *q, const char *sql, const char *fmt, ...);
 ACME_WUR int acme_q_next(acme_q *q);

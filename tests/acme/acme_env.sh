@@ -61,6 +61,9 @@ acme_env_stop() {
     kill -KILL "$p" 2>/dev/null || true
   done
   PIDS=()
+  if [ -n "${PG_DROP_DB:-}" ]; then
+    psql "$CF_TEST_PG_CONNINFO" -qc "DROP DATABASE IF EXISTS $PG_DROP_DB" >/dev/null 2>&1 || true
+  fi
   if [ -n "${KEEP_ACME_ENV:-}" ]; then echo "kept $T" >&2; else rm -rf "$T"; fi
 }
 trap acme_env_stop EXIT
@@ -156,19 +159,40 @@ challtest_txt_clear() { # NAME
   curl -sf -X POST -d "{\"host\":\"$1.\"}" "http://127.0.0.1:$MGMT_PORT/clear-txt" >/dev/null
 }
 
+# The state backend: SQLite in $T (default), or with ACME_BACKEND=postgresql
+# a fresh database in the throwaway cluster tools/test.sh starts
+# (CF_TEST_PG_CONNINFO; skipped without one).
+acme_state_setup() {
+  if [ "${ACME_BACKEND:-sqlite}" = postgresql ]; then
+    if [ -z "${ACME_PG_CONNINFO:-}" ]; then
+      [ -n "${CF_TEST_PG_CONNINFO:-}" ] || skip "CF_TEST_PG_CONNINFO is not set (tools/test.sh starts a throwaway PostgreSQL cluster)"
+      command -v psql >/dev/null || skip "psql missing"
+      local db=acme_e2e_$$
+      psql "$CF_TEST_PG_CONNINFO" -qc "CREATE DATABASE $db" >/dev/null 2>&1 || skip "no PostgreSQL server at CF_TEST_PG_CONNINFO"
+      ACME_PG_CONNINFO="$CF_TEST_PG_CONNINFO dbname=$db"
+      PG_DROP_DB=$db
+      export ACME_PG_CONNINFO
+    fi
+    ACME_STATE_CONF="state = { backend = \"postgresql\"; conninfo = \"$ACME_PG_CONNINFO\"; };"
+  else
+    ACME_STATE_CONF="state = { path = \"$T/acme.db\"; };"
+  fi
+}
+
 # acme_start [extra config text appended to certforge-acme.conf]
 acme_start() {
   # a restart keeps the ports (clients and responders are set up on them)
   ACME_PORT=${ACME_PORT:-$(free_port)}
   HTTP01_PORT=${HTTP01_PORT:-$(free_port)}
   TLSALPN01_PORT=${TLSALPN01_PORT:-$(free_port)}
+  acme_state_setup
   cat >"$T/acme.conf" <<CONF
 listen = "127.0.0.1:$ACME_PORT";
 base_url = "https://$ACME_HOST:$ACME_PORT";
 threads = 2;
 tls = { profile = "acme-tls"; dns = ["$ACME_HOST"]; state_dir = "$T/acme-tls"; };
 certforged = { socket = "$T/cf.sock"; connections = 2; };
-state = { path = "$T/acme.db"; };
+$ACME_STATE_CONF
 profiles = ( { name = "default"; certforged = "dns"; description = "DNS names"; max_validity = "30d"; } );
 validation = { resolver = "127.0.0.1:$DNS_PORT"; http01_port = $HTTP01_PORT; tlsalpn01_port = $TLSALPN01_PORT;
                timeout_ms = 5000; threads = 4; };

@@ -176,12 +176,20 @@ def start_responder():
     return srv
 
 
+TABLES = ("accounts", "orders", "authzs", "challenges", "certs", "eab_keys")
+
+
 def state():
-    """A fingerprint of certforge-acme's whole state: refused requests must
-    leave it as it was."""
+    """A fingerprint of certforge-acme's whole state (SQLite or PostgreSQL):
+    refused requests must leave it as it was."""
+    pg = os.environ.get("ACME_PG_CONNINFO")
+    if pg:
+        import subprocess
+        return [(t, subprocess.run(["psql", pg, "-At", "-c", "SELECT * FROM " + t + " ORDER BY 1"], capture_output=True,
+                                   text=True, check=True).stdout) for t in TABLES]
     db = sqlite3.connect("file:" + STATE + "?mode=ro", uri=True)
     out = []
-    for t in ("accounts", "orders", "authzs", "challenges", "certs", "eab_keys"):
+    for t in TABLES:
         out.append((t, db.execute("SELECT * FROM " + t + " ORDER BY 1").fetchall()))
     db.close()
     return out

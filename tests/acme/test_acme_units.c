@@ -348,8 +348,105 @@ static void test_store_errors(void)
     free(cfg->db_path);
     cfg->db_path = NULL;
     cfg->backend = ACME_BACKEND_POSTGRESQL;
+    cfg->conninfo = "host=/nonexistent-folder dbname=acme connect_timeout=2";
     CU_ASSERT_EQUAL(acme_store_open(cfg, &s, err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "state database (postgresql)"));
     free(cfg);
+}
+
+/* ------------------------------------------------------------ PostgreSQL */
+
+#include <libpq-fe.h>
+
+static char pg_conninfo[1024];
+
+/* A fresh database in the throwaway cluster tools/test.sh starts
+ * (CF_TEST_PG_CONNINFO); skipped without one. */
+static int pg_init(void)
+{
+    const char *ci = getenv("CF_TEST_PG_CONNINFO");
+    if (!ci || !*ci) {
+        cf_test_skip("CF_TEST_PG_CONNINFO is not set (tools/test.sh starts a throwaway PostgreSQL cluster)");
+        return 1;
+    }
+    PGconn *c = PQconnectdb(ci);
+    if (PQstatus(c) != CONNECTION_OK) {
+        PQfinish(c);
+        cf_test_skip("no PostgreSQL server at CF_TEST_PG_CONNINFO");
+        return 1;
+    }
+    char sql[128];
+    snprintf(sql, sizeof(sql), "CREATE DATABASE acme_units_%ld", (long)getpid());
+    PGresult *r = PQexec(c, sql);
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    PQfinish(c);
+    if (!ok)
+        return cf_test_setup_failed("cannot create a test database: %s", sql);
+    snprintf(pg_conninfo, sizeof(pg_conninfo), "%s dbname=acme_units_%ld", ci, (long)getpid());
+    return 0;
+}
+
+static int pg_clean(void)
+{
+    PGconn *c = PQconnectdb(getenv("CF_TEST_PG_CONNINFO"));
+    char sql[128];
+    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS acme_units_%ld", (long)getpid());
+    PQclear(PQexec(c, sql));
+    PQfinish(c);
+    return 0;
+}
+
+static void test_pg_group_commit(void)
+{
+    acme_cfg cfg = {.backend = ACME_BACKEND_POSTGRESQL, .conninfo = pg_conninfo};
+    acme_store *s = NULL;
+    char err[256] = "";
+    if (acme_store_open(&cfg, &s, err, sizeof(err)) != 0)
+        fprintf(stderr, "%s\n", err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    enum { T = 4, N = 100 };
+    pthread_t t[T];
+    wr w[T];
+    for (int i = 0; i < T; i++) {
+        w[i] = (wr){.s = s, .base = i, .n = N};
+        pthread_create(&t[i], NULL, writer, &w[i]);
+    }
+    for (int i = 0; i < T; i++) {
+        pthread_join(t[i], NULL);
+        CU_ASSERT_EQUAL(w[i].failed, 0);
+    }
+    acme_db *db = acme_db_open_reader(s, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+    acme_q q;
+    CU_ASSERT_EQUAL_FATAL(acme_db_query(db, &q, "SELECT COUNT(*), SUM(CASE WHEN expires = 2 THEN 1 ELSE 0 END) FROM used_jti", ""),
+                          0);
+    CU_ASSERT_EQUAL(acme_q_next(&q), 1);
+    CU_ASSERT_EQUAL(acme_q_int(&q, 0), T * (N - N / 10));
+    CU_ASSERT_EQUAL(acme_q_int(&q, 1), 0);
+    acme_q_end(&q);
+    /* bytea round trip, NULLs, ? → $n with several values */
+    static const uint8_t blob[] = {0, 1, 2, 0xff, 0x5c, 0x27};
+    CU_ASSERT_EQUAL(acme_db_exec(db, "INSERT INTO eab_keys(kid, hmac, created, note) VALUES(?, ?, ?, ?)", "sbis", "k1", blob,
+                                 sizeof(blob), (int64_t)42, (const char *)NULL),
+                    1);
+    CU_ASSERT_EQUAL_FATAL(acme_db_query(db, &q, "SELECT hmac, created, note FROM eab_keys WHERE kid = ?", "s", "k1"), 0);
+    CU_ASSERT_EQUAL_FATAL(acme_q_next(&q), 1);
+    size_t bl = 0;
+    const void *b = acme_q_blob(&q, 0, &bl);
+    CU_ASSERT_EQUAL(bl, sizeof(blob));
+    CU_ASSERT_TRUE(b && memcmp(b, blob, sizeof(blob)) == 0);
+    CU_ASSERT_EQUAL(acme_q_int(&q, 1), 42);
+    CU_ASSERT_TRUE(acme_q_null(&q, 2));
+    CU_ASSERT_EQUAL(acme_q_next(&q), 0);
+    acme_q_end(&q);
+    CU_ASSERT_EQUAL(acme_db_exec(db, "SELECT * FROM no_such_table", ""), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(acme_db_error(db), "no_such_table"));
+    acme_db_close(db);
+    acme_store_close(s);
+    /* a second front end on the same database: the schema is there */
+    CU_ASSERT_EQUAL(acme_store_open(&cfg, &s, err, sizeof(err)), 0);
+    acme_store_close(s);
 }
 
 /* ------------------------------------------------------------ identifiers */
@@ -579,6 +676,10 @@ int main(int argc, char **argv)
         {"CSR names at finalize", test_csr_names},
         {"times, ids, names", test_time_and_ids},
     };
-    static const cf_suite suites[] = {CF_SUITE("acme units", suite_init, suite_clean, tests)};
+    static const cf_test pg_tests[] = {
+        {"store on PostgreSQL: group commit, bytea, NULL, a second front end", test_pg_group_commit},
+    };
+    static const cf_suite suites[] = {CF_SUITE("acme units", suite_init, suite_clean, tests),
+                                      CF_SUITE("acme store on PostgreSQL", pg_init, pg_clean, pg_tests)};
     return CF_TEST_MAIN(argc, argv, suites);
 }

@@ -1,0 +1,34 @@
+/* store_int.h — what a state backend implements for store.c. */
+#ifndef CF_ACME_STORE_INT_H
+#define CF_ACME_STORE_INT_H
+
+#include <stdarg.h>
+
+#include "acme/store.h"
+
+typedef struct db_ops {
+    const char *name;
+    const char *begin; /* the statement that opens a write transaction */
+    void (*close)(acme_db *db);
+    int (*exec)(acme_db *db, const char *sql, const char *fmt, va_list ap);
+    int (*query)(acme_db *db, acme_q *q, const char *sql, const char *fmt, va_list ap);
+    int (*next)(acme_q *q);
+    const char *(*text)(acme_q *q, int col);
+    int64_t (*integer)(acme_q *q, int col);
+    const void *(*blob)(acme_q *q, int col, size_t *len);
+    bool (*null)(acme_q *q, int col);
+    void (*end)(acme_q *q);
+    int (*simple)(acme_db *db, const char *sql); /* no parameters, no rows; may hold several statements */
+} db_ops;
+
+/* Every connection starts with this. */
+struct acme_db {
+    const db_ops *ops;
+    char err[256];
+};
+
+/* Open a connection: writer (creates the schema) or reader. */
+acme_db *acme_sqlite_open(const char *path, bool writer, char *err, size_t errlen);
+acme_db *acme_pg_open(const char *conninfo, bool writer, char *err, size_t errlen);
+
+#endif
