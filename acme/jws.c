@@ -273,8 +273,14 @@ static acme_jws_err jwk_bytes(const json_t *jwk, const char *name, uint8_t *out,
     acme_jws_err e = jwk_str(jwk, name, &s, &n, msg, msglen);
     if (e != ACME_JWS_OK)
         return e;
+    /* The encoding first, so that "x=" is called what it is. */
+    if (b64url_decode(s, n, NULL, 0) < 0)
+        return why(msg, msglen, ACME_JWS_E_BAD_KEY,
+                   "the jwk's \"%s\" is not base64url (RFC 7515, 2: no padding, no '+' or '/', "
+                   "zero trailing bits)",
+                   name);
     size_t need = b64url_decoded_len(n);
-    if (need != SIZE_MAX && (need < lo || need > hi)) {
+    if (need < lo || need > hi) {
         if (lo == hi)
             return why(msg, msglen, ACME_JWS_E_BAD_KEY,
                        "the jwk's \"%s\" encodes %zu octets; it must be exactly %zu", name, need,
@@ -283,12 +289,9 @@ static acme_jws_err jwk_bytes(const json_t *jwk, const char *name, uint8_t *out,
                    "the jwk's \"%s\" encodes %zu octets; accepted are %zu to %zu", name, need, lo,
                    hi);
     }
-    long got = need == SIZE_MAX ? -1 : b64url_decode(s, n, out, hi);
+    long got = b64url_decode(s, n, out, hi);
     if (got < 0)
-        return why(msg, msglen, ACME_JWS_E_BAD_KEY,
-                   "the jwk's \"%s\" is not base64url (RFC 7515, 2: no padding, no '+' or '/', "
-                   "zero trailing bits)",
-                   name);
+        return why(msg, msglen, ACME_JWS_E_INTERNAL, "base64url decoder disagrees with itself");
     *len = (size_t)got;
     return ACME_JWS_OK;
 }
@@ -397,10 +400,12 @@ static acme_jws_err import_rsa(const json_t *jwk, EVP_PKEY **pk, acme_jws_alg *f
 {
     EVP_PKEY_CTX *ctx = NULL;
     EVP_PKEY *key = NULL;
-    uint8_t n[RSA_MAX_N_OCTETS], ex[RSA_MAX_E_OCTETS];
-    uint8_t n_ne[RSA_MAX_N_OCTETS], e_ne[RSA_MAX_E_OCTETS];
+    /* One octet more than 8192 bits: such an n is refused below by its
+     * leading zero or its size in bits, which says more than its length. */
+    uint8_t n[RSA_MAX_N_OCTETS + 1], ex[RSA_MAX_E_OCTETS];
+    uint8_t n_ne[RSA_MAX_N_OCTETS + 1], e_ne[RSA_MAX_E_OCTETS];
     size_t nl, el;
-    acme_jws_err e = jwk_bytes(jwk, "n", n, 1, RSA_MAX_N_OCTETS, &nl, msg, msglen);
+    acme_jws_err e = jwk_bytes(jwk, "n", n, 1, sizeof(n), &nl, msg, msglen);
     if (e != ACME_JWS_OK)
         goto out;
     if (n[0] == 0) {
