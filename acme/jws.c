@@ -347,10 +347,11 @@ static acme_jws_err import_ec(const json_t *jwk, EVP_PKEY **pk, acme_jws_alg *fa
         goto out;
     }
     /* EC_POINT_oct2point refuses coordinates >= p and points off the
-     * curve; the quick public check below says so again without relying on
-     * that, and adds the point-at-infinity test. Not the full check: P-256
-     * and P-384 have cofactor 1, so a point on the curve is in the group
-     * and n·Q = O would cost 45 µs to learn nothing. */
+     * curve (a 0x04 encoding cannot name the point at infinity); the quick
+     * public check below says so again without relying on that, for 4 µs.
+     * Not the full check: P-256 and P-384 have cofactor 1, so a point on
+     * the curve is in the group and n·Q = O would cost 45 µs to learn
+     * nothing. */
     if (EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_PUBLIC_KEY, p) != 1) {
         e = why(msg, msglen, ACME_JWS_E_BAD_KEY, "the jwk's (x, y) is not a point on %s", group);
         goto out;

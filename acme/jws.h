@@ -150,8 +150,7 @@ ACME_JWS_WUR int acme_jws_check_acme(const acme_jws *j, int need_nonce, acme_jws
  * (else ACME_JWS_E_BAD_ALG); "kid" present and no "jwk"; no "nonce"; "url"
  * present (ACME_JWS_E_MALFORMED). The caller compares kid with its EAB
  * keys, url with the outer JWS's, and the payload with the outer jwk. */
-ACME_JWS_WUR int acme_jws_check_eab(const acme_jws *j, acme_jws_err *err, char *msg,
-                                    size_t msglen);
+ACME_JWS_WUR int acme_jws_check_eab(const acme_jws *j, acme_jws_err *err, char *msg, size_t msglen);
 
 /* Verify the signature with `key` (from acme_jwk_import). The alg must fit
  * the key (ES256 ↔ P-256, ES384 ↔ P-384, RS256 ↔ RSA of 2048..8192 bits,
