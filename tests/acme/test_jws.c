@@ -22,6 +22,7 @@
 #include "tests/fuzz/jws_pipeline.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
@@ -1744,6 +1745,76 @@ static void test_error_queue_and_messages(void)
     CU_ASSERT_EQUAL(acme_jws_parse("[]", 2, &jj, NULL, NULL, 0), -1);
 }
 
+/* ------------------------------------------------------------- threads */
+
+/* Nothing in acme/jws is global: requests on several threads share only
+ * read-only inputs (the account key, the body text). Run under TSan by
+ * tools/test.sh (this suite is labelled "concurrency"). */
+typedef struct thread_arg {
+    const char *kid_body, *jwk_body, *eab_body;
+    EVP_PKEY *key;
+    int ok;
+} thread_arg;
+
+static void *worker(void *p)
+{
+    thread_arg *a = p;
+    for (int i = 0; i < 100; i++) {
+        acme_jws j;
+        acme_jws_err e;
+        EVP_PKEY *k = NULL;
+        char m[256], t[44];
+        int r = acme_jws_parse(a->kid_body, strlen(a->kid_body), &j, &e, m, sizeof(m)) == 0 &&
+                acme_jws_check_acme(&j, 1, &e, m, sizeof(m)) == 0 &&
+                acme_jws_verify(&j, a->key, &e, m, sizeof(m)) == 0;
+        acme_jws_free(&j);
+        r = r && acme_jws_parse(a->jwk_body, strlen(a->jwk_body), &j, &e, m, sizeof(m)) == 0 &&
+            acme_jwk_import(j.jwk, &k, NULL, &e, m, sizeof(m)) == 0 &&
+            acme_jwk_thumbprint(j.jwk, t) == 0 && acme_jws_verify(&j, k, &e, m, sizeof(m)) == 0;
+        EVP_PKEY_free(k);
+        acme_jws_free(&j);
+        r = r && acme_jws_parse(a->eab_body, strlen(a->eab_body), &j, &e, m, sizeof(m)) == 0 &&
+            acme_jws_verify_hmac(&j, pkeys.eab_key, pkeys.eab_len, &e, m, sizeof(m)) == 0;
+        acme_jws_free(&j);
+        /* and a refusal, which goes through OpenSSL's error queue */
+        r = r && acme_jws_parse(a->kid_body, strlen(a->kid_body), &j, &e, m, sizeof(m)) == 0 &&
+            acme_jws_verify(&j, keys[K_P256_B], &e, m, sizeof(m)) == -1 &&
+            e == ACME_JWS_E_BAD_SIGNATURE && ERR_peek_error() == 0;
+        acme_jws_free(&j);
+        a->ok += r;
+    }
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    json_t *h1 = json_pack("{s:s, s:s, s:s}", "nonce", "bm9uY2UtMQ", "url", "u", "kid", "k");
+    json_t *h2 =
+        json_pack("{s:s, s:s, s:o}", "nonce", "bm9uY2UtMQ", "url", "u", "jwk", jwk_of(K_ED25519));
+    json_t *h3 = json_pack("{s:s, s:s}", "kid", "eab-1", "url", "u");
+    char *kid = acme_jws_sign(keys[K_P256], h1, (const uint8_t *)PAYLOAD, strlen(PAYLOAD));
+    char *jwk = acme_jws_sign(keys[K_ED25519], h2, (const uint8_t *)"{}", 2);
+    char *eab = acme_jws_sign_hmac(ACME_JWS_ALG_HS256, pkeys.eab_key, pkeys.eab_len, h3,
+                                   (const uint8_t *)"{}", 2);
+    CU_ASSERT_FATAL(kid != NULL && jwk != NULL && eab != NULL);
+    thread_arg a[4];
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) {
+        a[i] = (thread_arg){kid, jwk, eab, keys[K_P256], 0};
+        CU_ASSERT_FATAL(pthread_create(&t[i], NULL, worker, &a[i]) == 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        CU_ASSERT(pthread_join(t[i], NULL) == 0);
+        CU_ASSERT_EQUAL(a[i].ok, 100);
+    }
+    free(kid);
+    free(jwk);
+    free(eab);
+    json_decref(h1);
+    json_decref(h2);
+    json_decref(h3);
+}
+
 /* ------------------------------------------------------------- fuzz seeds */
 
 typedef struct seed {
@@ -2070,6 +2141,7 @@ int main(int argc, char **argv)
         {"RFC 7515 A.1 and A.3", test_rfc7515},
         {"RFC 8037 A.1-A.5", test_rfc8037},
         {"error queue and messages", test_error_queue_and_messages},
+        {"four threads, shared key", test_threads},
         {"seed corpus", test_seed_corpus},
     };
     static const cf_test writer[] = {{"write seeds", test_write_seeds}};
