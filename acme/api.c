@@ -440,16 +440,12 @@ static int check_eab(acme_rq *rq, const json_t *eab, char *kid_out, size_t kid_l
     rc = -1;
     uint8_t key[256];
     size_t keylen = 0;
-    if (inner.alg != ACME_JWS_ALG_HS256 && inner.alg != ACME_JWS_ALG_HS384 && inner.alg != ACME_JWS_ALG_HS512) {
-        acme_rq_problem(rq, ACME_P_BAD_SIGNATURE_ALGORITHM, "externalAccountBinding: alg must be HS256, HS384 or HS512",
-                        NULL);
+    if (acme_jws_check_eab(&inner, &je, msg, sizeof(msg)) != 0) {
+        acme_rq_problemf(rq, jws_problem(je), "externalAccountBinding: %s", msg);
         goto out;
     }
-    if (!inner.kid || inner.jwk || inner.nonce || !inner.url || strcmp(inner.url, rq->jws.url) != 0) {
-        acme_rq_problem(rq, ACME_P_MALFORMED,
-                        "externalAccountBinding: the protected header needs kid and the newAccount url, no jwk and no nonce "
-                        "(RFC 8555 §7.3.4)",
-                        NULL);
+    if (strcmp(inner.url, rq->jws.url) != 0) {
+        acme_rq_problem(rq, ACME_P_MALFORMED, "externalAccountBinding: url is not the newAccount URL (RFC 8555 §7.3.4)", NULL);
         goto out;
     }
     json_t *bound = json_loadb((const char *)inner.payload, inner.payload_len, 0, NULL);

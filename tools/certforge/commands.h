@@ -11,8 +11,6 @@ int cmd_csrgen(int argc, char **argv);
 int cmd_ledger(int argc, char **argv);
 int cmd_revoke(int argc, char **argv);
 int cmd_crl(int argc, char **argv);
-#ifdef CF_HAVE_ACME
 int cmd_acme(int argc, char **argv);
-#endif
 
 #endif

@@ -19,9 +19,7 @@ static const cli_command commands[] = {
     {"revoke", cmd_revoke, "revoke a certificate through certforged (RFC 5280 reasons)"},
     {"crl", cmd_crl, "an issuer's latest CRL from certforged, or a new one (--new)"},
     {"ledger", cmd_ledger, "read the issuance ledger: show a serial, list, export (jsonl, csv)"},
-#ifdef CF_HAVE_ACME
-    {"acme", cmd_acme, "certforge-acme's state: EAB keys, accounts, orders"},
-#endif
+    {"acme", cmd_acme, "certforge-acme's state: EAB keys, accounts, orders, status"},
 };
 
 static void usage(FILE *f)
