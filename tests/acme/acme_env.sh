@@ -122,6 +122,11 @@ profiles = (
     subject = { C = "FI"; O = "5gc.mnc001.mcc001.3gppnetwork.org"; };
     validity = { default = "3d"; max = "30d"; }; eku = ["serverAuth"];
     crl_dp = "http://crl.example/nf-ca.crl";
+    require_nf_instance_id = false; require_nf_types = false; require_fqdn = true; },
+  { name = "acme-tls-short"; type = "nf"; issuer = "nf-ca";
+    subject = { C = "FI"; O = "5gc.mnc001.mcc001.3gppnetwork.org"; };
+    validity = { default = "60s"; max = "60s"; }; backdate = "0s"; eku = ["serverAuth"];
+    crl_dp = "http://crl.example/nf-ca.crl";
     require_nf_instance_id = false; require_nf_types = false; require_fqdn = true; }
 );
 pipeline = { workers = 2; };
@@ -190,7 +195,7 @@ acme_start() {
 listen = "127.0.0.1:$ACME_PORT";
 base_url = "https://$ACME_HOST:$ACME_PORT";
 threads = 2;
-tls = { profile = "acme-tls"; dns = ["$ACME_HOST"]; state_dir = "$T/acme-tls"; };
+tls = { profile = "${ACME_TLS_PROFILE:-acme-tls}"; dns = ["$ACME_HOST"]; state_dir = "$T/acme-tls"; ${ACME_TLS_EXTRA:-} };
 certforged = { socket = "$T/cf.sock"; connections = 2; };
 $ACME_STATE_CONF
 profiles = ( { name = "default"; certforged = "dns"; description = "DNS names"; max_validity = "30d"; } );
