@@ -50,7 +50,19 @@ free_port() {
 }
 
 acme_env_stop() {
-  local p
+  local p st bad=0
+  # certforge-acme and certforged stop cleanly on SIGTERM: exit 0, and
+  # under the sanitizers no leak or error report at exit
+  for p in ${ACME_PID:-} ${ENGINE_PID:-}; do
+    kill -0 "$p" 2>/dev/null || continue
+    kill -TERM "$p" 2>/dev/null || true
+    st=0; wait "$p" 2>/dev/null || st=$?
+    if [ "$st" -ne 0 ]; then
+      echo "FAIL: $( [ "$p" = "${ACME_PID:-}" ] && echo certforge-acme || echo certforged) exited $st on SIGTERM:" >&2
+      tail -n 30 "$( [ "$p" = "${ACME_PID:-}" ] && echo "$T/acme.log" || echo "$T/certforged.log")" >&2
+      bad=1
+    fi
+  done
   for p in "${PIDS[@]:-}"; do
     [ -n "$p" ] || continue
     kill -TERM "$p" 2>/dev/null || true
@@ -65,6 +77,7 @@ acme_env_stop() {
     psql "$CF_TEST_PG_CONNINFO" -qc "DROP DATABASE IF EXISTS $PG_DROP_DB" >/dev/null 2>&1 || true
   fi
   if [ -n "${KEEP_ACME_ENV:-}" ]; then echo "kept $T" >&2; else rm -rf "$T"; fi
+  [ $bad -eq 0 ] || exit 1
 }
 trap acme_env_stop EXIT
 
@@ -209,6 +222,15 @@ CONF
   wait_for "$T/acme.log" "event=started" 30 "$ACME_PID"
   ACME_DIR=https://$ACME_HOST:$ACME_PORT/directory
   in_ns curl -sf --cacert "$ACME_ROOT" "$ACME_DIR" >/dev/null || fail "directory not served: $(tail -n 5 "$T/acme.log")"
+}
+
+# acme_stop: SIGTERM certforge-acme and check that it exited 0 (a restart
+# within a test: acme_stop; acme_start ...)
+acme_stop() {
+  kill -TERM "$ACME_PID" 2>/dev/null || true
+  local st=0
+  wait "$ACME_PID" 2>/dev/null || st=$?
+  [ "$st" -eq 0 ] || { tail -n 30 "$T/acme.log" >&2; fail "certforge-acme exited $st on SIGTERM"; }
 }
 
 acme_env_start() {

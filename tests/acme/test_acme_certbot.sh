@@ -77,7 +77,7 @@ cb unregister >"$T/out" 2>&1 || { cat "$T/out"; fail "unregister"; }
 "$CF" acme accounts list --config "$T/acme.conf" --json | jq -e '.[0].status == "deactivated"' >/dev/null || fail "account not deactivated"
 
 echo "== external account binding required"
-kill -TERM "$ACME_PID"; wait "$ACME_PID" 2>/dev/null || true
+acme_stop
 acme_start 'accounts = { eab_required = true; };'
 rm -rf "$W"; mkdir -p "$W"
 if cb register --agree-tos --register-unsafely-without-email >"$T/out" 2>&1; then fail "registered without EAB"; fi

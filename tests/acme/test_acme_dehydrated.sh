@@ -81,7 +81,7 @@ dh --deactivate >"$T/out" 2>&1 || { cat "$T/out"; fail "deactivate"; }
 [ "$(sqlite3 "$T/acme.db" "SELECT status FROM accounts")" = deactivated ] || fail "account not deactivated"
 
 echo "== external account binding"
-kill -TERM "$ACME_PID"; wait "$ACME_PID" 2>/dev/null || true
+acme_stop
 acme_start 'accounts = { eab_required = true; };'
 rm -rf "$D"; mkdir -p "$D"
 write_conf

@@ -70,7 +70,7 @@ revoked_in_crl "$s2" || fail "serial $s2 not on certforged's CRL"
 [ "$(crl_reason "$T/now.crl" "$s2")" = "Key Compromise" ] || fail "CRL reason of $s2: '$(crl_reason "$T/now.crl" "$s2")'"
 
 echo "== external account binding"
-kill -TERM "$ACME_PID"; wait "$ACME_PID" 2>/dev/null || true
+acme_stop
 acme_start 'accounts = { eab_required = true; };'
 rm -rf "$L"
 if lg --email eab@example.org --http --http.port "127.0.0.1:$HTTP01_PORT" -d e.example.test run >"$T/out" 2>&1; then

@@ -20,7 +20,7 @@ jq -e '.acme.issued >= 3 and .acme.orders >= 10 and .http.requests > 100 and .ac
   "$T/status.json" >/dev/null || { cat "$T/status.json"; fail "status counters"; }
 "$CF" acme status --config "$T/acme.conf" | grep -q "^acme .* issued=" || fail "certforge acme status (text)"
 # phase 2: EAB required and a per-account order limit
-kill -TERM "$ACME_PID"; wait "$ACME_PID" 2>/dev/null || true
+acme_stop
 acme_start 'accounts = { eab_required = true; }; rate_limits = { orders_per_account = 2; };'
 in_ns env PHASE=2 REQUESTS_CA_BUNDLE="$ACME_ROOT" PYTHONPATH="$CF_SOURCE_DIR/tests/acme" $PY \
   "$CF_SOURCE_DIR/tests/acme/test_acme_protocol.py" eab_required_server_side rate_limits ||

@@ -27,7 +27,7 @@ in_ns curl -sf --cacert "$ACME_ROOT" "$ACME_DIR" >/dev/null || fail "directory n
 n=$("$CF" ledger export --format jsonl --db "$T/ledger.db" | grep -c '"requester":"certforge-acme:tls"' || true)
 [ "$n" -ge 2 ] || fail "certforged's ledger has $n front-end certificates"
 # a restart before the next renewal reuses the kept certificate
-kill -TERM "$ACME_PID"; wait "$ACME_PID" 2>/dev/null || true
+acme_stop
 export ACME_TLS_EXTRA='renew_at = 0.9;'
 acme_start
 [ "$(served)" = "$(openssl x509 -in "$T/acme-tls/acme-tls.pem" -noout -serial | cut -d= -f2)" ] || fail "restart: not the kept certificate"

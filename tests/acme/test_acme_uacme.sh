@@ -81,7 +81,7 @@ ua deactivate >"$T/out" 2>&1 || { cat "$T/out"; fail "uacme deactivate"; }
 if ua issue late.example.test >"$T/out" 2>&1; then fail "a deactivated account issued"; fi
 
 echo "== external account binding"
-kill -TERM "$ACME_PID"; wait "$ACME_PID" 2>/dev/null || true
+acme_stop
 acme_start 'accounts = { eab_required = true; };'
 rm -rf "$U"; mkdir -p "$U"
 if ua new >"$T/out" 2>&1; then fail "registered without EAB"; fi
