@@ -500,7 +500,7 @@ static void test_dns_names(void)
     strcat(long_name, "com"); /* 253 octets: accepted; one more: refused */
     CU_ASSERT_EQUAL(strlen(long_name), 253);
     CU_ASSERT_EQUAL(acme_dns_name_ok(long_name, &w), 1);
-    char longer[300];
+    char longer[sizeof(long_name) + 1];
     snprintf(longer, sizeof(longer), "a%s", long_name);
     CU_ASSERT_EQUAL(acme_dns_name_ok(longer, &w), 0);
 }
