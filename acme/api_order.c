@@ -909,9 +909,10 @@ typedef struct fin {
     char cert_id[65];
 } fin;
 
-static void fin_unref(fin *f)
+static void fin_unref_n(fin *f, int n)
 {
-    if (--f->refs > 0)
+    f->refs -= n;
+    if (f->refs > 0)
         return;
     if (f->timer)
         event_free(f->timer);
@@ -920,12 +921,15 @@ static void fin_unref(fin *f)
     free(f);
 }
 
+static void fin_unref(fin *f)
+{
+    fin_unref_n(f, 1);
+}
+
 static void fin_answer(fin *f)
 {
     acme_rq *rq = f->rq;
     f->rq = NULL;
-    if (f->timer)
-        evtimer_del(f->timer);
     order_answer(rq, f->order, 200, false);
 }
 
@@ -937,12 +941,19 @@ static void fin_timeout(evutil_socket_t fd, short what, void *arg)
     fin_unref(f);
 }
 
+/* The engine side's end (on the loop): answer if the client still waits;
+ * a timer that has not fired will not, so its reference goes too. */
 static void fin_resume(void *arg)
 {
     fin *f = arg;
     if (f->rq)
         fin_answer(f);
-    fin_unref(f);
+    int drop = 1;
+    if (f->timer && evtimer_pending(f->timer, NULL)) {
+        evtimer_del(f->timer);
+        drop = 2;
+    }
+    fin_unref_n(f, drop);
 }
 
 static acme_problem engine_problem(cf_status st)
