@@ -80,7 +80,7 @@ int acme_status_from_name(const char *s)
     return -1;
 }
 
-static const char *const chall_names[ACME_CH__MAX] = {"http-01", "dns-01", "tls-alpn-01"};
+static const char *const chall_names[ACME_CH__MAX] = {"http-01", "dns-01", "tls-alpn-01", "tkauth-01"};
 
 const char *acme_chall_type_name(acme_chall_type t)
 {
@@ -95,7 +95,7 @@ int acme_chall_type_from_name(const char *s)
     return -1;
 }
 
-static const char *const ident_names[ACME_ID__MAX] = {"dns"};
+static const char *const ident_names[ACME_ID__MAX] = {"dns", "NfInstanceId"};
 
 const char *acme_ident_type_name(acme_ident_type t)
 {

@@ -66,6 +66,7 @@ typedef enum acme_chall_type {
     ACME_CH_HTTP01,
     ACME_CH_DNS01,
     ACME_CH_TLSALPN01,
+    ACME_CH_TKAUTH01, /* RFC 9447, for NfInstanceId identifiers */
     ACME_CH__MAX
 } acme_chall_type;
 const char *acme_chall_type_name(acme_chall_type t); /* "http-01" ... */
@@ -73,9 +74,10 @@ int acme_chall_type_from_name(const char *s);
 
 typedef enum acme_ident_type {
     ACME_ID_DNS,
+    ACME_ID_NF_INSTANCE_ID, /* "NfInstanceId" (TS 33.310): a UUID, validated with tkauth-01 */
     ACME_ID__MAX
 } acme_ident_type;
-const char *acme_ident_type_name(acme_ident_type t); /* "dns" */
+const char *acme_ident_type_name(acme_ident_type t); /* "dns", "NfInstanceId" */
 int acme_ident_type_from_name(const char *s);
 
 /* Limits enforced where data enters. */

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "acme/ident.h"
+#include "acme/tkauth.h"
 
 /* ------------------------------------------------------------ identifiers */
 
@@ -260,8 +261,11 @@ static int tx_new_order(acme_db *tx, void *arg)
                              (int64_t)d->wildcard, n->now) != 1)
                 return -1;
             for (int c = 0; c < ACME_CH__MAX; c++) {
-                /* a wildcard is proven with dns-01 only (RFC 8555 §7.1.3) */
-                if (!n->offer[c] || (d->wildcard && c != ACME_CH_DNS01))
+                /* a wildcard is proven with dns-01 only (RFC 8555 §7.1.3);
+                 * an NfInstanceId with an authority token only (RFC 9447) */
+                if (d->type == ACME_ID_NF_INSTANCE_ID ? c != ACME_CH_TKAUTH01
+                                                      : !n->offer[c] || c == ACME_CH_TKAUTH01 ||
+                                                            (d->wildcard && c != ACME_CH_DNS01))
                     continue;
                 char cid[ACME_ID_LEN + 1], tok[ACME_TOKEN_LEN + 1];
                 if (acme_random_id(cid, 16) != 0 || acme_random_id(tok, 32) != 0)
@@ -388,8 +392,19 @@ void api_new_order(acme_rq *rq)
         return;
     }
     json_t *sub = NULL;
+    const char *prof = json_string_value(json_object_get(p, "profile"));
+    if (json_object_get(p, "profile") && !prof) {
+        acme_rq_problem(rq, ACME_P_MALFORMED, "profile is a string", NULL);
+        goto fail;
+    }
+    n->profile = acme_cfg_profile_find(cfg, prof);
+    if (!n->profile) {
+        acme_rq_problemf(rq, ACME_P_INVALID_PROFILE, "no profile '%.64s' (the directory's meta.profiles lists them)", prof);
+        goto fail;
+    }
     size_t i;
     json_t *v;
+    unsigned n_nf = 0;
     json_array_foreach(ids, i, v)
     {
         const char *type = json_string_value(json_object_get(v, "type"));
@@ -400,24 +415,35 @@ void api_new_order(acme_rq *rq)
         }
         int t = acme_ident_type_from_name(type);
         json_t *ij = json_pack("{s:s, s:s}", "type", type, "value", value);
-        if (t < 0) {
+        if (t < 0 || !n->profile->identifiers[t] || (t == ACME_ID_NF_INSTANCE_ID && !rq->srv->tkauth)) {
             if (!sub)
                 sub = json_array();
             json_array_append_new(sub, json_pack("{s:s, s:s, s:o}", "type", "urn:ietf:params:acme:error:unsupportedIdentifier",
-                                                 "detail", "only dns identifiers are supported", "identifier", ij));
+                                                 "detail",
+                                                 t < 0 ? "identifier types: dns, NfInstanceId"
+                                                       : "this profile does not issue for this identifier type",
+                                                 "identifier", ij));
             continue;
         }
         ident d = {.type = (acme_ident_type)t};
         bool bad = strlen(value) > ACME_MAX_DNS_NAME;
+        const char *why = "not a DNS name this server issues for";
         if (!bad) {
             snprintf(d.value, sizeof(d.value), "%s", value);
-            bad = !acme_dns_name_ok(d.value, &d.wildcard) || (d.wildcard && !cfg->challenges[ACME_CH_DNS01]);
+            if (t == ACME_ID_NF_INSTANCE_ID) {
+                /* TS 33.310: a UUID, compared case-insensitively, kept lower-case */
+                bad = !acme_uuid_ok(d.value) || ++n_nf > 1;
+                why = n_nf > 1 ? "one NfInstanceId per order (a certificate names one NF instance)"
+                               : "an NfInstanceId is a UUID (RFC 4122 text form)";
+            } else {
+                bad = !acme_dns_name_ok(d.value, &d.wildcard) || (d.wildcard && !cfg->challenges[ACME_CH_DNS01]);
+            }
         }
         if (bad) {
             if (!sub)
                 sub = json_array();
             json_array_append_new(sub, json_pack("{s:s, s:s, s:o}", "type", "urn:ietf:params:acme:error:rejectedIdentifier",
-                                                 "detail", "not a DNS name this server issues for", "identifier", ij));
+                                                 "detail", why, "identifier", ij));
             continue;
         }
         json_decref(ij);
@@ -436,16 +462,6 @@ void api_new_order(acme_rq *rq)
                                : ACME_P_REJECTED_IDENTIFIER;
         acme_rq_problem(rq, top, "identifiers this server does not issue for (see subproblems)", sub);
         sub = NULL;
-        goto fail;
-    }
-    const char *prof = json_string_value(json_object_get(p, "profile"));
-    if (json_object_get(p, "profile") && !prof) {
-        acme_rq_problem(rq, ACME_P_MALFORMED, "profile is a string", NULL);
-        goto fail;
-    }
-    n->profile = acme_cfg_profile_find(cfg, prof);
-    if (!n->profile) {
-        acme_rq_problemf(rq, ACME_P_INVALID_PROFILE, "no profile '%.64s' (the directory's meta.profiles lists them)", prof);
         goto fail;
     }
     n->now = acme_now();
@@ -577,6 +593,12 @@ static json_t *chall_json(const acme_rq *rq, const char *id, const char *type, c
     char u[API_URL_MAX];
     api_url(rq, u, sizeof(u), "chall", id);
     json_t *c = json_pack("{s:s, s:s, s:s, s:s}", "type", type, "url", u, "status", status, "token", token);
+    if (c && strcmp(type, "tkauth-01") == 0) {
+        /* RFC 9447 §3: the token type, and where a client may get a token */
+        json_object_set_new(c, "tkauth-type", json_string("atc"));
+        if (rq->srv->cfg->tkauth_authority)
+            json_object_set_new(c, "token-authority", json_string(rq->srv->cfg->tkauth_authority));
+    }
     if (c && validated > 0) {
         char t[32];
         acme_time_rfc3339(validated, t, sizeof(t));
@@ -773,11 +795,13 @@ static int tx_start_challenge(acme_db *tx, void *arg)
     start_chall *s = arg;
     /* one challenge per authorization is attempted (§7.5.1); only while
      * the authorization is pending and unexpired */
+    /* the authority token is kept with the challenge until validated, so a
+     * restart can validate it again (api_resume) */
     int n = acme_db_exec(tx,
-                         "UPDATE challenges SET status = 'processing' WHERE id = ? AND status = 'pending' "
+                         "UPDATE challenges SET status = 'processing', response = ? WHERE id = ? AND status = 'pending' "
                          "AND NOT EXISTS (SELECT 1 FROM challenges c2 WHERE c2.authz = challenges.authz AND c2.status != 'pending') "
                          "AND EXISTS (SELECT 1 FROM authzs a WHERE a.id = challenges.authz AND a.status = 'pending' AND a.expires > ?)",
-                         "si", s->job.chall, s->now);
+                         "ssi", s->job.tkauth, s->job.chall, s->now);
     if (n < 0)
         return -1;
     s->started = n == 1;
@@ -789,14 +813,19 @@ static void start_challenge_done(acme_rq *rq, void *arg, int rc)
     start_chall *s = arg;
     if (rc != 0) {
         api_internal(rq, "challenge start");
+        free(s->job.tkauth);
         free(s);
         return;
     }
-    if (s->started && acme_validator_submit(rq->srv->validator, &s->job) != 0) {
+    if (s->started && acme_validator_submit(rq->srv->validator, &s->job) == 0) {
+        s->job.tkauth = NULL; /* the pool has it */
+    } else if (s->started) {
         /* queue full: the challenge stays processing; the start-up scan
-         * (acme_resume) or a later restart picks it up */
+         * (api_resume) picks it up, except a tkauth-01 whose token is not
+         * kept: the client answers again after a restart */
         acme_log(rq->srv, ACME_LOG_WARNING, "event=validation_queue_full challenge=%s", s->job.chall);
     }
+    free(s->job.tkauth);
     free(s);
     chall_answer(rq, rq->path + strlen("/acme/chall/"));
 }
@@ -831,12 +860,23 @@ void api_challenge(acme_rq *rq, const char *id)
         acme_rq_problem(rq, ACME_P_RATE_LIMITED, "too many failed validations for this account in the last hour", NULL);
         return;
     }
+    int t = acme_chall_type_from_name(c.type);
+    /* RFC 9447 §3.3: the response carries the authority token */
+    const char *tk = NULL;
+    if (t == ACME_CH_TKAUTH01) {
+        tk = json_string_value(json_object_get(rq->payload, "tkauth"));
+        if (!tk || !*tk || strlen(tk) > ACME_TKAUTH_MAX_TOKEN) {
+            acme_rq_problem(rq, ACME_P_MALFORMED, "a tkauth-01 response is {\"tkauth\": \"<authority token>\"} (RFC 9447 §3.3)",
+                            NULL);
+            return;
+        }
+    }
     start_chall *s = calloc(1, sizeof(*s));
-    if (!s) {
+    if (!s || (tk && !(s->job.tkauth = strdup(tk)))) {
+        free(s);
         api_internal(rq, "out of memory");
         return;
     }
-    int t = acme_chall_type_from_name(c.type);
     s->job.type = t < 0 ? ACME_CH_HTTP01 : (acme_chall_type)t;
     snprintf(s->job.chall, sizeof(s->job.chall), "%s", c.id);
     snprintf(s->job.authz, sizeof(s->job.authz), "%s", a.id);
@@ -897,8 +937,11 @@ typedef struct fin {
     char replaces[200];
     uint8_t *csr;
     size_t csr_len;
-    char names[ACME_MAX_IDENTIFIERS][ACME_MAX_DNS_NAME + 1];
+    char names[ACME_MAX_IDENTIFIERS][ACME_MAX_DNS_NAME + 1]; /* the dns identifiers */
     unsigned n_names;
+    char nf_instance_id[37];                                /* the NfInstanceId, or "" */
+    char nf_types[ACME_TKAUTH_MAX_NFTYPES][33];             /* granted by its authority token */
+    unsigned n_nf_types;
     char profile[65];
     char requester[96];
     uint32_t validity_s;
@@ -1036,6 +1079,73 @@ static void fin_engine_done(acme_job *j)
         fin_recorded(f, -1);
 }
 
+/* The order's identifiers into f: dns names, the NfInstanceId, and the NF
+ * types its authority token granted (nf_types_json, from its authorization). */
+static void fin_idents(fin *f, const char *identifiers_json, const char *nf_types_json)
+{
+    json_t *ids = json_loads(identifiers_json, 0, NULL);
+    size_t i;
+    json_t *v;
+    json_array_foreach(ids, i, v)
+    {
+        const char *type = json_string_value(json_object_get(v, "type"));
+        const char *val = json_string_value(json_object_get(v, "value"));
+        if (!type || !val)
+            continue;
+        if (strcmp(type, "NfInstanceId") == 0)
+            snprintf(f->nf_instance_id, sizeof(f->nf_instance_id), "%s", val);
+        else if (f->n_names < ACME_MAX_IDENTIFIERS)
+            snprintf(f->names[f->n_names++], ACME_MAX_DNS_NAME + 1, "%s", val);
+    }
+    json_decref(ids);
+    json_t *nt = nf_types_json ? json_loads(nf_types_json, 0, NULL) : NULL;
+    json_array_foreach(nt, i, v)
+    {
+        if (json_is_string(v) && f->n_nf_types < ACME_TKAUTH_MAX_NFTYPES)
+            snprintf(f->nf_types[f->n_nf_types++], 33, "%s", json_string_value(v));
+    }
+    json_decref(nt);
+}
+
+/* The NF types granted by the authority token of an order's NfInstanceId
+ * authorization (JSON text, malloc'd), NULL when none. */
+static char *order_nf_types(acme_db *db, const char *order)
+{
+    acme_q q;
+    char *out = NULL;
+    if (acme_db_query(db, &q,
+                      "SELECT a.nf_types FROM order_authzs oa JOIN authzs a ON a.id = oa.authz "
+                      "WHERE oa.order_id = ? AND a.type = 'NfInstanceId'",
+                      "s", order) == 0) {
+        if (acme_q_next(&q) == 1 && acme_q_text(&q, 0))
+            out = strdup(acme_q_text(&q, 0));
+        acme_q_end(&q);
+    }
+    return out;
+}
+
+/* certforged's request: exactly the validated identifiers (TS 33.310: the
+ * NF instance ID as the urn:uuid: URI SAN, the NF types as NFTypes). */
+static void fin_request(fin *f)
+{
+    cf_issue_req *r = &f->job.req;
+    memset(r, 0, sizeof(*r));
+    r->profile = (cf_str){f->profile, strlen(f->profile)};
+    r->csr_der = f->csr;
+    r->csr_len = f->csr_len;
+    for (unsigned i = 0; i < f->n_names && i < CF_MAX_FQDNS; i++)
+        r->fqdns[r->n_fqdns++] = (cf_str){f->names[i], strlen(f->names[i])};
+    if (f->nf_instance_id[0])
+        r->nf_instance_id = (cf_str){f->nf_instance_id, strlen(f->nf_instance_id)};
+    for (unsigned i = 0; i < f->n_nf_types && i < CF_MAX_NF_TYPES; i++)
+        r->nf_types[r->n_nf_types++] = (cf_str){f->nf_types[i], strlen(f->nf_types[i])};
+    r->validity_s = f->validity_s;
+    r->requester = (cf_str){f->requester, strlen(f->requester)};
+    f->job.kind = ACME_JOB_ISSUE;
+    f->job.done = fin_engine_done;
+    f->job.arg = f;
+}
+
 typedef struct fin_start {
     fin *f;
 } fin_start;
@@ -1061,17 +1171,7 @@ static void finalize_started(acme_rq *rq, void *arg, int rc)
         return;
     }
     atomic_fetch_add_explicit(&rq->srv->ctr.finalized, 1, memory_order_relaxed);
-    cf_issue_req *r = &f->job.req;
-    r->profile = (cf_str){f->profile, strlen(f->profile)};
-    r->csr_der = f->csr;
-    r->csr_len = f->csr_len;
-    for (unsigned i = 0; i < f->n_names && i < CF_MAX_FQDNS; i++)
-        r->fqdns[r->n_fqdns++] = (cf_str){f->names[i], strlen(f->names[i])};
-    r->validity_s = f->validity_s;
-    r->requester = (cf_str){f->requester, strlen(f->requester)};
-    f->job.kind = ACME_JOB_ISSUE;
-    f->job.done = fin_engine_done;
-    f->job.arg = f;
+    fin_request(f);
     f->rq = rq;
     f->t = rq->t;
     f->srv = rq->srv;
@@ -1139,29 +1239,42 @@ void api_finalize(acme_rq *rq, const char *id)
         acme_rq_problem(rq, ACME_P_BAD_CSR, why, NULL);
         goto out;
     }
-    /* the CSR names exactly the order's identifiers (§7.4) */
-    json_t *ids = json_loads(o.identifiers, 0, NULL);
-    const char *want[ACME_MAX_IDENTIFIERS];
-    size_t i;
-    json_t *v;
-    json_array_foreach(ids, i, v)
-    {
-        const char *val = json_string_value(json_object_get(v, "value"));
-        if (val && f->n_names < ACME_MAX_IDENTIFIERS) {
-            snprintf(f->names[f->n_names], ACME_MAX_DNS_NAME + 1, "%s", val);
-            want[f->n_names] = f->names[f->n_names];
-            f->n_names++;
-        }
+    /* the CSR names exactly the order's identifiers (§7.4): dns names, and
+     * the NF instance ID as urn:uuid: (TS 33.310) */
+    char *nft = order_nf_types(rq->db, id);
+    fin_idents(f, o.identifiers, nft);
+    free(nft);
+    const char *want[ACME_MAX_IDENTIFIERS + 1];
+    char uri[48];
+    unsigned nw = 0;
+    for (unsigned k = 0; k < f->n_names; k++)
+        want[nw++] = f->names[k];
+    if (f->nf_instance_id[0]) {
+        snprintf(uri, sizeof(uri), "urn:uuid:%s", f->nf_instance_id);
+        want[nw++] = uri;
     }
-    json_decref(ids);
-    if (!acme_names_match(names, nn, want, f->n_names)) {
-        acme_rq_problem(rq, ACME_P_BAD_CSR, "the CSR must name exactly the order's identifiers (RFC 8555 §7.4)", NULL);
+    if (!acme_names_match(names, nn, want, nw)) {
+        acme_rq_problem(rq, ACME_P_BAD_CSR,
+                        "the CSR must name exactly the order's identifiers (RFC 8555 §7.4; an NfInstanceId as the URI "
+                        "urn:uuid:<id>)",
+                        NULL);
         goto out;
     }
     const acme_cfg_profile *p = acme_cfg_profile_find(rq->srv->cfg, o.profile);
     if (!p) {
         acme_rq_problemf(rq, ACME_P_INVALID_PROFILE, "the order's profile %s is no longer configured", o.profile);
         goto out;
+    }
+    /* the NF types the token granted must be ones the profile issues */
+    for (unsigned k = 0; k < f->n_nf_types && p->n_nf_types; k++) {
+        bool ok = false;
+        for (unsigned m = 0; m < p->n_nf_types && !ok; m++)
+            ok = strcmp(f->nf_types[k], p->nf_types[m]) == 0;
+        if (!ok) {
+            acme_rq_problemf(rq, ACME_P_UNAUTHORIZED, "the authority token grants NF type %s, which profile %s does not issue",
+                             f->nf_types[k], p->name);
+            goto out;
+        }
     }
     snprintf(f->profile, sizeof(f->profile), "%s", p->engine);
     f->validity_s = p->validity_s;
@@ -1454,12 +1567,19 @@ void api_renewal_info(acme_rq *rq, const char *certid)
  * sent to certforged once more: if the first went through, certforged's
  * ledger holds two certificates for the order, the second one is the
  * order's). */
+typedef struct resume_fin {
+    fin *f;
+    char *idents;
+} resume_fin;
+
 int api_resume(acme_srv *srv, acme_db *db)
 {
     acme_q q;
     int rc, n = 0;
+    static resume_fin list[4096];
+    unsigned n_list = 0;
     if (acme_db_query(db, &q,
-                      "SELECT c.id, c.authz, c.type, c.token, a.value, a.account, acc.thumbprint FROM challenges c "
+                      "SELECT c.id, c.authz, c.type, c.token, a.value, a.account, acc.thumbprint, c.response FROM challenges c "
                       "JOIN authzs a ON a.id = c.authz JOIN accounts acc ON acc.id = a.account "
                       "WHERE c.status = 'processing' AND a.status = 'pending'",
                       "") != 0)
@@ -1474,8 +1594,12 @@ int api_resume(acme_srv *srv, acme_db *db)
         snprintf(j.ident, sizeof(j.ident), "%s", acme_q_text(&q, 4));
         snprintf(j.account, sizeof(j.account), "%s", acme_q_text(&q, 5));
         snprintf(j.thumb, sizeof(j.thumb), "%s", acme_q_text(&q, 6));
+        if (acme_q_text(&q, 7))
+            j.tkauth = strdup(acme_q_text(&q, 7));
         if (acme_validator_submit(srv->validator, &j) == 0)
             n++;
+        else
+            free(j.tkauth);
     }
     acme_q_end(&q);
     if (rc < 0)
@@ -1499,16 +1623,7 @@ int api_resume(acme_srv *srv, acme_db *db)
         snprintf(f->order, sizeof(f->order), "%s", acme_q_text(&q, 0));
         snprintf(f->account, sizeof(f->account), "%s", acme_q_text(&q, 1));
         snprintf(f->replaces, sizeof(f->replaces), "%s", acme_q_text(&q, 6) ? acme_q_text(&q, 6) : "");
-        json_t *ids = json_loads(acme_q_text(&q, 2), 0, NULL);
-        size_t i;
-        json_t *v;
-        json_array_foreach(ids, i, v)
-        {
-            const char *val = json_string_value(json_object_get(v, "value"));
-            if (val && f->n_names < ACME_MAX_IDENTIFIERS)
-                snprintf(f->names[f->n_names++], ACME_MAX_DNS_NAME + 1, "%s", val);
-        }
-        json_decref(ids);
+        /* (a second connection: q is still being read on db) */
         snprintf(f->profile, sizeof(f->profile), "%s", p->engine);
         f->validity_s = p->validity_s;
         if (!acme_q_null(&q, 5)) {
@@ -1516,17 +1631,21 @@ int api_resume(acme_srv *srv, acme_db *db)
             f->validity_s = left > 60 ? (uint32_t)left : 60;
         }
         snprintf(f->requester, sizeof(f->requester), "acme:%s:%s", f->account, f->order);
-        cf_issue_req *r = &f->job.req;
-        r->profile = (cf_str){f->profile, strlen(f->profile)};
-        r->csr_der = f->csr;
-        r->csr_len = f->csr_len;
-        for (unsigned k = 0; k < f->n_names && k < CF_MAX_FQDNS; k++)
-            r->fqdns[r->n_fqdns++] = (cf_str){f->names[k], strlen(f->names[k])};
-        r->validity_s = f->validity_s;
-        r->requester = (cf_str){f->requester, strlen(f->requester)};
-        f->job.kind = ACME_JOB_ISSUE;
-        f->job.done = fin_engine_done;
-        f->job.arg = f;
+        char *idents = strdup(acme_q_text(&q, 2));
+        list[n_list++] = (resume_fin){f, idents};
+        if (n_list == sizeof(list) / sizeof(list[0]))
+            break; /* the rest at the next start */
+    }
+    acme_q_end(&q);
+    if (rc < 0)
+        return -1;
+    for (unsigned k = 0; k < n_list; k++) {
+        fin *f = list[k].f;
+        char *nft = order_nf_types(db, f->order);
+        fin_idents(f, list[k].idents, nft);
+        free(nft);
+        free(list[k].idents);
+        fin_request(f);
         f->t = srv->threads[0];
         f->srv = srv;
         f->refs = 1;
@@ -1537,8 +1656,7 @@ int api_resume(acme_srv *srv, acme_db *db)
         }
         n++;
     }
-    acme_q_end(&q);
-    return rc < 0 ? -1 : n;
+    return n;
 }
 
 /* Expired pending objects (RFC 8555 §7.1.6: they end as invalid/expired;

@@ -21,6 +21,7 @@
 #include "acme/ratelimit.h"
 #include "acme/server.h"
 #include "acme/store.h"
+#include "acme/tkauth.h"
 #include "acme/validate.h"
 
 #ifndef CF_VERSION
@@ -145,6 +146,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "certforge-acme: %s\n", err[0] ? err : "out of memory");
         goto out;
     }
+    if (cfg->tkauth_anchors &&
+        acme_tkauth_new(cfg->tkauth_anchors, cfg->tkauth_max_lifetime_s, (const char *const *)cfg->tkauth_x5u,
+                        cfg->n_tkauth_x5u, &srv.tkauth, err, sizeof(err)) != 0) {
+        fprintf(stderr, "certforge-acme: %s\n", err);
+        goto out;
+    }
     if (cfg->tls_cert_file) {
         ctx = acme_server_ssl_ctx(cfg->tls_cert_file, cfg->tls_key_file, err, sizeof(err));
     } else if (acme_frontcert_load_or_issue(cfg, srv.issuer, &fc, &ctx, err, sizeof(err)) != 0) {
@@ -238,6 +245,7 @@ out:
     }
     acme_server_free(&srv);
     acme_ratelimit_free(srv.limits);
+    acme_tkauth_free(srv.tkauth);
     acme_nonces_free(srv.nonces);
     acme_cfg_free(cfg);
     curl_global_cleanup();

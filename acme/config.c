@@ -321,7 +321,7 @@ static int valid_dns(const char *s)
 static const char *const top_keys[] = {"listen",   "base_url", "instance",   "threads",  "limits",
                                        "tls",      "certforged", "state",    "accounts", "orders",
                                        "profiles", "validation", "ari",      "rate_limits", "log",
-                                       "status_file", NULL};
+                                       "status_file", "tkauth", NULL};
 
 static int load_root(ld *l, const config_setting_t *root)
 {
@@ -503,7 +503,7 @@ static int load_root(ld *l, const config_setting_t *root)
             return fail(l, e, "expected a group { name = ...; certforged = ...; }");
         }
         if (only(l, e, (const char *const[]){"name", "certforged", "description", "validity",
-                                             "max_validity", NULL}) ||
+                                             "max_validity", "identifiers", "nf_types", NULL}) ||
             get_str(l, e, "name", NULL, 1, &p->name) || get_str(l, e, "certforged", NULL, 1, &p->engine) ||
             get_str(l, e, "description", "", 0, &p->description) ||
             get_dur(l, e, "validity", 0, 0, 3 * 365 * 86400, &p->validity_s) ||
@@ -523,6 +523,51 @@ static int load_root(ld *l, const config_setting_t *root)
         if (p->max_validity_s && p->validity_s > p->max_validity_s) {
             free(dflt);
             return fail(l, e, "validity is longer than max_validity");
+        }
+        const config_setting_t *ids = member(e, "identifiers");
+        if (!ids) {
+            p->identifiers[ACME_ID_DNS] = true;
+        } else {
+            if (config_setting_type(ids) != CONFIG_TYPE_ARRAY || config_setting_length(ids) < 1) {
+                free(dflt);
+                return fail(l, ids, "expected a non-empty array of \"dns\", \"NfInstanceId\"");
+            }
+            for (int k = 0; k < config_setting_length(ids); k++) {
+                config_setting_t *iv = config_setting_get_elem(ids, (unsigned)k);
+                int t = config_setting_type(iv) == CONFIG_TYPE_STRING ? acme_ident_type_from_name(config_setting_get_string(iv)) : -1;
+                if (t < 0 || p->identifiers[t]) {
+                    free(dflt);
+                    return fail(l, iv, t < 0 ? "expected \"dns\" or \"NfInstanceId\"" : "listed twice");
+                }
+                p->identifiers[t] = true;
+            }
+        }
+        const config_setting_t *nft = member(e, "nf_types");
+        if (nft) {
+            if (config_setting_type(nft) != CONFIG_TYPE_ARRAY || config_setting_length(nft) < 1 ||
+                config_setting_length(nft) > 64) {
+                free(dflt);
+                return fail(l, nft, "expected an array of 1-64 NF types (RFC 9310), e.g. [\"AMF\", \"SMF\"]");
+            }
+            for (int k = 0; k < config_setting_length(nft); k++) {
+                config_setting_t *nv = config_setting_get_elem(nft, (unsigned)k);
+                const char *sv = config_setting_type(nv) == CONFIG_TYPE_STRING ? config_setting_get_string(nv) : NULL;
+                bool okv = sv && strlen(sv) >= 1 && strlen(sv) <= 32;
+                for (const char *q = sv; okv && *q; q++)
+                    okv = *q > 0x20 && *q < 0x7f;
+                if (!okv) {
+                    free(dflt);
+                    return fail(l, nv, "an NF type is 1-32 printable characters without space (RFC 9310)");
+                }
+                if (!(p->nf_types[p->n_nf_types++] = dupstr(l, sv))) {
+                    free(dflt);
+                    return -1;
+                }
+            }
+            if (!p->identifiers[ACME_ID_NF_INSTANCE_ID]) {
+                free(dflt);
+                return fail(l, nft, "nf_types only goes with identifiers that include \"NfInstanceId\"");
+            }
         }
         if (dflt && strcmp(dflt, p->name) == 0) {
             c->default_profile = c->n_profiles - 1;
@@ -561,7 +606,7 @@ static int load_root(ld *l, const config_setting_t *root)
     s = member(g, "challenges");
     if (!s) {
         for (int i = 0; i < ACME_CH__MAX; i++)
-            c->challenges[i] = true;
+            c->challenges[i] = i != ACME_CH_TKAUTH01;
     } else {
         if (config_setting_type(s) != CONFIG_TYPE_ARRAY || config_setting_length(s) < 1)
             return fail(l, s, "expected a non-empty array of \"http-01\", \"dns-01\", \"tls-alpn-01\"");
@@ -570,7 +615,7 @@ static int load_root(ld *l, const config_setting_t *root)
             int t = config_setting_type(e) == CONFIG_TYPE_STRING
                         ? acme_chall_type_from_name(config_setting_get_string(e))
                         : -1;
-            if (t < 0)
+            if (t < 0 || t == ACME_CH_TKAUTH01)
                 return fail(l, e, "expected \"http-01\", \"dns-01\" or \"tls-alpn-01\"");
             if (c->challenges[t])
                 return fail(l, e, "listed twice");
@@ -588,6 +633,33 @@ static int load_root(ld *l, const config_setting_t *root)
     if (c->ari_renew_fraction - c->ari_window_fraction / 2 < 0 ||
         c->ari_renew_fraction + c->ari_window_fraction / 2 > 1)
         return fail(l, g, "the renewal window renew_at ± window/2 must lie within the lifetime");
+
+    /* tkauth-01 */
+    if (group(l, root, "tkauth", &g) ||
+        (g && only(l, g, (const char *const[]){"trust_anchors", "token_authority", "max_lifetime", "x5u_allow", NULL})) ||
+        get_path(l, g, "trust_anchors", NULL, g != NULL, &c->tkauth_anchors) ||
+        get_str(l, g, "token_authority", NULL, 0, &c->tkauth_authority) ||
+        get_dur(l, g, "max_lifetime", 3600, 60, 7 * 86400, &c->tkauth_max_lifetime_s))
+        return -1;
+    s = member(g, "x5u_allow");
+    if (s) {
+        if (config_setting_type(s) != CONFIG_TYPE_ARRAY || config_setting_length(s) > 8)
+            return fail(l, s, "expected an array of at most 8 https:// URL prefixes");
+        for (int i = 0; i < config_setting_length(s); i++) {
+            config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+            const char *xv = config_setting_type(e) == CONFIG_TYPE_STRING ? config_setting_get_string(e) : NULL;
+            if (!xv || strncmp(xv, "https://", 8) != 0 || strlen(xv) < 10)
+                return fail(l, e, "an x5u prefix is an https:// URL such as \"https://oam.example/tokens/\"");
+            if (!(c->tkauth_x5u[c->n_tkauth_x5u++] = dupstr(l, xv)))
+                return -1;
+        }
+    }
+    for (unsigned i = 0; i < c->n_profiles; i++)
+        if (c->profiles[i].identifiers[ACME_ID_NF_INSTANCE_ID] && !c->tkauth_anchors)
+            return fail(l, member(root, "profiles"),
+                        "profile '%s' takes NfInstanceId identifiers: set tkauth = { trust_anchors = \"...\"; } "
+                        "(the token authority that vouches for them)",
+                        c->profiles[i].name);
 
     /* rate limits */
     if (group(l, root, "rate_limits", &g) ||
@@ -700,7 +772,13 @@ void acme_cfg_free(acme_cfg *c)
     free(c->conninfo);
     free(c->terms_of_service);
     free(c->website);
+    free(c->tkauth_anchors);
+    free(c->tkauth_authority);
+    for (unsigned i = 0; i < c->n_tkauth_x5u; i++)
+        free(c->tkauth_x5u[i]);
     for (unsigned i = 0; i < c->n_profiles; i++) {
+        for (unsigned k = 0; k < c->profiles[i].n_nf_types; k++)
+            free(c->profiles[i].nf_types[k]);
         free(c->profiles[i].name);
         free(c->profiles[i].engine);
         free(c->profiles[i].description);

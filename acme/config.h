@@ -21,6 +21,9 @@ typedef struct acme_cfg_profile {
     char *description; /* shown in the directory's meta.profiles */
     uint32_t validity_s; /* 0: the engine profile's default */
     uint32_t max_validity_s; /* notAfter - notBefore a client may ask (0: only the default) */
+    bool identifiers[ACME_ID__MAX]; /* identifier types orders may carry */
+    char *nf_types[64];              /* NF types an authority token may grant (none listed: any) */
+    unsigned n_nf_types;
 } acme_cfg_profile;
 
 typedef enum acme_cfg_backend { ACME_BACKEND_SQLITE, ACME_BACKEND_POSTGRESQL } acme_cfg_backend;
@@ -81,6 +84,13 @@ typedef struct acme_cfg {
     char *resolver_host; /* NULL: the system resolver */
     uint16_t resolver_port;
     bool challenges[ACME_CH__MAX]; /* which types are offered */
+
+    /* tkauth-01 (RFC 9447) for NfInstanceId identifiers; NULL anchors: off */
+    char *tkauth_anchors;   /* PEM file of token-authority trust anchors */
+    char *tkauth_authority; /* "token-authority" shown in the challenge (a URL), or NULL */
+    uint32_t tkauth_max_lifetime_s;
+    char *tkauth_x5u[8];
+    unsigned n_tkauth_x5u;
 
     /* ARI (RFC 9773) */
     double ari_renew_fraction;  /* window centre, fraction of lifetime (2/3) */

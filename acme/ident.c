@@ -6,6 +6,7 @@
 #include <openssl/x509.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "acme/jws.h"
 #include "engine/csr/csr.h"
@@ -142,8 +143,16 @@ acme_problem acme_csr_names(const uint8_t *der, size_t len, char names[][ACME_MA
         }
         if (done)
             break;
+        /* TS 33.310: an NF instance ID is the URI urn:uuid:<uuid> */
+        if (t == CSR_SAN_URI && vl == 45 && strncasecmp((const char *)v, "urn:uuid:", 9) == 0) {
+            if (add_name(names, max, n, v, vl) != 0) {
+                snprintf(why, whylen, "the CSR asks for too many names");
+                return ACME_P_BAD_CSR;
+            }
+            continue;
+        }
         if (t != CSR_SAN_DNS) {
-            snprintf(why, whylen, "the CSR asks for a subjectAltName that is not a DNS name");
+            snprintf(why, whylen, "the CSR asks for a subjectAltName that is neither a DNS name nor urn:uuid:<NF instance ID>");
             return ACME_P_BAD_CSR;
         }
         if (add_name(names, max, n, v, vl) != 0) {

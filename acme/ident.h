@@ -33,9 +33,10 @@ ACME_WUR int acme_cert_facts_read(const uint8_t *der, size_t len, acme_cert_fact
 /* Its ARI certID into out: 0, or -1 if cap is too small. */
 ACME_WUR int acme_ari_id_of(const acme_cert_facts *f, char *out, size_t cap);
 
-/* The names a CSR asks for: every SAN dNSName and each subject CN,
+/* The names a CSR asks for: every SAN dNSName, every SAN URI
+ * "urn:uuid:<uuid>" (an NF instance ID, TS 33.310), and each subject CN,
  * lower-cased, at most max. ACME_P_NONE, or ACME_P_BAD_CSR with why
- * (unparsable, a SAN that is not a DNS name, too many or too long). */
+ * (unparsable, another kind of SAN, too many or too long). */
 #define ACME_CSR_MAX_NAMES (2 * ACME_MAX_IDENTIFIERS)
 acme_problem acme_csr_names(const uint8_t *der, size_t len, char names[][ACME_MAX_DNS_NAME + 1], unsigned max,
                             unsigned *n, char *why, size_t whylen);

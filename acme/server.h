@@ -34,6 +34,7 @@ typedef struct acme_thread acme_thread;
 typedef struct acme_issuer acme_issuer;
 typedef struct acme_validator acme_validator;
 typedef struct acme_ratelimit acme_ratelimit;
+typedef struct acme_tkauth acme_tkauth;
 
 /* Counters for the status view; relaxed atomics. */
 typedef struct acme_counters {
@@ -49,6 +50,7 @@ typedef struct acme_srv {
     acme_issuer *issuer;
     acme_validator *validator;
     acme_ratelimit *limits;
+    acme_tkauth *tkauth; /* NULL: no NfInstanceId identifiers */
     SSL_CTX *_Atomic ssl_ctx; /* swapped when the front end's certificate is renewed */
     acme_thread **threads;
     unsigned n_threads;

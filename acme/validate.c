@@ -25,6 +25,7 @@
 
 #include "acme/jws.h"
 #include "acme/server.h"
+#include "acme/tkauth.h"
 
 #define HTTP01_MAX_BODY 8192
 #define MAX_REDIRECTS 10
@@ -462,29 +463,45 @@ int acme_validation_record(acme_db *tx, void *arg)
     const acme_vresult *r = arg;
     const acme_vjob *j = r->job;
     int64_t now = acme_now();
-    const char *st = r->problem == ACME_P_NONE ? "valid" : "invalid";
+    acme_problem problem = r->problem;
+    const char *detail = r->detail;
+    /* RFC 9447 §4: a token's jti is used once; recorded in the same
+     * transaction as the outcome, so two challenges racing with one token
+     * cannot both pass */
+    if (problem == ACME_P_NONE && r->jti) {
+        int n = acme_db_exec(tx, "INSERT INTO used_jti(jti, expires) VALUES(?, ?) ON CONFLICT DO NOTHING", "si", r->jti,
+                             r->jti_exp);
+        if (n < 0)
+            return -1;
+        if (n == 0) {
+            problem = ACME_P_UNAUTHORIZED;
+            detail = "authority token: its jti was used before (RFC 9447 §4)";
+        }
+    }
+    const char *st = problem == ACME_P_NONE ? "valid" : "invalid";
     char *err = NULL;
-    if (r->problem != ACME_P_NONE) {
+    if (problem != ACME_P_NONE) {
         char t[128];
-        snprintf(t, sizeof(t), "urn:ietf:params:acme:error:%s", acme_problem_name(r->problem));
-        json_t *e = json_pack("{s:s, s:s, s:i}", "type", t, "detail", r->detail ? r->detail : "", "status",
-                              acme_problem_http_status(r->problem));
+        snprintf(t, sizeof(t), "urn:ietf:params:acme:error:%s", acme_problem_name(problem));
+        json_t *e = json_pack("{s:s, s:s, s:i}", "type", t, "detail", detail ? detail : "", "status",
+                              acme_problem_http_status(problem));
         err = e ? json_dumps(e, JSON_COMPACT) : NULL;
         json_decref(e);
     }
     /* only a challenge still processing, of an authorization still pending */
-    int n = acme_db_exec(tx, "UPDATE challenges SET status = ?, validated = ?, error = ? "
+    int n = acme_db_exec(tx, "UPDATE challenges SET status = ?, validated = ?, error = ?, response = NULL "
                              "WHERE id = ? AND status = 'processing'",
-                         "siss", st, r->problem == ACME_P_NONE ? now : (int64_t)0, err, j->chall);
+                         "siss", st, problem == ACME_P_NONE ? now : (int64_t)0, err, j->chall);
     free(err);
     if (n <= 0)
         return n < 0 ? -1 : 0;
-    n = acme_db_exec(tx, "UPDATE authzs SET status = ? WHERE id = ? AND status = 'pending'", "ss", st, j->authz);
+    n = acme_db_exec(tx, "UPDATE authzs SET status = ?, nf_types = ? WHERE id = ? AND status = 'pending'", "sss", st,
+                     problem == ACME_P_NONE ? r->nf_types : NULL, j->authz);
     if (n < 0)
         return -1;
     /* Orders using this authorization: invalid if it failed; ready when
      * every authorization is valid (RFC 8555 §7.1.6). */
-    if (r->problem != ACME_P_NONE)
+    if (problem != ACME_P_NONE)
         return acme_db_exec(tx,
                             "UPDATE orders SET status = 'invalid', error = (SELECT error FROM challenges WHERE id = ?) "
                             "WHERE status = 'pending' AND id IN (SELECT order_id FROM order_authzs WHERE authz = ?)",
@@ -528,6 +545,8 @@ static void *va_main(void *arg)
 
         acme_vjob *j = &nd->job;
         char ka[ACME_TOKEN_LEN + ACME_THUMB_LEN + 2], msg[512] = "";
+        acme_tkauth_claims claims = {0};
+        char *nf_types = NULL;
         keyauth_of(j->token, j->thumb, ka, sizeof(ka));
         acme_problem p;
         switch (j->type) {
@@ -540,13 +559,30 @@ static void *va_main(void *arg)
         case ACME_CH_TLSALPN01:
             p = acme_validate_tlsalpn01(cfg, j->ident, ka, msg, sizeof(msg));
             break;
+        case ACME_CH_TKAUTH01:
+            if (!v->srv->tkauth) {
+                p = ACME_P_SERVER_INTERNAL;
+                snprintf(msg, sizeof(msg), "tkauth-01 is not configured");
+                break;
+            }
+            p = acme_tkauth_verify(v->srv->tkauth, j->tkauth, "NfInstanceId", j->ident, j->thumb, acme_now(), &claims,
+                                   msg, sizeof(msg));
+            if (p == ACME_P_NONE) {
+                json_t *a = json_array();
+                for (unsigned k = 0; k < claims.n_nftypes; k++)
+                    json_array_append_new(a, json_string(claims.nftypes[k]));
+                nf_types = json_dumps(a, JSON_COMPACT);
+                json_decref(a);
+            }
+            break;
         default:
             p = ACME_P_SERVER_INTERNAL;
             snprintf(msg, sizeof(msg), "unknown challenge type");
         }
         atomic_fetch_add_explicit(p == ACME_P_NONE ? &v->srv->ctr.validations_ok : &v->srv->ctr.validations_failed, 1,
                                   memory_order_relaxed);
-        acme_vresult r = {.job = j, .problem = p, .detail = msg};
+        acme_vresult r = {.job = j, .problem = p, .detail = msg, .jti = claims.jti[0] ? claims.jti : NULL,
+                          .jti_exp = claims.exp, .nf_types = nf_types};
         int rc = acme_store_run(v->srv->store, acme_validation_record, &r);
         acme_log(v->srv, p == ACME_P_NONE ? ACME_LOG_DEBUG : ACME_LOG_INFO,
                  "event=validation type=%s identifier=%s challenge=%s account=%s result=%s%s%s%s", acme_chall_type_name(j->type),
@@ -554,6 +590,8 @@ static void *va_main(void *arg)
                  msg[0] ? " detail=\"" : "", msg, msg[0] ? "\"" : "");
         if (rc != 0)
             acme_log(v->srv, ACME_LOG_ERROR, "event=validation_not_recorded challenge=%s", j->chall);
+        free(nf_types);
+        free(j->tkauth);
         free(nd);
     }
     return NULL;
@@ -600,6 +638,7 @@ void acme_validator_free(acme_validator *v)
         pthread_join(v->tids[i], NULL);
     for (vnode *n = v->head, *x; n; n = x) {
         x = n->next;
+        free(n->job.tkauth);
         free(n);
     }
     free(v->tids);

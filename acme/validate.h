@@ -22,11 +22,13 @@ typedef struct acme_vjob {
     char ident[ACME_MAX_DNS_NAME + 1];
     char token[ACME_TOKEN_LEN + 1];
     char thumb[ACME_THUMB_LEN + 1];
+    char *tkauth; /* tkauth-01: the authority token (malloc'd; the pool frees it) */
 } acme_vjob;
 
 ACME_WUR int acme_validator_new(struct acme_srv *srv, acme_validator **out, char *err, size_t errlen);
 void acme_validator_free(acme_validator *v);
-/* Queue (copied): 0, or -1 when the queue is full. */
+/* Queue (copied; the pool takes j->tkauth): 0, or -1 when the queue is
+ * full (j->tkauth is then still the caller's). */
 ACME_WUR int acme_validator_submit(acme_validator *v, const acme_vjob *j);
 
 /* The checks themselves, for tests: 0 valid; else the problem type with a
@@ -44,6 +46,11 @@ typedef struct acme_vresult {
     const acme_vjob *job;
     acme_problem problem; /* ACME_P_NONE: valid */
     const char *detail;
+    /* tkauth-01: the token's jti (recorded as used; a replay fails the
+     * challenge), its expiry, and the NF types it grants (JSON array) */
+    const char *jti;
+    int64_t jti_exp;
+    const char *nf_types;
 } acme_vresult;
 int acme_validation_record(acme_db *tx, void *vresult);
 

@@ -204,6 +204,7 @@ acme_start() {
   HTTP01_PORT=${HTTP01_PORT:-$(free_port)}
   TLSALPN01_PORT=${TLSALPN01_PORT:-$(free_port)}
   acme_state_setup
+  local profiles_conf=${ACME_PROFILES_CONF:-'profiles = ( { name = "default"; certforged = "dns"; description = "DNS names"; max_validity = "30d"; } );'}
   cat >"$T/acme.conf" <<CONF
 listen = "127.0.0.1:$ACME_PORT";
 base_url = "https://$ACME_HOST:$ACME_PORT";
@@ -211,7 +212,7 @@ threads = 2;
 tls = { profile = "${ACME_TLS_PROFILE:-acme-tls}"; dns = ["$ACME_HOST"]; state_dir = "$T/acme-tls"; ${ACME_TLS_EXTRA:-} };
 certforged = { socket = "$T/cf.sock"; connections = 2; };
 $ACME_STATE_CONF
-profiles = ( { name = "default"; certforged = "dns"; description = "DNS names"; max_validity = "30d"; } );
+$profiles_conf
 validation = { resolver = "127.0.0.1:$DNS_PORT"; http01_port = $HTTP01_PORT; tlsalpn01_port = $TLSALPN01_PORT;
                timeout_ms = 5000; threads = 4; };
 ${1:-}

@@ -18,6 +18,7 @@
 #include "acme/nonce.h"
 #include "acme/ratelimit.h"
 #include "acme/store.h"
+#include "acme/tkauth.h"
 
 static char tmpdir[] = "/tmp/cf-acme-units.XXXXXX";
 
@@ -616,10 +617,16 @@ static void test_csr_names(void)
     /* too many for the buffer */
     CU_ASSERT_EQUAL(acme_csr_names(der, len, names, 2, &n, why, sizeof(why)), ACME_P_BAD_CSR);
     OPENSSL_free(der);
-    /* a URI SAN: refused */
-    der = make_csr(NULL, "DNS:a.example.test,URI:urn:uuid:6f1c2a6e-8c0e-4e0b-9a7e-2f1d3c4b5a69", &len);
+    /* an NF instance ID (urn:uuid:, TS 33.310) is a name; it comes back lower-case */
+    der = make_csr(NULL, "DNS:a.example.test,URI:urn:uuid:6F1C2A6E-8C0E-4E0B-9A7E-2F1D3C4B5A69", &len);
+    CU_ASSERT_EQUAL(acme_csr_names(der, len, names, ACME_CSR_MAX_NAMES, &n, why, sizeof(why)), ACME_P_NONE);
+    CU_ASSERT_EQUAL(n, 2);
+    CU_ASSERT_STRING_EQUAL(names[1], "urn:uuid:6f1c2a6e-8c0e-4e0b-9a7e-2f1d3c4b5a69");
+    OPENSSL_free(der);
+    /* any other URI: refused */
+    der = make_csr(NULL, "DNS:a.example.test,URI:https://a.example.test/", &len);
     CU_ASSERT_EQUAL(acme_csr_names(der, len, names, ACME_CSR_MAX_NAMES, &n, why, sizeof(why)), ACME_P_BAD_CSR);
-    CU_ASSERT_PTR_NOT_NULL(strstr(why, "not a DNS name"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "neither a DNS name"));
     OPENSSL_free(der);
     /* CN only */
     der = make_csr("only.example.test", NULL, &len);
@@ -630,6 +637,32 @@ static void test_csr_names(void)
     static const uint8_t junk[] = {0x30, 0x03, 0x02, 0x01, 0x00};
     CU_ASSERT_EQUAL(acme_csr_names(junk, sizeof(junk), names, ACME_CSR_MAX_NAMES, &n, why, sizeof(why)), ACME_P_BAD_CSR);
     CU_ASSERT_PTR_NOT_NULL(strstr(why, "malformed"));
+}
+
+static void test_nf_identifiers(void)
+{
+    char u[64];
+    snprintf(u, sizeof(u), "6F1C2A6E-8C0E-4E0B-9A7E-2F1D3C4B5A69");
+    CU_ASSERT_TRUE(acme_uuid_ok(u));
+    CU_ASSERT_STRING_EQUAL(u, "6f1c2a6e-8c0e-4e0b-9a7e-2f1d3c4b5a69");
+    static const char *const bad[] = {"6f1c2a6e8c0e4e0b9a7e2f1d3c4b5a69", "6f1c2a6e-8c0e-4e0b-9a7e-2f1d3c4b5a6",
+                                      "6f1c2a6e-8c0e-4e0b-9a7e-2f1d3c4b5a69a", "6f1c2a6e-8c0e-4e0b-9a7e_2f1d3c4b5a69",
+                                      "gf1c2a6e-8c0e-4e0b-9a7e-2f1d3c4b5a69", ""};
+    for (size_t i = 0; i < CF_ARRAY_LEN(bad); i++) {
+        snprintf(u, sizeof(u), "%s", bad[i]);
+        CU_ASSERT_FALSE(acme_uuid_ok(u));
+    }
+    CU_ASSERT_TRUE(acme_nftype_ok("AMF"));
+    CU_ASSERT_TRUE(acme_nftype_ok("custom-nf.v2"));
+    CU_ASSERT_FALSE(acme_nftype_ok(""));
+    CU_ASSERT_FALSE(acme_nftype_ok("A M F"));
+    CU_ASSERT_FALSE(acme_nftype_ok("123456789012345678901234567890123"));
+    /* the fingerprint of the RFC 7638 §3.1 example thumbprint */
+    char fp[128];
+    CU_ASSERT_EQUAL(acme_tkauth_fingerprint("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs", fp, sizeof(fp)), 0);
+    CU_ASSERT_STRING_EQUAL(fp, "SHA256 37:36:CB:B1:78:7C:B8:30:9C:77:EE:8C:37:05:C5:E1:6F:FB:9E:85:97:15:90:1F:1E:4C:59:B1:"
+                               "11:82:F5:7B");
+    CU_ASSERT_EQUAL(acme_tkauth_fingerprint("short", fp, sizeof(fp)), -1);
 }
 
 static void test_time_and_ids(void)
@@ -674,6 +707,7 @@ int main(int argc, char **argv)
         {"ARI certificate ids", test_ari_ids},
         {"certificate facts", test_cert_facts},
         {"CSR names at finalize", test_csr_names},
+        {"NF instance IDs, NF types, token fingerprints", test_nf_identifiers},
         {"times, ids, names", test_time_and_ids},
     };
     static const cf_test pg_tests[] = {

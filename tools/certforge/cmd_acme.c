@@ -8,6 +8,9 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
+#include <openssl/ecdsa.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +20,8 @@
 #include "acme/config.h"
 #include "acme/jws.h"
 #include "acme/store.h"
+#include "acme/tkauth.h"
+#include "engine/config/config.h" /* cfg_parse_duration */
 
 static const char usage_text[] =
     "usage: certforge acme eab add --config FILE [--kid KID] [--profiles P,...] [--suffixes S,...] [--note TEXT] [--json]\n"
@@ -26,6 +31,8 @@ static const char usage_text[] =
     "       certforge acme accounts deactivate --config FILE ACCOUNT-ID\n"
     "       certforge acme orders show --config FILE ORDER-ID [--json]\n"
     "       certforge acme status --config FILE [--json]\n"
+    "       certforge acme token issue --key URI --cert PEM [--chain PEM] --nf-instance-id UUID\n"
+    "             --account-key-thumbprint T [--nf-type TYPE]... [--ttl 10m] [--issuer ISS] [--token URI]\n"
     "\n"
     "Administration of certforge-acme's state (accounts, orders, external account binding\n"
     "keys), found through certforge-acme's configuration file.\n"
@@ -40,6 +47,13 @@ static const char usage_text[] =
     "accounts list / deactivate   ACME accounts; a deactivated account can do nothing more\n"
     "             and its pending authorizations and orders end (RFC 8555 §7.3.6).\n"
     "orders show  an order with its authorizations, challenges and certificate.\n"
+    "token issue  a reference token authority (RFC 9447 tkauth-01, TS 33.310 NfInstanceId):\n"
+    "             prints an authority token (JWT, ES256/ES384) for the NF instance ID, bound to\n"
+    "             the ACME account whose key has thumbprint T (RFC 7638, base64url), granting\n"
+    "             the NF types given; signed in the HSM with --key, whose certificate --cert\n"
+    "             (and --chain) go in x5c. The NF presents it to certforge-acme's tkauth-01\n"
+    "             challenge as {\"tkauth\": TOKEN}. --token/CERTFORGE_TOKEN select the token as\n"
+    "             for 'certforge keys'.\n"
     "status       the running certforge-acme's counters (its status_file, written every\n"
     "             second): requests, orders, issued, validations, store commits, certforged.\n"
     "\n"
@@ -532,6 +546,190 @@ static int status(int argc, char **argv)
     return age > 5 ? CLI_FAIL : CLI_OK;
 }
 
+/* ------------------------------------------------------------ token issue */
+
+
+static int read_certs(const char *path, STACK_OF(X509) *out)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return cli_fail("%s: %m", path);
+    X509 *x;
+    int n = 0;
+    while ((x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
+        sk_X509_push(out, x);
+        n++;
+    }
+    fclose(f);
+    ERR_clear_error();
+    return n ? CLI_OK : cli_fail("%s: no PEM certificate in it", path);
+}
+
+static int token_issue(int argc, char **argv)
+{
+    static const struct option lo[] = {{"key", required_argument, NULL, 'k'},
+                                       {"cert", required_argument, NULL, 'c'},
+                                       {"chain", required_argument, NULL, 'C'},
+                                       {"nf-instance-id", required_argument, NULL, 'u'},
+                                       {"nf-type", required_argument, NULL, 't'},
+                                       {"account-key-thumbprint", required_argument, NULL, 'a'},
+                                       {"ttl", required_argument, NULL, 'l'},
+                                       {"issuer", required_argument, NULL, 'i'},
+                                       {"tktype", required_argument, NULL, 'T'},
+                                       {"token", required_argument, NULL, 'o'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+    const char *key = NULL, *cert = NULL, *chain = NULL, *thumb = NULL, *ttl = "10m", *iss = NULL, *tokuri = NULL;
+    const char *tktype = "NfInstanceId";
+    char uuid[64] = "";
+    const char *nftypes[ACME_TKAUTH_MAX_NFTYPES];
+    unsigned n_nft = 0;
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (c) {
+        case 'k': key = optarg; break;
+        case 'c': cert = optarg; break;
+        case 'C': chain = optarg; break;
+        case 'u': snprintf(uuid, sizeof(uuid), "%s", optarg); break;
+        case 't':
+            if (n_nft == ACME_TKAUTH_MAX_NFTYPES || !acme_nftype_ok(optarg))
+                return cli_usage("acme token issue: --nf-type is an NFType (RFC 9310), at most %d", ACME_TKAUTH_MAX_NFTYPES);
+            nftypes[n_nft++] = optarg;
+            break;
+        case 'a': thumb = optarg; break;
+        case 'l': ttl = optarg; break;
+        case 'i': iss = optarg; break;
+        case 'T': tktype = optarg; break;
+        case 'o': tokuri = optarg; break;
+        case 'h': fputs(usage_text, stdout); return CLI_OK;
+        default: return cli_bad_option("acme token issue", argc, argv);
+        }
+    }
+    if (optind != argc || !key || !cert || !uuid[0] || !thumb)
+        return cli_usage("acme token issue: --key, --cert, --nf-instance-id and --account-key-thumbprint are required");
+    if (strcmp(tktype, "NfInstanceId") == 0 && !acme_uuid_ok(uuid))
+        return cli_usage("acme token issue: --nf-instance-id is a UUID (RFC 4122 text form)");
+    char fp[128], why[200];
+    if (acme_tkauth_fingerprint(thumb, fp, sizeof(fp)) != 0)
+        return cli_usage("acme token issue: --account-key-thumbprint is the base64url RFC 7638 thumbprint of the ACME "
+                         "account key (43 characters)");
+    uint64_t ttl_s;
+    if (cfg_parse_duration(ttl, &ttl_s, why, sizeof(why)) != 0 || ttl_s == 0 || ttl_s > 7 * 86400)
+        return cli_usage("acme token issue: --ttl: %s", ttl_s == 0 ? "more than 0s" : why);
+
+    int rc = CLI_FAIL;
+    STACK_OF(X509) *certs = sk_X509_new_null();
+    hsm_token *t = NULL;
+    hsm_signer *sg = NULL;
+    EVP_PKEY *pub = NULL;
+    json_t *hdr = NULL, *pl = NULL;
+    char *hs = NULL, *ps = NULL, *input = NULL;
+    hsm_err e = {0};
+    if (!certs || (rc = read_certs(cert, certs)) != CLI_OK || (chain && (rc = read_certs(chain, certs)) != CLI_OK))
+        goto out;
+    rc = CLI_FAIL;
+    if ((rc = cli_open_token_for_key(tokuri, key, &t)) != CLI_OK)
+        goto out;
+    rc = CLI_FAIL;
+    if (hsm_signer_open(t, key, 1, &sg, &e) != 0 || !(pub = hsm_signer_public_key(sg, &e))) {
+        rc = cli_hsm_fail(&e);
+        goto out;
+    }
+    if (EVP_PKEY_eq(X509_get0_pubkey(sk_X509_value(certs, 0)), pub) != 1) {
+        rc = cli_fail("%s does not belong to --key %s (their public keys differ)", cert, key);
+        goto out;
+    }
+    int bits = EVP_PKEY_get_bits(pub);
+    const char *alg = NULL;
+    hsm_mech mech;
+    const EVP_MD *md;
+    if (EVP_PKEY_is_a(pub, "EC") && bits == 256) {
+        alg = "ES256", mech = HSM_MECH_ECDSA_SHA256, md = EVP_sha256();
+    } else if (EVP_PKEY_is_a(pub, "EC") && bits == 384) {
+        alg = "ES384", mech = HSM_MECH_ECDSA_SHA384, md = EVP_sha384();
+    } else {
+        rc = cli_fail("--key %s: the token authority signs with EC P-256 (ES256) or P-384 (ES384)", key);
+        goto out;
+    }
+    hdr = json_pack("{s:s, s:s, s:[]}", "alg", alg, "typ", "JWT", "x5c");
+    for (int i = 0; i < sk_X509_num(certs); i++) {
+        unsigned char *der = NULL;
+        int dl = i2d_X509(sk_X509_value(certs, i), &der);
+        char *b64 = dl > 0 ? malloc((size_t)dl * 2 + 4) : NULL;
+        if (!b64) {
+            OPENSSL_free(der);
+            goto out;
+        }
+        EVP_EncodeBlock((unsigned char *)b64, der, dl); /* x5c: standard base64 (RFC 7515 §4.1.6) */
+        json_array_append_new(json_object_get(hdr, "x5c"), json_string(b64));
+        free(b64);
+        OPENSSL_free(der);
+    }
+    char jti[32];
+    if (acme_random_id(jti, 16) != 0)
+        goto out;
+    int64_t now = acme_now();
+    pl = json_pack("{s:I, s:I, s:s, s:{s:s, s:s, s:s, s:b}}", "iat", (json_int_t)now, "exp", (json_int_t)(now + (int64_t)ttl_s),
+                   "jti", jti, "atc", "tktype", tktype, "tkvalue", uuid, "fingerprint", fp, "ca", 0);
+    if (iss)
+        json_object_set_new(pl, "iss", json_string(iss));
+    if (n_nft) {
+        json_t *a = json_array();
+        for (unsigned i = 0; i < n_nft; i++)
+            json_array_append_new(a, json_string(nftypes[i]));
+        json_object_set_new(pl, "nftypes", a);
+    }
+    hs = json_dumps(hdr, JSON_COMPACT);
+    ps = json_dumps(pl, JSON_COMPACT);
+    size_t hl = hs ? strlen(hs) : 0, pll = ps ? strlen(ps) : 0;
+    input = hs && ps ? malloc(acme_b64url_len(hl) + acme_b64url_len(pll) + 2 + 200) : NULL;
+    if (!input)
+        goto out;
+    size_t off = acme_b64url_encode((const uint8_t *)hs, hl, input, acme_b64url_len(hl) + 1);
+    input[off++] = '.';
+    off += acme_b64url_encode((const uint8_t *)ps, pll, input + off, acme_b64url_len(pll) + 1);
+    uint8_t dg[EVP_MAX_MD_SIZE], sig[HSM_SIG_MAX], raw[96];
+    unsigned dl = 0;
+    size_t sl = sizeof(sig);
+    if (!EVP_Digest(input, off, dg, &dl, md, NULL) || hsm_sign(sg, mech, dg, dl, sig, &sl, &e) != 0) {
+        rc = e.msg[0] ? cli_hsm_fail(&e) : cli_fail("hashing failed");
+        goto out;
+    }
+    /* the HSM returns Ecdsa-Sig-Value DER; a JWS carries r || s (RFC 7518 §3.4) */
+    const unsigned char *sp = sig;
+    ECDSA_SIG *es = d2i_ECDSA_SIG(NULL, &sp, (long)sl);
+    size_t half = bits / 8;
+    if (!es || BN_bn2binpad(ECDSA_SIG_get0_r(es), raw, (int)half) < 0 ||
+        BN_bn2binpad(ECDSA_SIG_get0_s(es), raw + half, (int)half) < 0) {
+        ECDSA_SIG_free(es);
+        rc = cli_fail("the HSM's signature is not an ECDSA signature");
+        goto out;
+    }
+    ECDSA_SIG_free(es);
+    char s64[200];
+    acme_b64url_encode(raw, 2 * half, s64, sizeof(s64));
+    printf("%s.%s\n", input, s64);
+    rc = CLI_OK;
+out:
+    free(input);
+    free(hs);
+    free(ps);
+    json_decref(hdr);
+    json_decref(pl);
+    hsm_signer_close(sg);
+    hsm_token_close(t);
+    sk_X509_pop_free(certs, X509_free);
+    return rc;
+}
+
+static int cmd_token(int argc, char **argv)
+{
+    static const cli_command c[] = {{"issue", token_issue, ""}};
+    return cli_dispatch("acme token", c, 1, usage_text, argc, argv);
+}
+
 static int cmd_eab(int argc, char **argv)
 {
     static const cli_command c[] = {{"add", eab_add, ""}, {"list", eab_list, ""}, {"revoke", eab_revoke, ""}};
@@ -553,6 +751,7 @@ static int cmd_orders(int argc, char **argv)
 int cmd_acme(int argc, char **argv)
 {
     static const cli_command c[] = {
-        {"eab", cmd_eab, ""}, {"accounts", cmd_accounts, ""}, {"orders", cmd_orders, ""}, {"status", status, ""}};
-    return cli_dispatch("acme", c, 4, usage_text, argc, argv);
+        {"eab", cmd_eab, ""}, {"accounts", cmd_accounts, ""}, {"orders", cmd_orders, ""}, {"status", status, ""},
+        {"token", cmd_token, ""}};
+    return cli_dispatch("acme", c, 5, usage_text, argc, argv);
 }
