@@ -35,6 +35,10 @@ static const char *const problem_names[ACME_P__MAX] = {
     [ACME_P_USER_ACTION_REQUIRED] = "userActionRequired",
     [ACME_P_ALREADY_REPLACED] = "alreadyReplaced",
     [ACME_P_INVALID_PROFILE] = "invalidProfile",
+    [ACME_P_AUTO_RENEWAL_CANCELED] = "autoRenewalCanceled",
+    [ACME_P_AUTO_RENEWAL_EXPIRED] = "autoRenewalExpired",
+    [ACME_P_AUTO_RENEWAL_CANCELLATION_INVALID] = "autoRenewalCancellationInvalid",
+    [ACME_P_AUTO_RENEWAL_REVOCATION_NOT_SUPPORTED] = "autoRenewalRevocationNotSupported",
 };
 
 const char *acme_problem_name(acme_problem p)
@@ -46,6 +50,10 @@ int acme_problem_http_status(acme_problem p)
 {
     switch (p) {
     case ACME_P_UNAUTHORIZED:
+    case ACME_P_AUTO_RENEWAL_CANCELED:
+    case ACME_P_AUTO_RENEWAL_EXPIRED:
+    case ACME_P_AUTO_RENEWAL_CANCELLATION_INVALID:
+    case ACME_P_AUTO_RENEWAL_REVOCATION_NOT_SUPPORTED:
     case ACME_P_EXTERNAL_ACCOUNT_REQUIRED:
     case ACME_P_USER_ACTION_REQUIRED:
     case ACME_P_ORDER_NOT_READY:
@@ -64,7 +72,7 @@ int acme_problem_http_status(acme_problem p)
 }
 
 static const char *const status_names[ACME_S__MAX] = {
-    "pending", "ready", "processing", "valid", "invalid", "deactivated", "expired", "revoked",
+    "pending", "ready", "processing", "valid", "invalid", "deactivated", "expired", "revoked", "canceled",
 };
 
 const char *acme_status_name(acme_status s)

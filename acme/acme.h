@@ -38,6 +38,10 @@ typedef enum acme_problem {
     ACME_P_USER_ACTION_REQUIRED,
     ACME_P_ALREADY_REPLACED, /* RFC 9773 §5 */
     ACME_P_INVALID_PROFILE,  /* draft-aaron-acme-profiles */
+    ACME_P_AUTO_RENEWAL_CANCELED,            /* RFC 8739 §3.6 */
+    ACME_P_AUTO_RENEWAL_EXPIRED,
+    ACME_P_AUTO_RENEWAL_CANCELLATION_INVALID,
+    ACME_P_AUTO_RENEWAL_REVOCATION_NOT_SUPPORTED,
     ACME_P__MAX
 } acme_problem;
 
@@ -56,6 +60,7 @@ typedef enum acme_status {
     ACME_S_DEACTIVATED,
     ACME_S_EXPIRED,
     ACME_S_REVOKED,
+    ACME_S_CANCELED, /* RFC 8739 §3.1.2: a STAR order the client canceled */
     ACME_S__MAX
 } acme_status;
 const char *acme_status_name(acme_status s);

@@ -270,6 +270,10 @@ json_t *acme_api_directory(const acme_srv *srv)
         json_object_set_new(meta, "termsOfService", json_string(c->terms_of_service));
     if (c->website)
         json_object_set_new(meta, "website", json_string(c->website));
+    if (c->star_enabled) /* RFC 8739 §3.1.4 */
+        json_object_set_new(meta, "auto-renewal",
+                            json_pack("{s:I, s:I, s:b}", "min-lifetime", (json_int_t)c->star_min_lifetime_s, "max-duration",
+                                      (json_int_t)c->star_max_duration_s, "allow-certificate-get", c->star_allow_get));
     return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "newNonce", u[0], "newAccount", u[1], "newOrder", u[2],
                      "revokeCert", u[3], "keyChange", u[4], "renewalInfo", u[5], "meta", meta);
 }
@@ -864,6 +868,13 @@ void acme_api_handle(acme_rq *rq)
     if (strcmp(p, "/acme/new-nonce") == 0) {
         if (rq->method == ACME_GET || rq->method == ACME_HEAD)
             api_new_nonce(rq);
+        else
+            goto method;
+        return;
+    }
+    if (route(p, "star-cert", id, &sub) && !sub && id_shape(id)) {
+        if (rq->method == ACME_GET || rq->method == ACME_POST)
+            api_star_cert(rq, id);
         else
             goto method;
         return;

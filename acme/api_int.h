@@ -53,6 +53,14 @@ void api_renewal_info(acme_rq *rq, const char *certid);
 /* The answer for a database failure. */
 void api_internal(acme_rq *rq, const char *what);
 
+/* Insert the certificate an ISSUE job got (facts read from its DER, the
+ * chain as PEM): 0 with its id (serial hex) in cert_id, or -1. */
+int api_record_issued(acme_db *tx, const char *order, const char *account, const acme_job *j, char cert_id[65]);
+
+/* GET (where allowed) or POST-as-GET of a STAR order's current certificate
+ * (RFC 8739 §3.3). */
+void api_star_cert(acme_rq *rq, const char *order);
+
 /* A problem document as JSON text (malloc'd), for storing. */
 char *api_problem_text(acme_problem p, const char *detail);
 

@@ -10,8 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "acme/ident.h"
+#include "acme/star.h"
 #include "acme/tkauth.h"
 
 /* ------------------------------------------------------------ identifiers */
@@ -44,6 +46,9 @@ typedef struct order_row {
     char replaces[200];
     char authz[ACME_MAX_IDENTIFIERS][ACME_ID_LEN + 1];
     unsigned n_authz;
+    /* STAR (RFC 8739): star_lifetime > 0 */
+    int64_t star_start, star_end, star_lifetime, star_adjust, star_seq;
+    bool star_get;
 } order_row;
 
 static void order_row_clear(order_row *o)
@@ -60,7 +65,7 @@ static int order_load(acme_db *db, const char *id, order_row *o)
     acme_q q;
     if (acme_db_query(db, &q,
                       "SELECT id, account, status, expires, identifiers, profile, not_before, not_after, error, cert, "
-                      "replaces FROM orders WHERE id = ?",
+                      "replaces, star_start, star_end, star_lifetime, star_adjust, star_get, star_seq FROM orders WHERE id = ?",
                       "s", id) != 0)
         return -1;
     int rc = acme_q_next(&q);
@@ -77,6 +82,14 @@ static int order_load(acme_db *db, const char *id, order_row *o)
         o->error = acme_q_text(&q, 8) ? strdup(acme_q_text(&q, 8)) : NULL;
         snprintf(o->cert, sizeof(o->cert), "%s", acme_q_text(&q, 9) ? acme_q_text(&q, 9) : "");
         snprintf(o->replaces, sizeof(o->replaces), "%s", acme_q_text(&q, 10) ? acme_q_text(&q, 10) : "");
+        if (!acme_q_null(&q, 13)) {
+            o->star_start = acme_q_int(&q, 11);
+            o->star_end = acme_q_int(&q, 12);
+            o->star_lifetime = acme_q_int(&q, 13);
+            o->star_adjust = acme_q_int(&q, 14);
+            o->star_get = acme_q_int(&q, 15) != 0;
+            o->star_seq = acme_q_int(&q, 16);
+        }
     }
     acme_q_end(&q);
     if (rc != 1)
@@ -128,7 +141,21 @@ static json_t *order_json(const acme_rq *rq, const order_row *o)
     json_object_set_new(j, "authorizations", az);
     api_url(rq, u, sizeof(u), "finalize", o->id);
     json_object_set_new(j, "finalize", json_string(u));
-    if (o->cert[0] && o->status == ACME_S_VALID) {
+    if (o->star_lifetime > 0) {
+        /* RFC 8739 §3.1.1: the order's auto-renewal, and (§3.1.3) the URL that
+         * always serves the current certificate instead of "certificate" */
+        char sd[32], ed[32];
+        acme_time_rfc3339(o->star_start, sd, sizeof(sd));
+        acme_time_rfc3339(o->star_end, ed, sizeof(ed));
+        json_object_set_new(j, "auto-renewal",
+                            json_pack("{s:s, s:s, s:I, s:I, s:b}", "start-date", sd, "end-date", ed, "lifetime",
+                                      (json_int_t)o->star_lifetime, "lifetime-adjust", (json_int_t)o->star_adjust,
+                                      "allow-certificate-get", o->star_get));
+        if (o->cert[0] && (o->status == ACME_S_VALID || o->status == ACME_S_CANCELED)) {
+            api_url(rq, u, sizeof(u), "star-cert", o->id);
+            json_object_set_new(j, "star-certificate", json_string(u));
+        }
+    } else if (o->cert[0] && o->status == ACME_S_VALID) {
         api_url(rq, u, sizeof(u), "cert", o->cert);
         json_object_set_new(j, "certificate", json_string(u));
     }
@@ -176,6 +203,8 @@ typedef struct new_order {
     const acme_cfg_profile *profile;
     int64_t not_before, not_after, expires, authz_expires, now;
     char replaces[200];
+    int64_t star_start, star_end, star_lifetime, star_adjust;
+    bool star_get;
     uint32_t reuse_s;
     bool offer[ACME_CH__MAX];
     unsigned pending_limit;
@@ -280,14 +309,21 @@ static int tx_new_order(acme_db *tx, void *arg)
                          "ssi", n->id, n->authz[i], (int64_t)i) < 0)
             return -1;
     }
-    return acme_db_exec(tx,
-                        "INSERT INTO orders(id, account, status, expires, identifiers, profile, not_before, not_after, "
-                        "replaces, created, address) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        "sssississis", n->id, n->account, all_valid ? "ready" : "pending", n->expires, n->ids_json,
-                        n->profile->name, n->not_before, n->not_after, n->replaces[0] ? n->replaces : NULL, n->now,
-                        n->addr) == 1
-               ? 0
-               : -1;
+    if (acme_db_exec(tx,
+                     "INSERT INTO orders(id, account, status, expires, identifiers, profile, not_before, not_after, "
+                     "replaces, created, address) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     "sssississis", n->id, n->account, all_valid ? "ready" : "pending", n->expires, n->ids_json,
+                     n->profile->name, n->not_before, n->not_after, n->replaces[0] ? n->replaces : NULL, n->now,
+                     n->addr) != 1)
+        return -1;
+    if (n->star_lifetime > 0 &&
+        acme_db_exec(tx,
+                     "UPDATE orders SET star_start = ?, star_end = ?, star_lifetime = ?, star_adjust = ?, star_get = ?, "
+                     "star_seq = 0 WHERE id = ?",
+                     "iiiiis", n->star_start, n->star_end, n->star_lifetime, n->star_adjust, (int64_t)n->star_get,
+                     n->id) != 1)
+        return -1;
+    return 0;
 }
 
 static void new_order_done(acme_rq *rq, void *arg, int rc)
@@ -357,6 +393,62 @@ static int eab_limits(acme_rq *rq, const new_order *n)
     json_decref(prof);
     json_decref(suf);
     return out;
+}
+
+/* RFC 8739 §3.1.1: an order for STAR certificates. start-date in the
+ * future is refused (certforged starts every certificate at issuance). */
+static int star_parse(acme_rq *rq, const json_t *ar, new_order *n)
+{
+    const acme_cfg *cfg = rq->srv->cfg;
+    if (!cfg->star_enabled) {
+        acme_rq_problem(rq, ACME_P_MALFORMED, "this server does not issue STAR certificates (no meta.auto-renewal)", NULL);
+        return -1;
+    }
+    if (!json_is_object(ar) || n->not_before || n->not_after) {
+        acme_rq_problem(rq, ACME_P_MALFORMED, "auto-renewal is an object, and excludes notBefore/notAfter (RFC 8739 §3.1.1)",
+                        NULL);
+        return -1;
+    }
+    const char *sd = json_string_value(json_object_get(ar, "start-date"));
+    const char *ed = json_string_value(json_object_get(ar, "end-date"));
+    const json_t *lt = json_object_get(ar, "lifetime"), *la = json_object_get(ar, "lifetime-adjust");
+    const json_t *get = json_object_get(ar, "allow-certificate-get");
+    int64_t start = n->now, end = 0;
+    if (!ed || acme_time_parse(ed, &end) != 0 || (json_object_get(ar, "start-date") && (!sd || acme_time_parse(sd, &start) != 0)) ||
+        !json_is_integer(lt) || (la && !json_is_integer(la)) || (get && !json_is_boolean(get))) {
+        acme_rq_problem(rq, ACME_P_MALFORMED,
+                        "auto-renewal needs end-date (RFC 3339) and lifetime (seconds); start-date, lifetime-adjust and "
+                        "allow-certificate-get are optional",
+                        NULL);
+        return -1;
+    }
+    int64_t life = json_integer_value(lt), adj = la ? json_integer_value(la) : 0;
+    if (start > n->now + 60 || start < n->now - 86400) {
+        acme_rq_problem(rq, ACME_P_MALFORMED, "start-date must be now (a future start is not supported)", NULL);
+        return -1;
+    }
+    if (start < n->now)
+        start = n->now;
+    if (life < (int64_t)cfg->star_min_lifetime_s || life > 7 * 86400 || adj < 0 || adj > life) {
+        acme_rq_problemf(rq, ACME_P_MALFORMED, "lifetime must be %u-%u s and lifetime-adjust 0-lifetime", cfg->star_min_lifetime_s,
+                         7 * 86400);
+        return -1;
+    }
+    if (end <= start + 60 || end - start > (int64_t)cfg->star_max_duration_s) {
+        acme_rq_problemf(rq, ACME_P_MALFORMED, "end-date must be after start-date and at most %u s from it (max-duration)",
+                         cfg->star_max_duration_s);
+        return -1;
+    }
+    if (get && json_is_true(get) && !cfg->star_allow_get) {
+        acme_rq_problem(rq, ACME_P_MALFORMED, "allow-certificate-get is not offered by this server", NULL);
+        return -1;
+    }
+    n->star_start = start;
+    n->star_end = end;
+    n->star_lifetime = life;
+    n->star_adjust = adj;
+    n->star_get = get && json_is_true(get);
+    return 0;
 }
 
 static int rate_limited(acme_rq *rq, acme_rl_kind kind, const char *key, const char *what)
@@ -486,6 +578,9 @@ void api_new_order(acme_rq *rq)
             goto fail;
         }
     }
+    const json_t *ar = json_object_get(p, "auto-renewal");
+    if (ar && star_parse(rq, ar, n) != 0)
+        goto fail;
     if (eab_limits(rq, n) != 0)
         goto fail;
     const char *rep = json_string_value(json_object_get(p, "replaces"));
@@ -525,6 +620,36 @@ fail:
 
 /* ------------------------------------------------------------ order */
 
+static char *pem_chain(const uint8_t *const *ders, const size_t *lens, unsigned n);
+
+typedef struct cancel_order {
+    char id[ACME_ID_LEN + 1];
+} cancel_order;
+
+static int tx_cancel(acme_db *tx, void *arg)
+{
+    cancel_order *c = arg;
+    int n = acme_db_exec(tx,
+                         "UPDATE orders SET status = 'canceled', star_next = -1 WHERE id = ? AND star_lifetime IS NOT NULL "
+                         "AND status IN ('pending', 'ready', 'processing', 'valid')",
+                         "s", c->id);
+    return n < 0 ? -1 : n == 0 ? ACME_P_AUTO_RENEWAL_CANCELLATION_INVALID : 0;
+}
+
+static void cancel_done(acme_rq *rq, void *arg, int rc)
+{
+    cancel_order *c = arg;
+    if (rc == 0) {
+        acme_log(rq->srv, ACME_LOG_INFO, "event=star_canceled order=%s", c->id);
+        order_answer(rq, c->id, 200, false);
+    } else if (rc > 0) {
+        acme_rq_problem(rq, (acme_problem)rc, "the order is no longer active", NULL);
+    } else {
+        api_internal(rq, "cancel");
+    }
+    free(c);
+}
+
 void api_order(acme_rq *rq, const char *id)
 {
     if (api_authenticate(rq, AUTH_KID) != 0)
@@ -542,8 +667,111 @@ void api_order(acme_rq *rq, const char *id)
         acme_rq_problem(rq, ACME_P_MALFORMED, "no such order for this account", NULL);
         return;
     }
+    bool star = o.star_lifetime > 0;
+    acme_status st = order_shown(&o);
     order_row_clear(&o);
+    if (rq->payload) {
+        /* RFC 8739 §3.1.2: a STAR order is canceled with {"status": "canceled"} */
+        const char *want = json_string_value(json_object_get(rq->payload, "status"));
+        if (!want || strcmp(want, "canceled") != 0) {
+            acme_rq_problem(rq, ACME_P_MALFORMED, "an order is read with POST-as-GET; only a STAR order takes {\"status\": \"canceled\"}",
+                            NULL);
+            return;
+        }
+        if (!star || (st != ACME_S_VALID && st != ACME_S_PENDING && st != ACME_S_READY && st != ACME_S_PROCESSING)) {
+            acme_rq_problem(rq, ACME_P_AUTO_RENEWAL_CANCELLATION_INVALID,
+                            star ? "the order is no longer active" : "not a STAR order (RFC 8739 §3.1.2)", NULL);
+            return;
+        }
+        cancel_order *c = calloc(1, sizeof(*c));
+        if (!c) {
+            api_internal(rq, "out of memory");
+            return;
+        }
+        snprintf(c->id, sizeof(c->id), "%s", id);
+        acme_rq_submit(rq, tx_cancel, c, cancel_done);
+        return;
+    }
     order_answer(rq, id, 200, false);
+}
+
+/* ------------------------------------------------------------ STAR certificates */
+
+void api_star_cert(acme_rq *rq, const char *id)
+{
+    /* GET where the order allows it (allow-certificate-get), else POST-as-GET by its account */
+    if (rq->method == ACME_POST && api_authenticate(rq, AUTH_KID) != 0)
+        return;
+    order_row o;
+    int rc = order_load(rq->db, id, &o);
+    if (rc < 0) {
+        api_internal(rq, "order lookup");
+        return;
+    }
+    bool ok = rc == 1 && o.star_lifetime > 0 &&
+              (rq->method == ACME_POST ? strcmp(o.account, rq->account) == 0 : o.star_get);
+    if (!ok) {
+        if (rc == 1)
+            order_row_clear(&o);
+        rq->http_status = 404;
+        acme_rq_problem(rq, ACME_P_MALFORMED,
+                        rq->method == ACME_GET ? "no such STAR certificate, or it is not to be fetched without authentication"
+                                               : "no such STAR order for this account",
+                        NULL);
+        return;
+    }
+    acme_status st = o.status;
+    int64_t end = o.star_end;
+    char cert[65];
+    snprintf(cert, sizeof(cert), "%s", o.cert);
+    order_row_clear(&o);
+    if (st == ACME_S_CANCELED) {
+        acme_rq_problem(rq, ACME_P_AUTO_RENEWAL_CANCELED, "the STAR order was canceled (RFC 8739 §3.1.2)", NULL);
+        return;
+    }
+    if (acme_now() >= end) {
+        acme_rq_problem(rq, ACME_P_AUTO_RENEWAL_EXPIRED, "the STAR order's end-date has passed", NULL);
+        return;
+    }
+    if (st != ACME_S_VALID || !cert[0]) {
+        rq->http_status = 404;
+        acme_rq_problem(rq, ACME_P_MALFORMED, "the STAR order has no certificate yet", NULL);
+        return;
+    }
+    acme_q q;
+    if (acme_db_query(rq->db, &q, "SELECT der, chain, not_before, not_after FROM certs WHERE id = ?", "s", cert) != 0 ||
+        acme_q_next(&q) != 1) {
+        acme_q_end(&q);
+        api_internal(rq, "STAR certificate lookup");
+        return;
+    }
+    size_t dl;
+    const uint8_t *der = acme_q_blob(&q, 0, &dl);
+    const char *chain = acme_q_text(&q, 1);
+    char *leaf = pem_chain(&der, &dl, 1);
+    /* RFC 8739 §3.3: the period of this certificate, as HTTP dates */
+    char nb[64], na[64];
+    time_t tnb = (time_t)acme_q_int(&q, 2), tna = (time_t)acme_q_int(&q, 3);
+    struct tm tm;
+    strftime(nb, sizeof(nb), "%a, %d %b %Y %H:%M:%S GMT", gmtime_r(&tnb, &tm));
+    strftime(na, sizeof(na), "%a, %d %b %Y %H:%M:%S GMT", gmtime_r(&tna, &tm));
+    size_t ll = leaf ? strlen(leaf) : 0, cl = chain ? strlen(chain) : 0;
+    char *all = leaf ? malloc(ll + cl + 1) : NULL;
+    if (all) {
+        memcpy(all, leaf, ll);
+        memcpy(all + ll, chain ? chain : "", cl);
+        all[ll + cl] = 0;
+    }
+    acme_q_end(&q);
+    free(leaf);
+    if (!all) {
+        api_internal(rq, "out of memory");
+        return;
+    }
+    acme_rq_header(rq, "Cert-Not-Before", nb);
+    acme_rq_header(rq, "Cert-Not-After", na);
+    acme_rq_raw(rq, 200, "application/pem-certificate-chain", all, ll + cl);
+    free(all);
 }
 
 /* ------------------------------------------------------------ authorizations */
@@ -939,6 +1167,8 @@ typedef struct fin {
     size_t csr_len;
     char names[ACME_MAX_IDENTIFIERS][ACME_MAX_DNS_NAME + 1]; /* the dns identifiers */
     unsigned n_names;
+    bool star;          /* a STAR order's first certificate (RFC 8739) */
+    int64_t star_next;  /* when the second is due */
     char nf_instance_id[37];                                /* the NfInstanceId, or "" */
     char nf_types[ACME_TKAUTH_MAX_NFTYPES][33];             /* granted by its authority token */
     unsigned n_nf_types;
@@ -1011,6 +1241,27 @@ static acme_problem engine_problem(cf_status st)
     }
 }
 
+int api_record_issued(acme_db *tx, const char *order, const char *account, const acme_job *j, char cert_id[65])
+{
+    acme_cert_facts cf;
+    char ari[200];
+    if (acme_cert_facts_read(j->cert, j->cert_len, &cf) != 0 || acme_ari_id_of(&cf, ari, sizeof(ari)) != 0 || cf.serial_len > 32)
+        return -1;
+    hex(cf.serial, cf.serial_len, cert_id);
+    const uint8_t *ders[ACME_ISSUE_MAX_CHAIN];
+    for (unsigned i = 0; i < j->n_chain; i++)
+        ders[i] = j->chain[i];
+    char *chain = pem_chain(ders, j->chain_len, j->n_chain);
+    if (!chain)
+        return -1;
+    int n = acme_db_exec(tx,
+                         "INSERT INTO certs(id, order_id, account, der, chain, not_before, not_after, ari_id) "
+                         "VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
+                         "sssbsiis", cert_id, order, account, j->cert, j->cert_len, chain, cf.not_before, cf.not_after, ari);
+    free(chain);
+    return n == 1 ? 0 : -1;
+}
+
 static int tx_record_cert(acme_db *tx, void *arg)
 {
     fin *f = arg;
@@ -1022,28 +1273,18 @@ static int tx_record_cert(acme_db *tx, void *arg)
         free(e);
         return n < 0 ? -1 : 0;
     }
-    acme_cert_facts cf;
-    char ari[200];
-    if (acme_cert_facts_read(j->cert, j->cert_len, &cf) != 0 || acme_ari_id_of(&cf, ari, sizeof(ari)) != 0 || cf.serial_len > 32)
+    if (api_record_issued(tx, f->order, f->account, j, f->cert_id) != 0)
         return -1;
-    hex(cf.serial, cf.serial_len, f->cert_id);
-    const uint8_t *ders[ACME_ISSUE_MAX_CHAIN];
-    for (unsigned i = 0; i < j->n_chain; i++)
-        ders[i] = j->chain[i];
-    char *chain = pem_chain(ders, j->chain_len, j->n_chain);
-    if (!chain)
+    if (f->star) {
+        if (acme_db_exec(tx,
+                         "UPDATE orders SET status = 'valid', cert = ?, star_seq = 1, star_next = ? WHERE id = ? AND "
+                         "status = 'processing'",
+                         "sis", f->cert_id, f->star_next, f->order) < 0)
+            return -1;
+    } else if (acme_db_exec(tx, "UPDATE orders SET status = 'valid', cert = ? WHERE id = ? AND status = 'processing'", "ss",
+                            f->cert_id, f->order) < 0) {
         return -1;
-    int n = acme_db_exec(tx,
-                         "INSERT INTO certs(id, order_id, account, der, chain, not_before, not_after, ari_id) "
-                         "VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
-                         "sssbsiis", f->cert_id, f->order, f->account, j->cert, j->cert_len, chain, cf.not_before,
-                         cf.not_after, ari);
-    free(chain);
-    if (n != 1)
-        return -1;
-    if (acme_db_exec(tx, "UPDATE orders SET status = 'valid', cert = ? WHERE id = ? AND status = 'processing'", "ss",
-                     f->cert_id, f->order) < 0)
-        return -1;
+    }
     if (f->replaces[0] &&
         acme_db_exec(tx, "UPDATE certs SET replaced_by = ? WHERE ari_id = ?", "ss", f->cert_id, f->replaces) < 0)
         return -1;
@@ -1282,6 +1523,14 @@ void api_finalize(acme_rq *rq, const char *id)
         int64_t left = o.not_after - acme_now();
         f->validity_s = left > 60 ? (uint32_t)left : 60;
     }
+    if (o.star_lifetime > 0) {
+        /* the first of the series: valid until its period ends */
+        f->star = true;
+        f->validity_s = acme_star_validity(o.star_start, o.star_end, o.star_lifetime, 0, acme_now());
+        f->star_next = acme_star_due(rq->srv->cfg, o.star_start, o.star_end, o.star_lifetime, o.star_adjust, 1);
+        if (!f->star_next)
+            f->star_next = -1; /* a series of one */
+    }
     snprintf(f->order, sizeof(f->order), "%s", id);
     snprintf(f->account, sizeof(f->account), "%s", rq->account);
     snprintf(f->replaces, sizeof(f->replaces), "%s", o.replaces);
@@ -1439,14 +1688,18 @@ void api_revoke(acme_rq *rq)
     size_t serial_len = cf.serial_len;
     memcpy(serial, cf.serial, serial_len); /* cf points into der, freed below */
     acme_q q;
-    if (acme_db_query(rq->db, &q, "SELECT account, der, revoked_at FROM certs WHERE id = ?", "s", id) != 0) {
+    if (acme_db_query(rq->db, &q,
+                      "SELECT c.account, c.der, c.revoked_at, o.star_lifetime FROM certs c LEFT JOIN orders o ON o.id = c.order_id "
+                      "WHERE c.id = ?",
+                      "s", id) != 0) {
         free(der);
         api_internal(rq, "certificate lookup");
         return;
     }
     int rc = acme_q_next(&q);
-    bool same = false, mine = false, revoked = false;
+    bool same = false, mine = false, revoked = false, star = false;
     if (rc == 1) {
+        star = !acme_q_null(&q, 3);
         size_t sl;
         const void *stored = acme_q_blob(&q, 1, &sl);
         same = sl == (size_t)dl && memcmp(stored, der, sl) == 0;
@@ -1480,6 +1733,12 @@ void api_revoke(acme_rq *rq)
     if (!mine) {
         acme_rq_problem(rq, ACME_P_UNAUTHORIZED, "neither the account that holds this certificate nor its key signed this request",
                         NULL);
+        return;
+    }
+    if (star) {
+        /* RFC 8739 §3.4: short-term certificates are not revoked; cancel the order */
+        acme_rq_problem(rq, ACME_P_AUTO_RENEWAL_REVOCATION_NOT_SUPPORTED,
+                        "STAR certificates are not revoked: cancel the order ({\"status\": \"canceled\"})", NULL);
         return;
     }
     if (revoked) {
@@ -1605,7 +1864,8 @@ int api_resume(acme_srv *srv, acme_db *db)
     if (rc < 0)
         return -1;
     if (acme_db_query(db, &q,
-                      "SELECT o.id, o.account, o.identifiers, o.profile, o.csr, o.not_after, o.replaces FROM orders o "
+                      "SELECT o.id, o.account, o.identifiers, o.profile, o.csr, o.not_after, o.replaces, o.star_start, "
+                      "o.star_end, o.star_lifetime, o.star_adjust FROM orders o "
                       "WHERE o.status = 'processing' AND o.csr IS NOT NULL",
                       "") != 0)
         return -1;
@@ -1629,6 +1889,14 @@ int api_resume(acme_srv *srv, acme_db *db)
         if (!acme_q_null(&q, 5)) {
             int64_t left = acme_q_int(&q, 5) - acme_now();
             f->validity_s = left > 60 ? (uint32_t)left : 60;
+        }
+        if (!acme_q_null(&q, 9)) { /* STAR: the first certificate */
+            int64_t st = acme_q_int(&q, 7), en = acme_q_int(&q, 8), li = acme_q_int(&q, 9), ad = acme_q_int(&q, 10);
+            f->star = true;
+            f->validity_s = acme_star_validity(st, en, li, 0, acme_now());
+            f->star_next = acme_star_due(srv->cfg, st, en, li, ad, 1);
+            if (!f->star_next)
+                f->star_next = -1;
         }
         snprintf(f->requester, sizeof(f->requester), "acme:%s:%s", f->account, f->order);
         char *idents = strdup(acme_q_text(&q, 2));

@@ -20,6 +20,7 @@
 #include "acme/nonce.h"
 #include "acme/ratelimit.h"
 #include "acme/server.h"
+#include "acme/star.h"
 #include "acme/store.h"
 #include "acme/tkauth.h"
 #include "acme/validate.h"
@@ -65,6 +66,15 @@ static void write_status(const acme_srv *srv, int64_t started, const acme_frontc
     if (cfg->tls_profile)
         json_object_set_new(j, "tls", json_pack("{s:I, s:I}", "not_after", (json_int_t)fc->not_after, "renew_at",
                                                 (json_int_t)fc->renew_at));
+    if (srv->star) {
+        acme_star_stats ss;
+        acme_star_get_stats(srv->star, &ss);
+        json_object_set_new(j, "star",
+                            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "issued", (json_int_t)ss.issued, "failures",
+                                      (json_int_t)ss.failures, "scans", (json_int_t)ss.scans, "inflight", (json_int_t)ss.inflight,
+                                      "lag_p50_ms", (json_int_t)ss.lag_p50_ms, "lag_p99_ms", (json_int_t)ss.lag_p99_ms,
+                                      "lag_max_ms", (json_int_t)ss.lag_max_ms));
+    }
     char tmp[4200];
     snprintf(tmp, sizeof(tmp), "%s.tmp", cfg->status_file);
     if (json_dump_file(j, tmp, JSON_COMPACT) == 0)
@@ -179,6 +189,10 @@ int main(int argc, char **argv)
         goto out;
     }
     int resumed = api_resume(&srv, mdb);
+    if (cfg->star_enabled && acme_star_start(&srv, &srv.star, err, sizeof(err)) != 0) {
+        fprintf(stderr, "certforge-acme: %s\n", err);
+        goto out;
+    }
     acme_log(&srv, ACME_LOG_INFO,
              "event=started version=%s pid=%ld listen=%s:%u base_url=%s threads=%u state=%s engine=%s resumed=%d%s", CF_VERSION,
              (long)getpid(), cfg->listen_host, cfg->listen_port, cfg->base_url, cfg->threads,
@@ -226,6 +240,7 @@ out:
      * store commits what is queued; only then are the loops' posted
      * completions run and the loops freed. */
     acme_server_stop(&srv);
+    acme_star_stop(srv.star);
     acme_validator_free(srv.validator);
     acme_issuer_free(srv.issuer);
     acme_db_close(mdb);
@@ -243,6 +258,7 @@ out:
                      (unsigned long long)srv.ctr.validations_ok, (unsigned long long)srv.ctr.validations_failed,
                      (unsigned long long)st.commits, (unsigned long long)st.changes, (unsigned long long)st.max_group);
     }
+    acme_star_free(srv.star);
     acme_server_free(&srv);
     acme_ratelimit_free(srv.limits);
     acme_tkauth_free(srv.tkauth);

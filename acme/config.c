@@ -321,7 +321,7 @@ static int valid_dns(const char *s)
 static const char *const top_keys[] = {"listen",   "base_url", "instance",   "threads",  "limits",
                                        "tls",      "certforged", "state",    "accounts", "orders",
                                        "profiles", "validation", "ari",      "rate_limits", "log",
-                                       "status_file", "tkauth", NULL};
+                                       "status_file", "tkauth", "star", NULL};
 
 static int load_root(ld *l, const config_setting_t *root)
 {
@@ -633,6 +633,19 @@ static int load_root(ld *l, const config_setting_t *root)
     if (c->ari_renew_fraction - c->ari_window_fraction / 2 < 0 ||
         c->ari_renew_fraction + c->ari_window_fraction / 2 > 1)
         return fail(l, g, "the renewal window renew_at ± window/2 must lie within the lifetime");
+
+    /* STAR */
+    if (group(l, root, "star", &g) ||
+        (g && only(l, g, (const char *const[]){"enabled", "min_lifetime", "max_duration", "renew_ahead",
+                                               "allow_certificate_get", "batch", "scan_interval_ms", NULL})) ||
+        get_bool(l, g, "enabled", g != NULL, &c->star_enabled) ||
+        get_dur(l, g, "min_lifetime", 3600, 60, 365 * 86400, &c->star_min_lifetime_s) ||
+        get_dur(l, g, "max_duration", 365 * 86400, 60, 3 * 365 * 86400, &c->star_max_duration_s) ||
+        get_dur(l, g, "renew_ahead", 0, 0, 86400, &c->star_renew_ahead_s) ||
+        get_bool(l, g, "allow_certificate_get", true, &c->star_allow_get) ||
+        get_uint(l, g, "batch", 4096, 1, 100000, &c->star_batch) ||
+        get_uint(l, g, "scan_interval_ms", 200, 10, 60000, &c->star_scan_ms))
+        return -1;
 
     /* tkauth-01 */
     if (group(l, root, "tkauth", &g) ||

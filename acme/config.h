@@ -92,6 +92,14 @@ typedef struct acme_cfg {
     char *tkauth_x5u[8];
     unsigned n_tkauth_x5u;
 
+    /* STAR (RFC 8739) */
+    bool star_enabled;
+    uint32_t star_min_lifetime_s, star_max_duration_s;
+    uint32_t star_renew_ahead_s; /* 0: a tenth of the lifetime, at least 30 s */
+    bool star_allow_get;         /* meta.auto-renewal.allow-certificate-get */
+    unsigned star_batch;         /* due renewals taken per scan */
+    unsigned star_scan_ms;
+
     /* ARI (RFC 9773) */
     double ari_renew_fraction;  /* window centre, fraction of lifetime (2/3) */
     double ari_window_fraction; /* window width, fraction of lifetime */

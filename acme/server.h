@@ -51,6 +51,7 @@ typedef struct acme_srv {
     acme_validator *validator;
     acme_ratelimit *limits;
     acme_tkauth *tkauth; /* NULL: no NfInstanceId identifiers */
+    struct acme_star *star; /* NULL: no STAR */
     SSL_CTX *_Atomic ssl_ctx; /* swapped when the front end's certificate is renewed */
     acme_thread **threads;
     unsigned n_threads;

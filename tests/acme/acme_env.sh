@@ -136,6 +136,9 @@ profiles = (
     validity = { default = "3d"; max = "30d"; }; eku = ["serverAuth"];
     crl_dp = "http://crl.example/nf-ca.crl";
     require_nf_instance_id = false; require_nf_types = false; require_fqdn = true; },
+  { name = "star"; type = "star"; issuer = "nf-ca";
+    subject = { C = "FI"; O = "5gc.mnc001.mcc001.3gppnetwork.org"; };
+    validity = { default = "1h"; max = "2d"; }; eku = ["serverAuth", "clientAuth"]; },
   { name = "acme-tls-short"; type = "nf"; issuer = "nf-ca";
     subject = { C = "FI"; O = "5gc.mnc001.mcc001.3gppnetwork.org"; };
     validity = { default = "60s"; max = "60s"; }; backdate = "0s"; eku = ["serverAuth"];
