@@ -3,6 +3,7 @@
  * account binding (§7.3.4) and key change (§7.3.5). Orders and what
  * hangs off them are in api_order.c. */
 #include "acme/api_int.h"
+#include "acme/anchors.h"
 
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -270,6 +271,11 @@ json_t *acme_api_directory(const acme_srv *srv)
         json_object_set_new(meta, "termsOfService", json_string(c->terms_of_service));
     if (c->website)
         json_object_set_new(meta, "website", json_string(c->website));
+    if (c->trust_anchors_file) { /* certforge's: where the operator's roots are published */
+        char ta[API_URL_MAX];
+        snprintf(ta, sizeof(ta), "%s/acme/trust-anchors", c->base_url);
+        json_object_set_new(meta, "trustAnchors", json_string(ta));
+    }
     if (c->star_enabled) /* RFC 8739 §3.1.4 */
         json_object_set_new(meta, "auto-renewal",
                             json_pack("{s:I, s:I, s:b}", "min-lifetime", (json_int_t)c->star_min_lifetime_s, "max-duration",
@@ -281,6 +287,29 @@ json_t *acme_api_directory(const acme_srv *srv)
 static void api_directory(acme_rq *rq)
 {
     acme_rq_json(rq, 200, acme_api_directory(rq->srv), NULL);
+}
+
+/* The operator's trust anchors (docs/acme.md): PEM, or PKCS#7 certs-only
+ * base64 as EST's /cacerts (RFC 7030 §4.1.3); ETag / If-None-Match. */
+static void api_trust_anchors(acme_rq *rq, bool p7)
+{
+    acme_anchors *a = acme_server_anchors_get(rq->srv);
+    if (!a) {
+        rq->http_status = 404;
+        acme_rq_problem(rq, ACME_P_MALFORMED, "this server publishes no trust anchors (trust_anchors is not set)", NULL);
+        return;
+    }
+    const char *inm = evhttp_find_header(evhttp_request_get_input_headers(rq->req), "If-None-Match");
+    acme_rq_header(rq, "ETag", a->etag);
+    if (inm && (strcmp(inm, a->etag) == 0 || strcmp(inm, "*") == 0)) {
+        acme_rq_raw(rq, 304, NULL, "", 0);
+    } else if (p7) {
+        acme_rq_header(rq, "Content-Transfer-Encoding", "base64");
+        acme_rq_raw(rq, 200, "application/pkcs7-mime; smime-type=certs-only", a->p7_b64, a->p7_len);
+    } else {
+        acme_rq_raw(rq, 200, "application/pem-certificate-chain", a->pem, a->pem_len);
+    }
+    acme_server_anchors_put(rq->srv, a);
 }
 
 static void api_new_nonce(acme_rq *rq)
@@ -868,6 +897,13 @@ void acme_api_handle(acme_rq *rq)
     if (strcmp(p, "/acme/new-nonce") == 0) {
         if (rq->method == ACME_GET || rq->method == ACME_HEAD)
             api_new_nonce(rq);
+        else
+            goto method;
+        return;
+    }
+    if (strcmp(p, "/acme/trust-anchors") == 0 || strcmp(p, "/acme/trust-anchors.p7") == 0) {
+        if (rq->method == ACME_GET || rq->method == ACME_HEAD)
+            api_trust_anchors(rq, p[strlen(p) - 1] == '7');
         else
             goto method;
         return;

@@ -13,6 +13,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "acme/anchors.h"
 #include "acme/api_int.h"
 #include "acme/config.h"
 #include "acme/frontcert.h"
@@ -29,11 +30,14 @@
 #define CF_VERSION "0.1.0"
 #endif
 
-static volatile sig_atomic_t stop_sig;
+static volatile sig_atomic_t stop_sig, reload_sig;
 
 static void on_signal(int s)
 {
-    stop_sig = s;
+    if (s == SIGHUP)
+        reload_sig = 1;
+    else
+        stop_sig = s;
 }
 
 /* The status view: counters as one JSON object, written atomically every
@@ -162,6 +166,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "certforge-acme: %s\n", err);
         goto out;
     }
+    pthread_mutex_init(&srv.anchors_mu, NULL);
+    if (cfg->trust_anchors_file && acme_anchors_load(cfg->trust_anchors_file, &srv.anchors, err, sizeof(err)) != 0) {
+        fprintf(stderr, "certforge-acme: %s\n", err);
+        goto out;
+    }
     if (cfg->tls_cert_file) {
         ctx = acme_server_ssl_ctx(cfg->tls_cert_file, cfg->tls_key_file, err, sizeof(err));
     } else if (acme_frontcert_load_or_issue(cfg, srv.issuer, &fc, &ctx, err, sizeof(err)) != 0) {
@@ -184,6 +193,7 @@ int main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     if (acme_server_start(&srv, err, sizeof(err)) != 0) {
         fprintf(stderr, "certforge-acme: %s\n", err);
         goto out;
@@ -219,6 +229,20 @@ int main(int argc, char **argv)
             } else {
                 fc.renew_at = now + 60; /* retry in a minute */
                 acme_log(&srv, ACME_LOG_ERROR, "event=tls_renewal_failed error=\"%s\"", err);
+            }
+        }
+        if (reload_sig) {
+            /* SIGHUP: the trust anchors file again (a CA rollover adds a root
+             * and link certificates); a bad file keeps the old ones */
+            reload_sig = 0;
+            acme_anchors *a = NULL;
+            if (!cfg->trust_anchors_file) {
+                acme_log(&srv, ACME_LOG_INFO, "event=reload trust_anchors=none");
+            } else if (acme_anchors_load(cfg->trust_anchors_file, &a, err, sizeof(err)) == 0) {
+                acme_log(&srv, ACME_LOG_INFO, "event=reload trust_anchors=%u etag=%s", a->n_certs, a->etag);
+                acme_server_anchors_set(&srv, a);
+            } else {
+                acme_log(&srv, ACME_LOG_ERROR, "event=reload_failed error=\"%s\" kept=previous", err);
             }
         }
         if (now >= next_status) {
@@ -260,6 +284,7 @@ out:
     }
     acme_star_free(srv.star);
     acme_server_free(&srv);
+    acme_server_anchors_set(&srv, NULL);
     acme_ratelimit_free(srv.limits);
     acme_tkauth_free(srv.tkauth);
     acme_nonces_free(srv.nonces);

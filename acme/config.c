@@ -321,7 +321,7 @@ static int valid_dns(const char *s)
 static const char *const top_keys[] = {"listen",   "base_url", "instance",   "threads",  "limits",
                                        "tls",      "certforged", "state",    "accounts", "orders",
                                        "profiles", "validation", "ari",      "rate_limits", "log",
-                                       "status_file", "tkauth", "star", NULL};
+                                       "status_file", "tkauth", "star", "trust_anchors", NULL};
 
 static int load_root(ld *l, const config_setting_t *root)
 {
@@ -356,7 +356,8 @@ static int load_root(ld *l, const config_setting_t *root)
         if (strpbrk(c->base_url + 8, "?#/ "))
             return fail(l, s, "only scheme, host and port: no path, query or fragment");
     }
-    if (get_path(l, root, "status_file", "acme-status.json", 0, &c->status_file))
+    if (get_path(l, root, "status_file", "acme-status.json", 0, &c->status_file) ||
+        get_path(l, root, "trust_anchors", NULL, 0, &c->trust_anchors_file))
         return -1;
     if (get_str(l, root, "instance", "a", 0, &c->instance))
         return -1;
@@ -773,6 +774,7 @@ void acme_cfg_free(acme_cfg *c)
     free(c->base_url);
     free(c->instance);
     free(c->status_file);
+    free(c->trust_anchors_file);
     free(c->tls_cert_file);
     free(c->tls_key_file);
     free(c->tls_profile);

@@ -92,6 +92,9 @@ typedef struct acme_cfg {
     char *tkauth_x5u[8];
     unsigned n_tkauth_x5u;
 
+    /* the operator's trust anchors, published for clients and NFs */
+    char *trust_anchors_file; /* PEM bundle: every active root (and link certificates) */
+
     /* STAR (RFC 8739) */
     bool star_enabled;
     uint32_t star_min_lifetime_s, star_max_duration_s;

@@ -1,5 +1,6 @@
 /* server.c — the HTTPS loops of server.h. */
 #include "acme/server.h"
+#include "acme/anchors.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -161,6 +162,38 @@ static struct bufferevent *bev_cb(struct event_base *base, void *arg)
     }
     return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
                                           BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+}
+
+/* ------------------------------------------------------------ trust anchors */
+
+acme_anchors *acme_server_anchors_get(acme_srv *srv)
+{
+    pthread_mutex_lock(&srv->anchors_mu);
+    acme_anchors *a = srv->anchors;
+    if (a)
+        a->refs++;
+    pthread_mutex_unlock(&srv->anchors_mu);
+    return a;
+}
+
+void acme_server_anchors_put(acme_srv *srv, acme_anchors *a)
+{
+    if (!a)
+        return;
+    pthread_mutex_lock(&srv->anchors_mu);
+    int left = --a->refs;
+    pthread_mutex_unlock(&srv->anchors_mu);
+    if (left == 0)
+        acme_anchors_free(a);
+}
+
+void acme_server_anchors_set(acme_srv *srv, acme_anchors *a)
+{
+    pthread_mutex_lock(&srv->anchors_mu);
+    acme_anchors *old = srv->anchors;
+    srv->anchors = a;
+    pthread_mutex_unlock(&srv->anchors_mu);
+    acme_server_anchors_put(srv, old);
 }
 
 /* ------------------------------------------------------------ posting */

@@ -18,6 +18,7 @@
 
 #include <jansson.h>
 #include <openssl/ssl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -52,6 +53,8 @@ typedef struct acme_srv {
     acme_ratelimit *limits;
     acme_tkauth *tkauth; /* NULL: no NfInstanceId identifiers */
     struct acme_star *star; /* NULL: no STAR */
+    struct acme_anchors *anchors; /* NULL: none published; swapped on SIGHUP under anchors_mu */
+    pthread_mutex_t anchors_mu;
     SSL_CTX *_Atomic ssl_ctx; /* swapped when the front end's certificate is renewed */
     acme_thread **threads;
     unsigned n_threads;
@@ -134,6 +137,12 @@ typedef void (*acme_rq_cont)(acme_rq *rq, void *arg, int rc);
 /* Queue fn(tx, arg) to the store; cont(rq, arg, rc) on rq's loop once
  * durable. When the queue is full, answers rateLimited itself. */
 void acme_rq_submit(acme_rq *rq, acme_tx_fn fn, void *arg, acme_rq_cont cont);
+
+/* The trust anchors in force (a reference: acme_server_anchors_put), or NULL. */
+struct acme_anchors *acme_server_anchors_get(acme_srv *srv);
+void acme_server_anchors_put(acme_srv *srv, struct acme_anchors *a);
+/* Install new ones (takes the reference); the old go when their last reader does. */
+void acme_server_anchors_set(acme_srv *srv, struct acme_anchors *a);
 
 /* The handler entry point (api.c). */
 void acme_api_handle(acme_rq *rq);
