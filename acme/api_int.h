@@ -56,6 +56,7 @@ void api_internal(acme_rq *rq, const char *what);
 /* Insert the certificate an ISSUE job got (facts read from its DER, the
  * chain as PEM): 0 with its id (serial hex) in cert_id, or -1. */
 int api_record_issued(acme_db *tx, const char *order, const char *account, const acme_job *j, char cert_id[65]);
+/* (the certforged profile it was issued under is j->req.profile) */
 
 /* GET (where allowed) or POST-as-GET of a STAR order's current certificate
  * (RFC 8739 §3.3). */

@@ -1254,10 +1254,13 @@ int api_record_issued(acme_db *tx, const char *order, const char *account, const
     char *chain = pem_chain(ders, j->chain_len, j->n_chain);
     if (!chain)
         return -1;
+    char engine[72];
+    snprintf(engine, sizeof(engine), "%.*s", (int)j->req.profile.len, j->req.profile.p ? j->req.profile.p : "");
     int n = acme_db_exec(tx,
-                         "INSERT INTO certs(id, order_id, account, der, chain, not_before, not_after, ari_id) "
-                         "VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
-                         "sssbsiis", cert_id, order, account, j->cert, j->cert_len, chain, cf.not_before, cf.not_after, ari);
+                         "INSERT INTO certs(id, order_id, account, der, chain, not_before, not_after, ari_id, engine_profile) "
+                         "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         "sssbsiiss", cert_id, order, account, j->cert, j->cert_len, chain, cf.not_before, cf.not_after, ari,
+                         engine);
     free(chain);
     return n == 1 ? 0 : -1;
 }
@@ -1517,7 +1520,7 @@ void api_finalize(acme_rq *rq, const char *id)
             goto out;
         }
     }
-    snprintf(f->profile, sizeof(f->profile), "%s", p->engine);
+    snprintf(f->profile, sizeof(f->profile), "%s", acme_cfg_profile_engine(p, acme_now()));
     f->validity_s = p->validity_s;
     if (o.not_after) {
         int64_t left = o.not_after - acme_now();
@@ -1776,17 +1779,25 @@ void api_renewal_info(acme_rq *rq, const char *certid)
         return;
     }
     acme_q q;
-    if (acme_db_query(rq->db, &q, "SELECT not_before, not_after, revoked_at FROM certs WHERE ari_id = ?", "s", certid) != 0) {
+    if (acme_db_query(rq->db, &q,
+                      "SELECT c.not_before, c.not_after, c.revoked_at, o.profile, c.engine_profile FROM certs c LEFT JOIN orders o "
+                      "ON o.id = c.order_id WHERE c.ari_id = ?",
+                      "s", certid) != 0) {
         api_internal(rq, "renewal info");
         return;
     }
     int rc = acme_q_next(&q);
     int64_t nb = 0, na = 0;
-    bool revoked = false;
+    bool revoked = false, superseded = false;
     if (rc == 1) {
         nb = acme_q_int(&q, 0);
         na = acme_q_int(&q, 1);
         revoked = !acme_q_null(&q, 2);
+        /* CA rollover: a certificate from before its profile's switch to the
+         * new issuer is to be renewed now, so the fleet migrates */
+        const acme_cfg_profile *p = acme_q_text(&q, 3) ? acme_cfg_profile_find(rq->srv->cfg, acme_q_text(&q, 3)) : NULL;
+        const char *ep = acme_q_text(&q, 4);
+        superseded = p && p->switch_to && acme_now() >= p->switch_at && (!ep || strcmp(ep, p->switch_to) != 0);
     }
     acme_q_end(&q);
     if (rc < 0) {
@@ -1800,7 +1811,7 @@ void api_renewal_info(acme_rq *rq, const char *certid)
     }
     const acme_cfg *cfg = rq->srv->cfg;
     int64_t start, end, now = acme_now();
-    if (revoked) {
+    if (revoked || superseded) {
         /* RFC 9773 §4.2: renew now: a window entirely in the past */
         start = now - 2 * 86400;
         end = now - 86400;
@@ -1884,7 +1895,7 @@ int api_resume(acme_srv *srv, acme_db *db)
         snprintf(f->account, sizeof(f->account), "%s", acme_q_text(&q, 1));
         snprintf(f->replaces, sizeof(f->replaces), "%s", acme_q_text(&q, 6) ? acme_q_text(&q, 6) : "");
         /* (a second connection: q is still being read on db) */
-        snprintf(f->profile, sizeof(f->profile), "%s", p->engine);
+        snprintf(f->profile, sizeof(f->profile), "%s", acme_cfg_profile_engine(p, acme_now()));
         f->validity_s = p->validity_s;
         if (!acme_q_null(&q, 5)) {
             int64_t left = acme_q_int(&q, 5) - acme_now();

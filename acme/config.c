@@ -504,7 +504,7 @@ static int load_root(ld *l, const config_setting_t *root)
             return fail(l, e, "expected a group { name = ...; certforged = ...; }");
         }
         if (only(l, e, (const char *const[]){"name", "certforged", "description", "validity",
-                                             "max_validity", "identifiers", "nf_types", NULL}) ||
+                                             "max_validity", "identifiers", "nf_types", "switch_to", "switch_at", NULL}) ||
             get_str(l, e, "name", NULL, 1, &p->name) || get_str(l, e, "certforged", NULL, 1, &p->engine) ||
             get_str(l, e, "description", "", 0, &p->description) ||
             get_dur(l, e, "validity", 0, 0, 3 * 365 * 86400, &p->validity_s) ||
@@ -568,6 +568,25 @@ static int load_root(ld *l, const config_setting_t *root)
             if (!p->identifiers[ACME_ID_NF_INSTANCE_ID]) {
                 free(dflt);
                 return fail(l, nft, "nf_types only goes with identifiers that include \"NfInstanceId\"");
+            }
+        }
+        char *sat = NULL;
+        if (get_str(l, e, "switch_to", NULL, 0, &p->switch_to) || get_str(l, e, "switch_at", NULL, 0, &sat)) {
+            free(dflt);
+            return -1;
+        }
+        if (!!p->switch_to != !!sat) {
+            free(sat);
+            free(dflt);
+            return fail(l, e, "switch_to (a certforged profile) and switch_at (an RFC 3339 time) go together");
+        }
+        if (sat) {
+            int bad = acme_time_parse(sat, &p->switch_at) != 0 || !valid_name(p->switch_to, 64);
+            free(sat);
+            if (bad) {
+                free(dflt);
+                return fail(l, member(e, "switch_at"), "switch_at is an RFC 3339 time (\"2027-01-01T00:00:00Z\") and "
+                                                        "switch_to a certforged profile name");
             }
         }
         if (dflt && strcmp(dflt, p->name) == 0) {
@@ -794,12 +813,18 @@ void acme_cfg_free(acme_cfg *c)
     for (unsigned i = 0; i < c->n_profiles; i++) {
         for (unsigned k = 0; k < c->profiles[i].n_nf_types; k++)
             free(c->profiles[i].nf_types[k]);
+        free(c->profiles[i].switch_to);
         free(c->profiles[i].name);
         free(c->profiles[i].engine);
         free(c->profiles[i].description);
     }
     free(c->resolver_host);
     free(c);
+}
+
+const char *acme_cfg_profile_engine(const acme_cfg_profile *p, int64_t now)
+{
+    return p->switch_to && now >= p->switch_at ? p->switch_to : p->engine;
 }
 
 const acme_cfg_profile *acme_cfg_profile_find(const acme_cfg *c, const char *name)

@@ -24,6 +24,11 @@ typedef struct acme_cfg_profile {
     bool identifiers[ACME_ID__MAX]; /* identifier types orders may carry */
     char *nf_types[64];              /* NF types an authority token may grant (none listed: any) */
     unsigned n_nf_types;
+    /* CA rollover: from switch_at on, issue with the certforged profile
+     * switch_to (the new issuer's), and tell holders of certificates issued
+     * before it to renew now (ARI) */
+    char *switch_to;
+    int64_t switch_at;
 } acme_cfg_profile;
 
 typedef enum acme_cfg_backend { ACME_BACKEND_SQLITE, ACME_BACKEND_POSTGRESQL } acme_cfg_backend;
@@ -130,6 +135,9 @@ ACME_WUR int acme_cfg_load(const char *file, acme_cfg **out, char *err, size_t e
 ACME_WUR int acme_cfg_load_string(const char *text, const char *base_dir, acme_cfg **out, char *err,
                                   size_t errlen);
 void acme_cfg_free(acme_cfg *c);
+
+/* The certforged profile p issues with at time now (rollover switch). */
+const char *acme_cfg_profile_engine(const acme_cfg_profile *p, int64_t now);
 
 /* The profile a newOrder names (NULL: the default); NULL if unknown. */
 const acme_cfg_profile *acme_cfg_profile_find(const acme_cfg *c, const char *name);

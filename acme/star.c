@@ -267,7 +267,7 @@ static void scan(acme_star *s)
         snprintf(j->order, sizeof(j->order), "%s", order);
         snprintf(j->account, sizeof(j->account), "%s", acme_q_text(&q, 1));
         fill_names(j, acme_q_text(&q, 2));
-        snprintf(j->profile, sizeof(j->profile), "%s", p->engine);
+        snprintf(j->profile, sizeof(j->profile), "%s", acme_cfg_profile_engine(p, now));
         memcpy(j->csr, csr, cl);
         j->csr_len = cl;
         j->start = acme_q_int(&q, 5);

@@ -43,7 +43,7 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS certs("
     "  id TEXT PRIMARY KEY, order_id TEXT NOT NULL, account TEXT NOT NULL, der BYTEA NOT NULL, chain TEXT NOT NULL,"
     "  not_before BIGINT NOT NULL, not_after BIGINT NOT NULL, ari_id TEXT NOT NULL UNIQUE,"
-    "  revoked_at BIGINT, reason BIGINT, replaced_by TEXT, spki_sha256 TEXT);"
+    "  revoked_at BIGINT, reason BIGINT, replaced_by TEXT, spki_sha256 TEXT, engine_profile TEXT);"
     "CREATE TABLE IF NOT EXISTS eab_keys("
     "  kid TEXT PRIMARY KEY, hmac BYTEA NOT NULL, profiles TEXT, suffixes TEXT,"
     "  created BIGINT NOT NULL, account TEXT, revoked BIGINT NOT NULL DEFAULT 0, note TEXT);"

@@ -43,7 +43,7 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS certs("
     "  id TEXT PRIMARY KEY, order_id TEXT NOT NULL, account TEXT NOT NULL, der BLOB NOT NULL, chain TEXT NOT NULL,"
     "  not_before INTEGER NOT NULL, not_after INTEGER NOT NULL, ari_id TEXT NOT NULL UNIQUE,"
-    "  revoked_at INTEGER, reason INTEGER, replaced_by TEXT, spki_sha256 TEXT);"
+    "  revoked_at INTEGER, reason INTEGER, replaced_by TEXT, spki_sha256 TEXT, engine_profile TEXT);"
     "CREATE TABLE IF NOT EXISTS eab_keys("
     "  kid TEXT PRIMARY KEY, hmac BLOB NOT NULL, profiles TEXT, suffixes TEXT,"
     "  created INTEGER NOT NULL, account TEXT, revoked INTEGER NOT NULL DEFAULT 0, note TEXT);"

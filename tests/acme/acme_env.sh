@@ -114,14 +114,30 @@ CONF
     --days 20 --pathlen 0 --out "$T/nf-ca.pem" >/dev/null
   cat "$T/nf-ca.pem" "$T/root.pem" >"$T/ca-chain.pem"
   ACME_ROOT=$T/root.pem
+  if [ -n "${ACME_ENV_ISSUER2:-}" ]; then # a second intermediate, for rollover tests
+    "$CF" keys generate --type ec-p256 --label nf-ca-2 >/dev/null
+    "$CF" ca init-intermediate --key "pkcs11:token=acme-ca;object=nf-ca-2" --issuer-key "pkcs11:token=acme-ca;object=root" \
+      --issuer-cert "$T/root.pem" --subject "/C=FI/O=5gc.mnc001.mcc001.3gppnetwork.org/CN=ACME test NF CA 2" \
+      --days 20 --pathlen 0 --out "$T/nf-ca-2.pem" >/dev/null
+  fi
 }
 
 engine_start() {
+  local keys2="" issuers2="" profiles2=""
+  if [ -n "${ACME_ENV_ISSUER2:-}" ]; then
+    keys2=', { name = "nf-ca-2"; token = "ca"; uri = "pkcs11:object=nf-ca-2"; }'
+    issuers2=", { name = \"nf-ca-2\"; key = \"nf-ca-2\"; certificate = \"$T/nf-ca-2.pem\"; chain = \"$T/root.pem\"; }"
+    profiles2='{ name = "dns-2"; type = "nf"; issuer = "nf-ca-2";
+    subject = { C = "FI"; O = "5gc.mnc001.mcc001.3gppnetwork.org"; };
+    validity = { default = "3d"; max = "30d"; }; eku = ["serverAuth", "clientAuth"];
+    crl_dp = "http://crl.example/nf-ca-2.crl";
+    require_nf_instance_id = false; require_nf_types = false; require_fqdn = true; },'
+  fi
   cat >"$T/certforged.conf" <<CONF
 tokens = ( { name = "ca"; uri = "$CERTFORGE_TOKEN"; } );
-keys = ( { name = "nf-ca"; token = "ca"; uri = "pkcs11:object=nf-ca"; } );
-issuers = ( { name = "nf-ca"; key = "nf-ca"; certificate = "$T/nf-ca.pem"; chain = "$T/root.pem"; } );
-profiles = (
+keys = ( { name = "nf-ca"; token = "ca"; uri = "pkcs11:object=nf-ca"; }$keys2 );
+issuers = ( { name = "nf-ca"; key = "nf-ca"; certificate = "$T/nf-ca.pem"; chain = "$T/root.pem"; }$issuers2 );
+profiles = ( $profiles2
   { name = "nf"; type = "nf"; issuer = "nf-ca";
     subject = { C = "FI"; O = "5gc.mnc001.mcc001.3gppnetwork.org"; };
     validity = { default = "1d"; max = "30d"; }; eku = ["serverAuth", "clientAuth"];
