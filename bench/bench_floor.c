@@ -2,9 +2,9 @@
  * the same CSRs — public key from the raw key bytes (EVP_PKEY_fromdata) and
  * the CSR signature check, one raw C_Sign of a digest on a session of the
  * thread's own, and (with --verify all) the check of that signature. */
-#include "bench_common.h"
-#include "csr.h"
-#include "hsm_internal.h"
+#include "bench/bench_common.h"
+#include "engine/csr/csr.h"
+#include "hsm/hsm_internal.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

@@ -9,7 +9,7 @@
  * that drift on a shared machine hits both; the median round is reported.
  */
 #include "cf_testutil.h"
-#include "hsm_internal.h"
+#include "hsm/hsm_internal.h"
 
 #include <getopt.h>
 #include <stdio.h>

@@ -14,7 +14,7 @@
  * timing is asserted anywhere.
  */
 #include "cf_testutil.h"
-#include "hsm.h"
+#include "hsm/hsm.h"
 
 #include <fcntl.h>
 #include <getopt.h>

@@ -50,7 +50,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "issue.h" /* cf_status, cf_status_name(), cf_str, cf_issue_req */
+#include "engine/issue.h" /* cf_status, cf_status_name(), cf_str, cf_issue_req */
 
 typedef struct cf_client cf_client;
 

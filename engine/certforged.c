@@ -27,16 +27,16 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include "config.h"
-#include "confine.h"
-#include "crl.h"
-#include "engine.h"
-#include "hsm.h"
-#include "ledger.h"
-#include "ledger_pipe.h"
-#include "profile.h"
-#include "proto.h"
-#include "server.h"
+#include "engine/config/config.h"
+#include "engine/confine/confine.h"
+#include "engine/core/engine.h"
+#include "engine/crl/crl.h"
+#include "engine/ledger/ledger.h"
+#include "engine/ledger/ledger_pipe.h"
+#include "engine/profile/profile.h"
+#include "engine/server/server.h"
+#include "hsm/hsm.h"
+#include "proto/proto.h"
 
 #define EXIT_CONFIG 1 /* config or start-up refused */
 #define EXIT_USAGE 2

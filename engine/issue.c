@@ -1,4 +1,4 @@
-#include "issue.h"
+#include "engine/issue.h"
 
 static const char *const names[CF_ST__MAX] = {
     [CF_ST_OK] = "OK",

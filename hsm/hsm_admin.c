@@ -1,7 +1,7 @@
 /* HSM administration: token inventory, key pair generation and deletion,
  * public key export, certificate objects. See hsm_admin.h. */
-#include "hsm_admin.h"
-#include "hsm_internal.h"
+#include "hsm/hsm_admin.h"
+#include "hsm/hsm_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -12,7 +12,7 @@
 #ifndef CF_HSM_ADMIN_H
 #define CF_HSM_ADMIN_H
 
-#include "hsm.h"
+#include "hsm/hsm.h"
 
 #include <stdbool.h>
 

@@ -3,7 +3,7 @@
 #ifndef CF_HSM_INTERNAL_H
 #define CF_HSM_INTERNAL_H
 
-#include "hsm.h"
+#include "hsm/hsm.h"
 
 #include <pthread.h>
 #include <stdarg.h>

@@ -1,5 +1,5 @@
 /* Name tables for logs and messages. */
-#include "hsm_internal.h"
+#include "hsm/hsm_internal.h"
 
 #include <stdio.h>
 

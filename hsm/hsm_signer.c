@@ -7,8 +7,8 @@
  * the config (capped by ulMaxSessionCount), never waits longer than
  * acquire_timeout_ms, and finds its key with C_FindObjects. bench/ records
  * its cost against raw C_Sign. */
-#include "hsm_internal.h"
-#include "sched_slice.h"
+#include "hsm/hsm_internal.h"
+#include "hsm/sched_slice.h"
 
 #include <errno.h>
 #include <stdio.h>

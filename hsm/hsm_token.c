@@ -1,5 +1,5 @@
 /* Modules, tokens, login and recovery. */
-#include "hsm_internal.h"
+#include "hsm/hsm_internal.h"
 
 #include <dlfcn.h>
 #include <errno.h>

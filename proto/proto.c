@@ -1,7 +1,7 @@
 /* proto.c — the wire codec (docs/protocol.md). No allocation; decoders
  * never read outside the frame they are given, encoders never write past
  * the capacity they are given. */
-#include "proto.h"
+#include "proto/proto.h"
 
 #include <string.h>
 

@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "issue.h"
+#include "engine/issue.h"
 
 #define PROTO_WUR __attribute__((warn_unused_result))
 

@@ -13,8 +13,8 @@
 #include <openssl/core_dispatch.h>
 #include <openssl/evp.h>
 
-#include "certforge.h"
-#include "uri.h"
+#include "client/certforge.h"
+#include "client/provider/uri.h"
 
 /* Reasons on the OpenSSL error stack (get_reason_strings). Never renumbered. */
 enum {

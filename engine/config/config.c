@@ -1,7 +1,7 @@
 /* config.c — load and validate certforged's configuration (config.h,
  * docs/configuration.md). libconfig does the parsing; this file only walks
  * the tree it builds, refusing anything the schema does not name. */
-#include "config.h"
+#include "engine/config/config.h"
 
 #include <ctype.h>
 #include <errno.h>

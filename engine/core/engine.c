@@ -1,4 +1,4 @@
-#include "engine.h"
+#include "engine/core/engine.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,8 +6,8 @@
 
 #include <openssl/evp.h>
 
-#include "hsm.h"
-#include "profile.h"
+#include "engine/profile/profile.h"
+#include "hsm/hsm.h"
 
 struct cf_engine {
     hsm_token **tokens;

@@ -7,8 +7,8 @@
 
 #include <stddef.h>
 
-#include "config.h"
-#include "pipeline.h"
+#include "engine/config/config.h"
+#include "engine/pipeline/pipeline.h"
 
 typedef struct cf_engine cf_engine;
 

@@ -13,7 +13,7 @@
  * Encoded with engine/der (an encoding, not cryptography); the digest and
  * the signature check are OpenSSL's, the signature the HSM's.
  */
-#include "crl.h"
+#include "engine/crl/crl.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,9 +26,9 @@
 
 #include <openssl/x509.h>
 
-#include "der.h"
-#include "oid.h"
-#include "profile.h"
+#include "engine/der/der.h"
+#include "engine/oid.h"
+#include "engine/profile/profile.h"
 
 static const uint8_t OID_CRL_NUMBER[] = {0x55, 0x1D, 0x14}; /* 2.5.29.20 */
 static const uint8_t OID_REASON_CODE[] = {0x55, 0x1D, 0x15}; /* 2.5.29.21 */

@@ -19,8 +19,8 @@
 
 #include <openssl/evp.h>
 
-#include "hsm.h"
-#include "ledger.h"
+#include "engine/ledger/ledger.h"
+#include "hsm/hsm.h"
 
 #define CRL_WUR __attribute__((warn_unused_result))
 

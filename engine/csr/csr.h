@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "der.h"
+#include "engine/der/der.h"
 
 #define CSR_WUR __attribute__((warn_unused_result))
 

@@ -1,7 +1,7 @@
 /* ledger.c — the backend-independent half of the ledger (ledger.h): backend
  * dispatch, serialization of calls, and the certificate fields the ledger
  * reads with engine/der. */
-#include "ledger.h"
+#include "engine/ledger/ledger.h"
 
 #include <ctype.h>
 #include <pthread.h>
@@ -10,9 +10,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "der.h"
-#include "ledger_backend.h"
-#include "oid.h"
+#include "engine/der/der.h"
+#include "engine/ledger/ledger_backend.h"
+#include "engine/oid.h"
 
 static const char *const backend_names[LEDGER_BACKEND__MAX] = {"sqlite", "postgresql"};
 

@@ -29,7 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ledger_backend.h"
+#include "engine/ledger/ledger_backend.h"
 
 /* Statements per pipeline synchronisation point (see the top comment);
  * -DPG_CHUNK=1 gives one round trip per statement, for the comparison in

@@ -11,7 +11,7 @@
  * the largest batch seen and freed when the thread exits: nothing is
  * allocated per request.
  */
-#include "ledger_pipe.h"
+#include "engine/ledger/ledger_pipe.h"
 
 #include <ctype.h>
 #include <pthread.h>
@@ -20,7 +20,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "profile.h"
+#include "engine/profile/profile.h"
 
 typedef struct scratch {
     ledger_rec *recs;

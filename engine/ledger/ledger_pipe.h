@@ -13,8 +13,8 @@
 #include <stdatomic.h>
 #include <stddef.h>
 
-#include "ledger.h"
-#include "pipeline.h"
+#include "engine/ledger/ledger.h"
+#include "engine/pipeline/pipeline.h"
 
 /* Told about every failed batch (not about the jobs: the pipeline answers
  * them), e.g. to log `event=ledger_failure`. */

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ledger_backend.h"
+#include "engine/ledger/ledger_backend.h"
 
 /* Version 1. Times: Unix seconds (issued_at_ms: milliseconds), UTC. */
 static const char schema_v1[] =

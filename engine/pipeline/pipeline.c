@@ -3,7 +3,7 @@
  * Locking: one mutex per engine guards the job ring; a worker takes it once
  * per batch, not per job. Everything else a worker touches is its own
  * (verifier, digest contexts, scratch) or read-only after pipe_new. */
-#include "pipeline.h"
+#include "engine/pipeline/pipeline.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -17,8 +17,8 @@
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
 
-#include "csr.h"
-#include "profile.h"
+#include "engine/csr/csr.h"
+#include "engine/profile/profile.h"
 
 #define PIPE_MAX_PROFILES 32
 #define PIPE_MAX_ISSUERS 32

@@ -16,8 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "hsm.h"
-#include "issue.h"
+#include "engine/issue.h"
+#include "hsm/hsm.h"
 
 #define PIPE_WUR __attribute__((warn_unused_result))
 

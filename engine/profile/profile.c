@@ -8,8 +8,8 @@
  * profile and writes the TBSCertificate with engine/der: the template
  * pieces copied as raw bytes, plus serial, validity, the CSR's SPKI
  * verbatim, subjectAltName, subjectKeyIdentifier and NFTypes. */
-#include "oid.h"
-#include "profile.h"
+#include "engine/oid.h"
+#include "engine/profile/profile.h"
 
 #include <ctype.h>
 #include <pthread.h>
@@ -28,7 +28,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "der.h"
+#include "engine/der/der.h"
 
 /* ------------------------------------------------------------ OIDs */
 

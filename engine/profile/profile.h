@@ -23,10 +23,10 @@
 
 #include <openssl/evp.h>
 
-#include "config.h"
-#include "csr.h"
-#include "hsm.h"
-#include "issue.h"
+#include "engine/config/config.h"
+#include "engine/csr/csr.h"
+#include "engine/issue.h"
+#include "hsm/hsm.h"
 
 #define PROFILE_WUR __attribute__((warn_unused_result))
 

@@ -48,7 +48,7 @@
  * ring per worker; with DEFER_TASKRUN only the ring's own thread may
  * submit to it.)
  */
-#include "server.h"
+#include "engine/server/server.h"
 
 #include <errno.h>
 #include <fcntl.h>

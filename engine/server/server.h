@@ -23,9 +23,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
-#include "pipeline.h"
-#include "proto.h"
+#include "engine/config/config.h"
+#include "engine/pipeline/pipeline.h"
+#include "proto/proto.h"
 
 #define SRV_WUR __attribute__((warn_unused_result))
 

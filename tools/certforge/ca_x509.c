@@ -1,5 +1,5 @@
 /* X.509 helpers for the admin commands; see ca_x509.h. */
-#include "ca_x509.h"
+#include "tools/certforge/ca_x509.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* Shared CLI plumbing: errors, token selection, JSON writer. */
-#include "cli.h"
-#include "hsm_admin.h"
+#include "tools/certforge/cli.h"
+#include "hsm/hsm_admin.h"
 
 #include <ctype.h>
 #include <errno.h>

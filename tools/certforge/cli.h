@@ -3,7 +3,7 @@
 #ifndef CF_CLI_H
 #define CF_CLI_H
 
-#include "hsm.h"
+#include "hsm/hsm.h"
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -4,7 +4,7 @@
 #ifndef CF_CLI_DAEMON_H
 #define CF_CLI_DAEMON_H
 
-#include "certforge.h"
+#include "client/certforge.h"
 
 #include <stddef.h>
 #include <stdint.h>

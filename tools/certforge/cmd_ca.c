@@ -4,10 +4,10 @@
  * critical cA TRUE (§4.2.1.9), keyUsage critical keyCertSign + cRLSign
  * (§4.2.1.3), subjectKeyIdentifier method (1) (§4.2.1.2),
  * authorityKeyIdentifier keyIdentifier = the issuer's SKI (§4.2.1.1). */
-#include "ca_x509.h"
-#include "cli.h"
-#include "commands.h"
-#include "hsm_admin.h"
+#include "hsm/hsm_admin.h"
+#include "tools/certforge/ca_x509.h"
+#include "tools/certforge/cli.h"
+#include "tools/certforge/commands.h"
 
 #include <errno.h>
 #include <fcntl.h>

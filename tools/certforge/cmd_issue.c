@@ -1,10 +1,10 @@
 /* certforge issue — one CSR, or a batch of JSON lines pipelined through
  * libcertforge to certforged (many requests in flight on one connection,
  * answers matched by id), with a progress line on a terminal. */
-#include "cli.h"
-#include "cli_daemon.h"
-#include "commands.h"
-#include "config.h"
+#include "engine/config/config.h"
+#include "tools/certforge/cli.h"
+#include "tools/certforge/cli_daemon.h"
+#include "tools/certforge/commands.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -1,7 +1,7 @@
 /* certforge keys — list, generate, show, export-pub, delete. */
-#include "cli.h"
-#include "commands.h"
-#include "hsm_admin.h"
+#include "hsm/hsm_admin.h"
+#include "tools/certforge/cli.h"
+#include "tools/certforge/commands.h"
 
 #include <getopt.h>
 #include <stdlib.h>

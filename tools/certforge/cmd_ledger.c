@@ -3,10 +3,10 @@
  * CSV. Reads the database directly, read-only (no daemon needed; the daemon
  * may be running: SQLite WAL lets readers in while it writes, PostgreSQL
  * sessions see committed batches only). */
-#include "cli.h"
-#include "commands.h"
-#include "config.h"
-#include "ledger.h"
+#include "engine/config/config.h"
+#include "engine/ledger/ledger.h"
+#include "tools/certforge/cli.h"
+#include "tools/certforge/commands.h"
 
 #include <getopt.h>
 #include <jansson.h>

@@ -1,10 +1,10 @@
 /* certforge revoke — revoke a certificate through certforged (REVOKE,
  * docs/protocol.md), and certforge crl — fetch or make an issuer's CRL
  * (CRL). */
-#include "cli.h"
-#include "cli_daemon.h"
-#include "commands.h"
-#include "ledger.h"
+#include "engine/ledger/ledger.h"
+#include "tools/certforge/cli.h"
+#include "tools/certforge/cli_daemon.h"
+#include "tools/certforge/commands.h"
 
 #include <getopt.h>
 #include <openssl/pem.h>
