@@ -24,7 +24,7 @@
 #include <p11-kit/pkcs11.h>
 #include <openssl/evp.h>
 
-#define HSM_WUR __attribute__((warn_unused_result))
+#include "common/compiler.h"
 
 /* Every fallible call fills one of these: the PKCS#11 return value that
  * caused the failure (CKR_GENERAL_ERROR for failures of our own, e.g. a
@@ -98,8 +98,8 @@ typedef struct hsm_token_opts {
  * right after. A token whose user PIN is locked, or on its final try, is
  * refused without an attempt.
  */
-HSM_WUR int hsm_token_open(const char *uri, const hsm_token_opts *opts, hsm_token **out,
-                           hsm_err *err);
+CF_WUR int hsm_token_open(const char *uri, const hsm_token_opts *opts, hsm_token **out,
+                          hsm_err *err);
 void hsm_token_close(hsm_token *t);
 
 /* Token facts (from C_GetTokenInfo at open): label, serial, model,
@@ -117,8 +117,8 @@ unsigned long hsm_token_max_sessions(const hsm_token *t);
  * match. Lookup uses C_FindObjects, so tokens that mix EC, RSA and Ed25519
  * keys work.
  */
-HSM_WUR int hsm_signer_open(hsm_token *t, const char *key_uri, unsigned sessions,
-                            hsm_signer **out, hsm_err *err);
+CF_WUR int hsm_signer_open(hsm_token *t, const char *key_uri, unsigned sessions, hsm_signer **out,
+                           hsm_err *err);
 void hsm_signer_close(hsm_signer *s);
 
 hsm_key_type hsm_signer_key_type(const hsm_signer *s);
@@ -129,10 +129,10 @@ unsigned hsm_signer_sessions_busy(const hsm_signer *s);
 /* The key's public half: RSA from the private key's public attributes;
  * EC and Ed25519 from the one public key object with the same CKA_ID (and
  * CKA_LABEL when the id is empty). Caller frees. */
-HSM_WUR EVP_PKEY *hsm_signer_public_key(hsm_signer *s, hsm_err *err);
+CF_WUR EVP_PKEY *hsm_signer_public_key(hsm_signer *s, hsm_err *err);
 /* Does `m` fit this key? 0 if it does, else CKR_KEY_TYPE_INCONSISTENT with
  * a message naming the mechanism and key. */
-HSM_WUR int hsm_signer_check_mech(const hsm_signer *s, hsm_mech m, hsm_err *err);
+CF_WUR int hsm_signer_check_mech(const hsm_signer *s, hsm_mech m, hsm_err *err);
 
 /*
  * Sign with a pooled session. `in` is the digest (ECDSA, RSA) or the
@@ -145,8 +145,8 @@ HSM_WUR int hsm_signer_check_mech(const hsm_signer *s, hsm_mech m, hsm_err *err)
  * acquire_timeout_ms for a session (CKR_FUNCTION_CANCELED). Returns 0 on
  * success, -1 on failure.
  */
-HSM_WUR int hsm_sign(hsm_signer *s, hsm_mech m, const uint8_t *in, size_t inlen, uint8_t *sig,
-                     size_t *siglen, hsm_err *err);
+CF_WUR int hsm_sign(hsm_signer *s, hsm_mech m, const uint8_t *in, size_t inlen, uint8_t *sig,
+                    size_t *siglen, hsm_err *err);
 
 /* A plain batch call (so signing can later live in its own process): each
  * request is signed independently; per-request rv (CKR_OK or the failure).
@@ -212,7 +212,7 @@ static inline bool hsm_sign_ticket_queued(const hsm_sign_ticket *t)
  * not be started; then the signer keeps signing on the caller's thread).
  */
 #define HSM_SIGN_THREADS_MAX 1024
-HSM_WUR int hsm_signer_set_threads(hsm_signer *s, unsigned n, hsm_err *err);
+CF_WUR int hsm_signer_set_threads(hsm_signer *s, unsigned n, hsm_err *err);
 /* Signing threads running (0 without, and in a child after fork). */
 unsigned hsm_signer_threads(const hsm_signer *s);
 

@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CFG_WUR __attribute__((warn_unused_result))
+#include "common/compiler.h"
 
 /* Hard limits of the schema (also documented in docs/configuration.md). */
 #define CFG_NAME_MAX 64     /* token/key/issuer/profile names: [A-Za-z0-9._-] */
@@ -256,18 +256,18 @@ typedef struct cfg_config {
 /* Load and validate `path`. On success *out is set (free with cfg_free)
  * and 0 returned; on failure -1 and err holds one line, usually
  * "path:line: setting: problem". */
-CFG_WUR int cfg_load(const char *path, cfg_config **out, char *err, size_t errlen);
+CF_WUR int cfg_load(const char *path, cfg_config **out, char *err, size_t errlen);
 /* Same from a string; `name` stands in for the file name in messages and
  * relative paths are resolved against `base_dir` (NULL: the current
  * folder). @include is refused here. For tests and the fuzzer. */
-CFG_WUR int cfg_load_string(const char *text, const char *name, const char *base_dir,
-                            cfg_config **out, char *err, size_t errlen);
+CF_WUR int cfg_load_string(const char *text, const char *name, const char *base_dir,
+                           cfg_config **out, char *err, size_t errlen);
 void cfg_free(cfg_config *c);
 
 /* "90d", "12h", "30m", "3600s", also sums such as "1d12h". A bare number
  * is refused (the unit must be explicit). Result in seconds, 1 .. 100
  * years. Returns 0, or -1 with a reason in err. */
-CFG_WUR int cfg_parse_duration(const char *s, uint64_t *secs, char *err, size_t errlen);
+CF_WUR int cfg_parse_duration(const char *s, uint64_t *secs, char *err, size_t errlen);
 
 /* Lookups by name (NULL when absent). */
 const cfg_profile *cfg_find_profile(const cfg_config *c, const char *name, size_t len);

@@ -16,10 +16,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/compiler.h"
 #include "engine/issue.h"
 #include "hsm/hsm.h"
-
-#define PIPE_WUR __attribute__((warn_unused_result))
 
 /* Room for one certificate. An RSA-4096 subject key (≈ 550 bytes) and an
  * RSA-4096 issuer signature (512) leave several KiB for names; a request
@@ -112,13 +111,13 @@ typedef struct pipe_profile_def {
     hsm_signer *signer;
 } pipe_profile_def;
 
-PIPE_WUR int pipe_new(const pipe_opts *o, const pipe_profile_def *profiles, size_t nprofiles,
-                      pipe_engine **out, char *err, size_t errlen);
+CF_WUR int pipe_new(const pipe_opts *o, const pipe_profile_def *profiles, size_t nprofiles,
+                    pipe_engine **out, char *err, size_t errlen);
 
 /* Queue a job. Waits at most timeout_ms for room (0: do not wait).
  * Returns 0, or -1 when the queue stayed full (the caller answers BUSY)
  * or the engine is shutting down. */
-PIPE_WUR int pipe_submit(pipe_engine *e, pipe_job *job, unsigned timeout_ms);
+CF_WUR int pipe_submit(pipe_engine *e, pipe_job *job, unsigned timeout_ms);
 
 /* Queue several jobs at once (one lock); returns how many were queued. */
 size_t pipe_submit_many(pipe_engine *e, pipe_job *const *jobs, size_t n, unsigned timeout_ms);

@@ -23,12 +23,11 @@
 
 #include <openssl/evp.h>
 
+#include "common/compiler.h"
 #include "engine/config/config.h"
 #include "engine/csr/csr.h"
 #include "engine/issue.h"
 #include "hsm/hsm.h"
-
-#define PROFILE_WUR __attribute__((warn_unused_result))
 
 /* RFC 5280 §4.1.2.2: at most 20 octets. */
 #define PROFILE_SERIAL_MAX 20
@@ -45,21 +44,21 @@ typedef struct profile profile;
  * a hash at least as strong as cp->hash (profile_pick_mech() chooses one).
  * Refused, naming both, when the certificate's public key is not the HSM
  * key's; refused when the certificate is not a CA certificate. */
-PROFILE_WUR int profile_compile(const cfg_profile *cp, const uint8_t *issuer_cert_der, size_t len,
-                                EVP_PKEY *issuer_key_pub, hsm_mech mech, profile **out, char *err,
-                                size_t errlen);
+CF_WUR int profile_compile(const cfg_profile *cp, const uint8_t *issuer_cert_der, size_t len,
+                           EVP_PKEY *issuer_key_pub, hsm_mech mech, profile **out, char *err,
+                           size_t errlen);
 void profile_free(profile *p);
 
 /* The mechanism for an issuer key under a profile hash: ECDSA with the
  * curve's hash (P-256: SHA-256, P-384: SHA-384) or the profile's if
  * stronger; RSA PKCS#1 v1.5 with the profile's hash; Ed25519. */
-PROFILE_WUR int profile_pick_mech(EVP_PKEY *issuer_key_pub, cfg_hash hash, hsm_mech *mech,
-                                  char *err, size_t errlen);
+CF_WUR int profile_pick_mech(EVP_PKEY *issuer_key_pub, cfg_hash hash, hsm_mech *mech, char *err,
+                             size_t errlen);
 
 /* Read an issuer certificate file (PEM or DER) into a malloc'd DER copy.
  * Admin path, for start-up. */
-PROFILE_WUR int profile_read_cert(const char *path, uint8_t **der, size_t *len, char *err,
-                                  size_t errlen);
+CF_WUR int profile_read_cert(const char *path, uint8_t **der, size_t *len, char *err,
+                             size_t errlen);
 
 /* Build the TBSCertificate for one request into buf[0..cap).
  *
@@ -80,10 +79,9 @@ PROFILE_WUR int profile_read_cert(const char *path, uint8_t **der, size_t *len, 
  * Returns 0 with *st = CF_ST_OK and *len set; otherwise -1 with *st
  * (POLICY_DENIED, BAD_CSR for a malformed SAN request, INTERNAL for a too
  * small buffer or a bad serial) and a message in `why`. Nothing allocated. */
-PROFILE_WUR int profile_build_tbs(const profile *p, const csr *c, const cf_issue_req *req,
-                                  const uint8_t *serial, size_t serial_len, int64_t now,
-                                  uint8_t *buf, size_t cap, size_t *len, cf_status *st, char *why,
-                                  size_t whylen);
+CF_WUR int profile_build_tbs(const profile *p, const csr *c, const cf_issue_req *req,
+                             const uint8_t *serial, size_t serial_len, int64_t now, uint8_t *buf,
+                             size_t cap, size_t *len, cf_status *st, char *why, size_t whylen);
 
 /* A fresh serial: the optional prefix (0..4 octets, first octet 01..7f,
  * e.g. cfg_pipeline.serial_prefix) then PROFILE_SERIAL_RANDOM octets from
@@ -92,23 +90,23 @@ PROFILE_WUR int profile_build_tbs(const profile *p, const csr *c, const cf_issue
  * Random octets come from a per-thread buffer filled in bulk with
  * RAND_bytes and discarded in a forked child. Returns 0, or -1 when the
  * prefix is invalid or the CSPRNG fails. */
-PROFILE_WUR int profile_serial(uint8_t out[PROFILE_SERIAL_MAX], size_t *len, const uint8_t *prefix,
-                               size_t prefix_len);
+CF_WUR int profile_serial(uint8_t out[PROFILE_SERIAL_MAX], size_t *len, const uint8_t *prefix,
+                          size_t prefix_len);
 
 /* What the HSM signs for this profile's mechanism: for ECDSA and RSA the
  * digest of the TBS, written to digest[] (*in = digest); for Ed25519 the
  * TBS itself (*in = tbs). Prefetched EVP_MDs, a per-thread EVP_MD_CTX. */
-PROFILE_WUR int profile_tbs_digest(const profile *p, const uint8_t *tbs, size_t tbs_len,
-                                   uint8_t digest[PROFILE_DIGEST_MAX], const uint8_t **in,
-                                   size_t *inlen);
+CF_WUR int profile_tbs_digest(const profile *p, const uint8_t *tbs, size_t tbs_len,
+                              uint8_t digest[PROFILE_DIGEST_MAX], const uint8_t **in,
+                              size_t *inlen);
 
 /* Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signature
  * BIT STRING } (RFC 5280 §4.1). `sig` as the HSM layer returns it (ECDSA:
  * DER Ecdsa-Sig-Value). Returns 0, or -1 when buf is too small (*len then
  * holds the size needed). */
-PROFILE_WUR int profile_assemble(const profile *p, const uint8_t *tbs, size_t tbs_len,
-                                 const uint8_t *sig, size_t sig_len, uint8_t *buf, size_t cap,
-                                 size_t *len);
+CF_WUR int profile_assemble(const profile *p, const uint8_t *tbs, size_t tbs_len,
+                            const uint8_t *sig, size_t sig_len, uint8_t *buf, size_t cap,
+                            size_t *len);
 
 /* Free the calling thread's digest context now (it is otherwise freed at
  * thread exit). */

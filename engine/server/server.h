@@ -23,11 +23,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/compiler.h"
 #include "engine/config/config.h"
 #include "engine/pipeline/pipeline.h"
 #include "proto/proto.h"
-
-#define SRV_WUR __attribute__((warn_unused_result))
 
 typedef struct srv srv;
 
@@ -54,7 +53,7 @@ typedef struct srv_opts {
  * replaced), create its folder (0750) if missing, bind, set the mode,
  * listen, and allocate every pool. On failure err names the setting:
  * "server.socket: socket /run/x.sock is in use by a live certforged". */
-SRV_WUR int srv_new(const srv_opts *o, srv **out, char *err, size_t errlen);
+CF_WUR int srv_new(const srv_opts *o, srv **out, char *err, size_t errlen);
 
 /* The pipeline's completion hook (pipe_done_fn): arg is the srv. Runs on a
  * worker thread; hands the job back to its ring's thread. */
@@ -101,7 +100,7 @@ typedef struct srv_runtime {
 
 /* Serve until stopped (signal) and drained. Returns 0, or -1 with err
  * (io_uring set-up failed). */
-SRV_WUR int srv_run(srv *s, const srv_runtime *rt, char *err, size_t errlen);
+CF_WUR int srv_run(srv *s, const srv_runtime *rt, char *err, size_t errlen);
 
 typedef struct srv_summary {
     uint64_t connections;           /* accepted over the run */
