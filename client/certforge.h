@@ -50,7 +50,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/issue.h" /* cf_status, cf_status_name(), cf_str, cf_issue_req */
+#include "common/issue.h"  /* cf_str, cf_issue_req */
+#include "common/status.h" /* cf_status, cf_status_name() */
 
 typedef struct cf_client cf_client;
 

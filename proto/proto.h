@@ -23,7 +23,8 @@
 #include <stdint.h>
 
 #include "common/compiler.h"
-#include "engine/issue.h"
+#include "common/issue.h"
+#include "common/status.h"
 
 #define PROTO_VERSION 1
 #define PROTO_HDR_LEN 16              /* whole header, length prefix included */

@@ -17,7 +17,8 @@
 #include <stdint.h>
 
 #include "common/compiler.h"
-#include "engine/issue.h"
+#include "common/issue.h"
+#include "common/status.h"
 #include "hsm/hsm.h"
 
 /* Room for one certificate. An RSA-4096 subject key (≈ 550 bytes) and an

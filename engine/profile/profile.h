@@ -24,9 +24,10 @@
 #include <openssl/evp.h>
 
 #include "common/compiler.h"
+#include "common/issue.h"
+#include "common/status.h"
 #include "engine/config/config.h"
 #include "engine/csr/csr.h"
-#include "engine/issue.h"
 #include "hsm/hsm.h"
 
 /* RFC 5280 §4.1.2.2: at most 20 octets. */
