@@ -192,16 +192,16 @@ static int load_keys(const cfg_config *cfg, cf_engine *eng, daemon_keys *dk, cha
         size_t k = dk->n++;
         dk->spki[k] = der;
         switch (hsm_signer_key_type(s)) {
-        case HSM_KEY_EC_P256:
+        case CF_KEY_EC_P256:
             snprintf(dk->type[k], sizeof(dk->type[k]), "ec-p256");
             break;
-        case HSM_KEY_EC_P384:
+        case CF_KEY_EC_P384:
             snprintf(dk->type[k], sizeof(dk->type[k]), "ec-p384");
             break;
-        case HSM_KEY_RSA:
+        case CF_KEY_RSA:
             snprintf(dk->type[k], sizeof(dk->type[k]), "rsa-%u", hsm_signer_key_bits(s));
             break;
-        case HSM_KEY_ED25519:
+        case CF_KEY_ED25519:
             snprintf(dk->type[k], sizeof(dk->type[k]), "ed25519");
             break;
         default:

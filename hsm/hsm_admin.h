@@ -72,7 +72,7 @@ typedef struct hsm_key_desc {
     size_t id_len;
     char id_hex[129];
     bool type_known; /* false: a key type or curve this layer cannot use */
-    hsm_key_type type;
+    cf_key_type type;
     unsigned bits;
     bool sensitive, extractable, always_sensitive, never_extractable, local;
     bool sign, decrypt, unwrap, derive;

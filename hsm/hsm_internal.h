@@ -174,7 +174,7 @@ CF_WUR int hsm_get_attr(hsm_token *t, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
                         CK_ATTRIBUTE_TYPE type, uint8_t **val, CK_ULONG *len, hsm_err *err);
 
 /* Key facts from a private or public key object. */
-CF_WUR int hsm_key_info(hsm_token *t, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, hsm_key_type *kt,
+CF_WUR int hsm_key_info(hsm_token *t, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, cf_key_type *kt,
                         unsigned *bits, hsm_err *err);
 
 /* Public key of a key pair, given either object (looks for the matching

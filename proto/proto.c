@@ -304,31 +304,16 @@ static bool op_encodable_req(unsigned op)
     return op > PROTO_OP_NONE && op < PROTO_OP__MAX;
 }
 
-static const char *const sign_mech_names[PROTO_SIGN__MAX] = {
-    NULL,
-    "ecdsa-sha256",
-    "ecdsa-sha384",
-    "ecdsa-sha512",
-    "rsa-pkcs1-sha256",
-    "rsa-pkcs1-sha384",
-    "rsa-pkcs1-sha512",
-    "rsa-pss-sha256",
-    "rsa-pss-sha384",
-    "rsa-pss-sha512",
-    "ed25519",
-};
-
 const char *proto_sign_mech_name(unsigned mech)
 {
-    return mech < PROTO_SIGN__MAX ? sign_mech_names[mech] : NULL;
+    cf_sig_alg a;
+    return cf_sig_alg_from_wire(mech, &a) ? cf_sig_alg_name(a) : NULL;
 }
 
 size_t proto_sign_mech_digest_len(unsigned mech)
 {
-    if (mech == 0 || mech >= PROTO_SIGN_ED25519)
-        return 0;
-    static const size_t len[3] = {32, 48, 64};
-    return len[(mech - 1) % 3];
+    cf_sig_alg a;
+    return cf_sig_alg_from_wire(mech, &a) ? cf_sig_alg_digest_len(a) : 0;
 }
 
 static bool reason_ok(unsigned r)

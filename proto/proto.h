@@ -24,6 +24,7 @@
 
 #include "common/compiler.h"
 #include "common/issue.h"
+#include "common/sigalg.h"
 #include "common/status.h"
 
 #define PROTO_VERSION 1
@@ -139,21 +140,9 @@ CF_WUR proto_err proto_frame_next(const uint8_t *buf, size_t len, size_t max_fra
 
 /* ------------------------------------------------------------ requests */
 
-/* SIGN mechanisms (docs/protocol.md). */
-enum {
-    PROTO_SIGN_ECDSA_SHA256 = 1,
-    PROTO_SIGN_ECDSA_SHA384,
-    PROTO_SIGN_ECDSA_SHA512,
-    PROTO_SIGN_RSA_PKCS1_SHA256,
-    PROTO_SIGN_RSA_PKCS1_SHA384,
-    PROTO_SIGN_RSA_PKCS1_SHA512,
-    PROTO_SIGN_RSA_PSS_SHA256,
-    PROTO_SIGN_RSA_PSS_SHA384,
-    PROTO_SIGN_RSA_PSS_SHA512,
-    PROTO_SIGN_ED25519,
-    PROTO_SIGN__MAX
-};
-/* "ecdsa-sha256", ...; NULL outside the table. */
+/* SIGN mechanisms: the wire numbers of common/sigalg.h (cf_sign_mech,
+ * docs/protocol.md). "ecdsa-sha256", ...; NULL for a number not in the
+ * table. */
 const char *proto_sign_mech_name(unsigned mech);
 /* The digest length the mechanism takes (32/48/64); 0 for Ed25519 (any
  * non-empty message) and outside the table. */
@@ -161,7 +150,7 @@ size_t proto_sign_mech_digest_len(unsigned mech);
 
 typedef struct proto_sign_req {
     cf_str key;     /* non-empty */
-    unsigned mech;  /* PROTO_SIGN_* */
+    unsigned mech;  /* cf_sign_mech (the wire number) */
     const uint8_t *data;
     size_t data_len;
     cf_str requester;

@@ -43,7 +43,7 @@ struct crl_issuer {
     size_t sigalg_len;
     hsm_signer *signer;
     EVP_PKEY *pub;
-    hsm_mech mech;
+    cf_sig_alg mech;
 };
 
 int crl_issuer_new(const char *name, const char *key_name, const uint8_t *cert_der,
@@ -266,20 +266,20 @@ static int publish(const char *dir, const char *name, const uint8_t *der, size_t
     return 0;
 }
 
-static const EVP_MD *mech_md(hsm_mech m)
+static const EVP_MD *mech_md(cf_sig_alg m)
 {
     switch (m) {
-    case HSM_MECH_ECDSA_SHA256:
-    case HSM_MECH_RSA_PKCS1_SHA256:
-    case HSM_MECH_RSA_PSS_SHA256:
+    case CF_SIG_ECDSA_SHA256:
+    case CF_SIG_RSA_PKCS1_SHA256:
+    case CF_SIG_RSA_PSS_SHA256:
         return EVP_sha256();
-    case HSM_MECH_ECDSA_SHA384:
-    case HSM_MECH_RSA_PKCS1_SHA384:
-    case HSM_MECH_RSA_PSS_SHA384:
+    case CF_SIG_ECDSA_SHA384:
+    case CF_SIG_RSA_PKCS1_SHA384:
+    case CF_SIG_RSA_PSS_SHA384:
         return EVP_sha384();
-    case HSM_MECH_ECDSA_SHA512:
-    case HSM_MECH_RSA_PKCS1_SHA512:
-    case HSM_MECH_RSA_PSS_SHA512:
+    case CF_SIG_ECDSA_SHA512:
+    case CF_SIG_RSA_PKCS1_SHA512:
+    case CF_SIG_RSA_PSS_SHA512:
         return EVP_sha512();
     default:
         return NULL; /* Ed25519 signs the TBS itself */
@@ -332,7 +332,7 @@ int crl_make(crl_issuer *ci, ledger *l, const char *dir, int64_t now, uint64_t v
         in = md;
         inlen = mdlen;
     }
-    uint8_t sig[HSM_SIG_MAX];
+    uint8_t sig[CF_SIG_MAX];
     size_t siglen = 0;
     hsm_err he = {0};
     if (hsm_sign(ci->signer, ci->mech, in, inlen, sig, &siglen, &he) != 0) {

@@ -39,7 +39,7 @@ typedef struct pipe_sign {
     hsm_signer *signer;
     EVP_PKEY *pub;        /* the key's public half: each signature is checked against it
                            * as the pipeline's verify setting says (NULL: never) */
-    hsm_mech mech;
+    cf_sig_alg mech;
     const char *key_name; /* for the ledger record */
     const char *mech_name;
     const uint8_t *data;  /* the digest (mech's hash, its exact size), or the Ed25519 message */
@@ -70,7 +70,7 @@ typedef struct pipe_job {
     const struct pipe_issuer *iss;
     uint8_t digest[64];
     size_t digest_len;
-    uint8_t sig[HSM_SIG_MAX];
+    uint8_t sig[CF_SIG_MAX];
     size_t sig_len;
 } pipe_job;
 

@@ -25,10 +25,10 @@
 
 #include "common/compiler.h"
 #include "common/issue.h"
+#include "common/sigalg.h"
 #include "common/status.h"
 #include "engine/config/config.h"
 #include "engine/csr/csr.h"
-#include "hsm/hsm.h"
 
 /* RFC 5280 §4.1.2.2: at most 20 octets. */
 #define PROFILE_SERIAL_MAX 20
@@ -46,14 +46,14 @@ typedef struct profile profile;
  * Refused, naming both, when the certificate's public key is not the HSM
  * key's; refused when the certificate is not a CA certificate. */
 CF_WUR int profile_compile(const cfg_profile *cp, const uint8_t *issuer_cert_der, size_t len,
-                           EVP_PKEY *issuer_key_pub, hsm_mech mech, profile **out, char *err,
+                           EVP_PKEY *issuer_key_pub, cf_sig_alg mech, profile **out, char *err,
                            size_t errlen);
 void profile_free(profile *p);
 
 /* The mechanism for an issuer key under a profile hash: ECDSA with the
  * curve's hash (P-256: SHA-256, P-384: SHA-384) or the profile's if
  * stronger; RSA PKCS#1 v1.5 with the profile's hash; Ed25519. */
-CF_WUR int profile_pick_mech(EVP_PKEY *issuer_key_pub, cfg_hash hash, hsm_mech *mech, char *err,
+CF_WUR int profile_pick_mech(EVP_PKEY *issuer_key_pub, cfg_hash hash, cf_sig_alg *mech, char *err,
                              size_t errlen);
 
 /* Read an issuer certificate file (PEM or DER) into a malloc'd DER copy.
@@ -116,7 +116,7 @@ void profile_thread_cleanup(void);
 /* The signatureAlgorithm AlgorithmIdentifier DER of a mechanism, as in
  * every certificate (and CRL) certforge signs, into buf. Returns its
  * length, or 0 when cap is too small. */
-size_t profile_sigalg_der(hsm_mech m, uint8_t *buf, size_t cap);
+size_t profile_sigalg_der(cf_sig_alg m, uint8_t *buf, size_t cap);
 
 /* The key identifier of a CA certificate (for authorityKeyIdentifier):
  * its subjectKeyIdentifier, or without one SHA-1 of its subjectPublicKey
@@ -127,7 +127,7 @@ int profile_cert_key_id(const struct x509_st *x, uint8_t *out, size_t *len);
 /* Accessors. */
 const char *profile_name(const profile *p);
 cfg_profile_type profile_type(const profile *p);
-hsm_mech profile_mech(const profile *p);
+cf_sig_alg profile_mech(const profile *p);
 cfg_hash profile_hash(const profile *p);
 const char *profile_issuer_name(const profile *p); /* config name of the issuer */
 const char *profile_issuer_key(const profile *p);  /* config name of its key */

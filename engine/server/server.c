@@ -835,14 +835,16 @@ static int queue_job(srv_loop *L, conn *c, const proto_req *req, const uint8_t *
                 j->chain = s->rt.chains ? &s->rt.chains[ctx] : NULL;
             } else {
                 const srv_sign_key *k = &s->rt.sign_keys[ctx];
+                cf_sig_alg alg = CF_SIG__MAX; /* handle_sign checked it fits the key */
+                cf_sig_alg_from_wire(r2.sign.mech, &alg);
                 j->pj.kind = PIPE_JOB_SIGN;
                 j->pj.req.requester = r2.sign.requester;
                 j->pj.sign = (pipe_sign){
                     .signer = k->signer,
                     .pub = k->pub,
-                    .mech = (hsm_mech)(r2.sign.mech - 1), /* proto 1..10 = hsm 0..9 */
+                    .mech = alg,
                     .key_name = s->cfg->keys[ctx].name,
-                    .mech_name = proto_sign_mech_name(r2.sign.mech),
+                    .mech_name = cf_sig_alg_name(alg),
                     .data = r2.sign.data,
                     .len = r2.sign.data_len,
                 };
@@ -903,16 +905,6 @@ static int handle_issue(srv_loop *L, conn *c, const proto_req *req, const uint8_
     return queue_job(L, c, req, frame, flen, pi);
 }
 
-/* Can a key of this type make this SIGN mechanism? */
-static bool mech_fits(hsm_key_type t, unsigned mech)
-{
-    if (mech >= PROTO_SIGN_ECDSA_SHA256 && mech <= PROTO_SIGN_ECDSA_SHA512)
-        return t == HSM_KEY_EC_P256 || t == HSM_KEY_EC_P384;
-    if (mech >= PROTO_SIGN_RSA_PKCS1_SHA256 && mech <= PROTO_SIGN_RSA_PSS_SHA512)
-        return t == HSM_KEY_RSA;
-    return mech == PROTO_SIGN_ED25519 && t == HSM_KEY_ED25519;
-}
-
 static int handle_sign(srv_loop *L, conn *c, const proto_req *req, const uint8_t *frame,
                        size_t flen)
 {
@@ -949,9 +941,11 @@ static int handle_sign(srv_loop *L, conn *c, const proto_req *req, const uint8_t
         return answer_error(L, c, PROTO_OP_SIGN, id, CF_ST_INTERNAL, 0, msg) ? FR_CONSUMED
                                                                              : FR_BLOCKED;
     }
-    if (!mech_fits(k->type, req->sign.mech)) {
+    cf_sig_alg alg = CF_SIG__MAX; /* proto_req_decode let only the table's numbers through */
+    cf_sig_alg_from_wire(req->sign.mech, &alg);
+    if (!cf_sig_alg_fits(alg, k->type)) {
         snprintf(msg, sizeof(msg), "key '%s' is %s: it cannot sign %s", kname,
-                 hsm_key_type_name(k->type), proto_sign_mech_name(req->sign.mech));
+                 cf_key_type_name(k->type), cf_sig_alg_name(alg));
         return answer_error(L, c, PROTO_OP_SIGN, id, CF_ST_POLICY_DENIED, 0, msg) ? FR_CONSUMED
                                                                                   : FR_BLOCKED;
     }

@@ -70,7 +70,7 @@ typedef struct srv_chain {
 typedef struct srv_sign_key {
     hsm_signer *signer; /* NULL: this key cannot sign (answered INTERNAL) */
     EVP_PKEY *pub;      /* its public half: every signature is checked before release */
-    hsm_key_type type;
+    cf_key_type type;
 } srv_sign_key;
 
 /* REVOKE and CRL run on the server's admin thread, one at a time (they

@@ -4,6 +4,7 @@
 #include "cf_testutil.h"
 #include "hsm/hsm.h"
 #include "hsm/hsm_admin.h"
+#include "tests/support/renamed.h"
 
 #include <CUnit/Basic.h>
 #include <openssl/evp.h>
