@@ -264,11 +264,6 @@ CF_WUR int cfg_load_string(const char *text, const char *name, const char *base_
                            cfg_config **out, char *err, size_t errlen);
 void cfg_free(cfg_config *c);
 
-/* "90d", "12h", "30m", "3600s", also sums such as "1d12h". A bare number
- * is refused (the unit must be explicit). Result in seconds, 1 .. 100
- * years. Returns 0, or -1 with a reason in err. */
-CF_WUR int cfg_parse_duration(const char *s, uint64_t *secs, char *err, size_t errlen);
-
 /* Lookups by name (NULL when absent). */
 const cfg_profile *cfg_find_profile(const cfg_config *c, const char *name, size_t len);
 const cfg_issuer *cfg_find_issuer(const cfg_config *c, const char *name);

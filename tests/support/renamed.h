@@ -15,6 +15,7 @@
 #ifndef CF_TESTS_RENAMED_H
 #define CF_TESTS_RENAMED_H
 
+#include "common/duration.h"
 #include "common/sigalg.h"
 
 /* hsm/hsm.h -> common/sigalg.h */
@@ -52,5 +53,8 @@
 #define PROTO_SIGN_RSA_PSS_SHA512 CF_SIGN_RSA_PSS_SHA512
 #define PROTO_SIGN_ED25519 CF_SIGN_ED25519
 #define PROTO_SIGN__MAX CF_SIGN__MAX
+
+/* engine/config/config.h -> common/duration.h */
+#define cfg_parse_duration cf_parse_duration
 
 #endif

@@ -10,3 +10,4 @@ s/\bHSM_KEY_(EC_P256|EC_P384|RSA|ED25519)\b/CF_KEY_\1/g
 s/\bHSM_SIG_MAX\b/CF_SIG_MAX/g
 s/\bPROTO_SIGN__MAX\b/CF_SIGN__MAX/g
 s/\bPROTO_SIGN_([A-Z0-9_]+)\b/CF_SIGN_\1/g
+s/\bcfg_parse_duration\b/cf_parse_duration/g
