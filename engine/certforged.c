@@ -27,6 +27,8 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "common/reason.h"
+#include "common/serial.h"
 #include "engine/config/config.h"
 #include "engine/confine/confine.h"
 #include "engine/core/engine.h"
@@ -222,9 +224,8 @@ static cf_status do_revoke(void *arg, const proto_revoke_req *r, uint32_t peer_u
                            int64_t *revoked_at, unsigned *reason, char *msg, size_t msglen)
 {
     daemon_admin *a = arg;
-    char hex[2 * 20 + 1], err[600];
-    for (size_t i = 0; i < r->serial_len; i++)
-        snprintf(hex + 2 * i, 3, "%02x", r->serial[i]);
+    char hex[CF_SERIAL_HEX_MAX + 1], err[600];
+    cf_hex(r->serial, r->serial_len, hex, sizeof(hex));
     if (r->reason == 8) {
         snprintf(msg, msglen,
                  "removeFromCRL is for delta CRLs; certforge makes full CRLs (a revocation is "
@@ -250,8 +251,8 @@ static cf_status do_revoke(void *arg, const proto_revoke_req *r, uint32_t peer_u
         *revoked_at = at;
         *reason = (unsigned)rs;
         srv_log(CFG_LOG_INFO, rc == 0 ? "revoked" : "revoke_repeated",
-                "serial=%s reason=%s peer_uid=%u requester=%s", hex, ledger_reason_name(rs),
-                peer_uid, rq);
+                "serial=%s reason=%s peer_uid=%u requester=%s", hex, cf_reason_name(rs), peer_uid,
+                rq);
         if (rc == 0)
             crl_pub_kick(a->pub);
         return CF_ST_OK;

@@ -5,6 +5,8 @@
 
 #include <string.h>
 
+#include "common/reason.h"
+
 /* ---------------------------------------------------------------- names */
 
 static const char *const op_names[PROTO_OP__MAX] = {
@@ -316,9 +318,10 @@ size_t proto_sign_mech_digest_len(unsigned mech)
     return cf_sig_alg_from_wire(mech, &a) ? cf_sig_alg_digest_len(a) : 0;
 }
 
+/* An RFC 5280 CRLReason (0-10 except 7). */
 static bool reason_ok(unsigned r)
 {
-    return r <= 10 && r != 7;
+    return r <= 10 && cf_reason_name((int)r) != NULL;
 }
 
 /* The fields of SIGN, REVOKE and CRL requests (ISSUE's are decoded

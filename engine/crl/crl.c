@@ -26,6 +26,7 @@
 
 #include <openssl/x509.h>
 
+#include "common/serial.h"
 #include "engine/der/der.h"
 #include "engine/oid.h"
 #include "engine/profile/profile.h"
@@ -112,7 +113,7 @@ const char *crl_issuer_key(const crl_issuer *ci)
 /* ------------------------------------------------------------ building */
 
 typedef struct entry {
-    uint8_t serial[20];
+    uint8_t serial[CF_SERIAL_MAX];
     size_t len;
     int64_t at;
     int reason;
@@ -124,19 +125,9 @@ typedef struct entries {
     int bad;
 } entries;
 
-static int hexval(int c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 static int collect(const char *serial_hex, int64_t at, int reason, void *arg)
 {
     entries *e = arg;
-    size_t hl = strlen(serial_hex);
-    if (hl == 0 || hl % 2 || hl > 40) {
-        e->bad = 1;
-        return 1;
-    }
     if (e->n == e->cap) {
         size_t cap = e->cap ? e->cap * 2 : 64;
         entry *v = realloc(e->v, cap * sizeof(*v));
@@ -148,15 +139,10 @@ static int collect(const char *serial_hex, int64_t at, int reason, void *arg)
         e->cap = cap;
     }
     entry *x = &e->v[e->n];
-    for (size_t i = 0; i < hl / 2; i++) {
-        int hi = hexval(serial_hex[2 * i]), lo = hexval(serial_hex[2 * i + 1]);
-        if (hi < 0 || lo < 0) {
-            e->bad = 1;
-            return 1;
-        }
-        x->serial[i] = (uint8_t)(hi << 4 | lo);
+    if (cf_unhex(serial_hex, x->serial, sizeof(x->serial), &x->len) != 0) {
+        e->bad = 1;
+        return 1;
     }
-    x->len = hl / 2;
     x->at = at;
     x->reason = reason;
     e->n++;

@@ -24,12 +24,11 @@
 #include <stdint.h>
 
 #include "common/compiler.h"
+#include "common/serial.h"
 
 /* The schema this code writes (schema_version table). A database with a
  * newer version is refused; an older one is migrated at open. */
 #define LEDGER_SCHEMA_VERSION 2
-/* Serial numbers: RFC 5280 §4.1.2.2, at most 20 octets → 40 hex digits. */
-#define LEDGER_SERIAL_HEX_MAX 40
 
 typedef enum ledger_backend {
     LEDGER_SQLITE,
@@ -108,11 +107,8 @@ CF_WUR int ledger_record_all(ledger *l, const ledger_rec *recs, size_t n,
 
 /* --- revocation (RFC 5280 §5.3.1 reason codes) ---------------------------- */
 
-/* The reason's RFC 5280 name ("unspecified", "keyCompromise", ...,
- * "aACompromise"), or NULL for 7 and values above 10. */
-const char *ledger_reason_name(int code);
-/* The code of a name (case-insensitive), or -1. */
-int ledger_reason_code(const char *name);
+/* Reason codes and their names (as the ledger stores them):
+ * common/reason.h. */
 
 /* Revoke a certificate. Returns 0 revoked now, 1 it was already revoked
  * (nothing changed: the first revocation stands), 2 no such serial, -1
@@ -173,7 +169,7 @@ int ledger_schema_version(ledger *l);
  * caller's buffer `text`; LEDGER_CERT_TEXT_CAP(len) octets always hold
  * both (longer text is cut with "..."). */
 typedef struct ledger_cert_fields {
-    char serial[LEDGER_SERIAL_HEX_MAX + 1];
+    char serial[CF_SERIAL_HEX_MAX + 1];
     int64_t not_before, not_after;
     const char *subject; /* "C=FI,O=..." (RFC 4514 escaping, certificate order) */
     const char *sans;    /* "DNS:a,URI:urn:uuid:..." (certificate order), or "" */
@@ -183,9 +179,5 @@ typedef struct ledger_cert_fields {
 /* Returns 0, or -1 when the DER is not a certificate this code can read. */
 CF_WUR int ledger_cert_fields_of(const uint8_t *der, size_t len, char *text, size_t cap,
                                  ledger_cert_fields *f);
-
-/* Normalize a serial given by a user ("0A:1b", "0x0a1b") to the stored
- * form (lower-case hex, no separators, no "0x"). Returns 0 or -1. */
-CF_WUR int ledger_serial_norm(const char *in, char out[LEDGER_SERIAL_HEX_MAX + 1]);
 
 #endif

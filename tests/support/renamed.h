@@ -16,6 +16,7 @@
 #define CF_TESTS_RENAMED_H
 
 #include "common/duration.h"
+#include "common/reason.h"
 #include "common/sigalg.h"
 
 /* hsm/hsm.h -> common/sigalg.h */
@@ -56,5 +57,9 @@
 
 /* engine/config/config.h -> common/duration.h */
 #define cfg_parse_duration cf_parse_duration
+
+/* engine/ledger/ledger.h -> common/reason.h */
+#define ledger_reason_name cf_reason_name
+#define ledger_reason_code cf_reason_code
 
 #endif

@@ -11,3 +11,5 @@ s/\bHSM_SIG_MAX\b/CF_SIG_MAX/g
 s/\bPROTO_SIGN__MAX\b/CF_SIGN__MAX/g
 s/\bPROTO_SIGN_([A-Z0-9_]+)\b/CF_SIGN_\1/g
 s/\bcfg_parse_duration\b/cf_parse_duration/g
+s/\bledger_reason_name\b/cf_reason_name/g
+s/\bledger_reason_code\b/cf_reason_code/g

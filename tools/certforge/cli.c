@@ -171,17 +171,6 @@ bool cli_parse_hex(const char *s, uint8_t *out, size_t cap, size_t *len)
     return n > 0;
 }
 
-void cli_hex(const uint8_t *v, size_t n, char *out, size_t cap)
-{
-    static const char hx[] = "0123456789abcdef";
-    size_t j = 0;
-    for (size_t i = 0; i < n && j + 2 < cap; i++) {
-        out[j++] = hx[v[i] >> 4];
-        out[j++] = hx[v[i] & 15];
-    }
-    out[j] = '\0';
-}
-
 /* --- JSON ------------------------------------------------------------------- */
 
 void cj_init(cli_json *j, FILE *f)
