@@ -21,7 +21,6 @@ static const char *const profile_type_names[CFG_PROFILE__MAX] = {"nf", "sepp", "
 static const char *const hash_names[CFG_HASH__MAX] = {"sha256", "sha384", "sha512"};
 static const char *const key_type_names[CFG_KT__MAX] = {"ec-p256",  "ec-p384",  "rsa-2048",
                                                         "rsa-3072", "rsa-4096", "ed25519"};
-static const char *const log_level_names[CFG_LOG__MAX] = {"error", "warning", "info", "debug"};
 
 const char *cfg_profile_type_name(cfg_profile_type t)
 {
@@ -34,10 +33,6 @@ const char *cfg_hash_name(cfg_hash h)
 const char *cfg_key_type_name(cfg_key_type k)
 {
     return (unsigned)k < CFG_KT__MAX ? key_type_names[k] : "?";
-}
-const char *cfg_log_level_name(cfg_log_level l)
-{
-    return (unsigned)l < CFG_LOG__MAX ? log_level_names[l] : "?";
 }
 
 /* ------------------------------------------------------------ loader state */
@@ -474,7 +469,7 @@ static int load_pipeline(ld *l, const config_setting_t *root, cfg_pipeline *p)
 static int load_log(ld *l, const config_setting_t *root, cfg_log *lg)
 {
     static const char *const known[] = {"level", NULL};
-    lg->level = CFG_LOG_INFO;
+    lg->level = CF_LOG_INFO;
     config_setting_t *g = config_setting_get_member(root, "log");
     if (!g)
         return 0;
@@ -487,13 +482,13 @@ static int load_log(ld *l, const config_setting_t *root, cfg_log *lg)
         return -1;
     if (!v)
         return 0;
-    for (int i = 0; i < CFG_LOG__MAX; i++)
-        if (strcmp(v, log_level_names[i]) == 0) {
-            lg->level = (cfg_log_level)i;
+    for (int i = 0; i < CF_LOG__MAX; i++)
+        if (strcmp(v, cf_log_level_name((cf_log_level)i)) == 0) {
+            lg->level = (cf_log_level)i;
             return 0;
         }
     if (strcmp(v, "warn") == 0) {
-        lg->level = CFG_LOG_WARNING;
+        lg->level = CF_LOG_WARNING;
         return 0;
     }
     return fail(l, w, "'%s': expected error, warning, info or debug", v);

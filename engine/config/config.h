@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "common/compiler.h"
+#include "common/log.h"
 
 /* Hard limits of the schema (also documented in docs/configuration.md). */
 #define CFG_NAME_MAX 64     /* token/key/issuer/profile names: [A-Za-z0-9._-] */
@@ -78,15 +79,6 @@ typedef enum cfg_verify_mode {
     CFG_VERIFY_SAMPLE, /* one in verify_n */
     CFG_VERIFY_OFF
 } cfg_verify_mode;
-
-typedef enum cfg_log_level {
-    CFG_LOG_ERROR,
-    CFG_LOG_WARNING,
-    CFG_LOG_INFO,
-    CFG_LOG_DEBUG,
-    CFG_LOG__MAX
-} cfg_log_level;
-const char *cfg_log_level_name(cfg_log_level l);
 
 /* Every entry keeps the line it was defined on, for later messages. */
 typedef struct cfg_token {
@@ -148,7 +140,7 @@ typedef struct cfg_pipeline {
 } cfg_pipeline;
 
 typedef struct cfg_log {
-    cfg_log_level level;
+    cf_log_level level;
 } cfg_log;
 
 /* The daemon's socket and its limits (docs/configuration.md, `server`). */

@@ -19,7 +19,6 @@
 #ifndef CF_SERVER_H
 #define CF_SERVER_H
 
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,18 +28,6 @@
 #include "proto/proto.h"
 
 typedef struct srv srv;
-
-/* ------------------------------------------------------------ logging */
-
-/* One line per event on stderr: ts=... level=... event=NAME key=value...
- * Thread-safe (one write(2) per line). Values with spaces or quotes are
- * the caller's to quote (srv_log_quote). Never pass secrets. */
-void srv_log_set_level(cfg_log_level lvl);
-__attribute__((format(printf, 3, 4))) void srv_log(cfg_log_level lvl, const char *event,
-                                                   const char *fmt, ...);
-/* Quote s for a key=value line ("..." with \" and \\ escaped, control
- * characters as ?) into buf; returns buf. */
-const char *srv_log_quote(const char *s, char *buf, size_t len);
 
 /* ------------------------------------------------------------ setup */
 

@@ -16,6 +16,7 @@
 #define CF_TESTS_RENAMED_H
 
 #include "common/duration.h"
+#include "common/log.h"
 #include "common/reason.h"
 #include "common/sigalg.h"
 
@@ -57,6 +58,15 @@
 
 /* engine/config/config.h -> common/duration.h */
 #define cfg_parse_duration cf_parse_duration
+
+/* engine/config/config.h -> common/log.h */
+#define cfg_log_level cf_log_level
+#define cfg_log_level_name cf_log_level_name
+#define CFG_LOG_ERROR CF_LOG_ERROR
+#define CFG_LOG_WARNING CF_LOG_WARNING
+#define CFG_LOG_INFO CF_LOG_INFO
+#define CFG_LOG_DEBUG CF_LOG_DEBUG
+#define CFG_LOG__MAX CF_LOG__MAX
 
 /* engine/ledger/ledger.h -> common/reason.h */
 #define ledger_reason_name cf_reason_name

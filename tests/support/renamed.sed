@@ -13,3 +13,6 @@ s/\bPROTO_SIGN_([A-Z0-9_]+)\b/CF_SIGN_\1/g
 s/\bcfg_parse_duration\b/cf_parse_duration/g
 s/\bledger_reason_name\b/cf_reason_name/g
 s/\bledger_reason_code\b/cf_reason_code/g
+s/\bcfg_log_level_name\b/cf_log_level_name/g
+s/\bcfg_log_level\b/cf_log_level/g
+s/\bCFG_LOG_(ERROR|WARNING|INFO|DEBUG|_MAX)\b/CF_LOG_\1/g
