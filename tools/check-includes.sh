@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# tools/check-includes.sh [ROOT] — fail when an #include runs back up the
+# module graph (docs/architecture.md, "Modules and includes"):
+#
+#   tools, bench ──▶ client ──▶ proto ──▶ common
+#   engine ──▶ {hsm, proto, common}      hsm ──▶ common
+#   acme ──▶ {client, common}            tests ──▶ anything
+#
+# Checked over every #include "…" in ROOT's C sources (default: this
+# checkout):
+#   - a project header is named by its path from the source root
+#     ("hsm/hsm.h"), never by a bare name; only the test runner's
+#     cf_test.h and cf_testutil.h are bare (tests/support adds its folder);
+#   - the header's module is one its includer's module may use (LAYERS);
+#   - the public client/certforge.h includes common/ headers only;
+#   - common/ includes no library header (OpenSSL, PKCS#11, SQLite, libpq,
+#     libconfig, ...) and its CMakeLists.txt links nothing;
+#   - tests/support/renamed.h (old names kept for the suites) is included
+#     from tests/ only.
+# Prints one line per violation (file:line: what) and exits 1 if any.
+set -euo pipefail
+root=${1:-$(cd "$(dirname "$0")/.." && pwd)}
+cd "$root"
+
+# module -> modules its files may include (its own is always allowed)
+declare -A LAYERS=(
+  [common]=""
+  [hsm]="common"
+  [proto]="common"
+  [client]="common proto"
+  [engine]="common hsm proto"
+  [acme]="common client"
+  [tools]="common hsm proto client engine bench" # engine: `certforge ledger`; bench: csr_pool for csr-gen
+  [bench]="common hsm proto client engine tools tests" # tests: throwaway tokens (cf_testutil.h)
+  [tests]="*"
+)
+BARE_OK="cf_test.h cf_testutil.h"
+# library headers common/ must not include (it links nothing)
+COMMON_DENY='openssl/|p11-kit/|pkcs11|sqlite3|libpq|libconfig|liburing|jansson|event2/|curl/|seccomp|CUnit/'
+
+bad=0
+say() { echo "$1"; bad=1; }
+
+files=$(find "${!LAYERS[@]}" -type f \( -name '*.c' -o -name '*.h' \) 2>/dev/null | LC_ALL=C sort)
+
+# quoted includes of every file at once: file:line:header
+while IFS=: read -r f line hdr; do
+  [ -n "$hdr" ] || continue
+  from=${f%%/*}
+  allowed=${LAYERS[$from]}
+  case " $BARE_OK " in *" $hdr "*)
+    case $from in tests|bench) continue ;; esac
+    say "$f:$line: includes \"$hdr\": the test runner's headers are for tests/ and bench/ only"
+    continue ;;
+  esac
+  case $hdr in
+    */*) ;;
+    *) say "$f:$line: includes \"$hdr\" by a bare name: name it by its path from the source root (e.g. \"$(find . -name "$hdr" -not -path './build*' | head -n1 | sed 's|^\./||')\")"; continue ;;
+  esac
+  case $hdr in
+    ./*|../*|*/../*) say "$f:$line: includes \"$hdr\": a relative path; name it from the source root"; continue ;;
+  esac
+  if [ "$hdr" = tests/support/renamed.h ] && [ "$from" != tests ]; then
+    say "$f:$line: includes \"$hdr\": the suites' old names are for tests/ only"
+    continue
+  fi
+  to=${hdr%%/*}
+  if [ "$f" = client/certforge.h ] && [ "$to" != common ]; then
+    say "$f:$line: includes \"$hdr\": the public client header includes common/ headers only"
+    continue
+  fi
+  [ "$to" = "$from" ] && continue
+  [ "$allowed" = "*" ] && continue
+  case " $allowed " in *" $to "*) continue ;; esac
+  say "$f:$line: includes \"$hdr\": $from/ may not include $to/ (it may use: ${allowed:-only itself})"
+done < <(grep -n -H -E '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' $files /dev/null |
+         sed -E 's/^([^:]*):([0-9]+):[^"]*"([^"]*)".*/\1:\2:\3/')
+
+# library headers in common/
+while IFS=: read -r f line hdr; do
+  [ -n "$hdr" ] || continue
+  say "$f:$line: common/ includes a library header ($hdr): common links nothing"
+done < <(grep -n -H -E "^[[:space:]]*#[[:space:]]*include[[:space:]]*<($COMMON_DENY)" \
+           $(echo "$files" | grep '^common/') /dev/null | sed -E 's/^([^:]*):([0-9]+):.*<([^>]*)>.*/\1:\2:<\3>/')
+
+if [ -f common/CMakeLists.txt ] && grep -n -E '^[[:space:]]*target_link_libraries' common/CMakeLists.txt >/dev/null; then
+  say "common/CMakeLists.txt:$(grep -n -E '^[[:space:]]*target_link_libraries' common/CMakeLists.txt | head -n1 | cut -d: -f1): cf_common links a library: common links nothing"
+fi
+
+if [ $bad -ne 0 ]; then
+  echo "check-includes: the include graph runs back up (see above); docs/architecture.md shows the allowed directions" >&2
+  exit 1
+fi
+echo "check-includes: $(echo "$files" | wc -w) files, every include runs down the module graph"
