@@ -2,9 +2,11 @@
  *
  * Knows what goes into a certificate (TS 33.310 §6.1.3c NF profile, the N32
  * SEPP profile, RFC 8739 STAR with RFC 9608 noRevAvail) and nothing of
- * sockets or PKCS#11 sessions. It never signs: the pipeline signs the
- * digest this module hands out through the HSM, then calls
- * profile_assemble(). docs/profiles.md lists every field and its clause.
+ * sockets or PKCS#11 sessions. It never signs: the pipeline digests the
+ * TBS this module builds (with its workers' own digest contexts; see
+ * profile_tbs_digest() for the same digest here), signs it through the HSM,
+ * then calls profile_assemble(). docs/profiles.md lists every field and
+ * its clause.
  *
  * profile_compile() runs once at start-up (OpenSSL reads the issuer
  * certificate there); profile_build_tbs() is the hot path: it writes into
@@ -77,9 +79,14 @@ CF_WUR int profile_read_cert(const char *path, uint8_t **der, size_t *len, char 
  * written lower-case. `serial` is 1..20 octets, positive (top bit clear
  * when 20 octets), as from profile_serial().
  *
+ * `cap` is the caller's size limit: a TBS that does not fit is refused
+ * with POLICY_DENIED, saying how many octets it needed (the pipeline
+ * passes PIPE_TBS_MAX, 7 552; profile_tbs_max() fits any request).
+ *
  * Returns 0 with *st = CF_ST_OK and *len set; otherwise -1 with *st
- * (POLICY_DENIED, BAD_CSR for a malformed SAN request, INTERNAL for a too
- * small buffer or a bad serial) and a message in `why`. Nothing allocated. */
+ * (POLICY_DENIED, BAD_CSR for a malformed SAN request, INTERNAL for a bad
+ * serial or an encoding failure) and a message in `why`. Nothing
+ * allocated. */
 CF_WUR int profile_build_tbs(const profile *p, const csr *c, const cf_issue_req *req,
                              const uint8_t *serial, size_t serial_len, int64_t now, uint8_t *buf,
                              size_t cap, size_t *len, cf_status *st, char *why, size_t whylen);
@@ -96,7 +103,9 @@ CF_WUR int profile_serial(uint8_t out[PROFILE_SERIAL_MAX], size_t *len, const ui
 
 /* What the HSM signs for this profile's mechanism: for ECDSA and RSA the
  * digest of the TBS, written to digest[] (*in = digest); for Ed25519 the
- * TBS itself (*in = tbs). Prefetched EVP_MDs, a per-thread EVP_MD_CTX. */
+ * TBS itself (*in = tbs). Prefetched EVP_MDs, a per-thread EVP_MD_CTX.
+ * For callers without digest contexts of their own (the tests): the
+ * pipeline computes the same digest itself (pipeline.c stage_front). */
 CF_WUR int profile_tbs_digest(const profile *p, const uint8_t *tbs, size_t tbs_len,
                               uint8_t digest[PROFILE_DIGEST_MAX], const uint8_t **in,
                               size_t *inlen);
@@ -134,8 +143,10 @@ const char *profile_issuer_key(const profile *p);  /* config name of its key */
 /* The issuer's subject Name DER (the issuer field of every certificate). */
 const uint8_t *profile_issuer_dn(const profile *p, size_t *len);
 /* Largest TBS / certificate any request can produce (CF_MAX_FQDNS names of
- * 253 characters, CF_MAX_NF_TYPES types, an RSA-4096 key): size buffers
- * with these. */
+ * 253 characters, CF_MAX_NF_TYPES types, an RSA-4096 key), about 18 KB:
+ * size buffers with these to take every request. (The pipeline does not:
+ * it takes certificates up to PIPE_CERT_MAX, 8 KiB, and refuses larger
+ * ones.) */
 size_t profile_tbs_max(const profile *p);
 size_t profile_cert_max(const profile *p);
 
