@@ -27,10 +27,11 @@ static const ledger_ops *const backends[LEDGER_BACKEND__MAX] = {&ledger_sqlite_o
 struct ledger {
     const ledger_ops *ops;
     void *state;
-    /* One call at a time: the pipeline's workers call ledger_record()
-     * concurrently, and neither a SQLite connection nor a libpq PGconn may
-     * be used by two threads at once (SQLite's WAL allows one writer
-     * anyway). */
+    /* One call at a time: the pipeline's recorder thread (the only caller
+     * of ledger_record_all), certforged's admin thread (REVOKE, CRL) and
+     * its CRL publisher may call at once, and neither a SQLite connection
+     * nor a libpq PGconn may be used by two threads at once (SQLite's WAL
+     * allows one writer anyway). */
     pthread_mutex_t mu;
 };
 

@@ -1,8 +1,9 @@
 /* ledger.h — issuance records (docs/ledger.md).
  *
- * Every certificate certforged issues is recorded here, in one transaction
- * per pipeline batch, BEFORE any certificate of the batch is released: a
- * crash loses no certificate that any client received.
+ * Every certificate certforged issues is recorded here, by the pipeline's
+ * recorder thread in one transaction per pass (whatever one or more
+ * workers' batches handed over), BEFORE any certificate of them is
+ * released: a crash loses no certificate that any client received.
  *
  * One interface, two backends: SQLite (embedded default, ledger_sqlite.c)
  * and PostgreSQL (several engines sharing one CA, ledger_pg.c), behind the

@@ -41,10 +41,11 @@
  * idle_timeout_ms (a trickle of reads does not count) it is closed as a
  * stalled reader.
  *
- * Completion hand-off: the pipeline calls srv_pipe_done() on a worker
- * thread; it pushes the job on its ring's lock-free stack and, if the stack
- * was empty, writes the ring's eventfd. The ring thread takes the whole
- * stack at once when its eventfd read completes. (MSG_RING would need a
+ * Completion hand-off: the pipeline calls srv_pipe_done() on its recorder
+ * thread (a worker's for failed jobs, and without a ledger; the admin
+ * thread for REVOKE and CRL); it pushes the job on its ring's lock-free
+ * stack and, if the stack was empty, writes the ring's eventfd. The ring
+ * thread takes the whole stack at once when its eventfd read completes. (MSG_RING would need a
  * ring per worker; with DEFER_TASKRUN only the ring's own thread may
  * submit to it.)
  */

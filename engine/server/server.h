@@ -42,8 +42,10 @@ typedef struct srv_opts {
  * "server.socket: socket /run/x.sock is in use by a live certforged". */
 CF_WUR int srv_new(const srv_opts *o, srv **out, char *err, size_t errlen);
 
-/* The pipeline's completion hook (pipe_done_fn): arg is the srv. Runs on a
- * worker thread; hands the job back to its ring's thread. */
+/* The pipeline's completion hook (pipe_done_fn): arg is the srv. Runs on
+ * the pipeline's recorder thread (a worker's for failed jobs, and without a
+ * ledger), and on the admin thread for REVOKE and CRL; hands the job back
+ * to its ring's thread. */
 void srv_pipe_done(pipe_job *job, void *arg);
 
 /* What the running server needs from the engine. Everything must stay
