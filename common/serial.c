@@ -4,7 +4,7 @@
 #include <ctype.h>
 #include <string.h>
 
-void cf_hex(const uint8_t *v, size_t n, char *out, size_t cap)
+void cf_hex_encode(const uint8_t *v, size_t n, char *out, size_t cap)
 {
     static const char hx[] = "0123456789abcdef";
     size_t j = 0;
@@ -27,7 +27,7 @@ static int hexval(int c)
     return -1;
 }
 
-int cf_unhex(const char *hex, uint8_t *out, size_t cap, size_t *len)
+int cf_hex_decode(const char *hex, uint8_t *out, size_t cap, size_t *len)
 {
     size_t hl = strlen(hex);
     if (hl == 0 || hl % 2 || hl / 2 > cap)

@@ -15,12 +15,12 @@
 
 /* Octets as lower-case hex (the ledger's form), NUL-terminated; as many
  * octets as fit in cap - 1 characters. */
-void cf_hex(const uint8_t *v, size_t n, char *out, size_t cap);
+void cf_hex_encode(const uint8_t *v, size_t n, char *out, size_t cap);
 
 /* Hex digits (either case, an even number, no separators) as octets:
  * 0 and *len set, or -1 when the text is empty, not hex, odd or longer
  * than cap octets. */
-CF_WUR int cf_unhex(const char *hex, uint8_t *out, size_t cap, size_t *len);
+CF_WUR int cf_hex_decode(const char *hex, uint8_t *out, size_t cap, size_t *len);
 
 /* Normalize a serial given by a user ("0A:1b", "0x0a1b") to the ledger's
  * form (lower-case hex, no separators, no "0x"). Returns 0, or -1 when it

@@ -226,7 +226,7 @@ static cf_status do_revoke(void *arg, const proto_revoke_req *r, uint32_t peer_u
 {
     daemon_admin *a = arg;
     char hex[CF_SERIAL_HEX_MAX + 1], err[600];
-    cf_hex(r->serial, r->serial_len, hex, sizeof(hex));
+    cf_hex_encode(r->serial, r->serial_len, hex, sizeof(hex));
     if (r->reason == 8) {
         snprintf(msg, msglen,
                  "removeFromCRL is for delta CRLs; certforge makes full CRLs (a revocation is "

@@ -121,7 +121,7 @@ static int describe(hsm_token *t, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, hsm_k
     d->id_len = idlen < sizeof(d->id) ? idlen : sizeof(d->id);
     if (idlen)
         memcpy(d->id, id, d->id_len);
-    cf_hex(d->id, d->id_len, d->id_hex, sizeof(d->id_hex));
+    cf_hex_encode(d->id, d->id_len, d->id_hex, sizeof(d->id_hex));
 
     d->type_known = hsm_key_info(t, s, o, &d->type, &d->bits, &ignore) == 0;
     d->sensitive = get_bool(t, s, o, CKA_SENSITIVE);
@@ -577,7 +577,7 @@ int hsm_key_generate(hsm_token *t, hsm_gen_type g, const char *label, const uint
         goto out;
     if (id_len) {
         memcpy(id, id_in, id_len);
-        cf_hex(id, id_len, idhex, sizeof(idhex));
+        cf_hex_encode(id, id_len, idhex, sizeof(idhex));
         CK_ATTRIBUTE by_id[] = {{CKA_ID, id, id_len}};
         if (count_objects(t, s, by_id, 1, &failed, err) > 0) {
             hsm_fail(err, CKR_ARGUMENTS_BAD,
@@ -604,7 +604,7 @@ int hsm_key_generate(hsm_token *t, hsm_gen_type g, const char *label, const uint
                 goto out;
             }
         }
-        cf_hex(id, id_len, idhex, sizeof(idhex));
+        cf_hex_encode(id, id_len, idhex, sizeof(idhex));
     }
 
     CK_MECHANISM mech = {CKM_EC_KEY_PAIR_GEN, NULL, 0};

@@ -139,7 +139,7 @@ static int collect(const char *serial_hex, int64_t at, int reason, void *arg)
         e->cap = cap;
     }
     entry *x = &e->v[e->n];
-    if (cf_unhex(serial_hex, x->serial, sizeof(x->serial), &x->len) != 0) {
+    if (cf_hex_decode(serial_hex, x->serial, sizeof(x->serial), &x->len) != 0) {
         e->bad = 1;
         return 1;
     }

@@ -384,7 +384,7 @@ int ledger_cert_fields_of(const uint8_t *der, size_t len, char *text, size_t cap
         return -1;
     if (mlen == 0 || mlen > CF_SERIAL_MAX)
         return -1;
-    cf_hex(mag, mlen, f->serial, sizeof(f->serial));
+    cf_hex_encode(mag, mlen, f->serial, sizeof(f->serial));
     /* signature, issuer, validity, subject, subjectPublicKeyInfo */
     if (der_expect(&tbs, DER_SEQUENCE, &x) || der_expect(&tbs, DER_SEQUENCE, &x) ||
         der_expect(&tbs, DER_SEQUENCE, &x) || der_enter(&x, &val) ||

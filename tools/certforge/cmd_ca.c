@@ -541,7 +541,7 @@ static void hex_octets(const ASN1_OCTET_STRING *o, char *buf, size_t cap)
     if (!o)
         snprintf(buf, cap, "%s", "");
     else
-        cf_hex(ASN1_STRING_get0_data(o), (size_t)ASN1_STRING_length(o), buf, cap);
+        cf_hex_encode(ASN1_STRING_get0_data(o), (size_t)ASN1_STRING_length(o), buf, cap);
 }
 
 static int ca_show(int argc, char **argv)

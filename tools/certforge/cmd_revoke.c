@@ -121,7 +121,7 @@ int cmd_revoke(int argc, char **argv)
     char norm[CF_SERIAL_HEX_MAX + 1];
     uint8_t sb[CF_SERIAL_MAX];
     size_t sl = 0;
-    if (cf_serial_norm(serial, norm) != 0 || cf_unhex(norm, sb, sizeof(sb), &sl) != 0)
+    if (cf_serial_norm(serial, norm) != 0 || cf_hex_decode(norm, sb, sizeof(sb), &sl) != 0)
         return cli_usage("revoke: --serial '%s' is not a serial number (hex, 1-20 octets)",
                          serial);
     socket = cli_socket_path(socket);
