@@ -4,7 +4,7 @@
  * every validation refuses with the setting path, the line and the exact
  * reason. */
 #include "engine/config/config.h"
-#include "tests/support/renamed.h"
+#include "renamed.h"
 
 #include <CUnit/Basic.h>
 #include <CUnit/CUnit.h>

@@ -2,7 +2,7 @@
  * side by side (libp11 0.4.12 cannot enumerate such a token at all). */
 #include "cf_testutil.h"
 #include "hsm/hsm.h"
-#include "tests/support/renamed.h"
+#include "renamed.h"
 
 #include <CUnit/Basic.h>
 #include <openssl/evp.h>

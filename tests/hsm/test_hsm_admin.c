@@ -4,7 +4,7 @@
 #include "cf_testutil.h"
 #include "hsm/hsm.h"
 #include "hsm/hsm_admin.h"
-#include "tests/support/renamed.h"
+#include "renamed.h"
 
 #include <CUnit/Basic.h>
 #include <openssl/evp.h>

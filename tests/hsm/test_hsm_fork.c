@@ -3,7 +3,7 @@
  * keeps signing after the child is gone. */
 #include "cf_testutil.h"
 #include "hsm/hsm.h"
-#include "tests/support/renamed.h"
+#include "renamed.h"
 
 #include <CUnit/Basic.h>
 #include <openssl/evp.h>

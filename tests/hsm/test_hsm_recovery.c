@@ -4,7 +4,7 @@
  * same process without a restart. Nothing blocks longer than its bound. */
 #include "cf_testutil.h"
 #include "hsm/hsm.h"
-#include "tests/support/renamed.h"
+#include "renamed.h"
 
 #include <CUnit/Basic.h>
 #include <dlfcn.h>

@@ -7,7 +7,7 @@
  * the same batch on the same token with and without threads. */
 #include "cf_testutil.h"
 #include "hsm/hsm.h"
-#include "tests/support/renamed.h"
+#include "renamed.h"
 
 #include <CUnit/Basic.h>
 #include <dlfcn.h>

@@ -15,7 +15,7 @@
  * next call reconnects; two engines creating the schema at once;
  * cRLNumbers taken concurrently by several connections. */
 #include "engine/ledger/ledger.h"
-#include "tests/support/renamed.h"
+#include "renamed.h"
 
 #include <CUnit/Basic.h>
 #include <libpq-fe.h>

@@ -7,7 +7,7 @@
 #include "engine/config/config.h"
 #include "engine/core/engine.h"
 #include "engine/csr/csr.h"
-#include "tests/support/renamed.h"
+#include "renamed.h"
 
 #include <CUnit/Basic.h>
 #include <dlfcn.h>

@@ -11,7 +11,7 @@
  * same bytes. Then every policy denial and compile refusal with its
  * message, serials, and the cost of the hot path. */
 #include "engine/profile/profile.h"
-#include "tests/support/renamed.h"
+#include "renamed.h"
 
 #include <CUnit/Basic.h>
 #include <CUnit/CUnit.h>

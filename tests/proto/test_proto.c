@@ -3,7 +3,7 @@
  * across arbitrary splits of a stream, and the byte-exact hex examples of
  * docs/protocol.md (read from CF_SOURCE_DIR, so the doc cannot drift). */
 #include "proto/proto.h"
-#include "tests/support/renamed.h"
+#include "renamed.h"
 
 #include <CUnit/Basic.h>
 #include <CUnit/CUnit.h>

@@ -5,8 +5,8 @@
  * runner), so this branch changed only their #include lines. Once both
  * have landed, rename in tests/ and delete this file:
  *
- *   sed -i -E -f tests/support/renamed.sed $(git grep -l renamed.h tests)
- *   git grep -l '"tests/support/renamed.h"' | xargs sed -i '/renamed\.h/d'
+ *   sed -i -E -f tests/support/renamed.sed $(git grep -l '"renamed.h"' -- tests)
+ *   git grep -l '"renamed.h"' -- tests | xargs sed -i '/"renamed\.h"/d'
  *   git rm tests/support/renamed.h tests/support/renamed.sed
  *
  * Nothing outside tests/ may use these names (tools/check-includes.sh
