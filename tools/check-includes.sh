@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tools/check-includes.sh [ROOT] — fail when an #include runs back up the
+# tools/check-includes.sh [--fix] [ROOT] — fail when an #include runs back up the
 # module graph (docs/architecture.md, "Modules and includes"):
 #
 #   tools, bench ──▶ client ──▶ proto ──▶ common
@@ -19,7 +19,14 @@
 #   - tests/support/renamed.h (old names kept for the suites) is included
 #     from tests/ only.
 # Prints one line per violation (file:line: what) and exits 1 if any.
+#
+# --fix first rewrites each bare #include "x.h" of a project header to its
+# path from the source root (a header of the includer's own module first
+# when two share the name; tests/support's stay bare), e.g. after merging a
+# branch written before the module paths; then checks as above.
 set -euo pipefail
+fix=0
+if [ "${1:-}" = --fix ]; then fix=1; shift; fi
 root=${1:-$(cd "$(dirname "$0")/.." && pwd)}
 cd "$root"
 
@@ -41,7 +48,24 @@ COMMON_DENY='openssl/|p11-kit/|pkcs11|sqlite3|libpq|libconfig|liburing|jansson|e
 bad=0
 say() { echo "$1"; bad=1; }
 
-files=$(find "${!LAYERS[@]}" -type f \( -name '*.c' -o -name '*.h' \) 2>/dev/null | LC_ALL=C sort)
+dirs=()
+for d in "${!LAYERS[@]}"; do [ -d "$d" ] && dirs+=("$d"); done
+files=$(find "${dirs[@]}" -type f \( -name '*.c' -o -name '*.h' \) | LC_ALL=C sort)
+
+if [ $fix -eq 1 ]; then
+  headers=$(echo "$files" | grep '\.h$' | grep -v '^tests/support/')
+  fixed=0
+  while IFS=: read -r f line hdr; do
+    [ -n "$hdr" ] && [ ! -f "tests/support/$hdr" ] || continue
+    cands=$(echo "$headers" | grep -E "(^|/)${hdr//./\\.}\$" || true)
+    [ "$(echo "$cands" | grep -c .)" -gt 1 ] && cands=$(echo "$cands" | grep "^${f%%/*}/" || true)
+    [ "$(echo "$cands" | grep -c .)" -eq 1 ] || continue # none, or ambiguous: left to the check
+    sed -i "${line}s|\"$hdr\"|\"$cands\"|" "$f"
+    fixed=$((fixed + 1))
+  done < <(grep -n -H -E '^[[:space:]]*#[[:space:]]*include[[:space:]]*"[^"/]*"' $files /dev/null |
+           sed -E 's/^([^:]*):([0-9]+):[^"]*"([^"]*)".*/\1:\2:\3/')
+  echo "check-includes: --fix rewrote $fixed bare include(s) to module paths"
+fi
 
 # quoted includes of every file at once: file:line:header
 while IFS=: read -r f line hdr; do

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tools/check-includes.sh must pass on this tree and fail, naming the file,
 # on each kind of include that runs back up the graph: every case plants
-# one bad file (or line) in a fresh temporary copy of the sources.
+# one bad file (or line) in a fresh temporary copy of the sources. Last,
+# --fix must turn bare names into module paths and then pass.
 set -euo pipefail
 src=$1
 check=$src/tools/check-includes.sh
@@ -95,5 +96,17 @@ expect_fail "old names in bench" bench/planted.c
 fresh
 printf '#include "cf_testutil.h"\n' >"$tmp/t/engine/planted.c"
 expect_fail "test runner outside tests" engine/planted.c
+
+# --fix names a bare project header by its module path, then passes
+fresh
+printf '#include "der.h"\n' >"$tmp/t/engine/planted.c"
+printf '#include "cf_test.h"\n#include "proto.h"\n' >"$tmp/t/tests/planted.c"
+if out=$("$check" --fix "$tmp/t" 2>&1) && grep -q '^#include "engine/der/der.h"$' "$tmp/t/engine/planted.c" &&
+   grep -q '^#include "cf_test.h"$' "$tmp/t/tests/planted.c" &&
+   grep -q '^#include "proto/proto.h"$' "$tmp/t/tests/planted.c"; then
+  echo "ok   --fix: $(head -n1 <<<"$out")"
+else
+  echo "FAIL --fix: $out"; cat "$tmp/t/engine/planted.c" "$tmp/t/tests/planted.c"; fails=$((fails + 1))
+fi
 
 [ $fails -eq 0 ] || { echo "$fails case(s) failed"; exit 1; }
