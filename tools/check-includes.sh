@@ -5,6 +5,7 @@
 #   tools, bench ──▶ client ──▶ proto ──▶ common
 #   engine ──▶ {hsm, proto, common}      hsm ──▶ common
 #   acme ──▶ {client, common}            tests ──▶ anything
+#   (tools and bench are the top: they may use every module but tests/)
 #
 # Checked over every #include "…" in ROOT's C sources (default: this
 # checkout):
@@ -38,8 +39,8 @@ declare -A LAYERS=(
   [client]="common proto"
   [engine]="common hsm proto"
   [acme]="common client"
-  [tools]="common hsm proto client engine bench" # engine: `certforge ledger`; bench: csr_pool for csr-gen
-  [bench]="common hsm proto client engine tools tests" # tests: throwaway tokens (cf_testutil.h)
+  [tools]="common hsm proto client engine acme bench" # engine: `certforge ledger`; bench: csr_pool for csr-gen
+  [bench]="common hsm proto client engine acme tools tests" # tests: throwaway tokens (cf_testutil.h)
   [tests]="*"
 )
 # library headers common/ must not include (it links nothing)
