@@ -6,8 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "bench_hist.h"
-#include "csr_pool.h"
+#include "bench/bench_hist.h"
+#include "bench/csr_pool.h"
 
 typedef struct bench_setup {
     csr_pool pool;

@@ -2,9 +2,9 @@
  * file exactly as certforged builds it, fed from the CSR pool with a
  * bounded window of jobs, every certificate counted on completion.
  * Latency: pipe_submit_many to the done hook, per job, every job. */
-#include "bench_common.h"
-#include "config.h"
-#include "engine.h"
+#include "bench/bench_common.h"
+#include "engine/config/config.h"
+#include "engine/core/engine.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

@@ -2,9 +2,9 @@
  * the same CSRs — public key from the raw key bytes (EVP_PKEY_fromdata) and
  * the CSR signature check, one raw C_Sign of a digest on a session of the
  * thread's own, and (with --verify all) the check of that signature. */
-#include "bench_common.h"
-#include "csr.h"
-#include "hsm_internal.h"
+#include "bench/bench_common.h"
+#include "engine/csr/csr.h"
+#include "hsm/hsm_internal.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -24,7 +24,7 @@ typedef struct floor_ctx {
     csr *csrs;
     size_t ncsrs;
     EVP_PKEY *ca_pub;
-    hsm_key_type ca_type;
+    cf_key_type ca_type;
     _Atomic size_t next;
     _Atomic uint64_t errors;
     _Atomic int setup_failed;
@@ -94,11 +94,10 @@ static void *floor_thread(void *arg)
     if (!sha256 || !sha384 || !mdc || !ec || !rsa || !vctx || EVP_PKEY_fromdata_init(ec) != 1 ||
         EVP_PKEY_fromdata_init(rsa) != 1 ||
         /* Ed25519 verifies one-shot with EVP_DigestVerify (below) */
-        (fc->ca_type != HSM_KEY_ED25519 && EVP_PKEY_verify_init(vctx) != 1))
+        (fc->ca_type != CF_KEY_ED25519 && EVP_PKEY_verify_init(vctx) != 1))
         goto out;
-    if (fc->ca_type == HSM_KEY_RSA &&
-        (EVP_PKEY_CTX_set_rsa_padding(vctx, RSA_PKCS1_PADDING) != 1 ||
-         EVP_PKEY_CTX_set_signature_md(vctx, sha256) != 1))
+    if (fc->ca_type == CF_KEY_RSA && (EVP_PKEY_CTX_set_rsa_padding(vctx, RSA_PKCS1_PADDING) != 1 ||
+                                      EVP_PKEY_CTX_set_signature_md(vctx, sha256) != 1))
         goto out;
     if (t->f->C_OpenSession(t->slot, CKF_SERIAL_SESSION, NULL, NULL, &h) != CKR_OK)
         goto out;
@@ -107,11 +106,11 @@ static void *floor_thread(void *arg)
     CK_ULONG cnt = 0;
     if (hsm_find(t, h, tmpl, 2, &key, 1, &cnt, &e) != 0 || cnt != 1)
         goto out;
-    CK_MECHANISM mech = {fc->ca_type == HSM_KEY_RSA       ? CKM_RSA_PKCS
-                         : fc->ca_type == HSM_KEY_ED25519 ? CKM_EDDSA
-                                                          : CKM_ECDSA,
+    CK_MECHANISM mech = {fc->ca_type == CF_KEY_RSA       ? CKM_RSA_PKCS
+                         : fc->ca_type == CF_KEY_ED25519 ? CKM_EDDSA
+                                                         : CKM_ECDSA,
                          NULL, 0};
-    EVP_MD *ca_md = fc->ca_type == HSM_KEY_EC_P384 ? sha384 : sha256;
+    EVP_MD *ca_md = fc->ca_type == CF_KEY_EC_P384 ? sha384 : sha256;
 
     for (;;) {
         size_t i = atomic_fetch_add(&fc->next, 1);
@@ -131,14 +130,14 @@ static void *floor_thread(void *arg)
                   EVP_DigestVerify(mdc, c->sig, c->sig_len, c->info.raw, c->info.rawlen) == 1;
         EVP_PKEY_free(pk);
         /* 2. one C_Sign of a digest (of TBS-sized data: the CSR info) */
-        uint8_t dig[64 + sizeof(di_sha256)], raw[HSM_SIG_MAX], der[HSM_SIG_MAX];
+        uint8_t dig[64 + sizeof(di_sha256)], raw[CF_SIG_MAX], der[CF_SIG_MAX];
         unsigned dl = 0;
         const uint8_t *in = dig;
         CK_ULONG inlen;
-        if (fc->ca_type == HSM_KEY_ED25519) {
+        if (fc->ca_type == CF_KEY_ED25519) {
             in = c->info.raw;
             inlen = c->info.rawlen;
-        } else if (fc->ca_type == HSM_KEY_RSA) {
+        } else if (fc->ca_type == CF_KEY_RSA) {
             memcpy(dig, di_sha256, sizeof(di_sha256));
             EVP_Digest(c->info.raw, c->info.rawlen, dig + sizeof(di_sha256), &dl, ca_md, NULL);
             inlen = sizeof(di_sha256) + dl;
@@ -153,12 +152,12 @@ static void *floor_thread(void *arg)
         /* 3. the issued signature, checked */
         stage = ok ? 3 : stage;
         if (ok && su->verify) {
-            if (fc->ca_type == HSM_KEY_ED25519) {
+            if (fc->ca_type == CF_KEY_ED25519) {
                 EVP_MD_CTX_reset(mdc); /* it still holds the CSR check's context */
                 ok = EVP_DigestVerifyInit_ex(mdc, NULL, NULL, NULL, NULL, fc->ca_pub, NULL) ==
                          1 &&
                      EVP_DigestVerify(mdc, raw, rl, in, inlen) == 1;
-            } else if (fc->ca_type == HSM_KEY_RSA) {
+            } else if (fc->ca_type == CF_KEY_RSA) {
                 ok = EVP_PKEY_verify(vctx, raw, rl, dig + sizeof(di_sha256), dl) == 1;
             } else {
                 ECDSA_SIG *s = ECDSA_SIG_new();
@@ -233,10 +232,10 @@ int bench_floor(const bench_setup *su, unsigned threads, bench_result *r)
         fclose(f);
     fc.ca_pub = ca ? X509_get_pubkey(ca) : NULL;
     X509_free(ca);
-    fc.ca_type = strcmp(su->ca_key, "ec-p384") == 0   ? HSM_KEY_EC_P384
-                 : strncmp(su->ca_key, "rsa", 3) == 0 ? HSM_KEY_RSA
-                 : strcmp(su->ca_key, "ed25519") == 0 ? HSM_KEY_ED25519
-                                                      : HSM_KEY_EC_P256;
+    fc.ca_type = strcmp(su->ca_key, "ec-p384") == 0   ? CF_KEY_EC_P384
+                 : strncmp(su->ca_key, "rsa", 3) == 0 ? CF_KEY_RSA
+                 : strcmp(su->ca_key, "ed25519") == 0 ? CF_KEY_ED25519
+                                                      : CF_KEY_EC_P256;
     fc.csrs = calloc(su->pool.n, sizeof(*fc.csrs));
     for (size_t i = 0; fc.csrs && i < su->pool.n; i++)
         if (csr_parse(su->pool.items[i].der, su->pool.items[i].len, &fc.csrs[fc.ncsrs]) == CSR_OK)

@@ -1,4 +1,4 @@
-#include "bench_hist.h"
+#include "bench/bench_hist.h"
 
 #include <string.h>
 

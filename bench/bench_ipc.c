@@ -8,8 +8,8 @@
  * monotonic clock, every answer, into the connection's histogram. A
  * warm-up (--warmup) runs first on the same connections, not counted.
  * certforged's CPU time and peak RSS come from /proc. */
-#include "bench_common.h"
-#include "certforge.h"
+#include "bench/bench_common.h"
+#include "client/certforge.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -1,6 +1,6 @@
 /* The live progress line, the --sample series, results by status name,
  * and the /proc readings of the daemon. */
-#include "bench_common.h"
+#include "bench/bench_common.h"
 
 #include <pthread.h>
 #include <stdio.h>

@@ -3,7 +3,7 @@
  * X509_set_*, extensions from strings (X509V3_EXT_conf_nid), X509_sign
  * with a libp11 key, i2d_X509. The same NF profile as certforge's. It
  * verifies no issued signature (compare with --verify off). */
-#include "bench_common.h"
+#include "bench/bench_common.h"
 
 #include <libp11.h>
 #include <pthread.h>

@@ -16,7 +16,7 @@
  *
  * CSRs are written as PEM files before the clock starts; latency is spawn
  * to exit of each process. Errors are counted by exit status. */
-#include "bench_common.h"
+#include "bench/bench_common.h"
 #include "cf_testutil.h"
 
 #include <errno.h>

@@ -22,7 +22,7 @@
  * on it and a self-signed CA certificate made with `certforge ca`, and a
  * pool of distinct NF CSRs (cached on disk).
  */
-#include "bench_common.h"
+#include "bench/bench_common.h"
 
 #include <errno.h>
 #include <getopt.h>

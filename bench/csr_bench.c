@@ -18,7 +18,7 @@
  *   floor            EVP_DigestVerify with the key already built
  * Results go to docs/csr.md (and bench/RESULTS.md when the owner wants).
  */
-#include "csr.h"
+#include "engine/csr/csr.h"
 
 #include <openssl/core_names.h>
 #include <openssl/evp.h>

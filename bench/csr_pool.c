@@ -1,4 +1,4 @@
-#include "csr_pool.h"
+#include "bench/csr_pool.h"
 
 #include <errno.h>
 #include <stdbool.h>

@@ -9,7 +9,7 @@
  * that drift on a shared machine hits both; the median round is reported.
  */
 #include "cf_testutil.h"
-#include "hsm_internal.h"
+#include "hsm/hsm_internal.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -20,7 +20,7 @@
 typedef struct {
     hsm_token *t;
     hsm_signer *s;
-    hsm_mech mech;
+    cf_sig_alg mech;
     CK_MECHANISM ck;
     size_t inlen;
     double seconds;
@@ -39,7 +39,7 @@ static double now_s(void)
 static void *run(void *p)
 {
     run_arg *a = p;
-    uint8_t in[64], sig[HSM_SIG_MAX];
+    uint8_t in[64], sig[CF_SIG_MAX];
     memset(in, 0x42, sizeof(in));
     CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
     CK_OBJECT_HANDLE key = CK_INVALID_HANDLE;
@@ -80,7 +80,7 @@ static void *run(void *p)
     return NULL;
 }
 
-static double measure(hsm_token *t, hsm_signer *s, hsm_mech m, CK_MECHANISM ck, size_t inlen,
+static double measure(hsm_token *t, hsm_signer *s, cf_sig_alg m, CK_MECHANISM ck, size_t inlen,
                       int threads, double secs, bool raw, long *errors)
 {
     pthread_t th[64];
@@ -140,14 +140,14 @@ int main(int argc, char **argv)
     }
     struct {
         const char *name, *p11tool;
-        hsm_mech mech;
+        cf_sig_alg mech;
         CK_MECHANISM_TYPE ck;
         size_t inlen;
     } kinds[] = {
-        {"ec-p256", "EC:prime256v1", HSM_MECH_ECDSA_SHA256, CKM_ECDSA, 32},
-        {"ec-p384", "EC:secp384r1", HSM_MECH_ECDSA_SHA384, CKM_ECDSA, 48},
-        {"rsa-2048", "rsa:2048", HSM_MECH_RSA_PKCS1_SHA256, CKM_RSA_PKCS, 51},
-        {"ed25519", "EC:edwards25519", HSM_MECH_ED25519, CKM_EDDSA, 64},
+        {"ec-p256", "EC:prime256v1", CF_SIG_ECDSA_SHA256, CKM_ECDSA, 32},
+        {"ec-p384", "EC:secp384r1", CF_SIG_ECDSA_SHA384, CKM_ECDSA, 48},
+        {"rsa-2048", "rsa:2048", CF_SIG_RSA_PKCS1_SHA256, CKM_RSA_PKCS, 51},
+        {"ed25519", "EC:edwards25519", CF_SIG_ED25519, CKM_EDDSA, 64},
     };
     int k = -1;
     for (int i = 0; i < 4; i++)

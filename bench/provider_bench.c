@@ -14,7 +14,7 @@
  * timing is asserted anywhere.
  */
 #include "cf_testutil.h"
-#include "hsm.h"
+#include "hsm/hsm.h"
 
 #include <fcntl.h>
 #include <getopt.h>
@@ -50,7 +50,7 @@ typedef struct run_arg {
 static void *run_direct(void *p)
 {
     run_arg *a = p;
-    uint8_t msg[64], dg[32], sig[HSM_SIG_MAX];
+    uint8_t msg[64], dg[32], sig[CF_SIG_MAX];
     memset(msg, 0x42, sizeof(msg));
     double end = now_s() + a->seconds;
     while (now_s() < end) {
@@ -60,7 +60,7 @@ static void *run_direct(void *p)
         unsigned dl = 0;
         /* The same work the provider's caller asks for: digest, then sign. */
         if (!EVP_Digest(msg, sizeof(msg), dg, &dl, EVP_sha256(), NULL) ||
-            hsm_sign(a->s, HSM_MECH_ECDSA_SHA256, dg, dl, sig, &sl, &e) != 0)
+            hsm_sign(a->s, CF_SIG_ECDSA_SHA256, dg, dl, sig, &sl, &e) != 0)
             a->errors++;
         a->count++;
     }

@@ -50,7 +50,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "issue.h" /* cf_status, cf_status_name(), cf_str, cf_issue_req */
+#include "common/issue.h"  /* cf_str, cf_issue_req */
+#include "common/sigalg.h" /* cf_sign_mech: CF_SIGN_* */
+#include "common/status.h" /* cf_status, cf_status_name() */
 
 typedef struct cf_client cf_client;
 
@@ -83,20 +85,8 @@ int cf_client_submit_keys(cf_client *c, uint64_t *id_out);
 /* SIGN (docs/protocol.md): sign with a key the daemon holds. For ECDSA and
  * RSA `data` is the digest of the mechanism's hash (its exact size); for
  * Ed25519 the whole message. The answer's `sig` holds the signature:
- * ECDSA as DER Ecdsa-Sig-Value, RSA modulus-sized, Ed25519 64 octets. */
-typedef enum cf_sign_mech {
-    CF_SIGN_ECDSA_SHA256 = 1,
-    CF_SIGN_ECDSA_SHA384 = 2,
-    CF_SIGN_ECDSA_SHA512 = 3,
-    CF_SIGN_RSA_PKCS1_SHA256 = 4,
-    CF_SIGN_RSA_PKCS1_SHA384 = 5,
-    CF_SIGN_RSA_PKCS1_SHA512 = 6,
-    CF_SIGN_RSA_PSS_SHA256 = 7, /* MGF1 same hash, salt length = digest length */
-    CF_SIGN_RSA_PSS_SHA384 = 8,
-    CF_SIGN_RSA_PSS_SHA512 = 9,
-    CF_SIGN_ED25519 = 10,
-} cf_sign_mech;
-
+ * ECDSA as DER Ecdsa-Sig-Value, RSA modulus-sized, Ed25519 64 octets.
+ * Mechanisms: cf_sign_mech (CF_SIGN_*, common/sigalg.h). */
 typedef struct cf_sign_req {
     cf_str key;           /* the key's name in the daemon's config */
     unsigned mech;        /* cf_sign_mech */

@@ -1,8 +1,8 @@
 /* client.c — libcertforge: a non-blocking Unix socket, a bounded queue of
  * encoded requests, a bounded buffer of received answers, and poll() that
  * always reads while it writes (see certforge.h). */
-#include "certforge.h"
-#include "proto.h"
+#include "client/certforge.h"
+#include "proto/proto.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -27,16 +27,19 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include "config.h"
-#include "confine.h"
-#include "crl.h"
-#include "engine.h"
-#include "hsm.h"
-#include "ledger.h"
-#include "ledger_pipe.h"
-#include "profile.h"
-#include "proto.h"
-#include "server.h"
+#include "common/log.h"
+#include "common/reason.h"
+#include "common/serial.h"
+#include "engine/config/config.h"
+#include "engine/confine/confine.h"
+#include "engine/core/engine.h"
+#include "engine/crl/crl.h"
+#include "engine/ledger/ledger.h"
+#include "engine/ledger/ledger_pipe.h"
+#include "engine/profile/profile.h"
+#include "engine/server/server.h"
+#include "hsm/hsm.h"
+#include "proto/proto.h"
 
 #define EXIT_CONFIG 1 /* config or start-up refused */
 #define EXIT_USAGE 2
@@ -100,14 +103,14 @@ static void on_ledger_fail(const char *err, size_t n_jobs, void *arg)
 {
     (void)arg;
     char q[600];
-    srv_log(CFG_LOG_ERROR, "ledger_failure", "jobs=%zu err=%s", n_jobs,
-            srv_log_quote(err, q, sizeof(q)));
+    cf_log(CF_LOG_ERROR, "ledger_failure", "jobs=%zu err=%s", n_jobs,
+           cf_log_quote(err, q, sizeof(q)));
 }
 
 static void on_ledger_recover(unsigned long long failed_batches, void *arg)
 {
     (void)arg;
-    srv_log(CFG_LOG_WARNING, "ledger_recovered", "failed_batches=%llu", failed_batches);
+    cf_log(CF_LOG_WARNING, "ledger_recovered", "failed_batches=%llu", failed_batches);
 }
 
 /* Open the config's ledger; certforged never runs without one, except for
@@ -117,9 +120,9 @@ static int open_ledger(const cfg_config *cfg, bool no_ledger, ledger **out, char
 {
     *out = NULL;
     if (no_ledger) {
-        srv_log(CFG_LOG_WARNING, "ledger_disabled",
-                "reason=--unsafe-no-ledger effect=\"certificates are NOT recorded; for "
-                "certforge-bench only\"");
+        cf_log(CF_LOG_WARNING, "ledger_disabled",
+               "reason=--unsafe-no-ledger effect=\"certificates are NOT recorded; for "
+               "certforge-bench only\"");
         return 0;
     }
     if (!cfg->ledger.line) {
@@ -145,12 +148,12 @@ static int open_ledger(const cfg_config *cfg, bool no_ledger, ledger **out, char
     }
     /* the conninfo holds no password: the config refuses one */
     if (pg)
-        srv_log(CFG_LOG_INFO, "ledger_open", "backend=postgresql conninfo=\"%s\" schema_version=%d",
-                cfg->ledger.conninfo, ledger_schema_version(*out));
+        cf_log(CF_LOG_INFO, "ledger_open", "backend=postgresql conninfo=\"%s\" schema_version=%d",
+               cfg->ledger.conninfo, ledger_schema_version(*out));
     else
-        srv_log(CFG_LOG_INFO, "ledger_open", "backend=%s path=%s schema_version=%d",
-                cfg_ledger_backend_name(cfg->ledger.backend), cfg->ledger.path,
-                ledger_schema_version(*out));
+        cf_log(CF_LOG_INFO, "ledger_open", "backend=%s path=%s schema_version=%d",
+               cfg_ledger_backend_name(cfg->ledger.backend), cfg->ledger.path,
+               ledger_schema_version(*out));
     return 0;
 }
 
@@ -192,16 +195,16 @@ static int load_keys(const cfg_config *cfg, cf_engine *eng, daemon_keys *dk, cha
         size_t k = dk->n++;
         dk->spki[k] = der;
         switch (hsm_signer_key_type(s)) {
-        case HSM_KEY_EC_P256:
+        case CF_KEY_EC_P256:
             snprintf(dk->type[k], sizeof(dk->type[k]), "ec-p256");
             break;
-        case HSM_KEY_EC_P384:
+        case CF_KEY_EC_P384:
             snprintf(dk->type[k], sizeof(dk->type[k]), "ec-p384");
             break;
-        case HSM_KEY_RSA:
+        case CF_KEY_RSA:
             snprintf(dk->type[k], sizeof(dk->type[k]), "rsa-%u", hsm_signer_key_bits(s));
             break;
-        case HSM_KEY_ED25519:
+        case CF_KEY_ED25519:
             snprintf(dk->type[k], sizeof(dk->type[k]), "ed25519");
             break;
         default:
@@ -212,8 +215,8 @@ static int load_keys(const cfg_config *cfg, cf_engine *eng, daemon_keys *dk, cha
         dk->keys[k].spki = (proto_blob){der, (size_t)len};
     }
     if (cfg->n_keys > PROTO_MAX_KEYS)
-        srv_log(CFG_LOG_WARNING, "keys_truncated", "configured=%zu sent=%d", cfg->n_keys,
-                PROTO_MAX_KEYS);
+        cf_log(CF_LOG_WARNING, "keys_truncated", "configured=%zu sent=%d", cfg->n_keys,
+               PROTO_MAX_KEYS);
     return 0;
 }
 
@@ -222,9 +225,8 @@ static cf_status do_revoke(void *arg, const proto_revoke_req *r, uint32_t peer_u
                            int64_t *revoked_at, unsigned *reason, char *msg, size_t msglen)
 {
     daemon_admin *a = arg;
-    char hex[2 * 20 + 1], err[600];
-    for (size_t i = 0; i < r->serial_len; i++)
-        snprintf(hex + 2 * i, 3, "%02x", r->serial[i]);
+    char hex[CF_SERIAL_HEX_MAX + 1], err[600];
+    cf_hex_encode(r->serial, r->serial_len, hex, sizeof(hex));
     if (r->reason == 8) {
         snprintf(msg, msglen,
                  "removeFromCRL is for delta CRLs; certforge makes full CRLs (a revocation is "
@@ -242,16 +244,16 @@ static cf_status do_revoke(void *arg, const proto_revoke_req *r, uint32_t peer_u
         char t[64];
         snprintf(t, sizeof(t), "%.*s", (int)(r->requester.len < 60 ? r->requester.len : 60),
                  r->requester.p);
-        srv_log_quote(t, rq, sizeof(rq));
+        cf_log_quote(t, rq, sizeof(rq));
     }
     switch (rc) {
     case 0:
     case 1:
         *revoked_at = at;
         *reason = (unsigned)rs;
-        srv_log(CFG_LOG_INFO, rc == 0 ? "revoked" : "revoke_repeated",
-                "serial=%s reason=%s peer_uid=%u requester=%s", hex, ledger_reason_name(rs),
-                peer_uid, rq);
+        cf_log(CF_LOG_INFO, rc == 0 ? "revoked" : "revoke_repeated",
+               "serial=%s reason=%s peer_uid=%u requester=%s", hex, cf_reason_name(rs), peer_uid,
+               rq);
         if (rc == 0)
             crl_pub_kick(a->pub);
         return CF_ST_OK;
@@ -259,7 +261,7 @@ static cf_status do_revoke(void *arg, const proto_revoke_req *r, uint32_t peer_u
         snprintf(msg, msglen, "no certificate with serial %s in the ledger", hex);
         return CF_ST_NOT_FOUND;
     default:
-        srv_log(CFG_LOG_ERROR, "ledger_failure", "op=REVOKE serial=%s err=\"%s\"", hex, err);
+        cf_log(CF_LOG_ERROR, "ledger_failure", "op=REVOKE serial=%s err=\"%s\"", hex, err);
         snprintf(msg, msglen, "the revocation could not be recorded: %s", err);
         return CF_ST_LEDGER_FAILURE;
     }
@@ -342,12 +344,12 @@ static void on_crl(const crl_issuer *ci, const crl_made *m, const char *err, voi
     (void)arg;
     char q[800];
     if (m)
-        srv_log(CFG_LOG_INFO, "crl", "issuer=%s number=%llu entries=%zu bytes=%zu next_update=%lld",
-                crl_issuer_name(ci), (unsigned long long)m->number, m->entries, m->len,
-                (long long)m->next_update);
+        cf_log(CF_LOG_INFO, "crl", "issuer=%s number=%llu entries=%zu bytes=%zu next_update=%lld",
+               crl_issuer_name(ci), (unsigned long long)m->number, m->entries, m->len,
+               (long long)m->next_update);
     else
-        srv_log(CFG_LOG_ERROR, "crl_failed", "issuer=%s err=%s", crl_issuer_name(ci),
-                srv_log_quote(err, q, sizeof(q)));
+        cf_log(CF_LOG_ERROR, "crl_failed", "issuer=%s err=%s", crl_issuer_name(ci),
+               cf_log_quote(err, q, sizeof(q)));
 }
 
 /* One crl_issuer per configured issuer, and the publisher. */
@@ -427,7 +429,7 @@ static const char *folder_of(const char *path, char *buf, size_t len)
 static int confine_daemon(const cfg_config *cfg, bool ledger_on, char *err, size_t errlen)
 {
     if (!cfg->confine.enabled) {
-        srv_log(CFG_LOG_WARNING, "unconfined", "reason=\"confine.enabled = false\"");
+        cf_log(CF_LOG_WARNING, "unconfined", "reason=\"confine.enabled = false\"");
         return 0;
     }
     const char *w[CFG_MAX_WRITABLE + 3];
@@ -450,10 +452,10 @@ static int confine_daemon(const cfg_config *cfg, bool ledger_on, char *err, size
     for (size_t i = 0; i < n && o < sizeof(list) - 2; i++)
         o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", i ? "," : "", w[i]);
     char q[2100];
-    srv_log(r.landlock_abi ? CFG_LOG_INFO : CFG_LOG_WARNING, "confined",
-            "no_new_privs=yes landlock_abi=%d seccomp=%s writable=%s%s", r.landlock_abi,
-            r.seccomp ? "yes" : "no", srv_log_quote(list, q, sizeof(q)),
-            r.landlock_abi ? "" : " effect=\"no Landlock in this kernel: files not restricted\"");
+    cf_log(r.landlock_abi ? CF_LOG_INFO : CF_LOG_WARNING, "confined",
+           "no_new_privs=yes landlock_abi=%d seccomp=%s writable=%s%s", r.landlock_abi,
+           r.seccomp ? "yes" : "no", cf_log_quote(list, q, sizeof(q)),
+           r.landlock_abi ? "" : " effect=\"no Landlock in this kernel: files not restricted\"");
     return 0;
 }
 
@@ -553,8 +555,8 @@ static void *startup_watch_main(void *arg)
         struct signalfd_siginfo si;
         if (read(w->sfd, &si, sizeof(si)) != (ssize_t)sizeof(si))
             continue;
-        srv_log(CFG_LOG_WARNING, "signal", "sig=%s action=exit phase=start-up",
-                si.ssi_signo == SIGINT ? "INT" : "TERM");
+        cf_log(CF_LOG_WARNING, "signal", "sig=%s action=exit phase=start-up",
+               si.ssi_signo == SIGINT ? "INT" : "TERM");
         fprintf(stderr, "certforged: stopped by a signal during start-up\n");
         _exit(0);
     }
@@ -583,8 +585,8 @@ static void *stop_watchdog(void *arg)
                           .tv_nsec = (long)(stop_bound_ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
-    srv_log(CFG_LOG_ERROR, "stop_forced",
-            "reason=\"jobs still in the HSM %u ms after the drain\" exit=4", stop_bound_ms);
+    cf_log(CF_LOG_ERROR, "stop_forced",
+           "reason=\"jobs still in the HSM %u ms after the drain\" exit=4", stop_bound_ms);
     _exit(4);
 }
 
@@ -650,8 +652,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "certforged: %s\n", err);
         goto out;
     }
-    srv_log_set_level(cfg->log.level);
-    srv_log(CFG_LOG_INFO, "start", "config=%s pid=%d", cfg->path, (int)getpid());
+    cf_log_set_level(cfg->log.level);
+    cf_log(CF_LOG_INFO, "start", "config=%s pid=%d", cfg->path, (int)getpid());
     sfd = signalfd(-1, &set, SFD_CLOEXEC);
     if (sfd < 0) {
         fprintf(stderr, "certforged: signalfd: %s\n", strerror(errno));
@@ -664,14 +666,14 @@ int main(int argc, char **argv)
     srv_opts so = {.cfg = cfg, .signal_fd = sfd};
     if (srv_new(&so, &server, err, sizeof(err)) != 0) {
         fprintf(stderr, "certforged: %s: %s\n", cfg->path, err);
-        srv_log(CFG_LOG_ERROR, "refused", "reason=socket");
+        cf_log(CF_LOG_ERROR, "refused", "reason=socket");
         goto out;
     }
     /* The ledger after the socket (a second daemon is refused before it
      * touches the ledger), before the engine (no HSM login without it). */
     if (open_ledger(cfg, no_ledger, &led, err, sizeof(err)) != 0) {
         fprintf(stderr, "certforged: %s\n", err);
-        srv_log(CFG_LOG_ERROR, "refused", "reason=ledger");
+        cf_log(CF_LOG_ERROR, "refused", "reason=ledger");
         goto out;
     }
     lp = (ledger_pipe){.l = led, .on_fail = on_ledger_fail, .on_recover = on_ledger_recover};
@@ -681,7 +683,7 @@ int main(int argc, char **argv)
                              .record_arg = &lp};
     if (cf_engine_open(cfg, &hooks, &eng, err, sizeof(err)) != 0) {
         fprintf(stderr, "certforged: %s\n", err);
-        srv_log(CFG_LOG_ERROR, "refused", "reason=engine");
+        cf_log(CF_LOG_ERROR, "refused", "reason=engine");
         goto out;
     }
     if (load_keys(cfg, eng, &dk, err, sizeof(err)) != 0 ||
@@ -699,17 +701,17 @@ int main(int argc, char **argv)
         }
         if (start_crls(cfg, led, &dk, &dc, &cis, &pub, err, sizeof(err)) != 0) {
             fprintf(stderr, "certforged: %s\n", err);
-            srv_log(CFG_LOG_ERROR, "refused", "reason=crl");
+            cf_log(CF_LOG_ERROR, "refused", "reason=crl");
             goto out;
         }
     }
     if (confine_daemon(cfg, led != NULL, err, sizeof(err)) != 0) {
         fprintf(stderr, "certforged: %s\n", err);
-        srv_log(CFG_LOG_ERROR, "refused", "reason=confine");
+        cf_log(CF_LOG_ERROR, "refused", "reason=confine");
         goto out;
     }
     if (cfg->n_grants == 0)
-        srv_log(CFG_LOG_WARNING, "no_grants", "effect=\"every request is UNAUTHORIZED\"");
+        cf_log(CF_LOG_WARNING, "no_grants", "effect=\"every request is UNAUTHORIZED\"");
     sess_arg sa = {eng, cfg->n_keys};
     daemon_admin adm = {.cfg = cfg, .l = led, .pub = pub, .cis = cis};
     srv_runtime rt = {
@@ -728,7 +730,7 @@ int main(int argc, char **argv)
     startup_watch_stop(&watch); /* the ring reads the signalfd from here on */
     if (srv_run(server, &rt, err, sizeof(err)) != 0) {
         fprintf(stderr, "certforged: %s\n", err);
-        srv_log(CFG_LOG_ERROR, "failed", "err=\"%s\"", err);
+        cf_log(CF_LOG_ERROR, "failed", "err=\"%s\"", err);
         rc = 3;
     } else {
         rc = 0;
@@ -739,7 +741,7 @@ int main(int argc, char **argv)
     size_t cancelled =
         pipe_cancel_queued(cf_engine_pipe(eng), CF_ST_BUSY, "certforged is stopping");
     if (cancelled)
-        srv_log(CFG_LOG_INFO, "cancelled", "queued_jobs=%zu", cancelled);
+        cf_log(CF_LOG_INFO, "cancelled", "queued_jobs=%zu", cancelled);
     stop_bound_ms = cfg->server.drain_timeout_ms < 2000 ? 2000 : cfg->server.drain_timeout_ms;
     pthread_t wd;
     if (pthread_create(&wd, NULL, stop_watchdog, NULL) == 0)
@@ -750,12 +752,12 @@ int main(int argc, char **argv)
     eng = NULL;
     srv_summary sum;
     srv_get_summary(server, &sum);
-    srv_log(CFG_LOG_INFO, "stop",
-            "issued=%llu connections=%llu requests=%llu answered=%llu unanswered=%llu "
-            "refused=%llu exit=%d",
-            (unsigned long long)ps.by_status[CF_ST_OK], (unsigned long long)sum.connections,
-            (unsigned long long)sum.requests, (unsigned long long)sum.answered,
-            (unsigned long long)sum.unanswered, (unsigned long long)sum.refused, rc);
+    cf_log(CF_LOG_INFO, "stop",
+           "issued=%llu connections=%llu requests=%llu answered=%llu unanswered=%llu "
+           "refused=%llu exit=%d",
+           (unsigned long long)ps.by_status[CF_ST_OK], (unsigned long long)sum.connections,
+           (unsigned long long)sum.requests, (unsigned long long)sum.answered,
+           (unsigned long long)sum.unanswered, (unsigned long long)sum.refused, rc);
 out:
     startup_watch_stop(&watch);
     crl_pub_stop(pub);

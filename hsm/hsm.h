@@ -24,7 +24,8 @@
 #include <p11-kit/pkcs11.h>
 #include <openssl/evp.h>
 
-#define HSM_WUR __attribute__((warn_unused_result))
+#include "common/compiler.h"
+#include "common/sigalg.h"
 
 /* Every fallible call fills one of these: the PKCS#11 return value that
  * caused the failure (CKR_GENERAL_ERROR for failures of our own, e.g. a
@@ -34,40 +35,13 @@ typedef struct hsm_err {
     char msg[320];
 } hsm_err;
 
-/* Key kinds the layer can sign with. */
-typedef enum hsm_key_type {
-    HSM_KEY_EC_P256,
-    HSM_KEY_EC_P384,
-    HSM_KEY_RSA,
-    HSM_KEY_ED25519,
-    HSM_KEY__MAX
-} hsm_key_type;
+/* Key types (cf_key_type) and signature algorithms (cf_sig_alg, each
+ * mapped to its PKCS#11 mechanism here) are common/sigalg.h's. ECDSA
+ * signatures come back DER-encoded (Ecdsa-Sig-Value), converted from the
+ * raw r||s that CKM_ECDSA returns. */
 
-/* Signature mechanisms. ECDSA and RSA take a digest computed by the caller
- * (the hash named here, of its size); Ed25519 takes the whole message.
- * ECDSA signatures come back DER-encoded (Ecdsa-Sig-Value), converted from
- * the raw r||s that CKM_ECDSA returns. */
-typedef enum hsm_mech {
-    HSM_MECH_ECDSA_SHA256,
-    HSM_MECH_ECDSA_SHA384,
-    HSM_MECH_ECDSA_SHA512,
-    HSM_MECH_RSA_PKCS1_SHA256,
-    HSM_MECH_RSA_PKCS1_SHA384,
-    HSM_MECH_RSA_PKCS1_SHA512,
-    HSM_MECH_RSA_PSS_SHA256,
-    HSM_MECH_RSA_PSS_SHA384,
-    HSM_MECH_RSA_PSS_SHA512,
-    HSM_MECH_ED25519,
-    HSM_MECH__MAX
-} hsm_mech;
-
-const char *hsm_mech_name(hsm_mech m);
-const char *hsm_key_type_name(hsm_key_type t);
 /* Name of a CK_RV ("CKR_PIN_INCORRECT"), or "CKR_0x..." if unknown. */
 const char *hsm_rv_name(CK_RV rv);
-
-/* Largest signature any mechanism above produces (RSA-4096: 512 bytes). */
-#define HSM_SIG_MAX 512
 
 typedef struct hsm_token hsm_token;
 typedef struct hsm_signer hsm_signer;
@@ -98,8 +72,8 @@ typedef struct hsm_token_opts {
  * right after. A token whose user PIN is locked, or on its final try, is
  * refused without an attempt.
  */
-HSM_WUR int hsm_token_open(const char *uri, const hsm_token_opts *opts, hsm_token **out,
-                           hsm_err *err);
+CF_WUR int hsm_token_open(const char *uri, const hsm_token_opts *opts, hsm_token **out,
+                          hsm_err *err);
 void hsm_token_close(hsm_token *t);
 
 /* Token facts (from C_GetTokenInfo at open): label, serial, model,
@@ -117,11 +91,11 @@ unsigned long hsm_token_max_sessions(const hsm_token *t);
  * match. Lookup uses C_FindObjects, so tokens that mix EC, RSA and Ed25519
  * keys work.
  */
-HSM_WUR int hsm_signer_open(hsm_token *t, const char *key_uri, unsigned sessions,
-                            hsm_signer **out, hsm_err *err);
+CF_WUR int hsm_signer_open(hsm_token *t, const char *key_uri, unsigned sessions, hsm_signer **out,
+                           hsm_err *err);
 void hsm_signer_close(hsm_signer *s);
 
-hsm_key_type hsm_signer_key_type(const hsm_signer *s);
+cf_key_type hsm_signer_key_type(const hsm_signer *s);
 unsigned hsm_signer_key_bits(const hsm_signer *s);
 unsigned hsm_signer_sessions(const hsm_signer *s);
 /* Sessions currently checked out by signing threads. */
@@ -129,14 +103,14 @@ unsigned hsm_signer_sessions_busy(const hsm_signer *s);
 /* The key's public half: RSA from the private key's public attributes;
  * EC and Ed25519 from the one public key object with the same CKA_ID (and
  * CKA_LABEL when the id is empty). Caller frees. */
-HSM_WUR EVP_PKEY *hsm_signer_public_key(hsm_signer *s, hsm_err *err);
+CF_WUR EVP_PKEY *hsm_signer_public_key(hsm_signer *s, hsm_err *err);
 /* Does `m` fit this key? 0 if it does, else CKR_KEY_TYPE_INCONSISTENT with
  * a message naming the mechanism and key. */
-HSM_WUR int hsm_signer_check_mech(const hsm_signer *s, hsm_mech m, hsm_err *err);
+CF_WUR int hsm_signer_check_mech(const hsm_signer *s, cf_sig_alg m, hsm_err *err);
 
 /*
  * Sign with a pooled session. `in` is the digest (ECDSA, RSA) or the
- * message (Ed25519). `sig` must hold HSM_SIG_MAX bytes; *siglen is set.
+ * message (Ed25519). `sig` must hold CF_SIG_MAX bytes; *siglen is set.
  * On a session or token fault the call fails (rv in err), the session is
  * dropped and later calls reopen sessions and log in again with bounded
  * backoff; while one thread recovers, and while the backoff runs, calls
@@ -145,17 +119,17 @@ HSM_WUR int hsm_signer_check_mech(const hsm_signer *s, hsm_mech m, hsm_err *err)
  * acquire_timeout_ms for a session (CKR_FUNCTION_CANCELED). Returns 0 on
  * success, -1 on failure.
  */
-HSM_WUR int hsm_sign(hsm_signer *s, hsm_mech m, const uint8_t *in, size_t inlen, uint8_t *sig,
-                     size_t *siglen, hsm_err *err);
+CF_WUR int hsm_sign(hsm_signer *s, cf_sig_alg m, const uint8_t *in, size_t inlen, uint8_t *sig,
+                    size_t *siglen, hsm_err *err);
 
 /* A plain batch call (so signing can later live in its own process): each
  * request is signed independently; per-request rv (CKR_OK or the failure).
  * Returns the number of requests signed. */
 typedef struct hsm_sign_req {
-    hsm_mech mech;
+    cf_sig_alg mech;
     const uint8_t *in;
     size_t inlen;
-    uint8_t *sig; /* HSM_SIG_MAX bytes */
+    uint8_t *sig; /* CF_SIG_MAX bytes */
     size_t siglen;
     CK_RV rv;
     char msg[160]; /* why, when rv != CKR_OK */
@@ -212,7 +186,7 @@ static inline bool hsm_sign_ticket_queued(const hsm_sign_ticket *t)
  * not be started; then the signer keeps signing on the caller's thread).
  */
 #define HSM_SIGN_THREADS_MAX 1024
-HSM_WUR int hsm_signer_set_threads(hsm_signer *s, unsigned n, hsm_err *err);
+CF_WUR int hsm_signer_set_threads(hsm_signer *s, unsigned n, hsm_err *err);
 /* Signing threads running (0 without, and in a child after fork). */
 unsigned hsm_signer_threads(const hsm_signer *s);
 

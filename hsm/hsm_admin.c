@@ -1,7 +1,8 @@
 /* HSM administration: token inventory, key pair generation and deletion,
  * public key export, certificate objects. See hsm_admin.h. */
-#include "hsm_admin.h"
-#include "hsm_internal.h"
+#include "hsm/hsm_admin.h"
+#include "common/serial.h"
+#include "hsm/hsm_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,17 +15,6 @@
 static const CK_BBOOL ck_true = CK_TRUE, ck_false = CK_FALSE;
 
 /* --- small helpers --------------------------------------------------------- */
-
-static void hex_of(const uint8_t *v, size_t n, char *out, size_t cap)
-{
-    static const char hx[] = "0123456789abcdef";
-    size_t j = 0;
-    for (size_t i = 0; i < n && j + 2 < cap; i++) {
-        out[j++] = hx[v[i] >> 4];
-        out[j++] = hx[v[i] & 15];
-    }
-    out[j] = '\0';
-}
 
 /* RFC 7512 §2.3 query values: keep unreserved characters plus '/', ':'
  * and '@' (readable paths), percent-encode everything else. */
@@ -131,7 +121,7 @@ static int describe(hsm_token *t, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, hsm_k
     d->id_len = idlen < sizeof(d->id) ? idlen : sizeof(d->id);
     if (idlen)
         memcpy(d->id, id, d->id_len);
-    hex_of(d->id, d->id_len, d->id_hex, sizeof(d->id_hex));
+    cf_hex_encode(d->id, d->id_len, d->id_hex, sizeof(d->id_hex));
 
     d->type_known = hsm_key_info(t, s, o, &d->type, &d->bits, &ignore) == 0;
     d->sensitive = get_bool(t, s, o, CKA_SENSITIVE);
@@ -587,7 +577,7 @@ int hsm_key_generate(hsm_token *t, hsm_gen_type g, const char *label, const uint
         goto out;
     if (id_len) {
         memcpy(id, id_in, id_len);
-        hex_of(id, id_len, idhex, sizeof(idhex));
+        cf_hex_encode(id, id_len, idhex, sizeof(idhex));
         CK_ATTRIBUTE by_id[] = {{CKA_ID, id, id_len}};
         if (count_objects(t, s, by_id, 1, &failed, err) > 0) {
             hsm_fail(err, CKR_ARGUMENTS_BAD,
@@ -614,7 +604,7 @@ int hsm_key_generate(hsm_token *t, hsm_gen_type g, const char *label, const uint
                 goto out;
             }
         }
-        hex_of(id, id_len, idhex, sizeof(idhex));
+        cf_hex_encode(id, id_len, idhex, sizeof(idhex));
     }
 
     CK_MECHANISM mech = {CKM_EC_KEY_PAIR_GEN, NULL, 0};

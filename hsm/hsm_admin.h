@@ -12,7 +12,7 @@
 #ifndef CF_HSM_ADMIN_H
 #define CF_HSM_ADMIN_H
 
-#include "hsm.h"
+#include "hsm/hsm.h"
 
 #include <stdbool.h>
 
@@ -26,15 +26,15 @@ typedef struct hsm_uri_facts {
     bool names_object; /* object= or id= present */
 } hsm_uri_facts;
 
-HSM_WUR int hsm_uri_facts_get(const char *uri, hsm_uri_facts *out, hsm_err *err);
+CF_WUR int hsm_uri_facts_get(const char *uri, hsm_uri_facts *out, hsm_err *err);
 
 /* The URI that opens the token holding the key key_uri names, for tools
  * that take a token URI (module-path, pin-source) and a key URI apart:
  * token_uri as given, with key_uri's token attributes added when token_uri
  * selects no token itself; key_uri itself when token_uri is NULL. *out is
  * malloc'd (free it). */
-HSM_WUR int hsm_uri_token_for_key(const char *token_uri, const char *key_uri, char **out,
-                                  hsm_err *err);
+CF_WUR int hsm_uri_token_for_key(const char *token_uri, const char *key_uri, char **out,
+                                 hsm_err *err);
 
 /* --- tokens of a module -------------------------------------------------- */
 
@@ -56,8 +56,8 @@ typedef struct hsm_token_desc {
 /* List every token present in the slots of the module at module_path
  * (NULL: CF_SOFTHSM_MODULE), initialised or not. *out is malloc'd (free
  * it); *n may be 0. */
-HSM_WUR int hsm_module_tokens(const char *module_path, hsm_token_desc **out, size_t *n,
-                              hsm_err *err);
+CF_WUR int hsm_module_tokens(const char *module_path, hsm_token_desc **out, size_t *n,
+                             hsm_err *err);
 
 /* Names of the set CKF_* token flags ("rng", "login-required", ...), up to
  * max of them, in bit order. Returns how many were written. */
@@ -72,7 +72,7 @@ typedef struct hsm_key_desc {
     size_t id_len;
     char id_hex[129];
     bool type_known; /* false: a key type or curve this layer cannot use */
-    hsm_key_type type;
+    cf_key_type type;
     unsigned bits;
     bool sensitive, extractable, always_sensitive, never_extractable, local;
     bool sign, decrypt, unwrap, derive;
@@ -82,11 +82,11 @@ typedef struct hsm_key_desc {
 
 /* Every private key on the (logged-in) token, in C_FindObjects order.
  * *out is malloc'd (free it); *n may be 0. */
-HSM_WUR int hsm_keys_list(hsm_token *t, hsm_key_desc **out, size_t *n, hsm_err *err);
+CF_WUR int hsm_keys_list(hsm_token *t, hsm_key_desc **out, size_t *n, hsm_err *err);
 
 /* The one private key key_uri selects (object= and/or id=; its token part,
  * if any, must match t). "key not found: <uri>" when none does. */
-HSM_WUR int hsm_key_get(hsm_token *t, const char *key_uri, hsm_key_desc *out, hsm_err *err);
+CF_WUR int hsm_key_get(hsm_token *t, const char *key_uri, hsm_key_desc *out, hsm_err *err);
 
 /* Key pair kinds `certforge keys generate` creates. */
 typedef enum hsm_gen_type {
@@ -102,7 +102,7 @@ typedef enum hsm_gen_type {
 /* "ec-p256", "rsa-3072", ... */
 const char *hsm_gen_type_name(hsm_gen_type g);
 /* Parse a name; on failure err names it and lists the valid ones. */
-HSM_WUR int hsm_gen_type_parse(const char *name, hsm_gen_type *out, hsm_err *err);
+CF_WUR int hsm_gen_type_parse(const char *name, hsm_gen_type *out, hsm_err *err);
 /* "ec-p256, ec-p384, rsa-2048, rsa-3072, rsa-4096, ed25519" */
 const char *hsm_gen_type_list(void);
 
@@ -115,17 +115,17 @@ const char *hsm_gen_type_list(void);
  * the pair exists, both halves are destroyed again. *out describes the new
  * private key (its uri included).
  */
-HSM_WUR int hsm_key_generate(hsm_token *t, hsm_gen_type g, const char *label, const uint8_t *id,
-                             size_t id_len, hsm_key_desc *out, hsm_err *err);
+CF_WUR int hsm_key_generate(hsm_token *t, hsm_gen_type g, const char *label, const uint8_t *id,
+                            size_t id_len, hsm_key_desc *out, hsm_err *err);
 
 /* Destroy the private key key_uri selects and the public key and
  * certificate objects that share its CKA_ID (and, for an empty id, its
  * label). Counts of what was destroyed go to *npub / *ncert (may be NULL). */
-HSM_WUR int hsm_key_delete(hsm_token *t, const char *key_uri, unsigned *npub, unsigned *ncert,
-                           hsm_err *err);
+CF_WUR int hsm_key_delete(hsm_token *t, const char *key_uri, unsigned *npub, unsigned *ncert,
+                          hsm_err *err);
 
 /* Public half of the key key_uri selects. Caller frees. */
-HSM_WUR EVP_PKEY *hsm_key_public(hsm_token *t, const char *key_uri, hsm_err *err);
+CF_WUR EVP_PKEY *hsm_key_public(hsm_token *t, const char *key_uri, hsm_err *err);
 
 /* --- certificate objects ------------------------------------------------- */
 
@@ -142,12 +142,12 @@ typedef struct hsm_cert_der {
  * CKA_LABEL of the private key key_uri selects. If the key already has a
  * certificate object: refused, unless `replace`, in which case the old
  * one is destroyed once the new one exists. */
-HSM_WUR int hsm_cert_store(hsm_token *t, const char *key_uri, const hsm_cert_der *c, bool replace,
-                           hsm_err *err);
+CF_WUR int hsm_cert_store(hsm_token *t, const char *key_uri, const hsm_cert_der *c, bool replace,
+                          hsm_err *err);
 
 /* The DER of the certificate object belonging to the key key_uri selects.
  * *der is malloc'd (free it). */
-HSM_WUR int hsm_cert_load(hsm_token *t, const char *key_uri, uint8_t **der, size_t *len,
-                          hsm_err *err);
+CF_WUR int hsm_cert_load(hsm_token *t, const char *key_uri, uint8_t **der, size_t *len,
+                         hsm_err *err);
 
 #endif

@@ -3,7 +3,7 @@
 #ifndef CF_HSM_INTERNAL_H
 #define CF_HSM_INTERNAL_H
 
-#include "hsm.h"
+#include "hsm/hsm.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -141,12 +141,12 @@ uint64_t hsm_now_ms(void);
 /* Parse an RFC 7512 URI with p11-kit; on failure, name the attribute that
  * p11-kit rejects. Unknown attributes are refused by name. pin-value is
  * refused (PINs never on a command line). */
-HSM_WUR int hsm_uri_parse(const char *text, P11KitUri **out, hsm_err *err);
+CF_WUR int hsm_uri_parse(const char *text, P11KitUri **out, hsm_err *err);
 
 /* After a fork, or a token-level fault: make the token usable again
  * (re-initialise the module in a child, find the slot, log in). Takes
  * t->mu. Returns 0, or -1 with err (fails fast while backing off). */
-HSM_WUR int hsm_token_ensure(hsm_token *t, hsm_err *err);
+CF_WUR int hsm_token_ensure(hsm_token *t, hsm_err *err);
 
 /* Record a fault seen on a session. Returns true if it was token-level
  * (the token will be recovered before the next use). */
@@ -159,33 +159,33 @@ bool hsm_rv_is_token_fault(CK_RV rv);
 
 /* Open a fresh session on the token (read-write if rw), after
  * hsm_token_ensure. Caller closes it with t->f->C_CloseSession. */
-HSM_WUR int hsm_token_session(hsm_token *t, bool rw, CK_SESSION_HANDLE *out, hsm_err *err);
+CF_WUR int hsm_token_session(hsm_token *t, bool rw, CK_SESSION_HANDLE *out, hsm_err *err);
 
 /* C_FindObjects with a template; up to `max` handles. */
-HSM_WUR int hsm_find(hsm_token *t, CK_SESSION_HANDLE s, CK_ATTRIBUTE *tmpl, CK_ULONG n,
-                     CK_OBJECT_HANDLE *out, CK_ULONG max, CK_ULONG *count, hsm_err *err);
+CF_WUR int hsm_find(hsm_token *t, CK_SESSION_HANDLE s, CK_ATTRIBUTE *tmpl, CK_ULONG n,
+                    CK_OBJECT_HANDLE *out, CK_ULONG max, CK_ULONG *count, hsm_err *err);
 
 /* The object-selecting attributes of a URI (object/id/type) as a
  * template; the pointers refer into the URI. Returns count. */
 CK_ULONG hsm_uri_object_template(P11KitUri *u, CK_ATTRIBUTE *tmpl, CK_ULONG max);
 
 /* Get one variable-length attribute into a malloc'd buffer. */
-HSM_WUR int hsm_get_attr(hsm_token *t, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
-                         CK_ATTRIBUTE_TYPE type, uint8_t **val, CK_ULONG *len, hsm_err *err);
+CF_WUR int hsm_get_attr(hsm_token *t, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
+                        CK_ATTRIBUTE_TYPE type, uint8_t **val, CK_ULONG *len, hsm_err *err);
 
 /* Key facts from a private or public key object. */
-HSM_WUR int hsm_key_info(hsm_token *t, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
-                         hsm_key_type *kt, unsigned *bits, hsm_err *err);
+CF_WUR int hsm_key_info(hsm_token *t, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, cf_key_type *kt,
+                        unsigned *bits, hsm_err *err);
 
 /* Public key of a key pair, given either object (looks for the matching
  * public key object by CKA_ID, else uses the object's own attributes). */
-HSM_WUR EVP_PKEY *hsm_public_key(hsm_token *t, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
-                                 hsm_err *err);
+CF_WUR EVP_PKEY *hsm_public_key(hsm_token *t, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
+                                hsm_err *err);
 
 /* A reference to the module at path (NULL: CF_SOFTHSM_MODULE), loaded and
  * initialised through the registry tokens use; for listing a module's
  * tokens before one is selected. Release with hsm_module_release. */
-HSM_WUR int hsm_module_acquire(const char *path, hsm_module **out, hsm_err *err);
+CF_WUR int hsm_module_acquire(const char *path, hsm_module **out, hsm_err *err);
 void hsm_module_release(hsm_module *m);
 
 /* Copy a blank-padded PKCS#11 text field into a C string. */

@@ -1,37 +1,7 @@
-/* Name tables for logs and messages. */
-#include "hsm_internal.h"
+/* CK_RV names for logs and messages. */
+#include "hsm/hsm_internal.h"
 
 #include <stdio.h>
-
-static const char *const mech_names[HSM_MECH__MAX] = {
-    [HSM_MECH_ECDSA_SHA256] = "ecdsa-sha256",
-    [HSM_MECH_ECDSA_SHA384] = "ecdsa-sha384",
-    [HSM_MECH_ECDSA_SHA512] = "ecdsa-sha512",
-    [HSM_MECH_RSA_PKCS1_SHA256] = "rsa-pkcs1-sha256",
-    [HSM_MECH_RSA_PKCS1_SHA384] = "rsa-pkcs1-sha384",
-    [HSM_MECH_RSA_PKCS1_SHA512] = "rsa-pkcs1-sha512",
-    [HSM_MECH_RSA_PSS_SHA256] = "rsa-pss-sha256",
-    [HSM_MECH_RSA_PSS_SHA384] = "rsa-pss-sha384",
-    [HSM_MECH_RSA_PSS_SHA512] = "rsa-pss-sha512",
-    [HSM_MECH_ED25519] = "ed25519",
-};
-
-static const char *const key_names[HSM_KEY__MAX] = {
-    [HSM_KEY_EC_P256] = "ec-p256",
-    [HSM_KEY_EC_P384] = "ec-p384",
-    [HSM_KEY_RSA] = "rsa",
-    [HSM_KEY_ED25519] = "ed25519",
-};
-
-const char *hsm_mech_name(hsm_mech m)
-{
-    return (unsigned)m < HSM_MECH__MAX ? mech_names[m] : "unknown-mechanism";
-}
-
-const char *hsm_key_type_name(hsm_key_type t)
-{
-    return (unsigned)t < HSM_KEY__MAX ? key_names[t] : "unknown-key-type";
-}
 
 const char *hsm_rv_name(CK_RV rv)
 {

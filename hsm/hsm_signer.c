@@ -7,8 +7,8 @@
  * the config (capped by ulMaxSessionCount), never waits longer than
  * acquire_timeout_ms, and finds its key with C_FindObjects. bench/ records
  * its cost against raw C_Sign. */
-#include "hsm_internal.h"
-#include "sched_slice.h"
+#include "hsm/hsm_internal.h"
+#include "hsm/sched_slice.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -23,7 +23,7 @@ typedef struct pool_sess {
 
 struct hsm_signer {
     hsm_token *t;
-    hsm_key_type kt;
+    cf_key_type kt;
     unsigned bits;
     /* Key selector, kept to find the key again after a token fault. */
     CK_ATTRIBUTE tmpl[4];
@@ -70,54 +70,15 @@ static const uint8_t di_sha384[] = {0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x
 static const uint8_t di_sha512[] = {0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
                                     0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40};
 
-static size_t mech_digest_len(hsm_mech m)
+int hsm_signer_check_mech(const hsm_signer *s, cf_sig_alg m, hsm_err *err)
 {
-    switch (m) {
-    case HSM_MECH_ECDSA_SHA256:
-    case HSM_MECH_RSA_PKCS1_SHA256:
-    case HSM_MECH_RSA_PSS_SHA256:
-        return 32;
-    case HSM_MECH_ECDSA_SHA384:
-    case HSM_MECH_RSA_PKCS1_SHA384:
-    case HSM_MECH_RSA_PSS_SHA384:
-        return 48;
-    case HSM_MECH_ECDSA_SHA512:
-    case HSM_MECH_RSA_PKCS1_SHA512:
-    case HSM_MECH_RSA_PSS_SHA512:
-        return 64;
-    default:
-        return 0; /* Ed25519: whole message */
-    }
-}
-
-int hsm_signer_check_mech(const hsm_signer *s, hsm_mech m, hsm_err *err)
-{
-    bool ok;
-    switch (m) {
-    case HSM_MECH_ECDSA_SHA256:
-    case HSM_MECH_ECDSA_SHA384:
-    case HSM_MECH_ECDSA_SHA512:
-        ok = s->kt == HSM_KEY_EC_P256 || s->kt == HSM_KEY_EC_P384;
-        break;
-    case HSM_MECH_RSA_PKCS1_SHA256:
-    case HSM_MECH_RSA_PKCS1_SHA384:
-    case HSM_MECH_RSA_PKCS1_SHA512:
-    case HSM_MECH_RSA_PSS_SHA256:
-    case HSM_MECH_RSA_PSS_SHA384:
-    case HSM_MECH_RSA_PSS_SHA512:
-        ok = s->kt == HSM_KEY_RSA;
-        break;
-    case HSM_MECH_ED25519:
-        ok = s->kt == HSM_KEY_ED25519;
-        break;
-    default:
+    if ((unsigned)m >= CF_SIG__MAX)
         return hsm_fail(err, CKR_MECHANISM_INVALID, "unsupported signature mechanism #%d",
                         (int)m);
-    }
-    if (!ok)
+    if (!cf_sig_alg_fits(m, s->kt))
         return hsm_fail(err, CKR_KEY_TYPE_INCONSISTENT,
-                        "mechanism %s does not fit the %s key on token '%s'", hsm_mech_name(m),
-                        hsm_key_type_name(s->kt), s->t->label);
+                        "mechanism %s does not fit the %s key on token '%s'", cf_sig_alg_name(m),
+                        cf_key_type_name(s->kt), s->t->label);
     return 0;
 }
 
@@ -385,10 +346,10 @@ int hsm_signer_open(hsm_token *t, const char *key_uri, unsigned sessions, hsm_si
     }
     if (frc > 0)
         goto out;
-    if (s->kt == HSM_KEY_RSA && (s->bits < 2048 || s->bits > 8 * HSM_SIG_MAX)) {
+    if (s->kt == CF_KEY_RSA && (s->bits < 2048 || s->bits > 8 * CF_SIG_MAX)) {
         hsm_fail(err, CKR_KEY_SIZE_RANGE,
                  "key %s is RSA-%u; certforge signs with RSA keys of 2048 to %u bits", key_uri,
-                 s->bits, 8 * HSM_SIG_MAX);
+                 s->bits, 8 * CF_SIG_MAX);
         goto out;
     }
     s->key_epoch = atomic_load(&t->epoch);
@@ -454,7 +415,7 @@ void hsm_signer_close(hsm_signer *s)
     free(s);
 }
 
-hsm_key_type hsm_signer_key_type(const hsm_signer *s)
+cf_key_type hsm_signer_key_type(const hsm_signer *s)
 {
     return s->kt;
 }
@@ -483,16 +444,16 @@ EVP_PKEY *hsm_signer_public_key(hsm_signer *s, hsm_err *err)
 
 /* --- signing --------------------------------------------------------------- */
 
-int hsm_sign(hsm_signer *s, hsm_mech m, const uint8_t *in, size_t inlen, uint8_t *sig,
+int hsm_sign(hsm_signer *s, cf_sig_alg m, const uint8_t *in, size_t inlen, uint8_t *sig,
              size_t *siglen, hsm_err *err)
 {
     *siglen = 0;
     if (hsm_signer_check_mech(s, m, err) != 0)
         return -1;
-    size_t dl = mech_digest_len(m);
+    size_t dl = cf_sig_alg_digest_len(m);
     if (dl && inlen != dl)
         return hsm_fail(err, CKR_DATA_LEN_RANGE, "%s signs a %zu-byte digest, got %zu bytes",
-                        hsm_mech_name(m), dl, inlen);
+                        cf_sig_alg_name(m), dl, inlen);
 
     uint8_t buf[sizeof(di_sha512) + 64];
     CK_RSA_PKCS_PSS_PARAMS pss = {0};
@@ -500,17 +461,17 @@ int hsm_sign(hsm_signer *s, hsm_mech m, const uint8_t *in, size_t inlen, uint8_t
     const uint8_t *data = in;
     size_t datalen = inlen;
     switch (m) {
-    case HSM_MECH_ECDSA_SHA256:
-    case HSM_MECH_ECDSA_SHA384:
-    case HSM_MECH_ECDSA_SHA512:
+    case CF_SIG_ECDSA_SHA256:
+    case CF_SIG_ECDSA_SHA384:
+    case CF_SIG_ECDSA_SHA512:
         mech.mechanism = CKM_ECDSA;
         break;
-    case HSM_MECH_RSA_PKCS1_SHA256:
-    case HSM_MECH_RSA_PKCS1_SHA384:
-    case HSM_MECH_RSA_PKCS1_SHA512: {
-        const uint8_t *pre = m == HSM_MECH_RSA_PKCS1_SHA256   ? di_sha256
-                             : m == HSM_MECH_RSA_PKCS1_SHA384 ? di_sha384
-                                                              : di_sha512;
+    case CF_SIG_RSA_PKCS1_SHA256:
+    case CF_SIG_RSA_PKCS1_SHA384:
+    case CF_SIG_RSA_PKCS1_SHA512: {
+        const uint8_t *pre = m == CF_SIG_RSA_PKCS1_SHA256   ? di_sha256
+                             : m == CF_SIG_RSA_PKCS1_SHA384 ? di_sha384
+                                                            : di_sha512;
         memcpy(buf, pre, sizeof(di_sha256)); /* all three prefixes are 19 bytes */
         memcpy(buf + sizeof(di_sha256), in, inlen);
         data = buf;
@@ -518,22 +479,22 @@ int hsm_sign(hsm_signer *s, hsm_mech m, const uint8_t *in, size_t inlen, uint8_t
         mech.mechanism = CKM_RSA_PKCS;
         break;
     }
-    case HSM_MECH_RSA_PSS_SHA256:
-    case HSM_MECH_RSA_PSS_SHA384:
-    case HSM_MECH_RSA_PSS_SHA512:
+    case CF_SIG_RSA_PSS_SHA256:
+    case CF_SIG_RSA_PSS_SHA384:
+    case CF_SIG_RSA_PSS_SHA512:
         /* RFC 4055 / RFC 8017: MGF1 with the same hash, salt = hash length. */
-        pss.hashAlg = m == HSM_MECH_RSA_PSS_SHA256   ? CKM_SHA256
-                      : m == HSM_MECH_RSA_PSS_SHA384 ? CKM_SHA384
-                                                     : CKM_SHA512;
-        pss.mgf = m == HSM_MECH_RSA_PSS_SHA256   ? CKG_MGF1_SHA256
-                  : m == HSM_MECH_RSA_PSS_SHA384 ? CKG_MGF1_SHA384
-                                                 : CKG_MGF1_SHA512;
+        pss.hashAlg = m == CF_SIG_RSA_PSS_SHA256   ? CKM_SHA256
+                      : m == CF_SIG_RSA_PSS_SHA384 ? CKM_SHA384
+                                                   : CKM_SHA512;
+        pss.mgf = m == CF_SIG_RSA_PSS_SHA256   ? CKG_MGF1_SHA256
+                  : m == CF_SIG_RSA_PSS_SHA384 ? CKG_MGF1_SHA384
+                                               : CKG_MGF1_SHA512;
         pss.sLen = dl;
         mech.mechanism = CKM_RSA_PKCS_PSS;
         mech.pParameter = &pss;
         mech.ulParameterLen = sizeof(pss);
         break;
-    case HSM_MECH_ED25519:
+    case CF_SIG_ED25519:
         mech.mechanism = CKM_EDDSA;
         break;
     default:
@@ -544,7 +505,7 @@ int hsm_sign(hsm_signer *s, hsm_mech m, const uint8_t *in, size_t inlen, uint8_t
     if (pool_enter(s, &u, err) != 0)
         return -1;
     CK_FUNCTION_LIST *f = s->t->f;
-    uint8_t raw[HSM_SIG_MAX];
+    uint8_t raw[CF_SIG_MAX];
     CK_ULONG rawlen = sizeof(raw);
     CK_RV rv = f->C_SignInit(u.ps.h, &mech, u.key);
     if (rv == CKR_OK)
@@ -553,9 +514,9 @@ int hsm_sign(hsm_signer *s, hsm_mech m, const uint8_t *in, size_t inlen, uint8_t
     if (rv != CKR_OK) {
         if (rv == CKR_MECHANISM_INVALID)
             return hsm_fail(err, rv, "token '%s' does not support mechanism %s", s->t->label,
-                            hsm_mech_name(m));
+                            cf_sig_alg_name(m));
         return hsm_fail(err, rv, "token '%s': signing with %s failed (%s)", s->t->label,
-                        hsm_mech_name(m), hsm_rv_name(rv));
+                        cf_sig_alg_name(m), hsm_rv_name(rv));
     }
     if (mech.mechanism == CKM_ECDSA) {
         if (ecdsa_raw_to_der(raw, rawlen, sig, siglen) != 0)

@@ -1,5 +1,5 @@
 /* Modules, tokens, login and recovery. */
-#include "hsm_internal.h"
+#include "hsm/hsm_internal.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -762,7 +762,7 @@ static bool bytes_eq(const uint8_t *a, size_t alen, const uint8_t *b, size_t ble
     return alen == blen && memcmp(a, b, alen) == 0;
 }
 
-int hsm_key_info(hsm_token *t, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, hsm_key_type *kt,
+int hsm_key_info(hsm_token *t, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, cf_key_type *kt,
                  unsigned *bits, hsm_err *err)
 {
     CK_KEY_TYPE type = 0;
@@ -778,12 +778,12 @@ int hsm_key_info(hsm_token *t, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, hsm_key_
         if (hsm_get_attr(t, s, o, CKA_EC_PARAMS, &v, &len, err) != 0)
             return -1;
         if (type == CKK_EC && bytes_eq(v, len, oid_p256, sizeof(oid_p256))) {
-            *kt = HSM_KEY_EC_P256, *bits = 256, rc = 0;
+            *kt = CF_KEY_EC_P256, *bits = 256, rc = 0;
         } else if (type == CKK_EC && bytes_eq(v, len, oid_p384, sizeof(oid_p384))) {
-            *kt = HSM_KEY_EC_P384, *bits = 384, rc = 0;
+            *kt = CF_KEY_EC_P384, *bits = 384, rc = 0;
         } else if (type == CKK_EC_EDWARDS && (bytes_eq(v, len, oid_ed25519, sizeof(oid_ed25519)) ||
                                               bytes_eq(v, len, str_ed25519, sizeof(str_ed25519)))) {
-            *kt = HSM_KEY_ED25519, *bits = 256, rc = 0;
+            *kt = CF_KEY_ED25519, *bits = 256, rc = 0;
         } else {
             rc = hsm_fail(err, CKR_KEY_TYPE_INCONSISTENT,
                           "token '%s': unsupported curve (supported: P-256, P-384, Ed25519)",
@@ -795,7 +795,7 @@ int hsm_key_info(hsm_token *t, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, hsm_key_
         CK_ULONG i = 0;
         while (i < len && v[i] == 0)
             i++;
-        *kt = HSM_KEY_RSA;
+        *kt = CF_KEY_RSA;
         *bits = (unsigned)((len - i) * 8);
         rc = 0;
     } else {
@@ -845,7 +845,7 @@ static EVP_PKEY *pkey_from_params(const char *alg, OSSL_PARAM_BLD *bld, hsm_err 
 
 EVP_PKEY *hsm_public_key(hsm_token *t, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, hsm_err *err)
 {
-    hsm_key_type kt;
+    cf_key_type kt;
     unsigned bits;
     if (hsm_key_info(t, s, o, &kt, &bits, err) != 0)
         return NULL;
@@ -855,7 +855,7 @@ EVP_PKEY *hsm_public_key(hsm_token *t, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, 
     OSSL_PARAM_BLD *bld = NULL;
     BIGNUM *bn_n = NULL, *bn_e = NULL;
 
-    if (kt == HSM_KEY_RSA) {
+    if (kt == CF_KEY_RSA) {
         if (hsm_get_attr(t, s, o, CKA_MODULUS, &v, &vlen, err) != 0 ||
             hsm_get_attr(t, s, o, CKA_PUBLIC_EXPONENT, &e, &elen, err) != 0)
             goto out;
@@ -909,11 +909,11 @@ EVP_PKEY *hsm_public_key(hsm_token *t, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, 
         goto out;
     size_t plen;
     const uint8_t *pt = ec_point_raw(v, vlen,
-                                     kt == HSM_KEY_EC_P256   ? 65
-                                     : kt == HSM_KEY_EC_P384 ? 97
-                                                             : 32,
+                                     kt == CF_KEY_EC_P256   ? 65
+                                     : kt == CF_KEY_EC_P384 ? 97
+                                                            : 32,
                                      &plen);
-    if (kt == HSM_KEY_ED25519) {
+    if (kt == CF_KEY_ED25519) {
         pk = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pt, plen);
         if (!pk)
             hsm_fail(err, CKR_GENERAL_ERROR, "token '%s': bad Ed25519 public key", t->label);
@@ -922,7 +922,7 @@ EVP_PKEY *hsm_public_key(hsm_token *t, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, 
     bld = OSSL_PARAM_BLD_new();
     if (!bld ||
         !OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
-                                         kt == HSM_KEY_EC_P256 ? "prime256v1" : "secp384r1", 0) ||
+                                         kt == CF_KEY_EC_P256 ? "prime256v1" : "secp384r1", 0) ||
         !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pt, plen)) {
         hsm_fail(err, CKR_HOST_MEMORY, "out of memory");
         goto out;

@@ -1,7 +1,7 @@
 /* RFC 7512 PKCS#11 URIs, parsed by p11-kit. What this file adds: an error
  * that points at the attribute p11-kit rejected, and certforge's own rules
  * (no slot numbers, no pin-value, no unknown attributes). */
-#include "hsm_internal.h"
+#include "hsm/hsm_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,9 +1,11 @@
 /* proto.c — the wire codec (docs/protocol.md). No allocation; decoders
  * never read outside the frame they are given, encoders never write past
  * the capacity they are given. */
-#include "proto.h"
+#include "proto/proto.h"
 
 #include <string.h>
+
+#include "common/reason.h"
 
 /* ---------------------------------------------------------------- names */
 
@@ -304,36 +306,22 @@ static bool op_encodable_req(unsigned op)
     return op > PROTO_OP_NONE && op < PROTO_OP__MAX;
 }
 
-static const char *const sign_mech_names[PROTO_SIGN__MAX] = {
-    NULL,
-    "ecdsa-sha256",
-    "ecdsa-sha384",
-    "ecdsa-sha512",
-    "rsa-pkcs1-sha256",
-    "rsa-pkcs1-sha384",
-    "rsa-pkcs1-sha512",
-    "rsa-pss-sha256",
-    "rsa-pss-sha384",
-    "rsa-pss-sha512",
-    "ed25519",
-};
-
 const char *proto_sign_mech_name(unsigned mech)
 {
-    return mech < PROTO_SIGN__MAX ? sign_mech_names[mech] : NULL;
+    cf_sig_alg a;
+    return cf_sig_alg_from_wire(mech, &a) ? cf_sig_alg_name(a) : NULL;
 }
 
 size_t proto_sign_mech_digest_len(unsigned mech)
 {
-    if (mech == 0 || mech >= PROTO_SIGN_ED25519)
-        return 0;
-    static const size_t len[3] = {32, 48, 64};
-    return len[(mech - 1) % 3];
+    cf_sig_alg a;
+    return cf_sig_alg_from_wire(mech, &a) ? cf_sig_alg_digest_len(a) : 0;
 }
 
+/* An RFC 5280 CRLReason (0-10 except 7). */
 static bool reason_ok(unsigned r)
 {
-    return r <= 10 && r != 7;
+    return r <= 10 && cf_reason_name((int)r) != NULL;
 }
 
 /* The fields of SIGN, REVOKE and CRL requests (ISSUE's are decoded

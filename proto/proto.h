@@ -22,9 +22,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "issue.h"
-
-#define PROTO_WUR __attribute__((warn_unused_result))
+#include "common/compiler.h"
+#include "common/issue.h"
+#include "common/sigalg.h"
+#include "common/status.h"
 
 #define PROTO_VERSION 1
 #define PROTO_HDR_LEN 16              /* whole header, length prefix included */
@@ -134,26 +135,14 @@ typedef struct proto_hdr {
  * hdr is filled as far as the octets go (hdr->complete says whether the op
  * and id can be echoed in an answer). max_frame below PROTO_MIN_FRAME_CAP
  * counts as PROTO_MIN_FRAME_CAP. */
-PROTO_WUR proto_err proto_frame_next(const uint8_t *buf, size_t len, size_t max_frame,
-                                     proto_hdr *hdr, size_t *frame_len);
+CF_WUR proto_err proto_frame_next(const uint8_t *buf, size_t len, size_t max_frame, proto_hdr *hdr,
+                                  size_t *frame_len);
 
 /* ------------------------------------------------------------ requests */
 
-/* SIGN mechanisms (docs/protocol.md). */
-enum {
-    PROTO_SIGN_ECDSA_SHA256 = 1,
-    PROTO_SIGN_ECDSA_SHA384,
-    PROTO_SIGN_ECDSA_SHA512,
-    PROTO_SIGN_RSA_PKCS1_SHA256,
-    PROTO_SIGN_RSA_PKCS1_SHA384,
-    PROTO_SIGN_RSA_PKCS1_SHA512,
-    PROTO_SIGN_RSA_PSS_SHA256,
-    PROTO_SIGN_RSA_PSS_SHA384,
-    PROTO_SIGN_RSA_PSS_SHA512,
-    PROTO_SIGN_ED25519,
-    PROTO_SIGN__MAX
-};
-/* "ecdsa-sha256", ...; NULL outside the table. */
+/* SIGN mechanisms: the wire numbers of common/sigalg.h (cf_sign_mech,
+ * docs/protocol.md). "ecdsa-sha256", ...; NULL for a number not in the
+ * table. */
 const char *proto_sign_mech_name(unsigned mech);
 /* The digest length the mechanism takes (32/48/64); 0 for Ed25519 (any
  * non-empty message) and outside the table. */
@@ -161,7 +150,7 @@ size_t proto_sign_mech_digest_len(unsigned mech);
 
 typedef struct proto_sign_req {
     cf_str key;     /* non-empty */
-    unsigned mech;  /* PROTO_SIGN_* */
+    unsigned mech;  /* cf_sign_mech (the wire number) */
     const uint8_t *data;
     size_t data_len;
     cf_str requester;
@@ -193,18 +182,16 @@ typedef struct proto_req {
 /* Decode one whole frame (as proto_frame_next delimited it) as a request.
  * On failure hdr is still filled when the header was readable, so the
  * caller can answer proto_err_status(e) echoing op and id. */
-PROTO_WUR proto_err proto_req_decode(const uint8_t *frame, size_t len, proto_req *out);
+CF_WUR proto_err proto_req_decode(const uint8_t *frame, size_t len, proto_req *out);
 
-PROTO_WUR size_t proto_req_encode(uint8_t *buf, size_t cap, const proto_req *r);
-PROTO_WUR size_t proto_enc_issue_req(uint8_t *buf, size_t cap, uint64_t id, const cf_issue_req *r);
-PROTO_WUR size_t proto_enc_status_req(uint8_t *buf, size_t cap, uint64_t id);
-PROTO_WUR size_t proto_enc_keys_req(uint8_t *buf, size_t cap, uint64_t id);
-PROTO_WUR size_t proto_enc_sign_req(uint8_t *buf, size_t cap, uint64_t id,
-                                    const proto_sign_req *r);
-PROTO_WUR size_t proto_enc_revoke_req(uint8_t *buf, size_t cap, uint64_t id,
-                                      const proto_revoke_req *r);
-PROTO_WUR size_t proto_enc_crl_req(uint8_t *buf, size_t cap, uint64_t id, cf_str issuer,
-                                   bool fresh);
+CF_WUR size_t proto_req_encode(uint8_t *buf, size_t cap, const proto_req *r);
+CF_WUR size_t proto_enc_issue_req(uint8_t *buf, size_t cap, uint64_t id, const cf_issue_req *r);
+CF_WUR size_t proto_enc_status_req(uint8_t *buf, size_t cap, uint64_t id);
+CF_WUR size_t proto_enc_keys_req(uint8_t *buf, size_t cap, uint64_t id);
+CF_WUR size_t proto_enc_sign_req(uint8_t *buf, size_t cap, uint64_t id, const proto_sign_req *r);
+CF_WUR size_t proto_enc_revoke_req(uint8_t *buf, size_t cap, uint64_t id,
+                                   const proto_revoke_req *r);
+CF_WUR size_t proto_enc_crl_req(uint8_t *buf, size_t cap, uint64_t id, cf_str issuer, bool fresh);
 
 /* ----------------------------------------------------------- responses */
 
@@ -250,27 +237,27 @@ typedef struct proto_resp {
 } proto_resp;
 
 /* Decode one whole frame as a response (zero-copy). */
-PROTO_WUR proto_err proto_resp_decode(const uint8_t *frame, size_t len, proto_resp *out);
+CF_WUR proto_err proto_resp_decode(const uint8_t *frame, size_t len, proto_resp *out);
 
 /* Encode any response. The message is copied with every octet that is not
  * part of valid UTF-8 (and every NUL) replaced by '?'. */
-PROTO_WUR size_t proto_resp_encode(uint8_t *buf, size_t cap, const proto_resp *r);
+CF_WUR size_t proto_resp_encode(uint8_t *buf, size_t cap, const proto_resp *r);
 
 /* Shorthands for the daemon. msg: NUL-terminated, may be NULL. */
-PROTO_WUR size_t proto_enc_error(uint8_t *buf, size_t cap, uint8_t op, uint64_t id, cf_status st,
-                                 uint32_t detail, const char *msg);
-PROTO_WUR size_t proto_enc_issue_ok(uint8_t *buf, size_t cap, uint64_t id, const uint8_t *cert,
-                                    size_t cert_len, const proto_blob *chain, size_t n_chain,
-                                    const uint8_t *serial, size_t serial_len);
-PROTO_WUR size_t proto_enc_status_ok(uint8_t *buf, size_t cap, uint64_t id, const proto_kv *kv,
-                                     size_t n);
-PROTO_WUR size_t proto_enc_keys_ok(uint8_t *buf, size_t cap, uint64_t id, const proto_key *keys,
-                                   size_t n);
-PROTO_WUR size_t proto_enc_sign_ok(uint8_t *buf, size_t cap, uint64_t id, const uint8_t *sig,
-                                   size_t sig_len);
-PROTO_WUR size_t proto_enc_revoke_ok(uint8_t *buf, size_t cap, uint64_t id, int64_t revoked_at,
-                                     unsigned reason);
-PROTO_WUR size_t proto_enc_crl_ok(uint8_t *buf, size_t cap, uint64_t id, const uint8_t *crl,
-                                  size_t crl_len);
+CF_WUR size_t proto_enc_error(uint8_t *buf, size_t cap, uint8_t op, uint64_t id, cf_status st,
+                              uint32_t detail, const char *msg);
+CF_WUR size_t proto_enc_issue_ok(uint8_t *buf, size_t cap, uint64_t id, const uint8_t *cert,
+                                 size_t cert_len, const proto_blob *chain, size_t n_chain,
+                                 const uint8_t *serial, size_t serial_len);
+CF_WUR size_t proto_enc_status_ok(uint8_t *buf, size_t cap, uint64_t id, const proto_kv *kv,
+                                  size_t n);
+CF_WUR size_t proto_enc_keys_ok(uint8_t *buf, size_t cap, uint64_t id, const proto_key *keys,
+                                size_t n);
+CF_WUR size_t proto_enc_sign_ok(uint8_t *buf, size_t cap, uint64_t id, const uint8_t *sig,
+                                size_t sig_len);
+CF_WUR size_t proto_enc_revoke_ok(uint8_t *buf, size_t cap, uint64_t id, int64_t revoked_at,
+                                  unsigned reason);
+CF_WUR size_t proto_enc_crl_ok(uint8_t *buf, size_t cap, uint64_t id, const uint8_t *crl,
+                               size_t crl_len);
 
 #endif

@@ -9,7 +9,7 @@
  * its own and closes the inherited idle clients (closing only its copy of
  * each socket) before connecting its own. The module is linked with
  * -z nodelete so the handlers stay mapped after OSSL_PROVIDER_unload. */
-#include "prov.h"
+#include "client/provider/prov.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -5,7 +5,7 @@
  * out the public part only; import makes a public-only key, which is what
  * OpenSSL 3.0 does to compare a certificate's key with ours
  * (X509_check_private_key → EVP_PKEY_eq → match). See provider-keymgmt(7). */
-#include "prov.h"
+#include "client/provider/prov.h"
 
 #include <string.h>
 

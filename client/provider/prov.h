@@ -13,8 +13,9 @@
 #include <openssl/core_dispatch.h>
 #include <openssl/evp.h>
 
-#include "certforge.h"
-#include "uri.h"
+#include "client/certforge.h"
+#include "client/provider/uri.h"
+#include "common/compiler.h"
 
 /* Reasons on the OpenSSL error stack (get_reason_strings). Never renumbered. */
 enum {
@@ -84,9 +85,8 @@ typedef struct cfp_lease {
     cf_client *c;
     char socket[CFP_SOCKET_MAX + 1];
 } cfp_lease;
-__attribute__((warn_unused_result)) int cfp_pool_call(cfp_ctx *ctx, const char *socket,
-                                                      cfp_req_fn fn, void *arg, cfp_lease *lease,
-                                                      cf_response *resp);
+CF_WUR int cfp_pool_call(cfp_ctx *ctx, const char *socket, cfp_req_fn fn, void *arg,
+                         cfp_lease *lease, cf_response *resp);
 void cfp_pool_release(cfp_ctx *ctx, cfp_lease *lease);
 
 #define CFP_TIMEOUT_MS 30000

@@ -1,6 +1,6 @@
 /* provider.c — the certforge OpenSSL 3 provider's entry point: algorithm
  * tables, provider parameters, reason strings, errors (docs/provider.md). */
-#include "prov.h"
+#include "client/provider/prov.h"
 
 #include <stdio.h>
 #include <string.h>

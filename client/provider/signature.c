@@ -4,7 +4,7 @@
  * digest is computed here with OpenSSL (default provider, our own library
  * context); certforged signs it (SIGN, docs/protocol.md). Ed25519 sends the
  * whole message (pure EdDSA has no pre-hash). */
-#include "prov.h"
+#include "client/provider/prov.h"
 
 #include <stdio.h>
 #include <stdlib.h>

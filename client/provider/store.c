@@ -2,7 +2,7 @@
  * Loading asks certforged for its keys (KEYS), finds the named one and
  * hands OpenSSL a reference to a key object of our KEYMGMT, which
  * OSSL_STORE turns into an EVP_PKEY (OSSL_OBJECT_PARAM_REFERENCE). */
-#include "prov.h"
+#include "client/provider/prov.h"
 
 #include <stdio.h>
 #include <string.h>

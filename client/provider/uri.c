@@ -1,5 +1,5 @@
 /* uri.c — see uri.h. */
-#include "uri.h"
+#include "client/provider/uri.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -14,6 +14,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "common/compiler.h"
+
 #define CFP_URI_SCHEME "certforge"
 #define CFP_URI_MAX 1024   /* whole URI, octets */
 #define CFP_KEY_MAX 64     /* a key name in certforged's config (configuration.md) */
@@ -26,8 +28,7 @@ typedef struct cfp_uri {
 } cfp_uri;
 
 /* 0 and *out filled, or -1 with err saying what is wrong (*out undefined). */
-__attribute__((warn_unused_result)) int cfp_uri_parse(const char *uri, cfp_uri *out, char *err,
-                                                      size_t errlen);
+CF_WUR int cfp_uri_parse(const char *uri, cfp_uri *out, char *err, size_t errlen);
 
 /* True when `uri` starts with the scheme (any case) and ':'. */
 bool cfp_uri_is_certforge(const char *uri);
@@ -35,7 +36,6 @@ bool cfp_uri_is_certforge(const char *uri);
 /* The socket to use: the URI's, else $CERTFORGE_SOCKET (if set and not
  * empty), else CFP_DEFAULT_SOCKET. Copies at most CFP_SOCKET_MAX octets;
  * -1 when the environment's path is too long. */
-__attribute__((warn_unused_result)) int cfp_uri_socket(const cfp_uri *u, char *buf, size_t len,
-                                                       char *err, size_t errlen);
+CF_WUR int cfp_uri_socket(const cfp_uri *u, char *buf, size_t len, char *err, size_t errlen);
 
 #endif

@@ -1,7 +1,7 @@
 /* config.c — load and validate certforged's configuration (config.h,
  * docs/configuration.md). libconfig does the parsing; this file only walks
  * the tree it builds, refusing anything the schema does not name. */
-#include "config.h"
+#include "engine/config/config.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -13,13 +13,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/duration.h"
+
 /* ------------------------------------------------------------ names */
 
 static const char *const profile_type_names[CFG_PROFILE__MAX] = {"nf", "sepp", "star"};
 static const char *const hash_names[CFG_HASH__MAX] = {"sha256", "sha384", "sha512"};
 static const char *const key_type_names[CFG_KT__MAX] = {"ec-p256",  "ec-p384",  "rsa-2048",
                                                         "rsa-3072", "rsa-4096", "ed25519"};
-static const char *const log_level_names[CFG_LOG__MAX] = {"error", "warning", "info", "debug"};
 
 const char *cfg_profile_type_name(cfg_profile_type t)
 {
@@ -32,10 +33,6 @@ const char *cfg_hash_name(cfg_hash h)
 const char *cfg_key_type_name(cfg_key_type k)
 {
     return (unsigned)k < CFG_KT__MAX ? key_type_names[k] : "?";
-}
-const char *cfg_log_level_name(cfg_log_level l)
-{
-    return (unsigned)l < CFG_LOG__MAX ? log_level_names[l] : "?";
 }
 
 /* ------------------------------------------------------------ loader state */
@@ -296,64 +293,6 @@ static bool utf8_text(const char *s)
     return true;
 }
 
-int cfg_parse_duration(const char *s, uint64_t *secs, char *err, size_t errlen)
-{
-    const uint64_t limit = 100ull * 365 * 86400;
-    uint64_t total = 0;
-    const char *p = s;
-    if (!s || !*s) {
-        snprintf(err, errlen, "empty duration");
-        return -1;
-    }
-    while (*p) {
-        if (!isdigit((unsigned char)*p)) {
-            snprintf(err, errlen, "'%s' is not a duration such as \"90d\", \"12h\", \"3600s\"", s);
-            return -1;
-        }
-        uint64_t v = 0;
-        while (isdigit((unsigned char)*p)) {
-            v = v * 10 + (uint64_t)(*p - '0');
-            if (v > limit) {
-                snprintf(err, errlen, "'%s' is longer than 100 years", s);
-                return -1;
-            }
-            p++;
-        }
-        uint64_t unit;
-        switch (*p) {
-        case 's':
-            unit = 1;
-            break;
-        case 'm':
-            unit = 60;
-            break;
-        case 'h':
-            unit = 3600;
-            break;
-        case 'd':
-            unit = 86400;
-            break;
-        case 'w':
-            unit = 7 * 86400;
-            break;
-        case '\0':
-            snprintf(err, errlen, "'%s' lacks a unit (s, m, h, d or w)", s);
-            return -1;
-        default:
-            snprintf(err, errlen, "'%s' has an unknown unit '%c' (use s, m, h, d or w)", s, *p);
-            return -1;
-        }
-        p++;
-        if (v > limit / unit || total + v * unit > limit) {
-            snprintf(err, errlen, "'%s' is longer than 100 years", s);
-            return -1;
-        }
-        total += v * unit;
-    }
-    *secs = total;
-    return 0;
-}
-
 static int get_dur(ld *l, const config_setting_t *g, const char *name, uint64_t dflt, uint64_t *out,
                    const config_setting_t **where)
 {
@@ -364,7 +303,7 @@ static int get_dur(ld *l, const config_setting_t *g, const char *name, uint64_t 
     if (!v)
         return 0;
     char why[200];
-    if (cfg_parse_duration(v, out, why, sizeof(why)))
+    if (cf_parse_duration(v, out, why, sizeof(why)))
         return fail(l, *where, "%s", why);
     return 0;
 }
@@ -530,7 +469,7 @@ static int load_pipeline(ld *l, const config_setting_t *root, cfg_pipeline *p)
 static int load_log(ld *l, const config_setting_t *root, cfg_log *lg)
 {
     static const char *const known[] = {"level", NULL};
-    lg->level = CFG_LOG_INFO;
+    lg->level = CF_LOG_INFO;
     config_setting_t *g = config_setting_get_member(root, "log");
     if (!g)
         return 0;
@@ -543,13 +482,13 @@ static int load_log(ld *l, const config_setting_t *root, cfg_log *lg)
         return -1;
     if (!v)
         return 0;
-    for (int i = 0; i < CFG_LOG__MAX; i++)
-        if (strcmp(v, log_level_names[i]) == 0) {
-            lg->level = (cfg_log_level)i;
+    for (int i = 0; i < CF_LOG__MAX; i++)
+        if (strcmp(v, cf_log_level_name((cf_log_level)i)) == 0) {
+            lg->level = (cf_log_level)i;
             return 0;
         }
     if (strcmp(v, "warn") == 0) {
-        lg->level = CFG_LOG_WARNING;
+        lg->level = CF_LOG_WARNING;
         return 0;
     }
     return fail(l, w, "'%s': expected error, warning, info or debug", v);

@@ -19,7 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CFG_WUR __attribute__((warn_unused_result))
+#include "common/compiler.h"
+#include "common/log.h"
 
 /* Hard limits of the schema (also documented in docs/configuration.md). */
 #define CFG_NAME_MAX 64     /* token/key/issuer/profile names: [A-Za-z0-9._-] */
@@ -78,15 +79,6 @@ typedef enum cfg_verify_mode {
     CFG_VERIFY_SAMPLE, /* one in verify_n */
     CFG_VERIFY_OFF
 } cfg_verify_mode;
-
-typedef enum cfg_log_level {
-    CFG_LOG_ERROR,
-    CFG_LOG_WARNING,
-    CFG_LOG_INFO,
-    CFG_LOG_DEBUG,
-    CFG_LOG__MAX
-} cfg_log_level;
-const char *cfg_log_level_name(cfg_log_level l);
 
 /* Every entry keeps the line it was defined on, for later messages. */
 typedef struct cfg_token {
@@ -148,7 +140,7 @@ typedef struct cfg_pipeline {
 } cfg_pipeline;
 
 typedef struct cfg_log {
-    cfg_log_level level;
+    cf_log_level level;
 } cfg_log;
 
 /* The daemon's socket and its limits (docs/configuration.md, `server`). */
@@ -256,18 +248,13 @@ typedef struct cfg_config {
 /* Load and validate `path`. On success *out is set (free with cfg_free)
  * and 0 returned; on failure -1 and err holds one line, usually
  * "path:line: setting: problem". */
-CFG_WUR int cfg_load(const char *path, cfg_config **out, char *err, size_t errlen);
+CF_WUR int cfg_load(const char *path, cfg_config **out, char *err, size_t errlen);
 /* Same from a string; `name` stands in for the file name in messages and
  * relative paths are resolved against `base_dir` (NULL: the current
  * folder). @include is refused here. For tests and the fuzzer. */
-CFG_WUR int cfg_load_string(const char *text, const char *name, const char *base_dir,
-                            cfg_config **out, char *err, size_t errlen);
+CF_WUR int cfg_load_string(const char *text, const char *name, const char *base_dir,
+                           cfg_config **out, char *err, size_t errlen);
 void cfg_free(cfg_config *c);
-
-/* "90d", "12h", "30m", "3600s", also sums such as "1d12h". A bare number
- * is refused (the unit must be explicit). Result in seconds, 1 .. 100
- * years. Returns 0, or -1 with a reason in err. */
-CFG_WUR int cfg_parse_duration(const char *s, uint64_t *secs, char *err, size_t errlen);
 
 /* Lookups by name (NULL when absent). */
 const cfg_profile *cfg_find_profile(const cfg_config *c, const char *name, size_t len);

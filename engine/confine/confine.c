@@ -1,7 +1,7 @@
 /* confine.c — no_new_privs, Landlock and a seccomp filter (confine.h).
  * Landlock through its system calls (no wrapper in glibc 2.36); seccomp
  * through libseccomp. */
-#include "confine.h"
+#include "engine/confine/confine.h"
 
 #include <errno.h>
 #include <fcntl.h>

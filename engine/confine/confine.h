@@ -26,6 +26,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "common/compiler.h"
+
 typedef struct confine_result {
     int landlock_abi;  /* 0: Landlock unavailable (nothing restricted on the file system) */
     bool seccomp;      /* the filter is installed */
@@ -35,8 +37,7 @@ typedef struct confine_result {
 /* writable: folders (they must exist). require_landlock: fail when the
  * kernel has no Landlock. Returns 0, or -1 with err (naming the step and
  * the path); after a failure the process may be partly confined. */
-__attribute__((warn_unused_result)) int confine_apply(const char *const *writable, size_t n,
-                                                      bool require_landlock, confine_result *res,
-                                                      char *err, size_t errlen);
+CF_WUR int confine_apply(const char *const *writable, size_t n, bool require_landlock,
+                         confine_result *res, char *err, size_t errlen);
 
 #endif

@@ -1,4 +1,4 @@
-#include "engine.h"
+#include "engine/core/engine.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,8 +6,8 @@
 
 #include <openssl/evp.h>
 
-#include "hsm.h"
-#include "profile.h"
+#include "engine/profile/profile.h"
+#include "hsm/hsm.h"
 
 struct cf_engine {
     hsm_token **tokens;
@@ -93,7 +93,7 @@ int cf_engine_open(const cfg_config *cfg, const cf_engine_hooks *hooks, cf_engin
         hsm_signer *s = e->signers[is->key_idx];
         uint8_t *der = NULL;
         size_t len = 0;
-        hsm_mech mech;
+        cf_sig_alg mech;
         EVP_PKEY *pub = hsm_signer_public_key(s, &he);
         if (!pub) {
             snprintf(err, errlen, "%s:%d: issuer '%s': %s", cfg->path, is->line, is->name,

@@ -7,8 +7,9 @@
 
 #include <stddef.h>
 
-#include "config.h"
-#include "pipeline.h"
+#include "common/compiler.h"
+#include "engine/config/config.h"
+#include "engine/pipeline/pipeline.h"
 
 typedef struct cf_engine cf_engine;
 
@@ -21,9 +22,8 @@ typedef struct cf_engine_hooks {
 
 /* Returns 0, or -1 with an operator-grade message in err naming the
  * setting (token, key, issuer or profile) that failed and why. */
-__attribute__((warn_unused_result)) int cf_engine_open(const cfg_config *cfg,
-                                                       const cf_engine_hooks *hooks,
-                                                       cf_engine **out, char *err, size_t errlen);
+CF_WUR int cf_engine_open(const cfg_config *cfg, const cf_engine_hooks *hooks, cf_engine **out,
+                          char *err, size_t errlen);
 pipe_engine *cf_engine_pipe(cf_engine *e);
 /* The signer of cfg->keys[key_idx] (same order as the config), or NULL
  * when out of range. For certforged's KEYS and STATUS answers. */

@@ -13,7 +13,7 @@
  * Encoded with engine/der (an encoding, not cryptography); the digest and
  * the signature check are OpenSSL's, the signature the HSM's.
  */
-#include "crl.h"
+#include "engine/crl/crl.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,9 +26,10 @@
 
 #include <openssl/x509.h>
 
-#include "der.h"
-#include "oid.h"
-#include "profile.h"
+#include "common/serial.h"
+#include "engine/der/der.h"
+#include "engine/oid.h"
+#include "engine/profile/profile.h"
 
 static const uint8_t OID_CRL_NUMBER[] = {0x55, 0x1D, 0x14}; /* 2.5.29.20 */
 static const uint8_t OID_REASON_CODE[] = {0x55, 0x1D, 0x15}; /* 2.5.29.21 */
@@ -43,7 +44,7 @@ struct crl_issuer {
     size_t sigalg_len;
     hsm_signer *signer;
     EVP_PKEY *pub;
-    hsm_mech mech;
+    cf_sig_alg mech;
 };
 
 int crl_issuer_new(const char *name, const char *key_name, const uint8_t *cert_der,
@@ -112,7 +113,7 @@ const char *crl_issuer_key(const crl_issuer *ci)
 /* ------------------------------------------------------------ building */
 
 typedef struct entry {
-    uint8_t serial[20];
+    uint8_t serial[CF_SERIAL_MAX];
     size_t len;
     int64_t at;
     int reason;
@@ -124,19 +125,9 @@ typedef struct entries {
     int bad;
 } entries;
 
-static int hexval(int c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 static int collect(const char *serial_hex, int64_t at, int reason, void *arg)
 {
     entries *e = arg;
-    size_t hl = strlen(serial_hex);
-    if (hl == 0 || hl % 2 || hl > 40) {
-        e->bad = 1;
-        return 1;
-    }
     if (e->n == e->cap) {
         size_t cap = e->cap ? e->cap * 2 : 64;
         entry *v = realloc(e->v, cap * sizeof(*v));
@@ -148,15 +139,10 @@ static int collect(const char *serial_hex, int64_t at, int reason, void *arg)
         e->cap = cap;
     }
     entry *x = &e->v[e->n];
-    for (size_t i = 0; i < hl / 2; i++) {
-        int hi = hexval(serial_hex[2 * i]), lo = hexval(serial_hex[2 * i + 1]);
-        if (hi < 0 || lo < 0) {
-            e->bad = 1;
-            return 1;
-        }
-        x->serial[i] = (uint8_t)(hi << 4 | lo);
+    if (cf_hex_decode(serial_hex, x->serial, sizeof(x->serial), &x->len) != 0) {
+        e->bad = 1;
+        return 1;
     }
-    x->len = hl / 2;
     x->at = at;
     x->reason = reason;
     e->n++;
@@ -266,20 +252,20 @@ static int publish(const char *dir, const char *name, const uint8_t *der, size_t
     return 0;
 }
 
-static const EVP_MD *mech_md(hsm_mech m)
+static const EVP_MD *mech_md(cf_sig_alg m)
 {
     switch (m) {
-    case HSM_MECH_ECDSA_SHA256:
-    case HSM_MECH_RSA_PKCS1_SHA256:
-    case HSM_MECH_RSA_PSS_SHA256:
+    case CF_SIG_ECDSA_SHA256:
+    case CF_SIG_RSA_PKCS1_SHA256:
+    case CF_SIG_RSA_PSS_SHA256:
         return EVP_sha256();
-    case HSM_MECH_ECDSA_SHA384:
-    case HSM_MECH_RSA_PKCS1_SHA384:
-    case HSM_MECH_RSA_PSS_SHA384:
+    case CF_SIG_ECDSA_SHA384:
+    case CF_SIG_RSA_PKCS1_SHA384:
+    case CF_SIG_RSA_PSS_SHA384:
         return EVP_sha384();
-    case HSM_MECH_ECDSA_SHA512:
-    case HSM_MECH_RSA_PKCS1_SHA512:
-    case HSM_MECH_RSA_PSS_SHA512:
+    case CF_SIG_ECDSA_SHA512:
+    case CF_SIG_RSA_PKCS1_SHA512:
+    case CF_SIG_RSA_PSS_SHA512:
         return EVP_sha512();
     default:
         return NULL; /* Ed25519 signs the TBS itself */
@@ -332,7 +318,7 @@ int crl_make(crl_issuer *ci, ledger *l, const char *dir, int64_t now, uint64_t v
         in = md;
         inlen = mdlen;
     }
-    uint8_t sig[HSM_SIG_MAX];
+    uint8_t sig[CF_SIG_MAX];
     size_t siglen = 0;
     hsm_err he = {0};
     if (hsm_sign(ci->signer, ci->mech, in, inlen, sig, &siglen, &he) != 0) {

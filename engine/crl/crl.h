@@ -19,19 +19,18 @@
 
 #include <openssl/evp.h>
 
-#include "hsm.h"
-#include "ledger.h"
-
-#define CRL_WUR __attribute__((warn_unused_result))
+#include "common/compiler.h"
+#include "engine/ledger/ledger.h"
+#include "hsm/hsm.h"
 
 typedef struct crl_issuer crl_issuer;
 
 /* name: the issuer's config name (the file name); key_name: its key's
  * config name (the ledger's issuer_key). The signer and pub must outlive
  * the crl_issuer. Returns 0, or -1 with err. */
-CRL_WUR int crl_issuer_new(const char *name, const char *key_name, const uint8_t *cert_der,
-                           size_t cert_len, hsm_signer *signer, EVP_PKEY *pub, crl_issuer **out,
-                           char *err, size_t errlen);
+CF_WUR int crl_issuer_new(const char *name, const char *key_name, const uint8_t *cert_der,
+                          size_t cert_len, hsm_signer *signer, EVP_PKEY *pub, crl_issuer **out,
+                          char *err, size_t errlen);
 void crl_issuer_free(crl_issuer *ci);
 const char *crl_issuer_name(const crl_issuer *ci);
 const char *crl_issuer_key(const crl_issuer *ci);
@@ -47,9 +46,8 @@ typedef struct crl_made {
  * thisUpdate = now, nextUpdate = now + validity_s. *der (malloc'd) may be
  * NULL when the caller does not want the bytes. Returns 0, or -1 with err
  * (nothing published). */
-CRL_WUR int crl_make(crl_issuer *ci, ledger *l, const char *dir, int64_t now,
-                     uint64_t validity_s, uint8_t **der, crl_made *out, char *err,
-                     size_t errlen);
+CF_WUR int crl_make(crl_issuer *ci, ledger *l, const char *dir, int64_t now, uint64_t validity_s,
+                    uint8_t **der, crl_made *out, char *err, size_t errlen);
 
 /* ---------------------------------------------------------------- publisher */
 
@@ -71,7 +69,7 @@ typedef struct crl_pub_opts {
 /* Make every issuer's CRL now (so one exists before serving), then start
  * the schedule thread. Returns 0, or -1 when a first CRL could not be made
  * (err names the issuer). */
-CRL_WUR int crl_pub_start(const crl_pub_opts *o, crl_pub **out, char *err, size_t errlen);
+CF_WUR int crl_pub_start(const crl_pub_opts *o, crl_pub **out, char *err, size_t errlen);
 /* A revocation happened: every issuer gets a new CRL within revoke_delay. */
 void crl_pub_kick(crl_pub *p);
 void crl_pub_stop(crl_pub *p); /* NULL is fine */

@@ -7,8 +7,8 @@
  * Structural errors return at once (CSR_ERR_MALFORMED); algorithm errors
  * are remembered and returned only if the rest of the structure is sound.
  */
-#include "oid.h"
-#include "csr.h"
+#include "engine/oid.h"
+#include "engine/csr/csr.h"
 
 #include <openssl/core_names.h>
 #include <openssl/err.h>

@@ -11,9 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "der.h"
-
-#define CSR_WUR __attribute__((warn_unused_result))
+#include "common/compiler.h"
+#include "engine/der/der.h"
 
 /* Distinct outcomes a front end can act on. Keep csr_err_name() parallel. */
 typedef enum csr_err {
@@ -80,7 +79,7 @@ typedef struct csr {
  * the input has both a DER/structure error and an unaccepted algorithm,
  * CSR_ERR_MALFORMED wins; key errors come before signature-algorithm
  * errors. *out is written only on CSR_OK. See docs/csr.md. */
-CSR_WUR csr_err csr_parse(const uint8_t *der, size_t len, csr *out);
+CF_WUR csr_err csr_parse(const uint8_t *der, size_t len, csr *out);
 
 /* SAN identifiers a CSR asks for, from its extensionRequest (read, never
  * copied into a certificate). Iterate with a zeroed cursor; returns
@@ -94,14 +93,14 @@ typedef struct csr_san_iter {
     der_cur exts, names;
     bool in_san;
 } csr_san_iter;
-CSR_WUR csr_err csr_next_san(const csr *c, csr_san_iter *it, csr_san_type *type,
-                             const uint8_t **val, size_t *len, bool *done);
+CF_WUR csr_err csr_next_san(const csr *c, csr_san_iter *it, csr_san_type *type, const uint8_t **val,
+                            size_t *len, bool *done);
 
 /* Per-thread verification context: digests and key-building contexts
  * fetched once (no EVP_sha256()-style late fetches on the hot path). Not
  * thread-safe: one per worker. */
 typedef struct csr_verifier csr_verifier;
-CSR_WUR csr_verifier *csr_verifier_new(void);
+CF_WUR csr_verifier *csr_verifier_new(void);
 void csr_verifier_free(csr_verifier *v);
 
 /* Proof of possession: build the public key from the raw point / modulus
@@ -110,6 +109,6 @@ void csr_verifier_free(csr_verifier *v);
  * point not on the curve), CSR_ERR_WEAK_KEY (defensive re-check),
  * CSR_ERR_BAD_SIGNATURE, or CSR_ERR_INTERNAL (OpenSSL failure not caused
  * by the input). Leaves the thread's OpenSSL error queue as it found it. */
-CSR_WUR csr_err csr_verify(csr_verifier *v, const csr *c);
+CF_WUR csr_err csr_verify(csr_verifier *v, const csr *c);
 
 #endif

@@ -1,6 +1,6 @@
 /* der.c — see der.h and docs/der.md. Clause numbers are ITU-T X.690 (02/2021)
  * unless stated otherwise. */
-#include "der.h"
+#include "engine/der/der.h"
 
 #include <string.h>
 

@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DER_WUR __attribute__((warn_unused_result))
+#include "common/compiler.h"
 
 /* Error codes. DER_OK is 0; keep der_err_name()'s table parallel. */
 typedef enum der_err {
@@ -124,19 +124,19 @@ static inline void der_cur_init(der_cur *c, const void *buf, size_t len)
 }
 
 /* Read the next TLV of any tag. */
-DER_WUR der_err der_next(der_cur *c, der_tlv *t);
+CF_WUR der_err der_next(der_cur *c, der_tlv *t);
 /* Read the next TLV; DER_ERR_UNEXPECTED_TAG unless its tag is `tag`. */
-DER_WUR der_err der_expect(der_cur *c, unsigned tag, der_tlv *t);
+CF_WUR der_err der_expect(der_cur *c, unsigned tag, der_tlv *t);
 /* Tag of the next TLV without consuming it (DER_ERR_TRUNCATED at the end). */
-DER_WUR der_err der_peek_tag(const der_cur *c, unsigned *tag);
+CF_WUR der_err der_peek_tag(const der_cur *c, unsigned *tag);
 /* If the next TLV has tag `tag`, read it and set *present; at the end of the
  * cursor or on another tag, *present = false and nothing is consumed. */
-DER_WUR der_err der_optional(der_cur *c, unsigned tag, der_tlv *t, bool *present);
+CF_WUR der_err der_optional(der_cur *c, unsigned tag, der_tlv *t, bool *present);
 /* Cursor over the contents of a constructed TLV (DER_ERR_UNEXPECTED_TAG if it
  * is primitive). For DER wrapped in an OCTET STRING use der_cur_init(). */
-DER_WUR der_err der_enter(const der_tlv *t, der_cur *sub);
+CF_WUR der_err der_enter(const der_tlv *t, der_cur *sub);
 /* DER_OK when the cursor is exhausted, DER_ERR_TRAILING otherwise. */
-DER_WUR der_err der_done(const der_cur *c);
+CF_WUR der_err der_done(const der_cur *c);
 
 /* Walk the one TLV that must fill buf[0..len) and everything inside it:
  * every length and tag is checked, every universal primitive type this
@@ -147,48 +147,48 @@ DER_WUR der_err der_done(const der_cur *c);
  * deeper than max_depth (clamped to DER_VALIDATE_MAX_DEPTH) is
  * DER_ERR_TOO_DEEP. Iterative, no recursion. */
 #define DER_VALIDATE_MAX_DEPTH 64
-DER_WUR der_err der_validate(const uint8_t *buf, size_t len, unsigned max_depth);
+CF_WUR der_err der_validate(const uint8_t *buf, size_t len, unsigned max_depth);
 
 /* Typed contents readers. der_get_* check the contents of a TLV already read
  * (ignoring its tag, so they serve IMPLICIT tags too); der_read_* read the
  * next TLV, require the universal tag, and check it. */
 
 /* INTEGER: minimal two's complement (X.690 §8.3.2). */
-DER_WUR der_err der_get_int(const der_tlv *t, bool *negative);
+CF_WUR der_err der_get_int(const der_tlv *t, bool *negative);
 /* Non-negative INTEGER as big-endian magnitude: the contents without the
  * sign padding 0x00 (zero is the single octet 0x00). Points into the input. */
-DER_WUR der_err der_get_uint_mag(const der_tlv *t, const uint8_t **mag, size_t *len);
-DER_WUR der_err der_get_uint64(const der_tlv *t, uint64_t *v);
-DER_WUR der_err der_get_int64(const der_tlv *t, int64_t *v);
-DER_WUR der_err der_get_bool(const der_tlv *t, bool *v);
-DER_WUR der_err der_get_null(const der_tlv *t);
+CF_WUR der_err der_get_uint_mag(const der_tlv *t, const uint8_t **mag, size_t *len);
+CF_WUR der_err der_get_uint64(const der_tlv *t, uint64_t *v);
+CF_WUR der_err der_get_int64(const der_tlv *t, int64_t *v);
+CF_WUR der_err der_get_bool(const der_tlv *t, bool *v);
+CF_WUR der_err der_get_null(const der_tlv *t);
 /* OBJECT IDENTIFIER contents: non-empty, every subidentifier minimal. */
-DER_WUR der_err der_get_oid(const der_tlv *t);
+CF_WUR der_err der_get_oid(const der_tlv *t);
 /* BIT STRING: bits[0..nbytes) are the octets after the unused-bits octet. */
-DER_WUR der_err der_get_bits(const der_tlv *t, const uint8_t **bits, size_t *nbytes,
-                             unsigned *unused);
+CF_WUR der_err der_get_bits(const der_tlv *t, const uint8_t **bits, size_t *nbytes,
+                            unsigned *unused);
 /* Character string of type t->tag (UTF8, Numeric, Printable, T61, IA5,
  * Visible, BMP, Universal); its repertoire is checked. Other tags:
  * DER_ERR_UNEXPECTED_TAG. */
-DER_WUR der_err der_get_string(const der_tlv *t, const uint8_t **s, size_t *len);
+CF_WUR der_err der_get_string(const der_tlv *t, const uint8_t **s, size_t *len);
 /* Same, but checks the contents against string type `type` (for IMPLICIT tags). */
-DER_WUR der_err der_get_string_as(const der_tlv *t, unsigned type, const uint8_t **s, size_t *len);
+CF_WUR der_err der_get_string_as(const der_tlv *t, unsigned type, const uint8_t **s, size_t *len);
 /* UTCTime or GeneralizedTime (by t->tag) → seconds since 1970-01-01T00:00:00Z.
  * UTCTime years 50..99 are 19YY, 00..49 are 20YY (RFC 5280 §4.1.2.5.1). */
-DER_WUR der_err der_get_time(const der_tlv *t, int64_t *secs);
+CF_WUR der_err der_get_time(const der_tlv *t, int64_t *secs);
 
-DER_WUR der_err der_read_int_mag(der_cur *c, const uint8_t **mag, size_t *len);
-DER_WUR der_err der_read_uint64(der_cur *c, uint64_t *v);
-DER_WUR der_err der_read_int64(der_cur *c, int64_t *v);
-DER_WUR der_err der_read_bool(der_cur *c, bool *v);
-DER_WUR der_err der_read_null(der_cur *c);
-DER_WUR der_err der_read_oid(der_cur *c, der_tlv *t);
-DER_WUR der_err der_read_bits(der_cur *c, const uint8_t **bits, size_t *nbytes, unsigned *unused);
-DER_WUR der_err der_read_octets(der_cur *c, const uint8_t **p, size_t *len);
+CF_WUR der_err der_read_int_mag(der_cur *c, const uint8_t **mag, size_t *len);
+CF_WUR der_err der_read_uint64(der_cur *c, uint64_t *v);
+CF_WUR der_err der_read_int64(der_cur *c, int64_t *v);
+CF_WUR der_err der_read_bool(der_cur *c, bool *v);
+CF_WUR der_err der_read_null(der_cur *c);
+CF_WUR der_err der_read_oid(der_cur *c, der_tlv *t);
+CF_WUR der_err der_read_bits(der_cur *c, const uint8_t **bits, size_t *nbytes, unsigned *unused);
+CF_WUR der_err der_read_octets(der_cur *c, const uint8_t **p, size_t *len);
 /* Any of the string types; *tag receives which one. */
-DER_WUR der_err der_read_string(der_cur *c, unsigned *tag, const uint8_t **s, size_t *len);
+CF_WUR der_err der_read_string(der_cur *c, unsigned *tag, const uint8_t **s, size_t *len);
 /* UTCTime or GeneralizedTime. */
-DER_WUR der_err der_read_time(der_cur *c, int64_t *secs);
+CF_WUR der_err der_read_time(der_cur *c, int64_t *secs);
 
 /* OID contents equal to oid[0..len) (the encoded contents, no tag/length). */
 bool der_oid_eq(const der_tlv *t, const uint8_t *oid, size_t len);
@@ -215,7 +215,7 @@ typedef struct der_w {
 void der_w_init(der_w *w, uint8_t *buf, size_t cap);
 /* DER_OK and *len = bytes written; or the first error. After DER_ERR_OVERFLOW
  * *len is the size the whole encoding needs (when nothing else failed). */
-DER_WUR der_err der_w_finish(const der_w *w, size_t *len);
+CF_WUR der_err der_w_finish(const der_w *w, size_t *len);
 
 /* Open a constructed value (tag should have DER_CONSTRUCTED set); close it. */
 void der_w_begin(der_w *w, unsigned tag);

@@ -1,7 +1,7 @@
 /* ledger.c — the backend-independent half of the ledger (ledger.h): backend
  * dispatch, serialization of calls, and the certificate fields the ledger
  * reads with engine/der. */
-#include "ledger.h"
+#include "engine/ledger/ledger.h"
 
 #include <ctype.h>
 #include <pthread.h>
@@ -10,9 +10,10 @@
 #include <string.h>
 #include <strings.h>
 
-#include "der.h"
-#include "ledger_backend.h"
-#include "oid.h"
+#include "common/reason.h"
+#include "engine/der/der.h"
+#include "engine/ledger/ledger_backend.h"
+#include "engine/oid.h"
 
 static const char *const backend_names[LEDGER_BACKEND__MAX] = {"sqlite", "postgresql"};
 
@@ -26,10 +27,11 @@ static const ledger_ops *const backends[LEDGER_BACKEND__MAX] = {&ledger_sqlite_o
 struct ledger {
     const ledger_ops *ops;
     void *state;
-    /* One call at a time: the pipeline's workers call ledger_record()
-     * concurrently, and neither a SQLite connection nor a libpq PGconn may
-     * be used by two threads at once (SQLite's WAL allows one writer
-     * anyway). */
+    /* One call at a time: the pipeline's recorder thread (the only caller
+     * of ledger_record_all), certforged's admin thread (REVOKE, CRL) and
+     * its CRL publisher may call at once, and neither a SQLite connection
+     * nor a libpq PGconn may be used by two threads at once (SQLite's WAL
+     * allows one writer anyway). */
     pthread_mutex_t mu;
 };
 
@@ -89,35 +91,16 @@ int ledger_record_all(ledger *l, const ledger_rec *recs, size_t n, const ledger_
 }
 
 /* RFC 5280 §5.3.1 CRLReason; 7 is not used. */
-static const char *const reason_names[11] = {
-    "unspecified",          "keyCompromise", "cACompromise", "affiliationChanged",
-    "superseded",           "cessationOfOperation", "certificateHold", NULL,
-    "removeFromCRL",        "privilegeWithdrawn", "aACompromise",
-};
-
-const char *ledger_reason_name(int code)
-{
-    return code >= 0 && code < 11 ? reason_names[code] : NULL;
-}
-
-int ledger_reason_code(const char *name)
-{
-    for (int i = 0; name && i < 11; i++)
-        if (reason_names[i] && strcasecmp(reason_names[i], name) == 0)
-            return i;
-    return -1;
-}
-
 int ledger_revoke(ledger *l, const char *serial_hex, int reason, int64_t at, int64_t *at_out,
                   int *reason_out, char *err, size_t errlen)
 {
-    char serial[LEDGER_SERIAL_HEX_MAX + 1];
-    if (ledger_serial_norm(serial_hex, serial) != 0) {
+    char serial[CF_SERIAL_HEX_MAX + 1];
+    if (cf_serial_norm(serial_hex, serial) != 0) {
         snprintf(err, errlen, "'%s' is not a serial number (hex, at most 20 octets)",
                  serial_hex);
         return -1;
     }
-    if (!ledger_reason_name(reason)) {
+    if (!cf_reason_name(reason)) {
         snprintf(err, errlen, "%d is not an RFC 5280 revocation reason", reason);
         return -1;
     }
@@ -178,10 +161,10 @@ int ledger_list(ledger *l, const ledger_filter *f, ledger_row_fn cb, void *arg, 
                 size_t errlen)
 {
     static const ledger_filter none;
-    char serial[LEDGER_SERIAL_HEX_MAX + 1];
+    char serial[CF_SERIAL_HEX_MAX + 1];
     ledger_filter g = f ? *f : none;
     if (g.serial) {
-        if (ledger_serial_norm(g.serial, serial) != 0) {
+        if (cf_serial_norm(g.serial, serial) != 0) {
             snprintf(err, errlen, "'%s' is not a serial number (hex, at most 20 octets)",
                      g.serial);
             return -1;
@@ -224,22 +207,6 @@ int ledger_schema_version(ledger *l)
     int v = l->ops->schema_version(l->state);
     pthread_mutex_unlock(&l->mu);
     return v;
-}
-
-int ledger_serial_norm(const char *in, char out[LEDGER_SERIAL_HEX_MAX + 1])
-{
-    size_t o = 0;
-    if (in[0] == '0' && (in[1] == 'x' || in[1] == 'X'))
-        in += 2;
-    for (; *in; in++) {
-        if (*in == ':')
-            continue;
-        if (!isxdigit((unsigned char)*in) || o == LEDGER_SERIAL_HEX_MAX)
-            return -1;
-        out[o++] = (char)tolower((unsigned char)*in);
-    }
-    out[o] = 0;
-    return o ? 0 : -1;
 }
 
 /* ------------------------------------------------------------ certificate fields */
@@ -415,10 +382,9 @@ int ledger_cert_fields_of(const uint8_t *der, size_t len, char *text, size_t cap
         der_expect(&cert, DER_SEQUENCE, &tbs_t) || der_enter(&tbs_t, &tbs) ||
         der_optional(&tbs, DER_CTX_CONS(0), &x, &present) || der_read_int_mag(&tbs, &mag, &mlen))
         return -1;
-    if (mlen == 0 || mlen > LEDGER_SERIAL_HEX_MAX / 2)
+    if (mlen == 0 || mlen > CF_SERIAL_MAX)
         return -1;
-    for (size_t i = 0; i < mlen; i++)
-        snprintf(f->serial + 2 * i, 3, "%02x", mag[i]);
+    cf_hex_encode(mag, mlen, f->serial, sizeof(f->serial));
     /* signature, issuer, validity, subject, subjectPublicKeyInfo */
     if (der_expect(&tbs, DER_SEQUENCE, &x) || der_expect(&tbs, DER_SEQUENCE, &x) ||
         der_expect(&tbs, DER_SEQUENCE, &x) || der_enter(&x, &val) ||

@@ -1,8 +1,9 @@
 /* ledger.h — issuance records (docs/ledger.md).
  *
- * Every certificate certforged issues is recorded here, in one transaction
- * per pipeline batch, BEFORE any certificate of the batch is released: a
- * crash loses no certificate that any client received.
+ * Every certificate certforged issues is recorded here, by the pipeline's
+ * recorder thread in one transaction per pass (whatever one or more
+ * workers' batches handed over), BEFORE any certificate of them is
+ * released: a crash loses no certificate that any client received.
  *
  * One interface, two backends: SQLite (embedded default, ledger_sqlite.c)
  * and PostgreSQL (several engines sharing one CA, ledger_pg.c), behind the
@@ -23,13 +24,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define LEDGER_WUR __attribute__((warn_unused_result))
+#include "common/compiler.h"
+#include "common/serial.h"
 
 /* The schema this code writes (schema_version table). A database with a
  * newer version is refused; an older one is migrated at open. */
 #define LEDGER_SCHEMA_VERSION 2
-/* Serial numbers: RFC 5280 §4.1.2.2, at most 20 octets → 40 hex digits. */
-#define LEDGER_SERIAL_HEX_MAX 40
 
 typedef enum ledger_backend {
     LEDGER_SQLITE,
@@ -92,77 +92,72 @@ typedef struct ledger ledger;
 
 /* Open (and for writers create or migrate) the ledger. Returns 0, or -1
  * with a message naming the path and the backend's error. */
-LEDGER_WUR int ledger_open(const ledger_opts *o, ledger **out, char *err, size_t errlen);
+CF_WUR int ledger_open(const ledger_opts *o, ledger **out, char *err, size_t errlen);
 void ledger_close(ledger *l);
 
 /* Record n certificates in ONE transaction: all of them are durable when
  * this returns 0 (sqlite: WAL, synchronous=FULL; postgresql: a committed
  * transaction, synchronous_commit on, fsync on), none of them when it
  * returns -1 (err says why). A serial already recorded fails the batch. */
-LEDGER_WUR int ledger_record(ledger *l, const ledger_rec *recs, size_t n, char *err,
-                             size_t errlen);
+CF_WUR int ledger_record(ledger *l, const ledger_rec *recs, size_t n, char *err, size_t errlen);
 
 /* The same, with raw SIGN records, all in ONE transaction (either list
  * may be empty). The pipeline's recorder uses this. */
-LEDGER_WUR int ledger_record_all(ledger *l, const ledger_rec *recs, size_t n,
-                                 const ledger_sign_rec *signs, size_t m, char *err,
-                                 size_t errlen);
+CF_WUR int ledger_record_all(ledger *l, const ledger_rec *recs, size_t n,
+                             const ledger_sign_rec *signs, size_t m, char *err, size_t errlen);
 
 /* --- revocation (RFC 5280 §5.3.1 reason codes) ---------------------------- */
 
-/* The reason's RFC 5280 name ("unspecified", "keyCompromise", ...,
- * "aACompromise"), or NULL for 7 and values above 10. */
-const char *ledger_reason_name(int code);
-/* The code of a name (case-insensitive), or -1. */
-int ledger_reason_code(const char *name);
+/* Reason codes and their names (as the ledger stores them):
+ * common/reason.h. */
 
 /* Revoke a certificate. Returns 0 revoked now, 1 it was already revoked
  * (nothing changed: the first revocation stands), 2 no such serial, -1
  * backend error (err). *at_out / *reason_out: the revocation in force. */
-LEDGER_WUR int ledger_revoke(ledger *l, const char *serial_hex, int reason, int64_t at,
-                             int64_t *at_out, int *reason_out, char *err, size_t errlen);
+CF_WUR int ledger_revoke(ledger *l, const char *serial_hex, int reason, int64_t at, int64_t *at_out,
+                         int *reason_out, char *err, size_t errlen);
 
 /* Revoked certificates of one issuing key that have not expired by
  * `not_after_min` (CRLs drop a certificate once it expires), ordered by
  * serial. cb's non-zero return stops the walk. 0 done, -1 error. */
 typedef int (*ledger_revoked_fn)(const char *serial_hex, int64_t revoked_at, int reason,
                                  void *arg);
-LEDGER_WUR int ledger_list_revoked(ledger *l, const char *issuer_key, int64_t not_after_min,
-                                   ledger_revoked_fn cb, void *arg, char *err, size_t errlen);
+CF_WUR int ledger_list_revoked(ledger *l, const char *issuer_key, int64_t not_after_min,
+                               ledger_revoked_fn cb, void *arg, char *err, size_t errlen);
 
 /* --- CRLs ---------------------------------------------------------------- */
 
 /* Take the next cRLNumber of an issuing key (1, 2, ...): persisted and
  * strictly increasing across every engine sharing the ledger, even when
  * the CRL it was taken for is never stored. 0 or -1 (err). */
-LEDGER_WUR int ledger_crl_next_number(ledger *l, const char *issuer_key, uint64_t *number,
-                                      char *err, size_t errlen);
+CF_WUR int ledger_crl_next_number(ledger *l, const char *issuer_key, uint64_t *number, char *err,
+                                  size_t errlen);
 /* Store a signed CRL. 0 or -1. */
-LEDGER_WUR int ledger_crl_store(ledger *l, const char *issuer_key, uint64_t number,
-                                int64_t this_update, int64_t next_update, const uint8_t *der,
-                                size_t len, char *err, size_t errlen);
+CF_WUR int ledger_crl_store(ledger *l, const char *issuer_key, uint64_t number, int64_t this_update,
+                            int64_t next_update, const uint8_t *der, size_t len, char *err,
+                            size_t errlen);
 /* The stored CRL with the highest number for the key: 1 found (cb called
  * once; der valid during the call), 0 none yet, -1 error. */
 typedef int (*ledger_crl_fn)(uint64_t number, int64_t this_update, int64_t next_update,
                              const uint8_t *der, size_t len, void *arg);
-LEDGER_WUR int ledger_crl_latest(ledger *l, const char *issuer_key, ledger_crl_fn cb, void *arg,
-                                 char *err, size_t errlen);
+CF_WUR int ledger_crl_latest(ledger *l, const char *issuer_key, ledger_crl_fn cb, void *arg,
+                             char *err, size_t errlen);
 
 /* Raw SIGN records, oldest first (for `certforge ledger signs` and tests).
  * key may be NULL (all). 0 done, -1 error. */
 typedef int (*ledger_sign_row_fn)(const ledger_sign_rec *r, void *arg);
-LEDGER_WUR int ledger_list_signs(ledger *l, const char *key, size_t limit, ledger_sign_row_fn cb,
-                                 void *arg, char *err, size_t errlen);
+CF_WUR int ledger_list_signs(ledger *l, const char *key, size_t limit, ledger_sign_row_fn cb,
+                             void *arg, char *err, size_t errlen);
 
 /* Lookups: cb is called once per matching record, ordered by issue time
  * then serial; a non-zero return from cb stops the walk (and is returned).
  * Returns 0 when the walk finished, -1 on a backend error (err). */
 typedef int (*ledger_row_fn)(const ledger_rec *r, void *arg);
-LEDGER_WUR int ledger_list(ledger *l, const ledger_filter *f, ledger_row_fn cb, void *arg,
-                           char *err, size_t errlen);
+CF_WUR int ledger_list(ledger *l, const ledger_filter *f, ledger_row_fn cb, void *arg, char *err,
+                       size_t errlen);
 /* 1 found (cb called), 0 not found, -1 error. */
-LEDGER_WUR int ledger_find(ledger *l, const char *serial_hex, ledger_row_fn cb, void *arg,
-                           char *err, size_t errlen);
+CF_WUR int ledger_find(ledger *l, const char *serial_hex, ledger_row_fn cb, void *arg, char *err,
+                       size_t errlen);
 
 /* The schema version of the open database. */
 int ledger_schema_version(ledger *l);
@@ -175,7 +170,7 @@ int ledger_schema_version(ledger *l);
  * caller's buffer `text`; LEDGER_CERT_TEXT_CAP(len) octets always hold
  * both (longer text is cut with "..."). */
 typedef struct ledger_cert_fields {
-    char serial[LEDGER_SERIAL_HEX_MAX + 1];
+    char serial[CF_SERIAL_HEX_MAX + 1];
     int64_t not_before, not_after;
     const char *subject; /* "C=FI,O=..." (RFC 4514 escaping, certificate order) */
     const char *sans;    /* "DNS:a,URI:urn:uuid:..." (certificate order), or "" */
@@ -183,11 +178,7 @@ typedef struct ledger_cert_fields {
 #define LEDGER_CERT_TEXT_CAP(der_len) (4 * (size_t)(der_len) + 64)
 
 /* Returns 0, or -1 when the DER is not a certificate this code can read. */
-LEDGER_WUR int ledger_cert_fields_of(const uint8_t *der, size_t len, char *text, size_t cap,
-                                     ledger_cert_fields *f);
-
-/* Normalize a serial given by a user ("0A:1b", "0x0a1b") to the stored
- * form (lower-case hex, no separators, no "0x"). Returns 0 or -1. */
-LEDGER_WUR int ledger_serial_norm(const char *in, char out[LEDGER_SERIAL_HEX_MAX + 1]);
+CF_WUR int ledger_cert_fields_of(const uint8_t *der, size_t len, char *text, size_t cap,
+                                 ledger_cert_fields *f);
 
 #endif

@@ -4,7 +4,7 @@
 #ifndef CF_LEDGER_BACKEND_H
 #define CF_LEDGER_BACKEND_H
 
-#include "ledger.h"
+#include "engine/ledger/ledger.h"
 
 typedef struct ledger_ops {
     int (*open)(const ledger_opts *o, void **state, char *err, size_t errlen);

@@ -29,7 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ledger_backend.h"
+#include "common/reason.h"
+#include "engine/ledger/ledger_backend.h"
 
 /* Statements per pipeline synchronisation point (see the top comment);
  * -DPG_CHUNK=1 gives one round trip per statement, for the comparison in
@@ -841,14 +842,14 @@ static int pg_revoke(void *state, const char *serial_hex, int reason, int64_t at
     if (strcmp(PQgetvalue(r, 0, 0), "revoked") == 0) {
         *at_out = get_int(r, 0, 1, 0);
         const char *rn = get_text(r, 0, 2);
-        int code = rn ? ledger_reason_code(rn) : 0;
+        int code = rn ? cf_reason_code(rn) : 0;
         *reason_out = code < 0 ? 0 : code;
         out = 1;
         goto done;
     }
     PQclear(r);
     p_int(&p, at);
-    p_text(&p, ledger_reason_name(reason));
+    p_text(&p, cf_reason_name(reason));
     r = exec_prepared(s, "cf_rev_upd", &p);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         pg_fail_res(s, err, errlen, "UPDATE (revocation)", r);
@@ -888,7 +889,7 @@ static int pg_list_revoked(void *state, const char *issuer_key, int64_t not_afte
     int out = 0;
     for (int i = 0, nt = PQntuples(r); i < nt && out == 0; i++) {
         const char *rn = get_text(r, i, 2);
-        int code = rn ? ledger_reason_code(rn) : 0;
+        int code = rn ? cf_reason_code(rn) : 0;
         out = cb(PQgetvalue(r, i, 0), get_int(r, i, 1, 0), code < 0 ? 0 : code, arg);
     }
     PQclear(r);

@@ -7,11 +7,11 @@
  * microsecond per certificate, against ~25 µs for d2i_X509 plus the
  * OpenSSL getters (docs/ledger.md).
  *
- * Scratch memory (records and their text) is per worker thread, grown to
- * the largest batch seen and freed when the thread exits: nothing is
- * allocated per request.
+ * Scratch memory (records and their text) is per calling thread — the
+ * pipeline's one recorder thread — grown to the largest group seen and
+ * freed when the thread exits: nothing is allocated per request.
  */
-#include "ledger_pipe.h"
+#include "engine/ledger/ledger_pipe.h"
 
 #include <ctype.h>
 #include <pthread.h>
@@ -20,7 +20,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "profile.h"
+#include "engine/profile/profile.h"
 
 typedef struct scratch {
     ledger_rec *recs;

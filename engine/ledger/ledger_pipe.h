@@ -1,11 +1,13 @@
 /* ledger_pipe.h — the pipeline's record hook (pipe_opts.record,
  * cf_engine_hooks.record) writing each batch to a ledger.
  *
- * Called on a worker thread with the batch's successful jobs before any of
- * them completes; it records them in one transaction and returns non-zero
- * when that fails, so the pipeline answers all of them LEDGER_FAILURE and
- * releases none. Each batch tries again: once the condition clears (disk
- * space, a lock, permissions) issuing resumes by itself.
+ * Called on the pipeline's recorder thread (never a worker) with the
+ * successful jobs the workers handed over since its last call — one or
+ * several workers' batches, before any of them completes; it records them
+ * in one transaction and returns non-zero when that fails, so the pipeline
+ * answers all of them LEDGER_FAILURE and releases none. Each call tries
+ * again: once the condition clears (disk space, a lock, permissions)
+ * issuing resumes by itself.
  */
 #ifndef CF_LEDGER_PIPE_H
 #define CF_LEDGER_PIPE_H
@@ -13,8 +15,8 @@
 #include <stdatomic.h>
 #include <stddef.h>
 
-#include "ledger.h"
-#include "pipeline.h"
+#include "engine/ledger/ledger.h"
+#include "engine/pipeline/pipeline.h"
 
 /* Told about every failed batch (not about the jobs: the pipeline answers
  * them), e.g. to log `event=ledger_failure`. */

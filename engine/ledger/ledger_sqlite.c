@@ -16,7 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ledger_backend.h"
+#include "common/reason.h"
+#include "engine/ledger/ledger_backend.h"
 
 /* Version 1. Times: Unix seconds (issued_at_ms: milliseconds), UTC. */
 static const char schema_v1[] =
@@ -466,7 +467,7 @@ static int sq_revoke(void *state, const char *serial_hex, int reason, int64_t at
     if (strcmp(col_text(sel, 0), "revoked") == 0) {
         *at_out = sqlite3_column_int64(sel, 1);
         const char *rn = col_text(sel, 2);
-        int code = rn ? ledger_reason_code(rn) : 0;
+        int code = rn ? cf_reason_code(rn) : 0;
         *reason_out = code < 0 ? 0 : code;
         out = 1;
         goto done;
@@ -480,7 +481,7 @@ static int sq_revoke(void *state, const char *serial_hex, int reason, int64_t at
     }
     sqlite3_bind_text(upd, 1, serial_hex, -1, SQLITE_STATIC);
     sqlite3_bind_int64(upd, 2, at);
-    sqlite3_bind_text(upd, 3, ledger_reason_name(reason), -1, SQLITE_STATIC);
+    sqlite3_bind_text(upd, 3, cf_reason_name(reason), -1, SQLITE_STATIC);
     if (sqlite3_step(upd) != SQLITE_DONE) {
         sq_fail(s, err, errlen, "UPDATE (revocation)");
         goto done;
@@ -516,7 +517,7 @@ static int sq_list_revoked(void *state, const char *issuer_key, int64_t not_afte
     int rc, out = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *rn = col_text(st, 2);
-        int code = rn ? ledger_reason_code(rn) : 0;
+        int code = rn ? cf_reason_code(rn) : 0;
         if ((out = cb(col_text(st, 0), sqlite3_column_int64(st, 1), code < 0 ? 0 : code, arg)) !=
             0)
             break;

@@ -3,7 +3,7 @@
  * Locking: one mutex per engine guards the job ring; a worker takes it once
  * per batch, not per job. Everything else a worker touches is its own
  * (verifier, digest contexts, scratch) or read-only after pipe_new. */
-#include "pipeline.h"
+#include "engine/pipeline/pipeline.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -17,8 +17,8 @@
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
 
-#include "csr.h"
-#include "profile.h"
+#include "engine/csr/csr.h"
+#include "engine/profile/profile.h"
 
 #define PIPE_MAX_PROFILES 32
 #define PIPE_MAX_ISSUERS 32
@@ -28,7 +28,7 @@
 typedef struct pipe_issuer {
     hsm_signer *signer;
     EVP_PKEY *pub;
-    hsm_mech mech;
+    cf_sig_alg mech;
     unsigned idx;
 } pipe_issuer;
 
@@ -76,7 +76,7 @@ typedef struct worker {
      * context per signature halved the provider's rate) */
     struct {
         EVP_PKEY *pub;
-        hsm_mech mech;
+        cf_sig_alg mech;
         EVP_PKEY_CTX *c;
     } sctx[16];
     unsigned nsctx;
@@ -125,20 +125,20 @@ static void set_err(char *err, size_t errlen, const char *fmt, const char *a, co
         snprintf(err, errlen, fmt, a, b);
 }
 
-static int md_index(hsm_mech m)
+static int md_index(cf_sig_alg m)
 {
     switch (m) {
-    case HSM_MECH_ECDSA_SHA256:
-    case HSM_MECH_RSA_PKCS1_SHA256:
-    case HSM_MECH_RSA_PSS_SHA256:
+    case CF_SIG_ECDSA_SHA256:
+    case CF_SIG_RSA_PKCS1_SHA256:
+    case CF_SIG_RSA_PSS_SHA256:
         return 0;
-    case HSM_MECH_ECDSA_SHA384:
-    case HSM_MECH_RSA_PKCS1_SHA384:
-    case HSM_MECH_RSA_PSS_SHA384:
+    case CF_SIG_ECDSA_SHA384:
+    case CF_SIG_RSA_PKCS1_SHA384:
+    case CF_SIG_RSA_PSS_SHA384:
         return 1;
-    case HSM_MECH_ECDSA_SHA512:
-    case HSM_MECH_RSA_PKCS1_SHA512:
-    case HSM_MECH_RSA_PSS_SHA512:
+    case CF_SIG_ECDSA_SHA512:
+    case CF_SIG_RSA_PKCS1_SHA512:
+    case CF_SIG_RSA_PSS_SHA512:
         return 2;
     default:
         return -1; /* Ed25519 signs the message */
@@ -155,17 +155,17 @@ static void fail(pipe_job *j, cf_status st, int detail, const char *msg)
 /* --- per-worker set-up ------------------------------------------------------ */
 
 /* A verify context for a key and mechanism (not Ed25519). */
-static EVP_PKEY_CTX *verify_ctx(worker *w, EVP_PKEY *pub, hsm_mech mech)
+static EVP_PKEY_CTX *verify_ctx(worker *w, EVP_PKEY *pub, cf_sig_alg mech)
 {
     EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_pkey(NULL, pub, NULL);
     if (!c || EVP_PKEY_verify_init(c) <= 0)
         goto bad;
     int mi = md_index(mech);
-    if (mech >= HSM_MECH_RSA_PKCS1_SHA256 && mech <= HSM_MECH_RSA_PKCS1_SHA512) {
+    if (mech >= CF_SIG_RSA_PKCS1_SHA256 && mech <= CF_SIG_RSA_PKCS1_SHA512) {
         if (EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_PADDING) <= 0 ||
             EVP_PKEY_CTX_set_signature_md(c, w->md[mi]) <= 0)
             goto bad;
-    } else if (mech >= HSM_MECH_RSA_PSS_SHA256 && mech <= HSM_MECH_RSA_PSS_SHA512) {
+    } else if (mech >= CF_SIG_RSA_PSS_SHA256 && mech <= CF_SIG_RSA_PSS_SHA512) {
         if (EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_PSS_PADDING) <= 0 ||
             EVP_PKEY_CTX_set_signature_md(c, w->md[mi]) <= 0 ||
             EVP_PKEY_CTX_set_rsa_mgf1_md(c, w->md[mi]) <= 0 ||
@@ -182,7 +182,7 @@ bad:
  * certificate (EVP_PKEY_verify may be called repeatedly after one init). */
 static EVP_PKEY_CTX *issuer_vctx(worker *w, const pipe_issuer *is)
 {
-    if (is->mech == HSM_MECH_ED25519)
+    if (is->mech == CF_SIG_ED25519)
         return NULL; /* one-shot EVP_DigestVerify per certificate */
     return verify_ctx(w, is->pub, is->mech);
 }
@@ -210,7 +210,7 @@ static int worker_init(worker *w, pipe_engine *e, unsigned id)
     }
     for (size_t i = 0; i < e->niss; i++) {
         w->vctx[i] = issuer_vctx(w, &e->iss[i]);
-        if (!w->vctx[i] && e->iss[i].mech != HSM_MECH_ED25519)
+        if (!w->vctx[i] && e->iss[i].mech != CF_SIG_ED25519)
             return -1;
     }
     return 0;
@@ -339,7 +339,7 @@ static bool want_verify(worker *w)
 static bool issued_sig_ok(worker *w, pipe_job *j)
 {
     const pipe_issuer *is = j->iss;
-    if (is->mech == HSM_MECH_ED25519) {
+    if (is->mech == CF_SIG_ED25519) {
         EVP_MD_CTX_reset(w->mdctx);
         return EVP_DigestVerifyInit_ex(w->mdctx, NULL, NULL, NULL, NULL, is->pub, NULL) == 1 &&
                EVP_DigestVerify(w->mdctx, j->sig, j->sig_len, j->buf + j->tbs_off, j->tbs_len) ==
@@ -363,7 +363,7 @@ static void stage_front_sign(worker *w, pipe_job *j)
         fail(j, CF_ST_INTERNAL, 0, "SIGN job without key or data");
         return;
     }
-    if (sg->mech == HSM_MECH_ED25519) {
+    if (sg->mech == CF_SIG_ED25519) {
         unsigned dl = 0;
         mdctx_for_digest(w);
         if (EVP_DigestInit_ex(w->mdctx, w->md[2], NULL) != 1 ||
@@ -386,7 +386,7 @@ static void stage_front_sign(worker *w, pipe_job *j)
 static bool raw_sig_ok(worker *w, const pipe_job *j)
 {
     const pipe_sign *sg = &j->sign;
-    if (sg->mech == HSM_MECH_ED25519) {
+    if (sg->mech == CF_SIG_ED25519) {
         EVP_MD_CTX_reset(w->mdctx);
         return EVP_DigestVerifyInit_ex(w->mdctx, NULL, NULL, NULL, NULL, sg->pub, NULL) == 1 &&
                EVP_DigestVerify(w->mdctx, j->sig, j->sig_len, sg->data, sg->len) == 1;
@@ -412,7 +412,7 @@ static bool raw_sig_ok(worker *w, const pipe_job *j)
 }
 
 /* One request for job j into the slot. */
-static void add_req(batch_slot *sl, pipe_job *j, hsm_mech mech, const uint8_t *in, size_t inlen)
+static void add_req(batch_slot *sl, pipe_job *j, cf_sig_alg mech, const uint8_t *in, size_t inlen)
 {
     hsm_sign_req *r = &sl->reqs[sl->nreq];
     r->mech = mech;
@@ -778,9 +778,10 @@ int pipe_new(const pipe_opts *o, const pipe_profile_def *defs, size_t ndefs, pip
                 goto fail;
             }
         } else if (is->mech != profile_mech(defs[i].prof)) {
-            set_err(err, errlen, "profile %s signs with %s, but another profile uses the same "
-                                 "key with another mechanism",
-                    pp->name, hsm_mech_name(profile_mech(defs[i].prof)));
+            set_err(err, errlen,
+                    "profile %s signs with %s, but another profile uses the same "
+                    "key with another mechanism",
+                    pp->name, cf_sig_alg_name(profile_mech(defs[i].prof)));
             goto fail;
         }
         pp->iss = is;

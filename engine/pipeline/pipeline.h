@@ -16,10 +16,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "hsm.h"
-#include "issue.h"
-
-#define PIPE_WUR __attribute__((warn_unused_result))
+#include "common/compiler.h"
+#include "common/issue.h"
+#include "common/status.h"
+#include "hsm/hsm.h"
 
 /* Room for one certificate. An RSA-4096 subject key (≈ 550 bytes) and an
  * RSA-4096 issuer signature (512) leave several KiB for names; a request
@@ -39,7 +39,7 @@ typedef struct pipe_sign {
     hsm_signer *signer;
     EVP_PKEY *pub;        /* the key's public half: each signature is checked against it
                            * as the pipeline's verify setting says (NULL: never) */
-    hsm_mech mech;
+    cf_sig_alg mech;
     const char *key_name; /* for the ledger record */
     const char *mech_name;
     const uint8_t *data;  /* the digest (mech's hash, its exact size), or the Ed25519 message */
@@ -70,7 +70,7 @@ typedef struct pipe_job {
     const struct pipe_issuer *iss;
     uint8_t digest[64];
     size_t digest_len;
-    uint8_t sig[HSM_SIG_MAX];
+    uint8_t sig[CF_SIG_MAX];
     size_t sig_len;
 } pipe_job;
 
@@ -112,13 +112,13 @@ typedef struct pipe_profile_def {
     hsm_signer *signer;
 } pipe_profile_def;
 
-PIPE_WUR int pipe_new(const pipe_opts *o, const pipe_profile_def *profiles, size_t nprofiles,
-                      pipe_engine **out, char *err, size_t errlen);
+CF_WUR int pipe_new(const pipe_opts *o, const pipe_profile_def *profiles, size_t nprofiles,
+                    pipe_engine **out, char *err, size_t errlen);
 
 /* Queue a job. Waits at most timeout_ms for room (0: do not wait).
  * Returns 0, or -1 when the queue stayed full (the caller answers BUSY)
  * or the engine is shutting down. */
-PIPE_WUR int pipe_submit(pipe_engine *e, pipe_job *job, unsigned timeout_ms);
+CF_WUR int pipe_submit(pipe_engine *e, pipe_job *job, unsigned timeout_ms);
 
 /* Queue several jobs at once (one lock); returns how many were queued. */
 size_t pipe_submit_many(pipe_engine *e, pipe_job *const *jobs, size_t n, unsigned timeout_ms);

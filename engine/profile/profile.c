@@ -8,8 +8,8 @@
  * profile and writes the TBSCertificate with engine/der: the template
  * pieces copied as raw bytes, plus serial, validity, the CSR's SPKI
  * verbatim, subjectAltName, subjectKeyIdentifier and NFTypes. */
-#include "oid.h"
-#include "profile.h"
+#include "engine/oid.h"
+#include "engine/profile/profile.h"
 
 #include <ctype.h>
 #include <pthread.h>
@@ -28,7 +28,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "der.h"
+#include "engine/der/der.h"
 
 /* ------------------------------------------------------------ OIDs */
 
@@ -49,7 +49,7 @@ struct profile {
     char *name, *issuer, *issuer_key;
     cfg_profile_type type;
     cfg_hash hash;
-    hsm_mech mech;
+    cf_sig_alg mech;
     uint32_t vdef, vmax, backdate;
     unsigned key_types;
     bool require_id, require_types, require_fqdn;
@@ -131,20 +131,20 @@ static const uint8_t *hash_oid(cfg_hash h, size_t *n)
 }
 
 /* The hash a mechanism signs with; CFG_HASH__MAX for Ed25519. */
-static cfg_hash mech_hash(hsm_mech m)
+static cfg_hash mech_hash(cf_sig_alg m)
 {
     switch (m) {
-    case HSM_MECH_ECDSA_SHA256:
-    case HSM_MECH_RSA_PKCS1_SHA256:
-    case HSM_MECH_RSA_PSS_SHA256:
+    case CF_SIG_ECDSA_SHA256:
+    case CF_SIG_RSA_PKCS1_SHA256:
+    case CF_SIG_RSA_PSS_SHA256:
         return CFG_HASH_SHA256;
-    case HSM_MECH_ECDSA_SHA384:
-    case HSM_MECH_RSA_PKCS1_SHA384:
-    case HSM_MECH_RSA_PSS_SHA384:
+    case CF_SIG_ECDSA_SHA384:
+    case CF_SIG_RSA_PKCS1_SHA384:
+    case CF_SIG_RSA_PSS_SHA384:
         return CFG_HASH_SHA384;
-    case HSM_MECH_ECDSA_SHA512:
-    case HSM_MECH_RSA_PKCS1_SHA512:
-    case HSM_MECH_RSA_PSS_SHA512:
+    case CF_SIG_ECDSA_SHA512:
+    case CF_SIG_RSA_PKCS1_SHA512:
+    case CF_SIG_RSA_PSS_SHA512:
         return CFG_HASH_SHA512;
     default:
         return CFG_HASH__MAX;
@@ -155,30 +155,30 @@ static cfg_hash mech_hash(hsm_mech m)
  * parameters (RFC 5758 §3.2, RFC 8410 §3), PKCS#1 v1.5 with NULL (RFC 4055
  * §5), RSASSA-PSS with explicit parameters: the hash, MGF1 with the same
  * hash, salt length = hash length, trailerField default (RFC 4055 §3.1). */
-static void w_sigalg(der_w *w, hsm_mech m)
+static void w_sigalg(der_w *w, cf_sig_alg m)
 {
     static const struct {
         const uint8_t *oid;
         size_t len;
-    } tab[HSM_MECH__MAX] = {
-        [HSM_MECH_ECDSA_SHA256] = {OID_ECDSA_SHA256, sizeof(OID_ECDSA_SHA256)},
-        [HSM_MECH_ECDSA_SHA384] = {OID_ECDSA_SHA384, sizeof(OID_ECDSA_SHA384)},
-        [HSM_MECH_ECDSA_SHA512] = {OID_ECDSA_SHA512, sizeof(OID_ECDSA_SHA512)},
-        [HSM_MECH_RSA_PKCS1_SHA256] = {OID_RSA_SHA256, sizeof(OID_RSA_SHA256)},
-        [HSM_MECH_RSA_PKCS1_SHA384] = {OID_RSA_SHA384, sizeof(OID_RSA_SHA384)},
-        [HSM_MECH_RSA_PKCS1_SHA512] = {OID_RSA_SHA512, sizeof(OID_RSA_SHA512)},
-        [HSM_MECH_RSA_PSS_SHA256] = {OID_RSA_PSS, sizeof(OID_RSA_PSS)},
-        [HSM_MECH_RSA_PSS_SHA384] = {OID_RSA_PSS, sizeof(OID_RSA_PSS)},
-        [HSM_MECH_RSA_PSS_SHA512] = {OID_RSA_PSS, sizeof(OID_RSA_PSS)},
-        [HSM_MECH_ED25519] = {OID_ED25519, sizeof(OID_ED25519)},
+    } tab[CF_SIG__MAX] = {
+        [CF_SIG_ECDSA_SHA256] = {OID_ECDSA_SHA256, sizeof(OID_ECDSA_SHA256)},
+        [CF_SIG_ECDSA_SHA384] = {OID_ECDSA_SHA384, sizeof(OID_ECDSA_SHA384)},
+        [CF_SIG_ECDSA_SHA512] = {OID_ECDSA_SHA512, sizeof(OID_ECDSA_SHA512)},
+        [CF_SIG_RSA_PKCS1_SHA256] = {OID_RSA_SHA256, sizeof(OID_RSA_SHA256)},
+        [CF_SIG_RSA_PKCS1_SHA384] = {OID_RSA_SHA384, sizeof(OID_RSA_SHA384)},
+        [CF_SIG_RSA_PKCS1_SHA512] = {OID_RSA_SHA512, sizeof(OID_RSA_SHA512)},
+        [CF_SIG_RSA_PSS_SHA256] = {OID_RSA_PSS, sizeof(OID_RSA_PSS)},
+        [CF_SIG_RSA_PSS_SHA384] = {OID_RSA_PSS, sizeof(OID_RSA_PSS)},
+        [CF_SIG_RSA_PSS_SHA512] = {OID_RSA_PSS, sizeof(OID_RSA_PSS)},
+        [CF_SIG_ED25519] = {OID_ED25519, sizeof(OID_ED25519)},
     };
     der_w_begin(w, DER_SEQUENCE);
     der_w_oid(w, tab[m].oid, tab[m].len);
-    if (m == HSM_MECH_RSA_PKCS1_SHA256 || m == HSM_MECH_RSA_PKCS1_SHA384 ||
-        m == HSM_MECH_RSA_PKCS1_SHA512) {
+    if (m == CF_SIG_RSA_PKCS1_SHA256 || m == CF_SIG_RSA_PKCS1_SHA384 ||
+        m == CF_SIG_RSA_PKCS1_SHA512) {
         der_w_null(w);
-    } else if (m == HSM_MECH_RSA_PSS_SHA256 || m == HSM_MECH_RSA_PSS_SHA384 ||
-               m == HSM_MECH_RSA_PSS_SHA512) {
+    } else if (m == CF_SIG_RSA_PSS_SHA256 || m == CF_SIG_RSA_PSS_SHA384 ||
+               m == CF_SIG_RSA_PSS_SHA512) {
         cfg_hash h = mech_hash(m);
         size_t hl;
         const uint8_t *ho = hash_oid(h, &hl);
@@ -380,7 +380,7 @@ static int ec_size(EVP_PKEY *k)
     return 0;
 }
 
-int profile_pick_mech(EVP_PKEY *k, cfg_hash hash, hsm_mech *mech, char *err, size_t errlen)
+int profile_pick_mech(EVP_PKEY *k, cfg_hash hash, cf_sig_alg *mech, char *err, size_t errlen)
 {
     char d[64];
     switch (EVP_PKEY_get_base_id(k)) {
@@ -389,23 +389,23 @@ int profile_pick_mech(EVP_PKEY *k, cfg_hash hash, hsm_mech *mech, char *err, siz
         if (!bits)
             break;
         cfg_hash h = bits == 384 && hash < CFG_HASH_SHA384 ? CFG_HASH_SHA384 : hash;
-        *mech = h == CFG_HASH_SHA512   ? HSM_MECH_ECDSA_SHA512
-                : h == CFG_HASH_SHA384 ? HSM_MECH_ECDSA_SHA384
-                                       : HSM_MECH_ECDSA_SHA256;
+        *mech = h == CFG_HASH_SHA512   ? CF_SIG_ECDSA_SHA512
+                : h == CFG_HASH_SHA384 ? CF_SIG_ECDSA_SHA384
+                                       : CF_SIG_ECDSA_SHA256;
         return 0;
     }
     case EVP_PKEY_RSA:
-        *mech = hash == CFG_HASH_SHA512   ? HSM_MECH_RSA_PKCS1_SHA512
-                : hash == CFG_HASH_SHA384 ? HSM_MECH_RSA_PKCS1_SHA384
-                                          : HSM_MECH_RSA_PKCS1_SHA256;
+        *mech = hash == CFG_HASH_SHA512   ? CF_SIG_RSA_PKCS1_SHA512
+                : hash == CFG_HASH_SHA384 ? CF_SIG_RSA_PKCS1_SHA384
+                                          : CF_SIG_RSA_PKCS1_SHA256;
         return 0;
     case EVP_PKEY_RSA_PSS:
-        *mech = hash == CFG_HASH_SHA512   ? HSM_MECH_RSA_PSS_SHA512
-                : hash == CFG_HASH_SHA384 ? HSM_MECH_RSA_PSS_SHA384
-                                          : HSM_MECH_RSA_PSS_SHA256;
+        *mech = hash == CFG_HASH_SHA512   ? CF_SIG_RSA_PSS_SHA512
+                : hash == CFG_HASH_SHA384 ? CF_SIG_RSA_PSS_SHA384
+                                          : CF_SIG_RSA_PSS_SHA256;
         return 0;
     case EVP_PKEY_ED25519:
-        *mech = HSM_MECH_ED25519;
+        *mech = CF_SIG_ED25519;
         return 0;
     default:
         break;
@@ -416,22 +416,40 @@ int profile_pick_mech(EVP_PKEY *k, cfg_hash hash, hsm_mech *mech, char *err, siz
     return -1;
 }
 
-/* Does mechanism m fit key k? */
-static bool mech_fits(EVP_PKEY *k, hsm_mech m)
+/* Does mechanism m fit key k? The key's type decides (cf_sig_alg_fits);
+ * an RSASSA-PSS key (id-RSASSA-PSS SPKI, RFC 4055 §1.2) is further
+ * restricted to PSS signatures. */
+static bool mech_fits(EVP_PKEY *k, cf_sig_alg m)
 {
+    cf_key_type t;
     switch (EVP_PKEY_get_base_id(k)) {
     case EVP_PKEY_EC:
-        return ec_size(k) && (m == HSM_MECH_ECDSA_SHA256 || m == HSM_MECH_ECDSA_SHA384 ||
-                              m == HSM_MECH_ECDSA_SHA512);
+        switch (ec_size(k)) {
+        case 256:
+            t = CF_KEY_EC_P256;
+            break;
+        case 384:
+            t = CF_KEY_EC_P384;
+            break;
+        default:
+            return false;
+        }
+        break;
     case EVP_PKEY_RSA:
-        return m >= HSM_MECH_RSA_PKCS1_SHA256 && m <= HSM_MECH_RSA_PSS_SHA512;
+        t = CF_KEY_RSA;
+        break;
     case EVP_PKEY_RSA_PSS:
-        return m >= HSM_MECH_RSA_PSS_SHA256 && m <= HSM_MECH_RSA_PSS_SHA512;
+        if (m < CF_SIG_RSA_PSS_SHA256 || m > CF_SIG_RSA_PSS_SHA512)
+            return false;
+        t = CF_KEY_RSA;
+        break;
     case EVP_PKEY_ED25519:
-        return m == HSM_MECH_ED25519;
+        t = CF_KEY_ED25519;
+        break;
     default:
         return false;
     }
+    return cf_sig_alg_fits(m, t);
 }
 
 int profile_read_cert(const char *path, uint8_t **der, size_t *len, char *err, size_t errlen)
@@ -578,7 +596,7 @@ static void w_subject(der_w *w, const cfg_profile *cp)
 }
 
 int profile_compile(const cfg_profile *cp, const uint8_t *issuer_cert_der, size_t len,
-                    EVP_PKEY *issuer_key_pub, hsm_mech mech, profile **out, char *err,
+                    EVP_PKEY *issuer_key_pub, cf_sig_alg mech, profile **out, char *err,
                     size_t errlen)
 {
     profile *p = NULL;
@@ -589,7 +607,7 @@ int profile_compile(const cfg_profile *cp, const uint8_t *issuer_cert_der, size_
     int rc = -1;
     char subj[256] = "?";
 
-    if (!cp || !issuer_cert_der || !issuer_key_pub || !out || (unsigned)mech >= HSM_MECH__MAX) {
+    if (!cp || !issuer_cert_der || !issuer_key_pub || !out || (unsigned)mech >= CF_SIG__MAX) {
         msg(err, errlen, "profile_compile: missing argument");
         goto out;
     }
@@ -633,13 +651,13 @@ int profile_compile(const cfg_profile *cp, const uint8_t *issuer_cert_der, size_
         char dk[64];
         key_desc(issuer_key_pub, dk, sizeof(dk));
         msg(err, errlen, "profile '%s': mechanism %s does not fit issuer key '%s' (%s)", cp->name,
-            hsm_mech_name(mech), cp->issuer_key ? cp->issuer_key : "?", dk);
+            cf_sig_alg_name(mech), cp->issuer_key ? cp->issuer_key : "?", dk);
         goto out;
     }
     /* TS 33.310 §6.1.1: never weaker than the configured hash. */
-    if (mech != HSM_MECH_ED25519 && mech_hash(mech) < cp->hash) {
+    if (mech != CF_SIG_ED25519 && mech_hash(mech) < cp->hash) {
         msg(err, errlen, "profile '%s': mechanism %s is weaker than the profile's hash %s",
-            cp->name, hsm_mech_name(mech), cfg_hash_name(cp->hash));
+            cp->name, cf_sig_alg_name(mech), cfg_hash_name(cp->hash));
         goto out;
     }
 
@@ -723,7 +741,7 @@ int profile_compile(const cfg_profile *cp, const uint8_t *issuer_cert_der, size_
     p->tbs_max = 4 + sizeof(VERSION_V3) + (2 + PROFILE_SERIAL_MAX + 1) + p->sigalg_len +
                  p->issuer_dn_len + (2 + 2 * 17) + p->subject_len + SPKI_MAX + 4 + 4 + san +
                  p->ext_const_len + skie + nft;
-    p->cert_max = 4 + p->tbs_max + p->sigalg_len + 4 + 1 + HSM_SIG_MAX;
+    p->cert_max = 4 + p->tbs_max + p->sigalg_len + 4 + 1 + CF_SIG_MAX;
 
     *out = p;
     p = NULL;
@@ -1145,9 +1163,9 @@ int profile_tbs_digest(const profile *p, const uint8_t *tbs, size_t tbs_len,
     return 0;
 }
 
-size_t profile_sigalg_der(hsm_mech m, uint8_t *buf, size_t cap)
+size_t profile_sigalg_der(cf_sig_alg m, uint8_t *buf, size_t cap)
 {
-    if ((unsigned)m >= HSM_MECH__MAX)
+    if ((unsigned)m >= CF_SIG__MAX)
         return 0;
     der_w w;
     size_t len = 0;
@@ -1197,7 +1215,7 @@ cfg_profile_type profile_type(const profile *p)
 {
     return p->type;
 }
-hsm_mech profile_mech(const profile *p)
+cf_sig_alg profile_mech(const profile *p)
 {
     return p->mech;
 }

@@ -2,9 +2,11 @@
  *
  * Knows what goes into a certificate (TS 33.310 §6.1.3c NF profile, the N32
  * SEPP profile, RFC 8739 STAR with RFC 9608 noRevAvail) and nothing of
- * sockets or PKCS#11 sessions. It never signs: the pipeline signs the
- * digest this module hands out through the HSM, then calls
- * profile_assemble(). docs/profiles.md lists every field and its clause.
+ * sockets or PKCS#11 sessions. It never signs: the pipeline digests the
+ * TBS this module builds (with its workers' own digest contexts; see
+ * profile_tbs_digest() for the same digest here), signs it through the HSM,
+ * then calls profile_assemble(). docs/profiles.md lists every field and
+ * its clause.
  *
  * profile_compile() runs once at start-up (OpenSSL reads the issuer
  * certificate there); profile_build_tbs() is the hot path: it writes into
@@ -23,12 +25,12 @@
 
 #include <openssl/evp.h>
 
-#include "config.h"
-#include "csr.h"
-#include "hsm.h"
-#include "issue.h"
-
-#define PROFILE_WUR __attribute__((warn_unused_result))
+#include "common/compiler.h"
+#include "common/issue.h"
+#include "common/sigalg.h"
+#include "common/status.h"
+#include "engine/config/config.h"
+#include "engine/csr/csr.h"
 
 /* RFC 5280 §4.1.2.2: at most 20 octets. */
 #define PROFILE_SERIAL_MAX 20
@@ -45,21 +47,21 @@ typedef struct profile profile;
  * a hash at least as strong as cp->hash (profile_pick_mech() chooses one).
  * Refused, naming both, when the certificate's public key is not the HSM
  * key's; refused when the certificate is not a CA certificate. */
-PROFILE_WUR int profile_compile(const cfg_profile *cp, const uint8_t *issuer_cert_der, size_t len,
-                                EVP_PKEY *issuer_key_pub, hsm_mech mech, profile **out, char *err,
-                                size_t errlen);
+CF_WUR int profile_compile(const cfg_profile *cp, const uint8_t *issuer_cert_der, size_t len,
+                           EVP_PKEY *issuer_key_pub, cf_sig_alg mech, profile **out, char *err,
+                           size_t errlen);
 void profile_free(profile *p);
 
 /* The mechanism for an issuer key under a profile hash: ECDSA with the
  * curve's hash (P-256: SHA-256, P-384: SHA-384) or the profile's if
  * stronger; RSA PKCS#1 v1.5 with the profile's hash; Ed25519. */
-PROFILE_WUR int profile_pick_mech(EVP_PKEY *issuer_key_pub, cfg_hash hash, hsm_mech *mech,
-                                  char *err, size_t errlen);
+CF_WUR int profile_pick_mech(EVP_PKEY *issuer_key_pub, cfg_hash hash, cf_sig_alg *mech, char *err,
+                             size_t errlen);
 
 /* Read an issuer certificate file (PEM or DER) into a malloc'd DER copy.
  * Admin path, for start-up. */
-PROFILE_WUR int profile_read_cert(const char *path, uint8_t **der, size_t *len, char *err,
-                                  size_t errlen);
+CF_WUR int profile_read_cert(const char *path, uint8_t **der, size_t *len, char *err,
+                             size_t errlen);
 
 /* Build the TBSCertificate for one request into buf[0..cap).
  *
@@ -77,13 +79,17 @@ PROFILE_WUR int profile_read_cert(const char *path, uint8_t **der, size_t *len, 
  * written lower-case. `serial` is 1..20 octets, positive (top bit clear
  * when 20 octets), as from profile_serial().
  *
+ * `cap` is the caller's size limit: a TBS that does not fit is refused
+ * with POLICY_DENIED, saying how many octets it needed (the pipeline
+ * passes PIPE_TBS_MAX, 7 552; profile_tbs_max() fits any request).
+ *
  * Returns 0 with *st = CF_ST_OK and *len set; otherwise -1 with *st
- * (POLICY_DENIED, BAD_CSR for a malformed SAN request, INTERNAL for a too
- * small buffer or a bad serial) and a message in `why`. Nothing allocated. */
-PROFILE_WUR int profile_build_tbs(const profile *p, const csr *c, const cf_issue_req *req,
-                                  const uint8_t *serial, size_t serial_len, int64_t now,
-                                  uint8_t *buf, size_t cap, size_t *len, cf_status *st, char *why,
-                                  size_t whylen);
+ * (POLICY_DENIED, BAD_CSR for a malformed SAN request, INTERNAL for a bad
+ * serial or an encoding failure) and a message in `why`. Nothing
+ * allocated. */
+CF_WUR int profile_build_tbs(const profile *p, const csr *c, const cf_issue_req *req,
+                             const uint8_t *serial, size_t serial_len, int64_t now, uint8_t *buf,
+                             size_t cap, size_t *len, cf_status *st, char *why, size_t whylen);
 
 /* A fresh serial: the optional prefix (0..4 octets, first octet 01..7f,
  * e.g. cfg_pipeline.serial_prefix) then PROFILE_SERIAL_RANDOM octets from
@@ -92,23 +98,25 @@ PROFILE_WUR int profile_build_tbs(const profile *p, const csr *c, const cf_issue
  * Random octets come from a per-thread buffer filled in bulk with
  * RAND_bytes and discarded in a forked child. Returns 0, or -1 when the
  * prefix is invalid or the CSPRNG fails. */
-PROFILE_WUR int profile_serial(uint8_t out[PROFILE_SERIAL_MAX], size_t *len, const uint8_t *prefix,
-                               size_t prefix_len);
+CF_WUR int profile_serial(uint8_t out[PROFILE_SERIAL_MAX], size_t *len, const uint8_t *prefix,
+                          size_t prefix_len);
 
 /* What the HSM signs for this profile's mechanism: for ECDSA and RSA the
  * digest of the TBS, written to digest[] (*in = digest); for Ed25519 the
- * TBS itself (*in = tbs). Prefetched EVP_MDs, a per-thread EVP_MD_CTX. */
-PROFILE_WUR int profile_tbs_digest(const profile *p, const uint8_t *tbs, size_t tbs_len,
-                                   uint8_t digest[PROFILE_DIGEST_MAX], const uint8_t **in,
-                                   size_t *inlen);
+ * TBS itself (*in = tbs). Prefetched EVP_MDs, a per-thread EVP_MD_CTX.
+ * For callers without digest contexts of their own (the tests): the
+ * pipeline computes the same digest itself (pipeline.c stage_front). */
+CF_WUR int profile_tbs_digest(const profile *p, const uint8_t *tbs, size_t tbs_len,
+                              uint8_t digest[PROFILE_DIGEST_MAX], const uint8_t **in,
+                              size_t *inlen);
 
 /* Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signature
  * BIT STRING } (RFC 5280 §4.1). `sig` as the HSM layer returns it (ECDSA:
  * DER Ecdsa-Sig-Value). Returns 0, or -1 when buf is too small (*len then
  * holds the size needed). */
-PROFILE_WUR int profile_assemble(const profile *p, const uint8_t *tbs, size_t tbs_len,
-                                 const uint8_t *sig, size_t sig_len, uint8_t *buf, size_t cap,
-                                 size_t *len);
+CF_WUR int profile_assemble(const profile *p, const uint8_t *tbs, size_t tbs_len,
+                            const uint8_t *sig, size_t sig_len, uint8_t *buf, size_t cap,
+                            size_t *len);
 
 /* Free the calling thread's digest context now (it is otherwise freed at
  * thread exit). */
@@ -117,7 +125,7 @@ void profile_thread_cleanup(void);
 /* The signatureAlgorithm AlgorithmIdentifier DER of a mechanism, as in
  * every certificate (and CRL) certforge signs, into buf. Returns its
  * length, or 0 when cap is too small. */
-size_t profile_sigalg_der(hsm_mech m, uint8_t *buf, size_t cap);
+size_t profile_sigalg_der(cf_sig_alg m, uint8_t *buf, size_t cap);
 
 /* The key identifier of a CA certificate (for authorityKeyIdentifier):
  * its subjectKeyIdentifier, or without one SHA-1 of its subjectPublicKey
@@ -128,15 +136,17 @@ int profile_cert_key_id(const struct x509_st *x, uint8_t *out, size_t *len);
 /* Accessors. */
 const char *profile_name(const profile *p);
 cfg_profile_type profile_type(const profile *p);
-hsm_mech profile_mech(const profile *p);
+cf_sig_alg profile_mech(const profile *p);
 cfg_hash profile_hash(const profile *p);
 const char *profile_issuer_name(const profile *p); /* config name of the issuer */
 const char *profile_issuer_key(const profile *p);  /* config name of its key */
 /* The issuer's subject Name DER (the issuer field of every certificate). */
 const uint8_t *profile_issuer_dn(const profile *p, size_t *len);
 /* Largest TBS / certificate any request can produce (CF_MAX_FQDNS names of
- * 253 characters, CF_MAX_NF_TYPES types, an RSA-4096 key): size buffers
- * with these. */
+ * 253 characters, CF_MAX_NF_TYPES types, an RSA-4096 key), about 18 KB:
+ * size buffers with these to take every request. (The pipeline does not:
+ * it takes certificates up to PIPE_CERT_MAX, 8 KiB, and refuses larger
+ * ones.) */
 size_t profile_tbs_max(const profile *p);
 size_t profile_cert_max(const profile *p);
 

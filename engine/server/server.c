@@ -41,14 +41,15 @@
  * idle_timeout_ms (a trickle of reads does not count) it is closed as a
  * stalled reader.
  *
- * Completion hand-off: the pipeline calls srv_pipe_done() on a worker
- * thread; it pushes the job on its ring's lock-free stack and, if the stack
- * was empty, writes the ring's eventfd. The ring thread takes the whole
- * stack at once when its eventfd read completes. (MSG_RING would need a
+ * Completion hand-off: the pipeline calls srv_pipe_done() on its recorder
+ * thread (a worker's for failed jobs, and without a ledger; the admin
+ * thread for REVOKE and CRL); it pushes the job on its ring's lock-free
+ * stack and, if the stack was empty, writes the ring's eventfd. The ring
+ * thread takes the whole stack at once when its eventfd read completes. (MSG_RING would need a
  * ring per worker; with DEFER_TASKRUN only the ring's own thread may
  * submit to it.)
  */
-#include "server.h"
+#include "engine/server/server.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -69,6 +70,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "common/log.h"
+
 #define SRV_OUT_CAP 65536  /* per connection: answers not yet sent */
 #define SRV_JOB_FRAME 4096 /* inline request frame copy per job */
 #define SRV_MAX_LARGE 32   /* max_frame-sized frame buffers per ring */
@@ -82,70 +85,6 @@
  * garbage so gets a trickle of the daemon, not a share of it. */
 #define SRV_PENALTY_AFTER 16
 #define SRV_PENALTY_MAX_MS 1000
-
-/* ------------------------------------------------------------ logging */
-
-static _Atomic int log_level = CFG_LOG_INFO;
-
-void srv_log_set_level(cfg_log_level lvl)
-{
-    atomic_store(&log_level, (int)lvl);
-}
-
-void srv_log(cfg_log_level lvl, const char *event, const char *fmt, ...)
-{
-    if ((int)lvl > atomic_load(&log_level))
-        return;
-    static const char *const names[] = {"error", "warning", "info", "debug"};
-    char line[2048];
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    int n =
-        snprintf(line, sizeof(line), "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s event=%s",
-                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                 ts.tv_nsec / 1000000, names[lvl < CFG_LOG__MAX ? lvl : 0], event);
-    if (n < 0)
-        return;
-    if (fmt && fmt[0] && (size_t)n < sizeof(line) - 2) {
-        line[n++] = ' ';
-        va_list ap;
-        va_start(ap, fmt);
-        int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
-        va_end(ap);
-        if (m > 0)
-            n += m;
-    }
-    if ((size_t)n > sizeof(line) - 2)
-        n = (int)sizeof(line) - 2;
-    line[n++] = '\n';
-    ssize_t w = write(STDERR_FILENO, line, (size_t)n);
-    (void)w;
-}
-
-const char *srv_log_quote(const char *s, char *buf, size_t len)
-{
-    size_t o = 0;
-    if (len < 3) {
-        if (len)
-            buf[0] = 0;
-        return buf;
-    }
-    buf[o++] = '"';
-    for (; *s && o + 3 < len; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            buf[o++] = '\\';
-            buf[o++] = (char)c;
-        } else {
-            buf[o++] = c < 0x20 || c == 0x7f ? '?' : (char)c;
-        }
-    }
-    buf[o++] = '"';
-    buf[o] = 0;
-    return buf;
-}
 
 /* ------------------------------------------------------------ types */
 
@@ -432,12 +371,12 @@ static void conn_close(srv_loop *L, conn *c, const char *reason)
     drop_ready(L, c);
     atomic_fetch_add(&s->n_unanswered, c->jobs_out); /* answered into the void later */
     atomic_fetch_sub(&s->conns, 1);
-    srv_log(CFG_LOG_INFO, "conn_close",
-            "peer_uid=%u peer_gid=%u peer_pid=%u reason=%s requests=%llu dropped=%llu "
-            "unsent_bytes=%zu unsupported=%llu unauthorized=%llu penalized=%llu",
-            c->uid, c->gid, c->pid, reason, (unsigned long long)c->requests,
-            (unsigned long long)dropped, c->out_len, (unsigned long long)c->unsupported,
-            (unsigned long long)c->unauthorized, (unsigned long long)c->penalized);
+    cf_log(CF_LOG_INFO, "conn_close",
+           "peer_uid=%u peer_gid=%u peer_pid=%u reason=%s requests=%llu dropped=%llu "
+           "unsent_bytes=%zu unsupported=%llu unauthorized=%llu penalized=%llu",
+           c->uid, c->gid, c->pid, reason, (unsigned long long)c->requests,
+           (unsigned long long)dropped, c->out_len, (unsigned long long)c->unsupported,
+           (unsigned long long)c->unauthorized, (unsigned long long)c->penalized);
     maybe_release(L, c);
 }
 
@@ -459,7 +398,7 @@ static bool out_put(srv_loop *L, conn *c, uint8_t op, uint64_t id, cf_status st,
             return false;
         }
         /* cannot be encoded, or larger than any answer may be */
-        srv_log(CFG_LOG_ERROR, "answer_too_large", "op=%s size=%zu", proto_op_name(op), n);
+        cf_log(CF_LOG_ERROR, "answer_too_large", "op=%s size=%zu", proto_op_name(op), n);
         st = CF_ST_INTERNAL;
         n = proto_enc_error(c->out + c->out_len, room, op, id, st, 0,
                             "the answer does not fit in a frame");
@@ -478,10 +417,10 @@ static bool out_put(srv_loop *L, conn *c, uint8_t op, uint64_t id, cf_status st,
     case CF_ST_UNAUTHORIZED:
     case CF_ST_NOT_FOUND:
         if (++c->fail_streak == SRV_PENALTY_AFTER)
-            srv_log(CFG_LOG_WARNING, "penalized",
-                    "peer_uid=%u peer_gid=%u peer_pid=%u refused_in_a_row=%u effect=\"each "
-                    "further frame delayed until an answer is OK\"",
-                    c->uid, c->gid, c->pid, c->fail_streak);
+            cf_log(CF_LOG_WARNING, "penalized",
+                   "peer_uid=%u peer_gid=%u peer_pid=%u refused_in_a_row=%u effect=\"each "
+                   "further frame delayed until an answer is OK\"",
+                   c->uid, c->gid, c->pid, c->fail_streak);
         break;
     default: /* BUSY, HSM, ledger, internal: the daemon's trouble, not the peer's */
         break;
@@ -586,9 +525,8 @@ static void log_hsm_failure(srv_loop *L, const srv_job *j)
         return;
     n = atomic_exchange(&s->hsm_fail_unlogged, 0);
     char q[300];
-    srv_log(CFG_LOG_ERROR, "hsm_failure", "op=%s failures=%lu rv=0x%lx msg=%s",
-            proto_op_name(j->op), n, (unsigned long)(uint32_t)j->pj.detail,
-            srv_log_quote(j->pj.msg, q, sizeof(q)));
+    cf_log(CF_LOG_ERROR, "hsm_failure", "op=%s failures=%lu rv=0x%lx msg=%s", proto_op_name(j->op),
+           n, (unsigned long)(uint32_t)j->pj.detail, cf_log_quote(j->pj.msg, q, sizeof(q)));
 }
 
 /* Encode completed jobs while they fit. */
@@ -602,8 +540,8 @@ static void flush_ready(srv_loop *L, conn *c)
         if (!out_put(L, c, j->op, j->id, st, j->op == PROTO_OP_ISSUE ? enc_issue : enc_other, &a))
             break;
         if (st == CF_ST_OK && j->op == PROTO_OP_ISSUE)
-            srv_log(CFG_LOG_DEBUG, "issued", "peer_uid=%u id=%llu", c->uid,
-                    (unsigned long long)j->id);
+            cf_log(CF_LOG_DEBUG, "issued", "peer_uid=%u id=%llu", c->uid,
+                   (unsigned long long)j->id);
         if (st == CF_ST_HSM_FAILURE)
             log_hsm_failure(L, j);
         c->ready_head = j->next;
@@ -699,9 +637,9 @@ static void log_unauthorized(conn *c, const char *op, const char *what)
 {
     c->unauthorized++;
     /* the first per connection at warning, the rest at debug (no log flood) */
-    srv_log(c->unauthorized == 1 ? CFG_LOG_WARNING : CFG_LOG_DEBUG, "unauthorized",
-            "peer_uid=%u peer_gid=%u peer_pid=%u op=%s%s%s", c->uid, c->gid, c->pid, op,
-            what ? " profile=" : "", what ? what : "");
+    cf_log(c->unauthorized == 1 ? CF_LOG_WARNING : CF_LOG_DEBUG, "unauthorized",
+           "peer_uid=%u peer_gid=%u peer_pid=%u op=%s%s%s", c->uid, c->gid, c->pid, op,
+           what ? " profile=" : "", what ? what : "");
 }
 
 typedef struct status_arg {
@@ -835,14 +773,16 @@ static int queue_job(srv_loop *L, conn *c, const proto_req *req, const uint8_t *
                 j->chain = s->rt.chains ? &s->rt.chains[ctx] : NULL;
             } else {
                 const srv_sign_key *k = &s->rt.sign_keys[ctx];
+                cf_sig_alg alg = CF_SIG__MAX; /* handle_sign checked it fits the key */
+                cf_sig_alg_from_wire(r2.sign.mech, &alg);
                 j->pj.kind = PIPE_JOB_SIGN;
                 j->pj.req.requester = r2.sign.requester;
                 j->pj.sign = (pipe_sign){
                     .signer = k->signer,
                     .pub = k->pub,
-                    .mech = (hsm_mech)(r2.sign.mech - 1), /* proto 1..10 = hsm 0..9 */
+                    .mech = alg,
                     .key_name = s->cfg->keys[ctx].name,
-                    .mech_name = proto_sign_mech_name(r2.sign.mech),
+                    .mech_name = cf_sig_alg_name(alg),
                     .data = r2.sign.data,
                     .len = r2.sign.data_len,
                 };
@@ -897,20 +837,10 @@ static int handle_issue(srv_loop *L, conn *c, const proto_req *req, const uint8_
                  c->gid, p->name);
         if (!answer_error(L, c, PROTO_OP_ISSUE, id, CF_ST_UNAUTHORIZED, 0, msg))
             return FR_BLOCKED;
-        log_unauthorized(c, "ISSUE", srv_log_quote(p->name, pq, sizeof(pq)));
+        log_unauthorized(c, "ISSUE", cf_log_quote(p->name, pq, sizeof(pq)));
         return FR_CONSUMED;
     }
     return queue_job(L, c, req, frame, flen, pi);
-}
-
-/* Can a key of this type make this SIGN mechanism? */
-static bool mech_fits(hsm_key_type t, unsigned mech)
-{
-    if (mech >= PROTO_SIGN_ECDSA_SHA256 && mech <= PROTO_SIGN_ECDSA_SHA512)
-        return t == HSM_KEY_EC_P256 || t == HSM_KEY_EC_P384;
-    if (mech >= PROTO_SIGN_RSA_PKCS1_SHA256 && mech <= PROTO_SIGN_RSA_PSS_SHA512)
-        return t == HSM_KEY_RSA;
-    return mech == PROTO_SIGN_ED25519 && t == HSM_KEY_ED25519;
 }
 
 static int handle_sign(srv_loop *L, conn *c, const proto_req *req, const uint8_t *frame,
@@ -938,9 +868,9 @@ static int handle_sign(srv_loop *L, conn *c, const proto_req *req, const uint8_t
         if (!answer_error(L, c, PROTO_OP_SIGN, id, CF_ST_UNAUTHORIZED, 0, msg))
             return FR_BLOCKED;
         c->unauthorized++;
-        srv_log(c->unauthorized == 1 ? CFG_LOG_WARNING : CFG_LOG_DEBUG, "unauthorized",
-                "peer_uid=%u peer_gid=%u peer_pid=%u op=SIGN key=%s", c->uid, c->gid, c->pid,
-                srv_log_quote(kname, kq, sizeof(kq)));
+        cf_log(c->unauthorized == 1 ? CF_LOG_WARNING : CF_LOG_DEBUG, "unauthorized",
+               "peer_uid=%u peer_gid=%u peer_pid=%u op=SIGN key=%s", c->uid, c->gid, c->pid,
+               cf_log_quote(kname, kq, sizeof(kq)));
         return FR_CONSUMED;
     }
     const srv_sign_key *k = s->rt.sign_keys ? &s->rt.sign_keys[ki] : NULL;
@@ -949,9 +879,11 @@ static int handle_sign(srv_loop *L, conn *c, const proto_req *req, const uint8_t
         return answer_error(L, c, PROTO_OP_SIGN, id, CF_ST_INTERNAL, 0, msg) ? FR_CONSUMED
                                                                              : FR_BLOCKED;
     }
-    if (!mech_fits(k->type, req->sign.mech)) {
+    cf_sig_alg alg = CF_SIG__MAX; /* proto_req_decode let only the table's numbers through */
+    cf_sig_alg_from_wire(req->sign.mech, &alg);
+    if (!cf_sig_alg_fits(alg, k->type)) {
         snprintf(msg, sizeof(msg), "key '%s' is %s: it cannot sign %s", kname,
-                 hsm_key_type_name(k->type), proto_sign_mech_name(req->sign.mech));
+                 cf_key_type_name(k->type), cf_sig_alg_name(alg));
         return answer_error(L, c, PROTO_OP_SIGN, id, CF_ST_POLICY_DENIED, 0, msg) ? FR_CONSUMED
                                                                                   : FR_BLOCKED;
     }
@@ -993,12 +925,12 @@ static int handle_frame(srv_loop *L, conn *c, const uint8_t *frame, size_t flen)
             return FR_BLOCKED;
         /* unknown or reserved ops keep the connection: the first per
          * connection at info, the rest at debug (counted in conn_close) */
-        cfg_log_level lvl = CFG_LOG_WARNING;
+        cf_log_level lvl = CF_LOG_WARNING;
         if (!closes)
-            lvl = ++c->unsupported == 1 ? CFG_LOG_INFO : CFG_LOG_DEBUG;
-        srv_log(lvl, closes ? "bad_frame" : "unsupported",
-                "peer_uid=%u peer_pid=%u err=%s op=%u id=%llu", c->uid, c->pid, proto_err_name(e),
-                req.hdr.op, (unsigned long long)req.hdr.id);
+            lvl = ++c->unsupported == 1 ? CF_LOG_INFO : CF_LOG_DEBUG;
+        cf_log(lvl, closes ? "bad_frame" : "unsupported",
+               "peer_uid=%u peer_pid=%u err=%s op=%u id=%llu", c->uid, c->pid, proto_err_name(e),
+               req.hdr.op, (unsigned long long)req.hdr.id);
         return closes ? FR_CLOSE : FR_CONSUMED;
     }
     unsigned need = req.hdr.op == PROTO_OP_ISSUE    ? CFG_GRANT_ISSUE
@@ -1089,8 +1021,8 @@ static void pump(srv_loop *L, conn *c)
                 break;
             c->requests++;
             atomic_fetch_add(&s->n_requests, 1);
-            srv_log(CFG_LOG_WARNING, "bad_frame", "peer_uid=%u peer_pid=%u err=%s len=%llu", c->uid,
-                    c->pid, proto_err_name(e), (unsigned long long)h.len);
+            cf_log(CF_LOG_WARNING, "bad_frame", "peer_uid=%u peer_pid=%u err=%s len=%llu", c->uid,
+                   c->pid, proto_err_name(e), (unsigned long long)h.len);
             c->closing = true;
             break;
         }
@@ -1107,8 +1039,8 @@ static void pump(srv_loop *L, conn *c)
     }
     if (!c->closing && c->eof && !frame_pending(s, c) && c->in_len > c->in_off) {
         /* the peer hung up in the middle of a frame: nothing can be answered */
-        srv_log(CFG_LOG_WARNING, "bad_frame", "peer_uid=%u peer_pid=%u err=truncated len=%zu",
-                c->uid, c->pid, c->in_len - c->in_off);
+        cf_log(CF_LOG_WARNING, "bad_frame", "peer_uid=%u peer_pid=%u err=truncated len=%zu", c->uid,
+               c->pid, c->in_len - c->in_off);
         c->in_off = c->in_len = 0;
         c->closing = true;
     }
@@ -1190,7 +1122,7 @@ static void on_accept(srv_loop *L, struct io_uring_cqe *cqe)
         return;
     }
     if (cqe->res != -ECANCELED) {
-        srv_log(CFG_LOG_ERROR, "accept_failed", "err=\"%s\"", strerror(-cqe->res));
+        cf_log(CF_LOG_ERROR, "accept_failed", "err=\"%s\"", strerror(-cqe->res));
         L->accept_retry = true; /* re-armed by the next tick (EMFILE must not spin) */
     }
 }
@@ -1206,10 +1138,10 @@ static void accept_one(srv_loop *L, int fd)
     }
     if (L->draining || atomic_load(&s->conns) >= s->sv.max_connections || L->nfree_slots == 0) {
         atomic_fetch_add(&s->n_refused, 1);
-        srv_log(CFG_LOG_WARNING, "conn_refused",
-                "peer_uid=%u peer_gid=%u peer_pid=%d reason=%s max_connections=%u",
-                (unsigned)cr.uid, (unsigned)cr.gid, (int)cr.pid,
-                L->draining ? "stopping" : "max-connections", s->sv.max_connections);
+        cf_log(CF_LOG_WARNING, "conn_refused",
+               "peer_uid=%u peer_gid=%u peer_pid=%d reason=%s max_connections=%u", (unsigned)cr.uid,
+               (unsigned)cr.gid, (int)cr.pid, L->draining ? "stopping" : "max-connections",
+               s->sv.max_connections);
         /* say why before closing (op 0, id 0: no request was read); the
          * socket is new, its buffer empty: this never blocks */
         uint8_t f[200];
@@ -1228,8 +1160,7 @@ static void accept_one(srv_loop *L, int fd)
     if (!in || !out) {
         free(in);
         free(out);
-        srv_log(CFG_LOG_ERROR, "conn_refused", "peer_uid=%u reason=out-of-memory",
-                (unsigned)cr.uid);
+        cf_log(CF_LOG_ERROR, "conn_refused", "peer_uid=%u reason=out-of-memory", (unsigned)cr.uid);
         close(fd);
         return;
     }
@@ -1264,8 +1195,8 @@ static void accept_one(srv_loop *L, int fd)
     L->nlive++;
     atomic_fetch_add(&s->conns, 1);
     atomic_fetch_add(&s->n_accepted, 1);
-    srv_log(CFG_LOG_INFO, "conn_open", "peer_uid=%u peer_gid=%u peer_pid=%u ring=%u%s", c->uid,
-            c->gid, c->pid, L->idx, c->ops ? "" : " grants=none");
+    cf_log(CF_LOG_INFO, "conn_open", "peer_uid=%u peer_gid=%u peer_pid=%u ring=%u%s", c->uid,
+           c->gid, c->pid, L->idx, c->ops ? "" : " grants=none");
     conn_update_recv(L, c);
 }
 
@@ -1484,10 +1415,9 @@ static void on_timer(srv_loop *L)
             else if (L->now - c->partial_since >= s->sv.idle_timeout_ms &&
                      L->now - c->last_activity < s->sv.idle_timeout_ms) {
                 /* (silent peers are the idle check's: err=stalled below) */
-                srv_log(CFG_LOG_WARNING, "bad_frame",
-                        "peer_uid=%u peer_pid=%u err=too-slow len=%zu after_ms=%llu", c->uid,
-                        c->pid, c->in_len - c->in_off,
-                        (unsigned long long)(L->now - c->partial_since));
+                cf_log(CF_LOG_WARNING, "bad_frame",
+                       "peer_uid=%u peer_pid=%u err=too-slow len=%zu after_ms=%llu", c->uid, c->pid,
+                       c->in_len - c->in_off, (unsigned long long)(L->now - c->partial_since));
                 conn_close(L, c, "stalled-mid-frame");
                 continue;
             }
@@ -1504,8 +1434,8 @@ static void on_timer(srv_loop *L)
             bool blocked = frame_pending(s, c) || c->n_ready || c->out_len;
             bool mid = !blocked && c->in_len > c->in_off;
             if (mid)
-                srv_log(CFG_LOG_WARNING, "bad_frame", "peer_uid=%u peer_pid=%u err=stalled len=%zu",
-                        c->uid, c->pid, c->in_len - c->in_off);
+                cf_log(CF_LOG_WARNING, "bad_frame", "peer_uid=%u peer_pid=%u err=stalled len=%zu",
+                       c->uid, c->pid, c->in_len - c->in_off);
             conn_close(L, c, blocked ? "stalled-reader" : mid ? "stalled-mid-frame" : "idle");
         }
     }
@@ -1527,10 +1457,10 @@ static void on_signal(srv_loop *L, struct io_uring_cqe *cqe)
                        : L->sig.ssi_signo == SIGINT ? "INT"
                                                     : "?";
     if (atomic_exchange(&s->stopping, true)) {
-        srv_log(CFG_LOG_INFO, "signal", "sig=%s already=stopping", name);
+        cf_log(CF_LOG_INFO, "signal", "sig=%s already=stopping", name);
     } else {
-        srv_log(CFG_LOG_INFO, "signal", "sig=%s action=drain inflight=%lu drain_timeout_ms=%u",
-                name, (unsigned long)atomic_load(&s->inflight), s->sv.drain_timeout_ms);
+        cf_log(CF_LOG_INFO, "signal", "sig=%s action=drain inflight=%lu drain_timeout_ms=%u", name,
+               (unsigned long)atomic_load(&s->inflight), s->sv.drain_timeout_ms);
         /* stop accepting: new connects fail at once; the fd is closed at exit */
         if (s->bound) {
             struct stat st;
@@ -1573,8 +1503,8 @@ static int loop_ring_init(srv_loop *L)
     p.cq_entries = SRV_CQ_ENTRIES;
     int r = io_uring_queue_init_params(SRV_SQ_ENTRIES, &L->ring, &p);
     if (r == -EINVAL) {
-        srv_log(CFG_LOG_WARNING, "ring_fallback",
-                "ring=%u reason=\"SINGLE_ISSUER|DEFER_TASKRUN refused by the kernel\"", L->idx);
+        cf_log(CF_LOG_WARNING, "ring_fallback",
+               "ring=%u reason=\"SINGLE_ISSUER|DEFER_TASKRUN refused by the kernel\"", L->idx);
         memset(&p, 0, sizeof(p));
         p.flags = IORING_SETUP_CQSIZE;
         p.cq_entries = SRV_CQ_ENTRIES;
@@ -1656,7 +1586,7 @@ static void *loop_thread(void *arg)
         pthread_setname_np(pthread_self(), name); /* it keeps "certforged" for pgrep */
     L->rc = loop_ring_init(L) == 0 ? loop_run(L) : -1;
     if (L->rc != 0) {
-        srv_log(CFG_LOG_ERROR, "ring_failed", "ring=%u err=\"%s\"", L->idx, L->err);
+        cf_log(CF_LOG_ERROR, "ring_failed", "ring=%u err=\"%s\"", L->idx, L->err);
         /* one ring down stops the whole daemon */
         atomic_store(&L->s->stopping, true);
         for (unsigned i = 0; i < L->s->nloops; i++) {
@@ -1796,7 +1726,7 @@ static int check_socket_path(const char *path, char *err, size_t errlen)
                  strerror(errno));
         return -1;
     }
-    srv_log(CFG_LOG_INFO, "stale_socket", "socket=%s action=replaced", path);
+    cf_log(CF_LOG_INFO, "stale_socket", "socket=%s action=replaced", path);
     return 0;
 }
 
@@ -1839,7 +1769,7 @@ static int make_parent(const char *path, char *err, size_t errlen)
         return 0;
     *slash = 0;
     if (mkdir(dir, 0750) == 0) {
-        srv_log(CFG_LOG_INFO, "mkdir", "path=%s mode=0750", dir);
+        cf_log(CF_LOG_INFO, "mkdir", "path=%s mode=0750", dir);
         return 0;
     }
     if (errno == EEXIST)
@@ -2023,11 +1953,11 @@ int srv_run(srv *s, const srv_runtime *rt, char *err, size_t errlen)
         s->loops[i].th_started = true;
     }
     if (rc == 0) {
-        srv_log(CFG_LOG_INFO, "ready",
-                "socket=%s io_threads=%u max_connections=%u max_inflight=%u max_frame=%u "
-                "jobs=%zu grants=%zu",
-                s->path, s->nloops, s->sv.max_connections, s->sv.max_inflight, s->sv.max_frame,
-                L0->njobs * s->nloops, s->cfg->n_grants);
+        cf_log(CF_LOG_INFO, "ready",
+               "socket=%s io_threads=%u max_connections=%u max_inflight=%u max_frame=%u "
+               "jobs=%zu grants=%zu",
+               s->path, s->nloops, s->sv.max_connections, s->sv.max_inflight, s->sv.max_frame,
+               L0->njobs * s->nloops, s->cfg->n_grants);
         if (s->rt.on_ready)
             s->rt.on_ready(s->rt.ready_arg, s->path);
         rc = loop_run(L0);

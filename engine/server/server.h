@@ -19,29 +19,15 @@
 #ifndef CF_SERVER_H
 #define CF_SERVER_H
 
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
-#include "pipeline.h"
-#include "proto.h"
-
-#define SRV_WUR __attribute__((warn_unused_result))
+#include "common/compiler.h"
+#include "engine/config/config.h"
+#include "engine/pipeline/pipeline.h"
+#include "proto/proto.h"
 
 typedef struct srv srv;
-
-/* ------------------------------------------------------------ logging */
-
-/* One line per event on stderr: ts=... level=... event=NAME key=value...
- * Thread-safe (one write(2) per line). Values with spaces or quotes are
- * the caller's to quote (srv_log_quote). Never pass secrets. */
-void srv_log_set_level(cfg_log_level lvl);
-__attribute__((format(printf, 3, 4))) void srv_log(cfg_log_level lvl, const char *event,
-                                                   const char *fmt, ...);
-/* Quote s for a key=value line ("..." with \" and \\ escaped, control
- * characters as ?) into buf; returns buf. */
-const char *srv_log_quote(const char *s, char *buf, size_t len);
 
 /* ------------------------------------------------------------ setup */
 
@@ -54,10 +40,12 @@ typedef struct srv_opts {
  * replaced), create its folder (0750) if missing, bind, set the mode,
  * listen, and allocate every pool. On failure err names the setting:
  * "server.socket: socket /run/x.sock is in use by a live certforged". */
-SRV_WUR int srv_new(const srv_opts *o, srv **out, char *err, size_t errlen);
+CF_WUR int srv_new(const srv_opts *o, srv **out, char *err, size_t errlen);
 
-/* The pipeline's completion hook (pipe_done_fn): arg is the srv. Runs on a
- * worker thread; hands the job back to its ring's thread. */
+/* The pipeline's completion hook (pipe_done_fn): arg is the srv. Runs on
+ * the pipeline's recorder thread (a worker's for failed jobs, and without a
+ * ledger), and on the admin thread for REVOKE and CRL; hands the job back
+ * to its ring's thread. */
 void srv_pipe_done(pipe_job *job, void *arg);
 
 /* What the running server needs from the engine. Everything must stay
@@ -71,7 +59,7 @@ typedef struct srv_chain {
 typedef struct srv_sign_key {
     hsm_signer *signer; /* NULL: this key cannot sign (answered INTERNAL) */
     EVP_PKEY *pub;      /* its public half: every signature is checked before release */
-    hsm_key_type type;
+    cf_key_type type;
 } srv_sign_key;
 
 /* REVOKE and CRL run on the server's admin thread, one at a time (they
@@ -101,7 +89,7 @@ typedef struct srv_runtime {
 
 /* Serve until stopped (signal) and drained. Returns 0, or -1 with err
  * (io_uring set-up failed). */
-SRV_WUR int srv_run(srv *s, const srv_runtime *rt, char *err, size_t errlen);
+CF_WUR int srv_run(srv *s, const srv_runtime *rt, char *err, size_t errlen);
 
 typedef struct srv_summary {
     uint64_t connections;           /* accepted over the run */

@@ -75,7 +75,7 @@
  * other operation are plain pass-through after the session check.
  * Notification callbacks given to C_OpenSession are not forwarded.
  */
-#include "shim.h"
+#include "hsm/shim/shim.h"
 
 #include <dlfcn.h>
 #include <errno.h>

@@ -3,7 +3,8 @@
  * paths resolved); the shipped docs/examples/certforged.conf loads; and
  * every validation refuses with the setting path, the line and the exact
  * reason. */
-#include "config.h"
+#include "engine/config/config.h"
+#include "renamed.h"
 
 #include <CUnit/Basic.h>
 #include <CUnit/CUnit.h>

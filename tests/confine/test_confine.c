@@ -4,7 +4,7 @@
  * no execve, no fork (threads still start); no_new_privs and a seccomp
  * filter visible in /proc/self/status. Landlock missing: those cases are
  * reported skipped, the seccomp ones still run. */
-#include "confine.h"
+#include "engine/confine/confine.h"
 
 #include <CUnit/Basic.h>
 #include <errno.h>

@@ -10,7 +10,7 @@
  * csr_err_name() of csr_parse() followed, when that is "ok", by csr_verify().
  * The "seed corpus" test checks every committed seed against its name.
  */
-#include "csr.h"
+#include "engine/csr/csr.h"
 
 #include "cf_test.h"
 #include <openssl/bn.h>

@@ -1,5 +1,5 @@
 /* daemon_harness.c — see daemon_harness.h. */
-#include "daemon_harness.h"
+#include "tests/daemon/daemon_harness.h"
 
 #include <CUnit/Basic.h>
 #include <errno.h>

@@ -12,10 +12,10 @@
 
 #include <openssl/x509.h>
 
-#include "certforge.h"
+#include "bench/csr_pool.h"
 #include "cf_testutil.h"
-#include "csr_pool.h"
-#include "proto.h"
+#include "client/certforge.h"
+#include "proto/proto.h"
 
 extern char DH_TOKEN[16]; /* token label of the suite's SoftHSM token */
 extern cf_softhsm H;

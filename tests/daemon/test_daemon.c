@@ -13,10 +13,10 @@
  *   C, D  grants that exclude this process (ops, then uid)
  */
 #include "cf_testutil.h"
-#include "daemon_harness.h"
-#include "certforge.h"
-#include "csr_pool.h"
-#include "proto.h"
+#include "tests/daemon/daemon_harness.h"
+#include "client/certforge.h"
+#include "bench/csr_pool.h"
+#include "proto/proto.h"
 
 #include <CUnit/Basic.h>
 #include <dirent.h>

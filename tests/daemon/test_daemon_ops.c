@@ -26,8 +26,8 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "daemon_harness.h"
-#include "ledger.h"
+#include "engine/ledger/ledger.h"
+#include "tests/daemon/daemon_harness.h"
 
 static char CRL_DIR[300], EXTRA[600], GRANTS[600], OPS_CONF[300];
 static const char *const KEYNAMES[] = {"ca", "p384", "rsa", "ed"};

@@ -15,7 +15,7 @@
  * issues again after the faults end (a count of certificates in the last
  * phase, and the rate printed against the baseline of this run). */
 #include "cf_testutil.h"
-#include "daemon_harness.h"
+#include "tests/daemon/daemon_harness.h"
 
 #include <CUnit/Basic.h>
 #include <pthread.h>

@@ -7,10 +7,10 @@
  * client.
  */
 #include "cf_testutil.h"
-#include "daemon_harness.h"
-#include "certforge.h"
-#include "csr_pool.h"
-#include "proto.h"
+#include "tests/daemon/daemon_harness.h"
+#include "client/certforge.h"
+#include "bench/csr_pool.h"
+#include "proto/proto.h"
 
 #include <CUnit/Basic.h>
 #include <errno.h>

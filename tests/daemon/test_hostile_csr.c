@@ -15,7 +15,7 @@
  * measured figure); the daemon's memory stays bounded.
  */
 #include "cf_testutil.h"
-#include "daemon_harness.h"
+#include "tests/daemon/daemon_harness.h"
 
 #include <CUnit/Basic.h>
 #include <pthread.h>
@@ -33,7 +33,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "csr.h"
+#include "engine/csr/csr.h"
 
 typedef struct hostile {
     const char *name;

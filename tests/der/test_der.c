@@ -3,7 +3,7 @@
  * writer overflow at every capacity, length fix-up across the 127/128,
  * 255/256 and 65535/65536 boundaries, time edge cases, and an
  * OpenSSL-made certificate and CSR walked with the reader. */
-#include "der.h"
+#include "engine/der/der.h"
 
 #include <CUnit/Basic.h>
 #include <CUnit/CUnit.h>

@@ -2,7 +2,7 @@
  * with a message, never crash, leak or hang. Accepted configs must keep
  * the loader's promises (references resolve, limits hold). @include is
  * refused by cfg_load_string, so no file is ever opened. */
-#include "config.h"
+#include "engine/config/config.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -10,7 +10,7 @@
  *    the input's own faults (INVALID_POINT, BAD_SIGNATURE) or OK.
  * The verifier is created once, as a worker thread would.
  */
-#include "csr.h"
+#include "engine/csr/csr.h"
 
 #include <stdlib.h>
 

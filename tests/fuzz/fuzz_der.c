@@ -13,7 +13,7 @@
  *  - the reader agrees with der_validate(): a validated input walks with no
  *    error from a typed reader on a universal type.
  */
-#include "der.h"
+#include "engine/der/der.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -4,7 +4,7 @@
  * the second encoding is byte-identical to the first (encoders emit a
  * canonical form: tag order, ignorable fields dropped) and that the
  * decoded values survived. The first input octet picks the frame cap. */
-#include "proto.h"
+#include "proto/proto.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -9,7 +9,7 @@
  *  - an accepted URI re-encodes (socket %-escaped) to a URI that parses to
  *    exactly the same result.
  */
-#include "uri.h"
+#include "client/provider/uri.h"
 
 #include <stdint.h>
 #include <stdio.h>

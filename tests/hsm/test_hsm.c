@@ -1,7 +1,8 @@
 /* HSM layer against a real SoftHSM2 token holding EC, RSA and Ed25519 keys
  * side by side (libp11 0.4.12 cannot enumerate such a token at all). */
 #include "cf_testutil.h"
-#include "hsm.h"
+#include "hsm/hsm.h"
+#include "renamed.h"
 
 #include <CUnit/Basic.h>
 #include <openssl/evp.h>

@@ -2,8 +2,9 @@
  * generation of every kind, refusal of clashes, deletion, certificate
  * objects. */
 #include "cf_testutil.h"
-#include "hsm.h"
-#include "hsm_admin.h"
+#include "hsm/hsm.h"
+#include "hsm/hsm_admin.h"
+#include "renamed.h"
 
 #include <CUnit/Basic.h>
 #include <openssl/evp.h>

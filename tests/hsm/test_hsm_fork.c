@@ -2,7 +2,8 @@
  * opens its own sessions instead of reusing the parent's, and the parent
  * keeps signing after the child is gone. */
 #include "cf_testutil.h"
-#include "hsm.h"
+#include "hsm/hsm.h"
+#include "renamed.h"
 
 #include <CUnit/Basic.h>
 #include <openssl/evp.h>

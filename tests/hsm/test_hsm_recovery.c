@@ -3,7 +3,8 @@
  * makes the failing call return an HSM error, and signing resumes in the
  * same process without a restart. Nothing blocks longer than its bound. */
 #include "cf_testutil.h"
-#include "hsm.h"
+#include "hsm/hsm.h"
+#include "renamed.h"
 
 #include <CUnit/Basic.h>
 #include <dlfcn.h>

@@ -6,7 +6,8 @@
  * standing in for a network HSM's round trip. Timing checks are relative:
  * the same batch on the same token with and without threads. */
 #include "cf_testutil.h"
-#include "hsm.h"
+#include "hsm/hsm.h"
+#include "renamed.h"
 
 #include <CUnit/Basic.h>
 #include <dlfcn.h>

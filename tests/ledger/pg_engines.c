@@ -1,5 +1,5 @@
 /* pg_engines.c — see pg_engines.h. */
-#include "pg_engines.h"
+#include "tests/ledger/pg_engines.h"
 
 #include <CUnit/Basic.h>
 #include <signal.h>

@@ -12,7 +12,7 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 
-#include "daemon_harness.h"
+#include "tests/daemon/daemon_harness.h"
 
 #define PGE_MAX 4
 

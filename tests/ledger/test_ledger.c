@@ -14,7 +14,8 @@
  * (skipped). PostgreSQL-only cases: a lost connection is reported and the
  * next call reconnects; two engines creating the schema at once;
  * cRLNumbers taken concurrently by several connections. */
-#include "ledger.h"
+#include "engine/ledger/ledger.h"
+#include "renamed.h"
 
 #include <CUnit/Basic.h>
 #include <libpq-fe.h>

@@ -20,8 +20,8 @@
  * Bounded: each daemon run stopped by its PID; the whole suite well under
  * a minute. */
 #include "cf_testutil.h"
-#include "certforge.h"
-#include "csr_pool.h"
+#include "client/certforge.h"
+#include "bench/csr_pool.h"
 
 #include <CUnit/Basic.h>
 #include <fcntl.h>

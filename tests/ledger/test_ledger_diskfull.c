@@ -17,8 +17,8 @@
 
 #include <openssl/x509.h>
 
-#include "daemon_harness.h"
-#include "ledger.h"
+#include "engine/ledger/ledger.h"
+#include "tests/daemon/daemon_harness.h"
 
 static char MNT[300], DB[400], FILLER[400];
 static bool MOUNTED;

@@ -17,7 +17,7 @@
  *     and logs ledger_recovered; every received certificate is recorded.
  * Exits 77 (skipped) without a PostgreSQL server or SoftHSM. Bounded:
  * every daemon stopped by its PID, every wait has a deadline. */
-#include "pg_engines.h"
+#include "tests/ledger/pg_engines.h"
 
 #include <CUnit/Basic.h>
 #include <pthread.h>

@@ -2,11 +2,12 @@
  * the fault shim over it), a CA made with the certforge CLI, the engine
  * built from a config file as certforged builds it. Certificates are
  * checked with OpenSSL as a relying party would; failures by exact status. */
+#include "bench/csr_pool.h"
 #include "cf_testutil.h"
-#include "config.h"
-#include "csr.h"
-#include "csr_pool.h"
-#include "engine.h"
+#include "engine/config/config.h"
+#include "engine/core/engine.h"
+#include "engine/csr/csr.h"
+#include "renamed.h"
 
 #include <CUnit/Basic.h>
 #include <dlfcn.h>

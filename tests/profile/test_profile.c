@@ -10,7 +10,8 @@
  * -x509_strict` once per profile type), DER that OpenSSL re-encodes to the
  * same bytes. Then every policy denial and compile refusal with its
  * message, serials, and the cost of the hot path. */
-#include "profile.h"
+#include "engine/profile/profile.h"
+#include "renamed.h"
 
 #include <CUnit/Basic.h>
 #include <CUnit/CUnit.h>

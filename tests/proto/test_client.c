@@ -3,8 +3,8 @@
  * order (batches reversed) with blocking writes, so a client that did not
  * read while writing would deadlock. Also: a peer closing mid-frame, an
  * answer over the client's limit, fork, connect errors. */
-#include "certforge.h"
-#include "proto.h"
+#include "client/certforge.h"
+#include "proto/proto.h"
 
 #include <CUnit/Basic.h>
 #include <CUnit/CUnit.h>

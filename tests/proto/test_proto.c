@@ -2,7 +2,8 @@
  * frame with its exact error, encoder capacity handling, frame extraction
  * across arbitrary splits of a stream, and the byte-exact hex examples of
  * docs/protocol.md (read from CF_SOURCE_DIR, so the doc cannot drift). */
-#include "proto.h"
+#include "proto/proto.h"
+#include "renamed.h"
 
 #include <CUnit/Basic.h>
 #include <CUnit/CUnit.h>

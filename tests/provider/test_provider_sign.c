@@ -6,7 +6,7 @@
  * connection while the parent keeps signing; error-stack reasons for a
  * public-only key and unsupported PSS salt lengths. Runs under TSan
  * (label concurrency). */
-#include "daemon_harness.h"
+#include "tests/daemon/daemon_harness.h"
 
 #include <CUnit/Basic.h>
 #include <pthread.h>

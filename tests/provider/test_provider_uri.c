@@ -1,6 +1,6 @@
 /* The provider's URI parser (client/provider/uri.h): what it accepts, and
  * every way it refuses, with its message. */
-#include "uri.h"
+#include "client/provider/uri.h"
 
 #include <CUnit/Basic.h>
 #include <stdlib.h>

@@ -5,7 +5,7 @@
  * would see it through PKCS#11, signatures verified with OpenSSL.
  */
 #include "cf_testutil.h"
-#include "shim.h"
+#include "hsm/shim/shim.h"
 
 #include <CUnit/Basic.h>
 #include <dlfcn.h>

@@ -1,5 +1,5 @@
 /* X.509 helpers for the admin commands; see ca_x509.h. */
-#include "ca_x509.h"
+#include "tools/certforge/ca_x509.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -125,23 +125,23 @@ ASN1_OCTET_STRING *cax_key_id(X509_PUBKEY *pk)
 int cax_sign(X509 **xp, hsm_signer *s, EVP_PKEY *issuer_pub, char *msg, size_t cap)
 {
     X509 *x = *xp;
-    hsm_mech mech;
+    cf_sig_alg mech;
     const EVP_MD *md = NULL;
     int nid, ptype = V_ASN1_UNDEF;
     switch (hsm_signer_key_type(s)) {
-    case HSM_KEY_EC_P256:
-        mech = HSM_MECH_ECDSA_SHA256, md = EVP_sha256(), nid = NID_ecdsa_with_SHA256;
+    case CF_KEY_EC_P256:
+        mech = CF_SIG_ECDSA_SHA256, md = EVP_sha256(), nid = NID_ecdsa_with_SHA256;
         break;
-    case HSM_KEY_EC_P384:
-        mech = HSM_MECH_ECDSA_SHA384, md = EVP_sha384(), nid = NID_ecdsa_with_SHA384;
+    case CF_KEY_EC_P384:
+        mech = CF_SIG_ECDSA_SHA384, md = EVP_sha384(), nid = NID_ecdsa_with_SHA384;
         break;
-    case HSM_KEY_RSA:
+    case CF_KEY_RSA:
         /* RFC 4055 §5: sha256WithRSAEncryption parameters are NULL. */
-        mech = HSM_MECH_RSA_PKCS1_SHA256, md = EVP_sha256(), nid = NID_sha256WithRSAEncryption;
+        mech = CF_SIG_RSA_PKCS1_SHA256, md = EVP_sha256(), nid = NID_sha256WithRSAEncryption;
         ptype = V_ASN1_NULL;
         break;
-    case HSM_KEY_ED25519:
-        mech = HSM_MECH_ED25519, nid = NID_ED25519; /* RFC 8410 §6: whole TBS, no hash */
+    case CF_KEY_ED25519:
+        mech = CF_SIG_ED25519, nid = NID_ED25519; /* RFC 8410 §6: whole TBS, no hash */
         break;
     default:
         snprintf(msg, cap, "the issuer key's type cannot sign certificates");
@@ -169,7 +169,7 @@ int cax_sign(X509 **xp, hsm_signer *s, EVP_PKEY *issuer_pub, char *msg, size_t c
         snprintf(msg, cap, "cannot encode the TBSCertificate");
         goto out;
     }
-    uint8_t dg[EVP_MAX_MD_SIZE], out[HSM_SIG_MAX];
+    uint8_t dg[EVP_MAX_MD_SIZE], out[CF_SIG_MAX];
     unsigned dglen = 0;
     size_t outlen = 0;
     const uint8_t *in = tbs;

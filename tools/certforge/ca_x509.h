@@ -5,7 +5,7 @@
 #ifndef CF_CA_X509_H
 #define CF_CA_X509_H
 
-#include "hsm.h"
+#include "hsm/hsm.h"
 
 #include <stddef.h>
 #include <openssl/x509.h>

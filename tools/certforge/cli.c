@@ -1,6 +1,6 @@
 /* Shared CLI plumbing: errors, token selection, JSON writer. */
-#include "cli.h"
-#include "hsm_admin.h"
+#include "tools/certforge/cli.h"
+#include "hsm/hsm_admin.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -169,17 +169,6 @@ bool cli_parse_hex(const char *s, uint8_t *out, size_t cap, size_t *len)
     }
     *len = n;
     return n > 0;
-}
-
-void cli_hex(const uint8_t *v, size_t n, char *out, size_t cap)
-{
-    static const char hx[] = "0123456789abcdef";
-    size_t j = 0;
-    for (size_t i = 0; i < n && j + 2 < cap; i++) {
-        out[j++] = hx[v[i] >> 4];
-        out[j++] = hx[v[i] & 15];
-    }
-    out[j] = '\0';
 }
 
 /* --- JSON ------------------------------------------------------------------- */

@@ -3,7 +3,7 @@
 #ifndef CF_CLI_H
 #define CF_CLI_H
 
-#include "hsm.h"
+#include "hsm/hsm.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -53,7 +53,6 @@ bool cli_parse_uint(const char *s, unsigned long min, unsigned long max, unsigne
 /* Parse hex ("0a1b", optional "0x" and ':' separators) into at most cap
  * bytes. */
 bool cli_parse_hex(const char *s, uint8_t *out, size_t cap, size_t *len);
-void cli_hex(const uint8_t *v, size_t n, char *out, size_t cap);
 
 /* --- JSON ------------------------------------------------------------------ */
 

@@ -1,6 +1,6 @@
 /* Shared by the commands that talk to certforged (issue, status). */
-#include "cli_daemon.h"
-#include "cli.h"
+#include "tools/certforge/cli_daemon.h"
+#include "tools/certforge/cli.h"
 
 #include <errno.h>
 #include <stdlib.h>

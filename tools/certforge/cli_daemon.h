@@ -4,7 +4,8 @@
 #ifndef CF_CLI_DAEMON_H
 #define CF_CLI_DAEMON_H
 
-#include "certforge.h"
+#include "client/certforge.h"
+#include "common/compiler.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -25,12 +26,11 @@ int cli_connect(const char *cmd, const char *socket_path, cf_client **out);
 /* Read a PKCS#10 CSR file: PEM ("CERTIFICATE REQUEST" or "NEW CERTIFICATE
  * REQUEST") or DER. Only the encoding is undone here: certforged judges the
  * CSR itself. On success *der is malloc'd. On failure err says why. */
-__attribute__((warn_unused_result)) int cli_read_csr_file(const char *path, uint8_t **der,
-                                                          size_t *len, char *err, size_t errlen);
+CF_WUR int cli_read_csr_file(const char *path, uint8_t **der, size_t *len, char *err,
+                             size_t errlen);
 /* Same for PEM or DER already in memory (`what` names it in messages). */
-__attribute__((warn_unused_result)) int cli_decode_csr(const uint8_t *data, size_t n,
-                                                       const char *what, uint8_t **der, size_t *len,
-                                                       char *err, size_t errlen);
+CF_WUR int cli_decode_csr(const uint8_t *data, size_t n, const char *what, uint8_t **der,
+                          size_t *len, char *err, size_t errlen);
 
 /* After a blocking call (cf_client_status, cf_revoke_one, ...) that
  * returned q with answer r: CLI_OK when the daemon answered OK; otherwise

@@ -4,10 +4,11 @@
  * critical cA TRUE (§4.2.1.9), keyUsage critical keyCertSign + cRLSign
  * (§4.2.1.3), subjectKeyIdentifier method (1) (§4.2.1.2),
  * authorityKeyIdentifier keyIdentifier = the issuer's SKI (§4.2.1.1). */
-#include "ca_x509.h"
-#include "cli.h"
-#include "commands.h"
-#include "hsm_admin.h"
+#include "common/serial.h"
+#include "hsm/hsm_admin.h"
+#include "tools/certforge/ca_x509.h"
+#include "tools/certforge/cli.h"
+#include "tools/certforge/commands.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -540,7 +541,7 @@ static void hex_octets(const ASN1_OCTET_STRING *o, char *buf, size_t cap)
     if (!o)
         snprintf(buf, cap, "%s", "");
     else
-        cli_hex(ASN1_STRING_get0_data(o), (size_t)ASN1_STRING_length(o), buf, cap);
+        cf_hex_encode(ASN1_STRING_get0_data(o), (size_t)ASN1_STRING_length(o), buf, cap);
 }
 
 static int ca_show(int argc, char **argv)

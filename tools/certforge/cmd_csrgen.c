@@ -2,10 +2,10 @@
  * new key, NF instance ID and FQDN (bench/csr_pool.c, the generator
  * certforge-bench uses), and the JSON-lines batch that `certforge issue
  * --batch` reads. Not an operator tool: real CSRs come from the NFs. */
-#include "cli.h"
-#include "cli_daemon.h"
-#include "commands.h"
-#include "csr_pool.h"
+#include "bench/csr_pool.h"
+#include "tools/certforge/cli.h"
+#include "tools/certforge/cli_daemon.h"
+#include "tools/certforge/commands.h"
 
 #include <errno.h>
 #include <getopt.h>

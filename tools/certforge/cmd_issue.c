@@ -1,10 +1,10 @@
 /* certforge issue — one CSR, or a batch of JSON lines pipelined through
  * libcertforge to certforged (many requests in flight on one connection,
  * answers matched by id), with a progress line on a terminal. */
-#include "cli.h"
-#include "cli_daemon.h"
-#include "commands.h"
-#include "config.h"
+#include "common/duration.h"
+#include "tools/certforge/cli.h"
+#include "tools/certforge/cli_daemon.h"
+#include "tools/certforge/commands.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -337,7 +337,7 @@ static int parse_validity(const char *s, uint32_t *out, char *err, size_t errlen
 {
     uint64_t secs = 0;
     char why[200];
-    if (cfg_parse_duration(s, &secs, why, sizeof(why)) != 0) {
+    if (cf_parse_duration(s, &secs, why, sizeof(why)) != 0) {
         snprintf(err, errlen, "validity '%s': %s", s, why);
         return -1;
     }

@@ -1,7 +1,7 @@
 /* certforge keys — list, generate, show, export-pub, delete. */
-#include "cli.h"
-#include "commands.h"
-#include "hsm_admin.h"
+#include "hsm/hsm_admin.h"
+#include "tools/certforge/cli.h"
+#include "tools/certforge/commands.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -51,10 +51,10 @@ static void type_str(const hsm_key_desc *k, char *buf, size_t n)
 {
     if (!k->type_known)
         snprintf(buf, n, "unsupported");
-    else if (k->type == HSM_KEY_RSA)
+    else if (k->type == CF_KEY_RSA)
         snprintf(buf, n, "rsa-%u", k->bits);
     else
-        snprintf(buf, n, "%s", hsm_key_type_name(k->type));
+        snprintf(buf, n, "%s", cf_key_type_name(k->type));
 }
 
 static void usage_str(const hsm_key_desc *k, char *buf, size_t n)
@@ -73,7 +73,7 @@ static void key_json(cli_json *j, const char *key, const hsm_key_desc *k, const 
     cj_obj(j, key);
     cj_str(j, "label", k->label);
     cj_str(j, "id", k->id_hex);
-    cj_str(j, "type", k->type_known ? hsm_key_type_name(k->type) : "unsupported");
+    cj_str(j, "type", k->type_known ? cf_key_type_name(k->type) : "unsupported");
     cj_int(j, "bits", k->bits);
     cj_bool(j, "sensitive", k->sensitive);
     cj_bool(j, "extractable", k->extractable);

@@ -3,10 +3,11 @@
  * CSV. Reads the database directly, read-only (no daemon needed; the daemon
  * may be running: SQLite WAL lets readers in while it writes, PostgreSQL
  * sessions see committed batches only). */
-#include "cli.h"
-#include "commands.h"
-#include "config.h"
-#include "ledger.h"
+#include "common/serial.h"
+#include "engine/config/config.h"
+#include "engine/ledger/ledger.h"
+#include "tools/certforge/cli.h"
+#include "tools/certforge/commands.h"
 
 #include <getopt.h>
 #include <jansson.h>
@@ -380,8 +381,8 @@ static int run(const char *sub, int argc, char **argv)
         return rc;
     char err[1024];
     if (show) {
-        char serial[LEDGER_SERIAL_HEX_MAX + 1];
-        if (ledger_serial_norm(argv[optind], serial) != 0) {
+        char serial[CF_SERIAL_HEX_MAX + 1];
+        if (cf_serial_norm(argv[optind], serial) != 0) {
             ledger_close(l);
             return cli_usage("ledger show: '%s' is not a serial number (hex)", argv[optind]);
         }

@@ -1,10 +1,11 @@
 /* certforge revoke — revoke a certificate through certforged (REVOKE,
  * docs/protocol.md), and certforge crl — fetch or make an issuer's CRL
  * (CRL). */
-#include "cli.h"
-#include "cli_daemon.h"
-#include "commands.h"
-#include "ledger.h"
+#include "common/reason.h"
+#include "common/serial.h"
+#include "tools/certforge/cli.h"
+#include "tools/certforge/cli_daemon.h"
+#include "tools/certforge/commands.h"
 
 #include <getopt.h>
 #include <openssl/pem.h>
@@ -91,7 +92,7 @@ int cmd_revoke(int argc, char **argv)
             serial = optarg;
             break;
         case OPT_REASON:
-            reason = ledger_reason_code(optarg);
+            reason = cf_reason_code(optarg);
             if (reason < 0 || reason == 8)
                 return cli_usage("revoke: --reason '%s' is not one of unspecified, "
                                  "keyCompromise, cACompromise, affiliationChanged, superseded, "
@@ -117,11 +118,10 @@ int cmd_revoke(int argc, char **argv)
         return cli_usage("revoke: unexpected argument '%s'", argv[optind]);
     if (!serial)
         return cli_usage("revoke: --serial is required (see certforge revoke --help)");
-    char norm[LEDGER_SERIAL_HEX_MAX + 1];
-    uint8_t sb[20];
+    char norm[CF_SERIAL_HEX_MAX + 1];
+    uint8_t sb[CF_SERIAL_MAX];
     size_t sl = 0;
-    if (ledger_serial_norm(serial, norm) != 0 || !cli_parse_hex(norm, sb, sizeof(sb), &sl) ||
-        sl == 0)
+    if (cf_serial_norm(serial, norm) != 0 || cf_hex_decode(norm, sb, sizeof(sb), &sl) != 0)
         return cli_usage("revoke: --serial '%s' is not a serial number (hex, 1-20 octets)",
                          serial);
     socket = cli_socket_path(socket);
@@ -138,7 +138,7 @@ int cmd_revoke(int argc, char **argv)
         struct tm tm;
         if (gmtime_r(&t, &tm))
             strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-        const char *rn = ledger_reason_name((int)r.reason);
+        const char *rn = cf_reason_name((int)r.reason);
         printf("revoked %s since %s reason %s\n", norm, when, rn ? rn : "?");
         if ((int)r.reason != reason || r.revoked_at + 60 < (int64_t)time(NULL))
             cli_note("revoke: it was revoked before; the first revocation stands");

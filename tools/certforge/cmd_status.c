@@ -1,7 +1,7 @@
 /* certforge status — certforged's counters (STATUS, docs/protocol.md). */
-#include "cli.h"
-#include "cli_daemon.h"
-#include "commands.h"
+#include "tools/certforge/cli.h"
+#include "tools/certforge/cli_daemon.h"
+#include "tools/certforge/commands.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -1,7 +1,7 @@
 /* certforge — command-line tool. main() only dispatches: each subcommand
  * lives in its own cmd_*.c and is listed in the table below. */
-#include "cli.h"
-#include "commands.h"
+#include "tools/certforge/cli.h"
+#include "tools/certforge/commands.h"
 
 #include <stdio.h>
 #include <string.h>

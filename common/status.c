@@ -1,4 +1,4 @@
-#include "issue.h"
+#include "common/status.h"
 
 static const char *const names[CF_ST__MAX] = {
     [CF_ST_OK] = "OK",
