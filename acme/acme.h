@@ -6,7 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ACME_WUR __attribute__((warn_unused_result))
+#include "common/compiler.h"
+
 
 /* RFC 8555 §6.7 problem types (plus RFC 9773 alreadyReplaced and the ACME
  * profiles draft's invalidProfile). Keep acme_problem_names parallel. */
@@ -97,13 +98,13 @@ int acme_ident_type_from_name(const char *s);
 /* A fresh random object id (16 octets from the CSPRNG, base64url, NUL;
  * never starting with '-' or '_'):
  * out must hold ACME_ID_LEN + 1. 0, or -1 if the CSPRNG failed. */
-ACME_WUR int acme_random_id(char *out, size_t n_octets);
+CF_WUR int acme_random_id(char *out, size_t n_octets);
 
 /* Wall clock, seconds. */
 int64_t acme_now(void);
 /* RFC 3339 UTC ("2026-12-03T08:00:00Z") into buf (≥ 21 octets). */
 void acme_time_rfc3339(int64_t t, char *buf, size_t len);
 /* Parse RFC 3339 (with Z or an offset; fractional seconds ignored): -1 bad */
-ACME_WUR int acme_time_parse(const char *s, int64_t *out);
+CF_WUR int acme_time_parse(const char *s, int64_t *out);
 
 #endif

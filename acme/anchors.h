@@ -23,7 +23,7 @@ typedef struct acme_anchors {
 
 /* Load FILE: 0 with *out, or -1 with err (unreadable, no certificate, a
  * certificate that is not a CA). */
-ACME_WUR int acme_anchors_load(const char *file, acme_anchors **out, char *err, size_t errlen);
+CF_WUR int acme_anchors_load(const char *file, acme_anchors **out, char *err, size_t errlen);
 void acme_anchors_free(acme_anchors *a);
 
 #endif

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/config/config.h" /* cfg_parse_duration */
+#include "common/duration.h"
 
 typedef struct ld {
     char *err;
@@ -210,7 +210,7 @@ static int get_dur(ld *l, const config_setting_t *g, const char *name, uint32_t 
                     type_name(config_setting_type(s)));
     char why[200];
     uint64_t v;
-    if (cfg_parse_duration(config_setting_get_string(s), &v, why, sizeof(why)))
+    if (cf_parse_duration(config_setting_get_string(s), &v, why, sizeof(why)))
         return fail(l, s, "%s", why);
     if (v < min || v > max)
         return fail(l, s, "%llus is out of range %us-%us", (unsigned long long)v, min, max);

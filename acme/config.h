@@ -130,9 +130,9 @@ typedef struct acme_cfg {
 } acme_cfg;
 
 /* Load FILE: 0, or -1 with "FILE:LINE: PATH: PROBLEM" in err. */
-ACME_WUR int acme_cfg_load(const char *file, acme_cfg **out, char *err, size_t errlen);
+CF_WUR int acme_cfg_load(const char *file, acme_cfg **out, char *err, size_t errlen);
 /* Same from a string (tests, fuzzer); relative paths from base_dir. */
-ACME_WUR int acme_cfg_load_string(const char *text, const char *base_dir, acme_cfg **out, char *err,
+CF_WUR int acme_cfg_load_string(const char *text, const char *base_dir, acme_cfg **out, char *err,
                                   size_t errlen);
 void acme_cfg_free(acme_cfg *c);
 

@@ -19,10 +19,10 @@ typedef struct acme_frontcert {
 
 /* Reuse the kept certificate if it is before its renewal time, else issue
  * one. *ctx: a server SSL_CTX for it. */
-ACME_WUR int acme_frontcert_load_or_issue(const acme_cfg *cfg, acme_issuer *is, acme_frontcert *fc, SSL_CTX **ctx,
+CF_WUR int acme_frontcert_load_or_issue(const acme_cfg *cfg, acme_issuer *is, acme_frontcert *fc, SSL_CTX **ctx,
                                           char *err, size_t errlen);
 /* Issue a new one now (renewal). */
-ACME_WUR int acme_frontcert_issue(const acme_cfg *cfg, acme_issuer *is, acme_frontcert *fc, SSL_CTX **ctx, char *err,
+CF_WUR int acme_frontcert_issue(const acme_cfg *cfg, acme_issuer *is, acme_frontcert *fc, SSL_CTX **ctx, char *err,
                                   size_t errlen);
 
 #endif

@@ -29,9 +29,9 @@ typedef struct acme_cert_facts {
     const uint8_t *serial, *aki;
     size_t serial_len, aki_len;
 } acme_cert_facts;
-ACME_WUR int acme_cert_facts_read(const uint8_t *der, size_t len, acme_cert_facts *f);
+CF_WUR int acme_cert_facts_read(const uint8_t *der, size_t len, acme_cert_facts *f);
 /* Its ARI certID into out: 0, or -1 if cap is too small. */
-ACME_WUR int acme_ari_id_of(const acme_cert_facts *f, char *out, size_t cap);
+CF_WUR int acme_ari_id_of(const acme_cert_facts *f, char *out, size_t cap);
 
 /* The names a CSR asks for: every SAN dNSName, every SAN URI
  * "urn:uuid:<uuid>" (an NF instance ID, TS 33.310), and each subject CN,

@@ -54,12 +54,12 @@ struct acme_job {
 
 typedef struct acme_issuer acme_issuer;
 
-ACME_WUR int acme_issuer_new(const acme_cfg *cfg, acme_issuer **out, char *err, size_t errlen);
+CF_WUR int acme_issuer_new(const acme_cfg *cfg, acme_issuer **out, char *err, size_t errlen);
 void acme_issuer_free(acme_issuer *is); /* fails queued jobs, joins */
 
 /* Queue a job: 0, or -1 when stopping / the queue is full (done() is then
  * not called). */
-ACME_WUR int acme_issuer_submit(acme_issuer *is, acme_job *j);
+CF_WUR int acme_issuer_submit(acme_issuer *is, acme_job *j);
 /* Queue and wait (start-up, tools): 0 with j's out fields set. */
 int acme_issuer_run(acme_issuer *is, acme_job *j);
 void acme_job_clear(acme_job *j);

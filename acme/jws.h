@@ -19,10 +19,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/compiler.h"
+
 #include <jansson.h>
 #include <openssl/evp.h>
 
-#define ACME_JWS_WUR __attribute__((warn_unused_result))
 
 typedef enum acme_jws_alg {
     ACME_JWS_ALG_NONE = 0, /* not an algorithm: "absent / refused" */
@@ -68,7 +69,7 @@ size_t acme_b64url_encode(const uint8_t *in, size_t n, char *out, size_t cap);
  * on a length ≡ 1 (mod 4), on non-zero trailing bits, or if cap is too
  * small; else the decoded length. Strict so that every octet string has
  * exactly one encoding. */
-ACME_JWS_WUR long acme_b64url_decode(const char *in, size_t n, uint8_t *out, size_t cap);
+CF_WUR long acme_b64url_decode(const char *in, size_t n, uint8_t *out, size_t cap);
 
 /* ------------------------------------------------------------ JWK */
 
@@ -82,7 +83,7 @@ ACME_JWS_WUR long acme_b64url_decode(const char *in, size_t n, uint8_t *out, siz
  * *alg_family (may be NULL): the account-JWS algorithm the key signs with
  * (ES256, ES384, RS256, EDDSA). Returns 0, or -1 with *err and a message
  * in msg (printable ASCII; msg may be NULL). */
-ACME_JWS_WUR int acme_jwk_import(const json_t *jwk, EVP_PKEY **out, acme_jws_alg *alg_family,
+CF_WUR int acme_jwk_import(const json_t *jwk, EVP_PKEY **out, acme_jws_alg *alg_family,
                                  acme_jws_err *err, char *msg, size_t msglen);
 
 /* RFC 7638 thumbprint: base64url(SHA-256(canonical JSON of the required
@@ -91,7 +92,7 @@ ACME_JWS_WUR int acme_jwk_import(const json_t *jwk, EVP_PKEY **out, acme_jws_alg
  * import's one-encoding rules make that the key's thumbprint. Returns 0, or
  * -1 if kty is not EC, RSA or OKP or a required member is not a non-empty
  * string of base64url characters. */
-ACME_JWS_WUR int acme_jwk_thumbprint(const json_t *jwk, char out[44]);
+CF_WUR int acme_jwk_thumbprint(const json_t *jwk, char out[44]);
 
 /* The public JWK of a key (for clients and tests): a new JSON object with
  * exactly the required members. Covers more than acme_jwk_import accepts
@@ -132,7 +133,7 @@ typedef struct acme_jws {
  * Errors: ACME_JWS_E_BAD_ALG for a missing "alg", ACME_JWS_E_MALFORMED for
  * everything else. *out is zeroed first, so acme_jws_free() on it is safe
  * after a failure too. */
-ACME_JWS_WUR int acme_jws_parse(const char *body, size_t len, acme_jws *out, acme_jws_err *err,
+CF_WUR int acme_jws_parse(const char *body, size_t len, acme_jws *out, acme_jws_err *err,
                                 char *msg, size_t msglen);
 void acme_jws_free(acme_jws *j);
 
@@ -143,14 +144,14 @@ void acme_jws_free(acme_jws *j);
  * ACME_JWS_E_MALFORMED, a missing nonce included: RFC 8555 §6.5 would call
  * that badNonce, which the caller's own nonce check reports if it runs
  * first. EAB's inner JWS: acme_jws_check_eab(). */
-ACME_JWS_WUR int acme_jws_check_acme(const acme_jws *j, int need_nonce, acme_jws_err *err,
+CF_WUR int acme_jws_check_acme(const acme_jws *j, int need_nonce, acme_jws_err *err,
                                      char *msg, size_t msglen);
 
 /* RFC 8555 §7.3.4, the externalAccountBinding JWS: alg HS256/384/512
  * (else ACME_JWS_E_BAD_ALG); "kid" present and no "jwk"; no "nonce"; "url"
  * present (ACME_JWS_E_MALFORMED). The caller compares kid with its EAB
  * keys, url with the outer JWS's, and the payload with the outer jwk. */
-ACME_JWS_WUR int acme_jws_check_eab(const acme_jws *j, acme_jws_err *err, char *msg, size_t msglen);
+CF_WUR int acme_jws_check_eab(const acme_jws *j, acme_jws_err *err, char *msg, size_t msglen);
 
 /* Verify the signature with `key` (from acme_jwk_import). The alg must fit
  * the key (ES256 ↔ P-256, ES384 ↔ P-384, RS256 ↔ RSA of 2048..8192 bits,
@@ -160,13 +161,13 @@ ACME_JWS_WUR int acme_jws_check_eab(const acme_jws *j, acme_jws_err *err, char *
  * OpenSSL (a DER signature is refused); RS256 signatures are exactly the
  * modulus's length. Any signature that does not verify:
  * ACME_JWS_E_BAD_SIGNATURE. Thread-safe; one EVP_DigestVerify per call. */
-ACME_JWS_WUR int acme_jws_verify(const acme_jws *j, EVP_PKEY *key, acme_jws_err *err, char *msg,
+CF_WUR int acme_jws_verify(const acme_jws *j, EVP_PKEY *key, acme_jws_err *err, char *msg,
                                  size_t msglen);
 
 /* EAB (RFC 8555 §7.3.4): alg HS256/384/512 (else ACME_JWS_E_BAD_ALG),
  * constant-time compare. keylen must be at least the hash's output size
  * (RFC 7518 §3.2; else ACME_JWS_E_BAD_KEY), the MAC exactly that size. */
-ACME_JWS_WUR int acme_jws_verify_hmac(const acme_jws *j, const uint8_t *key, size_t keylen,
+CF_WUR int acme_jws_verify_hmac(const acme_jws *j, const uint8_t *key, size_t keylen,
                                       acme_jws_err *err, char *msg, size_t msglen);
 
 /* Sign (clients, the load generator, tests): the flattened JWS JSON text

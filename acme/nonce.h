@@ -25,13 +25,13 @@
 
 typedef struct acme_nonces acme_nonces;
 
-ACME_WUR int acme_nonces_new(const char *prefix, acme_nonces **out);
+CF_WUR int acme_nonces_new(const char *prefix, acme_nonces **out);
 void acme_nonces_free(acme_nonces *n);
 
 /* A fresh nonce into out (≥ ACME_NONCE_MAX): 0, or -1 (HMAC failure). */
-ACME_WUR int acme_nonce_issue(acme_nonces *n, char *out, size_t cap);
+CF_WUR int acme_nonce_issue(acme_nonces *n, char *out, size_t cap);
 /* 0 if the nonce was issued here, is within the window and not redeemed
  * before (it is now redeemed); -1 otherwise. */
-ACME_WUR int acme_nonce_redeem(acme_nonces *n, const char *nonce);
+CF_WUR int acme_nonce_redeem(acme_nonces *n, const char *nonce);
 
 #endif

@@ -25,7 +25,7 @@ typedef enum acme_rl_kind {
 typedef struct acme_ratelimit acme_ratelimit;
 
 /* limits[kind]: events allowed per hour (0: unlimited) */
-ACME_WUR int acme_ratelimit_new(const unsigned limits[ACME_RL__MAX], acme_ratelimit **out);
+CF_WUR int acme_ratelimit_new(const unsigned limits[ACME_RL__MAX], acme_ratelimit **out);
 void acme_ratelimit_free(acme_ratelimit *r);
 /* Count one event for key. 0 allowed; else the seconds until the window
  * ends (for Retry-After) and nothing is counted. */

@@ -67,9 +67,9 @@ typedef struct acme_srv {
 /* ---------------------------------------------------------------- life */
 
 /* Bind the listening sockets and build the loops (not yet running). */
-ACME_WUR int acme_server_new(acme_srv *srv, char *err, size_t errlen);
+CF_WUR int acme_server_new(acme_srv *srv, char *err, size_t errlen);
 /* Run every loop on its own thread; returns at once. */
-ACME_WUR int acme_server_start(acme_srv *srv, char *err, size_t errlen);
+CF_WUR int acme_server_start(acme_srv *srv, char *err, size_t errlen);
 /* Stop accepting, let the loops finish what they answer, join. */
 void acme_server_stop(acme_srv *srv);
 void acme_server_free(acme_srv *srv);

@@ -29,7 +29,7 @@ int64_t acme_star_due(const acme_cfg *cfg, int64_t start, int64_t end, int64_t l
 /* The validity (seconds from now) of certificate seq issued at now. */
 uint32_t acme_star_validity(int64_t start, int64_t end, int64_t lifetime, int64_t seq, int64_t now);
 
-ACME_WUR int acme_star_start(struct acme_srv *srv, acme_star **out, char *err, size_t errlen);
+CF_WUR int acme_star_start(struct acme_srv *srv, acme_star **out, char *err, size_t errlen);
 /* Stop scanning (renewals in flight finish through the issuer and store). */
 void acme_star_stop(acme_star *s);
 /* After the issuer and the store have stopped. */

@@ -33,17 +33,17 @@ typedef struct acme_db acme_db;       /* one connection (reader, or the writer's
 typedef struct acme_store acme_store; /* the writer thread and its queue */
 
 /* Open (creating the schema if needed) and start the writer thread. */
-ACME_WUR int acme_store_open(const acme_cfg *cfg, acme_store **out, char *err, size_t errlen);
+CF_WUR int acme_store_open(const acme_cfg *cfg, acme_store **out, char *err, size_t errlen);
 /* Stop the writer after the queue drained; close. */
 void acme_store_close(acme_store *s);
 
 /* A reader connection for the calling thread. */
-ACME_WUR acme_db *acme_db_open_reader(acme_store *s, char *err, size_t errlen);
+CF_WUR acme_db *acme_db_open_reader(acme_store *s, char *err, size_t errlen);
 void acme_db_close(acme_db *db);
 
 /* Run one statement: number of rows changed (≥ 0), or -1 (message in
  * acme_db_error). Statements are prepared once per connection and cached. */
-ACME_WUR int acme_db_exec(acme_db *db, const char *sql, const char *fmt, ...);
+CF_WUR int acme_db_exec(acme_db *db, const char *sql, const char *fmt, ...);
 const char *acme_db_error(const acme_db *db);
 
 /* Queries: acme_db_query(), then acme_q_next() until it returns 0 (no more
@@ -55,8 +55,8 @@ typedef struct acme_q {
     int row, nrows;
     void *aux; /* PostgreSQL: the last unescaped bytea */
 } acme_q;
-ACME_WUR int acme_db_query(acme_db *db, acme_q *q, const char *sql, const char *fmt, ...);
-ACME_WUR int acme_q_next(acme_q *q);
+CF_WUR int acme_db_query(acme_db *db, acme_q *q, const char *sql, const char *fmt, ...);
+CF_WUR int acme_q_next(acme_q *q);
 const char *acme_q_text(acme_q *q, int col); /* NULL for SQL NULL */
 int64_t acme_q_int(acme_q *q, int col);
 const void *acme_q_blob(acme_q *q, int col, size_t *len);
@@ -74,7 +74,7 @@ typedef void (*acme_tx_done)(void *arg, int rc);
 
 /* Queue a change. 0, or -1 when the queue is full (answer rateLimited /
  * retry later) or the store is stopping. */
-ACME_WUR int acme_store_submit(acme_store *s, acme_tx_fn fn, acme_tx_done done, void *arg);
+CF_WUR int acme_store_submit(acme_store *s, acme_tx_fn fn, acme_tx_done done, void *arg);
 /* Queue a change and wait until it is durable: its rc, or -1 when it could
  * not be queued. For threads that may block (validation, tools). */
 int acme_store_run(acme_store *s, acme_tx_fn fn, void *arg);

@@ -35,7 +35,7 @@ typedef struct acme_tkauth acme_tkauth; /* trust anchors and policy */
 
 /* anchors: PEM file of token-authority trust anchors; x5u_prefixes may be
  * NULL/0 (x5u refused). 0, or -1 with err. */
-ACME_WUR int acme_tkauth_new(const char *anchors_pem, uint32_t max_lifetime_s, const char *const *x5u_prefixes,
+CF_WUR int acme_tkauth_new(const char *anchors_pem, uint32_t max_lifetime_s, const char *const *x5u_prefixes,
                              unsigned n_prefixes, acme_tkauth **out, char *err, size_t errlen);
 void acme_tkauth_free(acme_tkauth *t);
 
@@ -58,7 +58,7 @@ acme_problem acme_tkauth_verify(acme_tkauth *t, const char *token, const char *w
                                 const char *thumb_b64, int64_t now, acme_tkauth_claims *out, char *why, size_t whylen);
 
 /* "SHA256 AB:CD:…" of a base64url thumbprint: 0, or -1 (not a thumbprint). */
-ACME_WUR int acme_tkauth_fingerprint(const char *thumb_b64, char *out, size_t cap);
+CF_WUR int acme_tkauth_fingerprint(const char *thumb_b64, char *out, size_t cap);
 
 /* An NF instance ID as ACME carries it: a UUID (RFC 4122 text), lower-cased
  * in place. 1 accepted, 0 refused. */

@@ -25,11 +25,11 @@ typedef struct acme_vjob {
     char *tkauth; /* tkauth-01: the authority token (malloc'd; the pool frees it) */
 } acme_vjob;
 
-ACME_WUR int acme_validator_new(struct acme_srv *srv, acme_validator **out, char *err, size_t errlen);
+CF_WUR int acme_validator_new(struct acme_srv *srv, acme_validator **out, char *err, size_t errlen);
 void acme_validator_free(acme_validator *v);
 /* Queue (copied; the pool takes j->tkauth): 0, or -1 when the queue is
  * full (j->tkauth is then still the caller's). */
-ACME_WUR int acme_validator_submit(acme_validator *v, const acme_vjob *j);
+CF_WUR int acme_validator_submit(acme_validator *v, const acme_vjob *j);
 
 /* The checks themselves, for tests: 0 valid; else the problem type with a
  * detail in msg. */

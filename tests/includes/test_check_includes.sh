@@ -70,7 +70,7 @@ printf '#include "tools/certforge/cli.h"\n' >"$tmp/t/engine/planted.c"
 expect_fail "engine includes tools" engine/planted.c
 
 fresh
-printf '#include "engine/der/der.h"\n' >"$tmp/t/acme/planted.c"
+printf '#include "engine/pipeline/pipeline.h"\n' >"$tmp/t/acme/planted.c"
 expect_fail "acme includes engine" acme/planted.c
 
 fresh

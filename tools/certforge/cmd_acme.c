@@ -2,8 +2,8 @@
  * external account binding keys, accounts, orders. Reads certforge-acme's
  * config for where the state is; works beside a running certforge-acme
  * (every change is one transaction the daemon sees at its next read). */
-#include "cli.h"
-#include "commands.h"
+#include "tools/certforge/cli.h"
+#include "tools/certforge/commands.h"
 
 #include <getopt.h>
 #include <jansson.h>
@@ -21,7 +21,7 @@
 #include "acme/jws.h"
 #include "acme/store.h"
 #include "acme/tkauth.h"
-#include "engine/config/config.h" /* cfg_parse_duration */
+#include "common/duration.h"
 
 static const char usage_text[] =
     "usage: certforge acme eab add --config FILE [--kid KID] [--profiles P,...] [--suffixes S,...] [--note TEXT] [--json]\n"
@@ -616,7 +616,7 @@ static int token_issue(int argc, char **argv)
         return cli_usage("acme token issue: --account-key-thumbprint is the base64url RFC 7638 thumbprint of the ACME "
                          "account key (43 characters)");
     uint64_t ttl_s;
-    if (cfg_parse_duration(ttl, &ttl_s, why, sizeof(why)) != 0 || ttl_s == 0 || ttl_s > 7 * 86400)
+    if (cf_parse_duration(ttl, &ttl_s, why, sizeof(why)) != 0 || ttl_s == 0 || ttl_s > 7 * 86400)
         return cli_usage("acme token issue: --ttl: %s", ttl_s == 0 ? "more than 0s" : why);
 
     int rc = CLI_FAIL;
@@ -643,12 +643,12 @@ static int token_issue(int argc, char **argv)
     }
     int bits = EVP_PKEY_get_bits(pub);
     const char *alg = NULL;
-    hsm_mech mech;
+    cf_sig_alg mech;
     const EVP_MD *md;
     if (EVP_PKEY_is_a(pub, "EC") && bits == 256) {
-        alg = "ES256", mech = HSM_MECH_ECDSA_SHA256, md = EVP_sha256();
+        alg = "ES256", mech = CF_SIG_ECDSA_SHA256, md = EVP_sha256();
     } else if (EVP_PKEY_is_a(pub, "EC") && bits == 384) {
-        alg = "ES384", mech = HSM_MECH_ECDSA_SHA384, md = EVP_sha384();
+        alg = "ES384", mech = CF_SIG_ECDSA_SHA384, md = EVP_sha384();
     } else {
         rc = cli_fail("--key %s: the token authority signs with EC P-256 (ES256) or P-384 (ES384)", key);
         goto out;
@@ -690,7 +690,7 @@ static int token_issue(int argc, char **argv)
     size_t off = acme_b64url_encode((const uint8_t *)hs, hl, input, acme_b64url_len(hl) + 1);
     input[off++] = '.';
     off += acme_b64url_encode((const uint8_t *)ps, pll, input + off, acme_b64url_len(pll) + 1);
-    uint8_t dg[EVP_MAX_MD_SIZE], sig[HSM_SIG_MAX], raw[96];
+    uint8_t dg[EVP_MAX_MD_SIZE], sig[CF_SIG_MAX], raw[96];
     unsigned dl = 0;
     size_t sl = sizeof(sig);
     if (!EVP_Digest(input, off, dg, &dl, md, NULL) || hsm_sign(sg, mech, dg, dl, sig, &sl, &e) != 0) {
