@@ -131,7 +131,7 @@ class Client:
     def wait(self, order_json, states, url=None):
         import time
         url = url or order_json["_url"]
-        for _ in range(200):
+        for _ in range(600):  # bounded (30 s), generous for a loaded machine
             o = self.get(url).json()
             if o["status"] in states:
                 o["_url"] = url

@@ -81,7 +81,7 @@ def answer(c, ch, tok):
 
 
 def wait_authz(c, az):
-    for _ in range(200):
+    for _ in range(600):  # bounded (30 s), generous for a loaded machine
         a = c.get(az).json()
         if a["status"] != "pending":
             return a
