@@ -58,6 +58,10 @@ void api_internal(acme_rq *rq, const char *what);
 int api_record_issued(acme_db *tx, const char *order, const char *account, const acme_job *j, char cert_id[65]);
 /* (the certforged profile it was issued under is j->req.profile) */
 
+/* The NF types granted by the authority token of an order's NfInstanceId
+ * authorization (JSON array text, malloc'd), or NULL. */
+char *api_order_nf_types(acme_db *db, const char *order);
+
 /* GET (where allowed) or POST-as-GET of a STAR order's current certificate
  * (RFC 8739 §3.3). */
 void api_star_cert(acme_rq *rq, const char *order);

@@ -1165,13 +1165,9 @@ typedef struct fin {
     char replaces[200];
     uint8_t *csr;
     size_t csr_len;
-    char names[ACME_MAX_IDENTIFIERS][ACME_MAX_DNS_NAME + 1]; /* the dns identifiers */
-    unsigned n_names;
+    acme_idents ids;    /* what the certificate is for */
     bool star;          /* a STAR order's first certificate (RFC 8739) */
     int64_t star_next;  /* when the second is due */
-    char nf_instance_id[37];                                /* the NfInstanceId, or "" */
-    char nf_types[ACME_TKAUTH_MAX_NFTYPES][33];             /* granted by its authority token */
-    unsigned n_nf_types;
     char profile[65];
     char requester[96];
     uint32_t validity_s;
@@ -1323,37 +1319,9 @@ static void fin_engine_done(acme_job *j)
         fin_recorded(f, -1);
 }
 
-/* The order's identifiers into f: dns names, the NfInstanceId, and the NF
- * types its authority token granted (nf_types_json, from its authorization). */
-static void fin_idents(fin *f, const char *identifiers_json, const char *nf_types_json)
-{
-    json_t *ids = json_loads(identifiers_json, 0, NULL);
-    size_t i;
-    json_t *v;
-    json_array_foreach(ids, i, v)
-    {
-        const char *type = json_string_value(json_object_get(v, "type"));
-        const char *val = json_string_value(json_object_get(v, "value"));
-        if (!type || !val)
-            continue;
-        if (strcmp(type, "NfInstanceId") == 0)
-            snprintf(f->nf_instance_id, sizeof(f->nf_instance_id), "%s", val);
-        else if (f->n_names < ACME_MAX_IDENTIFIERS)
-            snprintf(f->names[f->n_names++], ACME_MAX_DNS_NAME + 1, "%s", val);
-    }
-    json_decref(ids);
-    json_t *nt = nf_types_json ? json_loads(nf_types_json, 0, NULL) : NULL;
-    json_array_foreach(nt, i, v)
-    {
-        if (json_is_string(v) && f->n_nf_types < ACME_TKAUTH_MAX_NFTYPES)
-            snprintf(f->nf_types[f->n_nf_types++], 33, "%s", json_string_value(v));
-    }
-    json_decref(nt);
-}
-
 /* The NF types granted by the authority token of an order's NfInstanceId
  * authorization (JSON text, malloc'd), NULL when none. */
-static char *order_nf_types(acme_db *db, const char *order)
+char *api_order_nf_types(acme_db *db, const char *order)
 {
     acme_q q;
     char *out = NULL;
@@ -1368,24 +1336,10 @@ static char *order_nf_types(acme_db *db, const char *order)
     return out;
 }
 
-/* certforged's request: exactly the validated identifiers (TS 33.310: the
- * NF instance ID as the urn:uuid: URI SAN, the NF types as NFTypes). */
+/* certforged's request (acme_job_issue) and where its answer goes */
 static void fin_request(fin *f)
 {
-    cf_issue_req *r = &f->job.req;
-    memset(r, 0, sizeof(*r));
-    r->profile = (cf_str){f->profile, strlen(f->profile)};
-    r->csr_der = f->csr;
-    r->csr_len = f->csr_len;
-    for (unsigned i = 0; i < f->n_names && i < CF_MAX_FQDNS; i++)
-        r->fqdns[r->n_fqdns++] = (cf_str){f->names[i], strlen(f->names[i])};
-    if (f->nf_instance_id[0])
-        r->nf_instance_id = (cf_str){f->nf_instance_id, strlen(f->nf_instance_id)};
-    for (unsigned i = 0; i < f->n_nf_types && i < CF_MAX_NF_TYPES; i++)
-        r->nf_types[r->n_nf_types++] = (cf_str){f->nf_types[i], strlen(f->nf_types[i])};
-    r->validity_s = f->validity_s;
-    r->requester = (cf_str){f->requester, strlen(f->requester)};
-    f->job.kind = ACME_JOB_ISSUE;
+    acme_job_issue(&f->job, f->profile, f->csr, f->csr_len, &f->ids, f->validity_s, f->requester);
     f->job.done = fin_engine_done;
     f->job.arg = f;
 }
@@ -1485,16 +1439,16 @@ void api_finalize(acme_rq *rq, const char *id)
     }
     /* the CSR names exactly the order's identifiers (§7.4): dns names, and
      * the NF instance ID as urn:uuid: (TS 33.310) */
-    char *nft = order_nf_types(rq->db, id);
-    fin_idents(f, o.identifiers, nft);
+    char *nft = api_order_nf_types(rq->db, id);
+    acme_idents_parse(&f->ids, o.identifiers, nft);
     free(nft);
     const char *want[ACME_MAX_IDENTIFIERS + 1];
     char uri[48];
     unsigned nw = 0;
-    for (unsigned k = 0; k < f->n_names; k++)
-        want[nw++] = f->names[k];
-    if (f->nf_instance_id[0]) {
-        snprintf(uri, sizeof(uri), "urn:uuid:%s", f->nf_instance_id);
+    for (unsigned k = 0; k < f->ids.n_names; k++)
+        want[nw++] = f->ids.names[k];
+    if (f->ids.nf_instance_id[0]) {
+        snprintf(uri, sizeof(uri), "urn:uuid:%s", f->ids.nf_instance_id);
         want[nw++] = uri;
     }
     if (!acme_names_match(names, nn, want, nw)) {
@@ -1510,13 +1464,13 @@ void api_finalize(acme_rq *rq, const char *id)
         goto out;
     }
     /* the NF types the token granted must be ones the profile issues */
-    for (unsigned k = 0; k < f->n_nf_types && p->n_nf_types; k++) {
+    for (unsigned k = 0; k < f->ids.n_nf_types && p->n_nf_types; k++) {
         bool ok = false;
         for (unsigned m = 0; m < p->n_nf_types && !ok; m++)
-            ok = strcmp(f->nf_types[k], p->nf_types[m]) == 0;
+            ok = strcmp(f->ids.nf_types[k], p->nf_types[m]) == 0;
         if (!ok) {
             acme_rq_problemf(rq, ACME_P_UNAUTHORIZED, "the authority token grants NF type %s, which profile %s does not issue",
-                             f->nf_types[k], p->name);
+                             f->ids.nf_types[k], p->name);
             goto out;
         }
     }
@@ -1920,8 +1874,8 @@ int api_resume(acme_srv *srv, acme_db *db)
         return -1;
     for (unsigned k = 0; k < n_list; k++) {
         fin *f = list[k].f;
-        char *nft = order_nf_types(db, f->order);
-        fin_idents(f, list[k].idents, nft);
+        char *nft = api_order_nf_types(db, f->order);
+        acme_idents_parse(&f->ids, list[k].idents, nft);
         free(nft);
         free(list[k].idents);
         fin_request(f);

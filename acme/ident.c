@@ -2,6 +2,7 @@
 #include "acme/ident.h"
 
 #include <ctype.h>
+#include <jansson.h>
 #include <openssl/objects.h>
 #include <openssl/x509.h>
 #include <stdio.h>
@@ -201,4 +202,31 @@ int acme_names_match(char csr_names[][ACME_MAX_DNS_NAME + 1], unsigned n_csr, co
             return 0;
     }
     return 1;
+}
+
+void acme_idents_parse(acme_idents *out, const char *identifiers_json, const char *nf_types_json)
+{
+    memset(out, 0, sizeof(*out));
+    json_t *ids = identifiers_json ? json_loads(identifiers_json, 0, NULL) : NULL;
+    size_t i;
+    json_t *v;
+    json_array_foreach(ids, i, v)
+    {
+        const char *type = json_string_value(json_object_get(v, "type"));
+        const char *val = json_string_value(json_object_get(v, "value"));
+        if (!type || !val)
+            continue;
+        if (strcmp(type, "NfInstanceId") == 0)
+            snprintf(out->nf_instance_id, sizeof(out->nf_instance_id), "%s", val);
+        else if (out->n_names < ACME_MAX_IDENTIFIERS)
+            snprintf(out->names[out->n_names++], ACME_MAX_DNS_NAME + 1, "%s", val);
+    }
+    json_decref(ids);
+    json_t *nt = nf_types_json ? json_loads(nf_types_json, 0, NULL) : NULL;
+    json_array_foreach(nt, i, v)
+    {
+        if (json_is_string(v) && out->n_nf_types < ACME_MAX_NF_TYPES)
+            snprintf(out->nf_types[out->n_nf_types++], 33, "%s", json_string_value(v));
+    }
+    json_decref(nt);
 }

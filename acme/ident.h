@@ -45,4 +45,20 @@ acme_problem acme_csr_names(const uint8_t *der, size_t len, char names[][ACME_MA
  * names already lower-case). 1 yes, 0 no. */
 int acme_names_match(char csr_names[][ACME_MAX_DNS_NAME + 1], unsigned n_csr, const char *const *order, unsigned n_order);
 
+/* What an order asks certforged to put in a certificate: its dns
+ * identifiers, its NfInstanceId, and the NF types that identifier's
+ * authority token granted. */
+#define ACME_MAX_NF_TYPES 16
+typedef struct acme_idents {
+    char names[ACME_MAX_IDENTIFIERS][ACME_MAX_DNS_NAME + 1];
+    unsigned n_names;
+    char nf_instance_id[37];
+    char nf_types[ACME_MAX_NF_TYPES][33];
+    unsigned n_nf_types;
+} acme_idents;
+
+/* From the order's identifiers (JSON as stored) and the NF types of its
+ * NfInstanceId authorization (JSON array or NULL). */
+void acme_idents_parse(acme_idents *out, const char *identifiers_json, const char *nf_types_json);
+
 #endif

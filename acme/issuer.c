@@ -1,5 +1,6 @@
 /* issuer.c — see issuer.h. */
 #include "acme/issuer.h"
+#include "acme/ident.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -63,6 +64,25 @@ static void copy_out(acme_job *j, const cf_response *r)
         memcpy(j->out_serial, r->serial.p, r->serial.len);
         j->out_serial_len = r->serial.len;
     }
+}
+
+void acme_job_issue(acme_job *j, const char *engine_profile, const uint8_t *csr, size_t csr_len, const acme_idents *ids,
+                    uint32_t validity_s, const char *requester)
+{
+    cf_issue_req *r = &j->req;
+    memset(r, 0, sizeof(*r));
+    r->profile = (cf_str){engine_profile, strlen(engine_profile)};
+    r->csr_der = csr;
+    r->csr_len = csr_len;
+    for (unsigned i = 0; i < ids->n_names && i < CF_MAX_FQDNS; i++)
+        r->fqdns[r->n_fqdns++] = (cf_str){ids->names[i], strlen(ids->names[i])};
+    if (ids->nf_instance_id[0])
+        r->nf_instance_id = (cf_str){ids->nf_instance_id, strlen(ids->nf_instance_id)};
+    for (unsigned i = 0; i < ids->n_nf_types && i < CF_MAX_NF_TYPES; i++)
+        r->nf_types[r->n_nf_types++] = (cf_str){ids->nf_types[i], strlen(ids->nf_types[i])};
+    r->validity_s = validity_s;
+    r->requester = (cf_str){requester, strlen(requester)};
+    j->kind = ACME_JOB_ISSUE;
 }
 
 void acme_job_clear(acme_job *j)

@@ -57,6 +57,14 @@ typedef struct acme_issuer acme_issuer;
 CF_WUR int acme_issuer_new(const acme_cfg *cfg, acme_issuer **out, char *err, size_t errlen);
 void acme_issuer_free(acme_issuer *is); /* fails queued jobs, joins */
 
+/* Fill j's ISSUE request for certforged: exactly the validated identifiers
+ * (TS 33.310: the NF instance ID as the urn:uuid: URI SAN, the NF types
+ * as NFTypes, the dns names as dNSNames). Pointers into the arguments,
+ * which must outlive the job. */
+struct acme_idents;
+void acme_job_issue(acme_job *j, const char *engine_profile, const uint8_t *csr, size_t csr_len,
+                    const struct acme_idents *ids, uint32_t validity_s, const char *requester);
+
 /* Queue a job: 0, or -1 when stopping / the queue is full (done() is then
  * not called). */
 CF_WUR int acme_issuer_submit(acme_issuer *is, acme_job *j);

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "acme/api_int.h"
+#include "acme/ident.h"
 #include "acme/issuer.h"
 #include "acme/server.h"
 
@@ -40,13 +41,14 @@ typedef struct sjob {
     int64_t seq, due, start, end, lifetime, adjust;
     uint8_t *csr;
     size_t csr_len;
-    char names[ACME_MAX_IDENTIFIERS][ACME_MAX_DNS_NAME + 1];
-    unsigned n_names;
-    char nf_instance_id[37];
+    acme_idents ids;
     char profile[65];
     char requester[96];
     acme_job job;
     char cert_id[65];
+    char *idents;       /* while being read */
+    bool ids_nf;        /* the order has an NfInstanceId: its NF types to look up */
+    struct sjob *next;  /* within one scan */
 } sjob;
 
 typedef struct slot {
@@ -126,6 +128,7 @@ static void release(acme_star *s, const char *order, int64_t retry_at)
 
 static void sjob_free(sjob *j)
 {
+    free(j->idents);
     acme_job_clear(&j->job);
     free(j->csr);
     free(j);
@@ -212,25 +215,6 @@ void acme_star_get_stats(acme_star *s, acme_star_stats *out)
     }
 }
 
-static void fill_names(sjob *j, const char *identifiers)
-{
-    json_t *ids = json_loads(identifiers, 0, NULL);
-    size_t i;
-    json_t *v;
-    json_array_foreach(ids, i, v)
-    {
-        const char *type = json_string_value(json_object_get(v, "type"));
-        const char *val = json_string_value(json_object_get(v, "value"));
-        if (!type || !val)
-            continue;
-        if (strcmp(type, "NfInstanceId") == 0)
-            snprintf(j->nf_instance_id, sizeof(j->nf_instance_id), "%s", val);
-        else if (j->n_names < ACME_MAX_IDENTIFIERS)
-            snprintf(j->names[j->n_names++], ACME_MAX_DNS_NAME + 1, "%s", val);
-    }
-    json_decref(ids);
-}
-
 static void scan(acme_star *s)
 {
     const acme_cfg *cfg = s->srv->cfg;
@@ -247,6 +231,7 @@ static void scan(acme_star *s)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     double now_ms = (double)ts.tv_sec * 1000 + (double)ts.tv_nsec / 1e6;
+    sjob *batch = NULL;
     while (acme_q_next(&q) == 1) {
         const char *order = acme_q_text(&q, 0);
         pthread_mutex_lock(&s->mu);
@@ -266,7 +251,8 @@ static void scan(acme_star *s)
         j->st = s;
         snprintf(j->order, sizeof(j->order), "%s", order);
         snprintf(j->account, sizeof(j->account), "%s", acme_q_text(&q, 1));
-        fill_names(j, acme_q_text(&q, 2));
+        char *idents = strdup(acme_q_text(&q, 2)); /* the NF types: a second query, once q is read */
+        j->ids_nf = idents && strstr(idents, "\"NfInstanceId\"") != NULL;
         snprintf(j->profile, sizeof(j->profile), "%s", acme_cfg_profile_engine(p, now));
         memcpy(j->csr, csr, cl);
         j->csr_len = cl;
@@ -277,28 +263,31 @@ static void scan(acme_star *s)
         j->seq = acme_q_int(&q, 9);
         j->due = acme_q_int(&q, 10);
         snprintf(j->requester, sizeof(j->requester), "acme-star:%s:%lld", j->order, (long long)j->seq);
-        cf_issue_req *r = &j->job.req;
-        r->profile = (cf_str){j->profile, strlen(j->profile)};
-        r->csr_der = j->csr;
-        r->csr_len = j->csr_len;
-        for (unsigned k = 0; k < j->n_names && k < CF_MAX_FQDNS; k++)
-            r->fqdns[r->n_fqdns++] = (cf_str){j->names[k], strlen(j->names[k])};
-        if (j->nf_instance_id[0])
-            r->nf_instance_id = (cf_str){j->nf_instance_id, strlen(j->nf_instance_id)};
-        r->validity_s = acme_star_validity(j->start, j->end, j->lifetime, j->seq, now);
-        r->requester = (cf_str){j->requester, strlen(j->requester)};
-        j->job.kind = ACME_JOB_ISSUE;
+        j->idents = idents;
+        j->next = batch;
+        batch = j;
+    }
+    acme_q_end(&q);
+    /* then build and send them (the NF types come from a second query) */
+    for (sjob *j = batch, *nx; j; j = nx) {
+        nx = j->next;
+        char *nft = j->ids_nf ? api_order_nf_types(s->db, j->order) : NULL;
+        acme_idents_parse(&j->ids, j->idents, nft);
+        free(nft);
+        free(j->idents);
+        j->idents = NULL;
+        acme_job_issue(&j->job, j->profile, j->csr, j->csr_len, &j->ids,
+                       acme_star_validity(j->start, j->end, j->lifetime, j->seq, now), j->requester);
         j->job.done = engine_done;
         j->job.arg = j;
         pthread_mutex_lock(&s->mu);
         lag(s, now_ms - (double)j->due * 1000 > 0 ? now_ms - (double)j->due * 1000 : 0);
         pthread_mutex_unlock(&s->mu);
         if (acme_issuer_submit(s->srv->issuer, &j->job) != 0) {
-            release(s, order, now + 1);
+            release(s, j->order, now + 1);
             sjob_free(j);
         }
     }
-    acme_q_end(&q);
     pthread_mutex_lock(&s->mu);
     s->stats.scans++;
     pthread_mutex_unlock(&s->mu);
