@@ -5,8 +5,7 @@
  * reason. */
 #include "config.h"
 
-#include <CUnit/Basic.h>
-#include <CUnit/CUnit.h>
+#include "cf_test.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1062,33 +1061,29 @@ static void test_parse_errors(void)
     CU_ASSERT_PTR_NULL(c);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    CU_pSuite s = CU_add_suite("config", NULL, NULL);
-    CU_add_test(s, "crl section", test_crl_section);
-    CU_add_test(s, "confine section", test_confine_section);
-    CU_add_test(s, "full config", test_full_config);
-    CU_add_test(s, "minimal config and defaults", test_minimal_defaults);
-    CU_add_test(s, "pipeline values", test_pipeline_values);
-    CU_add_test(s, "durations", test_duration);
-    CU_add_test(s, "docs/examples/certforged.conf", test_example_file);
-    CU_add_test(s, "file loading", test_file_errors);
-    CU_add_test(s, "unknown settings", test_unknown_settings);
-    CU_add_test(s, "type errors", test_type_errors);
-    CU_add_test(s, "missing settings", test_missing);
-    CU_add_test(s, "value checks", test_values);
-    CU_add_test(s, "parse errors", test_parse_errors);
-    CU_add_test(s, "server and grants", test_server_grants);
-    CU_add_test(s, "server and grants refused", test_server_grants_refused);
-    CU_add_test(s, "ledger", test_ledger);
-    CU_add_test(s, "ledger refused", test_ledger_refused);
-    CU_add_test(s, "ledger: postgresql", test_ledger_pg);
-    CU_add_test(s, "ledger: postgresql refused (conninfo, secrets)", test_ledger_pg_refused);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned fails = CU_get_number_of_failures();
-    CU_cleanup_registry();
-    return fails ? 1 : 0;
+    static const cf_test tests[] = {
+        {"crl section", test_crl_section},
+        {"confine section", test_confine_section},
+        {"full config", test_full_config},
+        {"minimal config and defaults", test_minimal_defaults},
+        {"pipeline values", test_pipeline_values},
+        {"durations", test_duration},
+        {"docs/examples/certforged.conf", test_example_file},
+        {"file loading", test_file_errors},
+        {"unknown settings", test_unknown_settings},
+        {"type errors", test_type_errors},
+        {"missing settings", test_missing},
+        {"value checks", test_values},
+        {"parse errors", test_parse_errors},
+        {"server and grants", test_server_grants},
+        {"server and grants refused", test_server_grants_refused},
+        {"ledger", test_ledger},
+        {"ledger refused", test_ledger_refused},
+        {"ledger: postgresql", test_ledger_pg},
+        {"ledger: postgresql refused (conninfo, secrets)", test_ledger_pg_refused},
+    };
+    static const cf_suite suites[] = {CF_SUITE("config", NULL, NULL, tests)};
+    return CF_TEST_MAIN(argc, argv, suites);
 }
