@@ -3,7 +3,7 @@
 #include "cf_testutil.h"
 #include "hsm.h"
 
-#include <CUnit/Basic.h>
+#include "cf_test.h"
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
@@ -350,25 +350,21 @@ static void test_threads(void)
     hsm_token_close(t);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    CU_pSuite su = CU_add_suite("hsm", suite_init, suite_clean);
-    CU_add_test(su, "URI errors name the bad attribute", test_uri_errors);
-    CU_add_test(su, "wrong PIN, loose PIN file, env PIN", test_wrong_pin);
-    CU_add_test(su, "token facts", test_token_facts);
-    CU_add_test(su, "sign/verify EC P-256", test_sign_p256);
-    CU_add_test(su, "sign/verify EC P-384", test_sign_p384);
-    CU_add_test(su, "sign/verify RSA-2048 PKCS#1 and PSS", test_sign_rsa2048);
-    CU_add_test(su, "sign/verify RSA-3072 PKCS#1 and PSS", test_sign_rsa3072);
-    CU_add_test(su, "sign/verify RSA-4096 PKCS#1 and PSS", test_sign_rsa4096);
-    CU_add_test(su, "sign/verify Ed25519", test_sign_ed25519);
-    CU_add_test(su, "key by id, mechanism and lookup errors", test_key_by_id_and_errors);
-    CU_add_test(su, "8 threads, 4 sessions, 3 s", test_threads);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned fails = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
-    CU_cleanup_registry();
-    return fails ? 1 : 0;
+    static const cf_test tests[] = {
+        {"URI errors name the bad attribute", test_uri_errors},
+        {"wrong PIN, loose PIN file, env PIN", test_wrong_pin},
+        {"token facts", test_token_facts},
+        {"sign/verify EC P-256", test_sign_p256},
+        {"sign/verify EC P-384", test_sign_p384},
+        {"sign/verify RSA-2048 PKCS#1 and PSS", test_sign_rsa2048},
+        {"sign/verify RSA-3072 PKCS#1 and PSS", test_sign_rsa3072},
+        {"sign/verify RSA-4096 PKCS#1 and PSS", test_sign_rsa4096},
+        {"sign/verify Ed25519", test_sign_ed25519},
+        {"key by id, mechanism and lookup errors", test_key_by_id_and_errors},
+        {"8 threads, 4 sessions, 3 s", test_threads},
+    };
+    static const cf_suite suites[] = {CF_SUITE("hsm", suite_init, suite_clean, tests)};
+    return CF_TEST_MAIN(argc, argv, suites);
 }

@@ -5,7 +5,7 @@
 #include "hsm.h"
 #include "hsm_admin.h"
 
-#include <CUnit/Basic.h>
+#include "cf_test.h"
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -210,20 +210,16 @@ static void test_wrong_token_in_key_uri(void)
     expect_msg(&e, "names no key");
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    CU_pSuite s = CU_add_suite("hsm_admin", suite_init, suite_clean);
-    CU_add_test(s, "module tokens", test_module_tokens);
-    CU_add_test(s, "gen type parse", test_gen_type_parse);
-    CU_add_test(s, "generate all kinds", test_generate_all);
-    CU_add_test(s, "refuse label/id clash", test_refuse_clash);
-    CU_add_test(s, "certificate objects and delete", test_cert_objects_and_delete);
-    CU_add_test(s, "key URI naming another token", test_wrong_token_in_key_uri);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned fails = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
-    CU_cleanup_registry();
-    return fails ? 1 : 0;
+    static const cf_test tests[] = {
+        {"module tokens", test_module_tokens},
+        {"gen type parse", test_gen_type_parse},
+        {"generate all kinds", test_generate_all},
+        {"refuse label/id clash", test_refuse_clash},
+        {"certificate objects and delete", test_cert_objects_and_delete},
+        {"key URI naming another token", test_wrong_token_in_key_uri},
+    };
+    static const cf_suite suites[] = {CF_SUITE("hsm_admin", suite_init, suite_clean, tests)};
+    return CF_TEST_MAIN(argc, argv, suites);
 }

@@ -5,7 +5,7 @@
 #include "cf_testutil.h"
 #include "hsm.h"
 
-#include <CUnit/Basic.h>
+#include "cf_test.h"
 #include <dlfcn.h>
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -345,26 +345,22 @@ static void test_acquire_timeout(void)
     close_fx(&fx);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    CU_pSuite su = CU_add_suite("hsm-recovery", suite_init, suite_clean);
-    CU_add_test(su, "CKR_DEVICE_ERROR every 5th sign", test_device_error);
-    CU_add_test(su, "CKR_SESSION_HANDLE_INVALID every 5th", test_session_handle_invalid);
-    CU_add_test(su, "CKR_SESSION_CLOSED every 5th", test_session_closed);
-    CU_add_test(su, "CKR_USER_NOT_LOGGED_IN every 5th", test_user_not_logged_in);
-    CU_add_test(su, "CKR_DEVICE_REMOVED every 5th", test_device_removed_rv);
-    CU_add_test(su, "CKR_TOKEN_NOT_PRESENT every 5th", test_token_not_present_rv);
-    CU_add_test(su, "all sessions invalidated", test_invalidate_all);
-    CU_add_test(su, "token removed for 600 ms", test_token_removed);
-    CU_add_test(su, "locked and final-try PIN refused", test_pin_flags);
-    CU_add_test(su, "a rejected PIN is not tried again", test_wrong_pin_not_retried);
-    CU_add_test(su, "pool capped by ulMaxSessionCount", test_max_sessions);
-    CU_add_test(su, "session wait bounded", test_acquire_timeout);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned fails = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
-    CU_cleanup_registry();
-    return fails ? 1 : 0;
+    static const cf_test tests[] = {
+        {"CKR_DEVICE_ERROR every 5th sign", test_device_error},
+        {"CKR_SESSION_HANDLE_INVALID every 5th", test_session_handle_invalid},
+        {"CKR_SESSION_CLOSED every 5th", test_session_closed},
+        {"CKR_USER_NOT_LOGGED_IN every 5th", test_user_not_logged_in},
+        {"CKR_DEVICE_REMOVED every 5th", test_device_removed_rv},
+        {"CKR_TOKEN_NOT_PRESENT every 5th", test_token_not_present_rv},
+        {"all sessions invalidated", test_invalidate_all},
+        {"token removed for 600 ms", test_token_removed},
+        {"locked and final-try PIN refused", test_pin_flags},
+        {"a rejected PIN is not tried again", test_wrong_pin_not_retried},
+        {"pool capped by ulMaxSessionCount", test_max_sessions},
+        {"session wait bounded", test_acquire_timeout},
+    };
+    static const cf_suite suites[] = {CF_SUITE("hsm-recovery", suite_init, suite_clean, tests)};
+    return CF_TEST_MAIN(argc, argv, suites);
 }

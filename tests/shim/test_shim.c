@@ -7,7 +7,7 @@
 #include "cf_testutil.h"
 #include "shim.h"
 
-#include <CUnit/Basic.h>
+#include "cf_test.h"
 #include <dlfcn.h>
 #include <pthread.h>
 #include <signal.h>
@@ -232,10 +232,6 @@ static void write_ctl(const char *content)
 
 static int suite_init(void)
 {
-    if (access(CF_SOFTHSM_MODULE, R_OK) != 0) {
-        fprintf(stderr, "SoftHSM module %s missing\n", CF_SOFTHSM_MODULE);
-        return -1;
-    }
     if (cf_softhsm_init(&H, TOKEN, PIN) != 0 ||
         cf_softhsm_keygen(&H, TOKEN, PIN, "EC:prime256v1", KEY_LABEL, "01") != 0)
         return -1;
@@ -812,33 +808,24 @@ static void test_fork(void)
     shim_fini();
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    if (access(CF_SOFTHSM_MODULE, R_OK) != 0 || cf_sh("command -v pkcs11-tool >/dev/null") != 0 ||
-        cf_sh("command -v softhsm2-util >/dev/null") != 0) {
-        fprintf(stderr, "skipped: SoftHSM2 or pkcs11-tool missing\n");
-        return 77;
-    }
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    CU_pSuite s = CU_add_suite("shim", suite_init, suite_clean);
-    CU_add_test(s, "public_key", test_public_key);
-    CU_add_test(s, "exports", test_exports);
-    CU_add_test(s, "passthrough", test_passthrough);
-    CU_add_test(s, "latency_overlaps", test_latency_overlaps);
-    CU_add_test(s, "latency_from_sign_init", test_latency_from_sign_init);
-    CU_add_test(s, "fail_every_n", test_fail_every_n);
-    CU_add_test(s, "corrupt_every_n", test_corrupt_every_n);
-    CU_add_test(s, "max_sessions", test_max_sessions);
-    CU_add_test(s, "token_flags", test_token_flags);
-    CU_add_test(s, "invalidate", test_invalidate);
-    CU_add_test(s, "remove", test_remove);
-    CU_add_test(s, "control_file", test_control_file);
-    CU_add_test(s, "control_api", test_control_api);
-    CU_add_test(s, "fork", test_fork);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
-    CU_cleanup_registry();
-    return failed ? 1 : 0;
+    static const cf_test tests[] = {
+        {"public_key", test_public_key},
+        {"exports", test_exports},
+        {"passthrough", test_passthrough},
+        {"latency_overlaps", test_latency_overlaps},
+        {"latency_from_sign_init", test_latency_from_sign_init},
+        {"fail_every_n", test_fail_every_n},
+        {"corrupt_every_n", test_corrupt_every_n},
+        {"max_sessions", test_max_sessions},
+        {"token_flags", test_token_flags},
+        {"invalidate", test_invalidate},
+        {"remove", test_remove},
+        {"control_file", test_control_file},
+        {"control_api", test_control_api},
+        {"fork", test_fork},
+    };
+    static const cf_suite suites[] = {CF_SUITE("shim", suite_init, suite_clean, tests)};
+    return CF_TEST_MAIN(argc, argv, suites);
 }
