@@ -15,9 +15,9 @@
  * measured figure); the daemon's memory stays bounded.
  */
 #include "cf_testutil.h"
-#include "daemon_harness.h"
+#include "cf_daemon.h"
 
-#include <CUnit/Basic.h>
+#include "cf_test.h"
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -224,17 +224,6 @@ static int suite_clean(void)
     return dh_suite_clean();
 }
 
-static long daemon_rss_kb(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    char *t = slurp(path);
-    const char *v = t ? strstr(t, "VmRSS:") : NULL;
-    long kb = v ? atol(v + 6) : -1;
-    free(t);
-    return kb;
-}
-
 /* Each hostile CSR once: its status and detail, within 2 s, no cert. */
 static void check_each(void)
 {
@@ -256,14 +245,14 @@ static void check_each(void)
                             .csr_len = HOST[i].len, .nf_types = {{"AMF", 3}}, .n_nf_types = 1,
                             .nf_instance_id = {NFID, sizeof(NFID) - 1}};
         cf_response r;
-        uint64_t t0 = ms_now();
+        uint64_t t0 = cf_now_ms();
         int rc = cf_issue_one(c, &req, 10000, &r);
         CU_ASSERT_EQUAL(rc, 0);
         if (rc != 0) {
             fprintf(stderr, "\n%s: %s\n", HOST[i].name, cf_client_error(c));
             break;
         }
-        uint64_t dt = ms_now() - t0;
+        uint64_t dt = cf_now_ms() - t0;
         if (r.status != HOST[i].want || r.detail != HOST[i].want_detail)
             fprintf(stderr, "\n%s: %s detail %u (%.*s), want %s detail %u\n", HOST[i].name,
                     cf_status_name(r.status), r.detail, (int)r.message.len, r.message.p,
@@ -330,10 +319,10 @@ static double honest_rate(unsigned ms, long *bad)
     cf_client *c = client();
     if (!c)
         return 0;
-    uint64_t end = ms_now() + ms, t0 = ms_now();
+    uint64_t end = cf_now_ms() + ms, t0 = cf_now_ms();
     unsigned inflight = 0, i = 0, ok = 0;
-    while (ms_now() < end || inflight) {
-        while (ms_now() < end && inflight < 16) {
+    while (cf_now_ms() < end || inflight) {
+        while (cf_now_ms() < end && inflight < 16) {
             cf_issue_req req;
             fill_req(&req, &POOL.items[i++ % POOL.n], "nf");
             uint64_t id;
@@ -350,7 +339,7 @@ static double honest_rate(unsigned ms, long *bad)
         else
             (*bad)++;
     }
-    double secs = (double)(ms_now() - t0) / 1000.0;
+    double secs = (double)(cf_now_ms() - t0) / 1000.0;
     cf_client_close(c);
     return ok / secs;
 }
@@ -373,7 +362,7 @@ static void test_hostile_csrs(void)
     pthread_t th[2];
     for (int i = 0; i < 2; i++)
         pthread_create(&th[i], NULL, attacker, (void *)(intptr_t)i);
-    sleep_ms(200);
+    cf_sleep_ms(200);
     double attacked = honest_rate(3000, &bad);
     long rss = daemon_rss_kb(d.pid);
     atomic_store(&STOP, true);
@@ -400,20 +389,13 @@ static void test_hostile_csrs(void)
     daemon_stop_clean(&d);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    if (access("/usr/lib/softhsm/libsofthsm2.so", R_OK) != 0) {
-        fprintf(stderr, "SoftHSM2 is missing: skipped\n");
-        return 77;
-    }
-    signal(SIGPIPE, SIG_IGN);
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    CU_pSuite s = CU_add_suite("certforged and hostile CSRs", suite_init, suite_clean);
-    CU_add_test(s, "hostile CSRs: statuses, bounded time, honest rate kept", test_hostile_csrs);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned fails = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
-    CU_cleanup_registry();
-    return fails ? 1 : 0;
+    static const cf_test tests[] = {
+        {"hostile CSRs: statuses, bounded time, honest rate kept", test_hostile_csrs},
+    };
+    static const cf_suite suites[] = {
+        CF_SUITE("certforged and hostile CSRs", suite_init, suite_clean, tests),
+    };
+    return CF_TEST_MAIN(argc, argv, suites);
 }

@@ -1,6 +1,6 @@
 /* pg_engines.h — several certforged instances ("engines") sharing one
  * PostgreSQL ledger, for the suites that need them (test_ledger_pg_daemon;
- * the CRL-across-engines test). Built on tests/daemon/daemon_harness.h:
+ * the CRL-across-engines test). Built on tests/support/cf_daemon.h:
  * one SoftHSM token and CA key for all engines, each engine with its own
  * socket, config and pipeline.serial_prefix, all on one fresh schema of
  * the database in $CF_TEST_PG_CONNINFO. The cluster behind
@@ -12,7 +12,7 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 
-#include "daemon_harness.h"
+#include "cf_daemon.h"
 
 #define PGE_MAX 4
 

@@ -17,7 +17,7 @@
 
 #include <openssl/x509.h>
 
-#include "daemon_harness.h"
+#include "cf_daemon.h"
 #include "ledger.h"
 
 static char MNT[300], DB[400], FILLER[400];
@@ -140,9 +140,9 @@ static void test_disk_full(void)
     }
     CU_ASSERT_EQUAL(failed, 20);
     CU_ASSERT_EQUAL(other, 0);
-    uint64_t end = ms_now() + 5000;
-    while (ms_now() < end && !log_has(d.log, "event=ledger_failure"))
-        sleep_ms(20);
+    uint64_t end = cf_now_ms() + 5000;
+    while (cf_now_ms() < end && !log_has(d.log, "event=ledger_failure"))
+        cf_sleep_ms(20);
     CU_ASSERT(log_has(d.log, "event=ledger_failure"));
     CU_ASSERT(log_has(d.log, "SQLITE_FULL") || log_has(d.log, "disk") ||
               log_has(d.log, "sqlite code 13"));
@@ -158,9 +158,9 @@ static void test_disk_full(void)
             ok_after = 0; /* 30 in a row */
     }
     CU_ASSERT_EQUAL(ok_after, 30);
-    end = ms_now() + 5000;
-    while (ms_now() < end && !log_has(d.log, "event=ledger_recovered"))
-        sleep_ms(20);
+    end = cf_now_ms() + 5000;
+    while (cf_now_ms() < end && !log_has(d.log, "event=ledger_recovered"))
+        cf_sleep_ms(20);
     CU_ASSERT(log_has(d.log, "event=ledger_recovered"));
     cf_client_close(c);
     daemon_stop_clean(&d);

@@ -148,11 +148,11 @@ static void load_free(load *l)
 /* Wait (bounded) until cond(l) holds. */
 static bool wait_for(const load *l, size_t ngot, size_t nfail, unsigned timeout_ms)
 {
-    uint64_t end = ms_now() + timeout_ms;
-    while (ms_now() < end) {
+    uint64_t end = cf_now_ms() + timeout_ms;
+    while (cf_now_ms() < end) {
         if (atomic_load(&l->ngot) >= ngot && atomic_load(&l->ledger_failures) >= nfail)
             return true;
-        sleep_ms(5);
+        cf_sleep_ms(5);
     }
     return false;
 }
@@ -309,7 +309,7 @@ static void test_pg_outage(void)
     CU_ASSERT_EQUAL_FATAL(pge_cluster_stop(), 0);
     CU_ASSERT(wait_for(&a, 0, 50, 15000));
     size_t ok_during = atomic_load(&a.ngot);
-    sleep_ms(300);
+    cf_sleep_ms(300);
     /* nothing released while it is away (a batch committed just before
      * the stop may still arrive: allow one pipeline batch's worth) */
     CU_ASSERT(atomic_load(&a.ngot) <= ok_during + 32);
