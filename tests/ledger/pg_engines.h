@@ -29,9 +29,10 @@ typedef struct pg_engines {
     dproc d[PGE_MAX];
 } pg_engines;
 
-/* 0 when $CF_TEST_PG_CONNINFO names a server that answers, else 77 (the
- * caller skips) with the reason on stderr. need_dir: also $CF_TEST_PG_DIR
- * (a cluster this test may stop and start). */
+/* For a suite set-up: 0 when $CF_TEST_PG_CONNINFO names a server that
+ * answers, else 1 after cf_test_skip() with the reason (the suite is
+ * reported skipped). need_dir: also $CF_TEST_PG_DIR (a cluster this test
+ * may stop and start). */
 int pge_available(bool need_dir);
 /* A fresh schema `name`_<pid> and n engine configs (not started). 0 or -1. */
 int pge_init(pg_engines *e, const char *name, unsigned n);
