@@ -12,8 +12,7 @@
  * message, serials, and the cost of the hot path. */
 #include "profile.h"
 
-#include <CUnit/Basic.h>
-#include <CUnit/CUnit.h>
+#include "cf_test.h"
 #include <openssl/bn.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
@@ -1177,22 +1176,18 @@ static void test_cost(void)
     profile_free(p);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    CU_pSuite s = CU_add_suite("profile", suite_init, suite_clean);
-    CU_add_test(s, "every profile type x every CSR key type", test_types_and_keys);
-    CU_add_test(s, "issuer key types and mechanisms", test_issuer_mechs);
-    CU_add_test(s, "openssl verify -x509_strict", test_openssl_verify_cli);
-    CU_add_test(s, "policy denials", test_policy_denials);
-    CU_add_test(s, "compile refusals, profile_read_cert", test_compile_refusals);
-    CU_add_test(s, "serials", test_serial);
-    CU_add_test(s, "size limits, bad serials", test_limits);
-    CU_add_test(s, "hot path cost", test_cost);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned fails = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-    CU_cleanup_registry();
-    return fails ? 1 : 0;
+    static const cf_test tests[] = {
+        {"every profile type x every CSR key type", test_types_and_keys},
+        {"issuer key types and mechanisms", test_issuer_mechs},
+        {"openssl verify -x509_strict", test_openssl_verify_cli},
+        {"policy denials", test_policy_denials},
+        {"compile refusals, profile_read_cert", test_compile_refusals},
+        {"serials", test_serial},
+        {"size limits, bad serials", test_limits},
+        {"hot path cost", test_cost},
+    };
+    static const cf_suite suites[] = {CF_SUITE("profile", suite_init, suite_clean, tests)};
+    return CF_TEST_MAIN(argc, argv, suites);
 }
