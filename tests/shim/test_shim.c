@@ -33,6 +33,7 @@ static cf_softhsm H;
 static void *shim_dl;
 static CK_FUNCTION_LIST *F;
 static cf_shim_control_fn *CTL;
+static cf_shim_counters_fn *COUNTERS;
 static EVP_PKEY *PUB;
 static const uint8_t DGST[32] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16,
                                  17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
@@ -248,8 +249,9 @@ static int suite_init(void)
     if (!again)
         return -1;
     CTL = (cf_shim_control_fn *)dlsym(again, CF_SHIM_CONTROL_SYM);
+    COUNTERS = (cf_shim_counters_fn *)dlsym(again, CF_SHIM_COUNTERS_SYM);
     dlclose(again);
-    return CTL ? 0 : -1;
+    return CTL && COUNTERS ? 0 : -1;
 }
 
 static int suite_clean(void)
@@ -278,6 +280,7 @@ static void test_exports(void)
 {
     CU_ASSERT_PTR_NOT_NULL(dlsym(shim_dl, "C_GetFunctionList"));
     CU_ASSERT_PTR_NOT_NULL(dlsym(shim_dl, "cf_shim_control"));
+    CU_ASSERT_PTR_NOT_NULL(dlsym(shim_dl, "cf_shim_counters"));
     CU_ASSERT_PTR_NULL(dlsym(shim_dl, "C_Sign"));
     CU_ASSERT_PTR_NULL(dlsym(shim_dl, "C_Initialize"));
     CU_ASSERT_PTR_NULL(dlsym(shim_dl, "shim_Sign"));
@@ -483,6 +486,106 @@ static void test_latency_from_sign_init(void)
             (unsigned long long)after_active, (unsigned long long)too_small,
             (unsigned long long)retry);
     F->C_CloseSession(s);
+    shim_fini();
+}
+
+static cf_shim_counts counts(void)
+{
+    cf_shim_counts c;
+    COUNTERS(&c);
+    return c;
+}
+
+struct slow_sign {
+    CK_SESSION_HANDLE s;
+    CK_OBJECT_HANDLE key;
+    CK_RV rv;
+};
+
+static void *slow_sign_thread(void *p)
+{
+    struct slow_sign *a = p;
+    uint8_t sig[64];
+    CK_ULONG len;
+    a->rv = sign(a->s, a->key, sig, &len);
+    return NULL;
+}
+
+/* cf_shim_counters: signature calls (whatever they return; not length
+ * queries, not calls on a dead session), the ones that slept out the
+ * latency, per thread, and how many were inside the module at once. */
+static void test_counters(void)
+{
+    CU_ASSERT_EQUAL_FATAL(shim_init(NULL), CKR_OK);
+    cf_shim_counts c = counts();
+    CU_ASSERT_EQUAL(c.signs, 0); /* C_Initialize starts them again */
+    CU_ASSERT_EQUAL(c.waits, 0);
+    CU_ASSERT_EQUAL(c.signing, 0);
+    CU_ASSERT_EQUAL(c.signing_max, 0);
+    unsigned long mine = c.thread_signs;
+    CK_SLOT_ID slot = find_slot();
+    CK_SESSION_HANDLE s = open_login(slot);
+    CK_OBJECT_HANDLE key = find_obj(s, CKO_PRIVATE_KEY);
+    CU_ASSERT_NOT_EQUAL_FATAL(key, CK_INVALID_HANDLE);
+    uint8_t sig[64];
+    CK_ULONG len;
+    for (int i = 0; i < 3; i++)
+        CU_ASSERT_EQUAL(sign(s, key, sig, &len), CKR_OK);
+    CK_MECHANISM m = {CKM_ECDSA, NULL, 0};
+    CK_ULONG need = 0;
+    CU_ASSERT_EQUAL(F->C_SignInit(s, &m, key), CKR_OK);
+    CU_ASSERT_EQUAL(F->C_Sign(s, (CK_BYTE_PTR)DGST, sizeof(DGST), NULL, &need), CKR_OK);
+    len = sizeof(sig);
+    CU_ASSERT_EQUAL(F->C_Sign(s, (CK_BYTE_PTR)DGST, sizeof(DGST), sig, &len), CKR_OK);
+    CU_ASSERT_EQUAL(F->C_Sign(0, (CK_BYTE_PTR)DGST, sizeof(DGST), sig, &len),
+                    CKR_SESSION_HANDLE_INVALID);
+    c = counts();
+    CU_ASSERT_EQUAL(c.signs, 4);
+    CU_ASSERT_EQUAL(c.thread_signs, mine + 4);
+    CU_ASSERT_EQUAL(c.waits, 0); /* no latency set */
+    CU_ASSERT_EQUAL(c.signing, 0);
+    CU_ASSERT_EQUAL(c.signing_max, 1);
+
+    /* an injected failure is a signature call too; a latency is a wait
+     * (200 ms: far longer than SoftHSM takes to sign, even under ASan) */
+    CU_ASSERT_EQUAL(CTL("FAIL_EVERY_N", "1"), 0);
+    CU_ASSERT_EQUAL(sign(s, key, sig, &len), CKR_DEVICE_ERROR);
+    CU_ASSERT_EQUAL(CTL("FAIL_EVERY_N", "0"), 0);
+    CU_ASSERT_EQUAL(CTL("SIGN_LATENCY_US", "200000"), 0);
+    CU_ASSERT_EQUAL(sign(s, key, sig, &len), CKR_OK);
+    c = counts();
+    CU_ASSERT_EQUAL(c.signs, 6);
+    CU_ASSERT_EQUAL(c.waits, 1);
+
+    /* RESET_COUNTERS, from the API or the control file's actions */
+    CU_ASSERT_EQUAL(CTL("RESET_COUNTERS", "1"), 0);
+    c = counts();
+    CU_ASSERT_EQUAL(c.signs, 0);
+    CU_ASSERT_EQUAL(c.waits, 0);
+    CU_ASSERT_EQUAL(c.signing_max, 0);
+    CU_ASSERT_EQUAL(c.thread_signs, mine + 6); /* per thread, never reset */
+
+    /* Two calls inside at once: one sleeps out a 1 s latency on another
+     * thread, this one signs meanwhile (started once the other is in). */
+    CU_ASSERT_EQUAL(CTL("SIGN_LATENCY_US", "1000000"), 0);
+    struct slow_sign a = {open_login(slot), 0, (CK_RV)-1};
+    a.key = find_obj(a.s, CKO_PRIVATE_KEY);
+    pthread_t th;
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&th, NULL, slow_sign_thread, &a), 0);
+    uint64_t end = cf_now_ms() + 10000;
+    while (counts().signing < 1 && cf_now_ms() < end)
+        cf_sleep_ms(1);
+    CU_ASSERT_EQUAL(counts().signing, 1);
+    CU_ASSERT_EQUAL(CTL("SIGN_LATENCY_US", "0"), 0);
+    CU_ASSERT_EQUAL(sign(s, key, sig, &len), CKR_OK);
+    pthread_join(th, NULL);
+    CU_ASSERT_EQUAL(a.rv, CKR_OK);
+    c = counts();
+    CU_ASSERT_EQUAL(c.signs, 2);
+    CU_ASSERT_EQUAL(c.waits, 1);
+    CU_ASSERT_EQUAL(c.signing, 0);
+    CU_ASSERT_EQUAL(c.signing_max, 2);
+    CU_ASSERT_EQUAL(c.thread_signs, mine + 7);
     shim_fini();
 }
 
@@ -700,6 +803,11 @@ static void test_control_file(void)
     key = find_obj(s, CKO_PRIVATE_KEY);
     CU_ASSERT_EQUAL(sign(s, key, sig, &len), CKR_OK);
 
+    write_ctl("RESET_COUNTERS=1\n");
+    sleep_ms(50);
+    CU_ASSERT_EQUAL(sign(s, key, sig, &len), CKR_OK);
+    CU_ASSERT_EQUAL(counts().signs, 1); /* reset by the file, before this call */
+
     write_ctl("REMOVE_NOW_MS=300\n");
     sleep_ms(50);
     CU_ASSERT_EQUAL(F->C_GetTokenInfo(slot, &ti), CKR_TOKEN_NOT_PRESENT);
@@ -816,6 +924,7 @@ int main(int argc, char **argv)
         {"passthrough", test_passthrough},
         {"latency_overlaps", test_latency_overlaps},
         {"latency_from_sign_init", test_latency_from_sign_init},
+        {"counters", test_counters},
         {"fail_every_n", test_fail_every_n},
         {"corrupt_every_n", test_corrupt_every_n},
         {"max_sessions", test_max_sessions},
