@@ -58,6 +58,17 @@ bool log_has(const char *log, const char *needle)
     return r;
 }
 
+bool log_wait(const char *log, const char *needle, unsigned timeout_ms)
+{
+    uint64_t end = cf_now_ms() + timeout_ms;
+    while (!log_has(log, needle)) {
+        if (cf_now_ms() >= end)
+            return false;
+        cf_sleep_ms(10);
+    }
+    return true;
+}
+
 int log_count(const char *log, const char *needle)
 {
     char *t = slurp(log);

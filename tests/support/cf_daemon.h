@@ -47,6 +47,9 @@ typedef struct dproc {
 
 char *slurp(const char *path);
 bool log_has(const char *log, const char *needle);
+/* Whether needle shows up in the log within timeout_ms (a line the daemon
+ * writes after the event the test saw, e.g. a close after its shutdown). */
+bool log_wait(const char *log, const char *needle, unsigned timeout_ms);
 /* How often needle occurs in the log. */
 int log_count(const char *log, const char *needle);
 /* VmRSS of a process in KiB, -1 if it cannot be read. */
