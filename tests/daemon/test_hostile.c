@@ -149,12 +149,19 @@ static void attack_end(attack *a, pthread_t th)
 }
 
 /* The honest client: `count` certificates one after another on one
- * connection, each OK (never BUSY) and answered within `limit_ms`. */
-static void honest(int count, unsigned limit_ms, pid_t daemon, long *max_rss_kb)
+ * connection, each OK (never BUSY). Not starved: while `a` attacks (NULL:
+ * no such check) at least HONEST_BESIDE of its answers come while all the
+ * attackers' connections are still open. A starved client gets none
+ * before the daemon has closed the attackers as stalled readers
+ * (idle_timeout_ms after they stop reading); a served one gets them at
+ * its own pace, on a fast machine or under a sanitizer. How many came
+ * then, and the slowest answer, are printed. */
+#define HONEST_BESIDE 5
+static void honest(int count, const attack *a, pid_t daemon, long *max_rss_kb)
 {
     cf_client *c = client();
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
-    int ok = 0;
+    int ok = 0, beside = 0;
     uint64_t worst = 0;
     for (int i = 0; i < count; i++) {
         cf_issue_req req;
@@ -176,15 +183,19 @@ static void honest(int count, unsigned limit_ms, pid_t daemon, long *max_rss_kb)
         if (i == 0)
             CU_ASSERT_EQUAL(verify_cert(r.cert.p, r.cert.len), 0);
         ok++;
+        beside += a && atomic_load(&a->closed) == 0;
         long rss = daemon_rss_kb(daemon);
         if (rss > *max_rss_kb)
             *max_rss_kb = rss;
-        cf_sleep_ms(50);
+        cf_sleep_ms(20);
     }
     CU_ASSERT_EQUAL(ok, count);
-    if (worst >= limit_ms)
-        fprintf(stderr, "\nslowest honest answer: %llu ms\n", (unsigned long long)worst);
-    CU_ASSERT(worst < limit_ms);
+    if (a) {
+        fprintf(stderr, "(%d of %d honest answers while the %d attackers were connected) ", beside,
+                count, a->n);
+        CU_ASSERT(beside >= HONEST_BESIDE);
+    }
+    fprintf(stderr, "(slowest honest answer %llu ms) ", (unsigned long long)worst);
     cf_client_close(c);
 }
 
@@ -220,10 +231,10 @@ static void test_status_writers(void)
                  NULL);
     attack a;
     pthread_t th;
-    attack_start(&a, &th, 20, false, 20000);
+    attack_start(&a, &th, 20, false, 60000);
     cf_sleep_ms(500); /* their answers back up, their input fills */
     long rss = 0;
-    honest(30, 2000, d.pid, &rss);
+    honest(30, &a, d.pid, &rss);
     CU_ASSERT(rss > 0 && rss < 512 * 1024);
     expect_stalled(&d, &a, 20, 15000);
     attack_end(&a, th);
@@ -243,10 +254,10 @@ static void test_issue_nonreaders(void)
                  "workers = 2; queue = 256; batch = 16;");
     attack a;
     pthread_t th;
-    attack_start(&a, &th, 30, true, 20000);
+    attack_start(&a, &th, 30, true, 60000);
     cf_sleep_ms(500);
     long rss = 0;
-    honest(30, 2000, d.pid, &rss);
+    honest(30, &a, d.pid, &rss);
     CU_ASSERT(rss > 0 && rss < 512 * 1024);
     expect_stalled(&d, &a, 30, 15000);
     attack_end(&a, th);
@@ -260,16 +271,19 @@ static void test_issue_nonreaders(void)
 /* Slowloris: 10 connections each send a valid ISSUE frame one octet every
  * 200 ms (idle_timeout 1 s, which a byte resets). Each is closed as
  * stalled-mid-frame about 1 s after its first octet while its bytes still
- * trickle, and an honest client meanwhile gets its certificates. */
+ * trickle: the trickle goes on (up to 60 octets, 12 s, far from a whole
+ * frame) until the daemon has closed all 10, which a byte that reset the
+ * timeout would never let happen. An honest client meanwhile gets its
+ * certificates. */
 static void test_slowloris(void)
 {
     dproc d;
     start_daemon(&d, "s", "max_frame = 8192; idle_timeout_ms = 1000; io_threads = 1;", NULL);
-    enum { N = 10 };
+    enum { N = 10, MAX_OCTETS = 60 };
     int fds[N];
     uint8_t f[4096];
     size_t n = enc_issue(f, sizeof(f), 1, &POOL.items[0], "nf");
-    CU_ASSERT_FATAL(n > 100);
+    CU_ASSERT_FATAL(n > 2 * MAX_OCTETS);
     for (int i = 0; i < N; i++) {
         fds[i] = raw_connect();
         CU_ASSERT_FATAL(fds[i] >= 0);
@@ -278,7 +292,8 @@ static void test_slowloris(void)
     int closed = 0;
     bool done[N] = {0};
     uint64_t closed_after = 0;
-    for (size_t k = 0; k < 20 && closed < N; k++) { /* 20 octets over 4 s */
+    size_t k;
+    for (k = 0; k < MAX_OCTETS && closed < N; k++) {
         for (int i = 0; i < N; i++) {
             if (done[i])
                 continue;
@@ -290,21 +305,15 @@ static void test_slowloris(void)
         }
         if (k == 2) { /* the trickle is on: an honest client still works */
             long rss = 0;
-            honest(5, 2000, d.pid, &rss);
+            honest(5, NULL, d.pid, &rss);
         }
         cf_sleep_ms(200);
     }
-    /* the daemon closed them (reading gives EOF), not the 4 s of trickle */
-    for (int i = 0; i < N; i++) {
-        if (!done[i] && raw_eof(fds[i], 1000)) {
-            done[i] = true;
-            closed++;
-            closed_after = cf_now_ms() - t0;
-        }
+    for (int i = 0; i < N; i++)
         close(fds[i]);
-    }
+    /* the daemon closed them all while the octets still came */
     CU_ASSERT_EQUAL(closed, N);
-    CU_ASSERT(closed_after < 3500);
+    fprintf(stderr, "(all closed after %zu octets, %llu ms) ", k, (unsigned long long)closed_after);
     CU_ASSERT(log_count(d.log, "err=too-slow") >= N);
     daemon_stop_clean(&d);
 }
@@ -343,12 +352,13 @@ static void test_unsupported_flood(void)
  * only when a job of its ring completes: here the jobs come back when a
  * peer that held them (answers it never read) goes away, with no
  * completion after it; the parked request must not wait for its BUSY
- * deadline (4 s). */
+ * deadline. That deadline is 60 s and the answer is waited for 10 s: a
+ * request that waited for its deadline would not be answered in time. */
 static void test_parked_retry(void)
 {
     dproc d;
     start_daemon(&d, "p",
-                 "max_frame = 8192; io_threads = 1; busy_deadline_ms = 4000; "
+                 "max_frame = 8192; io_threads = 1; busy_deadline_ms = 60000; "
                  "idle_timeout_ms = 10000;",
                  "workers = 1; queue = 4; batch = 1;");
     /* X: 600 ISSUE requests, never read: its output (and its socket
@@ -386,10 +396,8 @@ static void test_parked_retry(void)
     uint64_t dt = cf_now_ms() - t0;
     CU_ASSERT_EQUAL(r.status, CF_ST_OK);
     CU_ASSERT_EQUAL(r.id, 7);
-    if (dt >= 2000)
-        fprintf(stderr, "\nparked request answered %llu ms after the jobs came back\n",
-                (unsigned long long)dt);
-    CU_ASSERT(dt < 2000);
+    fprintf(stderr, "(parked request answered %llu ms after the jobs came back) ",
+            (unsigned long long)dt);
     close(y);
     daemon_stop_clean(&d);
 }
