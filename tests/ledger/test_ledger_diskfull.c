@@ -92,8 +92,7 @@ static cf_status issue_one(cf_client *c, unsigned i)
     }
     if (NGOT < sizeof(GOT) / sizeof(GOT[0])) {
         got *g = &GOT[NGOT++];
-        for (size_t k = 0; k < r.serial.len && k < 20; k++)
-            snprintf(g->serial + 2 * k, 3, "%02x", r.serial.p[k]);
+        cf_hex(r.serial.p, r.serial.len < 20 ? r.serial.len : 20, g->serial);
         g->der = malloc(r.cert.len);
         memcpy(g->der, r.cert.p, r.cert.len);
         g->len = r.cert.len;

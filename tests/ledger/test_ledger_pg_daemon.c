@@ -63,13 +63,6 @@ typedef struct load {
     pthread_t th;
 } load;
 
-static void hex(const uint8_t *p, size_t n, char *out)
-{
-    for (size_t i = 0; i < n; i++)
-        snprintf(out + 2 * i, 3, "%02x", p[i]);
-    out[2 * n] = 0;
-}
-
 static void *load_thread(void *arg)
 {
     load *l = arg;
@@ -112,7 +105,7 @@ static void *load_thread(void *arg)
         if (k >= l->cap)
             break;
         got *g = &l->got[k];
-        hex(r.serial.p, r.serial.len, g->serial);
+        cf_hex(r.serial.p, r.serial.len, g->serial);
         g->cert = malloc(r.cert.len);
         memcpy(g->cert, r.cert.p, r.cert.len);
         g->len = r.cert.len;
