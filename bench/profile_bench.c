@@ -73,10 +73,9 @@ static int make_ca(EVP_PKEY *key, uint8_t **der)
         ASN1_INTEGER_set(X509_get_serialNumber(x), 4242) &&
         X509_gmtime_adj(X509_getm_notBefore(x), -3600) &&
         X509_gmtime_adj(X509_getm_notAfter(x), 3650L * 86400) &&
-        X509_NAME_add_entry_by_txt(n, "C", MBSTRING_ASC, (const unsigned char *)"FI", -1, -1,
-                                   0) &&
-        X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC,
-                                   (const unsigned char *)"profile_bench CA", -1, -1, 0) &&
+        X509_NAME_add_entry_by_txt(n, "C", MBSTRING_ASC, (const unsigned char *)"FI", -1, -1, 0) &&
+        X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"profile_bench CA",
+                                   -1, -1, 0) &&
         X509_set_issuer_name(x, n) && X509_set_pubkey(x, key) &&
         add_ext(x, NID_basic_constraints, "critical,CA:TRUE") &&
         add_ext(x, NID_key_usage, "critical,keyCertSign,cRLSign") &&
@@ -91,8 +90,8 @@ static int make_csr(EVP_PKEY *key, uint8_t **der)
 {
     X509_REQ *r = X509_REQ_new();
     STACK_OF(X509_EXTENSION) *exts = sk_X509_EXTENSION_new_null();
-    X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, NULL, NID_subject_alt_name,
-                                            "DNS:" FQDN ",URI:urn:uuid:" UUID);
+    X509_EXTENSION *e =
+        X509V3_EXT_conf_nid(NULL, NULL, NID_subject_alt_name, "DNS:" FQDN ",URI:urn:uuid:" UUID);
     int len = -1;
     if (r && exts && e && sk_X509_EXTENSION_push(exts, e) && X509_REQ_set_version(r, 0) &&
         X509_REQ_set_pubkey(r, key) && X509_REQ_add_extensions(r, exts) &&

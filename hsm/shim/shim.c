@@ -366,9 +366,8 @@ static void signing_enter(void)
 {
     unsigned long now = atomic_fetch_add_explicit(&c_signing, 1, memory_order_relaxed) + 1;
     unsigned long max = atomic_load_explicit(&c_signing_max, memory_order_relaxed);
-    while (now > max && !atomic_compare_exchange_weak_explicit(&c_signing_max, &max, now,
-                                                               memory_order_relaxed,
-                                                               memory_order_relaxed))
+    while (now > max && !atomic_compare_exchange_weak_explicit(
+                            &c_signing_max, &max, now, memory_order_relaxed, memory_order_relaxed))
         ;
 }
 

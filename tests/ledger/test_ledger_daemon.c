@@ -358,6 +358,7 @@ int main(int argc, char **argv)
         {"unwritable ledger: LEDGER_FAILURE, then recovers", test_unwritable},
         {"no PIN in any log", test_no_pin_in_logs},
     };
-    static const cf_suite suites[] = {CF_SUITE("certforged ledger", suite_init, suite_clean, tests)};
+    static const cf_suite suites[] = {
+        CF_SUITE("certforged ledger", suite_init, suite_clean, tests)};
     return CF_TEST_MAIN(argc, argv, suites);
 }

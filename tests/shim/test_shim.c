@@ -414,8 +414,9 @@ static void test_latency_overlaps(void)
     CU_ASSERT_EQUAL(c.signs, 40);
     CU_ASSERT(c.signing_max >= 2 && c.signing_max <= 4);
     double ratio = (double)par / (double)(4 * serial);
-    fprintf(stderr, "  latency: serial 10 signs %llu ms, 4x10 parallel %llu ms, ratio %.2f, "
-                    "%lu at once\n",
+    fprintf(stderr,
+            "  latency: serial 10 signs %llu ms, 4x10 parallel %llu ms, ratio %.2f, "
+            "%lu at once\n",
             (unsigned long long)serial, (unsigned long long)par, ratio, c.signing_max);
     if (cf_test_timing()) {
         CU_ASSERT_EQUAL(c.waits, 40);

@@ -57,11 +57,15 @@ typedef struct cf_suite {
 
 #define CF_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define CF_SUITE(name_, init_, clean_, tests_)                                                     \
-    {.name = (name_), .init = (init_), .clean = (clean_), .tests = (tests_),                       \
-     .n_tests = CF_ARRAY_LEN(tests_), .timing = false}
+    {                                                                                              \
+        .name = (name_), .init = (init_), .clean = (clean_), .tests = (tests_),                    \
+        .n_tests = CF_ARRAY_LEN(tests_), .timing = false                                           \
+    }
 #define CF_TIMING_SUITE(name_, init_, clean_, tests_)                                              \
-    {.name = (name_), .init = (init_), .clean = (clean_), .tests = (tests_),                       \
-     .n_tests = CF_ARRAY_LEN(tests_), .timing = true}
+    {                                                                                              \
+        .name = (name_), .init = (init_), .clean = (clean_), .tests = (tests_),                    \
+        .n_tests = CF_ARRAY_LEN(tests_), .timing = true                                            \
+    }
 #define CF_TEST_MAIN(argc, argv, suites) cf_test_main((argc), (argv), (suites), CF_ARRAY_LEN(suites))
 
 int cf_test_main(int argc, char **argv, const cf_suite *suites, size_t n_suites);
