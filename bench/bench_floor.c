@@ -17,6 +17,7 @@
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
+#include "common/sigalg.h"
 
 typedef struct floor_ctx {
     const bench_setup *su;

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "common/sigalg.h"
 
 typedef struct {
     hsm_token *t;

@@ -31,6 +31,7 @@
 #include <openssl/evp.h>
 #include <openssl/provider.h>
 #include <openssl/store.h>
+#include "common/sigalg.h"
 
 static double now_s(void)
 {

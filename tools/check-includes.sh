@@ -16,9 +16,7 @@
 #   - the header's module is one its includer's module may use (LAYERS);
 #   - the public client/certforge.h includes common/ headers only;
 #   - common/ includes no library header (OpenSSL, PKCS#11, SQLite, libpq,
-#     libconfig, ...) and its CMakeLists.txt links nothing;
-#   - tests/support/renamed.h (old names kept for the suites) is included
-#     from tests/ only.
+#     libconfig, ...) and its CMakeLists.txt links nothing.
 # Prints one line per violation (file:line: what) and exits 1 if any.
 #
 # --fix first rewrites each bare #include "x.h" of a project header to its
@@ -73,12 +71,6 @@ while IFS=: read -r f line hdr; do
   [ -n "$hdr" ] || continue
   from=${f%%/*}
   allowed=${LAYERS[$from]}
-  case $hdr in
-    renamed.h|tests/support/renamed.h)
-      [ "$from" = tests ] && continue
-      say "$f:$line: includes \"$hdr\": the suites' old names are for tests/ only"
-      continue ;;
-  esac
   case $hdr in
     */*) ;;
     *) if [ -f "tests/support/$hdr" ]; then

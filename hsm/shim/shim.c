@@ -55,7 +55,10 @@
  *
  * cf_shim_control(key, value) (shim.h) sets the same keys from inside the
  * process; values set that way outlive C_Finalize (C_Initialize applies the
- * environment, then the control file, then them) until RESET. FAIL_EVERY_N
+ * environment, then the control file, then them) until RESET.
+ * cf_shim_counters() (shim.h) reads what C_Sign was asked to do: signature
+ * calls, latency waits, how many were in the module at once (reset by
+ * C_Initialize and the RESET_COUNTERS=1 action). FAIL_EVERY_N
  * and CORRUPT_EVERY_N restart their count when set. Timed events run at the
  * first call after they fall due, before that call does anything else.
  * Closing every session also ends the login (PKCS#11 v2.40 5.6,
@@ -83,6 +86,7 @@
 #include <pthread.h>
 #include <sys/prctl.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,6 +171,26 @@ static _Atomic uint64_t g_removed_until_ns; /* written under mu */
 
 static atomic_ulong n_signs, n_signs_ok;
 
+/* cf_shim_counters (shim.h): tests count what happened instead of timing
+ * it. Relaxed atomics: a reader wants a count, not an ordering. The count
+ * per thread is the value of a thread-specific key, not a _Thread_local:
+ * gcc 12's LeakSanitizer can crash scanning the dynamic TLS of a dlopen'ed
+ * module whose thread has exited ("Tracer caught signal 11"). */
+static atomic_ulong c_signs, c_waits, c_signing, c_signing_max;
+static pthread_key_t c_thread_key;
+static pthread_once_t c_thread_once = PTHREAD_ONCE_INIT;
+
+static void thread_key_make(void)
+{
+    (void)pthread_key_create(&c_thread_key, NULL);
+}
+
+static unsigned long thread_signs(void)
+{
+    pthread_once(&c_thread_once, thread_key_make);
+    return (unsigned long)(uintptr_t)pthread_getspecific(c_thread_key);
+}
+
 static CK_FUNCTION_LIST shim_list;
 
 static uint64_t mono_ns(void)
@@ -231,6 +255,7 @@ enum {
     K_INVALIDATE_NOW,
     K_REMOVE_NOW_MS,
     K_RESET,
+    K_RESET_COUNTERS,
     K__MAX
 };
 
@@ -253,6 +278,7 @@ static const struct shim_key {
     [K_INVALIDATE_NOW] = {"INVALIDATE_NOW", ULONG_MAX, 0, 0},
     [K_REMOVE_NOW_MS] = {"REMOVE_NOW_MS", MAX_AT_MS, 0, 0},
     [K_RESET] = {"RESET", ULONG_MAX, 0, 0},
+    [K_RESET_COUNTERS] = {"RESET_COUNTERS", ULONG_MAX, 0, 0},
 };
 
 static atomic_ulong cfg[K__SETTINGS];
@@ -317,8 +343,46 @@ static void restore_settings(int keep_ovr)
     pthread_mutex_unlock(&vals_mu);
 }
 
-/* Apply one validated key. `actions`: whether INVALIDATE_NOW, REMOVE_NOW_MS
- * and RESET act (they do not for the control file found at C_Initialize). */
+/* The counters back to zero; signing_max to what is signing now. */
+static void reset_counters(void)
+{
+    atomic_store_explicit(&c_signs, 0, memory_order_relaxed);
+    atomic_store_explicit(&c_waits, 0, memory_order_relaxed);
+    atomic_store_explicit(&c_signing_max, atomic_load_explicit(&c_signing, memory_order_relaxed),
+                          memory_order_relaxed);
+}
+
+SHIM_EXPORT void cf_shim_counters(cf_shim_counts *out)
+{
+    out->signs = atomic_load_explicit(&c_signs, memory_order_relaxed);
+    out->waits = atomic_load_explicit(&c_waits, memory_order_relaxed);
+    out->signing = atomic_load_explicit(&c_signing, memory_order_relaxed);
+    out->signing_max = atomic_load_explicit(&c_signing_max, memory_order_relaxed);
+    out->thread_signs = thread_signs();
+}
+
+/* A signature call enters: count it in, raise the high-water mark. */
+static void signing_enter(void)
+{
+    unsigned long now = atomic_fetch_add_explicit(&c_signing, 1, memory_order_relaxed) + 1;
+    unsigned long max = atomic_load_explicit(&c_signing_max, memory_order_relaxed);
+    while (now > max && !atomic_compare_exchange_weak_explicit(
+                            &c_signing_max, &max, now, memory_order_relaxed, memory_order_relaxed))
+        ;
+}
+
+static void signing_leave(bool waited)
+{
+    if (waited)
+        atomic_fetch_add_explicit(&c_waits, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c_signs, 1, memory_order_relaxed);
+    (void)pthread_setspecific(c_thread_key, (void *)(uintptr_t)(thread_signs() + 1));
+    atomic_fetch_sub_explicit(&c_signing, 1, memory_order_relaxed);
+}
+
+/* Apply one validated key. `actions`: whether INVALIDATE_NOW, REMOVE_NOW_MS,
+ * RESET and RESET_COUNTERS act (they do not for the control file found at
+ * C_Initialize). */
 static void apply(int k, unsigned long v, int actions)
 {
     if (k < K__SETTINGS) {
@@ -328,6 +392,11 @@ static void apply(int k, unsigned long v, int actions)
     if (k == K_RESET) {
         if (actions && v)
             restore_settings(0);
+        return;
+    }
+    if (k == K_RESET_COUNTERS) {
+        if (actions && v)
+            reset_counters();
         return;
     }
     if (!actions && (k == K_INVALIDATE_NOW || k == K_REMOVE_NOW_MS))
@@ -722,8 +791,10 @@ static CK_RV shim_Sign(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG u
         return rv;
     if (!pSignature) { /* length query: no signature made, nothing injected */
         rv = f->C_Sign(rh, pData, ulDataLen, NULL, pulSignatureLen);
-        goto out;
+        release();
+        return rv;
     }
+    signing_enter();
     deadline = sign_deadline(t0 ? t0 : now);
     unsigned long fail_n = setting(K_FAIL_EVERY_N);
     if (fail_n && (atomic_fetch_add(&n_signs, 1) + 1) % fail_n == 0) {
@@ -744,8 +815,10 @@ static CK_RV shim_Sign(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG u
         pSignature[*pulSignatureLen / 2] ^= 0x01;
 out:
     release();
-    if (deadline) /* not in flight meanwhile: an invalidation need not wait */
+    bool waited = deadline && deadline > mono_ns();
+    if (waited) /* not in flight meanwhile: an invalidation need not wait */
         sleep_until(deadline);
+    signing_leave(waited);
     return rv;
 }
 
@@ -1292,6 +1365,7 @@ static CK_RV shim_Initialize(CK_VOID_PTR pInitArgs)
     atomic_store(&g_real, NULL);
     g.initialized = 0;
     reset_state();
+    reset_counters();
     atomic_store(&g_init_ns, mono_ns());
     if (load_config() != 0) {
         rv = CKR_GENERAL_ERROR;

@@ -234,4 +234,8 @@ for c in "" keys ca "keys list" "keys generate" "keys show" "keys export-pub" "k
 done
 
 echo "$checks checks, $fails failed"
-[ "$fails" -eq 0 ]
+# A run that checked less than it should (a section skipped, a loop over
+# nothing) must not pass: this many checks are made when all goes well.
+min_checks=141
+[ "$checks" -ge "$min_checks" ] || echo "FAIL: only $checks checks made, want at least $min_checks" >&2
+[ "$fails" -eq 0 ] && [ "$checks" -ge "$min_checks" ]

@@ -4,14 +4,14 @@
  * every validation refuses with the setting path, the line and the exact
  * reason. */
 #include "engine/config/config.h"
-#include "renamed.h"
 
-#include <CUnit/Basic.h>
-#include <CUnit/CUnit.h>
+#include "cf_test.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "common/log.h"
+#include "common/duration.h"
 
 static const char base_conf[] =
     "tokens = ( { name = \"ca\";\n"
@@ -162,7 +162,7 @@ static void test_full_config(void)
     CU_ASSERT_EQUAL(c->pipeline.verify_n, 16);
     CU_ASSERT_EQUAL(c->pipeline.serial_prefix_len, 1);
     CU_ASSERT_EQUAL(c->pipeline.serial_prefix[0], 0x01);
-    CU_ASSERT_EQUAL(c->log.level, CFG_LOG_INFO);
+    CU_ASSERT_EQUAL(c->log.level, CF_LOG_INFO);
 
     CU_ASSERT_PTR_EQUAL(cfg_find_profile(c, "sepp", 4), sepp);
     CU_ASSERT_PTR_NULL(cfg_find_profile(c, "sep", 3));
@@ -188,7 +188,7 @@ static void test_minimal_defaults(void)
     CU_ASSERT_EQUAL(c->pipeline.batch, 32);
     CU_ASSERT_EQUAL(c->pipeline.verify, CFG_VERIFY_ALL);
     CU_ASSERT_EQUAL(c->pipeline.serial_prefix_len, 0);
-    CU_ASSERT_EQUAL(c->log.level, CFG_LOG_INFO);
+    CU_ASSERT_EQUAL(c->log.level, CF_LOG_INFO);
     CU_ASSERT_EQUAL(c->profiles[0].hash, CFG_HASH_SHA256);
     CU_ASSERT_EQUAL(c->profiles[0].key_types, CFG_KT_ALL);
     CU_ASSERT_EQUAL(c->profiles[0].n_nf_types, 0);
@@ -264,7 +264,7 @@ static void test_pipeline_values(void)
     t = sub(base_conf, "level = \"info\"", "level = \"warn\"");
     cfg_config *c = NULL;
     CU_ASSERT_EQUAL_FATAL(load_text(t, &c), 0);
-    CU_ASSERT_EQUAL(c->log.level, CFG_LOG_WARNING);
+    CU_ASSERT_EQUAL(c->log.level, CF_LOG_WARNING);
     cfg_free(c);
     free(t);
 }
@@ -279,7 +279,7 @@ static void test_duration(void)
         {"1w", 604800},         {"1d12h", 129600}, {"0s", 0},       {"36500d", 36500ull * 86400}};
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         uint64_t v = 1;
-        CU_ASSERT_EQUAL(cfg_parse_duration(ok[i].s, &v, errbuf, sizeof(errbuf)), 0);
+        CU_ASSERT_EQUAL(cf_parse_duration(ok[i].s, &v, errbuf, sizeof(errbuf)), 0);
         CU_ASSERT_EQUAL(v, ok[i].v);
     }
     static const struct {
@@ -299,7 +299,7 @@ static void test_duration(void)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         uint64_t v = 7;
         errbuf[0] = 0;
-        CU_ASSERT_EQUAL(cfg_parse_duration(bad[i].s, &v, errbuf, sizeof(errbuf)), -1);
+        CU_ASSERT_EQUAL(cf_parse_duration(bad[i].s, &v, errbuf, sizeof(errbuf)), -1);
         CU_ASSERT_EQUAL(v, 7);
         if (!strstr(errbuf, bad[i].why)) {
             fprintf(stderr, "\n  '%s': got '%s', want '%s'\n", bad[i].s, errbuf, bad[i].why);
@@ -1063,33 +1063,29 @@ static void test_parse_errors(void)
     CU_ASSERT_PTR_NULL(c);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    CU_pSuite s = CU_add_suite("config", NULL, NULL);
-    CU_add_test(s, "crl section", test_crl_section);
-    CU_add_test(s, "confine section", test_confine_section);
-    CU_add_test(s, "full config", test_full_config);
-    CU_add_test(s, "minimal config and defaults", test_minimal_defaults);
-    CU_add_test(s, "pipeline values", test_pipeline_values);
-    CU_add_test(s, "durations", test_duration);
-    CU_add_test(s, "docs/examples/certforged.conf", test_example_file);
-    CU_add_test(s, "file loading", test_file_errors);
-    CU_add_test(s, "unknown settings", test_unknown_settings);
-    CU_add_test(s, "type errors", test_type_errors);
-    CU_add_test(s, "missing settings", test_missing);
-    CU_add_test(s, "value checks", test_values);
-    CU_add_test(s, "parse errors", test_parse_errors);
-    CU_add_test(s, "server and grants", test_server_grants);
-    CU_add_test(s, "server and grants refused", test_server_grants_refused);
-    CU_add_test(s, "ledger", test_ledger);
-    CU_add_test(s, "ledger refused", test_ledger_refused);
-    CU_add_test(s, "ledger: postgresql", test_ledger_pg);
-    CU_add_test(s, "ledger: postgresql refused (conninfo, secrets)", test_ledger_pg_refused);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned fails = CU_get_number_of_failures();
-    CU_cleanup_registry();
-    return fails ? 1 : 0;
+    static const cf_test tests[] = {
+        {"crl section", test_crl_section},
+        {"confine section", test_confine_section},
+        {"full config", test_full_config},
+        {"minimal config and defaults", test_minimal_defaults},
+        {"pipeline values", test_pipeline_values},
+        {"durations", test_duration},
+        {"docs/examples/certforged.conf", test_example_file},
+        {"file loading", test_file_errors},
+        {"unknown settings", test_unknown_settings},
+        {"type errors", test_type_errors},
+        {"missing settings", test_missing},
+        {"value checks", test_values},
+        {"parse errors", test_parse_errors},
+        {"server and grants", test_server_grants},
+        {"server and grants refused", test_server_grants_refused},
+        {"ledger", test_ledger},
+        {"ledger refused", test_ledger_refused},
+        {"ledger: postgresql", test_ledger_pg},
+        {"ledger: postgresql refused (conninfo, secrets)", test_ledger_pg_refused},
+    };
+    static const cf_suite suites[] = {CF_SUITE("config", NULL, NULL, tests)};
+    return CF_TEST_MAIN(argc, argv, suites);
 }

@@ -6,7 +6,7 @@
  * reported skipped, the seccomp ones still run. */
 #include "engine/confine/confine.h"
 
-#include <CUnit/Basic.h>
+#include "cf_test.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -192,16 +192,12 @@ static void test_missing_folder(void)
     CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    CU_pSuite s = CU_add_suite("engine/confine", suite_init, suite_clean);
-    CU_add_test(s, "Landlock and seccomp on the real kernel", test_confine);
-    CU_add_test(s, "a missing writable folder is named", test_missing_folder);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned fails = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
-    CU_cleanup_registry();
-    return fails ? 1 : 0;
+    static const cf_test tests[] = {
+        {"Landlock and seccomp on the real kernel", test_confine},
+        {"a missing writable folder is named", test_missing_folder},
+    };
+    static const cf_suite suites[] = {CF_SUITE("engine/confine", suite_init, suite_clean, tests)};
+    return CF_TEST_MAIN(argc, argv, suites);
 }

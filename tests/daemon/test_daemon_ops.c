@@ -13,7 +13,7 @@
  *   X509_verify_cert with CRL checking rejects the revoked certificate and
  *   accepts the others.
  */
-#include <CUnit/Basic.h>
+#include "cf_test.h"
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,16 +26,20 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "cf_daemon.h"
 #include "engine/ledger/ledger.h"
-#include "tests/daemon/daemon_harness.h"
+#include "common/sigalg.h"
 
 static char CRL_DIR[300], EXTRA[600], GRANTS[600], OPS_CONF[300];
 static const char *const KEYNAMES[] = {"ca", "p384", "rsa", "ed"};
 
+#define PIN "5678"
+
 static int suite_init(void)
 {
-    if (dh_suite_init("cf-ops", "5678", "Ops Test CA") != 0)
-        return -1;
+    int rc = dh_suite_init("cf-ops", PIN, "Ops Test CA");
+    if (rc != 0)
+        return rc;
     char uri[1024];
     cf_softhsm_uri(&H, NULL, uri, sizeof(uri));
     if (cf_sh("'%s' keys generate --token '%s' --type ec-p384 --label p384 >/dev/null && "
@@ -67,9 +71,7 @@ static int suite_clean(void)
 
 static void test_no_pin_in_logs(void)
 {
-    CU_ASSERT(NLOGS >= 3);
-    for (int i = 0; i < NLOGS; i++)
-        CU_ASSERT_FALSE(log_has(LOGS[i], "5678"));
+    dh_assert_no_pin_in_logs(PIN, 3);
 }
 
 static int n_revoked(X509_CRL *x)
@@ -365,7 +367,7 @@ static void test_revoke_crl(void)
     CU_ASSERT_EQUAL_FATAL(cf_revoke_one(c, ser[1], sl[1], 4, (cf_str){NULL, 0}, 5000, &r), 0);
     CU_ASSERT_EQUAL(r.status, CF_ST_OK);
     /* again with another reason: the first revocation stands */
-    sleep_ms(1100);
+    cf_sleep_ms(1100);
     CU_ASSERT_EQUAL_FATAL(cf_revoke_one(c, ser[0], sl[0], 5, (cf_str){NULL, 0}, 5000, &r), 0);
     CU_ASSERT_EQUAL(r.status, CF_ST_OK);
     CU_ASSERT_EQUAL(r.revoked_at, at0);
@@ -380,14 +382,14 @@ static void test_revoke_crl(void)
 
     /* within revoke_delay (1 s) a new CRL lists both */
     X509_CRL *crl = NULL;
-    uint64_t end = ms_now() + 10000;
-    while (ms_now() < end) {
+    uint64_t end = cf_now_ms() + 10000;
+    while (cf_now_ms() < end) {
         crl = read_crl_file();
         if (crl && n_revoked(crl) == 2)
             break;
         X509_CRL_free(crl);
         crl = NULL;
-        sleep_ms(100);
+        cf_sleep_ms(100);
     }
     CU_ASSERT_PTR_NOT_NULL_FATAL(crl);
     CU_ASSERT(crl_number(crl) > n0);
@@ -443,24 +445,16 @@ static void test_revoke_crl(void)
     CU_ASSERT(log_has(d.log, "event=crl issuer=ca"));
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    if (access("/usr/lib/softhsm/libsofthsm2.so", R_OK) != 0) {
-        fprintf(stderr, "SoftHSM2 is missing: skipped\n");
-        return 77;
-    }
-    signal(SIGPIPE, SIG_IGN);
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    CU_pSuite s = CU_add_suite("certforged SIGN, REVOKE, CRL", suite_init, suite_clean);
-    CU_add_test(s, "SIGN: every mechanism, refusals, ledger records", test_sign);
-    CU_add_test(s, "SIGN, REVOKE, CRL refused without their grants", test_not_granted);
-    CU_add_test(s, "REVOKE and CRLs, checked with OpenSSL", test_revoke_crl);
-    CU_add_test(s, "no PIN in any log", test_no_pin_in_logs);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned fails = CU_get_number_of_failures();
-    unsigned suite_fail = CU_get_number_of_suites_failed();
-    CU_cleanup_registry();
-    return fails || suite_fail ? 1 : 0;
+    static const cf_test tests[] = {
+        {"SIGN: every mechanism, refusals, ledger records", test_sign},
+        {"SIGN, REVOKE, CRL refused without their grants", test_not_granted},
+        {"REVOKE and CRLs, checked with OpenSSL", test_revoke_crl},
+        {"no PIN in any log", test_no_pin_in_logs},
+    };
+    static const cf_suite suites[] = {
+        CF_SUITE("certforged SIGN, REVOKE, CRL", suite_init, suite_clean, tests),
+    };
+    return CF_TEST_MAIN(argc, argv, suites);
 }

@@ -7,12 +7,12 @@
  * client.
  */
 #include "cf_testutil.h"
-#include "tests/daemon/daemon_harness.h"
+#include "cf_daemon.h"
 #include "client/certforge.h"
 #include "bench/csr_pool.h"
 #include "proto/proto.h"
 
-#include <CUnit/Basic.h>
+#include "cf_test.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -38,7 +38,7 @@
 
 #define PIN "Hq3k9Rt-pin"
 
-/* Token, CA, config writer, daemon start/stop, clients: daemon_harness.c. */
+/* Token, CA, config writer, daemon start/stop, clients: tests/support/cf_daemon.c. */
 static int suite_init(void)
 {
     return dh_suite_init("hst", PIN, "Daemon Test CA");
@@ -50,27 +50,6 @@ static int suite_clean(void)
 }
 
 /* ------------------------------------------------------------ daemon A */
-
-static long daemon_rss_kb(pid_t pid)
-{
-    char path[64], *t;
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    t = slurp(path);
-    const char *v = t ? strstr(t, "VmRSS:") : NULL;
-    long kb = v ? atol(v + 6) : -1;
-    free(t);
-    return kb;
-}
-
-static int log_count(const char *log, const char *needle)
-{
-    char *t = slurp(log);
-    int n = 0;
-    for (const char *p = t; p && (p = strstr(p, needle)); p += strlen(needle))
-        n++;
-    free(t);
-    return n;
-}
 
 static void start_daemon(dproc *d, const char *name, const char *server, const char *pipeline)
 {
@@ -104,7 +83,7 @@ static void *attack_thread(void *arg)
     uint8_t *f = malloc(cap);
     size_t *off = calloc((size_t)a->n, sizeof(size_t));
     size_t *len = calloc((size_t)a->n, sizeof(size_t));
-    uint64_t id = 0, end = ms_now() + a->ms;
+    uint64_t id = 0, end = cf_now_ms() + a->ms;
     if (!f || !off || !len)
         goto out;
     /* one batch of frames, resent from where each connection stopped */
@@ -117,7 +96,7 @@ static void *attack_thread(void *arg)
         n += m;
         id++;
     }
-    while (!atomic_load(&a->stop) && ms_now() < end && atomic_load(&a->closed) < a->n) {
+    while (!atomic_load(&a->stop) && cf_now_ms() < end && atomic_load(&a->closed) < a->n) {
         for (int i = 0; i < a->n; i++) {
             if (a->fds[i] < 0)
                 continue;
@@ -131,7 +110,7 @@ static void *attack_thread(void *arg)
                 atomic_fetch_add(&a->closed, 1);
             }
         }
-        sleep_ms(2);
+        cf_sleep_ms(2);
     }
     long total = 0;
     for (int i = 0; i < a->n; i++)
@@ -170,20 +149,27 @@ static void attack_end(attack *a, pthread_t th)
 }
 
 /* The honest client: `count` certificates one after another on one
- * connection, each OK (never BUSY) and answered within `limit_ms`. */
-static void honest(int count, unsigned limit_ms, pid_t daemon, long *max_rss_kb)
+ * connection, each OK (never BUSY). Not starved: while `a` attacks (NULL:
+ * no such check) at least HONEST_BESIDE of its answers come while all the
+ * attackers' connections are still open. A starved client gets none
+ * before the daemon has closed the attackers as stalled readers
+ * (idle_timeout_ms after they stop reading); a served one gets them at
+ * its own pace, on a fast machine or under a sanitizer. How many came
+ * then, and the slowest answer, are printed. */
+#define HONEST_BESIDE 5
+static void honest(int count, const attack *a, pid_t daemon, long *max_rss_kb)
 {
     cf_client *c = client();
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
-    int ok = 0;
+    int ok = 0, beside = 0;
     uint64_t worst = 0;
     for (int i = 0; i < count; i++) {
         cf_issue_req req;
         fill_req(&req, &POOL.items[(size_t)i % POOL.n], "nf");
         cf_response r;
-        uint64_t t0 = ms_now();
+        uint64_t t0 = cf_now_ms();
         int rc = cf_issue_one(c, &req, 10000, &r);
-        uint64_t dt = ms_now() - t0;
+        uint64_t dt = cf_now_ms() - t0;
         worst = dt > worst ? dt : worst;
         if (rc != 0) {
             fprintf(stderr, "\nhonest request %d: no answer\n", i);
@@ -197,15 +183,19 @@ static void honest(int count, unsigned limit_ms, pid_t daemon, long *max_rss_kb)
         if (i == 0)
             CU_ASSERT_EQUAL(verify_cert(r.cert.p, r.cert.len), 0);
         ok++;
+        beside += a && atomic_load(&a->closed) == 0;
         long rss = daemon_rss_kb(daemon);
         if (rss > *max_rss_kb)
             *max_rss_kb = rss;
-        sleep_ms(50);
+        cf_sleep_ms(20);
     }
     CU_ASSERT_EQUAL(ok, count);
-    if (worst >= limit_ms)
-        fprintf(stderr, "\nslowest honest answer: %llu ms\n", (unsigned long long)worst);
-    CU_ASSERT(worst < limit_ms);
+    if (a) {
+        fprintf(stderr, "(%d of %d honest answers while the %d attackers were connected) ", beside,
+                count, a->n);
+        CU_ASSERT(beside >= HONEST_BESIDE);
+    }
+    fprintf(stderr, "(slowest honest answer %llu ms) ", (unsigned long long)worst);
     cf_client_close(c);
 }
 
@@ -213,10 +203,10 @@ static void honest(int count, unsigned limit_ms, pid_t daemon, long *max_rss_kb)
  * reader. */
 static void expect_stalled(dproc *d, attack *a, int n, unsigned ms)
 {
-    uint64_t end = ms_now() + ms;
-    while (ms_now() < end &&
+    uint64_t end = cf_now_ms() + ms;
+    while (cf_now_ms() < end &&
            (atomic_load(&a->closed) < n || log_count(d->log, "reason=stalled-reader") < n))
-        sleep_ms(50);
+        cf_sleep_ms(50);
     CU_ASSERT_EQUAL(atomic_load(&a->closed), n);
     CU_ASSERT(log_count(d->log, "reason=stalled-reader") >= n);
     if (log_count(d->log, "reason=stalled-reader") < n) {
@@ -241,10 +231,10 @@ static void test_status_writers(void)
                  NULL);
     attack a;
     pthread_t th;
-    attack_start(&a, &th, 20, false, 20000);
-    sleep_ms(500); /* their answers back up, their input fills */
+    attack_start(&a, &th, 20, false, 60000);
+    cf_sleep_ms(500); /* their answers back up, their input fills */
     long rss = 0;
-    honest(30, 2000, d.pid, &rss);
+    honest(30, &a, d.pid, &rss);
     CU_ASSERT(rss > 0 && rss < 512 * 1024);
     expect_stalled(&d, &a, 20, 15000);
     attack_end(&a, th);
@@ -264,16 +254,16 @@ static void test_issue_nonreaders(void)
                  "workers = 2; queue = 256; batch = 16;");
     attack a;
     pthread_t th;
-    attack_start(&a, &th, 30, true, 20000);
-    sleep_ms(500);
+    attack_start(&a, &th, 30, true, 60000);
+    cf_sleep_ms(500);
     long rss = 0;
-    honest(30, 2000, d.pid, &rss);
+    honest(30, &a, d.pid, &rss);
     CU_ASSERT(rss > 0 && rss < 512 * 1024);
     expect_stalled(&d, &a, 30, 15000);
     attack_end(&a, th);
-    uint64_t end = ms_now() + 5000;
-    while (ms_now() < end && status_value("inflight") != 0)
-        sleep_ms(20);
+    uint64_t end = cf_now_ms() + 5000;
+    while (cf_now_ms() < end && status_value("inflight") != 0)
+        cf_sleep_ms(20);
     CU_ASSERT_EQUAL(status_value("inflight"), 0);
     daemon_stop_clean(&d);
 }
@@ -281,51 +271,49 @@ static void test_issue_nonreaders(void)
 /* Slowloris: 10 connections each send a valid ISSUE frame one octet every
  * 200 ms (idle_timeout 1 s, which a byte resets). Each is closed as
  * stalled-mid-frame about 1 s after its first octet while its bytes still
- * trickle, and an honest client meanwhile gets its certificates. */
+ * trickle: the trickle goes on (up to 60 octets, 12 s, far from a whole
+ * frame) until the daemon has closed all 10, which a byte that reset the
+ * timeout would never let happen. An honest client meanwhile gets its
+ * certificates. */
 static void test_slowloris(void)
 {
     dproc d;
     start_daemon(&d, "s", "max_frame = 8192; idle_timeout_ms = 1000; io_threads = 1;", NULL);
-    enum { N = 10 };
+    enum { N = 10, MAX_OCTETS = 60 };
     int fds[N];
     uint8_t f[4096];
     size_t n = enc_issue(f, sizeof(f), 1, &POOL.items[0], "nf");
-    CU_ASSERT_FATAL(n > 100);
+    CU_ASSERT_FATAL(n > 2 * MAX_OCTETS);
     for (int i = 0; i < N; i++) {
         fds[i] = raw_connect();
         CU_ASSERT_FATAL(fds[i] >= 0);
     }
-    uint64_t t0 = ms_now();
+    uint64_t t0 = cf_now_ms();
     int closed = 0;
     bool done[N] = {0};
     uint64_t closed_after = 0;
-    for (size_t k = 0; k < 20 && closed < N; k++) { /* 20 octets over 4 s */
+    size_t k;
+    for (k = 0; k < MAX_OCTETS && closed < N; k++) {
         for (int i = 0; i < N; i++) {
             if (done[i])
                 continue;
             if (send(fds[i], f + k, 1, MSG_NOSIGNAL) != 1) {
                 done[i] = true;
                 closed++;
-                closed_after = ms_now() - t0;
+                closed_after = cf_now_ms() - t0;
             }
         }
         if (k == 2) { /* the trickle is on: an honest client still works */
             long rss = 0;
-            honest(5, 2000, d.pid, &rss);
+            honest(5, NULL, d.pid, &rss);
         }
-        sleep_ms(200);
+        cf_sleep_ms(200);
     }
-    /* the daemon closed them (reading gives EOF), not the 4 s of trickle */
-    for (int i = 0; i < N; i++) {
-        if (!done[i] && raw_eof(fds[i], 1000)) {
-            done[i] = true;
-            closed++;
-            closed_after = ms_now() - t0;
-        }
+    for (int i = 0; i < N; i++)
         close(fds[i]);
-    }
+    /* the daemon closed them all while the octets still came */
     CU_ASSERT_EQUAL(closed, N);
-    CU_ASSERT(closed_after < 3500);
+    fprintf(stderr, "(all closed after %zu octets, %llu ms) ", k, (unsigned long long)closed_after);
     CU_ASSERT(log_count(d.log, "err=too-slow") >= N);
     daemon_stop_clean(&d);
 }
@@ -352,9 +340,9 @@ static void test_unsupported_flood(void)
     }
     CU_ASSERT_EQUAL(answered, 200);
     close(fd);
-    uint64_t end = ms_now() + 5000;
-    while (ms_now() < end && !log_has(d.log, "unsupported=200"))
-        sleep_ms(20);
+    uint64_t end = cf_now_ms() + 5000;
+    while (cf_now_ms() < end && !log_has(d.log, "unsupported=200"))
+        cf_sleep_ms(20);
     CU_ASSERT_TRUE(log_has(d.log, "unsupported=200"));
     CU_ASSERT_EQUAL(log_count(d.log, "event=unsupported"), 1);
     daemon_stop_clean(&d);
@@ -364,12 +352,13 @@ static void test_unsupported_flood(void)
  * only when a job of its ring completes: here the jobs come back when a
  * peer that held them (answers it never read) goes away, with no
  * completion after it; the parked request must not wait for its BUSY
- * deadline (4 s). */
+ * deadline. That deadline is 60 s and the answer is waited for 10 s: a
+ * request that waited for its deadline would not be answered in time. */
 static void test_parked_retry(void)
 {
     dproc d;
     start_daemon(&d, "p",
-                 "max_frame = 8192; io_threads = 1; busy_deadline_ms = 4000; "
+                 "max_frame = 8192; io_threads = 1; busy_deadline_ms = 60000; "
                  "idle_timeout_ms = 10000;",
                  "workers = 1; queue = 4; batch = 1;");
     /* X: 600 ISSUE requests, never read: its output (and its socket
@@ -383,67 +372,54 @@ static void test_parked_retry(void)
     for (int i = 0; i < 600; i++)
         n += enc_issue(f + n, sizeof(f) - n, (uint64_t)i, &POOL.items[(size_t)i % POOL.n], "nf");
     size_t off = 0;
-    uint64_t end = ms_now() + 3000;
-    while (off < n && ms_now() < end) {
+    uint64_t end = cf_now_ms() + 3000;
+    while (off < n && cf_now_ms() < end) {
         ssize_t w = send(x, f + off, n - off, MSG_NOSIGNAL);
         if (w > 0)
             off += (size_t)w;
         else
-            sleep_ms(5);
+            cf_sleep_ms(5);
     }
-    sleep_ms(500);
+    cf_sleep_ms(500);
     CU_ASSERT_EQUAL(status_value("inflight"), 5);
     /* Y: one request, parked (no free job) */
     int y = raw_connect();
     CU_ASSERT_FATAL(y >= 0);
     size_t m = enc_issue(f, sizeof(f), 7, &POOL.items[0], "nf");
     CU_ASSERT_EQUAL(send(y, f, m, MSG_NOSIGNAL), (ssize_t)m);
-    sleep_ms(300);
-    uint64_t t0 = ms_now();
+    cf_sleep_ms(300);
+    uint64_t t0 = cf_now_ms();
     close(x); /* its send fails: closed, its jobs freed */
     uint8_t buf[16384];
     proto_resp r;
     CU_ASSERT_EQUAL(raw_response(y, buf, sizeof(buf), &r, 10000), 1);
-    uint64_t dt = ms_now() - t0;
+    uint64_t dt = cf_now_ms() - t0;
     CU_ASSERT_EQUAL(r.status, CF_ST_OK);
     CU_ASSERT_EQUAL(r.id, 7);
-    if (dt >= 2000)
-        fprintf(stderr, "\nparked request answered %llu ms after the jobs came back\n",
-                (unsigned long long)dt);
-    CU_ASSERT(dt < 2000);
+    fprintf(stderr, "(parked request answered %llu ms after the jobs came back) ",
+            (unsigned long long)dt);
     close(y);
     daemon_stop_clean(&d);
 }
 
+/* No log of any run holds the PIN (and each of the five runs left one). */
 static void test_no_pin_in_logs(void)
 {
-    for (int i = 0; i < NLOGS; i++) {
-        char *t = slurp(LOGS[i]);
-        if (t && strstr(t, PIN))
-            CU_FAIL("PIN in a log");
-        free(t);
-    }
+    dh_assert_no_pin_in_logs(PIN, 5);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    if (access("/usr/lib/softhsm/libsofthsm2.so", R_OK) != 0) {
-        fprintf(stderr, "SoftHSM2 is missing: skipped\n");
-        return 77;
-    }
-    signal(SIGPIPE, SIG_IGN);
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    CU_pSuite s = CU_add_suite("certforged hostile clients", suite_init, suite_clean);
-    CU_add_test(s, "20 STATUS writers that never read", test_status_writers);
-    CU_add_test(s, "30 ISSUE pipeliners that never read", test_issue_nonreaders);
-    CU_add_test(s, "a flood of unknown ops: one info line", test_unsupported_flood);
-    CU_add_test(s, "slowloris: a frame one octet at a time", test_slowloris);
-    CU_add_test(s, "a parked request retried on the tick", test_parked_retry);
-    CU_add_test(s, "no PIN in any log", test_no_pin_in_logs);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned fails = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
-    CU_cleanup_registry();
-    return fails ? 1 : 0;
+    static const cf_test tests[] = {
+        {"20 STATUS writers that never read", test_status_writers},
+        {"30 ISSUE pipeliners that never read", test_issue_nonreaders},
+        {"a flood of unknown ops: one info line", test_unsupported_flood},
+        {"slowloris: a frame one octet at a time", test_slowloris},
+        {"a parked request retried on the tick", test_parked_retry},
+        {"no PIN in any log", test_no_pin_in_logs},
+    };
+    static const cf_suite suites[] = {
+        CF_SUITE("certforged hostile clients", suite_init, suite_clean, tests),
+    };
+    return CF_TEST_MAIN(argc, argv, suites);
 }

@@ -5,8 +5,7 @@
  * OpenSSL-made certificate and CSR walked with the reader. */
 #include "engine/der/der.h"
 
-#include <CUnit/Basic.h>
-#include <CUnit/CUnit.h>
+#include "cf_test.h"
 #include <openssl/asn1.h>
 #include <openssl/bn.h>
 #include <openssl/ec.h>
@@ -1608,12 +1607,9 @@ static void test_seed_corpus(void)
 
 /* ---------------------------------------------------------------- main */
 
-int main(void)
+int main(int argc, char **argv)
 {
-    static const struct {
-        const char *name;
-        CU_TestFunc fn;
-    } tests[] = {
+    static const cf_test tests[] = {
         {"error names", test_err_names},
         {"lengths", test_lengths},
         {"tags", test_tags},
@@ -1636,19 +1632,6 @@ int main(void)
         {"CSR walk", test_csr_walk},
         {"seed corpus", test_seed_corpus},
     };
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 2;
-    CU_pSuite s = CU_add_suite("der", NULL, NULL);
-    for (size_t i = 0; s && i < sizeof(tests) / sizeof(tests[0]); i++)
-        if (!CU_add_test(s, tests[i].name, tests[i].fn))
-            s = NULL;
-    if (!s) {
-        CU_cleanup_registry();
-        return 2;
-    }
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned fails = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-    CU_cleanup_registry();
-    return fails ? 1 : 0;
+    static const cf_suite suites[] = {CF_SUITE("der", NULL, NULL, tests)};
+    return CF_TEST_MAIN(argc, argv, suites);
 }

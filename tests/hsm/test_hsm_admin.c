@@ -4,13 +4,13 @@
 #include "cf_testutil.h"
 #include "hsm/hsm.h"
 #include "hsm/hsm_admin.h"
-#include "renamed.h"
 
-#include <CUnit/Basic.h>
+#include "cf_test.h"
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "common/sigalg.h"
 
 static cf_softhsm H;
 static char TOKEN_URI[1024];
@@ -108,14 +108,14 @@ static void test_generate_all(void)
 {
     static const struct {
         hsm_gen_type g;
-        hsm_key_type kt;
+        cf_key_type kt;
         unsigned bits;
         const char *label;
     } cases[] = {
-        {HSM_GEN_EC_P256, HSM_KEY_EC_P256, 256, "k-p256"},
-        {HSM_GEN_EC_P384, HSM_KEY_EC_P384, 384, "k-p384"},
-        {HSM_GEN_RSA_2048, HSM_KEY_RSA, 2048, "k-rsa2048"},
-        {HSM_GEN_ED25519, HSM_KEY_ED25519, 256, "k-ed25519"},
+        {HSM_GEN_EC_P256, CF_KEY_EC_P256, 256, "k-p256"},
+        {HSM_GEN_EC_P384, CF_KEY_EC_P384, 384, "k-p384"},
+        {HSM_GEN_RSA_2048, CF_KEY_RSA, 2048, "k-rsa2048"},
+        {HSM_GEN_ED25519, CF_KEY_ED25519, 256, "k-ed25519"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         hsm_key_desc d;
@@ -211,20 +211,16 @@ static void test_wrong_token_in_key_uri(void)
     expect_msg(&e, "names no key");
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    CU_pSuite s = CU_add_suite("hsm_admin", suite_init, suite_clean);
-    CU_add_test(s, "module tokens", test_module_tokens);
-    CU_add_test(s, "gen type parse", test_gen_type_parse);
-    CU_add_test(s, "generate all kinds", test_generate_all);
-    CU_add_test(s, "refuse label/id clash", test_refuse_clash);
-    CU_add_test(s, "certificate objects and delete", test_cert_objects_and_delete);
-    CU_add_test(s, "key URI naming another token", test_wrong_token_in_key_uri);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned fails = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
-    CU_cleanup_registry();
-    return fails ? 1 : 0;
+    static const cf_test tests[] = {
+        {"module tokens", test_module_tokens},
+        {"gen type parse", test_gen_type_parse},
+        {"generate all kinds", test_generate_all},
+        {"refuse label/id clash", test_refuse_clash},
+        {"certificate objects and delete", test_cert_objects_and_delete},
+        {"key URI naming another token", test_wrong_token_in_key_uri},
+    };
+    static const cf_suite suites[] = {CF_SUITE("hsm_admin", suite_init, suite_clean, tests)};
+    return CF_TEST_MAIN(argc, argv, suites);
 }

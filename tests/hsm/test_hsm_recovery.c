@@ -1,12 +1,16 @@
 /* Recovery paths of the HSM layer, driven through the PKCS#11 shim
  * (hsm/shim) over a real SoftHSM2 token: every fault class the issue names
  * makes the failing call return an HSM error, and signing resumes in the
- * same process without a restart. Nothing blocks longer than its bound. */
+ * same process without a restart. Nothing blocks longer than its bound:
+ * asserted on what comes back (no call gave up waiting for a session, the
+ * retry backoff stays within its cap, a session wait ends CANCELED before
+ * the HSM is asked); the timing suite (test_hsm_recovery_timing) also
+ * asserts the durations. */
 #include "cf_testutil.h"
 #include "hsm/hsm.h"
-#include "renamed.h"
+#include "hsm/shim/shim.h"
 
-#include <CUnit/Basic.h>
+#include "cf_test.h"
 #include <dlfcn.h>
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -16,16 +20,18 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "common/sigalg.h"
 
 static cf_softhsm H;
 static char TOKEN_URI[1024];
 static int (*shim_control)(const char *, const char *);
+static cf_shim_counters_fn *shim_counters;
 
-static double now_s(void)
+static cf_shim_counts counts(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    cf_shim_counts c;
+    shim_counters(&c);
+    return c;
 }
 
 static void ctl(const char *k, const char *v)
@@ -56,8 +62,9 @@ static int suite_init(void)
         fprintf(stderr, "dlopen shim: %s\n", dlerror());
         return -1;
     }
-    shim_control = (int (*)(const char *, const char *))dlsym(dl, "cf_shim_control");
-    return shim_control ? 0 : -1;
+    shim_control = (int (*)(const char *, const char *))dlsym(dl, CF_SHIM_CONTROL_SYM);
+    shim_counters = (cf_shim_counters_fn *)dlsym(dl, CF_SHIM_COUNTERS_SYM);
+    return shim_control && shim_counters ? 0 : -1;
 }
 
 static int suite_clean(void)
@@ -99,13 +106,13 @@ static void close_fx(fixture *fx)
  * signature that does not verify). */
 static long sign1(fixture *fx, hsm_err *e)
 {
-    uint8_t dig[32], sig[HSM_SIG_MAX];
+    uint8_t dig[32], sig[CF_SIG_MAX];
     size_t sl;
     static _Atomic unsigned ctr;
     unsigned c = atomic_fetch_add(&ctr, 1);
     memset(dig, 0x33, sizeof(dig));
     memcpy(dig, &c, sizeof(c));
-    if (hsm_sign(fx->s, HSM_MECH_ECDSA_SHA256, dig, 32, sig, &sl, e) != 0)
+    if (hsm_sign(fx->s, CF_SIG_ECDSA_SHA256, dig, 32, sig, &sl, e) != 0)
         return (long)e->rv;
     EVP_PKEY_CTX *c2 = EVP_PKEY_CTX_new(fx->pub, NULL);
     int ok = EVP_PKEY_verify_init(c2) == 1 && EVP_PKEY_verify(c2, sig, sl, dig, 32) == 1;
@@ -113,23 +120,37 @@ static long sign1(fixture *fx, hsm_err *e)
     return ok ? 0 : -1;
 }
 
-/* Sign until it works again; returns how many calls failed before that,
- * or -1 if it never recovered within `secs`. */
-static int until_recovered(fixture *fx, double secs, double *max_call_s)
+/* What the failed calls of until_recovered() came back with. */
+typedef struct recovery {
+    double max_call_s;     /* the longest call (printed; asserted in the timing suite) */
+    int canceled;          /* CKR_FUNCTION_CANCELED: a call gave up waiting for a session */
+    int bad_sig;           /* a signature that does not verify */
+    unsigned max_retry_ms; /* the longest "next attempt in N ms" of a recovering token */
+} recovery;
+
+/* Sign until it works again (giving up after `secs`); returns how many
+ * calls failed before that, or -1 if it never recovered. */
+static int until_recovered(fixture *fx, double secs, recovery *rc)
 {
-    double end = now_s() + secs;
+    double end = cf_now_s() + secs;
     int fails = 0;
-    *max_call_s = 0;
-    while (now_s() < end) {
+    memset(rc, 0, sizeof(*rc));
+    while (cf_now_s() < end) {
         hsm_err e = {0};
-        double t0 = now_s();
+        double t0 = cf_now_s();
         long r = sign1(fx, &e);
-        double dt = now_s() - t0;
-        if (dt > *max_call_s)
-            *max_call_s = dt;
+        double dt = cf_now_s() - t0;
+        if (dt > rc->max_call_s)
+            rc->max_call_s = dt;
         if (r == 0)
             return fails;
         fails++;
+        rc->canceled += r == (long)CKR_FUNCTION_CANCELED;
+        rc->bad_sig += r == -1;
+        const char *next = strstr(e.msg, "next attempt in ");
+        unsigned ms;
+        if (next && sscanf(next, "next attempt in %u ms", &ms) == 1 && ms > rc->max_retry_ms)
+            rc->max_retry_ms = ms;
         usleep(5000);
     }
     return -1;
@@ -205,16 +226,21 @@ static void test_invalidate_all(void)
     hsm_err e = {0};
     CU_ASSERT_EQUAL(sign1(&fx, &e), 0);
     ctl("INVALIDATE_NOW", "1");
-    double maxcall;
-    int fails = until_recovered(&fx, 5.0, &maxcall);
+    recovery rc;
+    int fails = until_recovered(&fx, 5.0, &rc);
     CU_ASSERT(fails >= 0 && fails <= 2);
+    CU_ASSERT_EQUAL(rc.bad_sig, 0);
     for (int i = 0; i < 20; i++)
         CU_ASSERT_EQUAL(sign1(&fx, &e), 0);
     close_fx(&fx);
 }
 
-/* The token disappears for 600 ms: calls fail fast (bounded), the layer
- * logs in again once it is back, and signing resumes. */
+/* The token disappears for 600 ms: calls fail fast (none waits out the
+ * 1 s session wait: no CKR_FUNCTION_CANCELED), the layer retries with a
+ * backoff capped at 200 ms (the "next attempt in" of its messages), logs
+ * in again once the token is back, and signing resumes. The timing suite
+ * also asserts when: not before the token came back, soon after it, no
+ * call longer than 1 s. */
 static void test_token_removed(void)
 {
     fixture fx;
@@ -222,15 +248,22 @@ static void test_token_removed(void)
     open_fx(&fx, 2, &o);
     hsm_err e = {0};
     CU_ASSERT_EQUAL(sign1(&fx, &e), 0);
-    double t0 = now_s();
+    double t0 = cf_now_s();
     ctl("REMOVE_NOW_MS", "600");
-    double maxcall;
-    int fails = until_recovered(&fx, 10.0, &maxcall);
-    double took = now_s() - t0;
-    CU_ASSERT(fails > 0);     /* it was noticed */
-    CU_ASSERT(took >= 0.55);  /* not before the token came back */
-    CU_ASSERT(took < 3.0);    /* and soon after: backoff capped at 200 ms */
-    CU_ASSERT(maxcall < 1.0); /* no call blocked */
+    recovery rc;
+    int fails = until_recovered(&fx, 10.0, &rc);
+    double took = cf_now_s() - t0;
+    CU_ASSERT(fails > 0);            /* it was noticed */
+    CU_ASSERT_EQUAL(rc.canceled, 0); /* no call blocked */
+    CU_ASSERT_EQUAL(rc.bad_sig, 0);
+    CU_ASSERT(rc.max_retry_ms > 0 && rc.max_retry_ms <= 200); /* backoff capped */
+    fprintf(stderr, "(recovered in %.0f ms, %d failed calls, longest %.0f ms, retry <= %u ms) ",
+            took * 1e3, fails, rc.max_call_s * 1e3, rc.max_retry_ms);
+    if (cf_test_timing()) {
+        CU_ASSERT(took >= 0.55);        /* not before the token came back */
+        CU_ASSERT(took < 3.0);          /* and soon after: backoff capped at 200 ms */
+        CU_ASSERT(rc.max_call_s < 1.0); /* no call blocked */
+    }
     for (int i = 0; i < 20; i++)
         CU_ASSERT_EQUAL(sign1(&fx, &e), 0);
     close_fx(&fx);
@@ -250,9 +283,9 @@ static void test_wrong_pin_not_retried(void)
     fputs("0000", f);
     fclose(f);
     ctl("REMOVE_NOW_MS", "100");
-    double end = now_s() + 5.0;
+    double end = cf_now_s() + 5.0;
     int rejected = 0, not_again = 0;
-    while (now_s() < end && not_again < 3) {
+    while (cf_now_s() < end && not_again < 3) {
         long r = sign1(&fx, &e);
         CU_ASSERT_NOT_EQUAL(r, 0);
         if (strstr(e.msg, "not trying it again"))
@@ -267,8 +300,8 @@ static void test_wrong_pin_not_retried(void)
     f = fopen(H.pin_file, "w");
     fputs(H.pin, f);
     fclose(f);
-    double maxcall;
-    CU_ASSERT(until_recovered(&fx, 5.0, &maxcall) >= 0);
+    recovery rc;
+    CU_ASSERT(until_recovered(&fx, 5.0, &rc) >= 0);
     CU_ASSERT_EQUAL(sign1(&fx, &e), 0);
     close_fx(&fx);
 }
@@ -319,53 +352,67 @@ static void *slow_signer(void *p)
 {
     slow_arg *a = p;
     hsm_err e = {0};
-    double t0 = now_s();
+    double t0 = cf_now_s();
     a->rv = sign1(a->fx, &e);
-    a->secs = now_s() - t0;
+    a->secs = cf_now_s() - t0;
     return NULL;
 }
 
-/* A thread waiting for a session gives up after acquire_timeout_ms. */
+/* A thread waiting for a session gives up after acquire_timeout_ms (100):
+ * B asks while A holds the only session for a 1 s signature (the shim
+ * counts A inside C_Sign first), and comes back CANCELED without having
+ * reached the HSM; A's signature is fine. The timing suite also asserts
+ * that B gave up within 0.5 s. */
 static void test_acquire_timeout(void)
 {
     fixture fx;
     hsm_token_opts o = {.acquire_timeout_ms = 100};
     open_fx(&fx, 1, &o);
-    ctl("SIGN_LATENCY_US", "600000");
+    ctl("SIGN_LATENCY_US", "1000000");
+    ctl("RESET_COUNTERS", "1");
     slow_arg a = {&fx, 0, 0}, b = {&fx, 0, 0};
     pthread_t ta, tb;
     pthread_create(&ta, NULL, slow_signer, &a);
-    usleep(50000);
+    double end = cf_now_s() + 10;
+    while (counts().signing < 1 && cf_now_s() < end)
+        cf_sleep_ms(1);
+    CU_ASSERT_EQUAL(counts().signing, 1); /* A is in the HSM */
     pthread_create(&tb, NULL, slow_signer, &b);
-    pthread_join(ta, NULL);
     pthread_join(tb, NULL);
+    pthread_join(ta, NULL);
     reset_faults();
     CU_ASSERT_EQUAL(a.rv, 0);
     CU_ASSERT_EQUAL(b.rv, (long)CKR_FUNCTION_CANCELED);
-    CU_ASSERT(b.secs < 0.5);
+    CU_ASSERT_EQUAL(counts().signs, 1); /* B never reached the HSM */
+    fprintf(stderr, "(B gave up after %.0f ms) ", b.secs * 1e3);
+    if (cf_test_timing())
+        CU_ASSERT(b.secs < 0.5);
     close_fx(&fx);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    CU_pSuite su = CU_add_suite("hsm-recovery", suite_init, suite_clean);
-    CU_add_test(su, "CKR_DEVICE_ERROR every 5th sign", test_device_error);
-    CU_add_test(su, "CKR_SESSION_HANDLE_INVALID every 5th", test_session_handle_invalid);
-    CU_add_test(su, "CKR_SESSION_CLOSED every 5th", test_session_closed);
-    CU_add_test(su, "CKR_USER_NOT_LOGGED_IN every 5th", test_user_not_logged_in);
-    CU_add_test(su, "CKR_DEVICE_REMOVED every 5th", test_device_removed_rv);
-    CU_add_test(su, "CKR_TOKEN_NOT_PRESENT every 5th", test_token_not_present_rv);
-    CU_add_test(su, "all sessions invalidated", test_invalidate_all);
-    CU_add_test(su, "token removed for 600 ms", test_token_removed);
-    CU_add_test(su, "locked and final-try PIN refused", test_pin_flags);
-    CU_add_test(su, "a rejected PIN is not tried again", test_wrong_pin_not_retried);
-    CU_add_test(su, "pool capped by ulMaxSessionCount", test_max_sessions);
-    CU_add_test(su, "session wait bounded", test_acquire_timeout);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned fails = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
-    CU_cleanup_registry();
-    return fails ? 1 : 0;
+    static const cf_test tests[] = {
+        {"CKR_DEVICE_ERROR every 5th sign", test_device_error},
+        {"CKR_SESSION_HANDLE_INVALID every 5th", test_session_handle_invalid},
+        {"CKR_SESSION_CLOSED every 5th", test_session_closed},
+        {"CKR_USER_NOT_LOGGED_IN every 5th", test_user_not_logged_in},
+        {"CKR_DEVICE_REMOVED every 5th", test_device_removed_rv},
+        {"CKR_TOKEN_NOT_PRESENT every 5th", test_token_not_present_rv},
+        {"all sessions invalidated", test_invalidate_all},
+        {"token removed for 600 ms", test_token_removed},
+        {"locked and final-try PIN refused", test_pin_flags},
+        {"a rejected PIN is not tried again", test_wrong_pin_not_retried},
+        {"pool capped by ulMaxSessionCount", test_max_sessions},
+        {"session wait bounded", test_acquire_timeout},
+    };
+    static const cf_test timed[] = {
+        {"token removed for 600 ms: recovery time, no call blocked", test_token_removed},
+        {"session wait bounded: given up in time", test_acquire_timeout},
+    };
+    static const cf_suite suites[] = {
+        CF_SUITE("hsm-recovery", suite_init, suite_clean, tests),
+        CF_TIMING_SUITE("hsm-recovery, timed", suite_init, suite_clean, timed),
+    };
+    return CF_TEST_MAIN(argc, argv, suites);
 }

@@ -86,14 +86,6 @@ printf '#include "../der/der.h"\n' >"$tmp/t/engine/planted.c"
 expect_fail "relative path" engine/planted.c
 
 fresh
-printf '#include "renamed.h"\n' >"$tmp/t/engine/planted.c"
-expect_fail "old names outside tests" engine/planted.c
-
-fresh
-printf '#include "renamed.h"\n' >"$tmp/t/bench/planted.c"
-expect_fail "old names in bench" bench/planted.c
-
-fresh
 printf '#include "cf_testutil.h"\n' >"$tmp/t/engine/planted.c"
 expect_fail "test runner outside tests" engine/planted.c
 

@@ -1,7 +1,7 @@
 /* pg_engines.c — see pg_engines.h. */
 #include "tests/ledger/pg_engines.h"
 
-#include <CUnit/Basic.h>
+#include "cf_test.h"
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,19 +30,18 @@ int pge_available(bool need_dir)
 {
     const char *ci = getenv("CF_TEST_PG_CONNINFO");
     if (!ci || !ci[0]) {
-        fprintf(stderr, "CF_TEST_PG_CONNINFO is not set (tools/test.sh starts a throwaway "
-                        "cluster): skipped\n");
-        return 77;
+        cf_test_skip("CF_TEST_PG_CONNINFO is not set (tools/test.sh starts a throwaway cluster)");
+        return 1;
     }
     if (need_dir && (!getenv("CF_TEST_PG_DIR") || !getenv("CF_TEST_PG_DIR")[0])) {
-        fprintf(stderr, "CF_TEST_PG_DIR is not set (a cluster this test may stop and start, "
-                        "tools/pg-cluster.sh): skipped\n");
-        return 77;
+        cf_test_skip("CF_TEST_PG_DIR is not set (a cluster this test may stop and start, "
+                     "tools/pg-cluster.sh)");
+        return 1;
     }
     PGconn *c = side(ci);
     if (!c) {
-        fprintf(stderr, "PostgreSQL at '%s' does not answer: skipped\n", ci);
-        return 77;
+        cf_test_skip("PostgreSQL at '%s' does not answer", ci);
+        return 1;
     }
     PQfinish(c);
     return 0;

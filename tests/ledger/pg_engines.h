@@ -1,6 +1,6 @@
 /* pg_engines.h — several certforged instances ("engines") sharing one
  * PostgreSQL ledger, for the suites that need them (test_ledger_pg_daemon;
- * the CRL-across-engines test). Built on tests/daemon/daemon_harness.h:
+ * the CRL-across-engines test). Built on tests/support/cf_daemon.h:
  * one SoftHSM token and CA key for all engines, each engine with its own
  * socket, config and pipeline.serial_prefix, all on one fresh schema of
  * the database in $CF_TEST_PG_CONNINFO. The cluster behind
@@ -12,7 +12,7 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 
-#include "tests/daemon/daemon_harness.h"
+#include "cf_daemon.h"
 
 #define PGE_MAX 4
 
@@ -29,9 +29,10 @@ typedef struct pg_engines {
     dproc d[PGE_MAX];
 } pg_engines;
 
-/* 0 when $CF_TEST_PG_CONNINFO names a server that answers, else 77 (the
- * caller skips) with the reason on stderr. need_dir: also $CF_TEST_PG_DIR
- * (a cluster this test may stop and start). */
+/* For a suite set-up: 0 when $CF_TEST_PG_CONNINFO names a server that
+ * answers, else 1 after cf_test_skip() with the reason (the suite is
+ * reported skipped). need_dir: also $CF_TEST_PG_DIR (a cluster this test
+ * may stop and start). */
 int pge_available(bool need_dir);
 /* A fresh schema `name`_<pid> and n engine configs (not started). 0 or -1. */
 int pge_init(pg_engines *e, const char *name, unsigned n);

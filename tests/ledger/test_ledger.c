@@ -15,9 +15,9 @@
  * next call reconnects; two engines creating the schema at once;
  * cRLNumbers taken concurrently by several connections. */
 #include "engine/ledger/ledger.h"
-#include "renamed.h"
 
-#include <CUnit/Basic.h>
+#include "cf_test.h"
+#include "cf_testutil.h"
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -31,6 +31,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include "common/reason.h"
 
 static char DIR_[256];
 static uint8_t *CERT;
@@ -42,12 +43,6 @@ static char PG_TAG[32];   /* schema prefix of this run: t<pid> */
 static void db_path(const char *name, char *out, size_t len)
 {
     snprintf(out, len, "%s/%s", DIR_, name);
-}
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
 }
 
 /* PostgreSQL: the schema of a test name ("batch.db" -> t123_batch). */
@@ -184,8 +179,28 @@ static int make_cert(void)
     return CERT_LEN > 0 ? 0 : -1;
 }
 
+/* The PostgreSQL run needs a server: without $CF_TEST_PG_CONNINFO, or
+ * with one that does not answer, it is skipped. */
+static int pg_missing(void)
+{
+    PG_CI = getenv("CF_TEST_PG_CONNINFO");
+    if (!PG_CI || !PG_CI[0]) {
+        cf_test_skip("CF_TEST_PG_CONNINFO is not set (tools/test.sh starts a throwaway "
+                     "cluster): PostgreSQL ledger tests skipped");
+        return 1;
+    }
+    PGconn *c = PQconnectdb(PG_CI);
+    int down = PQstatus(c) != CONNECTION_OK;
+    if (down)
+        cf_test_skip("PostgreSQL at '%s' does not answer: %s", PG_CI, PQerrorMessage(c));
+    PQfinish(c);
+    return down;
+}
+
 static int suite_init(void)
 {
+    if (PG && pg_missing())
+        return 1;
     snprintf(PG_TAG, sizeof(PG_TAG), "t%ld", (long)getpid());
     snprintf(DIR_, sizeof(DIR_), "/tmp/cf-ledger-XXXXXX");
     if (!mkdtemp(DIR_))
@@ -458,7 +473,7 @@ static void test_fsync_off_pg(void)
         return;
     }
     PQclear(PQexec(c, "SELECT pg_reload_conf()"));
-    sleep_ms(300); /* the reload reaches new sessions */
+    cf_sleep_ms(300); /* the reload reaches new sessions */
     ledger *l = open_rw("fsync.db");
     CU_ASSERT_PTR_NULL(l);
     ledger_opts o = opts_for("fsync.db", p, sizeof(p), false);
@@ -468,7 +483,7 @@ static void test_fsync_off_pg(void)
     PQclear(PQexec(c, "ALTER SYSTEM RESET fsync"));
     PQclear(PQexec(c, "SELECT pg_reload_conf()"));
     PQfinish(c);
-    sleep_ms(300);
+    cf_sleep_ms(300);
     l = open_rw("fsync.db");
     CU_ASSERT_PTR_NOT_NULL(l);
     ledger_close(l);
@@ -818,10 +833,10 @@ static void test_revoke(void)
     CU_ASSERT_EQUAL(rl.n, 3); /* the expired one too, when asked from time 0 */
     ledger_filter f = {.revoked_only = true};
     CU_ASSERT_EQUAL(count(l, &f), 4);
-    CU_ASSERT_STRING_EQUAL(ledger_reason_name(0), "unspecified");
-    CU_ASSERT_PTR_NULL(ledger_reason_name(7));
-    CU_ASSERT_EQUAL(ledger_reason_code("KEYCOMPROMISE"), 1);
-    CU_ASSERT_EQUAL(ledger_reason_code("nonsense"), -1);
+    CU_ASSERT_STRING_EQUAL(cf_reason_name(0), "unspecified");
+    CU_ASSERT_PTR_NULL(cf_reason_name(7));
+    CU_ASSERT_EQUAL(cf_reason_code("KEYCOMPROMISE"), 1);
+    CU_ASSERT_EQUAL(cf_reason_code("nonsense"), -1);
     ledger_close(l);
 }
 
@@ -938,13 +953,6 @@ static void test_sign_records(void)
     ledger_close(l);
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void test_cert_fields(void)
 {
     char text[LEDGER_CERT_TEXT_CAP(4096)];
@@ -975,11 +983,11 @@ static void test_cert_fields(void)
     /* cost: engine/der against d2i_X509 + the OpenSSL getters the same
      * fields would take (printed for docs/ledger.md, not asserted) */
     const int N = 2000; /* small: the suite also runs under ASan */
-    double t0 = now_s();
+    double t0 = cf_now_s();
     for (int i = 0; i < N; i++)
         if (ledger_cert_fields_of(CERT, (size_t)CERT_LEN, text, sizeof(text), &f) != 0)
             CU_FAIL("fields");
-    double t1 = now_s();
+    double t1 = cf_now_s();
     char buf[512];
     for (int i = 0; i < N; i++) {
         const unsigned char *p = CERT;
@@ -990,7 +998,7 @@ static void test_cert_fields(void)
         GENERAL_NAMES_free(g);
         X509_free(x);
     }
-    double t2 = now_s();
+    double t2 = cf_now_s();
     fprintf(stderr, "\n    fields per certificate: engine/der %.2f us, d2i_X509 + getters %.2f us\n",
             (t1 - t0) / N * 1e6, (t2 - t1) / N * 1e6);
 }
@@ -1007,7 +1015,7 @@ static void test_record_cost(void)
     char err[512], pre[16];
     for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
         unsigned bs = sizes[k], rounds = bs == 1 ? 200 : 20;
-        double t0 = now_s();
+        double t0 = cf_now_s();
         for (unsigned j = 0; j < rounds; j++) {
             snprintf(pre, sizeof(pre), "c%x%03x", (unsigned)k & 0xF, j & 0xFFF);
             for (unsigned i = 0; i < bs; i++) {
@@ -1020,7 +1028,7 @@ static void test_record_cost(void)
                 break;
             }
         }
-        double us = (now_s() - t0) / rounds * 1e6;
+        double us = (cf_now_s() - t0) / rounds * 1e6;
         fprintf(stderr,
                 "\n    %s ledger_record, batch %3u: %8.0f us per batch, %6.1f us per "
                 "certificate",
@@ -1052,7 +1060,7 @@ static void test_pg_reconnect(void)
              sch);
     pg_value(sql, v, sizeof(v));
     CU_ASSERT_STRING_EQUAL(v, "1");
-    sleep_ms(100); /* the backend is gone once its socket is closed */
+    cf_sleep_ms(100); /* the backend is gone once its socket is closed */
     CU_ASSERT_EQUAL(ledger_record(l, &b[1].r, 1, err, sizeof(err)), -1);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "postgresql host="));
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "dbname=certforge"));
@@ -1066,7 +1074,7 @@ static void test_pg_reconnect(void)
     CU_ASSERT_EQUAL(ledger_find(l, "ab00000001", NULL, NULL, err, sizeof(err)), 1);
     /* a read meeting a dead connection */
     pg_value(sql, v, sizeof(v));
-    sleep_ms(100);
+    cf_sleep_ms(100);
     CU_ASSERT_EQUAL(count(l, NULL), -1);
     CU_ASSERT_EQUAL(count(l, NULL), 2);
     uint64_t n = 0;
@@ -1159,52 +1167,48 @@ static void test_pg_engines(void)
 
 int main(int argc, char **argv)
 {
+    static const cf_test sqlite_tests[] = {
+        {"schema created, version, newer refused", test_schema},
+        {"open errors name the path and reason", test_open_errors},
+        {"a version-1 database is migrated", test_migrate_v1},
+        {"revocation", test_revoke},
+        {"cRLNumbers and stored CRLs", test_crl_numbers},
+        {"SIGN records", test_sign_records},
+        {"a batch is one transaction", test_batch_atomic},
+        {"a held write lock fails the batch; it recovers", test_locked},
+        {"lookups and filters", test_filters},
+        {"concurrent writers", test_concurrent},
+        {"record cost per batch", test_record_cost},
+        {"certificate fields (engine/der)", test_cert_fields},
+    };
+    static const cf_test pg_tests[] = {
+        {"schema created, version, newer refused", test_schema},
+        {"open errors name the path and reason", test_open_errors_pg},
+        {"a version-1 database is migrated", test_migrate_v1},
+        {"revocation", test_revoke},
+        {"cRLNumbers and stored CRLs", test_crl_numbers},
+        {"SIGN records", test_sign_records},
+        {"a batch is one transaction", test_batch_atomic},
+        {"a held write lock fails the batch; it recovers", test_locked},
+        {"lookups and filters", test_filters},
+        {"concurrent writers", test_concurrent},
+        {"record cost per batch", test_record_cost},
+        {"a lost connection fails one call; the next reconnects", test_pg_reconnect},
+        {"engines at once: schema, cRLNumbers, revocation", test_pg_engines},
+        {"a server with fsync = off is refused", test_fsync_off_pg},
+    };
+    static const cf_suite sqlite[] = {
+        CF_SUITE("ledger (sqlite)", suite_init, suite_clean, sqlite_tests),
+    };
+    static const cf_suite pg[] = {
+        CF_SUITE("ledger (postgresql)", suite_init, suite_clean, pg_tests),
+    };
+    /* `test_ledger postgresql [--list | --timing | NAME...]`: the same
+     * suite on PostgreSQL (ctest test_ledger_pg) */
     if (argc > 1 && strcmp(argv[1], "postgresql") == 0) {
         PG = true;
-        PG_CI = getenv("CF_TEST_PG_CONNINFO");
-        if (!PG_CI || !PG_CI[0]) {
-            fprintf(stderr, "CF_TEST_PG_CONNINFO is not set (tools/test.sh starts a "
-                            "throwaway cluster): PostgreSQL ledger tests skipped\n");
-            return 77;
-        }
-        PGconn *c = PQconnectdb(PG_CI);
-        if (PQstatus(c) != CONNECTION_OK) {
-            fprintf(stderr, "PostgreSQL at '%s' does not answer: %sskipped\n", PG_CI,
-                    PQerrorMessage(c));
-            PQfinish(c);
-            return 77;
-        }
-        PQfinish(c);
-    } else if (argc > 1) {
-        fprintf(stderr, "usage: %s [postgresql]\n", argv[0]);
-        return 2;
+        argv[1] = argv[0];
+        return CF_TEST_MAIN(argc - 1, argv + 1, pg);
     }
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    CU_pSuite s =
-        CU_add_suite(PG ? "ledger (postgresql)" : "ledger (sqlite)", suite_init, suite_clean);
-    CU_add_test(s, "schema created, version, newer refused", test_schema);
-    CU_add_test(s, "open errors name the path and reason",
-                PG ? test_open_errors_pg : test_open_errors);
-    CU_add_test(s, "a version-1 database is migrated", test_migrate_v1);
-    CU_add_test(s, "revocation", test_revoke);
-    CU_add_test(s, "cRLNumbers and stored CRLs", test_crl_numbers);
-    CU_add_test(s, "SIGN records", test_sign_records);
-    CU_add_test(s, "a batch is one transaction", test_batch_atomic);
-    CU_add_test(s, "a held write lock fails the batch; it recovers", test_locked);
-    CU_add_test(s, "lookups and filters", test_filters);
-    CU_add_test(s, "concurrent writers", test_concurrent);
-    CU_add_test(s, "record cost per batch", test_record_cost);
-    if (PG) {
-        CU_add_test(s, "a lost connection fails one call; the next reconnects", test_pg_reconnect);
-        CU_add_test(s, "engines at once: schema, cRLNumbers, revocation", test_pg_engines);
-        CU_add_test(s, "a server with fsync = off is refused", test_fsync_off_pg);
-    } else {
-        CU_add_test(s, "certificate fields (engine/der)", test_cert_fields);
-    }
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned fails = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
-    CU_cleanup_registry();
-    return fails ? 1 : 0;
+    return CF_TEST_MAIN(argc, argv, sqlite);
 }

@@ -14,12 +14,14 @@
  *   - the PostgreSQL server stopped under load: requests fail with
  *     LEDGER_FAILURE and no certificate, the daemon logs ledger_failure;
  *     the server started again, the same daemon (no restart) issues again
- *     and logs ledger_recovered; every received certificate is recorded.
- * Exits 77 (skipped) without a PostgreSQL server or SoftHSM. Bounded:
+ *     and logs ledger_recovered; every received certificate is recorded
+ *     (its own suite: it needs $CF_TEST_PG_DIR, a cluster it may stop).
+ * Exits 77 (skipped) without a PostgreSQL server or SoftHSM; the outage
+ * suite alone reports itself skipped without $CF_TEST_PG_DIR. Bounded:
  * every daemon stopped by its PID, every wait has a deadline. */
 #include "tests/ledger/pg_engines.h"
 
-#include <CUnit/Basic.h>
+#include "cf_test.h"
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -60,13 +62,6 @@ typedef struct load {
     _Atomic size_t ledger_failures, other_failures, failures_with_cert;
     pthread_t th;
 } load;
-
-static void hex(const uint8_t *p, size_t n, char *out)
-{
-    for (size_t i = 0; i < n; i++)
-        snprintf(out + 2 * i, 3, "%02x", p[i]);
-    out[2 * n] = 0;
-}
 
 static void *load_thread(void *arg)
 {
@@ -110,7 +105,7 @@ static void *load_thread(void *arg)
         if (k >= l->cap)
             break;
         got *g = &l->got[k];
-        hex(r.serial.p, r.serial.len, g->serial);
+        cf_hex(r.serial.p, r.serial.len, g->serial);
         g->cert = malloc(r.cert.len);
         memcpy(g->cert, r.cert.p, r.cert.len);
         g->len = r.cert.len;
@@ -148,11 +143,11 @@ static void load_free(load *l)
 /* Wait (bounded) until cond(l) holds. */
 static bool wait_for(const load *l, size_t ngot, size_t nfail, unsigned timeout_ms)
 {
-    uint64_t end = ms_now() + timeout_ms;
-    while (ms_now() < end) {
+    uint64_t end = cf_now_ms() + timeout_ms;
+    while (cf_now_ms() < end) {
         if (atomic_load(&l->ngot) >= ngot && atomic_load(&l->ledger_failures) >= nfail)
             return true;
-        sleep_ms(5);
+        cf_sleep_ms(5);
     }
     return false;
 }
@@ -293,11 +288,6 @@ static void test_kill9(void)
 
 static void test_pg_outage(void)
 {
-    if (!getenv("CF_TEST_PG_DIR")) {
-        fprintf(stderr, "\n    CF_TEST_PG_DIR unset: the outage test needs a cluster it may "
-                        "stop; not run\n");
-        return;
-    }
     pg_engines e = {0};
     CU_ASSERT_EQUAL_FATAL(pge_init(&e, "outage", 1), 0);
     CU_ASSERT_FATAL(pge_start(&e, 0) == 0);
@@ -309,7 +299,7 @@ static void test_pg_outage(void)
     CU_ASSERT_EQUAL_FATAL(pge_cluster_stop(), 0);
     CU_ASSERT(wait_for(&a, 0, 50, 15000));
     size_t ok_during = atomic_load(&a.ngot);
-    sleep_ms(300);
+    cf_sleep_ms(300);
     /* nothing released while it is away (a batch committed just before
      * the stop may still arrive: allow one pipeline batch's worth) */
     CU_ASSERT(atomic_load(&a.ngot) <= ok_during + 32);
@@ -414,30 +404,32 @@ static void test_crl_across_engines(void)
 
 static int suite_init(void)
 {
-    return dh_suite_init("pgl", PIN, "PG Ledger Test CA");
+    int rc = pge_available(false);
+    return rc != 0 ? rc : dh_suite_init("pgl", PIN, "PG Ledger Test CA");
 }
 
-int main(void)
+/* The outage test stops and starts the cluster: only one it may stop
+ * ($CF_TEST_PG_DIR, tools/pg-cluster.sh); else its suite is skipped. */
+static int outage_init(void)
 {
-    if (access("/usr/lib/softhsm/libsofthsm2.so", R_OK) != 0) {
-        fprintf(stderr, "SoftHSM2 is missing: skipped\n");
-        return 77;
-    }
-    int av = pge_available(false);
-    if (av != 0)
-        return av;
-    signal(SIGPIPE, SIG_IGN);
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    CU_pSuite s = CU_add_suite("certforged on a PostgreSQL ledger", suite_init, dh_suite_clean);
-    CU_add_test(s, "two engines, one ledger, issuing at once: no serial twice", test_two_engines);
-    CU_add_test(s, "kill -9 of one engine under load; restart", test_kill9);
-    CU_add_test(s, "PostgreSQL stopped under load: LEDGER_FAILURE, then recovers", test_pg_outage);
-    CU_add_test(s, "a CRL made by one engine lists a revocation made through the other",
-                test_crl_across_engines);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned fails = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
-    CU_cleanup_registry();
-    return fails ? 1 : 0;
+    int rc = pge_available(true);
+    return rc != 0 ? rc : dh_suite_init("pgo", PIN, "PG Outage Test CA");
+}
+
+int main(int argc, char **argv)
+{
+    static const cf_test tests[] = {
+        {"two engines, one ledger, issuing at once: no serial twice", test_two_engines},
+        {"kill -9 of one engine under load; restart", test_kill9},
+        {"a CRL made by one engine lists a revocation made through the other",
+         test_crl_across_engines},
+    };
+    static const cf_test outage_tests[] = {
+        {"PostgreSQL stopped under load: LEDGER_FAILURE, then recovers", test_pg_outage},
+    };
+    static const cf_suite suites[] = {
+        CF_SUITE("certforged on a PostgreSQL ledger", suite_init, dh_suite_clean, tests),
+        CF_SUITE("certforged, PostgreSQL stopped", outage_init, dh_suite_clean, outage_tests),
+    };
+    return CF_TEST_MAIN(argc, argv, suites);
 }

@@ -7,9 +7,8 @@
 #include "engine/config/config.h"
 #include "engine/core/engine.h"
 #include "engine/csr/csr.h"
-#include "renamed.h"
 
-#include <CUnit/Basic.h>
+#include "cf_test.h"
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -22,6 +21,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
+#include "common/sigalg.h"
 
 static cf_softhsm H;
 static char CA_PEM[400];
@@ -509,7 +509,7 @@ static void run_mixed(unsigned sign_threads)
         jobs[i].kind = PIPE_JOB_SIGN;
         jobs[i].sign = (pipe_sign){.signer = key[k],
                                    .pub = pub[k],
-                                   .mech = HSM_MECH_ECDSA_SHA256,
+                                   .mech = CF_SIG_ECDSA_SHA256,
                                    .key_name = k ? "k2" : "ca",
                                    .mech_name = "ecdsa-sha256",
                                    .data = dig[i],
@@ -591,24 +591,19 @@ static void test_queue_full(void)
     free(jobs);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    CU_pSuite su = CU_add_suite("pipeline", suite_init, suite_clean);
-    CU_add_test(su, "100 NF certificates, strict chain checks", test_issue_batch);
-    CU_add_test(su, "unknown profile, bad CSR, bad signature, unauthorized SAN",
-                test_bad_requests);
-    CU_add_test(su, "HSM errors and wrong signatures release nothing", test_hsm_faults);
-    CU_add_test(su, "record failure releases nothing", test_record_failure);
-    CU_add_test(su, "4 submitters, 2 workers, small queue", test_concurrency);
-    CU_add_test(su, "full queue answers at once", test_queue_full);
-    CU_add_test(su, "signing threads: two batches per worker in flight", test_signing_threads);
-    CU_add_test(su, "SIGN on two keys mixed with ISSUE", test_mixed_keys);
-    CU_add_test(su, "SIGN on two keys mixed with ISSUE, signing threads", test_mixed_keys_threads);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned fails = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
-    CU_cleanup_registry();
-    return fails ? 1 : 0;
+    static const cf_test tests[] = {
+        {"100 NF certificates, strict chain checks", test_issue_batch},
+        {"unknown profile, bad CSR, bad signature, unauthorized SAN", test_bad_requests},
+        {"HSM errors and wrong signatures release nothing", test_hsm_faults},
+        {"record failure releases nothing", test_record_failure},
+        {"4 submitters, 2 workers, small queue", test_concurrency},
+        {"full queue answers at once", test_queue_full},
+        {"signing threads: two batches per worker in flight", test_signing_threads},
+        {"SIGN on two keys mixed with ISSUE", test_mixed_keys},
+        {"SIGN on two keys mixed with ISSUE, signing threads", test_mixed_keys_threads},
+    };
+    static const cf_suite suites[] = {CF_SUITE("pipeline", suite_init, suite_clean, tests)};
+    return CF_TEST_MAIN(argc, argv, suites);
 }

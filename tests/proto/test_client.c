@@ -6,8 +6,7 @@
 #include "client/certforge.h"
 #include "proto/proto.h"
 
-#include <CUnit/Basic.h>
-#include <CUnit/CUnit.h>
+#include "cf_test.h"
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -505,26 +504,21 @@ static void test_fork(void)
     server_stop(&s);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     for (size_t i = 0; i < sizeof(huge); i++)
         huge[i] = (uint8_t)i;
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    CU_pSuite s = CU_add_suite("client", NULL, NULL);
-    CU_add_test(s, "connect errors name the path", test_connect_fail);
-    CU_add_test(s, "10,000 pipelined requests, no deadlock", test_pipeline_10000);
-    CU_add_test(s, "10,000 pipelined, small buffers (submit says collect)",
-                test_pipeline_small_buffers);
-    CU_add_test(s, "daemon slow to read", test_slow_reader);
-    CU_add_test(s, "out of order by id; blocking helpers", test_out_of_order_and_blocking);
-    CU_add_test(s, "peer closes mid-frame / without answering", test_peer_closes_mid_frame);
-    CU_add_test(s, "BAD_FRAME then close while pipelining", test_bad_frame_then_close);
-    CU_add_test(s, "answer over the client's limit", test_answer_too_large);
-    CU_add_test(s, "fork: the child may not use the parent's client", test_fork);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned fails = CU_get_number_of_failures();
-    CU_cleanup_registry();
-    return fails ? 1 : 0;
+    static const cf_test tests[] = {
+        {"connect errors name the path", test_connect_fail},
+        {"10,000 pipelined requests, no deadlock", test_pipeline_10000},
+        {"10,000 pipelined, small buffers (submit says collect)", test_pipeline_small_buffers},
+        {"daemon slow to read", test_slow_reader},
+        {"out of order by id; blocking helpers", test_out_of_order_and_blocking},
+        {"peer closes mid-frame / without answering", test_peer_closes_mid_frame},
+        {"BAD_FRAME then close while pipelining", test_bad_frame_then_close},
+        {"answer over the client's limit", test_answer_too_large},
+        {"fork: the child may not use the parent's client", test_fork},
+    };
+    static const cf_suite suites[] = {CF_SUITE("client", NULL, NULL, tests)};
+    return CF_TEST_MAIN(argc, argv, suites);
 }

@@ -3,13 +3,12 @@
  * across arbitrary splits of a stream, and the byte-exact hex examples of
  * docs/protocol.md (read from CF_SOURCE_DIR, so the doc cannot drift). */
 #include "proto/proto.h"
-#include "renamed.h"
 
-#include <CUnit/Basic.h>
-#include <CUnit/CUnit.h>
+#include "cf_test.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "common/sigalg.h"
 
 #define S(lit) ((cf_str){(lit), sizeof(lit) - 1})
 
@@ -709,7 +708,7 @@ static void test_sign_revoke_crl(void)
     static uint8_t b[70000];
     uint8_t data[64];
     memset(data, 0x5a, sizeof(data));
-    for (unsigned m = 1; m < PROTO_SIGN__MAX; m++) {
+    for (unsigned m = 1; m < CF_SIGN__MAX; m++) {
         size_t dl = proto_sign_mech_digest_len(m);
         CU_ASSERT_PTR_NOT_NULL(proto_sign_mech_name(m));
         proto_sign_req r = {.key = {"nf-ca", 5}, .mech = m, .data = data,
@@ -729,12 +728,12 @@ static void test_sign_revoke_crl(void)
             CU_ASSERT_EQUAL(proto_enc_sign_req(b, sizeof(b), 1, &r), 0);
         }
     }
-    CU_ASSERT_EQUAL(proto_sign_mech_digest_len(PROTO_SIGN_ECDSA_SHA384), 48);
-    CU_ASSERT_EQUAL(proto_sign_mech_digest_len(PROTO_SIGN_RSA_PSS_SHA512), 64);
-    CU_ASSERT_STRING_EQUAL(proto_sign_mech_name(PROTO_SIGN_RSA_PKCS1_SHA256),
+    CU_ASSERT_EQUAL(proto_sign_mech_digest_len(CF_SIGN_ECDSA_SHA384), 48);
+    CU_ASSERT_EQUAL(proto_sign_mech_digest_len(CF_SIGN_RSA_PSS_SHA512), 64);
+    CU_ASSERT_STRING_EQUAL(proto_sign_mech_name(CF_SIGN_RSA_PKCS1_SHA256),
                            "rsa-pkcs1-sha256");
     CU_ASSERT_PTR_NULL(proto_sign_mech_name(0));
-    CU_ASSERT_PTR_NULL(proto_sign_mech_name(PROTO_SIGN__MAX));
+    CU_ASSERT_PTR_NULL(proto_sign_mech_name(CF_SIGN__MAX));
 
     /* SIGN decode errors */
     uint8_t mech[2] = {0, 1};
@@ -1157,10 +1156,8 @@ static int doc_init(void)
     char path[1024];
     snprintf(path, sizeof(path), "%s/docs/protocol.md", src ? src : CF_TEST_SOURCE_DIR);
     FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "cannot open %s (set CF_SOURCE_DIR)\n", path);
-        return 0; /* the test fails */
-    }
+    if (!f)
+        return cf_test_setup_failed("cannot open %s (set CF_SOURCE_DIR)", path);
     fseek(f, 0, SEEK_END);
     long sz = ftell(f);
     fseek(f, 0, SEEK_SET);
@@ -1249,27 +1246,27 @@ static void test_doc_examples(void)
     }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    CU_pSuite s = CU_add_suite("proto", NULL, NULL);
-    CU_add_test(s, "names and status mapping", test_names);
-    CU_add_test(s, "ISSUE request round trip and capacities", test_rt_issue_req);
-    CU_add_test(s, "STATUS and KEYS requests", test_rt_empty_reqs);
-    CU_add_test(s, "SIGN, REVOKE, CRL: round trips and malformed fields", test_sign_revoke_crl);
-    CU_add_test(s, "responses round trip and capacities", test_rt_responses);
-    CU_add_test(s, "message sanitised to UTF-8", test_message_sanitised);
-    CU_add_test(s, "encoders refuse what decoders reject", test_encode_rejects);
-    CU_add_test(s, "frame extraction: length, cap, version", test_frame_next);
-    CU_add_test(s, "malformed requests, exact errors", test_bad_requests);
-    CU_add_test(s, "malformed responses, exact errors", test_bad_responses);
-    CU_add_test(s, "three frames across arbitrary splits", test_stream_splits);
-    CU_pSuite d = CU_add_suite("docs/protocol.md", doc_init, doc_clean);
-    CU_add_test(d, "hex examples decode and re-encode byte-exact", test_doc_examples);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned fails = CU_get_number_of_failures();
-    CU_cleanup_registry();
-    return fails ? 1 : 0;
+    static const cf_test tests[] = {
+        {"names and status mapping", test_names},
+        {"ISSUE request round trip and capacities", test_rt_issue_req},
+        {"STATUS and KEYS requests", test_rt_empty_reqs},
+        {"SIGN, REVOKE, CRL: round trips and malformed fields", test_sign_revoke_crl},
+        {"responses round trip and capacities", test_rt_responses},
+        {"message sanitised to UTF-8", test_message_sanitised},
+        {"encoders refuse what decoders reject", test_encode_rejects},
+        {"frame extraction: length, cap, version", test_frame_next},
+        {"malformed requests, exact errors", test_bad_requests},
+        {"malformed responses, exact errors", test_bad_responses},
+        {"three frames across arbitrary splits", test_stream_splits},
+    };
+    static const cf_test doc_tests[] = {
+        {"hex examples decode and re-encode byte-exact", test_doc_examples},
+    };
+    static const cf_suite suites[] = {
+        CF_SUITE("proto", NULL, NULL, tests),
+        CF_SUITE("docs/protocol.md", doc_init, doc_clean, doc_tests),
+    };
+    return CF_TEST_MAIN(argc, argv, suites);
 }

@@ -272,4 +272,10 @@ grep -qF "connect $SOCK" "$D/err" && ok || fail "daemon-down message lacks the s
 
 [ -n "${CF_KEEP:-}" ] && { cat "$D/err"; }
 echo "test_provider_cli: $checks checks, $fails failed"
-[ $fails -eq 0 ]
+# A run that checked less than it should (a section skipped, a loop over
+# nothing) must not pass: this many checks are made when all goes well.
+min_checks=101
+command -v nm >/dev/null || min_checks=$((min_checks - 1))
+command -v sqlite3 >/dev/null || min_checks=$((min_checks - 2))
+[ "$checks" -ge "$min_checks" ] || echo "FAIL: only $checks checks made, want at least $min_checks" >&2
+[ "$fails" -eq 0 ] && [ "$checks" -ge "$min_checks" ]

@@ -6,9 +6,9 @@
  * connection while the parent keeps signing; error-stack reasons for a
  * public-only key and unsupported PSS salt lengths. Runs under TSan
  * (label concurrency). */
-#include "tests/daemon/daemon_harness.h"
+#include "cf_daemon.h"
 
-#include <CUnit/Basic.h>
+#include "cf_test.h"
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -272,25 +272,17 @@ static void test_errors(void)
     ERR_clear_error();
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    if (access("/usr/lib/softhsm/libsofthsm2.so", R_OK) != 0) {
-        printf("SKIP: no SoftHSM module\n");
-        return 77;
-    }
-    CU_pSuite s = CU_add_suite("provider_sign", suite_init, suite_clean);
-    CU_add_test(s, "set-up: certforged, provider, key", test_setup);
-    CU_add_test(s, "key through OSSL_STORE matches its CA certificate", test_key);
-    CU_add_test(s, "16 threads sign through one provider, all verify", test_threads);
-    CU_add_test(s, "fork: parent, child (own connection), parent again", test_fork);
-    CU_add_test(s, "errors: public-only key, SHA-1", test_errors);
-    CU_add_test(s, "HSM failure: CK_RV on the error stack", test_hsm_failure);
-    CU_add_test(s, "teardown: daemon stopped cleanly", test_teardown);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned f = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
-    CU_cleanup_registry();
-    return f ? 1 : 0;
+    static const cf_test tests[] = {
+        {"set-up: certforged, provider, key", test_setup},
+        {"key through OSSL_STORE matches its CA certificate", test_key},
+        {"16 threads sign through one provider, all verify", test_threads},
+        {"fork: parent, child (own connection), parent again", test_fork},
+        {"errors: public-only key, SHA-1", test_errors},
+        {"HSM failure: CK_RV on the error stack", test_hsm_failure},
+        {"teardown: daemon stopped cleanly", test_teardown},
+    };
+    static const cf_suite suites[] = {CF_SUITE("provider_sign", suite_init, suite_clean, tests)};
+    return CF_TEST_MAIN(argc, argv, suites);
 }

@@ -2,7 +2,7 @@
  * every way it refuses, with its message. */
 #include "client/provider/uri.h"
 
-#include <CUnit/Basic.h>
+#include "cf_test.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -123,17 +123,13 @@ static void test_socket_default(void)
     unsetenv("CERTFORGE_SOCKET");
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    CU_pSuite s = CU_add_suite("provider_uri", NULL, NULL);
-    CU_add_test(s, "accepts", test_accepts);
-    CU_add_test(s, "refuses, with a message", test_refuses);
-    CU_add_test(s, "socket: URI, then CERTFORGE_SOCKET, then the default", test_socket_default);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned f = CU_get_number_of_failures();
-    CU_cleanup_registry();
-    return f ? 1 : 0;
+    static const cf_test tests[] = {
+        {"accepts", test_accepts},
+        {"refuses, with a message", test_refuses},
+        {"socket: URI, then CERTFORGE_SOCKET, then the default", test_socket_default},
+    };
+    static const cf_suite suites[] = {CF_SUITE("provider_uri", NULL, NULL, tests)};
+    return CF_TEST_MAIN(argc, argv, suites);
 }

@@ -8,6 +8,12 @@
 #include <CUnit/Basic.h>
 
 static unsigned skipped_suites;
+static bool timing_run;
+
+bool cf_test_timing(void)
+{
+    return timing_run;
+}
 
 void cf_test_skip(const char *fmt, ...)
 {
@@ -31,11 +37,12 @@ int cf_test_setup_failed(const char *fmt, ...)
     return -1;
 }
 
-static int selected(const char *name, int argc, char **argv)
+/* argv[first..argc) are name filters; none selects everything. */
+static int selected(const char *name, int argc, char **argv, int first)
 {
-    if (argc <= 1)
+    if (argc <= first)
         return 1;
-    for (int i = 1; i < argc; i++)
+    for (int i = first; i < argc; i++)
         if (strstr(name, argv[i]) != NULL)
             return 1;
     return 0;
@@ -46,16 +53,22 @@ int cf_test_main(int argc, char **argv, const cf_suite *suites, size_t n_suites)
     if (argc == 2 && strcmp(argv[1], "--list") == 0) {
         for (size_t s = 0; s < n_suites; s++)
             for (size_t t = 0; t < suites[s].n_tests; t++)
-                printf("%s: %s\n", suites[s].name, suites[s].tests[t].name);
+                printf("%s: %s%s\n", suites[s].name, suites[s].tests[t].name,
+                       suites[s].timing ? " [timing]" : "");
         return 0;
     }
+    /* `--timing` first: the timing suites alone, the rest of argv filters */
+    timing_run = argc >= 2 && strcmp(argv[1], "--timing") == 0;
+    int first = timing_run ? 2 : 1;
     if (CU_initialize_registry() != CUE_SUCCESS)
         return 2;
     unsigned registered = 0;
     for (size_t s = 0; s < n_suites; s++) {
+        if (suites[s].timing != timing_run)
+            continue;
         size_t wanted = 0;
         for (size_t t = 0; t < suites[s].n_tests; t++)
-            wanted += (size_t)selected(suites[s].tests[t].name, argc, argv);
+            wanted += (size_t)selected(suites[s].tests[t].name, argc, argv, first);
         if (wanted == 0)
             continue;
         CU_pSuite cs = CU_add_suite(suites[s].name, suites[s].init, suites[s].clean);
@@ -65,7 +78,7 @@ int cf_test_main(int argc, char **argv, const cf_suite *suites, size_t n_suites)
             return 2;
         }
         for (size_t t = 0; t < suites[s].n_tests; t++) {
-            if (!selected(suites[s].tests[t].name, argc, argv))
+            if (!selected(suites[s].tests[t].name, argc, argv, first))
                 continue;
             if (CU_add_test(cs, suites[s].tests[t].name, suites[s].tests[t].fn) == NULL) {
                 fprintf(stderr, "cf_test: cannot register %s: %s\n", suites[s].tests[t].name, CU_get_error_msg());
@@ -76,7 +89,7 @@ int cf_test_main(int argc, char **argv, const cf_suite *suites, size_t n_suites)
         }
     }
     if (registered == 0) {
-        fprintf(stderr, "cf_test: no test matches the arguments\n");
+        fprintf(stderr, "cf_test: no %stest matches the arguments\n", timing_run ? "timing " : "");
         CU_cleanup_registry();
         return 1;
     }

@@ -22,10 +22,21 @@
  * `TEST --list` prints the test names; `TEST NAME...` runs only the tests
  * whose name contains one of the arguments (for debugging one case; a
  * filter that matches nothing is a failure, not a pass).
+ *
+ * Timing suites (CF_TIMING_SUITE) hold the cases that assert on elapsed
+ * time: how long a timeout takes to fire, a latency hidden by threads. A
+ * sanitizer makes everything 5 to 20 times slower, so such an assertion
+ * says nothing there but fails anyway. They run only as `TEST --timing
+ * [NAME...]`, which runs nothing else; cf_add_test(... TIMING) registers
+ * that as the CTest test NAME_timing, labelled "timing", which the
+ * sanitizer stages of tools/test.sh leave out (-LE timing). Everything
+ * else a test checks is asserted on outcomes and counts in the ordinary
+ * suites.
  */
 #ifndef CF_TEST_H
 #define CF_TEST_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <CUnit/CUnit.h>
@@ -41,13 +52,28 @@ typedef struct cf_suite {
     CU_CleanupFunc clean;   /* may be NULL */
     const cf_test *tests;
     size_t n_tests;
+    bool timing; /* run only by `TEST --timing` */
 } cf_suite;
 
 #define CF_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
-#define CF_SUITE(name, init, clean, tests) {(name), (init), (clean), (tests), CF_ARRAY_LEN(tests)}
+#define CF_SUITE(name_, init_, clean_, tests_)                                                     \
+    {                                                                                              \
+        .name = (name_), .init = (init_), .clean = (clean_), .tests = (tests_),                    \
+        .n_tests = CF_ARRAY_LEN(tests_), .timing = false                                           \
+    }
+#define CF_TIMING_SUITE(name_, init_, clean_, tests_)                                              \
+    {                                                                                              \
+        .name = (name_), .init = (init_), .clean = (clean_), .tests = (tests_),                    \
+        .n_tests = CF_ARRAY_LEN(tests_), .timing = true                                            \
+    }
 #define CF_TEST_MAIN(argc, argv, suites) cf_test_main((argc), (argv), (suites), CF_ARRAY_LEN(suites))
 
 int cf_test_main(int argc, char **argv, const cf_suite *suites, size_t n_suites);
+
+/* True while the binary runs its timing suites (`TEST --timing`): a test
+ * body shared by an ordinary and a timing suite asserts durations only
+ * then. */
+bool cf_test_timing(void);
 
 /* Called from a suite's set-up (before it returns nonzero): the suite is
  * skipped, not failed, and the binary exits 77 if nothing else ran. The

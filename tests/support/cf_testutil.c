@@ -1,16 +1,51 @@
 #include "cf_testutil.h"
 
+#include "cf_test.h"
+
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef CF_SOFTHSM_MODULE
 #define CF_SOFTHSM_MODULE "/usr/lib/softhsm/libsofthsm2.so"
 #endif
+
+uint64_t cf_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+double cf_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void cf_sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+void cf_hex(const uint8_t *p, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[p[i] >> 4];
+        out[2 * i + 1] = digits[p[i] & 15];
+    }
+    out[2 * n] = 0;
+}
 
 int cf_sh(const char *fmt, ...)
 {
@@ -45,9 +80,27 @@ int cf_softhsm_add_token(cf_softhsm *h, const char *label, const char *pin)
     return 0;
 }
 
+/* The SoftHSM2 module and the tools the suites drive it with. */
+static int softhsm_missing(void)
+{
+    if (access(CF_SOFTHSM_MODULE, R_OK) != 0) {
+        cf_test_skip("no SoftHSM2 module at %s (apt-get install softhsm2)", CF_SOFTHSM_MODULE);
+        return 1;
+    }
+    static const char *const tools[] = {"softhsm2-util", "pkcs11-tool"};
+    for (size_t i = 0; i < sizeof(tools) / sizeof(tools[0]); i++)
+        if (cf_sh("command -v %s >/dev/null 2>&1", tools[i]) != 0) {
+            cf_test_skip("%s is not installed (tools/deps.sh)", tools[i]);
+            return 1;
+        }
+    return 0;
+}
+
 int cf_softhsm_init(cf_softhsm *h, const char *label, const char *pin)
 {
     memset(h, 0, sizeof(*h));
+    if (softhsm_missing())
+        return 1;
     const char *tmp = getenv("TMPDIR");
     snprintf(h->dir, sizeof(h->dir), "%s/cf-softhsm-XXXXXX", tmp ? tmp : "/tmp");
     if (!mkdtemp(h->dir)) {

@@ -1,9 +1,11 @@
 /* Test helpers shared by the suites: throwaway SoftHSM2 tokens in a
- * temporary folder, and small process helpers. Not part of certforge. */
+ * temporary folder, clocks, and small process helpers. Not part of
+ * certforge. */
 #ifndef CF_TESTUTIL_H
 #define CF_TESTUTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct cf_softhsm {
     char dir[256];      /* temporary folder holding conf, tokens and pin file */
@@ -16,7 +18,10 @@ typedef struct cf_softhsm {
 
 /* Create a temp folder with its own softhsm2.conf, set SOFTHSM2_CONF, and
  * initialise a token `label` with user PIN `pin` (SO PIN "12345678").
- * Returns 0, or -1 with a message on stderr. */
+ * Returns 0, or -1 with a message on stderr. When the SoftHSM2 module,
+ * softhsm2-util or pkcs11-tool is missing it creates nothing, calls
+ * cf_test_skip() and returns 1: a suite set-up that returns nonzero then
+ * is reported skipped (exit 77), not failed. */
 int cf_softhsm_init(cf_softhsm *h, const char *label, const char *pin);
 /* Add another token in the same folder. */
 int cf_softhsm_add_token(cf_softhsm *h, const char *label, const char *pin);
@@ -30,6 +35,17 @@ void cf_softhsm_cleanup(cf_softhsm *h);
 
 /* URI for the token (and optional object) with module-path and pin-source. */
 void cf_softhsm_uri(const cf_softhsm *h, const char *obj_label, char *buf, size_t len);
+
+/* CLOCK_MONOTONIC. For bounded waits (give up after N seconds, so that a
+ * hung daemon cannot hang the run) and printed figures; an assertion on a
+ * duration belongs in a timing suite (cf_test.h). */
+uint64_t cf_now_ms(void);
+double cf_now_s(void);
+/* Sleep at least `ms` milliseconds, whatever signals arrive. */
+void cf_sleep_ms(unsigned ms);
+
+/* Lower-case hex of p[0..n) into out (2n + 1 octets). */
+void cf_hex(const uint8_t *p, size_t n, char *out);
 
 /* Run a shell command, return its exit status (-1 if it did not exit). */
 int cf_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -19,9 +19,13 @@ static int init_skips(void)
 static int clean_fails(void) { return 1; }
 static void passes(void) { CU_PASS("ok"); }
 static void fails(void) { CU_FAIL("deliberately"); }
+static void not_timing(void) { CU_ASSERT_FALSE(cf_test_timing()); }
+static void timing(void) { CU_ASSERT_TRUE(cf_test_timing()); }
 
 static const cf_test one_pass[] = {{"passes", passes}};
 static const cf_test one_fail[] = {{"passes", passes}, {"fails", fails}};
+static const cf_test not_timed[] = {{"cf_test_timing() false", not_timing}};
+static const cf_test timed[] = {{"cf_test_timing() true", timing}};
 
 /* Each case is a table of suites and the arguments given to the runner;
  * `test_cf_test --case N` runs case N as a fresh process (CUnit's registry
@@ -29,16 +33,21 @@ static const cf_test one_fail[] = {{"passes", passes}, {"fails", fails}};
 static char *no_args[] = {"t", NULL};
 static char *filter_none[] = {"t", "no such test", NULL};
 static char *filter_pass[] = {"t", "passes", NULL};
+static char *timing_args[] = {"t", "--timing", NULL};
+static char *timing_filter[] = {"t", "--timing", "fails", NULL};
 
 static const cf_suite c_pass[] = {CF_SUITE("a", init_ok, NULL, one_pass)};
 static const cf_suite c_fail[] = {CF_SUITE("a", NULL, NULL, one_fail)};
 static const cf_suite c_setup[] = {CF_SUITE("a", init_fails, NULL, one_pass)};
 static const cf_suite c_setup2[] = {CF_SUITE("a", init_ok, NULL, one_pass), CF_SUITE("b", init_fails, NULL, one_pass)};
 static const cf_suite c_clean[] = {CF_SUITE("a", init_ok, clean_fails, one_pass)};
-static const cf_suite c_empty[] = {{"empty", NULL, NULL, one_pass, 0}};
+static const cf_suite c_empty[] = {{.name = "empty", .tests = one_pass, .n_tests = 0}};
 static const cf_suite c_skip[] = {CF_SUITE("a", init_skips, NULL, one_pass)};
 static const cf_suite c_skip_fail[] = {CF_SUITE("a", init_skips, NULL, one_pass), CF_SUITE("b", NULL, NULL, one_fail)};
 static const cf_suite c_skip_pass[] = {CF_SUITE("a", init_skips, NULL, one_pass), CF_SUITE("b", NULL, NULL, one_pass)};
+/* a failing timing suite beside a passing ordinary one, and the reverse */
+static const cf_suite c_timing_fails[] = {CF_SUITE("a", NULL, NULL, not_timed), CF_TIMING_SUITE("t", NULL, NULL, one_fail)};
+static const cf_suite c_timing_passes[] = {CF_SUITE("a", NULL, NULL, one_fail), CF_TIMING_SUITE("t", NULL, NULL, timed)};
 
 static const struct {
     const cf_suite *suites;
@@ -59,6 +68,12 @@ static const struct {
     {c_skip_fail, 2, 1, no_args, 1},
     {c_skip_pass, 2, 1, no_args, 0},
     {c_fail, 1, 2, filter_pass, 0},
+    {c_timing_fails, 2, 1, no_args, 0},
+    {c_timing_fails, 2, 2, timing_args, 1},
+    {c_timing_passes, 2, 2, timing_args, 0},
+    {c_timing_passes, 2, 1, no_args, 1},
+    {c_pass, 1, 2, timing_args, 1},
+    {c_timing_fails, 2, 3, timing_filter, 1},
 };
 
 /* Exit status of `self --case i`, output discarded; -1 if it did not exit. */
@@ -99,6 +114,7 @@ static void test_cleanup_failure(void) { check(4, 4); }
 static void test_zero_tests(void) { check(5, 7); }
 static void test_skip(void) { check(8, 10); }
 static void test_filter(void) { check(11, 11); }
+static void test_timing(void) { check(12, 17); }
 
 int main(int argc, char **argv)
 {
@@ -116,6 +132,7 @@ int main(int argc, char **argv)
         {"zero tests: 1", test_zero_tests},
         {"skipped set-up: 77 alone, never a pass beside a failure", test_skip},
         {"name filter", test_filter},
+        {"timing suites: only with --timing, and then alone", test_timing},
     };
     static const cf_suite suites[] = {CF_SUITE("cf_test runner", NULL, NULL, tests)};
     return CF_TEST_MAIN(argc, argv, suites);

@@ -1,7 +1,8 @@
-/* daemon_harness.c — see daemon_harness.h. */
-#include "tests/daemon/daemon_harness.h"
+/* cf_daemon.c — see cf_daemon.h. */
+#include "cf_daemon.h"
 
-#include <CUnit/Basic.h>
+#include "cf_test.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -36,19 +37,6 @@ char LOGS[32][400]; /* every daemon log, checked for the PIN at the end */
 
 /* ------------------------------------------------------------ helpers */
 
-uint64_t ms_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 char *slurp(const char *path)
 {
     FILE *f = fopen(path, "r");
@@ -68,6 +56,56 @@ bool log_has(const char *log, const char *needle)
     bool r = t && strstr(t, needle);
     free(t);
     return r;
+}
+
+bool log_wait(const char *log, const char *needle, unsigned timeout_ms)
+{
+    uint64_t end = cf_now_ms() + timeout_ms;
+    while (!log_has(log, needle)) {
+        if (cf_now_ms() >= end)
+            return false;
+        cf_sleep_ms(10);
+    }
+    return true;
+}
+
+int log_count(const char *log, const char *needle)
+{
+    char *t = slurp(log);
+    int n = 0;
+    for (const char *p = t; p && (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    free(t);
+    return n;
+}
+
+long daemon_rss_kb(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    char *t = slurp(path);
+    const char *v = t ? strstr(t, "VmRSS:") : NULL;
+    long kb = v ? atol(v + 6) : -1;
+    free(t);
+    return kb;
+}
+
+void dh_assert_no_pin_in_logs(const char *pin, int min_logs)
+{
+    CU_ASSERT(NLOGS >= min_logs);
+    if (NLOGS > (int)(sizeof(LOGS) / sizeof(LOGS[0])))
+        CU_FAIL("more daemon logs than the harness keeps: raise LOGS");
+    for (int i = 0; i < NLOGS && i < (int)(sizeof(LOGS) / sizeof(LOGS[0])); i++) {
+        char *t = slurp(LOGS[i]);
+        if (!t || !t[0]) {
+            fprintf(stderr, "\ndaemon log %s is %s\n", LOGS[i], t ? "empty" : "missing");
+            CU_FAIL("a daemon log was not written");
+        } else if (strstr(t, pin)) {
+            fprintf(stderr, "\nPIN found in %s\n", LOGS[i]);
+            CU_FAIL("PIN in a log");
+        }
+        free(t);
+    }
 }
 
 void write_conf(const char *path, const conf_opts *o)
@@ -119,8 +157,9 @@ void write_conf(const char *path, const conf_opts *o)
 int daemon_start_ex(dproc *d, const char *conf, const char *shim_latency_us, int *status)
 {
     snprintf(d->log, sizeof(d->log), "%s/daemon-%d.log", H.dir, NLOGS);
-    if (NLOGS < 32)
-        snprintf(LOGS[NLOGS++], sizeof(LOGS[0]), "%s", d->log);
+    if (NLOGS < (int)(sizeof(LOGS) / sizeof(LOGS[0])))
+        snprintf(LOGS[NLOGS], sizeof(LOGS[0]), "%s", d->log);
+    NLOGS++;
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
@@ -140,8 +179,8 @@ int daemon_start_ex(dproc *d, const char *conf, const char *shim_latency_us, int
         _exit(127);
     }
     d->pid = pid;
-    uint64_t end = ms_now() + 15000;
-    while (ms_now() < end) {
+    uint64_t end = cf_now_ms() + 15000;
+    while (cf_now_ms() < end) {
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid) {
             d->pid = 0;
@@ -151,7 +190,7 @@ int daemon_start_ex(dproc *d, const char *conf, const char *shim_latency_us, int
         }
         if (log_has(d->log, "certforged: ready socket="))
             return 0;
-        sleep_ms(10);
+        cf_sleep_ms(10);
     }
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
@@ -180,14 +219,14 @@ int daemon_stop(dproc *d, int sig, unsigned timeout_ms)
     if (d->pid <= 0)
         return -1;
     kill(d->pid, sig);
-    uint64_t end = ms_now() + timeout_ms;
+    uint64_t end = cf_now_ms() + timeout_ms;
     int st;
-    while (ms_now() < end) {
+    while (cf_now_ms() < end) {
         if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
             d->pid = 0;
             return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
         }
-        sleep_ms(10);
+        cf_sleep_ms(10);
     }
     kill(d->pid, SIGKILL);
     waitpid(d->pid, NULL, 0);
@@ -287,9 +326,9 @@ long status_value(const char *key)
 /* Wait until the daemon counts `want` connections (ours for STATUS included). */
 void wait_connections(long want)
 {
-    uint64_t end = ms_now() + 5000;
-    while (ms_now() < end && status_value("connections") != want)
-        sleep_ms(20);
+    uint64_t end = cf_now_ms() + 5000;
+    while (cf_now_ms() < end && status_value("connections") != want)
+        cf_sleep_ms(20);
 }
 
 /* --- raw sockets --- */
@@ -327,7 +366,7 @@ int raw_read_n(int fd, uint8_t *buf, size_t n, uint64_t deadline)
 {
     size_t got = 0;
     while (got < n) {
-        int left = (int)(deadline > ms_now() ? deadline - ms_now() : 0);
+        int left = (int)(deadline > cf_now_ms() ? deadline - cf_now_ms() : 0);
         struct pollfd pfd = {fd, POLLIN, 0};
         if (poll(&pfd, 1, left) <= 0)
             return -1;
@@ -345,7 +384,7 @@ int raw_read_n(int fd, uint8_t *buf, size_t n, uint64_t deadline)
  * Returns 1, 0 on EOF, -1 on timeout / bad frame. */
 int raw_response(int fd, uint8_t *buf, size_t cap, proto_resp *out, unsigned timeout_ms)
 {
-    uint64_t deadline = ms_now() + timeout_ms;
+    uint64_t deadline = cf_now_ms() + timeout_ms;
     int r = raw_read_n(fd, buf, 4, deadline);
     if (r != 1)
         return r;
@@ -362,7 +401,7 @@ int raw_response(int fd, uint8_t *buf, size_t cap, proto_resp *out, unsigned tim
 bool raw_eof(int fd, unsigned timeout_ms)
 {
     uint8_t b[64];
-    return raw_read_n(fd, b, 1, ms_now() + timeout_ms) == 0;
+    return raw_read_n(fd, b, 1, cf_now_ms() + timeout_ms) == 0;
 }
 
 size_t enc_issue(uint8_t *buf, size_t cap, uint64_t id, const csr_item *it, const char *profile)
@@ -374,14 +413,10 @@ size_t enc_issue(uint8_t *buf, size_t cap, uint64_t id, const csr_item *it, cons
 
 /* ------------------------------------------------------------ suite */
 
-int dh_suite_init(const char *token, const char *pin, const char *ca_cn)
+/* The CA key and certificate (with the certforge CLI) and the CSR pool. */
+static int setup_ca(const char *token, const char *ca_cn)
 {
-    snprintf(DH_TOKEN, sizeof(DH_TOKEN), "%s", token);
     char uri[1024];
-    if (access("/usr/lib/softhsm/libsofthsm2.so", R_OK) != 0)
-        return -1;
-    if (cf_softhsm_init(&H, token, pin) != 0)
-        return -1;
     cf_build_path("certforge", CLI, sizeof(CLI));
     cf_build_path("certforged", DAEMON, sizeof(DAEMON));
     cf_softhsm_uri(&H, NULL, uri, sizeof(uri));
@@ -409,11 +444,29 @@ int dh_suite_init(const char *token, const char *pin, const char *ca_cn)
     return csr_pool_get(&POOL, "ec-p256", 64, NULL);
 }
 
+int dh_suite_init(const char *token, const char *pin, const char *ca_cn)
+{
+    signal(SIGPIPE, SIG_IGN);
+    snprintf(DH_TOKEN, sizeof(DH_TOKEN), "%s", token);
+    NLOGS = 0;
+    int rc = cf_softhsm_init(&H, token, pin);
+    if (rc != 0)
+        return rc; /* 1: skipped, no SoftHSM2 */
+    if (setup_ca(token, ca_cn) != 0) {
+        dh_suite_clean();
+        return cf_test_setup_failed("token %s: no CA or CSR pool", token);
+    }
+    return 0;
+}
+
 int dh_suite_clean(void)
 {
     X509_free(CA);
+    CA = NULL;
     OPENSSL_free(CA_DER);
+    CA_DER = NULL;
     csr_pool_free(&POOL);
+    memset(&POOL, 0, sizeof(POOL));
     cf_softhsm_cleanup(&H);
     return 0;
 }
