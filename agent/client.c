@@ -571,14 +571,16 @@ static outcome new_order(step *s)
     if (est_csr_parse(s->csr, s->csr_len, &csr, &ee, why, sizeof(why)) != 0)
         return fail(s, O_FAILED, "stored CSR: %s", why);
     json_t *ids = json_array();
-    if (s->a->cfg->nf_instance_id && csr.uuid[0])
+    bool nfid = s->a->cfg->nf_instance_id && csr.uuid[0];
+    if (nfid)
         json_array_append_new(ids, json_pack("{s:s, s:s}", "type", "NfInstanceId", "value", csr.uuid));
     for (unsigned i = 0; i < csr.n_dns; i++)
         json_array_append_new(ids, json_pack("{s:s, s:s}", "type", "dns", "value", csr.dns[i]));
     est_csr_free(&csr);
     json_t *p = json_pack("{s:o}", "identifiers", ids);
-    if (s->a->cfg->profile)
-        json_object_set_new(p, "profile", json_string(s->a->cfg->profile));
+    const char *prof = nfid ? s->a->cfg->profile : s->a->cfg->dns_profile;
+    if (prof)
+        json_object_set_new(p, "profile", json_string(prof));
     if (s->replaces[0] && s->w->dir.renewal_info[0])
         json_object_set_new(p, "replaces", json_string(s->replaces));
     char *txt = json_dumps(p, JSON_COMPACT);

@@ -41,7 +41,8 @@ typedef struct agent_cfg {
     /* the ACME server */
     char *directory_url;
     char *acme_ca_file; /* trust for the ACME server's TLS; NULL: the system store */
-    char *profile;      /* newOrder "profile"; NULL: none sent */
+    char *profile;      /* newOrder "profile" of orders with an NfInstanceId; NULL: none sent */
+    char *dns_profile;  /* newOrder "profile" of dns-only orders; NULL: none sent */
     char *contact;      /* account contact ("mailto:..."), NULL: none */
     bool nf_instance_id; /* order the NfInstanceId identifier (tkauth-01) */
     unsigned workers;

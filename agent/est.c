@@ -768,6 +768,14 @@ static void handle_enroll(est_rq *rq, bool reenroll)
         if (!peer || est_csr_same_names(&rq->csr, peer, &ee, why, sizeof(why)) != 0)
             ee = ee == EST_OK ? EST_E_REENROLL_NAMES : ee;
     }
+    if (ee == EST_OK && rq->csr.uuid[0] && !rq->token && !reenroll) {
+        /* TS 33.310: the NF instance ID is vouched for by the OAM's token
+         * (tkauth-01); a bootstrap certificate alone does not carry one */
+        atomic_fetch_add_explicit(&a->ctr.refused_token, 1, memory_order_relaxed);
+        refuse(rq, 401, "token_needed", "the CSR names the NF instance ID (urn:uuid:): send the OAM's authority "
+               "token for it (Authorization: Bearer), or enrol dns names only");
+        return;
+    }
     if (ee != EST_OK) {
         atomic_fetch_add_explicit(&a->ctr.refused_csr, 1, memory_order_relaxed);
         refuse(rq, est_err_status(ee), est_err_name(ee), "%s", why);

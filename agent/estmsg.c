@@ -342,24 +342,19 @@ out:
     return rc;
 }
 
-int est_csr_check(const est_csr *c, const char *nf_uuid, bool want_uuid, const char *const *allowed,
+int est_csr_check(const est_csr *c, const char *nf_uuid, bool uuid_allowed, const char *const *allowed,
                   unsigned n_allowed, est_err *err, char *why, size_t whylen)
 {
     *err = EST_OK;
-    if (want_uuid) {
-        if (!c->uuid[0])
-            return set_err(err, EST_E_MISSING_NAME, why, whylen,
-                           "the CSR lacks the URI SAN urn:uuid:%s (the NF's instance ID)", nf_uuid);
-        if (strcmp(c->uuid, nf_uuid) != 0)
-            return set_err(err, EST_E_FOREIGN_NAME, why, whylen,
-                           "the CSR names NF instance %s, the client is NF %s", c->uuid, nf_uuid);
-    } else {
-        if (c->uuid[0])
-            return set_err(err, EST_E_NAME_TYPE, why, whylen,
-                           "this agent's ACME server is not asked for NfInstanceId: no urn:uuid: SAN");
-        if (c->n_dns == 0)
-            return set_err(err, EST_E_MISSING_NAME, why, whylen, "the CSR names no dNSName");
-    }
+    if (c->uuid[0] && !uuid_allowed)
+        return set_err(err, EST_E_NAME_TYPE, why, whylen,
+                       "this agent's ACME server is not asked for NfInstanceId: no urn:uuid: SAN");
+    if (c->uuid[0] && strcmp(c->uuid, nf_uuid) != 0)
+        return set_err(err, EST_E_FOREIGN_NAME, why, whylen, "the CSR names NF instance %s, the client is NF %s",
+                       c->uuid, nf_uuid);
+    if (!c->uuid[0] && c->n_dns == 0)
+        return set_err(err, EST_E_MISSING_NAME, why, whylen,
+                       "the CSR names neither the NF instance ID (urn:uuid:) nor a dNSName");
     for (unsigned i = 0; i < c->n_dns; i++) {
         bool ok = false;
         for (unsigned k = 0; k < n_allowed && !ok; k++)

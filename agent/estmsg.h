@@ -61,11 +61,11 @@ typedef struct est_csr {
 EST_WUR int est_csr_parse(const uint8_t *der, size_t len, est_csr *out, est_err *err, char *why, size_t whylen);
 void est_csr_free(est_csr *c);
 
-/* The CSR names exactly what the NF may have: its instance ID as the URI
- * SAN when want_uuid (and no URI SAN otherwise), dNSNames each one of
- * allowed[] (at least one unless want_uuid), a subject CN (if any) one of
- * those dNSNames. 0, or -1 with *err and why. */
-EST_WUR int est_csr_check(const est_csr *c, const char *nf_uuid, bool want_uuid, const char *const *allowed,
+/* The CSR names only what the NF may have: a URI SAN, if any, is its
+ * instance ID (and only when uuid_allowed), dNSNames each one of
+ * allowed[] (at least one when there is no URI SAN), a subject CN (if
+ * any) one of those dNSNames. 0, or -1 with *err and why. */
+EST_WUR int est_csr_check(const est_csr *c, const char *nf_uuid, bool uuid_allowed, const char *const *allowed,
                           unsigned n_allowed, est_err *err, char *why, size_t whylen);
 
 /* RFC 7030 §4.2.2: a re-enrolment's names are those of the certificate it
