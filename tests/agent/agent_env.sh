@@ -106,14 +106,7 @@ pki_setup() {
     -extfile <(printf 'subjectAltName=DNS:est.certforge.test,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n') 2>/dev/null
 }
 
-# bootstrap_cert NAME UUID [rogue]: $T/NAME.key, $T/NAME.pem (URI SAN urn:uuid:UUID)
-bootstrap_cert() {
-  local ca=${3:-vendor}
-  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/$1.key" -subj "/O=$ca/CN=$1" \
-    -out "$T/$1.csr" 2>/dev/null
-  openssl x509 -req -in "$T/$1.csr" -CA "$T/$ca-root.pem" -CAkey "$T/$ca-root.key" -days 10 -out "$T/$1.pem" \
-    -extfile <(printf "subjectAltName=URI:urn:uuid:$2\nextendedKeyUsage=clientAuth\n") 2>/dev/null
-}
+. "$CF_SOURCE_DIR/tests/agent/agent_env_pki.sh" # bootstrap_cert
 
 agent_write_conf() { # [extra settings]
   AGENT_PORT=${AGENT_PORT:-$(free_port)}
@@ -192,7 +185,11 @@ agent_env_start() {
   knot_start
   export ACME_PROFILES_CONF=${ACME_PROFILES_CONF:-'profiles = ( { name = "default"; certforged = "dns"; max_validity = "30d"; },
     { name = "nf"; certforged = "nf"; identifiers = ["NfInstanceId", "dns"]; nf_types = ["AMF", "SMF"]; } );'}
-  acme_start "tkauth = { trust_anchors = \"$T/oam-root.pem\"; max_lifetime = \"1h\"; }; ${ACME_EXTRA:-}"
+  # valid authorizations are reused (a re-enrolment or renewal of an
+  # NfInstanceId needs no new OAM token while the authorization lasts)
+  local orders='orders = { authz_lifetime = "2d"; authz_reuse = "2d"; };'
+  [ -z "${ACME_ORDERS+x}" ] || orders=$ACME_ORDERS
+  acme_start "tkauth = { trust_anchors = \"$T/oam-root.pem\"; max_lifetime = \"1h\"; }; $orders ${ACME_EXTRA:-}"
   agent_write_conf
   agent_start
   export T CF OAM_TOKEN EST ACME_ROOT AGENT_CONF ZONE KNOT_PORT
