@@ -22,7 +22,9 @@ typedef struct wjob {
 
 struct acme_store {
     acme_db *w;
-    const acme_cfg *cfg;
+    acme_cfg_backend backend;
+    char *path, *conninfo, *schema_sqlite, *schema_pg;
+    char name[16], tag[32]; /* writer thread's name; log lines' program */
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -104,11 +106,11 @@ static int simple(acme_db *db, const char *sql)
     return db->ops->simple(db, sql);
 }
 
-static acme_db *open_conn(const acme_cfg *cfg, bool writer, char *err, size_t errlen)
+static acme_db *open_conn(const acme_store *s, bool writer, char *err, size_t errlen)
 {
-    if (cfg->backend == ACME_BACKEND_POSTGRESQL)
-        return acme_pg_open(cfg->conninfo, writer, err, errlen);
-    return acme_sqlite_open(cfg->db_path, writer, err, errlen);
+    if (s->backend == ACME_BACKEND_POSTGRESQL)
+        return acme_pg_open(s->conninfo, writer, s->schema_pg, err, errlen);
+    return acme_sqlite_open(s->path, writer, s->schema_sqlite, err, errlen);
 }
 
 /* ------------------------------------------------------------ the writer */
@@ -132,14 +134,14 @@ static void run_group(acme_store *s, wjob *list)
         db->err[0] = '\0';
         j->rc = j->fn(db, j->arg);
         if (j->rc < 0)
-            fprintf(stderr, "certforge-acme level=error event=store_change_failed error=\"%s\"\n", db->err);
+            fprintf(stderr, "%s level=error event=store_change_failed error=\"%s\"\n", s->tag, db->err);
         if (j->rc != 0 && simple(db, "ROLLBACK TO c") != 0)
             j->rc = -1;
         (void)simple(db, "RELEASE c");
     }
     int committed = began && simple(db, "COMMIT") == 0;
     if (began && !committed) {
-        fprintf(stderr, "certforge-acme: event=store_commit_failed error=\"%s\"\n", db->err);
+        fprintf(stderr, "%s: event=store_commit_failed error=\"%s\"\n", s->tag, db->err);
         (void)simple(db, "ROLLBACK");
     }
     pthread_mutex_lock(&s->mu);
@@ -162,7 +164,7 @@ static void run_group(acme_store *s, wjob *list)
 static void *writer_main(void *arg)
 {
     acme_store *s = arg;
-    pthread_setname_np(pthread_self(), "acme-store");
+    pthread_setname_np(pthread_self(), s->name);
     for (;;) {
         pthread_mutex_lock(&s->mu);
         while (!s->head && !s->stopping)
@@ -264,7 +266,24 @@ void acme_store_get_stats(acme_store *s, acme_store_stats *out)
     pthread_mutex_unlock(&s->mu);
 }
 
-int acme_store_open(const acme_cfg *cfg, acme_store **out, char *err, size_t errlen)
+static char *dup_or_null(const char *v, bool *bad)
+{
+    char *r = v ? strdup(v) : NULL;
+    if (v && !r)
+        *bad = true;
+    return r;
+}
+
+static void free_store(acme_store *s)
+{
+    free(s->path);
+    free(s->conninfo);
+    free(s->schema_sqlite);
+    free(s->schema_pg);
+    free(s);
+}
+
+int acme_store_open_spec(const acme_store_spec *spec, acme_store **out, char *err, size_t errlen)
 {
     *out = NULL;
     acme_store *s = calloc(1, sizeof(*s));
@@ -272,10 +291,22 @@ int acme_store_open(const acme_cfg *cfg, acme_store **out, char *err, size_t err
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    bool bad = false;
+    s->backend = spec->backend;
+    s->path = dup_or_null(spec->path, &bad);
+    s->conninfo = dup_or_null(spec->conninfo, &bad);
+    s->schema_sqlite = dup_or_null(spec->schema_sqlite, &bad);
+    s->schema_pg = dup_or_null(spec->schema_pg, &bad);
+    snprintf(s->name, sizeof(s->name), "%s", spec->name ? spec->name : "acme-store");
+    snprintf(s->tag, sizeof(s->tag), "%s", spec->log_tag ? spec->log_tag : "certforge-acme");
+    if (bad) {
+        snprintf(err, errlen, "out of memory");
+        free_store(s);
+        return -1;
+    }
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
-    s->cfg = cfg;
-    if (!(s->w = open_conn(cfg, true, err, errlen)))
+    if (!(s->w = open_conn(s, true, err, errlen)))
         goto fail;
     if (pthread_create(&s->thread, NULL, writer_main, s) != 0) {
         snprintf(err, errlen, "cannot start the store's writer thread");
@@ -287,13 +318,20 @@ fail:
     acme_db_close(s->w);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
-    free(s);
+    free_store(s);
     return -1;
+}
+
+int acme_store_open(const acme_cfg *cfg, acme_store **out, char *err, size_t errlen)
+{
+    acme_store_spec spec = {.backend = cfg->backend, .path = cfg->db_path, .conninfo = cfg->conninfo,
+                            .name = "acme-store"};
+    return acme_store_open_spec(&spec, out, err, errlen);
 }
 
 acme_db *acme_db_open_reader(acme_store *s, char *err, size_t errlen)
 {
-    return open_conn(s->cfg, false, err, errlen);
+    return open_conn(s, false, err, errlen);
 }
 
 void acme_store_close(acme_store *s)
@@ -308,5 +346,5 @@ void acme_store_close(acme_store *s)
     acme_db_close(s->w);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
-    free(s);
+    free_store(s);
 }

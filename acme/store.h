@@ -34,6 +34,20 @@ typedef struct acme_store acme_store; /* the writer thread and its queue */
 
 /* Open (creating the schema if needed) and start the writer thread. */
 CF_WUR int acme_store_open(const acme_cfg *cfg, acme_store **out, char *err, size_t errlen);
+
+/* The same store for another program's schema (certforge-agent): the
+ * backend, where the database is, the schema text for each backend (run
+ * by the writer at open; NULL: certforge-acme's) and the name of the
+ * writer thread and of its log lines. Strings are copied. */
+typedef struct acme_store_spec {
+    acme_cfg_backend backend;
+    const char *path;     /* sqlite */
+    const char *conninfo; /* postgresql */
+    const char *schema_sqlite, *schema_pg;
+    const char *name;    /* "acme-store" */
+    const char *log_tag; /* "certforge-acme" */
+} acme_store_spec;
+CF_WUR int acme_store_open_spec(const acme_store_spec *spec, acme_store **out, char *err, size_t errlen);
 /* Stop the writer after the queue drained; close. */
 void acme_store_close(acme_store *s);
 

@@ -27,8 +27,9 @@ struct acme_db {
     char err[256];
 };
 
-/* Open a connection: writer (creates the schema) or reader. */
-acme_db *acme_sqlite_open(const char *path, bool writer, char *err, size_t errlen);
-acme_db *acme_pg_open(const char *conninfo, bool writer, char *err, size_t errlen);
+/* Open a connection: writer (creates the schema: `schema`, or
+ * certforge-acme's when NULL) or reader. */
+acme_db *acme_sqlite_open(const char *path, bool writer, const char *schema, char *err, size_t errlen);
+acme_db *acme_pg_open(const char *conninfo, bool writer, const char *schema, char *err, size_t errlen);
 
 #endif

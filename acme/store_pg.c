@@ -274,7 +274,7 @@ static const db_ops pg_ops = {
     .simple = pg_simple,
 };
 
-acme_db *acme_pg_open(const char *conninfo, bool writer, char *err, size_t errlen)
+acme_db *acme_pg_open(const char *conninfo, bool writer, const char *other_schema, char *err, size_t errlen)
 {
     pg_db *db = calloc(1, sizeof(*db));
     if (!db) {
@@ -290,7 +290,7 @@ acme_db *acme_pg_open(const char *conninfo, bool writer, char *err, size_t errle
     }
     /* Several front ends may create the schema at once: one at a time. */
     if (pg_simple(&db->base, "SET synchronous_commit = on; SET client_min_messages = warning") != 0 ||
-        (writer && (pg_simple(&db->base, "SELECT pg_advisory_lock(7411)") != 0 || pg_simple(&db->base, schema) != 0 ||
+        (writer && (pg_simple(&db->base, "SELECT pg_advisory_lock(7411)") != 0 || pg_simple(&db->base, other_schema ? other_schema : schema) != 0 ||
                     pg_simple(&db->base, "SELECT pg_advisory_unlock(7411)") != 0))) {
         snprintf(err, errlen, "state database (postgresql): %s", db->base.err);
         goto fail;

@@ -231,7 +231,7 @@ static const db_ops sqlite_ops = {
     .simple = sq_simple,
 };
 
-acme_db *acme_sqlite_open(const char *path, bool writer, char *err, size_t errlen)
+acme_db *acme_sqlite_open(const char *path, bool writer, const char *other_schema, char *err, size_t errlen)
 {
     sq_db *db = calloc(1, sizeof(*db));
     if (!db) {
@@ -246,7 +246,7 @@ acme_db *acme_sqlite_open(const char *path, bool writer, char *err, size_t errle
     }
     sqlite3_busy_timeout(db->h, 10000);
     if (sq_simple(&db->base, writer ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;" : "PRAGMA synchronous=FULL;") != 0 ||
-        (writer && sq_simple(&db->base, schema) != 0)) {
+        (writer && sq_simple(&db->base, other_schema ? other_schema : schema) != 0)) {
         snprintf(err, errlen, "state database %s: %s", path, db->base.err);
         goto fail;
     }

@@ -37,8 +37,9 @@ declare -A LAYERS=(
   [client]="common proto"
   [engine]="common hsm proto"
   [acme]="common client engine/csr engine/der" # the CSR and DER parsers (no keys, no state): finalize reads CSRs
-  [tools]="common hsm proto client engine acme bench" # engine: `certforge ledger`; bench: csr_pool for csr-gen
-  [bench]="common hsm proto client engine acme tools tests" # tests: throwaway tokens (cf_testutil.h)
+  [agent]="common client acme engine/csr engine/der" # acme's JWS, token, store and anchors code
+  [tools]="common hsm proto client engine acme agent bench" # engine: `certforge ledger`; bench: csr_pool for csr-gen
+  [bench]="common hsm proto client engine acme agent tools tests" # tests: throwaway tokens (cf_testutil.h)
   [tests]="*"
 )
 # library headers common/ must not include (it links nothing)

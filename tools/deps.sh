@@ -25,6 +25,8 @@ CF_DEBS=(
   certbot lego uacme dehydrated # real ACME clients the tests run against certforge-acme
   python3-acme                  # in-repo ACME protocol tests (ARI, negative cases)
   curl sqlite3                  # tests and hooks
+  libldns-dev                   # certforge-agent: RFC 2136 updates with TSIG for dns-01 (agent/dnsupd.c)
+  knot dnsutils                 # the agent's tests: knotd takes those updates, dig reads the zone
 )
 
 # Wanted but not required: without them the PostgreSQL tests are reported

@@ -1,0 +1,200 @@
+/* state.c — the agent's schema and registry (state.h). */
+#include "agent/state.h"
+
+#include <jansson.h>
+#include <openssl/ec.h>
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "acme/jws.h"
+
+/* Version 1. Times are Unix seconds. The same tables for both backends;
+ * only the integer and blob types differ. */
+#define AGENT_SCHEMA(INT, BLOB)                                                                                        \
+    "CREATE TABLE IF NOT EXISTS agent_meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);"                                      \
+    "CREATE TABLE IF NOT EXISTS nfs("                                                                                  \
+    "  id TEXT PRIMARY KEY, dns TEXT NOT NULL, account_key " BLOB " NOT NULL, thumbprint TEXT NOT NULL,"              \
+    "  account_url TEXT, created " INT " NOT NULL);"                                                                   \
+    "CREATE TABLE IF NOT EXISTS enrolments("                                                                           \
+    "  id TEXT PRIMARY KEY, nf TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,"                               \
+    "  csr " BLOB " NOT NULL, spki TEXT NOT NULL, token TEXT, jti TEXT, replaces TEXT, order_url TEXT,"               \
+    "  attempts " INT " NOT NULL DEFAULT 0, next_at " INT " NOT NULL, error TEXT, transient " INT " NOT NULL DEFAULT 0," \
+    "  cert TEXT, dns_set TEXT, reported " INT " NOT NULL DEFAULT 0, created " INT " NOT NULL, updated " INT           \
+    " NOT NULL);"                                                                                                      \
+    "CREATE INDEX IF NOT EXISTS enrolments_nf ON enrolments(nf, spki, created);"                                      \
+    "CREATE INDEX IF NOT EXISTS enrolments_status ON enrolments(status);"                                              \
+    "CREATE TABLE IF NOT EXISTS certs("                                                                                \
+    "  id TEXT PRIMARY KEY, nf TEXT NOT NULL, enrolment TEXT NOT NULL, der " BLOB " NOT NULL, chain TEXT NOT NULL,"   \
+    "  spki TEXT NOT NULL, not_before " INT " NOT NULL, not_after " INT " NOT NULL, ari_id TEXT,"                      \
+    "  renew_at " INT " NOT NULL, ari_next " INT ", renewal TEXT, created " INT " NOT NULL);"                          \
+    "CREATE INDEX IF NOT EXISTS certs_nf ON certs(nf, spki, not_after);"                                               \
+    "CREATE INDEX IF NOT EXISTS certs_renew ON certs(renew_at);"                                                       \
+    "CREATE TABLE IF NOT EXISTS keys(spki TEXT PRIMARY KEY, nf TEXT NOT NULL);"                                        \
+    "CREATE TABLE IF NOT EXISTS used_jti(jti TEXT PRIMARY KEY, nf TEXT NOT NULL, spki TEXT NOT NULL, expires " INT     \
+    " NOT NULL);"                                                                                                      \
+    "INSERT INTO agent_meta(k, v) VALUES('schema', '1') ON CONFLICT DO NOTHING;"
+
+static const char schema_sqlite[] = AGENT_SCHEMA("INTEGER", "BLOB");
+static const char schema_pg[] = AGENT_SCHEMA("BIGINT", "BYTEA");
+
+int agent_state_open(const agent_cfg *c, acme_store **out, char *err, size_t errlen)
+{
+    acme_store_spec spec = {.backend = c->backend,
+                            .path = c->db_path,
+                            .conninfo = c->conninfo,
+                            .schema_sqlite = schema_sqlite,
+                            .schema_pg = schema_pg,
+                            .name = "agent-store",
+                            .log_tag = "certforge-agent"};
+    return acme_store_open_spec(&spec, out, err, errlen);
+}
+
+int64_t agent_now(void)
+{
+    return (int64_t)time(NULL);
+}
+
+int64_t agent_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void agent_nf_clear(agent_nf *nf)
+{
+    for (unsigned i = 0; i < nf->n_dns; i++)
+        free(nf->dns[i]);
+    EVP_PKEY_free(nf->key);
+    memset(nf, 0, sizeof(*nf));
+}
+
+int agent_nf_load(acme_db *db, const char *id, bool with_key, agent_nf *out)
+{
+    memset(out, 0, sizeof(*out));
+    acme_q q;
+    if (acme_db_query(db, &q, "SELECT dns, account_key, thumbprint, account_url FROM nfs WHERE id = ?", "s", id) != 0)
+        return -1;
+    int r = acme_q_next(&q);
+    if (r != 1) {
+        acme_q_end(&q);
+        return r;
+    }
+    int rc = -1;
+    snprintf(out->id, sizeof(out->id), "%s", id);
+    json_t *dns = json_loads(acme_q_text(&q, 0) ? acme_q_text(&q, 0) : "", 0, NULL);
+    for (size_t i = 0; i < json_array_size(dns) && out->n_dns < AGENT_MAX_NF_DNS; i++) {
+        const char *v = json_string_value(json_array_get(dns, i));
+        if (v && !(out->dns[out->n_dns++] = strdup(v)))
+            goto out;
+    }
+    snprintf(out->thumb, sizeof(out->thumb), "%s", acme_q_text(&q, 2) ? acme_q_text(&q, 2) : "");
+    snprintf(out->account_url, sizeof(out->account_url), "%s", acme_q_text(&q, 3) ? acme_q_text(&q, 3) : "");
+    if (with_key) {
+        size_t kl = 0;
+        const unsigned char *k = acme_q_blob(&q, 1, &kl);
+        if (!k || !(out->key = d2i_AutoPrivateKey(NULL, &k, (long)kl)))
+            goto out;
+    }
+    rc = 1;
+out:
+    json_decref(dns);
+    acme_q_end(&q);
+    if (rc != 1)
+        agent_nf_clear(out);
+    return rc;
+}
+
+typedef struct nf_add {
+    const char *id;
+    char *dns_json;
+    const uint8_t *key;
+    size_t key_len;
+    const char *thumb;
+    int64_t now;
+    int existed;
+    char thumb_kept[44];
+} nf_add;
+
+static int tx_nf_add(acme_db *tx, void *arg)
+{
+    nf_add *a = arg;
+    acme_q q;
+    if (acme_db_query(tx, &q, "SELECT thumbprint FROM nfs WHERE id = ?", "s", a->id) != 0)
+        return -1;
+    int r = acme_q_next(&q);
+    if (r == 1)
+        snprintf(a->thumb_kept, sizeof(a->thumb_kept), "%s", acme_q_text(&q, 0));
+    acme_q_end(&q);
+    if (r < 0)
+        return -1;
+    if (r == 1) {
+        /* the account key stays: a token already issued for it keeps working */
+        a->existed = 1;
+        return acme_db_exec(tx, "UPDATE nfs SET dns = ? WHERE id = ?", "ss", a->dns_json, a->id) < 0 ? -1 : 0;
+    }
+    return acme_db_exec(tx, "INSERT INTO nfs(id, dns, account_key, thumbprint, created) VALUES(?, ?, ?, ?, ?)", "ssbsi",
+                        a->id, a->dns_json, a->key, a->key_len, a->thumb, a->now) < 0
+               ? -1
+               : 0;
+}
+
+int agent_nf_add(acme_store *s, const char *id, const char *const *dns, unsigned n_dns, char thumb[44], char *err,
+                 size_t errlen)
+{
+    int rc = -1;
+    EVP_PKEY *k = NULL;
+    unsigned char *der = NULL;
+    json_t *arr = json_array(), *jwk = NULL;
+    nf_add a = {.id = id, .now = agent_now()};
+    for (unsigned i = 0; i < n_dns; i++)
+        json_array_append_new(arr, json_string(dns[i]));
+    if (!(a.dns_json = json_dumps(arr, JSON_COMPACT))) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    if (!(k = EVP_EC_gen("P-256")) || !(jwk = acme_jwk_from_pkey(k)) || acme_jwk_thumbprint(jwk, thumb) != 0) {
+        snprintf(err, errlen, "cannot make an ACME account key");
+        goto out;
+    }
+    int dl = i2d_PrivateKey(k, &der);
+    if (dl <= 0) {
+        snprintf(err, errlen, "cannot encode the account key");
+        goto out;
+    }
+    a.key = der;
+    a.key_len = (size_t)dl;
+    a.thumb = thumb;
+    if (acme_store_run(s, tx_nf_add, &a) != 0) {
+        snprintf(err, errlen, "cannot record NF %s in the state", id);
+        goto out;
+    }
+    if (a.existed)
+        memcpy(thumb, a.thumb_kept, 44);
+    rc = 0;
+out:
+    if (der) {
+        OPENSSL_cleanse(der, (size_t)a.key_len);
+        OPENSSL_free(der);
+    }
+    free(a.dns_json);
+    json_decref(arr);
+    json_decref(jwk);
+    EVP_PKEY_free(k);
+    return rc;
+}
+
+int agent_fingerprint(const char *thumb, char *out, size_t cap)
+{
+    uint8_t d[40];
+    long n = acme_b64url_decode(thumb, strlen(thumb), d, sizeof(d));
+    if (n != 32 || cap < 7 + 32 * 3)
+        return -1;
+    int k = snprintf(out, cap, "SHA256 ");
+    for (int i = 0; i < 32; i++)
+        k += snprintf(out + k, cap - (size_t)k, i ? ":%02X" : "%02X", d[i]);
+    return 0;
+}

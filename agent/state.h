@@ -1,0 +1,65 @@
+/* state.h — certforge-agent's durable per-NF state, in SQLite (default)
+ * or PostgreSQL (several agents sharing it), through acme/store.h: the
+ * group-commit writer thread, one reader connection per thread.
+ *
+ * Tables (schema in state.c):
+ *   nfs         the NF registry: instance ID, authorized dNSNames, the
+ *               NF's ACME account key (PKCS#8 DER) and account URL
+ *   enrolments  one per enrolment/renewal: the NF's CSR, the token, the
+ *               ACME order URL, retry state, outcome
+ *   certs       every certificate obtained, by SHA-256 of its DER (how a
+ *               re-enrolling NF's TLS client certificate is recognised),
+ *               with its renewal time (ARI or 2/3 of the lifetime)
+ *   keys        CSR public keys (SHA-256 of the SPKI) → the one NF that
+ *               may use them
+ *   used_jti    authority tokens consumed, bound to the NF and CSR key
+ * Every change is committed before the NF is answered; a restart (kill -9
+ * included) takes up every enrolment not finished. */
+#ifndef CF_AGENT_STATE_H
+#define CF_AGENT_STATE_H
+
+#include <openssl/evp.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "acme/store.h"
+#include "agent/config.h"
+
+#define AGENT_MAX_NF_DNS 64
+#define AGENT_ID_LEN 22
+
+AGENT_WUR int agent_state_open(const agent_cfg *c, acme_store **out, char *err, size_t errlen);
+
+/* An NF of the registry. */
+typedef struct agent_nf {
+    char id[37];
+    char *dns[AGENT_MAX_NF_DNS];
+    unsigned n_dns;
+    EVP_PKEY *key; /* the ACME account key (private), or NULL when !with_key */
+    char thumb[44];
+    char account_url[512]; /* "" before newAccount */
+} agent_nf;
+
+/* 1 found (out filled; agent_nf_clear it), 0 unknown, -1 error. */
+AGENT_WUR int agent_nf_load(acme_db *db, const char *id, bool with_key, agent_nf *out);
+void agent_nf_clear(agent_nf *nf);
+
+/* Register (or update the names of) an NF: makes its ACME account key
+ * (EC P-256) the first time. thumb: the RFC 7638 thumbprint of the
+ * account key — what the OAM's token must be bound to. 0 or -1. */
+AGENT_WUR int agent_nf_add(acme_store *s, const char *id, const char *const *dns, unsigned n_dns, char thumb[44],
+                           char *err, size_t errlen);
+
+/* "SHA256 AB:CD:..." of a base64url thumbprint (what tkauth tokens carry). */
+AGENT_WUR int agent_fingerprint(const char *thumb, char *out, size_t cap);
+
+/* Enrolment states as stored. */
+#define AGENT_ST_PENDING "pending"
+#define AGENT_ST_VALID "valid"
+#define AGENT_ST_FAILED "failed"
+
+/* Unix seconds / milliseconds. */
+int64_t agent_now(void);
+int64_t agent_now_ms(void);
+
+#endif

@@ -1,0 +1,300 @@
+/* test_agent_units.c — certforge-agent's parsers of untrusted input and
+ * its config loader: the EST body and CSR checks (estmsg.h), the ACME
+ * answers (acmemsg.h), strict config with FILE:LINE errors (config.h).
+ * Negative cases first-class: each refusal names its reason. */
+#include <openssl/evp.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "acme/acme.h"
+#include "agent/acmemsg.h"
+#include "agent/config.h"
+#include "agent/estmsg.h"
+#include "cf_test.h"
+
+static const char *NF = "6f1c2a6e-8c0e-4e0b-9a7e-2f1d3c4b5a69";
+
+/* A DER CSR for key k with SANs given as an OpenSSL string ("URI:...,DNS:...") */
+static int make_csr(EVP_PKEY *k, const char *sans, const char *cn, uint8_t **der, int break_sig)
+{
+    X509_REQ *r = X509_REQ_new();
+    X509_REQ_set_pubkey(r, k);
+    if (cn)
+        X509_NAME_add_entry_by_txt(X509_REQ_get_subject_name(r), "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1,
+                                   0);
+    if (sans) {
+        STACK_OF(X509_EXTENSION) *exts = sk_X509_EXTENSION_new_null();
+        X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, NULL, NID_subject_alt_name, sans);
+        sk_X509_EXTENSION_push(exts, e);
+        X509_REQ_add_extensions(r, exts);
+        sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+    }
+    X509_REQ_sign(r, k, EVP_sha256());
+    if (break_sig) {
+        /* a signature over something else: sign, then change the subject */
+        X509_NAME_add_entry_by_txt(X509_REQ_get_subject_name(r), "O", MBSTRING_ASC, (const unsigned char *)"x", -1, -1, 0);
+    }
+    *der = NULL;
+    int n = i2d_X509_REQ(r, der);
+    X509_REQ_free(r);
+    return n;
+}
+
+static EVP_PKEY *key;
+
+static int setup(void)
+{
+    key = EVP_EC_gen("P-256");
+    return key ? 0 : -1;
+}
+
+static int teardown(void)
+{
+    EVP_PKEY_free(key);
+    return 0;
+}
+
+static void check(const char *sans, const char *cn, int break_sig, int want_parse, est_err want)
+{
+    uint8_t *der;
+    int n = make_csr(key, sans, cn, &der, break_sig);
+    CU_ASSERT_FATAL(n > 0);
+    est_csr c;
+    est_err e = EST_OK;
+    char why[300];
+    int rc = est_csr_parse(der, (size_t)n, &c, &e, why, sizeof(why));
+    CU_ASSERT_EQUAL(rc == 0, want_parse);
+    if (rc == 0) {
+        const char *allowed[] = {"amf1.5gc.example", "amf1b.5gc.example"};
+        rc = est_csr_check(&c, NF, true, allowed, 2, &e, why, sizeof(why));
+        est_csr_free(&c);
+    }
+    if (e != want)
+        fprintf(stderr, "sans=%s: got %s (%s), want %s\n", sans ? sans : "-", est_err_name(e), why, est_err_name(want));
+    CU_ASSERT_EQUAL(e, want);
+    CU_ASSERT_EQUAL(rc == 0, want == EST_OK);
+    OPENSSL_free(der);
+}
+
+static void test_csr_checks(void)
+{
+    check("URI:urn:uuid:6F1C2A6E-8C0E-4E0B-9A7E-2F1D3C4B5A69,DNS:amf1.5gc.example", NULL, 0, 1, EST_OK);
+    check("DNS:AMF1.5gc.example,DNS:amf1b.5gc.example", "amf1.5gc.example", 0, 1, EST_OK);
+    check("URI:urn:uuid:00000000-0000-4000-8000-000000000000", NULL, 0, 1, EST_E_FOREIGN_NAME);
+    check("DNS:other.5gc.example", NULL, 0, 1, EST_E_FOREIGN_NAME);
+    check("DNS:amf1.5gc.example", "other.5gc.example", 0, 1, EST_E_FOREIGN_NAME);
+    check(NULL, NULL, 0, 1, EST_E_MISSING_NAME);
+    check("URI:https://x.example/", NULL, 0, 0, EST_E_NAME_TYPE);
+    check("IP:10.0.0.1", NULL, 0, 0, EST_E_NAME_TYPE);
+    check("email:a@b.example", NULL, 0, 0, EST_E_NAME_TYPE);
+    check("DNS:amf1.5gc.example,DNS:amf1.5gc.example", NULL, 0, 0, EST_E_BAD_CSR);
+    check("DNS:-bad.5gc.example", NULL, 0, 0, EST_E_BAD_CSR);
+    check("URI:urn:uuid:zzzzzzzz-0000-4000-8000-000000000000", NULL, 0, 0, EST_E_BAD_CSR);
+    check("DNS:amf1.5gc.example", NULL, 1, 0, EST_E_BAD_CSR);
+}
+
+static void test_csr_keys(void)
+{
+    EVP_PKEY *rsa = EVP_RSA_gen(1024);
+    uint8_t *der;
+    EVP_PKEY *saved = key;
+    key = rsa;
+    int n = make_csr(key, "DNS:amf1.5gc.example", NULL, &der, 0);
+    est_csr c;
+    est_err e;
+    char why[200];
+    CU_ASSERT_EQUAL(est_csr_parse(der, (size_t)n, &c, &e, why, sizeof(why)), -1);
+    CU_ASSERT_EQUAL(e, EST_E_BAD_KEY);
+    OPENSSL_free(der);
+    key = saved;
+    EVP_PKEY_free(rsa);
+    /* not a CSR, trailing data, too large */
+    uint8_t junk[8] = {0x30, 0x03, 0x02, 0x01, 0x00, 0, 0, 0};
+    CU_ASSERT_EQUAL(est_csr_parse(junk, sizeof(junk), &c, &e, why, sizeof(why)), -1);
+    CU_ASSERT_EQUAL(e, EST_E_BAD_CSR);
+    CU_ASSERT_EQUAL(est_csr_parse(junk, EST_MAX_CSR + 1, &c, &e, why, sizeof(why)), -1);
+    CU_ASSERT_EQUAL(e, EST_E_BAD_ENCODING);
+}
+
+static void test_base64(void)
+{
+    uint8_t out[64];
+    CU_ASSERT_EQUAL(est_b64_decode("aGVsbG8=", 8, out, sizeof(out)), 5);
+    CU_ASSERT_EQUAL(memcmp(out, "hello", 5), 0);
+    CU_ASSERT_EQUAL(est_b64_decode("aGVs\r\nbG8=\r\n", 12, out, sizeof(out)), 5);
+    CU_ASSERT_EQUAL(est_b64_decode("aGVsbG8", 7, out, sizeof(out)), 5); /* unpadded */
+    CU_ASSERT_EQUAL(est_b64_decode("aGVsbG9=", 8, out, sizeof(out)), -1); /* trailing bits */
+    CU_ASSERT_EQUAL(est_b64_decode("aGVs=bG8", 8, out, sizeof(out)), -1); /* data after padding */
+    CU_ASSERT_EQUAL(est_b64_decode("a", 1, out, sizeof(out)), -1);
+    CU_ASSERT_EQUAL(est_b64_decode("", 0, out, sizeof(out)), -1);
+    CU_ASSERT_EQUAL(est_b64_decode("aGVsbG8=", 8, out, 4), -1); /* cap */
+    CU_ASSERT_EQUAL(est_b64_decode("a_b-", 4, out, sizeof(out)), -1); /* base64url is not base64 */
+    size_t n;
+    char *e = est_b64_encode((const uint8_t *)"hello", 5, &n);
+    CU_ASSERT_STRING_EQUAL(e, "aGVsbG8=\r\n");
+    free(e);
+}
+
+static void test_bearer(void)
+{
+    const char *t;
+    size_t n;
+    CU_ASSERT_EQUAL(est_bearer("Bearer a.b.c", &t, &n), 0);
+    CU_ASSERT_EQUAL(n, 5);
+    CU_ASSERT_EQUAL(est_bearer("bearer  a-_.b.c ", &t, &n), 0);
+    CU_ASSERT_EQUAL(est_bearer("Basic abc", &t, &n), -1);
+    CU_ASSERT_EQUAL(est_bearer("Bearer a.b", &t, &n), -1);
+    CU_ASSERT_EQUAL(est_bearer("Bearer a.b.c.d", &t, &n), -1);
+    CU_ASSERT_EQUAL(est_bearer("Bearer a.b+.c", &t, &n), -1);
+    CU_ASSERT_EQUAL(est_bearer("Bearer ", &t, &n), -1);
+    char out[37];
+    /* payload {"atc":{"tkvalue":"6F1C2A6E-8C0E-4E0B-9A7E-2F1D3C4B5A69"}} */
+    const char *tok = "e30.eyJhdGMiOnsidGt2YWx1ZSI6IjZGMUMyQTZFLThDMEUtNEUwQi05QTdFLTJGMUQzQzRCNUE2OSJ9fQ.c2ln";
+    CU_ASSERT_EQUAL(est_token_peek_nf(tok, strlen(tok), out), 0);
+    CU_ASSERT_STRING_EQUAL(out, NF);
+    CU_ASSERT_EQUAL(est_token_peek_nf("e30.e30.c2ln", 12, out), -1);
+    CU_ASSERT_EQUAL(est_token_peek_nf("e30..c2ln", 9, out), -1);
+}
+
+static void test_acme_answers(void)
+{
+    am_directory d;
+    char why[200];
+    const char *dir = "{\"newNonce\":\"https://a/n\",\"newAccount\":\"https://a/a\",\"newOrder\":\"https://a/o\","
+                      "\"renewalInfo\":\"https://a/ri\",\"meta\":{\"profiles\":{}}}";
+    CU_ASSERT_EQUAL(am_directory_parse(dir, strlen(dir), &d, why, sizeof(why)), 0);
+    CU_ASSERT_STRING_EQUAL(d.renewal_info, "https://a/ri");
+    CU_ASSERT_EQUAL(d.has_profiles, 1);
+    const char *bad[] = {"{\"newNonce\":\"http://a/n\",\"newAccount\":\"https://a/a\",\"newOrder\":\"https://a/o\"}",
+                         "{\"newAccount\":\"https://a/a\",\"newOrder\":\"https://a/o\"}", "[]", "{",
+                         "{\"newNonce\":1,\"newAccount\":\"https://a/a\",\"newOrder\":\"https://a/o\"}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        CU_ASSERT_EQUAL(am_directory_parse(bad[i], strlen(bad[i]), &d, why, sizeof(why)), -1);
+    am_order o;
+    const char *ord = "{\"status\":\"invalid\",\"finalize\":\"https://a/f\",\"authorizations\":[\"https://a/z1\"],"
+                      "\"error\":{\"type\":\"urn:ietf:params:acme:error:unauthorized\",\"detail\":\"no \\\"way\\\"\"}}";
+    CU_ASSERT_EQUAL(am_order_parse(ord, strlen(ord), &o, why, sizeof(why)), 0);
+    CU_ASSERT_EQUAL(o.status, ACME_S_INVALID);
+    CU_ASSERT_STRING_EQUAL(o.error_type, "unauthorized");
+    CU_ASSERT_PTR_NULL(strchr(o.error_detail, '"')); /* it goes into log lines */
+    const char *ord2 = "{\"status\":\"valid\",\"finalize\":\"https://a/f\",\"authorizations\":[]}";
+    CU_ASSERT_EQUAL(am_order_parse(ord2, strlen(ord2), &o, why, sizeof(why)), -1);
+    const char *ord3 = "{\"status\":\"weird\",\"finalize\":\"https://a/f\",\"authorizations\":[\"https://a/z\"]}";
+    CU_ASSERT_EQUAL(am_order_parse(ord3, strlen(ord3), &o, why, sizeof(why)), -1);
+    am_authz z;
+    const char *az = "{\"status\":\"pending\",\"identifier\":{\"type\":\"dns\",\"value\":\"a.example\"},"
+                     "\"challenges\":[{\"type\":\"http-01\",\"url\":\"https://a/c1\",\"token\":\"abc\",\"status\":\"pending\"},"
+                     "{\"type\":\"dns-01\",\"url\":\"https://a/c2\",\"token\":\"xyz_-\",\"status\":\"pending\"}]}";
+    CU_ASSERT_EQUAL(am_authz_parse(az, strlen(az), &z, why, sizeof(why)), 0);
+    CU_ASSERT_PTR_NOT_NULL(am_authz_find(&z, "dns-01"));
+    CU_ASSERT_STRING_EQUAL(am_authz_find(&z, "dns-01")->token, "xyz_-");
+    CU_ASSERT_PTR_NULL(am_authz_find(&z, "tkauth-01"));
+    const char *az2 = "{\"status\":\"pending\",\"identifier\":{\"type\":\"dns\",\"value\":\"a.example\"},"
+                      "\"challenges\":[{\"type\":\"dns-01\",\"url\":\"https://a/c2\",\"token\":\"a.b\",\"status\":\"pending\"}]}";
+    CU_ASSERT_EQUAL(am_authz_parse(az2, strlen(az2), &z, why, sizeof(why)), -1); /* token not base64url */
+    char t[64], dd[64];
+    const char *pb = "{\"type\":\"urn:ietf:params:acme:error:badNonce\",\"detail\":\"x\"}";
+    CU_ASSERT_EQUAL(am_problem_parse(pb, strlen(pb), t, sizeof(t), dd, sizeof(dd)), 0);
+    CU_ASSERT_STRING_EQUAL(t, "badNonce");
+    int64_t s, e;
+    const char *ri = "{\"suggestedWindow\":{\"start\":\"2026-01-01T00:00:00Z\",\"end\":\"2026-01-02T00:00:00Z\"}}";
+    CU_ASSERT_EQUAL(am_renewal_info_parse(ri, strlen(ri), &s, &e), 0);
+    CU_ASSERT_EQUAL(e - s, 86400);
+    const char *ri2 = "{\"suggestedWindow\":{\"start\":\"2026-01-02T00:00:00Z\",\"end\":\"2026-01-01T00:00:00Z\"}}";
+    CU_ASSERT_EQUAL(am_renewal_info_parse(ri2, strlen(ri2), &s, &e), -1);
+    CU_ASSERT_EQUAL(am_retry_after("30", 5, 60), 30);
+    CU_ASSERT_EQUAL(am_retry_after("3000", 5, 60), 60);
+    CU_ASSERT_EQUAL(am_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 5, 60), 5);
+    CU_ASSERT_EQUAL(am_retry_after(NULL, 5, 60), 5);
+}
+
+static char tmpdir[] = "/tmp/cf-agent-units.XXXXXX";
+
+static void write_file(const char *name, const char *text)
+{
+    char p[256];
+    snprintf(p, sizeof(p), "%s/%s", tmpdir, name);
+    FILE *f = fopen(p, "w");
+    fputs(text, f);
+    fclose(f);
+}
+
+#define BASE                                                                                                           \
+    "tls = { certificate = \"est.pem\"; key = \"est.key\"; };\n"                                                     \
+    "cacerts = \"ca.pem\";\n"                                                                                          \
+    "bootstrap = { trust_anchors = \"v.pem\"; token_trust_anchors = \"oam.pem\"; };\n"                               \
+    "state = { path = \"agent.db\"; };\n"                                                                             \
+    "acme = { directory = \"https://acme.example/directory\"; };\n"                                                   \
+    "dns_update = { server = \"127.0.0.1:53\"; zones = [\"5gc.example.\"];\n"                                        \
+    "  tsig = { name = \"k\"; secret_file = \"tsig\"; }; };\n"
+
+static void cfg_fails(const char *text, const char *want)
+{
+    agent_cfg *c = NULL;
+    char err[600] = "";
+    int rc = agent_cfg_load_string(text, tmpdir, &c, err, sizeof(err));
+    CU_ASSERT_EQUAL(rc, -1);
+    if (!strstr(err, want))
+        fprintf(stderr, "config error '%s' lacks '%s'\n", err, want);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, want));
+    agent_cfg_free(c);
+}
+
+static void test_config(void)
+{
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(tmpdir));
+    write_file("tsig", "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0\n");
+    agent_cfg *c = NULL;
+    char err[600] = "";
+    CU_ASSERT_EQUAL_FATAL(agent_cfg_load_string(BASE, tmpdir, &c, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(c->listen_port, 8443);
+    CU_ASSERT_EQUAL(c->workers, 16);
+    CU_ASSERT_TRUE(c->nf_instance_id);
+    CU_ASSERT_STRING_EQUAL(c->tsig_algorithm, "hmac-sha256");
+    CU_ASSERT_STRING_EQUAL(c->zones[0], "5gc.example");
+    CU_ASSERT_STRING_EQUAL(agent_cfg_zone_for(c, "amf1.5gc.example"), "5gc.example");
+    CU_ASSERT_PTR_NULL(agent_cfg_zone_for(c, "amf15gc.example"));
+    CU_ASSERT_PTR_NULL(agent_cfg_zone_for(c, "other.example"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(c->cacerts_file, tmpdir)); /* relative to the config */
+    agent_cfg_free(c);
+    cfg_fails(BASE "bogus = 1;\n", "(string):8: bogus: unknown setting in the top level");
+    cfg_fails(BASE "est = { wait_ms = \"5\"; };\n", "est.wait_ms: expected an integer");
+    cfg_fails(BASE "limits = { max_connections = 0; };\n", "out of range");
+    cfg_fails(BASE "log = { level = \"loud\"; };\n", "log.level");
+    cfg_fails("tls = { certificate = \"a\"; key = \"b\"; };\ncacerts = \"c\";\nstate = { path = \"x\"; };\n"
+              "acme = { directory = \"http://insecure/\"; nf_instance_id = false; };\n"
+              "bootstrap = { trust_anchors = \"v\"; };\n"
+              "dns_update = { server = \"127.0.0.1:53\"; zones = [\"a.example\"]; };\n",
+              "https:// URL");
+    cfg_fails("tls = { certificate = \"a\"; key = \"b\"; };\ncacerts = \"c\";\nstate = { path = \"x\"; };\n"
+              "acme = { directory = \"https://a/d\"; };\nbootstrap = { trust_anchors = \"v\"; };\n"
+              "dns_update = { server = \"127.0.0.1:53\"; zones = [\"a.example\"]; };\n",
+              "token_trust_anchors");
+    write_file("badtsig", "not base64!\n");
+    cfg_fails("tls = { certificate = \"a\"; key = \"b\"; };\ncacerts = \"c\";\nstate = { path = \"x\"; };\n"
+              "acme = { directory = \"https://a/d\"; nf_instance_id = false; };\nbootstrap = { trust_anchors = \"v\"; };\n"
+              "dns_update = { server = \"127.0.0.1:53\"; zones = [\"a.example\"]; tsig = { name = \"k\"; secret_file = \"badtsig\"; }; };\n",
+              "does not hold a base64 TSIG secret");
+    cfg_fails(BASE "acme = { directory = \"https://a/d\"; };\n", "duplicate setting");
+    cfg_fails("tls = ;", "(string):1:");
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+    CU_ASSERT_EQUAL(system(cmd), 0);
+}
+
+static const cf_test tests[] = {
+    {"CSR identifiers checked against the NF's", test_csr_checks},
+    {"CSR keys and malformed CSRs", test_csr_keys},
+    {"EST base64", test_base64},
+    {"Bearer header and token peek", test_bearer},
+    {"ACME answers", test_acme_answers},
+    {"config: defaults and FILE:LINE refusals", test_config},
+};
+static const cf_suite suites[] = {CF_SUITE("agent", setup, teardown, tests)};
+
+int main(int argc, char **argv)
+{
+    return CF_TEST_MAIN(argc, argv, suites);
+}
