@@ -137,17 +137,18 @@ run() {
     status_json >"$OUT/status-$r-before.json"
     timeout -s KILL "$per_run" "$LOAD" --directory "$ACME_DIR" --connect "127.0.0.1:$ACME_PORT" --ca "$ACME_ROOT" \
       --http01-port "$HTTP01_PORT" --clients "$CLIENTS" --threads "$THREADS" --duration "$DURATION" \
-      --label certforge-acme --cpu "$ACME_PID,$ENGINE_PID,$CHALLTEST_PID" --json "$json" --quiet || rc=$?
+      --label certforge-acme --cpu "$ACME_PID,$ENGINE_PID,$CHALLTEST_PID" --json "$json" >"${json%.json}.txt" || rc=$?
     sleep 1.2
     status_json >"$OUT/status-$r-after.json"
   else
     timeout -s KILL "$per_run" "$LOAD" --directory "$PEBBLE_DIR" --connect "127.0.0.1:$PEBBLE_PORT" \
       --ca "$T/pebble-root.pem" --http01-port "$HTTP01_PORT" --clients "$CLIENTS" --threads "$THREADS" \
-      --duration "$DURATION" --label pebble --cpu "$PEBBLE_PID,$CHALLTEST_PID" --json "$json" --quiet || rc=$?
+      --duration "$DURATION" --label pebble --cpu "$PEBBLE_PID,$CHALLTEST_PID" --json "$json" >"${json%.json}.txt" || rc=$?
   fi
   if [ $rc -ne 0 ]; then
     failed=1
     echo "round $r $srv: acme-load exited $rc $( [ -s "$json" ] && jq -c .errors "$json")" >&2
+    grep -h 'first:' "${json%.json}.txt" >&2 || true
   fi
 }
 
