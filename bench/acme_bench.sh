@@ -79,7 +79,7 @@ export ACME_ENV_TIMEOUT=$(( (ROUNDS * 2 + 1) * per_run + 300 ))
 
 OUT=${OUT:-$CF_BUILD_DIR/acme-bench}
 mkdir -p "$OUT"
-rm -f "$OUT"/round*.json "$OUT"/status-*.json
+rm -f "$OUT"/round*.json "$OUT"/round*.txt "$OUT"/status-*.json "$OUT"/warnings-*.txt
 
 pebble_start() {
   PEBBLE_HOST=pebble.bench.test
@@ -101,6 +101,10 @@ pebble_start() {
   "httpPort": $HTTP01_PORT, "tlsPort": $tls_port, "ocspResponderURL": "",
   "externalAccountBindingRequired": false } }
 JSON
+  pebble_run
+}
+
+pebble_run() {
   env -u PEBBLE_VA_ALWAYS_VALID PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 PEBBLE_AUTHZREUSE=0 \
     timeout -s KILL "$ENV_TIMEOUT" pebble -config "$T/pebble.json" -dnsserver "127.0.0.1:$DNS_PORT" \
     >"$T/pebble.log" 2>&1 &
@@ -108,6 +112,25 @@ JSON
   PIDS+=("$PEBBLE_PID")
   wait_for "$T/pebble.log" "Listening on" 30 "$PEBBLE_PID"
   PEBBLE_DIR=https://$PEBBLE_HOST:$PEBBLE_PORT/dir
+  PEBBLE_WRAPPER=$PEBBLE_PID
+  PEBBLE_PID=$(child "$PEBBLE_PID")
+}
+
+# A fresh pebble for every run: pebble 2.4.0 can deadlock under concurrent
+# clients (its Authz handler holds an authorization's lock while it waits
+# for the store's read lock, which a queued writer holds back, while
+# newOrder's FindValidAuthorization holds the store's read lock waiting
+# for that authorization), and its newOrder scans every authorization it
+# ever made. A new process per run keeps one run's state out of the next.
+pebble_restart() {
+  kill -TERM "$PEBBLE_WRAPPER" 2>/dev/null || true
+  local i
+  for i in $(seq 1 50); do kill -0 "$PEBBLE_WRAPPER" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$PEBBLE_WRAPPER" "$PEBBLE_PID" 2>/dev/null || true
+  mv "$T/pebble.log" "$T/pebble.log.prev" 2>/dev/null || true
+  PEBBLE_PORT=$(free_port)
+  sed -i "s/\"listenAddress\": \"127.0.0.1:[0-9]*\"/\"listenAddress\": \"127.0.0.1:$PEBBLE_PORT\"/" "$T/pebble.json"
+  pebble_run
 }
 
 # The daemons run under timeout(1): sample the daemon, not the wrapper.
@@ -124,7 +147,6 @@ fi
 has pebble && pebble_start
 CHALLTEST_PID=$(child "$CHALLTEST_PID")
 has certforge && { ACME_PID=$(child "$ACME_PID"); ENGINE_PID=$(child "$ENGINE_PID"); }
-has pebble && PEBBLE_PID=$(child "$PEBBLE_PID")
 
 status_json() { "$CF" acme status --config "$T/acme.conf" --json; }
 
@@ -135,12 +157,18 @@ run() {
   if [ "$srv" = certforge ]; then
     sleep 1.2 # the status file is rewritten every second
     status_json >"$OUT/status-$r-before.json"
+    local log0
+    log0=$(wc -l <"$T/acme.log")
     timeout -s KILL "$per_run" "$LOAD" --directory "$ACME_DIR" --connect "127.0.0.1:$ACME_PORT" --ca "$ACME_ROOT" \
       --http01-port "$HTTP01_PORT" --clients "$CLIENTS" --threads "$THREADS" --duration "$DURATION" \
       --label certforge-acme --cpu "$ACME_PID,$ENGINE_PID,$CHALLTEST_PID" --json "$json" >"${json%.json}.txt" || rc=$?
     sleep 1.2
     status_json >"$OUT/status-$r-after.json"
+    # warnings and errors certforge-acme logged (one line per request aside)
+    tail -n +$((log0 + 1)) "$T/acme.log" | grep -v ' method=' | grep -E 'level=(warning|error)' | sed 's/^[^ ]* //' |
+      sed -E 's/(order|challenge|account)=[^ ]*/\1=…/g' | sort | uniq -c >"$OUT/warnings-$r.txt" || true
   else
+    [ "$r" = 1 ] || pebble_restart
     timeout -s KILL "$per_run" "$LOAD" --directory "$PEBBLE_DIR" --connect "127.0.0.1:$PEBBLE_PORT" \
       --ca "$T/pebble-root.pem" --http01-port "$HTTP01_PORT" --clients "$CLIENTS" --threads "$THREADS" \
       --duration "$DURATION" --label pebble --cpu "$PEBBLE_PID,$CHALLTEST_PID" --json "$json" >"${json%.json}.txt" || rc=$?
@@ -225,6 +253,14 @@ if has certforge; then
     jq -rn --arg r "$r" --slurpfile b "$b" --slurpfile a "$a" '
       ($a[0].store.commits - $b[0].store.commits) as $c | ($a[0].store.changes - $b[0].store.changes) as $n |
       "| \($r) | \($c) | \($n) | \(if $c > 0 then ($n / $c * 100 | round / 100) else "-" end) | \($a[0].store.max_group) |"'
+  done
+fi
+if has certforge; then
+  for w in "$OUT"/warnings-*.txt; do
+    [ -s "$w" ] || continue
+    echo
+    echo "certforge-acme warnings and errors, $(basename "$w" .txt):"
+    head -n 20 "$w"
   done
 fi
 exit $failed

@@ -71,7 +71,7 @@
 #define LG_MAX_THREADS 64
 #define LG_NONCE_RETRIES 3
 #define LG_MAX_ERRNAMES 32
-#define LG_REQ_TIMEOUT_S 30
+#define LG_REQ_TIMEOUT_S 10 /* a request unanswered this long fails its flow (a hung server) */
 #define LG_FLOW_TIMEOUT_NS (120ull * 1000000000ull)
 
 /* ------------------------------------------------------------ steps */
@@ -833,7 +833,8 @@ static void order_status(lg_client *c, lg_resp *r, uint64_t t)
         char type[96];
         snprintf(type, sizeof(type), "order %s%s%s", st ? st : "?", et ? ": " : "",
                  et ? (strrchr(et, ':') ? strrchr(et, ':') + 1 : et) : "");
-        flow_fail(c, type, "order %s", st ? st : "?");
+        const char *ed = jstr(json_object_get(r->json, "error"), "detail");
+        flow_fail(c, type, "order %s: %s", st ? st : "?", ed ? ed : "");
         return;
     }
     if (!c->t_step)
