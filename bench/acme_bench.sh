@@ -206,7 +206,6 @@ fi
 
 # ------------------------------------------------------------------ report
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-f() { [ -s "$1" ] && jq -r "$2" "$1" || echo "-"; }
 
 echo
 echo "acme_bench: $(nproc) cores, $DATE, load average $LOAD0 → $LOAD1"
@@ -221,8 +220,9 @@ for r in $(seq 1 "$ROUNDS"); do
     jq -r --arg r "$r" '"| \($r) | \(.label) | \(.rate | floor) | \(.failed) | \(.requests_per_issuance * 100 | round / 100) | \(.steps["whole flow"].p50_ms * 10 | round / 10) | \(.steps["whole flow"].p99_ms * 10 | round / 10) |"' "$j"
   done
 done
-cf_med=$(for j in "$OUT"/round[0-9]*-certforge.json; do [ -s "$j" ] && jq .rate "$j"; done | median)
-pb_med=$(for j in "$OUT"/round[0-9]*-pebble.json; do [ -s "$j" ] && jq .rate "$j"; done | median)
+rates() { local j; for j in "$OUT"/round[0-9]*-"$1".json; do if [ -s "$j" ]; then jq .rate "$j"; fi; done; }
+cf_med=$(rates certforge | median)
+pb_med=$(rates pebble | median)
 echo
 echo "median issuances/s: certforge-acme $cf_med, pebble $pb_med; ratio certforge-acme/pebble: $(awk -v a="$cf_med" -v b="$pb_med" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')"
 
@@ -234,6 +234,8 @@ for srv in certforge pebble; do
   echo "| step | n | p50 | p90 | p99 | max |"
   echo "|---|---:|---:|---:|---:|---:|"
   jq -r '.steps | to_entries[] | "| \(.key) | \(.value.n) | \(.value.p50_ms * 100 | round / 100) | \(.value.p90_ms * 100 | round / 100) | \(.value.p99_ms * 100 | round / 100) | \(.value.max_ms * 100 | round / 100) |"' "$j"
+  echo
+  echo "CPU per complete issuance (ms of CPU, all rounds): $(for jj in "$OUT"/round[0-9]*-$srv.json; do [ ! -s "$jj" ] || jq -r '.rate as $r | [.cpu // [] | group_by(.process)[] | "\(.[0].process) \((map(.cores) | add) * 1000 / $r * 100 | round / 100)"] | join(", ")' "$jj"; done | paste -sd '|' | sed 's/|/ | /g')"
   echo
   echo "CPU by thread over the window (cores; $(nproc) available)"
   echo "| process | thread | cores |"
