@@ -211,13 +211,13 @@ echo
 echo "acme_bench: $(nproc) cores, $DATE, load average $LOAD0 → $LOAD1"
 echo "acme-load: $CLIENTS clients, $THREADS threads, ${DURATION} s per run, $ROUNDS rounds alternating; polls: Retry-After, else 50 ms"
 echo
-echo "| round | server | issuances/s | failed | requests/issuance | flow p50 ms | flow p99 ms |"
-echo "|---|---|---:|---:|---:|---:|---:|"
+echo "| round | server | issuances/s | failed | last issuance at s | requests/issuance | flow p50 ms | flow p99 ms |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|"
 for r in $(seq 1 "$ROUNDS"); do
   for srv in certforge pebble; do
     j=$OUT/round$r-$srv.json
     [ -s "$j" ] || continue
-    jq -r --arg r "$r" '"| \($r) | \(.label) | \(.rate | floor) | \(.failed) | \(.requests_per_issuance * 100 | round / 100) | \(.steps["whole flow"].p50_ms * 10 | round / 10) | \(.steps["whole flow"].p99_ms * 10 | round / 10) |"' "$j"
+    jq -r --arg r "$r" '"| \($r) | \(.label) | \(.rate | floor) | \(.failed) | \(.last_ok_s * 10 | round / 10) | \(.requests_per_issuance * 100 | round / 100) | \(.steps["whole flow"].p50_ms * 10 | round / 10) | \(.steps["whole flow"].p99_ms * 10 | round / 10) |"' "$j"
   done
 done
 rates() { local j; for j in "$OUT"/round[0-9]*-"$1".json; do if [ -s "$j" ]; then jq .rate "$j"; fi; done; }
@@ -235,7 +235,7 @@ for srv in certforge pebble; do
   echo "|---|---:|---:|---:|---:|---:|"
   jq -r '.steps | to_entries[] | "| \(.key) | \(.value.n) | \(.value.p50_ms * 100 | round / 100) | \(.value.p90_ms * 100 | round / 100) | \(.value.p99_ms * 100 | round / 100) | \(.value.max_ms * 100 | round / 100) |"' "$j"
   echo
-  echo "CPU per complete issuance (ms of CPU, all rounds): $(for jj in "$OUT"/round[0-9]*-$srv.json; do [ ! -s "$jj" ] || jq -r '.rate as $r | [.cpu // [] | group_by(.process)[] | "\(.[0].process) \((map(.cores) | add) * 1000 / $r * 100 | round / 100)"] | join(", ")' "$jj"; done | paste -sd '|' | sed 's/|/ | /g')"
+  echo "CPU per complete issuance (ms of CPU, all rounds): $(for jj in "$OUT"/round[0-9]*-$srv.json; do [ ! -s "$jj" ] || jq -r 'select(.rate > 0) | .rate as $r | [.cpu // [] | group_by(.process)[] | "\(.[0].process) \((map(.cores) | add) * 1000 / $r * 100 | round / 100)"] | join(", ")' "$jj"; done | paste -sd '|' | sed 's/|/ | /g')"
   echo
   echo "CPU by thread over the window (cores; $(nproc) available)"
   echo "| process | thread | cores |"

@@ -1310,6 +1310,9 @@ static void report(const lg_stats *s, const bench_hist_snap *snaps, double secon
                           "fixed_ms", (int)G.poll_ms, "retry_after_seen", (json_int_t)s->retry_after_seen, "http01",
                           "answered", (json_int_t)atomic_load(&R.hits), "unknown", (json_int_t)atomic_load(&R.misses),
                           "errors", errs, "steps", steps);
+    if (j) /* when the server stopped answering (a deadlock): the rate until then */
+        json_object_set_new(j, "last_ok_s",
+                            json_real(s->t_last_ok > g_t0 ? (double)(s->t_last_ok - g_t0) / 1e9 : 0.0));
     if (j && nrows) {
         json_t *cpu = json_array();
         for (unsigned i = 0; i < nrows; i++)
