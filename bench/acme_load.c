@@ -91,9 +91,9 @@ typedef enum lg_step {
 } lg_step;
 
 static const char *const STEP_NAMES[LG_STEP__MAX] = {
-    [LG_NEW_ORDER] = "newOrder",  [LG_AUTHZ] = "authz",        [LG_CHALL] = "challenge",
-    [LG_VALWAIT] = "validation",  [LG_FINALIZE] = "finalize",  [LG_ORDER_POLL] = "order poll",
-    [LG_CERT] = "download",       [LG_FLOW] = "whole flow",
+    [LG_NEW_ORDER] = "newOrder", [LG_AUTHZ] = "authz",       [LG_CHALL] = "challenge",
+    [LG_VALWAIT] = "validation", [LG_FINALIZE] = "finalize", [LG_ORDER_POLL] = "order poll",
+    [LG_CERT] = "download",      [LG_FLOW] = "whole flow",
 };
 
 /* ------------------------------------------------------------ config */
@@ -198,7 +198,8 @@ static void resp_cb(struct evhttp_request *req, void *arg)
     const char *uri = evhttp_request_get_uri(req);
     char ka[sizeof(((lg_slot *)0)->keyauth)];
     ka[0] = '\0';
-    if (evhttp_request_get_command(req) == EVHTTP_REQ_GET && strncmp(uri, pfx, sizeof(pfx) - 1) == 0) {
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_GET &&
+        strncmp(uri, pfx, sizeof(pfx) - 1) == 0) {
         const char *tok = uri + sizeof(pfx) - 1;
         pthread_mutex_lock(&R.mu);
         for (int i = R.heads[tok_hash(tok) & (R.nbuckets - 1)]; i >= 0; i = R.slots[i].next)
@@ -220,7 +221,8 @@ static void resp_cb(struct evhttp_request *req, void *arg)
         return;
     }
     evbuffer_add(b, ka, strlen(ka));
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/octet-stream");
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "application/octet-stream");
     evhttp_send_reply(req, 200, "OK", b);
     evbuffer_free(b);
 }
@@ -250,7 +252,8 @@ static int resp_start(unsigned port, unsigned nclients)
     evhttp_set_timeout(R.http, 10);
     evhttp_set_gencb(R.http, resp_cb, NULL);
     if (evhttp_bind_socket(R.http, "127.0.0.1", (ev_uint16_t)port) != 0) {
-        fprintf(stderr, "acme-load: cannot listen on 127.0.0.1:%u for http-01: %s\n", port, strerror(errno));
+        fprintf(stderr, "acme-load: cannot listen on 127.0.0.1:%u for http-01: %s\n", port,
+                strerror(errno));
         return -1;
     }
     if (pthread_create(&R.thr, NULL, resp_main, NULL) != 0)
@@ -338,7 +341,8 @@ struct lg_client {
     /* the flow */
     unsigned long iter;
     char name[128];
-    char order[LG_URL_MAX], authz[LG_URL_MAX], chall[LG_URL_MAX], finalize[LG_URL_MAX], cert[LG_URL_MAX];
+    char order[LG_URL_MAX], authz[LG_URL_MAX], chall[LG_URL_MAX], finalize[LG_URL_MAX],
+        cert[LG_URL_MAX];
     uint64_t t_flow, t_step;
     struct event *timer;
     lg_stepfn after_timer;
@@ -380,8 +384,9 @@ static int conn_new(lg_client *c)
         SSL_free(ssl);
         return -1;
     }
-    struct bufferevent *bev = bufferevent_openssl_socket_new(
-        c->w->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    struct bufferevent *bev =
+        bufferevent_openssl_socket_new(c->w->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                       BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     if (!bev) {
         SSL_free(ssl);
         return -1;
@@ -505,7 +510,8 @@ static int send_req(lg_client *c, enum evhttp_cmd_type cmd, const char *url, con
 static void got_nonce(lg_client *c, lg_resp *r)
 {
     if (!c->nonce[0]) {
-        flow_fail(c, "client: no Replay-Nonce from newNonce", "HEAD newNonce answered %d without a nonce", r->code);
+        flow_fail(c, "client: no Replay-Nonce from newNonce",
+                  "HEAD newNonce answered %d without a nonce", r->code);
         return;
     }
     c->step(c);
@@ -513,7 +519,8 @@ static void got_nonce(lg_client *c, lg_resp *r)
 
 /* POST a JWS (payload NULL: POST-as-GET) to url; on(c, answer). Asks
  * newNonce first when the client holds no nonce. */
-static void post(lg_client *c, const char *url, json_t *payload /* stolen */, bool use_jwk, lg_on_resp on)
+static void post(lg_client *c, const char *url, json_t *payload /* stolen */, bool use_jwk,
+                 lg_on_resp on)
 {
     if (!c->nonce[0]) {
         json_decref(payload);
@@ -563,8 +570,8 @@ static void http_done(struct evhttp_request *req, void *arg)
         char why[400] = "connection failed or closed";
         long vr = c->ssl ? SSL_get_verify_result(c->ssl) : X509_V_OK;
         if (vr != X509_V_OK)
-            snprintf(why, sizeof(why), "TLS: certificate of %s: %s (is --ca the right root?)", G.host,
-                     X509_verify_cert_error_string(vr));
+            snprintf(why, sizeof(why), "TLS: certificate of %s: %s (is --ca the right root?)",
+                     G.host, X509_verify_cert_error_string(vr));
         c->conn_dead = true;
         flow_fail(c, vr != X509_V_OK ? "tls" : "transport", "%s", why);
         return;
@@ -664,7 +671,8 @@ static bool flow_late(lg_client *c)
 {
     if (now_ns() - c->t_flow <= LG_FLOW_TIMEOUT_NS)
         return false;
-    flow_fail(c, "client: flow timed out", "no certificate after %llu s", LG_FLOW_TIMEOUT_NS / 1000000000ull);
+    flow_fail(c, "client: flow timed out", "no certificate after %llu s",
+              LG_FLOW_TIMEOUT_NS / 1000000000ull);
     return true;
 }
 
@@ -675,8 +683,8 @@ static void on_new_order(lg_client *c, lg_resp *r)
     const char *a0 = json_string_value(json_array_get(az, 0));
     const char *fin = jstr(r->json, "finalize");
     if (r->code != 201 || !r->location || !a0 || json_array_size(az) != 1 || !fin) {
-        flow_fail(c, "client: bad newOrder answer", "HTTP %d, Location %s, %zu authorizations", r->code,
-                  r->location ? r->location : "none", json_array_size(az));
+        flow_fail(c, "client: bad newOrder answer", "HTTP %d, Location %s, %zu authorizations",
+                  r->code, r->location ? r->location : "none", json_array_size(az));
         return;
     }
     snprintf(c->order, sizeof(c->order), "%s", r->location);
@@ -708,7 +716,8 @@ static void on_authz(lg_client *c, lg_resp *r)
             tok = jstr(ch, "token");
         }
     }
-    if (!st || strcmp(st, "pending") != 0 || !url || !tok || strlen(tok) >= sizeof(((lg_slot *)0)->token)) {
+    if (!st || strcmp(st, "pending") != 0 || !url || !tok ||
+        strlen(tok) >= sizeof(((lg_slot *)0)->token)) {
         flow_fail(c, "client: bad authorization", "status %s, http-01 %s", st ? st : "none",
                   url ? "offered" : "missing");
         return;
@@ -763,7 +772,9 @@ static void on_poll_authz(lg_client *c, lg_resp *r)
         snprintf(type, sizeof(type), "authorization %s%s%s", st ? st : "?", et ? ": " : "",
                  et ? (strrchr(et, ':') ? strrchr(et, ':') + 1 : et) : "");
         flow_fail(c, type, "authorization %s: %s", st ? st : "?",
-                  jstr(json_object_get(ch, "error"), "detail") ? jstr(json_object_get(ch, "error"), "detail") : "");
+                  jstr(json_object_get(ch, "error"), "detail")
+                      ? jstr(json_object_get(ch, "error"), "detail")
+                      : "");
         return;
     }
     if (flow_late(c))
@@ -858,7 +869,8 @@ static char *make_csr(lg_client *c)
  * checked) and has a subjectAltName dNSName equal to name: 1, else 0. */
 static int cert_names(const char *pem, size_t len, const char *name)
 {
-    static const char begin[] = "-----BEGIN CERTIFICATE-----", end_m[] = "-----END CERTIFICATE-----";
+    static const char begin[] = "-----BEGIN CERTIFICATE-----",
+                      end_m[] = "-----END CERTIFICATE-----";
     const char *b = memmem(pem, len, begin, sizeof(begin) - 1);
     if (!b)
         return 0;
@@ -883,8 +895,9 @@ static int cert_names(const char *pem, size_t len, const char *name)
     der_tlv t, x;
     bool present;
     der_cur_init(&top, der, dl);
-    if (der_expect(&top, DER_SEQUENCE, &t) || der_enter(&t, &cert) || der_expect(&cert, DER_SEQUENCE, &t) ||
-        der_enter(&t, &tbs) || der_optional(&tbs, DER_CTX_CONS(0), &x, &present))
+    if (der_expect(&top, DER_SEQUENCE, &t) || der_enter(&t, &cert) ||
+        der_expect(&cert, DER_SEQUENCE, &t) || der_enter(&t, &tbs) ||
+        der_optional(&tbs, DER_CTX_CONS(0), &x, &present))
         return 0;
     /* serial, signature, issuer, validity, subject, spki */
     if (der_expect(&tbs, DER_INTEGER, &x))
@@ -905,7 +918,8 @@ static int cert_names(const char *pem, size_t len, const char *name)
                 return 0;
             if (!der_oid_eq(&oid, OID_SAN, sizeof(OID_SAN)))
                 continue;
-            if (der_optional(&ec, DER_BOOLEAN, &v, &present) || der_expect(&ec, DER_OCTET_STRING, &v))
+            if (der_optional(&ec, DER_BOOLEAN, &v, &present) ||
+                der_expect(&ec, DER_OCTET_STRING, &v))
                 return 0;
             der_cur_init(&gc, v.val, v.len);
             if (der_expect(&gc, DER_SEQUENCE, &g) || der_enter(&g, &gs))
@@ -959,7 +973,8 @@ static void step_finalize(lg_client *c)
 {
     char *csr = make_csr(c);
     if (!csr) {
-        flow_fail(c, "client: cannot make a CSR", "OpenSSL: %s", ERR_reason_error_string(ERR_get_error()));
+        flow_fail(c, "client: cannot make a CSR", "OpenSSL: %s",
+                  ERR_reason_error_string(ERR_get_error()));
         return;
     }
     json_t *p = json_pack("{s:s}", "csr", csr);
@@ -983,8 +998,8 @@ static void on_cert(lg_client *c, lg_resp *r)
     uint64_t t = now_ns();
     rec(c, LG_CERT, c->t_req, t);
     if (r->code != 200 || !cert_names(r->body, r->body_len, c->name)) {
-        flow_fail(c, "client: certificate does not parse or name the identifier", "HTTP %d, %zu bytes", r->code,
-                  r->body_len);
+        flow_fail(c, "client: certificate does not parse or name the identifier",
+                  "HTTP %d, %zu bytes", r->code, r->body_len);
         return;
     }
     rec(c, LG_FLOW, c->t_flow, t);
@@ -1010,7 +1025,8 @@ static void on_register(lg_client *c, lg_resp *r)
 {
     const char *st = jstr(r->json, "status");
     if ((r->code != 201 && r->code != 200) || !r->location || !st || strcmp(st, "valid") != 0) {
-        flow_fail(c, "newAccount", "newAccount answered HTTP %d, status %s", r->code, st ? st : "none");
+        flow_fail(c, "newAccount", "newAccount answered HTTP %d, status %s", r->code,
+                  st ? st : "none");
         return;
     }
     snprintf(c->kid, sizeof(c->kid), "%s", r->location);
@@ -1050,9 +1066,8 @@ static int client_init(lg_worker *w, lg_client *c, unsigned idx)
     if (!(c->key = p256()) || !(c->csr_key = p256()) || (n = i2d_PUBKEY(c->csr_key, &c->spki)) <= 0)
         return -1;
     c->spki_len = (size_t)n;
-    if (!(c->jwk = acme_jwk_from_pkey(c->key)) ||
-        acme_jwk_thumbprint(c->jwk, c->thumb) != 0 || !(c->timer = evtimer_new(w->base, timer_cb, c)) ||
-        conn_new(c) != 0)
+    if (!(c->jwk = acme_jwk_from_pkey(c->key)) || acme_jwk_thumbprint(c->jwk, c->thumb) != 0 ||
+        !(c->timer = evtimer_new(w->base, timer_cb, c)) || conn_new(c) != 0)
         return -1;
     return 0;
 }
@@ -1132,8 +1147,8 @@ static int fetch_directory(void)
         goto out;
     SSL_set_tlsext_host_name(d.ssl, G.host);
     SSL_set1_host(d.ssl, G.host);
-    struct bufferevent *bev = bufferevent_openssl_socket_new(d.base, -1, d.ssl, BUFFEREVENT_SSL_CONNECTING,
-                                                             BEV_OPT_CLOSE_ON_FREE);
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        d.base, -1, d.ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
     if (bev)
         SSL_up_ref(d.ssl); /* the bufferevent frees its own reference */
     if (!bev || !(conn = evhttp_connection_base_bufferevent_new(d.base, NULL, bev, G.connect_ip,
@@ -1149,17 +1164,19 @@ static int fetch_directory(void)
     event_base_dispatch(d.base);
     if (d.code == 0) {
         if (d.verify != X509_V_OK)
-            fprintf(stderr, "acme-load: TLS to %s:%u: certificate of %s: %s (is --ca the right root?)\n",
+            fprintf(stderr,
+                    "acme-load: TLS to %s:%u: certificate of %s: %s (is --ca the right root?)\n",
                     G.connect_ip, G.connect_port, G.host, X509_verify_cert_error_string(d.verify));
         else
-            fprintf(stderr, "acme-load: cannot reach %s:%u (TLS handshake or connection failed)\n", G.connect_ip,
-                    G.connect_port);
+            fprintf(stderr, "acme-load: cannot reach %s:%u (TLS handshake or connection failed)\n",
+                    G.connect_ip, G.connect_port);
         goto out;
     }
     json_t *j = d.code == 200 ? json_loadb(d.body ? d.body : "", d.len, 0, NULL) : NULL;
     const char *nn = jstr(j, "newNonce"), *na = jstr(j, "newAccount"), *no = jstr(j, "newOrder");
     if (!nn || !na || !no || !url_path(nn) || !url_path(na) || !url_path(no)) {
-        fprintf(stderr, "acme-load: %s is no ACME directory on %s (HTTP %d)\n", G.directory, G.origin, d.code);
+        fprintf(stderr, "acme-load: %s is no ACME directory on %s (HTTP %d)\n", G.directory,
+                G.origin, d.code);
         json_decref(j);
         goto out;
     }
@@ -1184,7 +1201,8 @@ out:
 /* --cpu PID,...: every thread's utime+stime (/proc/PID/task/TID/stat) at
  * the start and the end of the measured window, this process included;
  * reported per process and thread name as cores (CPU seconds / window). */
-static int parse_uint(const char *opt, const char *s, unsigned long lo, unsigned long hi, unsigned long *out);
+static int parse_uint(const char *opt, const char *s, unsigned long lo, unsigned long hi,
+                      unsigned long *out);
 #define LG_MAX_PIDS 8
 #define LG_MAX_TASKS 4096
 
@@ -1247,7 +1265,8 @@ static unsigned cpu_sample(lg_task *out)
             if (!l || !r || r < l)
                 continue;
             unsigned long long ut, st;
-            if (sscanf(r + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+            if (sscanf(r + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) !=
+                2)
                 continue;
             lg_task *t = &out[n++];
             t->pid = g_pids[p];
@@ -1354,19 +1373,23 @@ static void report(const lg_stats *s, const bench_hist_snap *snaps, double secon
 {
     double rpi = s->ok ? (double)s->requests / (double)s->ok : 0;
     if (!G.quiet) {
-        printf("acme-load %s: %s via %s:%u, %u clients on %u threads, %s %.*f%s\n", G.label, G.directory,
-               G.connect_ip, G.connect_port, G.clients, G.threads, G.duration > 0 ? "duration" : "issuances",
-               G.duration > 0 ? 1 : 0, G.duration > 0 ? G.duration : (double)G.issuances, G.duration > 0 ? " s" : "");
+        printf("acme-load %s: %s via %s:%u, %u clients on %u threads, %s %.*f%s\n", G.label,
+               G.directory, G.connect_ip, G.connect_port, G.clients, G.threads,
+               G.duration > 0 ? "duration" : "issuances", G.duration > 0 ? 1 : 0,
+               G.duration > 0 ? G.duration : (double)G.issuances, G.duration > 0 ? " s" : "");
         printf("  polling: Retry-After when the answer has one (seen %llu times), else %u ms\n",
                (unsigned long long)s->retry_after_seen, G.poll_ms);
         printf("  accounts registered in %.2f s (not counted)\n", (double)reg_ns / 1e9);
-        printf("  complete issuances: %llu in %.2f s = %.1f/s (%llu more finished after the window); failed flows: %llu\n",
-               (unsigned long long)s->ok_in_window, seconds, rate, (unsigned long long)(s->ok - s->ok_in_window),
-               (unsigned long long)s->failed);
-        printf("  requests per issuance: %.2f (HEAD newNonce %llu, badNonce retried %llu); http-01 answered %llu, "
+        printf("  complete issuances: %llu in %.2f s = %.1f/s (%llu more finished after the "
+               "window); failed flows: %llu\n",
+               (unsigned long long)s->ok_in_window, seconds, rate,
+               (unsigned long long)(s->ok - s->ok_in_window), (unsigned long long)s->failed);
+        printf("  requests per issuance: %.2f (HEAD newNonce %llu, badNonce retried %llu); http-01 "
+               "answered %llu, "
                "unknown tokens %llu\n",
                rpi, (unsigned long long)s->nonce_heads, (unsigned long long)s->nonce_retries,
-               (unsigned long long)atomic_load(&R.hits), (unsigned long long)atomic_load(&R.misses));
+               (unsigned long long)atomic_load(&R.hits),
+               (unsigned long long)atomic_load(&R.misses));
         if (s->nerr) {
             printf("  errors:");
             for (unsigned e = 0; e < s->nerr; e++)
@@ -1376,8 +1399,9 @@ static void report(const lg_stats *s, const bench_hist_snap *snaps, double secon
         printf("  %-12s %8s %9s %9s %9s %9s\n", "step (ms)", "n", "p50", "p90", "p99", "max");
         for (int i = 0; i < LG_STEP__MAX; i++) {
             const bench_hist_snap *h = &snaps[i];
-            printf("  %-12s %8llu %9.2f %9.2f %9.2f %9.2f\n", STEP_NAMES[i], (unsigned long long)h->n,
-                   ms(bench_hist_quantile(h, 0.5)), ms(bench_hist_quantile(h, 0.9)), ms(bench_hist_quantile(h, 0.99)),
+            printf("  %-12s %8llu %9.2f %9.2f %9.2f %9.2f\n", STEP_NAMES[i],
+                   (unsigned long long)h->n, ms(bench_hist_quantile(h, 0.5)),
+                   ms(bench_hist_quantile(h, 0.9)), ms(bench_hist_quantile(h, 0.99)),
                    ms(h->max_ns));
         }
     }
@@ -1399,28 +1423,32 @@ static void report(const lg_stats *s, const bench_hist_snap *snaps, double secon
         const bench_hist_snap *h = &snaps[i];
         json_object_set_new(steps, STEP_NAMES[i],
                             json_pack("{s:I, s:f, s:f, s:f, s:f}", "n", (json_int_t)h->n, "p50_ms",
-                                      ms(bench_hist_quantile(h, 0.5)), "p90_ms", ms(bench_hist_quantile(h, 0.9)),
-                                      "p99_ms", ms(bench_hist_quantile(h, 0.99)), "max_ms", ms(h->max_ns)));
+                                      ms(bench_hist_quantile(h, 0.5)), "p90_ms",
+                                      ms(bench_hist_quantile(h, 0.9)), "p99_ms",
+                                      ms(bench_hist_quantile(h, 0.99)), "max_ms", ms(h->max_ns)));
     }
-    json_t *j = json_pack("{s:s, s:s, s:i, s:i, s:f, s:I, s:f, s:I, s:I, s:f, s:I, s:I, s:f, s:I, s:I, "
-                          "s:{s:i, s:I}, s:{s:I, s:I}, s:o, s:o}",
-                          "label", G.label, "directory", G.directory, "clients", (int)G.clients, "threads",
-                          (int)G.threads, "duration_s", G.duration, "issuances_target", (json_int_t)G.issuances,
-                          "seconds", seconds, "issuances", (json_int_t)s->ok_in_window, "issuances_after_window",
-                          (json_int_t)(s->ok - s->ok_in_window), "rate", rate, "failed", (json_int_t)s->failed,
-                          "requests", (json_int_t)s->requests, "requests_per_issuance", rpi, "nonce_heads",
-                          (json_int_t)s->nonce_heads, "nonce_retries", (json_int_t)s->nonce_retries, "poll",
-                          "fixed_ms", (int)G.poll_ms, "retry_after_seen", (json_int_t)s->retry_after_seen, "http01",
-                          "answered", (json_int_t)atomic_load(&R.hits), "unknown", (json_int_t)atomic_load(&R.misses),
-                          "errors", errs, "steps", steps);
+    json_t *j = json_pack(
+        "{s:s, s:s, s:i, s:i, s:f, s:I, s:f, s:I, s:I, s:f, s:I, s:I, s:f, s:I, s:I, "
+        "s:{s:i, s:I}, s:{s:I, s:I}, s:o, s:o}",
+        "label", G.label, "directory", G.directory, "clients", (int)G.clients, "threads",
+        (int)G.threads, "duration_s", G.duration, "issuances_target", (json_int_t)G.issuances,
+        "seconds", seconds, "issuances", (json_int_t)s->ok_in_window, "issuances_after_window",
+        (json_int_t)(s->ok - s->ok_in_window), "rate", rate, "failed", (json_int_t)s->failed,
+        "requests", (json_int_t)s->requests, "requests_per_issuance", rpi, "nonce_heads",
+        (json_int_t)s->nonce_heads, "nonce_retries", (json_int_t)s->nonce_retries, "poll",
+        "fixed_ms", (int)G.poll_ms, "retry_after_seen", (json_int_t)s->retry_after_seen, "http01",
+        "answered", (json_int_t)atomic_load(&R.hits), "unknown", (json_int_t)atomic_load(&R.misses),
+        "errors", errs, "steps", steps);
     if (j) /* when the server stopped answering (a deadlock): the rate until then */
-        json_object_set_new(j, "last_ok_s",
-                            json_real(s->t_last_ok > g_t0 ? (double)(s->t_last_ok - g_t0) / 1e9 : 0.0));
+        json_object_set_new(
+            j, "last_ok_s",
+            json_real(s->t_last_ok > g_t0 ? (double)(s->t_last_ok - g_t0) / 1e9 : 0.0));
     if (j && nrows) {
         json_t *cpu = json_array();
         for (unsigned i = 0; i < nrows; i++)
-            json_array_append_new(cpu, json_pack("{s:s, s:i, s:s, s:f}", "process", rows[i].proc, "pid", rows[i].pid,
-                                                 "thread", rows[i].name, "cores", rows[i].cores));
+            json_array_append_new(cpu, json_pack("{s:s, s:i, s:s, s:f}", "process", rows[i].proc,
+                                                 "pid", rows[i].pid, "thread", rows[i].name,
+                                                 "cores", rows[i].cores));
         json_object_set_new(j, "cpu", cpu);
         json_object_set_new(j, "cpu_window_s", json_real(g_cpu_window));
     }
@@ -1434,8 +1462,10 @@ static void report(const lg_stats *s, const bench_hist_snap *snaps, double secon
 static void usage(FILE *f)
 {
     fprintf(f, "usage: acme-load --directory URL --connect IP:PORT --ca ROOT.pem --http01-port P\n"
-               "                 [--clients N] [--duration S | --issuances K] [--threads T] [--poll-ms MS]\n"
-               "                 [--label NAME] [--domain SUFFIX] [--json FILE] [--cpu PID,...] [--quiet]\n"
+               "                 [--clients N] [--duration S | --issuances K] [--threads T] "
+               "[--poll-ms MS]\n"
+               "                 [--label NAME] [--domain SUFFIX] [--json FILE] [--cpu PID,...] "
+               "[--quiet]\n"
                "N concurrent ACME clients (ES256 accounts) loop complete http-01 flows; the\n"
                "http-01 answers come from a responder on 127.0.0.1:P. Defaults: 64 clients,\n"
                "10 s, 2 threads, polls every 50 ms unless the answer has Retry-After,\n"
@@ -1443,7 +1473,8 @@ static void usage(FILE *f)
                "this one over the measured window (--duration only).\n");
 }
 
-static int parse_uint(const char *opt, const char *s, unsigned long lo, unsigned long hi, unsigned long *out)
+static int parse_uint(const char *opt, const char *s, unsigned long lo, unsigned long hi,
+                      unsigned long *out)
 {
     char *end;
     errno = 0;
@@ -1516,8 +1547,7 @@ int main(int argc, char **argv)
         {"poll-ms", required_argument, 0, 'P'},   {"json", required_argument, 0, 'j'},
         {"label", required_argument, 0, 'l'},     {"domain", required_argument, 0, 'D'},
         {"quiet", no_argument, 0, 'q'},           {"help", no_argument, 0, 'h'},
-        {"cpu", required_argument, 0, 'C'},
-        {0, 0, 0, 0},
+        {"cpu", required_argument, 0, 'C'},       {0, 0, 0, 0},
     };
     G.clients = 64;
     G.threads = 2;
@@ -1556,7 +1586,9 @@ int main(int argc, char **argv)
             char *end;
             G.duration = strtod(optarg, &end);
             if (end == optarg || *end || !(G.duration >= 0.1 && G.duration <= 86400)) {
-                fprintf(stderr, "acme-load: --duration: '%s' is not a number of seconds in 0.1..86400\n", optarg);
+                fprintf(stderr,
+                        "acme-load: --duration: '%s' is not a number of seconds in 0.1..86400\n",
+                        optarg);
                 return 2;
             }
             have_dur = true;
@@ -1605,7 +1637,8 @@ int main(int argc, char **argv)
         if (optind < argc)
             fprintf(stderr, "acme-load: unexpected argument '%s'\n", argv[optind]);
         else
-            fprintf(stderr, "acme-load: --directory, --connect, --ca and --http01-port are required\n");
+            fprintf(stderr,
+                    "acme-load: --directory, --connect, --ca and --http01-port are required\n");
         usage(stderr);
         return 2;
     }
@@ -1615,7 +1648,8 @@ int main(int argc, char **argv)
     }
     if (!have_dur && !G.issuances)
         G.duration = 10;
-    if (strlen(G.domain) > 100 || strspn(G.domain, "abcdefghijklmnopqrstuvwxyz0123456789-.") != strlen(G.domain) ||
+    if (strlen(G.domain) > 100 ||
+        strspn(G.domain, "abcdefghijklmnopqrstuvwxyz0123456789-.") != strlen(G.domain) ||
         !G.domain[0] || G.domain[0] == '.' || G.domain[0] == '-') {
         fprintf(stderr, "acme-load: --domain: '%s' is not a lower-case DNS suffix\n", G.domain);
         return 2;
@@ -1739,8 +1773,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "acme-load: registering the accounts failed: %s\n",
                 acc->first_err[0] ? acc->first_err : "a worker failed");
     } else {
-        double seconds = G.duration > 0 ? G.duration
-                                        : (double)((acc->t_last_ok > g_t0 ? acc->t_last_ok : t1) - g_t0) / 1e9;
+        double seconds = G.duration > 0
+                             ? G.duration
+                             : (double)((acc->t_last_ok > g_t0 ? acc->t_last_ok : t1) - g_t0) / 1e9;
         double rate = seconds > 0 ? (double)acc->ok_in_window / seconds : 0;
         report(acc, snaps, seconds, rate, reg_ns);
         rc = acc->failed || acc->nerr || acc->ok == 0 ? 1 : 0;
