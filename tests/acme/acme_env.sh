@@ -5,7 +5,9 @@
 # certforge-acme on loopback with its own certificate from certforged.
 # Every process is started with a time bound and stopped by its PID on exit.
 #
-#   . tests/acme/acme_env.sh       (needs CF_BUILD_DIR, CF_SOURCE_DIR)
+#   . tests/acme/acme_env.sh       (needs CF_BUILD_DIR, CF_SOURCE_DIR;
+#                                   CERTFORGED_SERVER_EXTRA: more settings
+#                                   in certforged's server group)
 #   acme_env_start [extra certforge-acme settings]
 #   → $ACME_DIR (directory URL), $ACME_ROOT (operator root PEM), $T (the
 #     folder), $HTTP01_PORT, $TLSALPN01_PORT, $DNS_PORT, $MGMT_PORT
@@ -125,7 +127,7 @@ profiles = (
     require_nf_instance_id = false; require_nf_types = false; require_fqdn = true; }
 );
 pipeline = { workers = 2; };
-server = { socket = "$T/cf.sock"; socket_mode = "0600"; };
+server = { socket = "$T/cf.sock"; socket_mode = "0600"; ${CERTFORGED_SERVER_EXTRA:-} };
 grants = ( { uid = $(id -u); profiles = ["*"]; ops = ["issue", "status", "revoke", "crl"]; } );
 ledger = { backend = "sqlite"; path = "$T/ledger.db"; };
 crl = { dir = "$T/crl"; interval = "1h"; validity = "1d"; revoke_delay = "10s"; };
