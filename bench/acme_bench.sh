@@ -17,7 +17,8 @@
 # threads and duration; acme-load samples every thread of the server's
 # processes (certforge-acme, certforged, challtestsrv / pebble,
 # challtestsrv) and its own over the measured window. --perf records
-# certforge-acme with `perf record -g` (cpu-clock) during one extra round
+# certforge-acme with `perf record --call-graph dwarf` (cpu-clock; the
+# Debian libraries have no frame pointers) during one extra round
 # and writes the report to OUT/perf-acme.txt.
 #
 # Prints one table: issuances/s per round and server, the median ratio
@@ -193,14 +194,17 @@ done
 LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
 
 if [ "$PERF" = 1 ] && has certforge; then
-  echo "perf: one more certforge-acme round under perf record -g ..." >&2
-  timeout -s INT "$per_run" perf record -e cpu-clock -F 997 -g -p "$ACME_PID" -o "$OUT/perf-acme.data" \
+  echo "perf: one more certforge-acme round under perf record --call-graph dwarf ..." >&2
+  timeout -s INT "$per_run" perf record -e cpu-clock -F 199 --call-graph dwarf,16384 -p "$ACME_PID" -o "$OUT/perf-acme.data" \
     -- sleep "$(awk -v d="$DURATION" 'BEGIN { print d + 3 }')" >/dev/null 2>&1 &
   perf_pid=$!
   run certforge perf
   wait "$perf_pid" || true
-  perf report -i "$OUT/perf-acme.data" --no-children --sort comm,dso,symbol --stdio 2>/dev/null |
-    grep -v '^$' | head -n 400 >"$OUT/perf-acme.txt" || true
+  { echo "## by thread and library (self)"
+    perf report -i "$OUT/perf-acme.data" --no-children --sort comm,dso --stdio -g none 2>/dev/null | grep '%' | head -n 40
+    echo "## by function, callees included"
+    perf report -i "$OUT/perf-acme.data" --children --sort symbol --stdio -g none 2>/dev/null | grep '%' | head -n 120
+  } >"$OUT/perf-acme.txt" || true
   echo "perf report: $OUT/perf-acme.txt" >&2
 fi
 
