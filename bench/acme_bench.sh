@@ -12,7 +12,8 @@
 # package; PEBBLE_VA_NOSLEEP=1, PEBBLE_WFE_NONCEREJECT=0,
 # PEBBLE_AUTHZREUSE=0, PEBBLE_VA_ALWAYS_VALID unset) with its own TLS
 # certificate from a throwaway openssl CA, the same DNS server, and its
-# http-01 port set to acme-load's responder. Then R rounds, alternating
+# http-01 port set to acme-load's responder (a fresh pebble process for
+# every run: pebble 2.4.0 can deadlock, see pebble_restart). Then R rounds, alternating
 # which server goes first, each acme-load run with the same clients,
 # threads and duration; acme-load samples every thread of the server's
 # processes (certforge-acme, certforged, challtestsrv / pebble,
@@ -36,7 +37,7 @@ export CF_SOURCE_DIR=${CF_SOURCE_DIR:-$(dirname "$HERE")}
 export CF_BUILD_DIR=${CF_BUILD_DIR:-$CF_SOURCE_DIR/build}
 
 CLIENTS=64 DURATION=10 ROUNDS=2 THREADS=2 SERVERS=certforge,pebble OUT="" PERF=0
-usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 while [ $# -gt 0 ]; do
   case $1 in
     --clients) CLIENTS=$2; shift 2 ;;
