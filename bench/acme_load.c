@@ -449,7 +449,8 @@ static void flow_fail(lg_client *c, const char *type, const char *fmt, ...)
         va_list ap;
         va_start(ap, fmt);
         int k = snprintf(s->first_err, sizeof(s->first_err), "client %u, %s: ", c->idx, c->name);
-        vsnprintf(s->first_err + k, sizeof(s->first_err) - (size_t)k, fmt, ap);
+        if (k > 0 && (size_t)k < sizeof(s->first_err))
+            vsnprintf(s->first_err + k, sizeof(s->first_err) - (size_t)k, fmt, ap);
         va_end(ap);
     }
     resp_del(c->idx);
