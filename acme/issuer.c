@@ -11,6 +11,13 @@
 
 #define QUEUE_MAX 65536
 #define INFLIGHT_MAX 256 /* per connection: certforged's default server.max_inflight */
+/* certforged closes a connection that sent no request for its
+ * server.idle_timeout_ms (30 s by default; docs/certforged.md), and the
+ * client only learns it when its next request fails with EPIPE, which
+ * failed that finalize (serverInternal). A connection idle this long is
+ * replaced before use instead: a Unix-socket connect costs tens of µs,
+ * paid at most once a second per connection. */
+#define IDLE_RECONNECT_NS (1000ull * 1000000ull)
 
 typedef struct conn {
     struct acme_issuer *is;
@@ -19,7 +26,15 @@ typedef struct conn {
     cf_client *c;
     acme_job *inflight; /* singly linked, matched by id */
     unsigned n_inflight;
+    uint64_t last_request_ns; /* CLOCK_MONOTONIC of the last submit */
 } conn;
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 struct acme_issuer {
     const acme_cfg *cfg;
@@ -193,6 +208,11 @@ static void *conn_main(void *arg)
                 break;
             continue;
         }
+        uint64_t now = list ? mono_ns() : 0;
+        if (list && cn->c && cn->n_inflight == 0 && now - cn->last_request_ns >= IDLE_RECONNECT_NS) {
+            cf_client_close(cn->c); /* nothing in flight: nothing lost */
+            cn->c = NULL;
+        }
         if (list && ensure_conn(cn) != 0) {
             for (acme_job *j = list, *n; j; j = n) {
                 n = j->next;
@@ -206,6 +226,7 @@ static void *conn_main(void *arg)
             n = j->next;
             int rc = submit_one(cn, j);
             if (rc == 0) {
+                cn->last_request_ns = now;
                 j->next = cn->inflight;
                 cn->inflight = j;
                 cn->n_inflight++;

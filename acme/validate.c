@@ -520,6 +520,34 @@ int acme_validation_record(acme_db *tx, void *arg)
 
 /* ------------------------------------------------------------ the pool */
 
+/* A validation's outcome on its way to the store. */
+typedef struct vrec {
+    acme_srv *srv;
+    vnode *node;
+    acme_vresult r;
+    char detail[512];
+    char jti[129];
+    char *nf_types; /* owned */
+} vrec;
+
+static int vrec_fn(acme_db *tx, void *arg)
+{
+    vrec *rec = arg;
+    return acme_validation_record(tx, &rec->r);
+}
+
+/* writer thread: durable (or not); the job is done */
+static void vrec_done(void *arg, int rc)
+{
+    vrec *rec = arg;
+    if (rc != 0)
+        acme_log(rec->srv, ACME_LOG_ERROR, "event=validation_not_recorded challenge=%s", rec->node->job.chall);
+    free(rec->nf_types);
+    free(rec->node->job.tkauth);
+    free(rec->node);
+    free(rec);
+}
+
 static void *va_main(void *arg)
 {
     acme_validator *v = arg;
@@ -581,14 +609,31 @@ static void *va_main(void *arg)
         }
         atomic_fetch_add_explicit(p == ACME_P_NONE ? &v->srv->ctr.validations_ok : &v->srv->ctr.validations_failed, 1,
                                   memory_order_relaxed);
-        acme_vresult r = {.job = j, .problem = p, .detail = msg, .jti = claims.jti[0] ? claims.jti : NULL,
-                          .jti_exp = claims.exp, .nf_types = nf_types};
-        int rc = acme_store_run(v->srv->store, acme_validation_record, &r);
         acme_log(v->srv, p == ACME_P_NONE ? ACME_LOG_DEBUG : ACME_LOG_INFO,
                  "event=validation type=%s identifier=%s challenge=%s account=%s result=%s%s%s%s", acme_chall_type_name(j->type),
                  j->ident, j->chall, j->account, p == ACME_P_NONE ? "valid" : acme_problem_name(p),
                  msg[0] ? " detail=\"" : "", msg, msg[0] ? "\"" : "");
-        if (rc != 0)
+        /* Queued, not waited for: the thread takes the next job while the
+         * store syncs (a wait here held each thread for a commit, which
+         * capped validations at threads / commit time). The job lives
+         * until the change is durable. */
+        vrec *rec = malloc(sizeof(*rec));
+        if (rec) {
+            rec->srv = v->srv;
+            rec->node = nd;
+            snprintf(rec->detail, sizeof(rec->detail), "%s", msg);
+            snprintf(rec->jti, sizeof(rec->jti), "%s", claims.jti);
+            rec->nf_types = nf_types;
+            rec->r = (acme_vresult){.job = &nd->job, .problem = p, .detail = rec->detail,
+                                    .jti = claims.jti[0] ? rec->jti : NULL, .jti_exp = claims.exp, .nf_types = nf_types};
+            if (acme_store_submit(v->srv->store, vrec_fn, vrec_done, rec) == 0)
+                continue;
+            free(rec);
+        }
+        /* store queue full (or no memory): wait for it like a tool would */
+        acme_vresult r = {.job = j, .problem = p, .detail = msg, .jti = claims.jti[0] ? claims.jti : NULL,
+                          .jti_exp = claims.exp, .nf_types = nf_types};
+        if (acme_store_run(v->srv->store, acme_validation_record, &r) != 0)
             acme_log(v->srv, ACME_LOG_ERROR, "event=validation_not_recorded challenge=%s", j->chall);
         free(nf_types);
         free(j->tkauth);

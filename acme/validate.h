@@ -1,9 +1,9 @@
 /* validate.h — challenge validation (RFC 8555 §8.3 http-01, §8.4 dns-01,
  * RFC 8737 tls-alpn-01), done for real over the network from the front
  * end, by a bounded pool of threads (acme-va/N) with a bounded queue and a
- * timeout per attempt. The outcome is written to the store (challenge,
- * authorization, and every order waiting on it) before the thread takes
- * the next job. */
+ * timeout per attempt. The outcome is queued to the store (challenge,
+ * authorization, and every order waiting on it) and the thread takes the
+ * next job while it commits; a client sees the new status once durable. */
 #ifndef CF_ACME_VALIDATE_H
 #define CF_ACME_VALIDATE_H
 

@@ -5,7 +5,9 @@
 # certforge-acme on loopback with its own certificate from certforged.
 # Every process is started with a time bound and stopped by its PID on exit.
 #
-#   . tests/acme/acme_env.sh       (needs CF_BUILD_DIR, CF_SOURCE_DIR)
+#   . tests/acme/acme_env.sh       (needs CF_BUILD_DIR, CF_SOURCE_DIR;
+#                                   CERTFORGED_SERVER_EXTRA: more settings
+#                                   in certforged's server group)
 #   acme_env_start [extra certforge-acme settings]
 #   → $ACME_DIR (directory URL), $ACME_ROOT (operator root PEM), $T (the
 #     folder), $HTTP01_PORT, $TLSALPN01_PORT, $DNS_PORT, $MGMT_PORT
@@ -57,7 +59,8 @@ acme_env_stop() {
     kill -0 "$p" 2>/dev/null || continue
     kill -TERM "$p" 2>/dev/null || true
     st=0; wait "$p" 2>/dev/null || st=$?
-    if [ "$st" -ne 0 ]; then
+    # 127: not this shell's child (started from a subshell): nothing to check
+    if [ "$st" -ne 0 ] && [ "$st" -ne 127 ]; then
       echo "FAIL: $( [ "$p" = "${ACME_PID:-}" ] && echo certforge-acme || echo certforged) exited $st on SIGTERM:" >&2
       tail -n 30 "$( [ "$p" = "${ACME_PID:-}" ] && echo "$T/acme.log" || echo "$T/certforged.log")" >&2
       bad=1
@@ -162,7 +165,7 @@ profiles = ( $profiles2
     require_nf_instance_id = false; require_nf_types = false; require_fqdn = true; }
 );
 pipeline = { workers = 2; };
-server = { socket = "$T/cf.sock"; socket_mode = "0600"; };
+server = { socket = "$T/cf.sock"; socket_mode = "0600"; ${CERTFORGED_SERVER_EXTRA:-} };
 grants = ( { uid = $(id -u); profiles = ["*"]; ops = ["issue", "status", "revoke", "crl"]; } );
 ledger = { backend = "sqlite"; path = "$T/ledger.db"; };
 crl = { dir = "$T/crl"; interval = "1h"; validity = "1d"; revoke_delay = "10s"; };
