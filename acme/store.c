@@ -101,11 +101,6 @@ void acme_q_end(acme_q *q)
     q->stmt = NULL;
 }
 
-static int simple(acme_db *db, const char *sql)
-{
-    return db->ops->simple(db, sql);
-}
-
 static acme_db *open_conn(const acme_store *s, bool writer, char *err, size_t errlen)
 {
     if (s->backend == ACME_BACKEND_POSTGRESQL)
@@ -120,14 +115,14 @@ static void run_group(acme_store *s, wjob *list)
 {
     acme_db *db = s->w;
     unsigned n = 0;
-    int began = simple(db, db->ops->begin) == 0;
+    int began = db->ops->tx(db, db->ops->begin) == 0;
     for (wjob *j = list; j; j = j->next) {
         n++;
         if (!began) {
             j->rc = -1;
             continue;
         }
-        if (simple(db, "SAVEPOINT c") != 0) {
+        if (db->ops->tx(db, "SAVEPOINT c") != 0) {
             j->rc = -1;
             continue;
         }
@@ -135,14 +130,14 @@ static void run_group(acme_store *s, wjob *list)
         j->rc = j->fn(db, j->arg);
         if (j->rc < 0)
             fprintf(stderr, "%s level=error event=store_change_failed error=\"%s\"\n", s->tag, db->err);
-        if (j->rc != 0 && simple(db, "ROLLBACK TO c") != 0)
+        if (j->rc != 0 && db->ops->tx(db, "ROLLBACK TO c") != 0)
             j->rc = -1;
-        (void)simple(db, "RELEASE c");
+        (void)db->ops->tx(db, "RELEASE c");
     }
-    int committed = began && simple(db, "COMMIT") == 0;
+    int committed = began && db->ops->tx(db, "COMMIT") == 0;
     if (began && !committed) {
         fprintf(stderr, "%s: event=store_commit_failed error=\"%s\"\n", s->tag, db->err);
-        (void)simple(db, "ROLLBACK");
+        (void)db->ops->tx(db, "ROLLBACK");
     }
     pthread_mutex_lock(&s->mu);
     if (committed) {

@@ -19,6 +19,10 @@ typedef struct db_ops {
     bool (*null)(acme_q *q, int col);
     void (*end)(acme_q *q);
     int (*simple)(acme_db *db, const char *sql); /* no parameters, no rows; may hold several statements */
+    /* the writer's transaction statements (BEGIN, SAVEPOINT, RELEASE,
+     * ROLLBACK TO, COMMIT): prepared once where the backend can (SQLite),
+     * else sent as text (PostgreSQL prepares no utility statements) */
+    int (*tx)(acme_db *db, const char *sql);
 } db_ops;
 
 /* Every connection starts with this. */

@@ -272,6 +272,7 @@ static const db_ops pg_ops = {
     .null = pg_null,
     .end = pg_end,
     .simple = pg_simple,
+    .tx = pg_simple,
 };
 
 acme_db *acme_pg_open(const char *conninfo, bool writer, const char *other_schema, char *err, size_t errlen)

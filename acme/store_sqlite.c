@@ -216,6 +216,20 @@ static int sq_simple(acme_db *d, const char *sql)
     return 0;
 }
 
+/* sql is one of store.c's literals: prepared once, by address */
+static int sq_tx(acme_db *d, const char *sql)
+{
+    sq_db *db = (sq_db *)d;
+    sqlite3_stmt *st = prep(db, sql);
+    if (!st)
+        return -1;
+    int s = sqlite3_step(st);
+    if (s != SQLITE_DONE)
+        snprintf(db->base.err, sizeof(db->base.err), "%.40s: %s", sql, sqlite3_errmsg(db->h));
+    unprep(db, st);
+    return s == SQLITE_DONE ? 0 : -1;
+}
+
 static const db_ops sqlite_ops = {
     .name = "sqlite",
     .begin = "BEGIN IMMEDIATE",
@@ -229,6 +243,7 @@ static const db_ops sqlite_ops = {
     .null = sq_null,
     .end = sq_end,
     .simple = sq_simple,
+    .tx = sq_tx,
 };
 
 acme_db *acme_sqlite_open(const char *path, bool writer, const char *other_schema, char *err, size_t errlen)
