@@ -293,7 +293,8 @@ static void api_directory(acme_rq *rq)
  * base64 as EST's /cacerts (RFC 7030 §4.1.3); ETag / If-None-Match. */
 static void api_trust_anchors(acme_rq *rq, bool p7)
 {
-    acme_anchors *a = acme_server_anchors_get(rq->srv);
+    acme_srv *srv = rq->srv; /* rq is gone once answered */
+    acme_anchors *a = acme_server_anchors_get(srv);
     if (!a) {
         rq->http_status = 404;
         acme_rq_problem(rq, ACME_P_MALFORMED, "this server publishes no trust anchors (trust_anchors is not set)", NULL);
@@ -309,7 +310,7 @@ static void api_trust_anchors(acme_rq *rq, bool p7)
     } else {
         acme_rq_raw(rq, 200, "application/pem-certificate-chain", a->pem, a->pem_len);
     }
-    acme_server_anchors_put(rq->srv, a);
+    acme_server_anchors_put(srv, a);
 }
 
 static void api_new_nonce(acme_rq *rq)

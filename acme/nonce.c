@@ -23,18 +23,25 @@ struct acme_nonces {
     size_t mac_len, raw_len;
     uint8_t key[32];
     _Atomic uint64_t next; /* the next counter to issue */
-    _Atomic uint64_t bits[ACME_NONCE_WINDOW / 64];
+    uint64_t window;
+    _Atomic uint64_t bits[]; /* window / 64 words */
 };
 
 int acme_nonces_new(const char *prefix, acme_nonces **out)
 {
+    return acme_nonces_new_window(prefix, ACME_NONCE_WINDOW, out);
+}
+
+int acme_nonces_new_window(const char *prefix, uint64_t window, acme_nonces **out)
+{
     *out = NULL;
     size_t pl = strlen(prefix);
-    if (pl == 0 || pl >= sizeof(((acme_nonces *)0)->prefix))
+    if (pl == 0 || pl >= sizeof(((acme_nonces *)0)->prefix) || window < 64 || window % 64 || window > (1u << 30))
         return -1;
-    acme_nonces *n = calloc(1, sizeof(*n));
+    acme_nonces *n = calloc(1, sizeof(*n) + window / 8);
     if (!n)
         return -1;
+    n->window = window;
     memcpy(n->prefix, prefix, pl);
     n->prefix_len = pl;
     n->mac_len = (pl + acme_b64url_len(8 + 10)) % 4 == 1 ? 11 : 10;
@@ -78,7 +85,7 @@ int acme_nonce_issue(acme_nonces *n, char *out, size_t cap)
         raw[i] = (uint8_t)(c >> (56 - 8 * i));
     if (mac(n, raw, raw + 8) != 0)
         return -1;
-    uint64_t slot = c % ACME_NONCE_WINDOW;
+    uint64_t slot = c % n->window;
     atomic_fetch_or(&n->bits[slot / 64], (uint64_t)1 << (slot % 64));
     memcpy(out, n->prefix, n->prefix_len);
     if (acme_b64url_encode(raw, n->raw_len, out + n->prefix_len, cap - n->prefix_len) == 0)
@@ -102,9 +109,9 @@ int acme_nonce_redeem(acme_nonces *n, const char *nonce)
     for (int i = 0; i < 8; i++)
         c = c << 8 | raw[i];
     uint64_t next = atomic_load(&n->next);
-    if (c == 0 || c >= next || next - c > ACME_NONCE_WINDOW)
+    if (c == 0 || c >= next || next - c > n->window)
         return -1;
-    uint64_t slot = c % ACME_NONCE_WINDOW, bit = (uint64_t)1 << (slot % 64);
+    uint64_t slot = c % n->window, bit = (uint64_t)1 << (slot % 64);
     uint64_t old = atomic_fetch_and(&n->bits[slot / 64], ~bit);
     return (old & bit) ? 0 : -1;
 }

@@ -26,6 +26,8 @@
 typedef struct acme_nonces acme_nonces;
 
 CF_WUR int acme_nonces_new(const char *prefix, acme_nonces **out);
+/* The same with another window (a multiple of 64; tests use small ones). */
+CF_WUR int acme_nonces_new_window(const char *prefix, uint64_t window, acme_nonces **out);
 void acme_nonces_free(acme_nonces *n);
 
 /* A fresh nonce into out (≥ ACME_NONCE_MAX): 0, or -1 (HMAC failure). */

@@ -219,16 +219,20 @@ static void test_nonces(void)
 static void test_nonce_window(void)
 {
     acme_nonces *n = NULL;
-    CU_ASSERT_EQUAL_FATAL(acme_nonces_new("w", &n), 0);
-    char first[ACME_NONCE_MAX], x[ACME_NONCE_MAX];
+    enum { W = 4096 }; /* the production window is ACME_NONCE_WINDOW; the logic is the same */
+    CU_ASSERT_EQUAL(acme_nonces_new_window("w", 100, &n), -1); /* not a multiple of 64 */
+    CU_ASSERT_EQUAL_FATAL(acme_nonces_new_window("w", W, &n), 0);
+    char first[ACME_NONCE_MAX], second[ACME_NONCE_MAX], x[ACME_NONCE_MAX];
     CU_ASSERT_EQUAL(acme_nonce_issue(n, first, sizeof(first)), 0);
-    /* ACME_NONCE_WINDOW more: the first falls out of the window */
-    for (unsigned i = 0; i < ACME_NONCE_WINDOW; i++)
+    CU_ASSERT_EQUAL(acme_nonce_issue(n, second, sizeof(second)), 0);
+    /* W − 1 more: the first falls out of the window, the second is its oldest */
+    for (unsigned i = 0; i < W - 1; i++)
         if (acme_nonce_issue(n, x, sizeof(x)) != 0) {
             CU_FAIL("issue");
             break;
         }
     CU_ASSERT_EQUAL(acme_nonce_redeem(n, first), -1);
+    CU_ASSERT_EQUAL(acme_nonce_redeem(n, second), 0);
     CU_ASSERT_EQUAL(acme_nonce_redeem(n, x), 0);
     acme_nonces_free(n);
 }

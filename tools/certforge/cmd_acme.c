@@ -718,6 +718,7 @@ out:
     free(ps);
     json_decref(hdr);
     json_decref(pl);
+    EVP_PKEY_free(pub);
     hsm_signer_close(sg);
     hsm_token_close(t);
     sk_X509_pop_free(certs, X509_free);
