@@ -98,20 +98,9 @@ ENGINE_REAL=$(child "$ENGINE_PID")
 STATUS=$T/acme-status.json
 AHEAD=$(( LIFETIME / 10 > 30 ? LIFETIME / 10 : 30 ))
 
-# threads_snap LABEL: every thread's CPU ticks of both daemons and acme-load
-threads_snap() {
-  local p f name
-  {
-    echo "# $(date +%s.%N)"
-    for p in $ACME_REAL $ENGINE_REAL ${LOAD_PID:-}; do
-      [ -d "/proc/$p" ] || continue
-      for f in /proc/"$p"/task/*; do
-        name=$(cat "$f/comm" 2>/dev/null) || continue
-        awk -v p="$(cat "/proc/$p/comm")" -v n="$name" -v tid="${f##*/}" '{ sub(/^.*\) /, ""); print p "\t" n "\t" tid "\t" $12 + $13 }' "$f/stat" 2>/dev/null || true
-      done
-    done
-  } >"$OUT/threads-$1.txt"
-}
+# shellcheck source=cpu_threads.sh
+. "$HERE/cpu_threads.sh"
+snap() { threads_snap "$OUT/threads-$1.txt" "$ACME_REAL" "$ENGINE_REAL"; }
 proc_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 event() { echo "$(date +%s.%N) $*" >>"$OUT/events.txt"; }
 
@@ -120,7 +109,7 @@ LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 DATE=$(date -u +%Y-%m-%dT%H:%MZ)
 T0=$(date +%s.%N)
 END_S=$((RUN + LIFETIME + 120))
-threads_snap create0
+snap create0
 event create_start
 "$LOAD" --directory "$ACME_DIR" --connect "127.0.0.1:$ACME_PORT" --ca "$ACME_ROOT" --http01-port "$HTTP01_PORT" \
   --clients "$CLIENTS" --threads 2 --issuances "$ORDERS" --profile star --star "$LIFETIME" --star-adjust "$ADJUST" \
@@ -130,7 +119,7 @@ wait "$LOAD_PID" || { tail -n 20 "$OUT/create.txt" >&2; fail "acme-load --star e
 LOAD_PID=""
 T1=$(date +%s.%N)
 event create_end
-threads_snap create1
+snap create1
 LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------- 2. renewals
@@ -142,11 +131,11 @@ while :; do
   awk -v t="$t" -v r="$RUN" 'BEGIN { exit !(t >= r) }' && break
   if [ "$OUTAGE_AT" -gt 0 ] && [ $outage_done = 0 ]; then
     if [ $stopped = 0 ] && awk -v t="$t" -v a="$OUTAGE_AT" 'BEGIN { exit !(t >= a) }'; then
-      threads_snap outage0
+      snap outage0
       kill -STOP "$ENGINE_REAL"; stopped=1; event outage_start
     elif [ $stopped = 1 ] && awk -v t="$t" -v a="$((OUTAGE_AT + OUTAGE))" 'BEGIN { exit !(t >= a) }'; then
       kill -CONT "$ENGINE_REAL"; stopped=0; outage_done=1; event outage_end
-      threads_snap outage1
+      snap outage1
     fi
   fi
   if [ "$PERF_AT" -gt 0 ] && [ -z "$perf_pid" ] && awk -v t="$t" -v a="$PERF_AT" 'BEGIN { exit !(t >= a) }'; then
@@ -163,7 +152,7 @@ while :; do
   sleep 2
 done
 [ $stopped = 0 ] || { kill -CONT "$ENGINE_REAL"; event outage_end; }
-threads_snap end
+snap end
 T_END=$(date +%s)
 LOAD2=$(cut -d' ' -f1-3 /proc/loadavg)
 event run_end
@@ -229,16 +218,8 @@ peak=$(awk -F'\t' 'NR > 1 { t[++n] = $1; v[n] = $2 } END {
 lag_p99_max=$(awk -F'\t' 'NR > 1 && $6 > m { m = $6 } END { print m + 0 }' "$OUT/timeline.tsv")
 lag_max=$(awk -F'\t' 'NR > 1 && $7 > m { m = $7 } END { print m + 0 }' "$OUT/timeline.tsv")
 
-# cores by (process, thread) between two snapshots
-cores() { # FROM TO
-  awk -F'\t' -v hz="$(getconf CLK_TCK)" '
-    FNR == 1 { t[++f] = substr($0, 3); next }
-    f == 1 { a[$1 "\t" $2 "\t" $3] = $4; next }
-    { k = $1 "\t" $2; d[k] += $4 - a[$1 "\t" $2 "\t" $3]; tot[$1] += $4 - a[$1 "\t" $2 "\t" $3] }
-    END { w = t[2] - t[1]; for (k in d) { split(k, x, "\t"); if (d[k] / hz / w >= 0.005) printf "| %s | %s | %.2f |\n", x[1], x[2], d[k] / hz / w }
-          for (p in tot) printf "| %s | (all) | %.2f |\n", p, tot[p] / hz / w }' "$OUT/threads-$1.txt" "$OUT/threads-$2.txt" | sort -t'|' -k2,2 -k4,4nr
-}
-span() { awk -v a="$(head -n1 "$OUT/threads-$1.txt" | cut -c3-)" -v b="$(head -n1 "$OUT/threads-$2.txt" | cut -c3-)" 'BEGIN { printf "%.0f", b - a }'; }
+cores() { threads_cores "$OUT/threads-$1.txt" "$OUT/threads-$2.txt"; }
+span() { threads_span "$OUT/threads-$1.txt" "$OUT/threads-$2.txt"; }
 
 {
   echo "star_bench: $(nproc) cores, $DATE, load average $LOAD0 (start) → $LOAD1 (after creation) → $LOAD2 (end)"
