@@ -220,9 +220,14 @@ static void scan(acme_star *s)
     const acme_cfg *cfg = s->srv->cfg;
     int64_t now = acme_now();
     acme_q q;
+    /* By orders_star alone: with "AND status = 'valid'" in the WHERE,
+     * SQLite chose orders_status, read every valid order and sorted them,
+     * each scan (100 000 STAR orders: 0.13 cores with nothing due). Only
+     * finalize sets star_next ≥ 0, together with status valid, and
+     * cancellation sets it to -1; the status is still checked below. */
     if (acme_db_query(s->db, &q,
                       "SELECT id, account, identifiers, profile, csr, star_start, star_end, star_lifetime, star_adjust, "
-                      "star_seq, star_next FROM orders WHERE star_next <= ? AND star_next >= 0 AND status = 'valid' "
+                      "star_seq, star_next, status FROM orders WHERE star_next <= ? AND star_next >= 0 "
                       "ORDER BY star_next LIMIT ?",
                       "ii", now, (int64_t)cfg->star_batch) != 0) {
         acme_log(s->srv, ACME_LOG_ERROR, "event=star_scan_failed error=\"%s\"", acme_db_error(s->db));
@@ -234,6 +239,8 @@ static void scan(acme_star *s)
     sjob *batch = NULL;
     while (acme_q_next(&q) == 1) {
         const char *order = acme_q_text(&q, 0);
+        if (strcmp(acme_q_text(&q, 11), "valid") != 0)
+            continue;
         pthread_mutex_lock(&s->mu);
         bool mine = claim(s, order, now);
         pthread_mutex_unlock(&s->mu);
