@@ -73,11 +73,13 @@ static void write_status(const acme_srv *srv, int64_t started, const acme_frontc
     if (srv->star) {
         acme_star_stats ss;
         acme_star_get_stats(srv->star, &ss);
-        json_object_set_new(j, "star",
-                            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "issued", (json_int_t)ss.issued, "failures",
-                                      (json_int_t)ss.failures, "scans", (json_int_t)ss.scans, "inflight", (json_int_t)ss.inflight,
-                                      "lag_p50_ms", (json_int_t)ss.lag_p50_ms, "lag_p99_ms", (json_int_t)ss.lag_p99_ms,
-                                      "lag_max_ms", (json_int_t)ss.lag_max_ms));
+        json_object_set_new(
+            j, "star",
+            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "issued", (json_int_t)ss.issued,
+                      "failures", (json_int_t)ss.failures, "stale", (json_int_t)ss.stale, "scans",
+                      (json_int_t)ss.scans, "inflight", (json_int_t)ss.inflight, "lag_p50_ms",
+                      (json_int_t)ss.lag_p50_ms, "lag_p99_ms", (json_int_t)ss.lag_p99_ms,
+                      "lag_max_ms", (json_int_t)ss.lag_max_ms));
     }
     char tmp[4200];
     snprintf(tmp, sizeof(tmp), "%s.tmp", cfg->status_file);

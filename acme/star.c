@@ -53,8 +53,17 @@ typedef struct sjob {
 
 typedef struct slot {
     char order[ACME_ID_LEN + 1]; /* "" empty, "~" deleted */
-    int64_t retry_at;            /* 0: in flight */
+    int64_t retry_at;       /* 0: in flight; > 0: backing off; -1: recorded (see released_scan) */
+    uint64_t released_scan; /* recorded: the scan under way when it was */
 } slot;
+
+/* A scan reads the due orders on its own connection while renewals of an
+ * earlier scan are being recorded: a row it read before such a commit still
+ * shows the old star_seq. An order recorded during scan g therefore stays
+ * in the set, marked, and is not claimed again until scan g + 1, whose read
+ * starts after the commit; then its slot is reused. (Without this, 3.5 % of
+ * the renewals of 100 000 orders were sent twice and recorded twice.) */
+#define RECORDED (-1)
 
 struct acme_star {
     acme_srv *srv;
@@ -65,6 +74,7 @@ struct acme_star {
     acme_db *db;
     slot *set;
     unsigned inflight;
+    uint64_t scan_gen; /* scans started, under mu */
     acme_star_stats stats;
     double lags[LAGS];
     uint64_t n_lags;
@@ -90,20 +100,34 @@ static slot *find(acme_star *s, const char *order)
     return NULL;
 }
 
-/* under mu: claim order for a renewal; false when it is in flight or backing off */
+/* under mu: a slot another order may take: empty, deleted, or recorded
+ * before the scan under way started */
+static bool reusable(const acme_star *s, const slot *sl)
+{
+    return !sl->order[0] || strcmp(sl->order, "~") == 0 ||
+           (sl->retry_at == RECORDED && sl->released_scan < s->scan_gen);
+}
+
+/* under mu: claim order for a renewal; false when it is in flight, backing
+ * off, or was recorded since this scan read it */
 static bool claim(acme_star *s, const char *order, int64_t now)
 {
     slot *sl = find(s, order);
     if (sl) {
-        if (sl->retry_at == 0 || sl->retry_at > now)
+        if (sl->retry_at == RECORDED) {
+            if (sl->released_scan >= s->scan_gen)
+                return false;
+            s->inflight++;
+        } else if (sl->retry_at == 0 || sl->retry_at > now) {
             return false;
+        }
         sl->retry_at = 0;
         return true;
     }
     if (s->inflight >= BUCKETS / 2)
         return false;
     for (unsigned i = h(order);; i = (i + 1) % BUCKETS)
-        if (!s->set[i].order[0] || strcmp(s->set[i].order, "~") == 0) {
+        if (reusable(s, &s->set[i])) {
             snprintf(s->set[i].order, sizeof(s->set[i].order), "%s", order);
             s->set[i].retry_at = 0;
             s->inflight++;
@@ -119,7 +143,8 @@ static void release(acme_star *s, const char *order, int64_t retry_at)
         if (retry_at) {
             sl->retry_at = retry_at;
         } else {
-            snprintf(sl->order, sizeof(sl->order), "~");
+            sl->retry_at = RECORDED;
+            sl->released_scan = s->scan_gen;
             s->inflight--;
         }
     }
@@ -134,20 +159,23 @@ static void sjob_free(sjob *j)
     free(j);
 }
 
+#define STAR_STALE 1 /* the order had moved on: the change is undone */
+
 /* The certificate and the order's advance, in one transaction guarded by
- * the certificate's number. */
+ * the certificate's number: when the order is no longer at that number
+ * (or no longer valid) nothing is recorded. */
 static int tx_star_record(acme_db *tx, void *arg)
 {
     sjob *j = arg;
     if (api_record_issued(tx, j->order, j->account, &j->job, j->cert_id) != 0)
         return -1;
     int64_t next = acme_star_due(j->st->srv->cfg, j->start, j->end, j->lifetime, j->adjust, j->seq + 1);
-    return acme_db_exec(tx,
-                        "UPDATE orders SET cert = ?, star_seq = ?, star_next = ? WHERE id = ? AND star_seq = ? AND "
-                        "status = 'valid'",
-                        "siisi", j->cert_id, j->seq + 1, next ? next : (int64_t)-1, j->order, j->seq) < 0
-               ? -1
-               : 0;
+    int n = acme_db_exec(
+        tx,
+        "UPDATE orders SET cert = ?, star_seq = ?, star_next = ? WHERE id = ? AND star_seq = ? AND "
+        "status = 'valid'",
+        "siisi", j->cert_id, j->seq + 1, next ? next : (int64_t)-1, j->order, j->seq);
+    return n < 0 ? -1 : n == 0 ? STAR_STALE : 0;
 }
 
 static void recorded(void *arg, int rc)
@@ -157,12 +185,17 @@ static void recorded(void *arg, int rc)
     pthread_mutex_lock(&s->mu);
     if (rc == 0)
         s->stats.issued++;
+    else if (rc == STAR_STALE)
+        s->stats.stale++;
     else
         s->stats.failures++;
     pthread_mutex_unlock(&s->mu);
-    if (rc != 0)
+    if (rc == STAR_STALE)
+        acme_log(s->srv, ACME_LOG_WARNING, "event=star_stale order=%s seq=%lld", j->order,
+                 (long long)j->seq);
+    else if (rc != 0)
         acme_log(s->srv, ACME_LOG_ERROR, "event=star_not_recorded order=%s seq=%lld", j->order, (long long)j->seq);
-    release(s, j->order, rc == 0 ? 0 : acme_now() + 5);
+    release(s, j->order, rc == 0 || rc == STAR_STALE ? 0 : acme_now() + 5);
     sjob_free(j);
 }
 
@@ -219,10 +252,18 @@ static void scan(acme_star *s)
 {
     const acme_cfg *cfg = s->srv->cfg;
     int64_t now = acme_now();
+    pthread_mutex_lock(&s->mu);
+    s->scan_gen++; /* before the read: what is recorded from now on may be stale in it */
+    pthread_mutex_unlock(&s->mu);
     acme_q q;
+    /* By orders_star alone: with "AND status = 'valid'" in the WHERE,
+     * SQLite chose orders_status, read every valid order and sorted them,
+     * each scan (100 000 STAR orders: 0.13 cores with nothing due). Only
+     * finalize sets star_next ≥ 0, together with status valid, and
+     * cancellation sets it to -1; the status is still checked below. */
     if (acme_db_query(s->db, &q,
                       "SELECT id, account, identifiers, profile, csr, star_start, star_end, star_lifetime, star_adjust, "
-                      "star_seq, star_next FROM orders WHERE star_next <= ? AND star_next >= 0 AND status = 'valid' "
+                      "star_seq, star_next, status FROM orders WHERE star_next <= ? AND star_next >= 0 "
                       "ORDER BY star_next LIMIT ?",
                       "ii", now, (int64_t)cfg->star_batch) != 0) {
         acme_log(s->srv, ACME_LOG_ERROR, "event=star_scan_failed error=\"%s\"", acme_db_error(s->db));
@@ -234,6 +275,8 @@ static void scan(acme_star *s)
     sjob *batch = NULL;
     while (acme_q_next(&q) == 1) {
         const char *order = acme_q_text(&q, 0);
+        if (strcmp(acme_q_text(&q, 11), "valid") != 0)
+            continue;
         pthread_mutex_lock(&s->mu);
         bool mine = claim(s, order, now);
         pthread_mutex_unlock(&s->mu);

@@ -37,6 +37,7 @@ void acme_star_free(acme_star *s);
 
 typedef struct acme_star_stats {
     uint64_t issued, failures, scans;
+    uint64_t stale; /* issued by certforged but not recorded: the order had already moved on */
     unsigned inflight;
     double lag_p50_ms, lag_p99_ms, lag_max_ms; /* due → sent to certforged, over the last 65536 */
 } acme_star_stats;

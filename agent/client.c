@@ -784,7 +784,7 @@ static outcome download(step *s, const char *url)
     X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
     unsigned char *der = NULL, *spki = NULL;
     int dl = x ? i2d_X509(x, &der) : -1;
-    int sl = x ? i2d_PUBKEY(X509_get0_pubkey(x), &spki) : -1;
+    int sl = x ? i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &spki) : -1; /* as est_csr_parse hashes it */
     est_csr csr = {0};
     est_err ee;
     char why[300];

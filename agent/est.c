@@ -536,16 +536,26 @@ static int tx_create(acme_db *tx, void *arg)
                          "sssi", c->jti, c->nf, c->spki, c->jti_exp) < 0)
             return -1;
     }
-    /* one enrolment in progress per NF and key */
-    if (acme_db_query(tx, &q, "SELECT id FROM enrolments WHERE nf = ? AND spki = ? AND status = 'pending'", "ss", c->nf,
-                      c->spki) != 0)
+    /* one enrolment in progress per NF and key. The status is tested here,
+     * not in the WHERE: with "AND status = 'pending'" SQLite picks the
+     * enrolments_status index and walks every pending enrolment (10 000
+     * NFs enrolling at once: 10 000 rows per new enrolment, in the writer);
+     * by (nf, spki) it reads the few of this NF and key. */
+    if (acme_db_query(tx, &q, "SELECT id, status FROM enrolments WHERE nf = ? AND spki = ?", "ss",
+                      c->nf, c->spki) != 0)
         return -1;
-    r = acme_q_next(&q);
-    if (r == 1)
-        snprintf(c->id, sizeof(c->id), "%s", acme_q_text(&q, 0));
+    bool pending = false;
+    while ((r = acme_q_next(&q)) == 1)
+        if (strcmp(acme_q_text(&q, 1), AGENT_ST_PENDING) == 0) {
+            snprintf(c->id, sizeof(c->id), "%s", acme_q_text(&q, 0));
+            pending = true;
+            break;
+        }
     acme_q_end(&q);
-    if (r != 0)
-        return r < 0 ? -1 : CREATE_PENDING;
+    if (r < 0)
+        return -1;
+    if (pending)
+        return CREATE_PENDING;
     if (acme_db_exec(tx, "INSERT INTO keys(spki, nf) VALUES(?, ?) ON CONFLICT DO NOTHING", "ss", c->spki, c->nf) < 0)
         return -1;
     return acme_db_exec(tx,

@@ -284,8 +284,11 @@ int est_csr_parse(const uint8_t *der, size_t len, est_csr *out, est_err *err, ch
         set_err(err, EST_E_BAD_CSR, why, whylen, "the CSR's signature does not verify (no proof of possession)");
         goto out;
     }
+    /* the SubjectPublicKeyInfo as the CSR carries it: i2d_PUBKEY(pk) would
+     * re-encode it from the key through OpenSSL 3's encoder framework
+     * (a provider lookup per call) for the same octets */
     unsigned char *spki = NULL;
-    int sl = i2d_PUBKEY(pk, &spki);
+    int sl = i2d_X509_PUBKEY(X509_REQ_get_X509_PUBKEY(req), &spki);
     if (sl <= 0) {
         set_err(err, EST_E_BAD_CSR, why, whylen, "the CSR's public key cannot be encoded");
         goto out;

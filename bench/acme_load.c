@@ -4,6 +4,7 @@
  *   acme-load --directory URL --connect 127.0.0.1:PORT --ca ROOT.pem --http01-port P
  *             [--clients N] [--duration S | --issuances K] [--threads T] [--poll-ms MS]
  *             [--label NAME] [--domain SUFFIX] [--json FILE] [--quiet]
+ *             [--profile NAME] [--star LIFETIME --star-end S [--star-adjust S]]
  *
  * Each client has its own ES256 account key (registered before the clock
  * starts, not counted), one HTTP/1.1 keep-alive connection over TLS to
@@ -15,6 +16,11 @@
  *   poll the order while processing → download the certificate (POST-as-GET)
  *   and check that it is well-formed DER naming the identifier in its
  *   subjectAltName.
+ * With --star every order asks for STAR certificates (RFC 8739 §3.1.1:
+ * "auto-renewal" with lifetime, lifetime-adjust, an end-date S seconds
+ * from the order and allow-certificate-get), and the flow ends with the
+ * first certificate from the order's star-certificate URL; the server's
+ * scheduler renews them from then on (bench/star_bench.sh watches it).
  * Nonces come from each answer's Replay-Nonce (HEAD newNonce only when a
  * client has none); a badNonce answer is retried (at most 3 times) with the
  * nonce it carries. Polls wait Retry-After when the answer has one, else
@@ -65,6 +71,7 @@
 #include <string.h>
 #include <time.h>
 #include <dirent.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define LG_URL_MAX 512
@@ -112,6 +119,9 @@ typedef struct lg_cfg {
     double duration;
     unsigned long issuances;
     const char *json, *label, *domain;
+    const char *profile;                 /* newOrder "profile", when set */
+    unsigned star_lifetime, star_adjust; /* --star: 0 for ordinary orders */
+    unsigned long star_end;              /* end-date, seconds after each newOrder */
     bool quiet;
 } lg_cfg;
 
@@ -695,9 +705,27 @@ static void on_new_order(lg_client *c, lg_resp *r)
     step_authz(c);
 }
 
+/* RFC 3339 UTC, whole seconds */
+static void rfc3339(time_t t, char *out, size_t cap)
+{
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
 static void step_new_order(lg_client *c)
 {
     json_t *p = json_pack("{s:[{s:s, s:s}]}", "identifiers", "type", "dns", "value", c->name);
+    if (p && G.profile)
+        json_object_set_new(p, "profile", json_string(G.profile));
+    if (p && G.star_lifetime) {
+        char end[32];
+        rfc3339(time(NULL) + (time_t)G.star_end, end, sizeof(end));
+        json_object_set_new(p, "auto-renewal",
+                            json_pack("{s:s, s:i, s:i, s:b}", "end-date", end, "lifetime",
+                                      (int)G.star_lifetime, "lifetime-adjust", (int)G.star_adjust,
+                                      "allow-certificate-get", 1));
+    }
     post(c, g_new_order, p, false, on_new_order);
 }
 
@@ -937,7 +965,8 @@ static int cert_names(const char *pem, size_t len, const char *name)
 static void order_status(lg_client *c, lg_resp *r, uint64_t t)
 {
     const char *st = jstr(r->json, "status");
-    const char *cert = jstr(r->json, "certificate");
+    /* RFC 8739 §3.1.2: a valid STAR order has star-certificate instead */
+    const char *cert = jstr(r->json, G.star_lifetime ? "star-certificate" : "certificate");
     if (st && strcmp(st, "valid") == 0 && cert) {
         if (c->t_step)
             rec(c, LG_ORDER_POLL, c->t_step, t);
@@ -1444,6 +1473,18 @@ static void report(const lg_stats *s, const bench_hist_snap *snaps, double secon
         json_object_set_new(
             j, "last_ok_s",
             json_real(s->t_last_ok > g_t0 ? (double)(s->t_last_ok - g_t0) / 1e9 : 0.0));
+    struct rusage ru;
+    if (j && getrusage(RUSAGE_SELF, &ru) == 0) /* the whole run, set-up included */
+        json_object_set_new(
+            j, "cpu_self_s",
+            json_real((double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                      (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6));
+    if (j)
+        json_object_set_new(j, "accounts_s", json_real((double)reg_ns / 1e9));
+    if (j && G.star_lifetime)
+        json_object_set_new(j, "star",
+                            json_pack("{s:i, s:i, s:I}", "lifetime", (int)G.star_lifetime, "adjust",
+                                      (int)G.star_adjust, "end_s", (json_int_t)G.star_end));
     if (j && nrows) {
         json_t *cpu = json_array();
         for (unsigned i = 0; i < nrows; i++)
@@ -1462,16 +1503,20 @@ static void report(const lg_stats *s, const bench_hist_snap *snaps, double secon
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: acme-load --directory URL --connect IP:PORT --ca ROOT.pem --http01-port P\n"
-               "                 [--clients N] [--duration S | --issuances K] [--threads T] "
-               "[--poll-ms MS]\n"
-               "                 [--label NAME] [--domain SUFFIX] [--json FILE] [--cpu PID,...] "
-               "[--quiet]\n"
-               "N concurrent ACME clients (ES256 accounts) loop complete http-01 flows; the\n"
-               "http-01 answers come from a responder on 127.0.0.1:P. Defaults: 64 clients,\n"
-               "10 s, 2 threads, polls every 50 ms unless the answer has Retry-After,\n"
-               "names rRUN-cN-iM.load.test. --cpu: CPU by thread of these processes and\n"
-               "this one over the measured window (--duration only).\n");
+    fprintf(f,
+            "usage: acme-load --directory URL --connect IP:PORT --ca ROOT.pem --http01-port P\n"
+            "                 [--clients N] [--duration S | --issuances K] [--threads T] "
+            "[--poll-ms MS]\n"
+            "                 [--label NAME] [--domain SUFFIX] [--json FILE] [--cpu PID,...] "
+            "[--quiet]\n"
+            "                 [--profile NAME] [--star LIFETIME --star-end S [--star-adjust S]]\n"
+            "N concurrent ACME clients (ES256 accounts) loop complete http-01 flows; the\n"
+            "http-01 answers come from a responder on 127.0.0.1:P. Defaults: 64 clients,\n"
+            "10 s, 2 threads, polls every 50 ms unless the answer has Retry-After,\n"
+            "names rRUN-cN-iM.load.test. --cpu: CPU by thread of these processes and\n"
+            "this one over the measured window (--duration only). --star: STAR orders\n"
+            "(RFC 8739) with that lifetime (s), lifetime-adjust (default 0) and an end-date\n"
+            "S seconds after each newOrder; each flow ends with its first certificate.\n");
 }
 
 static int parse_uint(const char *opt, const char *s, unsigned long lo, unsigned long hi,
@@ -1548,7 +1593,9 @@ int main(int argc, char **argv)
         {"poll-ms", required_argument, 0, 'P'},   {"json", required_argument, 0, 'j'},
         {"label", required_argument, 0, 'l'},     {"domain", required_argument, 0, 'D'},
         {"quiet", no_argument, 0, 'q'},           {"help", no_argument, 0, 'h'},
-        {"cpu", required_argument, 0, 'C'},       {0, 0, 0, 0},
+        {"cpu", required_argument, 0, 'C'},       {"profile", required_argument, 0, 'R'},
+        {"star", required_argument, 0, 'S'},      {"star-adjust", required_argument, 0, 'A'},
+        {"star-end", required_argument, 0, 'E'},  {0, 0, 0, 0},
     };
     G.clients = 64;
     G.threads = 2;
@@ -1626,6 +1673,28 @@ int main(int argc, char **argv)
             if (parse_pids(optarg) != 0)
                 return 2;
             break;
+        case 'R':
+            if (!optarg[0] || strlen(optarg) > 64) {
+                fprintf(stderr, "acme-load: --profile: 1-64 characters\n");
+                return 2;
+            }
+            G.profile = optarg;
+            break;
+        case 'S':
+            if (parse_uint("--star", optarg, 1, 7 * 86400, &v) != 0)
+                return 2;
+            G.star_lifetime = (unsigned)v;
+            break;
+        case 'A':
+            if (parse_uint("--star-adjust", optarg, 0, 7 * 86400, &v) != 0)
+                return 2;
+            G.star_adjust = (unsigned)v;
+            break;
+        case 'E':
+            if (parse_uint("--star-end", optarg, 61, 366 * 86400, &v) != 0)
+                return 2;
+            G.star_end = v;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -1649,6 +1718,11 @@ int main(int argc, char **argv)
     }
     if (!have_dur && !G.issuances)
         G.duration = 10;
+    if ((G.star_lifetime != 0) != (G.star_end != 0) || (G.star_adjust && !G.star_lifetime)) {
+        fprintf(stderr,
+                "acme-load: --star and --star-end go together (--star-adjust needs them)\n");
+        return 2;
+    }
     if (strlen(G.domain) > 100 ||
         strspn(G.domain, "abcdefghijklmnopqrstuvwxyz0123456789-.") != strlen(G.domain) ||
         !G.domain[0] || G.domain[0] == '.' || G.domain[0] == '-') {

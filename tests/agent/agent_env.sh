@@ -11,6 +11,9 @@
 # Every process has a time bound and is stopped by its PID.
 #
 #   agent_env_start               everything above, agent running
+#                                 (AGENT_THREADS: EST threads, default 2;
+#                                  AGENT_WORKERS: acme.workers, default 4;
+#                                  AGENT_EXTRA: more top-level agent settings)
 #   agent_start / agent_stop      (re)start the agent, stop it (exit 0 checked)
 #   agent_kill9                   kill -9 the agent (the real process)
 #   → $EST (base URL), $AGENT_PID, $AGENT_CONF, $T ...
@@ -114,14 +117,14 @@ agent_write_conf() { # [extra settings]
   local profiles=${AGENT_PROFILES-'profile = "nf"; dns_profile = "default";'}
   cat >"$AGENT_CONF" <<CONF
 listen = "127.0.0.1:$AGENT_PORT";
-threads = 2;
+threads = ${AGENT_THREADS:-2};
 tls = { certificate = "$T/est.pem"; key = "$T/est.key"; };
 cacerts = "$T/ca-chain.pem";
 est = { wait_ms = ${AGENT_WAIT_MS:-8000}; retry_after = "1s"; };
 bootstrap = { trust_anchors = "$T/vendor-root.pem"; token_trust_anchors = "$T/oam-root.pem"; };
 state = { path = "$T/agent.db"; };
 acme = { directory = "${AGENT_DIRECTORY:-$ACME_DIR}"; ca_file = "${AGENT_ACME_CA:-$ACME_ROOT}";
-         $profiles workers = 4; poll_ms = 100;
+         $profiles workers = ${AGENT_WORKERS:-4}; poll_ms = 100;
          retry_base = "1s"; retry_max = "2s"; max_retries = ${AGENT_MAX_RETRIES:-30}; ${AGENT_ACME_EXTRA:-} };
 dns_update = { server = "127.0.0.1:$KNOT_PORT"; zones = ["$ZONE"];
                tsig = { name = "agent-key"; algorithm = "hmac-sha256"; secret_file = "$T/tsig.secret"; }; };
@@ -190,7 +193,7 @@ agent_env_start() {
   local orders='orders = { authz_lifetime = "2d"; authz_reuse = "2d"; };'
   [ -z "${ACME_ORDERS+x}" ] || orders=$ACME_ORDERS
   acme_start "tkauth = { trust_anchors = \"$T/oam-root.pem\"; max_lifetime = \"1h\"; }; $orders ${ACME_EXTRA:-}"
-  agent_write_conf
+  agent_write_conf "${AGENT_EXTRA:-}"
   agent_start
   export T CF OAM_TOKEN EST ACME_ROOT AGENT_CONF ZONE KNOT_PORT
   export CF_AGENT=$CF_BUILD_DIR/certforge-agent

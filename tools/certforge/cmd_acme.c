@@ -529,8 +529,8 @@ static int status(int argc, char **argv)
                (long long)json_integer_value(json_object_get(j, "pid")), json_string_value(json_object_get(j, "base_url")),
                (long long)(now - json_integer_value(json_object_get(j, "started"))),
                age > 5 ? " (stale: not updated for more than 5 s; stopped?)" : "");
-        const char *groups[] = {"http", "acme", "store", "certforged", "tls"};
-        for (size_t g = 0; g < 5; g++) {
+        const char *groups[] = {"http", "acme", "store", "certforged", "tls", "star"};
+        for (size_t g = 0; g < 6; g++) {
             json_t *grp = json_object_get(j, groups[g]);
             if (!grp)
                 continue;
