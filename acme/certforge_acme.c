@@ -25,6 +25,7 @@
 #include "acme/store.h"
 #include "acme/tkauth.h"
 #include "acme/validate.h"
+#include "common/outfile.h"
 
 #ifndef CF_VERSION
 #define CF_VERSION "0.1.0"
@@ -79,10 +80,13 @@ static void write_status(const acme_srv *srv, int64_t started, const acme_frontc
                                       "lag_p50_ms", (json_int_t)ss.lag_p50_ms, "lag_p99_ms", (json_int_t)ss.lag_p99_ms,
                                       "lag_max_ms", (json_int_t)ss.lag_max_ms));
     }
-    char tmp[4200];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", cfg->status_file);
-    if (json_dump_file(j, tmp, JSON_COMPACT) == 0)
-        (void)rename(tmp, cfg->status_file);
+    /* through the safe writer (common/outfile.h); a status file is
+     * rewritten often and is not worth an fsync each time */
+    char *txt = json_dumps(j, JSON_COMPACT), err[600];
+    if (txt && cf_write_file(cfg->status_file, txt, strlen(txt), 0644, CF_OUT_NOSYNC | CF_OUT_NOSTDOUT, err,
+                             sizeof(err)) != 0)
+        fprintf(stderr, "status file: %s\n", err);
+    free(txt);
     json_decref(j);
 }
 

@@ -18,6 +18,7 @@
 #include "agent/agent.h"
 #include "agent/config.h"
 #include "agent/state.h"
+#include "common/outfile.h"
 
 #ifndef CF_VERSION
 #define CF_VERSION "0.1.0"
@@ -146,10 +147,13 @@ static void write_status(agent *a, acme_db *db, int64_t started)
 #undef I
     if (!j)
         return;
-    char tmp[4200];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", a->cfg->status_file);
-    if (json_dump_file(j, tmp, JSON_COMPACT) == 0)
-        (void)rename(tmp, a->cfg->status_file);
+    /* through the safe writer (common/outfile.h); a status file is
+     * rewritten often and is not worth an fsync each time */
+    char *txt = json_dumps(j, JSON_COMPACT), err[600];
+    if (txt && cf_write_file(a->cfg->status_file, txt, strlen(txt), 0644, CF_OUT_NOSYNC | CF_OUT_NOSTDOUT, err,
+                             sizeof(err)) != 0)
+        fprintf(stderr, "status file: %s\n", err);
+    free(txt);
     json_decref(j);
 }
 

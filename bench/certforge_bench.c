@@ -23,6 +23,7 @@
  * pool of distinct NF CSRs (cached on disk).
  */
 #include "bench/bench_common.h"
+#include "common/outfile.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -462,11 +463,15 @@ int main(int argc, char **argv)
         return 1;
     }
     FILE *jf = NULL;
-    if (json && !(jf = fopen(json, "w"))) {
-        fprintf(stderr, "certforge-bench: cannot write %s: %s\n", json, strerror(errno));
+    cf_outfile jo;
+    char jerr[4400];
+    if (json && cf_outfile_open(&jo, json, 0644, 0, jerr, sizeof(jerr)) != 0) {
+        fprintf(stderr, "certforge-bench: --json %s\n", jerr);
         bench_setup_cleanup(&su);
         return 1;
     }
+    if (json)
+        jf = jo.f;
     printf("certforge-bench: %s CA key in SoftHSM, %zu distinct %s CSRs, ", su.ca_key, su.pool.n,
            su.csr_key);
     if (su.hsm_latency_us > 0)
@@ -536,8 +541,8 @@ int main(int argc, char **argv)
         print_compare(rows, nrows);
     if (jf) {
         fprintf(jf, "\n]\n");
-        if (fclose(jf) != 0) {
-            fprintf(stderr, "certforge-bench: writing %s failed\n", json);
+        if (cf_outfile_commit(&jo, jerr, sizeof(jerr)) != 0) {
+            fprintf(stderr, "certforge-bench: %s\n", jerr);
             failed = 1;
         }
     }

@@ -4,6 +4,7 @@
  * critical cA TRUE (§4.2.1.9), keyUsage critical keyCertSign + cRLSign
  * (§4.2.1.3), subjectKeyIdentifier method (1) (§4.2.1.2),
  * authorityKeyIdentifier keyIdentifier = the issuer's SKI (§4.2.1.1). */
+#include "common/outfile.h"
 #include "common/serial.h"
 #include "hsm/hsm_admin.h"
 #include "tools/certforge/ca_x509.h"
@@ -233,32 +234,6 @@ out:
     return rc;
 }
 
-/* Write der as PEM to a fresh temporary file beside `out`. */
-static int write_tmp_pem(const char *out, X509 *x, char *tmp, size_t cap)
-{
-    snprintf(tmp, cap, "%s.tmp-XXXXXX", out);
-    int fd = mkstemp(tmp);
-    if (fd < 0)
-        return cli_fail("cannot create %s: %s", tmp, strerror(errno));
-    fchmod(fd, 0644);
-    FILE *f = fdopen(fd, "w");
-    if (!f) {
-        close(fd);
-        unlink(tmp);
-        return cli_fail("cannot write %s: %s", tmp, strerror(errno));
-    }
-    int ok = PEM_write_X509(f, x);
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0)
-        ok = 0;
-    if (fclose(f) != 0)
-        ok = 0;
-    if (!ok) {
-        unlink(tmp);
-        return cli_fail("writing the certificate to %s failed", tmp);
-    }
-    return CLI_OK;
-}
-
 static int ca_init(bool root, int argc, char **argv)
 {
     const char *cmd = root ? "ca init-root" : "ca init-intermediate";
@@ -351,12 +326,13 @@ static int ca_init(bool root, int argc, char **argv)
     X509 *issuer = NULL, *x = NULL;
     ASN1_OCTET_STRING *iski = NULL;
     unsigned char *der = NULL, *sder = NULL, *ider = NULL, *nder = NULL;
-    char tmp[4200] = "";
+    cf_outfile of = {.fd = -1, .dirfd = -1};
+    bool of_open = false;
     hsm_err e = {0};
 
-    if (access(out, F_OK) == 0) {
-        rc = cli_fail("%s already exists; not overwriting it (remove it or choose another --out)",
-                      out);
+    /* refused before the HSM signs anything; checked again at the rename */
+    if (cf_outfile_check(out, CF_OUT_NOREPLACE | CF_OUT_NOSTDOUT, msg, sizeof(msg)) != 0) {
+        rc = cli_fail("%s: --out %s", cmd, msg);
         goto done;
     }
     if (!root) {
@@ -476,8 +452,16 @@ static int ca_init(bool root, int argc, char **argv)
         rc = cli_fail("encoding the certificate failed");
         goto done;
     }
-    if (write_tmp_pem(out, x, tmp, sizeof(tmp)) != CLI_OK) {
-        tmp[0] = '\0';
+    /* a temporary file beside --out first; renamed (refusing an existing
+     * name) only once the certificate is stored on the token */
+    if (cf_outfile_open(&of, out, 0644, CF_OUT_NOREPLACE | CF_OUT_NOSTDOUT, msg, sizeof(msg)) !=
+        0) {
+        rc = cli_fail("%s: %s", cmd, msg);
+        goto done;
+    }
+    of_open = true;
+    if (PEM_write_X509(of.f, x) != 1) {
+        rc = cli_fail("writing the certificate to %s failed", out);
         goto done;
     }
     hsm_cert_der cd = {der, (size_t)dl, sder, ider, nder, (size_t)sl, (size_t)il, (size_t)nl};
@@ -485,10 +469,11 @@ static int ca_init(bool root, int argc, char **argv)
         rc = cli_hsm_fail(&e);
         goto done;
     }
-    if (link(tmp, out) != 0) {
-        rc = cli_fail("cannot create %s: %s (the certificate is stored on token '%s'; 'certforge "
-                      "ca show --key' prints it)",
-                      out, strerror(errno), hsm_token_label(t));
+    of_open = false;
+    if (cf_outfile_commit(&of, msg, sizeof(msg)) != 0) {
+        rc = cli_fail("%s (the certificate is stored on token '%s'; 'certforge ca show --key' "
+                      "prints it)",
+                      msg, hsm_token_label(t));
         goto done;
     }
     char sub[512], na[40], ser[80];
@@ -506,8 +491,8 @@ static int ca_init(bool root, int argc, char **argv)
            root ? "root" : "intermediate", out, hsm_token_label(t), kd.label, sub, ser, na);
     rc = CLI_OK;
 done:
-    if (tmp[0])
-        unlink(tmp);
+    if (of_open)
+        cf_outfile_abort(&of);
     OPENSSL_free(der);
     OPENSSL_free(sder);
     OPENSSL_free(ider);

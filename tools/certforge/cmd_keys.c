@@ -1,4 +1,5 @@
 /* certforge keys — list, generate, show, export-pub, delete. */
+#include "common/outfile.h"
 #include "hsm/hsm_admin.h"
 #include "tools/certforge/cli.h"
 #include "tools/certforge/commands.h"
@@ -499,20 +500,21 @@ static int key_command(enum key_op op, int argc, char **argv)
             rc = cli_hsm_fail(&e);
             goto out;
         }
-        FILE *f = out ? fopen(out, "w") : stdout;
-        if (!f) {
+        cf_outfile of;
+        char err[4400];
+        if (cf_outfile_open(&of, out ? out : "-", 0644, 0, err, sizeof(err)) != 0) {
             EVP_PKEY_free(pk);
-            rc = cli_fail("cannot write %s: %m", out);
+            rc = cli_fail("%s: --out %s", name, err);
             goto out;
         }
-        int ok = PEM_write_PUBKEY(f, pk);
+        int ok = PEM_write_PUBKEY(of.f, pk);
         EVP_PKEY_free(pk);
-        if (fflush(f) != 0)
-            ok = 0;
-        if (out && fclose(f) != 0)
-            ok = 0;
-        if (!ok)
+        if (!ok) {
+            cf_outfile_abort(&of);
             rc = cli_fail("writing the public key to %s failed", out ? out : "standard output");
+        } else if (cf_outfile_commit(&of, err, sizeof(err)) != 0) {
+            rc = cli_fail("%s: %s", name, err);
+        }
     } else {
         unsigned np = 0, nc = 0;
         if (hsm_key_delete(t, key, &np, &nc, &e) != 0) {
