@@ -151,6 +151,7 @@ ledger = { backend = "sqlite"; path = "ledger.db"; };
 crl = { dir = "crl"; interval = "1h"; validity = "1d"; revoke_delay = "1s"; };
 CONF
 mkdir crl
+: >certforged.log
 "$CFD" --config certforged.conf >certforged.log 2>&1 &
 DPID=$!
 ready=0
