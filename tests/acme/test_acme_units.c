@@ -84,6 +84,9 @@ static void test_config_refusals(void)
         const char *extra, *want; /* want: a substring of the message, which starts "(string):LINE:" */
     } cases[] = {
         {"bogus = 1;", ":4: bogus: unknown setting in the top level"},
+        {"confine = { user = \"no-such-user-cf\"; };", ":4: confine.user: no user 'no-such-user-cf'"},
+        {"confine = { user = \"root\"; };", "confine.user: 'root' is root"},
+        {"confine = { users = \"x\"; };", "confine.users: unknown setting in confine"},
         {"limits = { max_conns = 1; };", ":4: limits.max_conns: unknown setting in limits"},
         {"threads = \"2\";", ":4: threads: expected an integer, got a string"},
         {"threads = 0;", ":4: threads: 0 is out of range 1-64"},
