@@ -77,6 +77,7 @@ static void usage(FILE *f)
             "                    cluster)\n"
             "  --cache DIR       CSR pool cache (default ~/.cache/certforge-bench)\n"
             "  --json FILE       also write the results as JSON (one object per mode run)\n"
+            "  --version         print the version\n"
             "\n"
             "Latency: submit to answer (ipc), submit to completion (core), one item's work\n"
             "(floor, naive), process start to exit (openssl-x509); CLOCK_MONOTONIC.\n"
@@ -290,6 +291,7 @@ int main(int argc, char **argv)
         {"hsm-latency-us", required_argument, NULL, 'H'},
         {"sessions", required_argument, NULL, 's'},
         {"ledger-conninfo", required_argument, NULL, 'G'},
+        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -399,6 +401,9 @@ int main(int argc, char **argv)
             break;
         case 'h':
             usage(stdout);
+            return 0;
+        case 'V':
+            printf("certforge-bench %s\n", CF_VERSION);
             return 0;
         default:
             usage(stderr);
