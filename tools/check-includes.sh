@@ -4,7 +4,7 @@
 #
 #   tools, bench ──▶ client ──▶ proto ──▶ common
 #   engine ──▶ {hsm, proto, common}      hsm ──▶ common
-#   acme ──▶ {client, common, engine/csr, engine/der}   tests ──▶ anything
+#   acme ──▶ {client, common, engine/csr, engine/der, engine/confine}   tests ──▶ anything
 #   (tools and bench are the top: they may use every module but tests/)
 #
 # Checked over every #include "…" in ROOT's C sources (default: this
