@@ -319,10 +319,10 @@ static int valid_dns(const char *s)
     return lab > 0;
 }
 
-static const char *const top_keys[] = {"listen",   "base_url", "instance",   "threads",  "limits",
-                                       "tls",      "certforged", "state",    "accounts", "orders",
-                                       "profiles", "validation", "ari",      "rate_limits", "log",
-                                       "status_file", "tkauth", "star", "trust_anchors", "confine", NULL};
+static const char *const top_keys[] = {
+    "listen", "base_url",    "instance", "threads",  "limits",        "tls",     "certforged",
+    "state",  "accounts",    "orders",   "profiles", "validation",    "ari",     "rate_limits",
+    "log",    "status_file", "tkauth",   "star",     "trust_anchors", "confine", NULL};
 
 static int load_root(ld *l, const config_setting_t *root)
 {
@@ -719,10 +719,13 @@ static int load_root(ld *l, const config_setting_t *root)
     if (c->confine_user) {
         struct passwd *pw = strlen(c->confine_user) < 64 ? getpwnam(c->confine_user) : NULL;
         if (!pw)
-            return fail(l, member(g, "user"), "no user '%.64s' on this machine (create it, e.g. useradd --system --no-create-home %.64s)",
+            return fail(l, member(g, "user"),
+                        "no user '%.64s' on this machine (create it, e.g. useradd --system "
+                        "--no-create-home %.64s)",
                         c->confine_user, c->confine_user);
         if (pw->pw_uid == 0)
-            return fail(l, member(g, "user"), "'%s' is root: name an unprivileged user", c->confine_user);
+            return fail(l, member(g, "user"), "'%s' is root: name an unprivileged user",
+                        c->confine_user);
     }
     /* log */
     char *lvl = NULL;

@@ -151,8 +151,8 @@ static void write_status(agent *a, acme_db *db, int64_t started)
     /* through the safe writer (common/outfile.h); a status file is
      * rewritten often and is not worth an fsync each time */
     char *txt = json_dumps(j, JSON_COMPACT), err[600];
-    if (txt && cf_write_file(a->cfg->status_file, txt, strlen(txt), 0644, CF_OUT_NOSYNC | CF_OUT_NOSTDOUT, err,
-                             sizeof(err)) != 0)
+    if (txt && cf_write_file(a->cfg->status_file, txt, strlen(txt), 0644,
+                             CF_OUT_NOSYNC | CF_OUT_NOSTDOUT, err, sizeof(err)) != 0)
         fprintf(stderr, "status file: %s\n", err);
     free(txt);
     json_decref(j);

@@ -309,8 +309,9 @@ static int read_secret(ld *l, const config_setting_t *s, const char *path, char 
     return *out ? 0 : fail(l, NULL, "out of memory");
 }
 
-static const char *const top_keys[] = {"listen",   "threads", "limits", "tls",         "cacerts", "est", "bootstrap",
-                                       "state",    "acme",    "dns_update", "log", "status_file", "confine", NULL};
+static const char *const top_keys[] = {"listen", "threads",     "limits",  "tls",  "cacerts",
+                                       "est",    "bootstrap",   "state",   "acme", "dns_update",
+                                       "log",    "status_file", "confine", NULL};
 
 static int load_root(ld *l, const config_setting_t *root, agent_cfg *c)
 {
@@ -487,10 +488,13 @@ static int load_root(ld *l, const config_setting_t *root, agent_cfg *c)
     if (c->confine_user) {
         struct passwd *pw = strlen(c->confine_user) < 64 ? getpwnam(c->confine_user) : NULL;
         if (!pw)
-            return fail(l, member(g, "user"), "no user '%.64s' on this machine (create it, e.g. useradd --system --no-create-home %.64s)",
+            return fail(l, member(g, "user"),
+                        "no user '%.64s' on this machine (create it, e.g. useradd --system "
+                        "--no-create-home %.64s)",
                         c->confine_user, c->confine_user);
         if (pw->pw_uid == 0)
-            return fail(l, member(g, "user"), "'%s' is root: name an unprivileged user", c->confine_user);
+            return fail(l, member(g, "user"), "'%s' is root: name an unprivileged user",
+                        c->confine_user);
     }
 
     char *lvl = NULL;

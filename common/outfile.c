@@ -159,8 +159,8 @@ int cf_outfile_open_tmp(cf_outfile *o, const char *path, mode_t mode, unsigned f
             snprintf(o->tmp, sizeof(o->tmp), "%s", first_tmp);
         else
             random_tmp(o->tmp, sizeof(o->tmp), o->name);
-        o->fd = openat(o->dirfd, o->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                       mode);
+        o->fd =
+            openat(o->dirfd, o->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
         if (o->fd >= 0)
             break;
         if (errno != EEXIST) {

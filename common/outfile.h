@@ -58,8 +58,8 @@ CF_WUR int cf_outfile_check(const char *path, unsigned flags, char *err, size_t 
 
 /* Open a temporary file beside `path` (see above). On failure err names
  * the path and the reason and nothing is left behind. */
-CF_WUR int cf_outfile_open(cf_outfile *o, const char *path, mode_t mode, unsigned flags,
-                           char *err, size_t errlen);
+CF_WUR int cf_outfile_open(cf_outfile *o, const char *path, mode_t mode, unsigned flags, char *err,
+                           size_t errlen);
 
 /* The same, trying `first_tmp` (a name in the target's folder) as the
  * first temporary name: the tests plant a symlink or a file there and

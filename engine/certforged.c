@@ -102,8 +102,9 @@ static int check_config(const char *path)
     }
     struct stat st;
     if (cfg->crl.line && (stat(cfg->crl.dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
-        fprintf(stderr, "certforged: %s:%d: crl.dir: %s is not a folder (create it: CRLs are "
-                        "published there)\n",
+        fprintf(stderr,
+                "certforged: %s:%d: crl.dir: %s is not a folder (create it: CRLs are "
+                "published there)\n",
                 cfg->path, cfg->crl.line, cfg->crl.dir);
         goto out;
     }
@@ -541,8 +542,8 @@ static int confine_daemon(const cfg_config *cfg, bool ledger_on, char *err, size
     cf_log(r.landlock_abi ? CF_LOG_INFO : CF_LOG_WARNING, "confined",
            "no_new_privs=yes landlock_abi=%d seccomp=%s writable=%s uid=%u gid=%u caps=none "
            "bounding=%s checks=%s%s",
-           r.landlock_abi, r.seccomp ? "yes" : "no", cf_log_quote(list, q, sizeof(q)), r.uid,
-           r.gid, r.bounding_cleared ? "empty" : "kept", cf_log_quote(r.checks, qc, sizeof(qc)),
+           r.landlock_abi, r.seccomp ? "yes" : "no", cf_log_quote(list, q, sizeof(q)), r.uid, r.gid,
+           r.bounding_cleared ? "empty" : "kept", cf_log_quote(r.checks, qc, sizeof(qc)),
            r.landlock_abi ? "" : " effect=\"no Landlock in this kernel: files not restricted\"");
     if (r.root)
         cf_log(CF_LOG_WARNING, "running_as_root",

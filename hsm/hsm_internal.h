@@ -197,7 +197,6 @@ void hsm_softhsm_hint(const char *module_path, char *buf, size_t cap);
 
 /* The PIN t's pin-source (or CERTFORGE_PIN) gives, with the usual checks.
  * Wipe it after use. */
-CF_WUR int hsm_token_read_pin(const hsm_token *t, char *pin, size_t cap, size_t *len,
-                              hsm_err *err);
+CF_WUR int hsm_token_read_pin(const hsm_token *t, char *pin, size_t cap, size_t *len, hsm_err *err);
 
 #endif

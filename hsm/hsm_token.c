@@ -471,8 +471,7 @@ static int login(hsm_token *t, CK_SESSION_HANDLE s, hsm_err *err)
             }
             rc = hsm_fail(err, rv, "token '%s' rejected the PIN from %s (%s)%s", t->label,
                           t->pin_source ? t->pin_source : "CERTFORGE_PIN", hsm_rv_name(rv), left);
-        }
-        else if (rv == CKR_PIN_LOCKED)
+        } else if (rv == CKR_PIN_LOCKED)
             rc = hsm_fail(err, rv, "token '%s': the user PIN is locked (%s)", t->label,
                           hsm_rv_name(rv));
         else if (rv != CKR_OK)

@@ -1241,8 +1241,9 @@ static int load_confine(ld *l, const config_setting_t *root, cfg_confine *cf)
          * switch itself happens after start-up (engine/confine) */
         struct passwd *pw = *name && strlen(name) < 64 ? getpwnam(name) : NULL;
         if (!pw)
-            return fail(l, u, "no user '%.64s' on this machine (create it, e.g. useradd --system "
-                              "--no-create-home certforge)",
+            return fail(l, u,
+                        "no user '%.64s' on this machine (create it, e.g. useradd --system "
+                        "--no-create-home certforge)",
                         name);
         if (pw->pw_uid == 0)
             return fail(l, u, "'%s' is root: name an unprivileged user", name);

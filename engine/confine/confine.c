@@ -112,26 +112,82 @@ static int apply_seccomp(char *err, size_t errlen)
         return -1;
     }
     static const char *const deny[] = {
-        "execve",        "execveat",        "fork",          "vfork",
+        "execve",
+        "execveat",
+        "fork",
+        "vfork",
 #if !defined(__SANITIZE_ADDRESS__)
         "ptrace",
 #endif
-        "process_vm_readv", "process_vm_writev", "mount",     "umount2",       "pivot_root",
-        "chroot",        "unshare",         "setns",         "init_module",   "finit_module",
-        "delete_module", "kexec_load",      "kexec_file_load", "bpf",         "perf_event_open",
-        "keyctl",        "add_key",         "request_key",   "swapon",        "swapoff",
-        "reboot",        "setuid",          "setgid",        "setreuid",      "setregid",
-        "setresuid",     "setresgid",       "setgroups",     "personality",   "userfaultfd",
-        "open_by_handle_at", "name_to_handle_at", "acct",    "settimeofday",  "clock_settime",
-        "adjtimex",      "clock_adjtime",   "sethostname",   "setdomainname", "iopl",
-        "ioperm",        "mount_setattr",   "move_mount",    "fsopen",        "fsmount",
-        "fspick",        "open_tree",       "setfsuid",      "setfsgid",      "capset",
+        "process_vm_readv",
+        "process_vm_writev",
+        "mount",
+        "umount2",
+        "pivot_root",
+        "chroot",
+        "unshare",
+        "setns",
+        "init_module",
+        "finit_module",
+        "delete_module",
+        "kexec_load",
+        "kexec_file_load",
+        "bpf",
+        "perf_event_open",
+        "keyctl",
+        "add_key",
+        "request_key",
+        "swapon",
+        "swapoff",
+        "reboot",
+        "setuid",
+        "setgid",
+        "setreuid",
+        "setregid",
+        "setresuid",
+        "setresgid",
+        "setgroups",
+        "personality",
+        "userfaultfd",
+        "open_by_handle_at",
+        "name_to_handle_at",
+        "acct",
+        "settimeofday",
+        "clock_settime",
+        "adjtimex",
+        "clock_adjtime",
+        "sethostname",
+        "setdomainname",
+        "iopl",
+        "ioperm",
+        "mount_setattr",
+        "move_mount",
+        "fsopen",
+        "fsmount",
+        "fspick",
+        "open_tree",
+        "setfsuid",
+        "setfsgid",
+        "capset",
         /* file metadata: Landlock (ABI <= 5) does not restrict mode,
          * owner or extended attributes of files the process may open */
-        "chmod",         "fchmod",          "fchmodat",      "fchmodat2",     "chown",
-        "fchown",        "lchown",          "fchownat",      "chown32",       "fchown32",
-        "lchown32",      "setxattr",        "lsetxattr",     "fsetxattr",     "removexattr",
-        "lremovexattr",  "fremovexattr",
+        "chmod",
+        "fchmod",
+        "fchmodat",
+        "fchmodat2",
+        "chown",
+        "fchown",
+        "lchown",
+        "fchownat",
+        "chown32",
+        "fchown32",
+        "lchown32",
+        "setxattr",
+        "lsetxattr",
+        "fsetxattr",
+        "removexattr",
+        "lremovexattr",
+        "fremovexattr",
     };
     int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
     for (size_t i = 0; rc == 0 && i < sizeof(deny) / sizeof(deny[0]); i++) {
@@ -344,8 +400,9 @@ int confine_drop_privileges(const char *user, confine_result *res, char *err, si
      * inheritable sets empty */
     int missing = drop_all_threads(DROP_ALL);
     if (missing < 0 || (missing > 0 && !CF_SANITIZER_THREADS) || atomic_load(&drop_failed)) {
-        snprintf(err, errlen, "capabilities: %d thread(s) did not drop theirs (capset failures: %d)",
-                 missing, atomic_load(&drop_failed));
+        snprintf(err, errlen,
+                 "capabilities: %d thread(s) did not drop theirs (capset failures: %d)", missing,
+                 atomic_load(&drop_failed));
         return -1;
     }
     int threads = 0, holding = threads_holding(root, &threads);
@@ -374,8 +431,8 @@ static int self_check(const char *dir, confine_result *res, char *err, size_t er
     snprintf(name, sizeof(name), ".cf-confine-check-%02x%02x%02x%02x%02x%02x%02x%02x", r[0], r[1],
              r[2], r[3], r[4], r[5], r[6], r[7]);
     int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    int fd = dfd < 0 ? -1
-                     : openat(dfd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    int fd =
+        dfd < 0 ? -1 : openat(dfd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
         snprintf(err, errlen,
                  "self-check: cannot make a file in %s: %s (the folders left writable must be "
@@ -416,7 +473,10 @@ static int self_check(const char *dir, confine_result *res, char *err, size_t er
     for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
         bool held = c[i].rc != 0 && c[i].e == EPERM;
         o += (size_t)snprintf(res->checks + o, sizeof(res->checks) - o, "%s%s=%s", i ? " " : "",
-                              c[i].name, held ? "EPERM" : c[i].rc == 0 ? "ALLOWED" : "other");
+                              c[i].name,
+                              held           ? "EPERM"
+                              : c[i].rc == 0 ? "ALLOWED"
+                                             : "other");
         if (!held && rc == 0) {
             snprintf(err, errlen, "self-check: %s was not refused inside the filter (%s)",
                      c[i].name, c[i].rc == 0 ? "it succeeded" : strerror(c[i].e));

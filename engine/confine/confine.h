@@ -74,7 +74,6 @@ void confine_describe(const confine_result *r, const char *const *writable, size
 
 /* Step 0 alone (privileges), for a process that confines itself in
  * stages: see above. 0, or -1 with err. */
-CF_WUR int confine_drop_privileges(const char *user, confine_result *res, char *err,
-                                   size_t errlen);
+CF_WUR int confine_drop_privileges(const char *user, confine_result *res, char *err, size_t errlen);
 
 #endif

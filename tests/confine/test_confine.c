@@ -58,18 +58,18 @@ static void *thread_fn(void *arg)
 
 /* Result bits, one per expectation met. */
 enum {
-    R_WRITE_OK = 1 << 0,     /* create + write below the writable folder */
-    R_RENAME_OK = 1 << 1,    /* rename within it */
+    R_WRITE_OK = 1 << 0,      /* create + write below the writable folder */
+    R_RENAME_OK = 1 << 1,     /* rename within it */
     R_CREATE_DENIED = 1 << 2, /* create in the read-only folder: EACCES */
-    R_WRITE_DENIED = 1 << 3, /* open an existing file there for writing: EACCES */
+    R_WRITE_DENIED = 1 << 3,  /* open an existing file there for writing: EACCES */
     R_UNLINK_DENIED = 1 << 4,
-    R_READ_OK = 1 << 5,      /* read it */
+    R_READ_OK = 1 << 5, /* read it */
     R_EXEC_DENIED = 1 << 6,
     R_FORK_DENIED = 1 << 7,
     R_THREAD_OK = 1 << 8,
-    R_NNP = 1 << 9,          /* NoNewPrivs: 1 */
-    R_SECCOMP = 1 << 10,     /* Seccomp: 2 */
-    R_LANDLOCK = 1 << 11,    /* Landlock applied (abi > 0) */
+    R_NNP = 1 << 9,           /* NoNewPrivs: 1 */
+    R_SECCOMP = 1 << 10,      /* Seccomp: 2 */
+    R_LANDLOCK = 1 << 11,     /* Landlock applied (abi > 0) */
     R_CHMOD_DENIED = 1 << 12, /* chmod/fchmod of a file the process owns: EPERM */
     R_CHOWN_DENIED = 1 << 13, /* chown/fchown/lchown (even to the same owner): EPERM */
     R_XATTR_DENIED = 1 << 14, /* setxattr/removexattr: EPERM */

@@ -750,8 +750,10 @@ static int cmd_orders(int argc, char **argv)
 
 int cmd_acme(int argc, char **argv)
 {
-    static const cli_command c[] = {
-        {"eab", cmd_eab, ""}, {"accounts", cmd_accounts, ""}, {"orders", cmd_orders, ""}, {"status", status, ""},
-        {"token", cmd_acme_token, ""}};
+    static const cli_command c[] = {{"eab", cmd_eab, ""},
+                                    {"accounts", cmd_accounts, ""},
+                                    {"orders", cmd_orders, ""},
+                                    {"status", status, ""},
+                                    {"token", cmd_acme_token, ""}};
     return cli_dispatch("acme", c, 5, usage_text, argc, argv);
 }

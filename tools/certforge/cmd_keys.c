@@ -360,8 +360,8 @@ static int keys_list(int argc, char **argv)
         if (nc == 0)
             printf("(none)\n");
         else
-            printf("%-20s %-16s %-4s %-20s %-24s %s\n", "LABEL", "ID", "KEY", "NOT AFTER", "SUBJECT",
-                   "SHA-256");
+            printf("%-20s %-16s %-4s %-20s %-24s %s\n", "LABEL", "ID", "KEY", "NOT AFTER",
+                   "SUBJECT", "SHA-256");
         for (size_t i = 0; i < nc; i++) {
             char sub[512], na[40], fp[100];
             (void)cax_summary(cd[i].der, cd[i].der_len, sub, sizeof(sub), na, sizeof(na), fp,
@@ -584,8 +584,9 @@ static int daemon_uses_key(const char *sock, EVP_PKEY *pub, char *name, size_t n
         snprintf(why, wcap, "certforged at %s did not answer KEYS: %s", sock,
                  q > 0 ? "timeout" : cf_client_error(c));
     } else if (resp.status != CF_ST_OK) {
-        snprintf(why, wcap, "certforged at %s answered KEYS with %s (add \"keys\" to this user's "
-                            "grant)",
+        snprintf(why, wcap,
+                 "certforged at %s answered KEYS with %s (add \"keys\" to this user's "
+                 "grant)",
                  sock, cf_status_name(resp.status));
     } else {
         rc = 0;
@@ -721,8 +722,7 @@ static int key_command(enum key_op op, int argc, char **argv)
                          "key and certificate objects would be gone for good)",
                          name, key);
     if (op == OP_CSR && !subject)
-        return cli_usage("%s: --subject is required (e.g. '/C=FI/O=Example/CN=Issuing CA')",
-                         name);
+        return cli_usage("%s: --subject is required (e.g. '/C=FI/O=Example/CN=Issuing CA')", name);
 
     hsm_token *t = NULL;
     int rc = cli_open_token_for_key(token, key, &t);
@@ -831,12 +831,9 @@ static int keys_csr(int argc, char **argv)
 }
 
 static const cli_command keys_cmds[] = {
-    {"list", keys_list, "tokens and keys"},
-    {"generate", keys_generate, "generate a key pair"},
-    {"show", keys_show, "one key's attributes"},
-    {"export-pub", keys_export, "public key as PEM"},
-    {"csr", keys_csr, "CSR signed by the key"},
-    {"delete", keys_delete, "destroy a key pair"},
+    {"list", keys_list, "tokens and keys"},      {"generate", keys_generate, "generate a key pair"},
+    {"show", keys_show, "one key's attributes"}, {"export-pub", keys_export, "public key as PEM"},
+    {"csr", keys_csr, "CSR signed by the key"},  {"delete", keys_delete, "destroy a key pair"},
 };
 
 int cmd_keys(int argc, char **argv)

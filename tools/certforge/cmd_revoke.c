@@ -221,8 +221,8 @@ int cmd_crl(int argc, char **argv)
         rc = cli_fail("crl: --out %s", err);
         goto done;
     }
-    bool ok = der ? fwrite(r.crl.p, 1, r.crl.len, of.f) == r.crl.len
-                  : PEM_write_X509_CRL(of.f, x) == 1;
+    bool ok =
+        der ? fwrite(r.crl.p, 1, r.crl.len, of.f) == r.crl.len : PEM_write_X509_CRL(of.f, x) == 1;
     if (!ok) {
         cf_outfile_abort(&of);
         rc = cli_fail("crl: cannot write %s", out ? out : "stdout");

@@ -83,8 +83,16 @@ static const char change_help[] =
     "  1  failure: token, current PIN refused, new PIN refused by the token, file problem\n"
     "  2  usage error\n";
 
-enum { OPT_LABEL = 256, OPT_SO_PIN_FILE, OPT_PIN_FILE, OPT_MODULE, OPT_JSON, OPT_HELP, OPT_TOKEN,
-       OPT_NEW_PIN_FILE };
+enum {
+    OPT_LABEL = 256,
+    OPT_SO_PIN_FILE,
+    OPT_PIN_FILE,
+    OPT_MODULE,
+    OPT_JSON,
+    OPT_HELP,
+    OPT_TOKEN,
+    OPT_NEW_PIN_FILE
+};
 
 static int token_init(int argc, char **argv)
 {
@@ -152,8 +160,8 @@ static int token_init(int argc, char **argv)
         return rc;
     char *abs = realpath(pin_file, NULL);
     char uri[2048];
-    snprintf(uri, sizeof(uri), "pkcs11:token=%s;serial=%s?module-path=%s&pin-source=file:%s",
-             label, serial, module, abs ? abs : pin_file);
+    snprintf(uri, sizeof(uri), "pkcs11:token=%s;serial=%s?module-path=%s&pin-source=file:%s", label,
+             serial, module, abs ? abs : pin_file);
     free(abs);
     if (json) {
         cli_json j;

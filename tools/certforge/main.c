@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <string.h>
 
-
 static const cli_command commands[] = {
     {"token", cmd_token, "initialise a PKCS#11 token, change its user PIN"},
     {"keys", cmd_keys, "list, generate, show, export, CSR and delete keys on a PKCS#11 token"},
