@@ -25,6 +25,8 @@
 #include "acme/store.h"
 #include "acme/tkauth.h"
 #include "acme/validate.h"
+#include "common/outfile.h"
+#include "engine/confine/confine.h"
 
 #ifndef CF_VERSION
 #define CF_VERSION "0.1.0"
@@ -81,10 +83,13 @@ static void write_status(const acme_srv *srv, int64_t started, const acme_frontc
                       (json_int_t)ss.lag_p50_ms, "lag_p99_ms", (json_int_t)ss.lag_p99_ms,
                       "lag_max_ms", (json_int_t)ss.lag_max_ms));
     }
-    char tmp[4200];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", cfg->status_file);
-    if (json_dump_file(j, tmp, JSON_COMPACT) == 0)
-        (void)rename(tmp, cfg->status_file);
+    /* through the safe writer (common/outfile.h); a status file is
+     * rewritten often and is not worth an fsync each time */
+    char *txt = json_dumps(j, JSON_COMPACT), err[600];
+    if (txt && cf_write_file(cfg->status_file, txt, strlen(txt), 0644,
+                             CF_OUT_NOSYNC | CF_OUT_NOSTDOUT, err, sizeof(err)) != 0)
+        fprintf(stderr, "status file: %s\n", err);
+    free(txt);
     json_decref(j);
 }
 
@@ -96,6 +101,51 @@ static void usage(FILE *f)
                "one line per request to standard error. --check loads the configuration, reports\n"
                "the first error with FILE:LINE and exits. docs/acme.md has every setting.\n\n"
                "Exit status: 0 stopped by SIGTERM/SIGINT, 1 start-up failed, 2 usage.\n");
+}
+
+/* The folder of a file path (into buf). */
+static const char *folder_of(const char *path, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s", path);
+    char *slash = strrchr(buf, '/');
+    if (!slash)
+        snprintf(buf, len, ".");
+    else if (slash == buf)
+        buf[1] = 0;
+    else
+        *slash = 0;
+    return buf;
+}
+
+/* Once listening (its threads started, its TLS files written): give up
+ * what serving does not need (engine/confine, docs/security.md). Writable:
+ * the SQLite state's folder, the TLS state folder, the status file's. */
+static int confine(acme_srv *srv, char *err, size_t errlen)
+{
+    const acme_cfg *cfg = srv->cfg;
+    if (!cfg->confine) {
+        acme_log(srv, ACME_LOG_WARNING, "event=unconfined reason=\"confine.enabled = false\"");
+        return 0;
+    }
+    char a[4200], b[4200];
+    const char *w[3];
+    size_t n = 0;
+    if (cfg->db_path)
+        w[n++] = folder_of(cfg->db_path, a, sizeof(a));
+    if (cfg->tls_profile && cfg->tls_state_dir)
+        w[n++] = cfg->tls_state_dir;
+    if (cfg->status_file)
+        w[n++] = folder_of(cfg->status_file, b, sizeof(b));
+    confine_result r;
+    if (confine_apply(w, n, cfg->confine_require_landlock, cfg->confine_user, &r, err, errlen) != 0)
+        return -1;
+    char d[3000];
+    confine_describe(&r, w, n, d, sizeof(d));
+    acme_log(srv, r.landlock_abi ? ACME_LOG_INFO : ACME_LOG_WARNING, "event=confined %s", d);
+    if (r.root)
+        acme_log(srv, ACME_LOG_WARNING,
+                 "event=running_as_root effect=\"uid 0 without capabilities; set confine.user\"");
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -198,6 +248,10 @@ int main(int argc, char **argv)
     sigaction(SIGHUP, &sa, NULL);
     if (acme_server_start(&srv, err, sizeof(err)) != 0) {
         fprintf(stderr, "certforge-acme: %s\n", err);
+        goto out;
+    }
+    if (confine(&srv, err, sizeof(err)) != 0) {
+        fprintf(stderr, "certforge-acme: %s: confine: %s\n", cfg_file, err);
         goto out;
     }
     int resumed = api_resume(&srv, mdb);

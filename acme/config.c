@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <libconfig.h>
 #include <stdarg.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -318,10 +319,10 @@ static int valid_dns(const char *s)
     return lab > 0;
 }
 
-static const char *const top_keys[] = {"listen",   "base_url", "instance",   "threads",  "limits",
-                                       "tls",      "certforged", "state",    "accounts", "orders",
-                                       "profiles", "validation", "ari",      "rate_limits", "log",
-                                       "status_file", "tkauth", "star", "trust_anchors", NULL};
+static const char *const top_keys[] = {
+    "listen", "base_url",    "instance", "threads",  "limits",        "tls",     "certforged",
+    "state",  "accounts",    "orders",   "profiles", "validation",    "ari",     "rate_limits",
+    "log",    "status_file", "tkauth",   "star",     "trust_anchors", "confine", NULL};
 
 static int load_root(ld *l, const config_setting_t *root)
 {
@@ -707,6 +708,25 @@ static int load_root(ld *l, const config_setting_t *root)
         get_uint(l, g, "accounts_per_address", 0, 0, 100000000, &c->rl_accounts_per_address))
         return -1;
 
+    /* confine */
+    c->confine = true;
+    if (group(l, root, "confine", &g) ||
+        (g && only(l, g, (const char *const[]){"enabled", "user", "require_landlock", NULL})) ||
+        (g && get_bool(l, g, "enabled", true, &c->confine)) ||
+        (g && get_bool(l, g, "require_landlock", false, &c->confine_require_landlock)) ||
+        (g && get_str(l, g, "user", NULL, 0, &c->confine_user)))
+        return -1;
+    if (c->confine_user) {
+        struct passwd *pw = strlen(c->confine_user) < 64 ? getpwnam(c->confine_user) : NULL;
+        if (!pw)
+            return fail(l, member(g, "user"),
+                        "no user '%.64s' on this machine (create it, e.g. useradd --system "
+                        "--no-create-home %.64s)",
+                        c->confine_user, c->confine_user);
+        if (pw->pw_uid == 0)
+            return fail(l, member(g, "user"), "'%s' is root: name an unprivileged user",
+                        c->confine_user);
+    }
     /* log */
     char *lvl = NULL;
     if (group(l, root, "log", &g) || (g && only(l, g, (const char *const[]){"level", NULL})) ||
@@ -793,6 +813,7 @@ void acme_cfg_free(acme_cfg *c)
     free(c->base_url);
     free(c->instance);
     free(c->status_file);
+    free(c->confine_user);
     free(c->trust_anchors_file);
     free(c->tls_cert_file);
     free(c->tls_key_file);

@@ -125,6 +125,13 @@ typedef struct acme_cfg {
     int log_level; /* 0 error, 1 warning, 2 info, 3 debug */
     /* the status view: counters written here every second (certforge acme status) */
     char *status_file;
+    /* confine = { enabled; user; require_landlock; }: what the daemon gives
+     * up once it serves (engine/confine: no_new_privs, Landlock with only
+     * its state, TLS and status folders writable, seccomp, no capability;
+     * started as root with a user: that user from then on) */
+    bool confine;
+    bool confine_require_landlock;
+    char *confine_user;
     /* pruning of expired pending objects */
     uint32_t prune_interval_s;
 } acme_cfg;

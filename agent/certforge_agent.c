@@ -18,6 +18,8 @@
 #include "agent/agent.h"
 #include "agent/config.h"
 #include "agent/state.h"
+#include "common/outfile.h"
+#include "engine/confine/confine.h"
 
 #ifndef CF_VERSION
 #define CF_VERSION "0.1.0"
@@ -146,10 +148,13 @@ static void write_status(agent *a, acme_db *db, int64_t started)
 #undef I
     if (!j)
         return;
-    char tmp[4200];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", a->cfg->status_file);
-    if (json_dump_file(j, tmp, JSON_COMPACT) == 0)
-        (void)rename(tmp, a->cfg->status_file);
+    /* through the safe writer (common/outfile.h); a status file is
+     * rewritten often and is not worth an fsync each time */
+    char *txt = json_dumps(j, JSON_COMPACT), err[600];
+    if (txt && cf_write_file(a->cfg->status_file, txt, strlen(txt), 0644,
+                             CF_OUT_NOSYNC | CF_OUT_NOSTDOUT, err, sizeof(err)) != 0)
+        fprintf(stderr, "status file: %s\n", err);
+    free(txt);
     json_decref(j);
 }
 
@@ -345,6 +350,49 @@ static X509_STORE *load_store(const char *file, char *err, size_t errlen)
     return st;
 }
 
+/* The folder of a file path (into buf). */
+static const char *folder_of(const char *path, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s", path);
+    char *slash = strrchr(buf, '/');
+    if (!slash)
+        snprintf(buf, len, ".");
+    else if (slash == buf)
+        buf[1] = 0;
+    else
+        *slash = 0;
+    return buf;
+}
+
+/* Once listening: give up what serving does not need (engine/confine,
+ * docs/security.md). Writable: the SQLite state's folder and the status
+ * file's; nothing else is written while running. */
+static int confine(agent *a, char *err, size_t errlen)
+{
+    const agent_cfg *cfg = a->cfg;
+    if (!cfg->confine) {
+        agent_log(a, AGENT_LOG_WARNING, "event=unconfined reason=\"confine.enabled = false\"");
+        return 0;
+    }
+    char p[4200], q[4200];
+    const char *w[2];
+    size_t n = 0;
+    if (cfg->db_path)
+        w[n++] = folder_of(cfg->db_path, p, sizeof(p));
+    if (cfg->status_file)
+        w[n++] = folder_of(cfg->status_file, q, sizeof(q));
+    confine_result r;
+    if (confine_apply(w, n, cfg->confine_require_landlock, cfg->confine_user, &r, err, errlen) != 0)
+        return -1;
+    char d[3000];
+    confine_describe(&r, w, n, d, sizeof(d));
+    agent_log(a, r.landlock_abi ? AGENT_LOG_INFO : AGENT_LOG_WARNING, "event=confined %s", d);
+    if (r.root)
+        agent_log(a, AGENT_LOG_WARNING,
+                  "event=running_as_root effect=\"uid 0 without capabilities; set confine.user\"");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *cfg_file = NULL;
@@ -423,6 +471,10 @@ int main(int argc, char **argv)
     int resumed = agent_resume(&a, mdb);
     if (agent_est_start(a.est, err, sizeof(err)) != 0) {
         fprintf(stderr, "certforge-agent: %s\n", err);
+        goto stop;
+    }
+    if (confine(&a, err, sizeof(err)) != 0) {
+        fprintf(stderr, "certforge-agent: %s: confine: %s\n", cfg_file, err);
         goto stop;
     }
     agent_log(&a, AGENT_LOG_INFO,

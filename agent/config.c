@@ -11,6 +11,7 @@
 #include <libconfig.h>
 #include <openssl/crypto.h>
 #include <stdarg.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -308,8 +309,9 @@ static int read_secret(ld *l, const config_setting_t *s, const char *path, char 
     return *out ? 0 : fail(l, NULL, "out of memory");
 }
 
-static const char *const top_keys[] = {"listen",   "threads", "limits", "tls",         "cacerts", "est", "bootstrap",
-                                       "state",    "acme",    "dns_update", "log", "status_file", NULL};
+static const char *const top_keys[] = {"listen", "threads",     "limits",  "tls",  "cacerts",
+                                       "est",    "bootstrap",   "state",   "acme", "dns_update",
+                                       "log",    "status_file", "confine", NULL};
 
 static int load_root(ld *l, const config_setting_t *root, agent_cfg *c)
 {
@@ -475,6 +477,26 @@ static int load_root(ld *l, const config_setting_t *root, agent_cfg *c)
             return fail(l, NULL, "out of memory");
     }
 
+    /* confine */
+    c->confine = true;
+    if (group(l, root, "confine", &g) ||
+        (g && only(l, g, (const char *const[]){"enabled", "user", "require_landlock", NULL})) ||
+        (g && get_bool(l, g, "enabled", true, &c->confine)) ||
+        (g && get_bool(l, g, "require_landlock", false, &c->confine_require_landlock)) ||
+        (g && get_str(l, g, "user", NULL, 0, &c->confine_user)))
+        return -1;
+    if (c->confine_user) {
+        struct passwd *pw = strlen(c->confine_user) < 64 ? getpwnam(c->confine_user) : NULL;
+        if (!pw)
+            return fail(l, member(g, "user"),
+                        "no user '%.64s' on this machine (create it, e.g. useradd --system "
+                        "--no-create-home %.64s)",
+                        c->confine_user, c->confine_user);
+        if (pw->pw_uid == 0)
+            return fail(l, member(g, "user"), "'%s' is root: name an unprivileged user",
+                        c->confine_user);
+    }
+
     char *lvl = NULL;
     if (group(l, root, "log", &g) || (g && only(l, g, (const char *const[]){"level", NULL})) ||
         get_str(l, g, "level", "info", 0, &lvl))
@@ -577,6 +599,7 @@ void agent_cfg_free(agent_cfg *c)
     for (unsigned i = 0; i < c->n_zones; i++)
         free(c->zones[i]);
     free(c->status_file);
+    free(c->confine_user);
     free(c);
 }
 

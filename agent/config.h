@@ -67,6 +67,13 @@ typedef struct agent_cfg {
 
     int log_level; /* 0 error .. 3 debug */
     char *status_file;
+    /* confine = { enabled; user; require_landlock; }: what the daemon gives
+     * up once it serves (engine/confine: no_new_privs, Landlock with only
+     * its state, TLS and status folders writable, seccomp, no capability;
+     * started as root with a user: that user from then on) */
+    bool confine;
+    bool confine_require_landlock;
+    char *confine_user;
 } agent_cfg;
 
 /* Load FILE: 0, or -1 with "FILE:LINE: PATH: PROBLEM" in err. */

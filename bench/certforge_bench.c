@@ -23,6 +23,7 @@
  * pool of distinct NF CSRs (cached on disk).
  */
 #include "bench/bench_common.h"
+#include "common/outfile.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -76,6 +77,7 @@ static void usage(FILE *f)
             "                    cluster)\n"
             "  --cache DIR       CSR pool cache (default ~/.cache/certforge-bench)\n"
             "  --json FILE       also write the results as JSON (one object per mode run)\n"
+            "  --version         print the version\n"
             "\n"
             "Latency: submit to answer (ipc), submit to completion (core), one item's work\n"
             "(floor, naive), process start to exit (openssl-x509); CLOCK_MONOTONIC.\n"
@@ -273,22 +275,34 @@ int main(int argc, char **argv)
     unsigned rounds = 3;
     size_t ncsrs = 2000;
     static const struct option opts[] = {
-        {"modes", required_argument, NULL, 'm'},   {"threads", required_argument, NULL, 't'},
-        {"count", required_argument, NULL, 'n'},   {"rounds", required_argument, NULL, 'r'},
-        {"csrs", required_argument, NULL, 'c'},    {"csr-key", required_argument, NULL, 'k'},
-        {"ca-key", required_argument, NULL, 'K'},  {"verify", required_argument, NULL, 'v'},
-        {"batch", required_argument, NULL, 'b'},   {"cache", required_argument, NULL, 'C'},
-        {"json", required_argument, NULL, 'j'},    {"help", no_argument, NULL, 'h'},
-        {"connections", required_argument, NULL, 'N'}, {"depth", required_argument, NULL, 'D'},
-        {"duration", required_argument, NULL, 'd'}, {"warmup", required_argument, NULL, 'w'},
-        {"x509-count", required_argument, NULL, 'x'}, {"x509-keep", required_argument, NULL, 'X'},
-        {"compare", optional_argument, NULL, 'P'}, {"sample", required_argument, NULL, 'S'},
-        {"no-progress", no_argument, NULL, 'q'},   {"rate", required_argument, NULL, 'R'},
+        {"modes", required_argument, NULL, 'm'},
+        {"threads", required_argument, NULL, 't'},
+        {"count", required_argument, NULL, 'n'},
+        {"rounds", required_argument, NULL, 'r'},
+        {"csrs", required_argument, NULL, 'c'},
+        {"csr-key", required_argument, NULL, 'k'},
+        {"ca-key", required_argument, NULL, 'K'},
+        {"verify", required_argument, NULL, 'v'},
+        {"batch", required_argument, NULL, 'b'},
+        {"cache", required_argument, NULL, 'C'},
+        {"json", required_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {"connections", required_argument, NULL, 'N'},
+        {"depth", required_argument, NULL, 'D'},
+        {"duration", required_argument, NULL, 'd'},
+        {"warmup", required_argument, NULL, 'w'},
+        {"x509-count", required_argument, NULL, 'x'},
+        {"x509-keep", required_argument, NULL, 'X'},
+        {"compare", optional_argument, NULL, 'P'},
+        {"sample", required_argument, NULL, 'S'},
+        {"no-progress", no_argument, NULL, 'q'},
+        {"rate", required_argument, NULL, 'R'},
         /* hidden: ipc without the ledger, only to measure what it costs */
         {"no-ledger", no_argument, NULL, 'L'},
         {"hsm-latency-us", required_argument, NULL, 'H'},
         {"sessions", required_argument, NULL, 's'},
         {"ledger-conninfo", required_argument, NULL, 'G'},
+        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -399,6 +413,9 @@ int main(int argc, char **argv)
         case 'h':
             usage(stdout);
             return 0;
+        case 'V':
+            printf("certforge-bench %s\n", CF_VERSION);
+            return 0;
         default:
             usage(stderr);
             return 2;
@@ -462,11 +479,15 @@ int main(int argc, char **argv)
         return 1;
     }
     FILE *jf = NULL;
-    if (json && !(jf = fopen(json, "w"))) {
-        fprintf(stderr, "certforge-bench: cannot write %s: %s\n", json, strerror(errno));
+    cf_outfile jo;
+    char jerr[4400];
+    if (json && cf_outfile_open(&jo, json, 0644, 0, jerr, sizeof(jerr)) != 0) {
+        fprintf(stderr, "certforge-bench: --json %s\n", jerr);
         bench_setup_cleanup(&su);
         return 1;
     }
+    if (json)
+        jf = jo.f;
     printf("certforge-bench: %s CA key in SoftHSM, %zu distinct %s CSRs, ", su.ca_key, su.pool.n,
            su.csr_key);
     if (su.hsm_latency_us > 0)
@@ -536,8 +557,8 @@ int main(int argc, char **argv)
         print_compare(rows, nrows);
     if (jf) {
         fprintf(jf, "\n]\n");
-        if (fclose(jf) != 0) {
-            fprintf(stderr, "certforge-bench: writing %s failed\n", json);
+        if (cf_outfile_commit(&jo, jerr, sizeof(jerr)) != 0) {
+            fprintf(stderr, "certforge-bench: %s\n", jerr);
             failed = 1;
         }
     }

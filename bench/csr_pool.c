@@ -1,4 +1,5 @@
 #include "bench/csr_pool.h"
+#include "common/outfile.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -115,11 +116,11 @@ out:
 
 static void save(const csr_pool *p, const char *path)
 {
-    char tmp[1100];
-    snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f)
-        return;
+    cf_outfile o;
+    char err[1200];
+    if (cf_outfile_open(&o, path, 0600, CF_OUT_NOSTDOUT | CF_OUT_NOSYNC, err, sizeof(err)) != 0)
+        return; /* a cache: without it the CSRs are made again next time */
+    FILE *f = o.f;
     fwrite(POOL_MAGIC, 1, sizeof(POOL_MAGIC) - 1, f);
     for (size_t i = 0; i < p->n; i++) {
         uint32_t len = (uint32_t)p->items[i].len;
@@ -128,10 +129,8 @@ static void save(const csr_pool *p, const char *path)
         fwrite(p->items[i].uuid, 1, sizeof(p->items[i].uuid), f);
         fwrite(p->items[i].fqdn, 1, sizeof(p->items[i].fqdn), f);
     }
-    if (fclose(f) == 0)
-        rename(tmp, path);
-    else
-        unlink(tmp);
+    if (cf_outfile_commit(&o, err, sizeof(err)) != 0)
+        fprintf(stderr, "csr cache: %s\n", err);
 }
 
 int csr_pool_get(csr_pool *p, const char *key, size_t n, const char *cache_dir)

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <pwd.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/signalfd.h>
@@ -44,16 +45,84 @@
 #define EXIT_CONFIG 1 /* config or start-up refused */
 #define EXIT_USAGE 2
 
+#ifndef CF_VERSION
+#define CF_VERSION "unknown"
+#endif
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: certforged --config FILE\n"
+               "       certforged --check-config FILE\n"
+               "       certforged --version\n"
                "\n"
                "Serve certificate issuance on the Unix socket named in FILE (server.socket).\n"
                "Runs in the foreground and logs one key=value line per event to stderr.\n"
                "SIGTERM/SIGINT: stop accepting, answer accepted requests, exit 0.\n"
+               "SIGHUP: logged, nothing reloaded (restart to apply a changed config).\n"
                "Every certificate is recorded in the ledger (FILE's `ledger` section,\n"
                "required) before it is released.\n"
-               "See docs/certforged.md and docs/configuration.md.\n");
+               "\n"
+               "  --config FILE        run with this configuration\n"
+               "  --check-config FILE  load FILE and the certificates, chains and folders it\n"
+               "                       names, report the first problem (FILE:LINE), exit 0 or 1;\n"
+               "                       touches no socket, ledger or token\n"
+               "  --version            print the version\n"
+               "  --help               this text\n"
+               "\n"
+               "See certforged(8), docs/certforged.md and docs/configuration.md.\n");
+}
+
+/* --check-config: what start-up would refuse without a socket, ledger or
+ * HSM login: the config itself, then every file and folder it names. */
+static int check_config(const char *path)
+{
+    cfg_config *cfg = NULL;
+    char err[1024];
+    int rc = EXIT_CONFIG;
+    if (cfg_load(path, &cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "certforged: %s\n", err);
+        return EXIT_CONFIG;
+    }
+    for (size_t i = 0; i < cfg->n_issuers; i++) {
+        const cfg_issuer *is = &cfg->issuers[i];
+        uint8_t *der = NULL;
+        size_t len = 0;
+        char why[256];
+        if (profile_read_cert(is->certificate, &der, &len, why, sizeof(why)) != 0) {
+            fprintf(stderr, "certforged: %s:%d: issuer '%s': %s\n", cfg->path, is->line, is->name,
+                    why);
+            goto out;
+        }
+        free(der);
+        if (is->chain && access(is->chain, R_OK) != 0) {
+            fprintf(stderr, "certforged: %s:%d: issuer '%s': chain %s: %s\n", cfg->path, is->line,
+                    is->name, is->chain, strerror(errno));
+            goto out;
+        }
+    }
+    struct stat st;
+    if (cfg->crl.line && (stat(cfg->crl.dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
+        fprintf(stderr,
+                "certforged: %s:%d: crl.dir: %s is not a folder (create it: CRLs are "
+                "published there)\n",
+                cfg->path, cfg->crl.line, cfg->crl.dir);
+        goto out;
+    }
+    if (!cfg->ledger.line) {
+        fprintf(stderr, "certforged: %s: ledger: missing required section (docs/ledger.md)\n",
+                cfg->path);
+        goto out;
+    }
+    printf("certforged: %s: configuration OK (%zu token%s, %zu key%s, %zu issuer%s, %zu "
+           "profile%s, %zu grant%s)\n",
+           cfg->path, cfg->n_tokens, cfg->n_tokens == 1 ? "" : "s", cfg->n_keys,
+           cfg->n_keys == 1 ? "" : "s", cfg->n_issuers, cfg->n_issuers == 1 ? "" : "s",
+           cfg->n_profiles, cfg->n_profiles == 1 ? "" : "s", cfg->n_grants,
+           cfg->n_grants == 1 ? "" : "s");
+    rc = 0;
+out:
+    cfg_free(cfg);
+    return rc;
 }
 
 typedef struct daemon_keys {
@@ -425,6 +494,23 @@ static const char *folder_of(const char *path, char *buf, size_t len)
     return buf;
 }
 
+/* Started as root with confine.user: the socket (and its lock file) belong
+ * to that user and its group, as if it had bound them itself, so that
+ * socket_mode's group bits reach the user's group and the user can remove
+ * them at the stop. */
+static void socket_to_user(const cfg_config *cfg)
+{
+    if (!cfg->confine.enabled || !cfg->confine.user || geteuid() != 0)
+        return;
+    struct passwd *pw = getpwnam(cfg->confine.user);
+    char lock[CFG_SOCKET_PATH_MAX + 8];
+    snprintf(lock, sizeof(lock), "%s.lock", cfg->server.socket);
+    if (!pw || lchown(cfg->server.socket, pw->pw_uid, pw->pw_gid) != 0 ||
+        lchown(lock, pw->pw_uid, pw->pw_gid) != 0)
+        cf_log(CF_LOG_WARNING, "socket_owner", "socket=%s user=%s err=\"%s\"", cfg->server.socket,
+               cfg->confine.user, strerror(errno));
+}
+
 /* After start-up: give up what serving does not need (docs/security.md). */
 static int confine_daemon(const cfg_config *cfg, bool ledger_on, char *err, size_t errlen)
 {
@@ -444,18 +530,25 @@ static int confine_daemon(const cfg_config *cfg, bool ledger_on, char *err, size
         w[n++] = cfg->confine.writable[i];
     confine_result r;
     char why[600];
-    if (confine_apply(w, n, cfg->confine.require_landlock, &r, why, sizeof(why)) != 0) {
+    if (confine_apply(w, n, cfg->confine.require_landlock, cfg->confine.user, &r, why,
+                      sizeof(why)) != 0) {
         snprintf(err, errlen, "%s: confine: %s", cfg->path, why);
         return -1;
     }
     size_t o = 0;
     for (size_t i = 0; i < n && o < sizeof(list) - 2; i++)
         o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", i ? "," : "", w[i]);
-    char q[2100];
+    char q[2100], qc[300];
     cf_log(r.landlock_abi ? CF_LOG_INFO : CF_LOG_WARNING, "confined",
-           "no_new_privs=yes landlock_abi=%d seccomp=%s writable=%s%s", r.landlock_abi,
-           r.seccomp ? "yes" : "no", cf_log_quote(list, q, sizeof(q)),
+           "no_new_privs=yes landlock_abi=%d seccomp=%s writable=%s uid=%u gid=%u caps=none "
+           "bounding=%s checks=%s%s",
+           r.landlock_abi, r.seccomp ? "yes" : "no", cf_log_quote(list, q, sizeof(q)), r.uid, r.gid,
+           r.bounding_cleared ? "empty" : "kept", cf_log_quote(r.checks, qc, sizeof(qc)),
            r.landlock_abi ? "" : " effect=\"no Landlock in this kernel: files not restricted\"");
+    if (r.root)
+        cf_log(CF_LOG_WARNING, "running_as_root",
+               "effect=\"uid 0 without capabilities; set confine.user to run as an unprivileged "
+               "user\"");
     return 0;
 }
 
@@ -555,6 +648,10 @@ static void *startup_watch_main(void *arg)
         struct signalfd_siginfo si;
         if (read(w->sfd, &si, sizeof(si)) != (ssize_t)sizeof(si))
             continue;
+        if (si.ssi_signo == SIGHUP) { /* nothing to reload yet: keep starting */
+            cf_log(CF_LOG_WARNING, "signal", "sig=HUP action=none phase=start-up");
+            continue;
+        }
         cf_log(CF_LOG_WARNING, "signal", "sig=%s action=exit phase=start-up",
                si.ssi_signo == SIGINT ? "INT" : "TERM");
         fprintf(stderr, "certforged: stopped by a signal during start-up\n");
@@ -595,6 +692,8 @@ int main(int argc, char **argv)
     /* --unsafe-no-ledger: undocumented in --help on purpose; certforge-bench
      * uses it to measure the ledger's cost (docs/certforged.md). */
     static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
+                                             {"check-config", required_argument, NULL, 'C'},
+                                             {"version", no_argument, NULL, 'V'},
                                              {"help", no_argument, NULL, 'h'},
                                              {"unsafe-no-ledger", no_argument, NULL, 'N'},
                                              {NULL, 0, NULL, 0}};
@@ -609,6 +708,15 @@ int main(int argc, char **argv)
         case 'h':
             usage(stdout);
             return 0;
+        case 'V':
+            printf("certforged %s\n", CF_VERSION);
+            return 0;
+        case 'C':
+            if (optind != argc) {
+                usage(stderr);
+                return EXIT_USAGE;
+            }
+            return check_config(optarg);
         case 'N':
             no_ledger = true;
             break;
@@ -645,6 +753,7 @@ int main(int argc, char **argv)
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP); /* logged, not fatal (docs/certforged.md, SIGNALS) */
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -653,7 +762,8 @@ int main(int argc, char **argv)
         goto out;
     }
     cf_log_set_level(cfg->log.level);
-    cf_log(CF_LOG_INFO, "start", "config=%s pid=%d", cfg->path, (int)getpid());
+    cf_log(CF_LOG_INFO, "start", "version=%s config=%s pid=%d", CF_VERSION, cfg->path,
+           (int)getpid());
     sfd = signalfd(-1, &set, SFD_CLOEXEC);
     if (sfd < 0) {
         fprintf(stderr, "certforged: signalfd: %s\n", strerror(errno));
@@ -669,6 +779,7 @@ int main(int argc, char **argv)
         cf_log(CF_LOG_ERROR, "refused", "reason=socket");
         goto out;
     }
+    socket_to_user(cfg);
     /* The ledger after the socket (a second daemon is refused before it
      * touches the ledger), before the engine (no HSM login without it). */
     if (open_ledger(cfg, no_ledger, &led, err, sizeof(err)) != 0) {

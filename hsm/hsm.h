@@ -32,7 +32,7 @@
  * malformed URI) and a message fit for an operator. */
 typedef struct hsm_err {
     CK_RV rv;
-    char msg[320];
+    char msg[640];
 } hsm_err;
 
 /* Key types (cf_key_type) and signature algorithms (cf_sig_alg, each

@@ -876,3 +876,206 @@ out:
     close_session(t, s);
     return rc;
 }
+
+/* --- certificate objects, all of them --------------------------------------- */
+
+void hsm_certs_free(hsm_cert_desc *d, size_t n)
+{
+    for (size_t i = 0; d && i < n; i++)
+        free(d[i].der);
+    free(d);
+}
+
+int hsm_certs_list(hsm_token *t, hsm_cert_desc **out, size_t *n, hsm_err *err)
+{
+    *out = NULL;
+    *n = 0;
+    CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+    CK_OBJECT_HANDLE h[256];
+    CK_ULONG nh = 0;
+    hsm_cert_desc *d = NULL;
+    int rc = -1;
+    if (hsm_token_session(t, false, &s, err) != 0)
+        return -1;
+    CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
+    CK_ATTRIBUTE tmpl[] = {{CKA_CLASS, &cls, sizeof(cls)}};
+    if (hsm_find(t, s, tmpl, 1, h, 256, &nh, err) != 0)
+        goto out;
+    d = calloc(nh ? nh : 1, sizeof(*d));
+    if (!d) {
+        hsm_fail(err, CKR_HOST_MEMORY, "out of memory");
+        goto out;
+    }
+    for (CK_ULONG i = 0; i < nh; i++) {
+        hsm_cert_desc *c = &d[i];
+        uint8_t *v = NULL;
+        CK_ULONG vl = 0;
+        hsm_err ignore;
+        if (hsm_get_attr(t, s, h[i], CKA_LABEL, &v, &vl, &ignore) == 0) {
+            snprintf(c->label, sizeof(c->label), "%.*s", (int)(vl < 255 ? vl : 255), (char *)v);
+            free(v);
+        }
+        if (hsm_get_attr(t, s, h[i], CKA_ID, &v, &vl, &ignore) == 0) {
+            c->id_len = vl < sizeof(c->id) ? vl : sizeof(c->id);
+            memcpy(c->id, v, c->id_len);
+            free(v);
+        }
+        cf_hex_encode(c->id, c->id_len, c->id_hex, sizeof(c->id_hex));
+        if (hsm_get_attr(t, s, h[i], CKA_VALUE, &v, &vl, &ignore) == 0) {
+            c->der = v;
+            c->der_len = vl;
+        }
+        if (c->id_len) {
+            CK_OBJECT_CLASS pc = CKO_PRIVATE_KEY;
+            CK_ATTRIBUTE tp[] = {{CKA_CLASS, &pc, sizeof(pc)}, {CKA_ID, c->id, c->id_len}};
+            int failed = 0;
+            c->has_private = count_objects(t, s, tp, 2, &failed, err) > 0;
+            if (failed)
+                goto out;
+        }
+    }
+    *out = d;
+    *n = nh;
+    d = NULL;
+    rc = 0;
+out:
+    hsm_certs_free(d, nh);
+    close_session(t, s);
+    return rc;
+}
+
+/* --- token set-up ----------------------------------------------------------- */
+
+int hsm_token_init(const char *module_path, const char *label, const char *so_pin, size_t so_len,
+                   const char *pin, size_t pin_len, char serial[17], hsm_err *err)
+{
+    const char *path = module_path ? module_path : CF_SOFTHSM_MODULE;
+    hsm_module *m = NULL;
+    CK_SLOT_ID *slots = NULL, slot = 0;
+    CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+    bool found = false, logged_in = false;
+    int rc = -1;
+    size_t ll = strlen(label);
+    if (ll == 0 || ll > 32)
+        return hsm_fail(err, CKR_ARGUMENTS_BAD, "token label '%s' must be 1 to 32 characters",
+                        label);
+    if (hsm_module_acquire(path, &m, err) != 0)
+        return -1;
+    CK_ULONG ns = 0;
+    CK_RV rv = m->f->C_GetSlotList(CK_TRUE, NULL, &ns);
+    if (rv == CKR_OK && !(slots = calloc(ns ? ns : 1, sizeof(*slots)))) {
+        hsm_fail(err, CKR_HOST_MEMORY, "out of memory");
+        goto out;
+    }
+    if (rv == CKR_OK)
+        rv = m->f->C_GetSlotList(CK_TRUE, slots, &ns);
+    if (rv != CKR_OK) {
+        hsm_fail(err, rv, "PKCS#11 module %s: C_GetSlotList failed (%s)", path, hsm_rv_name(rv));
+        goto out;
+    }
+    for (CK_ULONG i = 0; i < ns; i++) {
+        CK_TOKEN_INFO ti;
+        if (m->f->C_GetTokenInfo(slots[i], &ti) != CKR_OK)
+            continue;
+        if (ti.flags & CKF_TOKEN_INITIALIZED) {
+            char lab[33];
+            hsm_trim(lab, ti.label, sizeof(ti.label));
+            if (strcmp(lab, label) == 0) {
+                hsm_fail(err, CKR_ARGUMENTS_BAD,
+                         "module %s already has a token labelled '%s' (serial %.16s); choose "
+                         "another label (nothing was changed)",
+                         path, label, (const char *)ti.serialNumber);
+                goto out;
+            }
+        } else if (!found) {
+            slot = slots[i];
+            found = true;
+        }
+    }
+    if (!found) {
+        char hint[300];
+        hsm_softhsm_hint(path, hint, sizeof(hint));
+        hsm_fail(err, CKR_TOKEN_NOT_PRESENT,
+                 "module %s has no token left to initialise (every token present is "
+                 "initialised)%s",
+                 path, hint);
+        goto out;
+    }
+    CK_UTF8CHAR lab32[32];
+    memset(lab32, ' ', sizeof(lab32));
+    memcpy(lab32, label, ll);
+    rv = m->f->C_InitToken(slot, (CK_UTF8CHAR_PTR)so_pin, so_len, lab32);
+    if (rv != CKR_OK) {
+        hsm_fail(err, rv, "C_InitToken '%s' failed (%s)", label, hsm_rv_name(rv));
+        goto out;
+    }
+    /* SoftHSM moves a freshly initialised token to a new slot id: find it */
+    free(slots);
+    slots = NULL;
+    found = false;
+    rv = m->f->C_GetSlotList(CK_TRUE, NULL, &ns);
+    if (rv == CKR_OK && (slots = calloc(ns ? ns : 1, sizeof(*slots))) != NULL)
+        rv = m->f->C_GetSlotList(CK_TRUE, slots, &ns);
+    for (CK_ULONG i = 0; rv == CKR_OK && slots && i < ns && !found; i++) {
+        CK_TOKEN_INFO ti;
+        char lab[33];
+        if (m->f->C_GetTokenInfo(slots[i], &ti) != CKR_OK || !(ti.flags & CKF_TOKEN_INITIALIZED))
+            continue;
+        hsm_trim(lab, ti.label, sizeof(ti.label));
+        if (strcmp(lab, label) == 0) {
+            slot = slots[i];
+            hsm_trim(serial, ti.serialNumber, sizeof(ti.serialNumber));
+            found = true;
+        }
+    }
+    if (!found) {
+        hsm_fail(err, CKR_GENERAL_ERROR, "token '%s' was initialised but is not listed", label);
+        goto out;
+    }
+    rv = m->f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s);
+    if (rv == CKR_OK) {
+        rv = m->f->C_Login(s, CKU_SO, (CK_UTF8CHAR_PTR)so_pin, so_len);
+        logged_in = rv == CKR_OK;
+    }
+    if (rv == CKR_OK)
+        rv = m->f->C_InitPIN(s, (CK_UTF8CHAR_PTR)pin, pin_len);
+    if (rv != CKR_OK) {
+        hsm_fail(err, rv, "token '%s' initialised, but setting its user PIN failed (%s)", label,
+                 hsm_rv_name(rv));
+        goto out;
+    }
+    rc = 0;
+out:
+    if (logged_in)
+        m->f->C_Logout(s);
+    if (s != CK_INVALID_HANDLE)
+        m->f->C_CloseSession(s);
+    free(slots);
+    hsm_module_release(m);
+    return rc;
+}
+
+int hsm_token_change_pin(hsm_token *t, const char *new_pin, size_t new_len, hsm_err *err)
+{
+    char old[256];
+    size_t ol = 0;
+    CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+    int rc = -1;
+    if (hsm_token_read_pin(t, old, sizeof(old), &ol, err) != 0)
+        goto out;
+    if (hsm_token_session(t, true, &s, err) != 0)
+        goto out;
+    CK_RV rv = t->f->C_SetPIN(s, (CK_UTF8CHAR_PTR)old, ol, (CK_UTF8CHAR_PTR)new_pin, new_len);
+    if (rv != CKR_OK) {
+        hsm_fail(err, rv, "token '%s': C_SetPIN failed (%s)%s", t->label, hsm_rv_name(rv),
+                 rv == CKR_PIN_LEN_RANGE ? ": the new PIN's length is outside the token's range"
+                 : rv == CKR_PIN_INVALID ? ": the token does not accept these characters"
+                                         : "");
+        goto out;
+    }
+    rc = 0;
+out:
+    OPENSSL_cleanse(old, sizeof(old));
+    close_session(t, s);
+    return rc;
+}

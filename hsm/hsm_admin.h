@@ -150,4 +150,35 @@ CF_WUR int hsm_cert_store(hsm_token *t, const char *key_uri, const hsm_cert_der 
 CF_WUR int hsm_cert_load(hsm_token *t, const char *key_uri, uint8_t **der, size_t *len,
                          hsm_err *err);
 
+/* Every certificate object on the (logged-in) token, whoever put it there
+ * (a key's own, or one stored by another tool: its label still blocks
+ * `keys generate`). der is malloc'd: free with hsm_certs_free. */
+typedef struct hsm_cert_desc {
+    char label[256];
+    uint8_t id[64];
+    size_t id_len;
+    char id_hex[129];
+    uint8_t *der; /* CKA_VALUE */
+    size_t der_len;
+    bool has_private; /* a private key with the same CKA_ID */
+} hsm_cert_desc;
+
+CF_WUR int hsm_certs_list(hsm_token *t, hsm_cert_desc **out, size_t *n, hsm_err *err);
+void hsm_certs_free(hsm_cert_desc *d, size_t n);
+
+/* --- token set-up ------------------------------------------------------- */
+
+/* Initialise the first token of the module (NULL: CF_SOFTHSM_MODULE) that
+ * is not initialised yet (C_InitToken with so_pin and label), then set its
+ * user PIN (C_InitPIN as the SO). Refuses a label an initialised token of
+ * the module already has. The serial of the new token goes to serial
+ * (17 octets). PINs are not kept. */
+CF_WUR int hsm_token_init(const char *module_path, const char *label, const char *so_pin,
+                          size_t so_len, const char *pin, size_t pin_len, char serial[17],
+                          hsm_err *err);
+
+/* Change the user PIN of the (logged-in) token t from the one its PIN
+ * source gives to new_pin (C_SetPIN). */
+CF_WUR int hsm_token_change_pin(hsm_token *t, const char *new_pin, size_t new_len, hsm_err *err);
+
 #endif

@@ -191,4 +191,12 @@ void hsm_module_release(hsm_module *m);
 /* Copy a blank-padded PKCS#11 text field into a C string. */
 void hsm_trim(char *dst, const CK_UTF8CHAR *src, size_t n);
 
+/* " (SoftHSM: SOFTHSM2_CONF is not set ...)" for messages about a SoftHSM
+ * module; "" for other modules. */
+void hsm_softhsm_hint(const char *module_path, char *buf, size_t cap);
+
+/* The PIN t's pin-source (or CERTFORGE_PIN) gives, with the usual checks.
+ * Wipe it after use. */
+CF_WUR int hsm_token_read_pin(const hsm_token *t, char *pin, size_t cap, size_t *len, hsm_err *err);
+
 #endif

@@ -515,6 +515,13 @@ int hsm_sign(hsm_signer *s, cf_sig_alg m, const uint8_t *in, size_t inlen, uint8
         if (rv == CKR_MECHANISM_INVALID)
             return hsm_fail(err, rv, "token '%s' does not support mechanism %s", s->t->label,
                             cf_sig_alg_name(m));
+        /* the handle found at start-up is gone: someone destroyed the key
+         * (certforge keys delete refuses a key a live certforged reports) */
+        if (rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID)
+            return hsm_fail(err, rv,
+                            "the key is no longer on the token '%s' (%s): deleted? restart with "
+                            "a key that exists",
+                            s->t->label, hsm_rv_name(rv));
         return hsm_fail(err, rv, "token '%s': signing with %s failed (%s)", s->t->label,
                         cf_sig_alg_name(m), hsm_rv_name(rv));
     }

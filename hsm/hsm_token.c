@@ -94,6 +94,28 @@ int hsm_fail(hsm_err *err, CK_RV rv, const char *fmt, ...)
     return -1;
 }
 
+/* A hint for messages about a SoftHSM module: which configuration it read,
+ * or why it probably read none (SOFTHSM2_CONF unset, or naming a file that
+ * is not there). "" for other modules. */
+void hsm_softhsm_hint(const char *module_path, char *buf, size_t cap)
+{
+    buf[0] = 0;
+    if (!module_path || !strstr(module_path, "softhsm"))
+        return;
+    const char *conf = getenv("SOFTHSM2_CONF");
+    if (!conf || !*conf) {
+        snprintf(buf, cap,
+                 " (SoftHSM: SOFTHSM2_CONF is not set, so it reads /etc/softhsm/softhsm2.conf and "
+                 "its token folder; export SOFTHSM2_CONF=/path/to/softhsm2.conf for another)");
+        return;
+    }
+    if (access(conf, R_OK) != 0)
+        snprintf(buf, cap, " (SoftHSM: SOFTHSM2_CONF=%s cannot be read: %s; fix or unset it)", conf,
+                 strerror(errno));
+    else
+        snprintf(buf, cap, " (SoftHSM tokens as configured in SOFTHSM2_CONF=%s)", conf);
+}
+
 uint64_t hsm_now_ms(void)
 {
     struct timespec ts;
@@ -175,7 +197,10 @@ static int module_get(const char *path, hsm_module **out, hsm_err *err)
     }
     CK_RV rv = module_initialize(m);
     if (rv != CKR_OK) {
-        hsm_fail(err, rv, "PKCS#11 module %s: C_Initialize failed (%s)", path, hsm_rv_name(rv));
+        char hint[300];
+        hsm_softhsm_hint(path, hint, sizeof(hint));
+        hsm_fail(err, rv, "PKCS#11 module %s: C_Initialize failed (%s)%s", path, hsm_rv_name(rv),
+                 hint);
         goto out;
     }
     m->fork_gen = atomic_load(&hsm_fork_gen);
@@ -308,6 +333,11 @@ static int read_pin(const hsm_token *t, char *pin, size_t cap, size_t *len, hsm_
     return 0;
 }
 
+int hsm_token_read_pin(const hsm_token *t, char *pin, size_t cap, size_t *len, hsm_err *err)
+{
+    return read_pin(t, pin, cap, len, err);
+}
+
 /* --- slots and tokens ---------------------------------------------------- */
 
 /* Find the slot whose token matches the URI. On failure, the message lists
@@ -355,8 +385,10 @@ static int find_slot(hsm_token *t, hsm_err *err)
     if (found > 1)
         return hsm_fail(err, CKR_ARGUMENTS_BAD,
                         "%s matches %d tokens; add serial= to pick one", t->uri_text, found);
-    return hsm_fail(err, CKR_TOKEN_NOT_PRESENT, "no token matches %s; tokens present: %s",
-                    t->uri_text, used ? seen : "none");
+    char hint[300];
+    hsm_softhsm_hint(t->mod ? t->mod->path : NULL, hint, sizeof(hint));
+    return hsm_fail(err, CKR_TOKEN_NOT_PRESENT, "no token matches %s; tokens present: %s%s",
+                    t->uri_text, used ? seen : "none", hint);
 }
 
 /* The PIN file behind pin-source, or NULL for an environment PIN. */
@@ -423,10 +455,23 @@ static int login(hsm_token *t, CK_SESSION_HANDLE s, hsm_err *err)
         } else if (rv == CKR_OK) {
             t->pin_rejected = false;
         }
-        if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_INVALID || rv == CKR_PIN_LEN_RANGE)
-            rc = hsm_fail(err, rv, "token '%s' rejected the PIN from %s (%s)", t->label,
-                          t->pin_source ? t->pin_source : "CERTFORGE_PIN", hsm_rv_name(rv));
-        else if (rv == CKR_PIN_LOCKED)
+        if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_INVALID || rv == CKR_PIN_LEN_RANGE) {
+            /* what the failed attempt did to the retry counter */
+            CK_TOKEN_INFO after;
+            const char *left = "";
+            if (t->f->C_GetTokenInfo(t->slot, &after) == CKR_OK) {
+                if (after.flags & CKF_USER_PIN_LOCKED)
+                    left = "; the user PIN is now LOCKED (unlock it with the SO PIN)";
+                else if (after.flags & CKF_USER_PIN_FINAL_TRY)
+                    left = "; WARNING: the token now reports its final try (user-pin-final-try): "
+                           "one more wrong PIN locks it";
+                else if (after.flags & CKF_USER_PIN_COUNT_LOW)
+                    left = "; WARNING: the token now reports few tries left "
+                           "(user-pin-count-low): check the PIN before trying again";
+            }
+            rc = hsm_fail(err, rv, "token '%s' rejected the PIN from %s (%s)%s", t->label,
+                          t->pin_source ? t->pin_source : "CERTFORGE_PIN", hsm_rv_name(rv), left);
+        } else if (rv == CKR_PIN_LOCKED)
             rc = hsm_fail(err, rv, "token '%s': the user PIN is locked (%s)", t->label,
                           hsm_rv_name(rv));
         else if (rv != CKR_OK)

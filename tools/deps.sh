@@ -27,12 +27,14 @@ CF_DEBS=(
   curl sqlite3                  # tests and hooks
   libldns-dev                   # certforge-agent: RFC 2136 updates with TSIG for dns-01 (agent/dnsupd.c)
   knot dnsutils                 # the agent's tests: knotd takes those updates, dig reads the zone
+  groff-base                    # tests/install: the man pages render without warnings
 )
 
 # Wanted but not required: without them the PostgreSQL tests are reported
 # skipped (tools/pg-cluster.sh exits 77), everything else runs.
 CF_DEBS_OPTIONAL=(
   postgresql                    # throwaway clusters for the PostgreSQL ledger tests and bench
+  systemd                       # tests/install: systemd-analyze verify of the units (else not verified)
 )
 
 cf_missing_debs() {

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <libconfig.h>
 #include <libpq-fe.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1219,7 +1220,7 @@ static int load_crl(ld *l, const config_setting_t *root, cfg_crl *cr)
 
 static int load_confine(ld *l, const config_setting_t *root, cfg_confine *cf)
 {
-    static const char *const known[] = {"enabled", "require_landlock", "writable", NULL};
+    static const char *const known[] = {"enabled", "require_landlock", "writable", "user", NULL};
     cf->enabled = true;
     config_setting_t *g = config_setting_get_member(root, "confine");
     if (!g)
@@ -1231,6 +1232,24 @@ static int load_confine(ld *l, const config_setting_t *root, cfg_confine *cf)
     if (get_bool(l, g, "enabled", true, &cf->enabled) ||
         get_bool(l, g, "require_landlock", false, &cf->require_landlock))
         return -1;
+    config_setting_t *u = config_setting_get_member(g, "user");
+    if (u) {
+        if (config_setting_type(u) != CONFIG_TYPE_STRING)
+            return fail(l, u, "must be a user name (a string)");
+        const char *name = config_setting_get_string(u);
+        /* checked here so --check-config and a refused start name it; the
+         * switch itself happens after start-up (engine/confine) */
+        struct passwd *pw = *name && strlen(name) < 64 ? getpwnam(name) : NULL;
+        if (!pw)
+            return fail(l, u,
+                        "no user '%.64s' on this machine (create it, e.g. useradd --system "
+                        "--no-create-home certforge)",
+                        name);
+        if (pw->pw_uid == 0)
+            return fail(l, u, "'%s' is root: name an unprivileged user", name);
+        if (!(cf->user = strdup(name)))
+            return fail(l, u, "out of memory");
+    }
     config_setting_t *lst;
     if (get_strlist(l, g, "writable", &lst))
         return -1;
@@ -1314,6 +1333,7 @@ void cfg_free(cfg_config *c)
     for (size_t i = 0; i < c->confine.n_writable; i++)
         free(c->confine.writable[i]);
     free(c->confine.writable);
+    free(c->confine.user);
     free(c->grants);
     free(c->server.socket);
     free(c->ledger.path);

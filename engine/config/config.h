@@ -222,6 +222,7 @@ typedef struct cfg_confine {
     bool require_landlock; /* refuse to start on a kernel without Landlock */
     char **writable;       /* more folders left writable (absolute) */
     size_t n_writable;
+    char *user; /* started as root: switch to this user (NULL: stay root, warned) */
     int line;
 } cfg_confine;
 

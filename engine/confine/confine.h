@@ -13,9 +13,25 @@
  *      leaves this step out (reported in the result) unless required;
  *   3. seccomp (libseccomp): execve/execveat, fork/vfork and process
  *      clones (threads stay allowed), ptrace and cross-process memory,
- *      mount/namespace/module/kexec/bpf/keyring/reboot/swap/uid changes
- *      fail with EPERM. io_uring requests are not seen by seccomp; the
- *      Landlock rules apply to the files they open.
+ *      mount/namespace/module/kexec/bpf/keyring/reboot/swap/uid changes,
+ *      capset, and every change of file metadata Landlock does not cover:
+ *      chmod/fchmod/fchmodat, the chown family, setting and removing
+ *      extended attributes, fail with EPERM. io_uring requests are not
+ *      seen by seccomp; the Landlock rules apply to the files they open.
+ *
+ * Before those, privileges (confine_apply, step 0):
+ *   - started as root with a `user`: supplementary groups set to the
+ *     user's primary group only, the capability bounding set cleared,
+ *     then gid and uid (real, effective, saved) switched to the user's;
+ *   - always: ambient capabilities cleared, the bounding set cleared where
+ *     the process may (CAP_SETPCAP: started as root), and the effective,
+ *     permitted and inheritable sets emptied (capset).
+ *
+ * Afterwards confine_apply checks from inside that the filter holds: on an
+ * unnamed file in the first writable folder fchmod, fchown and fsetxattr,
+ * on the folder itself chmod and lchown, and setresuid must each fail with
+ * EPERM, and capget must report no capability; one that does not is a
+ * failure of confine_apply (the daemon refuses to start).
  *
  * Applies to every thread of the process (Landlock's and seccomp's
  * TSYNC). Irreversible.
@@ -32,12 +48,32 @@ typedef struct confine_result {
     int landlock_abi;  /* 0: Landlock unavailable (nothing restricted on the file system) */
     bool seccomp;      /* the filter is installed */
     size_t n_writable; /* folders left writable */
+    unsigned uid, gid; /* the identity the process runs under afterwards */
+    bool switched;     /* switched from root to `user` */
+    bool root;         /* still uid 0 (started as root, no user given): warn */
+    bool bounding_cleared; /* the capability bounding set is empty */
+    /* The self-check: e.g. "chmod=EPERM fchmod=EPERM fchown=EPERM lchown=EPERM
+     * setxattr=EPERM setuid=EPERM caps=none"; "" when not run (no writable
+     * folder to make a file in). */
+    char checks[256];
 } confine_result;
 
 /* writable: folders (they must exist). require_landlock: fail when the
- * kernel has no Landlock. Returns 0, or -1 with err (naming the step and
- * the path); after a failure the process may be partly confined. */
+ * kernel has no Landlock. user: when running as root, the user to switch
+ * to (NULL: stay root; a non-root process must already be that user).
+ * Returns 0, or -1 with err (naming the step and the path); after a
+ * failure the process may be partly confined. */
 CF_WUR int confine_apply(const char *const *writable, size_t n, bool require_landlock,
-                         confine_result *res, char *err, size_t errlen);
+                         const char *user, confine_result *res, char *err, size_t errlen);
+
+/* The result as key=value pairs for a log line: "no_new_privs=yes
+ * landlock_abi=N seccomp=yes writable=A,B uid=N gid=N caps=none
+ * bounding=empty|kept checks=\"...\"" (values quoted where they need it). */
+void confine_describe(const confine_result *r, const char *const *writable, size_t n, char *buf,
+                      size_t cap);
+
+/* Step 0 alone (privileges), for a process that confines itself in
+ * stages: see above. 0, or -1 with err. */
+CF_WUR int confine_drop_privileges(const char *user, confine_result *res, char *err, size_t errlen);
 
 #endif

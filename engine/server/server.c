@@ -193,6 +193,7 @@ struct srv {
     int signal_fd;
     int lfd;
     int lock_fd; /* SOCKET.lock, flock()ed while this srv lives */
+    bool made_dir; /* the socket's folder was created by this srv */
     bool bound;
     char path[CFG_SOCKET_PATH_MAX + 1];
     dev_t sock_dev;
@@ -666,9 +667,9 @@ static size_t enc_status(uint8_t *buf, size_t cap, const void *arg)
             rate = (double)(st.by_status[CF_ST_OK] - s->rate_issued[oldest]) * 1000.0 / (double)dt;
     }
     pthread_mutex_unlock(&s->rate_mu);
-    char v[8 + CF_ST__MAX][32];
+    char v[9 + CF_ST__MAX][32];
     char keys[CF_ST__MAX][48];
-    proto_kv kv[8 + CF_ST__MAX];
+    proto_kv kv[9 + CF_ST__MAX];
     size_t n = 0;
 #define KV(name, fmt, val)                                                                         \
     do {                                                                                           \
@@ -685,6 +686,7 @@ static size_t enc_status(uint8_t *buf, size_t cap, const void *arg)
     KV("connections", "%u", atomic_load(&s->conns));
     KV("hsm_sessions_busy", "%u", busy);
     KV("hsm_sessions_total", "%u", total);
+    KV("version", "%s", CF_VERSION);
 #undef KV
     for (int i = 1; i < CF_ST__MAX; i++) {
         uint64_t cnt = atomic_load(&s->by_status[i]);
@@ -1453,6 +1455,14 @@ static void on_signal(srv_loop *L, struct io_uring_cqe *cqe)
         arm_signal(L);
         return;
     }
+    if (L->sig.ssi_signo == SIGHUP) {
+        /* no reload yet: a changed config needs a restart; keep serving */
+        cf_log(CF_LOG_WARNING, "signal",
+               "sig=HUP action=none reload=unsupported effect=\"config not reloaded; restart "
+               "certforged to apply changes\"");
+        arm_signal(L);
+        return;
+    }
     const char *name = L->sig.ssi_signo == SIGTERM  ? "TERM"
                        : L->sig.ssi_signo == SIGINT ? "INT"
                                                     : "?";
@@ -1733,34 +1743,61 @@ static int check_socket_path(const char *path, char *err, size_t errlen)
 /* SOCKET.lock, flock()ed for the daemon's life: of two daemons started at
  * the same instant on one socket path, one gets the lock, the other is
  * refused before it checks or replaces the socket (a connect() probe alone
- * lets both see "stale" and both bind). The lock file is left in place:
- * removing it would reopen the race. */
+ * lets both see "stale" and both bind). srv_free removes the lock file
+ * (a refused start leaves nothing behind); so the lock taken must still be
+ * the file at the path: one unlinked meanwhile by the daemon that held it
+ * is let go and the new file locked. */
 static int take_lock(srv *s, char *err, size_t errlen)
 {
     char lp[CFG_SOCKET_PATH_MAX + 8];
     snprintf(lp, sizeof(lp), "%s.lock", s->path);
-    s->lock_fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (s->lock_fd < 0) {
-        snprintf(err, errlen, "server.socket: cannot open the lock file %s: %s", lp,
-                 strerror(errno));
-        return -1;
-    }
-    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        int e = errno;
-        close(s->lock_fd);
+    for (int tries = 0; tries < 8; tries++) {
+        s->lock_fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (s->lock_fd < 0) {
+            snprintf(err, errlen, "server.socket: cannot open the lock file %s: %s", lp,
+                     strerror(errno));
+            return -1;
+        }
+        if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+            int e = errno;
+            close(s->lock_fd);
+            s->lock_fd = -1;
+            if (e == EWOULDBLOCK)
+                snprintf(err, errlen,
+                         "server.socket: socket %s is in use by a live certforged "
+                         "(it holds %s)",
+                         s->path, lp);
+            else
+                snprintf(err, errlen, "server.socket: cannot lock %s: %s", lp, strerror(e));
+            return -1;
+        }
+        struct stat a, b;
+        if (fstat(s->lock_fd, &a) == 0 && lstat(lp, &b) == 0 && a.st_ino == b.st_ino &&
+            a.st_dev == b.st_dev)
+            return 0;
+        close(s->lock_fd); /* the file we locked was removed by its last holder */
         s->lock_fd = -1;
-        if (e == EWOULDBLOCK)
-            snprintf(err, errlen, "server.socket: socket %s is in use by a live certforged "
-                                  "(it holds %s)",
-                     s->path, lp);
-        else
-            snprintf(err, errlen, "server.socket: cannot lock %s: %s", lp, strerror(e));
-        return -1;
     }
-    return 0;
+    snprintf(err, errlen, "server.socket: the lock file %s keeps being replaced", lp);
+    return -1;
 }
 
-static int make_parent(const char *path, char *err, size_t errlen)
+/* The lock file goes while still locked: see take_lock. */
+static void drop_lock(srv *s)
+{
+    if (s->lock_fd < 0)
+        return;
+    char lp[CFG_SOCKET_PATH_MAX + 8];
+    snprintf(lp, sizeof(lp), "%s.lock", s->path);
+    struct stat a, b;
+    if (fstat(s->lock_fd, &a) == 0 && lstat(lp, &b) == 0 && a.st_ino == b.st_ino &&
+        a.st_dev == b.st_dev)
+        unlink(lp);
+    close(s->lock_fd);
+    s->lock_fd = -1;
+}
+
+static int make_parent(const char *path, bool *made, char *err, size_t errlen)
 {
     char dir[CFG_SOCKET_PATH_MAX + 1];
     snprintf(dir, sizeof(dir), "%s", path);
@@ -1770,6 +1807,7 @@ static int make_parent(const char *path, char *err, size_t errlen)
     *slash = 0;
     if (mkdir(dir, 0750) == 0) {
         cf_log(CF_LOG_INFO, "mkdir", "path=%s mode=0750", dir);
+        *made = true;
         return 0;
     }
     if (errno == EEXIST)
@@ -1883,7 +1921,7 @@ int srv_new(const srv_opts *o, srv **out, char *err, size_t errlen)
         atomic_init(&L->done_head, NULL);
     }
 
-    if (make_parent(s->path, err, errlen) || take_lock(s, err, errlen) ||
+    if (make_parent(s->path, &s->made_dir, err, errlen) || take_lock(s, err, errlen) ||
         check_socket_path(s->path, err, errlen))
         goto fail;
     s->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -2011,8 +2049,18 @@ void srv_free(srv *s)
     }
     if (s->lfd >= 0)
         close(s->lfd);
-    if (s->lock_fd >= 0)
-        close(s->lock_fd); /* after the unlink: the next daemon may start */
+    drop_lock(s); /* after the unlink: the next daemon may start */
+    if (s->made_dir) {
+        /* a folder made for the socket goes with it when empty (a refused
+         * start); a confined daemon may not remove it (Landlock): kept */
+        char dir[CFG_SOCKET_PATH_MAX + 1];
+        snprintf(dir, sizeof(dir), "%s", s->path);
+        char *slash = strrchr(dir, '/');
+        if (slash && slash != dir) {
+            *slash = 0;
+            (void)rmdir(dir);
+        }
+    }
     loops_free(s);
     pthread_mutex_destroy(&s->rate_mu);
     pthread_mutex_destroy(&s->adm_mu);

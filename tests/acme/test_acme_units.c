@@ -84,6 +84,10 @@ static void test_config_refusals(void)
         const char *extra, *want; /* want: a substring of the message, which starts "(string):LINE:" */
     } cases[] = {
         {"bogus = 1;", ":4: bogus: unknown setting in the top level"},
+        {"confine = { user = \"no-such-user-cf\"; };",
+         ":4: confine.user: no user 'no-such-user-cf'"},
+        {"confine = { user = \"root\"; };", "confine.user: 'root' is root"},
+        {"confine = { users = \"x\"; };", "confine.users: unknown setting in confine"},
         {"limits = { max_conns = 1; };", ":4: limits.max_conns: unknown setting in limits"},
         {"threads = \"2\";", ":4: threads: expected an integer, got a string"},
         {"threads = 0;", ":4: threads: 0 is out of range 1-64"},
@@ -97,11 +101,13 @@ static void test_config_refusals(void)
         {"orders = { max_identifiers = 65; };", "at most 64"},
         {"orders = { default_profile = \"x\"; };", "no profile named 'x'"},
         {"validation = { challenges = [\"http-01\", \"http-01\"]; };", "listed twice"},
-        {"validation = { challenges = [\"tls-sni-01\"]; };", "expected \"http-01\", \"dns-01\" or \"tls-alpn-01\""},
+        {"validation = { challenges = [\"tls-sni-01\"]; };",
+         "expected \"http-01\", \"dns-01\" or \"tls-alpn-01\""},
         {"ari = { renew_at = 0.9; window = 0.4; };", "must lie within the lifetime"},
         {"ari = { renew_at = 1; };", "expected a number such as 0.667"},
         {"log = { level = \"loud\"; };", "expected \"error\""},
-        {"certforged = { socket = \"/a/very/long/path/that/goes/on/and/on/and/on/and/on/and/on/and/on/and/on/and/on/and/on/"
+        {"certforged = { socket = "
+         "\"/a/very/long/path/that/goes/on/and/on/and/on/and/on/and/on/and/on/and/on/and/on/and/on/"
          "and/on/and/on/and/on/x.sock\"; };",
          "longer than a Unix socket path"},
     };

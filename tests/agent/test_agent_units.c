@@ -263,6 +263,9 @@ static void test_config(void)
     cfg_fails(BASE "est = { wait_ms = \"5\"; };\n", "est.wait_ms: expected an integer");
     cfg_fails(BASE "limits = { max_connections = 0; };\n", "out of range");
     cfg_fails(BASE "log = { level = \"loud\"; };\n", "log.level");
+    cfg_fails(BASE "confine = { user = \"no-such-user-cf\"; };\n",
+              ":8: confine.user: no user 'no-such-user-cf'");
+    cfg_fails(BASE "confine = { enabled = 1; };\n", "confine.enabled");
     cfg_fails("tls = { certificate = \"a\"; key = \"b\"; };\ncacerts = \"c\";\nstate = { path = \"x\"; };\n"
               "acme = { directory = \"http://insecure/\"; nf_instance_id = false; };\n"
               "bootstrap = { trust_anchors = \"v\"; };\n"

@@ -120,12 +120,14 @@ static void test_status_keys(void)
     CU_ASSERT_EQUAL(r.status, CF_ST_OK);
     static const char *const keys[] = {
         "uptime_s", "issued",      "rate_per_s",        "queue_depth",
-        "inflight", "connections", "hsm_sessions_busy", "hsm_sessions_total"};
+        "inflight", "connections", "hsm_sessions_busy", "hsm_sessions_total",
+        "version"};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
         CU_ASSERT_PTR_NOT_NULL(kv_get(&r, keys[i], v, sizeof(v)));
     CU_ASSERT(kv_get(&r, "issued", v, sizeof(v)) && atol(v) >= 5);
     CU_ASSERT(kv_get(&r, "hsm_sessions_total", v, sizeof(v)) && atol(v) == 2);
     CU_ASSERT(kv_get(&r, "connections", v, sizeof(v)) && atol(v) >= 1);
+    CU_ASSERT(kv_get(&r, "version", v, sizeof(v)) && strcmp(v, CF_VERSION) == 0);
 
     CU_ASSERT_EQUAL_FATAL(cf_client_keys(c, 5000, &r), 0);
     CU_ASSERT_EQUAL(r.status, CF_ST_OK);

@@ -425,6 +425,12 @@ static int setup_ca(const char *token, const char *ca_cn)
         return -1;
     memcpy(SOCK, H.dir, strlen(H.dir));
     memcpy(SOCK + strlen(H.dir), "/run/certforged.sock", sizeof("/run/certforged.sock"));
+    /* the socket's folder exists, as a service manager's RuntimeDirectory
+     * would (a daemon removes one it made itself when its start is refused) */
+    char run[sizeof(H.dir) + 8];
+    snprintf(run, sizeof(run), "%s/run", H.dir);
+    if (mkdir(run, 0750) != 0 && errno != EEXIST)
+        return -1;
     if (cf_sh("'%s' keys generate --token '%s' --type ec-p256 --label ca >/dev/null", CLI, uri) ||
         cf_sh("'%s' ca init-root --token '%s' --key 'pkcs11:token=%s;object=ca' --subject "
               "'/C=FI/O=5gc.mnc001.mcc001.3gppnetwork.org/CN=%s' --out '%s' >/dev/null",

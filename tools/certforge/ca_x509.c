@@ -222,3 +222,118 @@ void cax_time(const ASN1_TIME *t, char *buf, size_t cap)
     if (!t || !ASN1_TIME_to_tm(t, &tm) || !strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm))
         snprintf(buf, cap, "?");
 }
+
+/* The signature algorithm that fits the HSM key (as cax_sign chooses). */
+static int pick_alg(hsm_signer *s, cf_sig_alg *mech, const EVP_MD **md, int *nid, int *ptype)
+{
+    *md = NULL;
+    *ptype = V_ASN1_UNDEF;
+    switch (hsm_signer_key_type(s)) {
+    case CF_KEY_EC_P256:
+        *mech = CF_SIG_ECDSA_SHA256, *md = EVP_sha256(), *nid = NID_ecdsa_with_SHA256;
+        return 0;
+    case CF_KEY_EC_P384:
+        *mech = CF_SIG_ECDSA_SHA384, *md = EVP_sha384(), *nid = NID_ecdsa_with_SHA384;
+        return 0;
+    case CF_KEY_RSA:
+        *mech = CF_SIG_RSA_PKCS1_SHA256, *md = EVP_sha256(), *nid = NID_sha256WithRSAEncryption;
+        *ptype = V_ASN1_NULL;
+        return 0;
+    case CF_KEY_ED25519:
+        *mech = CF_SIG_ED25519, *nid = NID_ED25519;
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+int cax_sign_req(X509_REQ *req, hsm_signer *s, EVP_PKEY *pub, char *msg, size_t cap)
+{
+    cf_sig_alg mech;
+    const EVP_MD *md;
+    int nid, ptype;
+    if (pick_alg(s, &mech, &md, &nid, &ptype) != 0) {
+        snprintf(msg, cap, "the key's type cannot sign a CSR");
+        return -1;
+    }
+    const ASN1_BIT_STRING *csig = NULL;
+    const X509_ALGOR *calg = NULL;
+    X509_REQ_get0_signature(req, &csig, &calg);
+    if (!X509_ALGOR_set0((X509_ALGOR *)calg, OBJ_nid2obj(nid), ptype, NULL)) {
+        snprintf(msg, cap, "cannot set the signature algorithm");
+        return -1;
+    }
+    unsigned char *tbs = NULL;
+    int tbslen = i2d_re_X509_REQ_tbs(req, &tbs);
+    int rc = -1;
+    if (tbslen <= 0) {
+        snprintf(msg, cap, "cannot encode the CertificationRequestInfo");
+        goto out;
+    }
+    uint8_t dg[EVP_MAX_MD_SIZE], out[CF_SIG_MAX];
+    unsigned dglen = 0;
+    size_t outlen = 0;
+    const uint8_t *in = tbs;
+    size_t inlen = (size_t)tbslen;
+    if (md) {
+        if (!EVP_Digest(tbs, (size_t)tbslen, dg, &dglen, md, NULL)) {
+            snprintf(msg, cap, "hashing the CertificationRequestInfo failed");
+            goto out;
+        }
+        in = dg, inlen = dglen;
+    }
+    hsm_err e = {0};
+    if (hsm_sign(s, mech, in, inlen, out, &outlen, &e) != 0) {
+        snprintf(msg, cap, "%s", e.msg);
+        goto out;
+    }
+    ASN1_BIT_STRING *sig = (ASN1_BIT_STRING *)csig;
+    if (!ASN1_BIT_STRING_set(sig, out, (int)outlen)) {
+        snprintf(msg, cap, "out of memory");
+        goto out;
+    }
+    sig->flags &= ~(ASN1_STRING_FLAG_BITS_LEFT | 0x07);
+    sig->flags |= ASN1_STRING_FLAG_BITS_LEFT;
+    /* proof of possession as a CA would check it */
+    if (X509_REQ_verify(req, pub) != 1) {
+        char r[200];
+        ossl_reason(r, sizeof(r));
+        snprintf(msg, cap, "the HSM's signature on the CSR does not verify (%s)", r);
+        goto out;
+    }
+    rc = 0;
+out:
+    OPENSSL_free(tbs);
+    return rc;
+}
+
+void cax_fingerprint(const X509 *x, char *buf, size_t cap)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    buf[0] = 0;
+    if (!X509_digest(x, EVP_sha256(), md, &n))
+        return;
+    size_t o = 0;
+    for (unsigned i = 0; i < n && o + 4 <= cap; i++)
+        o += (size_t)snprintf(buf + o, cap - o, "%s%02X", i ? ":" : "", md[i]);
+}
+
+int cax_summary(const uint8_t *der, size_t len, char *subject, size_t scap, char *not_after,
+                size_t ncap, char *fp, size_t fcap)
+{
+    const unsigned char *p = der;
+    X509 *x = der ? d2i_X509(NULL, &p, (long)len) : NULL;
+    if (!x) {
+        snprintf(subject, scap, "(not a certificate)");
+        snprintf(not_after, ncap, "-");
+        snprintf(fp, fcap, "-");
+        ERR_clear_error();
+        return -1;
+    }
+    cax_format_name(X509_get_subject_name(x), subject, scap);
+    cax_time(X509_get0_notAfter(x), not_after, ncap);
+    cax_fingerprint(x, fp, fcap);
+    X509_free(x);
+    return 0;
+}

@@ -28,6 +28,18 @@ ASN1_OCTET_STRING *cax_key_id(X509_PUBKEY *pk);
  * decoded certificate. Returns 0, or -1 with msg. */
 int cax_sign(X509 **x, hsm_signer *s, EVP_PKEY *issuer_pub, char *msg, size_t cap);
 
+/* Sign a CSR (its subject and public key already set) with the HSM key
+ * behind s, with the algorithm cax_sign would use; verified with pub. */
+int cax_sign_req(X509_REQ *req, hsm_signer *s, EVP_PKEY *pub, char *msg, size_t cap);
+
+/* "AB:CD:..." — SHA-256 of the DER, as openssl x509 -fingerprint -sha256. */
+void cax_fingerprint(const X509 *x, char *buf, size_t cap);
+
+/* Subject (slash form), notAfter and SHA-256 fingerprint of a DER
+ * certificate; -1 (and placeholders) when it does not decode. */
+int cax_summary(const uint8_t *der, size_t len, char *subject, size_t scap, char *not_after,
+                size_t ncap, char *fp, size_t fcap);
+
 /* "2035-11-23T18:00:00Z" */
 void cax_time(const ASN1_TIME *t, char *buf, size_t cap);
 

@@ -4,10 +4,13 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static void vmsg(const char *prefix, const char *fmt, va_list ap)
 {
@@ -125,6 +128,39 @@ int cli_open_token_for_key(const char *token_opt, const char *key_uri, hsm_token
     int rc = open_uri(uri, false, out);
     free(uri);
     return rc;
+}
+
+int cli_read_pin_file(const char *what, const char *path, char *buf, size_t cap, size_t *len)
+{
+    *len = 0;
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return cli_fail("%s %s: %s%s", what, path, strerror(errno),
+                        errno == ELOOP ? " (a symlink: name the file itself)" : "");
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return cli_fail("%s %s is not a regular file", what, path);
+    }
+    if (st.st_mode & 077) {
+        close(fd);
+        return cli_fail("%s %s can be read by others (mode %03o): chmod 600 it", what, path,
+                        (unsigned)(st.st_mode & 0777));
+    }
+    ssize_t n = read(fd, buf, cap - 1);
+    close(fd);
+    if (n < 0)
+        return cli_fail("%s %s: %s", what, path, strerror(errno));
+    size_t l = 0;
+    while (l < (size_t)n && buf[l] != '\n' && buf[l] != '\r')
+        l++;
+    buf[l] = 0;
+    if (l == 0)
+        return cli_fail("%s %s is empty", what, path);
+    if ((size_t)n == cap - 1 && l == (size_t)n)
+        return cli_fail("%s %s: longer than %zu characters", what, path, cap - 2);
+    *len = l;
+    return CLI_OK;
 }
 
 bool cli_parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out)

@@ -48,6 +48,12 @@ int cli_open_token_for_key(const char *token_opt, const char *key_uri, hsm_token
 /* Open the token the token URI selects (log in unless no_login). */
 int cli_open_token(const char *token_opt, bool no_login, hsm_token **out);
 
+/* Read a PIN (its first line) from a file only its owner may read: a
+ * regular file, not a symlink, mode without group or other bits. On
+ * failure prints one line naming the file and what to do, returns
+ * CLI_FAIL; the caller wipes buf (OPENSSL_cleanse) after use. */
+int cli_read_pin_file(const char *what, const char *path, char *buf, size_t cap, size_t *len);
+
 /* Parse a non-negative decimal integer in [min, max]. */
 bool cli_parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out);
 /* Parse hex ("0a1b", optional "0x" and ':' separators) into at most cap

@@ -725,7 +725,7 @@ out:
     return rc;
 }
 
-static int cmd_token(int argc, char **argv)
+static int cmd_acme_token(int argc, char **argv)
 {
     static const cli_command c[] = {{"issue", token_issue, ""}};
     return cli_dispatch("acme token", c, 1, usage_text, argc, argv);
@@ -751,8 +751,10 @@ static int cmd_orders(int argc, char **argv)
 
 int cmd_acme(int argc, char **argv)
 {
-    static const cli_command c[] = {
-        {"eab", cmd_eab, ""}, {"accounts", cmd_accounts, ""}, {"orders", cmd_orders, ""}, {"status", status, ""},
-        {"token", cmd_token, ""}};
+    static const cli_command c[] = {{"eab", cmd_eab, ""},
+                                    {"accounts", cmd_accounts, ""},
+                                    {"orders", cmd_orders, ""},
+                                    {"status", status, ""},
+                                    {"token", cmd_acme_token, ""}};
     return cli_dispatch("acme", c, 5, usage_text, argc, argv);
 }

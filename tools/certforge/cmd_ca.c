@@ -4,6 +4,7 @@
  * critical cA TRUE (§4.2.1.9), keyUsage critical keyCertSign + cRLSign
  * (§4.2.1.3), subjectKeyIdentifier method (1) (§4.2.1.2),
  * authorityKeyIdentifier keyIdentifier = the issuer's SKI (§4.2.1.1). */
+#include "common/outfile.h"
 #include "common/serial.h"
 #include "hsm/hsm_admin.h"
 #include "tools/certforge/ca_x509.h"
@@ -31,6 +32,8 @@ static const char ca_usage[] =
     "Subcommands:\n"
     "  init-root          self-signed root CA certificate, signed in the HSM\n"
     "  init-intermediate  intermediate CA certificate, signed by the root's HSM key\n"
+    "  cross-sign         link certificate for a CA rollover (old root signs the new\n"
+    "                     root's subject and key, and the other way round)\n"
     "  show               a CA certificate's fields; whether it matches an HSM key\n"
     "\n"
     "Every subcommand takes --token URI (default: $CERTFORGE_TOKEN) and --help.\n"
@@ -120,7 +123,7 @@ static const char show_help[] =
     "key usage. With --key alone, the certificate is the one stored on the token\n"
     "next to the key; with --cert, the file (PEM or DER); with both, the file is\n"
     "checked against the key. 'matches key' says whether the certificate's public\n"
-    "key is the HSM key's.\n"
+    "key is the HSM key's; the SHA-256 fingerprint is openssl's -fingerprint -sha256.\n"
     "\n"
     "OPTIONS\n"
     "  --key URI     HSM key whose certificate to show or to compare with\n"
@@ -134,8 +137,9 @@ static const char show_help[] =
     "  certforge ca show --cert int.pem --key 'pkcs11:token=CA;object=issuing-2025' --json\n"
     "\n"
     "EXIT STATUS\n"
-    "  0  success (also when the certificate does not match the key: see 'matches key')\n"
-    "  1  failure: token, PIN, key or file problem\n"
+    "  0  success; with --key, the certificate belongs to the key\n"
+    "  1  the certificate does NOT belong to the key (everything is still shown), or\n"
+    "     a token, PIN, key or file problem\n"
     "  2  usage error\n";
 
 enum {
@@ -199,12 +203,16 @@ static int set_serial(X509 *x)
     return rc;
 }
 
-static int ca_extensions(X509 *x, long pathlen, const ASN1_OCTET_STRING *aki_id)
+/* ski_in: the subject key identifier to carry (a cross-certificate keeps
+ * the one of the certificate it links); NULL: method (1) from the key. */
+static int ca_extensions(X509 *x, long pathlen, const ASN1_OCTET_STRING *aki_id,
+                         const ASN1_OCTET_STRING *ski_in)
 {
     int rc = -1;
     BASIC_CONSTRAINTS *bc = BASIC_CONSTRAINTS_new();
     ASN1_BIT_STRING *ku = ASN1_BIT_STRING_new();
-    ASN1_OCTET_STRING *ski = cax_key_id(X509_get_X509_PUBKEY(x));
+    ASN1_OCTET_STRING *ski =
+        ski_in ? ASN1_OCTET_STRING_dup(ski_in) : cax_key_id(X509_get_X509_PUBKEY(x));
     AUTHORITY_KEYID *aki = AUTHORITY_KEYID_new();
     if (!bc || !ku || !ski || !aki)
         goto out;
@@ -231,32 +239,6 @@ out:
     ASN1_OCTET_STRING_free(ski);
     AUTHORITY_KEYID_free(aki);
     return rc;
-}
-
-/* Write der as PEM to a fresh temporary file beside `out`. */
-static int write_tmp_pem(const char *out, X509 *x, char *tmp, size_t cap)
-{
-    snprintf(tmp, cap, "%s.tmp-XXXXXX", out);
-    int fd = mkstemp(tmp);
-    if (fd < 0)
-        return cli_fail("cannot create %s: %s", tmp, strerror(errno));
-    fchmod(fd, 0644);
-    FILE *f = fdopen(fd, "w");
-    if (!f) {
-        close(fd);
-        unlink(tmp);
-        return cli_fail("cannot write %s: %s", tmp, strerror(errno));
-    }
-    int ok = PEM_write_X509(f, x);
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0)
-        ok = 0;
-    if (fclose(f) != 0)
-        ok = 0;
-    if (!ok) {
-        unlink(tmp);
-        return cli_fail("writing the certificate to %s failed", tmp);
-    }
-    return CLI_OK;
 }
 
 static int ca_init(bool root, int argc, char **argv)
@@ -351,12 +333,13 @@ static int ca_init(bool root, int argc, char **argv)
     X509 *issuer = NULL, *x = NULL;
     ASN1_OCTET_STRING *iski = NULL;
     unsigned char *der = NULL, *sder = NULL, *ider = NULL, *nder = NULL;
-    char tmp[4200] = "";
+    cf_outfile of = {.fd = -1, .dirfd = -1};
+    bool of_open = false;
     hsm_err e = {0};
 
-    if (access(out, F_OK) == 0) {
-        rc = cli_fail("%s already exists; not overwriting it (remove it or choose another --out)",
-                      out);
+    /* refused before the HSM signs anything; checked again at the rename */
+    if (cf_outfile_check(out, CF_OUT_NOREPLACE | CF_OUT_NOSTDOUT, msg, sizeof(msg)) != 0) {
+        rc = cli_fail("%s: --out %s", cmd, msg);
         goto done;
     }
     if (!root) {
@@ -458,7 +441,7 @@ static int ca_init(bool root, int argc, char **argv)
                  "issuer)",
                  ia, days);
     }
-    if (ca_extensions(x, pathlen, iski) != 0) {
+    if (ca_extensions(x, pathlen, iski, NULL) != 0) {
         rc = cli_fail("adding the CA extensions failed");
         goto done;
     }
@@ -476,8 +459,16 @@ static int ca_init(bool root, int argc, char **argv)
         rc = cli_fail("encoding the certificate failed");
         goto done;
     }
-    if (write_tmp_pem(out, x, tmp, sizeof(tmp)) != CLI_OK) {
-        tmp[0] = '\0';
+    /* a temporary file beside --out first; renamed (refusing an existing
+     * name) only once the certificate is stored on the token */
+    if (cf_outfile_open(&of, out, 0644, CF_OUT_NOREPLACE | CF_OUT_NOSTDOUT, msg, sizeof(msg)) !=
+        0) {
+        rc = cli_fail("%s: %s", cmd, msg);
+        goto done;
+    }
+    of_open = true;
+    if (PEM_write_X509(of.f, x) != 1) {
+        rc = cli_fail("writing the certificate to %s failed", out);
         goto done;
     }
     hsm_cert_der cd = {der, (size_t)dl, sder, ider, nder, (size_t)sl, (size_t)il, (size_t)nl};
@@ -485,10 +476,11 @@ static int ca_init(bool root, int argc, char **argv)
         rc = cli_hsm_fail(&e);
         goto done;
     }
-    if (link(tmp, out) != 0) {
-        rc = cli_fail("cannot create %s: %s (the certificate is stored on token '%s'; 'certforge "
-                      "ca show --key' prints it)",
-                      out, strerror(errno), hsm_token_label(t));
+    of_open = false;
+    if (cf_outfile_commit(&of, msg, sizeof(msg)) != 0) {
+        rc = cli_fail("%s (the certificate is stored on token '%s'; 'certforge ca show --key' "
+                      "prints it)",
+                      msg, hsm_token_label(t));
         goto done;
     }
     char sub[512], na[40], ser[80];
@@ -506,8 +498,8 @@ static int ca_init(bool root, int argc, char **argv)
            root ? "root" : "intermediate", out, hsm_token_label(t), kd.label, sub, ser, na);
     rc = CLI_OK;
 done:
-    if (tmp[0])
-        unlink(tmp);
+    if (of_open)
+        cf_outfile_abort(&of);
     OPENSSL_free(der);
     OPENSSL_free(sder);
     OPENSSL_free(ider);
@@ -652,6 +644,8 @@ static int ca_show(int argc, char **argv)
     uint32_t ku = X509_get_key_usage(x);
     bool self = X509_check_issued(x, x) == X509_V_OK;
     int matches = pub ? EVP_PKEY_eq(cpk, pub) == 1 : -1;
+    char fp[100];
+    cax_fingerprint(x, fp, sizeof(fp));
     static const struct {
         uint32_t bit;
         const char *name;
@@ -673,6 +667,7 @@ static int ca_show(int argc, char **argv)
         cj_str(&j, "subject", sub);
         cj_str(&j, "issuer", iss);
         cj_str(&j, "serial", ser);
+        cj_str(&j, "sha256", fp);
         cj_str(&j, "not_before", nb);
         cj_str(&j, "not_after", na);
         cj_str(&j, "key_type", ktype);
@@ -701,6 +696,7 @@ static int ca_show(int argc, char **argv)
         printf("subject:             %s\n", sub);
         printf("issuer:              %s%s\n", iss, self ? " (self-signed)" : "");
         printf("serial:              %s\n", ser);
+        printf("sha256 fingerprint:  %s\n", fp);
         printf("not before:          %s\n", nb);
         printf("not after:           %s\n", na);
         printf("key:                 %s (%d bits)\n", ktype, bits);
@@ -723,6 +719,10 @@ static int ca_show(int argc, char **argv)
                                                         : "NO");
     }
     rc = CLI_OK;
+    if (matches == 0) {
+        fflush(stdout);
+        rc = cli_fail("ca show: the certificate's public key is not the key %s's", key);
+    }
 done:
     EVP_PKEY_free(pub);
     X509_free(x);
@@ -730,9 +730,211 @@ done:
     return rc;
 }
 
+/* --- cross-sign --------------------------------------------------------------- */
+
+static const char cross_help[] =
+    "usage: certforge ca cross-sign --issuer-key URI --issuer-cert FILE --cert FILE\n"
+    "                               --out FILE [--days N] [--token URI]\n"
+    "\n"
+    "Makes a link certificate for a CA rollover (RFC 4210 §4.4 \"old with new\",\n"
+    "\"new with old\"): the subject, public key, subject key identifier and path\n"
+    "length of --cert (e.g. the new root), issued and signed by --issuer-key, whose\n"
+    "certificate is --issuer-cert (e.g. the old root). Clients that trust only the\n"
+    "old root then accept chains under the new one (and, the other way round,\n"
+    "clients already on the new root accept the old one's): run it twice, once\n"
+    "with each root as issuer. The link is verified against the issuer key before\n"
+    "it is written; it is not stored on the token. Validity: from now for --days\n"
+    "(default: until --cert's notAfter), never beyond the issuer's notAfter.\n"
+    "\n"
+    "OPTIONS\n"
+    "  --issuer-key URI   the key that signs (its certificate is --issuer-cert)\n"
+    "  --issuer-cert FILE the issuer's CA certificate (PEM or DER)\n"
+    "  --cert FILE        the CA certificate whose subject and key the link carries\n"
+    "  --out FILE         PEM output; must not exist yet\n"
+    "  --days N           validity in days (default: up to --cert's notAfter)\n"
+    "  --token URI        token (RFC 7512; module-path, pin-source); default $CERTFORGE_TOKEN\n"
+    "  --help             this text\n"
+    "\n"
+    "EXAMPLES\n"
+    "  certforge ca cross-sign --issuer-key 'pkcs11:token=CA;object=root-2025' \\\n"
+    "      --issuer-cert root-2025.pem --cert root-2030.pem --out root-2030-by-2025.pem\n"
+    "  certforge ca cross-sign --issuer-key 'pkcs11:token=CA;object=root-2030' \\\n"
+    "      --issuer-cert root-2030.pem --cert root-2025.pem --out root-2025-by-2030.pem\n"
+    "  openssl verify -CAfile root-2025.pem -untrusted root-2030-by-2025.pem \\\n"
+    "      -untrusted int-2030.pem leaf.pem\n"
+    "\n" EXIT_HELP;
+
+static int ca_cross_sign(int argc, char **argv)
+{
+    static const char cmd[] = "ca cross-sign";
+    static const struct option lo[] = {{"token", required_argument, NULL, OPT_TOKEN},
+                                       {"help", no_argument, NULL, OPT_HELP},
+                                       {"issuer-key", required_argument, NULL, OPT_ISSUER_KEY},
+                                       {"issuer-cert", required_argument, NULL, OPT_ISSUER_CERT},
+                                       {"cert", required_argument, NULL, OPT_CERT},
+                                       {"days", required_argument, NULL, OPT_DAYS},
+                                       {"out", required_argument, NULL, OPT_OUT},
+                                       {0, 0, 0, 0}};
+    const char *token = NULL, *ikey = NULL, *icert = NULL, *certf = NULL, *out = NULL,
+               *days_s = NULL;
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (c) {
+        case OPT_TOKEN:
+            token = optarg;
+            break;
+        case OPT_ISSUER_KEY:
+            ikey = optarg;
+            break;
+        case OPT_ISSUER_CERT:
+            icert = optarg;
+            break;
+        case OPT_CERT:
+            certf = optarg;
+            break;
+        case OPT_DAYS:
+            days_s = optarg;
+            break;
+        case OPT_OUT:
+            out = optarg;
+            break;
+        case OPT_HELP:
+            fputs(cross_help, stdout);
+            return CLI_OK;
+        default:
+            return cli_bad_option(cmd, argc, argv);
+        }
+    }
+    if (optind < argc)
+        return cli_usage("%s: unexpected argument '%s'", cmd, argv[optind]);
+    if (!ikey || !icert || !certf || !out)
+        return cli_usage("%s: --issuer-key, --issuer-cert, --cert and --out are required", cmd);
+    unsigned long days = 0;
+    if (days_s && !cli_parse_uint(days_s, 1, 36500, &days))
+        return cli_usage("%s: --days '%s' is not a number of days from 1 to 36500", cmd, days_s);
+
+    int rc = CLI_FAIL;
+    char msg[600];
+    X509 *issuer = NULL, *subj = NULL, *x = NULL;
+    hsm_token *t = NULL;
+    hsm_signer *signer = NULL;
+    EVP_PKEY *ipub = NULL;
+    ASN1_OCTET_STRING *iski = NULL;
+    cf_outfile of = {.fd = -1, .dirfd = -1};
+    bool of_open = false;
+    hsm_err e = {0};
+    if (cf_outfile_check(out, CF_OUT_NOREPLACE | CF_OUT_NOSTDOUT, msg, sizeof(msg)) != 0) {
+        rc = cli_fail("%s: --out %s", cmd, msg);
+        goto done;
+    }
+    if (!(issuer = load_cert(icert, &rc)) || !(subj = load_cert(certf, &rc)))
+        goto done;
+    rc = CLI_FAIL;
+    if (X509_check_ca(issuer) == 0 || !(X509_get_key_usage(issuer) & KU_KEY_CERT_SIGN)) {
+        rc = cli_fail("%s is not a CA certificate allowed to sign certificates", icert);
+        goto done;
+    }
+    if (X509_check_ca(subj) == 0) {
+        rc = cli_fail("%s is not a CA certificate: a link certificate is for CA rollover", certf);
+        goto done;
+    }
+    if (X509_cmp_time(X509_get0_notAfter(issuer), NULL) <= 0) {
+        rc = cli_fail("%s has expired", icert);
+        goto done;
+    }
+    if (EVP_PKEY_eq(X509_get0_pubkey(issuer), X509_get0_pubkey(subj)) == 1) {
+        rc = cli_fail("%s and %s have the same key: nothing to link", icert, certf);
+        goto done;
+    }
+    rc = cli_open_token_for_key(token, ikey, &t);
+    if (rc != CLI_OK)
+        goto done;
+    rc = CLI_FAIL;
+    if (hsm_signer_open(t, ikey, 1, &signer, &e) != 0 ||
+        !(ipub = hsm_signer_public_key(signer, &e))) {
+        rc = cli_hsm_fail(&e);
+        goto done;
+    }
+    if (EVP_PKEY_eq(X509_get0_pubkey(issuer), ipub) != 1) {
+        rc = cli_fail("%s does not belong to --issuer-key %s (their public keys differ)", icert,
+                      ikey);
+        goto done;
+    }
+    const ASN1_OCTET_STRING *is = X509_get0_subject_key_id(issuer);
+    iski = is ? ASN1_OCTET_STRING_dup(is) : cax_key_id(X509_get_X509_PUBKEY(issuer));
+    x = X509_new();
+    if (!iski || !x || !X509_set_version(x, X509_VERSION_3) || set_serial(x) != 0 ||
+        !X509_set_subject_name(x, X509_get_subject_name(subj)) ||
+        !X509_set_issuer_name(x, X509_get_subject_name(issuer)) ||
+        !X509_gmtime_adj(X509_getm_notBefore(x), 0) ||
+        !X509_set_pubkey(x, X509_get0_pubkey(subj))) {
+        rc = cli_fail("building the link certificate failed");
+        goto done;
+    }
+    if (days ? !X509_time_adj_ex(X509_getm_notAfter(x), (int)days, 0, NULL)
+             : !X509_set1_notAfter(x, X509_get0_notAfter(subj))) {
+        rc = cli_fail("building the link certificate failed");
+        goto done;
+    }
+    if (ASN1_TIME_compare(X509_get0_notAfter(x), X509_get0_notAfter(issuer)) > 0) {
+        char ia[40];
+        cax_time(X509_get0_notAfter(issuer), ia, sizeof(ia));
+        if (!X509_set1_notAfter(x, X509_get0_notAfter(issuer))) {
+            rc = cli_fail("building the link certificate failed");
+            goto done;
+        }
+        cli_note("validity clamped to the issuer's notAfter %s", ia);
+    }
+    if (ca_extensions(x, X509_get_pathlen(subj), iski, X509_get0_subject_key_id(subj)) != 0) {
+        rc = cli_fail("adding the CA extensions failed");
+        goto done;
+    }
+    if (cax_sign(&x, signer, ipub, msg, sizeof(msg)) != 0) {
+        rc = cli_fail("%s", msg);
+        goto done;
+    }
+    if (cf_outfile_open(&of, out, 0644, CF_OUT_NOREPLACE | CF_OUT_NOSTDOUT, msg, sizeof(msg)) !=
+        0) {
+        rc = cli_fail("%s: %s", cmd, msg);
+        goto done;
+    }
+    of_open = true;
+    if (PEM_write_X509(of.f, x) != 1) {
+        rc = cli_fail("writing the link certificate to %s failed", out);
+        goto done;
+    }
+    of_open = false;
+    if (cf_outfile_commit(&of, msg, sizeof(msg)) != 0) {
+        rc = cli_fail("%s: %s", cmd, msg);
+        goto done;
+    }
+    char sub[512], iss[512], na[40], fp[100];
+    cax_format_name(X509_get_subject_name(x), sub, sizeof(sub));
+    cax_format_name(X509_get_issuer_name(x), iss, sizeof(iss));
+    cax_time(X509_get0_notAfter(x), na, sizeof(na));
+    cax_fingerprint(x, fp, sizeof(fp));
+    printf("link certificate written to %s\n  subject:   %s\n  issuer:    %s\n  not after: %s\n"
+           "  sha256:    %s\n",
+           out, sub, iss, na, fp);
+    rc = CLI_OK;
+done:
+    if (of_open)
+        cf_outfile_abort(&of);
+    X509_free(x);
+    X509_free(issuer);
+    X509_free(subj);
+    ASN1_OCTET_STRING_free(iski);
+    EVP_PKEY_free(ipub);
+    hsm_signer_close(signer);
+    hsm_token_close(t);
+    return rc;
+}
+
 static const cli_command ca_cmds[] = {
     {"init-root", ca_init_root, "self-signed root"},
     {"init-intermediate", ca_init_int, "intermediate signed by the root"},
+    {"cross-sign", ca_cross_sign, "link certificate for a CA rollover"},
     {"show", ca_show, "show a CA certificate"},
 };
 

@@ -3,11 +3,13 @@
  * certforge-bench uses), and the JSON-lines batch that `certforge issue
  * --batch` reads. Not an operator tool: real CSRs come from the NFs. */
 #include "bench/csr_pool.h"
+#include "common/outfile.h"
 #include "tools/certforge/cli.h"
 #include "tools/certforge/cli_daemon.h"
 #include "tools/certforge/commands.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
@@ -135,9 +137,9 @@ int cmd_csrgen(int argc, char **argv)
     int rc = CLI_FAIL;
     csr_pool pool;
     memset(&pool, 0, sizeof(pool));
+    cf_outfile bo = {.fd = -1, .dirfd = -1};
     FILE *bf = NULL;
-    char absdir[PATH_MAX], path[PATH_MAX + 32], tmp[PATH_MAX + 32];
-    tmp[0] = 0;
+    char absdir[PATH_MAX], path[PATH_MAX + 32], err[PATH_MAX + 300];
     if (cli_mkdir_p(dir) != 0) {
         rc = cli_fail("csr-gen: cannot create %s: %s", dir, strerror(errno));
         goto out;
@@ -150,12 +152,11 @@ int cmd_csrgen(int argc, char **argv)
         rc = cli_fail("csr-gen: CSR generation failed");
         goto out;
     }
-    snprintf(tmp, sizeof(tmp), "%s.tmp", batch);
-    if (!(bf = fopen(tmp, "w"))) {
-        rc = cli_fail("csr-gen: cannot write %s: %s", tmp, strerror(errno));
-        tmp[0] = 0;
+    if (cf_outfile_open(&bo, batch, 0644, CF_OUT_NOSTDOUT, err, sizeof(err)) != 0) {
+        rc = cli_fail("csr-gen: --batch-out %s", err);
         goto out;
     }
+    bf = bo.f;
     for (size_t i = 0; i < pool.n; i++) {
         const csr_item *it = &pool.items[i];
         char *pem = pem_of(it->der, it->len);
@@ -164,13 +165,11 @@ int cmd_csrgen(int argc, char **argv)
             goto out;
         }
         snprintf(path, sizeof(path), "%s/nf-%06zu.csr.pem", absdir, i + 1);
-        FILE *f = fopen(path, "w");
-        bool ok = f && fputs(pem, f) >= 0;
-        if (f && fclose(f) != 0)
-            ok = false;
-        if (!ok) {
+        /* synced once for all below */
+        if (cf_write_file(path, pem, strlen(pem), 0644, CF_OUT_NOSYNC | CF_OUT_NOSTDOUT, err,
+                          sizeof(err)) != 0) {
             free(pem);
-            rc = cli_fail("csr-gen: cannot write %s: %s", path, strerror(errno));
+            rc = cli_fail("csr-gen: %s", err);
             goto out;
         }
         char out[64];
@@ -182,25 +181,29 @@ int cmd_csrgen(int argc, char **argv)
         if (!line || json_dumpf(line, bf, JSON_COMPACT | JSON_PRESERVE_ORDER) != 0 ||
             fputc('\n', bf) == EOF) {
             json_decref(line);
-            rc = cli_fail("csr-gen: cannot write %s: %s", tmp, strerror(errno));
+            rc = cli_fail("csr-gen: cannot write %s: %s", batch, strerror(errno));
             goto out;
         }
         json_decref(line);
     }
-    FILE *f = bf;
-    bf = NULL;
-    if (fclose(f) != 0 || rename(tmp, batch) != 0) {
-        rc = cli_fail("csr-gen: cannot write %s: %s", batch, strerror(errno));
+    int dfd = open(absdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    bool synced = dfd >= 0 && syncfs(dfd) == 0;
+    if (dfd >= 0)
+        close(dfd);
+    if (!synced) {
+        rc = cli_fail("csr-gen: cannot sync %s to disk: %s", absdir, strerror(errno));
         goto out;
     }
-    tmp[0] = 0;
+    bf = NULL;
+    if (cf_outfile_commit(&bo, err, sizeof(err)) != 0) {
+        rc = cli_fail("csr-gen: %s", err);
+        goto out;
+    }
     printf("%zu %s CSRs in %s, batch %s\n", pool.n, key, absdir, batch);
     rc = CLI_OK;
 out:
     if (bf)
-        fclose(bf);
-    if (tmp[0])
-        unlink(tmp);
+        cf_outfile_abort(&bo);
     csr_pool_free(&pool);
     return rc;
 }

@@ -2,11 +2,13 @@
  * libcertforge to certforged (many requests in flight on one connection,
  * answers matched by id), with a progress line on a terminal. */
 #include "common/duration.h"
+#include "common/outfile.h"
 #include "tools/certforge/cli.h"
 #include "tools/certforge/cli_daemon.h"
 #include "tools/certforge/commands.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
@@ -60,7 +62,15 @@ static const char issue_help[] =
     "failures by status (BAD_CSR, POLICY_DENIED, UNKNOWN_PROFILE, UNAUTHORIZED, ...;\n"
     "INVALID_REQUEST for a line that could not be sent, NO_ANSWER when the\n"
     "connection was lost, OUTPUT_ERROR when the file could not be written) and the\n"
-    "rate. Requests answered BUSY are sent again (up to 50 times each).\n"
+    "rate. Requests answered BUSY are sent again (up to 50 times each); when\n"
+    "certforged refuses the connection itself (BUSY: too many connections) the\n"
+    "client connects again after a pause (100 ms, doubling up to 2 s; 20 refusals\n"
+    "in a row fail the requests as BUSY), for one CSR as for a batch.\n"
+    "\n"
+    "Files are written through a temporary file in the same folder, then renamed:\n"
+    "an existing regular file is replaced; a target that is a symlink, FIFO,\n"
+    "device or folder is refused ('-' is standard output). Certificates are\n"
+    "written with mode 0644; a batch's files are synced to disk once, at the end.\n"
     "\n"
     "EXAMPLES\n"
     "  certforge issue --socket /run/certforge/certforged.sock --csr amf1.csr --profile nf \\\n"
@@ -105,6 +115,7 @@ enum {
 };
 
 #define BUSY_RETRIES 50
+#define CONN_RETRIES 20 /* connection refusals in a row (max_connections) */
 
 static const char *fail_name(unsigned i)
 {
@@ -164,6 +175,8 @@ typedef struct issue_ctx {
     job **retry; /* stack of jobs to send (again) */
     size_t nretry;
     bool fatal;
+    unsigned refusals; /* connection refusals in a row */
+    bool refused_out;  /* gave up after CONN_RETRIES refusals */
     /* outcome */
     size_t issued, failed, unsent;
     size_t by[FAIL__N];
@@ -252,46 +265,29 @@ static void job_free(job *j)
 
 /* --- output ------------------------------------------------------------------------ */
 
-static int write_pem(const char *path, const cf_response *r, bool chain, char *err, size_t errlen)
+/* Through the safe writer (common/outfile.h): a temporary file beside the
+ * target, renamed over it; a target that is not a regular file (a device,
+ * a FIFO, a symlink) is refused. Certificates are public: mode 0644. In a
+ * batch each file is synced once at the end (sync), not one by one. */
+static int write_pem(const char *path, const cf_response *r, bool chain, bool sync, char *err,
+                     size_t errlen)
 {
-    int rc = -1;
-    BIO *b = NULL;
-    char tmp[PATH_MAX + 32] = "";
-    bool to_stdout = strcmp(path, "-") == 0;
-    if (to_stdout) {
-        b = BIO_new_fp(stdout, BIO_NOCLOSE);
-    } else {
-        /* Written aside and renamed: a reader never sees half a file. */
-        snprintf(tmp, sizeof(tmp), "%s.tmp%ld", path, (long)getpid());
-        b = BIO_new_file(tmp, "w");
-    }
-    if (!b) {
-        snprintf(err, errlen, "cannot write %s: %s", to_stdout ? "standard output" : tmp,
-                 strerror(errno));
-        goto out;
-    }
-    bool ok = PEM_write_bio(b, "CERTIFICATE", "", r->cert.p, (long)r->cert.len) > 0;
+    cf_outfile o;
+    if (cf_outfile_open(&o, path, 0644, sync ? 0 : CF_OUT_NOSYNC, err, errlen) != 0)
+        return -1;
+    BIO *b = BIO_new_fp(o.f, BIO_NOCLOSE);
+    bool ok = b && PEM_write_bio(b, "CERTIFICATE", "", r->cert.p, (long)r->cert.len) > 0;
     for (unsigned i = 0; ok && chain && i < r->n_chain; i++)
         ok = PEM_write_bio(b, "CERTIFICATE", "", r->chain[i].p, (long)r->chain[i].len) > 0;
     ok = ok && BIO_flush(b) == 1;
+    BIO_free(b);
     if (!ok) {
-        snprintf(err, errlen, "cannot write %s: %s", to_stdout ? "standard output" : path,
+        snprintf(err, errlen, "cannot write %s: %s", o.to_stdout ? "standard output" : path,
                  strerror(errno));
-        goto out;
+        cf_outfile_abort(&o);
+        return -1;
     }
-    BIO_free(b);
-    b = NULL;
-    if (!to_stdout && rename(tmp, path) != 0) {
-        snprintf(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-        goto out;
-    }
-    tmp[0] = 0;
-    rc = 0;
-out:
-    BIO_free(b);
-    if (tmp[0])
-        unlink(tmp);
-    return rc;
+    return cf_outfile_commit(&o, err, errlen);
 }
 
 /* --- batch lines ------------------------------------------------------------------- */
@@ -576,6 +572,13 @@ static job *untrack(issue_ctx *x, uint64_t id)
     return NULL;
 }
 
+/* An answer with op 0 and id 0 is about the connection: BUSY means
+ * certforged is at server.max_connections and closes it (docs/protocol.md). */
+static bool conn_refused(const cf_response *r)
+{
+    return r->op == 0 && r->id == 0 && r->status == CF_ST_BUSY;
+}
+
 static void answer(issue_ctx *x, const cf_response *r)
 {
     job *j = r->op == CF_OP_ISSUE ? untrack(x, r->id) : NULL;
@@ -589,7 +592,7 @@ static void answer(issue_ctx *x, const cf_response *r)
     char msg[600], err[PATH_MAX + 200];
     sanitize(r->message.p, r->message.len, msg, sizeof(msg));
     if (r->status == CF_ST_OK) {
-        if (write_pem(j->out, r, j->chain, err, sizeof(err)) != 0) {
+        if (write_pem(j->out, r, j->chain, !x->batch, err, sizeof(err)) != 0) {
             job_fail(x, j, FAIL_OUTPUT, err);
         } else {
             x->issued++;
@@ -634,6 +637,67 @@ static void lose_all(issue_ctx *x, const char *why)
     x->nretry = 0;
     x->inflight = 0;
     x->fatal = true;
+}
+
+/* certforged refused the connection (too many connections): every request
+ * in flight goes back to be sent again, on a new connection after a
+ * growing pause (100 ms doubling up to 2 s), at most CONN_RETRIES times in
+ * a row; then each request fails as BUSY. Returns 0 when reconnected. */
+static int reconnect_after_busy(issue_ctx *x, const cf_response *r)
+{
+    char m[600];
+    sanitize(r->message.p, r->message.len, m, sizeof(m));
+    for (size_t i = 0; i < x->njobs; i++)
+        if (x->jobs[i].sent && untrack(x, x->jobs[i].id))
+            x->retry[x->nretry++] = &x->jobs[i];
+    x->inflight = 0;
+    cf_client_close(x->c);
+    x->c = NULL;
+    progress_clear(x);
+    if (++x->refusals > CONN_RETRIES) {
+        char why[800];
+        snprintf(why, sizeof(why), "certforged at %s refused the connection %u times: %s",
+                 x->socket, x->refusals, m[0] ? m : "too many connections");
+        for (size_t i = 0; i < x->njobs; i++)
+            if (x->jobs[i].used) {
+                job_fail(x, &x->jobs[i], CF_ST_BUSY, why);
+                slot_done(x, &x->jobs[i]);
+            }
+        x->nretry = 0;
+        x->fatal = true;
+        x->refused_out = true;
+        return -1;
+    }
+    unsigned ms = 100u << (x->refusals - 1 < 5 ? x->refusals - 1 : 5);
+    if (ms > 2000)
+        ms = 2000;
+    cli_note("issue: certforged at %s answered BUSY (%s); connecting again in %u ms", x->socket,
+             m[0] ? m : "too many connections", ms);
+    usleep(ms * 1000u);
+    char err[512];
+    if (cf_client_connect(x->socket, &x->c, err, sizeof(err)) != 0) {
+        char why[800];
+        snprintf(why, sizeof(why), "cannot reach certforged at %s again: %s", x->socket, err);
+        lose_all(x, why);
+        return -1;
+    }
+    return 0;
+}
+
+/* The connection failed: hand out what certforged sent before it (the
+ * answers read before the error). 1 when that was a connection refusal
+ * (*refusal filled), 0 otherwise. */
+static int drain_before_loss(issue_ctx *x, cf_response *refusal)
+{
+    cf_response resp;
+    while (x->c && cf_client_next_response(x->c, 0, &resp) == 0) {
+        if (conn_refused(&resp)) {
+            *refusal = resp;
+            return 1;
+        }
+        answer(x, &resp);
+    }
+    return 0;
 }
 
 /* 0: a job taken for sending (*out), 1: nothing to send now. */
@@ -691,6 +755,12 @@ static void run(issue_ctx *x, job *single)
                 continue;
             }
             x->retry[x->nretry++] = j;
+            cf_response refusal;
+            if (drain_before_loss(x, &refusal)) {
+                if (reconnect_after_busy(x, &refusal) == 0)
+                    continue;
+                break;
+            }
             char m[400];
             snprintf(m, sizeof(m), "connection to certforged at %s lost: %s", x->socket, why);
             lose_all(x, m);
@@ -701,7 +771,13 @@ static void run(issue_ctx *x, job *single)
             continue; /* BUSY answers to send again */
         cf_response resp;
         int r = cf_client_next_response(x->c, x->timeout_ms, &resp);
+        if (r == 0 && conn_refused(&resp)) {
+            if (reconnect_after_busy(x, &resp) != 0)
+                break;
+            continue;
+        }
         if (r == 0) {
+            x->refusals = 0; /* served: a later refusal starts the count again */
             answer(x, &resp);
             progress_draw(x, false);
             continue;
@@ -903,6 +979,10 @@ int cmd_issue(int argc, char **argv)
             rc = cli_fail("issue: %s", err);
             goto out;
         }
+        if (x.out && cf_outfile_check(x.out, 0, err, sizeof(err)) != 0) {
+            rc = cli_fail("issue: --out %s", err);
+            goto out;
+        }
         single.used = true;
         single.req.csr_der = single.csr;
         single.req.csr_len = len;
@@ -944,6 +1024,17 @@ int cmd_issue(int argc, char **argv)
         goto out;
 
     run(&x, x.batch ? NULL : &single);
+    if (x.batch && x.issued) {
+        /* the certificates were written without an fsync each: one for all */
+        int dfd = open(x.out_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0 || syncfs(dfd) != 0) {
+            cli_fail("issue: cannot sync the certificates in %s to disk: %s", x.out_dir,
+                     strerror(errno));
+            x.failed++;
+        }
+        if (dfd >= 0)
+            close(dfd);
+    }
     if (x.batch) {
         progress_draw(&x, true);
         summary(&x);

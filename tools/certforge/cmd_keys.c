@@ -1,13 +1,22 @@
 /* certforge keys — list, generate, show, export-pub, delete. */
+#include "common/outfile.h"
 #include "hsm/hsm_admin.h"
+#include "tools/certforge/ca_x509.h"
+#include "tools/certforge/cli_daemon.h"
 #include "tools/certforge/cli.h"
 #include "tools/certforge/commands.h"
 
+#include <errno.h>
 #include <getopt.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/pem.h>
+#include <openssl/x509.h>
 
 static const char keys_usage[] =
     "usage: certforge keys SUBCOMMAND [OPTIONS]\n"
@@ -17,7 +26,9 @@ static const char keys_usage[] =
     "  generate    generate a key pair (sensitive, non-extractable, sign-only)\n"
     "  show        one key's attributes\n"
     "  export-pub  the public key as PEM (SubjectPublicKeyInfo)\n"
-    "  delete      destroy a key pair and its certificate object\n"
+    "  csr         a CSR signed by the key, for an external or offline CA\n"
+    "  delete      destroy a key pair and its certificate object (refused while a\n"
+    "              running certforged uses the key)\n"
     "\n"
     "Every subcommand takes --token URI (default: $CERTFORGE_TOKEN) and --help.\n"
     "\n"
@@ -38,7 +49,41 @@ static const char keys_usage[] =
     "  1  failure: module not loadable, no such token, PIN rejected, key not found, ...\n"         \
     "  2  usage error: unknown option, missing or invalid argument\n"
 
-enum { OPT_TOKEN = 256, OPT_JSON, OPT_HELP, OPT_TYPE, OPT_LABEL, OPT_ID, OPT_OUT, OPT_YES };
+enum {
+    OPT_TOKEN = 256,
+    OPT_JSON,
+    OPT_HELP,
+    OPT_TYPE,
+    OPT_LABEL,
+    OPT_ID,
+    OPT_OUT,
+    OPT_YES,
+    OPT_FORCE,
+    OPT_SOCKET,
+    OPT_SUBJECT
+};
+
+/* The certificate object of a key, summarised (subject, notAfter,
+ * SHA-256 fingerprint); false when the key has none or it cannot be read. */
+typedef struct cert_info {
+    bool have;
+    char subject[512], not_after[40], fp[100];
+} cert_info;
+
+static void key_cert(hsm_token *t, const hsm_key_desc *k, cert_info *ci)
+{
+    memset(ci, 0, sizeof(*ci));
+    if (!k->has_cert)
+        return;
+    uint8_t *der = NULL;
+    size_t len = 0;
+    hsm_err e = {0};
+    if (hsm_cert_load(t, k->uri, &der, &len, &e) != 0)
+        return;
+    ci->have = cax_summary(der, len, ci->subject, sizeof(ci->subject), ci->not_after,
+                           sizeof(ci->not_after), ci->fp, sizeof(ci->fp)) == 0;
+    free(der);
+}
 
 /* --- output ------------------------------------------------------------------- */
 
@@ -68,7 +113,8 @@ static void usage_str(const hsm_key_desc *k, char *buf, size_t n)
         snprintf(buf, n, "-");
 }
 
-static void key_json(cli_json *j, const char *key, const hsm_key_desc *k, const char *token)
+static void key_json(cli_json *j, const char *key, const hsm_key_desc *k, const char *token,
+                     const cert_info *ci)
 {
     cj_obj(j, key);
     cj_str(j, "label", k->label);
@@ -86,12 +132,17 @@ static void key_json(cli_json *j, const char *key, const hsm_key_desc *k, const 
     cj_bool(j, "derive", k->derive);
     cj_bool(j, "public_key", k->has_public);
     cj_bool(j, "certificate", k->has_cert);
+    if (ci && ci->have) {
+        cj_str(j, "certificate_subject", ci->subject);
+        cj_str(j, "certificate_not_after", ci->not_after);
+        cj_str(j, "certificate_sha256", ci->fp);
+    }
     cj_str(j, "token", token);
     cj_str(j, "uri", k->uri);
     cj_end_obj(j);
 }
 
-static void key_text(const hsm_key_desc *k, const char *token)
+static void key_text(const hsm_key_desc *k, const char *token, const cert_info *ci)
 {
     char ty[32], us[64];
     type_str(k, ty, sizeof(ty));
@@ -108,6 +159,11 @@ static void key_text(const hsm_key_desc *k, const char *token)
     printf("usage:              %s\n", us);
     printf("public key object:  %s\n", yn(k->has_public));
     printf("certificate object: %s\n", yn(k->has_cert));
+    if (ci && ci->have) {
+        printf("  subject:          %s\n", ci->subject);
+        printf("  not after:        %s\n", ci->not_after);
+        printf("  sha256:           %s\n", ci->fp);
+    }
     printf("uri:                %s\n", k->uri);
 }
 
@@ -121,8 +177,10 @@ static const char list_help[] =
     "a token (token=, serial=) and a PIN is available (pin-source or CERTFORGE_PIN),\n"
     "also lists the private keys on it: label, id, type and size, sensitive,\n"
     "extractable, usage, whether public key and certificate objects exist, and the\n"
-    "key's RFC 7512 URI. Keys are found with C_FindObjects, so tokens holding\n"
-    "Ed25519 keys list correctly.\n"
+    "key's RFC 7512 URI; then every certificate object on the token (a key's own,\n"
+    "or one another tool stored: its label blocks 'keys generate' all the same)\n"
+    "with its subject, notAfter and SHA-256 fingerprint. Objects are found with\n"
+    "C_FindObjects, so tokens holding Ed25519 keys list correctly.\n"
     "\n"
     "OPTIONS\n" COMMON_HELP "  --json        machine-readable output (fields named after PKCS#11 "
     "attributes)\n"
@@ -203,7 +261,8 @@ static int keys_list(int argc, char **argv)
 
     hsm_token *t = NULL;
     hsm_key_desc *kd = NULL;
-    size_t nk = 0;
+    hsm_cert_desc *cd = NULL;
+    size_t nk = 0, nc = 0;
     bool listed_keys = false;
     int rc = CLI_OK;
     if (uri && f.selects_token) {
@@ -211,7 +270,7 @@ static int keys_list(int argc, char **argv)
             rc = cli_open_token(uri, false, &t);
             if (rc != CLI_OK)
                 goto out;
-            if (hsm_keys_list(t, &kd, &nk, &e) != 0) {
+            if (hsm_keys_list(t, &kd, &nk, &e) != 0 || hsm_certs_list(t, &cd, &nc, &e) != 0) {
                 rc = cli_hsm_fail(&e);
                 goto out;
             }
@@ -233,12 +292,31 @@ static int keys_list(int argc, char **argv)
         if (listed_keys) {
             cj_str(&j, "token", hsm_token_label(t));
             cj_arr(&j, "keys");
-            for (size_t i = 0; i < nk; i++)
-                key_json(&j, NULL, &kd[i], hsm_token_label(t));
+            for (size_t i = 0; i < nk; i++) {
+                cert_info ci;
+                key_cert(t, &kd[i], &ci);
+                key_json(&j, NULL, &kd[i], hsm_token_label(t), &ci);
+            }
+            cj_end_arr(&j);
+            cj_arr(&j, "certificates");
+            for (size_t i = 0; i < nc; i++) {
+                char sub[512], na[40], fp[100];
+                bool okc = cax_summary(cd[i].der, cd[i].der_len, sub, sizeof(sub), na, sizeof(na),
+                                       fp, sizeof(fp)) == 0;
+                cj_obj(&j, NULL);
+                cj_str(&j, "label", cd[i].label);
+                cj_str(&j, "id", cd[i].id_hex);
+                cj_str(&j, "subject", okc ? sub : NULL);
+                cj_str(&j, "not_after", okc ? na : NULL);
+                cj_str(&j, "sha256", okc ? fp : NULL);
+                cj_bool(&j, "private_key", cd[i].has_private);
+                cj_end_obj(&j);
+            }
             cj_end_arr(&j);
         } else {
             cj_null(&j, "token");
             cj_null(&j, "keys");
+            cj_null(&j, "certificates");
         }
         cj_end_obj(&j);
         cj_done(&j);
@@ -278,9 +356,23 @@ static int keys_list(int argc, char **argv)
                    yn(kd[i].sensitive), yn(kd[i].extractable), us, yn(kd[i].has_public),
                    yn(kd[i].has_cert), kd[i].uri);
         }
+        printf("\ncertificates on token '%s':\n", hsm_token_label(t));
+        if (nc == 0)
+            printf("(none)\n");
+        else
+            printf("%-20s %-16s %-4s %-20s %-24s %s\n", "LABEL", "ID", "KEY", "NOT AFTER",
+                   "SUBJECT", "SHA-256");
+        for (size_t i = 0; i < nc; i++) {
+            char sub[512], na[40], fp[100];
+            (void)cax_summary(cd[i].der, cd[i].der_len, sub, sizeof(sub), na, sizeof(na), fp,
+                              sizeof(fp));
+            printf("%-20s %-16s %-4s %-20s %-24s %s\n", cd[i].label, cd[i].id_hex,
+                   yn(cd[i].has_private), na, sub, fp);
+        }
     }
 out:
     free(kd);
+    hsm_certs_free(cd, nc);
     free(td);
     hsm_token_close(t);
     return rc;
@@ -371,7 +463,7 @@ static int keys_generate(int argc, char **argv)
     } else if (json) {
         cli_json j;
         cj_init(&j, stdout);
-        key_json(&j, NULL, &k, hsm_token_label(t));
+        key_json(&j, NULL, &k, hsm_token_label(t), NULL);
         cj_done(&j);
     } else {
         printf("%s\n", k.uri);
@@ -387,8 +479,9 @@ static const char show_help[] =
     "\n"
     "Shows one private key: label, id, type and size, sensitive, extractable,\n"
     "always-sensitive, never-extractable, generated on the token, usage, whether\n"
-    "public key and certificate objects with its id exist, and its URI. KEY-URI\n"
-    "selects the key by object= and/or id=; its token part completes --token.\n"
+    "public key and certificate objects with its id exist (the certificate's\n"
+    "subject, notAfter and SHA-256 fingerprint), and its URI. KEY-URI selects the\n"
+    "key by object= and/or id=; its token part completes --token.\n"
     "\n"
     "OPTIONS\n" COMMON_HELP "  --json        machine-readable output\n"
     "\n"
@@ -403,38 +496,181 @@ static const char export_help[] =
     "to FILE or standard output. The private key never leaves the token.\n"
     "\n"
     "OPTIONS\n"
-    "  --out FILE    write here instead of standard output\n" COMMON_HELP "\n"
+    "  --out FILE    write here instead of standard output (mode 0644, through a\n"
+    "                temporary file; a symlink, FIFO or device is refused)\n" COMMON_HELP "\n"
     "EXAMPLES\n"
     "  certforge keys export-pub 'pkcs11:token=CA;object=root-2025' --out root-2025.pub.pem\n"
     "  openssl pkey -pubin -in root-2025.pub.pem -text -noout\n"
     "\n" EXIT_HELP;
 
-static const char delete_help[] =
-    "usage: certforge keys delete KEY-URI --yes [--token URI]\n"
+static const char csr_help[] =
+    "usage: certforge keys csr KEY-URI --subject DN [--out FILE] [--token URI]\n"
     "\n"
-    "Destroys the private key KEY-URI selects, and the public key and certificate\n"
-    "objects that carry its CKA_ID. There is no undo: a sensitive, non-extractable\n"
-    "key has no backup outside the token. Without --yes nothing is done (exit 2).\n"
+    "Writes a PKCS#10 CSR for the key, signed by it inside the token (the signature\n"
+    "algorithm that fits the key: ecdsa-with-SHA256/384, sha256WithRSAEncryption,\n"
+    "Ed25519), so that a CA outside this token — an offline root, an external CA —\n"
+    "can certify it; the CSR is verified before it is written. Import the\n"
+    "certificate it gives you with the key's ceremony ('certforge ca show --cert').\n"
     "\n"
     "OPTIONS\n"
-    "  --yes         really destroy the objects\n" COMMON_HELP "\n"
+    "  --subject DN  e.g. '/C=FI/O=Example/CN=Example Issuing CA'\n"
+    "  --out FILE    PEM output (default: standard output; mode 0644, through a\n"
+    "                temporary file; a symlink, FIFO or device is refused)\n" COMMON_HELP "\n"
+    "EXAMPLES\n"
+    "  certforge keys csr 'pkcs11:token=CA;object=issuing-2025' \\\n"
+    "      --subject '/C=FI/O=Example/CN=Example Issuing CA' --out issuing.csr\n"
+    "  openssl req -in issuing.csr -verify -noout -subject\n"
+    "\n" EXIT_HELP;
+
+static const char delete_help[] =
+    "usage: certforge keys delete KEY-URI --yes [--force] [--socket PATH] [--token URI]\n"
+    "\n"
+    "Destroys the private key KEY-URI selects, and the public key and certificate\n"
+    "objects that carry its CKA_ID, after printing what will go (with the\n"
+    "certificate's subject and notAfter). There is no undo: a sensitive,\n"
+    "non-extractable key has no backup outside the token. Without --yes nothing is\n"
+    "done (exit 2).\n"
+    "\n"
+    "A key a running certforged uses is refused: certforged at the socket is asked\n"
+    "for its keys (KEYS) and one with the same public key stops the deletion.\n"
+    "When certforged runs but will not say (no 'keys' grant for this user), the\n"
+    "deletion is refused too; --force deletes all the same.\n"
+    "\n"
+    "OPTIONS\n"
+    "  --yes         really destroy the objects\n"
+    "  --force       even when certforged uses the key or cannot be asked\n" CLI_SOCKET_HELP
+        COMMON_HELP "\n"
     "EXAMPLES\n"
     "  certforge keys delete 'pkcs11:token=CA;object=test-key' --yes\n"
     "\n" EXIT_HELP;
 
-enum key_op { OP_SHOW, OP_EXPORT, OP_DELETE };
+enum key_op { OP_SHOW, OP_EXPORT, OP_DELETE, OP_CSR };
+
+/* Does the certforged at socket use this public key? 0 no (or no daemon
+ * runs there), 1 yes (its name in `name`), -1 cannot tell (why). */
+static int daemon_uses_key(const char *sock, EVP_PKEY *pub, char *name, size_t ncap, char *why,
+                           size_t wcap)
+{
+    struct stat st;
+    if (stat(sock, &st) != 0)
+        return 0; /* no socket: no daemon */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+    int r = fd >= 0 ? connect(fd, (struct sockaddr *)&sa, sizeof(sa)) : -1;
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    if (r != 0 && (e == ECONNREFUSED || e == ENOENT))
+        return 0; /* a stale socket: nobody listens */
+    if (r != 0) {
+        snprintf(why, wcap, "cannot connect to certforged at %s: %s", sock, strerror(e));
+        return -1;
+    }
+    cf_client *c = NULL;
+    char err[256];
+    if (cf_client_connect(sock, &c, err, sizeof(err)) != 0) {
+        snprintf(why, wcap, "certforged at %s: %s", sock, err);
+        return -1;
+    }
+    uint8_t *der = NULL;
+    int dl = i2d_PUBKEY(pub, &der);
+    cf_response resp;
+    int rc = -1;
+    int q = cf_client_keys(c, 10000, &resp);
+    if (q != 0) {
+        snprintf(why, wcap, "certforged at %s did not answer KEYS: %s", sock,
+                 q > 0 ? "timeout" : cf_client_error(c));
+    } else if (resp.status != CF_ST_OK) {
+        snprintf(why, wcap,
+                 "certforged at %s answered KEYS with %s (add \"keys\" to this user's "
+                 "grant)",
+                 sock, cf_status_name(resp.status));
+    } else {
+        rc = 0;
+        for (unsigned i = 0; dl > 0 && i < resp.n_keys; i++)
+            if (resp.keys[i].spki.len == (size_t)dl &&
+                memcmp(resp.keys[i].spki.p, der, (size_t)dl) == 0) {
+                snprintf(name, ncap, "%.*s", (int)resp.keys[i].name.len, resp.keys[i].name.p);
+                rc = 1;
+                break;
+            }
+    }
+    OPENSSL_free(der);
+    cf_client_close(c);
+    return rc;
+}
+
+static int key_csr(hsm_token *t, const char *key, const char *subject, const char *out)
+{
+    char msg[600];
+    X509_NAME *name = NULL;
+    X509_REQ *req = NULL;
+    EVP_PKEY *pub = NULL;
+    hsm_signer *sg = NULL;
+    hsm_err e = {0};
+    cf_outfile of;
+    int rc = CLI_FAIL;
+    if (cax_parse_name(subject, &name, msg, sizeof(msg)) != 0)
+        return cli_usage("keys csr: %s", msg);
+    if (out && cf_outfile_check(out, 0, msg, sizeof(msg)) != 0) {
+        rc = cli_fail("keys csr: --out %s", msg);
+        goto done;
+    }
+    if (hsm_signer_open(t, key, 1, &sg, &e) != 0 || !(pub = hsm_signer_public_key(sg, &e))) {
+        rc = cli_hsm_fail(&e);
+        goto done;
+    }
+    req = X509_REQ_new();
+    if (!req || !X509_REQ_set_version(req, X509_REQ_VERSION_1) ||
+        !X509_REQ_set_subject_name(req, name) || !X509_REQ_set_pubkey(req, pub)) {
+        rc = cli_fail("keys csr: building the CSR failed");
+        goto done;
+    }
+    if (cax_sign_req(req, sg, pub, msg, sizeof(msg)) != 0) {
+        rc = cli_fail("keys csr: %s", msg);
+        goto done;
+    }
+    if (cf_outfile_open(&of, out ? out : "-", 0644, 0, msg, sizeof(msg)) != 0) {
+        rc = cli_fail("keys csr: --out %s", msg);
+        goto done;
+    }
+    if (PEM_write_X509_REQ(of.f, req) != 1) {
+        cf_outfile_abort(&of);
+        rc = cli_fail("keys csr: writing the CSR failed");
+        goto done;
+    }
+    if (cf_outfile_commit(&of, msg, sizeof(msg)) != 0) {
+        rc = cli_fail("keys csr: %s", msg);
+        goto done;
+    }
+    rc = CLI_OK;
+done:
+    X509_REQ_free(req);
+    X509_NAME_free(name);
+    EVP_PKEY_free(pub);
+    hsm_signer_close(sg);
+    return rc;
+}
 
 static int key_command(enum key_op op, int argc, char **argv)
 {
-    static const char *const names[] = {"keys show", "keys export-pub", "keys delete"};
-    static const char *const helps[] = {show_help, export_help, delete_help};
-    static const struct option lo[] = {
-        {"token", required_argument, NULL, OPT_TOKEN}, {"json", no_argument, NULL, OPT_JSON},
-        {"help", no_argument, NULL, OPT_HELP},         {"out", required_argument, NULL, OPT_OUT},
-        {"yes", no_argument, NULL, OPT_YES},           {0, 0, 0, 0}};
+    static const char *const names[] = {"keys show", "keys export-pub", "keys delete", "keys csr"};
+    static const char *const helps[] = {show_help, export_help, delete_help, csr_help};
+    static const struct option lo[] = {{"token", required_argument, NULL, OPT_TOKEN},
+                                       {"json", no_argument, NULL, OPT_JSON},
+                                       {"help", no_argument, NULL, OPT_HELP},
+                                       {"out", required_argument, NULL, OPT_OUT},
+                                       {"yes", no_argument, NULL, OPT_YES},
+                                       {"force", no_argument, NULL, OPT_FORCE},
+                                       {"socket", required_argument, NULL, OPT_SOCKET},
+                                       {"subject", required_argument, NULL, OPT_SUBJECT},
+                                       {0, 0, 0, 0}};
     const char *name = names[op];
-    const char *token = NULL, *out = NULL;
-    bool json = false, yes = false;
+    const char *token = NULL, *out = NULL, *sock_opt = NULL, *subject = NULL;
+    bool json = false, yes = false, force = false;
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -448,14 +684,26 @@ static int key_command(enum key_op op, int argc, char **argv)
             json = true;
             break;
         case OPT_OUT:
-            if (op != OP_EXPORT)
+            if (op != OP_EXPORT && op != OP_CSR)
                 return cli_bad_option(name, argc, argv);
             out = optarg;
             break;
         case OPT_YES:
+        case OPT_FORCE:
+        case OPT_SOCKET:
             if (op != OP_DELETE)
                 return cli_bad_option(name, argc, argv);
-            yes = true;
+            if (c == OPT_YES)
+                yes = true;
+            else if (c == OPT_FORCE)
+                force = true;
+            else
+                sock_opt = optarg;
+            break;
+        case OPT_SUBJECT:
+            if (op != OP_CSR)
+                return cli_bad_option(name, argc, argv);
+            subject = optarg;
             break;
         case OPT_HELP:
             fputs(helps[op], stdout);
@@ -473,6 +721,8 @@ static int key_command(enum key_op op, int argc, char **argv)
         return cli_usage("%s: refusing to destroy %s without --yes (the private key, its public "
                          "key and certificate objects would be gone for good)",
                          name, key);
+    if (op == OP_CSR && !subject)
+        return cli_usage("%s: --subject is required (e.g. '/C=FI/O=Example/CN=Issuing CA')", name);
 
     hsm_token *t = NULL;
     int rc = cli_open_token_for_key(token, key, &t);
@@ -480,40 +730,74 @@ static int key_command(enum key_op op, int argc, char **argv)
         return rc;
     hsm_err e = {0};
     hsm_key_desc k;
+    cert_info ci;
     if (hsm_key_get(t, key, &k, &e) != 0) {
         rc = cli_hsm_fail(&e);
         goto out;
     }
+    key_cert(t, &k, &ci);
     if (op == OP_SHOW) {
         if (json) {
             cli_json j;
             cj_init(&j, stdout);
-            key_json(&j, NULL, &k, hsm_token_label(t));
+            key_json(&j, NULL, &k, hsm_token_label(t), &ci);
             cj_done(&j);
         } else {
-            key_text(&k, hsm_token_label(t));
+            key_text(&k, hsm_token_label(t), &ci);
         }
+    } else if (op == OP_CSR) {
+        rc = key_csr(t, key, subject, out);
     } else if (op == OP_EXPORT) {
         EVP_PKEY *pk = hsm_key_public(t, key, &e);
         if (!pk) {
             rc = cli_hsm_fail(&e);
             goto out;
         }
-        FILE *f = out ? fopen(out, "w") : stdout;
-        if (!f) {
+        cf_outfile of;
+        char err[4400];
+        if (cf_outfile_open(&of, out ? out : "-", 0644, 0, err, sizeof(err)) != 0) {
             EVP_PKEY_free(pk);
-            rc = cli_fail("cannot write %s: %m", out);
+            rc = cli_fail("%s: --out %s", name, err);
             goto out;
         }
-        int ok = PEM_write_PUBKEY(f, pk);
+        int ok = PEM_write_PUBKEY(of.f, pk);
         EVP_PKEY_free(pk);
-        if (fflush(f) != 0)
-            ok = 0;
-        if (out && fclose(f) != 0)
-            ok = 0;
-        if (!ok)
+        if (!ok) {
+            cf_outfile_abort(&of);
             rc = cli_fail("writing the public key to %s failed", out ? out : "standard output");
+        } else if (cf_outfile_commit(&of, err, sizeof(err)) != 0) {
+            rc = cli_fail("%s: %s", name, err);
+        }
     } else {
+        /* a key certforged signs with is not pulled from under it */
+        EVP_PKEY *pk = hsm_key_public(t, key, &e);
+        if (!pk) {
+            rc = cli_hsm_fail(&e);
+            goto out;
+        }
+        const char *sock = cli_socket_path(sock_opt);
+        char used[128] = "", why[600] = "";
+        int u = daemon_uses_key(sock, pk, used, sizeof(used), why, sizeof(why));
+        EVP_PKEY_free(pk);
+        if (u == 1 && !force) {
+            rc = cli_fail("%s: refusing: certforged at %s uses this key as '%s'%s%s%s; stop it "
+                          "or take the key out of its config first (or --force)",
+                          name, sock, used, ci.have ? " (certificate " : "",
+                          ci.have ? ci.subject : "", ci.have ? ")" : "");
+            goto out;
+        }
+        if (u < 0 && !force) {
+            rc = cli_fail("%s: refusing: cannot tell whether certforged uses this key: %s (or "
+                          "--force)",
+                          name, why);
+            goto out;
+        }
+        if (u != 0)
+            cli_note("%s: --force: %s", name, u == 1 ? "certforged uses this key" : why);
+        printf("destroying on token '%s': private key '%s' (id %s, %s)%s%s%s%s%s\n",
+               hsm_token_label(t), k.label, k.id_hex, k.uri, ci.have ? ", certificate " : "",
+               ci.have ? ci.subject : "", ci.have ? " (not after " : "",
+               ci.have ? ci.not_after : "", ci.have ? ")" : "");
         unsigned np = 0, nc = 0;
         if (hsm_key_delete(t, key, &np, &nc, &e) != 0) {
             rc = cli_hsm_fail(&e);
@@ -541,13 +825,15 @@ static int keys_delete(int argc, char **argv)
 {
     return key_command(OP_DELETE, argc, argv);
 }
+static int keys_csr(int argc, char **argv)
+{
+    return key_command(OP_CSR, argc, argv);
+}
 
 static const cli_command keys_cmds[] = {
-    {"list", keys_list, "tokens and keys"},
-    {"generate", keys_generate, "generate a key pair"},
-    {"show", keys_show, "one key's attributes"},
-    {"export-pub", keys_export, "public key as PEM"},
-    {"delete", keys_delete, "destroy a key pair"},
+    {"list", keys_list, "tokens and keys"},      {"generate", keys_generate, "generate a key pair"},
+    {"show", keys_show, "one key's attributes"}, {"export-pub", keys_export, "public key as PEM"},
+    {"csr", keys_csr, "CSR signed by the key"},  {"delete", keys_delete, "destroy a key pair"},
 };
 
 int cmd_keys(int argc, char **argv)

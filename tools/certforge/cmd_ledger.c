@@ -3,6 +3,7 @@
  * CSV. Reads the database directly, read-only (no daemon needed; the daemon
  * may be running: SQLite WAL lets readers in while it writes, PostgreSQL
  * sessions see committed batches only). */
+#include "common/outfile.h"
 #include "common/serial.h"
 #include "engine/config/config.h"
 #include "engine/ledger/ledger.h"
@@ -21,7 +22,7 @@
 static const char ledger_help[] =
     "usage: certforge ledger show SERIAL           LEDGER\n"
     "       certforge ledger list [FILTERS]         LEDGER\n"
-    "       certforge ledger export --format jsonl|csv [FILTERS] LEDGER\n"
+    "       certforge ledger export --format jsonl|csv [--out FILE] [FILTERS] LEDGER\n"
     "  LEDGER: --db PATH | --conninfo STRING | --config FILE\n"
     "\n"
     "Reads certforged's ledger: every certificate it issued, recorded before it was\n"
@@ -44,6 +45,8 @@ static const char ledger_help[] =
     "  --revoked              only revoked certificates\n"
     "  --limit N              at most N records\n"
     "  --format jsonl|csv     export: JSON lines (one object per record) or CSV with a header\n"
+    "  --out FILE             export: write FILE (mode 0600, through a temporary file renamed\n"
+    "                         over it; a symlink, FIFO or device is refused) instead of stdout\n"
     "  --help                 this text\n"
     "\n"
     "FIELDS (jsonl keys, csv columns)\n"
@@ -72,11 +75,12 @@ enum {
     OPT_EXPIRING,
     OPT_LIMIT,
     OPT_FORMAT,
+    OPT_OUT,
     OPT_HELP
 };
 
 typedef struct lopts {
-    const char *db, *conninfo, *config, *format;
+    const char *db, *conninfo, *config, *format, *out;
     ledger_filter f;
 } lopts;
 
@@ -143,6 +147,7 @@ static int parse(const char *sub, int argc, char **argv, lopts *o)
                                        {"limit", required_argument, NULL, OPT_LIMIT},
                                        {"revoked", no_argument, NULL, OPT_REVOKED},
                                        {"format", required_argument, NULL, OPT_FORMAT},
+                                       {"out", required_argument, NULL, OPT_OUT},
                                        {"help", no_argument, NULL, OPT_HELP},
                                        {0, 0, 0, 0}};
     int c;
@@ -179,6 +184,9 @@ static int parse(const char *sub, int argc, char **argv, lopts *o)
             if (!cli_parse_uint(optarg, 1, 100000000, &v))
                 return cli_usage("ledger %s: --limit must be 1-100000000, not '%s'", sub, optarg);
             o->f.limit = v;
+            break;
+        case OPT_OUT:
+            o->out = optarg;
             break;
         case OPT_FORMAT:
             if (strcmp(optarg, "jsonl") && strcmp(optarg, "csv"))
@@ -279,25 +287,26 @@ static int list_cb(const ledger_rec *r, void *arg)
 typedef struct exp_arg {
     bool csv;
     size_t n;
+    FILE *f;
 } exp_arg;
 
-static void csv_field(const char *v, bool last)
+static void csv_field(FILE *f, const char *v, bool last)
 {
     if (v) {
         bool q = strpbrk(v, ",\"\r\n") != NULL;
         if (q) {
-            putchar('"');
+            fputc('"', f);
             for (; *v; v++) {
                 if (*v == '"')
-                    putchar('"');
-                putchar(*v);
+                    fputc('"', f);
+                fputc(*v, f);
             }
-            putchar('"');
+            fputc('"', f);
         } else {
-            fputs(v, stdout);
+            fputs(v, f);
         }
     }
-    putchar(last ? '\n' : ',');
+    fputc(last ? '\n' : ',', f);
 }
 
 static const char *const exp_fields[] = {
@@ -337,7 +346,7 @@ static int export_cb(const ledger_rec *r, void *arg)
     int rc = 0;
     if (a->csv) {
         for (size_t i = 0; i < N_EXP_FIELDS; i++)
-            csv_field(v[i], i + 1 == N_EXP_FIELDS);
+            csv_field(a->f, v[i], i + 1 == N_EXP_FIELDS);
     } else {
         json_t *o = json_object();
         for (size_t i = 0; o && i < N_EXP_FIELDS; i++) {
@@ -346,9 +355,9 @@ static int export_cb(const ledger_rec *r, void *arg)
                                  : json_string(v[i]);
             json_object_set_new(o, exp_fields[i], x);
         }
-        if (!o || json_dumpf(o, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER) != 0)
+        if (!o || json_dumpf(o, a->f, JSON_COMPACT | JSON_PRESERVE_ORDER) != 0)
             rc = 1;
-        putchar('\n');
+        fputc('\n', a->f);
         json_decref(o);
     }
     free(b);
@@ -376,6 +385,8 @@ static int run(const char *sub, int argc, char **argv)
         return cli_usage("ledger export: --format jsonl or csv is required");
     if (!exp && o.format)
         return cli_usage("ledger %s: --format is for export", sub);
+    if (!exp && o.out)
+        return cli_usage("ledger %s: --out is for export", sub);
     ledger *l = NULL;
     if ((rc = open_ro(&o, &l)) != CLI_OK)
         return rc;
@@ -393,17 +404,30 @@ static int run(const char *sub, int argc, char **argv)
         return f == 1 ? CLI_OK : cli_fail("ledger show: no certificate with serial %s", serial);
     }
     size_t n = 0;
-    exp_arg ea = {o.format && strcmp(o.format, "csv") == 0, 0};
+    exp_arg ea = {o.format && strcmp(o.format, "csv") == 0, 0, stdout};
+    cf_outfile of;
+    char oerr[4400];
+    if (exp && cf_outfile_open(&of, o.out ? o.out : "-", 0600, 0, oerr, sizeof(oerr)) != 0) {
+        ledger_close(l);
+        return cli_fail("ledger export: --out %s", oerr);
+    }
+    if (exp)
+        ea.f = of.f;
     if (exp && ea.csv)
         for (size_t i = 0; i < N_EXP_FIELDS; i++)
-            csv_field(exp_fields[i], i + 1 == N_EXP_FIELDS);
+            csv_field(ea.f, exp_fields[i], i + 1 == N_EXP_FIELDS);
     rc = ledger_list(l, &o.f, exp ? export_cb : list_cb, exp ? (void *)&ea : (void *)&n, err,
                      sizeof(err));
     ledger_close(l);
-    if (rc != 0)
+    if (rc != 0) {
+        if (exp)
+            cf_outfile_abort(&of);
         return cli_fail("%s", rc < 0 ? err : "write error");
+    }
     if (!exp)
         fprintf(stderr, "%zu certificate%s\n", n, n == 1 ? "" : "s");
+    if (exp && cf_outfile_commit(&of, oerr, sizeof(oerr)) != 0)
+        return cli_fail("ledger export: %s", oerr);
     return fflush(stdout) == 0 ? CLI_OK : CLI_FAIL;
 }
 

@@ -1,6 +1,7 @@
 /* certforge revoke — revoke a certificate through certforged (REVOKE,
  * docs/protocol.md), and certforge crl — fetch or make an issuer's CRL
  * (CRL). */
+#include "common/outfile.h"
 #include "common/reason.h"
 #include "common/serial.h"
 #include "tools/certforge/cli.h"
@@ -196,6 +197,9 @@ int cmd_crl(int argc, char **argv)
         return cli_usage("crl: --issuer is required (see certforge crl --help)");
     if (der && !out)
         return cli_usage("crl: --der needs --out FILE (DER is binary)");
+    char chk[4400];
+    if (out && cf_outfile_check(out, 0, chk, sizeof(chk)) != 0)
+        return cli_fail("crl: --out %s", chk);
     socket = cli_socket_path(socket);
     cf_client *cl = NULL;
     int rc = cli_connect("crl", socket, &cl);
@@ -211,18 +215,21 @@ int cmd_crl(int argc, char **argv)
         rc = cli_fail("crl: certforged sent a CRL OpenSSL cannot read");
         goto done;
     }
-    FILE *f = out ? fopen(out, der ? "wb" : "w") : stdout;
-    if (!f) {
-        rc = cli_fail("crl: cannot write %s: %m", out);
+    cf_outfile of;
+    char err[4400];
+    if (cf_outfile_open(&of, out ? out : "-", 0644, 0, err, sizeof(err)) != 0) {
+        rc = cli_fail("crl: --out %s", err);
         goto done;
     }
-    bool ok = der ? fwrite(r.crl.p, 1, r.crl.len, f) == r.crl.len : PEM_write_X509_CRL(f, x) == 1;
-    if (out)
-        ok = fclose(f) == 0 && ok;
-    else
-        ok = fflush(stdout) == 0 && ok;
+    bool ok =
+        der ? fwrite(r.crl.p, 1, r.crl.len, of.f) == r.crl.len : PEM_write_X509_CRL(of.f, x) == 1;
     if (!ok) {
+        cf_outfile_abort(&of);
         rc = cli_fail("crl: cannot write %s", out ? out : "stdout");
+        goto done;
+    }
+    if (cf_outfile_commit(&of, err, sizeof(err)) != 0) {
+        rc = cli_fail("crl: %s", err);
         goto done;
     }
     if (out) {

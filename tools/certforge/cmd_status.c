@@ -102,6 +102,7 @@ static int print_json(const char *socket, const cf_response *r)
     if (!o || !errs)
         goto out;
     json_object_set_new(o, "socket", json_string(socket));
+    json_object_set_new(o, "client_version", json_string(CF_VERSION));
     for (unsigned i = 0; i < r->n_kv; i++) {
         char k[256], v[1024];
         cli_text_of(&r->kv[i].key, k, sizeof(k));

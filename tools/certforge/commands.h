@@ -12,5 +12,6 @@ int cmd_ledger(int argc, char **argv);
 int cmd_revoke(int argc, char **argv);
 int cmd_crl(int argc, char **argv);
 int cmd_acme(int argc, char **argv);
+int cmd_token(int argc, char **argv);
 
 #endif

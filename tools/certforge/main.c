@@ -6,13 +6,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#ifndef CF_VERSION
-#define CF_VERSION "0.1.0"
-#endif
-
 static const cli_command commands[] = {
-    {"keys", cmd_keys, "list, generate, show, export and delete keys on a PKCS#11 token"},
-    {"ca", cmd_ca, "CA ceremonies: self-signed root, intermediate; show a CA certificate"},
+    {"token", cmd_token, "initialise a PKCS#11 token, change its user PIN"},
+    {"keys", cmd_keys, "list, generate, show, export, CSR and delete keys on a PKCS#11 token"},
+    {"ca", cmd_ca, "CA ceremonies: root, intermediate, cross-sign (rollover); show a CA cert"},
     {"issue", cmd_issue, "issue certificates through certforged: one CSR, or a batch pipelined"},
     {"status", cmd_status, "certforged's counters: uptime, issued, rate, queue, HSM sessions"},
     {"csr-gen", cmd_csrgen, "test/demo helper: N NF CSRs and a batch file for 'issue --batch'"},
@@ -63,7 +60,7 @@ static void usage(FILE *f)
           "  1  failure (token, PIN, key, certificate or file problem); one line on stderr\n"
           "  2  usage error (unknown command or option, missing or invalid argument)\n"
           "\n"
-          "See docs/hsm-admin.md.\n",
+          "See certforge(1) and docs/hsm-admin.md.\n",
           f);
 }
 
