@@ -97,6 +97,13 @@ static inline uint64_t ud_pack(unsigned op, uint32_t idx, uint32_t gen)
 
 typedef struct srv_loop srv_loop;
 
+/* An issuer's chain as the answers carry it (built once at srv_run from
+ * the engine's issuer objects). */
+typedef struct srv_chain {
+    proto_blob certs[PROTO_MAX_CHAIN]; /* issuer first */
+    unsigned n;
+} srv_chain;
+
 typedef struct srv_job {
     pipe_job pj;
     struct srv_job *next; /* free list, done stack, ready list, admin queue */
@@ -200,6 +207,10 @@ struct srv {
     srv_loop *loops;
     unsigned nloops;
     srv_runtime rt;
+    pipe_engine *pipe;
+    srv_chain *chains;              /* per issuer (cf_engine_issuers order) */
+    proto_key keys[PROTO_MAX_KEYS]; /* the KEYS answer */
+    size_t n_keys;
     unsigned tick_ms;
     size_t large_size;
     _Atomic bool stopping;
@@ -652,11 +663,10 @@ static size_t enc_status(uint8_t *buf, size_t cap, const void *arg)
     const status_arg *a = arg;
     srv *s = a->L->s;
     pipe_stats st;
-    pipe_get_stats(s->rt.pipe, &st);
+    pipe_get_stats(s->pipe, &st);
     uint64_t now = now_ms();
     unsigned busy = 0, total = 0;
-    if (s->rt.sessions)
-        s->rt.sessions(s->rt.sessions_arg, &busy, &total);
+    cf_engine_sessions(s->rt.eng, &busy, &total);
     double rate = 0;
     pthread_mutex_lock(&s->rate_mu);
     if (s->rate_n > 0) {
@@ -707,8 +717,7 @@ typedef struct keys_arg {
 static size_t enc_keys(uint8_t *buf, size_t cap, const void *arg)
 {
     const keys_arg *a = arg;
-    size_t n = a->s->rt.n_keys < PROTO_MAX_KEYS ? a->s->rt.n_keys : PROTO_MAX_KEYS;
-    return proto_enc_keys_ok(buf, cap, a->id, a->s->rt.keys, n);
+    return proto_enc_keys_ok(buf, cap, a->id, a->s->keys, a->s->n_keys);
 }
 
 static void adm_push(srv *s, srv_job *j);
@@ -768,26 +777,25 @@ static int queue_job(srv_loop *L, conn *c, const proto_req *req, const uint8_t *
         bool queued = false;
         if (op == PROTO_OP_ISSUE || op == PROTO_OP_SIGN) {
             if (op == PROTO_OP_ISSUE) {
+                const iss_issuer *is = cf_engine_profile_issuer(s->rt.eng, ctx);
                 j->pj.kind = PIPE_JOB_ISSUE;
                 j->pj.req = r2.issue;
-                j->chain = s->rt.chains ? &s->rt.chains[ctx] : NULL;
+                j->chain = is ? &s->chains[is->idx] : NULL;
             } else {
-                const srv_sign_key *k = &s->rt.sign_keys[ctx];
-                cf_sig_alg alg = CF_SIG__MAX; /* handle_sign checked it fits the key */
+                /* the pipeline resolves the key and checks the algorithm fits it */
+                cf_sig_alg alg =
+                    CF_SIG__MAX; /* proto_req_decode let only the table's numbers through */
                 cf_sig_alg_from_wire(r2.sign.mech, &alg);
                 j->pj.kind = PIPE_JOB_SIGN;
                 j->pj.req.requester = r2.sign.requester;
                 j->pj.sign = (pipe_sign){
-                    .signer = k->signer,
-                    .pub = k->pub,
+                    .key = r2.sign.key,
                     .mech = alg,
-                    .key_name = s->cfg->keys[ctx].name,
-                    .mech_name = cf_sig_alg_name(alg),
                     .data = r2.sign.data,
                     .len = r2.sign.data_len,
                 };
             }
-            queued = pipe_submit(s->rt.pipe, &j->pj, 0) == 0;
+            queued = pipe_submit(s->pipe, &j->pj, 0) == 0;
         } else {
             j->areq = r2;
             queued = true;
@@ -872,20 +880,6 @@ static int handle_sign(srv_loop *L, conn *c, const proto_req *req, const uint8_t
                "peer_uid=%u peer_gid=%u peer_pid=%u op=SIGN key=%s", c->uid, c->gid, c->pid,
                cf_log_quote(kname, kq, sizeof(kq)));
         return FR_CONSUMED;
-    }
-    const srv_sign_key *k = s->rt.sign_keys ? &s->rt.sign_keys[ki] : NULL;
-    if (!k || !k->signer) {
-        snprintf(msg, sizeof(msg), "key '%s' cannot sign here", kname);
-        return answer_error(L, c, PROTO_OP_SIGN, id, CF_ST_INTERNAL, 0, msg) ? FR_CONSUMED
-                                                                             : FR_BLOCKED;
-    }
-    cf_sig_alg alg = CF_SIG__MAX; /* proto_req_decode let only the table's numbers through */
-    cf_sig_alg_from_wire(req->sign.mech, &alg);
-    if (!cf_sig_alg_fits(alg, k->type)) {
-        snprintf(msg, sizeof(msg), "key '%s' is %s: it cannot sign %s", kname,
-                 cf_key_type_name(k->type), cf_sig_alg_name(alg));
-        return answer_error(L, c, PROTO_OP_SIGN, id, CF_ST_POLICY_DENIED, 0, msg) ? FR_CONSUMED
-                                                                                  : FR_BLOCKED;
     }
     return queue_job(L, c, req, frame, flen, ki);
 }
@@ -1359,7 +1353,7 @@ static void rate_sample(srv *s, uint64_t now)
     if (now - s->rate_last_ms < 1000 && s->rate_n)
         return;
     pipe_stats st;
-    pipe_get_stats(s->rt.pipe, &st);
+    pipe_get_stats(s->pipe, &st);
     pthread_mutex_lock(&s->rate_mu);
     s->rate_ms[s->rate_pos] = now;
     s->rate_issued[s->rate_pos] = st.by_status[CF_ST_OK];
@@ -1925,9 +1919,43 @@ fail:
     return -1;
 }
 
+/* What the answers carry, from the engine's issuer objects: each issuer's
+ * chain, and every key's name, type and public half (KEYS). */
+static int load_answers(srv *s, char *err, size_t errlen)
+{
+    const iss_set *iss = cf_engine_issuers(s->rt.eng);
+    s->chains = calloc(iss_nissuers(iss) ? iss_nissuers(iss) : 1, sizeof(*s->chains));
+    if (!s->chains) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < iss_nissuers(iss); i++) {
+        const iss_issuer *is = iss_issuer_at(iss, i);
+        srv_chain *ch = &s->chains[i];
+        for (unsigned k = 0; k < is->n_chain && ch->n < PROTO_MAX_CHAIN; k++)
+            ch->certs[ch->n++] = (proto_blob){is->chain[k].p, is->chain[k].len};
+    }
+    s->n_keys = 0;
+    for (size_t i = 0; i < iss_nkeys(iss) && s->n_keys < PROTO_MAX_KEYS; i++) {
+        const iss_key *k = iss_key_at(iss, i);
+        s->keys[s->n_keys++] = (proto_key){
+            .name = {k->name, strlen(k->name)},
+            .type = {k->type_name, strlen(k->type_name)},
+            .spki = {k->spki.p, k->spki.len},
+        };
+    }
+    if (iss_nkeys(iss) > PROTO_MAX_KEYS)
+        cf_log(CF_LOG_WARNING, "keys_truncated", "configured=%zu sent=%d", iss_nkeys(iss),
+               PROTO_MAX_KEYS);
+    return 0;
+}
+
 int srv_run(srv *s, const srv_runtime *rt, char *err, size_t errlen)
 {
     s->rt = *rt;
+    s->pipe = cf_engine_pipe(rt->eng);
+    if (load_answers(s, err, errlen) != 0)
+        return -1;
     s->start_ms = now_ms();
     rate_sample(s, s->start_ms);
     if (pthread_create(&s->adm_th, NULL, adm_main, s) != 0) {
@@ -2014,6 +2042,7 @@ void srv_free(srv *s)
     if (s->lock_fd >= 0)
         close(s->lock_fd); /* after the unlink: the next daemon may start */
     loops_free(s);
+    free(s->chains);
     pthread_mutex_destroy(&s->rate_mu);
     pthread_mutex_destroy(&s->adm_mu);
     pthread_cond_destroy(&s->adm_cv);
