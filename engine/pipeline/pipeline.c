@@ -258,7 +258,9 @@ static void stage_front(worker *w, pipe_job *j, int64_t now)
     j->cert = NULL;
     j->cert_len = 0;
     j->msg[0] = '\0';
-    const pipe_prof *pp = find_profile(e, j->req.profile);
+    const pipe_prof *pp = !j->prof_set              ? find_profile(e, j->req.profile)
+                          : j->prof_idx < e->nprofs ? &e->profs[j->prof_idx]
+                                                    : NULL;
     if (!pp) {
         char m[sizeof(j->msg)];
         snprintf(m, sizeof(m), "unknown profile '%.*s'", (int)(j->req.profile.len > 64 ? 64 : j->req.profile.len),
@@ -353,7 +355,8 @@ static void stage_front_sign(worker *w, pipe_job *j)
     j->iss = NULL;
     j->sig_len = 0;
     pipe_sign *sg = &j->sign;
-    const iss_key *k = iss_find_key(w->e->o.iss, sg->key);
+    const iss_key *k =
+        sg->key_set ? iss_key_at(w->e->o.iss, sg->key_idx) : iss_find_key(w->e->o.iss, sg->key);
     j->skey = k;
     char m[sizeof(j->msg)];
     if (!k) {

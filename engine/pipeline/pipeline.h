@@ -36,8 +36,10 @@ typedef struct profile profile;
 typedef enum pipe_kind { PIPE_JOB_ISSUE = 0, PIPE_JOB_SIGN = 1 } pipe_kind;
 
 typedef struct pipe_sign {
-    cf_str key; /* the key's config name: the pipeline resolves it (NOT_FOUND when
-                 * there is none; POLICY_DENIED when mech does not fit it) */
+    cf_str key;   /* the key's config name: the pipeline resolves it (NOT_FOUND when
+                   * there is none; POLICY_DENIED when mech does not fit it) */
+    bool key_set; /* the caller resolved it already: key_idx (config order) */
+    uint32_t key_idx;
     cf_sig_alg mech;
     const uint8_t *data;  /* the digest (mech's hash, its exact size), or the Ed25519 message */
     size_t len;
@@ -50,6 +52,12 @@ typedef struct pipe_job {
     /* in */
     pipe_kind kind;
     cf_issue_req req; /* ISSUE */
+    /* ISSUE: the profile, when the caller resolved it already (the server,
+     * to check its grant): prof_idx indexes pipe_new's profiles, which
+     * cf_engine_open lists in the config's order. Else (prof_set false) the
+     * pipeline resolves req.profile by name. */
+    bool prof_set;
+    unsigned prof_idx;
     pipe_sign sign;   /* SIGN: sig/sig_len hold the answer; digest the ledger's copy
                        * (Ed25519: SHA-512 of the message) */
     void *user;

@@ -98,10 +98,13 @@ static void park(srv_loop *L, conn *c)
 
 /* Take a job for a request that passed its op's checks, copy its frame
  * into the job and hand it on: ISSUE and SIGN to the pipeline, REVOKE and
- * CRL to the admin thread. Backpressure (in-flight cap, fair share, an
- * empty pool or a full queue) as docs/certforged.md describes. `ctx`: the
- * profile index for ISSUE, the key index for SIGN. */
-static int queue_job(srv_loop *L, conn *c, const proto_req *req, const uint8_t *frame, size_t flen,
+ * CRL to the admin thread. The request was decoded once, from the
+ * connection's buffer: its fields are moved into the copy, not decoded
+ * again, and what was resolved travels with the job (`ctx`: the profile's
+ * index for ISSUE, the key's for SIGN, both in the config's order, which
+ * is the engine's). Backpressure (in-flight cap, fair share, an empty pool
+ * or a full queue) as docs/certforged.md describes. */
+static int queue_job(srv_loop *L, conn *c, proto_req *req, const uint8_t *frame, size_t flen,
                      size_t ctx)
 {
     srv *s = L->s;
@@ -129,12 +132,8 @@ static int queue_job(srv_loop *L, conn *c, const proto_req *req, const uint8_t *
     if (j) {
         uint8_t *copy = srv_job_frame(L, j);
         memcpy(copy, frame, flen);
-        proto_req r2;
-        if (proto_req_decode(copy, flen, &r2) != PROTO_OK) { /* cannot happen: same bytes */
-            srv_job_put(L, j);
-            return srv_answer_error(L, c, op, id, CF_ST_INTERNAL, 0, "decode failed") ? FR_CONSUMED
-                                                                                      : FR_BLOCKED;
-        }
+        proto_req_rebase(req, frame, copy, flen);
+        const proto_req *r2 = req;
         memset(&j->pj, 0, offsetof(pipe_job, buf));
         j->pj.user = j;
         j->pj.peer_known = true;
@@ -153,25 +152,29 @@ static int queue_job(srv_loop *L, conn *c, const proto_req *req, const uint8_t *
             if (op == PROTO_OP_ISSUE) {
                 const iss_issuer *is = cf_engine_profile_issuer(s->rt.eng, ctx);
                 j->pj.kind = PIPE_JOB_ISSUE;
-                j->pj.req = r2.issue;
+                j->pj.req = r2->issue;
+                j->pj.prof_set = true;
+                j->pj.prof_idx = (unsigned)ctx;
                 j->chain = is ? &s->chains[is->idx] : NULL;
             } else {
                 /* the pipeline resolves the key and checks the algorithm fits it */
                 cf_sig_alg alg =
                     CF_SIG__MAX; /* proto_req_decode let only the table's numbers through */
-                cf_sig_alg_from_wire(r2.sign.mech, &alg);
+                cf_sig_alg_from_wire(r2->sign.mech, &alg);
                 j->pj.kind = PIPE_JOB_SIGN;
-                j->pj.req.requester = r2.sign.requester;
+                j->pj.req.requester = r2->sign.requester;
                 j->pj.sign = (pipe_sign){
-                    .key = r2.sign.key,
+                    .key = r2->sign.key,
+                    .key_set = true,
+                    .key_idx = (uint32_t)ctx,
                     .mech = alg,
-                    .data = r2.sign.data,
-                    .len = r2.sign.data_len,
+                    .data = r2->sign.data,
+                    .len = r2->sign.data_len,
                 };
             }
             queued = pipe_submit(s->pipe, &j->pj, 0) == 0;
         } else {
-            j->areq = r2;
+            j->areq = *r2;
             queued = true;
         }
         if (queued) {
@@ -184,7 +187,9 @@ static int queue_job(srv_loop *L, conn *c, const proto_req *req, const uint8_t *
         }
         srv_job_put(L, j);
     }
-    /* no job or no queue room: wait (connection not read) up to the deadline */
+    /* no job or no queue room: wait (connection not read) up to the deadline.
+     * The frame stays in the connection's buffer and is decoded again when
+     * retried: the backpressure path, not the usual one. */
     if (s->sv.busy_deadline_ms == 0 || (c->parked && L->now >= c->park_deadline)) {
         snprintf(msg, sizeof(msg), "the engine is busy (queue full for %u ms); retry later",
                  s->sv.busy_deadline_ms);
@@ -197,8 +202,7 @@ static int queue_job(srv_loop *L, conn *c, const proto_req *req, const uint8_t *
     return FR_BLOCKED;
 }
 
-static int handle_issue(srv_loop *L, conn *c, const proto_req *req, const uint8_t *frame,
-                        size_t flen)
+static int handle_issue(srv_loop *L, conn *c, proto_req *req, const uint8_t *frame, size_t flen)
 {
     srv *s = L->s;
     uint64_t id = req->hdr.id;
@@ -226,8 +230,7 @@ static int handle_issue(srv_loop *L, conn *c, const proto_req *req, const uint8_
     return queue_job(L, c, req, frame, flen, pi);
 }
 
-static int handle_sign(srv_loop *L, conn *c, const proto_req *req, const uint8_t *frame,
-                       size_t flen)
+static int handle_sign(srv_loop *L, conn *c, proto_req *req, const uint8_t *frame, size_t flen)
 {
     srv *s = L->s;
     uint64_t id = req->hdr.id;
@@ -257,8 +260,7 @@ static int handle_sign(srv_loop *L, conn *c, const proto_req *req, const uint8_t
 }
 
 /* REVOKE and CRL: to the admin thread (they wait on the ledger). */
-static int handle_admin(srv_loop *L, conn *c, const proto_req *req, const uint8_t *frame,
-                        size_t flen)
+static int handle_admin(srv_loop *L, conn *c, proto_req *req, const uint8_t *frame, size_t flen)
 {
     srv *s = L->s;
     if ((req->hdr.op == PROTO_OP_REVOKE && !s->rt.revoke) ||
@@ -273,12 +275,13 @@ static int handle_admin(srv_loop *L, conn *c, const proto_req *req, const uint8_
     return queue_job(L, c, req, frame, flen, 0);
 }
 
-static int handle_frame(srv_loop *L, conn *c, const uint8_t *frame, size_t flen)
+/* One whole frame, its header read by srv_pump: decoded here, once. */
+static int handle_frame(srv_loop *L, conn *c, const proto_hdr *h, const uint8_t *frame, size_t flen)
 {
     srv *s = L->s;
     proto_req req;
     char msg[160];
-    proto_err e = proto_req_decode(frame, flen, &req);
+    proto_err e = proto_req_decode_framed(h, frame, flen, &req);
     if (e != PROTO_OK) {
         cf_status st = proto_err_status(e);
         bool closes = proto_err_closes(e);
@@ -394,7 +397,7 @@ void srv_pump(srv_loop *L, conn *c)
             c->closing = true;
             break;
         }
-        int r = handle_frame(L, c, c->in + c->in_off, flen);
+        int r = handle_frame(L, c, &h, c->in + c->in_off, flen);
         if (r == FR_BLOCKED)
             break;
         c->requests++;
