@@ -184,6 +184,7 @@ typedef struct certforged {
     bool no_ledger;
     int sfd; /* signalfd: SIGTERM, SIGINT */
     srv *server;
+    sgn_service *sgn; /* the signer process: the only one that loads PKCS#11 */
     ledger *led;
     ledger_pipe lp;
     cf_engine *eng;
@@ -419,6 +420,13 @@ static int daemon_open(certforged *d, const char *config, bool no_ledger)
     const cfg_config *cfg = d->cfg;
     cf_log_set_level(cfg->log.level);
     cf_log(CF_LOG_INFO, "start", "config=%s pid=%d", cfg->path, (int)getpid());
+    /* The signer's keeper first, while this process has one thread and no
+     * descriptor but the standard ones: it forks the signer process, which
+     * alone loads the PKCS#11 module and logs in, once told to below. */
+    if (sgn_proc_fork(cfg, &d->sgn, err, sizeof(err)) != 0) {
+        fprintf(stderr, "certforged: %s\n", err);
+        return EXIT_CONFIG;
+    }
     d->sfd = signalfd(-1, &set, SFD_CLOEXEC);
     if (d->sfd < 0) {
         fprintf(stderr, "certforged: signalfd: %s\n", strerror(errno));
@@ -446,7 +454,8 @@ static int daemon_open(certforged *d, const char *config, bool no_ledger)
                              .done_arg = d->server,
                              .record = d->led ? ledger_pipe_record : NULL,
                              .record_arg = &d->lp};
-    if (cf_engine_open(cfg, NULL, &hooks, &d->eng, err, sizeof(err)) != 0) {
+    if (sgn_proc_start(d->sgn, err, sizeof(err)) != 0 ||
+        cf_engine_open(cfg, d->sgn, &hooks, &d->eng, err, sizeof(err)) != 0) {
         fprintf(stderr, "certforged: %s\n", err);
         cf_log(CF_LOG_ERROR, "refused", "reason=engine");
         return EXIT_CONFIG;
@@ -505,6 +514,8 @@ static int daemon_run(certforged *d)
     d->pub = NULL;
     cf_engine_close(d->eng);
     d->eng = NULL;
+    sgn_close(d->sgn); /* its signer exits once the pipeline's channels closed */
+    d->sgn = NULL;
     srv_summary sum;
     srv_get_summary(d->server, &sum);
     cf_log(CF_LOG_INFO, "stop",
@@ -522,6 +533,7 @@ static void daemon_close(certforged *d)
     startup_watch_stop(&d->watch);
     crl_pub_stop(d->pub);
     cf_engine_close(d->eng); /* the workers are joined: nothing records any more */
+    sgn_close(d->sgn);
     ledger_close(d->led);
     srv_free(d->server);
     if (d->sfd >= 0)

@@ -64,6 +64,19 @@ typedef struct sgn_req {
 CF_WUR int sgn_open_local(const cfg_config *cfg, sgn_service **out, char *err, size_t errlen);
 void sgn_close(sgn_service *s);
 
+/* In a signer process (certforged): the keys are opened, and every batch
+ * signed, by a separate process that alone loads the PKCS#11 module and
+ * logs in (docs/architecture.md, "Processes"). Two steps, because the
+ * process must be forked while this one has a single thread and has
+ * opened nothing, but may log in only after certforged's socket and ledger
+ * checks: sgn_proc_fork forks its keeper (which waits), sgn_proc_start
+ * lets it start the signer and waits until the signer has opened every
+ * key (refused with the same "FILE:LINE: token 'NAME': ..." message as
+ * sgn_open_local). A service that was forked but not started is freed
+ * with sgn_close. */
+CF_WUR int sgn_proc_fork(const cfg_config *cfg, sgn_service **out, char *err, size_t errlen);
+CF_WUR int sgn_proc_start(sgn_service *s, char *err, size_t errlen);
+
 size_t sgn_nkeys(const sgn_service *s);
 /* The key of cfg->keys[i] (same order), or NULL out of range. */
 const sgn_key_info *sgn_key(const sgn_service *s, size_t i);
