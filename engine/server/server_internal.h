@@ -45,7 +45,12 @@
  * (docs/protocol.md). A connection holds at most a share of its ring's
  * jobs (min(max_inflight, max(8, jobs / 8))), and one that holds any may
  * not take the last jobs / 16 free ones: over that its next frame waits,
- * without a deadline, for one of its own jobs to complete. A client that
+ * without a deadline, for one of its own jobs to complete. Per uid (the
+ * peer, srv_peer): at most peer_inflight requests in flight over all its
+ * connections (BUSY beyond), at most peer_max_connections connections; a
+ * uid holding none may take one of peer_reserve slots beyond
+ * max_connections, and one under its fair share has the oldest idle
+ * connection of the uid most over its share (same ring) closed for it. A client that
  * does not read its answers fills its output buffer; then its completed
  * jobs wait (still counted in flight), it takes no new job and its frames
  * are not consumed; once its output has stayed blocked for
@@ -138,6 +143,7 @@ typedef struct conn {
     bool in_parklist;
     uint32_t uid, gid, pid;
     unsigned ops;
+    bool all_profiles; /* a grant gives it profiles = ["*"] */
     uint64_t prof_bits[CFG_MAX_ENTRIES / 64];
     uint64_t key_bits[CFG_MAX_ENTRIES / 64]; /* SIGN: the keys granted */
     uint8_t *in; /* max_frame octets; data in [in_off, in_len); a recv in
@@ -151,6 +157,7 @@ typedef struct conn {
     uint64_t last_activity;
     uint64_t out_blocked_since; /* an answer has not fit since then (0: none) */
     struct conn *park_next;
+    struct srv_peer *peer; /* its uid's share (srv_dispatch.c, fair share per peer) */
     uint64_t requests, unauthorized, unsupported;
     unsigned fail_streak;   /* refusals in a row (see SRV_PENALTY_AFTER) */
     uint64_t penalty_until; /* no frame is consumed before this (ms) */
@@ -223,6 +230,14 @@ struct srv {
     atomic_ulong n_accepted, n_requests, n_answered, n_unanswered, n_refused;
     atomic_ulong by_status[CF_ST__MAX];
     uint64_t start_ms;
+    /* Fair share per peer (uid): a table of the uids holding connection
+     * slots. peer_mu guards the table (taken at accept and at a slot's
+     * release, never with another lock); the counters are atomic. */
+    pthread_mutex_t peer_mu;
+    struct srv_peer *peers;
+    size_t npeer_slots;
+    atomic_uint npeers;     /* uids holding at least one open connection */
+    unsigned peer_inflight; /* requests one uid may have in flight */
     pthread_mutex_t rate_mu;
     uint64_t rate_ms[SRV_RATE_SAMPLES], rate_issued[SRV_RATE_SAMPLES];
     unsigned rate_n, rate_pos;
@@ -237,6 +252,14 @@ struct srv {
     pthread_cond_t adm_cv;
     srv_job *adm_head, *adm_tail;
 };
+
+/* One uid's share: its open connections and the jobs it holds. */
+typedef struct srv_peer {
+    uint32_t uid;
+    unsigned refs;        /* connection slots that point here (peer_mu) */
+    atomic_uint conns;    /* open connections */
+    atomic_uint inflight; /* requests received and not yet answered */
+} srv_peer;
 
 /* What srv_dispatch.c and srv_ring.c do with a frame. */
 enum { FR_CONSUMED, FR_BLOCKED, FR_CLOSE };
@@ -280,6 +303,11 @@ bool srv_frame_pending(const srv *s, const conn *c);
 void srv_pump(srv_loop *L, conn *c);
 void srv_retry_parked(srv_loop *L);
 void srv_conn_grants(const srv *s, conn *c);
+srv_peer *srv_peer_ref(srv *s, uint32_t uid);
+void srv_peer_unref(srv *s, srv_peer *p);
+void srv_peer_opened(srv *s, srv_peer *p);
+void srv_peer_closed(srv *s, srv_peer *p);
+bool srv_fair_share_evict(srv_loop *L, const srv_peer *p);
 
 /* srv_answer.c */
 bool srv_out_put(srv_loop *L, conn *c, uint8_t op, uint64_t id, cf_status st, enc_fn enc,

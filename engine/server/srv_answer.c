@@ -168,6 +168,8 @@ void srv_flush_ready(srv_loop *L, conn *c)
             c->ready_tail = NULL;
         c->n_ready--;
         atomic_fetch_sub(&s->inflight, 1);
+        if (c->peer)
+            atomic_fetch_sub(&c->peer->inflight, 1);
         srv_job_put(L, j);
     }
 }

@@ -116,6 +116,15 @@ static int queue_job(srv_loop *L, conn *c, proto_req *req, const uint8_t *frame,
                  s->sv.max_inflight);
         return srv_answer_error(L, c, op, id, CF_ST_BUSY, 0, msg) ? FR_CONSUMED : FR_BLOCKED;
     }
+    /* fair share per peer: one uid holds at most peer_inflight jobs of
+     * the pool, over all its connections and rings; by default only while
+     * another uid is connected (alone it may use the whole pool) */
+    if (c->peer && (s->sv.peer_max_inflight || atomic_load(&s->npeers) > 1) &&
+        atomic_load(&c->peer->inflight) >= s->peer_inflight) {
+        snprintf(msg, sizeof(msg), "more than %u requests in flight for uid %u; retry later",
+                 s->peer_inflight, c->uid);
+        return srv_answer_error(L, c, op, id, CF_ST_BUSY, 0, msg) ? FR_CONSUMED : FR_BLOCKED;
+    }
     /* fair share of the ring's pool: no connection may hold more than
      * L->share jobs, and the last L->reserve free jobs go only to
      * connections that hold none — peers that do not read their answers
@@ -180,6 +189,8 @@ static int queue_job(srv_loop *L, conn *c, proto_req *req, const uint8_t *frame,
         if (queued) {
             c->jobs_out++;
             atomic_fetch_add(&s->inflight, 1);
+            if (c->peer)
+                atomic_fetch_add(&c->peer->inflight, 1);
             srv_park_remove(L, c);
             if (op == PROTO_OP_REVOKE || op == PROTO_OP_CRL)
                 srv_adm_push(s, j);
@@ -212,19 +223,22 @@ static int handle_issue(srv_loop *L, conn *c, proto_req *req, const uint8_t *fra
     char pname[CFG_NAME_MAX + 1];
     snprintf(pname, sizeof(pname), "%.*s", (int)(pn->len < CFG_NAME_MAX ? pn->len : CFG_NAME_MAX),
              pn->p);
-    if (!p) {
+    /* Only a peer that may use every profile learns that one does not
+     * exist; to the others a profile they may not use is refused the same
+     * whether it exists or not (no probing for names). */
+    if (!p && c->all_profiles) {
         snprintf(msg, sizeof(msg), "no profile named '%s'", pname);
         return srv_answer_error(L, c, PROTO_OP_ISSUE, id, CF_ST_UNKNOWN_PROFILE, 0, msg)
                    ? FR_CONSUMED
                    : FR_BLOCKED;
     }
-    size_t pi = (size_t)(p - s->cfg->profiles);
-    if (!(c->prof_bits[pi / 64] & (1ull << (pi % 64)))) {
+    size_t pi = p ? (size_t)(p - s->cfg->profiles) : 0;
+    if (!p || !(c->prof_bits[pi / 64] & (1ull << (pi % 64)))) {
         snprintf(msg, sizeof(msg), "uid %u / gid %u may not issue from profile '%s'", c->uid,
-                 c->gid, p->name);
+                 c->gid, pname);
         if (!srv_answer_error(L, c, PROTO_OP_ISSUE, id, CF_ST_UNAUTHORIZED, 0, msg))
             return FR_BLOCKED;
-        srv_log_unauthorized(c, "ISSUE", "profile", p->name);
+        srv_log_unauthorized(c, "ISSUE", "profile", pname);
         return FR_CONSUMED;
     }
     return queue_job(L, c, req, frame, flen, pi);
@@ -446,6 +460,7 @@ void srv_conn_grants(const srv *s, conn *c)
         if (!((gr->has_uid && gr->uid == c->uid) || (gr->has_gid && gr->gid == c->gid)))
             continue;
         c->ops |= gr->ops;
+        c->all_profiles |= gr->all_profiles;
         for (size_t k = 0; k < s->cfg->n_profiles; k++) {
             bool in_grant = gr->all_profiles;
             for (size_t m = 0; !in_grant && m < gr->n_profiles; m++)
@@ -456,4 +471,96 @@ void srv_conn_grants(const srv *s, conn *c)
         for (size_t m = 0; m < gr->n_keys; m++)
             c->key_bits[gr->key_idx[m] / 64] |= 1ull << (gr->key_idx[m] % 64);
     }
+}
+
+/* ------------------------------------------------------------ fair share per peer */
+
+/* The uid's entry, made if it has none (a reference for a connection
+ * slot about to be used); NULL when the table is full (cannot happen: it
+ * has a row per slot of every ring). */
+srv_peer *srv_peer_ref(srv *s, uint32_t uid)
+{
+    srv_peer *p = NULL, *free_row = NULL;
+    pthread_mutex_lock(&s->peer_mu);
+    for (size_t i = 0; i < s->npeer_slots && !p; i++) {
+        srv_peer *q = &s->peers[i];
+        if (q->refs && q->uid == uid)
+            p = q;
+        else if (!q->refs && !free_row)
+            free_row = q;
+    }
+    if (!p && free_row) {
+        p = free_row;
+        p->uid = uid;
+        atomic_store(&p->conns, 0);
+        atomic_store(&p->inflight, 0);
+    }
+    if (p)
+        p->refs++;
+    pthread_mutex_unlock(&s->peer_mu);
+    return p;
+}
+
+void srv_peer_unref(srv *s, srv_peer *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&s->peer_mu);
+    p->refs--;
+    pthread_mutex_unlock(&s->peer_mu);
+}
+
+void srv_peer_opened(srv *s, srv_peer *p)
+{
+    if (p && atomic_fetch_add(&p->conns, 1) == 0)
+        atomic_fetch_add(&s->npeers, 1);
+}
+
+void srv_peer_closed(srv *s, srv_peer *p)
+{
+    if (p && atomic_fetch_sub(&p->conns, 1) == 1)
+        atomic_fetch_sub(&s->npeers, 1);
+}
+
+/* The server is full and peer p (about to connect) holds less than its
+ * fair share (max_connections / the uids connected, p counted): close the
+ * oldest idle connection of this ring's peer holding the most over its
+ * share. Idle: nothing in flight, nothing to answer or send, no partial
+ * frame. True when one was closed. (Rings do not reach into each other:
+ * only this ring's connections are candidates.) */
+bool srv_fair_share_evict(srv_loop *L, const srv_peer *p)
+{
+    srv *s = L->s;
+    unsigned held = p ? atomic_load(&p->conns) : 0;
+    unsigned peers = atomic_load(&s->npeers) + (held ? 0 : 1);
+    unsigned fair = s->sv.max_connections / (peers ? peers : 1);
+    if (held >= fair)
+        return false;
+    const srv_peer *hog = NULL;
+    unsigned most = fair;
+    for (uint32_t i = 0; i < L->nslots; i++) {
+        const conn *c = &L->conns[i];
+        if (!c->used || c->dead || !c->peer || c->peer == p)
+            continue;
+        unsigned n = atomic_load(&c->peer->conns);
+        if (n > most) {
+            most = n;
+            hog = c->peer;
+        }
+    }
+    if (!hog)
+        return false;
+    conn *victim = NULL;
+    for (uint32_t i = 0; i < L->nslots; i++) {
+        conn *c = &L->conns[i];
+        if (!c->used || c->dead || c->peer != hog || c->jobs_out || c->n_ready || c->out_len ||
+            c->parked || c->in_len > c->in_off)
+            continue;
+        if (!victim || c->last_activity < victim->last_activity)
+            victim = c;
+    }
+    if (!victim)
+        return false;
+    srv_conn_close(L, victim, "fair-share");
+    return true;
 }

@@ -149,6 +149,7 @@ int srv_new(const srv_opts *o, srv **out, char *err, size_t errlen)
     s->lfd = -1;
     s->lock_fd = -1;
     pthread_mutex_init(&s->rate_mu, NULL);
+    pthread_mutex_init(&s->peer_mu, NULL);
     pthread_mutex_init(&s->adm_mu, NULL);
     pthread_cond_init(&s->adm_cv, NULL);
     snprintf(s->path, sizeof(s->path), "%s", cfg->server.socket);
@@ -176,7 +177,16 @@ int srv_new(const srv_opts *o, srv **out, char *err, size_t errlen)
         per_loop = 1;
     /* slots: max_connections, plus room for closed connections whose jobs
      * are still in the pipeline */
-    uint32_t nslots = s->sv.max_connections + s->sv.max_connections / 4 + 4;
+    uint32_t nslots = s->sv.max_connections + s->sv.peer_reserve + s->sv.max_connections / 4 + 4;
+    /* a uid holds at most three quarters of the pool unless configured */
+    uint64_t all_jobs = (uint64_t)per_loop * s->nloops;
+    s->peer_inflight = s->sv.peer_max_inflight
+                           ? s->sv.peer_max_inflight
+                           : (unsigned)(all_jobs * 3 / 4 ? all_jobs * 3 / 4 : 1);
+    s->npeer_slots = (size_t)nslots * s->nloops;
+    s->peers = calloc(s->npeer_slots, sizeof(*s->peers));
+    if (!s->peers)
+        goto oom;
 
     s->loops = calloc(s->nloops, sizeof(*s->loops));
     if (!s->loops)
@@ -283,6 +293,8 @@ void srv_free(srv *s)
     loops_free(s);
     free(s->chains);
     pthread_mutex_destroy(&s->rate_mu);
+    pthread_mutex_destroy(&s->peer_mu);
+    free(s->peers);
     pthread_mutex_destroy(&s->adm_mu);
     pthread_cond_destroy(&s->adm_cv);
     free(s);

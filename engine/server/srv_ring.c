@@ -57,6 +57,8 @@ void srv_maybe_release(srv_loop *L, conn *c)
     c->in = c->out = NULL;
     c->used = false;
     c->gen++;
+    srv_peer_unref(L->s, c->peer);
+    c->peer = NULL;
     L->free_slots[L->nfree_slots++] = (uint32_t)(c - L->conns);
     L->nlive--;
 }
@@ -70,6 +72,8 @@ static void drop_ready(srv_loop *L, conn *c)
         srv_job_put(L, j);
         c->n_ready--;
         atomic_fetch_sub(&s->inflight, 1);
+        if (c->peer)
+            atomic_fetch_sub(&c->peer->inflight, 1);
         atomic_fetch_add(&s->n_unanswered, 1);
     }
     c->ready_tail = NULL;
@@ -95,6 +99,7 @@ void srv_conn_close(srv_loop *L, conn *c, const char *reason)
     drop_ready(L, c);
     atomic_fetch_add(&s->n_unanswered, c->jobs_out); /* answered into the void later */
     atomic_fetch_sub(&s->conns, 1);
+    srv_peer_closed(s, c->peer);
     srv_log_conn_close(c, reason, dropped);
     srv_maybe_release(L, c);
 }
@@ -244,16 +249,38 @@ static void accept_one(srv_loop *L, int fd)
         close(fd);
         return;
     }
-    if (L->draining || atomic_load(&s->conns) >= s->sv.max_connections || L->nfree_slots == 0) {
+    /* Fair share per peer (docs/certforged.md): a uid holds at most
+     * peer_max_connections; when the server is full, a uid holding none
+     * takes one of peer_reserve slots beyond max_connections, and one under
+     * its fair share has the oldest idle connection of the uid most over
+     * its share closed for it. */
+    srv_peer *p = L->draining ? NULL : srv_peer_ref(s, (uint32_t)cr.uid);
+    const char *why = L->draining ? "stopping" : !p ? "max-connections" : NULL;
+    unsigned total = atomic_load(&s->conns), held = p ? atomic_load(&p->conns) : 0;
+    if (!why && held >= s->sv.peer_max_connections)
+        why = "peer-max-connections";
+    if (!why && total >= s->sv.max_connections &&
+        !(held == 0 && total < s->sv.max_connections + s->sv.peer_reserve) &&
+        !srv_fair_share_evict(L, p))
+        why = "max-connections";
+    if (!why && L->nfree_slots == 0)
+        why = "max-connections";
+    if (why) {
+        srv_peer_unref(s, p);
         atomic_fetch_add(&s->n_refused, 1);
-        srv_log_conn_refused(s, (uint32_t)cr.uid, (uint32_t)cr.gid, (int)cr.pid,
-                             L->draining ? "stopping" : "max-connections");
+        srv_log_conn_refused(s, (uint32_t)cr.uid, (uint32_t)cr.gid, (int)cr.pid, why);
         /* say why before closing (op 0, id 0: no request was read); the
          * socket is new, its buffer empty: this never blocks */
         uint8_t f[200];
         char m[120];
-        snprintf(m, sizeof(m), "%s; retry later",
-                 L->draining ? "certforged is stopping" : "too many connections");
+        if (why[0] == 'p')
+            snprintf(m, sizeof(m),
+                     "too many connections from uid %u (server.peer_max_connections); retry "
+                     "later",
+                     (unsigned)cr.uid);
+        else
+            snprintf(m, sizeof(m), "%s; retry later",
+                     L->draining ? "certforged is stopping" : "too many connections");
         size_t n = proto_enc_error(f, sizeof(f), 0, 0, CF_ST_BUSY, 0, m);
         if (n > 0 && n <= sizeof(f)) {
             ssize_t w = send(fd, f, n, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -266,6 +293,7 @@ static void accept_one(srv_loop *L, int fd)
     if (!in || !out) {
         free(in);
         free(out);
+        srv_peer_unref(s, p);
         cf_log(CF_LOG_ERROR, "conn_refused", "peer_uid=%u reason=out-of-memory", (unsigned)cr.uid);
         close(fd);
         return;
@@ -283,6 +311,8 @@ static void accept_one(srv_loop *L, int fd)
     c->gid = (uint32_t)cr.gid;
     c->pid = (uint32_t)cr.pid;
     c->last_activity = L->now;
+    c->peer = p;
+    srv_peer_opened(s, p);
     srv_conn_grants(s, c);
     L->nlive++;
     atomic_fetch_add(&s->conns, 1);
@@ -404,6 +434,8 @@ static void on_event(srv_loop *L, struct io_uring_cqe *cqe)
         }
         if (c->dead) {
             atomic_fetch_sub(&s->inflight, 1);
+            if (c->peer)
+                atomic_fetch_sub(&c->peer->inflight, 1);
             srv_job_put(L, j);
             freed = true;
             srv_maybe_release(L, c);
