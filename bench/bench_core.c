@@ -124,7 +124,7 @@ int bench_core(const bench_setup *su, unsigned threads, bench_result *r)
         return -1;
     }
     cf_engine_hooks hooks = {.done = on_done, .done_arg = &cc};
-    if (cf_engine_open(cfg, &hooks, &eng, err, sizeof(err)) != 0) {
+    if (cf_engine_open(cfg, NULL, &hooks, &eng, err, sizeof(err)) != 0) {
         fprintf(stderr, "core: %s\n", err);
         cfg_free(cfg);
         return -1;

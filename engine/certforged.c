@@ -2,11 +2,13 @@
  *
  *   certforged --config FILE
  *
- * Runs in the foreground; one key=value line per event on stderr. Start-up:
- * config (refused naming file:line and setting), socket (a live daemon's is
- * refused, a stale one replaced), tokens and keys (HSM login), profiles,
- * pipeline, then "certforged: ready socket=PATH". SIGTERM/SIGINT: stop
- * accepting, answer every request already received, exit 0.
+ * Runs in the foreground; one key=value line per event on stderr. main is
+ * daemon_open → daemon_run → daemon_close. Start-up: config (refused
+ * naming file:line and setting), socket (a live daemon's is refused, a
+ * stale one replaced), ledger, the engine (keys, issuers, profiles,
+ * pipeline), CRLs, confinement, then "certforged: ready socket=PATH".
+ * SIGTERM/SIGINT: stop accepting, answer every request already received,
+ * exit 0.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -24,10 +26,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
-
 #include "common/log.h"
 #include "common/reason.h"
 #include "common/serial.h"
@@ -35,11 +33,10 @@
 #include "engine/confine/confine.h"
 #include "engine/core/engine.h"
 #include "engine/crl/crl.h"
+#include "engine/profile/profile.h"
 #include "engine/ledger/ledger.h"
 #include "engine/ledger/ledger_pipe.h"
-#include "engine/profile/profile.h"
 #include "engine/server/server.h"
-#include "hsm/hsm.h"
 #include "proto/proto.h"
 
 #define EXIT_CONFIG 1 /* config or start-up refused */
@@ -125,47 +122,6 @@ out:
     return rc;
 }
 
-typedef struct daemon_keys {
-    proto_key keys[PROTO_MAX_KEYS];
-    uint8_t *spki[PROTO_MAX_KEYS];
-    char type[PROTO_MAX_KEYS][16];
-    size_t n;
-    srv_sign_key *sign; /* per cfg->keys entry: for SIGN and CRLs */
-    size_t nsign;
-} daemon_keys;
-
-/* What REVOKE and CRL need (srv_runtime.admin_arg). */
-typedef struct daemon_admin {
-    const cfg_config *cfg;
-    ledger *l;
-    crl_pub *pub;      /* NULL without a crl section */
-    crl_issuer **cis;  /* per cfg->issuers entry */
-} daemon_admin;
-
-typedef struct daemon_chains {
-    srv_chain *chains; /* per profile */
-    uint8_t **ders;    /* every certificate read, to free */
-    size_t nders, cap;
-} daemon_chains;
-
-typedef struct sess_arg {
-    cf_engine *eng;
-    size_t nkeys;
-} sess_arg;
-
-static void sessions_of(void *arg, unsigned *busy, unsigned *total)
-{
-    const sess_arg *a = arg;
-    *busy = *total = 0;
-    for (size_t i = 0; i < a->nkeys; i++) {
-        hsm_signer *s = cf_engine_signer(a->eng, i);
-        if (!s)
-            continue;
-        *busy += hsm_signer_sessions_busy(s);
-        *total += hsm_signer_sessions(s);
-    }
-}
-
 /* Every failed batch is logged: each one is requests answered
  * LEDGER_FAILURE, which an operator must see. */
 static void on_ledger_fail(const char *err, size_t n_jobs, void *arg)
@@ -233,67 +189,88 @@ static void on_ready(void *arg, const char *path)
     fflush(stderr);
 }
 
-/* The KEYS answer: name, type and SPKI DER of each configured key, read
- * once at start-up. */
-static int load_keys(const cfg_config *cfg, cf_engine *eng, daemon_keys *dk, char *err,
-                     size_t errlen)
+/* ------------------------------------------------------------ stopping */
+
+/* Start-up (HSM login, ledger, first CRLs) can hang on a dead HSM or
+ * database. The signals stay blocked for the rings' signalfd; until the
+ * rings read it, this thread does: SIGTERM/SIGINT during start-up ends
+ * the process at once (nothing was served, nothing is in flight). */
+typedef struct startup_watch {
+    int sfd;
+    atomic_bool done;
+    pthread_t th;
+    bool started;
+} startup_watch;
+
+static void *startup_watch_main(void *arg)
 {
-    if (!(dk->sign = calloc(cfg->n_keys ? cfg->n_keys : 1, sizeof(*dk->sign)))) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    for (size_t i = 0; i < cfg->n_keys; i++) {
-        hsm_signer *s = cf_engine_signer(eng, i);
-        hsm_err he = {0};
-        EVP_PKEY *pub = s ? hsm_signer_public_key(s, &he) : NULL;
-        if (!pub) {
-            snprintf(err, errlen, "%s:%d: key '%s': %s", cfg->path, cfg->keys[i].line,
-                     cfg->keys[i].name, s ? he.msg : "no signer");
-            return -1;
-        }
-        dk->sign[i] = (srv_sign_key){.signer = s, .pub = pub, .type = hsm_signer_key_type(s)};
-        dk->nsign = i + 1;
-        if (dk->n >= PROTO_MAX_KEYS)
+    startup_watch *w = arg;
+    while (!atomic_load(&w->done)) {
+        struct pollfd p = {.fd = w->sfd, .events = POLLIN};
+        if (poll(&p, 1, 50) <= 0 || atomic_load(&w->done))
             continue;
-        uint8_t *der = NULL;
-        int len = i2d_PUBKEY(pub, &der);
-        if (len <= 0) {
-            snprintf(err, errlen, "key '%s': cannot encode its public key", cfg->keys[i].name);
-            return -1;
+        struct signalfd_siginfo si;
+        if (read(w->sfd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+            continue;
+        if (si.ssi_signo == SIGHUP) { /* nothing to reload yet: keep starting */
+            cf_log(CF_LOG_WARNING, "signal", "sig=HUP action=none phase=start-up");
+            continue;
         }
-        size_t k = dk->n++;
-        dk->spki[k] = der;
-        switch (hsm_signer_key_type(s)) {
-        case CF_KEY_EC_P256:
-            snprintf(dk->type[k], sizeof(dk->type[k]), "ec-p256");
-            break;
-        case CF_KEY_EC_P384:
-            snprintf(dk->type[k], sizeof(dk->type[k]), "ec-p384");
-            break;
-        case CF_KEY_RSA:
-            snprintf(dk->type[k], sizeof(dk->type[k]), "rsa-%u", hsm_signer_key_bits(s));
-            break;
-        case CF_KEY_ED25519:
-            snprintf(dk->type[k], sizeof(dk->type[k]), "ed25519");
-            break;
-        default:
-            snprintf(dk->type[k], sizeof(dk->type[k]), "unknown");
-        }
-        dk->keys[k].name = (cf_str){cfg->keys[i].name, strlen(cfg->keys[i].name)};
-        dk->keys[k].type = (cf_str){dk->type[k], strlen(dk->type[k])};
-        dk->keys[k].spki = (proto_blob){der, (size_t)len};
+        cf_log(CF_LOG_WARNING, "signal", "sig=%s action=exit phase=start-up",
+               si.ssi_signo == SIGINT ? "INT" : "TERM");
+        fprintf(stderr, "certforged: stopped by a signal during start-up\n");
+        _exit(0);
     }
-    if (cfg->n_keys > PROTO_MAX_KEYS)
-        cf_log(CF_LOG_WARNING, "keys_truncated", "configured=%zu sent=%d", cfg->n_keys,
-               PROTO_MAX_KEYS);
-    return 0;
+    return NULL;
 }
+
+static void startup_watch_stop(startup_watch *w)
+{
+    if (!w->started)
+        return;
+    atomic_store(&w->done, true);
+    pthread_join(w->th, NULL);
+    w->started = false;
+}
+
+/* The stop after the drain waits for jobs a worker already holds; a hung
+ * HSM call would hold it for ever. Past the bound the process ends with
+ * exit status 4 (what was recorded is durable; nothing unrecorded was
+ * released). */
+static unsigned stop_bound_ms;
+
+static void *stop_watchdog(void *arg)
+{
+    (void)arg;
+    struct timespec ts = {.tv_sec = stop_bound_ms / 1000,
+                          .tv_nsec = (long)(stop_bound_ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+    cf_log(CF_LOG_ERROR, "stop_forced",
+           "reason=\"jobs still in the HSM %u ms after the drain\" exit=4", stop_bound_ms);
+    _exit(4);
+}
+
+/* Everything the running daemon holds; made by daemon_open, served by
+ * daemon_run, freed by daemon_close. */
+typedef struct certforged {
+    cfg_config *cfg;
+    bool no_ledger;
+    int sfd; /* signalfd: SIGTERM, SIGINT, SIGHUP */
+    srv *server;
+    sgn_service *sgn; /* the signer process: the only one that loads PKCS#11 */
+    ledger *led;
+    ledger_pipe lp;
+    cf_engine *eng;
+    crl_pub *pub; /* NULL without a crl section */
+    startup_watch watch;
+} certforged;
 
 /* REVOKE (admin thread): record it, then have the CRLs remade soon. */
 static cf_status do_revoke(void *arg, const proto_revoke_req *r, uint32_t peer_uid,
                            int64_t *revoked_at, unsigned *reason, char *msg, size_t msglen)
 {
-    daemon_admin *a = arg;
+    certforged *a = arg;
     char hex[CF_SERIAL_HEX_MAX + 1], err[600];
     cf_hex_encode(r->serial, r->serial_len, hex, sizeof(hex));
     if (r->reason == 8) {
@@ -306,8 +283,8 @@ static cf_status do_revoke(void *arg, const proto_revoke_req *r, uint32_t peer_u
     clock_gettime(CLOCK_REALTIME, &ts);
     int64_t at = 0;
     int rs = 0;
-    int rc = ledger_revoke(a->l, hex, (int)r->reason, (int64_t)ts.tv_sec, &at, &rs, err,
-                           sizeof(err));
+    int rc =
+        ledger_revoke(a->led, hex, (int)r->reason, (int64_t)ts.tv_sec, &at, &rs, err, sizeof(err));
     char rq[96] = "-";
     if (r->requester.len) {
         char t[64];
@@ -336,7 +313,7 @@ static cf_status do_revoke(void *arg, const proto_revoke_req *r, uint32_t peer_u
     }
 }
 
-static void on_crl(const crl_issuer *ci, const crl_made *m, const char *err, void *arg);
+static void on_crl(const iss_issuer *is, const crl_made *m, const char *err, void *arg);
 
 typedef struct crl_copy {
     uint8_t *der;
@@ -362,12 +339,9 @@ static int copy_crl(uint64_t number, int64_t tu, int64_t nu, const uint8_t *der,
 static cf_status do_crl(void *arg, cf_str issuer, bool fresh, uint8_t **der, size_t *len,
                         char *msg, size_t msglen)
 {
-    daemon_admin *a = arg;
-    const cfg_issuer *is = NULL;
-    for (size_t i = 0; i < a->cfg->n_issuers && !is; i++)
-        if (strlen(a->cfg->issuers[i].name) == issuer.len &&
-            memcmp(a->cfg->issuers[i].name, issuer.p, issuer.len) == 0)
-            is = &a->cfg->issuers[i];
+    certforged *a = arg;
+    const iss_set *iss = cf_engine_issuers(a->eng);
+    const iss_issuer *is = iss_find_issuer(iss, issuer);
     if (!is) {
         snprintf(msg, msglen, "no issuer named '%.*s'", (int)(issuer.len < 64 ? issuer.len : 64),
                  issuer.p);
@@ -376,21 +350,20 @@ static cf_status do_crl(void *arg, cf_str issuer, bool fresh, uint8_t **der, siz
     crl_copy c = {0};
     char err[800];
     if (fresh) { /* certforge crl --new: made now, for this request */
-        crl_issuer *ci = a->cis[is - a->cfg->issuers];
         crl_made m;
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        if (crl_make(ci, a->l, a->cfg->crl.dir, (int64_t)ts.tv_sec, a->cfg->crl.validity_s, der,
-                     &m, err, sizeof(err)) != 0) {
-            on_crl(ci, NULL, err, NULL);
+        if (crl_make(is, iss_signer(iss), a->led, a->cfg->crl.dir, (int64_t)ts.tv_sec,
+                     a->cfg->crl.validity_s, der, &m, err, sizeof(err)) != 0) {
+            on_crl(is, NULL, err, NULL);
             snprintf(msg, msglen, "no CRL made: %s", err);
             return CF_ST_INTERNAL;
         }
-        on_crl(ci, &m, NULL, NULL);
+        on_crl(is, &m, NULL, NULL);
         *len = m.len;
         return CF_ST_OK;
     }
-    int rc = ledger_crl_latest(a->l, is->key, copy_crl, &c, err, sizeof(err));
+    int rc = ledger_crl_latest(a->led, is->key->name, copy_crl, &c, err, sizeof(err));
     if (rc < 0) {
         snprintf(msg, msglen, "the ledger could not be read: %s", err);
         return CF_ST_LEDGER_FAILURE;
@@ -408,72 +381,39 @@ static cf_status do_crl(void *arg, cf_str issuer, bool fresh, uint8_t **der, siz
     return CF_ST_OK;
 }
 
-static void on_crl(const crl_issuer *ci, const crl_made *m, const char *err, void *arg)
+static void on_crl(const iss_issuer *is, const crl_made *m, const char *err, void *arg)
 {
     (void)arg;
     char q[800];
     if (m)
         cf_log(CF_LOG_INFO, "crl", "issuer=%s number=%llu entries=%zu bytes=%zu next_update=%lld",
-               crl_issuer_name(ci), (unsigned long long)m->number, m->entries, m->len,
+               is->name, (unsigned long long)m->number, m->entries, m->len,
                (long long)m->next_update);
     else
-        cf_log(CF_LOG_ERROR, "crl_failed", "issuer=%s err=%s", crl_issuer_name(ci),
+        cf_log(CF_LOG_ERROR, "crl_failed", "issuer=%s err=%s", is->name,
                cf_log_quote(err, q, sizeof(q)));
 }
 
-/* One crl_issuer per configured issuer, and the publisher. */
-static int start_crls(const cfg_config *cfg, ledger *l, const daemon_keys *dk,
-                      const daemon_chains *dc, crl_issuer ***cis_out, crl_pub **pub, char *err,
-                      size_t errlen)
+/* The CRL publisher: a first CRL of every issuer, then the schedule. */
+static int start_crls(certforged *d, char *err, size_t errlen)
 {
-    crl_issuer **cis = calloc(cfg->n_issuers ? cfg->n_issuers : 1, sizeof(*cis));
-    *cis_out = cis;
-    if (!cis) {
-        snprintf(err, errlen, "out of memory");
+    const cfg_config *cfg = d->cfg;
+    struct stat dst;
+    if (stat(cfg->crl.dir, &dst) != 0 || !S_ISDIR(dst.st_mode)) {
+        snprintf(err, errlen,
+                 "%s:%d: crl.dir: %s is not a folder (create it: CRLs are published there)",
+                 cfg->path, cfg->crl.line, cfg->crl.dir);
         return -1;
     }
-    for (size_t i = 0; i < cfg->n_issuers; i++) {
-        const cfg_issuer *is = &cfg->issuers[i];
-        size_t ki;
-        for (ki = 0; ki < cfg->n_keys; ki++)
-            if (strcmp(cfg->keys[ki].name, is->key) == 0)
-                break;
-        /* the issuer's certificate was read for the chains: find it */
-        const proto_blob *cert = NULL;
-        for (size_t p = 0; p < cfg->n_profiles && !cert; p++)
-            if (cfg->profiles[p].issuer_idx == i)
-                cert = &dc->chains[p].certs[0];
-        uint8_t *der = NULL;
-        size_t len = 0;
-        char why[256];
-        if (!cert) {
-            if (profile_read_cert(is->certificate, &der, &len, why, sizeof(why)) != 0) {
-                snprintf(err, errlen, "%s:%d: issuer '%s': %s", cfg->path, is->line, is->name, why);
-                return -1;
-            }
-        }
-        int rc = ki < dk->nsign
-                     ? crl_issuer_new(is->name, is->key, cert ? cert->p : der,
-                                      cert ? cert->len : len, dk->sign[ki].signer,
-                                      dk->sign[ki].pub, &cis[i], why, sizeof(why))
-                     : -1;
-        free(der);
-        if (rc != 0) {
-            snprintf(err, errlen, "%s:%d: issuer '%s': %s", cfg->path, is->line, is->name,
-                     ki < dk->nsign ? why : "no key");
-            return -1;
-        }
-    }
-    crl_pub_opts po = {.l = l,
-                       .issuers = cis,
-                       .n = cfg->n_issuers,
+    crl_pub_opts po = {.l = d->led,
+                       .iss = cf_engine_issuers(d->eng),
                        .dir = cfg->crl.dir,
                        .interval_s = cfg->crl.interval_s,
                        .validity_s = cfg->crl.validity_s,
                        .revoke_delay_s = cfg->crl.revoke_delay_s,
                        .log = on_crl};
     char why[800];
-    if (crl_pub_start(&po, pub, why, sizeof(why)) != 0) {
+    if (crl_pub_start(&po, &d->pub, why, sizeof(why)) != 0) {
         snprintf(err, errlen, "%s:%d: crl: %s", cfg->path, cfg->crl.line, why);
         return -1;
     }
@@ -552,139 +492,154 @@ static int confine_daemon(const cfg_config *cfg, bool ledger_on, char *err, size
     return 0;
 }
 
-static int keep_der(daemon_chains *dc, uint8_t *der)
+/* Start-up, in the order docs/certforged.md gives. Returns 0, or the exit
+ * status (a refusal is on stderr and logged as event=refused). */
+static int daemon_open(certforged *d, const char *config, bool no_ledger)
 {
-    if (dc->nders == dc->cap) {
-        size_t cap = dc->cap ? dc->cap * 2 : 16;
-        uint8_t **n = realloc(dc->ders, cap * sizeof(*n));
-        if (!n)
-            return -1;
-        dc->ders = n;
-        dc->cap = cap;
+    char err[1024];
+    memset(d, 0, sizeof(*d));
+    d->sfd = -1;
+    d->no_ledger = no_ledger;
+    d->watch.sfd = -1;
+    atomic_init(&d->watch.done, false);
+    /* Signals: blocked in every thread (the pipeline's workers inherit the
+     * mask), read through a signalfd by the ring. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP); /* logged, not fatal (docs/certforged.md, SIGNALS) */
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (cfg_load(config, &d->cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "certforged: %s\n", err);
+        return EXIT_CONFIG;
     }
-    dc->ders[dc->nders++] = der;
+    const cfg_config *cfg = d->cfg;
+    cf_log_set_level(cfg->log.level);
+    cf_log(CF_LOG_INFO, "start", "version=%s config=%s pid=%d", CF_VERSION, cfg->path,
+           (int)getpid());
+    /* The signer's keeper first, while this process has one thread and no
+     * descriptor but the standard ones: it forks the signer process, which
+     * alone loads the PKCS#11 module and logs in, once told to below. */
+    if (sgn_proc_fork(cfg, &d->sgn, err, sizeof(err)) != 0) {
+        fprintf(stderr, "certforged: %s\n", err);
+        return EXIT_CONFIG;
+    }
+    d->sfd = signalfd(-1, &set, SFD_CLOEXEC);
+    if (d->sfd < 0) {
+        fprintf(stderr, "certforged: signalfd: %s\n", strerror(errno));
+        return EXIT_CONFIG;
+    }
+    d->watch.sfd = d->sfd;
+    d->watch.started = pthread_create(&d->watch.th, NULL, startup_watch_main, &d->watch) == 0;
+    /* The socket first: a second daemon must not log in to the HSM token a
+     * live one is using. */
+    srv_opts so = {.cfg = cfg, .signal_fd = d->sfd};
+    if (srv_new(&so, &d->server, err, sizeof(err)) != 0) {
+        fprintf(stderr, "certforged: %s: %s\n", cfg->path, err);
+        cf_log(CF_LOG_ERROR, "refused", "reason=socket");
+        return EXIT_CONFIG;
+    }
+    socket_to_user(cfg);
+    /* The ledger after the socket (a second daemon is refused before it
+     * touches the ledger), before the engine (no HSM login without it). */
+    if (open_ledger(cfg, d->no_ledger, &d->led, err, sizeof(err)) != 0) {
+        fprintf(stderr, "certforged: %s\n", err);
+        cf_log(CF_LOG_ERROR, "refused", "reason=ledger");
+        return EXIT_CONFIG;
+    }
+    d->lp = (ledger_pipe){.l = d->led, .on_fail = on_ledger_fail, .on_recover = on_ledger_recover};
+    cf_engine_hooks hooks = {.done = srv_pipe_done,
+                             .done_arg = d->server,
+                             .record = d->led ? ledger_pipe_record : NULL,
+                             .record_arg = &d->lp};
+    if (sgn_proc_start(d->sgn, err, sizeof(err)) != 0 ||
+        cf_engine_open(cfg, d->sgn, &hooks, &d->eng, err, sizeof(err)) != 0) {
+        fprintf(stderr, "certforged: %s\n", err);
+        cf_log(CF_LOG_ERROR, "refused", "reason=engine");
+        return EXIT_CONFIG;
+    }
+    if (d->led && cfg->crl.line && start_crls(d, err, sizeof(err)) != 0) {
+        fprintf(stderr, "certforged: %s\n", err);
+        cf_log(CF_LOG_ERROR, "refused", "reason=crl");
+        return EXIT_CONFIG;
+    }
+    if (confine_daemon(cfg, d->led != NULL, err, sizeof(err)) != 0) {
+        fprintf(stderr, "certforged: %s\n", err);
+        cf_log(CF_LOG_ERROR, "refused", "reason=confine");
+        return EXIT_CONFIG;
+    }
+    if (cfg->n_grants == 0)
+        cf_log(CF_LOG_WARNING, "no_grants", "effect=\"every request is UNAUTHORIZED\"");
     return 0;
 }
 
-/* The chain sent with each profile's certificates: its issuer's
- * certificate, then the issuer's `chain` file (PEM), issuer first. */
-static int load_chains(const cfg_config *cfg, daemon_chains *dc, char *err, size_t errlen)
+/* Serve until SIGTERM/SIGINT and the drain; then cancel what is still
+ * queued and let the workers finish, within a bound. Returns the exit
+ * status. */
+static int daemon_run(certforged *d)
 {
-    dc->chains = calloc(cfg->n_profiles, sizeof(*dc->chains));
-    if (!dc->chains)
-        return -1;
-    for (size_t i = 0; i < cfg->n_profiles; i++) {
-        const cfg_issuer *is = &cfg->issuers[cfg->profiles[i].issuer_idx];
-        srv_chain *ch = &dc->chains[i];
-        uint8_t *der = NULL;
-        size_t len = 0;
-        char why[256];
-        if (profile_read_cert(is->certificate, &der, &len, why, sizeof(why)) != 0) {
-            snprintf(err, errlen, "%s:%d: issuer '%s': %s", cfg->path, is->line, is->name, why);
-            return -1;
-        }
-        if (keep_der(dc, der) != 0) {
-            free(der);
-            return -1;
-        }
-        ch->certs[ch->n++] = (proto_blob){der, len};
-        if (!is->chain)
-            continue;
-        FILE *f = fopen(is->chain, "r");
-        if (!f) {
-            snprintf(err, errlen, "%s:%d: issuer '%s': chain %s: %s", cfg->path, is->line, is->name,
-                     is->chain, strerror(errno));
-            return -1;
-        }
-        X509 *x;
-        while ((x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
-            uint8_t *d = NULL;
-            int l = i2d_X509(x, &d);
-            X509_free(x);
-            if (l <= 0)
-                continue;
-            /* the issuer itself may head the chain file: send it once */
-            if ((size_t)l == len && memcmp(d, der, len) == 0) {
-                OPENSSL_free(d);
-                continue;
-            }
-            uint8_t *copy = malloc((size_t)l);
-            if (copy)
-                memcpy(copy, d, (size_t)l);
-            OPENSSL_free(d);
-            if (!copy || keep_der(dc, copy) != 0) {
-                free(copy);
-                fclose(f);
-                return -1;
-            }
-            if (ch->n < PROTO_MAX_CHAIN)
-                ch->certs[ch->n++] = (proto_blob){copy, (size_t)l};
-        }
-        fclose(f);
+    char err[1024];
+    int rc;
+    srv_runtime rt = {
+        .eng = d->eng,
+        .revoke = d->led ? do_revoke : NULL,
+        .crl = d->led && d->pub ? do_crl : NULL,
+        .admin_arg = d,
+        .on_ready = on_ready,
+    };
+    startup_watch_stop(&d->watch); /* the ring reads the signalfd from here on */
+    if (srv_run(d->server, &rt, err, sizeof(err)) != 0) {
+        fprintf(stderr, "certforged: %s\n", err);
+        cf_log(CF_LOG_ERROR, "failed", "err=\"%s\"", err);
+        rc = 3;
+    } else {
+        rc = 0;
     }
-    return 0;
+    /* queued jobs have nobody left to answer: not signed (their answers,
+     * BUSY, complete into the server's pool); jobs a worker holds finish,
+     * within a bound */
+    size_t cancelled =
+        pipe_cancel_queued(cf_engine_pipe(d->eng), CF_ST_BUSY, "certforged is stopping");
+    if (cancelled)
+        cf_log(CF_LOG_INFO, "cancelled", "queued_jobs=%zu", cancelled);
+    stop_bound_ms = d->cfg->server.drain_timeout_ms < 2000 ? 2000 : d->cfg->server.drain_timeout_ms;
+    pthread_t wd;
+    if (pthread_create(&wd, NULL, stop_watchdog, NULL) == 0)
+        pthread_detach(wd);
+    pipe_stats ps;
+    pipe_get_stats(cf_engine_pipe(d->eng), &ps);
+    crl_pub_stop(d->pub); /* it signs: before the engine closes */
+    d->pub = NULL;
+    cf_engine_close(d->eng);
+    d->eng = NULL;
+    sgn_close(d->sgn); /* its signer exits once the pipeline's channels closed */
+    d->sgn = NULL;
+    srv_summary sum;
+    srv_get_summary(d->server, &sum);
+    cf_log(CF_LOG_INFO, "stop",
+           "issued=%llu connections=%llu requests=%llu answered=%llu unanswered=%llu "
+           "refused=%llu exit=%d",
+           (unsigned long long)ps.by_status[CF_ST_OK], (unsigned long long)sum.connections,
+           (unsigned long long)sum.requests, (unsigned long long)sum.answered,
+           (unsigned long long)sum.unanswered, (unsigned long long)sum.refused, rc);
+    return rc;
 }
 
-/* ------------------------------------------------------------ stopping */
-
-/* Start-up (HSM login, ledger, first CRLs) can hang on a dead HSM or
- * database. The signals stay blocked for the rings' signalfd; until the
- * rings read it, this thread does: SIGTERM/SIGINT during start-up ends
- * the process at once (nothing was served, nothing is in flight). */
-typedef struct startup_watch {
-    int sfd;
-    atomic_bool done;
-    pthread_t th;
-    bool started;
-} startup_watch;
-
-static void *startup_watch_main(void *arg)
+/* Whatever daemon_open got, in reverse. */
+static void daemon_close(certforged *d)
 {
-    startup_watch *w = arg;
-    while (!atomic_load(&w->done)) {
-        struct pollfd p = {.fd = w->sfd, .events = POLLIN};
-        if (poll(&p, 1, 50) <= 0 || atomic_load(&w->done))
-            continue;
-        struct signalfd_siginfo si;
-        if (read(w->sfd, &si, sizeof(si)) != (ssize_t)sizeof(si))
-            continue;
-        if (si.ssi_signo == SIGHUP) { /* nothing to reload yet: keep starting */
-            cf_log(CF_LOG_WARNING, "signal", "sig=HUP action=none phase=start-up");
-            continue;
-        }
-        cf_log(CF_LOG_WARNING, "signal", "sig=%s action=exit phase=start-up",
-               si.ssi_signo == SIGINT ? "INT" : "TERM");
-        fprintf(stderr, "certforged: stopped by a signal during start-up\n");
-        _exit(0);
-    }
-    return NULL;
-}
-
-static void startup_watch_stop(startup_watch *w)
-{
-    if (!w->started)
-        return;
-    atomic_store(&w->done, true);
-    pthread_join(w->th, NULL);
-    w->started = false;
-}
-
-/* The stop after the drain waits for jobs a worker already holds; a hung
- * HSM call would hold it for ever. Past the bound the process ends with
- * exit status 4 (what was recorded is durable; nothing unrecorded was
- * released). */
-static unsigned stop_bound_ms;
-
-static void *stop_watchdog(void *arg)
-{
-    (void)arg;
-    struct timespec ts = {.tv_sec = stop_bound_ms / 1000,
-                          .tv_nsec = (long)(stop_bound_ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-    cf_log(CF_LOG_ERROR, "stop_forced",
-           "reason=\"jobs still in the HSM %u ms after the drain\" exit=4", stop_bound_ms);
-    _exit(4);
+    startup_watch_stop(&d->watch);
+    crl_pub_stop(d->pub);
+    cf_engine_close(d->eng); /* the workers are joined: nothing records any more */
+    sgn_close(d->sgn);
+    ledger_close(d->led);
+    srv_free(d->server);
+    if (d->sfd >= 0)
+        close(d->sfd);
+    cfg_free(d->cfg);
 }
 
 int main(int argc, char **argv)
@@ -729,166 +684,10 @@ int main(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
-
-    int rc = EXIT_CONFIG;
-    char err[1024];
-    cfg_config *cfg = NULL;
-    srv *server = NULL;
-    cf_engine *eng = NULL;
-    ledger *led = NULL;
-    ledger_pipe lp;
-    int sfd = -1;
-    daemon_keys dk;
-    daemon_chains dc;
-    crl_issuer **cis = NULL;
-    crl_pub *pub = NULL;
-    startup_watch watch = {.sfd = -1};
-    atomic_init(&watch.done, false);
-    memset(&dk, 0, sizeof(dk));
-    memset(&dc, 0, sizeof(dc));
-
-    /* Signals: blocked in every thread (the pipeline's workers inherit the
-     * mask), read through a signalfd by the ring. */
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP); /* logged, not fatal (docs/certforged.md, SIGNALS) */
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
-    if (cfg_load(config, &cfg, err, sizeof(err)) != 0) {
-        fprintf(stderr, "certforged: %s\n", err);
-        goto out;
-    }
-    cf_log_set_level(cfg->log.level);
-    cf_log(CF_LOG_INFO, "start", "version=%s config=%s pid=%d", CF_VERSION, cfg->path,
-           (int)getpid());
-    sfd = signalfd(-1, &set, SFD_CLOEXEC);
-    if (sfd < 0) {
-        fprintf(stderr, "certforged: signalfd: %s\n", strerror(errno));
-        goto out;
-    }
-    watch.sfd = sfd;
-    watch.started = pthread_create(&watch.th, NULL, startup_watch_main, &watch) == 0;
-    /* The socket first: a second daemon must not log in to the HSM token a
-     * live one is using. */
-    srv_opts so = {.cfg = cfg, .signal_fd = sfd};
-    if (srv_new(&so, &server, err, sizeof(err)) != 0) {
-        fprintf(stderr, "certforged: %s: %s\n", cfg->path, err);
-        cf_log(CF_LOG_ERROR, "refused", "reason=socket");
-        goto out;
-    }
-    socket_to_user(cfg);
-    /* The ledger after the socket (a second daemon is refused before it
-     * touches the ledger), before the engine (no HSM login without it). */
-    if (open_ledger(cfg, no_ledger, &led, err, sizeof(err)) != 0) {
-        fprintf(stderr, "certforged: %s\n", err);
-        cf_log(CF_LOG_ERROR, "refused", "reason=ledger");
-        goto out;
-    }
-    lp = (ledger_pipe){.l = led, .on_fail = on_ledger_fail, .on_recover = on_ledger_recover};
-    cf_engine_hooks hooks = {.done = srv_pipe_done,
-                             .done_arg = server,
-                             .record = led ? ledger_pipe_record : NULL,
-                             .record_arg = &lp};
-    if (cf_engine_open(cfg, &hooks, &eng, err, sizeof(err)) != 0) {
-        fprintf(stderr, "certforged: %s\n", err);
-        cf_log(CF_LOG_ERROR, "refused", "reason=engine");
-        goto out;
-    }
-    if (load_keys(cfg, eng, &dk, err, sizeof(err)) != 0 ||
-        load_chains(cfg, &dc, err, sizeof(err)) != 0) {
-        fprintf(stderr, "certforged: %s\n", err[0] ? err : "out of memory");
-        goto out;
-    }
-    if (led && cfg->crl.line) {
-        struct stat dst;
-        if (stat(cfg->crl.dir, &dst) != 0 || !S_ISDIR(dst.st_mode)) {
-            fprintf(stderr, "certforged: %s:%d: crl.dir: %s is not a folder (create it: CRLs are "
-                            "published there)\n",
-                    cfg->path, cfg->crl.line, cfg->crl.dir);
-            goto out;
-        }
-        if (start_crls(cfg, led, &dk, &dc, &cis, &pub, err, sizeof(err)) != 0) {
-            fprintf(stderr, "certforged: %s\n", err);
-            cf_log(CF_LOG_ERROR, "refused", "reason=crl");
-            goto out;
-        }
-    }
-    if (confine_daemon(cfg, led != NULL, err, sizeof(err)) != 0) {
-        fprintf(stderr, "certforged: %s\n", err);
-        cf_log(CF_LOG_ERROR, "refused", "reason=confine");
-        goto out;
-    }
-    if (cfg->n_grants == 0)
-        cf_log(CF_LOG_WARNING, "no_grants", "effect=\"every request is UNAUTHORIZED\"");
-    sess_arg sa = {eng, cfg->n_keys};
-    daemon_admin adm = {.cfg = cfg, .l = led, .pub = pub, .cis = cis};
-    srv_runtime rt = {
-        .pipe = cf_engine_pipe(eng),
-        .sign_keys = dk.sign,
-        .revoke = led ? do_revoke : NULL,
-        .crl = led && pub ? do_crl : NULL,
-        .admin_arg = &adm,
-        .keys = dk.keys,
-        .n_keys = dk.n,
-        .chains = dc.chains,
-        .sessions = sessions_of,
-        .sessions_arg = &sa,
-        .on_ready = on_ready,
-    };
-    startup_watch_stop(&watch); /* the ring reads the signalfd from here on */
-    if (srv_run(server, &rt, err, sizeof(err)) != 0) {
-        fprintf(stderr, "certforged: %s\n", err);
-        cf_log(CF_LOG_ERROR, "failed", "err=\"%s\"", err);
-        rc = 3;
-    } else {
-        rc = 0;
-    }
-    /* queued jobs have nobody left to answer: not signed (their answers,
-     * BUSY, complete into the server's pool); jobs a worker holds finish,
-     * within a bound */
-    size_t cancelled =
-        pipe_cancel_queued(cf_engine_pipe(eng), CF_ST_BUSY, "certforged is stopping");
-    if (cancelled)
-        cf_log(CF_LOG_INFO, "cancelled", "queued_jobs=%zu", cancelled);
-    stop_bound_ms = cfg->server.drain_timeout_ms < 2000 ? 2000 : cfg->server.drain_timeout_ms;
-    pthread_t wd;
-    if (pthread_create(&wd, NULL, stop_watchdog, NULL) == 0)
-        pthread_detach(wd);
-    pipe_stats ps;
-    pipe_get_stats(cf_engine_pipe(eng), &ps);
-    cf_engine_close(eng);
-    eng = NULL;
-    srv_summary sum;
-    srv_get_summary(server, &sum);
-    cf_log(CF_LOG_INFO, "stop",
-           "issued=%llu connections=%llu requests=%llu answered=%llu unanswered=%llu "
-           "refused=%llu exit=%d",
-           (unsigned long long)ps.by_status[CF_ST_OK], (unsigned long long)sum.connections,
-           (unsigned long long)sum.requests, (unsigned long long)sum.answered,
-           (unsigned long long)sum.unanswered, (unsigned long long)sum.refused, rc);
-out:
-    startup_watch_stop(&watch);
-    crl_pub_stop(pub);
-    for (size_t i = 0; cis && i < cfg->n_issuers; i++)
-        crl_issuer_free(cis[i]);
-    free(cis);
-    cf_engine_close(eng); /* the workers are joined: nothing records any more */
-    ledger_close(led);
-    srv_free(server);
-    if (sfd >= 0)
-        close(sfd);
-    for (size_t i = 0; i < dk.n; i++)
-        OPENSSL_free(dk.spki[i]);
-    for (size_t i = 0; i < dk.nsign; i++)
-        EVP_PKEY_free(dk.sign[i].pub);
-    free(dk.sign);
-    for (size_t i = 0; i < dc.nders; i++)
-        free(dc.ders[i]);
-    free(dc.ders);
-    free(dc.chains);
-    cfg_free(cfg);
+    static certforged d;
+    int rc = daemon_open(&d, config, no_ledger);
+    if (rc == 0)
+        rc = daemon_run(&d);
+    daemon_close(&d);
     return rc;
 }

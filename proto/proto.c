@@ -392,12 +392,10 @@ static proto_err decode_other(unsigned op, const field *f, proto_req *out)
     return PROTO_ERR_UNKNOWN_FIELD;
 }
 
-proto_err proto_req_decode(const uint8_t *frame, size_t len, proto_req *out)
+/* The fields of a frame whose header (out->hdr) is checked. */
+static proto_err decode_fields(const uint8_t *frame, size_t len, proto_req *out)
 {
-    memset(out, 0, sizeof(*out));
-    proto_err e = frame_check(frame, len, &out->hdr);
-    if (e != PROTO_OK)
-        return e;
+    proto_err e;
     unsigned op = out->hdr.op;
     if (op == PROTO_OP_NONE || op >= PROTO_OP__MAX)
         return PROTO_ERR_UNKNOWN_OP;
@@ -498,6 +496,63 @@ proto_err proto_req_decode(const uint8_t *frame, size_t len, proto_req *out)
     if (op == PROTO_OP_CRL && !(seen & (1u << PROTO_F_ISSUER)))
         return PROTO_ERR_MISSING;
     return PROTO_OK;
+}
+
+proto_err proto_req_decode(const uint8_t *frame, size_t len, proto_req *out)
+{
+    memset(out, 0, sizeof(*out));
+    proto_err e = frame_check(frame, len, &out->hdr);
+    if (e != PROTO_OK)
+        return e;
+    return decode_fields(frame, len, out);
+}
+
+proto_err proto_req_decode_framed(const proto_hdr *hdr, const uint8_t *frame, size_t len,
+                                  proto_req *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->hdr = *hdr;
+    /* frame_check's checks on the header proto_frame_next read */
+    if (!hdr->complete || len < PROTO_HDR_LEN || (uint64_t)hdr->len + 4 != len)
+        return PROTO_ERR_MALFORMED;
+    if (hdr->version != PROTO_VERSION)
+        return PROTO_ERR_BAD_VERSION;
+    if (hdr->flags != 0)
+        return PROTO_ERR_BAD_FLAGS;
+    return decode_fields(frame, len, out);
+}
+
+/* p, if it points into [from, from + len], to the same offset from `to`. */
+static const uint8_t *moved(const uint8_t *p, const uint8_t *from, const uint8_t *to, size_t len)
+{
+    uintptr_t a = (uintptr_t)p, f = (uintptr_t)from;
+    if (!p || a < f || a - f > len)
+        return p;
+    return to + (a - f);
+}
+
+static void move_str(cf_str *s, const uint8_t *from, const uint8_t *to, size_t len)
+{
+    s->p = (const char *)moved((const uint8_t *)s->p, from, to, len);
+}
+
+void proto_req_rebase(proto_req *r, const uint8_t *from, const uint8_t *to, size_t len)
+{
+    cf_issue_req *q = &r->issue;
+    move_str(&q->profile, from, to, len);
+    q->csr_der = moved(q->csr_der, from, to, len);
+    move_str(&q->nf_instance_id, from, to, len);
+    for (unsigned i = 0; i < q->n_fqdns && i < CF_MAX_FQDNS; i++)
+        move_str(&q->fqdns[i], from, to, len);
+    for (unsigned i = 0; i < q->n_nf_types && i < CF_MAX_NF_TYPES; i++)
+        move_str(&q->nf_types[i], from, to, len);
+    move_str(&q->requester, from, to, len);
+    move_str(&r->sign.key, from, to, len);
+    r->sign.data = moved(r->sign.data, from, to, len);
+    move_str(&r->sign.requester, from, to, len);
+    r->revoke.serial = moved(r->revoke.serial, from, to, len);
+    move_str(&r->revoke.requester, from, to, len);
+    move_str(&r->crl.issuer, from, to, len);
 }
 
 static bool issue_ok(const cf_issue_req *r)

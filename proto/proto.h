@@ -183,6 +183,15 @@ typedef struct proto_req {
  * On failure hdr is still filled when the header was readable, so the
  * caller can answer proto_err_status(e) echoing op and id. */
 CF_WUR proto_err proto_req_decode(const uint8_t *frame, size_t len, proto_req *out);
+/* The same for a frame proto_frame_next delimited (OK) with header hdr: the
+ * header is not read again, only checked (flags, length). For a daemon that
+ * reads each frame's header once. */
+CF_WUR proto_err proto_req_decode_framed(const proto_hdr *hdr, const uint8_t *frame, size_t len,
+                                         proto_req *out);
+/* The frame r was decoded from (zero-copy: its fields point into it) was
+ * copied from `from` to `to` (len octets): point every field into the
+ * copy, without decoding it again. */
+void proto_req_rebase(proto_req *r, const uint8_t *from, const uint8_t *to, size_t len);
 
 CF_WUR size_t proto_req_encode(uint8_t *buf, size_t cap, const proto_req *r);
 CF_WUR size_t proto_enc_issue_req(uint8_t *buf, size_t cap, uint64_t id, const cf_issue_req *r);

@@ -884,11 +884,19 @@ static int get_ms(ld *l, const config_setting_t *g, const char *name, long long 
 
 static int load_server(ld *l, const config_setting_t *root, cfg_server *sv)
 {
-    static const char *const known[] = {"socket",          "socket_mode",
-                                        "max_frame",       "max_inflight",
-                                        "max_connections", "busy_deadline_ms",
-                                        "idle_timeout_ms", "drain_timeout_ms",
-                                        "io_threads",      NULL};
+    static const char *const known[] = {"socket",
+                                        "socket_mode",
+                                        "max_frame",
+                                        "max_inflight",
+                                        "max_connections",
+                                        "busy_deadline_ms",
+                                        "idle_timeout_ms",
+                                        "drain_timeout_ms",
+                                        "io_threads",
+                                        "peer_max_connections",
+                                        "peer_reserve",
+                                        "peer_max_inflight",
+                                        NULL};
     const char *sock = "/run/certforge/certforged.sock";
     sv->socket_mode = 0660;
     sv->max_frame = 65536;
@@ -947,6 +955,18 @@ static int load_server(ld *l, const config_setting_t *root, cfg_server *sv)
                    &sv->drain_timeout_ms) ||
             get_ms(l, g, "io_threads", 1, CFG_MAX_IO_THREADS, sv->io_threads, &sv->io_threads))
             return -1;
+        sv->peer_max_connections = sv->max_connections;
+        sv->peer_reserve = sv->max_connections / 32 > 4 ? sv->max_connections / 32 : 4;
+        if (get_ms(l, g, "peer_max_connections", 1, sv->max_connections, sv->peer_max_connections,
+                   &sv->peer_max_connections) ||
+            get_ms(l, g, "peer_reserve", 0, CFG_MAX_CONNECTIONS, sv->peer_reserve,
+                   &sv->peer_reserve) ||
+            get_ms(l, g, "peer_max_inflight", 0, CFG_MAX_INFLIGHT * 64u, sv->peer_max_inflight,
+                   &sv->peer_max_inflight))
+            return -1;
+    } else {
+        sv->peer_max_connections = sv->max_connections;
+        sv->peer_reserve = 32;
     }
     if (!(sv->socket = resolve_path(l, sock)))
         return -1;

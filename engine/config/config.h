@@ -162,6 +162,14 @@ typedef struct cfg_server {
     unsigned idle_timeout_ms;  /* a connection with nothing in flight and no bytes closes */
     unsigned drain_timeout_ms; /* SIGTERM: how long to wait for accepted requests */
     unsigned io_threads;       /* io_uring rings, one thread each */
+    /* Fair share per peer (uid): connections one uid may hold (default
+     * max_connections), slots beyond max_connections only a peer holding
+     * none may take (default max(4, max_connections / 32)), requests one
+     * uid may have in flight, i.e. jobs of the pool (0: three quarters of
+     * the pool while another uid is connected, the server's default). */
+    unsigned peer_max_connections;
+    unsigned peer_reserve;
+    unsigned peer_max_inflight;
     int line;                  /* 0 when the section is absent (defaults) */
 } cfg_server;
 

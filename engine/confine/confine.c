@@ -537,3 +537,172 @@ void confine_describe(const confine_result *r, const char *const *writable, size
              r->landlock_abi, r->seccomp ? "yes" : "no", q ? "\"" : "", list, q ? "\"" : "", r->uid,
              r->gid, r->bounding_cleared ? "empty" : "kept", r->checks);
 }
+
+/* The signer's allow-list: what a signing process with threads needs, and
+ * what the PKCS#11 module does through login, signing, recovery (keeper
+ * session, re-login reading the PIN file, a token coming back) and its
+ * token files. Measured with SoftHSM 2.6.1 and the test shim
+ * (strace -f of the signer under tests/daemon/test_faults and
+ * test_signer; docs/security.md). Anything else fails with EPERM: a
+ * module that needs more reports HSM_FAILURE, it does not kill the
+ * process. Threads only (clone with CLONE_THREAD); no sockets but the
+ * channels it was given (socket/connect/bind refused), no exec, no fork. */
+static const char *const signer_allow[] = {
+    /* I/O on its channels and the module's files */
+    "read",
+    "write",
+    "readv",
+    "writev",
+    "pread64",
+    "pwrite64",
+    "recvfrom",
+    "recvmsg",
+    "sendto",
+    "sendmsg",
+    "close",
+    "poll",
+    "ppoll",
+    "shutdown",
+    "openat",
+    "open",
+    "newfstatat",
+    "fstat",
+    "stat",
+    "lstat",
+    "statx",
+    "lseek",
+    "fsync",
+    "fdatasync",
+    "flock",
+    "fcntl",
+    "ftruncate",
+    "getdents64",
+    "access",
+    "faccessat",
+    "faccessat2",
+    "readlink",
+    "readlinkat",
+    "getcwd",
+    "rename",
+    "renameat",
+    "renameat2",
+    "unlink",
+    "unlinkat",
+    "mkdir",
+    "mkdirat",
+    "umask",
+    /* memory, time, threads, signals */
+    "mmap",
+    "munmap",
+    "mprotect",
+    "mremap",
+    "madvise",
+    "brk",
+    "futex",
+    "get_robust_list",
+    "set_robust_list",
+    "rseq",
+    "clock_gettime",
+    "clock_getres",
+    "clock_nanosleep",
+    "nanosleep",
+    "gettimeofday",
+    "time",
+    "getrandom",
+    "sched_yield",
+    "sched_getaffinity",
+    "sched_setattr",
+    "sched_getattr",
+    "getpid",
+    "gettid",
+    "getppid",
+    "getuid",
+    "geteuid",
+    "getgid",
+    "getegid",
+    "getresuid",
+    "getresgid",
+    "getrlimit",
+    "prlimit64",
+    "rt_sigprocmask",
+    "rt_sigaction",
+    "rt_sigreturn",
+    "sigaltstack",
+    "tgkill",
+    "exit",
+    "exit_group",
+    "restart_syscall",
+    "prctl",
+    "uname",
+    "sysinfo",
+    "membarrier",
+    "set_tid_address",
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    /* the sanitizer runtimes (test builds only) */
+    "ptrace",
+    "wait4",
+    "sched_getparam",
+    "personality",
+    "mincore",
+    "munlock",
+    "mlock",
+    "ioctl",
+    "pipe2",
+    "dup",
+    "dup2",
+    "dup3",
+    "kill",
+#endif
+};
+
+static int apply_signer_seccomp(char *err, size_t errlen)
+{
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM));
+    if (!ctx) {
+        snprintf(err, errlen, "seccomp: cannot create a filter");
+        return -1;
+    }
+    int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
+    for (size_t i = 0; rc == 0 && i < sizeof(signer_allow) / sizeof(signer_allow[0]); i++) {
+        int nr = seccomp_syscall_resolve_name(signer_allow[i]);
+        if (nr == __NR_SCMP_ERROR)
+            continue; /* not on this architecture */
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
+    }
+    if (rc == 0)
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+                              SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
+    if (rc == 0)
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+    if (rc == 0)
+        rc = seccomp_load(ctx);
+    seccomp_release(ctx);
+    if (rc != 0) {
+        snprintf(err, errlen, "seccomp: %s", strerror(-rc));
+        return -1;
+    }
+    return 0;
+}
+
+int confine_signer(bool require_landlock, confine_result *res, char *err, size_t errlen)
+{
+    memset(res, 0, sizeof(*res));
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+        snprintf(err, errlen, "no_new_privs: %s", strerror(errno));
+        return -1;
+    }
+    int abi = ll_abi();
+    if (abi == 0 && require_landlock) {
+        snprintf(err, errlen, "landlock: not available in this kernel (confine.require_landlock)");
+        return -1;
+    }
+    if (abi > 0) {
+        if (apply_landlock(abi, NULL, 0, err, errlen) != 0)
+            return -1;
+        res->landlock_abi = abi;
+    }
+    if (apply_signer_seccomp(err, errlen) != 0)
+        return -1;
+    res->seccomp = true;
+    return 0;
+}

@@ -76,4 +76,11 @@ void confine_describe(const confine_result *r, const char *const *writable, size
  * stages: see above. 0, or -1 with err. */
 CF_WUR int confine_drop_privileges(const char *user, confine_result *res, char *err, size_t errlen);
 
+/* The signer process's confinement, once it has logged in: no_new_privs,
+ * Landlock with nothing writable (the token files are read; SoftHSM's
+ * attempts to rewrite them on a re-login fail harmlessly) and a seccomp
+ * allow-list (confine.c: the PKCS#11 module's needs, measured), every
+ * other call failing with EPERM. Same contract as confine_apply. */
+CF_WUR int confine_signer(bool require_landlock, confine_result *res, char *err, size_t errlen);
+
 #endif

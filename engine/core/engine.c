@@ -4,17 +4,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
 #include "engine/profile/profile.h"
-#include "hsm/hsm.h"
 
 struct cf_engine {
-    hsm_token **tokens;
-    size_t ntokens;
-    hsm_signer **signers;
-    size_t nsigners;
+    sgn_service *sgn;
+    bool own_sgn;
+    iss_set *iss;
     profile **profiles;
+    const iss_issuer **prof_issuer;
     size_t nprofiles;
     pipe_engine *pipe;
 };
@@ -26,13 +23,11 @@ void cf_engine_close(cf_engine *e)
     pipe_free(e->pipe);
     for (size_t i = 0; i < e->nprofiles; i++)
         profile_free(e->profiles[i]);
-    for (size_t i = 0; i < e->nsigners; i++)
-        hsm_signer_close(e->signers[i]);
-    for (size_t i = 0; i < e->ntokens; i++)
-        hsm_token_close(e->tokens[i]);
+    iss_close(e->iss);
+    if (e->own_sgn)
+        sgn_close(e->sgn);
     free(e->profiles);
-    free(e->signers);
-    free(e->tokens);
+    free(e->prof_issuer);
     free(e);
 }
 
@@ -41,82 +36,63 @@ pipe_engine *cf_engine_pipe(cf_engine *e)
     return e->pipe;
 }
 
-hsm_signer *cf_engine_signer(cf_engine *e, size_t key_idx)
+const iss_set *cf_engine_issuers(const cf_engine *e)
 {
-    return key_idx < e->nsigners ? e->signers[key_idx] : NULL;
+    return e->iss;
 }
 
-int cf_engine_open(const cfg_config *cfg, const cf_engine_hooks *hooks, cf_engine **out,
-                   char *err, size_t errlen)
+const iss_issuer *cf_engine_profile_issuer(const cf_engine *e, size_t prof_idx)
+{
+    return prof_idx < e->nprofiles ? e->prof_issuer[prof_idx] : NULL;
+}
+
+void cf_engine_sessions(cf_engine *e, unsigned *busy, unsigned *total)
+{
+    sgn_sessions(e->sgn, busy, total);
+}
+
+int cf_engine_open(const cfg_config *cfg, sgn_service *sgn, const cf_engine_hooks *hooks,
+                   cf_engine **out, char *err, size_t errlen)
 {
     *out = NULL;
     int rc = -1;
-    hsm_err he;
     char why[512];
     pipe_profile_def *defs = NULL;
     cf_engine *e = calloc(1, sizeof(*e));
     if (!e)
         return -1;
-    e->tokens = calloc(cfg->n_tokens ? cfg->n_tokens : 1, sizeof(*e->tokens));
-    e->signers = calloc(cfg->n_keys ? cfg->n_keys : 1, sizeof(*e->signers));
     e->profiles = calloc(cfg->n_profiles ? cfg->n_profiles : 1, sizeof(*e->profiles));
+    e->prof_issuer = calloc(cfg->n_profiles ? cfg->n_profiles : 1, sizeof(*e->prof_issuer));
     defs = calloc(cfg->n_profiles ? cfg->n_profiles : 1, sizeof(*defs));
-    if (!e->tokens || !e->signers || !e->profiles || !defs)
+    if (!e->profiles || !e->prof_issuer || !defs) {
+        snprintf(err, errlen, "out of memory");
         goto out;
-    for (size_t i = 0; i < cfg->n_tokens; i++) {
-        if (hsm_token_open(cfg->tokens[i].uri, NULL, &e->tokens[i], &he) != 0) {
-            snprintf(err, errlen, "%s:%d: token '%s': %s", cfg->path, cfg->tokens[i].line,
-                     cfg->tokens[i].name, he.msg);
-            goto out;
-        }
-        e->ntokens++;
     }
-    for (size_t i = 0; i < cfg->n_keys; i++) {
-        const cfg_key *k = &cfg->keys[i];
-        unsigned sessions = k->sessions ? k->sessions : cfg->pipeline.workers;
-        if (hsm_signer_open(e->tokens[k->token_idx], k->uri, sessions, &e->signers[i], &he) !=
-            0) {
-            snprintf(err, errlen, "%s:%d: key '%s' on token '%s': %s", cfg->path, k->line,
-                     k->name, k->token, he.msg);
+    if (sgn) {
+        e->sgn = sgn;
+    } else {
+        if (sgn_open_local(cfg, &e->sgn, err, errlen) != 0)
             goto out;
-        }
-        e->nsigners++;
-        if (hsm_signer_set_threads(e->signers[i], k->sign_threads, &he) != 0) {
-            snprintf(err, errlen, "%s:%d: key '%s': sign_threads: %s", cfg->path, k->line,
-                     k->name, he.msg);
-            goto out;
-        }
+        e->own_sgn = true;
     }
+    if (iss_open(cfg, e->sgn, &e->iss, err, errlen) != 0)
+        goto out;
     for (size_t i = 0; i < cfg->n_profiles; i++) {
         const cfg_profile *cp = &cfg->profiles[i];
-        const cfg_issuer *is = &cfg->issuers[cp->issuer_idx];
-        hsm_signer *s = e->signers[is->key_idx];
-        uint8_t *der = NULL;
-        size_t len = 0;
-        cf_sig_alg mech;
-        EVP_PKEY *pub = hsm_signer_public_key(s, &he);
-        if (!pub) {
-            snprintf(err, errlen, "%s:%d: issuer '%s': %s", cfg->path, is->line, is->name,
-                     he.msg);
-            goto out;
-        }
-        int prc = profile_read_cert(is->certificate, &der, &len, why, sizeof(why));
-        if (prc == 0)
-            prc = profile_pick_mech(pub, cp->hash, &mech, why, sizeof(why));
-        if (prc == 0)
-            prc = profile_compile(cp, der, len, pub, mech, &e->profiles[i], why, sizeof(why));
-        free(der);
-        EVP_PKEY_free(pub);
-        if (prc != 0) {
+        const iss_issuer *is = iss_issuer_at(e->iss, cp->issuer_idx);
+        if (profile_compile(cp, is->cert.p, is->cert.len, is->key->pub, is->mech, &e->profiles[i],
+                            why, sizeof(why)) != 0) {
             snprintf(err, errlen, "%s:%d: profile '%s' (issuer '%s'): %s", cfg->path, cp->line,
                      cp->name, is->name, why);
             goto out;
         }
         e->nprofiles++;
+        e->prof_issuer[i] = is;
         defs[i].prof = e->profiles[i];
-        defs[i].signer = s;
+        defs[i].issuer = is;
     }
     pipe_opts po = {
+        .iss = e->iss,
         .workers = cfg->pipeline.workers,
         .queue = cfg->pipeline.queue,
         .batch = cfg->pipeline.batch,

@@ -34,82 +34,6 @@
 static const uint8_t OID_CRL_NUMBER[] = {0x55, 0x1D, 0x14}; /* 2.5.29.20 */
 static const uint8_t OID_REASON_CODE[] = {0x55, 0x1D, 0x15}; /* 2.5.29.21 */
 
-struct crl_issuer {
-    char *name, *key_name;
-    uint8_t *dn;
-    size_t dn_len;
-    uint8_t kid[EVP_MAX_MD_SIZE];
-    size_t kid_len;
-    uint8_t sigalg[128];
-    size_t sigalg_len;
-    hsm_signer *signer;
-    EVP_PKEY *pub;
-    cf_sig_alg mech;
-};
-
-int crl_issuer_new(const char *name, const char *key_name, const uint8_t *cert_der,
-                   size_t cert_len, hsm_signer *signer, EVP_PKEY *pub, crl_issuer **out,
-                   char *err, size_t errlen)
-{
-    *out = NULL;
-    const unsigned char *p = cert_der;
-    X509 *x = d2i_X509(NULL, &p, (long)cert_len);
-    crl_issuer *ci = calloc(1, sizeof(*ci));
-    unsigned char *dn = NULL;
-    int rc = -1;
-    if (!x || !ci) {
-        snprintf(err, errlen, "issuer '%s': %s", name, x ? "out of memory" : "certificate unreadable");
-        goto out;
-    }
-    int dnl = i2d_X509_NAME(X509_get_subject_name(x), &dn);
-    if (dnl <= 0 || profile_cert_key_id(x, ci->kid, &ci->kid_len) != 0) {
-        snprintf(err, errlen, "issuer '%s': cannot read its name or key identifier", name);
-        goto out;
-    }
-    if (profile_pick_mech(pub, CFG_HASH_SHA256, &ci->mech, err, errlen) != 0)
-        goto out;
-    ci->sigalg_len = profile_sigalg_der(ci->mech, ci->sigalg, sizeof(ci->sigalg));
-    ci->name = strdup(name);
-    ci->key_name = strdup(key_name);
-    ci->dn = malloc((size_t)dnl);
-    if (!ci->sigalg_len || !ci->name || !ci->key_name || !ci->dn) {
-        snprintf(err, errlen, "issuer '%s': out of memory", name);
-        goto out;
-    }
-    memcpy(ci->dn, dn, (size_t)dnl);
-    ci->dn_len = (size_t)dnl;
-    ci->signer = signer;
-    ci->pub = pub;
-    *out = ci;
-    ci = NULL;
-    rc = 0;
-out:
-    OPENSSL_free(dn);
-    X509_free(x);
-    crl_issuer_free(ci);
-    return rc;
-}
-
-void crl_issuer_free(crl_issuer *ci)
-{
-    if (!ci)
-        return;
-    free(ci->name);
-    free(ci->key_name);
-    free(ci->dn);
-    free(ci);
-}
-
-const char *crl_issuer_name(const crl_issuer *ci)
-{
-    return ci->name;
-}
-
-const char *crl_issuer_key(const crl_issuer *ci)
-{
-    return ci->key_name;
-}
-
 /* ------------------------------------------------------------ building */
 
 typedef struct entry {
@@ -162,13 +86,13 @@ static void w_ext_end(der_w *w)
     der_w_end(w);
 }
 
-static void w_tbs(der_w *w, const crl_issuer *ci, const entries *e, uint64_t number,
-                  int64_t this_update, int64_t next_update)
+static void w_tbs(der_w *w, const iss_issuer *is, const uint8_t *sigalg, size_t sigalg_len,
+                  const entries *e, uint64_t number, int64_t this_update, int64_t next_update)
 {
     der_w_begin(w, DER_SEQUENCE);
     der_w_uint64(w, 1); /* v2 */
-    der_w_raw(w, ci->sigalg, ci->sigalg_len);
-    der_w_raw(w, ci->dn, ci->dn_len);
+    der_w_raw(w, sigalg, sigalg_len);
+    der_w_raw(w, is->dn.p, is->dn.len);
     der_w_time(w, this_update);
     der_w_time(w, next_update);
     if (e->n) { /* RFC 5280 §5.1.2.6: absent when empty */
@@ -196,7 +120,7 @@ static void w_tbs(der_w *w, const crl_issuer *ci, const entries *e, uint64_t num
     /* §5.2.1 authorityKeyIdentifier (keyIdentifier), non-critical */
     w_ext_begin(w, OID_AKI, sizeof(OID_AKI));
     der_w_begin(w, DER_SEQUENCE);
-    der_w_tlv(w, DER_CTX(0), ci->kid, ci->kid_len);
+    der_w_tlv(w, DER_CTX(0), is->kid, is->kid_len);
     der_w_end(w);
     w_ext_end(w);
     /* §5.2.3 cRLNumber, non-critical */
@@ -272,36 +196,45 @@ static const EVP_MD *mech_md(cf_sig_alg m)
     }
 }
 
-int crl_make(crl_issuer *ci, ledger *l, const char *dir, int64_t now, uint64_t validity_s,
-             uint8_t **der_out, crl_made *out, char *err, size_t errlen)
+int crl_make(const iss_issuer *is, sgn_service *sgn, ledger *l, const char *dir, int64_t now,
+             uint64_t validity_s, uint8_t **der_out, crl_made *out, char *err, size_t errlen)
 {
     entries e = {0};
     uint8_t *tbs = NULL, *crl = NULL;
     X509_CRL *x = NULL;
     int rc = -1;
     char why[512];
+    uint8_t sigalg[128];
+    size_t sigalg_len = profile_sigalg_der(is->crl_mech, sigalg, sizeof(sigalg));
     if (der_out)
         *der_out = NULL;
     memset(out, 0, sizeof(*out));
-    if (ledger_list_revoked(l, ci->key_name, now, collect, &e, why, sizeof(why)) != 0 || e.bad) {
-        snprintf(err, errlen, "issuer '%s': cannot list revocations: %s", ci->name,
-                 e.bad == 2 ? "out of memory" : e.bad ? "a serial in the ledger is not hex" : why);
+    if (!sigalg_len) {
+        snprintf(err, errlen, "issuer '%s': no AlgorithmIdentifier for %s", is->name,
+                 cf_sig_alg_name(is->crl_mech));
+        goto out;
+    }
+    if (ledger_list_revoked(l, is->key->name, now, collect, &e, why, sizeof(why)) != 0 || e.bad) {
+        snprintf(err, errlen, "issuer '%s': cannot list revocations: %s", is->name,
+                 e.bad == 2 ? "out of memory"
+                 : e.bad    ? "a serial in the ledger is not hex"
+                            : why);
         goto out;
     }
     uint64_t number = 0;
-    if (ledger_crl_next_number(l, ci->key_name, &number, why, sizeof(why)) != 0) {
-        snprintf(err, errlen, "issuer '%s': no cRLNumber: %s", ci->name, why);
+    if (ledger_crl_next_number(l, is->key->name, &number, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "issuer '%s': no cRLNumber: %s", is->name, why);
         goto out;
     }
     int64_t next = now + (int64_t)validity_s;
-    size_t cap = 512 + ci->dn_len + ci->sigalg_len + e.n * 64, tbs_len = 0;
+    size_t cap = 512 + is->dn.len + sigalg_len + e.n * 64, tbs_len = 0;
     der_w w;
     if (!(tbs = malloc(cap)))
         goto oom;
     der_w_init(&w, tbs, cap);
-    w_tbs(&w, ci, &e, number, now, next);
+    w_tbs(&w, is, sigalg, sigalg_len, &e, number, now, next);
     if (der_w_finish(&w, &tbs_len) != DER_OK) {
-        snprintf(err, errlen, "issuer '%s': cannot encode the CRL (%s)", ci->name,
+        snprintf(err, errlen, "issuer '%s': cannot encode the CRL (%s)", is->name,
                  der_err_name(der_w_finish(&w, &tbs_len)));
         goto out;
     }
@@ -309,10 +242,10 @@ int crl_make(crl_issuer *ci, ledger *l, const char *dir, int64_t now, uint64_t v
     unsigned mdlen = 0;
     const uint8_t *in = tbs;
     size_t inlen = tbs_len;
-    const EVP_MD *h = mech_md(ci->mech);
+    const EVP_MD *h = mech_md(is->crl_mech);
     if (h) {
         if (EVP_Digest(tbs, tbs_len, md, &mdlen, h, NULL) != 1) {
-            snprintf(err, errlen, "issuer '%s': digest failed", ci->name);
+            snprintf(err, errlen, "issuer '%s': digest failed", is->name);
             goto out;
         }
         in = md;
@@ -320,42 +253,43 @@ int crl_make(crl_issuer *ci, ledger *l, const char *dir, int64_t now, uint64_t v
     }
     uint8_t sig[CF_SIG_MAX];
     size_t siglen = 0;
-    hsm_err he = {0};
-    if (hsm_sign(ci->signer, ci->mech, in, inlen, sig, &siglen, &he) != 0) {
-        snprintf(err, errlen, "issuer '%s': HSM: %s", ci->name, he.msg);
+    unsigned long rv = 0;
+    if (sgn_sign(sgn, is->key->idx, is->crl_mech, in, inlen, sig, &siglen, &rv, why, sizeof(why)) !=
+        0) {
+        snprintf(err, errlen, "issuer '%s': HSM: %s", is->name, why);
         goto out;
     }
-    size_t crl_cap = tbs_len + ci->sigalg_len + siglen + 32, crl_len = 0;
+    size_t crl_cap = tbs_len + sigalg_len + siglen + 32, crl_len = 0;
     if (!(crl = malloc(crl_cap)))
         goto oom;
     der_w_init(&w, crl, crl_cap);
     der_w_begin(&w, DER_SEQUENCE);
     der_w_raw(&w, tbs, tbs_len);
-    der_w_raw(&w, ci->sigalg, ci->sigalg_len);
+    der_w_raw(&w, sigalg, sigalg_len);
     der_w_bits(&w, sig, siglen);
     der_w_end(&w);
     if (der_w_finish(&w, &crl_len) != DER_OK) {
-        snprintf(err, errlen, "issuer '%s': cannot assemble the CRL", ci->name);
+        snprintf(err, errlen, "issuer '%s': cannot assemble the CRL", is->name);
         goto out;
     }
     /* Never publish a CRL whose signature does not verify. */
     const unsigned char *p = crl;
     if (!(x = d2i_X509_CRL(NULL, &p, (long)crl_len)) || p != crl + crl_len ||
-        X509_CRL_verify(x, ci->pub) != 1) {
+        X509_CRL_verify(x, is->key->pub) != 1) {
         snprintf(err, errlen,
                  "issuer '%s': the CRL's signature does not verify with the issuer key (HSM "
                  "fault?); not published",
-                 ci->name);
+                 is->name);
         goto out;
     }
-    if (ledger_crl_store(l, ci->key_name, number, now, next, crl, crl_len, why, sizeof(why)) !=
+    if (ledger_crl_store(l, is->key->name, number, now, next, crl, crl_len, why, sizeof(why)) !=
         0) {
-        snprintf(err, errlen, "issuer '%s': cannot store CRL %llu: %s", ci->name,
+        snprintf(err, errlen, "issuer '%s': cannot store CRL %llu: %s", is->name,
                  (unsigned long long)number, why);
         goto out;
     }
-    if (dir && publish(dir, ci->name, crl, crl_len, why, sizeof(why)) != 0) {
-        snprintf(err, errlen, "issuer '%s': %s", ci->name, why);
+    if (dir && publish(dir, is->name, crl, crl_len, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "issuer '%s': %s", is->name, why);
         goto out;
     }
     out->number = number;
@@ -370,7 +304,7 @@ int crl_make(crl_issuer *ci, ledger *l, const char *dir, int64_t now, uint64_t v
     rc = 0;
     goto out;
 oom:
-    snprintf(err, errlen, "issuer '%s': out of memory", ci->name);
+    snprintf(err, errlen, "issuer '%s': out of memory", is->name);
 out:
     X509_CRL_free(x);
     free(e.v);
@@ -392,15 +326,16 @@ struct crl_pub {
 
 static void make_all(crl_pub *p)
 {
-    for (size_t i = 0; i < p->o.n; i++) {
+    for (size_t i = 0; i < iss_nissuers(p->o.iss); i++) {
+        const iss_issuer *is = iss_issuer_at(p->o.iss, i);
         crl_made m;
         char err[768];
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        int rc = crl_make(p->o.issuers[i], p->o.l, p->o.dir, (int64_t)ts.tv_sec,
+        int rc = crl_make(is, iss_signer(p->o.iss), p->o.l, p->o.dir, (int64_t)ts.tv_sec,
                           p->o.validity_s, NULL, &m, err, sizeof(err));
         if (p->o.log)
-            p->o.log(p->o.issuers[i], rc == 0 ? &m : NULL, rc == 0 ? NULL : err, p->o.log_arg);
+            p->o.log(is, rc == 0 ? &m : NULL, rc == 0 ? NULL : err, p->o.log_arg);
     }
 }
 
@@ -438,15 +373,16 @@ int crl_pub_start(const crl_pub_opts *o, crl_pub **out, char *err, size_t errlen
 {
     *out = NULL;
     /* the first CRLs before serving: a failure here is a start-up error */
-    for (size_t i = 0; i < o->n; i++) {
+    for (size_t i = 0; i < iss_nissuers(o->iss); i++) {
+        const iss_issuer *is = iss_issuer_at(o->iss, i);
         crl_made m;
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        if (crl_make(o->issuers[i], o->l, o->dir, (int64_t)ts.tv_sec, o->validity_s, NULL, &m,
-                     err, errlen) != 0)
+        if (crl_make(is, iss_signer(o->iss), o->l, o->dir, (int64_t)ts.tv_sec, o->validity_s, NULL,
+                     &m, err, errlen) != 0)
             return -1;
         if (o->log)
-            o->log(o->issuers[i], &m, NULL, o->log_arg);
+            o->log(is, &m, NULL, o->log_arg);
     }
     crl_pub *p = calloc(1, sizeof(*p));
     if (!p) {

@@ -1,12 +1,13 @@
 /* crl.h — CRLs (RFC 5280 §5) signed in the HSM (docs/crl.md).
  *
- * One crl_issuer per configured issuer: its certificate (issuer name and
- * key identifier), its HSM signer and public key. crl_make() builds a
- * version 2 CRL of every revoked, unexpired certificate the ledger holds
- * for the issuer's key, with the next cRLNumber the ledger hands out,
- * signs it in the HSM, checks the signature with OpenSSL, stores it in the
- * ledger and, when a publish folder is given, writes it there atomically
- * (temporary file, fsync, rename, fsync of the folder) as NAME.crl (DER).
+ * Per issuer (the engine's issuer object: its name and key identifier from
+ * its certificate, its key, the algorithm its CRLs are signed with),
+ * crl_make() builds a version 2 CRL of every revoked, unexpired certificate
+ * the ledger holds for the issuer's key, with the next cRLNumber the ledger
+ * hands out, signs it through the signing service, checks the signature
+ * with OpenSSL, stores it in the ledger and, when a publish folder is
+ * given, writes it there atomically (temporary file, fsync, rename, fsync
+ * of the folder) as NAME.crl (DER).
  *
  * The publisher (crl_pub) runs crl_make for every issuer on a schedule
  * (crl.interval) and within crl.revoke_delay after crl_pub_kick().
@@ -17,23 +18,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <openssl/evp.h>
-
 #include "common/compiler.h"
+#include "engine/issuer/issuer.h"
 #include "engine/ledger/ledger.h"
-#include "hsm/hsm.h"
-
-typedef struct crl_issuer crl_issuer;
-
-/* name: the issuer's config name (the file name); key_name: its key's
- * config name (the ledger's issuer_key). The signer and pub must outlive
- * the crl_issuer. Returns 0, or -1 with err. */
-CF_WUR int crl_issuer_new(const char *name, const char *key_name, const uint8_t *cert_der,
-                          size_t cert_len, hsm_signer *signer, EVP_PKEY *pub, crl_issuer **out,
-                          char *err, size_t errlen);
-void crl_issuer_free(crl_issuer *ci);
-const char *crl_issuer_name(const crl_issuer *ci);
-const char *crl_issuer_key(const crl_issuer *ci);
+#include "engine/signer/signer.h"
 
 typedef struct crl_made {
     uint64_t number;
@@ -42,24 +30,23 @@ typedef struct crl_made {
     size_t len; /* DER octets */
 } crl_made;
 
-/* Make, sign, check, store (and publish to dir, if not NULL) one CRL.
+/* Make, sign, check, store (and publish to dir, if not NULL) one CRL of
+ * issuer `is` (its file: dir/NAME.crl; its ledger rows: its key's name).
  * thisUpdate = now, nextUpdate = now + validity_s. *der (malloc'd) may be
  * NULL when the caller does not want the bytes. Returns 0, or -1 with err
  * (nothing published). */
-CF_WUR int crl_make(crl_issuer *ci, ledger *l, const char *dir, int64_t now, uint64_t validity_s,
-                    uint8_t **der, crl_made *out, char *err, size_t errlen);
+CF_WUR int crl_make(const iss_issuer *is, sgn_service *sgn, ledger *l, const char *dir, int64_t now,
+                    uint64_t validity_s, uint8_t **der, crl_made *out, char *err, size_t errlen);
 
 /* ---------------------------------------------------------------- publisher */
 
 typedef struct crl_pub crl_pub;
 /* Told after every CRL made or failed (for the daemon's log). */
-typedef void (*crl_pub_log_fn)(const crl_issuer *ci, const crl_made *m, const char *err,
-                               void *arg);
+typedef void (*crl_pub_log_fn)(const iss_issuer *is, const crl_made *m, const char *err, void *arg);
 
 typedef struct crl_pub_opts {
     ledger *l;
-    crl_issuer *const *issuers;
-    size_t n;
+    const iss_set *iss; /* every issuer gets its CRL, signed through iss_signer(iss) */
     const char *dir;
     uint64_t interval_s, validity_s, revoke_delay_s;
     crl_pub_log_fn log;

@@ -23,10 +23,11 @@
 #define PIPE_MAX_PROFILES 32
 #define PIPE_MAX_ISSUERS 32
 
-/* One issuing key: its signer and its public half, for checking every
- * signature the HSM returns before anything is released. */
+/* One key that signs certificates: the algorithm its profiles sign with,
+ * and its public half for checking every signature the HSM returns before
+ * anything is released (the issuer object's, fetched once). */
 typedef struct pipe_issuer {
-    hsm_signer *signer;
+    const iss_key *key;
     EVP_PKEY *pub;
     cf_sig_alg mech;
     unsigned idx;
@@ -39,23 +40,16 @@ typedef struct pipe_prof {
     pipe_issuer *iss;
 } pipe_prof;
 
-/* One group of a batch's signature requests: one key, one ticket. */
-typedef struct sign_group {
-    size_t first, m; /* reqs[first .. first+m) */
-    hsm_sign_ticket t;
-} sign_group;
-
 /* A batch between taking and release: its jobs and their signature
- * requests, grouped by key; rj[i] is the job of reqs[i]. */
+ * requests (in the signing service's batch, grouped by key); rj[i] is the
+ * job of request i. */
 typedef struct batch_slot {
     pipe_job **jobs;
     size_t n;
-    hsm_sign_req *reqs;
+    sgn_batch *sb;
     pipe_job **rj;
     size_t nreq;
-    sign_group *grp;
-    size_t ngrp;
-    bool async; /* some group went to signing threads */
+    bool async; /* signed elsewhere meanwhile (signing threads, another process) */
 } batch_slot;
 
 typedef struct worker {
@@ -75,7 +69,7 @@ typedef struct worker {
     /* SIGN: verify contexts by (key, mechanism), made on first use (a
      * context per signature halved the provider's rate) */
     struct {
-        EVP_PKEY *pub;
+        const EVP_PKEY *pub;
         cf_sig_alg mech;
         EVP_PKEY_CTX *c;
     } sctx[16];
@@ -84,6 +78,7 @@ typedef struct worker {
 
 struct pipe_engine {
     pipe_opts o;
+    sgn_service *sgn;
     pipe_prof profs[PIPE_MAX_PROFILES];
     size_t nprofs;
     pipe_issuer iss[PIPE_MAX_ISSUERS];
@@ -202,10 +197,10 @@ static int worker_init(worker *w, pipe_engine *e, unsigned id)
     for (int k = 0; k < 2; k++) {
         batch_slot *sl = &w->sl[k];
         sl->jobs = calloc(e->o.batch, sizeof(*sl->jobs));
-        sl->reqs = calloc(e->o.batch, sizeof(*sl->reqs));
         sl->rj = calloc(e->o.batch, sizeof(*sl->rj));
-        sl->grp = calloc(e->o.batch, sizeof(*sl->grp));
-        if (!sl->jobs || !sl->reqs || !sl->rj || !sl->grp)
+        /* one signing channel per batch slot: worker id × 2 + slot */
+        sl->sb = sgn_batch_new(e->sgn, id * 2 + (unsigned)k, e->o.batch);
+        if (!sl->jobs || !sl->rj || !sl->sb)
             return -1;
     }
     for (size_t i = 0; i < e->niss; i++) {
@@ -229,9 +224,8 @@ static void worker_fini(worker *w)
     free(w->ok);
     for (int k = 0; k < 2; k++) {
         free(w->sl[k].jobs);
-        free(w->sl[k].reqs);
         free(w->sl[k].rj);
-        free(w->sl[k].grp);
+        sgn_batch_free(w->sl[k].sb);
     }
 }
 
@@ -264,7 +258,9 @@ static void stage_front(worker *w, pipe_job *j, int64_t now)
     j->cert = NULL;
     j->cert_len = 0;
     j->msg[0] = '\0';
-    const pipe_prof *pp = find_profile(e, j->req.profile);
+    const pipe_prof *pp = !j->prof_set              ? find_profile(e, j->req.profile)
+                          : j->prof_idx < e->nprofs ? &e->profs[j->prof_idx]
+                                                    : NULL;
     if (!pp) {
         char m[sizeof(j->msg)];
         snprintf(m, sizeof(m), "unknown profile '%.*s'", (int)(j->req.profile.len > 64 ? 64 : j->req.profile.len),
@@ -358,9 +354,27 @@ static void stage_front_sign(worker *w, pipe_job *j)
     j->msg[0] = '\0';
     j->iss = NULL;
     j->sig_len = 0;
-    const pipe_sign *sg = &j->sign;
-    if (!sg->signer || !sg->data || sg->len == 0) {
-        fail(j, CF_ST_INTERNAL, 0, "SIGN job without key or data");
+    pipe_sign *sg = &j->sign;
+    const iss_key *k =
+        sg->key_set ? iss_key_at(w->e->o.iss, sg->key_idx) : iss_find_key(w->e->o.iss, sg->key);
+    j->skey = k;
+    char m[sizeof(j->msg)];
+    if (!k) {
+        snprintf(m, sizeof(m), "no key named '%.*s'", (int)(sg->key.len > 64 ? 64 : sg->key.len),
+                 sg->key.p ? sg->key.p : "");
+        fail(j, CF_ST_NOT_FOUND, 0, m);
+        return;
+    }
+    sg->key_name = k->name;
+    sg->mech_name = cf_sig_alg_name(sg->mech);
+    if (!cf_sig_alg_fits(sg->mech, k->type)) {
+        snprintf(m, sizeof(m), "key '%s' is %s: it cannot sign %s", k->name,
+                 cf_key_type_name(k->type), cf_sig_alg_name(sg->mech));
+        fail(j, CF_ST_POLICY_DENIED, 0, m);
+        return;
+    }
+    if (!sg->data || sg->len == 0) {
+        fail(j, CF_ST_INTERNAL, 0, "SIGN job without data");
         return;
     }
     if (sg->mech == CF_SIG_ED25519) {
@@ -386,20 +400,21 @@ static void stage_front_sign(worker *w, pipe_job *j)
 static bool raw_sig_ok(worker *w, const pipe_job *j)
 {
     const pipe_sign *sg = &j->sign;
+    EVP_PKEY *pub = j->skey->pub;
     if (sg->mech == CF_SIG_ED25519) {
         EVP_MD_CTX_reset(w->mdctx);
-        return EVP_DigestVerifyInit_ex(w->mdctx, NULL, NULL, NULL, NULL, sg->pub, NULL) == 1 &&
+        return EVP_DigestVerifyInit_ex(w->mdctx, NULL, NULL, NULL, NULL, pub, NULL) == 1 &&
                EVP_DigestVerify(w->mdctx, j->sig, j->sig_len, sg->data, sg->len) == 1;
     }
     EVP_PKEY_CTX *c = NULL;
     for (unsigned i = 0; i < w->nsctx && !c; i++)
-        if (w->sctx[i].pub == sg->pub && w->sctx[i].mech == sg->mech)
+        if (w->sctx[i].pub == pub && w->sctx[i].mech == sg->mech)
             c = w->sctx[i].c;
     bool own = false;
     if (!c) {
-        c = verify_ctx(w, sg->pub, sg->mech);
+        c = verify_ctx(w, pub, sg->mech);
         if (c && w->nsctx < sizeof(w->sctx) / sizeof(w->sctx[0])) {
-            w->sctx[w->nsctx].pub = sg->pub;
+            w->sctx[w->nsctx].pub = pub;
             w->sctx[w->nsctx].mech = sg->mech;
             w->sctx[w->nsctx++].c = c;
         } else
@@ -412,69 +427,59 @@ static bool raw_sig_ok(worker *w, const pipe_job *j)
 }
 
 /* One request for job j into the slot. */
-static void add_req(batch_slot *sl, pipe_job *j, cf_sig_alg mech, const uint8_t *in, size_t inlen)
+static void add_req(batch_slot *sl, pipe_job *j, uint32_t key, cf_sig_alg mech, const uint8_t *in,
+                    size_t inlen)
 {
-    hsm_sign_req *r = &sl->reqs[sl->nreq];
+    sgn_req *r = &sgn_batch_reqs(sl->sb)[sl->nreq];
+    r->key = key;
     r->mech = mech;
     r->in = in;
     r->inlen = inlen;
     r->sig = j->sig;
     r->siglen = 0;
-    r->rv = CKR_OK;
+    r->rv = 0;
     sl->rj[sl->nreq++] = j;
 }
 
-/* Start the group of requests added since `first` (if any) with key s. */
-static void start_group(batch_slot *sl, hsm_signer *s, size_t first)
-{
-    if (sl->nreq == first)
-        return;
-    sign_group *g = &sl->grp[sl->ngrp++];
-    g->first = first;
-    g->m = sl->nreq - first;
-    hsm_sign_batch_start(s, sl->reqs + first, g->m, &g->t);
-    sl->async |= hsm_sign_ticket_queued(&g->t);
-}
-
-/* Start signing every job of the batch that is still OK, one plain batch
- * call per key (so signing can move into its own process): certificates
- * grouped by issuer, then SIGN jobs grouped by key. */
+/* Start signing every job of the batch that is still OK, in one plain
+ * batch call (so signing can live in its own process): certificates
+ * grouped by issuing key, then SIGN jobs grouped by key. */
 static void stage_sign_start(worker *w, batch_slot *sl)
 {
     pipe_engine *e = w->e;
-    sl->nreq = sl->ngrp = 0;
+    sl->nreq = 0;
     sl->async = false;
     for (size_t k = 0; k < e->niss; k++) {
         pipe_issuer *is = &e->iss[k];
-        size_t first = sl->nreq;
         for (size_t i = 0; i < sl->n; i++) {
             pipe_job *j = sl->jobs[i];
             if (j->kind != PIPE_JOB_ISSUE || j->status != CF_ST_OK || j->iss != is)
                 continue;
-            add_req(sl, j, is->mech, j->digest_len ? j->digest : j->buf + j->tbs_off,
+            add_req(sl, j, is->key->idx, is->mech, j->digest_len ? j->digest : j->buf + j->tbs_off,
                     j->digest_len ? j->digest_len : j->tbs_len);
         }
-        start_group(sl, is->signer, first);
     }
     for (size_t f = 0; f < sl->n; f++) {
         pipe_job *fj = sl->jobs[f];
         if (fj->kind != PIPE_JOB_SIGN || fj->status != CF_ST_OK)
             continue;
-        hsm_signer *key = fj->sign.signer;
-        bool seen = false; /* an earlier job started this key's group */
+        const iss_key *key = fj->skey;
+        bool seen = false; /* an earlier job added this key's group */
         for (size_t i = 0; i < f && !seen; i++)
             seen = sl->jobs[i]->kind == PIPE_JOB_SIGN && sl->jobs[i]->status == CF_ST_OK &&
-                   sl->jobs[i]->sign.signer == key;
+                   sl->jobs[i]->skey == key;
         if (seen)
             continue;
-        size_t first = sl->nreq;
         for (size_t i = f; i < sl->n; i++) {
             pipe_job *j = sl->jobs[i];
-            if (j->kind == PIPE_JOB_SIGN && j->status == CF_ST_OK && j->sign.signer == key)
-                add_req(sl, j, j->sign.mech, j->sign.data, j->sign.len);
+            if (j->kind == PIPE_JOB_SIGN && j->status == CF_ST_OK && j->skey == key)
+                add_req(sl, j, key->idx, j->sign.mech, j->sign.data, j->sign.len);
         }
-        start_group(sl, key, first);
     }
+    if (sl->nreq == 0)
+        return;
+    sgn_batch_start(sl->sb, sl->nreq);
+    sl->async = sgn_batch_async(sl->sb);
 }
 
 /* A signed certificate: check the signature, assemble. */
@@ -497,32 +502,33 @@ static void finish_issue(worker *w, pipe_job *j)
     j->cert_len = len;
 }
 
-/* Wait for each group's signatures and finish its jobs. */
+/* Wait for the batch's signatures and finish its jobs. */
 static void stage_sign_finish(worker *w, batch_slot *sl)
 {
-    for (size_t g = 0; g < sl->ngrp; g++) {
-        sign_group *gr = &sl->grp[g];
-        hsm_sign_batch_wait(&gr->t);
-        for (size_t i = gr->first; i < gr->first + gr->m; i++) {
-            pipe_job *j = sl->rj[i];
-            const hsm_sign_req *r = &sl->reqs[i];
-            if (r->rv != CKR_OK) {
-                /* All HSM sessions stayed busy: the engine is overloaded,
-                 * not failing. */
-                cf_status st = r->rv == CKR_FUNCTION_CANCELED ? CF_ST_BUSY : CF_ST_HSM_FAILURE;
-                fail(j, st, (int)r->rv, r->msg);
-                continue;
-            }
-            j->sig_len = r->siglen;
-            if (j->kind == PIPE_JOB_ISSUE) {
-                finish_issue(w, j);
-            } else if (j->sign.pub && want_verify(w) && !raw_sig_ok(w, j)) {
-                j->sig_len = 0;
-                fail(j, CF_ST_HSM_FAILURE, 0,
-                     "the HSM returned a signature that does not verify with the key");
-            }
+    if (sl->nreq == 0)
+        return;
+    sgn_batch_wait(sl->sb);
+    const sgn_req *reqs = sgn_batch_reqs(sl->sb);
+    for (size_t i = 0; i < sl->nreq; i++) {
+        pipe_job *j = sl->rj[i];
+        const sgn_req *r = &reqs[i];
+        if (r->rv != 0) {
+            /* All HSM sessions stayed busy: the engine is overloaded,
+             * not failing. */
+            cf_status st = r->rv == SGN_RV_CANCELED ? CF_ST_BUSY : CF_ST_HSM_FAILURE;
+            fail(j, st, (int)r->rv, r->msg);
+            continue;
+        }
+        j->sig_len = r->siglen;
+        if (j->kind == PIPE_JOB_ISSUE) {
+            finish_issue(w, j);
+        } else if (want_verify(w) && !raw_sig_ok(w, j)) {
+            j->sig_len = 0;
+            fail(j, CF_ST_HSM_FAILURE, 0,
+                 "the HSM returned a signature that does not verify with the key");
         }
     }
+    sl->nreq = 0;
 }
 
 static void complete(pipe_engine *e, pipe_job *j);
@@ -692,8 +698,6 @@ static void destroy(pipe_engine *e)
 {
     for (unsigned i = 0; i < e->nw; i++)
         worker_fini(&e->w[i]);
-    for (size_t k = 0; k < e->niss; k++)
-        EVP_PKEY_free(e->iss[k].pub);
     free(e->w);
     free(e->ring);
     free(e->rq);
@@ -719,10 +723,15 @@ int pipe_new(const pipe_opts *o, const pipe_profile_def *defs, size_t ndefs, pip
         set_err(err, errlen, "%s%s", "pipeline: between 1 and 32 profiles", "");
         return -1;
     }
+    if (!o->iss) {
+        set_err(err, errlen, "%s%s", "pipeline: no keys and issuers", "");
+        return -1;
+    }
     pipe_engine *e = calloc(1, sizeof(*e));
     if (!e)
         return -1;
     e->o = *o;
+    e->sgn = iss_signer(o->iss);
     if (!e->o.workers) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         e->o.workers = n > 0 ? (unsigned)n : 1;
@@ -756,25 +765,22 @@ int pipe_new(const pipe_opts *o, const pipe_profile_def *defs, size_t ndefs, pip
         pp->prof = defs[i].prof;
         pp->name = profile_name(defs[i].prof);
         pp->name_len = strlen(pp->name);
+        const iss_key *key = defs[i].issuer->key;
         pipe_issuer *is = NULL;
         for (size_t k = 0; k < e->niss; k++)
-            if (e->iss[k].signer == defs[i].signer)
+            if (e->iss[k].key == key)
                 is = &e->iss[k];
         if (!is) {
             if (e->niss == PIPE_MAX_ISSUERS)
                 goto fail;
             is = &e->iss[e->niss];
             is->idx = (unsigned)e->niss++;
-            is->signer = defs[i].signer;
+            is->key = key;
+            is->pub = key->pub;
             is->mech = profile_mech(defs[i].prof);
-            hsm_err he = {0};
-            is->pub = hsm_signer_public_key(defs[i].signer, &he);
-            if (!is->pub) {
-                set_err(err, errlen, "profile %s: %s", pp->name, he.msg);
-                goto fail;
-            }
-            if (hsm_signer_check_mech(defs[i].signer, is->mech, &he) != 0) {
-                set_err(err, errlen, "profile %s: %s", pp->name, he.msg);
+            if (!cf_sig_alg_fits(is->mech, key->type)) {
+                set_err(err, errlen, "profile %s: %s does not fit its key", pp->name,
+                        cf_sig_alg_name(is->mech));
                 goto fail;
             }
         } else if (is->mech != profile_mech(defs[i].prof)) {

@@ -19,7 +19,7 @@
 #include "common/compiler.h"
 #include "common/issue.h"
 #include "common/status.h"
-#include "hsm/hsm.h"
+#include "engine/issuer/issuer.h"
 
 /* Room for one certificate. An RSA-4096 subject key (≈ 550 bytes) and an
  * RSA-4096 issuer signature (512) leave several KiB for names; a request
@@ -36,20 +36,28 @@ typedef struct profile profile;
 typedef enum pipe_kind { PIPE_JOB_ISSUE = 0, PIPE_JOB_SIGN = 1 } pipe_kind;
 
 typedef struct pipe_sign {
-    hsm_signer *signer;
-    EVP_PKEY *pub;        /* the key's public half: each signature is checked against it
-                           * as the pipeline's verify setting says (NULL: never) */
+    cf_str key;   /* the key's config name: the pipeline resolves it (NOT_FOUND when
+                   * there is none; POLICY_DENIED when mech does not fit it) */
+    bool key_set; /* the caller resolved it already: key_idx (config order) */
+    uint32_t key_idx;
     cf_sig_alg mech;
-    const char *key_name; /* for the ledger record */
-    const char *mech_name;
     const uint8_t *data;  /* the digest (mech's hash, its exact size), or the Ed25519 message */
     size_t len;
+    /* set by the pipeline, for the ledger record */
+    const char *key_name;
+    const char *mech_name;
 } pipe_sign;
 
 typedef struct pipe_job {
     /* in */
     pipe_kind kind;
     cf_issue_req req; /* ISSUE */
+    /* ISSUE: the profile, when the caller resolved it already (the server,
+     * to check its grant): prof_idx indexes pipe_new's profiles, which
+     * cf_engine_open lists in the config's order. Else (prof_set false) the
+     * pipeline resolves req.profile by name. */
+    bool prof_set;
+    unsigned prof_idx;
     pipe_sign sign;   /* SIGN: sig/sig_len hold the answer; digest the ledger's copy
                        * (Ed25519: SHA-512 of the message) */
     void *user;
@@ -68,6 +76,7 @@ typedef struct pipe_job {
     size_t tbs_off, tbs_len;
     const profile *prof;
     const struct pipe_issuer *iss;
+    const iss_key *skey; /* SIGN: the resolved key */
     uint8_t digest[64];
     size_t digest_len;
     uint8_t sig[CF_SIG_MAX];
@@ -90,6 +99,7 @@ typedef int (*pipe_batch_fn)(pipe_job *const *jobs, size_t n, void *arg);
 typedef enum pipe_verify { PIPE_VERIFY_ALL, PIPE_VERIFY_ONE_IN_N, PIPE_VERIFY_OFF } pipe_verify;
 
 typedef struct pipe_opts {
+    const iss_set *iss; /* the keys and issuers, and through them the signing service */
     unsigned workers;   /* default: number of online CPUs */
     unsigned queue;     /* bounded job queue (default 4096) */
     unsigned batch;     /* jobs a worker takes at once (default 32) */
@@ -105,11 +115,11 @@ typedef struct pipe_opts {
 
 typedef struct pipe_engine pipe_engine;
 
-/* A profile the pipeline serves, and the HSM signer of its issuer. The
- * profile and signer must outlive the engine. */
+/* A profile the pipeline serves, and its issuer (from o->iss). Both must
+ * outlive the engine. */
 typedef struct pipe_profile_def {
     const profile *prof;
-    hsm_signer *signer;
+    const iss_issuer *issuer;
 } pipe_profile_def;
 
 CF_WUR int pipe_new(const pipe_opts *o, const pipe_profile_def *profiles, size_t nprofiles,

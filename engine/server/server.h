@@ -2,8 +2,11 @@
  * per-peer authorization (SO_PEERCRED + config grants), backpressure and
  * the hand-off of requests to the issuance pipeline and of completions back.
  *
- * Knows frames, sockets and the pipeline's job interface; nothing of
- * crypto. Keys (for KEYS) and chains (for ISSUE answers) come in as bytes.
+ * Knows frames, sockets, grants and the engine's job interface; nothing of
+ * crypto and no key: an ISSUE names its profile and a SIGN its key by
+ * name, and the pipeline resolves them. What the answers carry (each
+ * issuer's chain, each key's public half for KEYS) it reads as bytes from
+ * the engine's issuer objects.
  *
  * Lifecycle (certforged.c):
  *   srv_new()       checks and binds the socket (refuses a live daemon's)
@@ -24,6 +27,7 @@
 
 #include "common/compiler.h"
 #include "engine/config/config.h"
+#include "engine/core/engine.h"
 #include "engine/pipeline/pipeline.h"
 #include "proto/proto.h"
 
@@ -48,20 +52,8 @@ CF_WUR int srv_new(const srv_opts *o, srv **out, char *err, size_t errlen);
  * to its ring's thread. */
 void srv_pipe_done(pipe_job *job, void *arg);
 
-/* What the running server needs from the engine. Everything must stay
- * valid until srv_run returns. */
-typedef struct srv_chain {
-    proto_blob certs[PROTO_MAX_CHAIN]; /* issuer first */
-    unsigned n;
-} srv_chain;
-
-/* A key SIGN may use (per cfg->keys entry, same index). */
-typedef struct srv_sign_key {
-    hsm_signer *signer; /* NULL: this key cannot sign (answered INTERNAL) */
-    EVP_PKEY *pub;      /* its public half: every signature is checked before release */
-    cf_key_type type;
-} srv_sign_key;
-
+/* What the running server needs. Everything must stay valid until
+ * srv_run returns. */
 /* REVOKE and CRL run on the server's admin thread, one at a time (they
  * wait on the ledger). Each returns the answer's status; msg (NUL-
  * terminated) says why when it is not OK. */
@@ -73,16 +65,10 @@ typedef cf_status (*srv_crl_fn)(void *arg, cf_str issuer, bool fresh, uint8_t **
                                 char *msg, size_t msglen);
 
 typedef struct srv_runtime {
-    pipe_engine *pipe;
-    const srv_sign_key *sign_keys; /* per cfg->keys entry, or NULL (SIGN: INTERNAL) */
-    srv_revoke_fn revoke;          /* NULL: REVOKE answered UNSUPPORTED */
-    srv_crl_fn crl;                /* NULL: CRL answered UNSUPPORTED */
+    cf_engine *eng;       /* the pipeline, the issuers (chains, KEYS), HSM sessions (STATUS) */
+    srv_revoke_fn revoke; /* NULL: REVOKE answered UNSUPPORTED */
+    srv_crl_fn crl;       /* NULL: CRL answered UNSUPPORTED */
     void *admin_arg;
-    const proto_key *keys; /* KEYS answer (at most PROTO_MAX_KEYS are sent) */
-    size_t n_keys;
-    const srv_chain *chains; /* per cfg->profiles entry, or NULL */
-    void (*sessions)(void *arg, unsigned *busy, unsigned *total); /* HSM sessions, or NULL */
-    void *sessions_arg;
     void (*on_ready)(void *arg, const char *socket_path); /* once, when serving */
     void *ready_arg;
 } srv_runtime;

@@ -686,6 +686,10 @@ static void test_server_grants(void)
     CU_ASSERT_EQUAL(c->server.max_frame, 4096);
     CU_ASSERT_EQUAL(c->server.max_inflight, 8);
     CU_ASSERT_EQUAL(c->server.max_connections, 16);
+    /* fair share per peer: defaults from max_connections */
+    CU_ASSERT_EQUAL(c->server.peer_max_connections, 16);
+    CU_ASSERT_EQUAL(c->server.peer_reserve, 4);
+    CU_ASSERT_EQUAL(c->server.peer_max_inflight, 0);
     CU_ASSERT_EQUAL(c->server.busy_deadline_ms, 0);
     CU_ASSERT_EQUAL(c->server.idle_timeout_ms, 500);
     CU_ASSERT_EQUAL(c->server.drain_timeout_ms, 2000);
@@ -719,6 +723,8 @@ static void test_server_grants(void)
     CU_ASSERT_EQUAL(c->server.max_frame, 65536);
     CU_ASSERT_EQUAL(c->server.max_inflight, 256);
     CU_ASSERT_EQUAL(c->server.max_connections, 1024);
+    CU_ASSERT_EQUAL(c->server.peer_max_connections, 1024);
+    CU_ASSERT_EQUAL(c->server.peer_reserve, 32);
     CU_ASSERT_EQUAL(c->server.busy_deadline_ms, 50);
     CU_ASSERT_EQUAL(c->server.idle_timeout_ms, 30000);
     CU_ASSERT_EQUAL(c->server.drain_timeout_ms, 10000);
@@ -762,6 +768,10 @@ static void test_server_grants_refused(void)
                "server.max_inflight: 0 is out of range 1..65536");
     refuse_srv("max_connections = 16;", "max_connections = 100000;",
                "server.max_connections: 100000 is out of range 1..65536");
+    refuse_srv("max_connections = 16;", "max_connections = 16; peer_max_connections = 17;",
+               "server.peer_max_connections: 17 is out of range 1..16");
+    refuse_srv("max_connections = 16;", "max_connections = 16; peer_reserve = -1;",
+               "server.peer_reserve: -1 is out of range 0..65536");
     refuse_srv("busy_deadline_ms = 0;", "busy_deadline_ms = -1;",
                "server.busy_deadline_ms: -1 is out of range 0..60000");
     refuse_srv("idle_timeout_ms = 500;", "idle_timeout_ms = 10;",

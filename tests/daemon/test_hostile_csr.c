@@ -6,7 +6,7 @@
  * subjectAltName extensions. Each gets its documented status and detail
  * (docs/security.md) and no certificate. Then two attackers pipeline them
  * without end while an honest client pipelines valid requests: after 16
- * refusals in a row each attacker's frames are delayed (server.c
+ * refusals in a row each attacker's frames are delayed (srv_answer.c
  * SRV_PENALTY_AFTER), so the attackers get a trickle (asserted: a count,
  * which a slower machine only makes smaller) and every honest request is
  * answered OK; the daemon's memory stays bounded. The times are printed:
@@ -274,7 +274,7 @@ static void check_each(void)
 
 /* ------------------------------------------------------------ load */
 
-#define SRV_PENALTY_AFTER_TEST 16 /* server.c SRV_PENALTY_AFTER */
+#define SRV_PENALTY_AFTER_TEST 16 /* server_internal.h SRV_PENALTY_AFTER */
 static atomic_bool STOP;
 static atomic_long WRONG, ANSWERED;
 

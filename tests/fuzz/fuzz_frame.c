@@ -64,6 +64,28 @@ static void check_req(const uint8_t *f, size_t n)
         abort();
 }
 
+/* The daemon's way (decoded once with the header frame_next read, then
+ * moved into a copy of the frame) must agree with proto_req_decode, and
+ * the moved fields must read the same octets from the copy. */
+static proto_req q3;
+static void check_framed(const proto_hdr *h, const uint8_t *f, size_t n)
+{
+    proto_err e = proto_req_decode(f, n, &q1);
+    if (proto_req_decode_framed(h, f, n, &q3) != e)
+        abort();
+    if (e != PROTO_OK)
+        return;
+    uint8_t *copy = malloc(n);
+    if (!copy)
+        return;
+    memcpy(copy, f, n);
+    proto_req_rebase(&q3, f, copy, n);
+    size_t m1 = proto_req_encode(e1, sizeof(e1), &q1), m3 = proto_req_encode(e2, sizeof(e2), &q3);
+    if (m1 != m3 || m1 > sizeof(e1) || memcmp(e1, e2, m1) != 0)
+        abort();
+    free(copy);
+}
+
 static void check_resp(const uint8_t *f, size_t n)
 {
     proto_err e = proto_resp_decode(f, n, &r1);
@@ -112,6 +134,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint8_t *f = malloc(fl);
         memcpy(f, p, fl);
         check_req(f, fl);
+        check_framed(&h, f, fl);
         check_resp(f, fl);
         free(f);
         p += fl;

@@ -137,7 +137,7 @@ static int open_engine(harness *h, bool through_shim, const char *verify, unsign
         return -1;
     }
     cf_engine_hooks hooks = {.done = on_done, .done_arg = h, .record = on_record, .record_arg = h};
-    if (cf_engine_open(h->cfg, &hooks, &h->eng, err, sizeof(err)) != 0) {
+    if (cf_engine_open(h->cfg, NULL, &hooks, &h->eng, err, sizeof(err)) != 0) {
         fprintf(stderr, "\ncf_engine_open: %s\n", err);
         return -1;
     }
@@ -491,9 +491,8 @@ static void run_mixed(unsigned sign_threads)
     CU_ASSERT_FATAL(rc == 0);
     if (sign_threads)
         shim_control("SIGN_LATENCY_US", "2000");
-    hsm_signer *key[2] = {cf_engine_signer(h.eng, 0), cf_engine_signer(h.eng, 1)};
-    hsm_err he = {0};
-    EVP_PKEY *pub[2] = {hsm_signer_public_key(key[0], &he), hsm_signer_public_key(key[1], &he)};
+    const iss_set *iss = cf_engine_issuers(h.eng);
+    EVP_PKEY *pub[2] = {iss_key_at(iss, 0)->pub, iss_key_at(iss, 1)->pub};
     CU_ASSERT_FATAL(pub[0] && pub[1]);
     enum { N = 120 };
     pipe_job *jobs = calloc(N, sizeof(*jobs));
@@ -507,13 +506,8 @@ static void run_mixed(unsigned sign_threads)
         memcpy(dig[i], &i, sizeof(i));
         unsigned k = (unsigned)(i % 3) - 1;
         jobs[i].kind = PIPE_JOB_SIGN;
-        jobs[i].sign = (pipe_sign){.signer = key[k],
-                                   .pub = pub[k],
-                                   .mech = CF_SIG_ECDSA_SHA256,
-                                   .key_name = k ? "k2" : "ca",
-                                   .mech_name = "ecdsa-sha256",
-                                   .data = dig[i],
-                                   .len = 32};
+        jobs[i].sign = (pipe_sign){
+            .key = {k ? "k2" : "ca", 2}, .mech = CF_SIG_ECDSA_SHA256, .data = dig[i], .len = 32};
     }
     run_jobs(&h, jobs, N);
     size_t ok = 0;
@@ -549,8 +543,6 @@ static void run_mixed(unsigned sign_threads)
         CU_ASSERT_EQUAL(st.overlapped, 0);
     }
     shim_control("RESET", "1");
-    EVP_PKEY_free(pub[0]);
-    EVP_PKEY_free(pub[1]);
     free(jobs);
     close_engine(&h);
 }

@@ -95,10 +95,22 @@ static void fb_issue(fb *f)
 static proto_req RQ;
 static proto_resp RS;
 
+/* Decode F both ways: whole (proto_req_decode) and as the daemon does,
+ * with the header proto_frame_next read (proto_req_decode_framed); the two
+ * must agree on every frame. */
 static proto_err req_err(void)
 {
     fb_end(&F);
-    return proto_req_decode(F.b, F.n, &RQ);
+    proto_err e = proto_req_decode(F.b, F.n, &RQ);
+    proto_hdr h;
+    size_t fl;
+    if (proto_frame_next(F.b, F.n, sizeof(F.b), &h, &fl) == PROTO_OK && fl == F.n) {
+        static proto_req r2;
+        CU_ASSERT_EQUAL(proto_req_decode_framed(&h, F.b, F.n, &r2), e);
+        CU_ASSERT_EQUAL(r2.hdr.op, RQ.hdr.op);
+        CU_ASSERT_EQUAL(r2.hdr.id, RQ.hdr.id);
+    }
+    return e;
 }
 
 static proto_err resp_err(void)
@@ -233,6 +245,83 @@ static void test_rt_issue_req(void)
     CU_ASSERT_EQUAL(n, PROTO_HDR_LEN + 4 + 1 + 4 + 1);
     CU_ASSERT_EQUAL_FATAL(proto_req_decode(b, n, &RQ), PROTO_OK);
     check_req_eq(&m, &RQ.issue);
+}
+
+/* The daemon's way: the header read once by proto_frame_next, the body
+ * decoded once (proto_req_decode_framed), the frame then copied into a job
+ * and the decoded fields moved with it (proto_req_rebase), not decoded
+ * again. */
+static void test_decode_once(void)
+{
+    cf_issue_req r;
+    full_req(&r);
+    static uint8_t b[70000], copy[70000];
+    size_t n = proto_enc_issue_req(b, sizeof(b), 77, &r);
+    CU_ASSERT_FATAL(n > PROTO_HDR_LEN && n < sizeof(b));
+    proto_hdr h;
+    size_t fl;
+    CU_ASSERT_EQUAL_FATAL(proto_frame_next(b, n, sizeof(b), &h, &fl), PROTO_OK);
+    static proto_req q;
+    CU_ASSERT_EQUAL_FATAL(proto_req_decode_framed(&h, b, fl, &q), PROTO_OK);
+    CU_ASSERT_EQUAL(q.hdr.id, 77);
+    check_req_eq(&r, &q.issue);
+    /* a length that is not the header's, a header that was not complete */
+    CU_ASSERT_EQUAL(proto_req_decode_framed(&h, b, fl - 1, &q), PROTO_ERR_MALFORMED);
+    CU_ASSERT_EQUAL(proto_req_decode_framed(&h, b, fl + 1, &q), PROTO_ERR_MALFORMED);
+    proto_hdr part = h;
+    part.complete = false;
+    CU_ASSERT_EQUAL(proto_req_decode_framed(&part, b, fl, &q), PROTO_ERR_MALFORMED);
+    proto_hdr flags = h;
+    flags.flags = 1;
+    CU_ASSERT_EQUAL(proto_req_decode_framed(&flags, b, fl, &q), PROTO_ERR_BAD_FLAGS);
+
+    /* rebase: every field points into the copy, with the same values */
+    CU_ASSERT_EQUAL_FATAL(proto_req_decode_framed(&h, b, fl, &q), PROTO_OK);
+    memcpy(copy, b, fl);
+    memset(b, 0, fl); /* the original buffer is reused by the next frames */
+    proto_req_rebase(&q, b, copy, fl);
+    check_req_eq(&r, &q.issue);
+    const uint8_t *lo = copy, *hi = copy + fl;
+#define IN_COPY(p) ((const uint8_t *)(p) >= lo && (const uint8_t *)(p) < hi)
+    CU_ASSERT(IN_COPY(q.issue.profile.p) && IN_COPY(q.issue.csr_der) &&
+              IN_COPY(q.issue.nf_instance_id.p) && IN_COPY(q.issue.requester.p));
+    for (unsigned i = 0; i < q.issue.n_fqdns; i++)
+        CU_ASSERT(IN_COPY(q.issue.fqdns[i].p));
+    for (unsigned i = 0; i < q.issue.n_nf_types; i++)
+        CU_ASSERT(IN_COPY(q.issue.nf_types[i].p));
+
+    /* SIGN, REVOKE, CRL fields move too; absent ones stay NULL */
+    static const uint8_t dg[32] = {1, 2, 3};
+    proto_sign_req sr = {
+        .key = {"nf-ca", 5}, .mech = 1, .data = dg, .data_len = 32, .requester = {"openssl", 7}};
+    n = proto_enc_sign_req(b, sizeof(b), 9, &sr);
+    CU_ASSERT_EQUAL_FATAL(proto_frame_next(b, n, sizeof(b), &h, &fl), PROTO_OK);
+    CU_ASSERT_EQUAL_FATAL(proto_req_decode_framed(&h, b, fl, &q), PROTO_OK);
+    memcpy(copy, b, fl);
+    proto_req_rebase(&q, b, copy, fl);
+    hi = copy + fl;
+    CU_ASSERT(IN_COPY(q.sign.key.p) && IN_COPY(q.sign.data) && IN_COPY(q.sign.requester.p));
+    CU_ASSERT(memcmp(q.sign.data, dg, 32) == 0 && str_eq(q.sign.key, sr.key));
+    CU_ASSERT_PTR_NULL(q.issue.profile.p);
+    static const uint8_t serial[3] = {9, 8, 7};
+    proto_revoke_req vr = {.serial = serial, .serial_len = 3, .reason = 1};
+    n = proto_enc_revoke_req(b, sizeof(b), 10, &vr);
+    CU_ASSERT_EQUAL_FATAL(proto_frame_next(b, n, sizeof(b), &h, &fl), PROTO_OK);
+    CU_ASSERT_EQUAL_FATAL(proto_req_decode_framed(&h, b, fl, &q), PROTO_OK);
+    memcpy(copy, b, fl);
+    proto_req_rebase(&q, b, copy, fl);
+    hi = copy + fl;
+    CU_ASSERT(IN_COPY(q.revoke.serial) && q.revoke.serial_len == 3 &&
+              memcmp(q.revoke.serial, serial, 3) == 0);
+    CU_ASSERT_PTR_NULL(q.revoke.requester.p);
+    n = proto_enc_crl_req(b, sizeof(b), 11, (cf_str){"nf-ica", 6}, true);
+    CU_ASSERT_EQUAL_FATAL(proto_frame_next(b, n, sizeof(b), &h, &fl), PROTO_OK);
+    CU_ASSERT_EQUAL_FATAL(proto_req_decode_framed(&h, b, fl, &q), PROTO_OK);
+    memcpy(copy, b, fl);
+    proto_req_rebase(&q, b, copy, fl);
+    hi = copy + fl;
+    CU_ASSERT(IN_COPY(q.crl.issuer.p) && str_eq(q.crl.issuer, (cf_str){"nf-ica", 6}));
+#undef IN_COPY
 }
 
 static void test_rt_empty_reqs(void)
@@ -1251,6 +1340,7 @@ int main(int argc, char **argv)
     static const cf_test tests[] = {
         {"names and status mapping", test_names},
         {"ISSUE request round trip and capacities", test_rt_issue_req},
+        {"decoded once: header from frame_next, fields moved with the frame", test_decode_once},
         {"STATUS and KEYS requests", test_rt_empty_reqs},
         {"SIGN, REVOKE, CRL: round trips and malformed fields", test_sign_revoke_crl},
         {"responses round trip and capacities", test_rt_responses},
