@@ -302,9 +302,10 @@ static void signer_confine(const cfg_config *cfg)
         return;
     confine_result r;
     char why[600];
-    /* no capability in any of its threads (it keeps the identity it was
-     * started with: the token's files are its), then the allow-list */
-    if (confine_drop_privileges(NULL, &r, why, sizeof(why)) != 0) {
+    /* the daemon's identity (confine.user when started as root: the token's
+     * files are that user's, as for certforged itself) and no capability in
+     * any of its threads, then the allow-list */
+    if (confine_drop_privileges(cfg->confine.user, &r, why, sizeof(why)) != 0) {
         cf_log(CF_LOG_ERROR, "signer_refused", "err=\"%s\"", why);
         _exit(SGN_EXIT_REFUSED);
     }

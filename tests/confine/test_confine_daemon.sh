@@ -103,6 +103,26 @@ start() { # config log: starts, waits for ready (30 s)
   return 1
 }
 status_field() { awk -v k="$2:" '$1 == k { $1 = ""; sub(/^ /, ""); print; exit }' "/proc/$1/status"; }
+children() { cat /proc/"$1"/task/*/children 2>/dev/null; }
+signer_pid() { # the daemon's signer process (cf-signer, below its keeper)
+  local c g
+  for c in $(children "$1"); do
+    [ "$(cat /proc/$c/comm 2>/dev/null)" = cf-signer ] && { echo $c; return; }
+    for g in $(children "$c"); do
+      [ "$(cat /proc/$g/comm 2>/dev/null)" = cf-signer ] && { echo $g; return; }
+    done
+  done
+}
+signer_checks() { # pid-of-certforged label: the signer holds no capability, is filtered
+  local SP f
+  SP=$(signer_pid "$1")
+  [ -n "$SP" ] && ok || { fail "$2: no cf-signer process below certforged $1"; return; }
+  for f in CapEff CapPrm CapInh CapAmb CapBnd; do
+    all_threads "$SP" $f 0000000000000000 && ok || fail "$2: signer $f not empty in every thread"
+  done
+  [ "$(status_field "$SP" NoNewPrivs)" = 1 ] && ok || fail "$2: signer NoNewPrivs: $(status_field "$SP" NoNewPrivs)"
+  [ "$(status_field "$SP" Seccomp)" = 2 ] && ok || fail "$2: signer Seccomp: $(status_field "$SP" Seccomp)"
+}
 all_threads() { # pid field value: every thread's FIELD is VALUE
   local t v
   for t in /proc/"$1"/task/*; do
@@ -125,6 +145,7 @@ if start "$D/user.conf" "$D/user.log"; then
   [ "$(status_field $P NoNewPrivs)" = 1 ] && ok || fail "NoNewPrivs: $(status_field $P NoNewPrivs)"
   [ "$(status_field $P Seccomp)" = 2 ] && ok || fail "Seccomp: $(status_field $P Seccomp)"
   [ "$(ls /proc/$P/task | wc -l)" -ge 4 ] && ok || fail "expected the daemon's threads (workers, recorder, ...)"
+  signer_checks $P "as nobody"
   grep -q "event=confined .*uid=$NOBODY_UID gid=$NOBODY_GID caps=none bounding=empty checks=\"chmod=EPERM fchmod=EPERM fchown=EPERM lchown=EPERM setxattr=EPERM setuid=EPERM caps=none\"" "$D/user.log" && ok \
     || fail "no confined line with the self-check: $(grep event=confined "$D/user.log")"
   ! grep -q "event=running_as_root" "$D/user.log" && ok || fail "warned running_as_root although switched"
@@ -157,6 +178,7 @@ if start "$D/root.conf" "$D/root.log"; then
     all_threads $P $f 0000000000000000 && ok || fail "as root: $f not empty in every thread"
   done
   grep -q "event=running_as_root" "$D/root.log" && ok || fail "no running_as_root warning"
+  signer_checks $P "as root"
   grep -q 'event=confined .*uid=0 .*checks="chmod=EPERM .*setuid=EPERM caps=none"' "$D/root.log" && ok \
     || fail "root: no self-check line: $(grep event=confined "$D/root.log")"
   "$CF" issue --socket "$SOCK" --csr "$D/amf.csr" --profile nf --dns amf.example --out "$D/amf2.pem" 2>"$D/err" && ok \

@@ -126,7 +126,10 @@ grep -q '^CF_TSAN:BOOL=ON' "$B/CMakeCache.txt" && sanflags="$sanflags -fsanitize
 cc -std=c11 -Wall -Wextra -Werror $sanflags -o "$D/certforge-client" "$P/share/doc/certforge/examples/certforge-client.c" \
    $(pkg-config --cflags --libs certforge) 2>"$D/cc.err" && ok || fail "the example does not build: $(cat "$D/cc.err")"
 export LD_LIBRARY_PATH=$P/lib
-ldd "$D/certforge-client" | grep -q "libcertforge.so.0 => $P/lib/libcertforge.so.0" && ok || fail "ldd: $(ldd "$D/certforge-client")"
+# (ldd's output kept first: grep -q may stop reading early, and pipefail
+# would count ldd's SIGPIPE as a failure)
+lddout=$(ldd "$D/certforge-client" 2>&1)
+grep -q "libcertforge.so.0 => $P/lib/libcertforge.so.0" <<<"$lddout" && ok || fail "ldd: $lddout"
 
 # --- the installed programs at work ----------------------------------------------------------------
 cd "$D"
