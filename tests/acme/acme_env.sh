@@ -117,10 +117,26 @@ CONF
     --days 20 --pathlen 0 --out "$T/nf-ca.pem" >/dev/null
   cat "$T/nf-ca.pem" "$T/root.pem" >"$T/ca-chain.pem"
   ACME_ROOT=$T/root.pem
+  ISSUER2_CHAIN=$T/root.pem
+  if [ "${ACME_ENV_ISSUER2:-}" = root ]; then
+    # a root rollover: a new root, link certificates both ways (made in the
+    # HSM by certforge ca cross-sign), the second intermediate under the new
+    # root, its chain the new root as the old one signed it (clients that
+    # know only the old root reach the new one through it)
+    "$CF" keys generate --type ec-p256 --label root-2 >/dev/null
+    "$CF" ca init-root --key "pkcs11:token=acme-ca;object=root-2" --subject "/C=FI/O=certforge test/CN=ACME test root 2" \
+      --days 30 --out "$T/root-2.pem" >/dev/null
+    "$CF" ca cross-sign --issuer-key "pkcs11:token=acme-ca;object=root" --issuer-cert "$T/root.pem" \
+      --cert "$T/root-2.pem" --out "$T/root-2-by-root.pem" >/dev/null
+    "$CF" ca cross-sign --issuer-key "pkcs11:token=acme-ca;object=root-2" --issuer-cert "$T/root-2.pem" \
+      --cert "$T/root.pem" --out "$T/root-by-root-2.pem" >/dev/null
+    cat "$T/root.pem" "$T/root-2.pem" "$T/root-2-by-root.pem" "$T/root-by-root-2.pem" >"$T/anchors.pem"
+    ISSUER2_ROOT=root-2 ISSUER2_ROOT_CERT=$T/root-2.pem ISSUER2_CHAIN=$T/root-2-by-root.pem
+  fi
   if [ -n "${ACME_ENV_ISSUER2:-}" ]; then # a second intermediate, for rollover tests
     "$CF" keys generate --type ec-p256 --label nf-ca-2 >/dev/null
-    "$CF" ca init-intermediate --key "pkcs11:token=acme-ca;object=nf-ca-2" --issuer-key "pkcs11:token=acme-ca;object=root" \
-      --issuer-cert "$T/root.pem" --subject "/C=FI/O=5gc.mnc001.mcc001.3gppnetwork.org/CN=ACME test NF CA 2" \
+    "$CF" ca init-intermediate --key "pkcs11:token=acme-ca;object=nf-ca-2" --issuer-key "pkcs11:token=acme-ca;object=${ISSUER2_ROOT:-root}" \
+      --issuer-cert "${ISSUER2_ROOT_CERT:-$T/root.pem}" --subject "/C=FI/O=5gc.mnc001.mcc001.3gppnetwork.org/CN=ACME test NF CA 2" \
       --days 20 --pathlen 0 --out "$T/nf-ca-2.pem" >/dev/null
   fi
 }
@@ -129,7 +145,7 @@ engine_start() {
   local keys2="" issuers2="" profiles2=""
   if [ -n "${ACME_ENV_ISSUER2:-}" ]; then
     keys2=', { name = "nf-ca-2"; token = "ca"; uri = "pkcs11:object=nf-ca-2"; }'
-    issuers2=", { name = \"nf-ca-2\"; key = \"nf-ca-2\"; certificate = \"$T/nf-ca-2.pem\"; chain = \"$T/root.pem\"; }"
+    issuers2=", { name = \"nf-ca-2\"; key = \"nf-ca-2\"; certificate = \"$T/nf-ca-2.pem\"; chain = \"$ISSUER2_CHAIN\"; }"
     profiles2='{ name = "dns-2"; type = "nf"; issuer = "nf-ca-2";
     subject = { C = "FI"; O = "5gc.mnc001.mcc001.3gppnetwork.org"; };
     validity = { default = "3d"; max = "30d"; }; eku = ["serverAuth", "clientAuth"];

@@ -38,6 +38,55 @@ def ari_id(cert):
     return b64(aki) + "." + b64(serial)
 
 
+def verify(cafile, untrusted, cert_pem):
+    with open(T + "/leaf.pem", "w") as f:
+        f.write(cert_pem)
+    args = ["openssl", "verify", "-x509_strict", "-CAfile", cafile]
+    if untrusted:
+        args += ["-untrusted", untrusted]
+    return subprocess.run(args + [T + "/leaf.pem"], capture_output=True, text=True)
+
+
+def root_rollover(results):
+    """Root rollover: the published anchors carry both roots and both links;
+    a client that knows only the old root verifies the new issuer's
+    certificates through the chain served with them (the new root as the
+    old one signed it), one that knows only the new root verifies them
+    directly and the old issuer's through the published old-by-new link;
+    without the links, neither crosses."""
+    anchors = open(T + "/published.pem").read()
+    for name in ("root.pem", "root-2.pem", "root-2-by-root.pem", "root-by-root-2.pem"):
+        body = open(T + "/" + name).read().strip()
+        assert body in anchors, name + " not in the published trust anchors"
+    crossed = 0
+    for when, pem, c in results:
+        with open(T + "/served.pem", "w") as f:
+            f.write(pem)
+        leaf = pem[: pem.index("-----END CERTIFICATE-----") + 25] + "\n"
+        cert = x509.load_pem_x509_certificate(pem.encode())
+        if "NF CA 2" in cert.issuer.rfc4514_string():
+            v = verify(T + "/root.pem", T + "/served.pem", leaf)
+            assert v.returncode == 0, ("new issuer under the old root", v.stdout + v.stderr)
+            v = verify(T + "/root-2.pem", T + "/served.pem", leaf)
+            assert v.returncode == 0, ("new issuer under the new root", v.stdout + v.stderr)
+            with open(T + "/int2.pem", "w") as f:
+                f.write(open(T + "/nf-ca-2.pem").read())
+            v = verify(T + "/root.pem", T + "/int2.pem", leaf)
+            assert v.returncode != 0, "the new issuer verified under the old root without the link"
+            crossed += 1
+        else:
+            # the old intermediate and the old root as the new one signed it
+            # (the served self-signed old root would end the path first)
+            with open(T + "/old-chain.pem", "w") as f:
+                f.write(open(T + "/nf-ca.pem").read() + open(T + "/root-by-root-2.pem").read())
+            v = verify(T + "/root-2.pem", T + "/old-chain.pem", leaf)
+            assert v.returncode == 0, ("old issuer under the new root via the link", v.stdout + v.stderr)
+            v = verify(T + "/root-2.pem", T + "/served.pem", leaf)
+            assert v.returncode != 0, "the old issuer verified under the new root without the link"
+    assert crossed >= 1
+    print("root rollover: %d certificates of the new root verified by clients of the old root" % crossed)
+
+
 def main():
     start_responder()
     results, errors = [], []
@@ -78,6 +127,8 @@ def main():
             old += 1
             assert nb + 60 <= SWITCH_AT + 2, (issuer, nb)
     assert old >= 1 and new >= 1, (old, new)
+    if os.environ.get("ROLLOVER") == "root":
+        root_rollover(results)
     # ARI: the old issuer's certificates are to be renewed now, the new ones' later
     now = datetime.datetime.now(datetime.timezone.utc)
     for when, pem, c in results:
