@@ -103,20 +103,6 @@ static void usage(FILE *f)
                "Exit status: 0 stopped by SIGTERM/SIGINT, 1 start-up failed, 2 usage.\n");
 }
 
-/* The folder of a file path (into buf). */
-static const char *folder_of(const char *path, char *buf, size_t len)
-{
-    snprintf(buf, len, "%s", path);
-    char *slash = strrchr(buf, '/');
-    if (!slash)
-        snprintf(buf, len, ".");
-    else if (slash == buf)
-        buf[1] = 0;
-    else
-        *slash = 0;
-    return buf;
-}
-
 /* Once listening (its threads started, its TLS files written): give up
  * what serving does not need (engine/confine, docs/security.md). Writable:
  * the SQLite state's folder, the TLS state folder, the status file's. */
@@ -131,11 +117,11 @@ static int confine(acme_srv *srv, char *err, size_t errlen)
     const char *w[3];
     size_t n = 0;
     if (cfg->db_path)
-        w[n++] = folder_of(cfg->db_path, a, sizeof(a));
+        w[n++] = confine_folder_of(cfg->db_path, a, sizeof(a));
     if (cfg->tls_profile && cfg->tls_state_dir)
         w[n++] = cfg->tls_state_dir;
     if (cfg->status_file)
-        w[n++] = folder_of(cfg->status_file, b, sizeof(b));
+        w[n++] = confine_folder_of(cfg->status_file, b, sizeof(b));
     confine_result r;
     if (confine_apply(w, n, cfg->confine_require_landlock, cfg->confine_user, &r, err, errlen) != 0)
         return -1;

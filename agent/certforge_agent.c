@@ -350,20 +350,6 @@ static X509_STORE *load_store(const char *file, char *err, size_t errlen)
     return st;
 }
 
-/* The folder of a file path (into buf). */
-static const char *folder_of(const char *path, char *buf, size_t len)
-{
-    snprintf(buf, len, "%s", path);
-    char *slash = strrchr(buf, '/');
-    if (!slash)
-        snprintf(buf, len, ".");
-    else if (slash == buf)
-        buf[1] = 0;
-    else
-        *slash = 0;
-    return buf;
-}
-
 /* Once listening: give up what serving does not need (engine/confine,
  * docs/security.md). Writable: the SQLite state's folder and the status
  * file's; nothing else is written while running. */
@@ -378,9 +364,9 @@ static int confine(agent *a, char *err, size_t errlen)
     const char *w[2];
     size_t n = 0;
     if (cfg->db_path)
-        w[n++] = folder_of(cfg->db_path, p, sizeof(p));
+        w[n++] = confine_folder_of(cfg->db_path, p, sizeof(p));
     if (cfg->status_file)
-        w[n++] = folder_of(cfg->status_file, q, sizeof(q));
+        w[n++] = confine_folder_of(cfg->status_file, q, sizeof(q));
     confine_result r;
     if (confine_apply(w, n, cfg->confine_require_landlock, cfg->confine_user, &r, err, errlen) != 0)
         return -1;

@@ -420,20 +420,6 @@ static int start_crls(certforged *d, char *err, size_t errlen)
     return 0;
 }
 
-/* The folder of a file path (into buf). */
-static const char *folder_of(const char *path, char *buf, size_t len)
-{
-    snprintf(buf, len, "%s", path);
-    char *slash = strrchr(buf, '/');
-    if (!slash)
-        snprintf(buf, len, ".");
-    else if (slash == buf)
-        buf[1] = 0;
-    else
-        *slash = 0;
-    return buf;
-}
-
 /* Started as root with confine.user: the socket (and its lock file) belong
  * to that user and its group, as if it had bound them itself, so that
  * socket_mode's group bits reach the user's group and the user can remove
@@ -459,13 +445,13 @@ static int confine_daemon(const cfg_config *cfg, bool ledger_on, char *err, size
         return 0;
     }
     const char *w[CFG_MAX_WRITABLE + 3];
-    char ledger_dir[4200], sock_dir[4200], list[2048] = "";
+    char ledger_dir[4200], sock_dir[4200];
     size_t n = 0;
     if (ledger_on)
-        w[n++] = folder_of(cfg->ledger.path, ledger_dir, sizeof(ledger_dir));
+        w[n++] = confine_folder_of(cfg->ledger.path, ledger_dir, sizeof(ledger_dir));
     if (cfg->crl.line)
         w[n++] = cfg->crl.dir;
-    w[n++] = folder_of(cfg->server.socket, sock_dir, sizeof(sock_dir));
+    w[n++] = confine_folder_of(cfg->server.socket, sock_dir, sizeof(sock_dir));
     for (size_t i = 0; i < cfg->confine.n_writable; i++)
         w[n++] = cfg->confine.writable[i];
     confine_result r;
@@ -475,15 +461,9 @@ static int confine_daemon(const cfg_config *cfg, bool ledger_on, char *err, size
         snprintf(err, errlen, "%s: confine: %s", cfg->path, why);
         return -1;
     }
-    size_t o = 0;
-    for (size_t i = 0; i < n && o < sizeof(list) - 2; i++)
-        o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", i ? "," : "", w[i]);
-    char q[2100], qc[300];
-    cf_log(r.landlock_abi ? CF_LOG_INFO : CF_LOG_WARNING, "confined",
-           "no_new_privs=yes landlock_abi=%d seccomp=%s writable=%s uid=%u gid=%u caps=none "
-           "bounding=%s checks=%s%s",
-           r.landlock_abi, r.seccomp ? "yes" : "no", cf_log_quote(list, q, sizeof(q)), r.uid, r.gid,
-           r.bounding_cleared ? "empty" : "kept", cf_log_quote(r.checks, qc, sizeof(qc)),
+    char d[3000];
+    confine_describe(&r, w, n, d, sizeof(d));
+    cf_log(r.landlock_abi ? CF_LOG_INFO : CF_LOG_WARNING, "confined", "%s%s", d,
            r.landlock_abi ? "" : " effect=\"no Landlock in this kernel: files not restricted\"");
     if (r.root)
         cf_log(CF_LOG_WARNING, "running_as_root",

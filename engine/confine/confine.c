@@ -706,3 +706,16 @@ int confine_signer(bool require_landlock, confine_result *res, char *err, size_t
     res->seccomp = true;
     return 0;
 }
+
+const char *confine_folder_of(const char *path, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s", path);
+    char *slash = strrchr(buf, '/');
+    if (!slash)
+        snprintf(buf, len, ".");
+    else if (slash == buf)
+        buf[1] = 0;
+    else
+        *slash = 0;
+    return buf;
+}

@@ -83,4 +83,8 @@ CF_WUR int confine_drop_privileges(const char *user, confine_result *res, char *
  * other call failing with EPERM. Same contract as confine_apply. */
 CF_WUR int confine_signer(bool require_landlock, confine_result *res, char *err, size_t errlen);
 
+/* The folder a file path names (into buf): "." for a bare name, "/" for
+ * one in the root. The daemons' writable folders are their files'. */
+const char *confine_folder_of(const char *path, char *buf, size_t len);
+
 #endif
