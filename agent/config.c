@@ -11,13 +11,13 @@
 #include <libconfig.h>
 #include <openssl/crypto.h>
 #include <stdarg.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "common/duration.h"
+#include "common/user.h"
 
 typedef struct ld {
     char *err;
@@ -485,17 +485,9 @@ static int load_root(ld *l, const config_setting_t *root, agent_cfg *c)
         (g && get_bool(l, g, "require_landlock", false, &c->confine_require_landlock)) ||
         (g && get_str(l, g, "user", NULL, 0, &c->confine_user)))
         return -1;
-    if (c->confine_user) {
-        struct passwd *pw = strlen(c->confine_user) < 64 ? getpwnam(c->confine_user) : NULL;
-        if (!pw)
-            return fail(l, member(g, "user"),
-                        "no user '%.64s' on this machine (create it, e.g. useradd --system "
-                        "--no-create-home %.64s)",
-                        c->confine_user, c->confine_user);
-        if (pw->pw_uid == 0)
-            return fail(l, member(g, "user"), "'%s' is root: name an unprivileged user",
-                        c->confine_user);
-    }
+    char why[200];
+    if (c->confine_user && cf_user_check(c->confine_user, why, sizeof(why)) != 0)
+        return fail(l, member(g, "user"), "%s", why);
 
     char *lvl = NULL;
     if (group(l, root, "log", &g) || (g && only(l, g, (const char *const[]){"level", NULL})) ||

@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <libconfig.h>
 #include <libpq-fe.h>
-#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/duration.h"
+#include "common/user.h"
 
 /* ------------------------------------------------------------ names */
 
@@ -1259,14 +1259,9 @@ static int load_confine(ld *l, const config_setting_t *root, cfg_confine *cf)
         const char *name = config_setting_get_string(u);
         /* checked here so --check-config and a refused start name it; the
          * switch itself happens after start-up (engine/confine) */
-        struct passwd *pw = *name && strlen(name) < 64 ? getpwnam(name) : NULL;
-        if (!pw)
-            return fail(l, u,
-                        "no user '%.64s' on this machine (create it, e.g. useradd --system "
-                        "--no-create-home certforge)",
-                        name);
-        if (pw->pw_uid == 0)
-            return fail(l, u, "'%s' is root: name an unprivileged user", name);
+        char why[200];
+        if (cf_user_check(name, why, sizeof(why)) != 0)
+            return fail(l, u, "%s", why);
         if (!(cf->user = strdup(name)))
             return fail(l, u, "out of memory");
     }
