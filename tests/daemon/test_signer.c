@@ -118,6 +118,11 @@ static int mem_has(pid_t pid, const char *needle)
         char perms[8];
         if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 || perms[0] != 'r' || perms[1] != 'w')
             continue;
+        /* a sanitizer's shadow memory: terabytes of untouched pages that
+         * read as zeros (the daemon's heaps, stacks and data are far
+         * smaller) */
+        if (hi - lo > (1UL << 32))
+            continue;
         for (unsigned long a = lo; a < hi && !found; a += sizeof(buf) - nl) {
             size_t want = hi - a < sizeof(buf) ? hi - a : sizeof(buf);
             ssize_t n = pread(mem, buf, want, (off_t)a);
