@@ -53,12 +53,13 @@ static void write_status(const acme_srv *srv, int64_t started, const acme_frontc
     acme_issuer_get_stats(srv->issuer, &is);
     const acme_counters *c = &srv->ctr;
     json_t *j = json_pack(
-        "{s:s, s:I, s:I, s:I, s:s, s:{s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, "
+        "{s:s, s:I, s:I, s:I, s:s, s:{s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, "
         "s:{s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I, s:I}}",
         "version", CF_VERSION, "pid", (json_int_t)getpid(), "started", (json_int_t)started, "now", (json_int_t)acme_now(),
         "base_url", cfg->base_url,
         "http", "requests", (json_int_t)c->requests, "problems", (json_int_t)c->problems, "connections",
         (json_int_t)c->connections, "connection_limit_hits", (json_int_t)c->connections_refused,
+        "address_limit_hits", (json_int_t)c->address_limit_hits,
         "acme", "accounts", (json_int_t)c->accounts, "orders", (json_int_t)c->orders, "finalized", (json_int_t)c->finalized,
         "issued", (json_int_t)c->issued, "revoked", (json_int_t)c->revoked, "validations_ok", (json_int_t)c->validations_ok,
         "validations_failed", (json_int_t)c->validations_failed, "bad_nonce", (json_int_t)c->bad_nonce,

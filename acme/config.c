@@ -372,9 +372,13 @@ static int load_root(ld *l, const config_setting_t *root)
 
     /* limits */
     if (group(l, root, "limits", &g) ||
-        (g && only(l, g, (const char *const[]){"max_connections", "max_body", "max_headers",
-                                               "request_timeout_s", NULL})) ||
+        (g && only(l, g, (const char *const[]){"max_connections", "max_connections_per_address",
+                                               "max_body", "max_headers", "request_timeout_s",
+                                               NULL})) ||
         get_uint(l, g, "max_connections", 4096, 1, 1000000, &c->max_connections) ||
+        get_uint(l, g, "max_connections_per_address",
+                 c->max_connections / 4 ? c->max_connections / 4 : 1, 0, 1000000,
+                 &c->max_connections_per_address) ||
         get_uint(l, g, "max_body", 65536, 1024, 16 << 20, &c->max_body) ||
         get_uint(l, g, "max_headers", 16384, 1024, 1 << 20, &c->max_headers) ||
         get_uint(l, g, "request_timeout_s", 30, 1, 3600, &c->request_timeout_s))

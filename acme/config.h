@@ -41,6 +41,7 @@ typedef struct acme_cfg {
     char *instance; /* nonce prefix naming this front end (1-8 chars of A-Za-z0-9) */
     unsigned threads;
     unsigned max_connections;
+    unsigned max_connections_per_address; /* 0: no limit */
     unsigned max_body;          /* octets of a request body */
     unsigned max_headers;       /* octets of the request headers */
     unsigned request_timeout_s; /* slow client: whole request, and idle keep-alive */

@@ -1,6 +1,7 @@
 /* server.c — the HTTPS loops of server.h. */
 #include "acme/server.h"
 #include "acme/anchors.h"
+#include "common/addrcount.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -55,6 +56,7 @@ struct acme_thread {
 
 static pthread_mutex_t ctx_mu = PTHREAD_MUTEX_INITIALIZER;
 static int ssl_thread_idx = -1;
+static int ssl_addr_idx = -1; /* the connection's cf_addr_slot, taken at its first request */
 
 /* ------------------------------------------------------------ logging */
 
@@ -138,6 +140,41 @@ static void ssl_free_cb(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, lo
             evconnlistener_enable(l);
         t->paused = false;
     }
+}
+
+static void ssl_addr_free_cb(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                             void *argp)
+{
+    (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+    cf_addrcount_release(ptr);
+}
+
+/* A connection counts against its address from its first request on
+ * (limits.max_connections_per_address): one client holding many
+ * keep-alive connections cannot take every slot. Over the limit the
+ * request is answered 429 rateLimited with Retry-After and the connection
+ * closed. Returns 0 to go on. */
+static int address_limit(acme_rq *rq, struct evhttp_connection *ec)
+{
+    acme_srv *srv = rq->srv;
+    struct bufferevent *bev = ec ? evhttp_connection_get_bufferevent(ec) : NULL;
+    SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+    if (!ssl || !srv->addrs || SSL_get_ex_data(ssl, ssl_addr_idx))
+        return 0;
+    unsigned held = 0;
+    cf_addr_slot *s = cf_addrcount_take(srv->addrs, rq->addr, &held);
+    if (s) {
+        SSL_set_ex_data(ssl, ssl_addr_idx, s);
+        return 0;
+    }
+    atomic_fetch_add_explicit(&srv->ctr.address_limit_hits, 1, memory_order_relaxed);
+    acme_rq_header(rq, "Retry-After", "1");
+    acme_rq_header(rq, "Connection", "close");
+    acme_rq_problemf(rq, ACME_P_RATE_LIMITED,
+                     "too many connections from %s (limits.max_connections_per_address = %u); "
+                     "close one or retry later",
+                     rq->addr, srv->cfg->max_connections_per_address);
+    return -1;
 }
 
 static struct bufferevent *bev_cb(struct event_base *base, void *arg)
@@ -496,6 +533,8 @@ static void gen_cb(struct evhttp_request *req, void *arg)
         evhttp_connection_get_peer(ec, &host, &port);
         snprintf(rq->addr, sizeof(rq->addr), "%s", host ? host : "-");
     }
+    if (address_limit(rq, ec) != 0)
+        return;
     acme_api_handle(rq);
 }
 
@@ -548,6 +587,13 @@ int acme_server_new(acme_srv *srv, char *err, size_t errlen)
     }
     if (ssl_thread_idx < 0)
         ssl_thread_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, ssl_free_cb);
+    if (ssl_addr_idx < 0)
+        ssl_addr_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, ssl_addr_free_cb);
+    srv->addrs = cf_addrcount_new(cfg->max_connections_per_address);
+    if (!srv->addrs) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     snprintf(srv->dir_url, sizeof(srv->dir_url), "%s/directory", cfg->base_url);
     srv->n_threads = cfg->threads;
     srv->threads = calloc(srv->n_threads, sizeof(*srv->threads));
@@ -652,4 +698,6 @@ void acme_server_free(acme_srv *srv)
     free(srv->threads);
     srv->threads = NULL;
     SSL_CTX_free(atomic_exchange(&srv->ssl_ctx, NULL));
+    cf_addrcount_free(srv->addrs); /* after every connection's SSL was freed */
+    srv->addrs = NULL;
 }

@@ -39,7 +39,7 @@ typedef struct acme_tkauth acme_tkauth;
 
 /* Counters for the status view; relaxed atomics. */
 typedef struct acme_counters {
-    _Atomic uint64_t requests, problems, connections, connections_refused;
+    _Atomic uint64_t requests, problems, connections, connections_refused, address_limit_hits;
     _Atomic uint64_t accounts, orders, finalized, issued, revoked, validations_ok, validations_failed;
     _Atomic uint64_t bad_nonce, engine_busy, engine_errors;
 } acme_counters;
@@ -59,6 +59,7 @@ typedef struct acme_srv {
     acme_thread **threads;
     unsigned n_threads;
     acme_counters ctr;
+    struct cf_addrcount *addrs; /* connections per client address (limits) */
     _Atomic int stopping;
     int log_level;
     char dir_url[256]; /* base_url + "/directory" */

@@ -23,7 +23,7 @@
 
 typedef struct agent_counters {
     _Atomic uint64_t requests, cacerts, enroll, reenroll, issued_now, accepted, unavailable, refused_auth,
-        refused_csr, refused_key, refused_token, refused_nf, errors;
+        refused_csr, refused_key, refused_token, refused_nf, refused_address, errors;
     _Atomic uint64_t steps, acme_requests, acme_errors, retries, enrolled, renewed, failed, dns_updates, dns_errors,
         ari_polls;
     _Atomic uint64_t in_flight; /* enrolments queued or running */

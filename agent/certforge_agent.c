@@ -132,7 +132,7 @@ static void write_status(agent *a, acme_db *db, int64_t started)
 #define I(x) (json_int_t)(x)
     json_t *j = json_pack(
         "{s:s, s:I, s:I, s:I, s:s, s:I, s:I, s:o,"
-        " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
+        " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
         " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
         " s:{s:I, s:I, s:I}}",
         "version", CF_VERSION, "pid", I(getpid()), "started", I(started), "now", I(agent_now()), "directory",
@@ -140,7 +140,7 @@ static void write_status(agent *a, acme_db *db, int64_t started)
         I(c->requests), "cacerts", I(c->cacerts), "simpleenroll", I(c->enroll), "simplereenroll", I(c->reenroll),
         "answered_certificate", I(c->issued_now), "accepted_202", I(c->accepted), "unavailable_503", I(c->unavailable),
         "refused_auth", I(c->refused_auth), "refused_csr", I(c->refused_csr), "refused_key_reuse", I(c->refused_key),
-        "refused_token", I(c->refused_token), "refused_unknown_nf", I(c->refused_nf), "errors", I(c->errors), "acme",
+        "refused_token", I(c->refused_token), "refused_unknown_nf", I(c->refused_nf), "refused_address_limit", I(c->refused_address), "errors", I(c->errors), "acme",
         "in_flight", I(c->in_flight), "steps", I(c->steps), "requests", I(c->acme_requests), "network_errors",
         I(c->acme_errors), "retries", I(c->retries), "enrolled", I(c->enrolled), "renewed", I(c->renewed), "failed",
         I(c->failed), "dns_updates", I(c->dns_updates), "dns_errors", I(c->dns_errors), "ari_polls", I(c->ari_polls),

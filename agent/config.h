@@ -20,6 +20,7 @@ typedef struct agent_cfg {
     uint16_t listen_port;
     unsigned threads;
     unsigned max_connections;
+    unsigned max_connections_per_address; /* 0: no limit */
     unsigned max_body;
     unsigned max_headers;
     unsigned request_timeout_s;

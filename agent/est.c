@@ -51,6 +51,7 @@
 #include "agent/agent.h"
 #include "agent/estmsg.h"
 #include "agent/state.h"
+#include "common/addrcount.h"
 
 #define PARK_BUCKETS 4096
 #define EST_PREFIX "/.well-known/est/"
@@ -90,6 +91,7 @@ struct agent_est {
     est_thread **t;
     unsigned n;
     SSL_CTX *ctx;
+    cf_addrcount *addrs; /* connections per NF address (limits) */
     pthread_mutex_t park_mu;
     park *parks[PARK_BUCKETS];
 };
@@ -114,6 +116,7 @@ struct est_rq {
 };
 
 static int ssl_thread_idx = -1;
+static int ssl_addr_idx = -1; /* the connection's cf_addr_slot, taken at its first request */
 
 /* ------------------------------------------------------------ log */
 
@@ -866,6 +869,40 @@ static void handle_enroll(est_rq *rq, bool reenroll)
     submit(rq, tx_create, c, create_done);
 }
 
+static void ssl_addr_free_cb(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                             void *argp)
+{
+    (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+    cf_addrcount_release(ptr);
+}
+
+/* A connection counts against its address from its first request on
+ * (limits.max_connections_per_address): one client holding many
+ * connections cannot lock the other NFs out. Over the limit: 503 with
+ * Retry-After, and the connection closed. Returns 0 to go on. */
+static int address_limit(est_rq *rq, struct evhttp_connection *ec)
+{
+    agent_est *e = rq->t->e;
+    struct bufferevent *bev = ec ? evhttp_connection_get_bufferevent(ec) : NULL;
+    SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+    if (!ssl || !e->addrs || SSL_get_ex_data(ssl, ssl_addr_idx))
+        return 0;
+    unsigned held = 0;
+    cf_addr_slot *s = cf_addrcount_take(e->addrs, rq->addr, &held);
+    if (s) {
+        SSL_set_ex_data(ssl, ssl_addr_idx, s);
+        return 0;
+    }
+    atomic_fetch_add_explicit(&rq->a->ctr.refused_address, 1, memory_order_relaxed);
+    header(rq, "Retry-After", "1");
+    header(rq, "Connection", "close");
+    refuse(rq, 503, "address_limit",
+           "too many connections from %s (limits.max_connections_per_address = %u); close one or "
+           "retry later",
+           rq->addr, rq->a->cfg->max_connections_per_address);
+    return -1;
+}
+
 static void gen_cb(struct evhttp_request *req, void *arg)
 {
     est_thread *t = arg;
@@ -886,6 +923,8 @@ static void gen_cb(struct evhttp_request *req, void *arg)
         evhttp_connection_get_peer(ec, &host, &port);
         snprintf(rq->addr, sizeof(rq->addr), "%s", host ? host : "-");
     }
+    if (address_limit(rq, ec) != 0)
+        return;
     const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(req);
     const char *path = u ? evhttp_uri_get_path(u) : NULL;
     if (!path || strncmp(path, EST_PREFIX, strlen(EST_PREFIX)) != 0) {
@@ -1006,6 +1045,12 @@ int agent_est_new(agent *a, agent_est **out, char *err, size_t errlen)
     }
     if (ssl_thread_idx < 0)
         ssl_thread_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, ssl_free_cb);
+    if (ssl_addr_idx < 0)
+        ssl_addr_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, ssl_addr_free_cb);
+    if (!(e->addrs = cf_addrcount_new(a->cfg->max_connections_per_address))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     SSL_CTX *ctx = e->ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) {
         snprintf(err, errlen, "SSL_CTX_new failed");
@@ -1133,6 +1178,7 @@ void agent_est_free(agent_est *e)
     }
     free(e->t);
     SSL_CTX_free(e->ctx);
+    cf_addrcount_free(e->addrs); /* after every connection's SSL was freed */
     pthread_mutex_destroy(&e->park_mu);
     free(e);
 }

@@ -10,8 +10,8 @@
 # certforged, knotd taking RFC 2136 updates with TSIG, certforge-acme
 # validating dns-01 against knotd, the vendor bootstrap CA, certforge-agent
 # with acme.workers = W (default 16, the agent's default), T EST threads
-# (default 2), est.wait_ms MS (default 8000) and limits.max_connections
-# above N). Then:
+# (default 2), est.wait_ms MS (default 8000) and limits.max_connections and
+# max_connections_per_address above N (every NF comes from 127.0.0.1)). Then:
 #   1. est-load --make-nfs N writes the NFs (one dns name each in the zone),
 #      and `certforge-agent nf import` registers them (timed: it makes
 #      every NF's ACME account key).
@@ -76,7 +76,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 export ACME_ENV_TIMEOUT=${ACME_ENV_TIMEOUT:-3600}
 export AGENT_WORKERS=$WORKERS AGENT_THREADS=$THREADS AGENT_WAIT_MS=$WAIT_MS
-export AGENT_EXTRA="limits = { max_connections = $((NFS + 1024)); request_timeout_s = 120; };"
+export AGENT_EXTRA="limits = { max_connections = $((NFS + 1024)); max_connections_per_address = $((NFS + 1024)); request_timeout_s = 120; };"
 # shellcheck source=../tests/agent/agent_env.sh
 . "$CF_SOURCE_DIR/tests/agent/agent_env.sh"
 # shellcheck source=cpu_threads.sh
