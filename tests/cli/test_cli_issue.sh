@@ -126,7 +126,10 @@ openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout amf1
 check "issue one DER CSR with every flag" \
   "$CF" issue --socket "$SOCK" --csr amf1.csr.der --profile nf --nf-instance-id "$ID" \
   --dns amf1.5gc.mnc001.mcc001.3gppnetwork.org --dns amf1-alt.5gc.mnc001.mcc001.3gppnetwork.org \
-  --nf-type AMF --nf-type SMF --validity 30d --requester cli-test --out amf1.pem
+  --nf-type AMF --nf-type SMF --validity 30d --requester cli-test --out amf1.pem >issued.txt
+# what was written, on standard output: the serial (the ledger's form) and notAfter
+want="issued $(openssl x509 -in amf1.pem -noout -serial | cut -d= -f2 | tr 'A-F' 'a-f'), not after $(date -u -d "$(openssl x509 -in amf1.pem -noout -enddate | cut -d= -f2)" +%Y-%m-%dT%H:%M:%SZ): amf1.pem"
+[ "$(cat issued.txt)" = "$want" ] && ok || fail "issue --out printed '$(cat issued.txt)', want '$want'"
 ext=$(openssl x509 -in amf1.pem -noout -ext subjectAltName,keyUsage,extendedKeyUsage 2>&1)
 for want in "URI:urn:uuid:$ID" "DNS:amf1.5gc.mnc001.mcc001.3gppnetwork.org" \
             "DNS:amf1-alt.5gc.mnc001.mcc001.3gppnetwork.org" "Digital Signature" \

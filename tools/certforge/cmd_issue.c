@@ -3,6 +3,7 @@
  * answers matched by id), with a progress line on a terminal. */
 #include "common/duration.h"
 #include "common/outfile.h"
+#include "common/serial.h"
 #include "tools/certforge/cli.h"
 #include "tools/certforge/cli_daemon.h"
 #include "tools/certforge/commands.h"
@@ -19,6 +20,7 @@
 
 #include <openssl/bio.h>
 #include <openssl/pem.h>
+#include <openssl/x509.h>
 
 static const char issue_help[] =
     "usage: certforge issue --csr FILE --profile NAME [IDENTIFIERS] [--out FILE] [--chain]\n"
@@ -579,6 +581,25 @@ static bool conn_refused(const cf_response *r)
     return r->op == 0 && r->id == 0 && r->status == CF_ST_BUSY;
 }
 
+/* One certificate written to a file: what it is, on standard output
+ * ("issued SERIAL, not after TIME: PATH"), so a user sees the serial a
+ * later revoke needs without opening the file. */
+static void print_issued(const cf_response *r, const char *path)
+{
+    const unsigned char *p = r->cert.p;
+    X509 *c = d2i_X509(NULL, &p, (long)r->cert.len);
+    const ASN1_INTEGER *sn = c ? X509_get0_serialNumber(c) : NULL;
+    char hex[CF_SERIAL_HEX_MAX + 1] = "?";
+    if (sn && ASN1_STRING_length(sn) > 0 && ASN1_STRING_length(sn) * 2 <= CF_SERIAL_HEX_MAX)
+        cf_hex_encode(ASN1_STRING_get0_data(sn), (size_t)ASN1_STRING_length(sn), hex, sizeof(hex));
+    struct tm tm;
+    char when[32] = "?";
+    if (c && ASN1_TIME_to_tm(X509_get0_notAfter(c), &tm) == 1)
+        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    printf("issued %s, not after %s: %s\n", hex, when, path);
+    X509_free(c);
+}
+
 static void answer(issue_ctx *x, const cf_response *r)
 {
     job *j = r->op == CF_OP_ISSUE ? untrack(x, r->id) : NULL;
@@ -596,6 +617,8 @@ static void answer(issue_ctx *x, const cf_response *r)
             job_fail(x, j, FAIL_OUTPUT, err);
         } else {
             x->issued++;
+            if (!x->batch && strcmp(j->out, "-") != 0)
+                print_issued(r, j->out);
             /* Win back what BUSY answers took, slowly. */
             if (x->window < x->max_window && x->issued % 64 == 0)
                 x->window++;
