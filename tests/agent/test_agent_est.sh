@@ -12,6 +12,11 @@ $PY test_agent_est.py || { tail -n 40 "$T/agent.log"; fail "EST tests"; }
 left=$(dig +short -p "$KNOT_PORT" @127.0.0.1 AXFR "$ZONE" 2>/dev/null | grep -c TXT || true)
 [ "$left" -eq 0 ] || fail "$left TXT records left in $ZONE"
 # status view
+# (written once a second: the last refusals may not be in it yet)
+for _ in $(seq 1 50); do
+  jq -e '.acme.enrolled >= 4 and .est.refused_key_reuse >= 1 and .est.refused_token >= 1' "$T/agent-status.json" >/dev/null && break
+  sleep 0.1
+done
 jq -e '.acme.enrolled >= 4 and .est.refused_key_reuse >= 1 and .est.refused_token >= 1' "$T/agent-status.json" >/dev/null ||
   fail "status file: $(cat "$T/agent-status.json")"
 agent_stop
