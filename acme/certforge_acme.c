@@ -12,6 +12,7 @@
 
 #include <curl/curl.h>
 #include <jansson.h>
+#include <systemd/sd-daemon.h>
 
 #include "acme/anchors.h"
 #include "acme/api_int.h"
@@ -251,6 +252,7 @@ int main(int argc, char **argv)
              (long)getpid(), cfg->listen_host, cfg->listen_port, cfg->base_url, cfg->threads,
              cfg->db_path ? cfg->db_path : "postgresql", cfg->engine_socket, resumed,
              cfg->tls_profile ? "" : " tls=files");
+    (void)sd_notify(0, "READY=1\nSTATUS=serving"); /* systemd Type=notify; nothing without NOTIFY_SOCKET */
     if (cfg->tls_profile) {
         char nb[32], ra[32];
         acme_time_rfc3339(fc.not_after, nb, sizeof(nb));
@@ -300,6 +302,7 @@ int main(int argc, char **argv)
         }
     }
     acme_log(&srv, ACME_LOG_INFO, "event=stopping signal=%d", (int)stop_sig);
+    (void)sd_notify(0, "STOPPING=1\nSTATUS=stopping");
     rc = 0;
 out:
     /* Order matters: the loops stop taking requests; validations and

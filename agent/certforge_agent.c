@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <systemd/sd-daemon.h>
 
 #include "acme/anchors.h"
 #include "acme/tkauth.h"
@@ -469,6 +470,7 @@ int main(int argc, char **argv)
               CF_VERSION, (long)getpid(), cfg->listen_host, cfg->listen_port, cfg->threads, cfg->workers,
               cfg->directory_url, cfg->db_path ? cfg->db_path : "postgresql", resumed, a.bootstrap ? "yes" : "no",
               a.tkauth ? "yes" : "no");
+    (void)sd_notify(0, "READY=1\nSTATUS=serving"); /* systemd Type=notify; nothing without NOTIFY_SOCKET */
     int64_t started = agent_now(), next_status = 0, next_scan = 0;
     while (!stop_sig) {
         struct timespec ts = {0, 100 * 1000000};
@@ -484,6 +486,7 @@ int main(int argc, char **argv)
         }
     }
     agent_log(&a, AGENT_LOG_INFO, "event=stopping signal=%d", (int)stop_sig);
+    (void)sd_notify(0, "STOPPING=1\nSTATUS=stopping");
     rc = 0;
 stop:
     /* The loops stop taking requests, the workers end their steps, the

@@ -22,6 +22,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/signalfd.h>
+#include <systemd/sd-daemon.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -187,6 +188,9 @@ static void on_ready(void *arg, const char *path)
     (void)arg;
     fprintf(stderr, "certforged: ready socket=%s\n", path);
     fflush(stderr);
+    /* systemd (Type=notify): serving from now on; nothing without
+     * NOTIFY_SOCKET */
+    (void)sd_notifyf(0, "READY=1\nSTATUS=serving on %s", path);
 }
 
 /* ------------------------------------------------------------ stopping */
@@ -571,7 +575,9 @@ static int daemon_run(certforged *d)
         .on_ready = on_ready,
     };
     startup_watch_stop(&d->watch); /* the ring reads the signalfd from here on */
-    if (srv_run(d->server, &rt, err, sizeof(err)) != 0) {
+    int run_rc = srv_run(d->server, &rt, err, sizeof(err));
+    (void)sd_notify(0, "STOPPING=1\nSTATUS=stopping");
+    if (run_rc != 0) {
         fprintf(stderr, "certforged: %s\n", err);
         cf_log(CF_LOG_ERROR, "failed", "err=\"%s\"", err);
         rc = 3;

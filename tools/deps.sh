@@ -28,6 +28,7 @@ CF_DEBS=(
   libldns-dev                   # certforge-agent: RFC 2136 updates with TSIG for dns-01 (agent/dnsupd.c)
   knot dnsutils                 # the agent's tests: knotd takes those updates, dig reads the zone
   groff-base                    # tests/install: the man pages render without warnings
+  libsystemd-dev                # sd_notify: the daemons tell systemd when they serve (Type=notify)
 )
 
 # Wanted but not required: without them the PostgreSQL tests are reported

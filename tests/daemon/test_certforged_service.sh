@@ -3,7 +3,8 @@
 # start line and in STATUS), --check-config on a good and on broken configs
 # (FILE:LINE, exit 1, nothing created: no socket, folder, lock or ledger),
 # SIGHUP while serving (logged, the daemon keeps serving the same clients
-# and new ones, no exit 129) and during a clean stop afterwards (exit 0,
+# and new ones, no exit 129), sd_notify (READY=1 once serving, STOPPING=1 at
+# the stop, to a NOTIFY_SOCKET the test listens on) and during a clean stop afterwards (exit 0,
 # socket and lock file gone). Every wait is bounded; the daemon is stopped
 # by its PID.
 #
@@ -12,6 +13,7 @@ set -uo pipefail
 
 CF=${1:?usage: test_certforged_service.sh /path/to/certforge /path/to/certforged}
 CFD=${2:?usage: test_certforged_service.sh /path/to/certforge /path/to/certforged}
+SUPPORT=$(cd "$(dirname "$0")/../support" && pwd)
 MOD=${CF_SOFTHSM_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
 for tool in softhsm2-util openssl jq; do
   command -v "$tool" >/dev/null || { echo "SKIP: $tool not installed"; exit 77; }
@@ -93,17 +95,23 @@ rc=0; "$CFD" --check-config >/dev/null 2>&1 || rc=$?
 rc=0; "$CFD" --check-config good.conf extra >/dev/null 2>&1 || rc=$?
 [ $rc -eq 2 ] && ok || fail "--check-config with an extra argument: exit $rc, want 2"
 
-# --- SIGHUP: logged, not fatal ---------------------------------------------------------------
+# --- SIGHUP: logged, not fatal; sd_notify READY=1 / STOPPING=1 (Type=notify) --------------------
 : >d.log
-"$CFD" --config good.conf >d.log 2>&1 &
+timeout -s KILL 120 /usr/bin/python3 "$SUPPORT/notify_listen.py" "$D/notify.sock" 100 >notify.txt &
+NPID=$!
+for _ in $(seq 1 100); do [ -S "$D/notify.sock" ] && break; sleep 0.1; done
+NOTIFY_SOCKET=$D/notify.sock "$CFD" --config good.conf >d.log 2>&1 &
 DPID=$!
 ready=0
 for _ in $(seq 1 300); do
-  grep -q "certforged: ready socket=" d.log && { ready=1; break; }
+  grep -q "^READY=1$" notify.txt && { ready=1; break; }
   kill -0 "$DPID" 2>/dev/null || break
   sleep 0.1
 done
-[ $ready -eq 1 ] || { echo "FAIL: not ready within 30 s:" >&2; cat d.log >&2; exit 1; }
+[ $ready -eq 1 ] || { echo "FAIL: no READY=1 on NOTIFY_SOCKET within 30 s:" >&2; cat d.log notify.txt >&2; exit 1; }
+# READY=1 came once the socket serves: the log line is there and STATUS answers
+grep -q "certforged: ready socket=$SOCK" d.log && ok || fail "READY=1 before the ready line: $(cat d.log)"
+grep -q "^STATUS=serving on $SOCK$" notify.txt && ok || fail "no STATUS= with the socket: $(cat notify.txt)"
 grep -q "event=start version=${v#certforged } config=" d.log && ok || fail "no version in the start line: $(grep event=start d.log)"
 "$CF" status --socket "$SOCK" --json > s1.json 2>&1 && jq -e --arg v "${v#certforged }" '.version == $v and .client_version == $v' s1.json >/dev/null && ok \
   || fail "status --json lacks the versions: $(cat s1.json)"
@@ -123,10 +131,13 @@ for i in 1 2 3; do
 done
 stop_daemon TERM
 [ "$STOP_RC" = 0 ] && ok || fail "stop after SIGHUPs: exit $STOP_RC, want 0"
+wait "$NPID" 2>/dev/null
+grep -q "^STOPPING=1$" notify.txt && ok || fail "no STOPPING=1 on NOTIFY_SOCKET: $(cat notify.txt)"
+[ "$(grep -c '^READY=1$' notify.txt)" -eq 1 ] && ok || fail "READY=1 not sent exactly once: $(cat notify.txt)"
 [ ! -e "$SOCK" ] && [ ! -e "$SOCK.lock" ] && ok || fail "socket or lock left after the stop: $(ls -a run)"
 grep -q "event=stop issued=3 " d.log && ok || fail "stop line: $(grep event=stop d.log)"
 
 echo "test_certforged_service: $checks checks, $fails failed"
-min_checks=24
+min_checks=28
 [ "$checks" -ge "$min_checks" ] || echo "FAIL: only $checks checks made, want at least $min_checks" >&2
 [ "$fails" -eq 0 ] && [ "$checks" -ge "$min_checks" ]
