@@ -1,7 +1,7 @@
 /* server.c — the HTTPS loops of server.h. */
 #include "acme/server.h"
 #include "acme/anchors.h"
-#include "common/addrcount.h"
+#include "acme/connaddr.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -56,7 +56,6 @@ struct acme_thread {
 
 static pthread_mutex_t ctx_mu = PTHREAD_MUTEX_INITIALIZER;
 static int ssl_thread_idx = -1;
-static int ssl_addr_idx = -1; /* the connection's cf_addr_slot, taken at its first request */
 
 /* ------------------------------------------------------------ logging */
 
@@ -142,13 +141,6 @@ static void ssl_free_cb(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, lo
     }
 }
 
-static void ssl_addr_free_cb(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
-                             void *argp)
-{
-    (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
-    cf_addrcount_release(ptr);
-}
-
 /* A connection counts against its address from its first request on
  * (limits.max_connections_per_address): one client holding many
  * keep-alive connections cannot take every slot. Over the limit the
@@ -157,16 +149,8 @@ static void ssl_addr_free_cb(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int id
 static int address_limit(acme_rq *rq, struct evhttp_connection *ec)
 {
     acme_srv *srv = rq->srv;
-    struct bufferevent *bev = ec ? evhttp_connection_get_bufferevent(ec) : NULL;
-    SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
-    if (!ssl || !srv->addrs || SSL_get_ex_data(ssl, ssl_addr_idx))
+    if (acme_connaddr_take(ec, srv->addrs, rq->addr) == 0)
         return 0;
-    unsigned held = 0;
-    cf_addr_slot *s = cf_addrcount_take(srv->addrs, rq->addr, &held);
-    if (s) {
-        SSL_set_ex_data(ssl, ssl_addr_idx, s);
-        return 0;
-    }
     atomic_fetch_add_explicit(&srv->ctr.address_limit_hits, 1, memory_order_relaxed);
     acme_rq_header(rq, "Retry-After", "1");
     acme_rq_header(rq, "Connection", "close");
@@ -587,10 +571,8 @@ int acme_server_new(acme_srv *srv, char *err, size_t errlen)
     }
     if (ssl_thread_idx < 0)
         ssl_thread_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, ssl_free_cb);
-    if (ssl_addr_idx < 0)
-        ssl_addr_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, ssl_addr_free_cb);
     srv->addrs = cf_addrcount_new(cfg->max_connections_per_address);
-    if (!srv->addrs) {
+    if (!srv->addrs || acme_connaddr_init() != 0) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }

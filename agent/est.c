@@ -47,11 +47,11 @@
 
 #include "acme/acme.h"
 #include "acme/anchors.h"
+#include "acme/connaddr.h"
 #include "acme/tkauth.h"
 #include "agent/agent.h"
 #include "agent/estmsg.h"
 #include "agent/state.h"
-#include "common/addrcount.h"
 
 #define PARK_BUCKETS 4096
 #define EST_PREFIX "/.well-known/est/"
@@ -116,7 +116,6 @@ struct est_rq {
 };
 
 static int ssl_thread_idx = -1;
-static int ssl_addr_idx = -1; /* the connection's cf_addr_slot, taken at its first request */
 
 /* ------------------------------------------------------------ log */
 
@@ -869,30 +868,14 @@ static void handle_enroll(est_rq *rq, bool reenroll)
     submit(rq, tx_create, c, create_done);
 }
 
-static void ssl_addr_free_cb(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
-                             void *argp)
-{
-    (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
-    cf_addrcount_release(ptr);
-}
-
 /* A connection counts against its address from its first request on
  * (limits.max_connections_per_address): one client holding many
  * connections cannot lock the other NFs out. Over the limit: 503 with
  * Retry-After, and the connection closed. Returns 0 to go on. */
 static int address_limit(est_rq *rq, struct evhttp_connection *ec)
 {
-    agent_est *e = rq->t->e;
-    struct bufferevent *bev = ec ? evhttp_connection_get_bufferevent(ec) : NULL;
-    SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
-    if (!ssl || !e->addrs || SSL_get_ex_data(ssl, ssl_addr_idx))
+    if (acme_connaddr_take(ec, rq->t->e->addrs, rq->addr) == 0)
         return 0;
-    unsigned held = 0;
-    cf_addr_slot *s = cf_addrcount_take(e->addrs, rq->addr, &held);
-    if (s) {
-        SSL_set_ex_data(ssl, ssl_addr_idx, s);
-        return 0;
-    }
     atomic_fetch_add_explicit(&rq->a->ctr.refused_address, 1, memory_order_relaxed);
     header(rq, "Retry-After", "1");
     header(rq, "Connection", "close");
@@ -1045,9 +1028,7 @@ int agent_est_new(agent *a, agent_est **out, char *err, size_t errlen)
     }
     if (ssl_thread_idx < 0)
         ssl_thread_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, ssl_free_cb);
-    if (ssl_addr_idx < 0)
-        ssl_addr_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, ssl_addr_free_cb);
-    if (!(e->addrs = cf_addrcount_new(a->cfg->max_connections_per_address))) {
+    if (!(e->addrs = cf_addrcount_new(a->cfg->max_connections_per_address)) || acme_connaddr_init() != 0) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
