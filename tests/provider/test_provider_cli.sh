@@ -266,6 +266,24 @@ if command -v sqlite3 >/dev/null; then
   [ "$n" -ge 1 ] && ok || fail "ledger: no sign_records row for p256 with the digest of data (got $n)"
   n=$(sqlite3 ledger.db "SELECT count(*) FROM sign_records WHERE key = 'nogrant'")
   [ "$n" -eq 0 ] && ok || fail "ledger: a refused SIGN was recorded"
+  # the same through `certforge ledger signs`: one line per record, the
+  # key's own only with --key, the digest of `data` with the requester
+  total=$(sqlite3 ledger.db "SELECT count(*) FROM sign_records")
+  np=$(sqlite3 ledger.db "SELECT count(*) FROM sign_records WHERE key = 'p256'")
+  "$CF" ledger signs --db ledger.db >signs.txt 2>signs.err && ok || fail "ledger signs: $(cat signs.err)"
+  [ "$(wc -l <signs.txt)" -eq "$total" ] && grep -q "^$total signatures$" signs.err && ok \
+    || fail "ledger signs: $(wc -l <signs.txt) lines for $total records ($(cat signs.err))"
+  "$CF" ledger signs --db ledger.db --key p256 >signs-p256.txt 2>/dev/null
+  [ "$(wc -l <signs-p256.txt)" -eq "$np" ] && [ "$(awk '{print $2}' signs-p256.txt | sort -u)" = p256 ] && ok \
+    || fail "ledger signs --key p256: $(wc -l <signs-p256.txt) lines, want $np"
+  grep -qE "^[0-9T:.-]+Z p256 +ecdsa-sha256 +uid=$UID_/openssl-provider +$(tr A-F a-f <<<"$want")$" signs-p256.txt && ok \
+    || fail "ledger signs: no line with data's digest: $(head -n 3 signs-p256.txt)"
+  "$CF" ledger signs --db ledger.db --limit 2 >signs-2.txt 2>/dev/null
+  [ "$(wc -l <signs-2.txt)" -eq 2 ] && ok || fail "ledger signs --limit 2: $(wc -l <signs-2.txt) lines"
+  rc=0; "$CF" ledger signs --db ledger.db --revoked >/dev/null 2>signs.err || rc=$?
+  [ $rc -eq 2 ] && grep -q "are for certificates" signs.err && ok || fail "ledger signs --revoked: exit $rc: $(cat signs.err)"
+  rc=0; "$CF" ledger list --db ledger.db --key p256 >/dev/null 2>signs.err || rc=$?
+  [ $rc -eq 2 ] && grep -q "\-\-key is for signs" signs.err && ok || fail "ledger list --key: exit $rc: $(cat signs.err)"
 fi
 refuse "certforged is not reachable" openssl dgst -sha256 "${P[@]}" -sign certforge:key=p256 -out x.sig data
 grep -qF "connect $SOCK" "$D/err" && ok || fail "daemon-down message lacks the socket: $(cat "$D/err")"
@@ -274,8 +292,8 @@ grep -qF "connect $SOCK" "$D/err" && ok || fail "daemon-down message lacks the s
 echo "test_provider_cli: $checks checks, $fails failed"
 # A run that checked less than it should (a section skipped, a loop over
 # nothing) must not pass: this many checks are made when all goes well.
-min_checks=101
+min_checks=108
 command -v nm >/dev/null || min_checks=$((min_checks - 1))
-command -v sqlite3 >/dev/null || min_checks=$((min_checks - 2))
+command -v sqlite3 >/dev/null || min_checks=$((min_checks - 9))
 [ "$checks" -ge "$min_checks" ] || echo "FAIL: only $checks checks made, want at least $min_checks" >&2
 [ "$fails" -eq 0 ] && [ "$checks" -ge "$min_checks" ]

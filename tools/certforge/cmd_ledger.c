@@ -23,6 +23,7 @@ static const char ledger_help[] =
     "usage: certforge ledger show SERIAL           LEDGER\n"
     "       certforge ledger list [FILTERS]         LEDGER\n"
     "       certforge ledger export --format jsonl|csv [--out FILE] [FILTERS] LEDGER\n"
+    "       certforge ledger signs [--key NAME] [--limit N] LEDGER\n"
     "  LEDGER: --db PATH | --conninfo STRING | --config FILE\n"
     "\n"
     "Reads certforged's ledger: every certificate it issued, recorded before it was\n"
@@ -33,6 +34,8 @@ static const char ledger_help[] =
     "                then the certificate in PEM\n"
     "  list          one line per record: serial, profile, notAfter, status, subject, SANs\n"
     "  export        every matching record, certificate included (base64 DER)\n"
+    "  signs         the raw SIGN operations (the OpenSSL provider's signatures), oldest\n"
+    "                first, one line each: time, key, mechanism, requester, digest (hex)\n"
     "\n"
     "OPTIONS\n"
     "  --db PATH              the SQLite ledger database file\n"
@@ -44,6 +47,7 @@ static const char ledger_help[] =
     "  --expiring-before DATE notAfter before DATE: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)\n"
     "  --revoked              only revoked certificates\n"
     "  --limit N              at most N records\n"
+    "  --key NAME             signs: only this key (certforged's config name)\n"
     "  --format jsonl|csv     export: JSON lines (one object per record) or CSV with a header\n"
     "  --out FILE             export: write FILE (mode 0600, through a temporary file renamed\n"
     "                         over it; a symlink, FIFO or device is refused) instead of stdout\n"
@@ -59,6 +63,7 @@ static const char ledger_help[] =
     "  certforge ledger show 4a0b0c0d0e0f101112131415161718ff --db state/ledger.db\n"
     "  certforge ledger export --format jsonl --db state/ledger.db | jq -r .serial\n"
     "  certforge ledger list --conninfo 'host=/run/postgresql dbname=certforge' --limit 10\n"
+    "  certforge ledger signs --db state/ledger.db --key ca-2025\n"
     "\n"
     "EXIT STATUS\n"
     "  0  success (list/export: also when nothing matched)\n"
@@ -76,11 +81,12 @@ enum {
     OPT_LIMIT,
     OPT_FORMAT,
     OPT_OUT,
+    OPT_KEY,
     OPT_HELP
 };
 
 typedef struct lopts {
-    const char *db, *conninfo, *config, *format, *out;
+    const char *db, *conninfo, *config, *format, *out, *key;
     ledger_filter f;
 } lopts;
 
@@ -148,6 +154,7 @@ static int parse(const char *sub, int argc, char **argv, lopts *o)
                                        {"revoked", no_argument, NULL, OPT_REVOKED},
                                        {"format", required_argument, NULL, OPT_FORMAT},
                                        {"out", required_argument, NULL, OPT_OUT},
+                                       {"key", required_argument, NULL, OPT_KEY},
                                        {"help", no_argument, NULL, OPT_HELP},
                                        {0, 0, 0, 0}};
     int c;
@@ -187,6 +194,9 @@ static int parse(const char *sub, int argc, char **argv, lopts *o)
             break;
         case OPT_OUT:
             o->out = optarg;
+            break;
+        case OPT_KEY:
+            o->key = optarg;
             break;
         case OPT_FORMAT:
             if (strcmp(optarg, "jsonl") && strcmp(optarg, "csv"))
@@ -284,6 +294,21 @@ static int list_cb(const ledger_rec *r, void *arg)
     return 0;
 }
 
+static int signs_cb(const ledger_sign_rec *r, void *arg)
+{
+    (*(size_t *)arg)++;
+    char t[48], who[96], hex[2 * 64 + 1];
+    rfc3339_ms(r->signed_at_ms, t, sizeof(t));
+    if (r->requester_uid >= 0)
+        snprintf(who, sizeof(who), "uid=%lld%s%s", (long long)r->requester_uid,
+                 r->requester ? "/" : "", r->requester ? r->requester : "");
+    else
+        snprintf(who, sizeof(who), "%s", r->requester ? r->requester : "(in-process)");
+    cf_hex_encode(r->digest, r->digest_len, hex, sizeof(hex));
+    printf("%s %-16s %-14s %-28s %s\n", t, r->key, r->mechanism, who, hex);
+    return 0;
+}
+
 typedef struct exp_arg {
     bool csv;
     size_t n;
@@ -376,7 +401,13 @@ static int run(const char *sub, int argc, char **argv)
         return CLI_OK; /* --help */
     if (rc != CLI_OK)
         return rc;
-    bool show = strcmp(sub, "show") == 0, exp = strcmp(sub, "export") == 0;
+    bool show = strcmp(sub, "show") == 0, exp = strcmp(sub, "export") == 0,
+         signs = strcmp(sub, "signs") == 0;
+    if (!signs && o.key)
+        return cli_usage("ledger %s: --key is for signs", sub);
+    if (signs && (o.f.profile || o.f.nf_instance_id || o.f.expiring_before || o.f.revoked_only))
+        return cli_usage("ledger signs: --profile, --nf-instance-id, --expiring-before and "
+                         "--revoked are for certificates (signs takes --key and --limit)");
     if (show && optind + 1 != argc)
         return cli_usage("ledger show: give exactly one SERIAL");
     if (!show && optind != argc)
@@ -391,6 +422,15 @@ static int run(const char *sub, int argc, char **argv)
     if ((rc = open_ro(&o, &l)) != CLI_OK)
         return rc;
     char err[1024];
+    if (signs) {
+        size_t ns = 0;
+        rc = ledger_list_signs(l, o.key, o.f.limit, signs_cb, &ns, err, sizeof(err));
+        ledger_close(l);
+        if (rc != 0)
+            return cli_fail("%s", err);
+        fprintf(stderr, "%zu signature%s\n", ns, ns == 1 ? "" : "s");
+        return fflush(stdout) == 0 ? CLI_OK : CLI_FAIL;
+    }
     if (show) {
         char serial[CF_SERIAL_HEX_MAX + 1];
         if (cf_serial_norm(argv[optind], serial) != 0) {
@@ -443,6 +483,10 @@ static int cmd_export(int argc, char **argv)
 {
     return run("export", argc, argv);
 }
+static int cmd_signs(int argc, char **argv)
+{
+    return run("signs", argc, argv);
+}
 
 int cmd_ledger(int argc, char **argv)
 {
@@ -450,6 +494,7 @@ int cmd_ledger(int argc, char **argv)
         {"show", cmd_show, "one record and its certificate"},
         {"list", cmd_list, "records, filtered"},
         {"export", cmd_export, "records as JSON lines or CSV"},
+        {"signs", cmd_signs, "the raw SIGN operations"},
     };
     return cli_dispatch("ledger", subs, sizeof(subs) / sizeof(subs[0]), ledger_help, argc, argv);
 }
