@@ -82,8 +82,8 @@ check "keys list --json parses" jq -e . >/dev/null <<<"$J"
 check "token listed" jq -e '.tokens[] | select(.label=="cli-test") | .initialized and (.flags | index("token-initialized")) and (.serial | length > 0)' >/dev/null <<<"$J"
 check "other token listed" jq -e '[.tokens[].label] | index("other")' >/dev/null <<<"$J"
 check "keys listed for cli-test" jq -e '.token == "cli-test" and (.keys | length == 9)' >/dev/null <<<"$J"
-for spec in root256:ec-p256:256 int384:ec-p384:384 rootrsa:rsa:2048 rsa3072:rsa:3072 \
-            rsa4096:rsa:4096 inted:ed25519:256 rooted:ed25519:256 root384:ec-p384:384; do
+for spec in root256:ec-p256:256 int384:ec-p384:384 rootrsa:rsa-2048:2048 rsa3072:rsa-3072:3072 \
+            rsa4096:rsa-4096:4096 inted:ed25519:256 rooted:ed25519:256 root384:ec-p384:384; do
   IFS=: read -r l ty bits <<<"$spec"
   check "key $l attributes" jq -e --arg l "$l" --arg t "$ty" --argjson b "$bits" --arg u "${URI[$l]}" '
     .keys[] | select(.label == $l)

@@ -129,6 +129,12 @@ for i in 1 2 3; do
   "$CF" issue --socket "$SOCK" --csr a.csr --profile nf --dns a.example --out "a$i.pem" 2>err.txt && ok \
     || fail "issue after SIGHUP $i: $(cat err.txt)"
 done
+# after three issues the rate is a fraction: printed as certforged sent it
+# (no binary-float tail like 0.20000000000000001)
+"$CF" status --socket "$SOCK" --json > s2.json 2>&1
+raw=$("$CF" status --socket "$SOCK" 2>/dev/null | grep -i rate || true)
+! grep -qE '[0-9]\.[0-9]{13,}' s2.json && jq -e '.rate_per_s | type == "number" and . > 0' s2.json >/dev/null && ok \
+  || fail "status --json rate: $(grep rate_per_s s2.json) ($raw)"
 stop_daemon TERM
 [ "$STOP_RC" = 0 ] && ok || fail "stop after SIGHUPs: exit $STOP_RC, want 0"
 wait "$NPID" 2>/dev/null
@@ -138,6 +144,6 @@ grep -q "^STOPPING=1$" notify.txt && ok || fail "no STOPPING=1 on NOTIFY_SOCKET:
 grep -q "event=stop issued=3 " d.log && ok || fail "stop line: $(grep event=stop d.log)"
 
 echo "test_certforged_service: $checks checks, $fails failed"
-min_checks=28
+min_checks=29
 [ "$checks" -ge "$min_checks" ] || echo "FAIL: only $checks checks made, want at least $min_checks" >&2
 [ "$fails" -eq 0 ] && [ "$checks" -ge "$min_checks" ]

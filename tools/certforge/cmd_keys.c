@@ -119,7 +119,9 @@ static void key_json(cli_json *j, const char *key, const hsm_key_desc *k, const 
     cj_obj(j, key);
     cj_str(j, "label", k->label);
     cj_str(j, "id", k->id_hex);
-    cj_str(j, "type", k->type_known ? cf_key_type_name(k->type) : "unsupported");
+    char ty[32];
+    type_str(k, ty, sizeof(ty)); /* "rsa-2048": as the table and keys generate --type say it */
+    cj_str(j, "type", ty);
     cj_int(j, "bits", k->bits);
     cj_bool(j, "sensitive", k->sensitive);
     cj_bool(j, "extractable", k->extractable);

@@ -113,7 +113,8 @@ static int print_json(const char *socket, const cf_response *r)
             json_object_set_new(o, k, value_json(v));
     }
     json_object_set(o, "errors", errs);
-    if (json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0)
+    /* reals as certforged wrote them ("0.2", not 0.20000000000000001) */
+    if (json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12)) != 0)
         goto out;
     fputc('\n', stdout);
     rc = fflush(stdout) == 0 ? CLI_OK : CLI_FAIL;
