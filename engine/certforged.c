@@ -389,10 +389,16 @@ static void on_crl(const iss_issuer *is, const crl_made *m, const char *err, voi
 {
     (void)arg;
     char q[800];
-    if (m)
-        cf_log(CF_LOG_INFO, "crl", "issuer=%s number=%llu entries=%zu bytes=%zu next_update=%lld",
-               is->name, (unsigned long long)m->number, m->entries, m->len,
-               (long long)m->next_update);
+    if (m) {
+        /* ISO 8601 UTC, as every other time in the log */
+        char nu[32] = "-";
+        time_t t = (time_t)m->next_update;
+        struct tm tm;
+        if (gmtime_r(&t, &tm))
+            strftime(nu, sizeof(nu), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        cf_log(CF_LOG_INFO, "crl", "issuer=%s number=%llu entries=%zu bytes=%zu next_update=%s",
+               is->name, (unsigned long long)m->number, m->entries, m->len, nu);
+    }
     else
         cf_log(CF_LOG_ERROR, "crl_failed", "issuer=%s err=%s", is->name,
                cf_log_quote(err, q, sizeof(q)));

@@ -443,6 +443,8 @@ static void test_revoke_crl(void)
     daemon_stop_clean(&d);
     CU_ASSERT(log_has(d.log, "event=revoked serial="));
     CU_ASSERT(log_has(d.log, "event=crl issuer=ca"));
+    /* a time in ISO 8601 UTC like every other, not Unix seconds */
+    CU_ASSERT(log_has(d.log, " next_update=20"));
 }
 
 int main(int argc, char **argv)
