@@ -26,8 +26,15 @@ field() { awk -v k="$2:" '$1 == k { $1 = ""; sub(/^ /, ""); print; exit }' "/pro
 ca_setup
 engine_start
 challtest_start
-acme_start
+# sd_notify through the confinement (Type=notify): READY=1 once listening,
+# STOPPING=1 at the stop, on a NOTIFY_SOCKET this test listens on
+timeout -s KILL 300 /usr/bin/python3 "$CF_SOURCE_DIR/tests/support/notify_listen.py" "$T/notify.sock" 280 >"$T/notify.txt" &
+NPID=$!
+for _ in $(seq 1 100); do [ -S "$T/notify.sock" ] && break; sleep 0.1; done
+NOTIFY_SOCKET=$T/notify.sock acme_start
 P=$(pgrep -P "$ACME_PID" -x certforge-acme) || fail "no certforge-acme under $ACME_PID"
+for _ in $(seq 1 50); do grep -q "^READY=1$" "$T/notify.txt" && break; sleep 0.1; done
+grep -q "^READY=1$" "$T/notify.txt" && ok || fail "no READY=1 from the confined certforge-acme: $(cat "$T/notify.txt")"
 caps_empty "$P" && ok || fail "capabilities left in certforge-acme"
 [ "$(field "$P" NoNewPrivs)" = 1 ] && [ "$(field "$P" Seccomp)" = 2 ] && ok || fail "NoNewPrivs/Seccomp: $(field "$P" NoNewPrivs)/$(field "$P" Seccomp)"
 [ "$(field "$P" Uid | cut -d' ' -f1)" = 0 ] && ok || fail "uid $(field "$P" Uid)"
@@ -41,6 +48,8 @@ in_ns env LEGO_CA_CERTIFICATES="$ACME_ROOT" timeout 120 lego --server "$ACME_DIR
   || fail "lego through the confined certforge-acme: $(tail -n 5 "$T/lego.log")"
 acme_stop
 ok
+wait "$NPID" 2>/dev/null
+grep -q "^STOPPING=1$" "$T/notify.txt" && ok || fail "no STOPPING=1 from certforge-acme: $(cat "$T/notify.txt")"
 
 # again as nobody: its own state, status and TLS folders
 chmod 711 "$T"
@@ -64,5 +73,5 @@ for _ in $(seq 1 50); do [ -s "$T/acme-run/status.json" ] && break; sleep 0.1; d
 [ "$(stat -c %U "$T/acme-run/status.json" 2>/dev/null)" = nobody ] && ok || fail "status file not written by nobody"
 acme_stop
 ok
-[ "$checks" -ge 13 ] || fail "only $checks checks made, want 13"
+[ "$checks" -ge 15 ] || fail "only $checks checks made, want 15"
 echo "test_acme_confine: $checks checks, 0 failed"
