@@ -325,7 +325,8 @@ static void finish(acme_rq *rq, int status, struct evbuffer *body)
                          : status == 429 ? "Too Many Requests"
                          : status >= 500 ? "Internal Server Error"
                                          : "Bad Request";
-    evhttp_send_reply(rq->req, status, reason, body);
+    /* the request's log line first, then the answer: a client that acts
+     * on the answer (or a test reading the log after it) finds the line */
     double ms = (double)(now_ns() - rq->t0_ns) / 1e6;
     acme_srv *srv = rq->srv;
     atomic_fetch_add_explicit(&srv->ctr.requests, 1, memory_order_relaxed);
@@ -339,6 +340,7 @@ static void finish(acme_rq *rq, int status, struct evbuffer *body)
                                            : "OTHER",
                  rq->path, status, rq->account[0] ? rq->account : "-", rq->order[0] ? rq->order : "-",
                  rq->problem != ACME_P_NONE ? acme_problem_name(rq->problem) : "-", ms, rq->addr);
+    evhttp_send_reply(rq->req, status, reason, body);
     rq_free(rq);
 }
 

@@ -218,15 +218,17 @@ static void finish(est_rq *rq, int status, const char *ctype, const char *body, 
                          : status == 415 ? "Unsupported Media Type"
                          : status == 503 ? "Service Unavailable"
                                          : "Error";
-    evhttp_send_reply(rq->req, status, reason, b);
-    if (b)
-        evbuffer_free(b);
+    /* the request's log line first, then the answer: an NF that acts on
+     * the answer (or a test reading the log after it) finds the line */
     agent *a = rq->a;
     atomic_fetch_add_explicit(&a->ctr.requests, 1, memory_order_relaxed);
     if (a->log_level >= AGENT_LOG_INFO)
         agent_log(a, AGENT_LOG_INFO, "op=%s status=%d nf=%s auth=%s enrolment=%s reason=%s ms=%.2f addr=%s", rq->op,
                   status, rq->nf[0] ? rq->nf : "-", rq->auth ? rq->auth : "-", rq->enrolment[0] ? rq->enrolment : "-",
                   rq->reason ? rq->reason : "-", (double)(mono_ns() - rq->t0_ns) / 1e6, rq->addr);
+    evhttp_send_reply(rq->req, status, reason, b);
+    if (b)
+        evbuffer_free(b);
     rq_free(rq);
 }
 
