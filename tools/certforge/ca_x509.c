@@ -122,28 +122,71 @@ ASN1_OCTET_STRING *cax_key_id(X509_PUBKEY *pk)
     return o;
 }
 
+/* The signature algorithm that fits the HSM key, for certificates and
+ * CSRs alike (RFC 4055 §5: sha256WithRSAEncryption parameters are NULL;
+ * RFC 8410 §6: Ed25519 signs the whole TBS, no hash). */
+static int pick_alg(hsm_signer *s, cf_sig_alg *mech, const EVP_MD **md, int *nid, int *ptype)
+{
+    *md = NULL;
+    *ptype = V_ASN1_UNDEF;
+    switch (hsm_signer_key_type(s)) {
+    case CF_KEY_EC_P256:
+        *mech = CF_SIG_ECDSA_SHA256, *md = EVP_sha256(), *nid = NID_ecdsa_with_SHA256;
+        return 0;
+    case CF_KEY_EC_P384:
+        *mech = CF_SIG_ECDSA_SHA384, *md = EVP_sha384(), *nid = NID_ecdsa_with_SHA384;
+        return 0;
+    case CF_KEY_RSA:
+        *mech = CF_SIG_RSA_PKCS1_SHA256, *md = EVP_sha256(), *nid = NID_sha256WithRSAEncryption;
+        *ptype = V_ASN1_NULL;
+        return 0;
+    case CF_KEY_ED25519:
+        *mech = CF_SIG_ED25519, *nid = NID_ED25519;
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+/* Hash (unless Ed25519) and sign the DER of a TBS structure in the HSM,
+ * and put the signature into sig as a whole number of octets (no unused
+ * bits). what names the structure in messages. 0, or -1 with msg. */
+static int sign_tbs(hsm_signer *s, cf_sig_alg mech, const EVP_MD *md, const unsigned char *tbs,
+                    size_t tbslen, const char *what, ASN1_BIT_STRING *sig, char *msg, size_t cap)
+{
+    uint8_t dg[EVP_MAX_MD_SIZE], out[CF_SIG_MAX];
+    unsigned dglen = 0;
+    size_t outlen = 0;
+    const uint8_t *in = tbs;
+    size_t inlen = tbslen;
+    if (md) {
+        if (!EVP_Digest(tbs, tbslen, dg, &dglen, md, NULL)) {
+            snprintf(msg, cap, "hashing the %s failed", what);
+            return -1;
+        }
+        in = dg, inlen = dglen;
+    }
+    hsm_err e = {0};
+    if (hsm_sign(s, mech, in, inlen, out, &outlen, &e) != 0) {
+        snprintf(msg, cap, "%s", e.msg);
+        return -1;
+    }
+    if (!ASN1_BIT_STRING_set(sig, out, (int)outlen)) {
+        snprintf(msg, cap, "out of memory");
+        return -1;
+    }
+    sig->flags &= ~(ASN1_STRING_FLAG_BITS_LEFT | 0x07);
+    sig->flags |= ASN1_STRING_FLAG_BITS_LEFT;
+    return 0;
+}
+
 int cax_sign(X509 **xp, hsm_signer *s, EVP_PKEY *issuer_pub, char *msg, size_t cap)
 {
     X509 *x = *xp;
     cf_sig_alg mech;
-    const EVP_MD *md = NULL;
-    int nid, ptype = V_ASN1_UNDEF;
-    switch (hsm_signer_key_type(s)) {
-    case CF_KEY_EC_P256:
-        mech = CF_SIG_ECDSA_SHA256, md = EVP_sha256(), nid = NID_ecdsa_with_SHA256;
-        break;
-    case CF_KEY_EC_P384:
-        mech = CF_SIG_ECDSA_SHA384, md = EVP_sha384(), nid = NID_ecdsa_with_SHA384;
-        break;
-    case CF_KEY_RSA:
-        /* RFC 4055 §5: sha256WithRSAEncryption parameters are NULL. */
-        mech = CF_SIG_RSA_PKCS1_SHA256, md = EVP_sha256(), nid = NID_sha256WithRSAEncryption;
-        ptype = V_ASN1_NULL;
-        break;
-    case CF_KEY_ED25519:
-        mech = CF_SIG_ED25519, nid = NID_ED25519; /* RFC 8410 §6: whole TBS, no hash */
-        break;
-    default:
+    const EVP_MD *md;
+    int nid, ptype;
+    if (pick_alg(s, &mech, &md, &nid, &ptype) != 0) {
         snprintf(msg, cap, "the issuer key's type cannot sign certificates");
         return -1;
     }
@@ -169,30 +212,8 @@ int cax_sign(X509 **xp, hsm_signer *s, EVP_PKEY *issuer_pub, char *msg, size_t c
         snprintf(msg, cap, "cannot encode the TBSCertificate");
         goto out;
     }
-    uint8_t dg[EVP_MAX_MD_SIZE], out[CF_SIG_MAX];
-    unsigned dglen = 0;
-    size_t outlen = 0;
-    const uint8_t *in = tbs;
-    size_t inlen = (size_t)tbslen;
-    if (md) {
-        if (!EVP_Digest(tbs, (size_t)tbslen, dg, &dglen, md, NULL)) {
-            snprintf(msg, cap, "hashing the TBSCertificate failed");
-            goto out;
-        }
-        in = dg, inlen = dglen;
-    }
-    hsm_err e = {0};
-    if (hsm_sign(s, mech, in, inlen, out, &outlen, &e) != 0) {
-        snprintf(msg, cap, "%s", e.msg);
+    if (sign_tbs(s, mech, md, tbs, (size_t)tbslen, "TBSCertificate", sig, msg, cap) != 0)
         goto out;
-    }
-    if (!ASN1_BIT_STRING_set(sig, out, (int)outlen)) {
-        snprintf(msg, cap, "out of memory");
-        goto out;
-    }
-    /* A signature is a whole number of octets: no unused bits. */
-    sig->flags &= ~(ASN1_STRING_FLAG_BITS_LEFT | 0x07);
-    sig->flags |= ASN1_STRING_FLAG_BITS_LEFT;
     int dl = i2d_X509(x, &der);
     const unsigned char *p = der;
     if (dl <= 0 || !(y = d2i_X509(NULL, &p, dl)) || p != der + dl) {
@@ -223,30 +244,6 @@ void cax_time(const ASN1_TIME *t, char *buf, size_t cap)
         snprintf(buf, cap, "?");
 }
 
-/* The signature algorithm that fits the HSM key (as cax_sign chooses). */
-static int pick_alg(hsm_signer *s, cf_sig_alg *mech, const EVP_MD **md, int *nid, int *ptype)
-{
-    *md = NULL;
-    *ptype = V_ASN1_UNDEF;
-    switch (hsm_signer_key_type(s)) {
-    case CF_KEY_EC_P256:
-        *mech = CF_SIG_ECDSA_SHA256, *md = EVP_sha256(), *nid = NID_ecdsa_with_SHA256;
-        return 0;
-    case CF_KEY_EC_P384:
-        *mech = CF_SIG_ECDSA_SHA384, *md = EVP_sha384(), *nid = NID_ecdsa_with_SHA384;
-        return 0;
-    case CF_KEY_RSA:
-        *mech = CF_SIG_RSA_PKCS1_SHA256, *md = EVP_sha256(), *nid = NID_sha256WithRSAEncryption;
-        *ptype = V_ASN1_NULL;
-        return 0;
-    case CF_KEY_ED25519:
-        *mech = CF_SIG_ED25519, *nid = NID_ED25519;
-        return 0;
-    default:
-        return -1;
-    }
-}
-
 int cax_sign_req(X509_REQ *req, hsm_signer *s, EVP_PKEY *pub, char *msg, size_t cap)
 {
     cf_sig_alg mech;
@@ -270,30 +267,9 @@ int cax_sign_req(X509_REQ *req, hsm_signer *s, EVP_PKEY *pub, char *msg, size_t 
         snprintf(msg, cap, "cannot encode the CertificationRequestInfo");
         goto out;
     }
-    uint8_t dg[EVP_MAX_MD_SIZE], out[CF_SIG_MAX];
-    unsigned dglen = 0;
-    size_t outlen = 0;
-    const uint8_t *in = tbs;
-    size_t inlen = (size_t)tbslen;
-    if (md) {
-        if (!EVP_Digest(tbs, (size_t)tbslen, dg, &dglen, md, NULL)) {
-            snprintf(msg, cap, "hashing the CertificationRequestInfo failed");
-            goto out;
-        }
-        in = dg, inlen = dglen;
-    }
-    hsm_err e = {0};
-    if (hsm_sign(s, mech, in, inlen, out, &outlen, &e) != 0) {
-        snprintf(msg, cap, "%s", e.msg);
+    if (sign_tbs(s, mech, md, tbs, (size_t)tbslen, "CertificationRequestInfo",
+                 (ASN1_BIT_STRING *)csig, msg, cap) != 0)
         goto out;
-    }
-    ASN1_BIT_STRING *sig = (ASN1_BIT_STRING *)csig;
-    if (!ASN1_BIT_STRING_set(sig, out, (int)outlen)) {
-        snprintf(msg, cap, "out of memory");
-        goto out;
-    }
-    sig->flags &= ~(ASN1_STRING_FLAG_BITS_LEFT | 0x07);
-    sig->flags |= ASN1_STRING_FLAG_BITS_LEFT;
     /* proof of possession as a CA would check it */
     if (X509_REQ_verify(req, pub) != 1) {
         char r[200];
