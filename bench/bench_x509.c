@@ -7,6 +7,13 @@
  *     -CAkey 'pkcs11:token=bench;object=ca;type=private?pin-source=file:PINFILE'
  *     -extfile nf.ext -extensions nf -days 90 -set_serial 0xRANDOM -out cert-N.pem
  *
+ * One SoftHSM token copy per thread: SoftHSM rewrites its token files on
+ * every C_Login, and concurrent processes on one token folder read each
+ * other's half-written files ("No matching initialized token was found").
+ * An operator running this script in parallel would give each worker its
+ * own copy of the token (the same CA key) for the same reason; each
+ * thread's processes get SOFTHSM2_CONF naming theirs.
+ *
  * The PIN: libp11's engine (0.4.12) reads `pin-source=file:` in the key
  * URI, so the command line names the PIN file (mode 0600, in the bench's
  * private folder), never the PIN. PKCS11_MODULE_PATH names SoftHSM and
@@ -40,6 +47,7 @@ extern char **environ;
 typedef struct x509_ctx {
     const bench_setup *su;
     char dir[400], ext[460], key_uri[800];
+    char (*conf_env)[512]; /* per thread: "SOFTHSM2_CONF=<its token copy's conf>" */
     size_t limit;
     uint64_t deadline;
     bool record;
@@ -92,8 +100,29 @@ static int write_inputs(x509_ctx *xc)
     return 0;
 }
 
+/* A copy of the token folder and a softhsm2.conf naming it, per thread. */
+static int write_token_copies(x509_ctx *xc, unsigned threads)
+{
+    for (unsigned t = 0; t < threads; t++) {
+        char conf[460];
+        snprintf(conf, sizeof(conf), "%s/softhsm2-%u.conf", xc->dir, t);
+        if (cf_sh("rm -rf '%s/tokens-%u' && cp -a '%s/tokens' '%s/tokens-%u'", xc->dir, t,
+                  xc->su->dir, xc->dir, t) != 0)
+            return -1;
+        FILE *f = fopen(conf, "w");
+        if (!f)
+            return -1;
+        fprintf(f, "directories.tokendir = %s/tokens-%u\nobjectstore.backend = file\n"
+                   "log.level = ERROR\nslots.removable = false\n", xc->dir, t);
+        if (fclose(f) != 0)
+            return -1;
+        snprintf(xc->conf_env[t], sizeof(xc->conf_env[t]), "SOFTHSM2_CONF=%s", conf);
+    }
+    return 0;
+}
+
 /* One process; returns its wait status, or -1 if it could not start. */
-static int issue_one(x509_ctx *xc, size_t i, const char *errlog)
+static int issue_one(x509_ctx *xc, size_t i, const char *errlog, const char *conf_env)
 {
     const bench_setup *su = xc->su;
     const csr_item *it = &su->pool.items[i % su->pool.n];
@@ -115,13 +144,15 @@ static int issue_one(x509_ctx *xc, size_t i, const char *errlog)
     size_t ne = 0;
     while (environ[ne])
         ne++;
-    char **envp = calloc(ne + 4, sizeof(*envp));
+    char **envp = calloc(ne + 5, sizeof(*envp));
     if (!envp)
         return -1;
     size_t k = 0;
     for (size_t e = 0; e < ne; e++)
-        if (strncmp(environ[e], "CF_NF_", 6) && strncmp(environ[e], "PKCS11_MODULE_PATH=", 19))
+        if (strncmp(environ[e], "CF_NF_", 6) && strncmp(environ[e], "PKCS11_MODULE_PATH=", 19) &&
+            strncmp(environ[e], "SOFTHSM2_CONF=", 14))
             envp[k++] = environ[e];
+    envp[k++] = (char *)conf_env;
     envp[k++] = env_uuid;
     envp[k++] = env_fqdn;
     envp[k++] = module_env;
@@ -179,7 +210,7 @@ static void *x509_thread(void *arg)
         uint64_t t = bench_ns();
         if (xc->limit ? i >= xc->limit : t >= xc->deadline)
             break;
-        int st = issue_one(xc, i, errlog);
+        int st = issue_one(xc, i, errlog, xc->conf_env[me]);
         if (!xc->record)
             continue;
         bench_hist_record(&rec->h, bench_ns() - t);
@@ -230,9 +261,12 @@ int bench_x509(const bench_setup *su, unsigned threads, bench_result *r)
     if (threads > 64)
         threads = 64;
     xc->recs = calloc(threads, sizeof(*xc->recs));
-    if (!xc->recs || write_inputs(xc) != 0) {
-        fprintf(stderr, "openssl-x509: cannot write the CSRs and extfile under %s\n", su->dir);
+    xc->conf_env = calloc(threads, sizeof(*xc->conf_env));
+    if (!xc->recs || !xc->conf_env || write_inputs(xc) != 0 || write_token_copies(xc, threads) != 0) {
+        fprintf(stderr, "openssl-x509: cannot write the CSRs, extfile and token copies under %s\n",
+                su->dir);
         free(xc->recs);
+        free(xc->conf_env);
         free(xc);
         return -1;
     }
@@ -268,6 +302,7 @@ int bench_x509(const bench_setup *su, unsigned threads, bench_result *r)
                                    su->ca_pem, su->x509_keep, xc->dir, su->x509_keep) != 0))
         fprintf(stderr, "openssl-x509: cannot keep a certificate in %s\n", su->x509_keep);
     free(xc->recs);
+    free(xc->conf_env);
     pthread_mutex_destroy(&xc->mu);
     free(xc);
     return 0;

@@ -79,8 +79,16 @@ static void usage(FILE *f)
             "  --json FILE       also write the results as JSON (one object per mode run)\n"
             "  --version         print the version\n"
             "\n"
-            "Latency: submit to answer (ipc), submit to completion (core), one item's work\n"
-            "(floor, naive), process start to exit (openssl-x509); CLOCK_MONOTONIC.\n"
+            "COLUMNS\n"
+            "  certs/s   certificates issued per second (median of the rounds)\n"
+            "  us/cert   wall-clock microseconds per certificate per thread: threads / rate\n"
+            "  p50..max  latency percentiles in ms. What is timed differs by mode, so compare\n"
+            "            latencies within a mode, not across: submit to answer (ipc), submit to\n"
+            "            completion (core), one item's work (floor, naive), process start to\n"
+            "            exit (openssl-x509); CLOCK_MONOTONIC\n"
+            "  errors    failed certificates; each error kind is listed under its row\n"
+            "  dCPU s    ipc: CPU seconds certforged used during the run (user + system)\n"
+            "  dRSS MiB  ipc: certforged's peak resident memory (VmHWM) at the end of the run\n"
             "\n"
             "EXAMPLES\n"
             "  certforge-bench --modes floor,naive,core --threads 1,2 --verify off\n"
@@ -180,6 +188,37 @@ static void print_row(const char *m, unsigned threads, const bench_result *r)
         printf("%-13s   error %s: %llu\n", "", r->err[i].name, (unsigned long long)r->err[i].n);
 }
 
+/* Where and when the numbers were taken, in every JSON row: results are
+ * compared across machines and days only with this beside them. */
+static char run_meta[512];
+
+static void run_meta_init(void)
+{
+    char host[256] = "?", model[160] = "?", date[32] = "?";
+    if (gethostname(host, sizeof(host)) != 0)
+        snprintf(host, sizeof(host), "?");
+    host[sizeof(host) - 1] = 0;
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[256];
+    while (f && fgets(line, sizeof(line), f))
+        if (strncmp(line, "model name", 10) == 0 && strchr(line, ':')) {
+            snprintf(model, sizeof(model), "%s", strchr(line, ':') + 2);
+            model[strcspn(model, "\n\"\\")] = 0;
+            break;
+        }
+    if (f)
+        fclose(f);
+    time_t now = time(NULL);
+    struct tm tm;
+    if (gmtime_r(&now, &tm))
+        strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    host[strcspn(host, "\"\\")] = 0;
+    snprintf(run_meta, sizeof(run_meta),
+             "\"run\": {\"date\": \"%s\", \"host\": \"%s\", \"cpus\": %ld, \"cpu_model\": \"%s\", "
+             "\"version\": \"%s\"}",
+             date, host, sysconf(_SC_NPROCESSORS_ONLN), model, CF_VERSION);
+}
+
 static void json_row(FILE *jf, const char *m, unsigned threads, unsigned rounds,
                      const bench_setup *su, const bench_result *r)
 {
@@ -214,11 +253,11 @@ static void json_row(FILE *jf, const char *m, unsigned threads, unsigned rounds,
             "\"warmup\": %zu, \"rounds\": %u, \"csrs\": %zu, \"csr_key\": \"%s\", "
             "\"ca_key\": \"%s\", \"verify_issued\": \"%s\", \"batch\": %u, "
             "\"connections\": %u, \"depth\": %u, \"rate\": %.1f, \"hsm_latency_us\": %u, "
-            "\"sessions\": %u, \"sign_threads\": %u}}",
+            "\"sessions\": %u, \"sign_threads\": %u}, %s}",
             threads, su->duration > 0 ? 0 : count, su->duration, warm, rounds, su->pool.n,
             su->csr_key, su->ca_key, su->verify ? "all" : "off", su->batch, su->connections,
             su->depth, su->rate, su->hsm_latency_us, su->sessions ? su->sessions : threads,
-            su->sessions);
+            su->sessions, run_meta);
 }
 
 #define MAX_ROWS 64
@@ -479,6 +518,7 @@ int main(int argc, char **argv)
         return 1;
     }
     FILE *jf = NULL;
+    run_meta_init();
     cf_outfile jo;
     char jerr[4400];
     if (json && cf_outfile_open(&jo, json, 0644, 0, jerr, sizeof(jerr)) != 0) {

@@ -26,7 +26,7 @@ set -euo pipefail
   { echo "usage: bench/sweep.sh hsm|wcd OUT.json" >&2; exit 2; }
 kind=$1 out=$2
 bench=${BENCH:-build/certforge-bench}
-[ -x "$bench" ] || { echo "sweep.sh: $bench not built (tools/build.sh)" >&2; exit 1; }
+[ -x "$bench" ] || { echo "sweep.sh: $bench not built (cmake -S . -B build && cmake --build build)" >&2; exit 1; }
 command -v jq >/dev/null || { echo "sweep.sh: jq not installed (tools/deps.sh)" >&2; exit 1; }
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/cf-sweep-XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
