@@ -24,6 +24,7 @@
  */
 #include "bench/bench_common.h"
 #include "common/outfile.h"
+#include "gitrev.h" /* CF_GIT_REV, written at build time */
 
 #include <errno.h>
 #include <getopt.h>
@@ -33,7 +34,10 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <sys/utsname.h>
 #include <unistd.h>
+
+#include <openssl/crypto.h>
 
 static void usage(FILE *f)
 {
@@ -190,33 +194,65 @@ static void print_row(const char *m, unsigned threads, const bench_result *r)
 
 /* Where and when the numbers were taken, in every JSON row: results are
  * compared across machines and days only with this beside them. */
-static char run_meta[512];
+static char run_meta[1024];
+
+/* A printable, JSON-safe copy of at most n-1 bytes of s (no quotes,
+ * backslashes or control characters). */
+static void json_safe(char *d, size_t n, const char *s)
+{
+    size_t k = 0;
+    for (; s && *s && k + 1 < n; s++)
+        if ((unsigned char)*s >= 0x20 && *s != '"' && *s != '\\')
+            d[k++] = *s;
+    d[k] = 0;
+}
+
+/* The first line of a command's output, JSON-safe ("?" if it gave none). */
+static void first_line(const char *cmd, char *out, size_t n)
+{
+    char line[256] = "";
+    FILE *p = popen(cmd, "r");
+    if (p && !fgets(line, sizeof(line), p))
+        line[0] = 0;
+    if (p)
+        pclose(p);
+    line[strcspn(line, "\n")] = 0;
+    json_safe(out, n, line[0] ? line : "?");
+}
 
 static void run_meta_init(void)
 {
-    char host[256] = "?", model[160] = "?", date[32] = "?";
-    if (gethostname(host, sizeof(host)) != 0)
-        snprintf(host, sizeof(host), "?");
-    host[sizeof(host) - 1] = 0;
+    char host[256] = "?", model[160] = "?", date[32] = "?", kernel[128] = "?", softhsm[64],
+         ossl[96];
+    char raw[256];
+    if (gethostname(raw, sizeof(raw)) == 0) {
+        raw[sizeof(raw) - 1] = 0;
+        json_safe(host, sizeof(host), raw);
+    }
     FILE *f = fopen("/proc/cpuinfo", "r");
-    char line[256];
-    while (f && fgets(line, sizeof(line), f))
-        if (strncmp(line, "model name", 10) == 0 && strchr(line, ':')) {
-            snprintf(model, sizeof(model), "%s", strchr(line, ':') + 2);
-            model[strcspn(model, "\n\"\\")] = 0;
+    while (f && fgets(raw, sizeof(raw), f))
+        if (strncmp(raw, "model name", 10) == 0 && strchr(raw, ':')) {
+            raw[strcspn(raw, "\n")] = 0;
+            json_safe(model, sizeof(model), strchr(raw, ':') + 2);
             break;
         }
     if (f)
         fclose(f);
+    struct utsname u;
+    if (uname(&u) == 0)
+        json_safe(kernel, sizeof(kernel), u.release);
+    first_line("softhsm2-util --version 2>/dev/null", softhsm, sizeof(softhsm));
+    json_safe(ossl, sizeof(ossl), OpenSSL_version(OPENSSL_VERSION));
     time_t now = time(NULL);
     struct tm tm;
     if (gmtime_r(&now, &tm))
         strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    host[strcspn(host, "\"\\")] = 0;
     snprintf(run_meta, sizeof(run_meta),
              "\"run\": {\"date\": \"%s\", \"host\": \"%s\", \"cpus\": %ld, \"cpu_model\": \"%s\", "
-             "\"version\": \"%s\"}",
-             date, host, sysconf(_SC_NPROCESSORS_ONLN), model, CF_VERSION);
+             "\"kernel\": \"%s\", \"openssl\": \"%s\", \"softhsm\": \"%s\", \"version\": \"%s\", "
+             "\"git_rev\": \"%s\"}",
+             date, host, sysconf(_SC_NPROCESSORS_ONLN), model, kernel, ossl, softhsm, CF_VERSION,
+             CF_GIT_REV);
 }
 
 static void json_row(FILE *jf, const char *m, unsigned threads, unsigned rounds,
@@ -266,6 +302,7 @@ typedef struct row {
     char mode[16];
     unsigned threads;
     double rate;
+    unsigned long long errors; /* in the median run: its rate counts only successes */
     bool ok;
 } row;
 
@@ -291,7 +328,10 @@ static void print_compare(const row *rows, int nrows)
             else /* a baseline far below ipc: ipc is N times faster */
                 snprintf(ratio, sizeof(ratio), "1/%.0f", ipc / rows[i].rate);
         }
-        printf("%-13s %7u %10.0f %10s\n", rows[i].mode, rows[i].threads, rows[i].rate, ratio);
+        printf("%-13s %7u %10.0f %10s", rows[i].mode, rows[i].threads, rows[i].rate, ratio);
+        if (rows[i].errors)
+            printf("  WITH %llu ERRORS", rows[i].errors);
+        printf("\n");
     }
 }
 
@@ -572,6 +612,7 @@ int main(int argc, char **argv)
                 rw->threads = th[ti];
                 rw->ok = got > 0;
                 rw->rate = 0;
+                rw->errors = 0;
             }
             if (got == 0) {
                 printf("%-13s %7u %10s\n", m, th[ti], "FAILED");
@@ -580,8 +621,10 @@ int main(int argc, char **argv)
             }
             qsort(ok, got, sizeof(ok[0]), cmp_rate);
             bench_result *md = ok[got / 2];
-            if (rw)
+            if (rw) {
                 rw->rate = md->rate;
+                rw->errors = md->errors;
+            }
             print_row(m, th[ti], md);
             if (md->errors)
                 failed = 1;

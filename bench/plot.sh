@@ -7,7 +7,9 @@
 #   throughput.png   certificates/s against worker threads, one line per
 #                    mode (log scale: openssl-x509 is two orders below)
 #   latency-cdf.png  latency CDF per mode and thread count (log ms), from
-#                    each run's latency_cdf
+#                    each run's latency_cdf: one panel per latency definition
+#                    (certforge-bench --help, COLUMNS), never one shared axis
+# A run with errors is ringed in red on throughput.png. Quiet on success.
 #   soak.png         rate, p99 and daemon RSS against time, when a run has
 #                    samples (--sample)
 # A (mode, threads) pair found in several files: the last one wins.
@@ -90,7 +92,6 @@ if [ "$1" = --hsm-sweep ] || [ "$1" = --wcd-sweep ]; then
       echo "plot $bottom"
       echo 'unset multiplot'
     } | gnuplot
-    ls -l "$out/hsm-sweep.png" >&2
   else
     top="" bottom="" i=0
     for w in $(jq -r '[.[].config.threads] | unique | .[]' "$in"); do
@@ -120,7 +121,6 @@ if [ "$1" = --hsm-sweep ] || [ "$1" = --wcd-sweep ]; then
       echo "plot $bottom"
       echo 'unset multiplot'
     } | gnuplot
-    ls -l "$out/wcd-sweep.png" >&2
   fi
   exit 0
 fi
@@ -159,6 +159,11 @@ for m in "${sorted[@]}"; do
       "\(.config.threads) \(.certs_per_s)"' "$tmp/all.json" >"$tmp/tp-$m.dat"
   plot+="${plot:+, }'$tmp/tp-$m.dat' using 1:2 with linespoints lw 2 pt 7 lc rgb '$(colour "$m")' title '$m'"
 done
+# A run with errors keeps its point, ringed in red: its rate counts only the
+# certificates that were issued.
+jq -r '.[] | select(.errors_total > 0) | "\(.config.threads) \(.certs_per_s)"' "$tmp/all.json" >"$tmp/tp-err.dat"
+[ -s "$tmp/tp-err.dat" ] &&
+  plot+=", '$tmp/tp-err.dat' using 1:2 with points pt 6 ps 3 lw 2 lc rgb 'red' title 'run with errors'" 
 v=$(jq -r '.[0].config | "verify_issued=\(.verify_issued), ipc \(.connections)x\(.depth), \(.csr_key) CSRs, \(.ca_key) CA key"' "$tmp/all.json")
 gnuplot <<EOF
 $term
@@ -173,30 +178,38 @@ set key outside right
 plot $plot
 EOF
 
-# latency CDF: colour by mode, solid for the most threads, dashed for fewer
-plot=""
-for m in "${sorted[@]}"; do
-  ts=$(jq -r --arg m "$m" '.[] | select(.mode == $m) | .config.threads' "$tmp/all.json" | sort -n)
-  tmax=$(tail -n1 <<<"$ts")
-  for t in $ts; do
-    jq -r --arg m "$m" --argjson t "$t" '.[] | select(.mode == $m and .config.threads == $t) |
-        .latency_cdf[] | "\(.[0]) \(.[1])"' "$tmp/all.json" >"$tmp/cdf-$m-$t.dat"
-    [ -s "$tmp/cdf-$m-$t.dat" ] || continue
-    dt=1; [ "$t" = "$tmax" ] || dt=2
-    plot+="${plot:+, }'$tmp/cdf-$m-$t.dat' using 1:2 with steps lw 2 dt $dt lc rgb '$(colour "$m")' title '$m, $t thr ($(timed "$m"))'"
+# latency CDF: one panel per latency definition (the modes do not time the
+# same span, so they never share an axis); colour by mode, solid for the
+# most threads, dashed for fewer.
+panels=()
+for kind in "submit to answer" "submit to completion" "one item, its work" "process start to exit"; do
+  plot=""
+  for m in "${sorted[@]}"; do
+    [ "$(timed "$m")" = "$kind" ] || continue
+    ts=$(jq -r --arg m "$m" '.[] | select(.mode == $m) | .config.threads' "$tmp/all.json" | sort -n)
+    tmax=$(tail -n1 <<<"$ts")
+    for t in $ts; do
+      jq -r --arg m "$m" --argjson t "$t" '.[] | select(.mode == $m and .config.threads == $t) |
+          .latency_cdf[] | "\(.[0]) \(.[1])"' "$tmp/all.json" >"$tmp/cdf-$m-$t.dat"
+      [ -s "$tmp/cdf-$m-$t.dat" ] || continue
+      dt=1; [ "$t" = "$tmax" ] || dt=2
+      plot+="${plot:+, }'$tmp/cdf-$m-$t.dat' using 1:2 with steps lw 2 dt $dt lc rgb '$(colour "$m")' title '$m, $t thr'"
+    done
   done
+  [ -n "$plot" ] && panels+=("set title 'latency: $kind'"$'\n'"plot $plot")
 done
 gnuplot <<EOF
-$term
+set terminal pngcairo size 800,$((80 + 260 * ${#panels[@]})) font "DejaVu Sans,10" noenhanced
 set output '$out/latency-cdf.png'
-set title "latency CDF per certificate ($v)\\neach mode times its own span (legend): compare within a mode"
+set multiplot layout ${#panels[@]},1 title "latency CDF per certificate ($v)"
 set xlabel 'latency, ms (log)'
 set ylabel 'fraction of certificates'
 set logscale x
 set yrange [0:1.02]
 set grid
-set key below maxrows 5
-plot $plot
+set key outside right
+$(printf '%s\n' "${panels[@]}")
+unset multiplot
 EOF
 
 # soak: every run with samples
@@ -209,6 +222,7 @@ set output '$out/soak.png'
 set multiplot layout 3,1 title 'soak: sampled every interval'
 set grid
 set lmargin 12
+set yrange [0:*]
 set ylabel 'certs/s'
 plot '$tmp/soak.dat' using 1:2 with lines lw 2 notitle
 set ylabel 'p99 ms'
@@ -219,4 +233,3 @@ plot '$tmp/soak.dat' using 1:4 with lines lw 2 notitle
 unset multiplot
 EOF
 fi
-ls -l "$out"/*.png >&2
