@@ -93,8 +93,6 @@ uint64_t bench_proc_kib(int pid, const char *field);
 int bench_setup_ca(bench_setup *su, const char *argv0);
 void bench_setup_cleanup(bench_setup *su);
 
-/* Run `mode` with `threads` threads over su->count certificates. */
-int bench_run_mode(const bench_setup *su, const char *mode, unsigned threads, bench_result *r);
 
 int bench_floor(const bench_setup *su, unsigned threads, bench_result *r);
 int bench_naive(const bench_setup *su, unsigned threads, bench_result *r);

@@ -113,6 +113,23 @@ static int parse_list(const char *s, unsigned *out, int max)
     return n;
 }
 
+static int bench_run_mode(const bench_setup *su, const char *mode, unsigned threads, bench_result *r)
+{
+    if (strcmp(mode, "floor") == 0)
+        return bench_floor(su, threads, r);
+    if (strcmp(mode, "naive") == 0)
+        return bench_naive(su, threads, r);
+    if (strcmp(mode, "core") == 0)
+        return bench_core(su, threads, r);
+    if (strcmp(mode, "ipc") == 0)
+        return bench_ipc(su, threads, r);
+    if (strcmp(mode, "openssl-x509") == 0)
+        return bench_x509(su, threads, r);
+    fprintf(stderr, "certforge-bench: unknown mode '%s' (floor, naive, core, ipc, openssl-x509)\n",
+            mode);
+    return -1;
+}
+
 /* Run one measurement in a child; the child writes a bench_result. */
 static int run_child(const bench_setup *su, const char *mode, unsigned threads, bench_result *r)
 {

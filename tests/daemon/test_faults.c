@@ -275,6 +275,44 @@ static void test_signal_during_startup(void)
     CU_ASSERT(log_has(log, "phase=start-up"));
 }
 
+/* Every signature corrupted (one bit, CKR_OK): the first CRL's signature
+ * does not verify over its TBS with the issuer key, so certforged never
+ * publishes it and refuses to start, saying why; no CRL file appears. */
+static void test_corrupt_crl_not_published(void)
+{
+    char conf[300], crl_dir[300], extra[400], log[300], crl_file[340];
+    snprintf(conf, sizeof(conf), "%s/corrupt-crl.conf", H.dir);
+    snprintf(crl_dir, sizeof(crl_dir), "%s/crl-corrupt", H.dir);
+    snprintf(crl_file, sizeof(crl_file), "%s/ca.crl", crl_dir);
+    CU_ASSERT_EQUAL_FATAL(mkdir(crl_dir, 0700), 0);
+    snprintf(extra, sizeof(extra), "crl = { dir = \"%s\"; };", crl_dir);
+    conf_opts o = {.shim = true, .extra = extra};
+    write_conf(conf, &o);
+    snprintf(log, sizeof(log), "%s/corrupt-crl.log", H.dir);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int lf = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(lf, 2);
+        setenv("CF_SHIM_MODULE", H.module, 1);
+        setenv("CF_SHIM_CORRUPT_EVERY_N", "1", 1);
+        execl(DAEMON, DAEMON, "--config", conf, (char *)NULL);
+        _exit(127);
+    }
+    int st = -1;
+    bool exited = false;
+    uint64_t end = cf_now_ms() + 30000;
+    while (cf_now_ms() < end && !(exited = waitpid(pid, &st, WNOHANG) == pid))
+        cf_sleep_ms(20);
+    if (!exited) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+    }
+    CU_ASSERT_TRUE(exited);
+    CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) != 0);
+    CU_ASSERT(log_has(log, "the CRL's signature does not verify with the issuer key"));
+    CU_ASSERT_NOT_EQUAL(access(crl_file, F_OK), 0);
+}
+
 int main(int argc, char **argv)
 {
     static const cf_test tests[] = {
@@ -282,6 +320,7 @@ int main(int argc, char **argv)
          test_faults_under_load},
         {"stop with a hung HSM: bounded, exit 4", test_stop_with_hung_hsm},
         {"SIGTERM during a hung start-up", test_signal_during_startup},
+        {"a CRL with a corrupted signature is never published", test_corrupt_crl_not_published},
     };
     static const cf_suite suites[] = {
         CF_SUITE("certforged with a failing HSM under load", suite_init, suite_clean, tests),
