@@ -21,8 +21,8 @@
  *     with no certificate (the open connection's INSERT unanswered, then
  *     the reconnect unanswered); SIGCONT, the same daemon issues again;
  *     the ledger holds exactly the certificates clients received (same
- *     suite; the stopped processes get SIGCONT on every way out, a guard
- *     process sends it even if this test dies).
+ *     suite; the stopped processes get SIGCONT on every way out, even if
+ *     this test dies: cf_freeze).
  * Exits 77 (skipped) without a PostgreSQL server or SoftHSM; the outage
  * suite alone reports itself skipped without $CF_TEST_PG_DIR. Bounded:
  * every daemon stopped by its PID, every wait has a deadline. */
@@ -34,12 +34,9 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <dirent.h>
-#include <fcntl.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <openssl/x509.h>
@@ -341,86 +338,11 @@ static void test_pg_outage(void)
 
 /* ------------------------------------------------------------ a hung server */
 
-/* Processes of the cluster the hang test stopped with SIGSTOP. They get
- * SIGCONT on every way out of the test: cont_all() at its end, in the
- * suite's clean-up (a failed FATAL assertion) and at exit; and a guard
- * process sends it if this process dies any other way (the rest of the
- * run's PostgreSQL tests need the cluster). */
-#define MAX_STOPPED 256
-static pid_t stopped[MAX_STOPPED];
-static size_t nstopped;
-static pid_t guard_pid = -1;
-static int guard_fd = -1; /* the guard reads end of file when we close it or die */
-
-static void cont_all(void)
-{
-    for (size_t i = 0; i < nstopped; i++)
-        (void)kill(stopped[i], SIGCONT);
-    nstopped = 0;
-    if (guard_fd >= 0) {
-        close(guard_fd);
-        guard_fd = -1;
-    }
-    if (guard_pid > 0) {
-        (void)waitpid(guard_pid, NULL, 0);
-        guard_pid = -1;
-    }
-}
-
-/* The guard: waits (at most 300 s) for end of file on its pipe, then sends
- * SIGCONT to every stopped process. */
-static void start_guard(void)
-{
-    int p[2];
-    if (pipe(p) != 0)
-        return;
-    pid_t g = fork();
-    if (g == 0) {
-        close(p[1]);
-        struct pollfd f = {.fd = p[0], .events = POLLIN};
-        (void)poll(&f, 1, 300000);
-        for (size_t i = 0; i < nstopped; i++)
-            (void)kill(stopped[i], SIGCONT);
-        _exit(0);
-    }
-    close(p[0]);
-    if (g < 0) {
-        close(p[1]);
-        return;
-    }
-    /* not inherited by what this process starts later (its end of file
-     * must come when we close it or die) */
-    (void)fcntl(p[1], F_SETFD, FD_CLOEXEC);
-    guard_pid = g;
-    guard_fd = p[1];
-}
-
-/* A process's state letter and parent (/proc/PID/stat fields 3 and 4);
- * 0 when it cannot be read. */
-static char proc_state(pid_t pid, pid_t *ppid)
-{
-    char path[64], buf[512];
-    snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
-    char st = 0;
-    long pp = -1;
-    if (!p || sscanf(p + 1, " %c %ld", &st, &pp) != 2)
-        return 0;
-    if (ppid)
-        *ppid = (pid_t)pp;
-    return st;
-}
-
 /* SIGSTOP the cluster at $CF_TEST_PG_DIR: the postmaster (the first line
  * of DIR/data/postmaster.pid) first, so it forks no new backend, then
- * every child of it (backends, checkpointer, walwriter, ...); then wait
- * (bounded) until each is stopped. Returns how many were stopped. */
+ * every child of it (backends, checkpointer, walwriter, ...), each waited
+ * for until stopped (cf_freeze: cf_thaw_all resumes them, on every way
+ * out). Returns how many were stopped, 0 on failure. */
 static size_t stop_cluster(void)
 {
     char path[600];
@@ -432,36 +354,29 @@ static size_t stop_cluster(void)
             pm = -1;
         fclose(f);
     }
-    if (pm <= 0 || kill((pid_t)pm, SIGSTOP) != 0) {
+    if (pm <= 0 || cf_freeze((pid_t)pm) != 0) {
         fprintf(stderr, "\n    cannot stop the postmaster (%s: %ld)\n", path, pm);
         return 0;
     }
-    stopped[nstopped++] = (pid_t)pm;
+    size_t n = 1;
     DIR *d = opendir("/proc");
     struct dirent *de;
-    while (d && (de = readdir(d)) != NULL && nstopped < MAX_STOPPED) {
+    while (d && (de = readdir(d)) != NULL) {
         char *end;
         long pid = strtol(de->d_name, &end, 10);
         pid_t pp = -1;
-        if (*end || pid <= 0 || proc_state((pid_t)pid, &pp) == 0 || pp != (pid_t)pm)
+        if (*end || pid <= 0 || cf_proc_state((pid_t)pid, &pp) == 0 || pp != (pid_t)pm)
             continue;
-        if (kill((pid_t)pid, SIGSTOP) == 0)
-            stopped[nstopped++] = (pid_t)pid;
+        if (cf_freeze((pid_t)pid) != 0) {
+            fprintf(stderr, "\n    cannot stop process %ld of the cluster\n", pid);
+            n = 0;
+            break;
+        }
+        n++;
     }
     if (d)
         closedir(d);
-    start_guard();
-    for (size_t i = 0; i < nstopped; i++) {
-        uint64_t end = cf_now_ms() + 5000;
-        char st;
-        while ((st = proc_state(stopped[i], NULL)) != 'T' && st != 0 && cf_now_ms() < end)
-            cf_sleep_ms(2);
-        if (st != 'T' && st != 0) {
-            fprintf(stderr, "\n    process %ld did not stop (state %c)\n", (long)stopped[i], st);
-            return 0;
-        }
-    }
-    return nstopped;
+    return n;
 }
 
 /* One issue request, bounded here by the client's 20 s (the daemon's own
@@ -507,7 +422,7 @@ static void test_pg_hang(void)
                                        "next call reconnects"));
     CU_ASSERT_TRUE(log_has(e.d[0].log, "cannot reconnect: no answer from the server within "
                                        "1000 ms (ledger.pg_timeout_ms)"));
-    cont_all();
+    cf_thaw_all();
 
     /* the server runs again: the same daemon issues, no restart */
     CU_ASSERT_EQUAL_FATAL(issue(c, 4, &r), 0);
@@ -529,7 +444,7 @@ static void test_pg_hang(void)
 
 static int outage_clean(void)
 {
-    cont_all();
+    cf_thaw_all();
     return dh_suite_clean();
 }
 
@@ -638,6 +553,5 @@ int main(int argc, char **argv)
         CF_SUITE("certforged on a PostgreSQL ledger", suite_init, dh_suite_clean, tests),
         CF_SUITE("certforged, PostgreSQL stopped", outage_init, outage_clean, outage_tests),
     };
-    atexit(cont_all);
     return CF_TEST_MAIN(argc, argv, suites);
 }
