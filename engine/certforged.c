@@ -165,6 +165,7 @@ static int open_ledger(const cfg_config *cfg, bool no_ledger, ledger **out, char
         .path = cfg->ledger.path,
         .conninfo = cfg->ledger.conninfo,
         .busy_timeout_ms = cfg->ledger.busy_timeout_ms,
+        .pg_timeout_ms = cfg->ledger.pg_timeout_ms,
     };
     char why[768];
     if (ledger_open(&lo, out, why, sizeof(why)) != 0) {

@@ -1159,9 +1159,11 @@ static int check_conninfo(ld *l, const config_setting_t *w, const char *v)
 
 static int load_ledger(ld *l, const config_setting_t *root, cfg_ledger *lg)
 {
-    static const char *const known[] = {"backend", "path", "conninfo", "busy_timeout_ms", NULL};
+    static const char *const known[] = {"backend",         "path",          "conninfo",
+                                        "busy_timeout_ms", "pg_timeout_ms", NULL};
     lg->backend = CFG_LEDGER_SQLITE;
     lg->busy_timeout_ms = 1000;
+    lg->pg_timeout_ms = 5000;
     config_setting_t *g = config_setting_get_member(root, "ledger");
     if (!g)
         return 0;
@@ -1186,6 +1188,9 @@ static int load_ledger(ld *l, const config_setting_t *root, cfg_ledger *lg)
         return fail(l, w, "is for backend \"%s\", not \"%s\"; this backend takes '%s'",
                     lg->backend == CFG_LEDGER_SQLITE ? "postgresql" : "sqlite",
                     cfg_ledger_backend_name(lg->backend), mine);
+    if (lg->backend == CFG_LEDGER_SQLITE &&
+        (w = config_setting_get_member(g, "pg_timeout_ms")) != NULL)
+        return fail(l, w, "is for backend \"postgresql\", not \"sqlite\"");
     if (get_str(l, g, mine, true, &v, &w))
         return -1;
     if (strlen(v) > 4000)
@@ -1193,6 +1198,18 @@ static int load_ledger(ld *l, const config_setting_t *root, cfg_ledger *lg)
     if (lg->backend == CFG_LEDGER_POSTGRESQL) {
         if (check_conninfo(l, w, v))
             return -1;
+        /* The client-side bound on every exchange with the server (a
+         * server that hangs must not stall the recorder forever): longer
+         * than lock_timeout, so a lock wait ends with the server's own
+         * error and the connection survives. */
+        const config_setting_t *wt = config_setting_get_member(g, "pg_timeout_ms");
+        if (get_ms(l, g, "pg_timeout_ms", 100, 600000, lg->pg_timeout_ms, &lg->pg_timeout_ms))
+            return -1;
+        if (wt && lg->pg_timeout_ms <= lg->busy_timeout_ms)
+            return fail(l, wt,
+                        "%u must be longer than busy_timeout_ms (%u): a lock wait would be "
+                        "taken for a server that does not answer",
+                        lg->pg_timeout_ms, lg->busy_timeout_ms);
         return (lg->conninfo = dup_or_fail(l, v)) ? 0 : -1;
     }
     if (strcmp(v, ":memory:") == 0 || strncmp(v, "file:", 5) == 0)

@@ -220,6 +220,7 @@ typedef struct cfg_ledger {
     char *path;               /* sqlite: database file (relative: against the config folder) */
     char *conninfo;           /* postgresql: libpq conninfo or URI (never a password) */
     unsigned busy_timeout_ms; /* how long a batch waits for another writer's lock */
+    unsigned pg_timeout_ms;   /* postgresql: bound on each call's exchange with the server */
     int line;                 /* 0 when the section is absent (no ledger) */
 } cfg_ledger;
 

@@ -44,6 +44,8 @@ typedef struct ledger_opts {
     const char *conninfo;     /* postgresql: libpq conninfo or URI, without a password */
     unsigned busy_timeout_ms; /* how long a write waits for another writer's lock
                                * (postgresql: lock_timeout) */
+    unsigned pg_timeout_ms;   /* postgresql: each call's exchange with the server (connect,
+                               * statements, results) ends after this long; 0: 5000 */
     bool read_only;           /* the CLI: never creates, never migrates, never writes */
 } ledger_opts;
 

@@ -8,9 +8,10 @@
  * ledger must lose no certificate that was released.
  *
  * Round trips: a batch's INSERTs are sent in libpq pipeline mode, up to
- * PG_CHUNK statements per synchronisation point, so a batch of B
- * certificates costs ceil(B / PG_CHUNK) + 1 round trips instead of B + 2
- * (docs/ledger.md has the measurement). The chunking keeps the results the
+ * PG_CHUNK statements per synchronisation point (BEGIN with the first),
+ * and COMMIT alone once they are all acknowledged (see pg_record), so a
+ * batch of B certificates costs ceil((B + 1) / PG_CHUNK) + 1 round trips
+ * instead of B + 2 (docs/ledger.md has the measurement). The chunking keeps the results the
  * server has to write back well under a socket buffer, so neither side
  * blocks on a full buffer while the other is still sending.
  *
@@ -19,15 +20,28 @@
  * refuses anyway); the next call resets the connection and prepares the
  * statements again, so certforged recovers without a restart.
  *
+ * A server that hangs (stopped processes, a network black hole) is the
+ * same, after at most timeout_ms (ledger.pg_timeout_ms): nothing here
+ * blocks in libpq. The connection is non-blocking; every call sets one
+ * deadline, and connecting (PQconnectStartParams/PQconnectPoll), sending
+ * (PQflush) and reading (PQconsumeInput until PQisBusy is false) all wait
+ * in poll() against it. At the deadline the connection is dropped (see
+ * timed_out()), the call fails, and the next call reconnects.
+ *
  * One connection, used by one thread at a time (ledger.c serializes).
  * Statements are prepared once per connection; parameters and results are
  * binary where the value is (bytea, bigint), text otherwise.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <libpq-fe.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/reason.h"
 #include "engine/ledger/ledger_backend.h"
@@ -172,13 +186,30 @@ static const struct {
 #define N_STMTS (sizeof(stmts) / sizeof(stmts[0]))
 
 typedef struct pg {
-    PGconn *conn;
+    PGconn *conn;    /* NULL after a timeout dropped it */
+    char *conninfo;  /* for reconnects */
     char where[320]; /* "postgresql host=... port=... dbname=... user=..." for messages */
     bool read_only;
     bool broken; /* the last call lost the connection: the next one resets it */
+    bool opened; /* pg_open succeeded: later failures are retried by the next call */
     unsigned lock_timeout_ms;
+    unsigned timeout_ms;  /* ledger.pg_timeout_ms */
+    uint64_t deadline_ms; /* CLOCK_MONOTONIC: the current call's exchange ends here */
     int version;
 } pg;
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* At the start of every call (and per row of a streamed listing). */
+static void deadline_start(pg *s)
+{
+    s->deadline_ms = mono_ms() + s->timeout_ms;
+}
 
 /* A libpq message on one line (they end with a newline, details on more). */
 static void one_line(char *s)
@@ -286,25 +317,147 @@ static void pg_close(void *state)
     if (!s)
         return;
     PQfinish(s->conn);
+    free(s->conninfo);
     free(s);
 }
 
-/* PQexec that must succeed with `want` (PGRES_COMMAND_OK or
- * PGRES_TUPLES_OK); on success the result is handed back when asked. */
-static int exec_want(pg *s, const char *sql, ExecStatusType want, PGresult **out, char *err,
-                     size_t errlen, const char *what)
+/* --- bounded waits --- */
+
+/* The server did not answer by the deadline. The connection is dropped,
+ * not cancelled: PQcancel (libpq before 17 has no non-blocking cancel)
+ * connects to the same server and waits for its answer, which hangs just
+ * the same. Dropping it ends the backend's open transaction as soon as
+ * that backend runs again (it reads end of file), so nothing of the call
+ * is committed unless its COMMIT had already been sent (pg_record sends
+ * COMMIT only after every INSERT was acknowledged). The socket is
+ * non-blocking, so PQfinish's goodbye cannot block either. */
+static int timed_out(pg *s, char *err, size_t errlen, const char *what)
 {
-    PGresult *r = PQexec(s->conn, sql);
-    if (PQresultStatus(r) != want) {
-        pg_fail_res(s, err, errlen, what, r);
-        PQclear(r);
+    PQfinish(s->conn);
+    s->conn = NULL;
+    s->broken = true;
+    snprintf(err, errlen,
+             "ledger %s: %s: no answer from the server within %u ms (ledger.pg_timeout_ms)%s",
+             s->where, what, s->timeout_ms,
+             s->opened ? ": connection dropped, the next call reconnects" : "");
+    return -1;
+}
+
+/* Wait in poll() for `events` on the connection's socket until the
+ * deadline: 1 ready, 0 the deadline passed, -1 poll failed (errno). */
+static int wait_socket(pg *s, short events)
+{
+    for (;;) {
+        uint64_t now = mono_ms();
+        if (now >= s->deadline_ms)
+            return 0;
+        uint64_t left = s->deadline_ms - now;
+        struct pollfd p = {.fd = PQsocket(s->conn), .events = events};
+        if (p.fd < 0)
+            return 1; /* no socket: libpq reports why on the next call */
+        int r = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
+        if (r > 0)
+            return 1;
+        if (r < 0 && errno != EINTR)
+            return -1;
+    }
+}
+
+/* Wait until PQgetResult will not block: everything sent (PQflush) and a
+ * whole result in, or the connection failed (PQgetResult then returns the
+ * error at once). -1 when the deadline passes first (err; the connection
+ * is dropped). */
+static int await_result(pg *s, char *err, size_t errlen, const char *what)
+{
+    for (;;) {
+        int f = PQflush(s->conn);
+        if (f < 0 || (f == 0 && !PQisBusy(s->conn)))
+            return 0;
+        int w = wait_socket(s, (short)(POLLIN | (f ? POLLOUT : 0)));
+        if (w == 0)
+            return timed_out(s, err, errlen, what);
+        if (w < 0) {
+            char m[128];
+            snprintf(m, sizeof(m), "poll: %s", strerror(errno));
+            pg_fail_msg(s, err, errlen, what, m);
+            PQfinish(s->conn);
+            s->conn = NULL;
+            s->broken = true;
+            return -1;
+        }
+        /* input (or end of file): read it; on failure the connection is
+         * bad and PQgetResult reports it without waiting */
+        if (!PQconsumeInput(s->conn))
+            return 0;
+    }
+}
+
+/* The next result; NULL when the statement's (outside pipeline mode: the
+ * query's) results are over. -1: the deadline passed (err). */
+static int next_result(pg *s, PGresult **r, char *err, size_t errlen, const char *what)
+{
+    *r = NULL;
+    if (await_result(s, err, errlen, what) != 0)
+        return -1;
+    *r = PQgetResult(s->conn);
+    return 0;
+}
+
+/* All results of a query sent outside pipeline mode, as PQexec would
+ * return them (the first failure, else the last result), which must have
+ * status `want`; on success the result is handed back when asked. */
+static int collect(pg *s, ExecStatusType want, PGresult **out, char *err, size_t errlen,
+                   const char *what)
+{
+    PGresult *keep = NULL, *r = NULL;
+    for (;;) {
+        if (next_result(s, &r, err, errlen, what) != 0) {
+            PQclear(keep);
+            return -1;
+        }
+        if (!r)
+            break;
+        if (keep && PQresultStatus(keep) != want) {
+            PQclear(r); /* the first failure is the one to report */
+            continue;
+        }
+        PQclear(keep);
+        keep = r;
+    }
+    if (PQresultStatus(keep) != want) {
+        pg_fail_res(s, err, errlen, what, keep);
+        PQclear(keep);
         return -1;
     }
     if (out)
-        *out = r;
+        *out = keep;
     else
-        PQclear(r);
+        PQclear(keep);
     return 0;
+}
+
+/* A query (one or more statements) that must succeed with `want`
+ * (PGRES_COMMAND_OK or PGRES_TUPLES_OK), bounded by the call's deadline. */
+static int exec_want(pg *s, const char *sql, ExecStatusType want, PGresult **out, char *err,
+                     size_t errlen, const char *what)
+{
+    if (!PQsendQuery(s->conn, sql))
+        return pg_fail(s, err, errlen, what);
+    return collect(s, want, out, err, errlen, what);
+}
+
+/* End a failed call's transaction (bounded too: a timeout drops the
+ * connection, which ends the transaction as well). err is kept. */
+static void rollback(pg *s)
+{
+    char e[16];
+    if (PQstatus(s->conn) != CONNECTION_OK || PQtransactionStatus(s->conn) == PQTRANS_IDLE)
+        return;
+    if (PQpipelineStatus(s->conn) != PQ_PIPELINE_OFF) {
+        s->broken = true; /* results still pending: the next call reconnects */
+        return;
+    }
+    (void)exec_want(s, "ROLLBACK", PGRES_COMMAND_OK, NULL, e, sizeof(e), "ROLLBACK");
 }
 
 /* Read the schema version (0: no schema_version table in the search path). */
@@ -367,7 +520,7 @@ static int prepare_schema(pg *s, char *err, size_t errlen)
     s->version = v;
     return 0;
 rollback:
-    PQclear(PQexec(s->conn, "ROLLBACK"));
+    rollback(s);
     return -1;
 }
 
@@ -418,47 +571,17 @@ static int session_settings(pg *s, char *err, size_t errlen)
  * every reconnect. */
 static int session_prepare(pg *s, char *err, size_t errlen)
 {
-    PGresult *r = NULL;
     for (size_t i = 0; i < N_STMTS; i++) {
         if (stmts[i].writer && s->read_only)
             continue;
-        r = PQprepare(s->conn, stmts[i].name, stmts[i].sql, stmts[i].n, stmts[i].types);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-            char what[64];
-            snprintf(what, sizeof(what), "cannot prepare %s", stmts[i].name);
-            pg_fail_res(s, err, errlen, what, r);
-            PQclear(r);
+        char what[64];
+        snprintf(what, sizeof(what), "cannot prepare %s", stmts[i].name);
+        if (!PQsendPrepare(s->conn, stmts[i].name, stmts[i].sql, stmts[i].n, stmts[i].types))
+            return pg_fail(s, err, errlen, what);
+        if (collect(s, PGRES_COMMAND_OK, NULL, err, errlen, what) != 0)
             return -1;
-        }
-        PQclear(r);
     }
     return 0;
-}
-
-static PGconn *pg_connect(const char *conninfo)
-{
-    /* expand_dbname: `conninfo` may be key=value pairs or a URI. */
-    const char *const kw[] = {"dbname", "fallback_application_name", NULL};
-    const char *const val[] = {conninfo, "certforge", NULL};
-    return PQconnectdbParams(kw, val, 1);
-}
-
-/* Before every call: a connection lost by an earlier call is reset (one
- * attempt; if the server is still away this call fails too, and the next
- * one tries again). */
-static int pg_ready(pg *s, char *err, size_t errlen)
-{
-    bool ok = !s->broken && PQstatus(s->conn) == CONNECTION_OK &&
-              PQtransactionStatus(s->conn) == PQTRANS_IDLE;
-    if (ok && PQpipelineStatus(s->conn) == PQ_PIPELINE_OFF)
-        return 0;
-    if (ok && PQexitPipelineMode(s->conn) == 1)
-        return 0;
-    s->broken = false;
-    PQreset(s->conn);
-    if (PQstatus(s->conn) != CONNECTION_OK)
-        return pg_fail(s, err, errlen, "cannot reconnect");
-    return session_settings(s, err, errlen) || session_prepare(s, err, errlen) ? -1 : 0;
 }
 
 /* Server notices (e.g. "relation already exists, skipping") are not
@@ -467,6 +590,57 @@ static void no_notices(void *arg, const char *message)
 {
     (void)arg;
     (void)message;
+}
+
+/* A new connection (an old one is closed), established by the call's
+ * deadline: libpq's non-blocking connect loop (PQconnectStartParams, then
+ * PQconnectPoll whenever poll() says the socket is ready). libpq still
+ * resolves a host name synchronously (getaddrinfo); a socket path or
+ * hostaddr avoids even that. */
+static int pg_connect(pg *s, char *err, size_t errlen, const char *what)
+{
+    /* expand_dbname: `conninfo` may be key=value pairs or a URI. */
+    const char *const kw[] = {"dbname", "fallback_application_name", NULL};
+    const char *const val[] = {s->conninfo, "certforge", NULL};
+    PQfinish(s->conn);
+    s->broken = false;
+    if (!(s->conn = PQconnectStartParams(kw, val, 1)))
+        return pg_fail(s, err, errlen, what);
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    while (PQstatus(s->conn) != CONNECTION_BAD && st != PGRES_POLLING_OK &&
+           st != PGRES_POLLING_FAILED) {
+        int w = wait_socket(s, st == PGRES_POLLING_READING ? POLLIN : POLLOUT);
+        if (w == 0)
+            return timed_out(s, err, errlen, what);
+        if (w < 0) {
+            char m[128];
+            snprintf(m, sizeof(m), "poll: %s", strerror(errno));
+            return pg_fail_msg(s, err, errlen, what, m);
+        }
+        st = PQconnectPoll(s->conn);
+    }
+    if (PQstatus(s->conn) != CONNECTION_OK)
+        return pg_fail(s, err, errlen, what);
+    if (PQsetnonblocking(s->conn, 1) != 0)
+        return pg_fail(s, err, errlen, what);
+    PQsetNoticeProcessor(s->conn, no_notices, NULL);
+    return 0;
+}
+
+/* Before every call: a connection lost by an earlier call is reset (one
+ * attempt, within the call's deadline; if the server is still away this
+ * call fails too, and the next one tries again). */
+static int pg_ready(pg *s, char *err, size_t errlen)
+{
+    bool ok = !s->broken && PQstatus(s->conn) == CONNECTION_OK &&
+              PQtransactionStatus(s->conn) == PQTRANS_IDLE;
+    if (ok && PQpipelineStatus(s->conn) == PQ_PIPELINE_OFF)
+        return 0;
+    if (ok && PQexitPipelineMode(s->conn) == 1)
+        return 0;
+    if (pg_connect(s, err, errlen, "cannot reconnect") != 0)
+        return -1;
+    return session_settings(s, err, errlen) || session_prepare(s, err, errlen) ? -1 : 0;
 }
 
 static int pg_open(const ledger_opts *o, void **state, char *err, size_t errlen)
@@ -481,11 +655,14 @@ static int pg_open(const ledger_opts *o, void **state, char *err, size_t errlen)
     describe(s, o->conninfo);
     s->read_only = o->read_only;
     s->lock_timeout_ms = o->busy_timeout_ms ? o->busy_timeout_ms : 1000;
-    if (!(s->conn = pg_connect(o->conninfo)) || PQstatus(s->conn) != CONNECTION_OK) {
-        pg_fail(s, err, errlen, "cannot connect");
+    s->timeout_ms = o->pg_timeout_ms ? o->pg_timeout_ms : 5000;
+    if (!(s->conninfo = strdup(o->conninfo))) {
+        snprintf(err, errlen, "ledger postgresql: out of memory");
         goto fail;
     }
-    PQsetNoticeProcessor(s->conn, no_notices, NULL);
+    deadline_start(s);
+    if (pg_connect(s, err, errlen, "cannot connect") != 0)
+        goto fail;
     /* The server's own view of where we are, once connected. */
     snprintf(s->where, sizeof(s->where), "postgresql host=%.120s port=%.8s dbname=%.63s user=%.63s",
              PQhost(s->conn), PQport(s->conn), PQdb(s->conn), PQuser(s->conn));
@@ -510,6 +687,7 @@ static int pg_open(const ledger_opts *o, void **state, char *err, size_t errlen)
     }
     if (session_prepare(s, err, errlen) != 0)
         goto fail;
+    s->opened = true;
     *state = s;
     return 0;
 fail:
@@ -599,9 +777,14 @@ static void p_blob(params *p, const uint8_t *v, size_t len)
     p->fmt[p->n++] = 1;
 }
 
-static PGresult *exec_prepared(pg *s, const char *name, const params *p)
+/* A prepared statement that must succeed with `want` (binary results),
+ * bounded like exec_want. */
+static int prepared_want(pg *s, const char *name, const params *p, ExecStatusType want,
+                         PGresult **out, char *err, size_t errlen, const char *what)
 {
-    return PQexecPrepared(s->conn, name, p->n, p->v, p->len, p->fmt, 1);
+    if (!PQsendQueryPrepared(s->conn, name, p->n, p->v, p->len, p->fmt, 1))
+        return pg_fail(s, err, errlen, what);
+    return collect(s, want, out, err, errlen, what);
 }
 
 static int send_prepared(pg *s, const char *name, const params *p)
@@ -641,13 +824,17 @@ static void params_sign(params *p, const ledger_sign_rec *r)
 
 /* Read the results of `sent` pipelined statements and the sync point that
  * follows them. Statement k is query[first + k] of the batch (BEGIN is -1,
- * COMMIT is n + m). Returns 0, or -1 with err naming the first failure. */
+ * COMMIT is n + m). Returns 0, or -1 with err naming the first failure
+ * (or the timeout: then the connection is gone). */
 static int read_chunk(pg *s, long first, size_t sent, const ledger_rec *recs, size_t n,
                       size_t total, char *err, size_t errlen)
 {
     int rc = 0;
+    const char *waiting = first + (long)sent > (long)total ? "COMMIT" : "the batch's INSERTs";
     for (size_t k = 0; k < sent; k++) {
-        PGresult *r = PQgetResult(s->conn);
+        PGresult *r = NULL;
+        if (next_result(s, &r, err, errlen, waiting) != 0)
+            return -1;
         if (!r) {
             if (rc == 0)
                 pg_fail(s, err, errlen, "pipeline ended early");
@@ -671,10 +858,17 @@ static int read_chunk(pg *s, long first, size_t sent, const ledger_rec *recs, si
         }
         PQclear(r);
         /* each statement's results end with NULL */
-        while ((r = PQgetResult(s->conn)) != NULL)
+        for (;;) {
+            if (next_result(s, &r, err, errlen, waiting) != 0)
+                return -1;
+            if (!r)
+                break;
             PQclear(r);
+        }
     }
-    PGresult *r = PQgetResult(s->conn);
+    PGresult *r = NULL;
+    if (next_result(s, &r, err, errlen, waiting) != 0)
+        return -1;
     if (PQresultStatus(r) != PGRES_PIPELINE_SYNC && rc == 0) {
         pg_fail_res(s, err, errlen, "pipeline sync", r);
         rc = -1;
@@ -687,6 +881,7 @@ static int pg_record(void *state, const ledger_rec *recs, size_t n, const ledger
                      size_t m, char *err, size_t errlen)
 {
     pg *s = state;
+    deadline_start(s);
     if (pg_writable(s, err, errlen) != 0 || pg_ready(s, err, errlen) != 0)
         return -1;
     if (PQenterPipelineMode(s->conn) != 1)
@@ -701,8 +896,15 @@ static int pg_record(void *state, const ledger_rec *recs, size_t n, const ledger
         goto out;
     }
     sent = 1;
+    /* COMMIT goes out alone, once every INSERT was acknowledged: a server
+     * that stalls (timed_out() gives up on it) and runs again later then
+     * finds no COMMIT queued behind the INSERTs, and rolls them back. A
+     * LEDGER_FAILURE means "not recorded" unless the server stalled in the
+     * COMMIT itself. One more round trip per batch (docs/ledger.md). */
     for (;;) {
         while (q <= total && sent < PG_CHUNK) {
+            if (q == total && sent > 0)
+                break; /* COMMIT: in a chunk of its own */
             int ok;
             if (q < n) {
                 params_cert(&p, &recs[q]);
@@ -737,8 +939,7 @@ out:
     if (PQstatus(s->conn) == CONNECTION_OK) {
         (void)PQexitPipelineMode(s->conn);
         /* a failed statement left the transaction aborted */
-        if (PQtransactionStatus(s->conn) != PQTRANS_IDLE)
-            PQclear(PQexec(s->conn, "ROLLBACK"));
+        rollback(s);
     }
     return rc;
 }
@@ -749,6 +950,7 @@ static int pg_list(void *state, const ledger_filter *f, ledger_row_fn cb, void *
                    size_t errlen)
 {
     pg *s = state;
+    deadline_start(s);
     if (pg_ready(s, err, errlen) != 0)
         return -1;
     char sql[1024];
@@ -784,7 +986,11 @@ static int pg_list(void *state, const ledger_filter *f, ledger_row_fn cb, void *
         return pg_fail(s, err, errlen, "cannot query");
     int out = 0;
     PGresult *r;
-    while ((r = PQgetResult(s->conn)) != NULL) {
+    for (;;) {
+        if (next_result(s, &r, err, errlen, "query") != 0)
+            return out ? out : -1;
+        if (!r)
+            break;
         ExecStatusType st = PQresultStatus(r);
         if (st == PGRES_SINGLE_TUPLE && out == 0) {
             ledger_rec rec = {
@@ -810,6 +1016,8 @@ static int pg_list(void *state, const ledger_filter *f, ledger_row_fn cb, void *
             out = pg_fail_res(s, err, errlen, "query failed", r);
         }
         PQclear(r);
+        deadline_start(s); /* streamed: each row within the bound, however long the
+                            * caller took with the last one */
     }
     return out;
 }
@@ -823,6 +1031,7 @@ static int pg_revoke(void *state, const char *serial_hex, int reason, int64_t at
                      int *reason_out, char *err, size_t errlen)
 {
     pg *s = state;
+    deadline_start(s);
     if (pg_writable(s, err, errlen) != 0 || pg_ready(s, err, errlen) != 0)
         return -1;
     if (exec_want(s, "BEGIN", PGRES_COMMAND_OK, NULL, err, errlen, "BEGIN") != 0)
@@ -830,11 +1039,10 @@ static int pg_revoke(void *state, const char *serial_hex, int reason, int64_t at
     int out = -1;
     params p = {.n = 0};
     p_text(&p, serial_hex);
-    PGresult *r = exec_prepared(s, "cf_rev_sel", &p);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        pg_fail_res(s, err, errlen, "revocation query failed", r);
+    PGresult *r = NULL;
+    if (prepared_want(s, "cf_rev_sel", &p, PGRES_TUPLES_OK, &r, err, errlen,
+                      "revocation query failed") != 0)
         goto done;
-    }
     if (PQntuples(r) == 0) {
         out = 2;
         goto done;
@@ -848,26 +1056,19 @@ static int pg_revoke(void *state, const char *serial_hex, int reason, int64_t at
         goto done;
     }
     PQclear(r);
+    r = NULL;
     p_int(&p, at);
     p_text(&p, cf_reason_name(reason));
-    r = exec_prepared(s, "cf_rev_upd", &p);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        pg_fail_res(s, err, errlen, "UPDATE (revocation)", r);
+    if (prepared_want(s, "cf_rev_upd", &p, PGRES_COMMAND_OK, NULL, err, errlen,
+                      "UPDATE (revocation)") != 0 ||
+        exec_want(s, "COMMIT", PGRES_COMMAND_OK, NULL, err, errlen, "COMMIT") != 0)
         goto done;
-    }
-    PQclear(r);
-    r = PQexec(s->conn, "COMMIT");
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        pg_fail_res(s, err, errlen, "COMMIT", r);
-        goto done;
-    }
     *at_out = at;
     *reason_out = reason;
     out = 0;
 done:
     PQclear(r);
-    if (PQstatus(s->conn) == CONNECTION_OK && PQtransactionStatus(s->conn) != PQTRANS_IDLE)
-        PQclear(PQexec(s->conn, "ROLLBACK"));
+    rollback(s);
     return out;
 }
 
@@ -875,17 +1076,16 @@ static int pg_list_revoked(void *state, const char *issuer_key, int64_t not_afte
                            ledger_revoked_fn cb, void *arg, char *err, size_t errlen)
 {
     pg *s = state;
+    deadline_start(s);
     if (pg_ready(s, err, errlen) != 0)
         return -1;
     params p = {.n = 0};
     p_text(&p, issuer_key);
     p_int(&p, not_after_min);
-    PGresult *r = exec_prepared(s, "cf_revoked", &p);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        pg_fail_res(s, err, errlen, "revocation query failed", r);
-        PQclear(r);
+    PGresult *r = NULL;
+    if (prepared_want(s, "cf_revoked", &p, PGRES_TUPLES_OK, &r, err, errlen,
+                      "revocation query failed") != 0)
         return -1;
-    }
     int out = 0;
     for (int i = 0, nt = PQntuples(r); i < nt && out == 0; i++) {
         const char *rn = get_text(r, i, 2);
@@ -900,13 +1100,17 @@ static int pg_crl_next_number(void *state, const char *issuer_key, uint64_t *num
                               size_t errlen)
 {
     pg *s = state;
+    deadline_start(s);
     if (pg_writable(s, err, errlen) != 0 || pg_ready(s, err, errlen) != 0)
         return -1;
     params p = {.n = 0};
     p_text(&p, issuer_key);
-    PGresult *r = exec_prepared(s, "cf_crl_next", &p);
+    PGresult *r = NULL;
+    if (prepared_want(s, "cf_crl_next", &p, PGRES_TUPLES_OK, &r, err, errlen,
+                      "cRLNumber update") != 0)
+        return -1;
     int rc = 0;
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+    if (PQntuples(r) != 1)
         rc = pg_fail_res(s, err, errlen, "cRLNumber update", r);
     else
         *number = (uint64_t)get_int(r, 0, 0, 0);
@@ -919,6 +1123,7 @@ static int pg_crl_store(void *state, const char *issuer_key, uint64_t number, in
                         size_t errlen)
 {
     pg *s = state;
+    deadline_start(s);
     if (pg_writable(s, err, errlen) != 0 || pg_ready(s, err, errlen) != 0)
         return -1;
     params p = {.n = 0};
@@ -927,26 +1132,25 @@ static int pg_crl_store(void *state, const char *issuer_key, uint64_t number, in
     p_int(&p, this_update);
     p_int(&p, next_update);
     p_blob(&p, der, len);
-    PGresult *r = exec_prepared(s, "cf_crl_store", &p);
-    int rc =
-        PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : pg_fail_res(s, err, errlen, "CRL insert", r);
-    PQclear(r);
-    return rc;
+    return prepared_want(s, "cf_crl_store", &p, PGRES_COMMAND_OK, NULL, err, errlen,
+                         "CRL insert");
 }
 
 static int pg_crl_latest(void *state, const char *issuer_key, ledger_crl_fn cb, void *arg,
                          char *err, size_t errlen)
 {
     pg *s = state;
+    deadline_start(s);
     if (pg_ready(s, err, errlen) != 0)
         return -1;
     params p = {.n = 0};
     p_text(&p, issuer_key);
-    PGresult *r = exec_prepared(s, "cf_crl_latest", &p);
+    PGresult *r = NULL;
+    if (prepared_want(s, "cf_crl_latest", &p, PGRES_TUPLES_OK, &r, err, errlen,
+                      "CRL query failed") != 0)
+        return -1;
     int out;
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        out = pg_fail_res(s, err, errlen, "CRL query failed", r);
-    } else if (PQntuples(r) == 0) {
+    if (PQntuples(r) == 0) {
         out = 0;
     } else {
         cb((uint64_t)get_int(r, 0, 0, 0), get_int(r, 0, 1, 0), get_int(r, 0, 2, 0),
@@ -961,6 +1165,7 @@ static int pg_list_signs(void *state, const char *key, size_t limit, ledger_sign
                          void *arg, char *err, size_t errlen)
 {
     pg *s = state;
+    deadline_start(s);
     if (pg_ready(s, err, errlen) != 0)
         return -1;
     char sql[256];
@@ -979,7 +1184,11 @@ static int pg_list_signs(void *state, const char *key, size_t limit, ledger_sign
         return pg_fail(s, err, errlen, "cannot query SIGN records");
     int out = 0;
     PGresult *r;
-    while ((r = PQgetResult(s->conn)) != NULL) {
+    for (;;) {
+        if (next_result(s, &r, err, errlen, "SIGN record query") != 0)
+            return out ? out : -1;
+        if (!r)
+            break;
         ExecStatusType st = PQresultStatus(r);
         if (st == PGRES_SINGLE_TUPLE && out == 0) {
             ledger_sign_rec rec = {
@@ -996,6 +1205,8 @@ static int pg_list_signs(void *state, const char *key, size_t limit, ledger_sign
             out = pg_fail_res(s, err, errlen, "SIGN record query failed", r);
         }
         PQclear(r);
+        deadline_start(s); /* streamed: each row within the bound, however long the
+                            * caller took with the last one */
     }
     return out;
 }

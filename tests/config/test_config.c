@@ -981,6 +981,9 @@ static void test_ledger_refused(void)
                   "ledger.busy_timeout_ms: 0 is out of range 1..60000");
     refuse_ledger("busy_timeout_ms = 250;", "busy_timeout_ms = \"1s\";",
                   "ledger.busy_timeout_ms: expected an integer");
+    refuse_ledger("busy_timeout_ms = 250;", "busy_timeout_ms = 250; pg_timeout_ms = 5000;",
+                  "test.conf:32: ledger.pg_timeout_ms: is for backend \"postgresql\", not "
+                  "\"sqlite\"");
 }
 
 /* backend = "postgresql": conninfo as libpq reads it, no secrets. */
@@ -1008,16 +1011,18 @@ static void test_ledger_pg(void)
     CU_ASSERT_STRING_EQUAL(c->ledger.conninfo, "host=/run/pg dbname=certforge user=certforge");
     CU_ASSERT_PTR_NULL(c->ledger.path);
     CU_ASSERT_EQUAL(c->ledger.busy_timeout_ms, 1000);
+    CU_ASSERT_EQUAL(c->ledger.pg_timeout_ms, 5000);
     cfg_free(c);
-    /* a URI, a passfile and a timeout are fine */
+    /* a URI, a passfile and timeouts are fine */
     snprintf(full, n,
-             "%sledger = { backend = \"postgresql\"; busy_timeout_ms = 300;\n"
+             "%sledger = { backend = \"postgresql\"; busy_timeout_ms = 300; pg_timeout_ms = 301;\n"
              "  conninfo = "
              "\"postgresql://certforge@/certforge?host=/run/pg&passfile=/etc/cf/pgpass\"; };\n",
              base_conf);
     c = NULL;
     CU_ASSERT_EQUAL_FATAL(load_text(full, &c), 0);
     CU_ASSERT_EQUAL(c->ledger.busy_timeout_ms, 300);
+    CU_ASSERT_EQUAL(c->ledger.pg_timeout_ms, 301);
     CU_ASSERT_PTR_NOT_NULL(strstr(c->ledger.conninfo, "passfile="));
     cfg_free(c);
     free(full);
@@ -1057,6 +1062,21 @@ static void test_ledger_pg_refused(void)
     CU_ASSERT_PTR_NULL(strstr(errbuf, "s3cret"));
     refuse_pg("user=certforge\"; };", "user=certforge\"; busy_timeout_ms = 60001; };",
               "ledger.busy_timeout_ms: 60001 is out of range 1..60000");
+    /* pg_timeout_ms: 100..600000, an integer, longer than busy_timeout_ms */
+    refuse_pg("user=certforge\"; };", "user=certforge\"; pg_timeout_ms = 99; };",
+              "test.conf:32: ledger.pg_timeout_ms: 99 is out of range 100..600000");
+    refuse_pg("user=certforge\"; };", "user=certforge\"; pg_timeout_ms = 600001; };",
+              "ledger.pg_timeout_ms: 600001 is out of range 100..600000");
+    refuse_pg("user=certforge\"; };", "user=certforge\"; pg_timeout_ms = -1; };",
+              "ledger.pg_timeout_ms: -1 is out of range 100..600000");
+    refuse_pg("user=certforge\"; };", "user=certforge\"; pg_timeout_ms = \"5s\"; };",
+              "ledger.pg_timeout_ms: expected an integer");
+    refuse_pg("user=certforge\"; };", "user=certforge\"; pg_timeout_ms = 1000; };",
+              "test.conf:32: ledger.pg_timeout_ms: 1000 must be longer than busy_timeout_ms "
+              "(1000): a lock wait would be taken for a server that does not answer");
+    refuse_pg("user=certforge\"; };",
+              "user=certforge\"; busy_timeout_ms = 2000; pg_timeout_ms = 1500; };",
+              "ledger.pg_timeout_ms: 1500 must be longer than busy_timeout_ms (2000)");
 }
 
 static void test_parse_errors(void)

@@ -80,9 +80,8 @@ int pge_init(pg_engines *e, const char *name, unsigned n)
         memcpy(e->sock[i], sock, (size_t)sl + 1);
         snprintf(e->conf[i], sizeof(e->conf[i]), "%s/%s-e%u.conf", H.dir, name, i);
         snprintf(ledger, sizeof(ledger),
-                 "ledger = { backend = \"postgresql\"; conninfo = \"%s\"; busy_timeout_ms = "
-                 "1000; };\n",
-                 e->conninfo);
+                 "ledger = { backend = \"postgresql\"; conninfo = \"%s\"; %s };\n", e->conninfo,
+                 e->ledger ? e->ledger : "busy_timeout_ms = 1000;");
         snprintf(pipeline, sizeof(pipeline), "%s serial_prefix = 0x%02X;",
                  e->pipeline ? e->pipeline : "workers = 2; queue = 4096; batch = 16;",
                  e->prefix[i]);

@@ -23,6 +23,7 @@ typedef struct pg_engines {
     const char *grants;   /* grants list for the configs, or NULL: the harness default */
     const char *pipeline; /* extra pipeline settings (serial_prefix is added), or NULL */
     const char *extra[PGE_MAX]; /* more top-level settings per engine (e.g. crl), or NULL */
+    const char *ledger; /* ledger timeouts, or NULL: "busy_timeout_ms = 1000;" */
     char sock[PGE_MAX][100];
     char conf[PGE_MAX][400];
     unsigned prefix[PGE_MAX]; /* pipeline.serial_prefix of engine i: 0x0A + i */

@@ -12,7 +12,9 @@
  * tools/pg-cluster.sh), selected with search_path. Without that variable,
  * or with a server that does not answer, the PostgreSQL run exits 77
  * (skipped). PostgreSQL-only cases: a lost connection is reported and the
- * next call reconnects; two engines creating the schema at once;
+ * next call reconnects; a hung server (the ledger's backend stopped with
+ * SIGSTOP, resumed on every way out: cf_freeze) fails each kind of call
+ * after pg_timeout_ms; two engines creating the schema at once;
  * cRLNumbers taken concurrently by several connections. */
 #include "engine/ledger/ledger.h"
 
@@ -210,6 +212,7 @@ static int suite_init(void)
 
 static int suite_clean(void)
 {
+    cf_thaw_all();
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", DIR_);
     if (system(cmd) != 0)
@@ -1083,6 +1086,81 @@ static void test_pg_reconnect(void)
     ledger_close(l);
 }
 
+/* The ledger's own backend: the newest session with the test's
+ * application_name (a dropped one may linger a moment). */
+static pid_t hang_backend(const char *name)
+{
+    char sch[64], sql[256], v[32];
+    pg_schema(name, sch, sizeof(sch));
+    snprintf(sql, sizeof(sql),
+             "SELECT pid FROM pg_stat_activity WHERE application_name = '%s' "
+             "ORDER BY backend_start DESC LIMIT 1",
+             sch);
+    pg_value(sql, v, sizeof(v));
+    return (pid_t)atol(v);
+}
+
+/* A server that hangs (the ledger's backend stopped with SIGSTOP): each
+ * kind of call fails after pg_timeout_ms, its message naming the step and
+ * the setting; the next call reconnects; nothing of the failed batch or
+ * revocation stands once the stalled backend runs again. */
+static void test_pg_hang(void)
+{
+    char p[600], err[512];
+    ledger_opts o = opts_for("hang.db", p, sizeof(p), false);
+    o.pg_timeout_ms = 300;
+    ledger *l = NULL;
+    CU_ASSERT_EQUAL_FATAL(ledger_open(&o, &l, err, sizeof(err)), 0);
+    rec_buf b[2];
+    mk_rec(&b[0], "ac", 0, "nf", 1800000000);
+    mk_rec(&b[1], "ac", 1, "nf", 1800000000);
+    CU_ASSERT_EQUAL_FATAL(ledger_record(l, &b[0].r, 1, err, sizeof(err)), 0);
+    static const char *const step[] = {"the batch's INSERTs", "BEGIN", "query",
+                                       "cRLNumber update"};
+    for (int k = 0; k < 4; k++) {
+        /* from k = 1: the backend the call before reconnected to */
+        CU_ASSERT_EQUAL_FATAL(cf_freeze(hang_backend("hang.db")), 0);
+        int rc, reason, n = 0;
+        int64_t at;
+        uint64_t num;
+        err[0] = 0;
+        switch (k) {
+        case 0:
+            rc = ledger_record(l, &b[1].r, 1, err, sizeof(err));
+            break;
+        case 1:
+            rc = ledger_revoke(l, "ac00000000", 1, 1800000000, &at, &reason, err, sizeof(err));
+            break;
+        case 2:
+            rc = ledger_list(l, &(ledger_filter){0}, count_cb, &n, err, sizeof(err));
+            break;
+        default:
+            rc = ledger_crl_next_number(l, "nf-ca", &num, err, sizeof(err));
+            break;
+        }
+        cf_thaw_all();
+        CU_ASSERT_EQUAL(rc, -1);
+        char want[256];
+        snprintf(want, sizeof(want),
+                 ": %s: no answer from the server within 300 ms (ledger.pg_timeout_ms): "
+                 "connection dropped, the next call reconnects",
+                 step[k]);
+        if (!strstr(err, want) || !strstr(err, "ledger postgresql host=")) {
+            fprintf(stderr, "\n  got:  %s\n  want: ...%s\n", err, want);
+            CU_FAIL("the timeout's message");
+        }
+        CU_ASSERT_EQUAL(count(l, NULL), 1); /* reconnects */
+    }
+    /* the stalled INSERT was rolled back (the serial records now), the
+     * revocation never happened. (A cRLNumber taken by the stalled
+     * statement when it ran again is simply skipped: numbers need only
+     * increase.) */
+    CU_ASSERT_EQUAL(ledger_record(l, &b[1].r, 1, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(count(l, NULL), 2);
+    CU_ASSERT_EQUAL(count(l, &(ledger_filter){.revoked_only = true}), 0);
+    ledger_close(l);
+}
+
 typedef struct race_arg {
     const char *name;
     ledger *l;
@@ -1194,6 +1272,8 @@ int main(int argc, char **argv)
         {"concurrent writers", test_concurrent},
         {"record cost per batch", test_record_cost},
         {"a lost connection fails one call; the next reconnects", test_pg_reconnect},
+        {"a hung server fails each call after pg_timeout_ms; the next reconnects",
+         test_pg_hang},
         {"engines at once: schema, cRLNumbers, revocation", test_pg_engines},
         {"a server with fsync = off is refused", test_fsync_off_pg},
     };

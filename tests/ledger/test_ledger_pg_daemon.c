@@ -15,7 +15,14 @@
  *     LEDGER_FAILURE and no certificate, the daemon logs ledger_failure;
  *     the server started again, the same daemon (no restart) issues again
  *     and logs ledger_recovered; every received certificate is recorded
- *     (its own suite: it needs $CF_TEST_PG_DIR, a cluster it may stop).
+ *     (its own suite: it needs $CF_TEST_PG_DIR, a cluster it may stop);
+ *   - the PostgreSQL server hung (every process of the cluster SIGSTOPped):
+ *     with ledger.pg_timeout_ms = 1000, requests come back LEDGER_FAILURE
+ *     with no certificate (the open connection's INSERT unanswered, then
+ *     the reconnect unanswered); SIGCONT, the same daemon issues again;
+ *     the ledger holds exactly the certificates clients received (same
+ *     suite; the stopped processes get SIGCONT on every way out, even if
+ *     this test dies: cf_freeze).
  * Exits 77 (skipped) without a PostgreSQL server or SoftHSM; the outage
  * suite alone reports itself skipped without $CF_TEST_PG_DIR. Bounded:
  * every daemon stopped by its PID, every wait has a deadline. */
@@ -26,6 +33,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -328,6 +336,118 @@ static void test_pg_outage(void)
     pge_cleanup(&e);
 }
 
+/* ------------------------------------------------------------ a hung server */
+
+/* SIGSTOP the cluster at $CF_TEST_PG_DIR: the postmaster (the first line
+ * of DIR/data/postmaster.pid) first, so it forks no new backend, then
+ * every child of it (backends, checkpointer, walwriter, ...), each waited
+ * for until stopped (cf_freeze: cf_thaw_all resumes them, on every way
+ * out). Returns how many were stopped, 0 on failure. */
+static size_t stop_cluster(void)
+{
+    char path[600];
+    snprintf(path, sizeof(path), "%.500s/data/postmaster.pid", getenv("CF_TEST_PG_DIR"));
+    FILE *f = fopen(path, "r");
+    long pm = -1;
+    if (f) {
+        if (fscanf(f, "%ld", &pm) != 1)
+            pm = -1;
+        fclose(f);
+    }
+    if (pm <= 0 || cf_freeze((pid_t)pm) != 0) {
+        fprintf(stderr, "\n    cannot stop the postmaster (%s: %ld)\n", path, pm);
+        return 0;
+    }
+    size_t n = 1;
+    DIR *d = opendir("/proc");
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL) {
+        char *end;
+        long pid = strtol(de->d_name, &end, 10);
+        pid_t pp = -1;
+        if (*end || pid <= 0 || cf_proc_state((pid_t)pid, &pp) == 0 || pp != (pid_t)pm)
+            continue;
+        if (cf_freeze((pid_t)pid) != 0) {
+            fprintf(stderr, "\n    cannot stop process %ld of the cluster\n", pid);
+            n = 0;
+            break;
+        }
+        n++;
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* One issue request, bounded here by the client's 20 s (the daemon's own
+ * bound is pg_timeout_ms, 1 s): 0 with *r, or -1. */
+static int issue(cf_client *c, size_t item, cf_response *r)
+{
+    cf_issue_req req;
+    fill_req(&req, &POOL.items[item % POOL.n], "nf");
+    return cf_issue_one(c, &req, 20000, r);
+}
+
+static void test_pg_hang(void)
+{
+    pg_engines e = {0};
+    e.ledger = "busy_timeout_ms = 200; pg_timeout_ms = 1000;";
+    CU_ASSERT_EQUAL_FATAL(pge_init(&e, "hang", 1), 0);
+    CU_ASSERT_FATAL(pge_start(&e, 0) == 0);
+    pid_t pid = e.d[0].pid;
+    cf_client *c = pge_client(&e, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    cf_response r;
+    char serial[2][41] = {"", ""};
+    CU_ASSERT_EQUAL_FATAL(issue(c, 1, &r), 0);
+    CU_ASSERT_EQUAL_FATAL(r.status, CF_ST_OK);
+    cf_hex(r.serial.p, r.serial.len, serial[0]);
+
+    /* the server hangs: postmaster and every backend stopped (at least the
+     * postmaster and the engine's backend) */
+    CU_ASSERT_FATAL(stop_cluster() >= 2);
+    /* 1: the batch's INSERTs go unanswered on the open connection; 2: the
+     * reconnect goes unanswered. Each: LEDGER_FAILURE, no certificate. */
+    for (int i = 0; i < 2; i++) {
+        int rc = issue(c, 2 + (size_t)i, &r);
+        CU_ASSERT_EQUAL(rc, 0);
+        if (rc != 0)
+            continue;
+        CU_ASSERT_EQUAL(r.status, CF_ST_LEDGER_FAILURE);
+        CU_ASSERT_EQUAL(r.cert.len, 0);
+        CU_ASSERT_EQUAL(r.serial.len, 0);
+    }
+    CU_ASSERT_TRUE(log_has(e.d[0].log, "the batch's INSERTs: no answer from the server within "
+                                       "1000 ms (ledger.pg_timeout_ms): connection dropped, the "
+                                       "next call reconnects"));
+    CU_ASSERT_TRUE(log_has(e.d[0].log, "cannot reconnect: no answer from the server within "
+                                       "1000 ms (ledger.pg_timeout_ms)"));
+    cf_thaw_all();
+
+    /* the server runs again: the same daemon issues, no restart */
+    CU_ASSERT_EQUAL_FATAL(issue(c, 4, &r), 0);
+    CU_ASSERT_EQUAL_FATAL(r.status, CF_ST_OK);
+    cf_hex(r.serial.p, r.serial.len, serial[1]);
+    CU_ASSERT_EQUAL(e.d[0].pid, pid);
+    CU_ASSERT_TRUE(log_has(e.d[0].log, "event=ledger_recovered"));
+    /* the ledger holds exactly the two certificates clients received: the
+     * stalled backend, running again, found no COMMIT and rolled back */
+    char want[100], v[200];
+    snprintf(want, sizeof(want), "%s,%s", serial[0], serial[1]);
+    pge_value(&e, "SELECT string_agg(serial, ',' ORDER BY issued_at_ms, serial) FROM certificates",
+              v, sizeof(v));
+    CU_ASSERT_STRING_EQUAL(v, want);
+    cf_client_close(c);
+    CU_ASSERT_EQUAL(pge_stop(&e, 0, SIGTERM), 0);
+    pge_cleanup(&e);
+}
+
+static int outage_clean(void)
+{
+    cf_thaw_all();
+    return dh_suite_clean();
+}
+
 /* A revocation made through one engine is on a CRL made by the other;
  * cRLNumbers from both engines strictly increase (one sequence in the
  * shared ledger); the CRL op of either answers the latest. */
@@ -426,10 +546,12 @@ int main(int argc, char **argv)
     };
     static const cf_test outage_tests[] = {
         {"PostgreSQL stopped under load: LEDGER_FAILURE, then recovers", test_pg_outage},
+        {"PostgreSQL hung (SIGSTOP): LEDGER_FAILURE within pg_timeout_ms, then recovers",
+         test_pg_hang},
     };
     static const cf_suite suites[] = {
         CF_SUITE("certforged on a PostgreSQL ledger", suite_init, dh_suite_clean, tests),
-        CF_SUITE("certforged, PostgreSQL stopped", outage_init, dh_suite_clean, outage_tests),
+        CF_SUITE("certforged, PostgreSQL stopped", outage_init, outage_clean, outage_tests),
     };
     return CF_TEST_MAIN(argc, argv, suites);
 }

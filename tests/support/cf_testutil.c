@@ -3,6 +3,9 @@
 #include "cf_test.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,4 +164,122 @@ void cf_softhsm_cleanup(cf_softhsm *h)
     if (h->dir[0] && strstr(h->dir, "cf-softhsm-"))
         cf_sh("rm -rf '%s'", h->dir);
     h->dir[0] = 0;
+}
+
+/* ------------------------------------------------------------ hung servers */
+
+#define FROZEN_MAX 256
+static pid_t frozen[FROZEN_MAX];
+static size_t nfrozen;
+static pid_t guard_pid = -1;
+static int guard_fd = -1; /* the guard's end of file: we closed it, or died */
+static pid_t owner;       /* the process that froze them (not a child of it) */
+
+static void guard_main(int fd)
+{
+    pid_t pids[FROZEN_MAX];
+    size_t n = 0;
+    uint64_t end = cf_now_ms() + 600000;
+    for (;;) {
+        uint64_t now = cf_now_ms();
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (now >= end || poll(&p, 1, (int)(end - now)) == 0)
+            break;
+        pid_t pid;
+        ssize_t r = read(fd, &pid, sizeof(pid));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r != (ssize_t)sizeof(pid))
+            break; /* end of file */
+        if (n < FROZEN_MAX)
+            pids[n++] = pid;
+    }
+    for (size_t i = 0; i < n; i++)
+        (void)kill(pids[i], SIGCONT);
+    _exit(0);
+}
+
+static int guard_start(void)
+{
+    if (guard_fd >= 0)
+        return 0;
+    int p[2];
+    if (pipe(p) != 0)
+        return -1;
+    pid_t g = fork();
+    if (g == 0) {
+        /* hold nothing of the test's: a connection the test drops must
+         * close at the server */
+        for (int fd = 3; fd < 1024; fd++)
+            if (fd != p[0])
+                close(fd);
+        guard_main(p[0]);
+    }
+    close(p[0]);
+    if (g < 0) {
+        close(p[1]);
+        return -1;
+    }
+    /* not inherited by what the test starts later: only this process's
+     * exit (or cf_thaw_all) may end the guard's wait */
+    (void)fcntl(p[1], F_SETFD, FD_CLOEXEC);
+    guard_pid = g;
+    guard_fd = p[1];
+    owner = getpid();
+    static bool registered;
+    if (!registered)
+        registered = atexit(cf_thaw_all) == 0;
+    return 0;
+}
+
+char cf_proc_state(pid_t pid, pid_t *ppid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+    char st = 0;
+    long pp = -1;
+    if (!p || sscanf(p + 1, " %c %ld", &st, &pp) != 2)
+        return 0;
+    if (ppid)
+        *ppid = (pid_t)pp;
+    return st;
+}
+
+int cf_freeze(pid_t pid)
+{
+    if (pid <= 0 || nfrozen >= FROZEN_MAX || guard_start() != 0)
+        return -1;
+    /* the guard knows it before it is stopped */
+    if (write(guard_fd, &pid, sizeof(pid)) != (ssize_t)sizeof(pid) || kill(pid, SIGSTOP) != 0)
+        return -1;
+    frozen[nfrozen++] = pid;
+    uint64_t end = cf_now_ms() + 5000;
+    char st;
+    while ((st = cf_proc_state(pid, NULL)) != 'T' && st != 0 && cf_now_ms() < end)
+        cf_sleep_ms(2);
+    return st == 'T' ? 0 : -1;
+}
+
+void cf_thaw_all(void)
+{
+    if (guard_fd < 0 || owner != getpid())
+        return; /* nothing frozen, or a child of the test exiting */
+    for (size_t i = 0; i < nfrozen; i++)
+        (void)kill(frozen[i], SIGCONT);
+    nfrozen = 0;
+    if (guard_fd >= 0) {
+        close(guard_fd);
+        guard_fd = -1;
+    }
+    if (guard_pid > 0) {
+        (void)waitpid(guard_pid, NULL, 0);
+        guard_pid = -1;
+    }
 }

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 typedef struct cf_softhsm {
     char dir[256];      /* temporary folder holding conf, tokens and pin file */
@@ -51,5 +52,20 @@ void cf_hex(const uint8_t *p, size_t n, char *out);
 int cf_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Path of a built artefact relative to the build tree (CF_BUILD_DIR). */
 const char *cf_build_path(const char *rel, char *buf, size_t len);
+
+/* Hung servers: processes a test stops with SIGSTOP (a PostgreSQL server
+ * that does not answer). Every frozen process gets SIGCONT from
+ * cf_thaw_all(), which a test calls at its end and its suite's clean-up
+ * again (a failed FATAL assertion skips the rest of a test), and which is
+ * registered with atexit; and from a guard process if the test process
+ * dies any other way (the guard reads the PIDs from a pipe and sends
+ * SIGCONT when it reads end of file, or after 600 s at the latest), so a
+ * failed run never leaves the cluster stopped for the suites after it. */
+/* SIGSTOP pid, and wait (at most 5 s) until it is stopped. 0, or -1. */
+int cf_freeze(pid_t pid);
+void cf_thaw_all(void);
+/* A process's state letter ('T' stopped, ...) and parent from
+ * /proc/PID/stat; 0 when it cannot be read. ppid may be NULL. */
+char cf_proc_state(pid_t pid, pid_t *ppid);
 
 #endif

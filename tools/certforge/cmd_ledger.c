@@ -237,6 +237,7 @@ static int open_ro(const lopts *o, ledger **l)
         if (cfg->ledger.backend == CFG_LEDGER_POSTGRESQL) {
             lo.backend = LEDGER_POSTGRESQL;
             lo.conninfo = cfg->ledger.conninfo;
+            lo.pg_timeout_ms = cfg->ledger.pg_timeout_ms;
         }
     }
     int rc = ledger_open(&lo, l, err, sizeof(err));
