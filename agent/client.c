@@ -532,6 +532,27 @@ static int step_load(step *s)
     return r == 1 ? 1 : -1;
 }
 
+/* RFC 8555 §7.3.4: the externalAccountBinding of a newAccount: a JWS by
+ * the EAB HMAC key (HS256) over the account's public JWK, protected header
+ * alg, kid = the EAB key id, url = the newAccount URL, no nonce. The MAC is
+ * OpenSSL's (acme_jws_sign_hmac: EVP_MAC). A JSON object, or NULL. */
+static json_t *eab_binding(step *s)
+{
+    const agent_cfg *c = s->a->cfg;
+    json_t *jwk = acme_jwk_from_pkey(s->nf.key);
+    json_t *hdr = json_pack("{s:s, s:s}", "kid", c->eab_kid, "url", s->w->dir.new_account);
+    char *payload = jwk ? json_dumps(jwk, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    char *txt = hdr && payload ? acme_jws_sign_hmac(ACME_JWS_ALG_HS256, c->eab_key, c->eab_key_len, hdr,
+                                                    (const uint8_t *)payload, strlen(payload))
+                               : NULL;
+    json_t *out = txt ? json_loads(txt, 0, NULL) : NULL;
+    free(txt);
+    free(payload);
+    json_decref(hdr);
+    json_decref(jwk);
+    return out;
+}
+
 static outcome ensure_account(step *s)
 {
     if (s->nf.account_url[0])
@@ -539,6 +560,14 @@ static outcome ensure_account(step *s)
     json_t *p = json_pack("{s:b}", "termsOfServiceAgreed", 1);
     if (s->a->cfg->contact)
         json_object_set_new(p, "contact", json_pack("[s]", s->a->cfg->contact));
+    if (s->a->cfg->eab_kid) {
+        json_t *eab = eab_binding(s);
+        if (!eab) {
+            json_decref(p);
+            return fail(s, O_FAILED, "newAccount: cannot make the externalAccountBinding");
+        }
+        json_object_set_new(p, "externalAccountBinding", eab);
+    }
     char *txt = json_dumps(p, JSON_COMPACT);
     json_decref(p);
     resp r;
@@ -549,6 +578,9 @@ static outcome ensure_account(step *s)
     outcome o = O_WAIT;
     if (r.status != 200 && r.status != 201) {
         o = problem(s, "newAccount", &r);
+        if (strstr(s->error, "externalAccountRequired") && !s->a->cfg->eab_kid)
+            snprintf(s->error + strlen(s->error), sizeof(s->error) - strlen(s->error),
+                     " (set acme.eab: the key id and HMAC key file the ACME server's operator gave)");
     } else if (!r.location[0] || strncmp(r.location, "https://", 8) != 0) {
         o = fail(s, O_TRANSIENT, "newAccount: no account URL in Location");
     } else {

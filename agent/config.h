@@ -45,6 +45,9 @@ typedef struct agent_cfg {
     char *profile;      /* newOrder "profile" of orders with an NfInstanceId; NULL: none sent */
     char *dns_profile;  /* newOrder "profile" of dns-only orders; NULL: none sent */
     char *contact;      /* account contact ("mailto:..."), NULL: none */
+    char *eab_kid;      /* acme.eab: the external account's key id; NULL: no EAB */
+    uint8_t *eab_key;   /* its HMAC key, from eab.hmac_key_file; wiped on free */
+    size_t eab_key_len;
     bool nf_instance_id; /* order the NfInstanceId identifier (tkauth-01) */
     unsigned workers;
     unsigned acme_timeout_ms;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "acme/acme.h"
 #include "agent/acmemsg.h"
@@ -287,6 +288,72 @@ static void test_config(void)
     CU_ASSERT_EQUAL(system(cmd), 0);
 }
 
+/* acme.eab: the key id in the config, the HMAC key in a 0600 file of its
+ * own (base64url, as `certforge acme eab add` prints it). */
+#define EAB_CONF(eab)                                                                                                  \
+    "tls = { certificate = \"est.pem\"; key = \"est.key\"; };\n"                                                     \
+    "cacerts = \"ca.pem\";\n"                                                                                          \
+    "bootstrap = { trust_anchors = \"v.pem\"; token_trust_anchors = \"oam.pem\"; };\n"                               \
+    "state = { path = \"agent.db\"; };\n"                                                                             \
+    "acme = { directory = \"https://acme.example/directory\"; " eab " };\n"                                        \
+    "dns_update = { server = \"127.0.0.1:53\"; zones = [\"5gc.example.\"]; };\n"
+
+static void write_mode(const char *name, const char *text, mode_t mode)
+{
+    char p[256];
+    write_file(name, text);
+    snprintf(p, sizeof(p), "%s/%s", tmpdir, name);
+    CU_ASSERT_EQUAL(chmod(p, mode), 0);
+}
+
+static void test_config_eab(void)
+{
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/cf-agent-units.XXXXXX"); /* test_config used it */
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(tmpdir));
+    /* 32 octets 0x00..0x1f, base64url without padding */
+    write_mode("eab.key", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\n", 0600);
+    agent_cfg *c = NULL;
+    char err[600] = "";
+    CU_ASSERT_EQUAL_FATAL(agent_cfg_load_string(EAB_CONF("eab = { kid = \"kid-1\"; hmac_key_file = \"eab.key\"; };"),
+                                                tmpdir, &c, err, sizeof(err)),
+                          0);
+    CU_ASSERT_STRING_EQUAL(c->eab_kid, "kid-1");
+    CU_ASSERT_EQUAL_FATAL(c->eab_key_len, 32);
+    for (unsigned i = 0; i < 32; i++)
+        CU_ASSERT_EQUAL(c->eab_key[i], i);
+    agent_cfg_free(c);
+    c = NULL;
+    CU_ASSERT_EQUAL(agent_cfg_load_string(EAB_CONF(""), tmpdir, &c, err, sizeof(err)), 0);
+    CU_ASSERT_PTR_NULL(c ? c->eab_kid : (char *)1);
+    agent_cfg_free(c);
+
+    write_mode("eab-open.key", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\n", 0644);
+    cfg_fails(EAB_CONF("eab = { kid = \"k\"; hmac_key_file = \"eab-open.key\"; };"),
+              ":5: acme.eab.hmac_key_file: ");
+    cfg_fails(EAB_CONF("eab = { kid = \"k\"; hmac_key_file = \"eab-open.key\"; };"),
+              "eab-open.key is readable by others (mode 0644): it holds the EAB HMAC key; chmod 600 it");
+    write_mode("eab-short.key", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHg\n", 0600); /* 31 octets */
+    cfg_fails(EAB_CONF("eab = { kid = \"k\"; hmac_key_file = \"eab-short.key\"; };"),
+              "eab-short.key has 31 octets; HS256 needs at least 32 (RFC 7518 §3.2)");
+    write_mode("eab-b64.key", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n", 0600); /* padding */
+    cfg_fails(EAB_CONF("eab = { kid = \"k\"; hmac_key_file = \"eab-b64.key\"; };"),
+              "does not hold a base64url EAB HMAC key (no padding) on one line");
+    write_mode("eab-empty.key", "\n", 0600);
+    cfg_fails(EAB_CONF("eab = { kid = \"k\"; hmac_key_file = \"eab-empty.key\"; };"),
+              "does not hold a base64url EAB HMAC key");
+    cfg_fails(EAB_CONF("eab = { kid = \"k\"; hmac_key_file = \"absent.key\"; };"), "cannot read ");
+    cfg_fails(EAB_CONF("eab = { kid = \"k\"; };"), "acme.eab: missing required setting 'hmac_key_file'");
+    cfg_fails(EAB_CONF("eab = { hmac_key_file = \"eab.key\"; };"), "missing required setting 'kid'");
+    cfg_fails(EAB_CONF("eab = { kid = \"a b\"; hmac_key_file = \"eab.key\"; };"),
+              "acme.eab.kid: an EAB key id is 1-256 printable characters without spaces or quotes");
+    cfg_fails(EAB_CONF("eab = { kid = \"k\"; hmac_key = \"AAEC\"; hmac_key_file = \"eab.key\"; };"),
+              "acme.eab.hmac_key: unknown setting");
+    cfg_fails(EAB_CONF("eab = \"k\";"), "acme.eab: expected a group");
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+    CU_ASSERT_EQUAL(system(cmd), 0);
+}
+
 static const cf_test tests[] = {
     {"CSR identifiers checked against the NF's", test_csr_checks},
     {"CSR keys and malformed CSRs", test_csr_keys},
@@ -294,6 +361,7 @@ static const cf_test tests[] = {
     {"Bearer header and token peek", test_bearer},
     {"ACME answers", test_acme_answers},
     {"config: defaults and FILE:LINE refusals", test_config},
+    {"config: acme.eab and its key file", test_config_eab},
 };
 static const cf_suite suites[] = {CF_SUITE("agent", setup, teardown, tests)};
 
