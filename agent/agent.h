@@ -22,7 +22,7 @@
 #include "agent/config.h"
 
 typedef struct agent_counters {
-    _Atomic uint64_t requests, cacerts, enroll, reenroll, issued_now, accepted, unavailable, refused_auth,
+    _Atomic uint64_t requests, cacerts, csrattrs, enroll, reenroll, issued_now, accepted, unavailable, refused_auth,
         refused_csr, refused_key, refused_token, refused_nf, refused_address, errors;
     _Atomic uint64_t steps, acme_requests, acme_errors, retries, enrolled, renewed, failed, dns_updates, dns_errors,
         ari_polls;

@@ -66,7 +66,10 @@ static void usage(FILE *f)
             "                        <OAM authority token>' (RFC 9447 atc for the NfInstanceId, bound\n"
             "                        to the NF's ACME account key: see 'nf add')\n"
             "  POST simplereenroll   the NF's current certificate (issued through this agent) as TLS\n"
-            "                        client certificate; the CSR names what that certificate names\n"
+            "                        client certificate; the CSR names what that certificate names\n"            "  GET  csrattrs         what the NF's CSR should carry (RFC 7030 §4.5, base64 DER\n"
+            "                        CsrAttrs): the subjectAltName it may ask for (extensionRequest)\n"
+            "                        and the key type (est.key_type); the same credentials as\n"
+            "                        simpleenroll. serverkeygen, fullcmc: 501 (NF keys stay on the NF)\n"
             "  Answers: 200 the certificate (PKCS#7 certs-only); 202 + Retry-After: in progress, send\n"
             "  the same request again; 503 + Retry-After: the ACME server is unreachable or failing,\n"
             "  the agent retries with backoff; 401 no or bad credential (expired/replayed token);\n"
@@ -134,12 +137,12 @@ static void write_status(agent *a, acme_db *db, int64_t started)
 #define I(x) (json_int_t)(x)
     json_t *j = json_pack(
         "{s:s, s:I, s:I, s:I, s:s, s:I, s:I, s:o,"
-        " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
+        " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
         " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
         " s:{s:I, s:I, s:I}}",
         "version", CF_VERSION, "pid", I(getpid()), "started", I(started), "now", I(agent_now()), "directory",
         a->cfg->directory_url, "nfs", I(nfs), "certificates", I(certs), "enrolments", en, "est", "requests",
-        I(c->requests), "cacerts", I(c->cacerts), "simpleenroll", I(c->enroll), "simplereenroll", I(c->reenroll),
+        I(c->requests), "cacerts", I(c->cacerts), "csrattrs", I(c->csrattrs), "simpleenroll", I(c->enroll), "simplereenroll", I(c->reenroll),
         "answered_certificate", I(c->issued_now), "accepted_202", I(c->accepted), "unavailable_503", I(c->unavailable),
         "refused_auth", I(c->refused_auth), "refused_csr", I(c->refused_csr), "refused_key_reuse", I(c->refused_key),
         "refused_token", I(c->refused_token), "refused_unknown_nf", I(c->refused_nf), "refused_address_limit", I(c->refused_address), "errors", I(c->errors), "acme",

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "acme/jws.h"
+#include "agent/estmsg.h"
 
 #include "common/duration.h"
 #include "common/user.h"
@@ -399,10 +400,18 @@ static int load_root(ld *l, const config_setting_t *root, agent_cfg *c)
         get_path(l, g, "certificate", NULL, 1, &c->tls_cert_file) || get_path(l, g, "key", NULL, 1, &c->tls_key_file))
         return -1;
 
-    if (group(l, root, "est", &g) || (g && only(l, g, (const char *const[]){"wait_ms", "retry_after", NULL})) ||
+    if (group(l, root, "est", &g) ||
+        (g && only(l, g, (const char *const[]){"wait_ms", "retry_after", "key_type", NULL})) ||
         get_uint(l, g, "wait_ms", 5000, 0, 60000, &c->est_wait_ms) ||
-        get_dur(l, g, "retry_after", 5, 1, 3600, &c->est_retry_after_s))
+        get_dur(l, g, "retry_after", 5, 1, 3600, &c->est_retry_after_s) ||
+        get_str(l, g, "key_type", "ec-p256", 0, &v))
         return -1;
+    c->est_key_type = est_key_type_from_name(v);
+    free(v);
+    v = NULL;
+    if (c->est_key_type < 0)
+        return fail(l, member(g, "key_type"),
+                    "expected ec-p256, ec-p384, rsa-2048, rsa-3072, rsa-4096, ed25519 or any");
 
     if (group(l, root, "bootstrap", &g) ||
         (g && only(l, g, (const char *const[]){"trust_anchors", "token_trust_anchors", "token_max_lifetime", NULL})) ||

@@ -28,6 +28,7 @@ typedef struct agent_cfg {
     char *cacerts_file;                 /* served at /cacerts (the operator's CA certificates) */
     unsigned est_wait_ms;               /* how long an enrolment request waits before 202 */
     unsigned est_retry_after_s;         /* Retry-After of a 202 */
+    int est_key_type;                   /* est_key_type: the key /csrattrs asks for */
 
     /* bootstrap credentials for a first enrolment */
     char *bootstrap_anchors;   /* PEM: vendor/bootstrap certificate roots; NULL: none accepted */
