@@ -455,10 +455,11 @@ static int load_root(ld *l, const config_setting_t *root, agent_cfg *c)
         return fail(l, NULL, "missing required setting 'acme' (acme = { directory = \"https://.../directory\"; })");
     if (only(l, g, (const char *const[]){"directory", "ca_file", "profile", "dns_profile", "contact", "nf_instance_id", "workers",
                                          "timeout_ms", "max_retries", "retry_base", "retry_max", "poll_ms", "renew_at",
-                                         "ari", "renewal_scan", "eab", NULL}) ||
+                                         "ari", "renewal_scan", "eab", "account_key_token", NULL}) ||
         get_str(l, g, "directory", NULL, 1, &c->directory_url) || get_path(l, g, "ca_file", NULL, 0, &c->acme_ca_file) ||
         get_str(l, g, "profile", NULL, 0, &c->profile) || get_str(l, g, "dns_profile", NULL, 0, &c->dns_profile) ||
         get_str(l, g, "contact", NULL, 0, &c->contact) ||
+        get_str(l, g, "account_key_token", NULL, 0, &c->account_key_token) ||
         get_bool(l, g, "nf_instance_id", true, &c->nf_instance_id) ||
         get_uint(l, g, "workers", 16, 1, 1024, &c->workers) ||
         get_uint(l, g, "timeout_ms", 10000, 100, 120000, &c->acme_timeout_ms) ||
@@ -475,6 +476,9 @@ static int load_root(ld *l, const config_setting_t *root, agent_cfg *c)
         return fail(l, member(g, "retry_max"), "shorter than retry_base");
     if (c->contact && strncmp(c->contact, "mailto:", 7) != 0)
         return fail(l, member(g, "contact"), "a contact is a mailto: URL");
+    if (c->account_key_token && strncmp(c->account_key_token, "pkcs11:", 7) != 0)
+        return fail(l, member(g, "account_key_token"),
+                    "a PKCS#11 URI (RFC 7512) of the token, e.g. \"pkcs11:token=agent?module-path=...&pin-source=file:...\"");
     const config_setting_t *eg;
     if (group(l, g, "eab", &eg))
         return -1;
@@ -668,6 +672,7 @@ void agent_cfg_free(agent_cfg *c)
         free(c->tsig_secret);
     }
     free(c->eab_kid);
+    free(c->account_key_token);
     if (c->eab_key) {
         OPENSSL_cleanse(c->eab_key, c->eab_key_len);
         free(c->eab_key);

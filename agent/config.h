@@ -46,6 +46,7 @@ typedef struct agent_cfg {
     char *profile;      /* newOrder "profile" of orders with an NfInstanceId; NULL: none sent */
     char *dns_profile;  /* newOrder "profile" of dns-only orders; NULL: none sent */
     char *contact;      /* account contact ("mailto:..."), NULL: none */
+    char *account_key_token; /* PKCS#11 URI of the token holding new NFs' account keys; NULL: the state */
     char *eab_kid;      /* acme.eab: the external account's key id; NULL: no EAB */
     uint8_t *eab_key;   /* its HMAC key, from eab.hmac_key_file; wiped on free */
     size_t eab_key_len;

@@ -352,6 +352,8 @@ static void test_config_eab(void)
     cfg_fails(EAB_CONF("eab = { kid = \"k\"; hmac_key = \"AAEC\"; hmac_key_file = \"eab.key\"; };"),
               "acme.eab.hmac_key: unknown setting");
     cfg_fails(EAB_CONF("eab = \"k\";"), "acme.eab: expected a group");
+    cfg_fails(EAB_CONF("account_key_token = \"token=agent\";"),
+              ":5: acme.account_key_token: a PKCS#11 URI (RFC 7512) of the token");
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
     CU_ASSERT_EQUAL(system(cmd), 0);
