@@ -152,18 +152,23 @@ static int tx_nf_add(acme_db *tx, void *arg)
 /* The NF's account key in the token: the one labelled cf-agent-<id> if it
  * is there already (an earlier `nf add` that did not reach the state),
  * else a new EC P-256 pair. *uri and *pub (public half) on success. */
-static int token_key(hsm_token *tok, const char *id, char uri[1024], EVP_PKEY **pub, char *err, size_t errlen)
+static int token_key(hsm_token *tok, const char *id, char uri[1024], EVP_PKEY **pub, bool *made, char *err,
+                     size_t errlen)
 {
     char label[64], want[128];
     hsm_err he = {0};
     hsm_key_desc d;
     snprintf(label, sizeof(label), "cf-agent-%s", id);
     snprintf(want, sizeof(want), "pkcs11:object=%s;type=private", label);
-    if (hsm_key_get(tok, want, &d, &he) != 0 &&
-        hsm_key_generate(tok, HSM_GEN_EC_P256, label, NULL, 0, &d, &he) != 0) {
-        snprintf(err, errlen, "cannot make the account key in the token: %s (%s)", he.msg, hsm_rv_name(he.rv));
-        return -1;
+    *made = false;
+    if (hsm_key_get(tok, want, &d, &he) != 0) {
+        if (hsm_key_generate(tok, HSM_GEN_EC_P256, label, NULL, 0, &d, &he) != 0) {
+            snprintf(err, errlen, "cannot make the account key in the token: %s (%s)", he.msg, hsm_rv_name(he.rv));
+            return -1;
+        }
+        *made = true;
     }
+    snprintf(uri, 1024, "%s", d.uri);
     if (!d.type_known || d.type != CF_KEY_EC_P256) {
         snprintf(err, errlen, "the token's key '%s' is not EC P-256", label);
         return -1;
@@ -172,7 +177,6 @@ static int token_key(hsm_token *tok, const char *id, char uri[1024], EVP_PKEY **
         snprintf(err, errlen, "cannot read the public key of '%s': %s", label, he.msg);
         return -1;
     }
-    snprintf(uri, 1024, "%s", d.uri);
     return 0;
 }
 
@@ -180,6 +184,7 @@ int agent_nf_add(acme_store *s, hsm_token *tok, const char *id, const char *cons
                  char thumb[44], char *err, size_t errlen)
 {
     char uri[1024] = "";
+    bool made = false;
     int rc = -1;
     EVP_PKEY *k = NULL;
     unsigned char *der = NULL;
@@ -191,7 +196,7 @@ int agent_nf_add(acme_store *s, hsm_token *tok, const char *id, const char *cons
         snprintf(err, errlen, "out of memory");
         goto out;
     }
-    if (tok ? token_key(tok, id, uri, &k, err, errlen) != 0 : !(k = EVP_EC_gen("P-256"))) {
+    if (tok ? token_key(tok, id, uri, &k, &made, err, errlen) != 0 : !(k = EVP_EC_gen("P-256"))) {
         if (!tok)
             snprintf(err, errlen, "cannot make an ACME account key");
         goto out;
@@ -221,6 +226,14 @@ int agent_nf_add(acme_store *s, hsm_token *tok, const char *id, const char *cons
         memcpy(thumb, a.thumb_kept, 44);
     rc = 0;
 out:
+    if (made && (rc != 0 || a.existed)) {
+        /* the NF keeps the key it has (in the state): the new one goes */
+        hsm_err he = {0};
+        if (hsm_key_delete(tok, uri, NULL, NULL, &he) != 0 && rc == 0) {
+            snprintf(err, errlen, "cannot remove the unused token key %s: %s", uri, he.msg);
+            rc = -1;
+        }
+    }
     if (der) {
         OPENSSL_cleanse(der, (size_t)a.key_len);
         OPENSSL_free(der);

@@ -48,6 +48,14 @@ stored=$(sqlite3 "$T/agent.db" "SELECT CAST(account_key AS TEXT) FROM nfs WHERE 
 [ "$(jq --arg l "cf-agent-$nf" '[.. | objects | select(.label? == $l)] | length' "$T/keys2.json")" = 1 ] ||
   fail "nf add again made another key"
 
+# an NF whose key is in the state keeps it: nf add again leaves no key in the token
+th0=$(sqlite3 "$T/agent.db" "SELECT thumbprint FROM nfs WHERE id = '$nf0'")
+[ "$(agent_cli nf add --nf-instance-id "$nf0" --dns "nf0-${nf0:0:8}.$ZONE" | jq -r .account_key_thumbprint)" = "$th0" ] ||
+  fail "nf add changed the state key's thumbprint"
+"$CF" keys list --token "$KT" --json >"$T/keys3.json"
+[ "$(jq --arg l "cf-agent-$nf0" '[.. | objects | select(.label? == $l)] | length' "$T/keys3.json")" = 0 ] ||
+  fail "nf add left an unused key in the token for $nf0"
+
 echo "== enrolment signed by the token key (tkauth-01 bound to its thumbprint)"
 $PY - "$nf" "$dns" "$thumb" "$nf0" <<'PY' || fail "enrolments"
 import subprocess, sys
