@@ -1342,6 +1342,24 @@ out:
     return res;
 }
 
+char *acme_jws_sign_with(EVP_PKEY *pub, acme_jws_sign_cb sign, const void *ctx, json_t *protected_hdr,
+                         const uint8_t *payload, size_t payload_len)
+{
+    size_t ec_sz = 0;
+    acme_jws_alg alg = ACME_JWS_ALG_NONE;
+    char *res = NULL;
+    ERR_set_mark();
+    if (pub == NULL || sign == NULL || !json_is_object(protected_hdr) ||
+        (alg = key_alg(pub, &ec_sz)) == ACME_JWS_ALG_NONE ||
+        json_object_set_new(protected_hdr, "alg", json_string(acme_jws_alg_name(alg))) != 0)
+        goto out;
+    res = sign_flattened(protected_hdr, payload, payload_len, sign, ctx,
+                         (size_t)EVP_PKEY_get_size(pub) + 2 * EC_MAX_OCTETS);
+out:
+    ERR_pop_to_mark();
+    return res;
+}
+
 typedef struct mac_signer {
     acme_jws_alg alg;
     const uint8_t *key;

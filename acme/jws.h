@@ -177,6 +177,13 @@ CF_WUR int acme_jws_verify_hmac(const acme_jws *j, const uint8_t *key, size_t ke
  * Returns a malloc'd NUL-terminated string or NULL. For HMAC (EAB) use
  * acme_jws_sign_hmac (same key-length rule as acme_jws_verify_hmac). */
 char *acme_jws_sign(EVP_PKEY *key, json_t *protected_hdr, const uint8_t *payload, size_t payload_len);
+/* The same with a key held elsewhere (a PKCS#11 token): pub is its public
+ * half (alg from it, as acme_jws_sign); sign(ctx, input, len, out, cap)
+ * signs the JWS signing input and writes the JWS signature octets (ES256:
+ * raw r||s, RFC 7518 §3.4; RS256; EdDSA), returning their length or 0. */
+typedef size_t (*acme_jws_sign_cb)(const void *ctx, const char *input, size_t len, uint8_t *out, size_t cap);
+char *acme_jws_sign_with(EVP_PKEY *pub, acme_jws_sign_cb sign, const void *ctx, json_t *protected_hdr,
+                         const uint8_t *payload, size_t payload_len);
 char *acme_jws_sign_hmac(acme_jws_alg alg, const uint8_t *key, size_t keylen, json_t *protected_hdr,
                          const uint8_t *payload, size_t payload_len);
 

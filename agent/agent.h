@@ -22,7 +22,7 @@
 #include "agent/config.h"
 
 typedef struct agent_counters {
-    _Atomic uint64_t requests, cacerts, enroll, reenroll, issued_now, accepted, unavailable, refused_auth,
+    _Atomic uint64_t requests, cacerts, csrattrs, enroll, reenroll, issued_now, accepted, unavailable, refused_auth,
         refused_csr, refused_key, refused_token, refused_nf, refused_address, errors;
     _Atomic uint64_t steps, acme_requests, acme_errors, retries, enrolled, renewed, failed, dns_updates, dns_errors,
         ari_polls;
@@ -30,6 +30,7 @@ typedef struct agent_counters {
 } agent_counters;
 
 struct acme_tkauth;
+struct hsm_token;
 struct acme_anchors;
 typedef struct agent_sched agent_sched;
 typedef struct agent_est agent_est;
@@ -40,6 +41,7 @@ typedef struct agent {
     struct acme_tkauth *tkauth; /* NULL: no token bootstrap */
     X509_STORE *bootstrap;      /* NULL: no certificate bootstrap */
     struct acme_anchors *cacerts;
+    struct hsm_token *acct_token; /* acme.account_key_token; NULL: account keys in the state */
     agent_sched *sched;
     agent_est *est;
     agent_counters ctr;

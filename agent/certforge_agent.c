@@ -21,6 +21,7 @@
 #include "agent/state.h"
 #include "common/outfile.h"
 #include "engine/confine/confine.h"
+#include "hsm/hsm.h"
 
 #ifndef CF_VERSION
 #define CF_VERSION "0.1.0"
@@ -66,7 +67,10 @@ static void usage(FILE *f)
             "                        <OAM authority token>' (RFC 9447 atc for the NfInstanceId, bound\n"
             "                        to the NF's ACME account key: see 'nf add')\n"
             "  POST simplereenroll   the NF's current certificate (issued through this agent) as TLS\n"
-            "                        client certificate; the CSR names what that certificate names\n"
+            "                        client certificate; the CSR names what that certificate names\n"            "  GET  csrattrs         what the NF's CSR should carry (RFC 7030 §4.5, base64 DER\n"
+            "                        CsrAttrs): the subjectAltName it may ask for (extensionRequest)\n"
+            "                        and the key type (est.key_type); the same credentials as\n"
+            "                        simpleenroll. serverkeygen, fullcmc: 501 (NF keys stay on the NF)\n"
             "  Answers: 200 the certificate (PKCS#7 certs-only); 202 + Retry-After: in progress, send\n"
             "  the same request again; 503 + Retry-After: the ACME server is unreachable or failing,\n"
             "  the agent retries with backoff; 401 no or bad credential (expired/replayed token);\n"
@@ -76,7 +80,7 @@ static void usage(FILE *f)
             "NF REGISTRY\n"
             "  nf add --nf-instance-id UUID [--dns NAME]...\n"
             "        register an NF (or change its names) and make its ACME account key (EC P-256,\n"
-            "        kept in the state); prints {\"nf_instance_id\", \"dns\", \"account_key_thumbprint\",\n"
+            "        kept in the state, or made in acme.account_key_token); prints {\"nf_instance_id\", \"dns\", \"account_key_thumbprint\",\n"
             "        \"fingerprint\"}: the OAM issues the NF's token for that thumbprint, e.g.\n"
             "        certforge acme token issue ... --nf-instance-id UUID --account-key-thumbprint T\n"
             "  nf import FILE  JSON lines {\"nf_instance_id\": ..., \"dns\": [...]}: one 'nf add' each;\n"
@@ -88,7 +92,8 @@ static void usage(FILE *f)
             "  the configuration (libconfig; docs/agent.md lists every setting), the state database\n"
             "  (state.path, mode 0600: it holds the NFs' ACME account keys), tls.certificate/key,\n"
             "  cacerts, bootstrap.trust_anchors, bootstrap.token_trust_anchors,\n"
-            "  dns_update.tsig.secret_file, status_file (counters, rewritten every second).\n"
+            "  dns_update.tsig.secret_file, acme.eab.hmac_key_file (the EAB HMAC key, base64url; mode\n"
+            "  0600 or refused), status_file (counters, rewritten every second).\n"
             "\n"
             "EXIT STATUS\n"
             "  0 stopped by SIGTERM/SIGINT, or the command succeeded; 1 the configuration, start-up or\n"
@@ -133,12 +138,12 @@ static void write_status(agent *a, acme_db *db, int64_t started)
 #define I(x) (json_int_t)(x)
     json_t *j = json_pack(
         "{s:s, s:I, s:I, s:I, s:s, s:I, s:I, s:o,"
-        " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
+        " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
         " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
         " s:{s:I, s:I, s:I}}",
         "version", CF_VERSION, "pid", I(getpid()), "started", I(started), "now", I(agent_now()), "directory",
         a->cfg->directory_url, "nfs", I(nfs), "certificates", I(certs), "enrolments", en, "est", "requests",
-        I(c->requests), "cacerts", I(c->cacerts), "simpleenroll", I(c->enroll), "simplereenroll", I(c->reenroll),
+        I(c->requests), "cacerts", I(c->cacerts), "csrattrs", I(c->csrattrs), "simpleenroll", I(c->enroll), "simplereenroll", I(c->reenroll),
         "answered_certificate", I(c->issued_now), "accepted_202", I(c->accepted), "unavailable_503", I(c->unavailable),
         "refused_auth", I(c->refused_auth), "refused_csr", I(c->refused_csr), "refused_key_reuse", I(c->refused_key),
         "refused_token", I(c->refused_token), "refused_unknown_nf", I(c->refused_nf), "refused_address_limit", I(c->refused_address), "errors", I(c->errors), "acme",
@@ -161,7 +166,21 @@ static void write_status(agent *a, acme_db *db, int64_t started)
 
 /* ------------------------------------------------------------ nf commands */
 
-static int nf_add_one(acme_store *s, const char *id_in, const char *const *dns, unsigned n, FILE *out)
+/* acme.account_key_token: the token the NFs' account keys are made in. */
+static int open_account_token(const agent_cfg *cfg, hsm_token **out, char *err, size_t errlen)
+{
+    hsm_err he = {0};
+    *out = NULL;
+    if (!cfg->account_key_token)
+        return 0;
+    if (hsm_token_open(cfg->account_key_token, NULL, out, &he) != 0) {
+        snprintf(err, errlen, "acme.account_key_token: %s (%s)", he.msg, hsm_rv_name(he.rv));
+        return -1;
+    }
+    return 0;
+}
+
+static int nf_add_one(acme_store *s, hsm_token *tok, const char *id_in, const char *const *dns, unsigned n, FILE *out)
 {
     char id[64], err[300], thumb[44], fp[120];
     snprintf(id, sizeof(id), "%s", id_in);
@@ -177,7 +196,7 @@ static int nf_add_one(acme_store *s, const char *id_in, const char *const *dns, 
             return -1;
         }
     }
-    if (agent_nf_add(s, id, dns, n, thumb, err, sizeof(err)) != 0 || agent_fingerprint(thumb, fp, sizeof(fp)) != 0) {
+    if (agent_nf_add(s, tok, id, dns, n, thumb, err, sizeof(err)) != 0 || agent_fingerprint(thumb, fp, sizeof(fp)) != 0) {
         fprintf(stderr, "certforge-agent: %s\n", err);
         return -1;
     }
@@ -203,9 +222,13 @@ static int cmd_nf(const agent_cfg *cfg, int argc, char **argv)
     char err[512];
     acme_store *s = NULL;
     acme_db *db = NULL;
-    if (agent_state_open(cfg, &s, err, sizeof(err)) != 0 || !(db = acme_db_open_reader(s, err, sizeof(err)))) {
+    hsm_token *tok = NULL;
+    bool adds = strcmp(argv[0], "add") == 0 || strcmp(argv[0], "import") == 0;
+    if ((adds && open_account_token(cfg, &tok, err, sizeof(err)) != 0) || agent_state_open(cfg, &s, err, sizeof(err)) != 0 ||
+        !(db = acme_db_open_reader(s, err, sizeof(err)))) {
         fprintf(stderr, "certforge-agent: %s\n", err);
         acme_store_close(s);
+        hsm_token_close(tok);
         return 1;
     }
     int rc = 1;
@@ -229,7 +252,7 @@ static int cmd_nf(const agent_cfg *cfg, int argc, char **argv)
             rc = 2;
             goto out;
         }
-        rc = nf_add_one(s, id, dns, n, stdout) == 0 ? 0 : 1;
+        rc = nf_add_one(s, tok, id, dns, n, stdout) == 0 ? 0 : 1;
     } else if (strcmp(argv[0], "import") == 0 && argc == 2) {
         FILE *f = strcmp(argv[1], "-") == 0 ? stdin : fopen(argv[1], "r");
         if (!f) {
@@ -250,7 +273,7 @@ static int cmd_nf(const agent_cfg *cfg, int argc, char **argv)
             for (size_t i = 0; i < json_array_size(d) && n < 64; i++)
                 if (json_string_value(json_array_get(d, i)))
                     dns[n++] = json_string_value(json_array_get(d, i));
-            if (!id || (d && !json_is_array(d)) || nf_add_one(s, id, dns, n, stdout) != 0) {
+            if (!id || (d && !json_is_array(d)) || nf_add_one(s, tok, id, dns, n, stdout) != 0) {
                 fprintf(stderr, "certforge-agent: %s:%u: not {\"nf_instance_id\": UUID, \"dns\": [NAMES]}\n", argv[1],
                         ln);
                 bad++;
@@ -335,6 +358,7 @@ static int cmd_nf(const agent_cfg *cfg, int argc, char **argv)
 out:
     acme_db_close(db);
     acme_store_close(s);
+    hsm_token_close(tok);
     return rc;
 }
 
@@ -435,7 +459,8 @@ int main(int argc, char **argv)
     if (acme_anchors_load(cfg->cacerts_file, &a.cacerts, err, sizeof(err)) != 0 ||
         (cfg->bootstrap_anchors && !(a.bootstrap = load_store(cfg->bootstrap_anchors, err, sizeof(err)))) ||
         (cfg->token_anchors &&
-         acme_tkauth_new(cfg->token_anchors, cfg->token_max_lifetime_s, NULL, 0, &a.tkauth, err, sizeof(err)) != 0)) {
+         acme_tkauth_new(cfg->token_anchors, cfg->token_max_lifetime_s, NULL, 0, &a.tkauth, err, sizeof(err)) != 0) ||
+        open_account_token(cfg, &a.acct_token, err, sizeof(err)) != 0) {
         fprintf(stderr, "certforge-agent: %s\n", err);
         goto out;
     }
@@ -514,6 +539,7 @@ stop:
 out:
     acme_db_close(mdb);
     acme_tkauth_free(a.tkauth);
+    hsm_token_close(a.acct_token);
     X509_STORE_free(a.bootstrap);
     acme_anchors_free(a.cacerts);
     agent_cfg_free(cfg);

@@ -17,6 +17,7 @@
  * server's problem type and detail. */
 #include <curl/curl.h>
 #include <jansson.h>
+#include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -35,6 +36,7 @@
 #include "agent/dnsupd.h"
 #include "agent/estmsg.h"
 #include "agent/state.h"
+#include "hsm/hsm.h"
 
 #define JOB_ID 80
 #define SET_BUCKETS 65536
@@ -306,6 +308,7 @@ typedef struct step {
     int attempts;
     json_t *dns_set; /* [{"name", "value"}] set for this enrolment */
     agent_nf nf;
+    hsm_signer *signer; /* the account key in acme.account_key_token, or NULL (nf.key signs) */
     /* outcome */
     int64_t wait_ms;
     char error[600];
@@ -351,6 +354,49 @@ static int get_nonce(worker *w, char *why, size_t whylen)
     return ok ? 0 : -1;
 }
 
+/* ES256 with the account key in the token (acme_jws_sign_cb): SHA-256
+ * here, the signature by the token (CKM_ECDSA, which hsm_sign returns as
+ * DER), turned into the JWS's R || S (RFC 7518 §3.4). */
+static size_t sign_token(const void *ctx, const char *input, size_t len, uint8_t *out, size_t cap)
+{
+    const step *s = ctx;
+    uint8_t dg[32], sig[CF_SIG_MAX];
+    unsigned dl = 0;
+    size_t sl = 0, res = 0;
+    hsm_err he = {0};
+    ECDSA_SIG *es = NULL;
+    const BIGNUM *r, *sv;
+    if (cap < 64 || EVP_Digest(input, len, dg, &dl, EVP_sha256(), NULL) != 1 ||
+        hsm_sign(s->signer, CF_SIG_ECDSA_SHA256, dg, sizeof(dg), sig, &sl, &he) != 0) {
+        if (he.msg[0])
+            agent_log(s->a, AGENT_LOG_WARNING, "event=token_sign_failed nf=%s rv=%s error=\"%s\"", s->nf_id,
+                      hsm_rv_name(he.rv), he.msg);
+        return 0;
+    }
+    const uint8_t *p = sig;
+    if ((es = d2i_ECDSA_SIG(NULL, &p, (long)sl)) != NULL) {
+        ECDSA_SIG_get0(es, &r, &sv);
+        if (BN_bn2binpad(r, out, 32) == 32 && BN_bn2binpad(sv, out + 32, 32) == 32)
+            res = 64;
+    }
+    ECDSA_SIG_free(es);
+    return res;
+}
+
+/* The account key of an NF whose key is in the token: a signer for it and
+ * its public half (nf.key) for the JWK. */
+static outcome open_token_key(step *s)
+{
+    hsm_err he = {0};
+    if (!s->a->acct_token)
+        return fail(s, O_FAILED, "NF %s's account key is in a PKCS#11 token (%s) but acme.account_key_token is not set",
+                    s->nf_id, s->nf.key_uri);
+    if (hsm_signer_open(s->a->acct_token, s->nf.key_uri, 1, &s->signer, &he) != 0 ||
+        !(s->nf.key = hsm_signer_public_key(s->signer, &he)))
+        return fail(s, O_TRANSIENT, "the account key %s: %s (%s)", s->nf.key_uri, he.msg, hsm_rv_name(he.rv));
+    return O_WAIT;
+}
+
 /* A JWS POST (payload NULL: POST-as-GET), kid = the account, or jwk when
  * the account is being made. badNonce is retried with the nonce it
  * carries (RFC 8555 §6.5), three times at most. */
@@ -368,8 +414,10 @@ static int jose(step *s, const char *url, const char *payload, bool use_jwk, res
             json_object_set_new(hdr, "jwk", acme_jwk_from_pkey(s->nf.key));
         else
             json_object_set_new(hdr, "kid", json_string(s->nf.account_url));
-        char *body = acme_jws_sign(s->nf.key, hdr, (const uint8_t *)(payload ? payload : ""),
-                                   payload ? strlen(payload) : 0);
+        const uint8_t *pl = (const uint8_t *)(payload ? payload : "");
+        size_t pn = payload ? strlen(payload) : 0;
+        char *body = s->signer ? acme_jws_sign_with(s->nf.key, sign_token, s, hdr, pl, pn)
+                               : acme_jws_sign(s->nf.key, hdr, pl, pn);
         json_decref(hdr);
         if (!body) {
             snprintf(s->error, sizeof(s->error), "cannot sign the request to %s", url);
@@ -493,6 +541,7 @@ static void step_clear(step *s)
     free(s->token);
     json_decref(s->dns_set);
     agent_nf_clear(&s->nf);
+    hsm_signer_close(s->signer);
 }
 
 /* 1 loaded and pending, 0 nothing to do, -1 error */
@@ -532,6 +581,27 @@ static int step_load(step *s)
     return r == 1 ? 1 : -1;
 }
 
+/* RFC 8555 §7.3.4: the externalAccountBinding of a newAccount: a JWS by
+ * the EAB HMAC key (HS256) over the account's public JWK, protected header
+ * alg, kid = the EAB key id, url = the newAccount URL, no nonce. The MAC is
+ * OpenSSL's (acme_jws_sign_hmac: EVP_MAC). A JSON object, or NULL. */
+static json_t *eab_binding(step *s)
+{
+    const agent_cfg *c = s->a->cfg;
+    json_t *jwk = acme_jwk_from_pkey(s->nf.key);
+    json_t *hdr = json_pack("{s:s, s:s}", "kid", c->eab_kid, "url", s->w->dir.new_account);
+    char *payload = jwk ? json_dumps(jwk, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    char *txt = hdr && payload ? acme_jws_sign_hmac(ACME_JWS_ALG_HS256, c->eab_key, c->eab_key_len, hdr,
+                                                    (const uint8_t *)payload, strlen(payload))
+                               : NULL;
+    json_t *out = txt ? json_loads(txt, 0, NULL) : NULL;
+    free(txt);
+    free(payload);
+    json_decref(hdr);
+    json_decref(jwk);
+    return out;
+}
+
 static outcome ensure_account(step *s)
 {
     if (s->nf.account_url[0])
@@ -539,6 +609,14 @@ static outcome ensure_account(step *s)
     json_t *p = json_pack("{s:b}", "termsOfServiceAgreed", 1);
     if (s->a->cfg->contact)
         json_object_set_new(p, "contact", json_pack("[s]", s->a->cfg->contact));
+    if (s->a->cfg->eab_kid) {
+        json_t *eab = eab_binding(s);
+        if (!eab) {
+            json_decref(p);
+            return fail(s, O_FAILED, "newAccount: cannot make the externalAccountBinding");
+        }
+        json_object_set_new(p, "externalAccountBinding", eab);
+    }
     char *txt = json_dumps(p, JSON_COMPACT);
     json_decref(p);
     resp r;
@@ -549,6 +627,9 @@ static outcome ensure_account(step *s)
     outcome o = O_WAIT;
     if (r.status != 200 && r.status != 201) {
         o = problem(s, "newAccount", &r);
+        if (strstr(s->error, "externalAccountRequired") && !s->a->cfg->eab_kid)
+            snprintf(s->error + strlen(s->error), sizeof(s->error) - strlen(s->error),
+                     " (set acme.eab: the key id and HMAC key file the ACME server's operator gave)");
     } else if (!r.location[0] || strncmp(r.location, "https://", 8) != 0) {
         o = fail(s, O_TRANSIENT, "newAccount: no account URL in Location");
     } else {
@@ -850,7 +931,10 @@ static outcome advance(step *s)
 {
     if (load_directory(s) != 0)
         return O_TRANSIENT;
-    outcome o = ensure_account(s);
+    outcome o;
+    if (s->nf.key_uri[0] && !s->signer && (o = open_token_key(s)) != O_WAIT)
+        return o;
+    o = ensure_account(s);
     if (o != O_WAIT)
         return o;
     if (!s->order_url[0]) {

@@ -14,7 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include "acme/jws.h"
+#include "agent/estmsg.h"
 
 #include "common/duration.h"
 #include "common/user.h"
@@ -309,6 +313,50 @@ static int read_secret(ld *l, const config_setting_t *s, const char *path, char 
     return *out ? 0 : fail(l, NULL, "out of memory");
 }
 
+/* The EAB HMAC key (RFC 8555 §7.3.4): base64url on one line, as
+ * `certforge acme eab add` prints it, in a file only its owner can read:
+ * the key binds accounts to the operator's external account, so a file
+ * readable by others is refused rather than warned about. */
+static int read_eab_key(ld *l, const config_setting_t *s, const char *path, agent_cfg *c)
+{
+    char buf[512];
+    int rc = -1;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return fail(l, s, "cannot read %s: %m", path);
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return fail(l, s, "%s is not a regular file", path);
+    }
+    if (st.st_mode & 077) {
+        fclose(f);
+        return fail(l, s, "%s is readable by others (mode %04o): it holds the EAB HMAC key; chmod 600 it", path,
+                    (unsigned)(st.st_mode & 07777));
+    }
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    while (n && isspace((unsigned char)buf[n - 1]))
+        buf[--n] = '\0';
+    uint8_t key[sizeof(buf)];
+    long kl = n && n < sizeof(buf) - 1 ? acme_b64url_decode(buf, n, key, sizeof(key)) : -1;
+    if (kl < 0)
+        fail(l, s, "%s does not hold a base64url EAB HMAC key (no padding) on one line", path);
+    else if (kl < 32)
+        fail(l, s, "the EAB HMAC key in %s has %ld octets; HS256 needs at least 32 (RFC 7518 §3.2)", path, kl);
+    else if (!(c->eab_key = malloc((size_t)kl)))
+        fail(l, NULL, "out of memory");
+    else {
+        memcpy(c->eab_key, key, (size_t)kl);
+        c->eab_key_len = (size_t)kl;
+        rc = 0;
+    }
+    OPENSSL_cleanse(buf, sizeof(buf));
+    OPENSSL_cleanse(key, sizeof(key));
+    return rc;
+}
+
 static const char *const top_keys[] = {"listen", "threads",     "limits",  "tls",  "cacerts",
                                        "est",    "bootstrap",   "state",   "acme", "dns_update",
                                        "log",    "status_file", "confine", NULL};
@@ -352,10 +400,18 @@ static int load_root(ld *l, const config_setting_t *root, agent_cfg *c)
         get_path(l, g, "certificate", NULL, 1, &c->tls_cert_file) || get_path(l, g, "key", NULL, 1, &c->tls_key_file))
         return -1;
 
-    if (group(l, root, "est", &g) || (g && only(l, g, (const char *const[]){"wait_ms", "retry_after", NULL})) ||
+    if (group(l, root, "est", &g) ||
+        (g && only(l, g, (const char *const[]){"wait_ms", "retry_after", "key_type", NULL})) ||
         get_uint(l, g, "wait_ms", 5000, 0, 60000, &c->est_wait_ms) ||
-        get_dur(l, g, "retry_after", 5, 1, 3600, &c->est_retry_after_s))
+        get_dur(l, g, "retry_after", 5, 1, 3600, &c->est_retry_after_s) ||
+        get_str(l, g, "key_type", "ec-p256", 0, &v))
         return -1;
+    c->est_key_type = est_key_type_from_name(v);
+    free(v);
+    v = NULL;
+    if (c->est_key_type < 0)
+        return fail(l, member(g, "key_type"),
+                    "expected ec-p256, ec-p384, rsa-2048, rsa-3072, rsa-4096, ed25519 or any");
 
     if (group(l, root, "bootstrap", &g) ||
         (g && only(l, g, (const char *const[]){"trust_anchors", "token_trust_anchors", "token_max_lifetime", NULL})) ||
@@ -399,10 +455,11 @@ static int load_root(ld *l, const config_setting_t *root, agent_cfg *c)
         return fail(l, NULL, "missing required setting 'acme' (acme = { directory = \"https://.../directory\"; })");
     if (only(l, g, (const char *const[]){"directory", "ca_file", "profile", "dns_profile", "contact", "nf_instance_id", "workers",
                                          "timeout_ms", "max_retries", "retry_base", "retry_max", "poll_ms", "renew_at",
-                                         "ari", "renewal_scan", NULL}) ||
+                                         "ari", "renewal_scan", "eab", "account_key_token", NULL}) ||
         get_str(l, g, "directory", NULL, 1, &c->directory_url) || get_path(l, g, "ca_file", NULL, 0, &c->acme_ca_file) ||
         get_str(l, g, "profile", NULL, 0, &c->profile) || get_str(l, g, "dns_profile", NULL, 0, &c->dns_profile) ||
         get_str(l, g, "contact", NULL, 0, &c->contact) ||
+        get_str(l, g, "account_key_token", NULL, 0, &c->account_key_token) ||
         get_bool(l, g, "nf_instance_id", true, &c->nf_instance_id) ||
         get_uint(l, g, "workers", 16, 1, 1024, &c->workers) ||
         get_uint(l, g, "timeout_ms", 10000, 100, 120000, &c->acme_timeout_ms) ||
@@ -419,6 +476,29 @@ static int load_root(ld *l, const config_setting_t *root, agent_cfg *c)
         return fail(l, member(g, "retry_max"), "shorter than retry_base");
     if (c->contact && strncmp(c->contact, "mailto:", 7) != 0)
         return fail(l, member(g, "contact"), "a contact is a mailto: URL");
+    if (c->account_key_token && strncmp(c->account_key_token, "pkcs11:", 7) != 0)
+        return fail(l, member(g, "account_key_token"),
+                    "a PKCS#11 URI (RFC 7512) of the token, e.g. \"pkcs11:token=agent?module-path=...&pin-source=file:...\"");
+    const config_setting_t *eg;
+    if (group(l, g, "eab", &eg))
+        return -1;
+    if (eg) {
+        char *key_file = NULL;
+        if (only(l, eg, (const char *const[]){"kid", "hmac_key_file", NULL}) ||
+            get_str(l, eg, "kid", NULL, 1, &c->eab_kid) || get_path(l, eg, "hmac_key_file", NULL, 1, &key_file))
+            return -1;
+        rc = read_eab_key(l, member(eg, "hmac_key_file"), key_file, c);
+        free(key_file);
+        if (rc)
+            return -1;
+        /* the kid goes into a JWS header and the logs: printable, no quotes */
+        size_t kl = strlen(c->eab_kid);
+        int ok = kl >= 1 && kl <= 256;
+        for (const char *p = c->eab_kid; ok && *p; p++)
+            ok = *p > 0x20 && *p < 0x7f && *p != '"' && *p != '\\';
+        if (!ok)
+            return fail(l, member(eg, "kid"), "an EAB key id is 1-256 printable characters without spaces or quotes");
+    }
     if (c->nf_instance_id && !c->token_anchors)
         return fail(l, member(g, "nf_instance_id"),
                     "NfInstanceId orders are validated with the OAM's authority token (tkauth-01): set "
@@ -590,6 +670,12 @@ void agent_cfg_free(agent_cfg *c)
     if (c->tsig_secret) {
         OPENSSL_cleanse(c->tsig_secret, strlen(c->tsig_secret));
         free(c->tsig_secret);
+    }
+    free(c->eab_kid);
+    free(c->account_key_token);
+    if (c->eab_key) {
+        OPENSSL_cleanse(c->eab_key, c->eab_key_len);
+        free(c->eab_key);
     }
     for (unsigned i = 0; i < c->n_zones; i++)
         free(c->zones[i]);

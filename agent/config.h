@@ -28,6 +28,7 @@ typedef struct agent_cfg {
     char *cacerts_file;                 /* served at /cacerts (the operator's CA certificates) */
     unsigned est_wait_ms;               /* how long an enrolment request waits before 202 */
     unsigned est_retry_after_s;         /* Retry-After of a 202 */
+    int est_key_type;                   /* est_key_type: the key /csrattrs asks for */
 
     /* bootstrap credentials for a first enrolment */
     char *bootstrap_anchors;   /* PEM: vendor/bootstrap certificate roots; NULL: none accepted */
@@ -45,6 +46,10 @@ typedef struct agent_cfg {
     char *profile;      /* newOrder "profile" of orders with an NfInstanceId; NULL: none sent */
     char *dns_profile;  /* newOrder "profile" of dns-only orders; NULL: none sent */
     char *contact;      /* account contact ("mailto:..."), NULL: none */
+    char *account_key_token; /* PKCS#11 URI of the token holding new NFs' account keys; NULL: the state */
+    char *eab_kid;      /* acme.eab: the external account's key id; NULL: no EAB */
+    uint8_t *eab_key;   /* its HMAC key, from eab.hmac_key_file; wiped on free */
+    size_t eab_key_len;
     bool nf_instance_id; /* order the NfInstanceId identifier (tkauth-01) */
     unsigned workers;
     unsigned acme_timeout_ms;

@@ -6,6 +6,7 @@
  *   GET  /.well-known/est/cacerts         the CA certificates (§4.1)
  *   POST /.well-known/est/simpleenroll    first enrolment (§4.2.1)
  *   POST /.well-known/est/simplereenroll  re-enrolment (§4.2.2)
+ *   GET  /.well-known/est/csrattrs        what the CSR should carry (§4.5)
  *
  * Who the NF is (docs/agent.md "Authentication"):
  *   - re-enrolment: its TLS client certificate is one this agent obtained
@@ -100,7 +101,7 @@ struct est_rq {
     struct evhttp_request *req;
     est_thread *t;
     agent *a;
-    const char *op; /* cacerts, simpleenroll, simplereenroll */
+    const char *op; /* cacerts, csrattrs, simpleenroll, simplereenroll */
     char addr[64];
     uint64_t t0_ns;
     char nf[37];
@@ -216,6 +217,7 @@ static void finish(est_rq *rq, int status, const char *ctype, const char *body, 
                          : status == 404 ? "Not Found"
                          : status == 405 ? "Method Not Allowed"
                          : status == 415 ? "Unsupported Media Type"
+                         : status == 501 ? "Not Implemented"
                          : status == 503 ? "Service Unavailable"
                                          : "Error";
     /* the request's log line first, then the answer: an NF that acts on
@@ -733,6 +735,60 @@ static void handle_cacerts(est_rq *rq)
     finish(rq, 200, "application/pkcs7-mime; smime-type=certs-only", an->p7_b64, an->p7_len);
 }
 
+static X509 *peer_cert(est_rq *rq)
+{
+    struct evhttp_connection *ec = evhttp_request_get_connection(rq->req);
+    SSL *ssl = ec ? bufferevent_openssl_get_ssl(evhttp_connection_get_bufferevent(ec)) : NULL;
+    return ssl ? SSL_get0_peer_certificate(ssl) : NULL;
+}
+
+/* RFC 7030 §4.5: the attributes the NF's CSR should carry, for this NF:
+ * the names simpleenroll would accept from this credential (its current
+ * certificate's names; with a token the instance ID and its registered
+ * dNSNames; with a bootstrap certificate the dNSNames) and the key type.
+ * Authenticated like simpleenroll (§4.5.1 lets the server require it):
+ * the names are the NF's, not for anyone who asks. */
+static void handle_csrattrs(est_rq *rq)
+{
+    agent *a = rq->a;
+    atomic_fetch_add_explicit(&a->ctr.csrattrs, 1, memory_order_relaxed);
+    if (evhttp_request_get_command(rq->req) != EVHTTP_REQ_GET) {
+        header(rq, "Allow", "GET");
+        refuse(rq, 405, "method", "use GET");
+        return;
+    }
+    if (authenticate(rq, false) != 0)
+        return;
+    agent_nf nf;
+    int r = agent_nf_load(rq->t->db, rq->nf, false, &nf);
+    if (r != 1) {
+        atomic_fetch_add_explicit(&a->ctr.refused_nf, 1, memory_order_relaxed);
+        refuse(rq, r < 0 ? 500 : 403, "unknown_nf", "NF %s is not registered with this agent", rq->nf);
+        return;
+    }
+    X509 *peer = rq->client_cert[0] ? peer_cert(rq) : NULL;
+    GENERAL_NAMES *names = peer ? X509_get_ext_d2i(peer, NID_subject_alt_name, NULL, NULL)
+                                : est_names_new(rq->token && a->cfg->nf_instance_id ? rq->nf : NULL,
+                                                (const char *const *)nf.dns, nf.n_dns);
+    agent_nf_clear(&nf);
+    uint8_t *der = NULL;
+    size_t dl = 0, bl = 0;
+    char *b64 = NULL;
+    if (est_csrattrs_der(names, (est_key_type)a->cfg->est_key_type, &der, &dl) == 0)
+        b64 = est_b64_encode(der, dl, &bl);
+    GENERAL_NAMES_free(names);
+    OPENSSL_free(der);
+    if (!b64) {
+        atomic_fetch_add_explicit(&a->ctr.errors, 1, memory_order_relaxed);
+        refuse(rq, 500, "internal", "the CSR attributes cannot be encoded");
+        return;
+    }
+    header(rq, "Content-Transfer-Encoding", "base64");
+    rq->reason = "csrattrs";
+    finish(rq, 200, "application/csrattrs", b64, bl);
+    free(b64);
+}
+
 static void handle_enroll(est_rq *rq, bool reenroll)
 {
     agent *a = rq->a;
@@ -931,10 +987,21 @@ static void gen_cb(struct evhttp_request *req, void *arg)
     } else if (strcmp(op, "simplereenroll") == 0) {
         rq->op = "simplereenroll";
         handle_enroll(rq, true);
+    } else if (strcmp(op, "csrattrs") == 0) {
+        rq->op = "csrattrs";
+        handle_csrattrs(rq);
+    } else if (strcmp(op, "serverkeygen") == 0 || strcmp(op, "fullcmc") == 0) {
+        /* optional in RFC 7030 (§4.3, §4.4); server key generation would
+         * make the NF's private key outside the NF, and full CMC is not
+         * needed for what the NFs ask */
+        rq->op = strcmp(op, "fullcmc") == 0 ? "fullcmc" : "serverkeygen";
+        refuse(rq, 501, "not_offered",
+               "%s is not offered: the NF makes its own key and sends a CSR to simpleenroll (NF keys never leave "
+               "the NF)",
+               rq->op);
     } else {
-        /* csrattrs, serverkeygen, fullcmc: not offered (RFC 7030 §4.4-4.5
-         * are optional; server key generation would move NF keys) */
-        refuse(rq, 404, "not_found", "%s is not offered (cacerts, simpleenroll, simplereenroll)", op);
+        refuse(rq, 404, "not_found", "%s is not an EST operation of this agent (cacerts, csrattrs, simpleenroll, "
+               "simplereenroll)", op);
     }
 }
 

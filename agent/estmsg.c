@@ -522,3 +522,172 @@ out:
     BIO_free(b);
     return res;
 }
+
+/* ------------------------------------------------------------ /csrattrs */
+
+static const char *const key_type_names[EST_KEY__MAX] = {
+    [EST_KEY_ANY] = "any",           [EST_KEY_EC_P256] = "ec-p256",   [EST_KEY_EC_P384] = "ec-p384",
+    [EST_KEY_RSA_2048] = "rsa-2048", [EST_KEY_RSA_3072] = "rsa-3072", [EST_KEY_RSA_4096] = "rsa-4096",
+    [EST_KEY_ED25519] = "ed25519",
+};
+
+const char *est_key_type_name(est_key_type k)
+{
+    return (unsigned)k < EST_KEY__MAX ? key_type_names[k] : "?";
+}
+
+int est_key_type_from_name(const char *s)
+{
+    for (int k = 0; s && k < EST_KEY__MAX; k++)
+        if (strcmp(s, key_type_names[k]) == 0)
+            return k;
+    return -1;
+}
+
+static int add_name(GENERAL_NAMES *gns, int type, const char *prefix, const char *v)
+{
+    GENERAL_NAME *gn = GENERAL_NAME_new();
+    ASN1_IA5STRING *s = ASN1_IA5STRING_new();
+    char buf[300];
+    int n = snprintf(buf, sizeof(buf), "%s%s", prefix, v);
+    if (!gn || !s || n < 0 || (size_t)n >= sizeof(buf) || ASN1_STRING_set(s, buf, n) != 1) {
+        GENERAL_NAME_free(gn);
+        ASN1_IA5STRING_free(s);
+        return -1;
+    }
+    GENERAL_NAME_set0_value(gn, type, s);
+    if (!sk_GENERAL_NAME_push(gns, gn)) {
+        GENERAL_NAME_free(gn);
+        return -1;
+    }
+    return 0;
+}
+
+GENERAL_NAMES *est_names_new(const char *uuid, const char *const *dns, unsigned n_dns)
+{
+    GENERAL_NAMES *gns = GENERAL_NAMES_new();
+    int ok = gns != NULL && (!uuid || add_name(gns, GEN_URI, "urn:uuid:", uuid) == 0);
+    for (unsigned i = 0; ok && i < n_dns; i++)
+        ok = add_name(gns, GEN_DNS, "", dns[i]) == 0;
+    if (!ok) {
+        GENERAL_NAMES_free(gns);
+        return NULL;
+    }
+    return gns;
+}
+
+/* An AttrOrOID element: the DER of an Attribute as an ASN1_TYPE SEQUENCE
+ * (the CHOICE's attribute arm); takes attr. */
+static int push_attr(STACK_OF(ASN1_TYPE) *seq, X509_ATTRIBUTE *attr)
+{
+    unsigned char *der = NULL;
+    int n = attr ? i2d_X509_ATTRIBUTE(attr, &der) : -1;
+    X509_ATTRIBUTE_free(attr);
+    ASN1_STRING *str = n > 0 ? ASN1_STRING_type_new(V_ASN1_SEQUENCE) : NULL;
+    ASN1_TYPE *t = str ? ASN1_TYPE_new() : NULL;
+    if (!t) {
+        OPENSSL_free(der);
+        ASN1_STRING_free(str);
+        return -1;
+    }
+    ASN1_STRING_set0(str, der, n);
+    ASN1_TYPE_set(t, V_ASN1_SEQUENCE, str);
+    if (!sk_ASN1_TYPE_push(seq, t)) {
+        ASN1_TYPE_free(t);
+        return -1;
+    }
+    return 0;
+}
+
+/* An AttrOrOID element: the OID arm. */
+static int push_oid(STACK_OF(ASN1_TYPE) *seq, int nid)
+{
+    ASN1_OBJECT *o = OBJ_nid2obj(nid);
+    ASN1_TYPE *t = o ? ASN1_TYPE_new() : NULL;
+    if (!t)
+        return -1;
+    ASN1_TYPE_set(t, V_ASN1_OBJECT, o);
+    if (!sk_ASN1_TYPE_push(seq, t)) {
+        ASN1_TYPE_free(t);
+        return -1;
+    }
+    return 0;
+}
+
+/* PKCS#9 extensionRequest { Extensions { subjectAltName } }, as
+ * X509_REQ_add_extensions builds it. */
+static X509_ATTRIBUTE *ext_request(const GENERAL_NAMES *names)
+{
+    STACK_OF(X509_EXTENSION) *exts = NULL;
+    X509_ATTRIBUTE *attr = NULL;
+    unsigned char *der = NULL;
+    ASN1_STRING *str = NULL;
+    if (X509V3_add1_i2d(&exts, NID_subject_alt_name, (void *)names, 0, X509V3_ADD_DEFAULT) != 1)
+        goto out;
+    int n = ASN1_item_i2d((const ASN1_VALUE *)exts, &der, ASN1_ITEM_rptr(X509_EXTENSIONS));
+    if (n <= 0 || !(str = ASN1_STRING_type_new(V_ASN1_SEQUENCE)))
+        goto out;
+    ASN1_STRING_set0(str, der, n);
+    der = NULL;
+    if ((attr = X509_ATTRIBUTE_create(NID_ext_req, V_ASN1_SEQUENCE, str)) != NULL)
+        str = NULL; /* owned by attr */
+out:
+    ASN1_STRING_free(str);
+    OPENSSL_free(der);
+    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+    return attr;
+}
+
+int est_csrattrs_der(const GENERAL_NAMES *names, est_key_type kt, uint8_t **out, size_t *len)
+{
+    int rc = -1;
+    STACK_OF(ASN1_TYPE) *seq = sk_ASN1_TYPE_new_null();
+    if (!seq || (unsigned)kt >= EST_KEY__MAX)
+        goto out;
+    if (names && sk_GENERAL_NAME_num(names) > 0 && push_attr(seq, ext_request(names)) != 0)
+        goto out;
+    int curve = 0, sig = 0, bits = 0;
+    switch (kt) {
+    case EST_KEY_EC_P256:
+        curve = NID_X9_62_prime256v1, sig = NID_ecdsa_with_SHA256;
+        break;
+    case EST_KEY_EC_P384:
+        curve = NID_secp384r1, sig = NID_ecdsa_with_SHA384;
+        break;
+    case EST_KEY_RSA_2048:
+    case EST_KEY_RSA_3072:
+    case EST_KEY_RSA_4096:
+        bits = kt == EST_KEY_RSA_2048 ? 2048 : kt == EST_KEY_RSA_3072 ? 3072 : 4096;
+        sig = NID_sha256WithRSAEncryption;
+        break;
+    case EST_KEY_ED25519:
+        sig = NID_ED25519; /* the key's OID is the signature algorithm's (RFC 8410 §3) */
+        break;
+    default:
+        break;
+    }
+    if (curve && push_attr(seq, X509_ATTRIBUTE_create(NID_X9_62_id_ecPublicKey, V_ASN1_OBJECT, OBJ_nid2obj(curve))) != 0)
+        goto out;
+    if (bits) {
+        ASN1_INTEGER *i = ASN1_INTEGER_new();
+        X509_ATTRIBUTE *a = i && ASN1_INTEGER_set(i, bits) == 1 ? X509_ATTRIBUTE_create(NID_rsaEncryption, V_ASN1_INTEGER, i)
+                                                               : NULL;
+        if (!a)
+            ASN1_INTEGER_free(i);
+        if (push_attr(seq, a) != 0)
+            goto out;
+    }
+    if (sig && push_oid(seq, sig) != 0)
+        goto out;
+    unsigned char *der = NULL;
+    int n = i2d_ASN1_SEQUENCE_ANY(seq, &der);
+    if (n <= 0)
+        goto out;
+    *out = der;
+    *len = (size_t)n;
+    rc = 0;
+out:
+    sk_ASN1_TYPE_pop_free(seq, ASN1_TYPE_free);
+    ERR_clear_error();
+    return rc;
+}

@@ -2,8 +2,9 @@
  * writes, apart from HTTP and TLS: the base64 PKCS#10 body of
  * /simpleenroll and /simplereenroll (§4.2.1), the identifiers a CSR names
  * checked against the NF's, the PKCS#7 certs-only answer (§4.2.3), the
- * `Authorization: Bearer` header carrying an OAM authority token, and the
- * NF instance ID of a bootstrap certificate. Every input here is untrusted;
+ * `Authorization: Bearer` header carrying an OAM authority token, the
+ * NF instance ID of a bootstrap certificate, and the /csrattrs answer
+ * (§4.5.2). Every input here is untrusted;
  * tests/fuzz/fuzz_agent_est.c runs it. */
 #ifndef CF_AGENT_ESTMSG_H
 #define CF_AGENT_ESTMSG_H
@@ -13,6 +14,7 @@
 #include <stdint.h>
 
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #define EST_WUR __attribute__((warn_unused_result))
 #define EST_MAX_NAMES 64  /* dNSNames per CSR (certforged's limit) */
@@ -88,6 +90,35 @@ EST_WUR int est_token_peek_nf(const char *tok, size_t len, char out[37]);
 /* PKCS#7 certs-only (RFC 7030 §4.2.3) of the certificates in a PEM chain,
  * base64 with CRLFs; malloc'd; NULL on error. first_only: the leaf only. */
 char *est_p7_from_pem(const char *pem, bool first_only, size_t *out_len);
+
+/* ------------------------------------------------------------ /csrattrs */
+
+/* The key an NF's CSR should carry (est.key_type), announced in /csrattrs. */
+typedef enum est_key_type {
+    EST_KEY_ANY = 0, /* no key attribute: any key est_csr_parse accepts */
+    EST_KEY_EC_P256,
+    EST_KEY_EC_P384,
+    EST_KEY_RSA_2048,
+    EST_KEY_RSA_3072,
+    EST_KEY_RSA_4096,
+    EST_KEY_ED25519,
+    EST_KEY__MAX
+} est_key_type;
+const char *est_key_type_name(est_key_type k); /* "ec-p256", ... */
+int est_key_type_from_name(const char *s);     /* an est_key_type, or -1 */
+
+/* The GENERAL_NAMES an NF's CSR should ask for: URI urn:uuid:<uuid> (uuid
+ * NULL: none) and each dNSName. NULL when out of memory. */
+GENERAL_NAMES *est_names_new(const char *uuid, const char *const *dns, unsigned n_dns);
+
+/* RFC 7030 §4.5.2 CsrAttrs (SEQUENCE OF AttrOrOID), DER, built with
+ * OpenSSL's ASN.1 types: an extensionRequest attribute (PKCS#9) holding
+ * the subjectAltName `names` (NULL or empty: none), then for the key type
+ * the key attribute and the signature algorithm OID as RFC 7030's example
+ * has them: id-ecPublicKey {curve} + ecdsa-with-SHA256/384, rsaEncryption
+ * {INTEGER bits} + sha256WithRSAEncryption, the OID id-Ed25519. 0 with *out
+ * (OPENSSL_free it) and *len, or -1. */
+EST_WUR int est_csrattrs_der(const GENERAL_NAMES *names, est_key_type kt, uint8_t **out, size_t *len);
 
 /* "<hex sha256>" of DER bytes. */
 void est_sha256_hex(const uint8_t *d, size_t n, char out[65]);

@@ -10,6 +10,8 @@
 #include <time.h>
 
 #include "acme/jws.h"
+#include "hsm/hsm.h"
+#include "hsm/hsm_admin.h"
 
 /* Version 1. Times are Unix seconds. The same tables for both backends;
  * only the integer and blob types differ. */
@@ -96,8 +98,13 @@ int agent_nf_load(acme_db *db, const char *id, bool with_key, agent_nf *out)
     if (with_key) {
         size_t kl = 0;
         const unsigned char *k = acme_q_blob(&q, 1, &kl);
-        if (!k || !(out->key = d2i_AutoPrivateKey(NULL, &k, (long)kl)))
+        if (k && kl > 7 && kl < sizeof(out->key_uri) && memcmp(k, "pkcs11:", 7) == 0) {
+            /* a token key: the caller opens it (client.c) */
+            memcpy(out->key_uri, k, kl);
+            out->key_uri[kl] = '\0';
+        } else if (!k || !(out->key = d2i_AutoPrivateKey(NULL, &k, (long)kl))) {
             goto out;
+        }
     }
     rc = 1;
 out:
@@ -142,9 +149,42 @@ static int tx_nf_add(acme_db *tx, void *arg)
                : 0;
 }
 
-int agent_nf_add(acme_store *s, const char *id, const char *const *dns, unsigned n_dns, char thumb[44], char *err,
-                 size_t errlen)
+/* The NF's account key in the token: the one labelled cf-agent-<id> if it
+ * is there already (an earlier `nf add` that did not reach the state),
+ * else a new EC P-256 pair. *uri and *pub (public half) on success. */
+static int token_key(hsm_token *tok, const char *id, char uri[1024], EVP_PKEY **pub, bool *made, char *err,
+                     size_t errlen)
 {
+    char label[64], want[128];
+    hsm_err he = {0};
+    hsm_key_desc d;
+    snprintf(label, sizeof(label), "cf-agent-%s", id);
+    snprintf(want, sizeof(want), "pkcs11:object=%s;type=private", label);
+    *made = false;
+    if (hsm_key_get(tok, want, &d, &he) != 0) {
+        if (hsm_key_generate(tok, HSM_GEN_EC_P256, label, NULL, 0, &d, &he) != 0) {
+            snprintf(err, errlen, "cannot make the account key in the token: %s (%s)", he.msg, hsm_rv_name(he.rv));
+            return -1;
+        }
+        *made = true;
+    }
+    snprintf(uri, 1024, "%s", d.uri);
+    if (!d.type_known || d.type != CF_KEY_EC_P256) {
+        snprintf(err, errlen, "the token's key '%s' is not EC P-256", label);
+        return -1;
+    }
+    if (!(*pub = hsm_key_public(tok, d.uri, &he))) {
+        snprintf(err, errlen, "cannot read the public key of '%s': %s", label, he.msg);
+        return -1;
+    }
+    return 0;
+}
+
+int agent_nf_add(acme_store *s, hsm_token *tok, const char *id, const char *const *dns, unsigned n_dns,
+                 char thumb[44], char *err, size_t errlen)
+{
+    char uri[1024] = "";
+    bool made = false;
     int rc = -1;
     EVP_PKEY *k = NULL;
     unsigned char *der = NULL;
@@ -156,17 +196,27 @@ int agent_nf_add(acme_store *s, const char *id, const char *const *dns, unsigned
         snprintf(err, errlen, "out of memory");
         goto out;
     }
-    if (!(k = EVP_EC_gen("P-256")) || !(jwk = acme_jwk_from_pkey(k)) || acme_jwk_thumbprint(jwk, thumb) != 0) {
-        snprintf(err, errlen, "cannot make an ACME account key");
+    if (tok ? token_key(tok, id, uri, &k, &made, err, errlen) != 0 : !(k = EVP_EC_gen("P-256"))) {
+        if (!tok)
+            snprintf(err, errlen, "cannot make an ACME account key");
         goto out;
     }
-    int dl = i2d_PrivateKey(k, &der);
-    if (dl <= 0) {
-        snprintf(err, errlen, "cannot encode the account key");
+    if (!(jwk = acme_jwk_from_pkey(k)) || acme_jwk_thumbprint(jwk, thumb) != 0) {
+        snprintf(err, errlen, "cannot make the account key's thumbprint");
         goto out;
     }
-    a.key = der;
-    a.key_len = (size_t)dl;
+    if (tok) {
+        a.key = (const uint8_t *)uri;
+        a.key_len = strlen(uri);
+    } else {
+        int dl = i2d_PrivateKey(k, &der);
+        if (dl <= 0) {
+            snprintf(err, errlen, "cannot encode the account key");
+            goto out;
+        }
+        a.key = der;
+        a.key_len = (size_t)dl;
+    }
     a.thumb = thumb;
     if (acme_store_run(s, tx_nf_add, &a) != 0) {
         snprintf(err, errlen, "cannot record NF %s in the state", id);
@@ -176,6 +226,14 @@ int agent_nf_add(acme_store *s, const char *id, const char *const *dns, unsigned
         memcpy(thumb, a.thumb_kept, 44);
     rc = 0;
 out:
+    if (made && (rc != 0 || a.existed)) {
+        /* the NF keeps the key it has (in the state): the new one goes */
+        hsm_err he = {0};
+        if (hsm_key_delete(tok, uri, NULL, NULL, &he) != 0 && rc == 0) {
+            snprintf(err, errlen, "cannot remove the unused token key %s: %s", uri, he.msg);
+            rc = -1;
+        }
+    }
     if (der) {
         OPENSSL_cleanse(der, (size_t)a.key_len);
         OPENSSL_free(der);

@@ -4,7 +4,8 @@
  *
  * Tables (schema in state.c):
  *   nfs         the NF registry: instance ID, authorized dNSNames, the
- *               NF's ACME account key (PKCS#8 DER) and account URL
+ *               NF's ACME account key (PKCS#8 DER, or the RFC 7512 URI of
+ *               the key in acme.account_key_token) and account URL
  *   enrolments  one per enrolment/renewal: the NF's CSR, the token, the
  *               ACME order URL, retry state, outcome
  *   certs       every certificate obtained, by SHA-256 of its DER (how a
@@ -35,7 +36,8 @@ typedef struct agent_nf {
     char id[37];
     char *dns[AGENT_MAX_NF_DNS];
     unsigned n_dns;
-    EVP_PKEY *key; /* the ACME account key (private), or NULL when !with_key */
+    EVP_PKEY *key; /* the ACME account key (private; public only for a token key), or NULL when !with_key */
+    char key_uri[1024]; /* the key in a PKCS#11 token (acme.account_key_token): its RFC 7512 URI; "" in the state */
     char thumb[44];
     char account_url[512]; /* "" before newAccount */
 } agent_nf;
@@ -45,10 +47,13 @@ AGENT_WUR int agent_nf_load(acme_db *db, const char *id, bool with_key, agent_nf
 void agent_nf_clear(agent_nf *nf);
 
 /* Register (or update the names of) an NF: makes its ACME account key
- * (EC P-256) the first time. thumb: the RFC 7638 thumbprint of the
+ * (EC P-256) the first time: in the token tok when not NULL (label
+ * "cf-agent-<id>", sensitive, non-extractable; the state keeps its URI),
+ * else in the state (PKCS#8). thumb: the RFC 7638 thumbprint of the
  * account key — what the OAM's token must be bound to. 0 or -1. */
-AGENT_WUR int agent_nf_add(acme_store *s, const char *id, const char *const *dns, unsigned n_dns, char thumb[44],
-                           char *err, size_t errlen);
+struct hsm_token;
+AGENT_WUR int agent_nf_add(acme_store *s, struct hsm_token *tok, const char *id, const char *const *dns,
+                           unsigned n_dns, char thumb[44], char *err, size_t errlen);
 
 /* "SHA256 AB:CD:..." of a base64url thumbprint (what tkauth tokens carry). */
 AGENT_WUR int agent_fingerprint(const char *thumb, char *out, size_t cap);

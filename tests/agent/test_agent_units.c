@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "acme/acme.h"
 #include "agent/acmemsg.h"
@@ -252,6 +253,7 @@ static void test_config(void)
     CU_ASSERT_EQUAL(c->listen_port, 8443);
     CU_ASSERT_EQUAL(c->workers, 16);
     CU_ASSERT_TRUE(c->nf_instance_id);
+    CU_ASSERT_EQUAL(c->est_key_type, EST_KEY_EC_P256);
     CU_ASSERT_STRING_EQUAL(c->tsig_algorithm, "hmac-sha256");
     CU_ASSERT_STRING_EQUAL(c->zones[0], "5gc.example");
     CU_ASSERT_STRING_EQUAL(agent_cfg_zone_for(c, "amf1.5gc.example"), "5gc.example");
@@ -263,6 +265,8 @@ static void test_config(void)
     cfg_fails(BASE "est = { wait_ms = \"5\"; };\n", "est.wait_ms: expected an integer");
     cfg_fails(BASE "limits = { max_connections = 0; };\n", "out of range");
     cfg_fails(BASE "log = { level = \"loud\"; };\n", "log.level");
+    cfg_fails(BASE "est = { key_type = \"rsa-1024\"; };\n",
+              ":8: est.key_type: expected ec-p256, ec-p384, rsa-2048, rsa-3072, rsa-4096, ed25519 or any");
     cfg_fails(BASE "confine = { user = \"no-such-user-cf\"; };\n",
               ":8: confine.user: no user 'no-such-user-cf'");
     cfg_fails(BASE "confine = { enabled = 1; };\n", "confine.enabled");
@@ -287,6 +291,165 @@ static void test_config(void)
     CU_ASSERT_EQUAL(system(cmd), 0);
 }
 
+/* acme.eab: the key id in the config, the HMAC key in a 0600 file of its
+ * own (base64url, as `certforge acme eab add` prints it). */
+#define EAB_CONF(eab)                                                                                                  \
+    "tls = { certificate = \"est.pem\"; key = \"est.key\"; };\n"                                                     \
+    "cacerts = \"ca.pem\";\n"                                                                                          \
+    "bootstrap = { trust_anchors = \"v.pem\"; token_trust_anchors = \"oam.pem\"; };\n"                               \
+    "state = { path = \"agent.db\"; };\n"                                                                             \
+    "acme = { directory = \"https://acme.example/directory\"; " eab " };\n"                                        \
+    "dns_update = { server = \"127.0.0.1:53\"; zones = [\"5gc.example.\"]; };\n"
+
+static void write_mode(const char *name, const char *text, mode_t mode)
+{
+    char p[256];
+    write_file(name, text);
+    snprintf(p, sizeof(p), "%s/%s", tmpdir, name);
+    CU_ASSERT_EQUAL(chmod(p, mode), 0);
+}
+
+static void test_config_eab(void)
+{
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/cf-agent-units.XXXXXX"); /* test_config used it */
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(tmpdir));
+    /* 32 octets 0x00..0x1f, base64url without padding */
+    write_mode("eab.key", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\n", 0600);
+    agent_cfg *c = NULL;
+    char err[600] = "";
+    CU_ASSERT_EQUAL_FATAL(agent_cfg_load_string(EAB_CONF("eab = { kid = \"kid-1\"; hmac_key_file = \"eab.key\"; };"),
+                                                tmpdir, &c, err, sizeof(err)),
+                          0);
+    CU_ASSERT_STRING_EQUAL(c->eab_kid, "kid-1");
+    CU_ASSERT_EQUAL_FATAL(c->eab_key_len, 32);
+    for (unsigned i = 0; i < 32; i++)
+        CU_ASSERT_EQUAL(c->eab_key[i], i);
+    agent_cfg_free(c);
+    c = NULL;
+    CU_ASSERT_EQUAL(agent_cfg_load_string(EAB_CONF(""), tmpdir, &c, err, sizeof(err)), 0);
+    CU_ASSERT_PTR_NULL(c ? c->eab_kid : (char *)1);
+    agent_cfg_free(c);
+
+    write_mode("eab-open.key", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\n", 0644);
+    cfg_fails(EAB_CONF("eab = { kid = \"k\"; hmac_key_file = \"eab-open.key\"; };"),
+              ":5: acme.eab.hmac_key_file: ");
+    cfg_fails(EAB_CONF("eab = { kid = \"k\"; hmac_key_file = \"eab-open.key\"; };"),
+              "eab-open.key is readable by others (mode 0644): it holds the EAB HMAC key; chmod 600 it");
+    write_mode("eab-short.key", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHg\n", 0600); /* 31 octets */
+    cfg_fails(EAB_CONF("eab = { kid = \"k\"; hmac_key_file = \"eab-short.key\"; };"),
+              "eab-short.key has 31 octets; HS256 needs at least 32 (RFC 7518 §3.2)");
+    write_mode("eab-b64.key", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n", 0600); /* padding */
+    cfg_fails(EAB_CONF("eab = { kid = \"k\"; hmac_key_file = \"eab-b64.key\"; };"),
+              "does not hold a base64url EAB HMAC key (no padding) on one line");
+    write_mode("eab-empty.key", "\n", 0600);
+    cfg_fails(EAB_CONF("eab = { kid = \"k\"; hmac_key_file = \"eab-empty.key\"; };"),
+              "does not hold a base64url EAB HMAC key");
+    cfg_fails(EAB_CONF("eab = { kid = \"k\"; hmac_key_file = \"absent.key\"; };"), "cannot read ");
+    cfg_fails(EAB_CONF("eab = { kid = \"k\"; };"), "acme.eab: missing required setting 'hmac_key_file'");
+    cfg_fails(EAB_CONF("eab = { hmac_key_file = \"eab.key\"; };"), "missing required setting 'kid'");
+    cfg_fails(EAB_CONF("eab = { kid = \"a b\"; hmac_key_file = \"eab.key\"; };"),
+              "acme.eab.kid: an EAB key id is 1-256 printable characters without spaces or quotes");
+    cfg_fails(EAB_CONF("eab = { kid = \"k\"; hmac_key = \"AAEC\"; hmac_key_file = \"eab.key\"; };"),
+              "acme.eab.hmac_key: unknown setting");
+    cfg_fails(EAB_CONF("eab = \"k\";"), "acme.eab: expected a group");
+    cfg_fails(EAB_CONF("account_key_token = \"token=agent\";"),
+              ":5: acme.account_key_token: a PKCS#11 URI (RFC 7512) of the token");
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+    CU_ASSERT_EQUAL(system(cmd), 0);
+}
+
+/* RFC 7030 §4.5.2 CsrAttrs, read back with OpenSSL: each element's OID
+ * (the attribute's type, or the bare OID) in order. */
+static int csrattrs_oids(const uint8_t *der, size_t len, int *nids, int max)
+{
+    const unsigned char *p = der;
+    STACK_OF(ASN1_TYPE) *seq = d2i_ASN1_SEQUENCE_ANY(NULL, &p, (long)len);
+    int n = 0;
+    for (int i = 0; seq && i < sk_ASN1_TYPE_num(seq) && n < max; i++) {
+        ASN1_TYPE *t = sk_ASN1_TYPE_value(seq, i);
+        if (ASN1_TYPE_get(t) == V_ASN1_OBJECT) {
+            nids[n++] = OBJ_obj2nid(t->value.object);
+        } else if (ASN1_TYPE_get(t) == V_ASN1_SEQUENCE) {
+            const unsigned char *q = t->value.sequence->data;
+            X509_ATTRIBUTE *a = d2i_X509_ATTRIBUTE(NULL, &q, t->value.sequence->length);
+            nids[n++] = a ? OBJ_obj2nid(X509_ATTRIBUTE_get0_object(a)) : -1;
+            X509_ATTRIBUTE_free(a);
+        } else {
+            nids[n++] = -2;
+        }
+    }
+    n = seq && p == der + len ? n : -1;
+    sk_ASN1_TYPE_pop_free(seq, ASN1_TYPE_free);
+    return n;
+}
+
+static void test_csrattrs(void)
+{
+    const char *dns[] = {"amf1.5gc.example", "amf2.5gc.example"};
+    GENERAL_NAMES *names = est_names_new("6f1c2a6e-8c0e-4e0b-9a7e-2f1d3c4b5a69", dns, 2);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(names);
+    CU_ASSERT_EQUAL(sk_GENERAL_NAME_num(names), 3);
+    uint8_t *der = NULL;
+    size_t len = 0;
+    int nids[8];
+    CU_ASSERT_EQUAL_FATAL(est_csrattrs_der(names, EST_KEY_EC_P256, &der, &len), 0);
+    CU_ASSERT_EQUAL_FATAL(csrattrs_oids(der, len, nids, 8), 3);
+    CU_ASSERT_EQUAL(nids[0], NID_ext_req);
+    CU_ASSERT_EQUAL(nids[1], NID_X9_62_id_ecPublicKey);
+    CU_ASSERT_EQUAL(nids[2], NID_ecdsa_with_SHA256);
+    /* the extensionRequest is what a CSR carries: X509_REQ reads it back */
+    X509_REQ *req = X509_REQ_new();
+    const unsigned char *p = der;
+    STACK_OF(ASN1_TYPE) *seq = d2i_ASN1_SEQUENCE_ANY(NULL, &p, (long)len);
+    const ASN1_STRING *a0 = sk_ASN1_TYPE_value(seq, 0)->value.sequence;
+    const unsigned char *q = a0->data;
+    X509_ATTRIBUTE *attr = d2i_X509_ATTRIBUTE(NULL, &q, a0->length);
+    CU_ASSERT_EQUAL_FATAL(X509_REQ_add1_attr(req, attr), 1);
+    STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(req);
+    GENERAL_NAMES *back = X509V3_get_d2i(exts, NID_subject_alt_name, NULL, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(back);
+    CU_ASSERT_EQUAL(sk_GENERAL_NAME_num(back), 3);
+    CU_ASSERT_EQUAL(GENERAL_NAME_cmp(sk_GENERAL_NAME_value(back, 0), sk_GENERAL_NAME_value(names, 0)), 0);
+    CU_ASSERT_EQUAL(GENERAL_NAME_cmp(sk_GENERAL_NAME_value(back, 2), sk_GENERAL_NAME_value(names, 2)), 0);
+    GENERAL_NAMES_free(back);
+    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+    X509_ATTRIBUTE_free(attr);
+    sk_ASN1_TYPE_pop_free(seq, ASN1_TYPE_free);
+    X509_REQ_free(req);
+    OPENSSL_free(der);
+
+    CU_ASSERT_EQUAL_FATAL(est_csrattrs_der(names, EST_KEY_EC_P384, &der, &len), 0);
+    CU_ASSERT_EQUAL(csrattrs_oids(der, len, nids, 8), 3);
+    CU_ASSERT_EQUAL(nids[2], NID_ecdsa_with_SHA384);
+    OPENSSL_free(der);
+    CU_ASSERT_EQUAL_FATAL(est_csrattrs_der(NULL, EST_KEY_ED25519, &der, &len), 0);
+    CU_ASSERT_EQUAL(csrattrs_oids(der, len, nids, 8), 1);
+    CU_ASSERT_EQUAL(nids[0], NID_ED25519);
+    OPENSSL_free(der);
+    CU_ASSERT_EQUAL_FATAL(est_csrattrs_der(NULL, EST_KEY_RSA_4096, &der, &len), 0);
+    CU_ASSERT_EQUAL(csrattrs_oids(der, len, nids, 8), 2);
+    CU_ASSERT_EQUAL(nids[0], NID_rsaEncryption);
+    CU_ASSERT_EQUAL(nids[1], NID_sha256WithRSAEncryption);
+    OPENSSL_free(der);
+    /* nothing to ask: the empty SEQUENCE (RFC 7030 §4.5.2 allows SIZE 0) */
+    GENERAL_NAMES *none = GENERAL_NAMES_new();
+    CU_ASSERT_EQUAL_FATAL(est_csrattrs_der(none, EST_KEY_ANY, &der, &len), 0);
+    CU_ASSERT_EQUAL(len, 2);
+    CU_ASSERT(der[0] == 0x30 && der[1] == 0);
+    OPENSSL_free(der);
+    GENERAL_NAMES_free(none);
+    CU_ASSERT_EQUAL(est_csrattrs_der(names, EST_KEY__MAX, &der, &len), -1);
+    GENERAL_NAMES_free(names);
+
+    CU_ASSERT_EQUAL(est_key_type_from_name("ec-p256"), EST_KEY_EC_P256);
+    CU_ASSERT_EQUAL(est_key_type_from_name("rsa-3072"), EST_KEY_RSA_3072);
+    CU_ASSERT_EQUAL(est_key_type_from_name("EC-P256"), -1);
+    CU_ASSERT_EQUAL(est_key_type_from_name("rsa-1024"), -1);
+    CU_ASSERT_EQUAL(est_key_type_from_name(NULL), -1);
+    CU_ASSERT_STRING_EQUAL(est_key_type_name(EST_KEY_ED25519), "ed25519");
+}
+
 static const cf_test tests[] = {
     {"CSR identifiers checked against the NF's", test_csr_checks},
     {"CSR keys and malformed CSRs", test_csr_keys},
@@ -294,6 +457,8 @@ static const cf_test tests[] = {
     {"Bearer header and token peek", test_bearer},
     {"ACME answers", test_acme_answers},
     {"config: defaults and FILE:LINE refusals", test_config},
+    {"config: acme.eab and its key file", test_config_eab},
+    {"EST csrattrs (RFC 7030 §4.5.2)", test_csrattrs},
 };
 static const cf_suite suites[] = {CF_SUITE("agent", setup, teardown, tests)};
 
