@@ -742,6 +742,18 @@ static X509 *peer_cert(est_rq *rq)
     return ssl ? SSL_get0_peer_certificate(ssl) : NULL;
 }
 
+/* The authenticated NF's registration; an unregistered NF is refused (403
+ * unknown_nf; 500 when the state cannot be read). 0 loaded, -1 refused. */
+static int load_nf(est_rq *rq, agent_nf *nf)
+{
+    int r = agent_nf_load(rq->t->db, rq->nf, false, nf);
+    if (r == 1)
+        return 0;
+    atomic_fetch_add_explicit(&rq->a->ctr.refused_nf, 1, memory_order_relaxed);
+    refuse(rq, r < 0 ? 500 : 403, "unknown_nf", "NF %s is not registered with this agent", rq->nf);
+    return -1;
+}
+
 /* RFC 7030 §4.5: the attributes the NF's CSR should carry, for this NF:
  * the names simpleenroll would accept from this credential (its current
  * certificate's names; with a token the instance ID and its registered
@@ -760,12 +772,8 @@ static void handle_csrattrs(est_rq *rq)
     if (authenticate(rq, false) != 0)
         return;
     agent_nf nf;
-    int r = agent_nf_load(rq->t->db, rq->nf, false, &nf);
-    if (r != 1) {
-        atomic_fetch_add_explicit(&a->ctr.refused_nf, 1, memory_order_relaxed);
-        refuse(rq, r < 0 ? 500 : 403, "unknown_nf", "NF %s is not registered with this agent", rq->nf);
+    if (load_nf(rq, &nf) != 0)
         return;
-    }
     X509 *peer = rq->client_cert[0] ? peer_cert(rq) : NULL;
     GENERAL_NAMES *names = peer ? X509_get_ext_d2i(peer, NID_subject_alt_name, NULL, NULL)
                                 : est_names_new(rq->token && a->cfg->nf_instance_id ? rq->nf : NULL,
@@ -806,12 +814,8 @@ static void handle_enroll(est_rq *rq, bool reenroll)
     if (authenticate(rq, reenroll) != 0)
         return;
     agent_nf nf;
-    int r = agent_nf_load(rq->t->db, rq->nf, false, &nf);
-    if (r != 1) {
-        atomic_fetch_add_explicit(&a->ctr.refused_nf, 1, memory_order_relaxed);
-        refuse(rq, r < 0 ? 500 : 403, "unknown_nf", "NF %s is not registered with this agent", rq->nf);
+    if (load_nf(rq, &nf) != 0)
         return;
-    }
     /* the body: base64 DER PKCS#10 */
     struct evbuffer *in = evhttp_request_get_input_buffer(rq->req);
     size_t bl = evbuffer_get_length(in);

@@ -228,6 +228,23 @@ static void test_stop_with_hung_hsm(void)
             (unsigned long long)dt);
 }
 
+/* certforged on `conf` signing through the shim with one fault setting
+ * (name=value in its environment), its stderr in `log`. */
+static pid_t start_through_shim(const char *conf, const char *log, const char *name,
+                                const char *value)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        int lf = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(lf, 2);
+        setenv("CF_SHIM_MODULE", H.module, 1);
+        setenv(name, value, 1);
+        execl(DAEMON, DAEMON, "--config", conf, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
 /* SIGTERM while start-up hangs (the first CRL waits on a 30 s signature):
  * the daemon exits 0 without waiting for the signature. */
 static void test_signal_during_startup(void)
@@ -240,15 +257,7 @@ static void test_signal_during_startup(void)
     conf_opts o = {.shim = true, .extra = extra};
     write_conf(conf, &o);
     snprintf(log, sizeof(log), "%s/startup.log", H.dir);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int lf = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        dup2(lf, 2);
-        setenv("CF_SHIM_MODULE", H.module, 1);
-        setenv("CF_SHIM_SIGN_LATENCY_US", "30000000", 1);
-        execl(DAEMON, DAEMON, "--config", conf, (char *)NULL);
-        _exit(127);
-    }
+    pid_t pid = start_through_shim(conf, log, "CF_SHIM_SIGN_LATENCY_US", "30000000");
     uint64_t end = cf_now_ms() + 10000;
     while (cf_now_ms() < end && !log_has(log, "event=ledger_open"))
         cf_sleep_ms(20);
@@ -289,15 +298,7 @@ static void test_corrupt_crl_not_published(void)
     conf_opts o = {.shim = true, .extra = extra};
     write_conf(conf, &o);
     snprintf(log, sizeof(log), "%s/corrupt-crl.log", H.dir);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int lf = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        dup2(lf, 2);
-        setenv("CF_SHIM_MODULE", H.module, 1);
-        setenv("CF_SHIM_CORRUPT_EVERY_N", "1", 1);
-        execl(DAEMON, DAEMON, "--config", conf, (char *)NULL);
-        _exit(127);
-    }
+    pid_t pid = start_through_shim(conf, log, "CF_SHIM_CORRUPT_EVERY_N", "1");
     int st = -1;
     bool exited = false;
     uint64_t end = cf_now_ms() + 30000;
