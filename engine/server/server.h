@@ -22,6 +22,7 @@
 #ifndef CF_SERVER_H
 #define CF_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -70,12 +71,19 @@ typedef struct srv_runtime {
     srv_crl_fn crl;       /* NULL: CRL answered UNSUPPORTED */
     void *admin_arg;
     void (*on_ready)(void *arg, const char *socket_path); /* once, when serving */
+    /* SIGHUP: called on ring 0's thread (which reads the signalfd); NULL:
+     * SIGHUP is logged and ignored. admin_arg is its argument. */
+    void (*reload)(void *arg);
     void *ready_arg;
 } srv_runtime;
 
 /* Serve until stopped (signal) and drained. Returns 0, or -1 with err
  * (io_uring set-up failed). */
 CF_WUR int srv_run(srv *s, const srv_runtime *rt, char *err, size_t errlen);
+
+/* The last reload's outcome, for STATUS (config_reload, config_reload_at):
+ * ok or refused, at the wall-clock time `at` (Unix seconds). Any thread. */
+void srv_note_reload(srv *s, bool ok, int64_t at);
 
 typedef struct srv_summary {
     uint64_t connections;           /* accepted over the run */
