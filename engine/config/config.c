@@ -1465,8 +1465,7 @@ static bool str_eq(const char *a, const char *b)
 
 /* One restart-only setting that differs: "FILE:LINE: NAME changed: restart
  * needed" (LINE: the setting's section in the new file, when known). */
-static int restart_needed(const cfg_config *n, int line, const char *what, char *err,
-                          size_t errlen)
+static int restart_needed(const cfg_config *n, int line, const char *what, char *err, size_t errlen)
 {
     if (line > 0)
         snprintf(err, errlen, "%s:%d: %s changed: restart needed", n->path, line, what);

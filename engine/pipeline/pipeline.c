@@ -275,7 +275,8 @@ static void stage_front(worker *w, pipe_job *j, int64_t now)
             if (e->iss[k].key == j->use_key && e->iss[k].mech == mech)
                 given.iss = &e->iss[k];
         if (!given.iss) { /* the reload checks pipe_serves: not reached */
-            fail(j, CF_ST_INTERNAL, 0, "profile's key not served by this engine; restart certforged");
+            fail(j, CF_ST_INTERNAL, 0,
+                 "profile's key not served by this engine; restart certforged");
             return;
         }
         pp = &given;

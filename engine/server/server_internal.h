@@ -136,8 +136,9 @@ typedef struct srv_job {
     uint8_t *crl; /* CRL answer (malloc'd; freed by job_put) */
     size_t crl_len;
     const struct srv_chain *chain; /* for the answer, resolved at submit */
-    cf_gen *cgen; /* ISSUE: the config generation its profile belongs to (a
-                   * reference, dropped by srv_job_put) */
+    /* ISSUE: the config generation its profile belongs to (a reference,
+     * dropped by srv_job_put) */
+    cf_gen *cgen;
     int large; /* index of the large frame buffer used, or -1: returned at completion */
     uint8_t frame[SRV_JOB_FRAME];
 } srv_job;

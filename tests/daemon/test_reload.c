@@ -51,11 +51,12 @@ static int suite_init(void)
     snprintf(GRANT_NF3, sizeof(GRANT_NF3),
              "( { uid = %u; profiles = [\"nf\", \"nf3\"]; ops = [\"issue\", \"status\"]; } )",
              (unsigned)getuid());
-    snprintf(PROF_NF3, sizeof(PROF_NF3),
-             ",\n  { name = \"nf3\"; type = \"nf\"; issuer = \"ca\";\n"
-             "    subject = { C = \"SE\"; O = \"5gc.mnc002.mcc240.3gppnetwork.org\"; };\n"
-             "    eku = [\"serverAuth\", \"clientAuth\"]; crl_dp = \"http://crl.example.org/nf3.crl\"; "
-             "}");
+    snprintf(
+        PROF_NF3, sizeof(PROF_NF3),
+        ",\n  { name = \"nf3\"; type = \"nf\"; issuer = \"ca\";\n"
+        "    subject = { C = \"SE\"; O = \"5gc.mnc002.mcc240.3gppnetwork.org\"; };\n"
+        "    eku = [\"serverAuth\", \"clientAuth\"]; crl_dp = \"http://crl.example.org/nf3.crl\"; "
+        "}");
     return 0;
 }
 
@@ -228,8 +229,9 @@ static void test_refused(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(f);
     fputs("this is = = not libconfig\n", f);
     fclose(f);
-    snprintf(want, sizeof(want), "event=reload_refused generation=1 msg=\"config reload refused: %s:%d: ",
-             RCONF, conf_line("this is = ="));
+    snprintf(want, sizeof(want),
+             "event=reload_refused generation=1 msg=\"config reload refused: %s:%d: ", RCONF,
+             conf_line("this is = ="));
     CU_ASSERT_FATAL(hup_expect(want));
     CU_ASSERT_TRUE(log_has(D.log, "; keeping generation 1\""));
     CU_ASSERT_EQUAL(issue(c, "nf", 1, NULL), CF_ST_OK);
@@ -241,8 +243,7 @@ static void test_refused(void)
     snprintf(want, sizeof(want),
              "config reload refused: %s:%d: grants[0].profiles[0]: no profile named 'nope'; "
              "keeping generation 1",
-             RCONF,
-             conf_line("grants = "));
+             RCONF, conf_line("grants = "));
     kill(D.pid, SIGHUP);
     if (!log_wait(D.log, want, 10000)) {
         char *t = slurp(D.log);
@@ -270,7 +271,8 @@ static void test_refused(void)
              RCONF, conf_line("server = {"));
     CU_ASSERT(hup_expect(want));
 
-    conf_opts k = {.extra_keys = ", { name = \"k2\"; token = \"ca\"; uri = \"pkcs11:object=k2\"; }"};
+    conf_opts k = {.extra_keys =
+                       ", { name = \"k2\"; token = \"ca\"; uri = \"pkcs11:object=k2\"; }"};
     write_conf(RCONF, &k);
     snprintf(want, sizeof(want), "%s:%d: keys changed: restart needed; keeping generation 1", RCONF,
              conf_line("keys = ("));
@@ -387,8 +389,8 @@ static void test_crl_settings(void)
         log_has(D.log, "crl.interval=120s crl.validity=7200s crl.revoke_delay=5s; generation 2"));
     CU_ASSERT_EQUAL(crl_validity(c), 7200);
     /* the folder is left writable by confinement at start: restart-only */
-    snprintf(extra, sizeof(extra),
-             "crl = { dir = \"%s\"; interval = \"2m\"; validity = \"2h\"; };", H.dir);
+    snprintf(extra, sizeof(extra), "crl = { dir = \"%s\"; interval = \"2m\"; validity = \"2h\"; };",
+             H.dir);
     write_conf(RCONF, &o);
     CU_ASSERT(hup_expect("crl.dir changed: restart needed; keeping generation 2"));
     cf_client_close(c);
@@ -421,8 +423,8 @@ static void *load_thread(void *arg)
             /* "mix": nf and nf3 in turn (an OK between refusals keeps the
              * connection clear of the refusal penalty) */
             const char *prof = strcmp(a->profile, "mix") != 0 ? a->profile
-                               : sent % 2                    ? "nf3"
-                                                             : "nf";
+                               : sent % 2                     ? "nf3"
+                                                              : "nf";
             fill_req(&req, &POOL.items[(size_t)(a->idx * 11 + sent) % POOL.n], prof);
             uint64_t id;
             int r = cf_client_submit_issue(c, &req, &id);
@@ -463,7 +465,9 @@ static void test_reload_under_load(void)
 {
     /* A: nf granted, no nf3. B: nf3 added and granted, debug logging. */
     conf_opts a = {.server = "io_threads = 2;"};
-    conf_opts b = {.server = "io_threads = 2;", .extra_profiles = PROF_NF3, .grants = GRANT_NF3,
+    conf_opts b = {.server = "io_threads = 2;",
+                   .extra_profiles = PROF_NF3,
+                   .grants = GRANT_NF3,
                    .extra = "log = { level = \"debug\"; };"};
     start(&a);
     enum { NT = 5, PER = 400 };
@@ -472,8 +476,8 @@ static void test_reload_under_load(void)
     atomic_int running;
     atomic_init(&running, NT);
     for (int i = 0; i < NT; i++) {
-        la[i] = (load_arg){.idx = i, .n = PER, .profile = i == NT - 1 ? "mix" : "nf",
-                           .running = &running};
+        la[i] = (load_arg){
+            .idx = i, .n = PER, .profile = i == NT - 1 ? "mix" : "nf", .running = &running};
         CU_ASSERT_FATAL(pthread_create(&th[i], NULL, load_thread, &la[i]) == 0);
     }
     /* reload back and forth for as long as the load runs (at least 4 times) */
@@ -505,8 +509,9 @@ static void test_reload_under_load(void)
         ok += la[i].ok;
         unauth += la[i].unauthorized;
     }
-    fprintf(stderr, "\n[reload under load: %u reloads (%u while issuing), %d issued, %d nf3 "
-                    "refused UNAUTHORIZED]\n",
+    fprintf(stderr,
+            "\n[reload under load: %u reloads (%u while issuing), %d issued, %d nf3 "
+            "refused UNAUTHORIZED]\n",
             gen - 1, during, ok, unauth);
     CU_ASSERT(during >= 1);
     cf_client *c = client();

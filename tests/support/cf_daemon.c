@@ -144,8 +144,8 @@ void write_conf(const char *path, const conf_opts *o)
         "server = { socket = \"%s\"; %s };\n"
         "grants = %s;\n"
         "%s%s\n",
-        DH_TOKEN, o->shim ? CF_SHIM_PATH : H.module, H.pin_file,
-        o->extra_keys ? o->extra_keys : "", CA_PEM, o->extra_profiles ? o->extra_profiles : "",
+        DH_TOKEN, o->shim ? CF_SHIM_PATH : H.module, H.pin_file, o->extra_keys ? o->extra_keys : "",
+        CA_PEM, o->extra_profiles ? o->extra_profiles : "",
         o->pipeline ? o->pipeline : "workers = 2; queue = 4096; batch = 16;",
         o->socket ? o->socket : SOCK, o->server ? o->server : "", grants, ledger,
         o->extra ? o->extra : "");
