@@ -133,6 +133,9 @@ done
 "$CF" status --socket "$SOCK" --json > s3.json 2>&1
 jq -e '.config_generation == 4 and .config_reload == "ok" and (.config_reload_at | test("^[0-9-]{10}T[0-9:]{8}Z$"))' s3.json >/dev/null && ok \
   || fail "status --json after 3 reloads: $(cat s3.json)"
+"$CF" status --socket "$SOCK" > s3.txt 2>&1
+grep -qE '^config +generation 4 \(last reload ok at [0-9-]{10}T[0-9:]{8}Z\)$' s3.txt && ok \
+  || fail "status text after 3 reloads: $(cat s3.txt)"
 # after three issues the rate is a fraction: printed as certforged sent it
 # (no binary-float tail like 0.20000000000000001)
 "$CF" status --socket "$SOCK" --json > s2.json 2>&1
