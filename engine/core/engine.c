@@ -150,11 +150,6 @@ const iss_set *cf_engine_issuers(const cf_engine *e)
     return e->iss;
 }
 
-const iss_issuer *cf_engine_profile_issuer(const cf_engine *e, size_t prof_idx)
-{
-    return cf_gen_profile_issuer(e->boot, prof_idx);
-}
-
 void cf_engine_sessions(cf_engine *e, unsigned *busy, unsigned *total)
 {
     sgn_sessions(e->sgn, busy, total);

@@ -34,9 +34,6 @@ CF_WUR int cf_engine_open(const cfg_config *cfg, sgn_service *sgn, const cf_engi
 pipe_engine *cf_engine_pipe(cf_engine *e);
 /* The keys and issuers (read-only, valid until cf_engine_close). */
 const iss_set *cf_engine_issuers(const cf_engine *e);
-/* The issuer of cfg->profiles[prof_idx] (same order as the config), or
- * NULL out of range. */
-const iss_issuer *cf_engine_profile_issuer(const cf_engine *e, size_t prof_idx);
 /* ------------------------------------------------------------ config generations
  *
  * What SIGHUP may change while requests are in flight (grants, profiles)
