@@ -13,7 +13,9 @@
  *   cf_engine_open(hooks.done = srv_pipe_done, hooks.done_arg = srv)
  *   srv_run()       serves until the signal fd reports SIGTERM/SIGINT, then
  *                   drains: stop accepting, answer every request already
- *                   received, bounded by server.drain_timeout_ms
+ *                   received, bounded by server.drain_timeout_ms; SIGHUP
+ *                   calls rt.reload (the engine's next config generation
+ *                   reaches each ring at its next frame or accept)
  *   cf_engine_close()   (jobs still in the pipeline complete into the pool)
  *   srv_free()      unlinks the socket, frees the pools
  *
@@ -38,7 +40,7 @@ typedef struct srv srv;
 
 typedef struct srv_opts {
     const cfg_config *cfg; /* server, grants, profiles, pipeline; must outlive the srv */
-    int signal_fd;         /* signalfd for SIGTERM/SIGINT (blocked in every thread); -1: none */
+    int signal_fd; /* signalfd for SIGTERM/SIGINT/SIGHUP (blocked in every thread); -1: none */
 } srv_opts;
 
 /* Check the socket path (a live daemon's socket → refused; a stale one is
