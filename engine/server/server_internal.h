@@ -59,9 +59,10 @@
  *
  * Reload (SIGHUP): grants and profiles come from a config generation
  * (engine.h). Each ring holds a reference on one (L->cgen) and, before
- * each frame and each accept, compares its number with the engine's
- * current one (an atomic load); when it changed, it takes the new one and
- * drops the old. A connection's grants are recomputed when their
+ * each frame and each accept and at each tick, compares its number with
+ * the engine's current one (an atomic load); when it changed, it takes the
+ * new one and drops the old (so an idle ring keeps no old generation
+ * alive beyond a tick). A connection's grants are recomputed when their
  * generation is not the ring's, so a reload reaches open connections at
  * their next frame. An ISSUE job holds a reference on the generation its
  * profile was resolved in until it is put back in the pool.

@@ -464,6 +464,8 @@ static void on_timer(srv_loop *L)
 {
     srv *s = L->s;
     arm_timer(L);
+    /* an idle ring lets go of a reloaded-away config generation too */
+    srv_gen_refresh(L);
     if (L->idx == 0)
         srv_rate_sample(s, L->now);
     if (L->accept_retry)
