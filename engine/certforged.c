@@ -8,7 +8,7 @@
  * stale one replaced), ledger, the engine (keys, issuers, profiles,
  * pipeline), CRLs, confinement, then "certforged: ready socket=PATH".
  * SIGTERM/SIGINT: stop accepting, answer every request already received,
- * exit 0.
+ * exit 0. SIGHUP: reload (do_reload).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -56,7 +56,9 @@ static void usage(FILE *f)
                "Serve certificate issuance on the Unix socket named in FILE (server.socket).\n"
                "Runs in the foreground and logs one key=value line per event to stderr.\n"
                "SIGTERM/SIGINT: stop accepting, answer accepted requests, exit 0.\n"
-               "SIGHUP: logged, nothing reloaded (restart to apply a changed config).\n"
+               "SIGHUP: reload grants, profiles, log.level and the CRL schedule from FILE;\n"
+               "        a broken file or a changed restart-only setting is refused (logged)\n"
+               "        and the running config kept.\n"
                "Every certificate is recorded in the ledger (FILE's `ledger` section,\n"
                "required) before it is released.\n"
                "\n"
@@ -218,7 +220,8 @@ static void *startup_watch_main(void *arg)
         if (read(w->sfd, &si, sizeof(si)) != (ssize_t)sizeof(si))
             continue;
         if (si.ssi_signo == SIGHUP) { /* nothing to reload yet: keep starting */
-            cf_log(CF_LOG_WARNING, "signal", "sig=HUP action=none phase=start-up");
+            cf_log(CF_LOG_WARNING, "signal",
+                   "sig=HUP action=none phase=start-up effect=\"send SIGHUP again once ready\"");
             continue;
         }
         cf_log(CF_LOG_WARNING, "signal", "sig=%s action=exit phase=start-up",
@@ -269,6 +272,9 @@ typedef struct certforged {
     cf_engine *eng;
     crl_pub *pub; /* NULL without a crl section */
     startup_watch watch;
+    /* what a reload changes outside the engine's config generations */
+    cf_log_level log_level;
+    _Atomic uint64_t crl_validity_s; /* CRL --new (admin thread) */
 } certforged;
 
 /* REVOKE (admin thread): record it, then have the CRLs remade soon. */
@@ -359,7 +365,7 @@ static cf_status do_crl(void *arg, cf_str issuer, bool fresh, uint8_t **der, siz
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         if (crl_make(is, iss_signer(iss), a->led, a->cfg->crl.dir, (int64_t)ts.tv_sec,
-                     a->cfg->crl.validity_s, der, &m, err, sizeof(err)) != 0) {
+                     atomic_load(&a->crl_validity_s), der, &m, err, sizeof(err)) != 0) {
             on_crl(is, NULL, err, NULL);
             snprintf(msg, msglen, "no CRL made: %s", err);
             return CF_ST_INTERNAL;
@@ -403,6 +409,64 @@ static void on_crl(const iss_issuer *is, const crl_made *m, const char *err, voi
     else
         cf_log(CF_LOG_ERROR, "crl_failed", "issuer=%s err=%s", is->name,
                cf_log_quote(err, q, sizeof(q)));
+}
+
+/* SIGHUP, on ring 0's thread (docs/certforged.md, RELOAD): the file is
+ * loaded again exactly as at start-up (cfg_load: every setting checked),
+ * compared with the running config (a restart-only setting that changed
+ * refuses the whole reload), its profiles compiled against the issuers
+ * already open; only then is it published as the engine's next config
+ * generation, and the log level and CRL schedule applied. A refused
+ * reload changes nothing. Requests in flight finish with the generation
+ * they started in; connections stay open. */
+static void do_reload(void *arg)
+{
+    certforged *d = arg;
+    char err[1024], msg[1400], q[1500];
+    cfg_config *n = NULL;
+    uint64_t gen = 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (cfg_load(d->cfg->path, &n, err, sizeof(err)) != 0 ||
+        cf_engine_reload(d->eng, n, &gen, err, sizeof(err)) != 0) {
+        cfg_free(n);
+        unsigned long long g = (unsigned long long)cf_engine_gen_number(d->eng);
+        snprintf(msg, sizeof(msg), "config reload refused: %s; keeping generation %llu", err, g);
+        cf_log(CF_LOG_ERROR, "reload_refused", "generation=%llu msg=%s", g,
+               cf_log_quote(msg, q, sizeof(q)));
+        srv_note_reload(d->server, false, (int64_t)ts.tv_sec);
+        return;
+    }
+    /* n belongs to the engine now, and stays valid while generation gen is
+     * current: this thread is the only one that publishes another */
+    atomic_store(&d->crl_validity_s, n->crl.validity_s);
+    if (d->pub)
+        crl_pub_set_times(d->pub, n->crl.interval_s, n->crl.validity_s, n->crl.revoke_delay_s);
+    char crl[96] = "crl=none";
+    if (n->crl.line)
+        snprintf(crl, sizeof(crl), "crl.interval=%llus crl.validity=%llus crl.revoke_delay=%llus",
+                 (unsigned long long)n->crl.interval_s, (unsigned long long)n->crl.validity_s,
+                 (unsigned long long)n->crl.revoke_delay_s);
+    snprintf(msg, sizeof(msg),
+             "config reloaded from %s: %zu grants, %zu profiles, log.level=%s, %s; generation "
+             "%llu",
+             n->path, n->n_grants, n->n_profiles, cf_log_level_name(n->log.level), crl,
+             (unsigned long long)gen);
+    /* logged at the level that lets it through: the old one or the new one */
+    bool before = d->log_level >= CF_LOG_INFO;
+    if (before)
+        cf_log(CF_LOG_INFO, "reloaded", "generation=%llu grants=%zu profiles=%zu msg=%s",
+               (unsigned long long)gen, n->n_grants, n->n_profiles,
+               cf_log_quote(msg, q, sizeof(q)));
+    d->log_level = n->log.level;
+    cf_log_set_level(n->log.level);
+    if (!before)
+        cf_log(CF_LOG_INFO, "reloaded", "generation=%llu grants=%zu profiles=%zu msg=%s",
+               (unsigned long long)gen, n->n_grants, n->n_profiles,
+               cf_log_quote(msg, q, sizeof(q)));
+    if (n->n_grants == 0)
+        cf_log(CF_LOG_WARNING, "no_grants", "effect=\"every request is UNAUTHORIZED\"");
+    srv_note_reload(d->server, true, (int64_t)ts.tv_sec);
 }
 
 /* The CRL publisher: a first CRL of every issuer, then the schedule. */
@@ -499,7 +563,7 @@ static int daemon_open(certforged *d, const char *config, bool no_ledger)
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP); /* logged, not fatal (docs/certforged.md, SIGNALS) */
+    sigaddset(&set, SIGHUP); /* reload (docs/certforged.md, RELOAD) */
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -508,6 +572,8 @@ static int daemon_open(certforged *d, const char *config, bool no_ledger)
         return EXIT_CONFIG;
     }
     const cfg_config *cfg = d->cfg;
+    d->log_level = cfg->log.level;
+    atomic_init(&d->crl_validity_s, cfg->crl.validity_s);
     cf_log_set_level(cfg->log.level);
     cf_log(CF_LOG_INFO, "start", "version=%s config=%s pid=%d", CF_VERSION, cfg->path,
            (int)getpid());
@@ -580,6 +646,7 @@ static int daemon_run(certforged *d)
         .crl = d->led && d->pub ? do_crl : NULL,
         .admin_arg = d,
         .on_ready = on_ready,
+        .reload = do_reload,
     };
     startup_watch_stop(&d->watch); /* the ring reads the signalfd from here on */
     int run_rc = srv_run(d->server, &rt, err, sizeof(err));

@@ -1472,3 +1472,123 @@ const cfg_key *cfg_find_key(const cfg_config *c, const char *name)
             return &c->keys[i];
     return NULL;
 }
+
+/* ------------------------------------------------------------ reload */
+
+static bool str_eq(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* One restart-only setting that differs: "FILE:LINE: NAME changed: restart
+ * needed" (LINE: the setting's section in the new file, when known). */
+static int restart_needed(const cfg_config *n, int line, const char *what, char *err, size_t errlen)
+{
+    if (line > 0)
+        snprintf(err, errlen, "%s:%d: %s changed: restart needed", n->path, line, what);
+    else
+        snprintf(err, errlen, "%s: %s changed: restart needed", n->path, what);
+    return -1;
+}
+
+static bool tokens_equal(const cfg_config *o, const cfg_config *n)
+{
+    if (o->n_tokens != n->n_tokens)
+        return false;
+    for (size_t i = 0; i < o->n_tokens; i++)
+        if (!str_eq(o->tokens[i].name, n->tokens[i].name) ||
+            !str_eq(o->tokens[i].uri, n->tokens[i].uri))
+            return false;
+    return true;
+}
+
+static bool keys_equal(const cfg_config *o, const cfg_config *n)
+{
+    if (o->n_keys != n->n_keys)
+        return false;
+    for (size_t i = 0; i < o->n_keys; i++) {
+        const cfg_key *a = &o->keys[i], *b = &n->keys[i];
+        if (!str_eq(a->name, b->name) || a->token_idx != b->token_idx || !str_eq(a->uri, b->uri) ||
+            a->sessions != b->sessions || a->sign_threads != b->sign_threads)
+            return false;
+    }
+    return true;
+}
+
+static bool issuers_equal(const cfg_config *o, const cfg_config *n)
+{
+    if (o->n_issuers != n->n_issuers)
+        return false;
+    for (size_t i = 0; i < o->n_issuers; i++) {
+        const cfg_issuer *a = &o->issuers[i], *b = &n->issuers[i];
+        if (!str_eq(a->name, b->name) || a->key_idx != b->key_idx ||
+            !str_eq(a->certificate, b->certificate) || !str_eq(a->chain, b->chain))
+            return false;
+    }
+    return true;
+}
+
+int cfg_restart_diff(const cfg_config *o, const cfg_config *n, char *err, size_t errlen)
+{
+    const cfg_server *a = &o->server, *b = &n->server;
+    int sl = b->line;
+    /* the socket and every limit the pools are sized from at start-up */
+    if (!str_eq(a->socket, b->socket))
+        return restart_needed(n, sl, "server.socket", err, errlen);
+    static const struct {
+        const char *name;
+        size_t off;
+    } sv[] = {
+        {"server.socket_mode", offsetof(cfg_server, socket_mode)},
+        {"server.max_frame", offsetof(cfg_server, max_frame)},
+        {"server.max_inflight", offsetof(cfg_server, max_inflight)},
+        {"server.max_connections", offsetof(cfg_server, max_connections)},
+        {"server.busy_deadline_ms", offsetof(cfg_server, busy_deadline_ms)},
+        {"server.idle_timeout_ms", offsetof(cfg_server, idle_timeout_ms)},
+        {"server.drain_timeout_ms", offsetof(cfg_server, drain_timeout_ms)},
+        {"server.io_threads", offsetof(cfg_server, io_threads)},
+        {"server.peer_max_connections", offsetof(cfg_server, peer_max_connections)},
+        {"server.peer_reserve", offsetof(cfg_server, peer_reserve)},
+        {"server.peer_max_inflight", offsetof(cfg_server, peer_max_inflight)},
+    };
+    for (size_t i = 0; i < sizeof(sv) / sizeof(sv[0]); i++)
+        if (*(const unsigned *)(const void *)((const char *)a + sv[i].off) !=
+            *(const unsigned *)(const void *)((const char *)b + sv[i].off))
+            return restart_needed(n, sl, sv[i].name, err, errlen);
+    const cfg_pipeline *p = &o->pipeline, *q = &n->pipeline;
+    if (p->workers != q->workers)
+        return restart_needed(n, 0, "pipeline.workers", err, errlen);
+    if (p->queue != q->queue)
+        return restart_needed(n, 0, "pipeline.queue", err, errlen);
+    if (p->batch != q->batch)
+        return restart_needed(n, 0, "pipeline.batch", err, errlen);
+    if (p->verify != q->verify || p->verify_n != q->verify_n)
+        return restart_needed(n, 0, "pipeline.verify", err, errlen);
+    if (p->serial_prefix_len != q->serial_prefix_len ||
+        memcmp(p->serial_prefix, q->serial_prefix, p->serial_prefix_len) != 0)
+        return restart_needed(n, 0, "pipeline.serial_prefix", err, errlen);
+    /* the signer process opened these at start-up */
+    if (!tokens_equal(o, n))
+        return restart_needed(n, n->n_tokens ? n->tokens[0].line : 0, "tokens", err, errlen);
+    if (!keys_equal(o, n))
+        return restart_needed(n, n->n_keys ? n->keys[0].line : 0, "keys", err, errlen);
+    if (!issuers_equal(o, n))
+        return restart_needed(n, n->n_issuers ? n->issuers[0].line : 0, "issuers", err, errlen);
+    const cfg_ledger *l = &o->ledger, *m = &n->ledger;
+    if ((l->line == 0) != (m->line == 0) || l->backend != m->backend || !str_eq(l->path, m->path) ||
+        !str_eq(l->conninfo, m->conninfo) || l->busy_timeout_ms != m->busy_timeout_ms)
+        return restart_needed(n, m->line, "ledger", err, errlen);
+    /* CRLs on or off, and their folder (left writable by confinement) */
+    if ((o->crl.line == 0) != (n->crl.line == 0))
+        return restart_needed(n, n->crl.line, "crl (section added or removed)", err, errlen);
+    if (o->crl.line && !str_eq(o->crl.dir, n->crl.dir))
+        return restart_needed(n, n->crl.line, "crl.dir", err, errlen);
+    const cfg_confine *c = &o->confine, *d = &n->confine;
+    bool same = c->enabled == d->enabled && c->require_landlock == d->require_landlock &&
+                str_eq(c->user, d->user) && c->n_writable == d->n_writable;
+    for (size_t i = 0; same && i < c->n_writable; i++)
+        same = str_eq(c->writable[i], d->writable[i]);
+    if (!same)
+        return restart_needed(n, d->line, "confine", err, errlen);
+    return 0;
+}

@@ -266,6 +266,14 @@ CF_WUR int cfg_load_string(const char *text, const char *name, const char *base_
                            cfg_config **out, char *err, size_t errlen);
 void cfg_free(cfg_config *c);
 
+/* SIGHUP (docs/certforged.md, RELOAD): what a running certforged cannot
+ * change. Returns 0 when `n` differs from `o` only in reloadable settings
+ * (grants, profiles, log.level, crl.interval/validity/revoke_delay), else
+ * -1 with "FILE:LINE: SETTING changed: restart needed" for the first
+ * restart-only setting that differs (server.*, pipeline.*, tokens, keys,
+ * issuers, ledger, crl on/off and crl.dir, confine). */
+CF_WUR int cfg_restart_diff(const cfg_config *o, const cfg_config *n, char *err, size_t errlen);
+
 /* Lookups by name (NULL when absent). */
 const cfg_profile *cfg_find_profile(const cfg_config *c, const char *name, size_t len);
 const cfg_issuer *cfg_find_issuer(const cfg_config *c, const char *name);

@@ -7,6 +7,7 @@
 #define CF_ENGINE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/compiler.h"
 #include "engine/config/config.h"
@@ -33,9 +34,42 @@ CF_WUR int cf_engine_open(const cfg_config *cfg, sgn_service *sgn, const cf_engi
 pipe_engine *cf_engine_pipe(cf_engine *e);
 /* The keys and issuers (read-only, valid until cf_engine_close). */
 const iss_set *cf_engine_issuers(const cf_engine *e);
-/* The issuer of cfg->profiles[prof_idx] (same order as the config), or
- * NULL out of range. */
-const iss_issuer *cf_engine_profile_issuer(const cf_engine *e, size_t prof_idx);
+/* ------------------------------------------------------------ config generations
+ *
+ * What SIGHUP may change while requests are in flight (grants, profiles)
+ * lives in a config generation: the config and the profiles compiled from
+ * it. The engine publishes one generation at a time (generation 1: the
+ * start-up config). A user takes a reference at the start of its work
+ * (cf_engine_gen_get) and drops it at the end (cf_gen_put), so work that
+ * started under generation G finishes with G; a generation is freed by
+ * whoever drops its last reference. The lock (gen_mu) guards only the
+ * current pointer: it is held to take a reference or to swap, never
+ * across HSM, ledger or file I/O (docs/architecture.md, lock order). */
+typedef struct cf_gen cf_gen;
+
+/* The current generation, referenced (never NULL while the engine is open). */
+cf_gen *cf_engine_gen_get(cf_engine *e);
+/* Its number, without a reference (a cheap "has it changed?" check). */
+uint64_t cf_engine_gen_number(const cf_engine *e);
+void cf_gen_ref(cf_gen *g);
+void cf_gen_put(cf_gen *g); /* NULL is fine */
+uint64_t cf_gen_number(const cf_gen *g);
+const cfg_config *cf_gen_cfg(const cf_gen *g);
+/* Profile prof_idx of the generation's config (its order), and its issuer. */
+const profile *cf_gen_profile(const cf_gen *g, size_t prof_idx);
+const iss_issuer *cf_gen_profile_issuer(const cf_gen *g, size_t prof_idx);
+
+/* Publish `n` (a config loaded with cfg_load) as the next generation.
+ * Checked first, all of it, before anything changes: cfg_restart_diff
+ * against the start-up config (issuers, keys, tokens, socket, ... need a
+ * restart), then every profile compiled against the issuers already open
+ * and served by the running pipeline. On success the engine owns `n`,
+ * *gen_out is the new number, 0 returned; on failure nothing changed, the
+ * caller still owns `n`, -1 with "FILE:LINE: ..." in err. One reload at a
+ * time (certforged: the ring thread that reads the signals). */
+CF_WUR int cf_engine_reload(cf_engine *e, cfg_config *n, uint64_t *gen_out, char *err,
+                            size_t errlen);
+
 /* HSM sessions busy and in all (STATUS). */
 void cf_engine_sessions(cf_engine *e, unsigned *busy, unsigned *total);
 /* Drains the pipeline (every queued job completes), then frees the

@@ -355,11 +355,13 @@ struct crl_pub {
     pthread_t th;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    bool stop, kicked;
+    bool stop, kicked, retimed;
     struct timespec kick_deadline;
 };
 
-static void make_all(crl_pub *p)
+/* Called without mu; validity_s read under it by the caller (a reload
+ * may change p->o's times meanwhile). */
+static void make_all(crl_pub *p, uint64_t validity_s)
 {
     for (size_t i = 0; i < iss_nissuers(p->o.iss); i++) {
         const iss_issuer *is = iss_issuer_at(p->o.iss, i);
@@ -368,7 +370,7 @@ static void make_all(crl_pub *p)
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         int rc = crl_make(is, iss_signer(p->o.iss), p->o.l, p->o.dir, (int64_t)ts.tv_sec,
-                          p->o.validity_s, NULL, &m, err, sizeof(err));
+                          validity_s, NULL, &m, err, sizeof(err));
         if (p->o.log)
             p->o.log(is, rc == 0 ? &m : NULL, rc == 0 ? NULL : err, p->o.log_arg);
     }
@@ -378,11 +380,17 @@ static void *pub_main(void *arg)
 {
     crl_pub *p = arg;
     pthread_setname_np(pthread_self(), "cf-crl");
-    struct timespec next;
-    clock_gettime(CLOCK_MONOTONIC, &next);
+    struct timespec last, next;
+    clock_gettime(CLOCK_MONOTONIC, &last);
+    next = last;
     next.tv_sec += (time_t)p->o.interval_s;
     pthread_mutex_lock(&p->mu);
     while (!p->stop) {
+        if (p->retimed) { /* a reload: the new interval counts from the last CRL */
+            p->retimed = false;
+            next = last;
+            next.tv_sec += (time_t)p->o.interval_s;
+        }
         struct timespec dl = next;
         if (p->kicked && (p->kick_deadline.tv_sec < dl.tv_sec ||
                           (p->kick_deadline.tv_sec == dl.tv_sec &&
@@ -394,10 +402,12 @@ static void *pub_main(void *arg)
         if (r != ETIMEDOUT)
             continue; /* a kick moved the deadline, or a spurious wake-up */
         p->kicked = false;
+        uint64_t validity_s = p->o.validity_s;
         pthread_mutex_unlock(&p->mu);
-        make_all(p);
+        make_all(p, validity_s);
         pthread_mutex_lock(&p->mu);
-        clock_gettime(CLOCK_MONOTONIC, &next);
+        clock_gettime(CLOCK_MONOTONIC, &last);
+        next = last;
         next.tv_sec += (time_t)p->o.interval_s;
     }
     pthread_mutex_unlock(&p->mu);
@@ -453,6 +463,20 @@ void crl_pub_kick(crl_pub *p)
         p->kick_deadline.tv_sec += (time_t)p->o.revoke_delay_s;
         pthread_cond_signal(&p->cv);
     }
+    pthread_mutex_unlock(&p->mu);
+}
+
+void crl_pub_set_times(crl_pub *p, uint64_t interval_s, uint64_t validity_s,
+                       uint64_t revoke_delay_s)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->o.interval_s = interval_s;
+    p->o.validity_s = validity_s;
+    p->o.revoke_delay_s = revoke_delay_s;
+    p->retimed = true;
+    pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
 }
 

@@ -59,6 +59,11 @@ typedef struct crl_pub_opts {
 CF_WUR int crl_pub_start(const crl_pub_opts *o, crl_pub **out, char *err, size_t errlen);
 /* A revocation happened: every issuer gets a new CRL within revoke_delay. */
 void crl_pub_kick(crl_pub *p);
+/* A reload's new schedule (crl.interval, crl.validity, crl.revoke_delay):
+ * the next scheduled CRL is due `interval_s` after the last one made; the
+ * next CRL made carries the new validity. */
+void crl_pub_set_times(crl_pub *p, uint64_t interval_s, uint64_t validity_s,
+                       uint64_t revoke_delay_s);
 void crl_pub_stop(crl_pub *p); /* NULL is fine */
 
 #endif

@@ -229,6 +229,14 @@ static void worker_fini(worker *w)
     }
 }
 
+bool pipe_serves(const pipe_engine *e, const iss_key *key, cf_sig_alg mech)
+{
+    for (size_t k = 0; k < e->niss; k++)
+        if (e->iss[k].key == key && e->iss[k].mech == mech)
+            return true;
+    return false;
+}
+
 /* --- the stages ------------------------------------------------------------- */
 
 static const pipe_prof *find_profile(const pipe_engine *e, cf_str name)
@@ -258,9 +266,25 @@ static void stage_front(worker *w, pipe_job *j, int64_t now)
     j->cert = NULL;
     j->cert_len = 0;
     j->msg[0] = '\0';
-    const pipe_prof *pp = !j->prof_set              ? find_profile(e, j->req.profile)
-                          : j->prof_idx < e->nprofs ? &e->profs[j->prof_idx]
-                                                    : NULL;
+    pipe_prof given;
+    const pipe_prof *pp = NULL;
+    if (j->use_prof) {
+        given = (pipe_prof){.prof = j->use_prof, .iss = NULL};
+        cf_sig_alg mech = profile_mech(j->use_prof);
+        for (size_t k = 0; k < e->niss && !given.iss; k++)
+            if (e->iss[k].key == j->use_key && e->iss[k].mech == mech)
+                given.iss = &e->iss[k];
+        if (!given.iss) { /* the reload checks pipe_serves: not reached */
+            fail(j, CF_ST_INTERNAL, 0,
+                 "profile's key not served by this engine; restart certforged");
+            return;
+        }
+        pp = &given;
+    } else {
+        pp = !j->prof_set              ? find_profile(e, j->req.profile)
+             : j->prof_idx < e->nprofs ? &e->profs[j->prof_idx]
+                                       : NULL;
+    }
     if (!pp) {
         char m[sizeof(j->msg)];
         snprintf(m, sizeof(m), "unknown profile '%.*s'", (int)(j->req.profile.len > 64 ? 64 : j->req.profile.len),

@@ -58,6 +58,13 @@ typedef struct pipe_job {
      * pipeline resolves req.profile by name. */
     bool prof_set;
     unsigned prof_idx;
+    /* ISSUE: or the caller hands the compiled profile itself, with its
+     * issuer's key (certforged after a reload: a profile of the config
+     * generation the request started in, which the caller keeps alive
+     * until the job completes). The key must be one the pipeline serves
+     * with that profile's mechanism (pipe_serves). Takes precedence. */
+    const profile *use_prof;
+    const iss_key *use_key;
     pipe_sign sign;   /* SIGN: sig/sig_len hold the answer; digest the ledger's copy
                        * (Ed25519: SHA-512 of the message) */
     void *user;
@@ -124,6 +131,11 @@ typedef struct pipe_profile_def {
 
 CF_WUR int pipe_new(const pipe_opts *o, const pipe_profile_def *profiles, size_t nprofiles,
                     pipe_engine **out, char *err, size_t errlen);
+
+/* Whether a profile signing with `mech` under `key` can be served by this
+ * engine (a profile compiled after pipe_new, see use_prof): the key must
+ * be one of pipe_new's profiles' keys, signing with the same mechanism. */
+bool pipe_serves(const pipe_engine *e, const iss_key *key, cf_sig_alg mech);
 
 /* Queue a job. Waits at most timeout_ms for room (0: do not wait).
  * Returns 0, or -1 when the queue stayed full (the caller answers BUSY)

@@ -13,7 +13,9 @@
  *   cf_engine_open(hooks.done = srv_pipe_done, hooks.done_arg = srv)
  *   srv_run()       serves until the signal fd reports SIGTERM/SIGINT, then
  *                   drains: stop accepting, answer every request already
- *                   received, bounded by server.drain_timeout_ms
+ *                   received, bounded by server.drain_timeout_ms; SIGHUP
+ *                   calls rt.reload (the engine's next config generation
+ *                   reaches each ring at its next frame or accept)
  *   cf_engine_close()   (jobs still in the pipeline complete into the pool)
  *   srv_free()      unlinks the socket, frees the pools
  *
@@ -22,6 +24,7 @@
 #ifndef CF_SERVER_H
 #define CF_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,7 +40,7 @@ typedef struct srv srv;
 
 typedef struct srv_opts {
     const cfg_config *cfg; /* server, grants, profiles, pipeline; must outlive the srv */
-    int signal_fd;         /* signalfd for SIGTERM/SIGINT (blocked in every thread); -1: none */
+    int signal_fd; /* signalfd for SIGTERM/SIGINT/SIGHUP (blocked in every thread); -1: none */
 } srv_opts;
 
 /* Check the socket path (a live daemon's socket → refused; a stale one is
@@ -70,12 +73,19 @@ typedef struct srv_runtime {
     srv_crl_fn crl;       /* NULL: CRL answered UNSUPPORTED */
     void *admin_arg;
     void (*on_ready)(void *arg, const char *socket_path); /* once, when serving */
+    /* SIGHUP: called on ring 0's thread (which reads the signalfd); NULL:
+     * SIGHUP is logged and ignored. admin_arg is its argument. */
+    void (*reload)(void *arg);
     void *ready_arg;
 } srv_runtime;
 
 /* Serve until stopped (signal) and drained. Returns 0, or -1 with err
  * (io_uring set-up failed). */
 CF_WUR int srv_run(srv *s, const srv_runtime *rt, char *err, size_t errlen);
+
+/* The last reload's outcome, for STATUS (config_reload, config_reload_at):
+ * ok or refused, at the wall-clock time `at` (Unix seconds). Any thread. */
+void srv_note_reload(srv *s, bool ok, int64_t at);
 
 typedef struct srv_summary {
     uint64_t connections;           /* accepted over the run */

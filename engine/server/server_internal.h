@@ -57,6 +57,16 @@
  * idle_timeout_ms (a trickle of reads does not count) it is closed as a
  * stalled reader.
  *
+ * Reload (SIGHUP): grants and profiles come from a config generation
+ * (engine.h). Each ring holds a reference on one (L->cgen) and, before
+ * each frame and each accept and at each tick, compares its number with
+ * the engine's current one (an atomic load); when it changed, it takes the
+ * new one and drops the old (so an idle ring keeps no old generation
+ * alive beyond a tick). A connection's grants are recomputed when their
+ * generation is not the ring's, so a reload reaches open connections at
+ * their next frame. An ISSUE job holds a reference on the generation its
+ * profile was resolved in until it is put back in the pool.
+ *
  * Completion hand-off: the pipeline calls srv_pipe_done() on its recorder
  * thread (a worker's for failed jobs, and without a ledger; the admin
  * thread for REVOKE and CRL); it pushes the job on its ring's lock-free
@@ -127,6 +137,9 @@ typedef struct srv_job {
     uint8_t *crl; /* CRL answer (malloc'd; freed by job_put) */
     size_t crl_len;
     const struct srv_chain *chain; /* for the answer, resolved at submit */
+    /* ISSUE: the config generation its profile belongs to (a reference,
+     * dropped by srv_job_put) */
+    cf_gen *cgen;
     int large; /* index of the large frame buffer used, or -1: returned at completion */
     uint8_t frame[SRV_JOB_FRAME];
 } srv_job;
@@ -142,6 +155,7 @@ typedef struct conn {
     bool parked; /* head frame waits for a job / queue room */
     bool in_parklist;
     uint32_t uid, gid, pid;
+    uint64_t grants_gen; /* the config generation ops/prof_bits/key_bits come from */
     unsigned ops;
     bool all_profiles; /* a grant gives it profiles = ["*"] */
     uint64_t prof_bits[CFG_MAX_ENTRIES / 64];
@@ -172,6 +186,9 @@ struct srv_loop {
     bool th_started;
     struct io_uring ring;
     bool ring_ok;
+    /* the config generation this ring serves new requests with (a
+     * reference; srv_gen_refresh moves it to the engine's current one) */
+    cf_gen *cgen;
     /* completions from workers */
     int evfd;
     uint64_t ev_val;
@@ -231,6 +248,9 @@ struct srv {
     atomic_ulong n_accepted, n_requests, n_answered, n_unanswered, n_refused;
     atomic_ulong by_status[CF_ST__MAX];
     uint64_t start_ms;
+    /* the last SIGHUP reload: 0 none, 1 ok, 2 refused; at: Unix seconds */
+    atomic_int reload_result;
+    _Atomic int64_t reload_at;
     /* Fair share per peer (uid): a table of the uids holding connection
      * slots. peer_mu guards the table (taken at accept and at a slot's
      * release, never with another lock); the counters are atomic. */
@@ -303,7 +323,8 @@ void srv_park_remove(srv_loop *L, conn *c);
 bool srv_frame_pending(const srv *s, const conn *c);
 void srv_pump(srv_loop *L, conn *c);
 void srv_retry_parked(srv_loop *L);
-void srv_conn_grants(const srv *s, conn *c);
+void srv_gen_refresh(srv_loop *L);
+void srv_conn_grants(srv_loop *L, conn *c);
 srv_peer *srv_peer_ref(srv *s, uint32_t uid);
 void srv_peer_unref(srv *s, srv_peer *p);
 void srv_peer_opened(srv *s, srv_peer *p);

@@ -174,6 +174,12 @@ void srv_flush_ready(srv_loop *L, conn *c)
     }
 }
 
+void srv_note_reload(srv *s, bool ok, int64_t at)
+{
+    atomic_store(&s->reload_at, at);
+    atomic_store(&s->reload_result, ok ? 1 : 2);
+}
+
 size_t srv_enc_status(uint8_t *buf, size_t cap, const void *arg)
 {
     const status_arg *a = arg;
@@ -192,9 +198,9 @@ size_t srv_enc_status(uint8_t *buf, size_t cap, const void *arg)
             rate = (double)(st.by_status[CF_ST_OK] - s->rate_issued[oldest]) * 1000.0 / (double)dt;
     }
     pthread_mutex_unlock(&s->rate_mu);
-    char v[9 + CF_ST__MAX][32];
+    char v[12 + CF_ST__MAX][32];
     char keys[CF_ST__MAX][48];
-    proto_kv kv[9 + CF_ST__MAX];
+    proto_kv kv[12 + CF_ST__MAX];
     size_t n = 0;
 #define KV(name, fmt, val)                                                                         \
     do {                                                                                           \
@@ -212,6 +218,18 @@ size_t srv_enc_status(uint8_t *buf, size_t cap, const void *arg)
     KV("hsm_sessions_busy", "%u", busy);
     KV("hsm_sessions_total", "%u", total);
     KV("version", "%s", CF_VERSION);
+    /* SIGHUP reloads (docs/certforged.md, RELOAD) */
+    KV("config_generation", "%llu", (unsigned long long)cf_engine_gen_number(s->rt.eng));
+    int rr = atomic_load(&s->reload_result);
+    KV("config_reload", "%s", rr == 1 ? "ok" : rr == 2 ? "refused" : "none");
+    if (rr) {
+        char at[32] = "-";
+        time_t t = (time_t)atomic_load(&s->reload_at);
+        struct tm tm;
+        if (gmtime_r(&t, &tm))
+            strftime(at, sizeof(at), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        KV("config_reload_at", "%s", at);
+    }
 #undef KV
     for (int i = 1; i < CF_ST__MAX; i++) {
         uint64_t cnt = atomic_load(&s->by_status[i]);

@@ -49,6 +49,8 @@ uint8_t *srv_job_frame(srv_loop *L, srv_job *j)
 
 void srv_job_put(srv_loop *L, srv_job *j)
 {
+    cf_gen_put(j->cgen);
+    j->cgen = NULL;
     free(j->crl);
     j->crl = NULL;
     if (j->large >= 0)
@@ -154,17 +156,21 @@ static int queue_job(srv_loop *L, conn *c, proto_req *req, const uint8_t *frame,
         j->op = op;
         j->peer_uid = c->uid;
         j->chain = NULL;
+        j->cgen = NULL;
         j->crl = NULL;
         j->crl_len = 0;
         bool queued = false;
         if (op == PROTO_OP_ISSUE || op == PROTO_OP_SIGN) {
             if (op == PROTO_OP_ISSUE) {
-                const iss_issuer *is = cf_engine_profile_issuer(s->rt.eng, ctx);
+                /* the profile of the ring's generation, which the job keeps */
+                const iss_issuer *is = cf_gen_profile_issuer(L->cgen, ctx);
                 j->pj.kind = PIPE_JOB_ISSUE;
                 j->pj.req = r2->issue;
-                j->pj.prof_set = true;
-                j->pj.prof_idx = (unsigned)ctx;
+                j->pj.use_prof = cf_gen_profile(L->cgen, ctx);
+                j->pj.use_key = is ? is->key : NULL;
                 j->chain = is ? &s->chains[is->idx] : NULL;
+                j->cgen = L->cgen;
+                cf_gen_ref(j->cgen);
             } else {
                 /* the pipeline resolves the key and checks the algorithm fits it */
                 cf_sig_alg alg =
@@ -215,10 +221,10 @@ static int queue_job(srv_loop *L, conn *c, proto_req *req, const uint8_t *frame,
 
 static int handle_issue(srv_loop *L, conn *c, proto_req *req, const uint8_t *frame, size_t flen)
 {
-    srv *s = L->s;
     uint64_t id = req->hdr.id;
     const cf_str *pn = &req->issue.profile;
-    const cfg_profile *p = cfg_find_profile(s->cfg, pn->p, pn->len);
+    const cfg_config *cfg = cf_gen_cfg(L->cgen);
+    const cfg_profile *p = cfg_find_profile(cfg, pn->p, pn->len);
     char msg[160];
     char pname[CFG_NAME_MAX + 1];
     snprintf(pname, sizeof(pname), "%.*s", (int)(pn->len < CFG_NAME_MAX ? pn->len : CFG_NAME_MAX),
@@ -232,7 +238,7 @@ static int handle_issue(srv_loop *L, conn *c, proto_req *req, const uint8_t *fra
                    ? FR_CONSUMED
                    : FR_BLOCKED;
     }
-    size_t pi = p ? (size_t)(p - s->cfg->profiles) : 0;
+    size_t pi = p ? (size_t)(p - cfg->profiles) : 0;
     if (!p || !(c->prof_bits[pi / 64] & (1ull << (pi % 64)))) {
         snprintf(msg, sizeof(msg), "uid %u / gid %u may not issue from profile '%s'", c->uid,
                  c->gid, pname);
@@ -316,6 +322,10 @@ static int handle_frame(srv_loop *L, conn *c, const proto_hdr *h, const uint8_t 
                req.hdr.op, (unsigned long long)req.hdr.id);
         return closes ? FR_CLOSE : FR_CONSUMED;
     }
+    /* a reload since this connection's grants were computed: recompute */
+    srv_gen_refresh(L);
+    if (c->grants_gen != cf_gen_number(L->cgen))
+        srv_conn_grants(L, c);
     unsigned need = req.hdr.op == PROTO_OP_ISSUE    ? CFG_GRANT_ISSUE
                     : req.hdr.op == PROTO_OP_STATUS ? CFG_GRANT_STATUS
                     : req.hdr.op == PROTO_OP_SIGN   ? CFG_GRANT_SIGN
@@ -451,17 +461,35 @@ void srv_retry_parked(srv_loop *L)
     }
 }
 
-/* A new connection's grants as bitmaps (ops, profiles, keys): the union of
- * every grant naming its uid or its primary gid. */
-void srv_conn_grants(const srv *s, conn *c)
+/* The ring's config generation, moved to the engine's current one if a
+ * reload published another (the old one is freed by its last user). */
+void srv_gen_refresh(srv_loop *L)
 {
-    for (size_t g = 0; g < s->cfg->n_grants; g++) {
-        const cfg_grant *gr = &s->cfg->grants[g];
+    if (cf_gen_number(L->cgen) == cf_engine_gen_number(L->s->rt.eng))
+        return;
+    cf_gen *g = cf_engine_gen_get(L->s->rt.eng);
+    cf_gen_put(L->cgen);
+    L->cgen = g;
+}
+
+/* A connection's grants as bitmaps (ops, profiles, keys), from the ring's
+ * config generation: the union of every grant naming its uid or its
+ * primary gid. */
+void srv_conn_grants(srv_loop *L, conn *c)
+{
+    const cfg_config *cfg = cf_gen_cfg(L->cgen);
+    c->grants_gen = cf_gen_number(L->cgen);
+    c->ops = 0;
+    c->all_profiles = false;
+    memset(c->prof_bits, 0, sizeof(c->prof_bits));
+    memset(c->key_bits, 0, sizeof(c->key_bits));
+    for (size_t g = 0; g < cfg->n_grants; g++) {
+        const cfg_grant *gr = &cfg->grants[g];
         if (!((gr->has_uid && gr->uid == c->uid) || (gr->has_gid && gr->gid == c->gid)))
             continue;
         c->ops |= gr->ops;
         c->all_profiles |= gr->all_profiles;
-        for (size_t k = 0; k < s->cfg->n_profiles; k++) {
+        for (size_t k = 0; k < cfg->n_profiles; k++) {
             bool in_grant = gr->all_profiles;
             for (size_t m = 0; !in_grant && m < gr->n_profiles; m++)
                 in_grant = gr->profile_idx[m] == k;

@@ -150,8 +150,11 @@ static void loops_free(srv *s)
         }
         if (L->evfd >= 0)
             close(L->evfd);
-        for (size_t k = 0; L->jobs && k < L->njobs - L->nunused; k++)
+        for (size_t k = 0; L->jobs && k < L->njobs - L->nunused; k++) {
             free(L->jobs[k].crl); /* CRL answers completed after the rings stopped */
+            cf_gen_put(L->jobs[k].cgen); /* ISSUE jobs completed after the rings stopped */
+        }
+        cf_gen_put(L->cgen);
         free(L->jobs);
         free(L->large);
         free(L->conns);

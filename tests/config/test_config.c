@@ -1093,6 +1093,81 @@ static void test_parse_errors(void)
     CU_ASSERT_PTR_NULL(c);
 }
 
+/* ------------------------------------------------------------- reload */
+
+/* cfg_restart_diff(base_conf, base_conf edited): 0 when the edit is
+ * reloadable, else refused naming the setting (and its line). */
+static void restart_diff(const char *from, const char *to, const char *want)
+{
+    char full[sizeof(base_conf) + 600];
+    snprintf(full, sizeof(full), "%s%s", base_conf,
+             "server = { socket = \"/run/cf.sock\"; };\n"
+             "grants = ( { uid = 1000; profiles = [\"nf\"]; ops = [\"issue\"]; } );\n"
+             "ledger = { backend = \"sqlite\"; path = \"l.db\"; };\n"
+             "crl = { dir = \"/var/crl\"; interval = \"1h\"; validity = \"1d\"; };\n");
+    char *t = sub(full, from, to);
+    cfg_config *o = NULL, *n = NULL;
+    CU_ASSERT_EQUAL_FATAL(load_text(full, &o), 0);
+    if (load_text(t, &n) != 0) {
+        fprintf(stderr, "\n  edit '%s' -> '%s' does not load: %s\n", from, to, errbuf);
+        CU_FAIL("edited config does not load");
+        goto out;
+    }
+    char err[512] = "";
+    int rc = cfg_restart_diff(o, n, err, sizeof(err));
+    if (!want) {
+        CU_ASSERT_EQUAL(rc, 0);
+        if (rc != 0)
+            fprintf(stderr, "\n  edit '%s' -> '%s': refused: %s\n", from, to, err);
+    } else {
+        CU_ASSERT_EQUAL(rc, -1);
+        if (!strstr(err, want)) {
+            fprintf(stderr, "\n  edit '%s' -> '%s'\n  got:  %s\n  want: %s\n", from, to, err, want);
+            CU_FAIL("refusal lacks the expected text");
+        }
+    }
+out:
+    cfg_free(o);
+    cfg_free(n);
+    free(t);
+}
+
+static void test_restart_diff(void)
+{
+    /* reloadable */
+    restart_diff("log = { level = \"info\"; };", "log = { level = \"debug\"; };", NULL);
+    restart_diff("profiles = [\"nf\"]", "profiles = [\"nf\", \"sepp\"]", NULL);
+    restart_diff("uid = 1000;", "gid = 27;", NULL);
+    restart_diff("hash = \"sha256\";", "hash = \"sha384\";", NULL);
+    restart_diff("interval = \"1h\"; validity = \"1d\";",
+                 "interval = \"2h\"; validity = \"2d\"; revoke_delay = \"1m\";", NULL);
+    restart_diff("  { name = \"star\";", "  { name = \"star2\";", NULL);
+    /* restart only: refused by name, with the line of the section */
+    restart_diff("socket = \"/run/cf.sock\";", "socket = \"/run/cf2.sock\";",
+                 "test.conf:32: server.socket changed: restart needed");
+    restart_diff("socket = \"/run/cf.sock\";", "socket = \"/run/cf.sock\"; max_inflight = 9;",
+                 "test.conf:32: server.max_inflight changed: restart needed");
+    restart_diff("workers = 2;", "workers = 3;",
+                 "test.conf: pipeline.workers changed: restart needed");
+    restart_diff("batch = 32;", "batch = 16;", "test.conf: pipeline.batch changed");
+    restart_diff("1-in-16", "all", "pipeline.verify changed");
+    restart_diff("serial_prefix = 0x01;", "serial_prefix = 0x02;",
+                 "pipeline.serial_prefix changed");
+    restart_diff("pin-source=file:/etc/cf/pin", "pin-source=file:/etc/cf/pin2",
+                 "test.conf:1: tokens changed: restart needed");
+    restart_diff("sessions = 3;", "sessions = 4;", "test.conf:3: keys changed: restart needed");
+    restart_diff("certificate = \"ic-ca.pem\"", "certificate = \"ic-ca2.pem\"",
+                 "test.conf:5: issuers changed: restart needed");
+    restart_diff("chain = \"chain.pem\"; ", "", "issuers changed: restart needed");
+    restart_diff("path = \"l.db\";", "path = \"l2.db\";", "test.conf:34: ledger changed");
+    restart_diff("dir = \"/var/crl\";", "dir = \"/var/crl2\";", "test.conf:35: crl.dir changed");
+    restart_diff("crl = { dir = \"/var/crl\"; interval = \"1h\"; validity = \"1d\"; };", "",
+                 "crl (section added or removed) changed: restart needed");
+    restart_diff("log = { level = \"info\"; };",
+                 "log = { level = \"info\"; }; confine = { enabled = false; };",
+                 "confine changed: restart needed");
+}
+
 int main(int argc, char **argv)
 {
     static const cf_test tests[] = {
@@ -1115,6 +1190,7 @@ int main(int argc, char **argv)
         {"ledger refused", test_ledger_refused},
         {"ledger: postgresql", test_ledger_pg},
         {"ledger: postgresql refused (conninfo, secrets)", test_ledger_pg_refused},
+        {"reload: restart-only settings", test_restart_diff},
     };
     static const cf_suite suites[] = {CF_SUITE("config", NULL, NULL, tests)};
     return CF_TEST_MAIN(argc, argv, suites);

@@ -2,7 +2,7 @@
 # certforged as a service manager runs it: --version (and the version in the
 # start line and in STATUS), --check-config on a good and on broken configs
 # (FILE:LINE, exit 1, nothing created: no socket, folder, lock or ledger),
-# SIGHUP while serving (logged, the daemon keeps serving the same clients
+# SIGHUP while serving (an unchanged file reloaded: generation 2, 3, 4 in the log and in STATUS; the daemon keeps serving the same clients
 # and new ones, no exit 129), sd_notify (READY=1 once serving, STOPPING=1 at
 # the stop, to a NOTIFY_SOCKET the test listens on) and during a clean stop afterwards (exit 0,
 # socket and lock file gone). Every wait is bounded; the daemon is stopped
@@ -95,7 +95,7 @@ rc=0; "$CFD" --check-config >/dev/null 2>&1 || rc=$?
 rc=0; "$CFD" --check-config good.conf extra >/dev/null 2>&1 || rc=$?
 [ $rc -eq 2 ] && ok || fail "--check-config with an extra argument: exit $rc, want 2"
 
-# --- SIGHUP: logged, not fatal; sd_notify READY=1 / STOPPING=1 (Type=notify) --------------------
+# --- SIGHUP: reloads, not fatal; sd_notify READY=1 / STOPPING=1 (Type=notify) --------------------
 : >d.log
 timeout -s KILL 120 /usr/bin/python3 "$SUPPORT/notify_listen.py" "$D/notify.sock" 100 >notify.txt &
 NPID=$!
@@ -120,15 +120,22 @@ for i in 1 2 3; do
   kill -HUP "$DPID"
   n=0
   for _ in $(seq 1 100); do
-    n=$(grep -c "event=signal sig=HUP action=none reload=unsupported" d.log)
-    [ "$n" -ge "$i" ] && break
+    n=$(grep -c "event=reloaded generation=$((i + 1)) " d.log)
+    [ "$n" -ge 1 ] && break
     sleep 0.1
   done
-  [ "$n" -ge "$i" ] && ok || fail "SIGHUP $i not logged within 10 s"
+  [ "$n" -ge 1 ] && ok || fail "SIGHUP $i: no reload to generation $((i + 1)) within 10 s: $(grep -E 'event=(signal|reload)' d.log)"
   kill -0 "$DPID" 2>/dev/null && ok || fail "certforged died of SIGHUP $i"
   "$CF" issue --socket "$SOCK" --csr a.csr --profile nf --dns a.example --out "a$i.pem" 2>err.txt && ok \
     || fail "issue after SIGHUP $i: $(cat err.txt)"
 done
+# the same file three times: generation 4, each reload in STATUS
+"$CF" status --socket "$SOCK" --json > s3.json 2>&1
+jq -e '.config_generation == 4 and .config_reload == "ok" and (.config_reload_at | test("^[0-9-]{10}T[0-9:]{8}Z$"))' s3.json >/dev/null && ok \
+  || fail "status --json after 3 reloads: $(cat s3.json)"
+"$CF" status --socket "$SOCK" > s3.txt 2>&1
+grep -qE '^config +generation 4 \(last reload ok at [0-9-]{10}T[0-9:]{8}Z\)$' s3.txt && ok \
+  || fail "status text after 3 reloads: $(cat s3.txt)"
 # after three issues the rate is a fraction: printed as certforged sent it
 # (no binary-float tail like 0.20000000000000001)
 "$CF" status --socket "$SOCK" --json > s2.json 2>&1

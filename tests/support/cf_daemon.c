@@ -138,14 +138,14 @@ void write_conf(const char *path, const conf_opts *o)
         "},\n"
         "  { name = \"nf2\"; type = \"nf\"; issuer = \"ca\";\n"
         "    subject = { C = \"FI\"; O = \"5gc.mnc001.mcc001.3gppnetwork.org\"; };\n"
-        "    eku = [\"serverAuth\"]; crl_dp = \"http://crl.example.org/nf.crl\"; }\n"
+        "    eku = [\"serverAuth\"]; crl_dp = \"http://crl.example.org/nf.crl\"; }%s\n"
         ");\n"
         "pipeline = { %s };\n"
         "server = { socket = \"%s\"; %s };\n"
         "grants = %s;\n"
         "%s%s\n",
-        DH_TOKEN, o->shim ? CF_SHIM_PATH : H.module, H.pin_file,
-        o->extra_keys ? o->extra_keys : "", CA_PEM,
+        DH_TOKEN, o->shim ? CF_SHIM_PATH : H.module, H.pin_file, o->extra_keys ? o->extra_keys : "",
+        CA_PEM, o->extra_profiles ? o->extra_profiles : "",
         o->pipeline ? o->pipeline : "workers = 2; queue = 4096; batch = 16;",
         o->socket ? o->socket : SOCK, o->server ? o->server : "", grants, ledger,
         o->extra ? o->extra : "");

@@ -36,6 +36,7 @@ typedef struct conf_opts {
     const char *ledger; /* the whole ledger section ("" for none), or NULL: SQLite in H.dir */
     bool shim;
     const char *extra_keys; /* more entries of keys = ( ... ), with a leading comma */
+    const char *extra_profiles; /* more entries of profiles = ( ... ), with a leading comma */
     const char *extra;      /* more top-level settings (e.g. a crl section) */
     const char *ledger_path; /* the SQLite ledger (default: H.dir/ledger.db) */
 } conf_opts;

@@ -14,14 +14,16 @@ static const char status_help[] =
     "\n"
     "Asks certforged for its counters: uptime, certificates issued, the current rate\n"
     "(over the last 10 s), queue depth, requests in flight, connections, HSM\n"
-    "sessions busy and in total, and failed requests by status code. Counters a\n"
-    "newer daemon adds are shown too.\n"
+    "sessions busy and in total, failed requests by status code, and the config\n"
+    "generation with the outcome of the last SIGHUP reload. Counters a newer\n"
+    "daemon adds are shown too.\n"
     "\n"
     "OPTIONS\n" CLI_SOCKET_HELP
     "  --json          machine-readable: {\"socket\", \"uptime_s\", \"issued\", \"rate_per_s\",\n"
     "                  \"queue_depth\", \"inflight\", \"connections\", \"hsm_sessions_busy\",\n"
-    "                  \"hsm_sessions_total\", \"errors\": {\"BAD_CSR\": N, ...}}; numbers as\n"
-    "                  numbers\n"
+    "                  \"hsm_sessions_total\", \"config_generation\", \"config_reload\"\n"
+    "                  (none, ok, refused), \"config_reload_at\", \"errors\": {\"BAD_CSR\": N,\n"
+    "                  ...}}; numbers as numbers\n"
     "  --timeout SECONDS  how long to wait for the answer (default 10)\n"
     "  --help          this text\n"
     "\n"
@@ -87,8 +89,9 @@ static void uptime_text(const char *v, char *out, size_t cap)
 static bool known_key(const char *k)
 {
     static const char *const keys[] = {
-        "uptime_s", "issued",      "rate_per_s",        "queue_depth",
-        "inflight", "connections", "hsm_sessions_busy", "hsm_sessions_total"};
+        "uptime_s",          "issued",        "rate_per_s",        "queue_depth",
+        "inflight",          "connections",   "hsm_sessions_busy", "hsm_sessions_total",
+        "config_generation", "config_reload", "config_reload_at"};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
         if (strcmp(k, keys[i]) == 0)
             return true;
@@ -147,6 +150,19 @@ static void print_text(const char *socket, const cf_response *r)
     const char *total = find(r, "hsm_sessions_total", b, sizeof(b));
     if (busy || total)
         printf("%-16s %s busy of %s\n", "HSM sessions", busy ? busy : "?", total ? total : "?");
+    const char *gen = find(r, "config_generation", a, sizeof(a));
+    if (gen) {
+        const char *res = find(r, "config_reload", b, sizeof(b));
+        printf("%-16s generation %s", "config", gen);
+        if (res && strcmp(res, "none") != 0) {
+            char at[64];
+            const char *when = find(r, "config_reload_at", at, sizeof(at));
+            printf(" (last reload %s at %s)", res, when ? when : "?");
+        } else {
+            printf(" (not reloaded)");
+        }
+        printf("\n");
+    }
     printf("%-16s", "errors");
     unsigned nerr = 0;
     for (unsigned i = 0; i < r->n_kv; i++) {
