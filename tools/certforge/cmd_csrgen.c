@@ -38,6 +38,8 @@ static const char csrgen_help[] =
     "  --profile NAME    profile written into each line (default nf)\n"
     "  --nf-type TYPE    NFType written into each line (default AMF)\n"
     "  --inline          put the PEM text into the batch instead of a path\n"
+    "  --force           replace an existing batch FILE and CSR files (without it\n"
+    "                    they are refused before any key is made)\n"
     "  --help            this text\n"
     "\n"
     "EXAMPLES\n"
@@ -55,6 +57,7 @@ enum {
     OPT_PROFILE,
     OPT_NFTYPE,
     OPT_INLINE,
+    OPT_FORCE,
     OPT_HELP
 };
 
@@ -82,11 +85,12 @@ int cmd_csrgen(int argc, char **argv)
                                        {"profile", required_argument, NULL, OPT_PROFILE},
                                        {"nf-type", required_argument, NULL, OPT_NFTYPE},
                                        {"inline", no_argument, NULL, OPT_INLINE},
+                                       {"force", no_argument, NULL, OPT_FORCE},
                                        {"help", no_argument, NULL, OPT_HELP},
                                        {0, 0, 0, 0}};
     unsigned long count = 0;
     const char *dir = NULL, *batch = NULL, *key = "ec-p256", *profile = "nf", *nftype = "AMF";
-    bool inl = false;
+    bool inl = false, force = false;
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -112,6 +116,9 @@ int cmd_csrgen(int argc, char **argv)
             break;
         case OPT_INLINE:
             inl = true;
+            break;
+        case OPT_FORCE:
+            force = true;
             break;
         case OPT_HELP:
             fputs(csrgen_help, stdout);
@@ -148,12 +155,24 @@ int cmd_csrgen(int argc, char **argv)
         rc = cli_fail("csr-gen: %s: %s", dir, strerror(errno));
         goto out;
     }
+    /* existing files are refused before any key is made */
+    if ((rc = cli_out_check("csr-gen", "--batch-out", batch, force, CF_OUT_NOSTDOUT)) != CLI_OK)
+        goto out;
+    rc = CLI_FAIL;
+    for (unsigned long i = 0; i < count; i++) {
+        snprintf(path, sizeof(path), "%s/nf-%06lu.csr.pem", absdir, i + 1);
+        if (cli_out_exists(path, force, err, sizeof(err))) {
+            rc = cli_fail("%s", err);
+            goto out;
+        }
+    }
     if (csr_pool_get(&pool, key, count, NULL) != 0) {
         rc = cli_fail("csr-gen: CSR generation failed");
         goto out;
     }
-    if (cf_outfile_open(&bo, batch, 0644, CF_OUT_NOSTDOUT, err, sizeof(err)) != 0) {
-        rc = cli_fail("csr-gen: --batch-out %s", err);
+    if (cf_outfile_open(&bo, batch, 0644, cli_out_flags(force, CF_OUT_NOSTDOUT), err,
+                        sizeof(err)) != 0) {
+        rc = cli_out_fail("csr-gen", batch, err);
         goto out;
     }
     bf = bo.f;
@@ -166,10 +185,11 @@ int cmd_csrgen(int argc, char **argv)
         }
         snprintf(path, sizeof(path), "%s/nf-%06zu.csr.pem", absdir, i + 1);
         /* synced once for all below */
-        if (cf_write_file(path, pem, strlen(pem), 0644, CF_OUT_NOSYNC | CF_OUT_NOSTDOUT, err,
+        if (cf_write_file(path, pem, strlen(pem), 0644,
+                          cli_out_flags(force, CF_OUT_NOSYNC | CF_OUT_NOSTDOUT), err,
                           sizeof(err)) != 0) {
             free(pem);
-            rc = cli_fail("csr-gen: %s", err);
+            rc = cli_out_fail("csr-gen", path, err);
             goto out;
         }
         char out[64];
@@ -196,7 +216,7 @@ int cmd_csrgen(int argc, char **argv)
     }
     bf = NULL;
     if (cf_outfile_commit(&bo, err, sizeof(err)) != 0) {
-        rc = cli_fail("csr-gen: %s", err);
+        rc = cli_out_fail("csr-gen", batch, err);
         goto out;
     }
     printf("%zu %s CSRs in %s, batch %s\n", pool.n, key, absdir, batch);

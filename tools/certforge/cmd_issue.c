@@ -23,8 +23,9 @@
 #include <openssl/x509.h>
 
 static const char issue_help[] =
-    "usage: certforge issue --csr FILE --profile NAME [IDENTIFIERS] [--out FILE] [--chain]\n"
-    "       certforge issue --batch FILE [--out-dir DIR] [--profile NAME] [--chain]\n"
+    "usage: certforge issue --csr FILE --profile NAME [IDENTIFIERS] [--out FILE [--force]]\n"
+    "                       [--chain]\n"
+    "       certforge issue --batch FILE [--out-dir DIR [--force]] [--profile NAME] [--chain]\n"
     "\n"
     "Asks certforged to issue certificates. The certificate carries exactly the\n"
     "identifiers given here (the ones the front end has validated), as the profile\n"
@@ -36,7 +37,8 @@ static const char issue_help[] =
     "  --nf-instance-id UUID   NF instance ID (SAN URI urn:uuid:UUID)\n"
     "  --dns NAME              a DNS name for the SAN (repeat, up to 64)\n"
     "  --nf-type TYPE          an NFType, e.g. AMF (repeat, up to 16)\n"
-    "  --out FILE              where the PEM certificate goes (default: standard output)\n"
+    "  --out FILE              where the PEM certificate goes (default: standard output);\n"
+    "                          an existing FILE is refused unless --force\n"
     "\n"
     "Many CSRs (pipelined: up to --inflight requests on the wire at once):\n"
     "  --batch FILE            JSON lines, one request per line ('-': standard input):\n"
@@ -49,6 +51,10 @@ static const char issue_help[] =
     "                          given); unknown keys are refused; blank lines skipped\n"
     "  --out-dir DIR           folder for the certificates (created; default .); a\n"
     "                          line's \"out\" is taken relative to it (default cert-LINE.pem)\n"
+    "  --force                 replace existing certificate files (--out, or a batch\n"
+    "                          line's file in --out-dir): without it an existing file\n"
+    "                          is refused (one CSR: before certforged is asked; a\n"
+    "                          batch line: that line fails FILE_EXISTS, not sent)\n"
     "  --inflight N            requests in flight at once (default 128, 1-65536)\n"
     "  --no-progress           no progress line (it is shown only on a terminal anyway)\n"
     "\n"
@@ -63,14 +69,16 @@ static const char issue_help[] =
     "A batch prints a summary on standard output when done: certificates issued,\n"
     "failures by status (BAD_CSR, POLICY_DENIED, UNKNOWN_PROFILE, UNAUTHORIZED, ...;\n"
     "INVALID_REQUEST for a line that could not be sent, NO_ANSWER when the\n"
-    "connection was lost, OUTPUT_ERROR when the file could not be written) and the\n"
+    "connection was lost, FILE_EXISTS when the line's file exists and --force is not\n"
+    "given, OUTPUT_ERROR when the file could not be written) and the\n"
     "rate. Requests answered BUSY are sent again (up to 50 times each); when\n"
     "certforged refuses the connection itself (BUSY: too many connections) the\n"
     "client connects again after a pause (100 ms, doubling up to 2 s; 20 refusals\n"
     "in a row fail the requests as BUSY), for one CSR as for a batch.\n"
     "\n"
     "Files are written through a temporary file in the same folder, then renamed:\n"
-    "an existing regular file is replaced; a target that is a symlink, FIFO,\n"
+    "an existing regular file is refused, or replaced with --force; a target that\n"
+    "is a symlink, FIFO,\n"
     "device or folder is refused ('-' is standard output). Certificates are\n"
     "written with mode 0644; a batch's files are synced to disk once, at the end.\n"
     "\n"
@@ -104,6 +112,7 @@ enum {
     OPT_INFLIGHT,
     OPT_TIMEOUT,
     OPT_NO_PROGRESS,
+    OPT_FORCE,
     OPT_HELP
 };
 
@@ -112,6 +121,7 @@ enum {
     FAIL_LOCAL = CF_ST__MAX, /* the line could not be turned into a request */
     FAIL_NO_ANSWER,          /* the connection was lost before the answer */
     FAIL_OUTPUT,             /* issued, but the file could not be written */
+    FAIL_EXISTS,             /* the line's file exists (no --force): not sent */
     FAIL_OTHER,              /* a status this client does not know */
     FAIL__N
 };
@@ -130,6 +140,8 @@ static const char *fail_name(unsigned i)
         return "NO_ANSWER";
     case FAIL_OUTPUT:
         return "OUTPUT_ERROR";
+    case FAIL_EXISTS:
+        return "FILE_EXISTS";
     default:
         return "UNKNOWN_STATUS";
     }
@@ -156,7 +168,7 @@ typedef struct issue_ctx {
     /* options */
     const char *socket, *profile, *requester, *out, *out_dir, *batch;
     uint32_t validity;
-    bool chain, progress;
+    bool chain, progress, force;
     int timeout_ms;
     unsigned window, max_window;
     uint64_t submits, cut; /* requests sent; x->submits at the last window cut */
@@ -271,12 +283,13 @@ static void job_free(job *j)
  * target, renamed over it; a target that is not a regular file (a device,
  * a FIFO, a symlink) is refused. Certificates are public: mode 0644. In a
  * batch each file is synced once at the end (sync), not one by one. */
-static int write_pem(const char *path, const cf_response *r, bool chain, bool sync, char *err,
-                     size_t errlen)
+static int write_pem(const char *path, const cf_response *r, bool chain, bool sync, bool force,
+                     char *err, size_t errlen)
 {
     cf_outfile o;
-    if (cf_outfile_open(&o, path, 0644, sync ? 0 : CF_OUT_NOSYNC, err, errlen) != 0)
-        return -1;
+    if (cf_outfile_open(&o, path, 0644, cli_out_flags(force, sync ? 0 : CF_OUT_NOSYNC), err,
+                        errlen) != 0)
+        goto fail;
     BIO *b = BIO_new_fp(o.f, BIO_NOCLOSE);
     bool ok = b && PEM_write_bio(b, "CERTIFICATE", "", r->cert.p, (long)r->cert.len) > 0;
     for (unsigned i = 0; ok && chain && i < r->n_chain; i++)
@@ -289,7 +302,13 @@ static int write_pem(const char *path, const cf_response *r, bool chain, bool sy
         cf_outfile_abort(&o);
         return -1;
     }
-    return cf_outfile_commit(&o, err, errlen);
+    if (cf_outfile_commit(&o, err, errlen) == 0)
+        return 0;
+fail:
+    /* a file that turned up since the check (two lines naming one file) */
+    if (strstr(err, "already exists; not overwriting"))
+        snprintf(err, errlen, "%s exists; use --force to replace it", path);
+    return -1;
 }
 
 /* --- batch lines ------------------------------------------------------------------- */
@@ -512,6 +531,19 @@ static int next_line(issue_ctx *x, job *j)
             job_free(j);
             continue;
         }
+        /* the file is checked before certforged is asked (a refused
+         * target costs no signature); the rename checks again */
+        int cat = -1;
+        if (cli_out_exists(j->out, x->force, err, sizeof(err)))
+            cat = FAIL_EXISTS;
+        else if (cf_outfile_check(j->out, cli_out_flags(x->force, CF_OUT_NOSTDOUT), err,
+                                  sizeof(err)) != 0)
+            cat = FAIL_OUTPUT;
+        if (cat >= 0) {
+            job_fail(x, j, (unsigned)cat, err);
+            job_free(j);
+            continue;
+        }
         return 1;
     }
     return 0;
@@ -613,8 +645,8 @@ static void answer(issue_ctx *x, const cf_response *r)
     char msg[600], err[PATH_MAX + 200];
     sanitize(r->message.p, r->message.len, msg, sizeof(msg));
     if (r->status == CF_ST_OK) {
-        if (write_pem(j->out, r, j->chain, !x->batch, err, sizeof(err)) != 0) {
-            job_fail(x, j, FAIL_OUTPUT, err);
+        if (write_pem(j->out, r, j->chain, !x->batch, x->force, err, sizeof(err)) != 0) {
+            job_fail(x, j, strstr(err, "use --force") ? FAIL_EXISTS : FAIL_OUTPUT, err);
         } else {
             x->issued++;
             if (!x->batch && strcmp(j->out, "-") != 0)
@@ -865,6 +897,7 @@ int cmd_issue(int argc, char **argv)
                                        {"inflight", required_argument, NULL, OPT_INFLIGHT},
                                        {"timeout", required_argument, NULL, OPT_TIMEOUT},
                                        {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+                                       {"force", no_argument, NULL, OPT_FORCE},
                                        {"help", no_argument, NULL, OPT_HELP},
                                        {0, 0, 0, 0}};
     issue_ctx x;
@@ -935,6 +968,9 @@ int cmd_issue(int argc, char **argv)
         case OPT_NO_PROGRESS:
             x.progress = false;
             break;
+        case OPT_FORCE:
+            x.force = true;
+            break;
         case OPT_HELP:
             fputs(issue_help, stdout);
             return CLI_OK;
@@ -1002,10 +1038,8 @@ int cmd_issue(int argc, char **argv)
             rc = cli_fail("issue: %s", err);
             goto out;
         }
-        if (x.out && cf_outfile_check(x.out, 0, err, sizeof(err)) != 0) {
-            rc = cli_fail("issue: --out %s", err);
+        if (x.out && (rc = cli_out_check("issue", "--out", x.out, x.force, 0)) != CLI_OK)
             goto out;
-        }
         single.used = true;
         single.req.csr_der = single.csr;
         single.req.csr_len = len;

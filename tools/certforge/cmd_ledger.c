@@ -22,7 +22,7 @@
 static const char ledger_help[] =
     "usage: certforge ledger show SERIAL           LEDGER\n"
     "       certforge ledger list [FILTERS]         LEDGER\n"
-    "       certforge ledger export --format jsonl|csv [--out FILE] [FILTERS] LEDGER\n"
+    "       certforge ledger export --format jsonl|csv [--out FILE [--force]] [FILTERS] LEDGER\n"
     "       certforge ledger signs [--key NAME] [--limit N] LEDGER\n"
     "  LEDGER: --db PATH | --conninfo STRING | --config FILE\n"
     "\n"
@@ -50,7 +50,9 @@ static const char ledger_help[] =
     "  --key NAME             signs: only this key (certforged's config name)\n"
     "  --format jsonl|csv     export: JSON lines (one object per record) or CSV with a header\n"
     "  --out FILE             export: write FILE (mode 0600, through a temporary file renamed\n"
-    "                         over it; a symlink, FIFO or device is refused) instead of stdout\n"
+    "                         over it; a symlink, FIFO or device is refused) instead of stdout;\n"
+    "                         an existing FILE is refused unless --force\n"
+    "  --force                export: replace an existing --out FILE\n"
     "  --help                 this text\n"
     "\n"
     "FIELDS (jsonl keys, csv columns)\n"
@@ -82,11 +84,13 @@ enum {
     OPT_FORMAT,
     OPT_OUT,
     OPT_KEY,
+    OPT_FORCE,
     OPT_HELP
 };
 
 typedef struct lopts {
     const char *db, *conninfo, *config, *format, *out, *key;
+    bool force;
     ledger_filter f;
 } lopts;
 
@@ -155,6 +159,7 @@ static int parse(const char *sub, int argc, char **argv, lopts *o)
                                        {"format", required_argument, NULL, OPT_FORMAT},
                                        {"out", required_argument, NULL, OPT_OUT},
                                        {"key", required_argument, NULL, OPT_KEY},
+                                       {"force", no_argument, NULL, OPT_FORCE},
                                        {"help", no_argument, NULL, OPT_HELP},
                                        {0, 0, 0, 0}};
     int c;
@@ -197,6 +202,9 @@ static int parse(const char *sub, int argc, char **argv, lopts *o)
             break;
         case OPT_KEY:
             o->key = optarg;
+            break;
+        case OPT_FORCE:
+            o->force = true;
             break;
         case OPT_FORMAT:
             if (strcmp(optarg, "jsonl") && strcmp(optarg, "csv"))
@@ -418,6 +426,10 @@ static int run(const char *sub, int argc, char **argv)
         return cli_usage("ledger %s: --format is for export", sub);
     if (!exp && o.out)
         return cli_usage("ledger %s: --out is for export", sub);
+    if (!exp && o.force)
+        return cli_usage("ledger %s: --force is for export --out", sub);
+    if (exp && o.out && cli_out_check("ledger export", "--out", o.out, o.force, 0) != CLI_OK)
+        return CLI_FAIL;
     ledger *l = NULL;
     if ((rc = open_ro(&o, &l)) != CLI_OK)
         return rc;
@@ -447,9 +459,10 @@ static int run(const char *sub, int argc, char **argv)
     exp_arg ea = {o.format && strcmp(o.format, "csv") == 0, 0, stdout};
     cf_outfile of;
     char oerr[4400];
-    if (exp && cf_outfile_open(&of, o.out ? o.out : "-", 0600, 0, oerr, sizeof(oerr)) != 0) {
+    if (exp && cf_outfile_open(&of, o.out ? o.out : "-", 0600, cli_out_flags(o.force, 0), oerr,
+                               sizeof(oerr)) != 0) {
         ledger_close(l);
-        return cli_fail("ledger export: --out %s", oerr);
+        return cli_out_fail("ledger export", o.out ? o.out : "-", oerr);
     }
     if (exp)
         ea.f = of.f;
@@ -467,7 +480,7 @@ static int run(const char *sub, int argc, char **argv)
     if (!exp)
         fprintf(stderr, "%zu certificate%s\n", n, n == 1 ? "" : "s");
     if (exp && cf_outfile_commit(&of, oerr, sizeof(oerr)) != 0)
-        return cli_fail("ledger export: %s", oerr);
+        return cli_out_fail("ledger export", o.out ? o.out : "-", oerr);
     return fflush(stdout) == 0 ? CLI_OK : CLI_FAIL;
 }
 

@@ -44,7 +44,7 @@ static const char revoke_help[] =
     "  2  usage error\n";
 
 static const char crl_help[] =
-    "usage: certforge crl --issuer NAME [--new] [--out FILE] [--der] [--socket PATH]\n"
+    "usage: certforge crl --issuer NAME [--new] [--out FILE [--force]] [--der] [--socket PATH]\n"
     "\n"
     "Fetches the latest CRL certforged made for an issuer (the name in its config's\n"
     "issuers list), or with --new has it make one now. Writes PEM to stdout, or to\n"
@@ -53,7 +53,9 @@ static const char crl_help[] =
     "OPTIONS\n"
     "  --issuer NAME     the issuer's name in certforged's config\n"
     "  --new             make a new CRL now (signed in the HSM, published to crl.dir)\n"
-    "  --out FILE        write the CRL to FILE instead of stdout\n"
+    "  --out FILE        write the CRL to FILE instead of stdout (an existing FILE is\n"
+    "                    refused unless --force)\n"
+    "  --force           replace an existing --out FILE\n"
     "  --der             with --out: DER instead of PEM\n" CLI_SOCKET_HELP
     "  --timeout SECONDS how long to wait for the answer (default 30)\n"
     "  --help            this text\n"
@@ -68,7 +70,7 @@ static const char crl_help[] =
     "  2  usage error\n";
 
 enum { OPT_SOCKET = 256, OPT_SERIAL, OPT_REASON, OPT_REQUESTER, OPT_TIMEOUT, OPT_HELP, OPT_ISSUER,
-       OPT_NEW, OPT_OUT, OPT_DER };
+       OPT_NEW, OPT_OUT, OPT_DER, OPT_FORCE };
 
 int cmd_revoke(int argc, char **argv)
 {
@@ -155,11 +157,12 @@ int cmd_crl(int argc, char **argv)
                                        {"new", no_argument, NULL, OPT_NEW},
                                        {"out", required_argument, NULL, OPT_OUT},
                                        {"der", no_argument, NULL, OPT_DER},
+                                       {"force", no_argument, NULL, OPT_FORCE},
                                        {"timeout", required_argument, NULL, OPT_TIMEOUT},
                                        {"help", no_argument, NULL, OPT_HELP},
                                        {0, 0, 0, 0}};
     const char *socket = NULL, *issuer = NULL, *out = NULL;
-    bool fresh = false, der = false;
+    bool fresh = false, der = false, force = false;
     unsigned long timeout = 30;
     int c;
     opterr = 0;
@@ -180,6 +183,9 @@ int cmd_crl(int argc, char **argv)
         case OPT_DER:
             der = true;
             break;
+        case OPT_FORCE:
+            force = true;
+            break;
         case OPT_TIMEOUT:
             if (!cli_parse_uint(optarg, 1, 3600, &timeout))
                 return cli_usage("crl: --timeout must be 1-3600 seconds, not '%s'", optarg);
@@ -197,9 +203,8 @@ int cmd_crl(int argc, char **argv)
         return cli_usage("crl: --issuer is required (see certforge crl --help)");
     if (der && !out)
         return cli_usage("crl: --der needs --out FILE (DER is binary)");
-    char chk[4400];
-    if (out && cf_outfile_check(out, 0, chk, sizeof(chk)) != 0)
-        return cli_fail("crl: --out %s", chk);
+    if (out && cli_out_check("crl", "--out", out, force, 0) != CLI_OK)
+        return CLI_FAIL;
     socket = cli_socket_path(socket);
     cf_client *cl = NULL;
     int rc = cli_connect("crl", socket, &cl);
@@ -217,8 +222,9 @@ int cmd_crl(int argc, char **argv)
     }
     cf_outfile of;
     char err[4400];
-    if (cf_outfile_open(&of, out ? out : "-", 0644, 0, err, sizeof(err)) != 0) {
-        rc = cli_fail("crl: --out %s", err);
+    if (cf_outfile_open(&of, out ? out : "-", 0644, cli_out_flags(force, 0), err, sizeof(err)) !=
+        0) {
+        rc = cli_out_fail("crl", out ? out : "-", err);
         goto done;
     }
     bool ok =
@@ -229,7 +235,7 @@ int cmd_crl(int argc, char **argv)
         goto done;
     }
     if (cf_outfile_commit(&of, err, sizeof(err)) != 0) {
-        rc = cli_fail("crl: %s", err);
+        rc = cli_out_fail("crl", out ? out : "-", err);
         goto done;
     }
     if (out) {
