@@ -34,7 +34,9 @@ static const char csrgen_help[] =
     "  --count N         CSRs to make (1-1000000)\n"
     "  --out-dir DIR     folder for the CSR files (created)\n"
     "  --batch-out FILE  the JSON-lines batch\n"
-    "  --key TYPE        ec-p256 (default), ec-p384, rsa-2048, rsa-3072, ed25519\n"
+    "  --type TYPE       key type, as for 'keys generate': ec-p256 (default),\n"
+    "                    ec-p384, rsa-2048, rsa-3072, ed25519 (--key TYPE, the old\n"
+    "                    spelling, is still taken for one release, with a note)\n"
     "  --profile NAME    profile written into each line (default nf)\n"
     "  --nf-type TYPE    NFType written into each line (default AMF)\n"
     "  --inline          put the PEM text into the batch instead of a path\n"
@@ -54,6 +56,7 @@ enum {
     OPT_OUTDIR,
     OPT_BATCHOUT,
     OPT_KEY,
+    OPT_TYPE,
     OPT_PROFILE,
     OPT_NFTYPE,
     OPT_INLINE,
@@ -81,6 +84,7 @@ int cmd_csrgen(int argc, char **argv)
     static const struct option lo[] = {{"count", required_argument, NULL, OPT_COUNT},
                                        {"out-dir", required_argument, NULL, OPT_OUTDIR},
                                        {"batch-out", required_argument, NULL, OPT_BATCHOUT},
+                                       {"type", required_argument, NULL, OPT_TYPE},
                                        {"key", required_argument, NULL, OPT_KEY},
                                        {"profile", required_argument, NULL, OPT_PROFILE},
                                        {"nf-type", required_argument, NULL, OPT_NFTYPE},
@@ -106,6 +110,9 @@ int cmd_csrgen(int argc, char **argv)
             batch = optarg;
             break;
         case OPT_KEY:
+            cli_note("csr-gen --key is deprecated, use --type");
+            /* fall through */
+        case OPT_TYPE:
             key = optarg;
             break;
         case OPT_PROFILE:
@@ -137,7 +144,7 @@ int cmd_csrgen(int argc, char **argv)
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
         known = known || strcmp(key, types[i]) == 0;
     if (!known)
-        return cli_usage("csr-gen: --key must be ec-p256, ec-p384, rsa-2048, rsa-3072 or "
+        return cli_usage("csr-gen: --type must be ec-p256, ec-p384, rsa-2048, rsa-3072 or "
                          "ed25519, not '%s'",
                          key);
 
