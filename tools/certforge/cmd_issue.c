@@ -4,6 +4,7 @@
 #include "common/duration.h"
 #include "common/outfile.h"
 #include "common/serial.h"
+#include "tools/certforge/ca_x509.h"
 #include "tools/certforge/cli.h"
 #include "tools/certforge/cli_daemon.h"
 #include "tools/certforge/commands.h"
@@ -24,7 +25,7 @@
 
 static const char issue_help[] =
     "usage: certforge issue --csr FILE --profile NAME [IDENTIFIERS] [--out FILE [--force]]\n"
-    "                       [--chain]\n"
+    "                       [--chain] [--json]\n"
     "       certforge issue --batch FILE [--out-dir DIR [--force]] [--profile NAME] [--chain]\n"
     "\n"
     "Asks certforged to issue certificates. The certificate carries exactly the\n"
@@ -39,6 +40,11 @@ static const char issue_help[] =
     "  --nf-type TYPE          an NFType, e.g. AMF (repeat, up to 16)\n"
     "  --out FILE              where the PEM certificate goes (default: standard output);\n"
     "                          an existing FILE is refused unless --force\n"
+    "  --json                  print one JSON object on standard output instead of the\n"
+    "                          line: serial (hex), not_before, not_after (ISO 8601 UTC),\n"
+    "                          profile, subject, issuer, out (null without --out) and,\n"
+    "                          without --out, certificate (the PEM, with --chain the\n"
+    "                          chain after it)\n"
     "\n"
     "Many CSRs (pipelined: up to --inflight requests on the wire at once):\n"
     "  --batch FILE            JSON lines, one request per line ('-': standard input):\n"
@@ -113,6 +119,7 @@ enum {
     OPT_TIMEOUT,
     OPT_NO_PROGRESS,
     OPT_FORCE,
+    OPT_JSON,
     OPT_HELP
 };
 
@@ -168,7 +175,7 @@ typedef struct issue_ctx {
     /* options */
     const char *socket, *profile, *requester, *out, *out_dir, *batch;
     uint32_t validity;
-    bool chain, progress, force;
+    bool chain, progress, force, json;
     int timeout_ms;
     unsigned window, max_window;
     uint64_t submits, cut; /* requests sent; x->submits at the last window cut */
@@ -616,20 +623,85 @@ static bool conn_refused(const cf_response *r)
 /* One certificate written to a file: what it is, on standard output
  * ("issued SERIAL, not after TIME: PATH"), so a user sees the serial a
  * later revoke needs without opening the file. */
-static void print_issued(const cf_response *r, const char *path)
+static void iso_time(const ASN1_TIME *t, char *buf, size_t cap)
+{
+    struct tm tm;
+    if (!t || ASN1_TIME_to_tm(t, &tm) != 1 || !strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm))
+        snprintf(buf, cap, "?");
+}
+
+/* The serial (hex, as the ledger and revoke take it) and notAfter of an
+ * issued certificate; c (when given) gets the decoded certificate. */
+static void cert_facts(const cf_response *r, char *hex, size_t hcap, char *na, size_t ncap,
+                       X509 **c_out)
 {
     const unsigned char *p = r->cert.p;
     X509 *c = d2i_X509(NULL, &p, (long)r->cert.len);
     const ASN1_INTEGER *sn = c ? X509_get0_serialNumber(c) : NULL;
-    char hex[CF_SERIAL_HEX_MAX + 1] = "?";
-    if (sn && ASN1_STRING_length(sn) > 0 && ASN1_STRING_length(sn) * 2 <= CF_SERIAL_HEX_MAX)
-        cf_hex_encode(ASN1_STRING_get0_data(sn), (size_t)ASN1_STRING_length(sn), hex, sizeof(hex));
-    struct tm tm;
-    char when[32] = "?";
-    if (c && ASN1_TIME_to_tm(X509_get0_notAfter(c), &tm) == 1)
-        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    snprintf(hex, hcap, "?");
+    if (sn && ASN1_STRING_length(sn) > 0 && (size_t)ASN1_STRING_length(sn) * 2 < hcap)
+        cf_hex_encode(ASN1_STRING_get0_data(sn), (size_t)ASN1_STRING_length(sn), hex, hcap);
+    iso_time(c ? X509_get0_notAfter(c) : NULL, na, ncap);
+    if (c_out)
+        *c_out = c;
+    else
+        X509_free(c);
+}
+
+static void print_issued(const cf_response *r, const char *path)
+{
+    char hex[CF_SERIAL_HEX_MAX + 1], when[32];
+    cert_facts(r, hex, sizeof(hex), when, sizeof(when), NULL);
     printf("issued %s, not after %s: %s\n", hex, when, path);
+}
+
+/* --json for one CSR: one object; pem is the certificate text when it
+ * went nowhere else (no --out), else NULL. */
+static void print_issued_json(const issue_ctx *x, const cf_response *r, const char *path,
+                              const char *pem)
+{
+    char hex[CF_SERIAL_HEX_MAX + 1], na[32], nb[32], sub[1024], iss[1024];
+    X509 *c = NULL;
+    cert_facts(r, hex, sizeof(hex), na, sizeof(na), &c);
+    iso_time(c ? X509_get0_notBefore(c) : NULL, nb, sizeof(nb));
+    sub[0] = iss[0] = 0;
+    if (c) {
+        cax_format_name(X509_get_subject_name(c), sub, sizeof(sub)); /* as ca show */
+        cax_format_name(X509_get_issuer_name(c), iss, sizeof(iss));
+    }
+    cli_json j;
+    cj_init(&j, stdout);
+    cj_obj(&j, NULL);
+    cj_str(&j, "serial", hex);
+    cj_str(&j, "not_before", nb);
+    cj_str(&j, "not_after", na);
+    cj_str(&j, "profile", x->profile);
+    cj_str(&j, "subject", sub);
+    cj_str(&j, "issuer", iss);
+    cj_str(&j, "out", path);
+    if (pem)
+        cj_str(&j, "certificate", pem);
+    cj_end_obj(&j);
+    cj_done(&j);
     X509_free(c);
+}
+
+/* The PEM text (with the chain when asked) in memory, for --json without
+ * --out. NULL when out of memory. */
+static char *pem_text(const cf_response *r, bool chain)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    char *s = NULL, *p = NULL;
+    bool ok = b && PEM_write_bio(b, "CERTIFICATE", "", r->cert.p, (long)r->cert.len) > 0;
+    for (unsigned i = 0; ok && chain && i < r->n_chain; i++)
+        ok = PEM_write_bio(b, "CERTIFICATE", "", r->chain[i].p, (long)r->chain[i].len) > 0;
+    long n = ok ? BIO_get_mem_data(b, &p) : 0;
+    if (n > 0 && (s = malloc((size_t)n + 1))) {
+        memcpy(s, p, (size_t)n);
+        s[n] = 0;
+    }
+    BIO_free(b);
+    return s;
 }
 
 static void answer(issue_ctx *x, const cf_response *r)
@@ -644,12 +716,23 @@ static void answer(issue_ctx *x, const cf_response *r)
     x->inflight--;
     char msg[600], err[PATH_MAX + 200];
     sanitize(r->message.p, r->message.len, msg, sizeof(msg));
-    if (r->status == CF_ST_OK) {
+    if (r->status == CF_ST_OK && x->json && strcmp(j->out, "-") == 0) {
+        char *pem = pem_text(r, j->chain);
+        if (!pem) {
+            job_fail(x, j, FAIL_OUTPUT, "out of memory");
+        } else {
+            x->issued++;
+            print_issued_json(x, r, NULL, pem);
+            free(pem);
+        }
+    } else if (r->status == CF_ST_OK) {
         if (write_pem(j->out, r, j->chain, !x->batch, x->force, err, sizeof(err)) != 0) {
             job_fail(x, j, strstr(err, "use --force") ? FAIL_EXISTS : FAIL_OUTPUT, err);
         } else {
             x->issued++;
-            if (!x->batch && strcmp(j->out, "-") != 0)
+            if (!x->batch && x->json)
+                print_issued_json(x, r, j->out, NULL);
+            else if (!x->batch && strcmp(j->out, "-") != 0)
                 print_issued(r, j->out);
             /* Win back what BUSY answers took, slowly. */
             if (x->window < x->max_window && x->issued % 64 == 0)
@@ -898,6 +981,7 @@ int cmd_issue(int argc, char **argv)
                                        {"timeout", required_argument, NULL, OPT_TIMEOUT},
                                        {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
                                        {"force", no_argument, NULL, OPT_FORCE},
+                                       {"json", no_argument, NULL, OPT_JSON},
                                        {"help", no_argument, NULL, OPT_HELP},
                                        {0, 0, 0, 0}};
     issue_ctx x;
@@ -971,6 +1055,9 @@ int cmd_issue(int argc, char **argv)
         case OPT_FORCE:
             x.force = true;
             break;
+        case OPT_JSON:
+            x.json = true;
+            break;
         case OPT_HELP:
             fputs(issue_help, stdout);
             return CLI_OK;
@@ -986,6 +1073,8 @@ int cmd_issue(int argc, char **argv)
     if (x.batch) {
         if (x.out)
             return cli_usage("issue: --out is for one CSR; a batch writes into --out-dir");
+        if (x.json)
+            return cli_usage("issue: --json is for one CSR; a batch prints a summary");
         if (nfid || single.req.n_fqdns || single.req.n_nf_types)
             return cli_usage("issue: --nf-instance-id, --dns and --nf-type are per CSR: in a "
                              "batch each line carries its own");
