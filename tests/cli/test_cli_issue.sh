@@ -175,7 +175,7 @@ if "$CF" issue --csr amf1.csr.der --profile nf --nf-instance-id "$ID" --dns amf1
 else
   fail "issue --json without --out: $(cat "$D/err")"
 fi
-expect 2 "issue: --json is for one CSR; a batch prints a summary" "$CF" issue --batch batch.jsonl --json
+expect 2 "issue: --json is for one CSR; a batch writes JSON lines with --results FILE" "$CF" issue --batch batch.jsonl --json
 expect 2 "option '--json=yes' is unknown or needs an argument" "$CF" issue --csr amf1.csr.der --profile nf --json=yes
 expect 1 "amf1j.pem exists; use --force to replace it" "$CF" issue --csr amf1.csr.der --profile nf --nf-instance-id "$ID" --nf-type AMF --out amf1j.pem --json
 [ ! -s "$D/out" ] && ok || fail "a refused issue --json printed: $(cat "$D/out")"
@@ -238,6 +238,51 @@ grep -q "line 2: INVALID_REQUEST: cannot read CSR .*nope.pem" bad.err && ok || f
 grep -q "line 3: INVALID_REQUEST: not a JSON object" bad.err && ok || fail "line 3: $(cat bad.err)"
 grep -q "line 4: INVALID_REQUEST: unknown key \"dsn\"" bad.err && ok || fail "line 4: $(cat bad.err)"
 [ -s certs-bad/nf-000001.pem ] && ok || fail "the good line of bad.jsonl was not issued"
+
+# --- issue --batch --results: one JSON line per request ------------------------------------
+{ sed -n 1p batch.jsonl | jq -c '.id = "amf-one"'; sed -n 2p batch.jsonl | jq -c '.id = 42'
+  echo; sed -n 3p batch.jsonl | jq -c '.csr = "nope.pem"'; sed -n 57p batch2.jsonl | jq -c '.id = "broken"'
+  sed -n 5p batch.jsonl; } > res.jsonl
+rc=0
+"$CF" issue --batch res.jsonl --out-dir rcerts --results results.jsonl >rsum.txt 2>rerr.txt || rc=$?
+[ $rc -eq 1 ] && [ "$(wc -l <results.jsonl)" -eq 5 ] && grep -q "^issued 3 of 5 " rsum.txt && ok \
+  || fail "--results: exit $rc; $(cat rsum.txt rerr.txt results.jsonl)"
+jq -e -s 'map(.line) | sort == [1,2,4,5,6]' results.jsonl >/dev/null && ok || fail "--results lines: $(jq -c .line results.jsonl | tr '\n' ' ')"
+r1=$(jq -c 'select(.line == 1)' results.jsonl)
+jq -e --arg s "$(serial_of rcerts/nf-000001.pem)" --arg na "$(enddate_of rcerts/nf-000001.pem)" \
+  '.id == "amf-one" and .status == "issued" and .serial == $s and .not_after == $na and .path == "rcerts/nf-000001.pem" and .message == null' \
+  <<<"$r1" >/dev/null && ok || fail "--results line 1: $r1"
+jq -e -s '(map(select(.line == 2))[0] | .id == 42 and .status == "issued")
+  and (map(select(.line == 4))[0] | .status == "INVALID_REQUEST" and .serial == null and (.message | test("nope.pem")) and (has("id") | not))
+  and (map(select(.line == 5))[0] | .id == "broken" and .status == "BAD_CSR" and .not_after == null and .path == "rcerts/nf-000057.pem")
+  and (map(select(.line == 6))[0] | .status == "issued" and (has("id") | not))' results.jsonl >/dev/null && ok \
+  || fail "--results lines 2, 4, 5, 6: $(cat results.jsonl)"
+# again into the same folder, results on stdout: every line FILE_EXISTS, nothing sent, summary on stderr
+issued_before=$("$CF" status --json | jq -r .issued)
+rc=0
+"$CF" issue --batch res.jsonl --out-dir rcerts --results - >rout.jsonl 2>rerr.txt || rc=$?
+[ $rc -eq 1 ] && [ "$(jq -s 'map(select(.status == "FILE_EXISTS")) | length' rout.jsonl)" -eq 3 ] &&
+  jq -e -s 'length == 5' rout.jsonl >/dev/null && grep -q "^issued 0 of 5 " rerr.txt &&
+  grep -qx "failed 5: BAD_CSR 1, INVALID_REQUEST 1, FILE_EXISTS 3" rerr.txt &&
+  [ "$("$CF" status --json | jq -r .issued)" = "$issued_before" ] && ok || fail "--results - over existing files: exit $rc; $(cat rout.jsonl rerr.txt)"
+jq -e -s 'map(select(.line == 1))[0] | .message == "rcerts/nf-000001.pem exists; use --force to replace it"' rout.jsonl >/dev/null && ok \
+  || fail "--results FILE_EXISTS message: $(cat rout.jsonl)"
+expect 2 "option '--force=x' is unknown" "$CF" issue --batch res.jsonl --out-dir rcerts --force=x
+expect 1 "results.jsonl exists; use --force to replace it" "$CF" issue --batch res.jsonl --out-dir rcerts2 --results results.jsonl
+[ ! -e rcerts2/nf-000001.pem ] && ok || fail "a refused --results still issued"
+cp results.jsonl results.before
+rc=0
+"$CF" issue --batch res.jsonl --out-dir rcerts --results results.jsonl --force >/dev/null 2>rerr.txt || rc=$?
+[ $rc -eq 1 ] && [ "$(jq -s 'map(select(.status == "issued")) | length' results.jsonl)" -eq 3 ] && ! cmp -s results.jsonl results.before && ok \
+  || fail "--results --force: exit $rc; $(cat results.jsonl rerr.txt)"
+expect 2 "option '--results' is unknown or needs an argument" "$CF" issue --batch res.jsonl --results
+expect 2 "issue: --results needs a file name" "$CF" issue --batch res.jsonl --results ""
+expect 2 "issue: --results is for --batch" "$CF" issue --csr amf1.csr.der --profile nf --results r.jsonl
+printf '%s\n' "$(sed -n 1p batch.jsonl | jq -c '.id = [1]')" > badid.jsonl
+rc=0
+"$CF" issue --batch badid.jsonl --out-dir rcerts3 --results badid.res >/dev/null 2>rerr.txt || rc=$?
+[ $rc -eq 1 ] && grep -q 'line 1: INVALID_REQUEST: "id" must be a non-empty string or an integer' rerr.txt &&
+  jq -e '.status == "INVALID_REQUEST" and (has("id") | not)' badid.res >/dev/null && ok || fail "bad id: exit $rc; $(cat rerr.txt badid.res)"
 
 # --- status -------------------------------------------------------------------------------
 if "$CF" status --json >status.json 2>"$D/err"; then
@@ -407,6 +452,6 @@ expect 1 "invalid connection option" "$CF" ledger show 0a --conninfo "host=$D db
 echo "test_cli_issue: $checks checks, $fails failed"
 # A run that checked less than it should (a section skipped, a loop over
 # nothing) must not pass: this many checks are made when all goes well.
-min_checks=119
+min_checks=133
 [ "$checks" -ge "$min_checks" ] || echo "FAIL: only $checks checks made, want at least $min_checks" >&2
 [ "$fails" -eq 0 ] && [ "$checks" -ge "$min_checks" ]

@@ -251,8 +251,18 @@ void cj_init(cli_json *j, FILE *f)
     j->f = f;
 }
 
+void cj_init_line(cli_json *j, FILE *f)
+{
+    cj_init(j, f);
+    j->line = true;
+}
+
 static void indent(cli_json *j)
 {
+    if (j->line) {
+        fputc(' ', j->f);
+        return;
+    }
     fputc('\n', j->f);
     for (int i = 0; i < j->depth; i++)
         fputs("  ", j->f);

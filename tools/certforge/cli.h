@@ -92,9 +92,12 @@ typedef struct cli_json {
     FILE *f;
     int depth;
     bool comma[16];
+    bool line; /* all on one line (JSON lines) */
 } cli_json;
 
 void cj_init(cli_json *j, FILE *f);
+/* The same writer for JSON lines: no newlines inside the value. */
+void cj_init_line(cli_json *j, FILE *f);
 void cj_obj(cli_json *j, const char *key);
 void cj_end_obj(cli_json *j);
 void cj_arr(cli_json *j, const char *key);

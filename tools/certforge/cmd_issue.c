@@ -26,7 +26,8 @@
 static const char issue_help[] =
     "usage: certforge issue --csr FILE --profile NAME [IDENTIFIERS] [--out FILE [--force]]\n"
     "                       [--chain] [--json]\n"
-    "       certforge issue --batch FILE [--out-dir DIR [--force]] [--profile NAME] [--chain]\n"
+    "       certforge issue --batch FILE [--out-dir DIR [--force]] [--results FILE]\n"
+    "                       [--profile NAME] [--chain]\n"
     "\n"
     "Asks certforged to issue certificates. The certificate carries exactly the\n"
     "identifiers given here (the ones the front end has validated), as the profile\n"
@@ -52,15 +53,26 @@ static const char issue_help[] =
     "                             \"profile\": \"nf\", \"nf_instance_id\": \"UUID\",\n"
     "                             \"dns\": [\"amf1.example\"], \"nf_types\": [\"AMF\"],\n"
     "                             \"validity\": \"90d\", \"requester\": \"acme1\",\n"
-    "                             \"out\": \"amf1.pem\", \"chain\": true}\n"
+    "                             \"out\": \"amf1.pem\", \"chain\": true, \"id\": \"amf1\"}\n"
     "                          only \"csr\" is required (\"profile\" unless --profile is\n"
-    "                          given); unknown keys are refused; blank lines skipped\n"
+    "                          given); \"id\" (a string or an integer) is only echoed\n"
+    "                          in --results; unknown keys are refused; blank lines\n"
+    "                          skipped\n"
     "  --out-dir DIR           folder for the certificates (created; default .); a\n"
     "                          line's \"out\" is taken relative to it (default cert-LINE.pem)\n"
-    "  --force                 replace existing certificate files (--out, or a batch\n"
-    "                          line's file in --out-dir): without it an existing file\n"
+    "  --force                 replace existing files (--out, a batch line's file in\n"
+    "                          --out-dir, --results): without it an existing file\n"
     "                          is refused (one CSR: before certforged is asked; a\n"
     "                          batch line: that line fails FILE_EXISTS, not sent)\n"
+    "  --results FILE          one JSON line per request, in completion order (not\n"
+    "                          input order: match them by \"line\"): {\"line\": N,\n"
+    "                          \"id\": the line's \"id\" (string or integer; absent\n"
+    "                          when the line has none), \"status\": \"issued\" or the\n"
+    "                          failure's name (as in the summary), \"serial\" and\n"
+    "                          \"not_after\" (null unless issued), \"path\", \"message\"\n"
+    "                          (null when issued)}; '-' is standard output (the\n"
+    "                          summary then goes to standard error); an existing FILE\n"
+    "                          is refused unless --force\n"
     "  --inflight N            requests in flight at once (default 128, 1-65536)\n"
     "  --no-progress           no progress line (it is shown only on a terminal anyway)\n"
     "\n"
@@ -120,6 +132,7 @@ enum {
     OPT_NO_PROGRESS,
     OPT_FORCE,
     OPT_JSON,
+    OPT_RESULTS,
     OPT_HELP
 };
 
@@ -173,7 +186,10 @@ typedef struct job {
 
 typedef struct issue_ctx {
     /* options */
-    const char *socket, *profile, *requester, *out, *out_dir, *batch;
+    const char *socket, *profile, *requester, *out, *out_dir, *batch, *results;
+    cf_outfile rf; /* --results */
+    bool rf_open, rf_stdout;
+    cli_json rj;
     uint32_t validity;
     bool chain, progress, force, json;
     int timeout_ms;
@@ -265,8 +281,34 @@ static void sanitize(const char *p, size_t n, char *out, size_t cap)
     out[j] = 0;
 }
 
+/* One --results line (JSON lines, completion order). */
+static void result_line(issue_ctx *x, size_t line, const json_t *doc, const char *status,
+                        const char *serial, const char *not_after, const char *path,
+                        const char *msg)
+{
+    if (!x->rf_open || !line)
+        return;
+    cli_json *rj = &x->rj;
+    cj_init_line(rj, x->rf.f);
+    cj_obj(rj, NULL);
+    cj_int(rj, "line", (long long)line);
+    const json_t *id = json_is_object(doc) ? json_object_get(doc, "id") : NULL;
+    if (json_is_string(id))
+        cj_str(rj, "id", json_string_value(id));
+    else if (json_is_integer(id))
+        cj_int(rj, "id", (long long)json_integer_value(id));
+    cj_str(rj, "status", status);
+    cj_str(rj, "serial", serial);
+    cj_str(rj, "not_after", not_after);
+    cj_str(rj, "path", path);
+    cj_str(rj, "message", msg);
+    cj_end_obj(rj);
+    fputc('\n', x->rf.f);
+}
+
 static void job_fail(issue_ctx *x, const job *j, unsigned cat, const char *msg)
 {
+    result_line(x, j->line, j->doc, fail_name(cat), NULL, NULL, j->out, msg);
     x->failed++;
     x->by[cat < FAIL__N ? cat : FAIL_OTHER]++;
     progress_clear(x);
@@ -443,6 +485,11 @@ static int job_from_line(issue_ctx *x, job *j, const char *text, size_t len, cha
             if (json_text(v, key, &s, err, errlen) != 0)
                 return -1;
             out = s.p;
+        } else if (strcmp(key, "id") == 0) {
+            if (!json_is_integer(v) && !(json_is_string(v) && json_string_length(v) > 0)) {
+                snprintf(err, errlen, "\"id\" must be a non-empty string or an integer");
+                return -1;
+            }
         } else if (strcmp(key, "chain") == 0) {
             if (!json_is_boolean(v)) {
                 snprintf(err, errlen, "\"chain\" must be true or false");
@@ -452,7 +499,7 @@ static int job_from_line(issue_ctx *x, job *j, const char *text, size_t len, cha
         } else {
             snprintf(err, errlen,
                      "unknown key \"%s\" (csr, profile, nf_instance_id, dns, nf_types, "
-                     "validity, requester, out, chain)",
+                     "validity, requester, out, chain, id)",
                      key);
             return -1;
         }
@@ -730,6 +777,11 @@ static void answer(issue_ctx *x, const cf_response *r)
             job_fail(x, j, strstr(err, "use --force") ? FAIL_EXISTS : FAIL_OUTPUT, err);
         } else {
             x->issued++;
+            if (x->rf_open) {
+                char hex[CF_SERIAL_HEX_MAX + 1], na[32];
+                cert_facts(r, hex, sizeof(hex), na, sizeof(na), NULL);
+                result_line(x, j->line, j->doc, "issued", hex, na, j->out, NULL);
+            }
             if (!x->batch && x->json)
                 print_issued_json(x, r, j->out, NULL);
             else if (!x->batch && strcmp(j->out, "-") != 0)
@@ -935,9 +987,17 @@ static void run(issue_ctx *x, job *single)
         /* Lines never sent: counted, not listed one by one. */
         size_t first = x->lineno + 1;
         ssize_t n;
-        while ((n = getline(&x->line, &x->line_cap, x->bf)) >= 0)
-            if (!blank(x->line, (size_t)n))
-                x->unsent++;
+        size_t ln = x->lineno;
+        while ((n = getline(&x->line, &x->line_cap, x->bf)) >= 0) {
+            ln++;
+            if (blank(x->line, (size_t)n))
+                continue;
+            x->unsent++;
+            json_t *doc = x->rf_open ? json_loadb(x->line, (size_t)n, 0, NULL) : NULL;
+            result_line(x, ln, doc, fail_name(FAIL_NO_ANSWER), NULL, NULL, NULL,
+                        "not sent: the batch stopped before this line");
+            json_decref(doc);
+        }
         if (x->unsent) {
             x->failed += x->unsent;
             x->by[FAIL_NO_ANSWER] += x->unsent;
@@ -946,21 +1006,23 @@ static void run(issue_ctx *x, job *single)
     }
 }
 
+/* On standard output, or on standard error when --results is '-'. */
 static void summary(issue_ctx *x)
 {
+    FILE *f = x->rf_stdout ? stderr : stdout;
     double el = x->t_end - x->t0;
     size_t all = x->issued + x->failed;
-    printf("issued %zu of %zu certificates in %.3f s: %.1f certificates/s\n", x->issued, all, el,
-           el > 0 ? (double)x->issued / el : 0.0);
-    printf("failed %zu", x->failed);
+    fprintf(f, "issued %zu of %zu certificates in %.3f s: %.1f certificates/s\n", x->issued, all,
+            el, el > 0 ? (double)x->issued / el : 0.0);
+    fprintf(f, "failed %zu", x->failed);
     const char *sep = ": ";
     for (unsigned i = 0; i < FAIL__N; i++)
         if (x->by[i]) {
-            printf("%s%s %zu", sep, fail_name(i), x->by[i]);
+            fprintf(f, "%s%s %zu", sep, fail_name(i), x->by[i]);
             sep = ", ";
         }
-    printf("\n");
-    fflush(stdout);
+    fprintf(f, "\n");
+    fflush(f);
 }
 
 int cmd_issue(int argc, char **argv)
@@ -982,6 +1044,7 @@ int cmd_issue(int argc, char **argv)
                                        {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
                                        {"force", no_argument, NULL, OPT_FORCE},
                                        {"json", no_argument, NULL, OPT_JSON},
+                                       {"results", required_argument, NULL, OPT_RESULTS},
                                        {"help", no_argument, NULL, OPT_HELP},
                                        {0, 0, 0, 0}};
     issue_ctx x;
@@ -1058,6 +1121,9 @@ int cmd_issue(int argc, char **argv)
         case OPT_JSON:
             x.json = true;
             break;
+        case OPT_RESULTS:
+            x.results = optarg;
+            break;
         case OPT_HELP:
             fputs(issue_help, stdout);
             return CLI_OK;
@@ -1074,13 +1140,19 @@ int cmd_issue(int argc, char **argv)
         if (x.out)
             return cli_usage("issue: --out is for one CSR; a batch writes into --out-dir");
         if (x.json)
-            return cli_usage("issue: --json is for one CSR; a batch prints a summary");
+            return cli_usage("issue: --json is for one CSR; a batch writes JSON lines with "
+                             "--results FILE");
+        if (x.results && !*x.results)
+            return cli_usage("issue: --results needs a file name ('-': standard output)");
         if (nfid || single.req.n_fqdns || single.req.n_nf_types)
             return cli_usage("issue: --nf-instance-id, --dns and --nf-type are per CSR: in a "
                              "batch each line carries its own");
     } else {
         if (x.out_dir)
             return cli_usage("issue: --out-dir is for --batch; one CSR goes to --out FILE");
+        if (x.results)
+            return cli_usage("issue: --results is for --batch; one CSR prints its result "
+                             "(--json for JSON)");
         if (!x.profile)
             return cli_usage("issue: --profile NAME is required (e.g. --profile nf)");
     }
@@ -1100,6 +1172,9 @@ int cmd_issue(int argc, char **argv)
     x.progress = x.progress && x.batch && isatty(2);
 
     /* Inputs first: a missing file is reported before the daemon is asked. */
+    if (x.results && (rc = cli_out_check("issue", "--results", x.results, x.force, 0)) != CLI_OK)
+        return rc;
+    rc = CLI_FAIL;
     if (x.batch) {
         if (strcmp(x.batch, "-") == 0) {
             x.bf = stdin;
@@ -1166,6 +1241,15 @@ int cmd_issue(int argc, char **argv)
         rc = cli_fail("out of memory");
         goto out;
     }
+    if (x.results) {
+        if (cf_outfile_open(&x.rf, x.results, 0644, cli_out_flags(x.force, 0), err,
+                            sizeof(err)) != 0) {
+            rc = cli_out_fail("issue", x.results, err);
+            goto out;
+        }
+        x.rf_open = true;
+        x.rf_stdout = x.rf.to_stdout;
+    }
     if ((rc = cli_connect("issue", x.socket, &x.c)) != CLI_OK)
         goto out;
 
@@ -1181,12 +1265,21 @@ int cmd_issue(int argc, char **argv)
         if (dfd >= 0)
             close(dfd);
     }
+    if (x.rf_open) {
+        x.rf_open = false;
+        if (cf_outfile_commit(&x.rf, err, sizeof(err)) != 0) {
+            cli_out_fail("issue", x.results, err);
+            x.failed++;
+        }
+    }
     if (x.batch) {
         progress_draw(&x, true);
         summary(&x);
     }
     rc = x.failed || x.fatal ? CLI_FAIL : CLI_OK;
 out:
+    if (x.rf_open)
+        cf_outfile_abort(&x.rf);
     cf_client_close(x.c);
     if (x.batch) {
         for (size_t i = 0; x.jobs && i < x.njobs; i++)
