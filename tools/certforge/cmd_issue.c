@@ -667,9 +667,7 @@ static bool conn_refused(const cf_response *r)
     return r->op == 0 && r->id == 0 && r->status == CF_ST_BUSY;
 }
 
-/* One certificate written to a file: what it is, on standard output
- * ("issued SERIAL, not after TIME: PATH"), so a user sees the serial a
- * later revoke needs without opening the file. */
+/* "2035-11-23T18:00:00Z" (UTC), "?" when it cannot be read. */
 static void iso_time(const ASN1_TIME *t, char *buf, size_t cap)
 {
     struct tm tm;
@@ -695,6 +693,9 @@ static void cert_facts(const cf_response *r, char *hex, size_t hcap, char *na, s
         X509_free(c);
 }
 
+/* One certificate written to a file: what it is, on standard output
+ * ("issued SERIAL, not after TIME: PATH"), so a user sees the serial a
+ * later revoke needs without opening the file. */
 static void print_issued(const cf_response *r, const char *path)
 {
     char hex[CF_SERIAL_HEX_MAX + 1], when[32];
