@@ -434,6 +434,8 @@ expect 2 "option '--json=1' is unknown" "$CF" ca init-root --key "pkcs11:token=i
 
 stop_daemon
 expect 1 "connect $SOCK" "$CF" issue --csr amf1.csr.pem --profile nf --out x.pem
+expect 1 "connect $SOCK" "$CF" issue --batch res.jsonl --out-dir rcerts4 --results r4.jsonl
+[ ! -e r4.jsonl ] && [ -z "$(find . -maxdepth 1 -name '.r4.jsonl*')" ] && ok || fail "an unreachable certforged left a --results file"
 grep -q "certforged --config" "$D/err" && ok || fail "not-running message does not suggest starting certforged: $(cat "$D/err")"
 expect 1 "connect $SOCK" "$CF" status
 unset CERTFORGE_SOCKET
@@ -452,6 +454,6 @@ expect 1 "invalid connection option" "$CF" ledger show 0a --conninfo "host=$D db
 echo "test_cli_issue: $checks checks, $fails failed"
 # A run that checked less than it should (a section skipped, a loop over
 # nothing) must not pass: this many checks are made when all goes well.
-min_checks=133
+min_checks=135
 [ "$checks" -ge "$min_checks" ] || echo "FAIL: only $checks checks made, want at least $min_checks" >&2
 [ "$fails" -eq 0 ] && [ "$checks" -ge "$min_checks" ]
