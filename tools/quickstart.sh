@@ -200,7 +200,8 @@ echo "certforged may write only: $writable (not tokens/ or pins/)"
 n=${CF_QUICKSTART_CERTS:-2000}
 step "$n NF CSRs (certforge csr-gen: a new P-256 key, NF instance ID and FQDN each)"
 rm -rf "$state/csrs" "$state/certs"
-"$cf" csr-gen --count "$n" --out-dir "$state/csrs" --batch-out "$state/batch.jsonl"
+# --force: a re-run replaces the batch of the run before (csrs/ was removed above)
+"$cf" csr-gen --count "$n" --out-dir "$state/csrs" --batch-out "$state/batch.jsonl" --force
 
 step "issue them through certforged (certforge issue --batch, pipelined)"
 issue_t0=$(date -u +%Y-%m-%dT%H:%M:%S.000Z)
@@ -230,7 +231,7 @@ step "revoke one certificate and check the CRL (certforge revoke, certforge crl 
 first=$(find "$state/certs" -name '*.pem' | sort | sed -n 1p) # sed reads it all: no SIGPIPE under pipefail
 serial=$(openssl x509 -in "$first" -noout -serial | cut -d= -f2)
 "$cf" revoke --socket "$sock" --serial "$serial" --reason keyCompromise
-"$cf" crl --socket "$sock" --issuer nf-ca --new --out "$state/crl/nf-ca-now.crl" --der
+"$cf" crl --socket "$sock" --issuer nf-ca --new --out "$state/crl/nf-ca-now.crl" --der --force
 openssl crl -inform DER -in "$state/crl/nf-ca-now.crl" -CAfile "$state/ca/nf-ca.pem" -noout -verify
 openssl crl -inform DER -in "$state/crl/nf-ca-now.crl" -out "$state/crl/nf-ca-now.pem"
 if openssl verify -crl_check -CAfile "$state/ca-chain.pem" -CRLfile "$state/crl/nf-ca-now.pem" \

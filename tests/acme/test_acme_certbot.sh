@@ -26,7 +26,7 @@ fi
 HOOK
 chmod +x "$T/dns-hook.sh"
 revoked_in_crl() { # SERIAL-HEX: is it on a CRL certforged makes now?
-  "$CF" crl --socket "$T/cf.sock" --issuer nf-ca --new --out "$T/now.crl" --der >/dev/null || fail "certforge crl --new"
+  "$CF" crl --socket "$T/cf.sock" --issuer nf-ca --new --out "$T/now.crl" --der --force >/dev/null || fail "certforge crl --new"
   openssl crl -inform DER -in "$T/now.crl" -noout -text | tr -d ' :' | grep -qi "SerialNumber$1"
 }
 serial_of() { openssl x509 -in "$1" -noout -serial | cut -d= -f2; }

@@ -45,7 +45,7 @@ CONF
 dh() { in_ns timeout 120 dehydrated -f "$D/config" "$@"; }
 serial_of() { openssl x509 -in "$1" -noout -serial | cut -d= -f2; }
 revoked_in_crl() {
-  "$CF" crl --socket "$T/cf.sock" --issuer nf-ca --new --out "$T/now.crl" --der >/dev/null || fail "certforge crl --new"
+  "$CF" crl --socket "$T/cf.sock" --issuer nf-ca --new --out "$T/now.crl" --der --force >/dev/null || fail "certforge crl --new"
   openssl crl -inform DER -in "$T/now.crl" -noout -text | tr -d ' :' | grep -qi "SerialNumber$1"
 }
 

@@ -11,7 +11,7 @@ L=$T/lego
 lg() { LEGO_CA_CERTIFICATES=$ACME_ROOT in_ns timeout 120 lego --server "$ACME_DIR" --path "$L" --accept-tos "$@"; }
 serial_of() { openssl x509 -in "$1" -noout -serial | cut -d= -f2; }
 revoked_in_crl() {
-  "$CF" crl --socket "$T/cf.sock" --issuer nf-ca --new --out "$T/now.crl" --der >/dev/null || fail "certforge crl --new"
+  "$CF" crl --socket "$T/cf.sock" --issuer nf-ca --new --out "$T/now.crl" --der --force >/dev/null || fail "certforge crl --new"
   openssl crl -inform DER -in "$T/now.crl" -noout -text | tr -d ' :' | grep -qi "SerialNumber$1"
 }
 cat >"$T/lego-exec.sh" <<HOOK

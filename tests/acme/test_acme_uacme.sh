@@ -34,7 +34,7 @@ chmod +x "$T/uacme-hook.sh"
 ua() { NS_CA_STORE=$ACME_ROOT in_ns timeout 120 uacme -v -y -c "$U" -h "$T/uacme-hook.sh" -a "$ACME_DIR" "$@"; }
 serial_of() { openssl x509 -in "$1" -noout -serial | cut -d= -f2; }
 revoked_in_crl() {
-  "$CF" crl --socket "$T/cf.sock" --issuer nf-ca --new --out "$T/now.crl" --der >/dev/null || fail "certforge crl --new"
+  "$CF" crl --socket "$T/cf.sock" --issuer nf-ca --new --out "$T/now.crl" --der --force >/dev/null || fail "certforge crl --new"
   openssl crl -inform DER -in "$T/now.crl" -noout -text | tr -d ' :' | grep -qi "SerialNumber$1"
 }
 thumb() { sqlite3 "$T/acme.db" "SELECT thumbprint FROM accounts WHERE status = 'valid'"; }

@@ -203,7 +203,9 @@ expect 1 "already has an object labelled 'root256'" "$CF" keys generate --type e
 expect 1 "already has an object with id 0a01" "$CF" keys generate --type ec-p256 --label fresh --id 0a01
 expect 1 "already has a certificate object" "$CF" ca init-root --key pkcs11:object=root256 --subject /CN=again --out again.pem
 check "no --out written on refusal" test ! -e again.pem
-expect 1 "ec-root.pem already exists" "$CF" ca init-root --key pkcs11:object=rsa3072 --subject /CN=x --out ec-root.pem
+expect 1 "ec-root.pem exists; use --force to replace it" "$CF" ca init-root --key pkcs11:object=rsa3072 --subject /CN=x --out ec-root.pem
+check "the refusal is the whole message" test "$(cat "$D/err")" = "certforge: ec-root.pem exists; use --force to replace it"
+expect 2 "option '--force=1' is unknown or needs an argument" "$CF" ca init-root --key pkcs11:object=rsa3072 --subject /CN=x --out x.pem --force=1
 expect 2 "subject part 'CN' is not TYPE=value" "$CF" ca init-root --key pkcs11:object=rsa3072 --subject /CN --out x.pem
 expect 2 "subject attribute type 'XX' is unknown" "$CF" ca init-root --key pkcs11:object=rsa3072 --subject /XX=1 --out x.pem
 expect 2 "--days 'lots' is not a number" "$CF" ca init-root --key pkcs11:object=rsa3072 --subject /CN=x --days lots --out x.pem
@@ -236,6 +238,6 @@ done
 echo "$checks checks, $fails failed"
 # A run that checked less than it should (a section skipped, a loop over
 # nothing) must not pass: this many checks are made when all goes well.
-min_checks=141
+min_checks=143
 [ "$checks" -ge "$min_checks" ] || echo "FAIL: only $checks checks made, want at least $min_checks" >&2
 [ "$fails" -eq 0 ] && [ "$checks" -ge "$min_checks" ]

@@ -108,16 +108,49 @@ check "ca init-root" "$CF" ca init-root --key "pkcs11:token=files-test;object=ro
 check "ca init-intermediate" "$CF" ca init-intermediate --key "pkcs11:token=files-test;object=nf-ca" \
   --issuer-key "pkcs11:token=files-test;object=root" --issuer-cert root.pem \
   --subject "/C=FI/O=5gc.mnc001.mcc001.3gppnetwork.org/CN=Files NF CA" --out nf-ca.pem
-refused "ca init-intermediate over an existing file" "already exists" \
+# refused WHAT cmd...: exit 1, stderr exactly 'certforge: FILE exists; use --force to replace it'
+exists() {
+  local what=$1 file=$2; shift 2
+  local rc=0
+  "$@" >"$D/out" 2>"$D/err" </dev/null || rc=$?
+  [ "$rc" -eq 1 ] && [ "$(cat "$D/err")" = "certforge: $file exists; use --force to replace it" ] && ok \
+    || fail "$what: exit $rc, want 1 and '$file exists; use --force': $(cat "$D/err")"
+}
+cp root.pem root.before
+exists "ca init-intermediate over an existing file" root.pem \
   "$CF" ca init-intermediate --key "pkcs11:token=files-test;object=nf-ca" --replace-cert \
   --issuer-key "pkcs11:token=files-test;object=root" --issuer-cert root.pem --subject "/CN=x" --out root.pem
+cmp -s root.pem root.before && ok || fail "a refused init-intermediate changed root.pem"
+# --force replaces the file (and --replace-cert the token object)
+cp nf-ca.pem nf-ca.before
+exists "ca init-intermediate (no --force)" nf-ca.pem "$CF" ca init-intermediate --key "pkcs11:token=files-test;object=nf-ca" \
+  --replace-cert --issuer-key "pkcs11:token=files-test;object=root" --issuer-cert root.pem \
+  --subject "/C=FI/O=5gc.mnc001.mcc001.3gppnetwork.org/CN=Files NF CA" --out nf-ca.pem
+check "ca init-intermediate --force" "$CF" ca init-intermediate --key "pkcs11:token=files-test;object=nf-ca" \
+  --replace-cert --force --issuer-key "pkcs11:token=files-test;object=root" --issuer-cert root.pem \
+  --subject "/C=FI/O=5gc.mnc001.mcc001.3gppnetwork.org/CN=Files NF CA" --out nf-ca.pem
+! cmp -s nf-ca.pem nf-ca.before && openssl verify -CAfile root.pem nf-ca.pem >/dev/null && ok \
+  || fail "ca init-intermediate --force did not replace nf-ca.pem with a valid certificate"
 
 # --- keys export-pub ---------------------------------------------------------------------------
 plant pub
 refuses_all "keys export-pub --out" pub "$CF" keys export-pub "pkcs11:token=files-test;object=root" --out @OUT@
 printf 'old\n' > pub.pem
-check "keys export-pub replaces a regular file" "$CF" keys export-pub "pkcs11:token=files-test;object=root" --out pub.pem
+exists "keys export-pub over a regular file" pub.pem "$CF" keys export-pub "pkcs11:token=files-test;object=root" --out pub.pem
+[ "$(cat pub.pem)" = old ] && ok || fail "a refused export-pub changed pub.pem"
+check "keys export-pub --force replaces a regular file" "$CF" keys export-pub "pkcs11:token=files-test;object=root" --out pub.pem --force
 grep -q "BEGIN PUBLIC KEY" pub.pem && ok || fail "pub.pem: $(head -c 100 pub.pem)"
+exists "keys csr over a regular file" pub.pem "$CF" keys csr "pkcs11:token=files-test;object=root" --subject /CN=x --out pub.pem
+check "keys csr --force" "$CF" keys csr "pkcs11:token=files-test;object=root" --subject /CN=x --out pub.pem --force
+openssl req -in pub.pem -noout -verify 2>/dev/null && ok || fail "keys csr --force: pub.pem is not a CSR"
+expect_usage() { # what needle cmd...: exit 2, one line with needle
+  local what=$1 needle=$2; shift 2
+  local rc=0
+  "$@" >"$D/out" 2>"$D/err" </dev/null || rc=$?
+  [ "$rc" -eq 2 ] && grep -qF -- "$needle" "$D/err" && [ "$(wc -l <"$D/err")" -eq 1 ] && ok \
+    || fail "$what: exit $rc, want 2 and '$needle': $(cat "$D/err")"
+}
+expect_usage "keys show --force" "option '--force' is unknown" "$CF" keys show "pkcs11:token=files-test;object=root" --force
 
 # --- csr-gen: the batch file and each CSR file ------------------------------------------------
 plant gen
@@ -132,6 +165,26 @@ check "csr-gen 6" "$CF" csr-gen --count 6 --out-dir csrs --batch-out batch.jsonl
 [ "$(cat victim)" = precious ] && [ -L batch.jsonl.tmp ] && [ "$(wc -l <batch.jsonl)" -eq 6 ] && ok \
   || fail "csr-gen: planted batch.jsonl.tmp followed, or batch.jsonl wrong"
 [ -z "$(find csrs -name '.*')" ] && ok || fail "csr-gen left temporary files: $(ls -a csrs)"
+cp batch.jsonl batch.before
+exists "csr-gen over an existing batch" batch.jsonl "$CF" csr-gen --count 6 --out-dir csrs --batch-out batch.jsonl
+cmp -s batch.jsonl batch.before && ok || fail "a refused csr-gen changed batch.jsonl"
+exists "csr-gen over an existing CSR file" "$D/csrs/nf-000001.csr.pem" "$CF" csr-gen --count 6 --out-dir csrs --batch-out batch-new.jsonl
+[ ! -e batch-new.jsonl ] && ok || fail "a refused csr-gen wrote its batch"
+check "csr-gen --force" "$CF" csr-gen --count 6 --out-dir csrs --batch-out batch.jsonl --force
+! cmp -s batch.jsonl batch.before && [ "$(wc -l <batch.jsonl)" -eq 6 ] && ok || fail "csr-gen --force did not replace batch.jsonl"
+# the key type is --type, as for keys generate; --key is the old spelling, with a note
+rc=0; "$CF" csr-gen --count 1 --type ec-p384 --out-dir t384 --batch-out t384.jsonl >t.out 2>t.err || rc=$?
+[ $rc -eq 0 ] && [ ! -s t.err ] && openssl req -in t384/nf-000001.csr.pem -noout -text | grep -q "NIST CURVE: P-384" && ok \
+  || fail "csr-gen --type ec-p384: exit $rc; $(cat t.err)"
+rc=0; "$CF" csr-gen --count 1 --key ed25519 --out-dir ted --batch-out ted.jsonl >t.out 2>t.err || rc=$?
+[ $rc -eq 0 ] && [ "$(cat t.err)" = "certforge: note: csr-gen --key is deprecated, use --type" ] &&
+  openssl req -in ted/nf-000001.csr.pem -noout -text | grep -q "ED25519" && ok \
+  || fail "csr-gen --key (deprecated): exit $rc; $(cat t.err)"
+expect_usage "csr-gen --type bogus" "csr-gen: --type must be ec-p256, ec-p384, rsa-2048, rsa-3072 or ed25519, not 'bogus'" \
+  "$CF" csr-gen --count 1 --type bogus --out-dir tb --batch-out tb.jsonl
+expect_usage "csr-gen --type (no value)" "option '--type' is unknown or needs an argument" "$CF" csr-gen --count 1 --out-dir tb --batch-out tb.jsonl --type
+expect_usage "csr-gen --count x" "csr-gen: --count must be 1-1000000, not 'x'" "$CF" csr-gen --count x --type ec-p256 --out-dir tb --batch-out tb.jsonl
+[ ! -e tb.jsonl ] && ok || fail "a refused csr-gen wrote tb.jsonl"
 
 # --- certforged (max_connections 2, for the BUSY cases below) --------------------------------
 SOCK=$D/cf.sock
@@ -175,7 +228,10 @@ issued_after=$("$CF" status --json | jq -r '.issued')
 [ -n "$issued_before" ] && [ "$issued_before" = "$issued_after" ] && ok \
   || fail "a refused --out still asked for a certificate ($issued_before -> $issued_after)"
 printf 'old\n' > amf.pem
-check "issue --out replaces a regular file" issue1 --out amf.pem
+exists "issue --out over a regular file" amf.pem issue1 --out amf.pem
+[ "$(cat amf.pem)" = old ] && [ "$("$CF" status --json | jq -r '.issued')" = "$issued_after" ] && ok \
+  || fail "a refused issue --out changed amf.pem or asked for a certificate"
+check "issue --out --force replaces a regular file" issue1 --out amf.pem --force
 openssl x509 -in amf.pem -noout 2>/dev/null && ok || fail "amf.pem is not a certificate"
 [ "$(stat -c %a amf.pem)" = "$(printf '%o' $((0644 & ~0$(umask))))" ] && ok || fail "amf.pem mode $(stat -c %a amf.pem)"
 # the old writer's temporary name (PATH.tmpPID) for the next PIDs, planted
@@ -193,12 +249,31 @@ rc=0
   || fail "batch into a symlinked name: exit $rc; $(cat berr.txt bsum.txt)"
 [ "$(cat victim)" = precious ] && [ -L bcerts/nf-000003.pem ] && [ "$(ls bcerts | wc -l)" -eq 6 ] && ok \
   || fail "batch: the symlink was followed or replaced: $(ls -la bcerts)"
+# the batch again into the same folder: each existing file is its line's
+# failure (FILE_EXISTS, not sent), counted in the summary
+cp bcerts/nf-000001.pem b1.before
+issued_before=$("$CF" status --json | jq -r '.issued')
+rc=0
+"$CF" issue --batch batch.jsonl --out-dir bcerts --profile nf >bsum.txt 2>berr.txt || rc=$?
+[ $rc -eq 1 ] && grep -qx "certforge: issue: line 1: FILE_EXISTS: bcerts/nf-000001.pem exists; use --force to replace it" berr.txt &&
+  [ "$(grep -c FILE_EXISTS berr.txt)" -eq 5 ] && grep -qx "failed 6: OUTPUT_ERROR 1, FILE_EXISTS 5" bsum.txt &&
+  grep -q "^issued 0 of 6 " bsum.txt && ok || fail "batch over existing files: exit $rc; $(cat berr.txt bsum.txt)"
+cmp -s bcerts/nf-000001.pem b1.before && [ "$("$CF" status --json | jq -r '.issued')" = "$issued_before" ] && ok \
+  || fail "batch over existing files replaced one, or asked certforged"
+rc=0
+"$CF" issue --batch batch.jsonl --out-dir bcerts --profile nf --force >bsum.txt 2>berr.txt || rc=$?
+[ $rc -eq 1 ] && grep -q "^issued 5 of 6 " bsum.txt && grep -qx "failed 1: OUTPUT_ERROR 1" bsum.txt && ok \
+  || fail "batch --force: exit $rc; $(cat berr.txt bsum.txt)"
+! cmp -s bcerts/nf-000001.pem b1.before && [ "$(cat victim)" = precious ] && ok || fail "batch --force did not replace nf-000001.pem"
 
 # --- crl --out --------------------------------------------------------------------------------
 plant crl
 refuses_all "crl --out" crl "$CF" crl --issuer nf-ca --new --out @OUT@ --der
 check "crl --out FILE" "$CF" crl --issuer nf-ca --new --out nf-ca.crl --der
 openssl crl -inform DER -in nf-ca.crl -noout 2>/dev/null && ok || fail "nf-ca.crl is not a CRL"
+exists "crl --out over a regular file" nf-ca.crl "$CF" crl --issuer nf-ca --new --out nf-ca.crl --der
+check "crl --out --force" "$CF" crl --issuer nf-ca --new --out nf-ca.crl --der --force
+openssl crl -inform DER -in nf-ca.crl -noout 2>/dev/null && ok || fail "nf-ca.crl (--force) is not a CRL"
 
 # --- ledger export --out ------------------------------------------------------------------------
 plant led
@@ -206,6 +281,9 @@ refuses_all "ledger export --out" led "$CF" ledger export --format jsonl --confi
 check "ledger export --out FILE" "$CF" ledger export --format jsonl --config certforged.conf --out export.jsonl
 [ "$(wc -l <export.jsonl)" -ge 7 ] && [ "$(stat -c %a export.jsonl)" = 600 ] && ok \
   || fail "export.jsonl: $(wc -l <export.jsonl) lines, mode $(stat -c %a export.jsonl)"
+exists "ledger export --out over a regular file" export.jsonl "$CF" ledger export --format jsonl --config certforged.conf --out export.jsonl
+check "ledger export --out --force" "$CF" ledger export --format jsonl --config certforged.conf --out export.jsonl --force
+expect_usage "ledger list --force" "ledger list: --force is for export --out" "$CF" ledger list --config certforged.conf --force
 
 # --- BUSY: certforged at max_connections --------------------------------------------------------
 # a holder takes both connections for 3 s; issue is refused (BUSY frame),
@@ -250,6 +328,6 @@ stop_pid "$DPID"; DPID=
 echo "test_cli_files: $checks checks, $fails failed"
 # A run that skipped a section must not pass: this many checks are made
 # when all goes well (a device node adds 6 where mknod is allowed).
-min_checks=61
+min_checks=95
 [ "$checks" -ge "$min_checks" ] || echo "FAIL: only $checks checks made, want at least $min_checks" >&2
 [ "$fails" -eq 0 ] && [ "$checks" -ge "$min_checks" ]

@@ -149,6 +149,37 @@ span=$((na - nb))
 openssl x509 -in amf1.pem -noout -subject | grep -q "5gc.mnc001.mcc001.3gppnetwork.org" && ok \
   || fail "amf1.pem subject lacks the home network domain"
 
+# --json: one object on stdout, checked against the certificate written
+iso() { date -u -d "$1" +%Y-%m-%dT%H:%M:%SZ; }
+serial_of() { openssl x509 -in "$1" -noout -serial | cut -d= -f2 | tr 'A-F' 'a-f'; }
+enddate_of() { iso "$(openssl x509 -in "$1" -noout -enddate | cut -d= -f2)"; }
+if "$CF" issue --csr amf1.csr.der --profile nf --nf-instance-id "$ID" --dns amf1.5gc.mnc001.mcc001.3gppnetwork.org \
+     --nf-type AMF --out amf1j.pem --json >issued.json 2>"$D/err"; then
+  ok
+  [ ! -s "$D/err" ] && jq -e --arg s "$(serial_of amf1j.pem)" --arg na "$(enddate_of amf1j.pem)" \
+    --arg nb "$(iso "$(openssl x509 -in amf1j.pem -noout -startdate | cut -d= -f2)")" \
+    '.serial == $s and .not_after == $na and .not_before == $nb and .profile == "nf" and .out == "amf1j.pem"
+     and (.issuer | test("CN=Test NF CA")) and (.subject | test("O=5gc.mnc001")) and (has("certificate") | not)' \
+    issued.json >/dev/null && ok || fail "issue --json --out: $(cat issued.json "$D/err")"
+else
+  fail "issue --json --out: $(cat "$D/err")"
+fi
+# without --out the PEM is in "certificate" (with --chain: the chain after it)
+if "$CF" issue --csr amf1.csr.der --profile nf --nf-instance-id "$ID" --dns amf1.5gc.mnc001.mcc001.3gppnetwork.org --nf-type AMF --chain --json >issued2.json 2>"$D/err"; then
+  ok
+  jq -r .certificate issued2.json >amf1j2.pem
+  [ "$(grep -c 'BEGIN CERTIFICATE' amf1j2.pem)" -ge 2 ] &&
+    jq -e --arg s "$(serial_of amf1j2.pem)" --arg na "$(enddate_of amf1j2.pem)" \
+      '.serial == $s and .not_after == $na and .out == null' issued2.json >/dev/null && ok \
+    || fail "issue --json without --out: $(cat issued2.json)"
+else
+  fail "issue --json without --out: $(cat "$D/err")"
+fi
+expect 2 "issue: --json is for one CSR; a batch writes JSON lines with --results FILE" "$CF" issue --batch batch.jsonl --json
+expect 2 "option '--json=yes' is unknown or needs an argument" "$CF" issue --csr amf1.csr.der --profile nf --json=yes
+expect 1 "amf1j.pem exists; use --force to replace it" "$CF" issue --csr amf1.csr.der --profile nf --nf-instance-id "$ID" --nf-type AMF --out amf1j.pem --json
+[ ! -s "$D/out" ] && ok || fail "a refused issue --json printed: $(cat "$D/out")"
+
 # PEM input, default output on stdout, --chain
 openssl req -in amf1.csr.der -inform DER -out amf1.csr.pem 2>/dev/null
 if "$CF" issue --csr amf1.csr.pem --profile nf --nf-instance-id "$ID" \
@@ -208,6 +239,51 @@ grep -q "line 3: INVALID_REQUEST: not a JSON object" bad.err && ok || fail "line
 grep -q "line 4: INVALID_REQUEST: unknown key \"dsn\"" bad.err && ok || fail "line 4: $(cat bad.err)"
 [ -s certs-bad/nf-000001.pem ] && ok || fail "the good line of bad.jsonl was not issued"
 
+# --- issue --batch --results: one JSON line per request ------------------------------------
+{ sed -n 1p batch.jsonl | jq -c '.id = "amf-one"'; sed -n 2p batch.jsonl | jq -c '.id = 42'
+  echo; sed -n 3p batch.jsonl | jq -c '.csr = "nope.pem"'; sed -n 57p batch2.jsonl | jq -c '.id = "broken"'
+  sed -n 5p batch.jsonl; } > res.jsonl
+rc=0
+"$CF" issue --batch res.jsonl --out-dir rcerts --results results.jsonl >rsum.txt 2>rerr.txt || rc=$?
+[ $rc -eq 1 ] && [ "$(wc -l <results.jsonl)" -eq 5 ] && grep -q "^issued 3 of 5 " rsum.txt && ok \
+  || fail "--results: exit $rc; $(cat rsum.txt rerr.txt results.jsonl)"
+jq -e -s 'map(.line) | sort == [1,2,4,5,6]' results.jsonl >/dev/null && ok || fail "--results lines: $(jq -c .line results.jsonl | tr '\n' ' ')"
+r1=$(jq -c 'select(.line == 1)' results.jsonl)
+jq -e --arg s "$(serial_of rcerts/nf-000001.pem)" --arg na "$(enddate_of rcerts/nf-000001.pem)" \
+  '.id == "amf-one" and .status == "issued" and .serial == $s and .not_after == $na and .path == "rcerts/nf-000001.pem" and .message == null' \
+  <<<"$r1" >/dev/null && ok || fail "--results line 1: $r1"
+jq -e -s '(map(select(.line == 2))[0] | .id == 42 and .status == "issued")
+  and (map(select(.line == 4))[0] | .status == "INVALID_REQUEST" and .serial == null and (.message | test("nope.pem")) and (has("id") | not))
+  and (map(select(.line == 5))[0] | .id == "broken" and .status == "BAD_CSR" and .not_after == null and .path == "rcerts/nf-000057.pem")
+  and (map(select(.line == 6))[0] | .status == "issued" and (has("id") | not))' results.jsonl >/dev/null && ok \
+  || fail "--results lines 2, 4, 5, 6: $(cat results.jsonl)"
+# again into the same folder, results on stdout: every line FILE_EXISTS, nothing sent, summary on stderr
+issued_before=$("$CF" status --json | jq -r .issued)
+rc=0
+"$CF" issue --batch res.jsonl --out-dir rcerts --results - >rout.jsonl 2>rerr.txt || rc=$?
+[ $rc -eq 1 ] && [ "$(jq -s 'map(select(.status == "FILE_EXISTS")) | length' rout.jsonl)" -eq 3 ] &&
+  jq -e -s 'length == 5' rout.jsonl >/dev/null && grep -q "^issued 0 of 5 " rerr.txt &&
+  grep -qx "failed 5: BAD_CSR 1, INVALID_REQUEST 1, FILE_EXISTS 3" rerr.txt &&
+  [ "$("$CF" status --json | jq -r .issued)" = "$issued_before" ] && ok || fail "--results - over existing files: exit $rc; $(cat rout.jsonl rerr.txt)"
+jq -e -s 'map(select(.line == 1))[0] | .message == "rcerts/nf-000001.pem exists; use --force to replace it"' rout.jsonl >/dev/null && ok \
+  || fail "--results FILE_EXISTS message: $(cat rout.jsonl)"
+expect 2 "option '--force=x' is unknown" "$CF" issue --batch res.jsonl --out-dir rcerts --force=x
+expect 1 "results.jsonl exists; use --force to replace it" "$CF" issue --batch res.jsonl --out-dir rcerts2 --results results.jsonl
+[ ! -e rcerts2/nf-000001.pem ] && ok || fail "a refused --results still issued"
+cp results.jsonl results.before
+rc=0
+"$CF" issue --batch res.jsonl --out-dir rcerts --results results.jsonl --force >/dev/null 2>rerr.txt || rc=$?
+[ $rc -eq 1 ] && [ "$(jq -s 'map(select(.status == "issued")) | length' results.jsonl)" -eq 3 ] && ! cmp -s results.jsonl results.before && ok \
+  || fail "--results --force: exit $rc; $(cat results.jsonl rerr.txt)"
+expect 2 "option '--results' is unknown or needs an argument" "$CF" issue --batch res.jsonl --results
+expect 2 "issue: --results needs a file name" "$CF" issue --batch res.jsonl --results ""
+expect 2 "issue: --results is for --batch" "$CF" issue --csr amf1.csr.der --profile nf --results r.jsonl
+printf '%s\n' "$(sed -n 1p batch.jsonl | jq -c '.id = [1]')" > badid.jsonl
+rc=0
+"$CF" issue --batch badid.jsonl --out-dir rcerts3 --results badid.res >/dev/null 2>rerr.txt || rc=$?
+[ $rc -eq 1 ] && grep -q 'line 1: INVALID_REQUEST: "id" must be a non-empty string or an integer' rerr.txt &&
+  jq -e '.status == "INVALID_REQUEST" and (has("id") | not)' badid.res >/dev/null && ok || fail "bad id: exit $rc; $(cat rerr.txt badid.res)"
+
 # --- status -------------------------------------------------------------------------------
 if "$CF" status --json >status.json 2>"$D/err"; then
   ok
@@ -260,6 +336,54 @@ check "verify -crl_check accepts an unrevoked certificate" \
   openssl verify -crl_check -CAfile bundle.pem -CRLfile new.crl.pem certs/nf-000012.pem
 nrev=$("$CF" ledger list --db ledger.db --revoked | wc -l)
 [ "$nrev" -eq 2 ] && ok || fail "ledger list --revoked: $nrev lines, want 2"
+
+# --- --json: revoke, crl, ledger show/list ------------------------------------------------
+s13=$(serial_of certs/nf-000013.pem)
+if "$CF" revoke --serial "$s13" --reason cessationOfOperation --json >rev.json 2>"$D/err"; then
+  ok
+  [ ! -s "$D/err" ] && jq -e --arg s "$s13" '.serial == $s and .reason == "cessationOfOperation"
+     and (.revoked_at | test("^20[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$")) and .already_revoked == false' \
+    rev.json >/dev/null && ok || fail "revoke --json: $(cat rev.json "$D/err")"
+else
+  fail "revoke --json: $(cat "$D/err")"
+fi
+"$CF" revoke --serial "$s13" --reason superseded --json >rev2.json 2>"$D/err" && [ ! -s "$D/err" ] &&
+  jq -e --slurpfile a rev.json '.already_revoked == true and .reason == "cessationOfOperation" and .revoked_at == $a[0].revoked_at' rev2.json >/dev/null \
+  && ok || fail "repeat revoke --json: $(cat rev2.json "$D/err")"
+expect 2 "option '--json=1' is unknown" "$CF" revoke --serial "$s13" --json=1
+if "$CF" crl --issuer nf-ca --new --out j.crl --der --json >crl.json 2>"$D/err"; then
+  ok
+  num=$(openssl crl -inform DER -in j.crl -noout -crlnumber | cut -d= -f2)
+  jq -e --argjson n "$((16#$num))" --arg tu "$(iso "$(openssl crl -inform DER -in j.crl -noout -lastupdate | cut -d= -f2)")" \
+    --arg nu "$(iso "$(openssl crl -inform DER -in j.crl -noout -nextupdate | cut -d= -f2)")" \
+    '.issuer == "nf-ca" and (.issuer_dn | test("CN=Test NF CA")) and .number == $n and .this_update == $tu
+     and .next_update == $nu and .entries == 3 and .out == "j.crl" and (has("crl") | not)' crl.json >/dev/null && ok \
+    || fail "crl --json: $(cat crl.json)"
+else
+  fail "crl --json: $(cat "$D/err")"
+fi
+"$CF" crl --issuer nf-ca --json >crl2.json 2>"$D/err" && jq -r .crl crl2.json | openssl crl -noout 2>/dev/null &&
+  jq -e '.out == null and .entries >= 0' crl2.json >/dev/null && ok || fail "crl --json to stdout: $(cat crl2.json "$D/err")"
+expect 1 "j.crl exists; use --force to replace it" "$CF" crl --issuer nf-ca --new --out j.crl --der --json
+if "$CF" ledger list --db ledger.db --revoked --json >list.json 2>"$D/err"; then
+  ok
+  jq -e --arg s "$s13" 'length == 3 and (map(.status) | unique) == ["revoked"] and any(.[]; .serial == $s)' list.json >/dev/null \
+    && ok || fail "ledger list --json: $(cat list.json)"
+  # the same fields as the export's JSON lines
+  [ "$(jq -c '.[0] | keys_unsorted' list.json)" = "$("$CF" ledger export --db ledger.db --format jsonl --limit 1 | jq -c keys_unsorted)" ] \
+    && ok || fail "ledger list --json fields differ from export jsonl: $(jq -c '.[0] | keys_unsorted' list.json)"
+else
+  fail "ledger list --json: $(cat "$D/err")"
+fi
+[ "$("$CF" ledger list --db ledger.db --profile nope --json 2>/dev/null)" = "[]" ] && ok || fail "ledger list --json with no match is not []"
+"$CF" ledger show "$s13" --db ledger.db --json >show.json 2>"$D/err" &&
+  jq -e --arg s "$s13" --arg na "$(enddate_of certs/nf-000013.pem)" '.serial == $s and .status == "revoked"
+     and .revocation_reason == "cessationOfOperation" and .not_after == $na and .profile == "nf"' show.json >/dev/null \
+  && ok || fail "ledger show --json: $(cat show.json "$D/err")"
+expect 2 "ledger export: --json is for show and list (export has --format jsonl)" "$CF" ledger export --db ledger.db --format jsonl --json
+expect 2 "ledger signs: --json is for show and list" "$CF" ledger signs --db ledger.db --json
+expect 1 "ledger show: no certificate with serial 7f01" "$CF" ledger show 7f01 --db ledger.db --json
+[ ! -s "$D/out" ] && ok || fail "ledger show --json of nothing printed: $(cat "$D/out")"
 expect 1 "NOT_FOUND: no certificate with serial 7f00000000000001" "$CF" revoke --serial 7f00000000000001
 expect 2 "--reason 'badReason' is not one of" "$CF" revoke --serial "$s10" --reason badReason
 expect 2 "--reason 'removeFromCRL' is not one of" "$CF" revoke --serial "$s10" --reason removeFromCRL
@@ -283,8 +407,35 @@ expect 2 "--profile NAME is required" "$CF" issue --csr amf1.csr.pem
 expect 2 "--validity" "$CF" issue --csr amf1.csr.pem --profile nf --validity 30
 expect 2 "give --csr FILE (one CSR) or --batch FILE" "$CF" issue --profile nf
 
+# --- ca ceremonies --json ----------------------------------------------------------------------
+"$CF" keys generate --type ec-p256 --label jroot >/dev/null && "$CF" keys generate --type ec-p384 --label jint >/dev/null && ok \
+  || fail "keys generate jroot/jint"
+fp_of() { openssl x509 -in "$1" -noout -fingerprint -sha256 | cut -d= -f2; }
+ca_json_ok() { # json-file pem-file: the object matches the certificate
+  jq -e --arg s "$(serial_of "$2")" --arg na "$(enddate_of "$2")" --arg fp "$(fp_of "$2")" --arg out "$2" \
+    --arg sub "$(openssl x509 -in "$2" -noout -subject -nameopt compat | sed 's/^subject=//')" \
+    '.serial == $s and .not_after == $na and .sha256 == $fp and .out == $out and .subject == $sub' "$1" >/dev/null
+}
+"$CF" ca init-root --key "pkcs11:token=issue-test;object=jroot" --subject "/C=FI/O=json/CN=JSON Root" --out jroot.pem --json >jroot.json 2>"$D/err" &&
+  ca_json_ok jroot.json jroot.pem && jq -e '.token == "issue-test" and .key == "jroot" and .issuer == .subject' jroot.json >/dev/null \
+  && ok || fail "ca init-root --json: $(cat jroot.json "$D/err")"
+"$CF" ca init-intermediate --key "pkcs11:token=issue-test;object=jint" --issuer-key "pkcs11:token=issue-test;object=jroot" \
+  --issuer-cert jroot.pem --subject "/C=FI/O=json/CN=JSON Int" --out jint.pem --json >jint.json 2>"$D/err" &&
+  ca_json_ok jint.json jint.pem && jq -e '.issuer == "/C=FI/O=json/CN=JSON Root" and .key == "jint"' jint.json >/dev/null \
+  && ok || fail "ca init-intermediate --json: $(cat jint.json "$D/err")"
+"$CF" ca cross-sign --issuer-key "pkcs11:token=issue-test;object=root" --issuer-cert root.pem --cert jroot.pem \
+  --out jlink.pem --json >jlink.json 2>"$D/err" && ca_json_ok jlink.json jlink.pem &&
+  jq -e '(has("token") | not) and (.issuer | test("CN=Test Root CA"))' jlink.json >/dev/null \
+  && ok || fail "ca cross-sign --json: $(cat jlink.json "$D/err")"
+expect 1 "jlink.pem exists; use --force to replace it" "$CF" ca cross-sign --issuer-key "pkcs11:token=issue-test;object=root" \
+  --issuer-cert root.pem --cert jroot.pem --out jlink.pem --json
+[ ! -s "$D/out" ] && ok || fail "a refused cross-sign --json printed: $(cat "$D/out")"
+expect 2 "option '--json=1' is unknown" "$CF" ca init-root --key "pkcs11:token=issue-test;object=jroot" --subject /CN=x --out x.pem --json=1
+
 stop_daemon
 expect 1 "connect $SOCK" "$CF" issue --csr amf1.csr.pem --profile nf --out x.pem
+expect 1 "connect $SOCK" "$CF" issue --batch res.jsonl --out-dir rcerts4 --results r4.jsonl
+[ ! -e r4.jsonl ] && [ -z "$(find . -maxdepth 1 -name '.r4.jsonl*')" ] && ok || fail "an unreachable certforged left a --results file"
 grep -q "certforged --config" "$D/err" && ok || fail "not-running message does not suggest starting certforged: $(cat "$D/err")"
 expect 1 "connect $SOCK" "$CF" status
 unset CERTFORGE_SOCKET
@@ -303,6 +454,6 @@ expect 1 "invalid connection option" "$CF" ledger show 0a --conninfo "host=$D db
 echo "test_cli_issue: $checks checks, $fails failed"
 # A run that checked less than it should (a section skipped, a loop over
 # nothing) must not pass: this many checks are made when all goes well.
-min_checks=87
+min_checks=135
 [ "$checks" -ge "$min_checks" ] || echo "FAIL: only $checks checks made, want at least $min_checks" >&2
 [ "$fails" -eq 0 ] && [ "$checks" -ge "$min_checks" ]

@@ -139,7 +139,10 @@ expect 1 "does not belong to --issuer-key" "$CF" ca cross-sign --issuer-key pkcs
 expect 2 "are required" "$CF" ca cross-sign --issuer-key pkcs11:object=old-root --cert new-root.pem --out x.pem
 check "cross-sign new by old" "$CF" ca cross-sign --issuer-key pkcs11:object=old-root --issuer-cert old-root.pem --cert new-root.pem --out new-by-old.pem
 check "cross-sign old by new" "$CF" ca cross-sign --issuer-key pkcs11:object=new-root --issuer-cert new-root.pem --cert old-root.pem --out old-by-new.pem
-expect 1 "already exists" "$CF" ca cross-sign --issuer-key pkcs11:object=old-root --issuer-cert old-root.pem --cert new-root.pem --out new-by-old.pem
+expect 1 "new-by-old.pem exists; use --force to replace it" "$CF" ca cross-sign --issuer-key pkcs11:object=old-root --issuer-cert old-root.pem --cert new-root.pem --out new-by-old.pem
+cp new-by-old.pem new-by-old.before
+check "cross-sign --force replaces the link file" "$CF" ca cross-sign --issuer-key pkcs11:object=old-root --issuer-cert old-root.pem --cert new-root.pem --out new-by-old.pem --force
+check "the replaced link is a new certificate" bash -c '! cmp -s new-by-old.pem new-by-old.before' 
 [ "$(openssl x509 -in new-by-old.pem -noout -subject)" = "$(openssl x509 -in new-root.pem -noout -subject)" ] &&
   [ "$(openssl x509 -in new-by-old.pem -noout -issuer | sed 's/^issuer/subject/')" = "$(openssl x509 -in old-root.pem -noout -subject)" ] && ok \
   || fail "link subject/issuer wrong"
@@ -195,6 +198,6 @@ grep -q "HSM_FAILURE" "$D/err" && ok || fail "not an HSM_FAILURE: $(cat "$D/err"
 stop_daemon
 
 echo "test_cli_token: $checks checks, $fails failed"
-min_checks=66
+min_checks=68
 [ "$checks" -ge "$min_checks" ] || echo "FAIL: only $checks checks made, want at least $min_checks" >&2
 [ "$fails" -eq 0 ] && [ "$checks" -ge "$min_checks" ]

@@ -1,5 +1,6 @@
 /* Shared CLI plumbing: errors, token selection, JSON writer. */
 #include "tools/certforge/cli.h"
+#include "common/outfile.h"
 #include "hsm/hsm_admin.h"
 
 #include <ctype.h>
@@ -207,6 +208,41 @@ bool cli_parse_hex(const char *s, uint8_t *out, size_t cap, size_t *len)
     return n > 0;
 }
 
+/* --- output files ------------------------------------------------------------ */
+
+unsigned cli_out_flags(bool force, unsigned extra)
+{
+    return (force ? 0u : (unsigned)CF_OUT_NOREPLACE) | extra;
+}
+
+bool cli_out_exists(const char *path, bool force, char *buf, size_t cap)
+{
+    struct stat st;
+    if (force || !path || lstat(path, &st) != 0 || !S_ISREG(st.st_mode))
+        return false;
+    snprintf(buf, cap, "%s exists; use --force to replace it", path);
+    return true;
+}
+
+int cli_out_check(const char *cmd, const char *opt, const char *path, bool force, unsigned extra)
+{
+    char err[4400];
+    if (strcmp(path, "-") == 0 && !(extra & CF_OUT_NOSTDOUT))
+        return CLI_OK;
+    if (cli_out_exists(path, force, err, sizeof(err)))
+        return cli_fail("%s", err);
+    if (cf_outfile_check(path, cli_out_flags(force, extra), err, sizeof(err)) != 0)
+        return cli_fail("%s: %s %s", cmd, opt, err);
+    return CLI_OK;
+}
+
+int cli_out_fail(const char *cmd, const char *path, const char *err)
+{
+    if (strstr(err, "already exists; not overwriting"))
+        return cli_fail("%s exists; use --force to replace it", path);
+    return cli_fail("%s: %s", cmd, err);
+}
+
 /* --- JSON ------------------------------------------------------------------- */
 
 void cj_init(cli_json *j, FILE *f)
@@ -215,8 +251,18 @@ void cj_init(cli_json *j, FILE *f)
     j->f = f;
 }
 
+void cj_init_line(cli_json *j, FILE *f)
+{
+    cj_init(j, f);
+    j->line = true;
+}
+
 static void indent(cli_json *j)
 {
+    if (j->line) {
+        fputc(' ', j->f);
+        return;
+    }
     fputc('\n', j->f);
     for (int i = 0; i < j->depth; i++)
         fputs("  ", j->f);

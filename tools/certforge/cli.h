@@ -60,6 +60,28 @@ bool cli_parse_uint(const char *s, unsigned long min, unsigned long max, unsigne
  * bytes. */
 bool cli_parse_hex(const char *s, uint8_t *out, size_t cap, size_t *len);
 
+/* --- output files (common/outfile.h) -------------------------------------- */
+
+/* The cf_outfile flags of a command's output file: CF_OUT_NOREPLACE unless
+ * --force, plus extra. */
+unsigned cli_out_flags(bool force, unsigned extra);
+
+/* Check an output file before the work that fills it (an HSM signature, a
+ * request): without force an existing file is refused with "FILE exists;
+ * use --force to replace it"; a target that is not a regular file always
+ * is (cf_outfile_check). "-" passes unless extra has CF_OUT_NOSTDOUT.
+ * Prints the error ("certforge: CMD: --out ...") and returns CLI_FAIL, or
+ * CLI_OK. */
+int cli_out_check(const char *cmd, const char *opt, const char *path, bool force, unsigned extra);
+
+/* Print a cf_outfile_open/commit failure: a target that turned up since
+ * the check (CF_OUT_NOREPLACE) gets the --force message. Returns CLI_FAIL. */
+int cli_out_fail(const char *cmd, const char *path, const char *err);
+
+/* Into buf: "FILE exists; use --force to replace it" when path names an
+ * existing file and force is not given (true), else false. */
+bool cli_out_exists(const char *path, bool force, char *buf, size_t cap);
+
 /* --- JSON ------------------------------------------------------------------ */
 
 /* A streaming writer: objects and arrays nest up to 16 deep; every value
@@ -70,9 +92,12 @@ typedef struct cli_json {
     FILE *f;
     int depth;
     bool comma[16];
+    bool line; /* all on one line (JSON lines) */
 } cli_json;
 
 void cj_init(cli_json *j, FILE *f);
+/* The same writer for JSON lines: no newlines inside the value. */
+void cj_init_line(cli_json *j, FILE *f);
 void cj_obj(cli_json *j, const char *key);
 void cj_end_obj(cli_json *j);
 void cj_arr(cli_json *j, const char *key);

@@ -55,7 +55,8 @@ static const char ca_usage[] =
 
 static const char root_help[] =
     "usage: certforge ca init-root --key URI --subject DN --out FILE\n"
-    "                              [--days N] [--pathlen N] [--replace-cert] [--token URI]\n"
+    "                              [--days N] [--pathlen N] [--replace-cert] [--force]\n"
+    "                              [--json] [--token URI]\n"
     "\n"
     "Creates a self-signed root CA certificate for the HSM key URI, signed in the HSM:\n"
     "X.509 v3, random positive 128-bit serial, validity from now for N days,\n"
@@ -72,8 +73,13 @@ static const char root_help[] =
     "  --subject DN     e.g. '/C=FI/O=Example/CN=Example Root CA'\n"
     "  --days N         validity in days (default 3650)\n"
     "  --pathlen N      pathLenConstraint (default: none)\n"
-    "  --out FILE       PEM output; must not exist yet\n"
+    "  --out FILE       PEM output; must not exist yet (unless --force)\n"
+    "  --force          replace an existing --out FILE (the file only: a\n"
+    "                   certificate object on the token needs --replace-cert)\n"
     "  --replace-cert   replace a certificate object the key already has\n"
+    "  --json           print the result as one JSON object on standard output:\n"
+    "                   subject, issuer, serial (hex), not_before, not_after\n"
+    "                   (ISO 8601 UTC), sha256 (fingerprint), out, token, key\n"
     "  --token URI      token (RFC 7512; module-path, pin-source); default $CERTFORGE_TOKEN\n"
     "  --help           this text\n"
     "\n"
@@ -86,7 +92,7 @@ static const char root_help[] =
 static const char int_help[] =
     "usage: certforge ca init-intermediate --key URI --issuer-key URI --issuer-cert FILE\n"
     "                                      --subject DN --out FILE [--days N] [--pathlen N]\n"
-    "                                      [--replace-cert] [--token URI]\n"
+    "                                      [--replace-cert] [--force] [--json] [--token URI]\n"
     "\n"
     "Creates an intermediate CA certificate for the HSM key --key, signed by the\n"
     "issuer's HSM key --issuer-key whose certificate is --issuer-cert. Same\n"
@@ -103,8 +109,13 @@ static const char int_help[] =
     "  --subject DN       e.g. '/C=FI/O=Example/CN=Example Issuing CA'\n"
     "  --days N           validity in days (default 1825)\n"
     "  --pathlen N        pathLenConstraint (default 0: may issue end-entity certs only)\n"
-    "  --out FILE         PEM output; must not exist yet\n"
+    "  --out FILE         PEM output; must not exist yet (unless --force)\n"
+    "  --force            replace an existing --out FILE (the file only: a\n"
+    "                     certificate object on the token needs --replace-cert)\n"
     "  --replace-cert     replace a certificate object the key already has\n"
+    "  --json             print the result as one JSON object on standard output:\n"
+    "                     subject, issuer, serial (hex), not_before, not_after\n"
+    "                     (ISO 8601 UTC), sha256 (fingerprint), out, token, key\n"
     "  --token URI        token (RFC 7512; module-path, pin-source); default $CERTFORGE_TOKEN\n"
     "  --help             this text\n"
     "\n"
@@ -154,8 +165,50 @@ enum {
     OPT_OUT,
     OPT_REPLACE,
     OPT_CERT,
-    OPT_JSON
+    OPT_JSON,
+    OPT_FORCE
 };
+
+/* The serial as lowercase hex, as the text output prints it. */
+static void serial_hex(const X509 *x, char *buf, size_t cap)
+{
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
+    char *h = bn ? BN_bn2hex(bn) : NULL;
+    snprintf(buf, cap, "%s", h ? h : "?");
+    for (char *q = buf; *q; q++)
+        *q = (char)(*q >= 'A' && *q <= 'F' ? *q - 'A' + 'a' : *q);
+    OPENSSL_free(h);
+    BN_free(bn);
+}
+
+/* A ceremony's --json: one object on standard output. token and key are
+ * NULL for a link certificate (not stored on the token). */
+static void ceremony_json(const X509 *x, const char *out, const char *token, const char *key)
+{
+    char sub[512], iss[512], nb[40], na[40], ser[100], fp[100];
+    cax_format_name(X509_get_subject_name(x), sub, sizeof(sub));
+    cax_format_name(X509_get_issuer_name(x), iss, sizeof(iss));
+    cax_time(X509_get0_notBefore(x), nb, sizeof(nb));
+    cax_time(X509_get0_notAfter(x), na, sizeof(na));
+    cax_fingerprint(x, fp, sizeof(fp));
+    serial_hex(x, ser, sizeof(ser));
+    cli_json j;
+    cj_init(&j, stdout);
+    cj_obj(&j, NULL);
+    cj_str(&j, "subject", sub);
+    cj_str(&j, "issuer", iss);
+    cj_str(&j, "serial", ser);
+    cj_str(&j, "not_before", nb);
+    cj_str(&j, "not_after", na);
+    cj_str(&j, "sha256", fp);
+    cj_str(&j, "out", out);
+    if (token) {
+        cj_str(&j, "token", token);
+        cj_str(&j, "key", key);
+    }
+    cj_end_obj(&j);
+    cj_done(&j);
+}
 
 static X509 *load_cert(const char *path, int *rc)
 {
@@ -254,10 +307,12 @@ static int ca_init(bool root, int argc, char **argv)
                                        {"pathlen", required_argument, NULL, OPT_PATHLEN},
                                        {"out", required_argument, NULL, OPT_OUT},
                                        {"replace-cert", no_argument, NULL, OPT_REPLACE},
+                                       {"force", no_argument, NULL, OPT_FORCE},
+                                       {"json", no_argument, NULL, OPT_JSON},
                                        {0, 0, 0, 0}};
     const char *token = NULL, *key = NULL, *ikey = NULL, *icert = NULL, *subject = NULL,
                *out = NULL, *days_s = NULL, *pathlen_s = NULL;
-    bool replace = false;
+    bool replace = false, force = false, json = false;
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -292,6 +347,12 @@ static int ca_init(bool root, int argc, char **argv)
             break;
         case OPT_REPLACE:
             replace = true;
+            break;
+        case OPT_FORCE:
+            force = true;
+            break;
+        case OPT_JSON:
+            json = true;
             break;
         case OPT_HELP:
             fputs(root ? root_help : int_help, stdout);
@@ -338,10 +399,9 @@ static int ca_init(bool root, int argc, char **argv)
     hsm_err e = {0};
 
     /* refused before the HSM signs anything; checked again at the rename */
-    if (cf_outfile_check(out, CF_OUT_NOREPLACE | CF_OUT_NOSTDOUT, msg, sizeof(msg)) != 0) {
-        rc = cli_fail("%s: --out %s", cmd, msg);
+    if ((rc = cli_out_check(cmd, "--out", out, force, CF_OUT_NOSTDOUT)) != CLI_OK)
         goto done;
-    }
+    rc = CLI_FAIL;
     if (!root) {
         if (!(issuer = load_cert(icert, &rc)))
             goto done;
@@ -461,9 +521,9 @@ static int ca_init(bool root, int argc, char **argv)
     }
     /* a temporary file beside --out first; renamed (refusing an existing
      * name) only once the certificate is stored on the token */
-    if (cf_outfile_open(&of, out, 0644, CF_OUT_NOREPLACE | CF_OUT_NOSTDOUT, msg, sizeof(msg)) !=
-        0) {
-        rc = cli_fail("%s: %s", cmd, msg);
+    if (cf_outfile_open(&of, out, 0644, cli_out_flags(force, CF_OUT_NOSTDOUT), msg,
+                        sizeof(msg)) != 0) {
+        rc = cli_out_fail(cmd, out, msg);
         goto done;
     }
     of_open = true;
@@ -483,16 +543,15 @@ static int ca_init(bool root, int argc, char **argv)
                       msg, hsm_token_label(t));
         goto done;
     }
+    if (json) {
+        ceremony_json(x, out, hsm_token_label(t), kd.label);
+        rc = CLI_OK;
+        goto done;
+    }
     char sub[512], na[40], ser[80];
     cax_format_name(X509_get_subject_name(x), sub, sizeof(sub));
     cax_time(X509_get0_notAfter(x), na, sizeof(na));
-    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
-    char *hex = bn ? BN_bn2hex(bn) : NULL;
-    snprintf(ser, sizeof(ser), "%s", hex ? hex : "?");
-    for (char *q = ser; *q; q++)
-        *q = (char)(*q >= 'A' && *q <= 'F' ? *q - 'A' + 'a' : *q);
-    OPENSSL_free(hex);
-    BN_free(bn);
+    serial_hex(x, ser, sizeof(ser));
     printf("%s certificate written to %s and stored on token '%s' with key '%s'\n"
            "  subject:   %s\n  serial:    %s\n  not after: %s\n",
            root ? "root" : "intermediate", out, hsm_token_label(t), kd.label, sub, ser, na);
@@ -734,7 +793,7 @@ done:
 
 static const char cross_help[] =
     "usage: certforge ca cross-sign --issuer-key URI --issuer-cert FILE --cert FILE\n"
-    "                               --out FILE [--days N] [--token URI]\n"
+    "                               --out FILE [--force] [--days N] [--json] [--token URI]\n"
     "\n"
     "Makes a link certificate for a CA rollover (RFC 4210 §4.4 \"old with new\",\n"
     "\"new with old\"): the subject, public key, subject key identifier and path\n"
@@ -750,8 +809,12 @@ static const char cross_help[] =
     "  --issuer-key URI   the key that signs (its certificate is --issuer-cert)\n"
     "  --issuer-cert FILE the issuer's CA certificate (PEM or DER)\n"
     "  --cert FILE        the CA certificate whose subject and key the link carries\n"
-    "  --out FILE         PEM output; must not exist yet\n"
+    "  --out FILE         PEM output; must not exist yet (unless --force)\n"
+    "  --force            replace an existing --out FILE\n"
     "  --days N           validity in days (default: up to --cert's notAfter)\n"
+    "  --json             print the result as one JSON object on standard output:\n"
+    "                     subject, issuer, serial (hex), not_before, not_after\n"
+    "                     (ISO 8601 UTC), sha256 (fingerprint), out\n"
     "  --token URI        token (RFC 7512; module-path, pin-source); default $CERTFORGE_TOKEN\n"
     "  --help             this text\n"
     "\n"
@@ -774,9 +837,12 @@ static int ca_cross_sign(int argc, char **argv)
                                        {"cert", required_argument, NULL, OPT_CERT},
                                        {"days", required_argument, NULL, OPT_DAYS},
                                        {"out", required_argument, NULL, OPT_OUT},
+                                       {"force", no_argument, NULL, OPT_FORCE},
+                                       {"json", no_argument, NULL, OPT_JSON},
                                        {0, 0, 0, 0}};
     const char *token = NULL, *ikey = NULL, *icert = NULL, *certf = NULL, *out = NULL,
                *days_s = NULL;
+    bool force = false, json = false;
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -798,6 +864,12 @@ static int ca_cross_sign(int argc, char **argv)
             break;
         case OPT_OUT:
             out = optarg;
+            break;
+        case OPT_FORCE:
+            force = true;
+            break;
+        case OPT_JSON:
+            json = true;
             break;
         case OPT_HELP:
             fputs(cross_help, stdout);
@@ -824,10 +896,9 @@ static int ca_cross_sign(int argc, char **argv)
     cf_outfile of = {.fd = -1, .dirfd = -1};
     bool of_open = false;
     hsm_err e = {0};
-    if (cf_outfile_check(out, CF_OUT_NOREPLACE | CF_OUT_NOSTDOUT, msg, sizeof(msg)) != 0) {
-        rc = cli_fail("%s: --out %s", cmd, msg);
+    if ((rc = cli_out_check(cmd, "--out", out, force, CF_OUT_NOSTDOUT)) != CLI_OK)
         goto done;
-    }
+    rc = CLI_FAIL;
     if (!(issuer = load_cert(icert, &rc)) || !(subj = load_cert(certf, &rc)))
         goto done;
     rc = CLI_FAIL;
@@ -894,9 +965,9 @@ static int ca_cross_sign(int argc, char **argv)
         rc = cli_fail("%s", msg);
         goto done;
     }
-    if (cf_outfile_open(&of, out, 0644, CF_OUT_NOREPLACE | CF_OUT_NOSTDOUT, msg, sizeof(msg)) !=
-        0) {
-        rc = cli_fail("%s: %s", cmd, msg);
+    if (cf_outfile_open(&of, out, 0644, cli_out_flags(force, CF_OUT_NOSTDOUT), msg,
+                        sizeof(msg)) != 0) {
+        rc = cli_out_fail(cmd, out, msg);
         goto done;
     }
     of_open = true;
@@ -906,7 +977,12 @@ static int ca_cross_sign(int argc, char **argv)
     }
     of_open = false;
     if (cf_outfile_commit(&of, msg, sizeof(msg)) != 0) {
-        rc = cli_fail("%s: %s", cmd, msg);
+        rc = cli_out_fail(cmd, out, msg);
+        goto done;
+    }
+    if (json) {
+        ceremony_json(x, out, NULL, NULL);
+        rc = CLI_OK;
         goto done;
     }
     char sub[512], iss[512], na[40], fp[100];

@@ -34,10 +34,14 @@ static const char csrgen_help[] =
     "  --count N         CSRs to make (1-1000000)\n"
     "  --out-dir DIR     folder for the CSR files (created)\n"
     "  --batch-out FILE  the JSON-lines batch\n"
-    "  --key TYPE        ec-p256 (default), ec-p384, rsa-2048, rsa-3072, ed25519\n"
+    "  --type TYPE       key type, as for 'keys generate': ec-p256 (default),\n"
+    "                    ec-p384, rsa-2048, rsa-3072, ed25519 (--key TYPE, the old\n"
+    "                    spelling, is still taken for one release, with a note)\n"
     "  --profile NAME    profile written into each line (default nf)\n"
     "  --nf-type TYPE    NFType written into each line (default AMF)\n"
     "  --inline          put the PEM text into the batch instead of a path\n"
+    "  --force           replace an existing batch FILE and CSR files (without it\n"
+    "                    they are refused before any key is made)\n"
     "  --help            this text\n"
     "\n"
     "EXAMPLES\n"
@@ -52,9 +56,11 @@ enum {
     OPT_OUTDIR,
     OPT_BATCHOUT,
     OPT_KEY,
+    OPT_TYPE,
     OPT_PROFILE,
     OPT_NFTYPE,
     OPT_INLINE,
+    OPT_FORCE,
     OPT_HELP
 };
 
@@ -78,15 +84,17 @@ int cmd_csrgen(int argc, char **argv)
     static const struct option lo[] = {{"count", required_argument, NULL, OPT_COUNT},
                                        {"out-dir", required_argument, NULL, OPT_OUTDIR},
                                        {"batch-out", required_argument, NULL, OPT_BATCHOUT},
+                                       {"type", required_argument, NULL, OPT_TYPE},
                                        {"key", required_argument, NULL, OPT_KEY},
                                        {"profile", required_argument, NULL, OPT_PROFILE},
                                        {"nf-type", required_argument, NULL, OPT_NFTYPE},
                                        {"inline", no_argument, NULL, OPT_INLINE},
+                                       {"force", no_argument, NULL, OPT_FORCE},
                                        {"help", no_argument, NULL, OPT_HELP},
                                        {0, 0, 0, 0}};
     unsigned long count = 0;
     const char *dir = NULL, *batch = NULL, *key = "ec-p256", *profile = "nf", *nftype = "AMF";
-    bool inl = false;
+    bool inl = false, force = false;
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -102,6 +110,9 @@ int cmd_csrgen(int argc, char **argv)
             batch = optarg;
             break;
         case OPT_KEY:
+            cli_note("csr-gen --key is deprecated, use --type");
+            /* fall through */
+        case OPT_TYPE:
             key = optarg;
             break;
         case OPT_PROFILE:
@@ -112,6 +123,9 @@ int cmd_csrgen(int argc, char **argv)
             break;
         case OPT_INLINE:
             inl = true;
+            break;
+        case OPT_FORCE:
+            force = true;
             break;
         case OPT_HELP:
             fputs(csrgen_help, stdout);
@@ -130,7 +144,7 @@ int cmd_csrgen(int argc, char **argv)
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
         known = known || strcmp(key, types[i]) == 0;
     if (!known)
-        return cli_usage("csr-gen: --key must be ec-p256, ec-p384, rsa-2048, rsa-3072 or "
+        return cli_usage("csr-gen: --type must be ec-p256, ec-p384, rsa-2048, rsa-3072 or "
                          "ed25519, not '%s'",
                          key);
 
@@ -148,12 +162,24 @@ int cmd_csrgen(int argc, char **argv)
         rc = cli_fail("csr-gen: %s: %s", dir, strerror(errno));
         goto out;
     }
+    /* existing files are refused before any key is made */
+    if ((rc = cli_out_check("csr-gen", "--batch-out", batch, force, CF_OUT_NOSTDOUT)) != CLI_OK)
+        goto out;
+    rc = CLI_FAIL;
+    for (unsigned long i = 0; i < count; i++) {
+        snprintf(path, sizeof(path), "%s/nf-%06lu.csr.pem", absdir, i + 1);
+        if (cli_out_exists(path, force, err, sizeof(err))) {
+            rc = cli_fail("%s", err);
+            goto out;
+        }
+    }
     if (csr_pool_get(&pool, key, count, NULL) != 0) {
         rc = cli_fail("csr-gen: CSR generation failed");
         goto out;
     }
-    if (cf_outfile_open(&bo, batch, 0644, CF_OUT_NOSTDOUT, err, sizeof(err)) != 0) {
-        rc = cli_fail("csr-gen: --batch-out %s", err);
+    if (cf_outfile_open(&bo, batch, 0644, cli_out_flags(force, CF_OUT_NOSTDOUT), err,
+                        sizeof(err)) != 0) {
+        rc = cli_out_fail("csr-gen", batch, err);
         goto out;
     }
     bf = bo.f;
@@ -166,10 +192,11 @@ int cmd_csrgen(int argc, char **argv)
         }
         snprintf(path, sizeof(path), "%s/nf-%06zu.csr.pem", absdir, i + 1);
         /* synced once for all below */
-        if (cf_write_file(path, pem, strlen(pem), 0644, CF_OUT_NOSYNC | CF_OUT_NOSTDOUT, err,
+        if (cf_write_file(path, pem, strlen(pem), 0644,
+                          cli_out_flags(force, CF_OUT_NOSYNC | CF_OUT_NOSTDOUT), err,
                           sizeof(err)) != 0) {
             free(pem);
-            rc = cli_fail("csr-gen: %s", err);
+            rc = cli_out_fail("csr-gen", path, err);
             goto out;
         }
         char out[64];
@@ -196,7 +223,7 @@ int cmd_csrgen(int argc, char **argv)
     }
     bf = NULL;
     if (cf_outfile_commit(&bo, err, sizeof(err)) != 0) {
-        rc = cli_fail("csr-gen: %s", err);
+        rc = cli_out_fail("csr-gen", batch, err);
         goto out;
     }
     printf("%zu %s CSRs in %s, batch %s\n", pool.n, key, absdir, batch);

@@ -4,6 +4,7 @@
 #include "common/duration.h"
 #include "common/outfile.h"
 #include "common/serial.h"
+#include "tools/certforge/ca_x509.h"
 #include "tools/certforge/cli.h"
 #include "tools/certforge/cli_daemon.h"
 #include "tools/certforge/commands.h"
@@ -23,8 +24,10 @@
 #include <openssl/x509.h>
 
 static const char issue_help[] =
-    "usage: certforge issue --csr FILE --profile NAME [IDENTIFIERS] [--out FILE] [--chain]\n"
-    "       certforge issue --batch FILE [--out-dir DIR] [--profile NAME] [--chain]\n"
+    "usage: certforge issue --csr FILE --profile NAME [IDENTIFIERS] [--out FILE [--force]]\n"
+    "                       [--chain] [--json]\n"
+    "       certforge issue --batch FILE [--out-dir DIR [--force]] [--results FILE]\n"
+    "                       [--profile NAME] [--chain]\n"
     "\n"
     "Asks certforged to issue certificates. The certificate carries exactly the\n"
     "identifiers given here (the ones the front end has validated), as the profile\n"
@@ -36,7 +39,13 @@ static const char issue_help[] =
     "  --nf-instance-id UUID   NF instance ID (SAN URI urn:uuid:UUID)\n"
     "  --dns NAME              a DNS name for the SAN (repeat, up to 64)\n"
     "  --nf-type TYPE          an NFType, e.g. AMF (repeat, up to 16)\n"
-    "  --out FILE              where the PEM certificate goes (default: standard output)\n"
+    "  --out FILE              where the PEM certificate goes (default: standard output);\n"
+    "                          an existing FILE is refused unless --force\n"
+    "  --json                  print one JSON object on standard output instead of the\n"
+    "                          line: serial (hex), not_before, not_after (ISO 8601 UTC),\n"
+    "                          profile, subject, issuer, out (null without --out) and,\n"
+    "                          without --out, certificate (the PEM, with --chain the\n"
+    "                          chain after it)\n"
     "\n"
     "Many CSRs (pipelined: up to --inflight requests on the wire at once):\n"
     "  --batch FILE            JSON lines, one request per line ('-': standard input):\n"
@@ -44,11 +53,26 @@ static const char issue_help[] =
     "                             \"profile\": \"nf\", \"nf_instance_id\": \"UUID\",\n"
     "                             \"dns\": [\"amf1.example\"], \"nf_types\": [\"AMF\"],\n"
     "                             \"validity\": \"90d\", \"requester\": \"acme1\",\n"
-    "                             \"out\": \"amf1.pem\", \"chain\": true}\n"
+    "                             \"out\": \"amf1.pem\", \"chain\": true, \"id\": \"amf1\"}\n"
     "                          only \"csr\" is required (\"profile\" unless --profile is\n"
-    "                          given); unknown keys are refused; blank lines skipped\n"
+    "                          given); \"id\" (a string or an integer) is only echoed\n"
+    "                          in --results; unknown keys are refused; blank lines\n"
+    "                          skipped\n"
     "  --out-dir DIR           folder for the certificates (created; default .); a\n"
     "                          line's \"out\" is taken relative to it (default cert-LINE.pem)\n"
+    "  --force                 replace existing files (--out, a batch line's file in\n"
+    "                          --out-dir, --results): without it an existing file\n"
+    "                          is refused (one CSR: before certforged is asked; a\n"
+    "                          batch line: that line fails FILE_EXISTS, not sent)\n"
+    "  --results FILE          one JSON line per request, in completion order (not\n"
+    "                          input order: match them by \"line\"): {\"line\": N,\n"
+    "                          \"id\": the line's \"id\" (string or integer; absent\n"
+    "                          when the line has none), \"status\": \"issued\" or the\n"
+    "                          failure's name (as in the summary), \"serial\" and\n"
+    "                          \"not_after\" (null unless issued), \"path\", \"message\"\n"
+    "                          (null when issued)}; '-' is standard output (the\n"
+    "                          summary then goes to standard error); an existing FILE\n"
+    "                          is refused unless --force\n"
     "  --inflight N            requests in flight at once (default 128, 1-65536)\n"
     "  --no-progress           no progress line (it is shown only on a terminal anyway)\n"
     "\n"
@@ -63,16 +87,19 @@ static const char issue_help[] =
     "A batch prints a summary on standard output when done: certificates issued,\n"
     "failures by status (BAD_CSR, POLICY_DENIED, UNKNOWN_PROFILE, UNAUTHORIZED, ...;\n"
     "INVALID_REQUEST for a line that could not be sent, NO_ANSWER when the\n"
-    "connection was lost, OUTPUT_ERROR when the file could not be written) and the\n"
-    "rate. Requests answered BUSY are sent again (up to 50 times each); when\n"
-    "certforged refuses the connection itself (BUSY: too many connections) the\n"
-    "client connects again after a pause (100 ms, doubling up to 2 s; 20 refusals\n"
-    "in a row fail the requests as BUSY), for one CSR as for a batch.\n"
+    "connection was lost, FILE_EXISTS when the line's file exists and --force is not\n"
+    "given, OUTPUT_ERROR when the file could not be written) and the rate (on\n"
+    "standard error when --results is '-'). Requests answered BUSY are sent again\n"
+    "(up to 50 times each); when certforged refuses the connection itself (BUSY:\n"
+    "too many connections) the client connects again after a pause (100 ms,\n"
+    "doubling up to 2 s; 20 refusals in a row fail the requests as BUSY), for one\n"
+    "CSR as for a batch.\n"
     "\n"
     "Files are written through a temporary file in the same folder, then renamed:\n"
-    "an existing regular file is replaced; a target that is a symlink, FIFO,\n"
-    "device or folder is refused ('-' is standard output). Certificates are\n"
-    "written with mode 0644; a batch's files are synced to disk once, at the end.\n"
+    "an existing regular file is refused, or replaced with --force; a target that\n"
+    "is a symlink, FIFO, device or folder is refused ('-' is standard output).\n"
+    "Certificates are written with mode 0644; a batch's files are synced to disk\n"
+    "once, at the end.\n"
     "\n"
     "EXAMPLES\n"
     "  certforge issue --socket /run/certforge/certforged.sock --csr amf1.csr --profile nf \\\n"
@@ -104,6 +131,9 @@ enum {
     OPT_INFLIGHT,
     OPT_TIMEOUT,
     OPT_NO_PROGRESS,
+    OPT_FORCE,
+    OPT_JSON,
+    OPT_RESULTS,
     OPT_HELP
 };
 
@@ -112,6 +142,7 @@ enum {
     FAIL_LOCAL = CF_ST__MAX, /* the line could not be turned into a request */
     FAIL_NO_ANSWER,          /* the connection was lost before the answer */
     FAIL_OUTPUT,             /* issued, but the file could not be written */
+    FAIL_EXISTS,             /* the line's file exists (no --force): not sent */
     FAIL_OTHER,              /* a status this client does not know */
     FAIL__N
 };
@@ -130,6 +161,8 @@ static const char *fail_name(unsigned i)
         return "NO_ANSWER";
     case FAIL_OUTPUT:
         return "OUTPUT_ERROR";
+    case FAIL_EXISTS:
+        return "FILE_EXISTS";
     default:
         return "UNKNOWN_STATUS";
     }
@@ -154,9 +187,12 @@ typedef struct job {
 
 typedef struct issue_ctx {
     /* options */
-    const char *socket, *profile, *requester, *out, *out_dir, *batch;
+    const char *socket, *profile, *requester, *out, *out_dir, *batch, *results;
+    cf_outfile rf; /* --results */
+    bool rf_open, rf_stdout;
+    cli_json rj;
     uint32_t validity;
-    bool chain, progress;
+    bool chain, progress, force, json;
     int timeout_ms;
     unsigned window, max_window;
     uint64_t submits, cut; /* requests sent; x->submits at the last window cut */
@@ -246,8 +282,34 @@ static void sanitize(const char *p, size_t n, char *out, size_t cap)
     out[j] = 0;
 }
 
+/* One --results line (JSON lines, completion order). */
+static void result_line(issue_ctx *x, size_t line, const json_t *doc, const char *status,
+                        const char *serial, const char *not_after, const char *path,
+                        const char *msg)
+{
+    if (!x->rf_open || !line)
+        return;
+    cli_json *rj = &x->rj;
+    cj_init_line(rj, x->rf.f);
+    cj_obj(rj, NULL);
+    cj_int(rj, "line", (long long)line);
+    const json_t *id = json_is_object(doc) ? json_object_get(doc, "id") : NULL;
+    if (json_is_string(id))
+        cj_str(rj, "id", json_string_value(id));
+    else if (json_is_integer(id))
+        cj_int(rj, "id", (long long)json_integer_value(id));
+    cj_str(rj, "status", status);
+    cj_str(rj, "serial", serial);
+    cj_str(rj, "not_after", not_after);
+    cj_str(rj, "path", path);
+    cj_str(rj, "message", msg);
+    cj_end_obj(rj);
+    fputc('\n', x->rf.f);
+}
+
 static void job_fail(issue_ctx *x, const job *j, unsigned cat, const char *msg)
 {
+    result_line(x, j->line, j->doc, fail_name(cat), NULL, NULL, j->out, msg);
     x->failed++;
     x->by[cat < FAIL__N ? cat : FAIL_OTHER]++;
     progress_clear(x);
@@ -271,12 +333,13 @@ static void job_free(job *j)
  * target, renamed over it; a target that is not a regular file (a device,
  * a FIFO, a symlink) is refused. Certificates are public: mode 0644. In a
  * batch each file is synced once at the end (sync), not one by one. */
-static int write_pem(const char *path, const cf_response *r, bool chain, bool sync, char *err,
-                     size_t errlen)
+static int write_pem(const char *path, const cf_response *r, bool chain, bool sync, bool force,
+                     char *err, size_t errlen)
 {
     cf_outfile o;
-    if (cf_outfile_open(&o, path, 0644, sync ? 0 : CF_OUT_NOSYNC, err, errlen) != 0)
-        return -1;
+    if (cf_outfile_open(&o, path, 0644, cli_out_flags(force, sync ? 0 : CF_OUT_NOSYNC), err,
+                        errlen) != 0)
+        goto fail;
     BIO *b = BIO_new_fp(o.f, BIO_NOCLOSE);
     bool ok = b && PEM_write_bio(b, "CERTIFICATE", "", r->cert.p, (long)r->cert.len) > 0;
     for (unsigned i = 0; ok && chain && i < r->n_chain; i++)
@@ -289,7 +352,13 @@ static int write_pem(const char *path, const cf_response *r, bool chain, bool sy
         cf_outfile_abort(&o);
         return -1;
     }
-    return cf_outfile_commit(&o, err, errlen);
+    if (cf_outfile_commit(&o, err, errlen) == 0)
+        return 0;
+fail:
+    /* a file that turned up since the check (two lines naming one file) */
+    if (strstr(err, "already exists; not overwriting"))
+        snprintf(err, errlen, "%s exists; use --force to replace it", path);
+    return -1;
 }
 
 /* --- batch lines ------------------------------------------------------------------- */
@@ -417,6 +486,11 @@ static int job_from_line(issue_ctx *x, job *j, const char *text, size_t len, cha
             if (json_text(v, key, &s, err, errlen) != 0)
                 return -1;
             out = s.p;
+        } else if (strcmp(key, "id") == 0) {
+            if (!json_is_integer(v) && !(json_is_string(v) && json_string_length(v) > 0)) {
+                snprintf(err, errlen, "\"id\" must be a non-empty string or an integer");
+                return -1;
+            }
         } else if (strcmp(key, "chain") == 0) {
             if (!json_is_boolean(v)) {
                 snprintf(err, errlen, "\"chain\" must be true or false");
@@ -426,7 +500,7 @@ static int job_from_line(issue_ctx *x, job *j, const char *text, size_t len, cha
         } else {
             snprintf(err, errlen,
                      "unknown key \"%s\" (csr, profile, nf_instance_id, dns, nf_types, "
-                     "validity, requester, out, chain)",
+                     "validity, requester, out, chain, id)",
                      key);
             return -1;
         }
@@ -512,6 +586,19 @@ static int next_line(issue_ctx *x, job *j)
             job_free(j);
             continue;
         }
+        /* the file is checked before certforged is asked (a refused
+         * target costs no signature); the rename checks again */
+        int cat = -1;
+        if (cli_out_exists(j->out, x->force, err, sizeof(err)))
+            cat = FAIL_EXISTS;
+        else if (cf_outfile_check(j->out, cli_out_flags(x->force, CF_OUT_NOSTDOUT), err,
+                                  sizeof(err)) != 0)
+            cat = FAIL_OUTPUT;
+        if (cat >= 0) {
+            job_fail(x, j, (unsigned)cat, err);
+            job_free(j);
+            continue;
+        }
         return 1;
     }
     return 0;
@@ -581,23 +668,89 @@ static bool conn_refused(const cf_response *r)
     return r->op == 0 && r->id == 0 && r->status == CF_ST_BUSY;
 }
 
+/* "2035-11-23T18:00:00Z" (UTC), "?" when it cannot be read. */
+static void iso_time(const ASN1_TIME *t, char *buf, size_t cap)
+{
+    struct tm tm;
+    if (!t || ASN1_TIME_to_tm(t, &tm) != 1 || !strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm))
+        snprintf(buf, cap, "?");
+}
+
+/* The serial (hex, as the ledger and revoke take it) and notAfter of an
+ * issued certificate; c (when given) gets the decoded certificate. */
+static void cert_facts(const cf_response *r, char *hex, size_t hcap, char *na, size_t ncap,
+                       X509 **c_out)
+{
+    const unsigned char *p = r->cert.p;
+    X509 *c = d2i_X509(NULL, &p, (long)r->cert.len);
+    const ASN1_INTEGER *sn = c ? X509_get0_serialNumber(c) : NULL;
+    snprintf(hex, hcap, "?");
+    if (sn && ASN1_STRING_length(sn) > 0 && (size_t)ASN1_STRING_length(sn) * 2 < hcap)
+        cf_hex_encode(ASN1_STRING_get0_data(sn), (size_t)ASN1_STRING_length(sn), hex, hcap);
+    iso_time(c ? X509_get0_notAfter(c) : NULL, na, ncap);
+    if (c_out)
+        *c_out = c;
+    else
+        X509_free(c);
+}
+
 /* One certificate written to a file: what it is, on standard output
  * ("issued SERIAL, not after TIME: PATH"), so a user sees the serial a
  * later revoke needs without opening the file. */
 static void print_issued(const cf_response *r, const char *path)
 {
-    const unsigned char *p = r->cert.p;
-    X509 *c = d2i_X509(NULL, &p, (long)r->cert.len);
-    const ASN1_INTEGER *sn = c ? X509_get0_serialNumber(c) : NULL;
-    char hex[CF_SERIAL_HEX_MAX + 1] = "?";
-    if (sn && ASN1_STRING_length(sn) > 0 && ASN1_STRING_length(sn) * 2 <= CF_SERIAL_HEX_MAX)
-        cf_hex_encode(ASN1_STRING_get0_data(sn), (size_t)ASN1_STRING_length(sn), hex, sizeof(hex));
-    struct tm tm;
-    char when[32] = "?";
-    if (c && ASN1_TIME_to_tm(X509_get0_notAfter(c), &tm) == 1)
-        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    char hex[CF_SERIAL_HEX_MAX + 1], when[32];
+    cert_facts(r, hex, sizeof(hex), when, sizeof(when), NULL);
     printf("issued %s, not after %s: %s\n", hex, when, path);
+}
+
+/* --json for one CSR: one object; pem is the certificate text when it
+ * went nowhere else (no --out), else NULL. */
+static void print_issued_json(const issue_ctx *x, const cf_response *r, const char *path,
+                              const char *pem)
+{
+    char hex[CF_SERIAL_HEX_MAX + 1], na[32], nb[32], sub[1024], iss[1024];
+    X509 *c = NULL;
+    cert_facts(r, hex, sizeof(hex), na, sizeof(na), &c);
+    iso_time(c ? X509_get0_notBefore(c) : NULL, nb, sizeof(nb));
+    sub[0] = iss[0] = 0;
+    if (c) {
+        cax_format_name(X509_get_subject_name(c), sub, sizeof(sub)); /* as ca show */
+        cax_format_name(X509_get_issuer_name(c), iss, sizeof(iss));
+    }
+    cli_json j;
+    cj_init(&j, stdout);
+    cj_obj(&j, NULL);
+    cj_str(&j, "serial", hex);
+    cj_str(&j, "not_before", nb);
+    cj_str(&j, "not_after", na);
+    cj_str(&j, "profile", x->profile);
+    cj_str(&j, "subject", sub);
+    cj_str(&j, "issuer", iss);
+    cj_str(&j, "out", path);
+    if (pem)
+        cj_str(&j, "certificate", pem);
+    cj_end_obj(&j);
+    cj_done(&j);
     X509_free(c);
+}
+
+/* The PEM text (with the chain when asked) in memory, for --json without
+ * --out. NULL when out of memory. */
+static char *pem_text(const cf_response *r, bool chain)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    char *s = NULL, *p = NULL;
+    bool ok = b && PEM_write_bio(b, "CERTIFICATE", "", r->cert.p, (long)r->cert.len) > 0;
+    for (unsigned i = 0; ok && chain && i < r->n_chain; i++)
+        ok = PEM_write_bio(b, "CERTIFICATE", "", r->chain[i].p, (long)r->chain[i].len) > 0;
+    long n = ok ? BIO_get_mem_data(b, &p) : 0;
+    if (n > 0 && (s = malloc((size_t)n + 1))) {
+        memcpy(s, p, (size_t)n);
+        s[n] = 0;
+    }
+    BIO_free(b);
+    return s;
 }
 
 static void answer(issue_ctx *x, const cf_response *r)
@@ -612,12 +765,28 @@ static void answer(issue_ctx *x, const cf_response *r)
     x->inflight--;
     char msg[600], err[PATH_MAX + 200];
     sanitize(r->message.p, r->message.len, msg, sizeof(msg));
-    if (r->status == CF_ST_OK) {
-        if (write_pem(j->out, r, j->chain, !x->batch, err, sizeof(err)) != 0) {
-            job_fail(x, j, FAIL_OUTPUT, err);
+    if (r->status == CF_ST_OK && x->json && strcmp(j->out, "-") == 0) {
+        char *pem = pem_text(r, j->chain);
+        if (!pem) {
+            job_fail(x, j, FAIL_OUTPUT, "out of memory");
         } else {
             x->issued++;
-            if (!x->batch && strcmp(j->out, "-") != 0)
+            print_issued_json(x, r, NULL, pem);
+            free(pem);
+        }
+    } else if (r->status == CF_ST_OK) {
+        if (write_pem(j->out, r, j->chain, !x->batch, x->force, err, sizeof(err)) != 0) {
+            job_fail(x, j, strstr(err, "use --force") ? FAIL_EXISTS : FAIL_OUTPUT, err);
+        } else {
+            x->issued++;
+            if (x->rf_open) {
+                char hex[CF_SERIAL_HEX_MAX + 1], na[32];
+                cert_facts(r, hex, sizeof(hex), na, sizeof(na), NULL);
+                result_line(x, j->line, j->doc, "issued", hex, na, j->out, NULL);
+            }
+            if (!x->batch && x->json)
+                print_issued_json(x, r, j->out, NULL);
+            else if (!x->batch && strcmp(j->out, "-") != 0)
                 print_issued(r, j->out);
             /* Win back what BUSY answers took, slowly. */
             if (x->window < x->max_window && x->issued % 64 == 0)
@@ -820,9 +989,17 @@ static void run(issue_ctx *x, job *single)
         /* Lines never sent: counted, not listed one by one. */
         size_t first = x->lineno + 1;
         ssize_t n;
-        while ((n = getline(&x->line, &x->line_cap, x->bf)) >= 0)
-            if (!blank(x->line, (size_t)n))
-                x->unsent++;
+        size_t ln = x->lineno;
+        while ((n = getline(&x->line, &x->line_cap, x->bf)) >= 0) {
+            ln++;
+            if (blank(x->line, (size_t)n))
+                continue;
+            x->unsent++;
+            json_t *doc = x->rf_open ? json_loadb(x->line, (size_t)n, 0, NULL) : NULL;
+            result_line(x, ln, doc, fail_name(FAIL_NO_ANSWER), NULL, NULL, NULL,
+                        "not sent: the batch stopped before this line");
+            json_decref(doc);
+        }
         if (x->unsent) {
             x->failed += x->unsent;
             x->by[FAIL_NO_ANSWER] += x->unsent;
@@ -831,21 +1008,23 @@ static void run(issue_ctx *x, job *single)
     }
 }
 
+/* On standard output, or on standard error when --results is '-'. */
 static void summary(issue_ctx *x)
 {
+    FILE *f = x->rf_stdout ? stderr : stdout;
     double el = x->t_end - x->t0;
     size_t all = x->issued + x->failed;
-    printf("issued %zu of %zu certificates in %.3f s: %.1f certificates/s\n", x->issued, all, el,
-           el > 0 ? (double)x->issued / el : 0.0);
-    printf("failed %zu", x->failed);
+    fprintf(f, "issued %zu of %zu certificates in %.3f s: %.1f certificates/s\n", x->issued, all,
+            el, el > 0 ? (double)x->issued / el : 0.0);
+    fprintf(f, "failed %zu", x->failed);
     const char *sep = ": ";
     for (unsigned i = 0; i < FAIL__N; i++)
         if (x->by[i]) {
-            printf("%s%s %zu", sep, fail_name(i), x->by[i]);
+            fprintf(f, "%s%s %zu", sep, fail_name(i), x->by[i]);
             sep = ", ";
         }
-    printf("\n");
-    fflush(stdout);
+    fprintf(f, "\n");
+    fflush(f);
 }
 
 int cmd_issue(int argc, char **argv)
@@ -865,6 +1044,9 @@ int cmd_issue(int argc, char **argv)
                                        {"inflight", required_argument, NULL, OPT_INFLIGHT},
                                        {"timeout", required_argument, NULL, OPT_TIMEOUT},
                                        {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+                                       {"force", no_argument, NULL, OPT_FORCE},
+                                       {"json", no_argument, NULL, OPT_JSON},
+                                       {"results", required_argument, NULL, OPT_RESULTS},
                                        {"help", no_argument, NULL, OPT_HELP},
                                        {0, 0, 0, 0}};
     issue_ctx x;
@@ -935,6 +1117,15 @@ int cmd_issue(int argc, char **argv)
         case OPT_NO_PROGRESS:
             x.progress = false;
             break;
+        case OPT_FORCE:
+            x.force = true;
+            break;
+        case OPT_JSON:
+            x.json = true;
+            break;
+        case OPT_RESULTS:
+            x.results = optarg;
+            break;
         case OPT_HELP:
             fputs(issue_help, stdout);
             return CLI_OK;
@@ -950,12 +1141,20 @@ int cmd_issue(int argc, char **argv)
     if (x.batch) {
         if (x.out)
             return cli_usage("issue: --out is for one CSR; a batch writes into --out-dir");
+        if (x.json)
+            return cli_usage("issue: --json is for one CSR; a batch writes JSON lines with "
+                             "--results FILE");
+        if (x.results && !*x.results)
+            return cli_usage("issue: --results needs a file name ('-': standard output)");
         if (nfid || single.req.n_fqdns || single.req.n_nf_types)
             return cli_usage("issue: --nf-instance-id, --dns and --nf-type are per CSR: in a "
                              "batch each line carries its own");
     } else {
         if (x.out_dir)
             return cli_usage("issue: --out-dir is for --batch; one CSR goes to --out FILE");
+        if (x.results)
+            return cli_usage("issue: --results is for --batch; one CSR prints its result "
+                             "(--json for JSON)");
         if (!x.profile)
             return cli_usage("issue: --profile NAME is required (e.g. --profile nf)");
     }
@@ -975,6 +1174,9 @@ int cmd_issue(int argc, char **argv)
     x.progress = x.progress && x.batch && isatty(2);
 
     /* Inputs first: a missing file is reported before the daemon is asked. */
+    if (x.results && (rc = cli_out_check("issue", "--results", x.results, x.force, 0)) != CLI_OK)
+        return rc;
+    rc = CLI_FAIL;
     if (x.batch) {
         if (strcmp(x.batch, "-") == 0) {
             x.bf = stdin;
@@ -1002,10 +1204,8 @@ int cmd_issue(int argc, char **argv)
             rc = cli_fail("issue: %s", err);
             goto out;
         }
-        if (x.out && cf_outfile_check(x.out, 0, err, sizeof(err)) != 0) {
-            rc = cli_fail("issue: --out %s", err);
+        if (x.out && (rc = cli_out_check("issue", "--out", x.out, x.force, 0)) != CLI_OK)
             goto out;
-        }
         single.used = true;
         single.req.csr_der = single.csr;
         single.req.csr_len = len;
@@ -1043,6 +1243,15 @@ int cmd_issue(int argc, char **argv)
         rc = cli_fail("out of memory");
         goto out;
     }
+    if (x.results) {
+        if (cf_outfile_open(&x.rf, x.results, 0644, cli_out_flags(x.force, 0), err,
+                            sizeof(err)) != 0) {
+            rc = cli_out_fail("issue", x.results, err);
+            goto out;
+        }
+        x.rf_open = true;
+        x.rf_stdout = x.rf.to_stdout;
+    }
     if ((rc = cli_connect("issue", x.socket, &x.c)) != CLI_OK)
         goto out;
 
@@ -1058,12 +1267,21 @@ int cmd_issue(int argc, char **argv)
         if (dfd >= 0)
             close(dfd);
     }
+    if (x.rf_open) {
+        x.rf_open = false;
+        if (cf_outfile_commit(&x.rf, err, sizeof(err)) != 0) {
+            cli_out_fail("issue", x.results, err);
+            x.failed++;
+        }
+    }
     if (x.batch) {
         progress_draw(&x, true);
         summary(&x);
     }
     rc = x.failed || x.fatal ? CLI_FAIL : CLI_OK;
 out:
+    if (x.rf_open)
+        cf_outfile_abort(&x.rf);
     cf_client_close(x.c);
     if (x.batch) {
         for (size_t i = 0; x.jobs && i < x.njobs; i++)

@@ -492,21 +492,23 @@ static const char show_help[] =
     "\n" EXIT_HELP;
 
 static const char export_help[] =
-    "usage: certforge keys export-pub KEY-URI [--out FILE] [--token URI]\n"
+    "usage: certforge keys export-pub KEY-URI [--out FILE [--force]] [--token URI]\n"
     "\n"
     "Writes the key's public half as PEM (SubjectPublicKeyInfo, 'BEGIN PUBLIC KEY')\n"
     "to FILE or standard output. The private key never leaves the token.\n"
     "\n"
     "OPTIONS\n"
     "  --out FILE    write here instead of standard output (mode 0644, through a\n"
-    "                temporary file; a symlink, FIFO or device is refused)\n" COMMON_HELP "\n"
+    "                temporary file; a symlink, FIFO or device is refused; an\n"
+    "                existing FILE is refused unless --force)\n"
+    "  --force       replace an existing FILE\n" COMMON_HELP "\n"
     "EXAMPLES\n"
     "  certforge keys export-pub 'pkcs11:token=CA;object=root-2025' --out root-2025.pub.pem\n"
     "  openssl pkey -pubin -in root-2025.pub.pem -text -noout\n"
     "\n" EXIT_HELP;
 
 static const char csr_help[] =
-    "usage: certforge keys csr KEY-URI --subject DN [--out FILE] [--token URI]\n"
+    "usage: certforge keys csr KEY-URI --subject DN [--out FILE [--force]] [--token URI]\n"
     "\n"
     "Writes a PKCS#10 CSR for the key, signed by it inside the token (the signature\n"
     "algorithm that fits the key: ecdsa-with-SHA256/384, sha256WithRSAEncryption,\n"
@@ -517,7 +519,9 @@ static const char csr_help[] =
     "OPTIONS\n"
     "  --subject DN  e.g. '/C=FI/O=Example/CN=Example Issuing CA'\n"
     "  --out FILE    PEM output (default: standard output; mode 0644, through a\n"
-    "                temporary file; a symlink, FIFO or device is refused)\n" COMMON_HELP "\n"
+    "                temporary file; a symlink, FIFO or device is refused; an\n"
+    "                existing FILE is refused unless --force)\n"
+    "  --force       replace an existing FILE\n" COMMON_HELP "\n"
     "EXAMPLES\n"
     "  certforge keys csr 'pkcs11:token=CA;object=issuing-2025' \\\n"
     "      --subject '/C=FI/O=Example/CN=Example Issuing CA' --out issuing.csr\n"
@@ -605,7 +609,8 @@ static int daemon_uses_key(const char *sock, EVP_PKEY *pub, char *name, size_t n
     return rc;
 }
 
-static int key_csr(hsm_token *t, const char *key, const char *subject, const char *out)
+static int key_csr(hsm_token *t, const char *key, const char *subject, const char *out,
+                   bool force)
 {
     char msg[600];
     X509_NAME *name = NULL;
@@ -617,10 +622,9 @@ static int key_csr(hsm_token *t, const char *key, const char *subject, const cha
     int rc = CLI_FAIL;
     if (cax_parse_name(subject, &name, msg, sizeof(msg)) != 0)
         return cli_usage("keys csr: %s", msg);
-    if (out && cf_outfile_check(out, 0, msg, sizeof(msg)) != 0) {
-        rc = cli_fail("keys csr: --out %s", msg);
+    if (out && (rc = cli_out_check("keys csr", "--out", out, force, 0)) != CLI_OK)
         goto done;
-    }
+    rc = CLI_FAIL;
     if (hsm_signer_open(t, key, 1, &sg, &e) != 0 || !(pub = hsm_signer_public_key(sg, &e))) {
         rc = cli_hsm_fail(&e);
         goto done;
@@ -635,8 +639,9 @@ static int key_csr(hsm_token *t, const char *key, const char *subject, const cha
         rc = cli_fail("keys csr: %s", msg);
         goto done;
     }
-    if (cf_outfile_open(&of, out ? out : "-", 0644, 0, msg, sizeof(msg)) != 0) {
-        rc = cli_fail("keys csr: --out %s", msg);
+    if (cf_outfile_open(&of, out ? out : "-", 0644, cli_out_flags(force, 0), msg, sizeof(msg)) !=
+        0) {
+        rc = cli_out_fail("keys csr", out, msg);
         goto done;
     }
     if (PEM_write_X509_REQ(of.f, req) != 1) {
@@ -645,7 +650,7 @@ static int key_csr(hsm_token *t, const char *key, const char *subject, const cha
         goto done;
     }
     if (cf_outfile_commit(&of, msg, sizeof(msg)) != 0) {
-        rc = cli_fail("keys csr: %s", msg);
+        rc = cli_out_fail("keys csr", out, msg);
         goto done;
     }
     rc = CLI_OK;
@@ -690,15 +695,17 @@ static int key_command(enum key_op op, int argc, char **argv)
                 return cli_bad_option(name, argc, argv);
             out = optarg;
             break;
-        case OPT_YES:
         case OPT_FORCE:
+            if (op != OP_DELETE && op != OP_EXPORT && op != OP_CSR)
+                return cli_bad_option(name, argc, argv);
+            force = true;
+            break;
+        case OPT_YES:
         case OPT_SOCKET:
             if (op != OP_DELETE)
                 return cli_bad_option(name, argc, argv);
             if (c == OPT_YES)
                 yes = true;
-            else if (c == OPT_FORCE)
-                force = true;
             else
                 sock_opt = optarg;
             break;
@@ -748,7 +755,7 @@ static int key_command(enum key_op op, int argc, char **argv)
             key_text(&k, hsm_token_label(t), &ci);
         }
     } else if (op == OP_CSR) {
-        rc = key_csr(t, key, subject, out);
+        rc = key_csr(t, key, subject, out, force);
     } else if (op == OP_EXPORT) {
         EVP_PKEY *pk = hsm_key_public(t, key, &e);
         if (!pk) {
@@ -757,9 +764,14 @@ static int key_command(enum key_op op, int argc, char **argv)
         }
         cf_outfile of;
         char err[4400];
-        if (cf_outfile_open(&of, out ? out : "-", 0644, 0, err, sizeof(err)) != 0) {
+        if (out && (rc = cli_out_check(name, "--out", out, force, 0)) != CLI_OK) {
             EVP_PKEY_free(pk);
-            rc = cli_fail("%s: --out %s", name, err);
+            goto out;
+        }
+        if (cf_outfile_open(&of, out ? out : "-", 0644, cli_out_flags(force, 0), err,
+                            sizeof(err)) != 0) {
+            EVP_PKEY_free(pk);
+            rc = cli_out_fail(name, out ? out : "-", err);
             goto out;
         }
         int ok = PEM_write_PUBKEY(of.f, pk);
@@ -768,7 +780,7 @@ static int key_command(enum key_op op, int argc, char **argv)
             cf_outfile_abort(&of);
             rc = cli_fail("writing the public key to %s failed", out ? out : "standard output");
         } else if (cf_outfile_commit(&of, err, sizeof(err)) != 0) {
-            rc = cli_fail("%s: %s", name, err);
+            rc = cli_out_fail(name, out ? out : "-", err);
         }
     } else {
         /* a key certforged signs with is not pulled from under it */

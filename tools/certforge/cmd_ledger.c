@@ -20,9 +20,9 @@
 #include <openssl/evp.h>
 
 static const char ledger_help[] =
-    "usage: certforge ledger show SERIAL           LEDGER\n"
-    "       certforge ledger list [FILTERS]         LEDGER\n"
-    "       certforge ledger export --format jsonl|csv [--out FILE] [FILTERS] LEDGER\n"
+    "usage: certforge ledger show SERIAL [--json]  LEDGER\n"
+    "       certforge ledger list [FILTERS] [--json] LEDGER\n"
+    "       certforge ledger export --format jsonl|csv [--out FILE [--force]] [FILTERS] LEDGER\n"
     "       certforge ledger signs [--key NAME] [--limit N] LEDGER\n"
     "  LEDGER: --db PATH | --conninfo STRING | --config FILE\n"
     "\n"
@@ -50,7 +50,12 @@ static const char ledger_help[] =
     "  --key NAME             signs: only this key (certforged's config name)\n"
     "  --format jsonl|csv     export: JSON lines (one object per record) or CSV with a header\n"
     "  --out FILE             export: write FILE (mode 0600, through a temporary file renamed\n"
-    "                         over it; a symlink, FIFO or device is refused) instead of stdout\n"
+    "                         over it; a symlink, FIFO or device is refused) instead of stdout;\n"
+    "                         an existing FILE is refused unless --force\n"
+    "  --force                export: replace an existing --out FILE\n"
+    "  --json                 show, list: JSON on standard output with the FIELDS below\n"
+    "                         (the export's jsonl records): show one object, list an\n"
+    "                         array (one record a line; [] when nothing matched)\n"
     "  --help                 this text\n"
     "\n"
     "FIELDS (jsonl keys, csv columns)\n"
@@ -82,11 +87,14 @@ enum {
     OPT_FORMAT,
     OPT_OUT,
     OPT_KEY,
+    OPT_FORCE,
+    OPT_JSON,
     OPT_HELP
 };
 
 typedef struct lopts {
     const char *db, *conninfo, *config, *format, *out, *key;
+    bool force, json;
     ledger_filter f;
 } lopts;
 
@@ -155,6 +163,8 @@ static int parse(const char *sub, int argc, char **argv, lopts *o)
                                        {"format", required_argument, NULL, OPT_FORMAT},
                                        {"out", required_argument, NULL, OPT_OUT},
                                        {"key", required_argument, NULL, OPT_KEY},
+                                       {"force", no_argument, NULL, OPT_FORCE},
+                                       {"json", no_argument, NULL, OPT_JSON},
                                        {"help", no_argument, NULL, OPT_HELP},
                                        {0, 0, 0, 0}};
     int c;
@@ -197,6 +207,12 @@ static int parse(const char *sub, int argc, char **argv, lopts *o)
             break;
         case OPT_KEY:
             o->key = optarg;
+            break;
+        case OPT_FORCE:
+            o->force = true;
+            break;
+        case OPT_JSON:
+            o->json = true;
             break;
         case OPT_FORMAT:
             if (strcmp(optarg, "jsonl") && strcmp(optarg, "csv"))
@@ -314,6 +330,7 @@ typedef struct exp_arg {
     bool csv;
     size_t n;
     FILE *f;
+    bool array; /* list --json: "[", records separated by ",\n", "]" */
 } exp_arg;
 
 static void csv_field(FILE *f, const char *v, bool last)
@@ -374,6 +391,8 @@ static int export_cb(const ledger_rec *r, void *arg)
         for (size_t i = 0; i < N_EXP_FIELDS; i++)
             csv_field(a->f, v[i], i + 1 == N_EXP_FIELDS);
     } else {
+        if (a->array)
+            fputs(a->n ? ",\n" : "[\n", a->f);
         json_t *o = json_object();
         for (size_t i = 0; o && i < N_EXP_FIELDS; i++) {
             json_t *x = !v[i] ? json_null()
@@ -383,7 +402,8 @@ static int export_cb(const ledger_rec *r, void *arg)
         }
         if (!o || json_dumpf(o, a->f, JSON_COMPACT | JSON_PRESERVE_ORDER) != 0)
             rc = 1;
-        fputc('\n', a->f);
+        if (!a->array)
+            fputc('\n', a->f);
         json_decref(o);
     }
     free(b);
@@ -419,6 +439,13 @@ static int run(const char *sub, int argc, char **argv)
         return cli_usage("ledger %s: --format is for export", sub);
     if (!exp && o.out)
         return cli_usage("ledger %s: --out is for export", sub);
+    if (!exp && o.force)
+        return cli_usage("ledger %s: --force is for export --out", sub);
+    if (o.json && !show && strcmp(sub, "list") != 0)
+        return cli_usage("ledger %s: --json is for show and list%s", sub,
+                         exp ? " (export has --format jsonl)" : "");
+    if (exp && o.out && cli_out_check("ledger export", "--out", o.out, o.force, 0) != CLI_OK)
+        return CLI_FAIL;
     ledger *l = NULL;
     if ((rc = open_ro(&o, &l)) != CLI_OK)
         return rc;
@@ -438,37 +465,44 @@ static int run(const char *sub, int argc, char **argv)
             ledger_close(l);
             return cli_usage("ledger show: '%s' is not a serial number (hex)", argv[optind]);
         }
-        int f = ledger_find(l, serial, show_cb, NULL, err, sizeof(err));
+        exp_arg sa = {false, 0, stdout, false};
+        int f = ledger_find(l, serial, o.json ? export_cb : show_cb, &sa, err, sizeof(err));
         ledger_close(l);
         if (f < 0)
             return cli_fail("%s", err);
         return f == 1 ? CLI_OK : cli_fail("ledger show: no certificate with serial %s", serial);
     }
     size_t n = 0;
-    exp_arg ea = {o.format && strcmp(o.format, "csv") == 0, 0, stdout};
+    exp_arg ea = {o.format && strcmp(o.format, "csv") == 0, 0, stdout, o.json};
     cf_outfile of;
     char oerr[4400];
-    if (exp && cf_outfile_open(&of, o.out ? o.out : "-", 0600, 0, oerr, sizeof(oerr)) != 0) {
+    if (exp && cf_outfile_open(&of, o.out ? o.out : "-", 0600, cli_out_flags(o.force, 0), oerr,
+                               sizeof(oerr)) != 0) {
         ledger_close(l);
-        return cli_fail("ledger export: --out %s", oerr);
+        return cli_out_fail("ledger export", o.out ? o.out : "-", oerr);
     }
     if (exp)
         ea.f = of.f;
     if (exp && ea.csv)
         for (size_t i = 0; i < N_EXP_FIELDS; i++)
             csv_field(ea.f, exp_fields[i], i + 1 == N_EXP_FIELDS);
-    rc = ledger_list(l, &o.f, exp ? export_cb : list_cb, exp ? (void *)&ea : (void *)&n, err,
-                     sizeof(err));
+    bool records = exp || o.json; /* the export's records */
+    rc = ledger_list(l, &o.f, records ? export_cb : list_cb, records ? (void *)&ea : (void *)&n,
+                     err, sizeof(err));
     ledger_close(l);
     if (rc != 0) {
         if (exp)
             cf_outfile_abort(&of);
         return cli_fail("%s", rc < 0 ? err : "write error");
     }
+    if (o.json) {
+        fputs(ea.n ? "\n]\n" : "[]\n", stdout);
+        n = ea.n;
+    }
     if (!exp)
         fprintf(stderr, "%zu certificate%s\n", n, n == 1 ? "" : "s");
     if (exp && cf_outfile_commit(&of, oerr, sizeof(oerr)) != 0)
-        return cli_fail("ledger export: %s", oerr);
+        return cli_out_fail("ledger export", o.out ? o.out : "-", oerr);
     return fflush(stdout) == 0 ? CLI_OK : CLI_FAIL;
 }
 

@@ -4,6 +4,7 @@
 #include "common/outfile.h"
 #include "common/reason.h"
 #include "common/serial.h"
+#include "tools/certforge/ca_x509.h"
 #include "tools/certforge/cli.h"
 #include "tools/certforge/cli_daemon.h"
 #include "tools/certforge/commands.h"
@@ -16,7 +17,8 @@
 #include <time.h>
 
 static const char revoke_help[] =
-    "usage: certforge revoke --serial HEX [--reason REASON] [--requester TAG] [--socket PATH]\n"
+    "usage: certforge revoke --serial HEX [--reason REASON] [--requester TAG] [--json]\n"
+    "                        [--socket PATH]\n"
     "\n"
     "Revokes the certificate with this serial number: certforged records the\n"
     "revocation in its ledger and makes new CRLs within crl.revoke_delay. Revoking\n"
@@ -30,7 +32,10 @@ static const char revoke_help[] =
     "                    cACompromise, affiliationChanged, superseded,\n"
     "                    cessationOfOperation, certificateHold, privilegeWithdrawn,\n"
     "                    aACompromise (any case)\n"
-    "  --requester TAG   recorded in the daemon's log\n" CLI_SOCKET_HELP
+    "  --requester TAG   recorded in the daemon's log\n"
+    "  --json            print one JSON object on standard output instead of the line:\n"
+    "                    serial (hex), reason, revoked_at (ISO 8601 UTC), and\n"
+    "                    already_revoked (true when an earlier revocation stands)\n" CLI_SOCKET_HELP
     "  --timeout SECONDS how long to wait for the answer (default 10)\n"
     "  --help            this text\n"
     "\n"
@@ -44,7 +49,8 @@ static const char revoke_help[] =
     "  2  usage error\n";
 
 static const char crl_help[] =
-    "usage: certforge crl --issuer NAME [--new] [--out FILE] [--der] [--socket PATH]\n"
+    "usage: certforge crl --issuer NAME [--new] [--out FILE [--force]] [--der] [--json]\n"
+    "                     [--socket PATH]\n"
     "\n"
     "Fetches the latest CRL certforged made for an issuer (the name in its config's\n"
     "issuers list), or with --new has it make one now. Writes PEM to stdout, or to\n"
@@ -53,8 +59,15 @@ static const char crl_help[] =
     "OPTIONS\n"
     "  --issuer NAME     the issuer's name in certforged's config\n"
     "  --new             make a new CRL now (signed in the HSM, published to crl.dir)\n"
-    "  --out FILE        write the CRL to FILE instead of stdout\n"
-    "  --der             with --out: DER instead of PEM\n" CLI_SOCKET_HELP
+    "  --out FILE        write the CRL to FILE instead of stdout (an existing FILE is\n"
+    "                    refused unless --force)\n"
+    "  --force           replace an existing --out FILE\n"
+    "  --der             with --out: DER instead of PEM\n"
+    "  --json            print one JSON object on standard output instead of the\n"
+    "                    summary: issuer (the config name), issuer_dn, number,\n"
+    "                    this_update, next_update (ISO 8601 UTC), entries (how many\n"
+    "                    revoked), out (null without --out) and, without --out,\n"
+    "                    crl (the PEM)\n" CLI_SOCKET_HELP
     "  --timeout SECONDS how long to wait for the answer (default 30)\n"
     "  --help            this text\n"
     "\n"
@@ -68,7 +81,14 @@ static const char crl_help[] =
     "  2  usage error\n";
 
 enum { OPT_SOCKET = 256, OPT_SERIAL, OPT_REASON, OPT_REQUESTER, OPT_TIMEOUT, OPT_HELP, OPT_ISSUER,
-       OPT_NEW, OPT_OUT, OPT_DER };
+       OPT_NEW, OPT_OUT, OPT_DER, OPT_FORCE, OPT_JSON };
+
+static void iso_time(const ASN1_TIME *t, char *buf, size_t cap)
+{
+    struct tm tm;
+    if (!t || ASN1_TIME_to_tm(t, &tm) != 1 || !strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm))
+        snprintf(buf, cap, "?");
+}
 
 int cmd_revoke(int argc, char **argv)
 {
@@ -77,9 +97,11 @@ int cmd_revoke(int argc, char **argv)
                                        {"reason", required_argument, NULL, OPT_REASON},
                                        {"requester", required_argument, NULL, OPT_REQUESTER},
                                        {"timeout", required_argument, NULL, OPT_TIMEOUT},
+                                       {"json", no_argument, NULL, OPT_JSON},
                                        {"help", no_argument, NULL, OPT_HELP},
                                        {0, 0, 0, 0}};
     const char *socket = NULL, *serial = NULL, *requester = NULL;
+    bool json = false;
     int reason = 0;
     unsigned long timeout = 10;
     int c;
@@ -103,6 +125,9 @@ int cmd_revoke(int argc, char **argv)
             break;
         case OPT_REQUESTER:
             requester = optarg;
+            break;
+        case OPT_JSON:
+            json = true;
             break;
         case OPT_TIMEOUT:
             if (!cli_parse_uint(optarg, 1, 3600, &timeout))
@@ -140,9 +165,22 @@ int cmd_revoke(int argc, char **argv)
         if (gmtime_r(&t, &tm))
             strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
         const char *rn = cf_reason_name((int)r.reason);
-        printf("revoked %s since %s reason %s\n", norm, when, rn ? rn : "?");
-        if ((int)r.reason != reason || r.revoked_at + 60 < (int64_t)time(NULL))
-            cli_note("revoke: it was revoked before; the first revocation stands");
+        bool before = (int)r.reason != reason || r.revoked_at + 60 < (int64_t)time(NULL);
+        if (json) {
+            cli_json j;
+            cj_init(&j, stdout);
+            cj_obj(&j, NULL);
+            cj_str(&j, "serial", norm);
+            cj_str(&j, "reason", rn ? rn : "?");
+            cj_str(&j, "revoked_at", when);
+            cj_bool(&j, "already_revoked", before);
+            cj_end_obj(&j);
+            cj_done(&j);
+        } else {
+            printf("revoked %s since %s reason %s\n", norm, when, rn ? rn : "?");
+            if (before)
+                cli_note("revoke: it was revoked before; the first revocation stands");
+        }
     }
     cf_client_close(cl);
     return rc;
@@ -155,11 +193,13 @@ int cmd_crl(int argc, char **argv)
                                        {"new", no_argument, NULL, OPT_NEW},
                                        {"out", required_argument, NULL, OPT_OUT},
                                        {"der", no_argument, NULL, OPT_DER},
+                                       {"force", no_argument, NULL, OPT_FORCE},
+                                       {"json", no_argument, NULL, OPT_JSON},
                                        {"timeout", required_argument, NULL, OPT_TIMEOUT},
                                        {"help", no_argument, NULL, OPT_HELP},
                                        {0, 0, 0, 0}};
     const char *socket = NULL, *issuer = NULL, *out = NULL;
-    bool fresh = false, der = false;
+    bool fresh = false, der = false, force = false, json = false;
     unsigned long timeout = 30;
     int c;
     opterr = 0;
@@ -180,6 +220,12 @@ int cmd_crl(int argc, char **argv)
         case OPT_DER:
             der = true;
             break;
+        case OPT_FORCE:
+            force = true;
+            break;
+        case OPT_JSON:
+            json = true;
+            break;
         case OPT_TIMEOUT:
             if (!cli_parse_uint(optarg, 1, 3600, &timeout))
                 return cli_usage("crl: --timeout must be 1-3600 seconds, not '%s'", optarg);
@@ -197,9 +243,8 @@ int cmd_crl(int argc, char **argv)
         return cli_usage("crl: --issuer is required (see certforge crl --help)");
     if (der && !out)
         return cli_usage("crl: --der needs --out FILE (DER is binary)");
-    char chk[4400];
-    if (out && cf_outfile_check(out, 0, chk, sizeof(chk)) != 0)
-        return cli_fail("crl: --out %s", chk);
+    if (out && cli_out_check("crl", "--out", out, force, 0) != CLI_OK)
+        return CLI_FAIL;
     socket = cli_socket_path(socket);
     cf_client *cl = NULL;
     int rc = cli_connect("crl", socket, &cl);
@@ -208,6 +253,7 @@ int cmd_crl(int argc, char **argv)
     cf_response r;
     int q = cf_crl_one(cl, (cf_str){issuer, strlen(issuer)}, fresh, (int)timeout * 1000, &r);
     X509_CRL *x = NULL;
+    char *pem = NULL;
     if ((rc = cli_answer("crl", socket, cl, q, timeout, &r)) != CLI_OK)
         goto done;
     const unsigned char *p = r.crl.p;
@@ -217,8 +263,25 @@ int cmd_crl(int argc, char **argv)
     }
     cf_outfile of;
     char err[4400];
-    if (cf_outfile_open(&of, out ? out : "-", 0644, 0, err, sizeof(err)) != 0) {
-        rc = cli_fail("crl: --out %s", err);
+    if (json && !out) {
+        /* standard output carries the JSON: the PEM goes into it */
+        BIO *b = BIO_new(BIO_s_mem());
+        char *mp = NULL;
+        long n = b && PEM_write_bio_X509_CRL(b, x) == 1 ? BIO_get_mem_data(b, &mp) : 0;
+        if (n > 0 && (pem = malloc((size_t)n + 1))) {
+            memcpy(pem, mp, (size_t)n);
+            pem[n] = 0;
+        }
+        BIO_free(b);
+        if (!pem) {
+            rc = cli_fail("crl: PEM encoding failed");
+            goto done;
+        }
+        goto summary;
+    }
+    if (cf_outfile_open(&of, out ? out : "-", 0644, cli_out_flags(force, 0), err, sizeof(err)) !=
+        0) {
+        rc = cli_out_fail("crl", out ? out : "-", err);
         goto done;
     }
     bool ok =
@@ -229,10 +292,36 @@ int cmd_crl(int argc, char **argv)
         goto done;
     }
     if (cf_outfile_commit(&of, err, sizeof(err)) != 0) {
-        rc = cli_fail("crl: %s", err);
+        rc = cli_out_fail("crl", out ? out : "-", err);
         goto done;
     }
-    if (out) {
+summary:
+    if (json) {
+        ASN1_INTEGER *num = X509_CRL_get_ext_d2i(x, NID_crl_number, NULL, NULL);
+        STACK_OF(X509_REVOKED) *rv = X509_CRL_get_REVOKED(x);
+        char tu[40], nu[40], dn[1024];
+        iso_time(X509_CRL_get0_lastUpdate(x), tu, sizeof(tu));
+        iso_time(X509_CRL_get0_nextUpdate(x), nu, sizeof(nu));
+        cax_format_name(X509_CRL_get_issuer(x), dn, sizeof(dn));
+        cli_json j;
+        cj_init(&j, stdout);
+        cj_obj(&j, NULL);
+        cj_str(&j, "issuer", issuer);
+        cj_str(&j, "issuer_dn", dn);
+        if (num)
+            cj_int(&j, "number", ASN1_INTEGER_get(num));
+        else
+            cj_null(&j, "number");
+        cj_str(&j, "this_update", tu);
+        cj_str(&j, "next_update", X509_CRL_get0_nextUpdate(x) ? nu : NULL);
+        cj_int(&j, "entries", rv ? sk_X509_REVOKED_num(rv) : 0);
+        cj_str(&j, "out", out);
+        if (pem)
+            cj_str(&j, "crl", pem);
+        cj_end_obj(&j);
+        cj_done(&j);
+        ASN1_INTEGER_free(num);
+    } else if (out) {
         ASN1_INTEGER *num = X509_CRL_get_ext_d2i(x, NID_crl_number, NULL, NULL);
         STACK_OF(X509_REVOKED) *rv = X509_CRL_get_REVOKED(x);
         char nu[64] = "?";
@@ -246,6 +335,7 @@ int cmd_crl(int argc, char **argv)
     }
     rc = CLI_OK;
 done:
+    free(pem);
     X509_CRL_free(x);
     cf_client_close(cl);
     return rc;
