@@ -3,6 +3,8 @@
  * the tree it builds, refusing anything the schema does not name. */
 #include "engine/config/config.h"
 
+#include <arpa/inet.h>
+#include <sys/socket.h>
 #include <ctype.h>
 #include <errno.h>
 #include <libconfig.h>
@@ -1289,12 +1291,89 @@ static int load_confine(ld *l, const config_setting_t *root, cfg_confine *cf)
     return 0;
 }
 
+/* ------------------------------------------------------------ metrics */
+
+/* listen = "127.0.0.1:9464" or "[::1]:9464": numeric, loopback only. The
+ * endpoint has no authentication and no TLS; anything beyond the host
+ * must come through a local agent or proxy (docs/security.md). */
+static int load_metrics(ld *l, const config_setting_t *root, cfg_metrics *m)
+{
+    static const char *const known[] = {"listen", NULL};
+    config_setting_t *g = config_setting_get_member(root, "metrics");
+    if (!g)
+        return 0;
+    if (want_type(l, g, CONFIG_TYPE_GROUP, CONFIG_TYPE_GROUP, "a group { ... }") ||
+        only_known(l, g, known, "metrics"))
+        return -1;
+    const char *v;
+    const config_setting_t *w;
+    if (get_str(l, g, "listen", true, &v, &w))
+        return -1;
+    char host[CFG_METRICS_HOST_MAX];
+    const char *colon;
+    size_t hl;
+    if (v[0] == '[') {
+        const char *rb = strchr(v, ']');
+        if (!rb || rb[1] != ':')
+            return fail(l, w, "'%s': expected [IPv6]:PORT, e.g. \"[::1]:9464\"", v);
+        hl = (size_t)(rb - v - 1);
+        colon = rb + 1;
+        if (hl >= sizeof(host))
+            return fail(l, w, "'%s': not an IPv6 address", v);
+        memcpy(host, v + 1, hl);
+    } else {
+        colon = strrchr(v, ':');
+        if (!colon)
+            return fail(l, w, "'%s': expected ADDRESS:PORT, e.g. \"127.0.0.1:9464\"", v);
+        hl = (size_t)(colon - v);
+        if (hl >= sizeof(host))
+            return fail(l, w, "'%s': not an IPv4 address", v);
+        memcpy(host, v, hl);
+    }
+    host[hl] = 0;
+    char *end = NULL;
+    errno = 0;
+    unsigned long port = 0;
+    bool digits = colon[1] >= '0' && colon[1] <= '9';
+    if (digits)
+        port = strtoul(colon + 1, &end, 10);
+    if (!digits || errno || *end || port > 65535)
+        return fail(l, w, "'%s': the port must be a number from 0 to 65535 (0: any free port)", v);
+    unsigned char a[16];
+    bool loop;
+    if (v[0] == '[') {
+        if (inet_pton(AF_INET6, host, a) != 1)
+            return fail(l, w, "'%s': '%s' is not a numeric IPv6 address", v, host);
+        static const unsigned char lo6[16] = {[15] = 1};
+        loop = memcmp(a, lo6, 16) == 0;
+        m->family = AF_INET6;
+    } else {
+        if (inet_pton(AF_INET, host, a) != 1)
+            return fail(l, w,
+                        "'%s': '%s' is not a numeric IPv4 address (write 127.0.0.1, not a "
+                        "host name)",
+                        v, host);
+        loop = a[0] == 127;
+        m->family = AF_INET;
+    }
+    if (!loop)
+        return fail(l, w,
+                    "'%s': not a loopback address: the metrics endpoint has no authentication "
+                    "and listens on 127.0.0.0/8 or [::1] only (scrape it through a local agent "
+                    "or proxy)",
+                    v);
+    snprintf(m->host, sizeof(m->host), "%s", host);
+    m->port = (unsigned)port;
+    m->line = config_setting_source_line(w);
+    return 0;
+}
+
 /* Sections of the file. */
 static int load_root(ld *l, config_t *cf, cfg_config *c)
 {
-    static const char *const known[] = {"tokens",   "keys", "issuers", "profiles",
-                                        "pipeline", "log",  "server",  "grants",
-                                        "ledger",   "crl",  "confine", NULL};
+    static const char *const known[] = {"tokens",  "keys",    "issuers", "profiles", "pipeline",
+                                        "log",     "server",  "grants",  "ledger",   "crl",
+                                        "confine", "metrics", NULL};
     const config_setting_t *root = config_root_setting(cf);
     if (only_known(l, root, known, "the top level"))
         return -1;
@@ -1304,7 +1383,7 @@ static int load_root(ld *l, config_t *cf, cfg_config *c)
         load_server(l, root, &c->server) || load_tokens(l, root, c) || load_keys(l, root, c) ||
         load_issuers(l, root, c) || load_profiles(l, root, c) || load_grants(l, root, c) ||
         load_ledger(l, root, &c->ledger) || load_crl(l, root, &c->crl) ||
-        load_confine(l, root, &c->confine))
+        load_confine(l, root, &c->confine) || load_metrics(l, root, &c->metrics))
         return -1;
     return 0;
 }

@@ -38,6 +38,7 @@ typedef struct pipe_prof {
     const char *name;
     size_t name_len;
     pipe_issuer *iss;
+    _Atomic uint64_t by_status[CF_ST__MAX]; /* ISSUE jobs completed (metrics) */
 } pipe_prof;
 
 /* A batch between taking and release: its jobs and their signature
@@ -50,6 +51,7 @@ typedef struct batch_slot {
     pipe_job **rj;
     size_t nreq;
     bool async; /* signed elsewhere meanwhile (signing threads, another process) */
+    uint64_t start_ns; /* handed to the signing service (hsm_sign histogram) */
 } batch_slot;
 
 typedef struct worker {
@@ -98,6 +100,8 @@ struct pipe_engine {
     _Atomic uint64_t submitted, completed;
     _Atomic uint64_t overlapped; /* batches built while another was signed */
     _Atomic uint64_t by_status[CF_ST__MAX];
+    /* latency (pipe_get_metrics): relaxed atomic adds, no lock */
+    cf_histo h_issue, h_sign, h_commit;
 
     /* The recorder (only with a record hook): workers hand it their signed
      * jobs and go on signing; it commits whatever has gathered in one
@@ -268,6 +272,7 @@ static void stage_front(worker *w, pipe_job *j, int64_t now)
         fail(j, CF_ST_UNKNOWN_PROFILE, 0, m);
         return;
     }
+    j->prof_slot = (int)(pp - e->profs);
     csr c;
     csr_err ce = csr_parse(j->req.csr_der, j->req.csr_len, &c);
     if (ce != CSR_OK) {
@@ -478,6 +483,7 @@ static void stage_sign_start(worker *w, batch_slot *sl)
     }
     if (sl->nreq == 0)
         return;
+    sl->start_ns = cf_histo_now_ns();
     sgn_batch_start(sl->sb, sl->nreq);
     sl->async = sgn_batch_async(sl->sb);
 }
@@ -508,6 +514,7 @@ static void stage_sign_finish(worker *w, batch_slot *sl)
     if (sl->nreq == 0)
         return;
     sgn_batch_wait(sl->sb);
+    cf_histo_observe(&w->e->h_sign, cf_histo_now_ns() - sl->start_ns);
     const sgn_req *reqs = sgn_batch_reqs(sl->sb);
     for (size_t i = 0; i < sl->nreq; i++) {
         pipe_job *j = sl->rj[i];
@@ -638,7 +645,15 @@ static void *worker_main(void *arg)
 
 static void complete(pipe_engine *e, pipe_job *j)
 {
-    atomic_fetch_add(&e->by_status[j->status < CF_ST__MAX ? j->status : CF_ST_INTERNAL], 1);
+    cf_status st = j->status < CF_ST__MAX ? j->status : CF_ST_INTERNAL;
+    if (j->kind == PIPE_JOB_ISSUE) {
+        if (j->prof_slot >= 0 && (size_t)j->prof_slot < e->nprofs)
+            atomic_fetch_add_explicit(&e->profs[j->prof_slot].by_status[st], 1,
+                                      memory_order_relaxed);
+        if (st == CF_ST_OK)
+            cf_histo_observe(&e->h_issue, cf_histo_now_ns() - j->queued_ns);
+    }
+    atomic_fetch_add(&e->by_status[st], 1);
     atomic_fetch_add(&e->completed, 1);
     e->o.done(j, e->o.done_arg);
 }
@@ -674,7 +689,10 @@ static void *recorder_main(void *arg)
         pthread_cond_broadcast(&e->rq_room);
         pthread_mutex_unlock(&e->rmu);
         /* Record before release: one transaction for all of them. */
-        if (e->o.record(e->rq_take, n, e->o.record_arg) != 0)
+        uint64_t t0 = cf_histo_now_ns();
+        int rrc = e->o.record(e->rq_take, n, e->o.record_arg);
+        cf_histo_observe(&e->h_commit, cf_histo_now_ns() - t0);
+        if (rrc != 0)
             for (size_t i = 0; i < n; i++) {
                 pipe_job *j = e->rq_take[i];
                 fail(j, CF_ST_LEDGER_FAILURE, 0,
@@ -859,6 +877,11 @@ size_t pipe_submit_many(pipe_engine *e, pipe_job *const *jobs, size_t n, unsigne
         dl.tv_nsec = (long)(ns % 1000000000u);
         dlp = &dl;
     }
+    uint64_t now_ns = cf_histo_now_ns();
+    for (size_t i = 0; i < n; i++) {
+        jobs[i]->queued_ns = now_ns;
+        jobs[i]->prof_slot = -1;
+    }
     pthread_mutex_lock(&e->mu);
     while (done < n && !e->stopping && wait_room(e, dlp)) {
         while (done < n && e->count < e->cap) {
@@ -936,4 +959,19 @@ void pipe_get_stats(pipe_engine *e, pipe_stats *st)
     st->queued = e->count;
     pthread_mutex_unlock(&e->mu);
     st->workers = e->nw;
+}
+
+void pipe_get_metrics(pipe_engine *e, pipe_metrics *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->nprofiles = e->nprofs < PIPE_METRICS_PROFILES ? e->nprofs : PIPE_METRICS_PROFILES;
+    for (size_t i = 0; i < m->nprofiles; i++) {
+        m->profile[i] = e->profs[i].name;
+        for (int k = 0; k < CF_ST__MAX; k++)
+            m->by_profile[i][k] =
+                atomic_load_explicit(&e->profs[i].by_status[k], memory_order_relaxed);
+    }
+    cf_histo_read(&e->h_issue, &m->issue);
+    cf_histo_read(&e->h_sign, &m->hsm_sign);
+    cf_histo_read(&e->h_commit, &m->ledger_commit);
 }

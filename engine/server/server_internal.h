@@ -230,6 +230,7 @@ struct srv {
     atomic_ulong inflight;
     atomic_ulong n_accepted, n_requests, n_answered, n_unanswered, n_refused;
     atomic_ulong by_status[CF_ST__MAX];
+    atomic_ulong by_op[PROTO_OP__MAX][CF_ST__MAX]; /* metrics (srv_summary) */
     uint64_t start_ms;
     /* Fair share per peer (uid): a table of the uids holding connection
      * slots. peer_mu guards the table (taken at accept and at a slot's
