@@ -5,8 +5,9 @@
  * Runs in the foreground; one key=value line per event on stderr. main is
  * daemon_open → daemon_run → daemon_close. Start-up: config (refused
  * naming file:line and setting), socket (a live daemon's is refused, a
- * stale one replaced), ledger, the engine (keys, issuers, profiles,
- * pipeline), CRLs, confinement, then "certforged: ready socket=PATH".
+ * stale one replaced), ledger, the metrics socket, the engine (keys,
+ * issuers, profiles, pipeline), CRLs, confinement (then the metrics
+ * thread), then "certforged: ready socket=PATH".
  * SIGTERM/SIGINT: stop accepting, answer every request already received,
  * exit 0. SIGHUP: reload (do_reload).
  */
@@ -37,6 +38,7 @@
 #include "engine/profile/profile.h"
 #include "engine/ledger/ledger.h"
 #include "engine/ledger/ledger_pipe.h"
+#include "engine/metrics/metrics.h"
 #include "engine/server/server.h"
 #include "proto/proto.h"
 
@@ -129,7 +131,7 @@ out:
  * LEDGER_FAILURE, which an operator must see. */
 static void on_ledger_fail(const char *err, size_t n_jobs, void *arg)
 {
-    (void)arg;
+    met_ledger_failed(arg, n_jobs); /* arg: the metrics endpoint, or NULL */
     char q[600];
     cf_log(CF_LOG_ERROR, "ledger_failure", "jobs=%zu err=%s", n_jobs,
            cf_log_quote(err, q, sizeof(q)));
@@ -271,6 +273,7 @@ typedef struct certforged {
     ledger_pipe lp;
     cf_engine *eng;
     crl_pub *pub; /* NULL without a crl section */
+    met *metrics; /* NULL without a metrics section */
     startup_watch watch;
     /* what a reload changes outside the engine's config generations */
     cf_log_level log_level;
@@ -366,11 +369,11 @@ static cf_status do_crl(void *arg, cf_str issuer, bool fresh, uint8_t **der, siz
         clock_gettime(CLOCK_REALTIME, &ts);
         if (crl_make(is, iss_signer(iss), a->led, a->cfg->crl.dir, (int64_t)ts.tv_sec,
                      atomic_load(&a->crl_validity_s), der, &m, err, sizeof(err)) != 0) {
-            on_crl(is, NULL, err, NULL);
+            on_crl(is, NULL, err, a);
             snprintf(msg, msglen, "no CRL made: %s", err);
             return CF_ST_INTERNAL;
         }
-        on_crl(is, &m, NULL, NULL);
+        on_crl(is, &m, NULL, a);
         *len = m.len;
         return CF_ST_OK;
     }
@@ -394,8 +397,10 @@ static cf_status do_crl(void *arg, cf_str issuer, bool fresh, uint8_t **der, siz
 
 static void on_crl(const iss_issuer *is, const crl_made *m, const char *err, void *arg)
 {
-    (void)arg;
+    const certforged *d = arg;
     char q[800];
+    if (m && d)
+        met_crl_made(d->metrics, is->idx, m->this_update);
     if (m) {
         /* ISO 8601 UTC, as every other time in the log */
         char nu[32] = "-";
@@ -486,7 +491,8 @@ static int start_crls(certforged *d, char *err, size_t errlen)
                        .interval_s = cfg->crl.interval_s,
                        .validity_s = cfg->crl.validity_s,
                        .revoke_delay_s = cfg->crl.revoke_delay_s,
-                       .log = on_crl};
+                       .log = on_crl,
+                       .log_arg = d};
     char why[800];
     if (crl_pub_start(&po, &d->pub, why, sizeof(why)) != 0) {
         snprintf(err, errlen, "%s:%d: crl: %s", cfg->path, cfg->crl.line, why);
@@ -552,6 +558,9 @@ static int confine_daemon(const cfg_config *cfg, bool ledger_on, char *err, size
 static int daemon_open(certforged *d, const char *config, bool no_ledger)
 {
     char err[1024];
+    struct timespec t0;
+    clock_gettime(CLOCK_REALTIME, &t0);
+    double start_time = (double)t0.tv_sec + (double)t0.tv_nsec / 1e9;
     memset(d, 0, sizeof(*d));
     d->sfd = -1;
     d->no_ledger = no_ledger;
@@ -607,7 +616,19 @@ static int daemon_open(certforged *d, const char *config, bool no_ledger)
         cf_log(CF_LOG_ERROR, "refused", "reason=ledger");
         return EXIT_CONFIG;
     }
-    d->lp = (ledger_pipe){.l = d->led, .on_fail = on_ledger_fail, .on_recover = on_ledger_recover};
+    /* The metrics endpoint's socket before the HSM login (a port in use
+     * refuses the start first), confinement and the user switch; its
+     * thread starts once confined. Before the first CRLs: it keeps their
+     * age. */
+    if (cfg->metrics.line && met_new(&cfg->metrics, &d->metrics, err, sizeof(err)) != 0) {
+        fprintf(stderr, "certforged: %s:%d: %s\n", cfg->path, cfg->metrics.line, err);
+        cf_log(CF_LOG_ERROR, "refused", "reason=metrics");
+        return EXIT_CONFIG;
+    }
+    d->lp = (ledger_pipe){.l = d->led,
+                          .on_fail = on_ledger_fail,
+                          .on_recover = on_ledger_recover,
+                          .cb_arg = d->metrics};
     cf_engine_hooks hooks = {.done = srv_pipe_done,
                              .done_arg = d->server,
                              .record = d->led ? ledger_pipe_record : NULL,
@@ -626,6 +647,11 @@ static int daemon_open(certforged *d, const char *config, bool no_ledger)
     if (confine_daemon(cfg, d->led != NULL, err, sizeof(err)) != 0) {
         fprintf(stderr, "certforged: %s\n", err);
         cf_log(CF_LOG_ERROR, "refused", "reason=confine");
+        return EXIT_CONFIG;
+    }
+    if (d->metrics && met_start(d->metrics, d->server, d->eng, start_time, err, sizeof(err)) != 0) {
+        fprintf(stderr, "certforged: %s\n", err);
+        cf_log(CF_LOG_ERROR, "refused", "reason=metrics");
         return EXIT_CONFIG;
     }
     if (cfg->n_grants == 0)
@@ -671,6 +697,7 @@ static int daemon_run(certforged *d)
         pthread_detach(wd);
     pipe_stats ps;
     pipe_get_stats(cf_engine_pipe(d->eng), &ps);
+    met_stop(d->metrics); /* it reads the engine: before the engine closes */
     crl_pub_stop(d->pub); /* it signs: before the engine closes */
     d->pub = NULL;
     cf_engine_close(d->eng);
@@ -692,6 +719,7 @@ static int daemon_run(certforged *d)
 static void daemon_close(certforged *d)
 {
     startup_watch_stop(&d->watch);
+    met_free(d->metrics);
     crl_pub_stop(d->pub);
     cf_engine_close(d->eng); /* the workers are joined: nothing records any more */
     sgn_close(d->sgn);

@@ -3,6 +3,8 @@
  * the tree it builds, refusing anything the schema does not name. */
 #include "engine/config/config.h"
 
+#include <arpa/inet.h>
+#include <sys/socket.h>
 #include <ctype.h>
 #include <errno.h>
 #include <libconfig.h>
@@ -1306,12 +1308,89 @@ static int load_confine(ld *l, const config_setting_t *root, cfg_confine *cf)
     return 0;
 }
 
+/* ------------------------------------------------------------ metrics */
+
+/* listen = "127.0.0.1:9464" or "[::1]:9464": numeric, loopback only. The
+ * endpoint has no authentication and no TLS; anything beyond the host
+ * must come through a local agent or proxy (docs/security.md). */
+static int load_metrics(ld *l, const config_setting_t *root, cfg_metrics *m)
+{
+    static const char *const known[] = {"listen", NULL};
+    config_setting_t *g = config_setting_get_member(root, "metrics");
+    if (!g)
+        return 0;
+    if (want_type(l, g, CONFIG_TYPE_GROUP, CONFIG_TYPE_GROUP, "a group { ... }") ||
+        only_known(l, g, known, "metrics"))
+        return -1;
+    const char *v;
+    const config_setting_t *w;
+    if (get_str(l, g, "listen", true, &v, &w))
+        return -1;
+    char host[CFG_METRICS_HOST_MAX];
+    const char *colon;
+    size_t hl;
+    if (v[0] == '[') {
+        const char *rb = strchr(v, ']');
+        if (!rb || rb[1] != ':')
+            return fail(l, w, "'%s': expected [IPv6]:PORT, e.g. \"[::1]:9464\"", v);
+        hl = (size_t)(rb - v - 1);
+        colon = rb + 1;
+        if (hl >= sizeof(host))
+            return fail(l, w, "'%s': not an IPv6 address", v);
+        memcpy(host, v + 1, hl);
+    } else {
+        colon = strrchr(v, ':');
+        if (!colon)
+            return fail(l, w, "'%s': expected ADDRESS:PORT, e.g. \"127.0.0.1:9464\"", v);
+        hl = (size_t)(colon - v);
+        if (hl >= sizeof(host))
+            return fail(l, w, "'%s': not an IPv4 address", v);
+        memcpy(host, v, hl);
+    }
+    host[hl] = 0;
+    char *end = NULL;
+    errno = 0;
+    unsigned long port = 0;
+    bool digits = colon[1] >= '0' && colon[1] <= '9';
+    if (digits)
+        port = strtoul(colon + 1, &end, 10);
+    if (!digits || errno || *end || port > 65535)
+        return fail(l, w, "'%s': the port must be a number from 0 to 65535 (0: any free port)", v);
+    unsigned char a[16];
+    bool loop;
+    if (v[0] == '[') {
+        if (inet_pton(AF_INET6, host, a) != 1)
+            return fail(l, w, "'%s': '%s' is not a numeric IPv6 address", v, host);
+        static const unsigned char lo6[16] = {[15] = 1};
+        loop = memcmp(a, lo6, 16) == 0;
+        m->family = AF_INET6;
+    } else {
+        if (inet_pton(AF_INET, host, a) != 1)
+            return fail(l, w,
+                        "'%s': '%s' is not a numeric IPv4 address (write 127.0.0.1, not a "
+                        "host name)",
+                        v, host);
+        loop = a[0] == 127;
+        m->family = AF_INET;
+    }
+    if (!loop)
+        return fail(l, w,
+                    "'%s': not a loopback address: the metrics endpoint has no authentication "
+                    "and listens on 127.0.0.0/8 or [::1] only (scrape it through a local agent "
+                    "or proxy)",
+                    v);
+    snprintf(m->host, sizeof(m->host), "%s", host);
+    m->port = (unsigned)port;
+    m->line = config_setting_source_line(w);
+    return 0;
+}
+
 /* Sections of the file. */
 static int load_root(ld *l, config_t *cf, cfg_config *c)
 {
-    static const char *const known[] = {"tokens",   "keys", "issuers", "profiles",
-                                        "pipeline", "log",  "server",  "grants",
-                                        "ledger",   "crl",  "confine", NULL};
+    static const char *const known[] = {"tokens",  "keys",    "issuers", "profiles", "pipeline",
+                                        "log",     "server",  "grants",  "ledger",   "crl",
+                                        "confine", "metrics", NULL};
     const config_setting_t *root = config_root_setting(cf);
     if (only_known(l, root, known, "the top level"))
         return -1;
@@ -1321,7 +1400,7 @@ static int load_root(ld *l, config_t *cf, cfg_config *c)
         load_server(l, root, &c->server) || load_tokens(l, root, c) || load_keys(l, root, c) ||
         load_issuers(l, root, c) || load_profiles(l, root, c) || load_grants(l, root, c) ||
         load_ledger(l, root, &c->ledger) || load_crl(l, root, &c->crl) ||
-        load_confine(l, root, &c->confine))
+        load_confine(l, root, &c->confine) || load_metrics(l, root, &c->metrics))
         return -1;
     return 0;
 }
@@ -1576,8 +1655,14 @@ int cfg_restart_diff(const cfg_config *o, const cfg_config *n, char *err, size_t
         return restart_needed(n, n->n_issuers ? n->issuers[0].line : 0, "issuers", err, errlen);
     const cfg_ledger *l = &o->ledger, *m = &n->ledger;
     if ((l->line == 0) != (m->line == 0) || l->backend != m->backend || !str_eq(l->path, m->path) ||
-        !str_eq(l->conninfo, m->conninfo) || l->busy_timeout_ms != m->busy_timeout_ms)
+        !str_eq(l->conninfo, m->conninfo) || l->busy_timeout_ms != m->busy_timeout_ms ||
+        l->pg_timeout_ms != m->pg_timeout_ms)
         return restart_needed(n, m->line, "ledger", err, errlen);
+    /* the metrics socket is bound before confinement, once */
+    const cfg_metrics *ma = &o->metrics, *mb = &n->metrics;
+    if ((ma->line == 0) != (mb->line == 0) || strcmp(ma->host, mb->host) != 0 ||
+        ma->port != mb->port)
+        return restart_needed(n, mb->line, "metrics.listen", err, errlen);
     /* CRLs on or off, and their folder (left writable by confinement) */
     if ((o->crl.line == 0) != (n->crl.line == 0))
         return restart_needed(n, n->crl.line, "crl (section added or removed)", err, errlen);

@@ -235,6 +235,16 @@ typedef struct cfg_confine {
     int line;
 } cfg_confine;
 
+/* The Prometheus metrics endpoint (docs/certforged.md, METRICS): HTTP on
+ * a loopback address only; the loader refuses any other. */
+#define CFG_METRICS_HOST_MAX 46 /* INET6_ADDRSTRLEN */
+typedef struct cfg_metrics {
+    char host[CFG_METRICS_HOST_MAX]; /* numeric: "127.0.0.1", "::1" */
+    int family;                      /* AF_INET or AF_INET6 */
+    unsigned port;                   /* 0: any free port (logged) */
+    int line;                        /* 0 when absent: no endpoint */
+} cfg_metrics;
+
 typedef struct cfg_config {
     char *path; /* the file loaded */
     cfg_token *tokens;
@@ -253,6 +263,7 @@ typedef struct cfg_config {
     cfg_ledger ledger;
     cfg_crl crl;
     cfg_confine confine;
+    cfg_metrics metrics;
 } cfg_config;
 
 /* Load and validate `path`. On success *out is set (free with cfg_free)

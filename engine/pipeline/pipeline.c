@@ -40,6 +40,16 @@ typedef struct pipe_prof {
     pipe_issuer *iss;
 } pipe_prof;
 
+/* ISSUE jobs completed by profile name and status (metrics). By name, not
+ * by the start-up profile table: a SIGHUP reload hands jobs profiles of a
+ * newer config generation (j->use_prof), which may be new names. Slots
+ * are appended (under mprof_mu, once per new name) and never removed;
+ * lookups read the published count and compare names without a lock. */
+typedef struct prof_ctr {
+    char name[64];
+    _Atomic uint64_t by_status[CF_ST__MAX];
+} prof_ctr;
+
 /* A batch between taking and release: its jobs and their signature
  * requests (in the signing service's batch, grouped by key); rj[i] is the
  * job of request i. */
@@ -50,6 +60,7 @@ typedef struct batch_slot {
     pipe_job **rj;
     size_t nreq;
     bool async; /* signed elsewhere meanwhile (signing threads, another process) */
+    uint64_t start_ns; /* handed to the signing service (hsm_sign histogram) */
 } batch_slot;
 
 typedef struct worker {
@@ -98,6 +109,11 @@ struct pipe_engine {
     _Atomic uint64_t submitted, completed;
     _Atomic uint64_t overlapped; /* batches built while another was signed */
     _Atomic uint64_t by_status[CF_ST__MAX];
+    /* latency (pipe_get_metrics): relaxed atomic adds, no lock */
+    cf_histo h_issue, h_sign, h_commit;
+    prof_ctr mprof[PIPE_METRICS_PROFILES];
+    _Atomic size_t nmprof;
+    pthread_mutex_t mprof_mu; /* appending a name only; a leaf lock */
 
     /* The recorder (only with a record hook): workers hand it their signed
      * jobs and go on signing; it commits whatever has gathered in one
@@ -148,6 +164,29 @@ static void fail(pipe_job *j, cf_status st, int detail, const char *msg)
 }
 
 /* --- per-worker set-up ------------------------------------------------------ */
+
+/* The metrics slot of a profile name, appended on first sight; -1 when
+ * every slot is taken (then the job counts only in the totals). */
+static int metric_slot(pipe_engine *e, const char *name)
+{
+    size_t n = atomic_load_explicit(&e->nmprof, memory_order_acquire);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(e->mprof[i].name, name) == 0)
+            return (int)i;
+    int slot = -1;
+    pthread_mutex_lock(&e->mprof_mu);
+    n = atomic_load_explicit(&e->nmprof, memory_order_relaxed);
+    for (size_t i = 0; i < n && slot < 0; i++)
+        if (strcmp(e->mprof[i].name, name) == 0)
+            slot = (int)i;
+    if (slot < 0 && n < PIPE_METRICS_PROFILES) {
+        snprintf(e->mprof[n].name, sizeof(e->mprof[n].name), "%s", name);
+        atomic_store_explicit(&e->nmprof, n + 1, memory_order_release);
+        slot = (int)n;
+    }
+    pthread_mutex_unlock(&e->mprof_mu);
+    return slot;
+}
 
 /* A verify context for a key and mechanism (not Ed25519). */
 static EVP_PKEY_CTX *verify_ctx(worker *w, EVP_PKEY *pub, cf_sig_alg mech)
@@ -292,6 +331,7 @@ static void stage_front(worker *w, pipe_job *j, int64_t now)
         fail(j, CF_ST_UNKNOWN_PROFILE, 0, m);
         return;
     }
+    j->prof_slot = metric_slot(e, profile_name(pp->prof));
     csr c;
     csr_err ce = csr_parse(j->req.csr_der, j->req.csr_len, &c);
     if (ce != CSR_OK) {
@@ -502,6 +542,7 @@ static void stage_sign_start(worker *w, batch_slot *sl)
     }
     if (sl->nreq == 0)
         return;
+    sl->start_ns = cf_histo_now_ns();
     sgn_batch_start(sl->sb, sl->nreq);
     sl->async = sgn_batch_async(sl->sb);
 }
@@ -532,6 +573,7 @@ static void stage_sign_finish(worker *w, batch_slot *sl)
     if (sl->nreq == 0)
         return;
     sgn_batch_wait(sl->sb);
+    cf_histo_observe(&w->e->h_sign, cf_histo_now_ns() - sl->start_ns);
     const sgn_req *reqs = sgn_batch_reqs(sl->sb);
     for (size_t i = 0; i < sl->nreq; i++) {
         pipe_job *j = sl->rj[i];
@@ -662,7 +704,15 @@ static void *worker_main(void *arg)
 
 static void complete(pipe_engine *e, pipe_job *j)
 {
-    atomic_fetch_add(&e->by_status[j->status < CF_ST__MAX ? j->status : CF_ST_INTERNAL], 1);
+    cf_status st = j->status < CF_ST__MAX ? j->status : CF_ST_INTERNAL;
+    if (j->kind == PIPE_JOB_ISSUE) {
+        if (j->prof_slot >= 0)
+            atomic_fetch_add_explicit(&e->mprof[j->prof_slot].by_status[st], 1,
+                                      memory_order_relaxed);
+        if (st == CF_ST_OK)
+            cf_histo_observe(&e->h_issue, cf_histo_now_ns() - j->queued_ns);
+    }
+    atomic_fetch_add(&e->by_status[st], 1);
     atomic_fetch_add(&e->completed, 1);
     e->o.done(j, e->o.done_arg);
 }
@@ -698,7 +748,10 @@ static void *recorder_main(void *arg)
         pthread_cond_broadcast(&e->rq_room);
         pthread_mutex_unlock(&e->rmu);
         /* Record before release: one transaction for all of them. */
-        if (e->o.record(e->rq_take, n, e->o.record_arg) != 0)
+        uint64_t t0 = cf_histo_now_ns();
+        int rrc = e->o.record(e->rq_take, n, e->o.record_arg);
+        cf_histo_observe(&e->h_commit, cf_histo_now_ns() - t0);
+        if (rrc != 0)
             for (size_t i = 0; i < n; i++) {
                 pipe_job *j = e->rq_take[i];
                 fail(j, CF_ST_LEDGER_FAILURE, 0,
@@ -732,6 +785,7 @@ static void destroy(pipe_engine *e)
     pthread_cond_destroy(&e->not_full);
     pthread_cond_destroy(&e->not_empty);
     pthread_mutex_destroy(&e->mu);
+    pthread_mutex_destroy(&e->mprof_mu);
     free(e);
 }
 
@@ -767,6 +821,7 @@ int pipe_new(const pipe_opts *o, const pipe_profile_def *defs, size_t ndefs, pip
     if (e->o.verify == PIPE_VERIFY_ONE_IN_N && e->o.verify_n == 0)
         e->o.verify_n = 16;
     pthread_mutex_init(&e->mu, NULL);
+    pthread_mutex_init(&e->mprof_mu, NULL);
     pthread_cond_init(&e->not_empty, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -789,6 +844,7 @@ int pipe_new(const pipe_opts *o, const pipe_profile_def *defs, size_t ndefs, pip
         pp->prof = defs[i].prof;
         pp->name = profile_name(defs[i].prof);
         pp->name_len = strlen(pp->name);
+        (void)metric_slot(e, pp->name); /* the config's order on the endpoint */
         const iss_key *key = defs[i].issuer->key;
         pipe_issuer *is = NULL;
         for (size_t k = 0; k < e->niss; k++)
@@ -883,6 +939,11 @@ size_t pipe_submit_many(pipe_engine *e, pipe_job *const *jobs, size_t n, unsigne
         dl.tv_nsec = (long)(ns % 1000000000u);
         dlp = &dl;
     }
+    uint64_t now_ns = cf_histo_now_ns();
+    for (size_t i = 0; i < n; i++) {
+        jobs[i]->queued_ns = now_ns;
+        jobs[i]->prof_slot = -1;
+    }
     pthread_mutex_lock(&e->mu);
     while (done < n && !e->stopping && wait_room(e, dlp)) {
         while (done < n && e->count < e->cap) {
@@ -960,4 +1021,19 @@ void pipe_get_stats(pipe_engine *e, pipe_stats *st)
     st->queued = e->count;
     pthread_mutex_unlock(&e->mu);
     st->workers = e->nw;
+}
+
+void pipe_get_metrics(pipe_engine *e, pipe_metrics *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->nprofiles = atomic_load_explicit(&e->nmprof, memory_order_acquire);
+    for (size_t i = 0; i < m->nprofiles; i++) {
+        m->profile[i] = e->mprof[i].name;
+        for (int k = 0; k < CF_ST__MAX; k++)
+            m->by_profile[i][k] =
+                atomic_load_explicit(&e->mprof[i].by_status[k], memory_order_relaxed);
+    }
+    cf_histo_read(&e->h_issue, &m->issue);
+    cf_histo_read(&e->h_sign, &m->hsm_sign);
+    cf_histo_read(&e->h_commit, &m->ledger_commit);
 }

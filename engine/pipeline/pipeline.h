@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "common/compiler.h"
+#include "common/histo.h"
 #include "common/issue.h"
 #include "common/status.h"
 #include "engine/issuer/issuer.h"
@@ -79,6 +80,8 @@ typedef struct pipe_job {
     uint8_t serial[20];
     size_t serial_len;
     /* private to the pipeline */
+    uint64_t queued_ns; /* CLOCK_MONOTONIC at submit: the issue latency histogram */
+    int prof_slot;      /* ISSUE: the resolved profile (index), -1 before or without */
     uint8_t buf[PIPE_CERT_MAX];
     size_t tbs_off, tbs_len;
     const profile *prof;
@@ -164,5 +167,27 @@ typedef struct pipe_stats {
                           * being signed by the key's signing threads */
 } pipe_stats;
 void pipe_get_stats(pipe_engine *e, pipe_stats *st);
+
+/* For the metrics endpoint (docs/certforged.md, METRICS): counters and
+ * latency histograms kept with relaxed atomics on the workers and the
+ * recorder, read here without a lock. */
+#define PIPE_METRICS_PROFILES 32
+typedef struct pipe_metrics {
+    size_t nprofiles;
+    /* every profile name seen, start-up and reloaded (the first 32) */
+    const char *profile[PIPE_METRICS_PROFILES];
+    /* ISSUE jobs completed by profile and status (jobs whose profile did
+     * not resolve are not here: UNKNOWN_PROFILE) */
+    uint64_t by_profile[PIPE_METRICS_PROFILES][CF_ST__MAX];
+    /* certificates issued (ISSUE jobs completing OK): from submit to
+     * completion (signed, checked, recorded, handed back to the server) */
+    cf_histo_snap issue;
+    /* one batch: from handing it to the signing service until the worker
+     * has its signatures */
+    cf_histo_snap hsm_sign;
+    /* one group commit of the recorder (the ledger's record call) */
+    cf_histo_snap ledger_commit;
+} pipe_metrics;
+void pipe_get_metrics(pipe_engine *e, pipe_metrics *m);
 
 #endif

@@ -94,7 +94,14 @@ typedef struct srv_summary {
     uint64_t unanswered;            /* accepted ISSUE requests dropped (peer gone, drain timeout) */
     uint64_t refused;               /* connections refused (max_connections) */
     uint64_t by_status[CF_ST__MAX]; /* answers by status */
+    /* answers by operation and status; [0]: frames whose operation is
+     * unknown or could not be read (BAD_FRAME, UNSUPPORTED) */
+    uint64_t by_op[PROTO_OP__MAX][CF_ST__MAX];
+    unsigned open_connections; /* now */
+    uint64_t inflight;         /* requests received, not yet answered, now */
 } srv_summary;
+/* Any thread, while the srv lives (the metrics endpoint reads it while
+ * serving): atomic loads, no lock. */
 void srv_get_summary(srv *s, srv_summary *out);
 
 /* Close the socket and unlink its path (if this srv bound it), free. Call

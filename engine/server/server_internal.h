@@ -247,6 +247,7 @@ struct srv {
     atomic_ulong inflight;
     atomic_ulong n_accepted, n_requests, n_answered, n_unanswered, n_refused;
     atomic_ulong by_status[CF_ST__MAX];
+    atomic_ulong by_op[PROTO_OP__MAX][CF_ST__MAX]; /* metrics (srv_summary) */
     uint64_t start_ms;
     /* the last SIGHUP reload: 0 none, 1 ok, 2 refused; at: Unix seconds */
     atomic_int reload_result;

@@ -60,7 +60,9 @@ bool srv_out_put(srv_loop *L, conn *c, uint8_t op, uint64_t id, cf_status st, en
     default: /* BUSY, HSM, ledger, internal: the daemon's trouble, not the peer's */
         break;
     }
-    atomic_fetch_add(&s->by_status[st < CF_ST__MAX ? st : CF_ST_INTERNAL], 1);
+    unsigned sti = st < CF_ST__MAX ? st : CF_ST_INTERNAL;
+    atomic_fetch_add(&s->by_status[sti], 1);
+    atomic_fetch_add_explicit(&s->by_op[op < PROTO_OP__MAX ? op : 0][sti], 1, memory_order_relaxed);
     atomic_fetch_add(&s->n_answered, 1);
     return true;
 }

@@ -305,6 +305,11 @@ void srv_get_summary(srv *s, srv_summary *o)
     o->refused = atomic_load(&s->n_refused);
     for (int i = 0; i < CF_ST__MAX; i++)
         o->by_status[i] = atomic_load(&s->by_status[i]);
+    for (int op = 0; op < PROTO_OP__MAX; op++)
+        for (int i = 0; i < CF_ST__MAX; i++)
+            o->by_op[op][i] = atomic_load_explicit(&s->by_op[op][i], memory_order_relaxed);
+    o->open_connections = atomic_load(&s->conns);
+    o->inflight = atomic_load(&s->inflight);
 }
 
 void srv_free(srv *s)

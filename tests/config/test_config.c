@@ -911,6 +911,82 @@ static void test_confine_section(void)
     }
 }
 
+/* ------------------------------------------------------------- metrics */
+
+static void test_metrics_section(void)
+{
+    cfg_config *c = NULL;
+    CU_ASSERT_EQUAL_FATAL(load_with("metrics = { listen = \"127.0.0.1:9464\"; };\n", &c), 0);
+    CU_ASSERT_STRING_EQUAL(c->metrics.host, "127.0.0.1");
+    CU_ASSERT_EQUAL(c->metrics.port, 9464);
+    CU_ASSERT(c->metrics.line > 0);
+    cfg_free(c);
+    c = NULL;
+    CU_ASSERT_EQUAL_FATAL(load_with("metrics = { listen = \"[::1]:0\"; };\n", &c), 0);
+    CU_ASSERT_STRING_EQUAL(c->metrics.host, "::1");
+    CU_ASSERT_EQUAL(c->metrics.port, 0);
+    cfg_free(c);
+    c = NULL;
+    CU_ASSERT_EQUAL_FATAL(load_with("metrics = { listen = \"127.1.2.3:65535\"; };\n", &c), 0);
+    CU_ASSERT_EQUAL(c->metrics.port, 65535);
+    cfg_free(c);
+    /* absent: no endpoint */
+    c = NULL;
+    CU_ASSERT_EQUAL_FATAL(load_text(base_conf, &c), 0);
+    CU_ASSERT_EQUAL(c->metrics.line, 0);
+    cfg_free(c);
+    /* the refusals name the file and the line of the listen setting: the
+     * line after base_conf's last */
+    int line = 1;
+    for (const char *p = base_conf; *p; p++)
+        line += *p == '\n';
+    char at[64];
+    snprintf(at, sizeof(at), "test.conf:%d: metrics.listen: ", line);
+    struct {
+        const char *text, *want;
+    } bad[] = {
+        {"metrics = { listen = \"0.0.0.0:9464\"; };",
+         "'0.0.0.0:9464': not a loopback address: the metrics endpoint has no authentication "
+         "and listens on 127.0.0.0/8 or [::1] only"},
+        {"metrics = { listen = \"192.0.2.1:9464\"; };", "'192.0.2.1:9464': not a loopback address"},
+        {"metrics = { listen = \"[::]:9464\"; };", "'[::]:9464': not a loopback address"},
+        {"metrics = { listen = \"[::ffff:127.0.0.1]:9464\"; };", "not a loopback address"},
+        {"metrics = { listen = \"localhost:9464\"; };",
+         "'localhost' is not a numeric IPv4 address (write 127.0.0.1, not a host name)"},
+        {"metrics = { listen = \"127.0.0.1\"; };", "expected ADDRESS:PORT"},
+        {"metrics = { listen = \"127.0.0.1:\"; };", "the port must be a number from 0 to 65535"},
+        {"metrics = { listen = \"127.0.0.1:65536\"; };",
+         "the port must be a number from 0 to 65535"},
+        {"metrics = { listen = \"127.0.0.1:-1\"; };", "the port must be a number from 0 to 65535"},
+        {"metrics = { listen = \"127.0.0.1:80x\"; };", "the port must be a number from 0 to 65535"},
+        {"metrics = { listen = \"[::1:9464\"; };", "expected [IPv6]:PORT"},
+        {"metrics = { listen = \"[127.0.0.1]:9464\"; };", "is not a numeric IPv6 address"},
+        {"metrics = { listen = \"127.0.0.1:99999999999999999999\"; };",
+         "the port must be a number from 0 to 65535"},
+        {"metrics = { listen = 9464; };", "expected a string"},
+        {"metrics = { listen = \"\"; };", "must not be empty"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        size_t n = strlen(base_conf) + strlen(bad[i].text) + 2;
+        char *t = malloc(n);
+        snprintf(t, n, "%s%s\n", base_conf, bad[i].text);
+        c = NULL;
+        CU_ASSERT_EQUAL(load_text(t, &c), -1);
+        if (c)
+            cfg_free(c);
+        if (!strstr(errbuf, bad[i].want) || !strstr(errbuf, at)) {
+            fprintf(stderr, "\n  got:  %s\n  want: %s%s\n", errbuf, at, bad[i].want);
+            CU_FAIL("message lacks the expected text");
+        }
+        free(t);
+    }
+    /* the group's own refusals */
+    refuse_with("metrics = { listen = \"127.0.0.1:9464\"; };\n", "listen", "address",
+                "metrics.address: unknown setting in metrics");
+    refuse_with("metrics = { listen = \"127.0.0.1:9464\"; };\n", "listen = \"127.0.0.1:9464\";", "",
+                "metrics: missing required setting 'listen'");
+}
+
 /* ------------------------------------------------------------- ledger */
 
 static const char ledger_conf[] =
@@ -1166,6 +1242,9 @@ static void test_restart_diff(void)
     restart_diff("log = { level = \"info\"; };",
                  "log = { level = \"info\"; }; confine = { enabled = false; };",
                  "confine changed: restart needed");
+    restart_diff("log = { level = \"info\"; };",
+                 "log = { level = \"info\"; }; metrics = { listen = \"127.0.0.1:9464\"; };",
+                 "metrics.listen changed: restart needed");
 }
 
 int main(int argc, char **argv)
@@ -1173,6 +1252,7 @@ int main(int argc, char **argv)
     static const cf_test tests[] = {
         {"crl section", test_crl_section},
         {"confine section", test_confine_section},
+        {"metrics section (loopback only)", test_metrics_section},
         {"full config", test_full_config},
         {"minimal config and defaults", test_minimal_defaults},
         {"pipeline values", test_pipeline_values},
