@@ -46,14 +46,14 @@ if(TARGET certforge_provider)
   install(TARGETS certforge_provider LIBRARY DESTINATION ${CF_OSSL_MODULESDIR})
 endif()
 
-# Man pages and units name installed paths: made at install time, for the
-# prefix actually installed to (cmake --install --prefix P).
-set(cf_cfg "")
-foreach(page certforge.1 certforge-bench.1 certforged.8 certforge-acme.8 certforge-agent.8)
+# Man pages: made from dist/man/*.scd at build time (cmake/CertforgeMan.cmake).
+foreach(page ${CF_MAN_PAGES})
   string(REGEX REPLACE ".*\\.([0-9])$" "\\1" sect ${page})
-  string(APPEND cf_cfg "configure_file(\"${PROJECT_SOURCE_DIR}/dist/man/${page}\"
-    \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_MANDIR}/man${sect}/${page}\" @ONLY)\n")
+  install(FILES ${CF_MAN_DIR}/${page} DESTINATION ${CMAKE_INSTALL_MANDIR}/man${sect})
 endforeach()
+# Units name installed paths: made at install time, for the prefix actually
+# installed to (cmake --install --prefix P).
+set(cf_cfg "")
 foreach(unit certforged certforge-acme certforge-agent)
   string(APPEND cf_cfg "configure_file(\"${PROJECT_SOURCE_DIR}/dist/systemd/${unit}.service.in\"
     \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}/${CF_SYSTEMD_UNITDIR}/${unit}.service\" @ONLY)\n")
@@ -67,7 +67,7 @@ install(CODE "
   else()
     set(CMAKE_INSTALL_FULL_SYSCONFDIR \"\${CMAKE_INSTALL_PREFIX}/etc\")
   endif()
-  message(STATUS \"Installing: man pages and systemd units for \${CMAKE_INSTALL_PREFIX}\")
+  message(STATUS \"Installing: systemd units for \${CMAKE_INSTALL_PREFIX}\")
   ${cf_cfg}")
 install(FILES ${PROJECT_SOURCE_DIR}/dist/systemd/certforge.sysusers DESTINATION ${CF_SYSUSERSDIR}
         RENAME certforge.conf)

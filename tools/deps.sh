@@ -27,6 +27,7 @@ CF_DEBS=(
   curl sqlite3                  # tests and hooks
   libldns-dev                   # certforge-agent: RFC 2136 updates with TSIG for dns-01 (agent/dnsupd.c)
   knot dnsutils                 # the agent's tests: knotd takes those updates, dig reads the zone
+  scdoc                         # the man pages: dist/man/*.scd made into roff at build time
   groff-base                    # tests/install: the man pages render without warnings
   libsystemd-dev                # sd_notify: the daemons tell systemd when they serve (Type=notify)
 )

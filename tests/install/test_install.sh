@@ -66,8 +66,11 @@ for m in "$P"/share/man/man*/*; do
   ok
   ! grep -q "@[A-Z_]*@" "$m" && ok || fail "$(basename "$m"): unexpanded @VARIABLE@"
 done
-# every long option --help names is described on the page (\-\-opt in roff)
-# (the options of other programs in its EXAMPLES — curl, certforge acme — aside)
+# every long option --help names is described on the page (as --opt in the
+# roff scdoc makes from dist/man/*.scd; a whole option, --out does not stand
+# for --out-dir) (the options of other programs in its EXAMPLES — curl,
+# certforge acme — aside)
+has_opt() { grep -qE -- "(^|[^a-z0-9-])$1([^a-z0-9-]|\$)" "$2"; }
 opts_of() { "$@" --help 2>&1 | grep -v "curl \|certforge acme\|https://" | grep -oE -- '--[a-z][a-z0-9-]+' | sort -u; }
 for pair in certforged:man8/certforged.8 certforge-acme:man8/certforge-acme.8 \
             certforge-agent:man8/certforge-agent.8 certforge-bench:man1/certforge-bench.1; do
@@ -75,18 +78,18 @@ for pair in certforged:man8/certforged.8 certforge-acme:man8/certforge-acme.8 \
   bin=$P/sbin/$prog; [ -x "$bin" ] || bin=$P/bin/$prog
   missing=""
   for o in $(opts_of "$bin"); do
-    grep -qF -- "$(sed 's/-/\\-/g' <<<"$o")" "$page" || missing="$missing $o"
+    has_opt "$o" "$page" || missing="$missing $o"
   done
   [ -z "$missing" ] && ok || fail "$prog(${page##*.}) lacks options from --help:$missing"
 done
 missing=""
 for c in $("$P/bin/certforge" --help | sed -n '/^Commands:/,/^$/p' | awk 'NR > 1 && NF { print $1 }'); do
-  grep -qE "^\.B $(sed 's/-/\\\\-/g' <<<"$c")( |$)" "$P/share/man/man1/certforge.1" || missing="$missing $c"
+  grep -qE "^\\\\fB$c( |\\\\)" "$P/share/man/man1/certforge.1" || missing="$missing $c"
 done
 [ -z "$missing" ] && ok || fail "certforge(1) lacks commands:$missing"
 for c in keys:"list generate show export-pub csr delete" ca:"init-root init-intermediate cross-sign show" token:"init change-pin"; do
   for s in ${c#*:}; do
-    grep -qE "^\.B ${c%%:*} $(sed 's/-/\\\\-/g' <<<"$s")( |$)" "$P/share/man/man1/certforge.1" || missing="$missing ${c%%:*}-$s"
+    grep -qE "^\\\\fB${c%%:*} $s( |\\\\)" "$P/share/man/man1/certforge.1" || missing="$missing ${c%%:*}-$s"
   done
 done
 [ -z "$missing" ] && ok || fail "certforge(1) lacks subcommands:$missing"
