@@ -9,7 +9,8 @@ if(NOT CF_SCDOC)
   message(FATAL_ERROR "scdoc not found: the man pages (dist/man/*.scd) are made with it. "
                       "Install the Debian package 'scdoc' (apt-get install scdoc, or tools/deps.sh).")
 endif()
-set(CF_MAN_PAGES certforge.1 certforge-bench.1 certforged.8 certforge-acme.8 certforge-agent.8)
+set(CF_MAN_PAGES certforge.1 certforge-bench.1 certforged.8 certforged.conf.5 certforge-acme.8
+                 certforge-agent.8)
 set(CF_MAN_DIR ${PROJECT_BINARY_DIR}/man)
 set(cf_man_outputs "")
 foreach(page ${CF_MAN_PAGES})

@@ -41,7 +41,7 @@ version=$(sed -n 's/^CMAKE_PROJECT_VERSION:STATIC=//p' "$B/CMakeCache.txt")
 for f in sbin/certforged sbin/certforge-acme sbin/certforge-agent bin/certforge bin/certforge-bench \
          include/certforge/certforge.h include/certforge/common/status.h include/certforge/common/issue.h \
          include/certforge/common/sigalg.h lib/pkgconfig/certforge.pc lib/ossl-modules/certforge.so \
-         share/man/man1/certforge.1 share/man/man1/certforge-bench.1 share/man/man8/certforged.8 \
+         share/man/man1/certforge.1 share/man/man1/certforge-bench.1 share/man/man8/certforged.8 share/man/man5/certforged.conf.5 \
          share/man/man8/certforge-acme.8 share/man/man8/certforge-agent.8 \
          lib/systemd/system/certforged.service lib/systemd/system/certforge-acme.service \
          lib/systemd/system/certforge-agent.service lib/sysusers.d/certforge.conf \
