@@ -82,17 +82,72 @@ for pair in certforged:man8/certforged.8 certforge-acme:man8/certforge-acme.8 \
   done
   [ -z "$missing" ] && ok || fail "$prog(${page##*.}) lacks options from --help:$missing"
 done
-missing=""
-for c in $("$P/bin/certforge" --help | sed -n '/^Commands:/,/^$/p' | awk 'NR > 1 && NF { print $1 }'); do
-  grep -qE "^\\\\fB$c( |\\\\)" "$P/share/man/man1/certforge.1" || missing="$missing $c"
+# certforge(1), COMMANDS: one entry per subcommand, each naming exactly the
+# options of 'certforge COMMAND [SUBCOMMAND] --help'. The subcommands are
+# the ones --help lists (token, keys, ca: "Subcommands:"; acme: its usage
+# lines, which are its option lists); ledger has one --help for all its
+# subcommands, so its entries are taken together. An option --help defines
+# (a line "  --opt") that the entry lacks fails, and so does an option the
+# entry names that --help never mentions. --help itself is a common option.
+man_cmd_opts() { # certforge(1) roff -> "KEY<TAB>--opt" per option of each entry
+  awk '/^\.SH /{insec = ($0 ~ /^\.SH COMMANDS/); key=""; next}
+       !insec {next}
+       /^\.RS/{depth++; next}
+       /^\.RE/{depth--; next}
+       /^\.(P|br)$/ {next}
+       depth==0 { key=""; if ($0 ~ /^\\fB[a-z]/) { key=$0; sub(/^\\fB/,"",key); sub(/\\fR.*/,"",key) } }
+       key=="" {next}
+       { l=$0; while (match(l, /--[a-z][a-z0-9-]+/)) { print key "\t" substr(l,RSTART,RLENGTH); l=substr(l,RSTART+RLENGTH) } }' "$1" | sort -u
+}
+acme_usage_opts() { # certforge acme --help -> "acme SUB...<TAB>--opt"
+  awk '/^(usage:)? *certforge acme [a-z]/ { s=$0; sub(/^(usage:)? *certforge acme /,"",s); n=split(s,w," ");
+          key="acme"; for (i=1; i<=n && w[i] ~ /^[a-z]/; i++) key=key " " w[i] }
+       /^(usage:)? *certforge acme [a-z]/ || (key != "" && /^             +--/) {
+          l=$0; while (match(l, /--[a-z][a-z0-9-]+/)) { print key "\t" substr(l,RSTART,RLENGTH); l=substr(l,RSTART+RLENGTH) }; next }
+       { key="" }'
+}
+CFI=$P/bin/certforge MAN1=$P/share/man/man1/certforge.1
+man_cmd_opts "$MAN1" > "$D/man.opts"
+[ -s "$D/man.opts" ] && ok || fail "certforge(1): no COMMANDS entries with options found"
+"$CFI" acme --help 2>&1 | acme_usage_opts | sort -u > "$D/acme.opts"
+[ -s "$D/acme.opts" ] && ok || fail "certforge acme --help: no usage lines with options found"
+cmds=$("$CFI" --help | sed -n '/^Commands:/,/^$/p' | awk 'NR > 1 && NF { print $1 }')
+[ -n "$cmds" ] && ok || fail "certforge --help lists no commands"
+keys=""
+for c in $cmds; do
+  subs=$("$CFI" "$c" --help 2>&1 | sed -n '/^Subcommands:/,/^$/p' | awk 'NR > 1 && /^  [a-z]/ { print $1 }')
+  if [ "$c" = acme ]; then
+    keys="$keys $(cut -f1 "$D/acme.opts" | sort -u | tr ' ' ':')"
+  elif [ -n "$subs" ]; then
+    for s in $subs; do keys="$keys $c:$s"; done
+  else
+    keys="$keys $c"
+  fi
 done
-[ -z "$missing" ] && ok || fail "certforge(1) lacks commands:$missing"
-for c in keys:"list generate show export-pub csr delete" ca:"init-root init-intermediate cross-sign show" token:"init change-pin"; do
-  for s in ${c#*:}; do
-    grep -qE "^\\\\fB${c%%:*} $s( |\\\\)" "$P/share/man/man1/certforge.1" || missing="$missing ${c%%:*}-$s"
-  done
+for k in $keys; do
+  k=${k//:/ }
+  src="certforge $k --help"
+  if [[ $k == acme\ * ]]; then
+    src="the usage line of certforge $k in certforge acme --help"
+    want=$(awk -F'\t' -v k="$k" '$1 == k { print $2 }' "$D/acme.opts")
+    mentioned=$want
+  else
+    help=$("$CFI" $k --help 2>&1)
+    want=$(grep -oE -- '^  --[a-z][a-z0-9-]+' <<<"$help" | sed 's/^ *//' | grep -vx -- --help | sort -u)
+    mentioned=$(grep -oE -- '--[a-z][a-z0-9-]+' <<<"$help" | sort -u)
+  fi
+  if [[ $k == ledger* ]]; then   # one --help for every ledger subcommand
+    have=$(awk -F'\t' '$1 ~ /^ledger( |$)/ { print $2 }' "$D/man.opts" | sort -u)
+    grep -q "^ledger" "$D/man.opts" && ok || fail "certforge(1) has no entry for 'ledger'"
+  else
+    have=$(awk -F'\t' -v k="$k" '$1 == k { print $2 }' "$D/man.opts")
+    grep -qE "^\\\\fB$k( |\\\\)" "$MAN1" && ok || fail "certforge(1) has no entry for '$k'"
+  fi
+  lacks=$(comm -23 <(sort -u <<<"$want") <(sort -u <<<"$have") | tr '\n' ' ')
+  extra=$(comm -13 <(sort -u <<<"$mentioned") <(sort -u <<<"$have") | tr '\n' ' ')
+  [ -z "${lacks// }" ] && ok || fail "certforge(1) '$k' lacks options of '$src': $lacks"
+  [ -z "${extra// }" ] && ok || fail "certforge(1) '$k' names options '$src' does not: $extra"
 done
-[ -z "$missing" ] && ok || fail "certforge(1) lacks subcommands:$missing"
 
 # --- systemd units ---------------------------------------------------------------------------
 if command -v systemd-analyze >/dev/null; then
