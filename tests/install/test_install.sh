@@ -2,16 +2,20 @@
 # `cmake --install` into a throwaway prefix, then only what was installed is
 # used: every program's --version, the man pages (they render without
 # warnings, have FILES, EXIT STATUS and EXAMPLES, and describe every long
-# option the program's --help lists), the systemd units (systemd-analyze
+# option the program's --help lists; certforge(1) names exactly the options
+# of each 'certforge COMMAND [SUBCOMMAND] --help'; certforged.conf(5)
+# exactly the settings engine/config/config.c accepts, each reloaded or
+# restart only), the systemd units (systemd-analyze
 # verify), the bash completion, libcertforge (soname, only the public API
 # exported) and the example program compiled with `pkg-config --cflags
 # --libs certforge` against the installed headers, run against the
 # installed certforged on a token the installed certforge made: STATUS and
 # an ISSUE whose certificate verifies. The daemon is stopped by its PID.
 #
-#   test_install.sh BUILD_DIR
+#   test_install.sh BUILD_DIR SOURCE_DIR
 set -uo pipefail
-B=${1:?usage: test_install.sh BUILD_DIR}
+B=${1:?usage: test_install.sh BUILD_DIR SOURCE_DIR}
+SRC=${2:?usage: test_install.sh BUILD_DIR SOURCE_DIR}
 MOD=${CF_SOFTHSM_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
 for tool in cmake pkg-config cc groff softhsm2-util openssl readelf nm; do
   command -v "$tool" >/dev/null || { echo "SKIP: $tool not installed"; exit 77; }
@@ -149,6 +153,41 @@ for k in $keys; do
   [ -z "${extra// }" ] && ok || fail "certforge(1) '$k' names options '$src' does not: $extra"
 done
 
+# certforged.conf(5), SETTINGS: one "SECTION.KEY ..." entry per setting;
+# exactly the settings the loader accepts, read from its tables in
+# engine/config/config.c (the 'known', 'common', 'by_type' and 'vknown'
+# arrays of each load_SECTION function, only_known() refusing the rest).
+# Each entry also says whether SIGHUP reloads it or a restart is needed.
+conf_loader_keys() { # config.c -> one accepted setting path a line
+  awk 'BEGIN { pre["root"]=""; pre["pipeline"]="pipeline."; pre["log"]="log."; pre["tokens"]="tokens.";
+               pre["keys"]="keys."; pre["issuers"]="issuers."; pre["subject"]="profiles.subject.";
+               pre["profile"]="profiles."; pre["server"]="server."; pre["grant"]="grants.";
+               pre["ledger"]="ledger."; pre["crl"]="crl."; pre["confine"]="confine."; pre["metrics"]="metrics." }
+       /^static int load_[a-z_]+\(/ { fn=$3; sub(/\(.*/,"",fn); sub(/^load_/,"",fn) }
+       /(known|common|by_type)(\[[^]]*\])+ = \{/ { intab=1; p=(fn in pre) ? pre[fn] : "UNMAPPED(load_" fn ")." }
+       /vknown\[\] = \{/ { p="profiles.validity." }
+       intab { l=$0; while (match(l, /"[A-Za-z_]+"/)) { print p substr(l,RSTART+1,RLENGTH-2); l=substr(l,RSTART+RLENGTH) } }
+       intab && /NULL\};|^ *\};/ { intab=0 }' "$1" | sort -u
+}
+MAN5=$P/share/man/man5/certforged.conf.5
+CONFC=$SRC/engine/config/config.c
+conf_loader_keys "$CONFC" > "$D/conf.loader"
+# (an entry: a line "\fBKEY\fR ..." followed by its indented description)
+awk '/^\.SH /{insec = ($0 ~ /^\.SH SETTINGS/)}
+     insec && /^\.RS/ && prev ~ /^\\fB[A-Za-z_.\\&]+\\fR / { print prev } { prev=$0 }' "$MAN5" > "$D/conf.entries"
+sed 's/^\\fB//; s/\\fR .*//; s/\\&//g' "$D/conf.entries" | sort -u > "$D/conf.man"
+[ "$(wc -l < "$D/conf.loader")" -ge 60 ] && ! grep -q UNMAPPED "$D/conf.loader" && ok \
+  || fail "engine/config/config.c: could not read the loader's tables: $(grep UNMAPPED "$D/conf.loader" | head -3 | tr '\n' ' ')($(wc -l < "$D/conf.loader") settings)"
+[ "$(wc -l < "$D/conf.man")" -ge 60 ] && ok || fail "certforged.conf(5): only $(wc -l < "$D/conf.man") settings found under SETTINGS"
+# a group documented by its members (profiles.validity.max) counts as documented
+{ cat "$D/conf.man"; sed -n 's/^\(.*\)\.[^.]*$/\1/p' "$D/conf.man"; } | sort -u > "$D/conf.man+"
+unknown=$(comm -13 "$D/conf.loader" "$D/conf.man" | tr '\n' ' ')
+undoc=$(comm -23 "$D/conf.loader" "$D/conf.man+" | tr '\n' ' ')
+[ -z "$unknown" ] && ok || fail "certforged.conf(5) documents settings the loader does not accept: $unknown"
+[ -z "$undoc" ] && ok || fail "certforged.conf(5) lacks settings the loader accepts: $undoc"
+noreload=$(grep -vE '(reloaded|restart only)$' "$D/conf.entries" | sed 's/^\\fB//; s/\\fR.*//; s/\\&//g' | tr '\n' ' ')
+[ -z "$noreload" ] && ok || fail "certforged.conf(5): settings that say neither 'reloaded' nor 'restart only': $noreload"
+
 # --- systemd units ---------------------------------------------------------------------------
 if command -v systemd-analyze >/dev/null; then
   out=$(systemd-analyze verify --man=no "$P"/lib/systemd/system/*.service 2>&1) && [ -z "$out" ] && ok \
@@ -239,6 +278,6 @@ LD_PRELOAD="$SANLIBS" openssl list -providers -provider-path "$P/lib/ossl-module
 stop_daemon
 
 echo "test_install: $checks checks, $fails failed"
-min_checks=71
+min_checks=150
 [ "$checks" -ge "$min_checks" ] || echo "FAIL: only $checks checks made, want at least $min_checks" >&2
 [ "$fails" -eq 0 ] && [ "$checks" -ge "$min_checks" ]
