@@ -668,6 +668,24 @@ static int load_with(const char *extra, cfg_config **out)
     return rc;
 }
 
+/* base_conf plus `extra` (a line) must be refused, the message holding
+ * `at` (when given: "FILE:LINE: setting: ") and `want`. */
+static void expect_refused(const char *extra, const char *at, const char *want)
+{
+    cfg_config *c = NULL;
+    size_t n = strlen(extra) + 2;
+    char *line = malloc(n);
+    snprintf(line, n, "%s\n", extra);
+    CU_ASSERT_EQUAL(load_with(line, &c), -1);
+    if (c)
+        cfg_free(c);
+    if (!strstr(errbuf, want) || (at && !strstr(errbuf, at))) {
+        fprintf(stderr, "\n  got:  %s\n  want: %s%s\n", errbuf, at ? at : "", want);
+        CU_FAIL("message lacks the expected text");
+    }
+    free(line);
+}
+
 /* base_conf plus the server and grants sections above, edited. */
 static void refuse_srv(const char *from, const char *to, const char *want)
 {
@@ -895,20 +913,8 @@ static void test_confine_section(void)
         {"confine = { sandbox = true; };", "confine.sandbox: unknown setting in confine"},
         {"confine = { writable = []; };", "confine.writable: must not be empty"},
     };
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        size_t n = strlen(base_conf) + strlen(bad[i].text) + 2;
-        char *t = malloc(n);
-        snprintf(t, n, "%s%s\n", base_conf, bad[i].text);
-        c = NULL;
-        CU_ASSERT_EQUAL(load_text(t, &c), -1);
-        if (c)
-            cfg_free(c);
-        if (!strstr(errbuf, bad[i].want)) {
-            fprintf(stderr, "\n  got:  %s\n  want: %s\n", errbuf, bad[i].want);
-            CU_FAIL("message lacks the expected text");
-        }
-        free(t);
-    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        expect_refused(bad[i].text, NULL, bad[i].want);
 }
 
 /* ------------------------------------------------------------- metrics */
@@ -966,20 +972,8 @@ static void test_metrics_section(void)
         {"metrics = { listen = 9464; };", "expected a string"},
         {"metrics = { listen = \"\"; };", "must not be empty"},
     };
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        size_t n = strlen(base_conf) + strlen(bad[i].text) + 2;
-        char *t = malloc(n);
-        snprintf(t, n, "%s%s\n", base_conf, bad[i].text);
-        c = NULL;
-        CU_ASSERT_EQUAL(load_text(t, &c), -1);
-        if (c)
-            cfg_free(c);
-        if (!strstr(errbuf, bad[i].want) || !strstr(errbuf, at)) {
-            fprintf(stderr, "\n  got:  %s\n  want: %s%s\n", errbuf, at, bad[i].want);
-            CU_FAIL("message lacks the expected text");
-        }
-        free(t);
-    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        expect_refused(bad[i].text, at, bad[i].want);
     /* the group's own refusals */
     refuse_with("metrics = { listen = \"127.0.0.1:9464\"; };\n", "listen", "address",
                 "metrics.address: unknown setting in metrics");
