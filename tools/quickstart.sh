@@ -89,7 +89,7 @@ fi
 step "CA keys (generated inside the token: sensitive, non-extractable)"
 for k in root:ec-p384 nf-ca:ec-p256; do
   label=${k%%:*} type=${k#*:}
-  if "$cf" keys show "pkcs11:token=certforge-ca;object=$label" >/dev/null 2>&1; then
+  if "$cf" keys show --key "pkcs11:token=certforge-ca;object=$label" >/dev/null 2>&1; then
     echo "key '$label' reused"
   else
     "$cf" keys generate --type "$type" --label "$label"

@@ -191,6 +191,13 @@ expect 1 "no token matches pkcs11:token=nosuch" "$CF" keys generate --token "pkc
 expect 1 "key not found: pkcs11:object=nosuch" "$CF" keys show pkcs11:object=nosuch
 expect 1 "key not found: pkcs11:object=nosuch" "$CF" keys export-pub pkcs11:object=nosuch
 expect 1 "key not found: pkcs11:object=nosuch" "$CF" keys delete pkcs11:object=nosuch --yes
+# --key URI, the spelling ca uses; the lone argument stays accepted
+expect 1 "key not found: pkcs11:object=nosuch" "$CF" keys show --key pkcs11:object=nosuch
+expect 1 "key not found: pkcs11:object=nosuch" "$CF" keys csr --key pkcs11:object=nosuch --subject /CN=x
+expect 2 "the key is given twice (--key and 'pkcs11:object=b'); give it once" "$CF" keys show --key pkcs11:object=a pkcs11:object=b
+expect 2 "which key? --key URI" "$CF" keys export-pub
+expect 2 "option '--key' is unknown or needs an argument" "$CF" keys delete --yes --key
+check "keys show --key = keys show URI" bash -c 'diff <("$0" keys show --key "$1" --json) <("$0" keys show "$1" --json)' "$CF" "pkcs11:object=inted"
 expect 1 "key not found: pkcs11:object=nosuch" "$CF" ca init-root --key pkcs11:object=nosuch --subject /CN=x --out nosuch.pem
 expect 1 "PKCS#11 URI attribute 'bogus=1' is not recognised" "$CF" keys list --token "pkcs11:token=cli-test;bogus=1?module-path=$MOD"
 expect 1 "malformed PKCS#11 URI at attribute 'id=%zz'" "$CF" keys show "pkcs11:object=x;id=%zz"

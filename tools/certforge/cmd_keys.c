@@ -43,6 +43,12 @@ static const char keys_usage[] =
     "  --token URI   token (RFC 7512; module-path, pin-source); default $CERTFORGE_TOKEN\n"        \
     "  --help        this text\n"
 
+/* The key: --key URI, the spelling `ca` uses; a lone KEY-URI argument is
+ * still accepted (what these commands took before). */
+#define KEY_HELP                                                                                   \
+    "  --key URI     the key: object= and/or id=, its token part completes --token\n"              \
+    "                (the URI may also be given alone, as the only argument)\n"
+
 #define EXIT_HELP                                                                                  \
     "EXIT STATUS\n"                                                                                \
     "  0  success\n"                                                                               \
@@ -60,7 +66,8 @@ enum {
     OPT_YES,
     OPT_FORCE,
     OPT_SOCKET,
-    OPT_SUBJECT
+    OPT_SUBJECT,
+    OPT_KEY
 };
 
 /* The certificate object of a key, summarised (subject, notAfter,
@@ -477,38 +484,37 @@ static int keys_generate(int argc, char **argv)
 /* --- show / export-pub / delete ------------------------------------------------- */
 
 static const char show_help[] =
-    "usage: certforge keys show KEY-URI [--token URI] [--json]\n"
+    "usage: certforge keys show --key URI [--token URI] [--json]\n"
     "\n"
     "Shows one private key: label, id, type and size, sensitive, extractable,\n"
     "always-sensitive, never-extractable, generated on the token, usage, whether\n"
     "public key and certificate objects with its id exist (the certificate's\n"
-    "subject, notAfter and SHA-256 fingerprint), and its URI. KEY-URI selects the\n"
-    "key by object= and/or id=; its token part completes --token.\n"
+    "subject, notAfter and SHA-256 fingerprint), and its URI.\n"
     "\n"
-    "OPTIONS\n" COMMON_HELP "  --json        machine-readable output\n"
+    "OPTIONS\n" KEY_HELP COMMON_HELP "  --json        machine-readable output\n"
     "\n"
     "EXAMPLES\n"
-    "  certforge keys show 'pkcs11:token=CA;object=root-2025'\n"
+    "  certforge keys show --key 'pkcs11:token=CA;object=root-2025'\n"
     "\n" EXIT_HELP;
 
 static const char export_help[] =
-    "usage: certforge keys export-pub KEY-URI [--out FILE [--force]] [--token URI]\n"
+    "usage: certforge keys export-pub --key URI [--out FILE [--force]] [--token URI]\n"
     "\n"
     "Writes the key's public half as PEM (SubjectPublicKeyInfo, 'BEGIN PUBLIC KEY')\n"
     "to FILE or standard output. The private key never leaves the token.\n"
     "\n"
-    "OPTIONS\n"
+    "OPTIONS\n" KEY_HELP
     "  --out FILE    write here instead of standard output (mode 0644, through a\n"
     "                temporary file; a symlink, FIFO or device is refused; an\n"
     "                existing FILE is refused unless --force)\n"
     "  --force       replace an existing FILE\n" COMMON_HELP "\n"
     "EXAMPLES\n"
-    "  certforge keys export-pub 'pkcs11:token=CA;object=root-2025' --out root-2025.pub.pem\n"
+    "  certforge keys export-pub --key 'pkcs11:token=CA;object=root-2025' --out root-2025.pub.pem\n"
     "  openssl pkey -pubin -in root-2025.pub.pem -text -noout\n"
     "\n" EXIT_HELP;
 
 static const char csr_help[] =
-    "usage: certforge keys csr KEY-URI --subject DN [--out FILE [--force]] [--token URI]\n"
+    "usage: certforge keys csr --key URI --subject DN [--out FILE [--force]] [--token URI]\n"
     "\n"
     "Writes a PKCS#10 CSR for the key, signed by it inside the token (the signature\n"
     "algorithm that fits the key: ecdsa-with-SHA256/384, sha256WithRSAEncryption,\n"
@@ -516,22 +522,22 @@ static const char csr_help[] =
     "can certify it; the CSR is verified before it is written. Import the\n"
     "certificate it gives you with the key's ceremony ('certforge ca show --cert').\n"
     "\n"
-    "OPTIONS\n"
+    "OPTIONS\n" KEY_HELP
     "  --subject DN  e.g. '/C=FI/O=Example/CN=Example Issuing CA'\n"
     "  --out FILE    PEM output (default: standard output; mode 0644, through a\n"
     "                temporary file; a symlink, FIFO or device is refused; an\n"
     "                existing FILE is refused unless --force)\n"
     "  --force       replace an existing FILE\n" COMMON_HELP "\n"
     "EXAMPLES\n"
-    "  certforge keys csr 'pkcs11:token=CA;object=issuing-2025' \\\n"
+    "  certforge keys csr --key 'pkcs11:token=CA;object=issuing-2025' \\\n"
     "      --subject '/C=FI/O=Example/CN=Example Issuing CA' --out issuing.csr\n"
     "  openssl req -in issuing.csr -verify -noout -subject\n"
     "\n" EXIT_HELP;
 
 static const char delete_help[] =
-    "usage: certforge keys delete KEY-URI --yes [--force] [--socket PATH] [--token URI]\n"
+    "usage: certforge keys delete --key URI --yes [--force] [--socket PATH] [--token URI]\n"
     "\n"
-    "Destroys the private key KEY-URI selects, and the public key and certificate\n"
+    "Destroys the private key --key selects, and the public key and certificate\n"
     "objects that carry its CKA_ID, after printing what will go (with the\n"
     "certificate's subject and notAfter). There is no undo: a sensitive,\n"
     "non-extractable key has no backup outside the token. Without --yes nothing is\n"
@@ -674,9 +680,10 @@ static int key_command(enum key_op op, int argc, char **argv)
                                        {"force", no_argument, NULL, OPT_FORCE},
                                        {"socket", required_argument, NULL, OPT_SOCKET},
                                        {"subject", required_argument, NULL, OPT_SUBJECT},
+                                       {"key", required_argument, NULL, OPT_KEY},
                                        {0, 0, 0, 0}};
     const char *name = names[op];
-    const char *token = NULL, *out = NULL, *sock_opt = NULL, *subject = NULL;
+    const char *token = NULL, *out = NULL, *sock_opt = NULL, *subject = NULL, *key = NULL;
     bool json = false, yes = false, force = false;
     int c;
     opterr = 0;
@@ -714,6 +721,9 @@ static int key_command(enum key_op op, int argc, char **argv)
                 return cli_bad_option(name, argc, argv);
             subject = optarg;
             break;
+        case OPT_KEY:
+            key = optarg;
+            break;
         case OPT_HELP:
             fputs(helps[op], stdout);
             return CLI_OK;
@@ -721,11 +731,16 @@ static int key_command(enum key_op op, int argc, char **argv)
             return cli_bad_option(name, argc, argv);
         }
     }
-    if (optind >= argc)
-        return cli_usage("%s: which key? give its URI, e.g. 'pkcs11:token=CA;object=root'", name);
-    if (optind + 1 < argc)
+    if (key && optind < argc)
+        return cli_usage("%s: the key is given twice (--key and '%s'); give it once", name,
+                         argv[optind]);
+    if (!key && optind >= argc)
+        return cli_usage("%s: which key? --key URI, e.g. --key 'pkcs11:token=CA;object=root'",
+                         name);
+    if (!key && optind + 1 < argc)
         return cli_usage("%s: unexpected argument '%s'", name, argv[optind + 1]);
-    const char *key = argv[optind];
+    if (!key)
+        key = argv[optind];
     if (op == OP_DELETE && !yes)
         return cli_usage("%s: refusing to destroy %s without --yes (the private key, its public "
                          "key and certificate objects would be gone for good)",
