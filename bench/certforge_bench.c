@@ -57,8 +57,9 @@ static void usage(FILE *f)
             "                    openssl-x509: at most 10)\n"
             "  --rounds R        runs per mode and thread count; the median is shown (default 3)\n"
             "  --csrs N          distinct CSRs in the pool (default 2000)\n"
-            "  --csr-key TYPE    ec-p256 (default), ec-p384, rsa-2048, rsa-3072, ed25519\n"
-            "  --ca-key TYPE     ec-p256 (default), ec-p384, rsa-2048, rsa-3072, ed25519\n"
+            "  --csr-type TYPE   the CSRs' key type: ec-p256 (default), ec-p384, rsa-2048,\n"
+            "                    rsa-3072, ed25519 (the spelling of certforge keys generate)\n"
+            "  --ca-type TYPE    the CA key's type, the same choices\n"
             "  --verify MODE     all (default) | off: check every issued signature or none\n"
             "  --batch N         pipeline batch size (core, ipc; default 32)\n"
             "  --connections C   ipc: client connections (default 2)\n"
@@ -376,6 +377,9 @@ int main(int argc, char **argv)
         {"count", required_argument, NULL, 'n'},
         {"rounds", required_argument, NULL, 'r'},
         {"csrs", required_argument, NULL, 'c'},
+        {"csr-type", required_argument, NULL, 'k'},
+        {"ca-type", required_argument, NULL, 'K'},
+        /* the names before the one spelling: still accepted, not shown */
         {"csr-key", required_argument, NULL, 'k'},
         {"ca-key", required_argument, NULL, 'K'},
         {"verify", required_argument, NULL, 'v'},
