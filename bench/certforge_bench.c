@@ -81,7 +81,9 @@ static void usage(FILE *f)
             "                    (tools/pg-cluster.sh start DIR prints one for a throwaway\n"
             "                    cluster)\n"
             "  --cache DIR       CSR pool cache (default ~/.cache/certforge-bench)\n"
-            "  --json FILE       also write the results as JSON (one object per mode run)\n"
+            "  --json FILE       also write the results as JSON (one object per mode run);\n"
+            "                    '-': the JSON alone on standard output, the table on\n"
+            "                    standard error\n"
             "  --version         print the version\n"
             "\n"
             "COLUMNS\n"
@@ -582,12 +584,21 @@ int main(int argc, char **argv)
     run_meta_init();
     cf_outfile jo;
     char jerr[4400];
-    if (json && cf_outfile_open(&jo, json, 0644, 0, jerr, sizeof(jerr)) != 0) {
+    /* --json -: the JSON alone on standard output (as certforge's --json),
+     * the table and progress on standard error */
+    bool json_stdout = json && strcmp(json, "-") == 0;
+    if (json_stdout) {
+        int jfd = dup(STDOUT_FILENO);
+        if (jfd < 0 || !(jf = fdopen(jfd, "w")) || dup2(STDERR_FILENO, STDOUT_FILENO) < 0) {
+            fprintf(stderr, "certforge-bench: --json -: cannot set up standard output\n");
+            bench_setup_cleanup(&su);
+            return 1;
+        }
+    } else if (json && cf_outfile_open(&jo, json, 0644, 0, jerr, sizeof(jerr)) != 0) {
         fprintf(stderr, "certforge-bench: --json %s\n", jerr);
         bench_setup_cleanup(&su);
         return 1;
-    }
-    if (json)
+    } else if (json)
         jf = jo.f;
     printf("certforge-bench: %s CA key in SoftHSM, %zu distinct %s CSRs, ", su.ca_key, su.pool.n,
            su.csr_key);
@@ -661,7 +672,12 @@ int main(int argc, char **argv)
         print_compare(rows, nrows);
     if (jf) {
         fprintf(jf, "\n]\n");
-        if (cf_outfile_commit(&jo, jerr, sizeof(jerr)) != 0) {
+        if (json_stdout) {
+            if (fclose(jf) != 0) {
+                fprintf(stderr, "certforge-bench: --json -: writing standard output failed\n");
+                failed = 1;
+            }
+        } else if (cf_outfile_commit(&jo, jerr, sizeof(jerr)) != 0) {
             fprintf(stderr, "certforge-bench: %s\n", jerr);
             failed = 1;
         }

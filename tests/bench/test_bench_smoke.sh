@@ -50,6 +50,15 @@ else
     || fail "ipc: no daemon CPU time / peak RSS: $(jq -c '.[] | select(.mode == "ipc") | .daemon' "$D/out.json")"
 fi
 
+# --json -: the JSON alone on standard output, the table on standard error
+rc=0
+timeout 120 "$BENCH" --modes floor --threads 1 --count 50 --warmup 5 --rounds 1 --csrs 200 \
+  --cache "$D/cache" --json - --no-progress >"$D/stdout.json" 2>"$D/stderr.txt" || rc=$?
+[ $rc -eq 0 ] && ok || fail "certforge-bench --json - exited $rc"
+jq -e 'length == 1 and .[0].mode == "floor" and .[0].done == 50' "$D/stdout.json" >/dev/null 2>&1 && ok \
+  || fail "--json -: standard output is not the JSON alone: $(head -c 300 "$D/stdout.json")"
+grep -q '^floor ' "$D/stderr.txt" && ok || fail "--json -: the table is not on standard error"
+
 rc=0
 # Two threads: each gets its own token copy (concurrent SoftHSM logins on one
 # token folder failed some processes before).
