@@ -204,6 +204,23 @@ done
 # --- bash completion -------------------------------------------------------------------------
 out=$(bash -c ". /usr/share/bash-completion/bash_completion 2>/dev/null; . '$P/share/bash-completion/completions/certforge'; complete -p certforge certforged" 2>&1)
 grep -q "_certforge certforge" <<<"$out" && grep -q "_certforge_daemon certforged" <<<"$out" && ok || fail "completion: $out"
+# Every option certforge COMMAND [SUB] --help defines is offered by the
+# completion for that command (the completion function run as bash would).
+COMP=$P/share/bash-completion/completions/certforge
+comp_opts() { bash -c ". '$COMP'; _certforge_opts \"\$1\" \"\$2\"" _ "$1" "$2"; }
+for cs in "token init" "token change-pin" "keys list" "keys generate" "keys show" "keys export-pub" \
+          "keys csr" "keys delete" "ca init-root" "ca init-intermediate" "ca cross-sign" "ca show" \
+          "issue " "status " "csr-gen " "revoke " "crl " "ledger " "acme eab"; do
+  read -r c1 c2 <<<"$cs"
+  offered=" $(comp_opts "$c1" "${c2:-}") "
+  # acme has one --help for its subcommands: its options against the union
+  [ "$c1" = acme ] && offered=" $(comp_opts acme eab) $(comp_opts acme token) $(comp_opts acme status) "
+  missing=""
+  for o in $("$P/bin/certforge" $c1 ${c2:+$c2 ${c1:+}} --help 2>&1 | grep -oE -- '^ +--[a-z][a-z0-9-]+' | tr -d ' ' | sort -u); do
+    [[ $offered == *" $o "* ]] || missing="$missing $o"
+  done
+  [ -z "$missing" ] && ok || fail "completion for 'certforge $cs' lacks:$missing"
+done
 
 # --- libcertforge ------------------------------------------------------------------------------
 lib=$(readlink -f "$P/lib/libcertforge.so")
