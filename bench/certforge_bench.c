@@ -24,7 +24,6 @@
  */
 #include "bench/bench_common.h"
 #include "common/outfile.h"
-#include "gitrev.h" /* CF_GIT_REV, written at build time */
 
 #include <errno.h>
 #include <getopt.h>
@@ -215,6 +214,7 @@ static void print_row(const char *m, unsigned threads, const bench_result *r)
 /* Where and when the numbers were taken, in every JSON row: results are
  * compared across machines and days only with this beside them. */
 static char run_meta[1024];
+extern const char cf_git_rev[]; /* gitrev.c, written at build time (cmake/GitRevision.cmake) */
 
 /* A printable, JSON-safe copy of at most n-1 bytes of s (no quotes,
  * backslashes or control characters). */
@@ -272,7 +272,7 @@ static void run_meta_init(void)
              "\"kernel\": \"%s\", \"openssl\": \"%s\", \"softhsm\": \"%s\", \"version\": \"%s\", "
              "\"git_rev\": \"%s\"}",
              date, host, sysconf(_SC_NPROCESSORS_ONLN), model, kernel, ossl, softhsm, CF_VERSION,
-             CF_GIT_REV);
+             cf_git_rev);
 }
 
 static void json_row(FILE *jf, const char *m, unsigned threads, unsigned rounds,

@@ -5,6 +5,7 @@
 #   tools, bench ──▶ client ──▶ proto ──▶ common
 #   engine ──▶ {hsm, proto, common}      hsm ──▶ common
 #   acme ──▶ {client, common, engine/csr, engine/der, engine/confine}   tests ──▶ anything
+#   agent ──▶ {common, hsm, client, acme, engine/csr, engine/der, engine/confine}
 #   (tools and bench are the top: they may use every module but tests/)
 #
 # Checked over every #include "…" in ROOT's C sources (default: this
@@ -37,7 +38,7 @@ declare -A LAYERS=(
   [client]="common proto"
   [engine]="common hsm proto"
   [acme]="common client engine/csr engine/der engine/confine" # the CSR and DER parsers (no keys, no state): finalize reads CSRs; confine: its own confinement
-  [agent]="common client acme engine/csr engine/der engine/confine" # acme's JWS, token, store and anchors code; confine
+  [agent]="common hsm client acme engine/csr engine/der engine/confine" # hsm: NFs' account keys in a token; acme's JWS, token, store and anchors code; confine
   [tools]="common hsm proto client engine acme agent bench" # engine: `certforge ledger`; bench: csr_pool for csr-gen
   [bench]="common hsm proto client engine acme agent tools tests" # tests: throwaway tokens (cf_testutil.h)
   [tests]="*"
