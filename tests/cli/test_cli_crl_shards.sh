@@ -101,6 +101,7 @@ server = { socket = "$SOCK"; socket_mode = "0600"; };
 grants = ( { uid = $(id -u); profiles = ["nf"]; ops = ["issue", "revoke", "crl"]; } );
 ledger = { backend = "sqlite"; path = "ledger.db"; };
 crl = { dir = "crl"; interval = "1h"; validity = "1d"; revoke_delay = "1s"; };
+metrics = { listen = "127.0.0.1:0"; };
 CONF
 }
 write_conf $N
@@ -259,6 +260,19 @@ for k in $(seq 0 $((N - 1))); do
   [ "$(crlnum "crl/nf-ca-$k.crl")" = "${before[$k]}" ] && ok \
     || fail "shard $k was re-made after a revocation in shard $vk"
 done
+
+# --- metrics: crl_age_seconds{issuer} is the age of the least recently made shard -----------
+# (a lower bound only: the scrape happens after t0, so age >= t0 - oldest thisUpdate)
+port=$(sed -n 's/.*event=metrics_listen address=127\.0\.0\.1:\([0-9]*\).*/\1/p' certforged.log | head -1)
+oldest=
+for k in $(seq 0 $((N - 1))); do
+  tu=$(date -u -d "$(openssl crl -inform DER -in "crl/nf-ca-$k.crl" -noout -lastupdate | cut -d= -f2)" +%s)
+  [ -z "$oldest" ] || [ "$tu" -lt "$oldest" ] && oldest=$tu
+done
+t0=$(date +%s)
+age=$(curl -s --max-time 10 "http://127.0.0.1:$port/metrics" | sed -n 's/^certforge_crl_age_seconds{issuer="nf-ca"} //p')
+[ -n "$age" ] && [ "$age" -ge $((t0 - oldest)) ] && ok \
+  || fail "crl_age_seconds{issuer=\"nf-ca\"} is '$age', want >= $((t0 - oldest)) (the oldest shard's age; port '$port')"
 
 # --- shards the issuer lacks, bad --shard ---------------------------------------------------
 expect 1 "issuer 'nf-ca' has 4 CRL shards (0-3): no shard 4" "$CF" crl --issuer nf-ca --shard 4
