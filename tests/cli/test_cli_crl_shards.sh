@@ -229,6 +229,15 @@ for i in $(seq 1 40); do
       || fail "verify -crl_check (shard $k) refused unrevoked certs/$i.pem: $(cat v.txt)"
   fi
 done
+# another shard's CRL does not cover a certificate: its IDP names another URL
+# than the certificate's CDP (RFC 5280 §6.3.3 (b)(2)), and OpenSSL says "different CRL scope"
+for i in 1 2; do
+  k=$(( (SH[$i] + 1) % N ))
+  rc=0
+  openssl verify -crl_check -CAfile bundle.pem -CRLfile "s$k.pem" "certs/$i.pem" >v.txt 2>&1 || rc=$?
+  [ $rc -ne 0 ] && grep -q "different CRL scope" v.txt && ok \
+    || fail "verify -crl_check of certs/$i.pem (shard ${SH[$i]}) with shard $k's CRL: $(cat v.txt)"
+done
 # cRLNumbers: one sequence for the issuer, increasing across shards
 prev=0
 for k in $(seq 0 $((N - 1))); do

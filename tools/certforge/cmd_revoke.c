@@ -49,8 +49,8 @@ static const char revoke_help[] =
     "  2  usage error\n";
 
 static const char crl_help[] =
-    "usage: certforge crl --issuer NAME [--shard K] [--new] [--out FILE [--force]] [--der]\n"
-    "                     [--json] [--socket PATH]\n"
+    "usage: certforge crl --issuer NAME [--shard K] [--new] [--out FILE [--force]]\n"
+    "                     [--der] [--json] [--socket PATH]\n"
     "\n"
     "Fetches the latest CRL certforged made for an issuer (the name in its config's\n"
     "issuers list), or with --new has it make one now. Writes PEM to stdout, or to\n"
