@@ -263,12 +263,17 @@ int crl_make(const iss_issuer *is, unsigned shard, sgn_service *sgn, ledger *l, 
     char why[512];
     uint8_t sigalg[128];
     size_t sigalg_len = profile_sigalg_der(is->crl_mech, sigalg, sizeof(sigalg));
+    char who[200]; /* for messages: issuer 'nf-ca' [shard 3] */
+    if (is->crl_shards > 1)
+        snprintf(who, sizeof(who), "issuer '%.64s' shard %u", is->name, shard);
+    else
+        snprintf(who, sizeof(who), "issuer '%.64s'", is->name);
     if (der_out)
         *der_out = NULL;
     memset(out, 0, sizeof(*out));
     out->shard = shard;
     if (!sigalg_len) {
-        snprintf(err, errlen, "issuer '%s': no AlgorithmIdentifier for %s", is->name,
+        snprintf(err, errlen, "%s: no AlgorithmIdentifier for %s", who,
                  cf_sig_alg_name(is->crl_mech));
         goto out;
     }
@@ -278,12 +283,12 @@ int crl_make(const iss_issuer *is, unsigned shard, sgn_service *sgn, ledger *l, 
         (sharded ? snprintf(fname, sizeof(fname), "%s-%u", is->name, shard)
                  : snprintf(fname, sizeof(fname), "%s", is->name)) >= (int)sizeof(fname) ||
         (sharded && (!is->crl_dp || profile_crl_dp_uri(is->crl_dp, shard, idp, sizeof(idp)) != 0))) {
-        snprintf(err, errlen, "issuer '%s': no CRL shard %u (it has %u)", is->name, shard,
+        snprintf(err, errlen, "%s: no CRL shard %u (it has %u)", who, shard,
                  is->crl_shards);
         goto out;
     }
     if (ledger_list_revoked(l, is->key->name, now, collect, &e, why, sizeof(why)) != 0 || e.bad) {
-        snprintf(err, errlen, "issuer '%s': cannot list revocations: %s", is->name,
+        snprintf(err, errlen, "%s: cannot list revocations: %s", who,
                  e.bad == 2 ? "out of memory"
                  : e.bad    ? "a serial in the ledger is not hex"
                             : why);
@@ -291,7 +296,7 @@ int crl_make(const iss_issuer *is, unsigned shard, sgn_service *sgn, ledger *l, 
     }
     uint64_t number = 0;
     if (ledger_crl_next_number(l, is->key->name, &number, why, sizeof(why)) != 0) {
-        snprintf(err, errlen, "issuer '%s': no cRLNumber: %s", is->name, why);
+        snprintf(err, errlen, "%s: no cRLNumber: %s", who, why);
         goto out;
     }
     int64_t next = now + (int64_t)validity_s;
@@ -305,7 +310,7 @@ int crl_make(const iss_issuer *is, unsigned shard, sgn_service *sgn, ledger *l, 
     free(e.v); /* encoded: the list is no longer needed (peak memory) */
     e.v = NULL;
     if (der_w_finish(&w, &tbs_len) != DER_OK) {
-        snprintf(err, errlen, "issuer '%s': cannot encode the CRL (%s)", is->name,
+        snprintf(err, errlen, "%s: cannot encode the CRL (%s)", who,
                  der_err_name(der_w_finish(&w, &tbs_len)));
         goto out;
     }
@@ -316,7 +321,7 @@ int crl_make(const iss_issuer *is, unsigned shard, sgn_service *sgn, ledger *l, 
     const EVP_MD *h = mech_md(is->crl_mech);
     if (h) {
         if (EVP_Digest(tbs, tbs_len, md, &mdlen, h, NULL) != 1) {
-            snprintf(err, errlen, "issuer '%s': digest failed", is->name);
+            snprintf(err, errlen, "%s: digest failed", who);
             goto out;
         }
         in = md;
@@ -327,7 +332,7 @@ int crl_make(const iss_issuer *is, unsigned shard, sgn_service *sgn, ledger *l, 
     unsigned long rv = 0;
     if (sgn_sign(sgn, is->key->idx, is->crl_mech, in, inlen, sig, &siglen, &rv, why, sizeof(why)) !=
         0) {
-        snprintf(err, errlen, "issuer '%s': HSM: %s", is->name, why);
+        snprintf(err, errlen, "%s: HSM: %s", who, why);
         goto out;
     }
     size_t crl_cap = tbs_len + sigalg_len + siglen + 32, crl_len = 0;
@@ -340,7 +345,7 @@ int crl_make(const iss_issuer *is, unsigned shard, sgn_service *sgn, ledger *l, 
     der_w_bits(&w, sig, siglen);
     der_w_end(&w);
     if (der_w_finish(&w, &crl_len) != DER_OK) {
-        snprintf(err, errlen, "issuer '%s': cannot assemble the CRL", is->name);
+        snprintf(err, errlen, "%s: cannot assemble the CRL", who);
         goto out;
     }
     free(tbs); /* copied into the CRL */
@@ -361,19 +366,19 @@ int crl_make(const iss_issuer *is, unsigned shard, sgn_service *sgn, ledger *l, 
                   der_done(&in_crl) == DER_OK && unused == 0;
     if (!parsed || !sig_ok(is->key->pub, is->crl_mech, tbs_tlv.raw, tbs_tlv.rawlen, bits, nbits)) {
         snprintf(err, errlen,
-                 "issuer '%s': the CRL's signature does not verify with the issuer key (HSM "
+                 "%s: the CRL's signature does not verify with the issuer key (HSM "
                  "fault?); not published",
-                 is->name);
+                 who);
         goto out;
     }
     if (ledger_crl_store(l, lname, number, now, next, crl, crl_len, why, sizeof(why)) !=
         0) {
-        snprintf(err, errlen, "issuer '%s': cannot store CRL %llu: %s", is->name,
+        snprintf(err, errlen, "%s: cannot store CRL %llu: %s", who,
                  (unsigned long long)number, why);
         goto out;
     }
     if (dir && publish(dir, fname, crl, crl_len, why, sizeof(why)) != 0) {
-        snprintf(err, errlen, "issuer '%s': %s", is->name, why);
+        snprintf(err, errlen, "%s: %s", who, why);
         goto out;
     }
     out->number = number;
@@ -389,7 +394,7 @@ int crl_make(const iss_issuer *is, unsigned shard, sgn_service *sgn, ledger *l, 
     rc = 0;
     goto out;
 oom:
-    snprintf(err, errlen, "issuer '%s': out of memory", is->name);
+    snprintf(err, errlen, "%s: out of memory", who);
 out:
     free(e.v);
     free(tbs);
