@@ -456,9 +456,8 @@ static void on_crl(const iss_issuer *is, const crl_made *m, const char *err, voi
         struct tm tm;
         if (gmtime_r(&t, &tm))
             strftime(nu, sizeof(nu), "%Y-%m-%dT%H:%M:%SZ", &tm);
-        cf_log(CF_LOG_INFO, "crl",
-               "issuer=%s%s number=%llu entries=%zu bytes=%zu next_update=%s", is->name, sh,
-               (unsigned long long)m->number, m->entries, m->len, nu);
+        cf_log(CF_LOG_INFO, "crl", "issuer=%s%s number=%llu entries=%zu bytes=%zu next_update=%s",
+               is->name, sh, (unsigned long long)m->number, m->entries, m->len, nu);
     }
     else
         cf_log(CF_LOG_ERROR, "crl_failed", "issuer=%s err=%s", is->name,

@@ -696,8 +696,8 @@ size_t proto_enc_crl_req(uint8_t *buf, size_t cap, uint64_t id, cf_str issuer, b
     return proto_enc_crl_shard_req(buf, cap, id, issuer, 0, fresh);
 }
 
-size_t proto_enc_crl_shard_req(uint8_t *buf, size_t cap, uint64_t id, cf_str issuer,
-                               unsigned shard, bool fresh)
+size_t proto_enc_crl_shard_req(uint8_t *buf, size_t cap, uint64_t id, cf_str issuer, unsigned shard,
+                               bool fresh)
 {
     proto_req q;
     memset(&q, 0, sizeof(q));

@@ -574,8 +574,7 @@ static int load_keys(ld *l, const config_setting_t *root, cfg_config *c)
 
 static int load_issuers(ld *l, const config_setting_t *root, cfg_config *c)
 {
-    static const char *const known[] = {"name", "key", "certificate", "chain", "crl_shards",
-                                        NULL};
+    static const char *const known[] = {"name", "key", "certificate", "chain", "crl_shards", NULL};
     config_setting_t *list;
     int n;
     if (top_list(l, root, "issuers", &list, &n))
@@ -1702,8 +1701,8 @@ int cfg_restart_diff(const cfg_config *o, const cfg_config *n, char *err, size_t
         if (str_eq(o->issuers[i].name, n->issuers[i].name) &&
             o->issuers[i].crl_shards != n->issuers[i].crl_shards) {
             char what[160];
-            snprintf(what, sizeof(what), "issuer '%.64s' crl_shards (%u -> %u)",
-                     n->issuers[i].name, o->issuers[i].crl_shards, n->issuers[i].crl_shards);
+            snprintf(what, sizeof(what), "issuer '%.64s' crl_shards (%u -> %u)", n->issuers[i].name,
+                     o->issuers[i].crl_shards, n->issuers[i].crl_shards);
             return restart_needed(n, n->issuers[i].line, what, err, errlen);
         }
     if (!issuers_equal(o, n))

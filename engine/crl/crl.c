@@ -161,8 +161,9 @@ static void w_tbs(der_w *w, const iss_issuer *is, const uint8_t *sigalg, size_t 
     der_w_end(w);
 }
 
-/* Write dir/NAME.crl (NAME: ISSUER, or ISSUER-K for shard K) atomically: a reader sees the old file or the new
- * one, never a part; after a crash, one of the two. */
+/* Write dir/NAME.crl (NAME: ISSUER, or ISSUER-K for shard K) atomically: a
+ * reader sees the old file or the new one, never a part; after a crash, one
+ * of the two. */
 static int publish(const char *dir, const char *name, const uint8_t *der, size_t len, char *err,
                    size_t errlen)
 {
@@ -282,8 +283,9 @@ int crl_make(const iss_issuer *is, unsigned shard, sgn_service *sgn, ledger *l, 
     if (shard >= is->crl_shards || crl_ledger_name(is, shard, lname, sizeof(lname)) != 0 ||
         (sharded ? snprintf(fname, sizeof(fname), "%s-%u", is->name, shard)
                  : snprintf(fname, sizeof(fname), "%s", is->name)) >= (int)sizeof(fname) ||
-        (sharded && (!is->crl_dp || profile_crl_dp_uri(is->crl_dp, shard, idp, sizeof(idp)) != 0))) {
-        snprintf(err, errlen, "%s: no CRL shard %u (it has %u)", who, shard,
+        (sharded &&
+         (!is->crl_dp || profile_crl_dp_uri(is->crl_dp, shard, idp, sizeof(idp)) != 0))) {
+        snprintf(err, errlen, "issuer '%.64s': no CRL shard %u (it has %u)", is->name, shard,
                  is->crl_shards);
         goto out;
     }
@@ -371,10 +373,9 @@ int crl_make(const iss_issuer *is, unsigned shard, sgn_service *sgn, ledger *l, 
                  who);
         goto out;
     }
-    if (ledger_crl_store(l, lname, number, now, next, crl, crl_len, why, sizeof(why)) !=
-        0) {
-        snprintf(err, errlen, "%s: cannot store CRL %llu: %s", who,
-                 (unsigned long long)number, why);
+    if (ledger_crl_store(l, lname, number, now, next, crl, crl_len, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "%s: cannot store CRL %llu: %s", who, (unsigned long long)number,
+                 why);
         goto out;
     }
     if (dir && publish(dir, fname, crl, crl_len, why, sizeof(why)) != 0) {
@@ -504,8 +505,8 @@ int crl_pub_start(const crl_pub_opts *o, crl_pub **out, char *err, size_t errlen
             crl_made m;
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
-            if (crl_make(is, k, iss_signer(o->iss), o->l, o->dir, (int64_t)ts.tv_sec,
-                         o->validity_s, NULL, &m, err, errlen) != 0)
+            if (crl_make(is, k, iss_signer(o->iss), o->l, o->dir, (int64_t)ts.tv_sec, o->validity_s,
+                         NULL, &m, err, errlen) != 0)
                 return -1;
             if (o->log)
                 o->log(is, &m, NULL, o->log_arg);

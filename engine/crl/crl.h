@@ -46,8 +46,8 @@ typedef struct crl_made {
  * NULL when the caller does not want the bytes. Returns 0, or -1 with err
  * (nothing published; also for a shard the issuer does not have). */
 CF_WUR int crl_make(const iss_issuer *is, unsigned shard, sgn_service *sgn, ledger *l,
-                    const char *dir, int64_t now, uint64_t validity_s, uint8_t **der,
-                    crl_made *out, char *err, size_t errlen);
+                    const char *dir, int64_t now, uint64_t validity_s, uint8_t **der, crl_made *out,
+                    char *err, size_t errlen);
 /* The name a shard's CRLs are stored under in the ledger's crls table: the
  * key's name, or "KEY#K" when the issuer is sharded. 0 or -1 (too long). */
 CF_WUR int crl_ledger_name(const iss_issuer *is, unsigned shard, char *out, size_t cap);

@@ -743,8 +743,7 @@ int profile_compile(const cfg_profile *cp, const uint8_t *issuer_cert_der, size_
     size_t ext_max = 0;
     for (unsigned k = 0; k < p->n_shards; k++) {
         char dp[CFG_URL_MAX + 16];
-        if (p->n_shards > 1 &&
-            profile_crl_dp_uri(cp->crl_dp, k, dp, sizeof(dp)) != 0) {
+        if (p->n_shards > 1 && profile_crl_dp_uri(cp->crl_dp, k, dp, sizeof(dp)) != 0) {
             msg(err, errlen, "profile '%s': crl_dp too long for shard %u", cp->name, k);
             goto out;
         }

@@ -1318,8 +1318,7 @@ static void restart_diff_sharded(const char *from, const char *to, const char *w
         int rc = cfg_restart_diff(o, n, err, sizeof(err));
         CU_ASSERT_EQUAL(rc, want ? -1 : 0);
         if (want && !strstr(err, want)) {
-            fprintf(stderr, "\n  edit '%s' -> '%s'\n  got:  %s\n  want: %s\n", from, to, err,
-                    want);
+            fprintf(stderr, "\n  edit '%s' -> '%s'\n  got:  %s\n  want: %s\n", from, to, err, want);
             CU_FAIL("refusal lacks the expected text");
         }
     }

@@ -347,8 +347,7 @@ summary:
         if (has_shard)
             snprintf(sh, sizeof(sh), " shard %lu", shard);
         printf("%s: CRL number %ld of issuer %s%s, %d revoked, next update %s\n", out,
-               num ? ASN1_INTEGER_get(num) : -1L, issuer, sh, rv ? sk_X509_REVOKED_num(rv) : 0,
-               nu);
+               num ? ASN1_INTEGER_get(num) : -1L, issuer, sh, rv ? sk_X509_REVOKED_num(rv) : 0, nu);
         ASN1_INTEGER_free(num);
     }
     rc = CLI_OK;
