@@ -1428,6 +1428,24 @@ static int load_metrics(ld *l, const config_setting_t *root, cfg_metrics *m)
 }
 
 /* Sections of the file. */
+/* A sharded issuer needs a crl_dp template (from its nf/sepp profiles):
+ * each shard's CRL names its URL in its issuingDistributionPoint. */
+static int check_shards(ld *l, const config_setting_t *root, const cfg_config *c)
+{
+    const config_setting_t *list = config_setting_get_member(root, "issuers");
+    for (size_t i = 0; list && i < c->n_issuers; i++) {
+        const cfg_issuer *is = &c->issuers[i];
+        if (is->crl_shards > 1 && !is->crl_dp)
+            return fail(l,
+                        config_setting_get_member(
+                            config_setting_get_elem(list, (unsigned)i), "crl_shards"),
+                        "issuer '%s' has no nf or sepp profile with a crl_dp: its %u CRL shards "
+                        "would name no URL (remove crl_shards)",
+                        is->name, is->crl_shards);
+    }
+    return 0;
+}
+
 static int load_root(ld *l, config_t *cf, cfg_config *c)
 {
     static const char *const known[] = {"tokens",  "keys",    "issuers", "profiles", "pipeline",
@@ -1440,7 +1458,8 @@ static int load_root(ld *l, config_t *cf, cfg_config *c)
      * grants last: they name profiles */
     if (load_pipeline(l, root, &c->pipeline) || load_log(l, root, &c->log) ||
         load_server(l, root, &c->server) || load_tokens(l, root, c) || load_keys(l, root, c) ||
-        load_issuers(l, root, c) || load_profiles(l, root, c) || load_grants(l, root, c) ||
+        load_issuers(l, root, c) || load_profiles(l, root, c) || check_shards(l, root, c) ||
+        load_grants(l, root, c) ||
         load_ledger(l, root, &c->ledger) || load_crl(l, root, &c->crl) ||
         load_confine(l, root, &c->confine) || load_metrics(l, root, &c->metrics))
         return -1;

@@ -959,6 +959,22 @@ static void test_crl_shards(void)
                    "holds {shard}, but issuer 'nf-ca' has one CRL (set crl_shards in the issuer, "
                    "or remove {shard})");
     refuse_sharded("crl_shards = 4;", "", "holds {shard}, but issuer 'nf-ca' has one CRL");
+    /* ic-ca sharded, but its only profile (sepp) moved to nf-ca: no URL */
+    t = sharded("issuer = \"ic-ca\";\n    subject = { C = \"DE\"",
+                "issuer = \"nf-ca\";\n    subject = { C = \"DE\"");
+    t2 = sub(t, "\"ldap://ldap.example.net/cn=ic-ca\"",
+             "\"http://crl.example.net/nf-ca/{shard}.crl\"");
+    free(t);
+    t = sub(t2, "certificate = \"ic-ca.pem\";", "certificate = \"ic-ca.pem\"; crl_shards = 2;");
+    CU_ASSERT_EQUAL(load_text(t, &c), -1);
+    if (!strstr(errbuf, "test.conf:6: issuers[1].crl_shards: issuer 'ic-ca' has no nf or sepp "
+                        "profile with a crl_dp: its 2 CRL shards would name no URL (remove "
+                        "crl_shards)")) {
+        fprintf(stderr, "\n  got: %s\n", errbuf);
+        CU_FAIL("sharded issuer without crl_dp");
+    }
+    free(t2);
+    free(t);
 }
 
 static void test_confine_section(void)
