@@ -1442,6 +1442,18 @@ static int check_shards(ld *l, const config_setting_t *root, const cfg_config *c
                         "issuer '%s' has no nf or sepp profile with a crl_dp: its %u CRL shards "
                         "would name no URL (remove crl_shards)",
                         is->name, is->crl_shards);
+        /* shard K is published as NAME-K.crl: no other issuer may be named so */
+        size_t nl = strlen(is->name);
+        for (size_t j = 0; is->crl_shards > 1 && j < c->n_issuers; j++) {
+            const char *o = c->issuers[j].name;
+            if (j == i || strncmp(o, is->name, nl) != 0 || o[nl] != '-' || !o[nl + 1] ||
+                strspn(o + nl + 1, "0123456789") != strlen(o + nl + 1))
+                continue;
+            return fail(l, config_setting_get_elem(list, (unsigned)j),
+                        "issuer name '%s' is a CRL file name of sharded issuer '%s' (%s-K.crl): "
+                        "rename one of them",
+                        o, is->name, is->name);
+        }
     }
     return 0;
 }

@@ -975,6 +975,28 @@ static void test_crl_shards(void)
     }
     free(t2);
     free(t);
+    /* nf-ca's shard 1 is published as nf-ca-1.crl: no issuer may be named so */
+    t = sharded("{ name = \"ic-ca\"; key", "{ name = \"nf-ca-1\"; key");
+    t2 = sub(t, "issuer = \"ic-ca\";", "issuer = \"nf-ca-1\";");
+    CU_ASSERT_EQUAL(load_text(t2, &c), -1);
+    if (!strstr(errbuf, "test.conf:6: issuers[1]: issuer name 'nf-ca-1' is a CRL file name of "
+                        "sharded issuer 'nf-ca' (nf-ca-K.crl): rename one of them")) {
+        fprintf(stderr, "\n  got: %s\n", errbuf);
+        CU_FAIL("an issuer named as a shard's file");
+    }
+    free(t2);
+    free(t);
+    /* ... a name that is not NAME-DIGITS is fine */
+    t = sharded("{ name = \"ic-ca\"; key", "{ name = \"nf-ca-x1\"; key");
+    t2 = sub(t, "issuer = \"ic-ca\";", "issuer = \"nf-ca-x1\";");
+    rc = load_text(t2, &c);
+    CU_ASSERT_EQUAL(rc, 0);
+    if (rc == 0)
+        cfg_free(c);
+    else
+        fprintf(stderr, "\n  got: %s\n", errbuf);
+    free(t2);
+    free(t);
 }
 
 static void test_confine_section(void)
