@@ -294,7 +294,7 @@ static int crl_point(scale *s, size_t want)
     uint64_t rss0 = bench_proc_kib(getpid(), "VmRSS:");
     crl_made m;
     double t0 = bench_now();
-    if (crl_make(is, s->sgn, s->l, dir, s->now + 1, 86400, NULL, &m, err, sizeof(err)) != 0) {
+    if (crl_make(is, 0, s->sgn, s->l, dir, s->now + 1, 86400, NULL, &m, err, sizeof(err)) != 0) {
         fprintf(stderr, "ledger-scale: CRL of %zu entries: %s\n", want, err);
         return -1;
     }

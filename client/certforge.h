@@ -104,6 +104,12 @@ int cf_client_submit_revoke(cf_client *c, const uint8_t *serial, size_t serial_l
 /* CRL: the latest CRL of the named issuer (the answer's `crl`); fresh
  * (non-zero): a CRL made for this request. */
 int cf_client_submit_crl(cf_client *c, cf_str issuer, int fresh, uint64_t *id_out);
+/* The same for CRL shard `shard` (0-65535) of an issuer with crl_shards
+ * (docs/crl.md); shard 0 of an unsharded issuer is its only CRL, and
+ * cf_client_submit_crl() asks for shard 0. A shard the issuer does not
+ * have is answered NOT_FOUND. */
+int cf_client_submit_crl_shard(cf_client *c, cf_str issuer, unsigned shard, int fresh,
+                               uint64_t *id_out);
 
 /* Send every queued request, reading answers meanwhile. timeout_ms: -1
  * forever. 0 all sent; 1 timeout or the receive buffer is full; -1 error. */
@@ -168,6 +174,8 @@ int cf_sign_one(cf_client *c, const cf_sign_req *req, int timeout_ms, cf_respons
 int cf_revoke_one(cf_client *c, const uint8_t *serial, size_t serial_len, unsigned reason,
                   cf_str requester, int timeout_ms, cf_response *out);
 int cf_crl_one(cf_client *c, cf_str issuer, int fresh, int timeout_ms,
-               cf_response *out); /* out->crl */
+               cf_response *out); /* out->crl; shard 0 */
+int cf_crl_shard_one(cf_client *c, cf_str issuer, unsigned shard, int fresh, int timeout_ms,
+                     cf_response *out); /* out->crl */
 
 #endif

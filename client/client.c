@@ -416,7 +416,7 @@ static size_t enc_revoke(uint8_t *b, size_t cap, uint64_t id, const void *req)
 static size_t enc_crl(uint8_t *b, size_t cap, uint64_t id, const void *req)
 {
     const proto_crl_req *q = req;
-    return proto_enc_crl_req(b, cap, id, q->issuer, q->fresh);
+    return proto_enc_crl_shard_req(b, cap, id, q->issuer, q->shard, q->fresh);
 }
 
 int cf_client_submit_sign(cf_client *c, const cf_sign_req *req, uint64_t *id_out)
@@ -434,7 +434,13 @@ int cf_client_submit_revoke(cf_client *c, const uint8_t *serial, size_t serial_l
 
 int cf_client_submit_crl(cf_client *c, cf_str issuer, int fresh, uint64_t *id_out)
 {
-    proto_crl_req q = {.issuer = issuer, .fresh = fresh != 0};
+    return cf_client_submit_crl_shard(c, issuer, 0, fresh, id_out);
+}
+
+int cf_client_submit_crl_shard(cf_client *c, cf_str issuer, unsigned shard, int fresh,
+                               uint64_t *id_out)
+{
+    proto_crl_req q = {.issuer = issuer, .fresh = fresh != 0, .shard = shard};
     return queue_frame(c, enc_crl, &q, id_out);
 }
 
@@ -682,11 +688,17 @@ int cf_revoke_one(cf_client *c, const uint8_t *serial, size_t serial_len, unsign
 static int sub_crl(cf_client *c, const void *req, uint64_t *id)
 {
     const proto_crl_req *q = req;
-    return cf_client_submit_crl(c, q->issuer, q->fresh, id);
+    return cf_client_submit_crl_shard(c, q->issuer, q->shard, q->fresh, id);
 }
 
 int cf_crl_one(cf_client *c, cf_str issuer, int fresh, int timeout_ms, cf_response *out)
 {
-    proto_crl_req q = {.issuer = issuer, .fresh = fresh != 0};
+    return cf_crl_shard_one(c, issuer, 0, fresh, timeout_ms, out);
+}
+
+int cf_crl_shard_one(cf_client *c, cf_str issuer, unsigned shard, int fresh, int timeout_ms,
+                     cf_response *out)
+{
+    proto_crl_req q = {.issuer = issuer, .fresh = fresh != 0, .shard = shard};
     return one(c, sub_crl, &q, timeout_ms, out);
 }

@@ -278,7 +278,35 @@ typedef struct certforged {
     /* what a reload changes outside the engine's config generations */
     cf_log_level log_level;
     _Atomic uint64_t crl_validity_s; /* CRL --new (admin thread) */
+    /* thisUpdate of every issuer's every shard's latest CRL: the metric
+     * crl_age_seconds{issuer} is the oldest shard's age */
+    pthread_mutex_t crl_mu;
+    int64_t *crl_tu;
+    size_t *crl_base; /* per issuer: its first slot in crl_tu */
 } certforged;
+
+static int find_key(const ledger_rec *r, void *arg)
+{
+    snprintf(arg, 256, "%s", r->issuer_key ? r->issuer_key : "");
+    return 0;
+}
+
+/* A certificate was revoked: its shard's CRL of every issuer signing with
+ * its key is remade within revoke_delay (docs/crl.md). */
+static void kick_shard(certforged *a, const char *hex, const uint8_t *serial, size_t serial_len)
+{
+    if (!a->pub)
+        return;
+    char key[256] = "", err[512];
+    if (ledger_find(a->led, hex, find_key, key, err, sizeof(err)) != 1)
+        key[0] = 0; /* unknown: every issuer's shard of that serial */
+    const iss_set *iss = cf_engine_issuers(a->eng);
+    for (size_t i = 0; i < iss_nissuers(iss); i++) {
+        const iss_issuer *is = iss_issuer_at(iss, i);
+        if (!key[0] || strcmp(is->key->name, key) == 0)
+            crl_pub_kick(a->pub, i, profile_crl_shard(serial, serial_len, is->crl_shards));
+    }
+}
 
 /* REVOKE (admin thread): record it, then have the CRLs remade soon. */
 static cf_status do_revoke(void *arg, const proto_revoke_req *r, uint32_t peer_uid,
@@ -315,7 +343,7 @@ static cf_status do_revoke(void *arg, const proto_revoke_req *r, uint32_t peer_u
                "serial=%s reason=%s peer_uid=%u requester=%s", hex, cf_reason_name(rs), peer_uid,
                rq);
         if (rc == 0)
-            crl_pub_kick(a->pub);
+            kick_shard(a, hex, r->serial, r->serial_len);
         return CF_ST_OK;
     case 2:
         snprintf(msg, msglen, "no certificate with serial %s in the ledger", hex);
@@ -350,8 +378,8 @@ static int copy_crl(uint64_t number, int64_t tu, int64_t nu, const uint8_t *der,
 
 /* CRL (admin thread): the latest CRL of the issuer, from the ledger (so
  * several engines sharing a ledger answer the same one). */
-static cf_status do_crl(void *arg, cf_str issuer, bool fresh, uint8_t **der, size_t *len,
-                        char *msg, size_t msglen)
+static cf_status do_crl(void *arg, cf_str issuer, unsigned shard, bool fresh, uint8_t **der,
+                        size_t *len, char *msg, size_t msglen)
 {
     certforged *a = arg;
     const iss_set *iss = cf_engine_issuers(a->eng);
@@ -361,13 +389,18 @@ static cf_status do_crl(void *arg, cf_str issuer, bool fresh, uint8_t **der, siz
                  issuer.p);
         return CF_ST_NOT_FOUND;
     }
+    if (shard >= is->crl_shards) {
+        snprintf(msg, msglen, "issuer '%s' has %u CRL shard%s (0-%u): no shard %u", is->name,
+                 is->crl_shards, is->crl_shards == 1 ? "" : "s", is->crl_shards - 1, shard);
+        return CF_ST_NOT_FOUND;
+    }
     crl_copy c = {0};
-    char err[800];
+    char err[800], lname[300];
     if (fresh) { /* certforge crl --new: made now, for this request */
         crl_made m;
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        if (crl_make(is, iss_signer(iss), a->led, a->cfg->crl.dir, (int64_t)ts.tv_sec,
+        if (crl_make(is, shard, iss_signer(iss), a->led, a->cfg->crl.dir, (int64_t)ts.tv_sec,
                      atomic_load(&a->crl_validity_s), der, &m, err, sizeof(err)) != 0) {
             on_crl(is, NULL, err, a);
             snprintf(msg, msglen, "no CRL made: %s", err);
@@ -377,13 +410,17 @@ static cf_status do_crl(void *arg, cf_str issuer, bool fresh, uint8_t **der, siz
         *len = m.len;
         return CF_ST_OK;
     }
-    int rc = ledger_crl_latest(a->led, is->key->name, copy_crl, &c, err, sizeof(err));
+    if (crl_ledger_name(is, shard, lname, sizeof(lname)) != 0) {
+        snprintf(msg, msglen, "issuer '%s': key name too long", is->name);
+        return CF_ST_INTERNAL;
+    }
+    int rc = ledger_crl_latest(a->led, lname, copy_crl, &c, err, sizeof(err));
     if (rc < 0) {
         snprintf(msg, msglen, "the ledger could not be read: %s", err);
         return CF_ST_LEDGER_FAILURE;
     }
     if (rc == 0) {
-        snprintf(msg, msglen, "no CRL made for issuer '%s' yet", is->name);
+        snprintf(msg, msglen, "no CRL made for issuer '%s' shard %u yet", is->name, shard);
         return CF_ST_NOT_FOUND;
     }
     if (!c.der) {
@@ -397,10 +434,21 @@ static cf_status do_crl(void *arg, cf_str issuer, bool fresh, uint8_t **der, siz
 
 static void on_crl(const iss_issuer *is, const crl_made *m, const char *err, void *arg)
 {
-    const certforged *d = arg;
-    char q[800];
-    if (m && d)
-        met_crl_made(d->metrics, is->idx, m->this_update);
+    certforged *d = arg;
+    char q[800], sh[32] = "";
+    if (is->crl_shards > 1)
+        snprintf(sh, sizeof(sh), " shard=%u", m ? m->shard : 0);
+    if (m && d && d->crl_tu) {
+        pthread_mutex_lock(&d->crl_mu);
+        int64_t *tu = d->crl_tu + d->crl_base[is->idx];
+        tu[m->shard] = m->this_update;
+        int64_t oldest = m->this_update;
+        for (unsigned k = 0; k < is->crl_shards; k++)
+            if (tu[k] && tu[k] < oldest)
+                oldest = tu[k];
+        met_crl_made(d->metrics, is->idx, oldest);
+        pthread_mutex_unlock(&d->crl_mu);
+    }
     if (m) {
         /* ISO 8601 UTC, as every other time in the log */
         char nu[32] = "-";
@@ -408,8 +456,8 @@ static void on_crl(const iss_issuer *is, const crl_made *m, const char *err, voi
         struct tm tm;
         if (gmtime_r(&t, &tm))
             strftime(nu, sizeof(nu), "%Y-%m-%dT%H:%M:%SZ", &tm);
-        cf_log(CF_LOG_INFO, "crl", "issuer=%s number=%llu entries=%zu bytes=%zu next_update=%s",
-               is->name, (unsigned long long)m->number, m->entries, m->len, nu);
+        cf_log(CF_LOG_INFO, "crl", "issuer=%s%s number=%llu entries=%zu bytes=%zu next_update=%s",
+               is->name, sh, (unsigned long long)m->number, m->entries, m->len, nu);
     }
     else
         cf_log(CF_LOG_ERROR, "crl_failed", "issuer=%s err=%s", is->name,
@@ -485,8 +533,22 @@ static int start_crls(certforged *d, char *err, size_t errlen)
                  cfg->path, cfg->crl.line, cfg->crl.dir);
         return -1;
     }
+    const iss_set *iss = cf_engine_issuers(d->eng);
+    size_t n = iss_nissuers(iss), slots = 0;
+    if (!(d->crl_base = calloc(n + 1, sizeof(*d->crl_base)))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        d->crl_base[i] = slots;
+        slots += iss_issuer_at(iss, i)->crl_shards;
+    }
+    if (!(d->crl_tu = calloc(slots + 1, sizeof(*d->crl_tu)))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     crl_pub_opts po = {.l = d->led,
-                       .iss = cf_engine_issuers(d->eng),
+                       .iss = iss,
                        .dir = cfg->crl.dir,
                        .interval_s = cfg->crl.interval_s,
                        .validity_s = cfg->crl.validity_s,
@@ -583,6 +645,7 @@ static int daemon_open(certforged *d, const char *config, bool no_ledger)
     const cfg_config *cfg = d->cfg;
     d->log_level = cfg->log.level;
     atomic_init(&d->crl_validity_s, cfg->crl.validity_s);
+    pthread_mutex_init(&d->crl_mu, NULL);
     cf_log_set_level(cfg->log.level);
     cf_log(CF_LOG_INFO, "start", "version=%s config=%s pid=%d", CF_VERSION, cfg->path,
            (int)getpid());
@@ -727,6 +790,8 @@ static void daemon_close(certforged *d)
     srv_free(d->server);
     if (d->sfd >= 0)
         close(d->sfd);
+    free(d->crl_tu);
+    free(d->crl_base);
     cfg_free(d->cfg);
 }
 

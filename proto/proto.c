@@ -387,6 +387,12 @@ static proto_err decode_other(unsigned op, const field *f, proto_req *out)
             out->crl.fresh = f->v[0] == 1;
             return PROTO_OK;
         }
+        if (f->tag == PROTO_F_SHARD) {
+            if (f->len != 2)
+                return PROTO_ERR_BAD_VALUE;
+            out->crl.shard = get16(f->v);
+            return PROTO_OK;
+        }
         break;
     }
     return PROTO_ERR_UNKNOWN_FIELD;
@@ -609,6 +615,12 @@ size_t proto_req_encode(uint8_t *buf, size_t cap, const proto_req *r)
             uint8_t one = 1;
             w_field(&w, PROTO_F_FRESH, &one, 1);
         }
+        if (r->crl.shard > 0xFFFF)
+            return 0;
+        if (r->crl.shard) {
+            uint8_t sh[2] = {(uint8_t)(r->crl.shard >> 8), (uint8_t)r->crl.shard};
+            w_field(&w, PROTO_F_SHARD, sh, 2);
+        }
     } else if (op == PROTO_OP_ISSUE) {
         const cf_issue_req *q = &r->issue;
         if (!issue_ok(q))
@@ -681,12 +693,19 @@ size_t proto_enc_revoke_req(uint8_t *buf, size_t cap, uint64_t id, const proto_r
 
 size_t proto_enc_crl_req(uint8_t *buf, size_t cap, uint64_t id, cf_str issuer, bool fresh)
 {
+    return proto_enc_crl_shard_req(buf, cap, id, issuer, 0, fresh);
+}
+
+size_t proto_enc_crl_shard_req(uint8_t *buf, size_t cap, uint64_t id, cf_str issuer, unsigned shard,
+                               bool fresh)
+{
     proto_req q;
     memset(&q, 0, sizeof(q));
     q.hdr.op = PROTO_OP_CRL;
     q.hdr.id = id;
     q.crl.issuer = issuer;
     q.crl.fresh = fresh;
+    q.crl.shard = shard;
     return proto_req_encode(buf, cap, &q);
 }
 

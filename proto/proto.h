@@ -74,6 +74,7 @@ enum {
     /* CRL request */
     PROTO_F_ISSUER = 0x000D, /* UTF-8, required, once */
     PROTO_F_FRESH = 0x000E,  /* u8 0 or 1, exactly 1 octet, once */
+    PROTO_F_SHARD = 0x000F,  /* u16 BE CRL shard, exactly 2 octets, once (absent: 0) */
     /* responses */
     PROTO_F_MESSAGE = 0x0101, /* text for humans (any op), once */
     PROTO_F_CERT = 0x0102,    /* ISSUE: certificate DER, once */
@@ -166,6 +167,7 @@ typedef struct proto_revoke_req {
 typedef struct proto_crl_req {
     cf_str issuer; /* non-empty */
     bool fresh;    /* make a new CRL for this request */
+    unsigned shard; /* the issuer's CRL shard, 0-65535 (0: the only CRL when unsharded) */
 } proto_crl_req;
 
 /* A decoded (or to-be-encoded) request: the member of its op holds the
@@ -201,6 +203,9 @@ CF_WUR size_t proto_enc_sign_req(uint8_t *buf, size_t cap, uint64_t id, const pr
 CF_WUR size_t proto_enc_revoke_req(uint8_t *buf, size_t cap, uint64_t id,
                                    const proto_revoke_req *r);
 CF_WUR size_t proto_enc_crl_req(uint8_t *buf, size_t cap, uint64_t id, cf_str issuer, bool fresh);
+/* The same for one shard (shard 0 is written as no field, as above). */
+CF_WUR size_t proto_enc_crl_shard_req(uint8_t *buf, size_t cap, uint64_t id, cf_str issuer,
+                                      unsigned shard, bool fresh);
 
 /* ----------------------------------------------------------- responses */
 

@@ -574,7 +574,7 @@ static int load_keys(ld *l, const config_setting_t *root, cfg_config *c)
 
 static int load_issuers(ld *l, const config_setting_t *root, cfg_config *c)
 {
-    static const char *const known[] = {"name", "key", "certificate", "chain", NULL};
+    static const char *const known[] = {"name", "key", "certificate", "chain", "crl_shards", NULL};
     config_setting_t *list;
     int n;
     if (top_list(l, root, "issuers", &list, &n))
@@ -592,6 +592,10 @@ static int load_issuers(ld *l, const config_setting_t *root, cfg_config *c)
             get_str(l, e, "certificate", true, &cert, NULL) ||
             get_str(l, e, "chain", false, &chain, NULL))
             return -1;
+        long long shards;
+        if (get_int(l, e, "crl_shards", 1, CFG_CRL_SHARDS_MAX, 1, &shards))
+            return -1;
+        is->crl_shards = (unsigned)shards;
         size_t ki;
         for (ki = 0; ki < c->n_keys; ki++)
             if (strcmp(c->keys[ki].name, key) == 0)
@@ -637,6 +641,42 @@ static int load_subject(ld *l, const config_setting_t *e, cfg_profile *p)
         return fail(l, wo, "organization must be 1..64 bytes of UTF-8 without control characters");
     memcpy(p->subject_c, cc, 3);
     if (!(p->subject_o = dup_or_fail(l, o)))
+        return -1;
+    return 0;
+}
+
+/* A profile's crl_dp against its issuer's crl_shards (docs/crl.md): with
+ * one shard no "{shard}"; with more, "{shard}" exactly once, and the same
+ * template in every profile of the issuer (each shard's CRL names one URL
+ * in its issuingDistributionPoint). */
+static int crl_dp_shards(ld *l, const config_setting_t *w, cfg_issuer *is, cfg_profile *p)
+{
+    static const char ph[] = "{shard}";
+    p->crl_shards = is->crl_shards;
+    if (!p->crl_dp)
+        return 0; /* star: noRevAvail, no CRL */
+    const char *at = strstr(p->crl_dp, ph);
+    if (is->crl_shards == 1) {
+        if (at)
+            return fail(l, w,
+                        "'%s' holds {shard}, but issuer '%s' has one CRL (set crl_shards in "
+                        "the issuer, or remove {shard})",
+                        p->crl_dp, is->name);
+        return 0;
+    }
+    if (!at)
+        return fail(l, w,
+                    "issuer '%s' has crl_shards = %u: crl_dp must hold {shard} (the shard's "
+                    "number), e.g. \"http://crl.example/%s/{shard}.crl\"",
+                    is->name, is->crl_shards, is->name);
+    if (strstr(at + 1, ph))
+        return fail(l, w, "'%s' holds {shard} more than once", p->crl_dp);
+    if (is->crl_dp && strcmp(is->crl_dp, p->crl_dp) != 0)
+        return fail(l, w,
+                    "'%s' differs from '%s' of another profile of issuer '%s': with "
+                    "crl_shards, every profile of an issuer has the same crl_dp",
+                    p->crl_dp, is->crl_dp, is->name);
+    if (!is->crl_dp && !(is->crl_dp = dup_or_fail(l, p->crl_dp)))
         return -1;
     return 0;
 }
@@ -815,6 +855,8 @@ static int load_profile(ld *l, config_setting_t *e, cfg_config *c, int i)
     if (get_str(l, e, "crl_dp", p->type != CFG_PROFILE_STAR, &u, &w))
         return -1;
     if (u && (check_url(l, w, u) || !(p->crl_dp = dup_or_fail(l, u))))
+        return -1;
+    if (crl_dp_shards(l, w, &c->issuers[p->issuer_idx], p))
         return -1;
     if (get_str(l, e, "aia_ca_issuers", false, &u, &w))
         return -1;
@@ -1386,6 +1428,36 @@ static int load_metrics(ld *l, const config_setting_t *root, cfg_metrics *m)
 }
 
 /* Sections of the file. */
+/* A sharded issuer needs a crl_dp template (from its nf/sepp profiles):
+ * each shard's CRL names its URL in its issuingDistributionPoint. */
+static int check_shards(ld *l, const config_setting_t *root, const cfg_config *c)
+{
+    const config_setting_t *list = config_setting_get_member(root, "issuers");
+    for (size_t i = 0; list && i < c->n_issuers; i++) {
+        const cfg_issuer *is = &c->issuers[i];
+        if (is->crl_shards > 1 && !is->crl_dp)
+            return fail(l,
+                        config_setting_get_member(
+                            config_setting_get_elem(list, (unsigned)i), "crl_shards"),
+                        "issuer '%s' has no nf or sepp profile with a crl_dp: its %u CRL shards "
+                        "would name no URL (remove crl_shards)",
+                        is->name, is->crl_shards);
+        /* shard K is published as NAME-K.crl: no other issuer may be named so */
+        size_t nl = strlen(is->name);
+        for (size_t j = 0; is->crl_shards > 1 && j < c->n_issuers; j++) {
+            const char *o = c->issuers[j].name;
+            if (j == i || strncmp(o, is->name, nl) != 0 || o[nl] != '-' || !o[nl + 1] ||
+                strspn(o + nl + 1, "0123456789") != strlen(o + nl + 1))
+                continue;
+            return fail(l, config_setting_get_elem(list, (unsigned)j),
+                        "issuer name '%s' is a CRL file name of sharded issuer '%s' (%s-K.crl): "
+                        "rename one of them",
+                        o, is->name, is->name);
+        }
+    }
+    return 0;
+}
+
 static int load_root(ld *l, config_t *cf, cfg_config *c)
 {
     static const char *const known[] = {"tokens",  "keys",    "issuers", "profiles", "pipeline",
@@ -1398,7 +1470,8 @@ static int load_root(ld *l, config_t *cf, cfg_config *c)
      * grants last: they name profiles */
     if (load_pipeline(l, root, &c->pipeline) || load_log(l, root, &c->log) ||
         load_server(l, root, &c->server) || load_tokens(l, root, c) || load_keys(l, root, c) ||
-        load_issuers(l, root, c) || load_profiles(l, root, c) || load_grants(l, root, c) ||
+        load_issuers(l, root, c) || load_profiles(l, root, c) || check_shards(l, root, c) ||
+        load_grants(l, root, c) ||
         load_ledger(l, root, &c->ledger) || load_crl(l, root, &c->crl) ||
         load_confine(l, root, &c->confine) || load_metrics(l, root, &c->metrics))
         return -1;
@@ -1423,6 +1496,7 @@ void cfg_free(cfg_config *c)
         free(c->issuers[i].key);
         free(c->issuers[i].certificate);
         free(c->issuers[i].chain);
+        free(c->issuers[i].crl_dp);
     }
     for (size_t i = 0; i < c->n_profiles; i++) {
         cfg_profile *p = &c->profiles[i];
@@ -1601,7 +1675,8 @@ static bool issuers_equal(const cfg_config *o, const cfg_config *n)
     for (size_t i = 0; i < o->n_issuers; i++) {
         const cfg_issuer *a = &o->issuers[i], *b = &n->issuers[i];
         if (!str_eq(a->name, b->name) || a->key_idx != b->key_idx ||
-            !str_eq(a->certificate, b->certificate) || !str_eq(a->chain, b->chain))
+            !str_eq(a->certificate, b->certificate) || !str_eq(a->chain, b->chain) ||
+            !str_eq(a->crl_dp, b->crl_dp))
             return false;
     }
     return true;
@@ -1651,6 +1726,16 @@ int cfg_restart_diff(const cfg_config *o, const cfg_config *n, char *err, size_t
         return restart_needed(n, n->n_tokens ? n->tokens[0].line : 0, "tokens", err, errlen);
     if (!keys_equal(o, n))
         return restart_needed(n, n->n_keys ? n->keys[0].line : 0, "keys", err, errlen);
+    /* a certificate's CRL shard is its serial modulo crl_shards: another
+     * count re-maps every certificate issued (docs/crl.md) */
+    for (size_t i = 0; i < o->n_issuers && i < n->n_issuers; i++)
+        if (str_eq(o->issuers[i].name, n->issuers[i].name) &&
+            o->issuers[i].crl_shards != n->issuers[i].crl_shards) {
+            char what[160];
+            snprintf(what, sizeof(what), "issuer '%.64s' crl_shards (%u -> %u)", n->issuers[i].name,
+                     o->issuers[i].crl_shards, n->issuers[i].crl_shards);
+            return restart_needed(n, n->issuers[i].line, what, err, errlen);
+        }
     if (!issuers_equal(o, n))
         return restart_needed(n, n->n_issuers ? n->issuers[0].line : 0, "issuers", err, errlen);
     const cfg_ledger *l = &o->ledger, *m = &n->ledger;

@@ -104,8 +104,15 @@ typedef struct cfg_issuer {
     char *certificate; /* PEM/DER issuer certificate; relative paths resolved
                           against the config file's folder */
     char *chain;       /* optional: PEM chain sent with issued certificates, or NULL */
+    /* Sharded CRLs (docs/crl.md): 1..CFG_CRL_SHARDS_MAX, default 1. With
+     * more than 1, every nf/sepp profile of the issuer has the same crl_dp
+     * holding "{shard}" once, kept here (NULL with 1 shard). Restart-only:
+     * a certificate's shard is its serial modulo crl_shards. */
+    unsigned crl_shards;
+    char *crl_dp;
     int line;
 } cfg_issuer;
+#define CFG_CRL_SHARDS_MAX 1024
 
 typedef struct cfg_profile {
     char *name;
@@ -118,7 +125,9 @@ typedef struct cfg_profile {
     uint32_t validity_default, validity_max, backdate; /* seconds */
     cfg_hash hash;
     unsigned eku;         /* CFG_EKU_* */
-    char *crl_dp;         /* nf, sepp: required; star: NULL */
+    char *crl_dp;         /* nf, sepp: required; star: NULL; "{shard}" once when the
+                             issuer has crl_shards > 1 */
+    unsigned crl_shards;  /* the issuer's crl_shards (copied for profile_compile) */
     char *aia_ca_issuers; /* optional, or NULL */
     bool require_nf_instance_id;
     bool require_nf_types; /* nf: true; sepp: NFTypes is always "SEPP" */

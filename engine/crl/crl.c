@@ -33,6 +33,7 @@
 
 static const uint8_t OID_CRL_NUMBER[] = {0x55, 0x1D, 0x14}; /* 2.5.29.20 */
 static const uint8_t OID_REASON_CODE[] = {0x55, 0x1D, 0x15}; /* 2.5.29.21 */
+static const uint8_t OID_IDP[] = {0x55, 0x1D, 0x1C};         /* 2.5.29.28 */
 
 /* ------------------------------------------------------------ building */
 
@@ -47,11 +48,22 @@ typedef struct entries {
     entry *v;
     size_t n, cap;
     int bad;
+    unsigned shard, n_shards; /* keep the serials of this shard only */
 } entries;
 
 static int collect(const char *serial_hex, int64_t at, int reason, void *arg)
 {
     entries *e = arg;
+    if (e->n_shards > 1) { /* another shard's serial: not in this CRL */
+        uint8_t sn[CF_SERIAL_MAX];
+        size_t sl;
+        if (cf_hex_decode(serial_hex, sn, sizeof(sn), &sl) != 0) {
+            e->bad = 1;
+            return 1;
+        }
+        if (profile_crl_shard(sn, sl, e->n_shards) != e->shard)
+            return 0;
+    }
     if (e->n == e->cap) {
         size_t cap = e->cap ? e->cap * 2 : 64;
         entry *v = realloc(e->v, cap * sizeof(*v));
@@ -73,10 +85,12 @@ static int collect(const char *serial_hex, int64_t at, int reason, void *arg)
     return 0;
 }
 
-static void w_ext_begin(der_w *w, const uint8_t *oid, size_t n)
+static void w_ext_begin(der_w *w, const uint8_t *oid, size_t n, bool critical)
 {
     der_w_begin(w, DER_SEQUENCE);
     der_w_oid(w, oid, n);
+    if (critical)
+        der_w_bool(w, true);
     der_w_begin(w, DER_OCTET_STRING);
 }
 
@@ -87,7 +101,8 @@ static void w_ext_end(der_w *w)
 }
 
 static void w_tbs(der_w *w, const iss_issuer *is, const uint8_t *sigalg, size_t sigalg_len,
-                  const entries *e, uint64_t number, int64_t this_update, int64_t next_update)
+                  const entries *e, uint64_t number, int64_t this_update, int64_t next_update,
+                  const char *idp)
 {
     der_w_begin(w, DER_SEQUENCE);
     der_w_uint64(w, 1); /* v2 */
@@ -105,7 +120,7 @@ static void w_tbs(der_w *w, const iss_issuer *is, const uint8_t *sigalg, size_t 
             /* §5.3.1: reasonCode unspecified SHOULD be absent */
             if (x->reason != 0) {
                 der_w_begin(w, DER_SEQUENCE);
-                w_ext_begin(w, OID_REASON_CODE, sizeof(OID_REASON_CODE));
+                w_ext_begin(w, OID_REASON_CODE, sizeof(OID_REASON_CODE), false);
                 uint8_t r = (uint8_t)x->reason;
                 der_w_tlv(w, DER_ENUMERATED, &r, 1);
                 w_ext_end(w);
@@ -118,22 +133,37 @@ static void w_tbs(der_w *w, const iss_issuer *is, const uint8_t *sigalg, size_t 
     der_w_begin(w, DER_CTX_CONS(0));
     der_w_begin(w, DER_SEQUENCE);
     /* §5.2.1 authorityKeyIdentifier (keyIdentifier), non-critical */
-    w_ext_begin(w, OID_AKI, sizeof(OID_AKI));
+    w_ext_begin(w, OID_AKI, sizeof(OID_AKI), false);
     der_w_begin(w, DER_SEQUENCE);
     der_w_tlv(w, DER_CTX(0), is->kid, is->kid_len);
     der_w_end(w);
     w_ext_end(w);
     /* §5.2.3 cRLNumber, non-critical */
-    w_ext_begin(w, OID_CRL_NUMBER, sizeof(OID_CRL_NUMBER));
+    w_ext_begin(w, OID_CRL_NUMBER, sizeof(OID_CRL_NUMBER), false);
     der_w_uint64(w, number);
     w_ext_end(w);
+    if (idp) {
+        /* §5.2.5 issuingDistributionPoint, critical: a shard names its URL
+         * (distributionPoint [0] { fullName [0] { URI [6] } }), nothing
+         * else: it covers end-entity certificates of every reason. */
+        w_ext_begin(w, OID_IDP, sizeof(OID_IDP), true);
+        der_w_begin(w, DER_SEQUENCE);
+        der_w_begin(w, DER_CTX_CONS(0));
+        der_w_begin(w, DER_CTX_CONS(0));
+        der_w_tlv(w, DER_CTX(6), idp, strlen(idp));
+        der_w_end(w);
+        der_w_end(w);
+        der_w_end(w);
+        w_ext_end(w);
+    }
     der_w_end(w);
     der_w_end(w);
     der_w_end(w);
 }
 
-/* Write dir/NAME.crl atomically: a reader sees the old file or the new
- * one, never a part; after a crash, one of the two. */
+/* Write dir/NAME.crl (NAME: ISSUER, or ISSUER-K for shard K) atomically: a
+ * reader sees the old file or the new one, never a part; after a crash, one
+ * of the two. */
 static int publish(const char *dir, const char *name, const uint8_t *der, size_t len, char *err,
                    size_t errlen)
 {
@@ -217,25 +247,50 @@ static bool sig_ok(EVP_PKEY *pub, cf_sig_alg m, const uint8_t *tbs, size_t tbs_l
     return ok;
 }
 
-int crl_make(const iss_issuer *is, sgn_service *sgn, ledger *l, const char *dir, int64_t now,
-             uint64_t validity_s, uint8_t **der_out, crl_made *out, char *err, size_t errlen)
+int crl_ledger_name(const iss_issuer *is, unsigned shard, char *out, size_t cap)
 {
-    entries e = {0};
+    int n = is->crl_shards > 1 ? snprintf(out, cap, "%s#%u", is->key->name, shard)
+                               : snprintf(out, cap, "%s", is->key->name);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+int crl_make(const iss_issuer *is, unsigned shard, sgn_service *sgn, ledger *l, const char *dir,
+             int64_t now, uint64_t validity_s, uint8_t **der_out, crl_made *out, char *err,
+             size_t errlen)
+{
+    entries e = {.shard = shard, .n_shards = is->crl_shards};
     uint8_t *tbs = NULL, *crl = NULL;
     int rc = -1;
     char why[512];
     uint8_t sigalg[128];
     size_t sigalg_len = profile_sigalg_der(is->crl_mech, sigalg, sizeof(sigalg));
+    char who[200]; /* for messages: issuer 'nf-ca' [shard 3] */
+    if (is->crl_shards > 1)
+        snprintf(who, sizeof(who), "issuer '%.64s' shard %u", is->name, shard);
+    else
+        snprintf(who, sizeof(who), "issuer '%.64s'", is->name);
     if (der_out)
         *der_out = NULL;
     memset(out, 0, sizeof(*out));
+    out->shard = shard;
     if (!sigalg_len) {
-        snprintf(err, errlen, "issuer '%s': no AlgorithmIdentifier for %s", is->name,
+        snprintf(err, errlen, "%s: no AlgorithmIdentifier for %s", who,
                  cf_sig_alg_name(is->crl_mech));
         goto out;
     }
+    char lname[256], fname[256], idp[CFG_URL_MAX + 16];
+    bool sharded = is->crl_shards > 1;
+    if (shard >= is->crl_shards || crl_ledger_name(is, shard, lname, sizeof(lname)) != 0 ||
+        (sharded ? snprintf(fname, sizeof(fname), "%s-%u", is->name, shard)
+                 : snprintf(fname, sizeof(fname), "%s", is->name)) >= (int)sizeof(fname) ||
+        (sharded &&
+         (!is->crl_dp || profile_crl_dp_uri(is->crl_dp, shard, idp, sizeof(idp)) != 0))) {
+        snprintf(err, errlen, "issuer '%.64s': no CRL shard %u (it has %u)", is->name, shard,
+                 is->crl_shards);
+        goto out;
+    }
     if (ledger_list_revoked(l, is->key->name, now, collect, &e, why, sizeof(why)) != 0 || e.bad) {
-        snprintf(err, errlen, "issuer '%s': cannot list revocations: %s", is->name,
+        snprintf(err, errlen, "%s: cannot list revocations: %s", who,
                  e.bad == 2 ? "out of memory"
                  : e.bad    ? "a serial in the ledger is not hex"
                             : why);
@@ -243,21 +298,21 @@ int crl_make(const iss_issuer *is, sgn_service *sgn, ledger *l, const char *dir,
     }
     uint64_t number = 0;
     if (ledger_crl_next_number(l, is->key->name, &number, why, sizeof(why)) != 0) {
-        snprintf(err, errlen, "issuer '%s': no cRLNumber: %s", is->name, why);
+        snprintf(err, errlen, "%s: no cRLNumber: %s", who, why);
         goto out;
     }
     int64_t next = now + (int64_t)validity_s;
-    size_t cap = 512 + is->dn.len + sigalg_len + e.n * 64, tbs_len = 0;
+    size_t cap = 512 + sizeof(idp) + is->dn.len + sigalg_len + e.n * 64, tbs_len = 0;
     der_w w;
     if (!(tbs = malloc(cap)))
         goto oom;
     der_w_init(&w, tbs, cap);
-    w_tbs(&w, is, sigalg, sigalg_len, &e, number, now, next);
+    w_tbs(&w, is, sigalg, sigalg_len, &e, number, now, next, sharded ? idp : NULL);
     size_t nentries = e.n;
     free(e.v); /* encoded: the list is no longer needed (peak memory) */
     e.v = NULL;
     if (der_w_finish(&w, &tbs_len) != DER_OK) {
-        snprintf(err, errlen, "issuer '%s': cannot encode the CRL (%s)", is->name,
+        snprintf(err, errlen, "%s: cannot encode the CRL (%s)", who,
                  der_err_name(der_w_finish(&w, &tbs_len)));
         goto out;
     }
@@ -268,7 +323,7 @@ int crl_make(const iss_issuer *is, sgn_service *sgn, ledger *l, const char *dir,
     const EVP_MD *h = mech_md(is->crl_mech);
     if (h) {
         if (EVP_Digest(tbs, tbs_len, md, &mdlen, h, NULL) != 1) {
-            snprintf(err, errlen, "issuer '%s': digest failed", is->name);
+            snprintf(err, errlen, "%s: digest failed", who);
             goto out;
         }
         in = md;
@@ -279,7 +334,7 @@ int crl_make(const iss_issuer *is, sgn_service *sgn, ledger *l, const char *dir,
     unsigned long rv = 0;
     if (sgn_sign(sgn, is->key->idx, is->crl_mech, in, inlen, sig, &siglen, &rv, why, sizeof(why)) !=
         0) {
-        snprintf(err, errlen, "issuer '%s': HSM: %s", is->name, why);
+        snprintf(err, errlen, "%s: HSM: %s", who, why);
         goto out;
     }
     size_t crl_cap = tbs_len + sigalg_len + siglen + 32, crl_len = 0;
@@ -292,7 +347,7 @@ int crl_make(const iss_issuer *is, sgn_service *sgn, ledger *l, const char *dir,
     der_w_bits(&w, sig, siglen);
     der_w_end(&w);
     if (der_w_finish(&w, &crl_len) != DER_OK) {
-        snprintf(err, errlen, "issuer '%s': cannot assemble the CRL", is->name);
+        snprintf(err, errlen, "%s: cannot assemble the CRL", who);
         goto out;
     }
     free(tbs); /* copied into the CRL */
@@ -313,22 +368,22 @@ int crl_make(const iss_issuer *is, sgn_service *sgn, ledger *l, const char *dir,
                   der_done(&in_crl) == DER_OK && unused == 0;
     if (!parsed || !sig_ok(is->key->pub, is->crl_mech, tbs_tlv.raw, tbs_tlv.rawlen, bits, nbits)) {
         snprintf(err, errlen,
-                 "issuer '%s': the CRL's signature does not verify with the issuer key (HSM "
+                 "%s: the CRL's signature does not verify with the issuer key (HSM "
                  "fault?); not published",
-                 is->name);
+                 who);
         goto out;
     }
-    if (ledger_crl_store(l, is->key->name, number, now, next, crl, crl_len, why, sizeof(why)) !=
-        0) {
-        snprintf(err, errlen, "issuer '%s': cannot store CRL %llu: %s", is->name,
-                 (unsigned long long)number, why);
+    if (ledger_crl_store(l, lname, number, now, next, crl, crl_len, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "%s: cannot store CRL %llu: %s", who, (unsigned long long)number,
+                 why);
         goto out;
     }
-    if (dir && publish(dir, is->name, crl, crl_len, why, sizeof(why)) != 0) {
-        snprintf(err, errlen, "issuer '%s': %s", is->name, why);
+    if (dir && publish(dir, fname, crl, crl_len, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "%s: %s", who, why);
         goto out;
     }
     out->number = number;
+    out->shard = shard;
     out->this_update = now;
     out->next_update = next;
     out->entries = nentries;
@@ -340,7 +395,7 @@ int crl_make(const iss_issuer *is, sgn_service *sgn, ledger *l, const char *dir,
     rc = 0;
     goto out;
 oom:
-    snprintf(err, errlen, "issuer '%s': out of memory", is->name);
+    snprintf(err, errlen, "%s: out of memory", who);
 out:
     free(e.v);
     free(tbs);
@@ -357,29 +412,46 @@ struct crl_pub {
     pthread_cond_t cv;
     bool stop, kicked, retimed;
     struct timespec kick_deadline;
+    size_t *base;  /* per issuer: its first slot in pending[] */
+    bool *pending; /* per (issuer, shard): a revocation awaits a new CRL */
+    size_t nslots;
 };
 
-/* Called without mu; validity_s read under it by the caller (a reload
- * may change p->o's times meanwhile). */
-static void make_all(crl_pub *p, uint64_t validity_s)
+static void make_one(crl_pub *p, const iss_issuer *is, unsigned shard, uint64_t validity_s)
+{
+    crl_made m;
+    char err[768];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int rc = crl_make(is, shard, iss_signer(p->o.iss), p->o.l, p->o.dir, (int64_t)ts.tv_sec,
+                      validity_s, NULL, &m, err, sizeof(err));
+    if (p->o.log)
+        p->o.log(is, rc == 0 ? &m : NULL, rc == 0 ? NULL : err, p->o.log_arg);
+}
+
+/* Called without mu; validity_s and todo[] taken under it by the caller (a
+ * reload may change p->o's times meanwhile). todo NULL: every shard of
+ * every issuer (the schedule), else the slots set in it (revocations). */
+static void make_some(crl_pub *p, uint64_t validity_s, const bool *todo)
 {
     for (size_t i = 0; i < iss_nissuers(p->o.iss); i++) {
         const iss_issuer *is = iss_issuer_at(p->o.iss, i);
-        crl_made m;
-        char err[768];
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        int rc = crl_make(is, iss_signer(p->o.iss), p->o.l, p->o.dir, (int64_t)ts.tv_sec,
-                          validity_s, NULL, &m, err, sizeof(err));
-        if (p->o.log)
-            p->o.log(is, rc == 0 ? &m : NULL, rc == 0 ? NULL : err, p->o.log_arg);
+        for (unsigned k = 0; k < is->crl_shards; k++)
+            if (!todo || todo[p->base[i] + k])
+                make_one(p, is, k, validity_s);
     }
+}
+
+static bool ts_before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
 }
 
 static void *pub_main(void *arg)
 {
     crl_pub *p = arg;
     pthread_setname_np(pthread_self(), "cf-crl");
+    bool *todo = calloc(p->nslots, sizeof(*todo)); /* a copy of pending[], made without mu */
     struct timespec last, next;
     clock_gettime(CLOCK_MONOTONIC, &last);
     next = last;
@@ -392,25 +464,34 @@ static void *pub_main(void *arg)
             next.tv_sec += (time_t)p->o.interval_s;
         }
         struct timespec dl = next;
-        if (p->kicked && (p->kick_deadline.tv_sec < dl.tv_sec ||
-                          (p->kick_deadline.tv_sec == dl.tv_sec &&
-                           p->kick_deadline.tv_nsec < dl.tv_nsec)))
+        if (p->kicked && ts_before(&p->kick_deadline, &dl))
             dl = p->kick_deadline;
         int r = pthread_cond_timedwait(&p->cv, &p->mu, &dl);
         if (p->stop)
             break;
         if (r != ETIMEDOUT)
             continue; /* a kick moved the deadline, or a spurious wake-up */
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        bool all = !ts_before(&now, &next) || !todo; /* the schedule: every shard */
+        if (!all && !p->kicked)
+            continue;
         p->kicked = false;
+        if (todo)
+            memcpy(todo, p->pending, p->nslots * sizeof(*todo));
+        memset(p->pending, 0, p->nslots * sizeof(*p->pending));
         uint64_t validity_s = p->o.validity_s;
         pthread_mutex_unlock(&p->mu);
-        make_all(p, validity_s);
+        make_some(p, validity_s, all ? NULL : todo);
         pthread_mutex_lock(&p->mu);
-        clock_gettime(CLOCK_MONOTONIC, &last);
-        next = last;
-        next.tv_sec += (time_t)p->o.interval_s;
+        if (all) { /* a revocation's shard alone does not move the schedule */
+            clock_gettime(CLOCK_MONOTONIC, &last);
+            next = last;
+            next.tv_sec += (time_t)p->o.interval_s;
+        }
     }
     pthread_mutex_unlock(&p->mu);
+    free(todo);
     return NULL;
 }
 
@@ -420,17 +501,30 @@ int crl_pub_start(const crl_pub_opts *o, crl_pub **out, char *err, size_t errlen
     /* the first CRLs before serving: a failure here is a start-up error */
     for (size_t i = 0; i < iss_nissuers(o->iss); i++) {
         const iss_issuer *is = iss_issuer_at(o->iss, i);
-        crl_made m;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        if (crl_make(is, iss_signer(o->iss), o->l, o->dir, (int64_t)ts.tv_sec, o->validity_s, NULL,
-                     &m, err, errlen) != 0)
-            return -1;
-        if (o->log)
-            o->log(is, &m, NULL, o->log_arg);
+        for (unsigned k = 0; k < is->crl_shards; k++) {
+            crl_made m;
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            if (crl_make(is, k, iss_signer(o->iss), o->l, o->dir, (int64_t)ts.tv_sec, o->validity_s,
+                         NULL, &m, err, errlen) != 0)
+                return -1;
+            if (o->log)
+                o->log(is, &m, NULL, o->log_arg);
+        }
     }
     crl_pub *p = calloc(1, sizeof(*p));
-    if (!p) {
+    if (!p || !(p->base = calloc(iss_nissuers(o->iss) + 1, sizeof(*p->base)))) {
+        free(p);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < iss_nissuers(o->iss); i++) {
+        p->base[i] = p->nslots;
+        p->nslots += iss_issuer_at(o->iss, i)->crl_shards;
+    }
+    if (!(p->pending = calloc(p->nslots + 1, sizeof(*p->pending)))) {
+        free(p->base);
+        free(p);
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -445,6 +539,8 @@ int crl_pub_start(const crl_pub_opts *o, crl_pub **out, char *err, size_t errlen
         snprintf(err, errlen, "cannot start the CRL thread");
         pthread_cond_destroy(&p->cv);
         pthread_mutex_destroy(&p->mu);
+        free(p->pending);
+        free(p->base);
         free(p);
         return -1;
     }
@@ -452,11 +548,13 @@ int crl_pub_start(const crl_pub_opts *o, crl_pub **out, char *err, size_t errlen
     return 0;
 }
 
-void crl_pub_kick(crl_pub *p)
+void crl_pub_kick(crl_pub *p, size_t issuer_idx, unsigned shard)
 {
-    if (!p)
+    if (!p || issuer_idx >= iss_nissuers(p->o.iss) ||
+        shard >= iss_issuer_at(p->o.iss, issuer_idx)->crl_shards)
         return;
     pthread_mutex_lock(&p->mu);
+    p->pending[p->base[issuer_idx] + shard] = true;
     if (!p->kicked) { /* the first revocation sets the deadline; later ones ride along */
         p->kicked = true;
         clock_gettime(CLOCK_MONOTONIC, &p->kick_deadline);
@@ -491,5 +589,7 @@ void crl_pub_stop(crl_pub *p)
     pthread_join(p->th, NULL);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
+    free(p->pending);
+    free(p->base);
     free(p);
 }

@@ -9,8 +9,16 @@
  * given, writes it there atomically (temporary file, fsync, rename, fsync
  * of the folder) as NAME.crl (DER).
  *
- * The publisher (crl_pub) runs crl_make for every issuer on a schedule
- * (crl.interval) and within crl.revoke_delay after crl_pub_kick().
+ * Sharded CRLs (an issuer's crl_shards > 1): a certificate belongs to
+ * shard profile_crl_shard(serial, crl_shards); shard K's CRL lists the
+ * issuer's revoked certificates of shard K only, carries a critical
+ * issuingDistributionPoint naming the shard's URL (the crl_dp template with
+ * {shard} = K), is published as NAME-K.crl and stored in the ledger under
+ * "KEY#K". cRLNumbers come from the issuer key's one sequence.
+ *
+ * The publisher (crl_pub) runs crl_make for every shard of every issuer on
+ * a schedule (crl.interval) and, within crl.revoke_delay after
+ * crl_pub_kick(), for the kicked shards only.
  */
 #ifndef CF_CRL_H
 #define CF_CRL_H
@@ -24,19 +32,25 @@
 #include "engine/signer/signer.h"
 
 typedef struct crl_made {
+    unsigned shard;
     uint64_t number;
     int64_t this_update, next_update;
     size_t entries;
     size_t len; /* DER octets */
 } crl_made;
 
-/* Make, sign, check, store (and publish to dir, if not NULL) one CRL of
- * issuer `is` (its file: dir/NAME.crl; its ledger rows: its key's name).
+/* Make, sign, check, store (and publish to dir, if not NULL) the CRL of
+ * shard `shard` (0 when unsharded) of issuer `is` (its file: dir/NAME.crl,
+ * sharded dir/NAME-K.crl; its ledger rows: crl_ledger_name()).
  * thisUpdate = now, nextUpdate = now + validity_s. *der (malloc'd) may be
  * NULL when the caller does not want the bytes. Returns 0, or -1 with err
- * (nothing published). */
-CF_WUR int crl_make(const iss_issuer *is, sgn_service *sgn, ledger *l, const char *dir, int64_t now,
-                    uint64_t validity_s, uint8_t **der, crl_made *out, char *err, size_t errlen);
+ * (nothing published; also for a shard the issuer does not have). */
+CF_WUR int crl_make(const iss_issuer *is, unsigned shard, sgn_service *sgn, ledger *l,
+                    const char *dir, int64_t now, uint64_t validity_s, uint8_t **der, crl_made *out,
+                    char *err, size_t errlen);
+/* The name a shard's CRLs are stored under in the ledger's crls table: the
+ * key's name, or "KEY#K" when the issuer is sharded. 0 or -1 (too long). */
+CF_WUR int crl_ledger_name(const iss_issuer *is, unsigned shard, char *out, size_t cap);
 
 /* ---------------------------------------------------------------- publisher */
 
@@ -53,12 +67,14 @@ typedef struct crl_pub_opts {
     void *log_arg;
 } crl_pub_opts;
 
-/* Make every issuer's CRL now (so one exists before serving), then start
+/* Make every issuer's CRLs (every shard) now (so they exist before serving), then start
  * the schedule thread. Returns 0, or -1 when a first CRL could not be made
  * (err names the issuer). */
 CF_WUR int crl_pub_start(const crl_pub_opts *o, crl_pub **out, char *err, size_t errlen);
-/* A revocation happened: every issuer gets a new CRL within revoke_delay. */
-void crl_pub_kick(crl_pub *p);
+/* A certificate of issuer number issuer_idx in shard `shard` was revoked:
+ * that shard gets a new CRL within revoke_delay (other shards and issuers
+ * wait for the schedule). */
+void crl_pub_kick(crl_pub *p, size_t issuer_idx, unsigned shard);
 /* A reload's new schedule (crl.interval, crl.validity, crl.revoke_delay):
  * the next scheduled CRL is due `interval_s` after the last one made; the
  * next CRL made carries the new validity. */

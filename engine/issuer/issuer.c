@@ -184,6 +184,8 @@ int iss_open(const cfg_config *cfg, sgn_service *sgn, iss_set **out, char *err, 
         is->idx = i;
         is->key = &s->keys[ci->key_idx];
         is->mech = CF_SIG__MAX;
+        is->crl_shards = ci->crl_shards ? ci->crl_shards : 1;
+        is->crl_dp = ci->crl_dp;
         s->nissuers = i + 1;
         uint8_t *der = NULL;
         size_t len = 0;

@@ -56,6 +56,8 @@ typedef struct iss_issuer {
     uint8_t kid[EVP_MAX_MD_SIZE]; /* key identifier (authorityKeyIdentifier) */
     size_t kid_len;
     cf_sig_alg crl_mech; /* its CRLs' algorithm: the key's own hash */
+    unsigned crl_shards; /* CRL shards (1: one CRL, docs/crl.md) */
+    const char *crl_dp;  /* with crl_shards > 1: its profiles' crl_dp template */
 } iss_issuer;
 
 typedef struct iss_set iss_set;

@@ -259,7 +259,8 @@ static void render(met *m, struct evbuffer *b)
     clock_gettime(CLOCK_REALTIME, &now);
     head(b, "certforge_crl_age_seconds", "gauge",
          "Seconds since the thisUpdate of the last CRL this certforged made for the issuer "
-         "(issuers without one yet are not listed).");
+         "(with crl_shards: of its least recently made shard; issuers without one yet are "
+         "not listed).");
     for (size_t i = 0; i < iss_nissuers(iss) && i < MET_MAX_ISSUERS; i++) {
         int64_t tu = atomic_load_explicit(&m->crl_this_update[i], memory_order_relaxed);
         if (tu)

@@ -61,8 +61,11 @@ struct profile {
     size_t issuer_dn_len;
     uint8_t *subject; /* Name TLV composed from the config */
     size_t subject_len;
-    uint8_t *ext_const; /* KU, EKU, AKI, CRL DP | noRevAvail, [AIA]: whole Extension TLVs */
-    size_t ext_const_len;
+    /* KU, EKU, AKI, CRL DP | noRevAvail, [AIA]: whole Extension TLVs; one
+     * block per CRL shard (the CRL DP names the shard), else one */
+    uint8_t **ext_const;
+    size_t *ext_const_len;
+    unsigned n_shards;
     EVP_MD *sha1;   /* SKI method 1 (RFC 5280 §4.2.1.2): an identifier, not a signature */
     EVP_MD *tbs_md; /* NULL for Ed25519, which signs the TBS itself */
     size_t tbs_max, cert_max;
@@ -504,7 +507,10 @@ void profile_free(profile *p)
     free(p->sigalg);
     free(p->issuer_dn);
     free(p->subject);
+    for (unsigned i = 0; p->ext_const && i < p->n_shards; i++)
+        free(p->ext_const[i]);
     free(p->ext_const);
+    free(p->ext_const_len);
     EVP_MD_free(p->sha1);
     EVP_MD_free(p->tbs_md);
     free(p);
@@ -514,7 +520,8 @@ void profile_free(profile *p)
  * keyUsage, extendedKeyUsage, authorityKeyIdentifier, then
  * cRLDistributionPoints (nf, sepp) or noRevAvail (star), then the optional
  * authorityInfoAccess. */
-static void w_const_exts(der_w *w, const cfg_profile *cp, const uint8_t *ski, size_t ski_len)
+static void w_const_exts(der_w *w, const cfg_profile *cp, const char *crl_dp, const uint8_t *ski,
+                         size_t ski_len)
 {
     /* TS 33.310 §6.1.3c, RFC 5280 §4.2.1.3: critical, digitalSignature only
      * (bit 0). TLS 1.3 and ECDHE suites need nothing else. */
@@ -540,7 +547,7 @@ static void w_const_exts(der_w *w, const cfg_profile *cp, const uint8_t *ski, si
     der_w_end(w);
     ext_end(w);
 
-    if (cp->crl_dp) {
+    if (crl_dp) {
         /* RFC 5280 §4.2.1.13: DistributionPoint { distributionPoint [0]
          * { fullName [0] { uniformResourceIdentifier [6] } } } */
         ext_begin(w, OID_CRLDP, sizeof(OID_CRLDP), false);
@@ -548,7 +555,7 @@ static void w_const_exts(der_w *w, const cfg_profile *cp, const uint8_t *ski, si
         der_w_begin(w, DER_SEQUENCE);
         der_w_begin(w, DER_CTX_CONS(0));
         der_w_begin(w, DER_CTX_CONS(0));
-        der_w_tlv(w, DER_CTX(6), cp->crl_dp, strlen(cp->crl_dp));
+        der_w_tlv(w, DER_CTX(6), crl_dp, strlen(crl_dp));
         der_w_end(w);
         der_w_end(w);
         der_w_end(w);
@@ -728,10 +735,25 @@ int profile_compile(const cfg_profile *cp, const uint8_t *issuer_cert_der, size_
     w_subject(&w, cp);
     if (keep(&w, &p->subject, &p->subject_len))
         goto enc;
-    der_w_init(&w, scratch, scratch_cap);
-    w_const_exts(&w, cp, ski, ski_len);
-    if (keep(&w, &p->ext_const, &p->ext_const_len))
-        goto enc;
+    /* one constant block per CRL shard: the CRL DP names the shard */
+    p->n_shards = cp->crl_dp && cp->crl_shards > 1 ? cp->crl_shards : 1;
+    if (!(p->ext_const = calloc(p->n_shards, sizeof(*p->ext_const))) ||
+        !(p->ext_const_len = calloc(p->n_shards, sizeof(*p->ext_const_len))))
+        goto oom;
+    size_t ext_max = 0;
+    for (unsigned k = 0; k < p->n_shards; k++) {
+        char dp[CFG_URL_MAX + 16];
+        if (p->n_shards > 1 && profile_crl_dp_uri(cp->crl_dp, k, dp, sizeof(dp)) != 0) {
+            msg(err, errlen, "profile '%s': crl_dp too long for shard %u", cp->name, k);
+            goto out;
+        }
+        der_w_init(&w, scratch, scratch_cap);
+        w_const_exts(&w, cp, p->n_shards > 1 ? dp : cp->crl_dp, ski, ski_len);
+        if (keep(&w, &p->ext_const[k], &p->ext_const_len[k]))
+            goto enc;
+        if (p->ext_const_len[k] > ext_max)
+            ext_max = p->ext_const_len[k];
+    }
 
     /* Worst case of everything a request adds (see profile.h). */
     size_t san = 4 + 2 + sizeof(OID_SAN) + 3 + 4 + 4 + (2 + URN_UUID_LEN + UUID_LEN) +
@@ -740,7 +762,7 @@ int profile_compile(const cfg_profile *cp, const uint8_t *issuer_cert_der, size_
     size_t skie = 2 + 2 + sizeof(OID_SKI) + 2 + 2 + EVP_MAX_MD_SIZE;
     p->tbs_max = 4 + sizeof(VERSION_V3) + (2 + PROFILE_SERIAL_MAX + 1) + p->sigalg_len +
                  p->issuer_dn_len + (2 + 2 * 17) + p->subject_len + SPKI_MAX + 4 + 4 + san +
-                 p->ext_const_len + skie + nft;
+                 ext_max + skie + nft;
     p->cert_max = 4 + p->tbs_max + p->sigalg_len + 4 + 1 + CF_SIG_MAX;
 
     *out = p;
@@ -759,6 +781,26 @@ out:
     X509_free(x);
     profile_free(p);
     return rc;
+}
+
+/* ------------------------------------------------------------ CRL shards */
+
+unsigned profile_crl_shard(const uint8_t *serial, size_t len, unsigned n_shards)
+{
+    if (n_shards <= 1)
+        return 0;
+    uint32_t v = 0; /* the serial's last 4 octets, big-endian */
+    for (size_t i = len > 4 ? len - 4 : 0; i < len; i++)
+        v = (v << 8) | serial[i];
+    return v % n_shards;
+}
+
+int profile_crl_dp_uri(const char *tmpl, unsigned shard, char *out, size_t cap)
+{
+    const char *at = strstr(tmpl, "{shard}");
+    int n = at ? snprintf(out, cap, "%.*s%u%s", (int)(at - tmpl), tmpl, shard, at + 7)
+               : snprintf(out, cap, "%s", tmpl);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
 }
 
 /* ------------------------------------------------------------ hot path */
@@ -1106,7 +1148,8 @@ int profile_build_tbs(const profile *p, const csr *c, const cf_issue_req *req,
     der_w_end(&w);
     ext_end(&w);
 
-    der_w_raw(&w, p->ext_const, p->ext_const_len);
+    unsigned shard = profile_crl_shard(serial, serial_len, p->n_shards);
+    der_w_raw(&w, p->ext_const[shard], p->ext_const_len[shard]);
 
     /* subjectKeyIdentifier, method 1 (RFC 5280 §4.2.1.2) */
     ext_begin(&w, OID_SKI, sizeof(OID_SKI), false);

@@ -34,6 +34,16 @@
 
 /* RFC 5280 §4.1.2.2: at most 20 octets. */
 #define PROFILE_SERIAL_MAX 20
+
+/* The CRL shard of a certificate (docs/crl.md): its serial's last 4
+ * octets as a big-endian integer, modulo n_shards (0 when n_shards <= 1).
+ * A pure function of the serial, so issuance, CRLs and revocations agree
+ * without a ledger column. serial: big-endian octets (leading zeros are
+ * harmless). */
+unsigned profile_crl_shard(const uint8_t *serial, size_t len, unsigned n_shards);
+/* A crl_dp template with "{shard}" replaced by the decimal shard number
+ * (a template without it is copied). 0, or -1 when it does not fit. */
+CF_WUR int profile_crl_dp_uri(const char *tmpl, unsigned shard, char *out, size_t cap);
 /* Random octets in every serial, after the optional prefix. */
 #define PROFILE_SERIAL_RANDOM 16
 /* Largest digest profile_tbs_digest() writes (SHA-512). */

@@ -63,9 +63,10 @@ void srv_pipe_done(pipe_job *job, void *arg);
 typedef cf_status (*srv_revoke_fn)(void *arg, const proto_revoke_req *r, uint32_t peer_uid,
                                    int64_t *revoked_at, unsigned *reason, char *msg,
                                    size_t msglen);
-/* On OK *der is malloc'd (the server frees it). */
-typedef cf_status (*srv_crl_fn)(void *arg, cf_str issuer, bool fresh, uint8_t **der, size_t *len,
-                                char *msg, size_t msglen);
+/* On OK *der is malloc'd (the server frees it). shard: the request's
+ * CRL shard (0 when absent). */
+typedef cf_status (*srv_crl_fn)(void *arg, cf_str issuer, unsigned shard, bool fresh, uint8_t **der,
+                                size_t *len, char *msg, size_t msglen);
 
 typedef struct srv_runtime {
     cf_engine *eng;       /* the pipeline, the issuers (chains, KEYS), HSM sessions (STATUS) */

@@ -42,8 +42,8 @@ static void adm_run(srv *s, srv_job *j)
     }
     uint8_t *der = NULL;
     size_t len = 0;
-    pj->status = s->rt.crl(s->rt.admin_arg, j->areq.crl.issuer, j->areq.crl.fresh, &der, &len,
-                           pj->msg, sizeof(pj->msg));
+    pj->status = s->rt.crl(s->rt.admin_arg, j->areq.crl.issuer, j->areq.crl.shard,
+                           j->areq.crl.fresh, &der, &len, pj->msg, sizeof(pj->msg));
     if (pj->status != CF_ST_OK) {
         free(der);
         return;
@@ -52,7 +52,7 @@ static void adm_run(srv *s, srv_job *j)
     if (len + 64 > SRV_OUT_CAP || len + 64 > s->sv.max_frame) {
         snprintf(pj->msg, sizeof(pj->msg),
                  "the CRL (%zu octets) is larger than a frame: fetch it from the publish "
-                 "folder (crl.dir)",
+                 "folder (crl.dir), or give the issuer more crl_shards",
                  len);
         pj->status = CF_ST_POLICY_DENIED;
         free(der);

@@ -883,6 +883,140 @@ static void test_crl_section(void)
     refuse_crl("validity = \"2h\"", "validity = \"2\"", "crl.validity:");
 }
 
+/* ------------------------------------------------------------- CRL shards */
+
+/* base_conf with issuer nf-ca sharded 4 ways (its nf profile's crl_dp a
+ * {shard} template), then `from` replaced by `to` (from NULL: nothing). */
+static char *sharded(const char *from, const char *to)
+{
+    char *a = sub(base_conf, "certificate = \"/etc/cf/nf-ca.pem\";",
+                  "certificate = \"/etc/cf/nf-ca.pem\"; crl_shards = 4;");
+    char *b = sub(a, "\"http://crl.example.net/nf-ca.crl\"",
+                  "\"http://crl.example.net/nf-ca/{shard}.crl\"");
+    free(a);
+    if (!from)
+        return b;
+    char *c = sub(b, from, to);
+    free(b);
+    return c;
+}
+
+static void refuse_sharded(const char *from, const char *to, const char *want)
+{
+    char *t = sharded(from, to);
+    cfg_config *c = NULL;
+    int rc = load_text(t, &c);
+    CU_ASSERT_EQUAL(rc, -1);
+    if (rc == 0)
+        cfg_free(c);
+    if (!strstr(errbuf, want)) {
+        fprintf(stderr, "\n  edit '%s' -> '%s'\n  got:  %s\n  want: %s\n", from, to, errbuf, want);
+        CU_FAIL("message lacks the expected text");
+    }
+    free(t);
+}
+
+static void test_crl_shards(void)
+{
+    cfg_config *c = NULL;
+    char *t = sharded(NULL, NULL);
+    int rc = load_text(t, &c);
+    if (rc)
+        fprintf(stderr, "\n%s\n", errbuf);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_EQUAL(c->issuers[0].crl_shards, 4);
+    CU_ASSERT_STRING_EQUAL(c->issuers[0].crl_dp, "http://crl.example.net/nf-ca/{shard}.crl");
+    CU_ASSERT_EQUAL(c->profiles[0].crl_shards, 4);
+    CU_ASSERT_EQUAL(c->profiles[2].crl_shards, 4); /* star: noRevAvail, no crl_dp */
+    CU_ASSERT_PTR_NULL(c->profiles[2].crl_dp);
+    CU_ASSERT_EQUAL(c->issuers[1].crl_shards, 1); /* the default */
+    CU_ASSERT_PTR_NULL(c->issuers[1].crl_dp);
+    CU_ASSERT_EQUAL(c->profiles[1].crl_shards, 1);
+    cfg_free(c);
+    free(t);
+    /* a second profile of the issuer with the same template: fine */
+    t = sharded("issuer = \"ic-ca\";\n    subject = { C = \"DE\"",
+                "issuer = \"nf-ca\";\n    subject = { C = \"DE\"");
+    char *t2 = sub(t, "\"ldap://ldap.example.net/cn=ic-ca\"",
+                   "\"http://crl.example.net/nf-ca/{shard}.crl\"");
+    rc = load_text(t2, &c);
+    if (rc)
+        fprintf(stderr, "\n%s\n", errbuf);
+    CU_ASSERT_EQUAL(rc, 0);
+    if (rc == 0)
+        cfg_free(c);
+    free(t2);
+    /* ... with another template: refused at the second one's crl_dp */
+    t2 = sub(t, "\"ldap://ldap.example.net/cn=ic-ca\"",
+             "\"http://crl2.example.net/nf-ca/{shard}.crl\"");
+    CU_ASSERT_EQUAL(load_text(t2, &c), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(
+        errbuf, "test.conf:21: profiles[1].crl_dp: 'http://crl2.example.net/nf-ca/{shard}.crl' "
+                "differs from 'http://crl.example.net/nf-ca/{shard}.crl' of another profile of "
+                "issuer 'nf-ca': with crl_shards, every profile of an issuer has the same crl_dp"));
+    if (!strstr(errbuf, "test.conf:21: profiles[1].crl_dp"))
+        fprintf(stderr, "\n  got: %s\n", errbuf);
+    free(t2);
+    free(t);
+
+    refuse_sharded("crl_shards = 4;", "crl_shards = 0;",
+                   "test.conf:5: issuers[0].crl_shards: 0 is out of range 1..1024");
+    refuse_sharded("crl_shards = 4;", "crl_shards = 1025;",
+                   "test.conf:5: issuers[0].crl_shards: 1025 is out of range 1..1024");
+    refuse_sharded("crl_shards = 4;", "crl_shards = \"4\";",
+                   "test.conf:5: issuers[0].crl_shards: expected an integer");
+    refuse_sharded("/nf-ca/{shard}.crl", "/nf-ca.crl",
+                   "test.conf:12: profiles[0].crl_dp: issuer 'nf-ca' has crl_shards = 4: crl_dp "
+                   "must hold {shard} (the shard's number), e.g. "
+                   "\"http://crl.example/nf-ca/{shard}.crl\"");
+    refuse_sharded("/nf-ca/{shard}.crl", "/nf-ca/{shard}/{shard}.crl",
+                   "test.conf:12: profiles[0].crl_dp: 'http://crl.example.net/nf-ca/{shard}/"
+                   "{shard}.crl' holds {shard} more than once");
+    refuse_sharded("crl_shards = 4;", "crl_shards = 1;",
+                   "test.conf:12: profiles[0].crl_dp: 'http://crl.example.net/nf-ca/{shard}.crl' "
+                   "holds {shard}, but issuer 'nf-ca' has one CRL (set crl_shards in the issuer, "
+                   "or remove {shard})");
+    refuse_sharded("crl_shards = 4;", "", "holds {shard}, but issuer 'nf-ca' has one CRL");
+    /* ic-ca sharded, but its only profile (sepp) moved to nf-ca: no URL */
+    t = sharded("issuer = \"ic-ca\";\n    subject = { C = \"DE\"",
+                "issuer = \"nf-ca\";\n    subject = { C = \"DE\"");
+    t2 = sub(t, "\"ldap://ldap.example.net/cn=ic-ca\"",
+             "\"http://crl.example.net/nf-ca/{shard}.crl\"");
+    free(t);
+    t = sub(t2, "certificate = \"ic-ca.pem\";", "certificate = \"ic-ca.pem\"; crl_shards = 2;");
+    CU_ASSERT_EQUAL(load_text(t, &c), -1);
+    if (!strstr(errbuf, "test.conf:6: issuers[1].crl_shards: issuer 'ic-ca' has no nf or sepp "
+                        "profile with a crl_dp: its 2 CRL shards would name no URL (remove "
+                        "crl_shards)")) {
+        fprintf(stderr, "\n  got: %s\n", errbuf);
+        CU_FAIL("sharded issuer without crl_dp");
+    }
+    free(t2);
+    free(t);
+    /* nf-ca's shard 1 is published as nf-ca-1.crl: no issuer may be named so */
+    t = sharded("{ name = \"ic-ca\"; key", "{ name = \"nf-ca-1\"; key");
+    t2 = sub(t, "issuer = \"ic-ca\";", "issuer = \"nf-ca-1\";");
+    CU_ASSERT_EQUAL(load_text(t2, &c), -1);
+    if (!strstr(errbuf, "test.conf:6: issuers[1]: issuer name 'nf-ca-1' is a CRL file name of "
+                        "sharded issuer 'nf-ca' (nf-ca-K.crl): rename one of them")) {
+        fprintf(stderr, "\n  got: %s\n", errbuf);
+        CU_FAIL("an issuer named as a shard's file");
+    }
+    free(t2);
+    free(t);
+    /* ... a name that is not NAME-DIGITS is fine */
+    t = sharded("{ name = \"ic-ca\"; key", "{ name = \"nf-ca-x1\"; key");
+    t2 = sub(t, "issuer = \"ic-ca\";", "issuer = \"nf-ca-x1\";");
+    rc = load_text(t2, &c);
+    CU_ASSERT_EQUAL(rc, 0);
+    if (rc == 0)
+        cfg_free(c);
+    else
+        fprintf(stderr, "\n  got: %s\n", errbuf);
+    free(t2);
+    free(t);
+}
+
 static void test_confine_section(void)
 {
     static const char conf[] =
@@ -1202,6 +1336,30 @@ out:
     free(t);
 }
 
+/* restart_diff on the sharded base (sharded()). */
+static void restart_diff_sharded(const char *from, const char *to, const char *want)
+{
+    char *o_text = sharded(NULL, NULL), *n_text = sharded(from, to);
+    cfg_config *o = NULL, *n = NULL;
+    CU_ASSERT_EQUAL_FATAL(load_text(o_text, &o), 0);
+    if (load_text(n_text, &n) != 0) {
+        fprintf(stderr, "\n  edit '%s' -> '%s' does not load: %s\n", from, to, errbuf);
+        CU_FAIL("edited config does not load");
+    } else {
+        char err[512] = "";
+        int rc = cfg_restart_diff(o, n, err, sizeof(err));
+        CU_ASSERT_EQUAL(rc, want ? -1 : 0);
+        if (want && !strstr(err, want)) {
+            fprintf(stderr, "\n  edit '%s' -> '%s'\n  got:  %s\n  want: %s\n", from, to, err, want);
+            CU_FAIL("refusal lacks the expected text");
+        }
+    }
+    cfg_free(o);
+    cfg_free(n);
+    free(o_text);
+    free(n_text);
+}
+
 static void test_restart_diff(void)
 {
     /* reloadable */
@@ -1239,12 +1397,19 @@ static void test_restart_diff(void)
     restart_diff("log = { level = \"info\"; };",
                  "log = { level = \"info\"; }; metrics = { listen = \"127.0.0.1:9464\"; };",
                  "metrics.listen changed: restart needed");
+    /* CRL shards: the count re-maps certificates, the template is the IDPs' */
+    restart_diff_sharded("crl_shards = 4;", "crl_shards = 8;",
+                         "test.conf:5: issuer 'nf-ca' crl_shards (4 -> 8) changed: restart needed");
+    restart_diff_sharded("/nf-ca/{shard}.crl", "/nf-ca-{shard}.crl",
+                         "test.conf:5: issuers changed: restart needed");
+    restart_diff_sharded("level = \"info\"", "level = \"debug\"", NULL);
 }
 
 int main(int argc, char **argv)
 {
     static const cf_test tests[] = {
         {"crl section", test_crl_section},
+        {"crl shards", test_crl_shards},
         {"confine section", test_confine_section},
         {"metrics section (loopback only)", test_metrics_section},
         {"full config", test_full_config},

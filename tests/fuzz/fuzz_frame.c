@@ -54,7 +54,8 @@ static void check_req(const uint8_t *f, size_t n)
         (va->serial_len && memcmp(va->serial, vb->serial, va->serial_len)) ||
         va->reason != vb->reason || !str_eq(va->requester, vb->requester))
         abort();
-    if (!str_eq(q1.crl.issuer, q2.crl.issuer) || q1.crl.fresh != q2.crl.fresh)
+    if (!str_eq(q1.crl.issuer, q2.crl.issuer) || q1.crl.fresh != q2.crl.fresh ||
+        q1.crl.shard != q2.crl.shard)
         abort();
     size_t m2 = proto_req_encode(e2, sizeof(e2), &q2);
     if (m2 != m || memcmp(e1, e2, m))

@@ -229,6 +229,10 @@ readelf -d "$lib" | grep -q "SONAME.*\[libcertforge\.so\.0\]" && ok || fail "son
 leaked=$(nm -D --defined-only "$lib" | awk '$2 ~ /[TDB]/ { print $3 }' | sed 's/@.*//' | grep -v '^cf_\|^CERTFORGE_' || true)
 [ -z "$leaked" ] && ok || fail "libcertforge exports more than cf_*: $leaked"
 nm -D --defined-only "$lib" | grep -q " cf_status_name@@CERTFORGE_0" && ok || fail "cf_status_name not exported"
+# added later: a version node of its own, so a program linked against it needs a new enough library
+for f in cf_crl_shard_one cf_client_submit_crl_shard; do
+  nm -D --defined-only "$lib" | grep -q " $f@@CERTFORGE_0.1$" && ok || fail "$f not exported as CERTFORGE_0.1"
+done
 export PKG_CONFIG_PATH=$P/lib/pkgconfig
 [ "$(pkg-config --modversion certforge)" = "$version" ] && ok || fail "pkg-config --modversion"
 # the example, built only against the installed tree (no source-tree include

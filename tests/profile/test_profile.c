@@ -1176,9 +1176,35 @@ static void test_hot_path(void)
     profile_free(p);
 }
 
+/* CRL shards (docs/crl.md): the serial's last 4 octets mod N, and the
+ * crl_dp template with {shard} replaced. */
+static void test_crl_shard(void)
+{
+    static const uint8_t s1[] = {0x7f, 0xee, 0x00, 0x00, 0x01, 0x07}; /* ...00000107 = 263 */
+    CU_ASSERT_EQUAL(profile_crl_shard(s1, sizeof(s1), 4), 263 % 4);
+    CU_ASSERT_EQUAL(profile_crl_shard(s1, sizeof(s1), 1024), 263);
+    CU_ASSERT_EQUAL(profile_crl_shard(s1, sizeof(s1), 1), 0);
+    CU_ASSERT_EQUAL(profile_crl_shard(s1, sizeof(s1), 0), 0);
+    static const uint8_t s2[] = {0x05}; /* short serials: all of them */
+    CU_ASSERT_EQUAL(profile_crl_shard(s2, 1, 3), 2);
+    static const uint8_t s3[] = {0x00, 0x05}; /* a leading zero changes nothing */
+    CU_ASSERT_EQUAL(profile_crl_shard(s3, 2, 3), 2);
+    static const uint8_t s4[] = {0xff, 0xff, 0xff, 0xff}; /* 4294967295 */
+    CU_ASSERT_EQUAL(profile_crl_shard(s4, 4, 1000), 295);
+    char out[64];
+    CU_ASSERT_EQUAL(profile_crl_dp_uri("http://c.example/ca/{shard}.crl", 17, out, sizeof(out)), 0);
+    CU_ASSERT_STRING_EQUAL(out, "http://c.example/ca/17.crl");
+    CU_ASSERT_EQUAL(profile_crl_dp_uri("http://c.example/ca.crl", 3, out, sizeof(out)), 0);
+    CU_ASSERT_STRING_EQUAL(out, "http://c.example/ca.crl");
+    CU_ASSERT_EQUAL(profile_crl_dp_uri("http://c.example/{shard}", 1023, out, 21), -1);
+    CU_ASSERT_EQUAL(profile_crl_dp_uri("http://c.example/{shard}", 1023, out, 22), 0);
+    CU_ASSERT_STRING_EQUAL(out, "http://c.example/1023");
+}
+
 int main(int argc, char **argv)
 {
     static const cf_test tests[] = {
+        {"CRL shard of a serial, shard URLs", test_crl_shard},
         {"every profile type x every CSR key type", test_types_and_keys},
         {"issuer key types and mechanisms", test_issuer_mechs},
         {"openssl verify -x509_strict", test_openssl_verify_cli},

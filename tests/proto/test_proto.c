@@ -930,6 +930,48 @@ static void test_sign_revoke_crl(void)
     fb_str(&F, PROTO_F_ISSUER, "a");
     fb_str(&F, PROTO_F_REQUESTER, "x");
     CU_ASSERT_EQUAL(req_err(), PROTO_ERR_UNKNOWN_FIELD);
+    /* CRL shard: u16 BE, once; absent = 0, and shard 0 is written as absent */
+    n = proto_enc_crl_shard_req(b, sizeof(b), 10, (cf_str){"nf-ica", 6}, 0x0102, true);
+    CU_ASSERT_EQUAL_FATAL(proto_req_decode(b, n, &RQ), PROTO_OK);
+    CU_ASSERT_EQUAL(RQ.crl.shard, 0x0102);
+    CU_ASSERT_TRUE(RQ.crl.fresh);
+    CU_ASSERT(str_eq(RQ.crl.issuer, (cf_str){"nf-ica", 6}));
+    size_t n0 = proto_enc_crl_shard_req(b, sizeof(b), 10, (cf_str){"nf-ica", 6}, 0, false);
+    CU_ASSERT_EQUAL(n0, proto_enc_crl_req(b, sizeof(b), 10, (cf_str){"nf-ica", 6}, false));
+    CU_ASSERT_EQUAL_FATAL(proto_req_decode(b, n0, &RQ), PROTO_OK);
+    CU_ASSERT_EQUAL(RQ.crl.shard, 0);
+    CU_ASSERT_EQUAL(proto_enc_crl_shard_req(b, sizeof(b), 10, (cf_str){"a", 1}, 65535, false) > 0,
+                    true);
+    CU_ASSERT_EQUAL(proto_enc_crl_shard_req(b, sizeof(b), 10, (cf_str){"a", 1}, 65536, false), 0);
+    fb_begin(&F, 1, PROTO_OP_CRL, 0, 3);
+    fb_str(&F, PROTO_F_ISSUER, "a");
+    fb_field(&F, PROTO_F_SHARD, "\0\7", 2);
+    CU_ASSERT_EQUAL(req_err(), PROTO_OK);
+    CU_ASSERT_EQUAL(RQ.crl.shard, 7);
+    fb_begin(&F, 1, PROTO_OP_CRL, 0, 3);
+    fb_str(&F, PROTO_F_ISSUER, "a");
+    fb_field(&F, PROTO_F_SHARD, "\7", 1);
+    CU_ASSERT_EQUAL(req_err(), PROTO_ERR_BAD_VALUE);
+    fb_begin(&F, 1, PROTO_OP_CRL, 0, 3);
+    fb_str(&F, PROTO_F_ISSUER, "a");
+    fb_field(&F, PROTO_F_SHARD, "\0\0\7", 3);
+    CU_ASSERT_EQUAL(req_err(), PROTO_ERR_BAD_VALUE);
+    fb_begin(&F, 1, PROTO_OP_CRL, 0, 3);
+    fb_str(&F, PROTO_F_ISSUER, "a");
+    fb_field(&F, PROTO_F_SHARD, "", 0);
+    CU_ASSERT_EQUAL(req_err(), PROTO_ERR_BAD_VALUE);
+    fb_begin(&F, 1, PROTO_OP_CRL, 0, 3);
+    fb_str(&F, PROTO_F_ISSUER, "a");
+    fb_field(&F, PROTO_F_SHARD, "\0\1", 2);
+    fb_field(&F, PROTO_F_SHARD, "\0\2", 2);
+    CU_ASSERT_EQUAL(req_err(), PROTO_ERR_DUPLICATE);
+    fb_begin(&F, 1, PROTO_OP_CRL, 0, 3);
+    fb_field(&F, PROTO_F_SHARD, "\0\1", 2);
+    CU_ASSERT_EQUAL(req_err(), PROTO_ERR_MISSING);
+    fb_begin(&F, 1, PROTO_OP_REVOKE, 0, 3);
+    fb_field(&F, PROTO_F_REVOKE_SERIAL, serial, 2);
+    fb_field(&F, PROTO_F_SHARD, "\0\1", 2);
+    CU_ASSERT_EQUAL(req_err(), PROTO_ERR_UNKNOWN_FIELD);
 
     /* responses */
     proto_resp r;

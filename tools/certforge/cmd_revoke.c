@@ -49,22 +49,25 @@ static const char revoke_help[] =
     "  2  usage error\n";
 
 static const char crl_help[] =
-    "usage: certforge crl --issuer NAME [--new] [--out FILE [--force]] [--der] [--json]\n"
-    "                     [--socket PATH]\n"
+    "usage: certforge crl --issuer NAME [--shard K] [--new] [--out FILE [--force]]\n"
+    "                     [--der] [--json] [--socket PATH]\n"
     "\n"
     "Fetches the latest CRL certforged made for an issuer (the name in its config's\n"
     "issuers list), or with --new has it make one now. Writes PEM to stdout, or to\n"
-    "FILE (PEM, or DER with --der) and then prints a summary.\n"
+    "FILE (PEM, or DER with --der) and then prints a summary. An issuer with\n"
+    "crl_shards = N has N CRLs, shards 0 to N-1: --shard picks one.\n"
     "\n"
     "OPTIONS\n"
     "  --issuer NAME     the issuer's name in certforged's config\n"
+    "  --shard K         CRL shard K of the issuer (default 0, the only CRL of an\n"
+    "                    issuer without crl_shards)\n"
     "  --new             make a new CRL now (signed in the HSM, published to crl.dir)\n"
     "  --out FILE        write the CRL to FILE instead of stdout (an existing FILE is\n"
     "                    refused unless --force)\n"
     "  --force           replace an existing --out FILE\n"
     "  --der             with --out: DER instead of PEM\n"
     "  --json            print one JSON object on standard output instead of the\n"
-    "                    summary: issuer (the config name), issuer_dn, number,\n"
+    "                    summary: issuer (the config name), shard, issuer_dn, number,\n"
     "                    this_update, next_update (ISO 8601 UTC), entries (how many\n"
     "                    revoked), out (null without --out) and, without --out,\n"
     "                    crl (the PEM)\n" CLI_SOCKET_HELP
@@ -74,14 +77,16 @@ static const char crl_help[] =
     "EXAMPLES\n"
     "  certforge crl --issuer nf-ica --new --out nf-ica.crl --der\n"
     "  certforge crl --issuer nf-ica | openssl crl -noout -text\n"
+    "  certforge crl --issuer nf-ica --shard 7 --out nf-ica-7.crl --der\n"
     "\n"
     "EXIT STATUS\n"
     "  0  the CRL was written\n"
-    "  1  no CRL: unknown issuer, CRLs not configured, not allowed, daemon unreachable\n"
+    "  1  no CRL: unknown issuer or shard, CRLs not configured, not allowed, daemon\n"
+    "     unreachable\n"
     "  2  usage error\n";
 
 enum { OPT_SOCKET = 256, OPT_SERIAL, OPT_REASON, OPT_REQUESTER, OPT_TIMEOUT, OPT_HELP, OPT_ISSUER,
-       OPT_NEW, OPT_OUT, OPT_DER, OPT_FORCE, OPT_JSON };
+       OPT_NEW, OPT_OUT, OPT_DER, OPT_FORCE, OPT_JSON, OPT_SHARD };
 
 static void iso_time(const ASN1_TIME *t, char *buf, size_t cap)
 {
@@ -190,6 +195,7 @@ int cmd_crl(int argc, char **argv)
 {
     static const struct option lo[] = {{"socket", required_argument, NULL, OPT_SOCKET},
                                        {"issuer", required_argument, NULL, OPT_ISSUER},
+                                       {"shard", required_argument, NULL, OPT_SHARD},
                                        {"new", no_argument, NULL, OPT_NEW},
                                        {"out", required_argument, NULL, OPT_OUT},
                                        {"der", no_argument, NULL, OPT_DER},
@@ -200,7 +206,8 @@ int cmd_crl(int argc, char **argv)
                                        {0, 0, 0, 0}};
     const char *socket = NULL, *issuer = NULL, *out = NULL;
     bool fresh = false, der = false, force = false, json = false;
-    unsigned long timeout = 30;
+    unsigned long timeout = 30, shard = 0;
+    bool has_shard = false;
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -210,6 +217,11 @@ int cmd_crl(int argc, char **argv)
             break;
         case OPT_ISSUER:
             issuer = optarg;
+            break;
+        case OPT_SHARD:
+            if (!cli_parse_uint(optarg, 0, 65535, &shard))
+                return cli_usage("crl: --shard must be a shard number 0-65535, not '%s'", optarg);
+            has_shard = true;
             break;
         case OPT_NEW:
             fresh = true;
@@ -251,7 +263,8 @@ int cmd_crl(int argc, char **argv)
     if (rc != CLI_OK)
         return rc;
     cf_response r;
-    int q = cf_crl_one(cl, (cf_str){issuer, strlen(issuer)}, fresh, (int)timeout * 1000, &r);
+    int q = cf_crl_shard_one(cl, (cf_str){issuer, strlen(issuer)}, (unsigned)shard, fresh,
+                             (int)timeout * 1000, &r);
     X509_CRL *x = NULL;
     char *pem = NULL;
     if ((rc = cli_answer("crl", socket, cl, q, timeout, &r)) != CLI_OK)
@@ -307,6 +320,7 @@ summary:
         cj_init(&j, stdout);
         cj_obj(&j, NULL);
         cj_str(&j, "issuer", issuer);
+        cj_int(&j, "shard", (long)shard);
         cj_str(&j, "issuer_dn", dn);
         if (num)
             cj_int(&j, "number", ASN1_INTEGER_get(num));
@@ -329,8 +343,11 @@ summary:
         struct tm tm;
         if (t && ASN1_TIME_to_tm(t, &tm) == 1)
             strftime(nu, sizeof(nu), "%Y-%m-%dT%H:%M:%SZ", &tm);
-        printf("%s: CRL number %ld of issuer %s, %d revoked, next update %s\n", out,
-               num ? ASN1_INTEGER_get(num) : -1L, issuer, rv ? sk_X509_REVOKED_num(rv) : 0, nu);
+        char sh[32] = "";
+        if (has_shard)
+            snprintf(sh, sizeof(sh), " shard %lu", shard);
+        printf("%s: CRL number %ld of issuer %s%s, %d revoked, next update %s\n", out,
+               num ? ASN1_INTEGER_get(num) : -1L, issuer, sh, rv ? sk_X509_REVOKED_num(rv) : 0, nu);
         ASN1_INTEGER_free(num);
     }
     rc = CLI_OK;

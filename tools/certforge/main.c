@@ -14,7 +14,7 @@ static const cli_command commands[] = {
     {"status", cmd_status, "certforged's counters: uptime, issued, rate, queue, HSM sessions"},
     {"csr-gen", cmd_csrgen, "test/demo helper: N NF CSRs and a batch file for 'issue --batch'"},
     {"revoke", cmd_revoke, "revoke a certificate through certforged (RFC 5280 reasons)"},
-    {"crl", cmd_crl, "an issuer's latest CRL from certforged, or a new one (--new)"},
+    {"crl", cmd_crl, "an issuer's (or one shard's) latest CRL from certforged, or a new one"},
     {"ledger", cmd_ledger, "read the issuance ledger: show a serial, list, export (jsonl, csv)"},
     {"acme", cmd_acme, "certforge-acme's state: EAB keys, accounts, orders, status"},
 };
