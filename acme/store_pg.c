@@ -85,6 +85,7 @@ typedef struct pg_db {
     unsigned timeout_ms;
     uint64_t deadline_ms; /* CLOCK_MONOTONIC: the current call ends here */
     bool in_tx;           /* the writer's BEGIN succeeded; no COMMIT/ROLLBACK yet */
+    bool opened;          /* acme_pg_open succeeded: a later loss is retried by the next call */
     struct {
         const char *sql; /* prepared statements, by their text's address */
         char name[16];
@@ -128,10 +129,8 @@ static int timed_out(pg_db *db, const char *what)
 {
     PQfinish(db->c);
     db->c = NULL;
-    snprintf(db->base.err, sizeof(db->base.err),
-             "%s: no answer from the server within %u ms (state.pg_timeout_ms): connection dropped, "
-             "the next call reconnects",
-             what, db->timeout_ms);
+    snprintf(db->base.err, sizeof(db->base.err), "%s: no answer from the server within %u ms (state.pg_timeout_ms)%s",
+             what, db->timeout_ms, db->opened ? ": connection dropped, the next call reconnects" : "");
     return -1;
 }
 
@@ -543,6 +542,7 @@ acme_db *acme_pg_open(const char *conninfo, bool writer, const char *other_schem
         snprintf(err, errlen, "state database (postgresql): %s", db->base.err);
         goto fail;
     }
+    db->opened = true;
     return &db->base;
 fail:
     pg_close(&db->base);

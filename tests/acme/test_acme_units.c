@@ -610,6 +610,38 @@ static void test_pg_hang(void)
     acme_db_close(db);
     acme_store_close(s);
     sem_destroy(&gate);
+
+    /* opening against a stopped postmaster (it accepts, never answers):
+     * refused at the deadline, start-up fails with the setting's name */
+    const char *dir = getenv("CF_TEST_PG_DIR");
+    if (!dir || !*dir) {
+        fprintf(stderr, "\n    (CF_TEST_PG_DIR not set: opening against a stopped server not tried) ");
+        return;
+    }
+    char path[600];
+    snprintf(path, sizeof(path), "%.500s/data/postmaster.pid", dir);
+    FILE *f = fopen(path, "r");
+    long pm = -1;
+    if (f) {
+        if (fscanf(f, "%ld", &pm) != 1)
+            pm = -1;
+        fclose(f);
+    }
+    CU_ASSERT_FATAL(pm > 0);
+    CU_ASSERT_EQUAL_FATAL(cf_freeze((pid_t)pm), 0);
+    s = NULL;
+    err[0] = '\0';
+    int rc = acme_store_open(&cfg, &s, err, sizeof(err));
+    cf_thaw_all();
+    CU_ASSERT_EQUAL(rc, -1);
+    if (rc == 0)
+        acme_store_close(s);
+    static const char open_want[] =
+        "state database (postgresql): no answer from the server within 300 ms (state.pg_timeout_ms)";
+    if (strcmp(err, open_want) != 0) {
+        fprintf(stderr, "\n  got:  %s\n  want: %s\n", err, open_want);
+        CU_FAIL("the open timeout's message");
+    }
 }
 
 /* ------------------------------------------------------------ identifiers */
