@@ -444,7 +444,7 @@ static int load_root(ld *l, const config_setting_t *root)
     if (!g)
         return fail(l, NULL, "missing required setting 'state' (e.g. state = { path = \"acme.db\"; })");
     char *backend = NULL;
-    if (only(l, g, (const char *const[]){"backend", "path", "conninfo", NULL}) ||
+    if (only(l, g, (const char *const[]){"backend", "path", "conninfo", "pg_timeout_ms", NULL}) ||
         get_str(l, g, "backend", "sqlite", 0, &backend))
         return -1;
     if (strcmp(backend, "sqlite") == 0) {
@@ -463,6 +463,10 @@ static int load_root(ld *l, const config_setting_t *root)
         return fail(l, member(g, "conninfo"), "only with backend = \"postgresql\"");
     if (c->backend == ACME_BACKEND_POSTGRESQL && c->db_path)
         return fail(l, member(g, "path"), "only with backend = \"sqlite\"");
+    if (c->backend == ACME_BACKEND_SQLITE && member(g, "pg_timeout_ms"))
+        return fail(l, member(g, "pg_timeout_ms"), "only with backend = \"postgresql\"");
+    if (get_uint(l, g, "pg_timeout_ms", ACME_PG_TIMEOUT_MS_DEFAULT, 100, 600000, &c->pg_timeout_ms))
+        return -1;
 
     /* accounts */
     if (group(l, root, "accounts", &g) ||

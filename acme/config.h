@@ -31,6 +31,10 @@ typedef struct acme_cfg_profile {
     int64_t switch_at;
 } acme_cfg_profile;
 
+/* state.pg_timeout_ms's default: the longest one PostgreSQL call of the
+ * store waits for a server that does not answer (store_pg.c). */
+#define ACME_PG_TIMEOUT_MS_DEFAULT 5000
+
 typedef enum acme_cfg_backend { ACME_BACKEND_SQLITE, ACME_BACKEND_POSTGRESQL } acme_cfg_backend;
 
 typedef struct acme_cfg {
@@ -63,7 +67,8 @@ typedef struct acme_cfg {
     /* state */
     acme_cfg_backend backend;
     char *db_path;  /* sqlite */
-    char *conninfo; /* postgresql */
+    char *conninfo;         /* postgresql */
+    unsigned pg_timeout_ms; /* postgresql: bound of every call (store_pg.c) */
 
     /* accounts */
     bool eab_required;

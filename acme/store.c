@@ -24,6 +24,7 @@ struct acme_store {
     acme_db *w;
     acme_cfg_backend backend;
     char *path, *conninfo, *schema_sqlite, *schema_pg;
+    unsigned pg_timeout_ms;
     char name[16], tag[32]; /* writer thread's name; log lines' program */
     pthread_t thread;
     pthread_mutex_t mu;
@@ -104,7 +105,7 @@ void acme_q_end(acme_q *q)
 static acme_db *open_conn(const acme_store *s, bool writer, char *err, size_t errlen)
 {
     if (s->backend == ACME_BACKEND_POSTGRESQL)
-        return acme_pg_open(s->conninfo, writer, s->schema_pg, err, errlen);
+        return acme_pg_open(s->conninfo, writer, s->schema_pg, s->pg_timeout_ms, err, errlen);
     return acme_sqlite_open(s->path, writer, s->schema_sqlite, err, errlen);
 }
 
@@ -290,6 +291,7 @@ int acme_store_open_spec(const acme_store_spec *spec, acme_store **out, char *er
     s->backend = spec->backend;
     s->path = dup_or_null(spec->path, &bad);
     s->conninfo = dup_or_null(spec->conninfo, &bad);
+    s->pg_timeout_ms = spec->pg_timeout_ms;
     s->schema_sqlite = dup_or_null(spec->schema_sqlite, &bad);
     s->schema_pg = dup_or_null(spec->schema_pg, &bad);
     snprintf(s->name, sizeof(s->name), "%s", spec->name ? spec->name : "acme-store");
@@ -320,7 +322,7 @@ fail:
 int acme_store_open(const acme_cfg *cfg, acme_store **out, char *err, size_t errlen)
 {
     acme_store_spec spec = {.backend = cfg->backend, .path = cfg->db_path, .conninfo = cfg->conninfo,
-                            .name = "acme-store"};
+                            .pg_timeout_ms = cfg->pg_timeout_ms, .name = "acme-store"};
     return acme_store_open_spec(&spec, out, err, errlen);
 }
 

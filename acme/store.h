@@ -43,6 +43,7 @@ typedef struct acme_store_spec {
     acme_cfg_backend backend;
     const char *path;     /* sqlite */
     const char *conninfo; /* postgresql */
+    unsigned pg_timeout_ms; /* postgresql: bound of every call (0: ACME_PG_TIMEOUT_MS_DEFAULT) */
     const char *schema_sqlite, *schema_pg;
     const char *name;    /* "acme-store" */
     const char *log_tag; /* "certforge-acme" */

@@ -34,6 +34,10 @@ struct acme_db {
 /* Open a connection: writer (creates the schema: `schema`, or
  * certforge-acme's when NULL) or reader. */
 acme_db *acme_sqlite_open(const char *path, bool writer, const char *schema, char *err, size_t errlen);
-acme_db *acme_pg_open(const char *conninfo, bool writer, const char *schema, char *err, size_t errlen);
+/* PostgreSQL: every call (connect, statement, transaction statement) is
+ * bounded by timeout_ms (0: ACME_PG_TIMEOUT_MS_DEFAULT); at the deadline
+ * the connection is dropped and the next call reconnects (store_pg.c). */
+acme_db *acme_pg_open(const char *conninfo, bool writer, const char *schema, unsigned timeout_ms, char *err,
+                      size_t errlen);
 
 #endif

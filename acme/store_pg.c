@@ -2,13 +2,38 @@
  * sharing one CA. One connection per thread (the writer, each HTTP loop,
  * each tool); statements prepared once per connection, `?` rewritten to
  * $n; text results, bytea parameters in binary. Durability is the
- * server's: synchronous_commit is forced on for the writer. */
+ * server's: synchronous_commit is forced on for the writer.
+ *
+ * A server that hangs (stopped processes, a network black hole) blocks no
+ * thread for longer than timeout_ms (state.pg_timeout_ms): nothing here
+ * blocks in libpq. The connection is non-blocking; every call (a
+ * statement, a transaction statement of the writer, a connect) sets one
+ * deadline, and connecting (PQconnectStartParams/PQconnectPoll), sending
+ * (PQflush) and reading (PQconsumeInput until PQisBusy is false) all wait
+ * in poll() against it. At the deadline the connection is dropped (not
+ * cancelled: libpq before 17 has no non-blocking cancel, and PQcancel
+ * waits on the same hung server), the call fails, and the next call
+ * reconnects and prepares its statements again — except inside the
+ * writer's transaction: a connection lost after BEGIN fails every call up
+ * to the COMMIT/ROLLBACK at once (the server rolls the transaction back
+ * when it reads end of file), so nothing of a group is half-applied and
+ * no statement of it runs outside the transaction.
+ *
+ * This mirrors engine/ledger/ledger_pg.c's bounded waits rather than
+ * sharing them: there the wait helpers are bound to the ledger's state
+ * and message format (host/dbname in every error, the
+ * LEDGER_FAILURE/broken bookkeeping, pipeline mode); the common part is
+ * ~80 lines. */
 #include "acme/store_int.h"
 
+#include <errno.h>
 #include <libpq-fe.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* The same tables as store_sqlite.c in PostgreSQL's types. */
 static const char schema[] =
@@ -55,7 +80,12 @@ static const char schema[] =
 
 typedef struct pg_db {
     acme_db base;
-    PGconn *c;
+    PGconn *c;      /* NULL once a deadline dropped it */
+    char *conninfo; /* for reconnects */
+    unsigned timeout_ms;
+    uint64_t deadline_ms; /* CLOCK_MONOTONIC: the current call ends here */
+    bool in_tx;           /* the writer's BEGIN succeeded; no COMMIT/ROLLBACK yet */
+    bool opened;          /* acme_pg_open succeeded: a later loss is retried by the next call */
     struct {
         const char *sql; /* prepared statements, by their text's address */
         char name[16];
@@ -63,19 +93,206 @@ typedef struct pg_db {
     unsigned n_cache;
 } pg_db;
 
-static void set_err(pg_db *db, const char *what)
+static uint64_t mono_ms(void)
 {
-    char *m = PQerrorMessage(db->c);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void deadline_start(pg_db *db)
+{
+    db->deadline_ms = mono_ms() + db->timeout_ms;
+}
+
+static bool usable(const pg_db *db)
+{
+    return db->c && PQstatus(db->c) == CONNECTION_OK;
+}
+
+static void set_err_msg(pg_db *db, const char *what, const char *m)
+{
     size_t n = strlen(m);
     while (n && (m[n - 1] == '\n' || m[n - 1] == ' '))
         n--;
     snprintf(db->base.err, sizeof(db->base.err), "%s: %.*s", what, (int)n, m);
 }
 
+static void set_err(pg_db *db, const char *what)
+{
+    set_err_msg(db, what, db->c ? PQerrorMessage(db->c) : "out of memory");
+}
+
+/* The server did not answer by the deadline: drop the connection (its
+ * socket is non-blocking, so PQfinish's goodbye cannot block). */
+static int timed_out(pg_db *db, const char *what)
+{
+    PQfinish(db->c);
+    db->c = NULL;
+    snprintf(db->base.err, sizeof(db->base.err), "%s: no answer from the server within %u ms (state.pg_timeout_ms)%s",
+             what, db->timeout_ms, db->opened ? ": connection dropped, the next call reconnects" : "");
+    return -1;
+}
+
+/* poll() for `events` on the connection's socket until the deadline: 1
+ * ready, 0 the deadline passed, -1 poll failed (errno). */
+static int wait_socket(pg_db *db, short events)
+{
+    for (;;) {
+        uint64_t now = mono_ms();
+        if (now >= db->deadline_ms)
+            return 0;
+        uint64_t left = db->deadline_ms - now;
+        struct pollfd p = {.fd = PQsocket(db->c), .events = events};
+        if (p.fd < 0)
+            return 1; /* no socket: libpq reports why on the next call */
+        int r = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
+        if (r > 0)
+            return 1;
+        if (r < 0 && errno != EINTR)
+            return -1;
+    }
+}
+
+static int poll_failed(pg_db *db, const char *what)
+{
+    char m[128];
+    snprintf(m, sizeof(m), "poll: %s", strerror(errno));
+    set_err_msg(db, what, m);
+    PQfinish(db->c);
+    db->c = NULL;
+    return -1;
+}
+
+/* Until PQgetResult will not block: everything sent and a whole result
+ * in, or the connection failed (PQgetResult then reports it at once). */
+static int await_result(pg_db *db, const char *what)
+{
+    for (;;) {
+        int f = PQflush(db->c);
+        if (f < 0 || (f == 0 && !PQisBusy(db->c)))
+            return 0;
+        int w = wait_socket(db, (short)(POLLIN | (f ? POLLOUT : 0)));
+        if (w == 0)
+            return timed_out(db, what);
+        if (w < 0)
+            return poll_failed(db, what);
+        if (!PQconsumeInput(db->c))
+            return 0;
+    }
+}
+
+/* All results of what was sent, as PQexec returns them (the first
+ * failure, else the last result); it must be COMMAND_OK or TUPLES_OK. The
+ * result is handed back when out is set. */
+static int collect(pg_db *db, PGresult **out, const char *what)
+{
+    PGresult *keep = NULL, *r;
+    for (;;) {
+        if (await_result(db, what) != 0) {
+            PQclear(keep);
+            return -1;
+        }
+        if (!(r = PQgetResult(db->c)))
+            break;
+        ExecStatusType ks = keep ? PQresultStatus(keep) : PGRES_COMMAND_OK;
+        if (keep && ks != PGRES_COMMAND_OK && ks != PGRES_TUPLES_OK) {
+            PQclear(r); /* the first failure is the one to report */
+            continue;
+        }
+        PQclear(keep);
+        keep = r;
+    }
+    ExecStatusType st = keep ? PQresultStatus(keep) : PGRES_FATAL_ERROR;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        const char *m = keep ? PQresultErrorMessage(keep) : "";
+        set_err_msg(db, what, m && *m ? m : PQerrorMessage(db->c));
+        PQclear(keep);
+        return -1;
+    }
+    if (out)
+        *out = keep;
+    else
+        PQclear(keep);
+    return 0;
+}
+
+/* Server notices (e.g. "relation already exists, skipping") are not errors. */
+static void no_notices(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
+/* A new connection (an old one is closed) by the call's deadline:
+ * PQconnectStartParams, then PQconnectPoll whenever poll() says the socket
+ * is ready. libpq still resolves a host name synchronously (getaddrinfo);
+ * a socket path or hostaddr avoids even that. The statement cache is the
+ * old session's: emptied. */
+static int pg_connect(pg_db *db, const char *what)
+{
+    const char *const kw[] = {"dbname", NULL}; /* expand_dbname: key=value pairs or a URI */
+    const char *const val[] = {db->conninfo, NULL};
+    PQfinish(db->c);
+    db->n_cache = 0;
+    if (!(db->c = PQconnectStartParams(kw, val, 1))) {
+        set_err(db, what);
+        return -1;
+    }
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    while (PQstatus(db->c) != CONNECTION_BAD && st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+        int w = wait_socket(db, st == PGRES_POLLING_READING ? POLLIN : POLLOUT);
+        if (w == 0)
+            return timed_out(db, what);
+        if (w < 0)
+            return poll_failed(db, what);
+        st = PQconnectPoll(db->c);
+    }
+    if (PQstatus(db->c) != CONNECTION_OK || PQsetnonblocking(db->c, 1) != 0) {
+        set_err(db, what);
+        return -1;
+    }
+    PQsetNoticeProcessor(db->c, no_notices, NULL);
+    return 0;
+}
+
+static int send_simple(pg_db *db, const char *sql, const char *what)
+{
+    if (!PQsendQuery(db->c, sql)) {
+        set_err(db, what);
+        return -1;
+    }
+    return collect(db, NULL, what);
+}
+
+/* Session settings: at open and after every reconnect. */
+static int session_settings(pg_db *db)
+{
+    return send_simple(db, "SET synchronous_commit = on; SET client_min_messages = warning", "state database (postgresql)");
+}
+
+/* Before every call (its deadline set): a lost or dropped connection is
+ * reopened — one attempt within the call's deadline — unless the writer's
+ * transaction was open on it: then the call fails at once. */
+static int ready(pg_db *db)
+{
+    if (usable(db))
+        return 0;
+    if (db->in_tx) {
+        snprintf(db->base.err, sizeof(db->base.err),
+                 "the connection was lost inside the transaction: nothing of it is kept");
+        return -1;
+    }
+    if (pg_connect(db, "cannot reconnect to the state database (postgresql)") != 0)
+        return -1;
+    return session_settings(db);
+}
+
 static void pg_close(acme_db *d)
 {
     pg_db *db = (pg_db *)d;
     PQfinish(db->c);
+    free(db->conninfo);
     free(db);
 }
 
@@ -109,13 +326,13 @@ static const char *prep(pg_db *db, const char *sql, int nparams)
     }
     char *name = db->cache[db->n_cache].name;
     snprintf(name, sizeof(db->cache[0].name), "s%u", db->n_cache);
-    PGresult *r = PQprepare(db->c, name, pg, 0, NULL);
+    int sent = PQsendPrepare(db->c, name, pg, 0, NULL);
     free(pg);
-    int ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
-    if (!ok)
-        snprintf(db->base.err, sizeof(db->base.err), "prepare: %s", r ? PQresultErrorMessage(r) : PQerrorMessage(db->c));
-    PQclear(r);
-    if (!ok)
+    if (!sent) {
+        set_err(db, "prepare");
+        return NULL;
+    }
+    if (collect(db, NULL, "prepare") != 0)
         return NULL;
     db->cache[db->n_cache++].sql = sql;
     return name;
@@ -128,7 +345,7 @@ typedef struct params {
     char num[MAX_PARAMS][24];
 } params;
 
-static int collect(pg_db *db, const char *fmt, va_list ap, params *p)
+static int collect_params(pg_db *db, const char *fmt, va_list ap, params *p)
 {
     p->n = 0;
     for (const char *f = fmt; f && *f; f++) {
@@ -164,22 +381,21 @@ static int collect(pg_db *db, const char *fmt, va_list ap, params *p)
 static PGresult *run(pg_db *db, const char *sql, const char *fmt, va_list ap)
 {
     params p;
-    if (collect(db, fmt, ap, &p) != 0)
+    if (collect_params(db, fmt, ap, &p) != 0)
+        return NULL;
+    deadline_start(db);
+    if (ready(db) != 0)
         return NULL;
     const char *name = prep(db, sql, p.n);
     if (!name)
         return NULL;
-    PGresult *r = PQexecPrepared(db->c, name, p.n, p.val, p.len, p.fmt, 0);
-    if (!r) {
+    if (!PQsendQueryPrepared(db->c, name, p.n, p.val, p.len, p.fmt, 0)) {
         set_err(db, "execute");
         return NULL;
     }
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        snprintf(db->base.err, sizeof(db->base.err), "%s", PQresultErrorMessage(r));
-        PQclear(r);
+    PGresult *r = NULL;
+    if (collect(db, &r, "execute") != 0)
         return NULL;
-    }
     return r;
 }
 
@@ -251,12 +467,35 @@ static void pg_end(acme_q *q)
 static int pg_simple(acme_db *d, const char *sql)
 {
     pg_db *db = (pg_db *)d;
-    PGresult *r = PQexec(db->c, sql);
-    int ok = r && (PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK);
-    if (!ok)
-        snprintf(db->base.err, sizeof(db->base.err), "%.60s: %s", sql, r ? PQresultErrorMessage(r) : PQerrorMessage(db->c));
-    PQclear(r);
-    return ok ? 0 : -1;
+    char what[80];
+    snprintf(what, sizeof(what), "%.60s", sql);
+    deadline_start(db);
+    if (ready(db) != 0)
+        return -1;
+    return send_simple(db, sql, what);
+}
+
+/* The writer's transaction statements: BEGIN opens the transaction on a
+ * usable (or reopened) connection; COMMIT and ROLLBACK end it whatever
+ * their outcome (a failed COMMIT rolls back; a dropped connection ends
+ * the transaction at the server). Between them a lost connection is not
+ * reopened (ready()). */
+static int pg_tx(acme_db *d, const char *sql)
+{
+    pg_db *db = (pg_db *)d;
+    bool ends = strcmp(sql, "COMMIT") == 0 || strcmp(sql, "ROLLBACK") == 0;
+    if (ends && !usable(db)) {
+        db->in_tx = false;
+        snprintf(db->base.err, sizeof(db->base.err),
+                 "%s: the connection was lost inside the transaction: nothing of it is kept", sql);
+        return -1;
+    }
+    int rc = pg_simple(d, sql);
+    if (strcmp(sql, "BEGIN") == 0)
+        db->in_tx = rc == 0;
+    else if (ends)
+        db->in_tx = false;
+    return rc;
 }
 
 static const db_ops pg_ops = {
@@ -272,33 +511,40 @@ static const db_ops pg_ops = {
     .null = pg_null,
     .end = pg_end,
     .simple = pg_simple,
-    .tx = pg_simple,
+    .tx = pg_tx,
 };
 
-acme_db *acme_pg_open(const char *conninfo, bool writer, const char *other_schema, char *err, size_t errlen)
+acme_db *acme_pg_open(const char *conninfo, bool writer, const char *other_schema, unsigned timeout_ms, char *err,
+                      size_t errlen)
 {
     pg_db *db = calloc(1, sizeof(*db));
-    if (!db) {
+    if (!db || !(db->conninfo = strdup(conninfo))) {
         snprintf(err, errlen, "out of memory");
+        free(db);
         return NULL;
     }
     db->base.ops = &pg_ops;
-    db->c = PQconnectdb(conninfo);
-    if (!db->c || PQstatus(db->c) != CONNECTION_OK) {
-        set_err(db, "state database (postgresql)");
+    db->timeout_ms = timeout_ms ? timeout_ms : ACME_PG_TIMEOUT_MS_DEFAULT;
+    deadline_start(db);
+    if (pg_connect(db, "state database (postgresql)") != 0) {
+        snprintf(err, errlen, "%s", db->base.err);
+        goto fail;
+    }
+    deadline_start(db);
+    if (session_settings(db) != 0) {
         snprintf(err, errlen, "%s", db->base.err);
         goto fail;
     }
     /* Several front ends may create the schema at once: one at a time. */
-    if (pg_simple(&db->base, "SET synchronous_commit = on; SET client_min_messages = warning") != 0 ||
-        (writer && (pg_simple(&db->base, "SELECT pg_advisory_lock(7411)") != 0 || pg_simple(&db->base, other_schema ? other_schema : schema) != 0 ||
-                    pg_simple(&db->base, "SELECT pg_advisory_unlock(7411)") != 0))) {
+    if (writer && (pg_simple(&db->base, "SELECT pg_advisory_lock(7411)") != 0 ||
+                   pg_simple(&db->base, other_schema ? other_schema : schema) != 0 ||
+                   pg_simple(&db->base, "SELECT pg_advisory_unlock(7411)") != 0)) {
         snprintf(err, errlen, "state database (postgresql): %s", db->base.err);
         goto fail;
     }
+    db->opened = true;
     return &db->base;
 fail:
-    PQfinish(db->c);
-    free(db);
+    pg_close(&db->base);
     return NULL;
 }

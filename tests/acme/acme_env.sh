@@ -217,7 +217,8 @@ challtest_txt_clear() { # NAME
 
 # The state backend: SQLite in $T (default), or with ACME_BACKEND=postgresql
 # a fresh database in the throwaway cluster tools/test.sh starts
-# (CF_TEST_PG_CONNINFO; skipped without one).
+# (CF_TEST_PG_CONNINFO; skipped without one). ACME_STATE_EXTRA: more
+# settings in the state group (e.g. pg_timeout_ms = 1000;).
 acme_state_setup() {
   if [ "${ACME_BACKEND:-sqlite}" = postgresql ]; then
     if [ -z "${ACME_PG_CONNINFO:-}" ]; then
@@ -229,7 +230,7 @@ acme_state_setup() {
       PG_DROP_DB=$db
       export ACME_PG_CONNINFO
     fi
-    ACME_STATE_CONF="state = { backend = \"postgresql\"; conninfo = \"$ACME_PG_CONNINFO\"; };"
+    ACME_STATE_CONF="state = { backend = \"postgresql\"; conninfo = \"$ACME_PG_CONNINFO\"; ${ACME_STATE_EXTRA:-} };"
   else
     ACME_STATE_CONF="state = { path = \"$T/acme.db\"; };"
   fi

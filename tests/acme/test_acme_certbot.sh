@@ -88,23 +88,23 @@ eab=$("$CF" acme eab add --config "$T/acme.conf" --json)
 kid=$(jq -r .kid <<<"$eab"); hmac=$(jq -r .hmac_key <<<"$eab")
 # a wrong HMAC key is refused
 bad=$(openssl rand 32 | basenc --base64url | tr -d '=')
-if cb register --agree-tos --register-unsafely-without-email --eab-kid "$kid" --eab-hmac-key "$bad" >"$T/out" 2>&1; then
+if cb register --agree-tos --register-unsafely-without-email --eab-kid="$kid" --eab-hmac-key="$bad" >"$T/out" 2>&1; then
   fail "registered with a wrong EAB HMAC key"; fi
 [ "$(last_problem /acme/new-account)" = unauthorized ] || fail "wrong EAB key: $(last_problem /acme/new-account)"
-cb register --agree-tos --register-unsafely-without-email --eab-kid "$kid" --eab-hmac-key "$hmac" >"$T/out" 2>&1 ||
+cb register --agree-tos --register-unsafely-without-email --eab-kid="$kid" --eab-hmac-key="$hmac" >"$T/out" 2>&1 ||
   { cat "$T/out"; fail "register with EAB"; }
 "$CF" acme eab list --config "$T/acme.conf" --json | jq -e --arg k "$kid" '.[] | select(.kid == $k) | .account != null' >/dev/null ||
   fail "EAB key not bound to the account"
 # the same key again, for another account: refused
 mv "$W" "$W.1"; mkdir -p "$W"
-if cb register --agree-tos --register-unsafely-without-email --eab-kid "$kid" --eab-hmac-key "$hmac" >"$T/out" 2>&1; then
+if cb register --agree-tos --register-unsafely-without-email --eab-kid="$kid" --eab-hmac-key="$hmac" >"$T/out" 2>&1; then
   fail "an EAB key bound two accounts"; fi
 [ "$(last_problem /acme/new-account)" = unauthorized ] || fail "reused EAB key: $(last_problem /acme/new-account)"
 # a revoked key: refused
 eab2=$("$CF" acme eab add --config "$T/acme.conf" --json)
 "$CF" acme eab revoke --config "$T/acme.conf" "$(jq -r .kid <<<"$eab2")" >/dev/null
-if cb register --agree-tos --register-unsafely-without-email --eab-kid "$(jq -r .kid <<<"$eab2")" \
-   --eab-hmac-key "$(jq -r .hmac_key <<<"$eab2")" >"$T/out" 2>&1; then fail "a revoked EAB key registered"; fi
+if cb register --agree-tos --register-unsafely-without-email --eab-kid="$(jq -r .kid <<<"$eab2")" \
+   --eab-hmac-key="$(jq -r .hmac_key <<<"$eab2")" >"$T/out" 2>&1; then fail "a revoked EAB key registered"; fi
 [ "$(last_problem /acme/new-account)" = unauthorized ] || fail "revoked EAB key: $(last_problem /acme/new-account)"
 rm -rf "$W"; mv "$W.1" "$W"
 cb certonly --standalone --http-01-address 127.0.0.1 --http-01-port "$HTTP01_PORT" --cert-name eab -d eab.example.test \

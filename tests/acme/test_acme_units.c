@@ -2,11 +2,13 @@
  * names FILE:LINE), nonces, rate limits, the state store's group commit,
  * identifier and CSR checks, certificate facts. */
 #include "cf_test.h"
+#include "cf_testutil.h"
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +78,20 @@ static void test_config_defaults(void)
     CU_ASSERT_TRUE(c->challenges[ACME_CH_DNS01]);
     CU_ASSERT_EQUAL(c->resolver_port, 53);
     acme_cfg_free(c);
+    /* state.pg_timeout_ms: 5000 by default, 100 and 600000 accepted */
+    static const char *const pg_state[] = {"", "pg_timeout_ms = 100;", "pg_timeout_ms = 600000;"};
+    static const unsigned pg_want[] = {5000, 100, 600000};
+    for (size_t i = 0; i < CF_ARRAY_LEN(pg_state); i++) {
+        char text[512];
+        snprintf(text, sizeof(text),
+                 "tls = { certificate = \"c\"; key = \"k\"; }; state = { backend = \"postgresql\"; "
+                 "conninfo = \"dbname=a\"; %s }; profiles = ( { name = \"d\"; certforged = \"d\"; } );",
+                 pg_state[i]);
+        c = NULL;
+        CU_ASSERT_EQUAL_FATAL(acme_cfg_load_string(text, NULL, &c, err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(c->pg_timeout_ms, pg_want[i]);
+        acme_cfg_free(c);
+    }
 }
 
 static void test_config_refusals(void)
@@ -141,6 +157,15 @@ static void test_config_refusals(void)
          "profiles = ( { name = \"d\"; certforged = \"d\"; } );",
          "missing required setting 'conninfo'"},
         {"tls = { certificate = \"c\"; key = \"k\" ; state = {", "syntax error"},
+        {"tls = { certificate = \"c\"; key = \"k\"; }; state = { path = \"a\"; pg_timeout_ms = 1000; }; "
+         "profiles = ( { name = \"d\"; certforged = \"d\"; } );",
+         "(string):1: state.pg_timeout_ms: only with backend = \"postgresql\""},
+        {"tls = { certificate = \"c\"; key = \"k\"; }; state = { backend = \"postgresql\"; conninfo = \"dbname=a\";\n"
+         "  pg_timeout_ms = 99; }; profiles = ( { name = \"d\"; certforged = \"d\"; } );",
+         "(string):2: state.pg_timeout_ms: 99 is out of range 100-600000"},
+        {"tls = { certificate = \"c\"; key = \"k\"; }; state = { backend = \"postgresql\"; conninfo = \"dbname=a\";\n"
+         "  pg_timeout_ms = 600001; }; profiles = ( { name = \"d\"; certforged = \"d\"; } );",
+         "(string):2: state.pg_timeout_ms: 600001 is out of range 100-600000"},
     };
     for (size_t i = 0; i < CF_ARRAY_LEN(whole); i++) {
         acme_cfg *c = NULL;
@@ -460,6 +485,165 @@ static void test_pg_group_commit(void)
     acme_store_close(s);
 }
 
+/* A hung server: the backend of one connection stopped with SIGSTOP
+ * (cf_freeze; cf_thaw_all resumes it on every way out). */
+
+/* The backend of db's connection. */
+static pid_t backend_pid(acme_db *db)
+{
+    acme_q q;
+    pid_t pid = 0;
+    if (acme_db_query(db, &q, "SELECT pg_backend_pid()", "") == 0 && acme_q_next(&q) == 1)
+        pid = (pid_t)acme_q_int(&q, 0);
+    acme_q_end(&q);
+    return pid;
+}
+
+static const char hang_want[] =
+    "no answer from the server within 300 ms (state.pg_timeout_ms): connection dropped, the next call reconnects";
+
+typedef struct hang_job {
+    sem_t *gate;    /* the first job waits here until the others are queued */
+    const char *jti; /* inserted */
+    bool freeze;     /* then stop this connection's backend and insert again */
+    int rc;
+    char err[256];
+    sem_t done;
+} hang_job;
+
+static int hang_fn(acme_db *tx, void *arg)
+{
+    hang_job *j = arg;
+    if (j->gate) {
+        sem_wait(j->gate);
+        return 0;
+    }
+    if (acme_db_exec(tx, "INSERT INTO used_jti(jti, expires) VALUES(?, 1)", "s", j->jti) != 1)
+        return -1;
+    if (!j->freeze)
+        return 0;
+    if (cf_freeze(backend_pid(tx)) != 0) {
+        snprintf(j->err, sizeof(j->err), "cannot stop the writer's backend");
+        return -1;
+    }
+    int rc = acme_db_exec(tx, "INSERT INTO used_jti(jti, expires) VALUES(?, 1)", "s", "hang-b2");
+    snprintf(j->err, sizeof(j->err), "%s", acme_db_error(tx));
+    return rc == 1 ? 0 : -1;
+}
+
+static void hang_done(void *arg, int rc)
+{
+    hang_job *j = arg;
+    j->rc = rc;
+    sem_post(&j->done);
+}
+
+static int64_t jti_count(acme_db *db, const char *like)
+{
+    acme_q q;
+    int64_t n = -1;
+    if (acme_db_query(db, &q, "SELECT COUNT(*) FROM used_jti WHERE jti LIKE ?", "s", like) == 0 && acme_q_next(&q) == 1)
+        n = acme_q_int(&q, 0);
+    acme_q_end(&q);
+    return n;
+}
+
+static void test_pg_hang(void)
+{
+    acme_cfg cfg = {.backend = ACME_BACKEND_POSTGRESQL, .conninfo = pg_conninfo, .pg_timeout_ms = 300};
+    acme_store *s = NULL;
+    char err[256] = "";
+    if (acme_store_open(&cfg, &s, err, sizeof(err)) != 0)
+        fprintf(stderr, "%s\n", err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    acme_db *db = acme_db_open_reader(s, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+
+    /* a reader: the call fails at the deadline with the setting's name;
+     * the next call reconnects (the postmaster still answers) and
+     * prepares its statement again */
+    CU_ASSERT_EQUAL_FATAL(jti_count(db, "hang-%"), 0);
+    CU_ASSERT_EQUAL_FATAL(cf_freeze(backend_pid(db)), 0);
+    CU_ASSERT_EQUAL(jti_count(db, "hang-%"), -1);
+    if (!strstr(acme_db_error(db), hang_want)) {
+        fprintf(stderr, "\n  got:  %s\n  want: ...%s\n", acme_db_error(db), hang_want);
+        CU_FAIL("the reader's timeout message");
+    }
+    CU_ASSERT_EQUAL(jti_count(db, "hang-%"), 0);
+    cf_thaw_all();
+
+    /* the writer: a group whose second change finds the server hung. Both
+     * changes of the group fail (the first one's savepoint was released,
+     * but the transaction never commits): nothing of either is kept */
+    sem_t gate;
+    sem_init(&gate, 0, 0);
+    hang_job g = {.gate = &gate}, a = {.jti = "hang-a"}, b = {.jti = "hang-b", .freeze = true};
+    sem_init(&g.done, 0, 0);
+    sem_init(&a.done, 0, 0);
+    sem_init(&b.done, 0, 0);
+    CU_ASSERT_EQUAL_FATAL(acme_store_submit(s, hang_fn, hang_done, &g), 0);
+    CU_ASSERT_EQUAL_FATAL(acme_store_submit(s, hang_fn, hang_done, &a), 0);
+    CU_ASSERT_EQUAL_FATAL(acme_store_submit(s, hang_fn, hang_done, &b), 0);
+    sem_post(&gate);
+    sem_wait(&g.done);
+    sem_wait(&a.done);
+    sem_wait(&b.done);
+    cf_thaw_all();
+    CU_ASSERT_EQUAL(a.rc, -1);
+    CU_ASSERT_EQUAL(b.rc, -1);
+    if (!strstr(b.err, hang_want)) {
+        fprintf(stderr, "\n  got:  %s\n  want: ...%s\n", b.err, hang_want);
+        CU_FAIL("the writer's timeout message");
+    }
+    CU_ASSERT_EQUAL(jti_count(db, "hang-%"), 0);
+    /* the next change reconnects the writer */
+    hang_job c = {.jti = "hang-c"};
+    sem_init(&c.done, 0, 0);
+    CU_ASSERT_EQUAL_FATAL(acme_store_submit(s, hang_fn, hang_done, &c), 0);
+    sem_wait(&c.done);
+    CU_ASSERT_EQUAL(c.rc, 0);
+    CU_ASSERT_EQUAL(jti_count(db, "hang-%"), 1);
+    CU_ASSERT_EQUAL(jti_count(db, "hang-c"), 1);
+    acme_store_stats st;
+    acme_store_get_stats(s, &st);
+    CU_ASSERT_TRUE(st.failed_commits >= 1);
+    acme_db_close(db);
+    acme_store_close(s);
+    sem_destroy(&gate);
+
+    /* opening against a stopped postmaster (it accepts, never answers):
+     * refused at the deadline, start-up fails with the setting's name */
+    const char *dir = getenv("CF_TEST_PG_DIR");
+    if (!dir || !*dir) {
+        fprintf(stderr, "\n    (CF_TEST_PG_DIR not set: opening against a stopped server not tried) ");
+        return;
+    }
+    char path[600];
+    snprintf(path, sizeof(path), "%.500s/data/postmaster.pid", dir);
+    FILE *f = fopen(path, "r");
+    long pm = -1;
+    if (f) {
+        if (fscanf(f, "%ld", &pm) != 1)
+            pm = -1;
+        fclose(f);
+    }
+    CU_ASSERT_FATAL(pm > 0);
+    CU_ASSERT_EQUAL_FATAL(cf_freeze((pid_t)pm), 0);
+    s = NULL;
+    err[0] = '\0';
+    int rc = acme_store_open(&cfg, &s, err, sizeof(err));
+    cf_thaw_all();
+    CU_ASSERT_EQUAL(rc, -1);
+    if (rc == 0)
+        acme_store_close(s);
+    static const char open_want[] =
+        "state database (postgresql): no answer from the server within 300 ms (state.pg_timeout_ms)";
+    if (strcmp(err, open_want) != 0) {
+        fprintf(stderr, "\n  got:  %s\n  want: %s\n", err, open_want);
+        CU_FAIL("the open timeout's message");
+    }
+}
+
 /* ------------------------------------------------------------ identifiers */
 
 static void test_dns_names(void)
@@ -722,6 +906,7 @@ int main(int argc, char **argv)
     };
     static const cf_test pg_tests[] = {
         {"store on PostgreSQL: group commit, bytea, NULL, a second front end", test_pg_group_commit},
+        {"store on PostgreSQL: a hung backend fails the call at pg_timeout_ms, the next reconnects", test_pg_hang},
     };
     static const cf_suite suites[] = {CF_SUITE("acme units", suite_init, suite_clean, tests),
                                       CF_SUITE("acme store on PostgreSQL", pg_init, pg_clean, pg_tests)};
