@@ -39,6 +39,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: certforge-agent --config FILE [--check]\n"
             "       certforge-agent --config FILE nf add --nf-instance-id UUID [--dns NAME]...\n"
+            "                                   [--eab-kid KID --eab-hmac-key-file FILE]\n"
             "       certforge-agent --config FILE nf import FILE.jsonl\n"
             "       certforge-agent --config FILE nf show UUID\n"
             "       certforge-agent --config FILE nf list\n"
@@ -78,26 +79,32 @@ static void usage(FILE *f)
             "  not registered, or the ACME server refused; 400 not a CSR; 415 wrong content type.\n"
             "\n"
             "NF REGISTRY\n"
-            "  nf add --nf-instance-id UUID [--dns NAME]...\n"
+            "  nf add --nf-instance-id UUID [--dns NAME]... [--eab-kid KID --eab-hmac-key-file FILE]\n"
             "        register an NF (or change its names) and make its ACME account key (EC P-256,\n"
-            "        kept in the state, or made in acme.account_key_token); prints {\"nf_instance_id\", \"dns\", \"account_key_thumbprint\",\n"
-            "        \"fingerprint\"}: the OAM issues the NF's token for that thumbprint, e.g.\n"
+            "        kept in the state, or made in acme.account_key_token); prints {\"nf_instance_id\",\n"
+            "        \"dns\", \"account_key_thumbprint\", \"fingerprint\"}: the OAM issues the NF's token for\n"
+            "        that thumbprint, e.g.\n"
             "        certforge acme token issue ... --nf-instance-id UUID --account-key-thumbprint T\n"
-            "  nf import FILE  JSON lines {\"nf_instance_id\": ..., \"dns\": [...]}: one 'nf add' each;\n"
-            "        prints one JSON line per NF\n"
+            "        --eab-kid, --eab-hmac-key-file (together): the NF's own external account binding\n"
+            "        (e.g. from certforge acme eab add), used for its newAccount instead of acme.eab;\n"
+            "        the key file (base64url, mode 0600 or refused) is read once, into the state\n"
+            "  nf import FILE  JSON lines {\"nf_instance_id\": ..., \"dns\": [...]} (and optionally\n"
+            "        \"eab_kid\", \"eab_hmac_key_file\"): one 'nf add' each; prints one JSON line per NF\n"
             "  nf show UUID    the NF, its enrolments and certificates (JSON)\n"
             "  nf list         one JSON line per NF with its latest enrolment's state\n"
             "\n"
             "FILES\n"
             "  the configuration (libconfig; docs/agent.md lists every setting), the state database\n"
-            "  (state.path, mode 0600: it holds the NFs' ACME account keys), tls.certificate/key,\n"
+            "  (state.path, made 0600 and refused when others may read it or another user owns it:\n"
+            "  it holds the NFs' ACME account keys and EAB HMAC keys), tls.certificate/key,\n"
             "  cacerts, bootstrap.trust_anchors, bootstrap.token_trust_anchors,\n"
             "  dns_update.tsig.secret_file, acme.eab.hmac_key_file (the EAB HMAC key, base64url; mode\n"
             "  0600 or refused), status_file (counters, rewritten every second).\n"
             "\n"
             "EXIT STATUS\n"
             "  0 stopped by SIGTERM/SIGINT, or the command succeeded; 1 the configuration, start-up or\n"
-            "  command failed (one line on stderr; config errors as FILE:LINE: PATH: PROBLEM); 2 usage.\n"
+            "  command failed (one line on stderr; config errors as FILE:LINE: PATH: PROBLEM); 2 usage\n"
+            "  (e.g. --eab-kid without --eab-hmac-key-file).\n"
             "\n"
             "EXAMPLES\n"
             "  certforge-agent --config /etc/certforge/agent.conf --check\n"
@@ -180,9 +187,14 @@ static int open_account_token(const agent_cfg *cfg, hsm_token **out, char *err, 
     return 0;
 }
 
-static int nf_add_one(acme_store *s, hsm_token *tok, const char *id_in, const char *const *dns, unsigned n, FILE *out)
+/* eab_kid and eab_file: the NF's own EAB credential (both or neither,
+ * checked by the caller); the HMAC key is read here, once, into the state. */
+static int nf_add_one(acme_store *s, hsm_token *tok, const char *id_in, const char *const *dns, unsigned n,
+                      const char *eab_kid, const char *eab_file, FILE *out)
 {
-    char id[64], err[300], thumb[44], fp[120];
+    char id[64], err[700], thumb[44], fp[120];
+    uint8_t *ek = NULL;
+    size_t ekl = 0;
     snprintf(id, sizeof(id), "%s", id_in);
     if (strlen(id) != 36 || !acme_uuid_ok(id)) {
         fprintf(stderr, "certforge-agent: '%s' is not an NF instance ID (a UUID)\n", id_in);
@@ -196,15 +208,28 @@ static int nf_add_one(acme_store *s, hsm_token *tok, const char *id_in, const ch
             return -1;
         }
     }
-    if (agent_nf_add(s, tok, id, dns, n, thumb, err, sizeof(err)) != 0 || agent_fingerprint(thumb, fp, sizeof(fp)) != 0) {
+    if (eab_kid && !agent_eab_kid_ok(eab_kid)) {
+        fprintf(stderr, "certforge-agent: --eab-kid: %s\n", AGENT_EAB_KID_RULE);
+        return -1;
+    }
+    if (eab_file && agent_eab_read_key(eab_file, &ek, &ekl, err, sizeof(err)) != 0) {
+        fprintf(stderr, "certforge-agent: --eab-hmac-key-file: %s\n", err);
+        return -1;
+    }
+    int r = agent_nf_add(s, tok, id, dns, n, eab_kid, ek, ekl, thumb, err, sizeof(err));
+    if (ek) {
+        OPENSSL_cleanse(ek, ekl);
+        free(ek);
+    }
+    if (r != 0 || agent_fingerprint(thumb, fp, sizeof(fp)) != 0) {
         fprintf(stderr, "certforge-agent: %s\n", err);
         return -1;
     }
     json_t *d = json_array();
     for (unsigned i = 0; i < n; i++)
         json_array_append_new(d, json_string(dns[i]));
-    json_t *j = json_pack("{s:s, s:o, s:s, s:s}", "nf_instance_id", id, "dns", d, "account_key_thumbprint", thumb,
-                          "fingerprint", fp);
+    json_t *j = json_pack("{s:s, s:o, s:s, s:s, s:s?}", "nf_instance_id", id, "dns", d, "account_key_thumbprint", thumb,
+                          "fingerprint", fp, "eab_kid", eab_kid);
     char *t = j ? json_dumps(j, JSON_COMPACT) : NULL;
     if (t)
         fprintf(out, "%s\n", t);
@@ -233,12 +258,16 @@ static int cmd_nf(const agent_cfg *cfg, int argc, char **argv)
     }
     int rc = 1;
     if (strcmp(argv[0], "add") == 0) {
-        const char *id = NULL;
+        const char *id = NULL, *eab_kid = NULL, *eab_file = NULL;
         const char *dns[64];
         unsigned n = 0;
         for (int i = 1; i < argc; i++) {
             if (strcmp(argv[i], "--nf-instance-id") == 0 && i + 1 < argc)
                 id = argv[++i];
+            else if (strcmp(argv[i], "--eab-kid") == 0 && i + 1 < argc)
+                eab_kid = argv[++i];
+            else if (strcmp(argv[i], "--eab-hmac-key-file") == 0 && i + 1 < argc)
+                eab_file = argv[++i];
             else if (strcmp(argv[i], "--dns") == 0 && i + 1 < argc && n < 64)
                 dns[n++] = argv[++i];
             else {
@@ -252,7 +281,13 @@ static int cmd_nf(const agent_cfg *cfg, int argc, char **argv)
             rc = 2;
             goto out;
         }
-        rc = nf_add_one(s, tok, id, dns, n, stdout) == 0 ? 0 : 1;
+        if (!eab_kid != !eab_file) {
+            fprintf(stderr, "certforge-agent: nf add: --eab-kid and --eab-hmac-key-file go together (the NF's EAB "
+                            "key id and the file holding its HMAC key)\n");
+            rc = 2;
+            goto out;
+        }
+        rc = nf_add_one(s, tok, id, dns, n, eab_kid, eab_file, stdout) == 0 ? 0 : 1;
     } else if (strcmp(argv[0], "import") == 0 && argc == 2) {
         FILE *f = strcmp(argv[1], "-") == 0 ? stdin : fopen(argv[1], "r");
         if (!f) {
@@ -268,14 +303,26 @@ static int cmd_nf(const agent_cfg *cfg, int argc, char **argv)
             json_t *j = json_loads(line, JSON_REJECT_DUPLICATES, NULL);
             const char *id = json_string_value(json_object_get(j, "nf_instance_id"));
             const json_t *d = json_object_get(j, "dns");
+            const json_t *jk = json_object_get(j, "eab_kid"), *jf = json_object_get(j, "eab_hmac_key_file");
+            const char *eab_kid = json_string_value(jk), *eab_file = json_string_value(jf);
+            if ((jk && !eab_kid) || (jf && !eab_file) || !eab_kid != !eab_file) {
+                fprintf(stderr,
+                        "certforge-agent: %s:%u: \"eab_kid\" and \"eab_hmac_key_file\" go together, as strings\n",
+                        argv[1], ln);
+                bad++;
+                json_decref(j);
+                continue;
+            }
             const char *dns[64];
             unsigned n = 0;
             for (size_t i = 0; i < json_array_size(d) && n < 64; i++)
                 if (json_string_value(json_array_get(d, i)))
                     dns[n++] = json_string_value(json_array_get(d, i));
-            if (!id || (d && !json_is_array(d)) || nf_add_one(s, tok, id, dns, n, stdout) != 0) {
-                fprintf(stderr, "certforge-agent: %s:%u: not {\"nf_instance_id\": UUID, \"dns\": [NAMES]}\n", argv[1],
-                        ln);
+            if (!id || (d && !json_is_array(d)) || nf_add_one(s, tok, id, dns, n, eab_kid, eab_file, stdout) != 0) {
+                fprintf(stderr,
+                        "certforge-agent: %s:%u: not {\"nf_instance_id\": UUID, \"dns\": [NAMES], \"eab_kid\": KID, "
+                        "\"eab_hmac_key_file\": FILE} (the eab pair optional)\n",
+                        argv[1], ln);
                 bad++;
             }
             json_decref(j);
@@ -320,9 +367,9 @@ static int cmd_nf(const agent_cfg *cfg, int argc, char **argv)
                                                     "renewal", acme_q_text(&q, 6)));
             acme_q_end(&q);
         }
-        json_t *j = json_pack("{s:s, s:o, s:s, s:s, s:o, s:o}", "nf_instance_id", nf.id, "dns", dn,
-                              "account_key_thumbprint", nf.thumb, "account", nf.account_url, "enrolments", en,
-                              "certificates", ce);
+        json_t *j = json_pack("{s:s, s:o, s:s, s:s, s:s?, s:o, s:o}", "nf_instance_id", nf.id, "dns", dn,
+                              "account_key_thumbprint", nf.thumb, "account", nf.account_url, "eab_kid",
+                              nf.eab_kid[0] ? nf.eab_kid : NULL, "enrolments", en, "certificates", ce);
         agent_nf_clear(&nf);
         char *t = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
         if (t)

@@ -588,10 +588,15 @@ static int step_load(step *s)
 static json_t *eab_binding(step *s)
 {
     const agent_cfg *c = s->a->cfg;
+    /* the NF's own credential (`nf add --eab-kid`) wins over acme.eab */
+    bool own = s->nf.eab_kid[0] && s->nf.eab_key;
+    const char *kid = own ? s->nf.eab_kid : c->eab_kid;
+    const uint8_t *key = own ? s->nf.eab_key : c->eab_key;
+    size_t key_len = own ? s->nf.eab_key_len : c->eab_key_len;
     json_t *jwk = acme_jwk_from_pkey(s->nf.key);
-    json_t *hdr = json_pack("{s:s, s:s}", "kid", c->eab_kid, "url", s->w->dir.new_account);
+    json_t *hdr = json_pack("{s:s, s:s}", "kid", kid, "url", s->w->dir.new_account);
     char *payload = jwk ? json_dumps(jwk, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    char *txt = hdr && payload ? acme_jws_sign_hmac(ACME_JWS_ALG_HS256, c->eab_key, c->eab_key_len, hdr,
+    char *txt = hdr && payload ? acme_jws_sign_hmac(ACME_JWS_ALG_HS256, key, key_len, hdr,
                                                     (const uint8_t *)payload, strlen(payload))
                                : NULL;
     json_t *out = txt ? json_loads(txt, 0, NULL) : NULL;
@@ -609,7 +614,8 @@ static outcome ensure_account(step *s)
     json_t *p = json_pack("{s:b}", "termsOfServiceAgreed", 1);
     if (s->a->cfg->contact)
         json_object_set_new(p, "contact", json_pack("[s]", s->a->cfg->contact));
-    if (s->a->cfg->eab_kid) {
+    bool eab_set = s->a->cfg->eab_kid || s->nf.eab_kid[0];
+    if (eab_set) {
         json_t *eab = eab_binding(s);
         if (!eab) {
             json_decref(p);
@@ -627,9 +633,10 @@ static outcome ensure_account(step *s)
     outcome o = O_WAIT;
     if (r.status != 200 && r.status != 201) {
         o = problem(s, "newAccount", &r);
-        if (strstr(s->error, "externalAccountRequired") && !s->a->cfg->eab_kid)
+        if (strstr(s->error, "externalAccountRequired") && !eab_set)
             snprintf(s->error + strlen(s->error), sizeof(s->error) - strlen(s->error),
-                     " (set acme.eab: the key id and HMAC key file the ACME server's operator gave)");
+                     " (set acme.eab, or the NF's own with nf add --eab-kid --eab-hmac-key-file: the key id and "
+                     "HMAC key file the ACME server's operator gave)");
     } else if (!r.location[0] || strncmp(r.location, "https://", 8) != 0) {
         o = fail(s, O_TRANSIENT, "newAccount: no account URL in Location");
     } else {

@@ -354,6 +354,36 @@ static void test_config_eab(void)
     cfg_fails(EAB_CONF("eab = \"k\";"), "acme.eab: expected a group");
     cfg_fails(EAB_CONF("account_key_token = \"token=agent\";"),
               ":5: acme.account_key_token: a PKCS#11 URI (RFC 7512) of the token");
+    /* the same reader and key id rule for `nf add --eab-hmac-key-file` */
+    uint8_t *k = NULL;
+    size_t kl = 0;
+    char e[700], kp[4][300];
+    snprintf(kp[0], sizeof(kp[0]), "%s/eab.key", tmpdir);
+    snprintf(kp[1], sizeof(kp[1]), "%s/eab-open.key", tmpdir);
+    snprintf(kp[2], sizeof(kp[2]), "%s/eab-b64.key", tmpdir);
+    snprintf(kp[3], sizeof(kp[3]), "%s", tmpdir);
+    CU_ASSERT_EQUAL(agent_eab_read_key(kp[0], &k, &kl, e, sizeof(e)), 0);
+    CU_ASSERT_EQUAL(kl, 32);
+    CU_ASSERT(k && k[31] == 31);
+    free(k);
+    k = NULL;
+    CU_ASSERT_EQUAL(agent_eab_read_key(kp[1], &k, &kl, e, sizeof(e)), -1);
+    CU_ASSERT_PTR_NULL(k);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e, "eab-open.key is readable by others (mode 0644)"));
+    CU_ASSERT_EQUAL(agent_eab_read_key(kp[2], &k, &kl, e, sizeof(e)), -1);
+    CU_ASSERT_EQUAL(agent_eab_read_key(kp[3], &k, &kl, e, sizeof(e)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e, " is not a regular file"));
+    CU_ASSERT(agent_eab_kid_ok("kid-1"));
+    CU_ASSERT(!agent_eab_kid_ok(""));
+    CU_ASSERT(!agent_eab_kid_ok("a\"b"));
+    CU_ASSERT(!agent_eab_kid_ok("a\\b"));
+    CU_ASSERT(!agent_eab_kid_ok("caf\xc3\xa9"));
+    char long_kid[258];
+    memset(long_kid, 'k', 257);
+    long_kid[257] = '\0';
+    CU_ASSERT(!agent_eab_kid_ok(long_kid));
+    long_kid[256] = '\0';
+    CU_ASSERT(agent_eab_kid_ok(long_kid));
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
     CU_ASSERT_EQUAL(system(cmd), 0);
