@@ -19,6 +19,7 @@
 #include "agent/agent.h"
 #include "agent/config.h"
 #include "agent/state.h"
+#include "common/duration.h"
 #include "common/outfile.h"
 #include "engine/confine/confine.h"
 #include "hsm/hsm.h"
@@ -39,7 +40,8 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: certforge-agent --config FILE [--check]\n"
             "       certforge-agent --config FILE nf add --nf-instance-id UUID [--dns NAME]...\n"
-            "                                   [--eab-kid KID --eab-hmac-key-file FILE]\n"
+            "                                   [--eab-kid KID --eab-hmac-key-file FILE] [--star LIFETIME]\n"
+            "       certforge-agent --config FILE nf remove UUID\n"
             "       certforge-agent --config FILE nf import FILE.jsonl\n"
             "       certforge-agent --config FILE nf show UUID\n"
             "       certforge-agent --config FILE nf list\n"
@@ -80,6 +82,7 @@ static void usage(FILE *f)
             "\n"
             "NF REGISTRY\n"
             "  nf add --nf-instance-id UUID [--dns NAME]... [--eab-kid KID --eab-hmac-key-file FILE]\n"
+            "         [--star LIFETIME]\n"
             "        register an NF (or change its names) and make its ACME account key (EC P-256,\n"
             "        kept in the state, or made in acme.account_key_token); prints {\"nf_instance_id\",\n"
             "        \"dns\", \"account_key_thumbprint\", \"fingerprint\"}: the OAM issues the NF's token for\n"
@@ -88,8 +91,14 @@ static void usage(FILE *f)
             "        --eab-kid, --eab-hmac-key-file (together): the NF's own external account binding\n"
             "        (e.g. from certforge acme eab add), used for its newAccount instead of acme.eab;\n"
             "        the key file (base64url, mode 0600 or refused) is read once, into the state\n"
+            "        --star LIFETIME (60s..365d): STAR certificates (RFC 8739): the enrolment makes a STAR\n"
+            "        order (acme.star_profile) with the NF's CSR; the agent fetches each short-term\n"
+            "        certificate before the current one passes half its life and answers the NF's\n"
+            "        /simplereenroll with the latest (its CSR must carry the order's key: else 403)\n"
             "  nf import FILE  JSON lines {\"nf_instance_id\": ..., \"dns\": [...]} (and optionally\n"
-            "        \"eab_kid\", \"eab_hmac_key_file\"): one 'nf add' each; prints one JSON line per NF\n"
+            "        \"eab_kid\", \"eab_hmac_key_file\", \"star\"): one 'nf add' each; one JSON line per NF\n"
+            "  nf remove UUID  cancel the NF's STAR order (RFC 8739 §3.1.2), then remove the NF from the\n"
+            "        registry (its certificates are no longer renewed; the history stays)\n"
             "  nf show UUID    the NF, its enrolments and certificates (JSON)\n"
             "  nf list         one JSON line per NF with its latest enrolment's state\n"
             "\n"
@@ -189,9 +198,29 @@ static int open_account_token(const agent_cfg *cfg, hsm_token **out, char *err, 
 
 /* eab_kid and eab_file: the NF's own EAB credential (both or neither,
  * checked by the caller); the HMAC key is read here, once, into the state. */
-static int nf_add_one(acme_store *s, hsm_token *tok, const char *id_in, const char *const *dns, unsigned n,
-                      const char *eab_kid, const char *eab_file, FILE *out)
+/* --star: a duration ("1h", "600s"); the ACME server checks it against
+ * its meta.auto-renewal min-lifetime at enrolment. */
+static int star_lifetime(const char *v, int64_t *out)
 {
+    uint64_t secs = 0;
+    char err[200];
+    if (!v) {
+        *out = 0;
+        return 0;
+    }
+    if (cf_parse_duration(v, &secs, err, sizeof(err)) != 0 || secs < 60 || secs > 365 * 86400) {
+        fprintf(stderr, "certforge-agent: --star '%s': a STAR certificate lifetime is a duration from 60s to 365d "
+                        "(e.g. \"1h\")\n", v);
+        return -1;
+    }
+    *out = (int64_t)secs;
+    return 0;
+}
+
+static int nf_add_one(acme_store *s, hsm_token *tok, const char *id_in, const char *const *dns, unsigned n,
+                      const char *eab_kid, const char *eab_file, const char *star, FILE *out)
+{
+    int64_t star_s = 0;
     char id[64], err[700], thumb[44], fp[120];
     uint8_t *ek = NULL;
     size_t ekl = 0;
@@ -208,6 +237,8 @@ static int nf_add_one(acme_store *s, hsm_token *tok, const char *id_in, const ch
             return -1;
         }
     }
+    if (star_lifetime(star, &star_s) != 0)
+        return -1;
     if (eab_kid && !agent_eab_kid_ok(eab_kid)) {
         fprintf(stderr, "certforge-agent: --eab-kid: %s\n", AGENT_EAB_KID_RULE);
         return -1;
@@ -216,7 +247,7 @@ static int nf_add_one(acme_store *s, hsm_token *tok, const char *id_in, const ch
         fprintf(stderr, "certforge-agent: --eab-hmac-key-file: %s\n", err);
         return -1;
     }
-    int r = agent_nf_add(s, tok, id, dns, n, eab_kid, ek, ekl, thumb, err, sizeof(err));
+    int r = agent_nf_add(s, tok, id, dns, n, eab_kid, ek, ekl, star_s, thumb, err, sizeof(err));
     if (ek) {
         OPENSSL_cleanse(ek, ekl);
         free(ek);
@@ -230,6 +261,8 @@ static int nf_add_one(acme_store *s, hsm_token *tok, const char *id_in, const ch
         json_array_append_new(d, json_string(dns[i]));
     json_t *j = json_pack("{s:s, s:o, s:s, s:s, s:s?}", "nf_instance_id", id, "dns", d, "account_key_thumbprint", thumb,
                           "fingerprint", fp, "eab_kid", eab_kid);
+    if (j && star_s)
+        json_object_set_new(j, "star_lifetime", json_integer(star_s));
     char *t = j ? json_dumps(j, JSON_COMPACT) : NULL;
     if (t)
         fprintf(out, "%s\n", t);
@@ -248,7 +281,7 @@ static int cmd_nf(const agent_cfg *cfg, int argc, char **argv)
     acme_store *s = NULL;
     acme_db *db = NULL;
     hsm_token *tok = NULL;
-    bool adds = strcmp(argv[0], "add") == 0 || strcmp(argv[0], "import") == 0;
+    bool adds = strcmp(argv[0], "add") == 0 || strcmp(argv[0], "import") == 0 || strcmp(argv[0], "remove") == 0;
     if ((adds && open_account_token(cfg, &tok, err, sizeof(err)) != 0) || agent_state_open(cfg, &s, err, sizeof(err)) != 0 ||
         !(db = acme_db_open_reader(s, err, sizeof(err)))) {
         fprintf(stderr, "certforge-agent: %s\n", err);
@@ -258,7 +291,7 @@ static int cmd_nf(const agent_cfg *cfg, int argc, char **argv)
     }
     int rc = 1;
     if (strcmp(argv[0], "add") == 0) {
-        const char *id = NULL, *eab_kid = NULL, *eab_file = NULL;
+        const char *id = NULL, *eab_kid = NULL, *eab_file = NULL, *star = NULL;
         const char *dns[64];
         unsigned n = 0;
         for (int i = 1; i < argc; i++) {
@@ -268,6 +301,8 @@ static int cmd_nf(const agent_cfg *cfg, int argc, char **argv)
                 eab_kid = argv[++i];
             else if (strcmp(argv[i], "--eab-hmac-key-file") == 0 && i + 1 < argc)
                 eab_file = argv[++i];
+            else if (strcmp(argv[i], "--star") == 0 && i + 1 < argc)
+                star = argv[++i];
             else if (strcmp(argv[i], "--dns") == 0 && i + 1 < argc && n < 64)
                 dns[n++] = argv[++i];
             else {
@@ -287,7 +322,7 @@ static int cmd_nf(const agent_cfg *cfg, int argc, char **argv)
             rc = 2;
             goto out;
         }
-        rc = nf_add_one(s, tok, id, dns, n, eab_kid, eab_file, stdout) == 0 ? 0 : 1;
+        rc = nf_add_one(s, tok, id, dns, n, eab_kid, eab_file, star, stdout) == 0 ? 0 : 1;
     } else if (strcmp(argv[0], "import") == 0 && argc == 2) {
         FILE *f = strcmp(argv[1], "-") == 0 ? stdin : fopen(argv[1], "r");
         if (!f) {
@@ -305,6 +340,14 @@ static int cmd_nf(const agent_cfg *cfg, int argc, char **argv)
             const json_t *d = json_object_get(j, "dns");
             const json_t *jk = json_object_get(j, "eab_kid"), *jf = json_object_get(j, "eab_hmac_key_file");
             const char *eab_kid = json_string_value(jk), *eab_file = json_string_value(jf);
+            const json_t *js = json_object_get(j, "star");
+            const char *star = json_string_value(js);
+            if (js && !star) {
+                fprintf(stderr, "certforge-agent: %s:%u: \"star\" is a lifetime string (e.g. \"1h\")\n", argv[1], ln);
+                bad++;
+                json_decref(j);
+                continue;
+            }
             if ((jk && !eab_kid) || (jf && !eab_file) || !eab_kid != !eab_file) {
                 fprintf(stderr,
                         "certforge-agent: %s:%u: \"eab_kid\" and \"eab_hmac_key_file\" go together, as strings\n",
@@ -318,10 +361,10 @@ static int cmd_nf(const agent_cfg *cfg, int argc, char **argv)
             for (size_t i = 0; i < json_array_size(d) && n < 64; i++)
                 if (json_string_value(json_array_get(d, i)))
                     dns[n++] = json_string_value(json_array_get(d, i));
-            if (!id || (d && !json_is_array(d)) || nf_add_one(s, tok, id, dns, n, eab_kid, eab_file, stdout) != 0) {
+            if (!id || (d && !json_is_array(d)) || nf_add_one(s, tok, id, dns, n, eab_kid, eab_file, star, stdout) != 0) {
                 fprintf(stderr,
                         "certforge-agent: %s:%u: not {\"nf_instance_id\": UUID, \"dns\": [NAMES], \"eab_kid\": KID, "
-                        "\"eab_hmac_key_file\": FILE} (the eab pair optional)\n",
+                        "\"eab_hmac_key_file\": FILE, \"star\": LIFETIME} (the eab pair and star optional)\n",
                         argv[1], ln);
                 bad++;
             }
@@ -330,6 +373,32 @@ static int cmd_nf(const agent_cfg *cfg, int argc, char **argv)
         if (f != stdin)
             fclose(f);
         rc = bad ? 1 : 0;
+    } else if (strcmp(argv[0], "remove") == 0 && argc == 2) {
+        /* the STAR order is canceled first: an NF whose order cannot be
+         * canceled stays registered, so that `nf remove` can be run again */
+        agent a = {.cfg = cfg, .store = s, .acct_token = tok, .log_level = cfg->log_level};
+        agent_nf nf;
+        int r = agent_nf_load(db, argv[1], false, &nf);
+        if (r != 1) {
+            fprintf(stderr, "certforge-agent: NF %s is not registered\n", argv[1]);
+            goto out;
+        }
+        char order[sizeof(nf.star_order)];
+        snprintf(order, sizeof(order), "%s", nf.star_order);
+        agent_nf_clear(&nf);
+        int c = agent_star_cancel(&a, db, argv[1], err, sizeof(err));
+        if (c < 0 || (r = agent_nf_remove(s, argv[1], err, sizeof(err))) < 0) {
+            fprintf(stderr, "certforge-agent: %s\n", err);
+            goto out;
+        }
+        json_t *j = json_pack("{s:s, s:b, s:s?}", "nf_instance_id", argv[1], "removed", r == 1, "star_order_canceled",
+                              c == 1 ? order : NULL);
+        char *t = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        if (t)
+            printf("%s\n", t);
+        free(t);
+        json_decref(j);
+        rc = 0;
     } else if (strcmp(argv[0], "show") == 0 && argc == 2) {
         agent_nf nf;
         int r = agent_nf_load(db, argv[1], false, &nf);
@@ -370,6 +439,9 @@ static int cmd_nf(const agent_cfg *cfg, int argc, char **argv)
         json_t *j = json_pack("{s:s, s:o, s:s, s:s, s:s?, s:o, s:o}", "nf_instance_id", nf.id, "dns", dn,
                               "account_key_thumbprint", nf.thumb, "account", nf.account_url, "eab_kid",
                               nf.eab_kid[0] ? nf.eab_kid : NULL, "enrolments", en, "certificates", ce);
+        if (j && nf.star_lifetime > 0)
+            json_object_set_new(j, "star", json_pack("{s:I, s:s?}", "lifetime", (json_int_t)nf.star_lifetime, "order",
+                                                     nf.star_order[0] ? nf.star_order : NULL));
         agent_nf_clear(&nf);
         char *t = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
         if (t)

@@ -480,11 +480,12 @@ static int load_root(ld *l, const config_setting_t *root, agent_cfg *c)
         return -1;
     if (!g)
         return fail(l, NULL, "missing required setting 'acme' (acme = { directory = \"https://.../directory\"; })");
-    if (only(l, g, (const char *const[]){"directory", "ca_file", "profile", "dns_profile", "contact", "nf_instance_id", "workers",
+    if (only(l, g, (const char *const[]){"directory", "ca_file", "profile", "dns_profile", "star_profile", "contact", "nf_instance_id", "workers",
                                          "timeout_ms", "max_retries", "retry_base", "retry_max", "poll_ms", "renew_at",
                                          "ari", "renewal_scan", "eab", "account_key_token", NULL}) ||
         get_str(l, g, "directory", NULL, 1, &c->directory_url) || get_path(l, g, "ca_file", NULL, 0, &c->acme_ca_file) ||
         get_str(l, g, "profile", NULL, 0, &c->profile) || get_str(l, g, "dns_profile", NULL, 0, &c->dns_profile) ||
+        get_str(l, g, "star_profile", NULL, 0, &c->star_profile) ||
         get_str(l, g, "contact", NULL, 0, &c->contact) ||
         get_str(l, g, "account_key_token", NULL, 0, &c->account_key_token) ||
         get_bool(l, g, "nf_instance_id", true, &c->nf_instance_id) ||
@@ -685,6 +686,7 @@ void agent_cfg_free(agent_cfg *c)
     free(c->acme_ca_file);
     free(c->profile);
     free(c->dns_profile);
+    free(c->star_profile);
     free(c->contact);
     free(c->dns_server_host);
     free(c->tsig_name);

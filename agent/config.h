@@ -45,6 +45,7 @@ typedef struct agent_cfg {
     char *acme_ca_file; /* trust for the ACME server's TLS; NULL: the system store */
     char *profile;      /* newOrder "profile" of orders with an NfInstanceId; NULL: none sent */
     char *dns_profile;  /* newOrder "profile" of dns-only orders; NULL: none sent */
+    char *star_profile; /* newOrder "profile" of STAR orders (nf add --star); NULL: profile/dns_profile */
     char *contact;      /* account contact ("mailto:..."), NULL: none */
     char *account_key_token; /* PKCS#11 URI of the token holding new NFs' account keys; NULL: the state */
     char *eab_kid;      /* acme.eab: the external account's key id; NULL: no EAB */

@@ -43,6 +43,7 @@
     " NOT NULL);"                                                                                                      \
     "CREATE TABLE IF NOT EXISTS nf_eab(nf TEXT PRIMARY KEY, kid TEXT NOT NULL, hmac_key " BLOB " NOT NULL,"         \
     "  created " INT " NOT NULL);"                                                                                     \
+    "CREATE TABLE IF NOT EXISTS nf_star(nf TEXT PRIMARY KEY, lifetime " INT " NOT NULL, order_url TEXT, spki TEXT);" \
     "INSERT INTO agent_meta(k, v) VALUES('schema', '1') ON CONFLICT DO NOTHING;"
 
 static const char schema_sqlite[] = AGENT_SCHEMA("INTEGER", "BLOB");
@@ -120,8 +121,9 @@ int agent_nf_load(acme_db *db, const char *id, bool with_key, agent_nf *out)
 {
     memset(out, 0, sizeof(*out));
     acme_q q;
-    if (acme_db_query(db, &q, "SELECT n.dns, n.account_key, n.thumbprint, n.account_url, e.kid, e.hmac_key FROM nfs n "
-                          "LEFT JOIN nf_eab e ON e.nf = n.id WHERE n.id = ?", "s", id) != 0)
+    if (acme_db_query(db, &q, "SELECT n.dns, n.account_key, n.thumbprint, n.account_url, e.kid, e.hmac_key, s.lifetime, s.order_url, "
+                          "s.spki FROM nfs n LEFT JOIN nf_eab e ON e.nf = n.id LEFT JOIN nf_star s ON s.nf = n.id "
+                          "WHERE n.id = ?", "s", id) != 0)
         return -1;
     int r = acme_q_next(&q);
     if (r != 1) {
@@ -139,6 +141,9 @@ int agent_nf_load(acme_db *db, const char *id, bool with_key, agent_nf *out)
     snprintf(out->thumb, sizeof(out->thumb), "%s", acme_q_text(&q, 2) ? acme_q_text(&q, 2) : "");
     snprintf(out->account_url, sizeof(out->account_url), "%s", acme_q_text(&q, 3) ? acme_q_text(&q, 3) : "");
     snprintf(out->eab_kid, sizeof(out->eab_kid), "%s", acme_q_text(&q, 4) ? acme_q_text(&q, 4) : "");
+    out->star_lifetime = acme_q_int(&q, 6);
+    snprintf(out->star_order, sizeof(out->star_order), "%s", acme_q_text(&q, 7) ? acme_q_text(&q, 7) : "");
+    snprintf(out->star_spki, sizeof(out->star_spki), "%s", acme_q_text(&q, 8) ? acme_q_text(&q, 8) : "");
     if (with_key && out->eab_kid[0]) {
         size_t el = 0;
         const unsigned char *e = acme_q_blob(&q, 5, &el);
@@ -176,6 +181,7 @@ typedef struct nf_add {
     const char *eab_kid;
     const uint8_t *eab_key;
     size_t eab_key_len;
+    int64_t star_lifetime;
     int64_t now;
     int existed;
     char thumb_kept[44];
@@ -209,7 +215,48 @@ static int tx_nf_add(acme_db *tx, void *arg)
                                    "DO UPDATE SET kid = excluded.kid, hmac_key = excluded.hmac_key, created = excluded.created",
                                    "ssbi", a->id, a->eab_kid, a->eab_key, a->eab_key_len, a->now) < 0)
         return -1;
+    /* a new lifetime applies to the next STAR order (the current one keeps its own) */
+    if (a->star_lifetime > 0 &&
+        acme_db_exec(tx, "INSERT INTO nf_star(nf, lifetime) VALUES(?, ?) ON CONFLICT(nf) DO UPDATE SET lifetime = "
+                         "excluded.lifetime",
+                     "si", a->id, a->star_lifetime) < 0)
+        return -1;
     return 0;
+}
+
+typedef struct nf_rm {
+    const char *id;
+    int64_t now;
+    int found;
+} nf_rm;
+
+static int tx_nf_remove(acme_db *tx, void *arg)
+{
+    nf_rm *r = arg;
+    int n = acme_db_exec(tx, "DELETE FROM nfs WHERE id = ?", "s", r->id);
+    if (n < 0)
+        return -1;
+    r->found = n > 0;
+    if (acme_db_exec(tx, "DELETE FROM nf_eab WHERE nf = ?", "s", r->id) < 0 ||
+        acme_db_exec(tx, "DELETE FROM nf_star WHERE nf = ?", "s", r->id) < 0 ||
+        acme_db_exec(tx,
+                     "UPDATE enrolments SET status = 'failed', error = 'the NF was removed', transient = 0, "
+                     "reported = 1, updated = ? WHERE nf = ? AND status = 'pending'",
+                     "is", r->now, r->id) < 0 ||
+        acme_db_exec(tx, "UPDATE certs SET renewal = 'removed', ari_next = NULL WHERE nf = ? AND renewal IS NULL", "s",
+                     r->id) < 0)
+        return -1;
+    return 0;
+}
+
+int agent_nf_remove(acme_store *s, const char *id, char *err, size_t errlen)
+{
+    nf_rm r = {.id = id, .now = agent_now()};
+    if (acme_store_run(s, tx_nf_remove, &r) != 0) {
+        snprintf(err, errlen, "cannot remove NF %s from the state", id);
+        return -1;
+    }
+    return r.found;
 }
 
 /* The NF's account key in the token: the one labelled cf-agent-<id> if it
@@ -244,8 +291,8 @@ static int token_key(hsm_token *tok, const char *id, char uri[1024], EVP_PKEY **
 }
 
 int agent_nf_add(acme_store *s, hsm_token *tok, const char *id, const char *const *dns, unsigned n_dns,
-                 const char *eab_kid, const uint8_t *eab_key, size_t eab_key_len, char thumb[44], char *err,
-                 size_t errlen)
+                 const char *eab_kid, const uint8_t *eab_key, size_t eab_key_len, int64_t star_lifetime,
+                 char thumb[44], char *err, size_t errlen)
 {
     char uri[1024] = "";
     bool made = false;
@@ -253,7 +300,8 @@ int agent_nf_add(acme_store *s, hsm_token *tok, const char *id, const char *cons
     EVP_PKEY *k = NULL;
     unsigned char *der = NULL;
     json_t *arr = json_array(), *jwk = NULL;
-    nf_add a = {.id = id, .now = agent_now(), .eab_kid = eab_kid, .eab_key = eab_key, .eab_key_len = eab_key_len};
+    nf_add a = {.id = id, .now = agent_now(), .eab_kid = eab_kid, .eab_key = eab_key, .eab_key_len = eab_key_len,
+                .star_lifetime = star_lifetime};
     for (unsigned i = 0; i < n_dns; i++)
         json_array_append_new(arr, json_string(dns[i]));
     if (!(a.dns_json = json_dumps(arr, JSON_COMPACT))) {
