@@ -101,14 +101,25 @@ for n in 1 2; do openssl verify -CAfile "$T/root.pem" -untrusted "$T/nf-ca.pem" 
   fail "star$n.pem does not verify"; done
 
 echo "== nf remove cancels the order"
+agent_stop
+cp -p "$T/agent.db" "$T/agent.db.before-remove"
 # (in_ns: the ACME server's name resolves there, as for the daemon)
-in_ns timeout -s KILL 60 "$CF_BUILD_DIR/certforge-agent" --config "$AGENT_CONF" nf remove "$nf" >"$T/rm.out" 2>"$T/rm.err" ||
-  fail "nf remove: $(cat "$T/rm.err")"
+nf_remove() { in_ns timeout -s KILL 60 "$CF_BUILD_DIR/certforge-agent" --config "$AGENT_CONF" nf remove "$nf"; }
+nf_remove >"$T/rm.out" 2>"$T/rm.err" || fail "nf remove: $(cat "$T/rm.err")"
 [ "$(jq -r .star_order_canceled "$T/rm.out")" = "$order" ] || fail "nf remove printed $(cat "$T/rm.out")"
 grep -q "event=star_canceled nf=$nf order=$order" "$T/rm.err" || fail "no star_canceled line: $(cat "$T/rm.err")"
 [ "$(sqlite3 "$T/acme.db" "SELECT status FROM orders WHERE id = '${order##*/}'")" = canceled ] || fail "order not canceled"
 grep "path=/acme/order/${order##*/} " "$T/acme.log" | tail -n 1 | grep -q "status=200" || fail "the cancellation's answer"
 ! agent_cli nf show "$nf" >/dev/null 2>&1 || fail "the NF is still registered"
 cli_fails 1 "NF $nf is not registered" nf remove "$nf"
-agent_stop
+# an earlier nf remove that canceled the order but did not reach the state:
+# the server refuses the second cancellation (autoRenewalCancellationInvalid),
+# the order reads canceled, the NF is removed
+mv "$T/agent.db.before-remove" "$T/agent.db"
+nf_remove >"$T/rm2.out" 2>"$T/rm2.err" || fail "nf remove of an already canceled order: $(cat "$T/rm2.err")"
+[ "$(jq -r .star_order_canceled "$T/rm2.out")" = "$order" ] || fail "second nf remove printed $(cat "$T/rm2.out")"
+grep "path=/acme/order/${order##*/} " "$T/acme.log" | tail -n 2 | head -n 1 |
+  grep -q "status=403 .*problem=autoRenewalCancellationInvalid " ||
+  fail "server: $(grep "path=/acme/order/${order##*/} " "$T/acme.log" | tail -n 2)"
+! agent_cli nf show "$nf" >/dev/null 2>&1 || fail "the NF is still registered after the second nf remove"
 echo "test_agent_star: ok"
