@@ -1053,7 +1053,8 @@ static outcome advance(step *s)
         if (o == O_WAIT && am_order_parse(r.body, r.len, &ord, why, sizeof(why)) == 0 && ord.status == ACME_S_VALID &&
             (ord.certificate[0] || ord.star_certificate[0])) {
             resp_clear(&r);
-            return ord.star_certificate[0] ? download(s, ord.star_certificate, true) : download(s, ord.certificate, false);
+            return ord.star_certificate[0] ? download(s, ord.star_certificate, true)
+                                           : download(s, ord.certificate, false);
         }
         s->wait_ms = am_retry_after(r.retry_after, 0, 60) * 1000;
         if (!s->wait_ms)

@@ -121,9 +121,11 @@ int agent_nf_load(acme_db *db, const char *id, bool with_key, agent_nf *out)
 {
     memset(out, 0, sizeof(*out));
     acme_q q;
-    if (acme_db_query(db, &q, "SELECT n.dns, n.account_key, n.thumbprint, n.account_url, e.kid, e.hmac_key, s.lifetime, s.order_url, "
-                          "s.spki FROM nfs n LEFT JOIN nf_eab e ON e.nf = n.id LEFT JOIN nf_star s ON s.nf = n.id "
-                          "WHERE n.id = ?", "s", id) != 0)
+    if (acme_db_query(db, &q,
+                      "SELECT n.dns, n.account_key, n.thumbprint, n.account_url, e.kid, e.hmac_key, s.lifetime, "
+                      "s.order_url, s.spki FROM nfs n LEFT JOIN nf_eab e ON e.nf = n.id "
+                      "LEFT JOIN nf_star s ON s.nf = n.id WHERE n.id = ?",
+                      "s", id) != 0)
         return -1;
     int r = acme_q_next(&q);
     if (r != 1) {
