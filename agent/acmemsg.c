@@ -107,6 +107,19 @@ int am_directory_parse(const char *body, size_t len, am_directory *out, char *wh
                  : 0;
     const json_t *meta = json_object_get(j, "meta");
     out->has_profiles = json_is_object(json_object_get(meta, "profiles"));
+    const json_t *ar = json_object_get(meta, "auto-renewal");
+    if (rc == 0 && ar) {
+        const json_t *ml = json_object_get(ar, "min-lifetime"), *md = json_object_get(ar, "max-duration");
+        if (!json_is_object(ar) || (ml && (!json_is_integer(ml) || json_integer_value(ml) < 0)) ||
+            (md && (!json_is_integer(md) || json_integer_value(md) < 0))) {
+            snprintf(why, whylen, "\"meta.auto-renewal\" is not {\"min-lifetime\", \"max-duration\": seconds}");
+            rc = -1;
+        } else {
+            out->has_star = 1;
+            out->star_min_lifetime = ml ? (int64_t)json_integer_value(ml) : 0;
+            out->star_max_duration = md ? (int64_t)json_integer_value(md) : 0;
+        }
+    }
     json_decref(j);
     return rc;
 }
@@ -119,7 +132,8 @@ int am_order_parse(const char *body, size_t len, am_order *out, char *why, size_
         return -1;
     int rc = -1;
     if (status(j, &out->status, why, whylen) || url(j, "finalize", out->finalize, 1, why, whylen) ||
-        url(j, "certificate", out->certificate, 0, why, whylen))
+        url(j, "certificate", out->certificate, 0, why, whylen) ||
+        url(j, "star-certificate", out->star_certificate, 0, why, whylen))
         goto out;
     const json_t *az = json_object_get(j, "authorizations");
     if (!json_is_array(az) || json_array_size(az) == 0 || json_array_size(az) > AM_MAX_AUTHZ) {

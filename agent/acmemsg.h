@@ -19,6 +19,10 @@ typedef struct am_directory {
     char new_nonce[AM_URL], new_account[AM_URL], new_order[AM_URL];
     char renewal_info[AM_URL]; /* "" when the server has no ARI */
     int has_profiles;          /* meta.profiles present */
+    /* RFC 8739 §3.1.1 meta.auto-renewal: present (STAR offered), its
+     * min-lifetime and max-duration in seconds (0: not given) */
+    int has_star;
+    int64_t star_min_lifetime, star_max_duration;
 } am_directory;
 
 /* acme_status values (acme/acme.h); -1 unknown. */
@@ -26,6 +30,7 @@ typedef struct am_order {
     int status;
     char finalize[AM_URL];
     char certificate[AM_URL]; /* "" until valid */
+    char star_certificate[AM_URL]; /* RFC 8739 §3.1.4: a valid STAR order's; "" otherwise */
     char authz[AM_MAX_AUTHZ][AM_URL];
     unsigned n_authz;
     char error_type[96], error_detail[256]; /* "" when absent */

@@ -68,6 +68,10 @@ void agent_sched_free(agent_sched *s);
 int agent_renewal_scan(agent *a, acme_db *db);
 /* At start-up: queue every unfinished enrolment. Returns how many. */
 int agent_resume(agent *a, acme_db *db);
+/* `nf remove`: cancel the NF's STAR order (RFC 8739 §3.1.2: POST
+ * {"status": "canceled"} to the order, signed with the NF's account key).
+ * 1 canceled (or already), 0 the NF has no STAR order, -1 err. */
+AGENT_WUR int agent_star_cancel(agent *a, acme_db *db, const char *nf_id, char *err, size_t errlen);
 
 /* ---------------------------------------------------------------- EST front (est.c) */
 

@@ -19,6 +19,7 @@
 #include "agent/agent.h"
 #include "agent/config.h"
 #include "agent/state.h"
+#include "common/duration.h"
 #include "common/outfile.h"
 #include "engine/confine/confine.h"
 #include "hsm/hsm.h"
@@ -39,6 +40,8 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: certforge-agent --config FILE [--check]\n"
             "       certforge-agent --config FILE nf add --nf-instance-id UUID [--dns NAME]...\n"
+            "                                   [--eab-kid KID --eab-hmac-key-file FILE] [--star LIFETIME]\n"
+            "       certforge-agent --config FILE nf remove UUID\n"
             "       certforge-agent --config FILE nf import FILE.jsonl\n"
             "       certforge-agent --config FILE nf show UUID\n"
             "       certforge-agent --config FILE nf list\n"
@@ -74,30 +77,45 @@ static void usage(FILE *f)
             "  Answers: 200 the certificate (PKCS#7 certs-only); 202 + Retry-After: in progress, send\n"
             "  the same request again; 503 + Retry-After: the ACME server is unreachable or failing,\n"
             "  the agent retries with backoff; 401 no or bad credential (expired/replayed token);\n"
-            "  403 the CSR names what the NF may not have, its key belongs to another NF, the NF is\n"
-            "  not registered, or the ACME server refused; 400 not a CSR; 415 wrong content type.\n"
+            "  403 the CSR names what the NF may not have, its key belongs to another NF (or is not\n"
+            "  the NF's STAR order's), the NF is not registered, or the ACME server refused; 400 not\n"
+            "  a CSR; 415 wrong content type.\n"
             "\n"
             "NF REGISTRY\n"
-            "  nf add --nf-instance-id UUID [--dns NAME]...\n"
+            "  nf add --nf-instance-id UUID [--dns NAME]... [--eab-kid KID --eab-hmac-key-file FILE]\n"
+            "         [--star LIFETIME]\n"
             "        register an NF (or change its names) and make its ACME account key (EC P-256,\n"
-            "        kept in the state, or made in acme.account_key_token); prints {\"nf_instance_id\", \"dns\", \"account_key_thumbprint\",\n"
-            "        \"fingerprint\"}: the OAM issues the NF's token for that thumbprint, e.g.\n"
+            "        kept in the state, or made in acme.account_key_token); prints {\"nf_instance_id\",\n"
+            "        \"dns\", \"account_key_thumbprint\", \"fingerprint\"}: the OAM issues the NF's token for\n"
+            "        that thumbprint, e.g.\n"
             "        certforge acme token issue ... --nf-instance-id UUID --account-key-thumbprint T\n"
-            "  nf import FILE  JSON lines {\"nf_instance_id\": ..., \"dns\": [...]}: one 'nf add' each;\n"
-            "        prints one JSON line per NF\n"
+            "        --eab-kid, --eab-hmac-key-file (together): the NF's own external account binding\n"
+            "        (e.g. from certforge acme eab add), used for its newAccount instead of acme.eab;\n"
+            "        the key file (base64url, mode 0600 or refused) is read once, into the state\n"
+            "        --star LIFETIME (60s..365d): STAR certificates (RFC 8739): the enrolment makes a STAR\n"
+            "        order (acme.star_profile) with the NF's CSR; the agent fetches the next short-term\n"
+            "        certificate from 40%% of the current one's life on (retried with backoff) and\n"
+            "        answers the NF's /simplereenroll with the latest (its CSR must carry the order's\n"
+            "        key: else 403 star_key)\n"
+            "  nf import FILE  JSON lines {\"nf_instance_id\": ..., \"dns\": [...]} (and optionally\n"
+            "        \"eab_kid\", \"eab_hmac_key_file\", \"star\"): one 'nf add' each; one JSON line per NF\n"
+            "  nf remove UUID  cancel the NF's STAR order (RFC 8739 §3.1.2), then remove the NF from the\n"
+            "        registry (its certificates are no longer renewed; the history stays)\n"
             "  nf show UUID    the NF, its enrolments and certificates (JSON)\n"
             "  nf list         one JSON line per NF with its latest enrolment's state\n"
             "\n"
             "FILES\n"
             "  the configuration (libconfig; docs/agent.md lists every setting), the state database\n"
-            "  (state.path, mode 0600: it holds the NFs' ACME account keys), tls.certificate/key,\n"
+            "  (state.path, made 0600 and refused when others may read it or another user owns it:\n"
+            "  it holds the NFs' ACME account keys and EAB HMAC keys), tls.certificate/key,\n"
             "  cacerts, bootstrap.trust_anchors, bootstrap.token_trust_anchors,\n"
             "  dns_update.tsig.secret_file, acme.eab.hmac_key_file (the EAB HMAC key, base64url; mode\n"
             "  0600 or refused), status_file (counters, rewritten every second).\n"
             "\n"
             "EXIT STATUS\n"
             "  0 stopped by SIGTERM/SIGINT, or the command succeeded; 1 the configuration, start-up or\n"
-            "  command failed (one line on stderr; config errors as FILE:LINE: PATH: PROBLEM); 2 usage.\n"
+            "  command failed (one line on stderr; config errors as FILE:LINE: PATH: PROBLEM); 2 usage\n"
+            "  (e.g. --eab-kid without --eab-hmac-key-file).\n"
             "\n"
             "EXAMPLES\n"
             "  certforge-agent --config /etc/certforge/agent.conf --check\n"
@@ -180,9 +198,34 @@ static int open_account_token(const agent_cfg *cfg, hsm_token **out, char *err, 
     return 0;
 }
 
-static int nf_add_one(acme_store *s, hsm_token *tok, const char *id_in, const char *const *dns, unsigned n, FILE *out)
+/* eab_kid and eab_file: the NF's own EAB credential (both or neither,
+ * checked by the caller); the HMAC key is read here, once, into the state. */
+/* --star: a duration ("1h", "600s"); the ACME server checks it against
+ * its meta.auto-renewal min-lifetime at enrolment. */
+static int star_lifetime(const char *v, int64_t *out)
 {
-    char id[64], err[300], thumb[44], fp[120];
+    uint64_t secs = 0;
+    char err[200];
+    if (!v) {
+        *out = 0;
+        return 0;
+    }
+    if (cf_parse_duration(v, &secs, err, sizeof(err)) != 0 || secs < 60 || secs > 365 * 86400) {
+        fprintf(stderr, "certforge-agent: --star '%s': a STAR certificate lifetime is a duration from 60s to 365d "
+                        "(e.g. \"1h\")\n", v);
+        return -1;
+    }
+    *out = (int64_t)secs;
+    return 0;
+}
+
+static int nf_add_one(acme_store *s, hsm_token *tok, const char *id_in, const char *const *dns, unsigned n,
+                      const char *eab_kid, const char *eab_file, const char *star, FILE *out)
+{
+    int64_t star_s = 0;
+    char id[64], err[700], thumb[44], fp[120];
+    uint8_t *ek = NULL;
+    size_t ekl = 0;
     snprintf(id, sizeof(id), "%s", id_in);
     if (strlen(id) != 36 || !acme_uuid_ok(id)) {
         fprintf(stderr, "certforge-agent: '%s' is not an NF instance ID (a UUID)\n", id_in);
@@ -196,15 +239,32 @@ static int nf_add_one(acme_store *s, hsm_token *tok, const char *id_in, const ch
             return -1;
         }
     }
-    if (agent_nf_add(s, tok, id, dns, n, thumb, err, sizeof(err)) != 0 || agent_fingerprint(thumb, fp, sizeof(fp)) != 0) {
+    if (star_lifetime(star, &star_s) != 0)
+        return -1;
+    if (eab_kid && !agent_eab_kid_ok(eab_kid)) {
+        fprintf(stderr, "certforge-agent: --eab-kid: %s\n", AGENT_EAB_KID_RULE);
+        return -1;
+    }
+    if (eab_file && agent_eab_read_key(eab_file, &ek, &ekl, err, sizeof(err)) != 0) {
+        fprintf(stderr, "certforge-agent: --eab-hmac-key-file: %s\n", err);
+        return -1;
+    }
+    int r = agent_nf_add(s, tok, id, dns, n, eab_kid, ek, ekl, star_s, thumb, err, sizeof(err));
+    if (ek) {
+        OPENSSL_cleanse(ek, ekl);
+        free(ek);
+    }
+    if (r != 0 || agent_fingerprint(thumb, fp, sizeof(fp)) != 0) {
         fprintf(stderr, "certforge-agent: %s\n", err);
         return -1;
     }
     json_t *d = json_array();
     for (unsigned i = 0; i < n; i++)
         json_array_append_new(d, json_string(dns[i]));
-    json_t *j = json_pack("{s:s, s:o, s:s, s:s}", "nf_instance_id", id, "dns", d, "account_key_thumbprint", thumb,
-                          "fingerprint", fp);
+    json_t *j = json_pack("{s:s, s:o, s:s, s:s, s:s?}", "nf_instance_id", id, "dns", d, "account_key_thumbprint", thumb,
+                          "fingerprint", fp, "eab_kid", eab_kid);
+    if (j && star_s)
+        json_object_set_new(j, "star_lifetime", json_integer(star_s));
     char *t = j ? json_dumps(j, JSON_COMPACT) : NULL;
     if (t)
         fprintf(out, "%s\n", t);
@@ -223,7 +283,7 @@ static int cmd_nf(const agent_cfg *cfg, int argc, char **argv)
     acme_store *s = NULL;
     acme_db *db = NULL;
     hsm_token *tok = NULL;
-    bool adds = strcmp(argv[0], "add") == 0 || strcmp(argv[0], "import") == 0;
+    bool adds = strcmp(argv[0], "add") == 0 || strcmp(argv[0], "import") == 0 || strcmp(argv[0], "remove") == 0;
     if ((adds && open_account_token(cfg, &tok, err, sizeof(err)) != 0) || agent_state_open(cfg, &s, err, sizeof(err)) != 0 ||
         !(db = acme_db_open_reader(s, err, sizeof(err)))) {
         fprintf(stderr, "certforge-agent: %s\n", err);
@@ -233,12 +293,18 @@ static int cmd_nf(const agent_cfg *cfg, int argc, char **argv)
     }
     int rc = 1;
     if (strcmp(argv[0], "add") == 0) {
-        const char *id = NULL;
+        const char *id = NULL, *eab_kid = NULL, *eab_file = NULL, *star = NULL;
         const char *dns[64];
         unsigned n = 0;
         for (int i = 1; i < argc; i++) {
             if (strcmp(argv[i], "--nf-instance-id") == 0 && i + 1 < argc)
                 id = argv[++i];
+            else if (strcmp(argv[i], "--eab-kid") == 0 && i + 1 < argc)
+                eab_kid = argv[++i];
+            else if (strcmp(argv[i], "--eab-hmac-key-file") == 0 && i + 1 < argc)
+                eab_file = argv[++i];
+            else if (strcmp(argv[i], "--star") == 0 && i + 1 < argc)
+                star = argv[++i];
             else if (strcmp(argv[i], "--dns") == 0 && i + 1 < argc && n < 64)
                 dns[n++] = argv[++i];
             else {
@@ -252,7 +318,13 @@ static int cmd_nf(const agent_cfg *cfg, int argc, char **argv)
             rc = 2;
             goto out;
         }
-        rc = nf_add_one(s, tok, id, dns, n, stdout) == 0 ? 0 : 1;
+        if (!eab_kid != !eab_file) {
+            fprintf(stderr, "certforge-agent: nf add: --eab-kid and --eab-hmac-key-file go together (the NF's EAB "
+                            "key id and the file holding its HMAC key)\n");
+            rc = 2;
+            goto out;
+        }
+        rc = nf_add_one(s, tok, id, dns, n, eab_kid, eab_file, star, stdout) == 0 ? 0 : 1;
     } else if (strcmp(argv[0], "import") == 0 && argc == 2) {
         FILE *f = strcmp(argv[1], "-") == 0 ? stdin : fopen(argv[1], "r");
         if (!f) {
@@ -268,14 +340,34 @@ static int cmd_nf(const agent_cfg *cfg, int argc, char **argv)
             json_t *j = json_loads(line, JSON_REJECT_DUPLICATES, NULL);
             const char *id = json_string_value(json_object_get(j, "nf_instance_id"));
             const json_t *d = json_object_get(j, "dns");
+            const json_t *jk = json_object_get(j, "eab_kid"), *jf = json_object_get(j, "eab_hmac_key_file");
+            const char *eab_kid = json_string_value(jk), *eab_file = json_string_value(jf);
+            const json_t *js = json_object_get(j, "star");
+            const char *star = json_string_value(js);
+            if (js && !star) {
+                fprintf(stderr, "certforge-agent: %s:%u: \"star\" is a lifetime string (e.g. \"1h\")\n", argv[1], ln);
+                bad++;
+                json_decref(j);
+                continue;
+            }
+            if ((jk && !eab_kid) || (jf && !eab_file) || !eab_kid != !eab_file) {
+                fprintf(stderr,
+                        "certforge-agent: %s:%u: \"eab_kid\" and \"eab_hmac_key_file\" go together, as strings\n",
+                        argv[1], ln);
+                bad++;
+                json_decref(j);
+                continue;
+            }
             const char *dns[64];
             unsigned n = 0;
             for (size_t i = 0; i < json_array_size(d) && n < 64; i++)
                 if (json_string_value(json_array_get(d, i)))
                     dns[n++] = json_string_value(json_array_get(d, i));
-            if (!id || (d && !json_is_array(d)) || nf_add_one(s, tok, id, dns, n, stdout) != 0) {
-                fprintf(stderr, "certforge-agent: %s:%u: not {\"nf_instance_id\": UUID, \"dns\": [NAMES]}\n", argv[1],
-                        ln);
+            if (!id || (d && !json_is_array(d)) || nf_add_one(s, tok, id, dns, n, eab_kid, eab_file, star, stdout) != 0) {
+                fprintf(stderr,
+                        "certforge-agent: %s:%u: not {\"nf_instance_id\": UUID, \"dns\": [NAMES], \"eab_kid\": KID, "
+                        "\"eab_hmac_key_file\": FILE, \"star\": LIFETIME} (the eab pair and star optional)\n",
+                        argv[1], ln);
                 bad++;
             }
             json_decref(j);
@@ -283,6 +375,32 @@ static int cmd_nf(const agent_cfg *cfg, int argc, char **argv)
         if (f != stdin)
             fclose(f);
         rc = bad ? 1 : 0;
+    } else if (strcmp(argv[0], "remove") == 0 && argc == 2) {
+        /* the STAR order is canceled first: an NF whose order cannot be
+         * canceled stays registered, so that `nf remove` can be run again */
+        agent a = {.cfg = cfg, .store = s, .acct_token = tok, .log_level = cfg->log_level};
+        agent_nf nf;
+        int r = agent_nf_load(db, argv[1], false, &nf);
+        if (r != 1) {
+            fprintf(stderr, "certforge-agent: NF %s is not registered\n", argv[1]);
+            goto out;
+        }
+        char order[sizeof(nf.star_order)];
+        snprintf(order, sizeof(order), "%s", nf.star_order);
+        agent_nf_clear(&nf);
+        int c = agent_star_cancel(&a, db, argv[1], err, sizeof(err));
+        if (c < 0 || (r = agent_nf_remove(s, argv[1], err, sizeof(err))) < 0) {
+            fprintf(stderr, "certforge-agent: %s\n", err);
+            goto out;
+        }
+        json_t *j = json_pack("{s:s, s:b, s:s?}", "nf_instance_id", argv[1], "removed", r == 1, "star_order_canceled",
+                              c == 1 ? order : NULL);
+        char *t = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        if (t)
+            printf("%s\n", t);
+        free(t);
+        json_decref(j);
+        rc = 0;
     } else if (strcmp(argv[0], "show") == 0 && argc == 2) {
         agent_nf nf;
         int r = agent_nf_load(db, argv[1], false, &nf);
@@ -320,9 +438,12 @@ static int cmd_nf(const agent_cfg *cfg, int argc, char **argv)
                                                     "renewal", acme_q_text(&q, 6)));
             acme_q_end(&q);
         }
-        json_t *j = json_pack("{s:s, s:o, s:s, s:s, s:o, s:o}", "nf_instance_id", nf.id, "dns", dn,
-                              "account_key_thumbprint", nf.thumb, "account", nf.account_url, "enrolments", en,
-                              "certificates", ce);
+        json_t *j = json_pack("{s:s, s:o, s:s, s:s, s:s?, s:o, s:o}", "nf_instance_id", nf.id, "dns", dn,
+                              "account_key_thumbprint", nf.thumb, "account", nf.account_url, "eab_kid",
+                              nf.eab_kid[0] ? nf.eab_kid : NULL, "enrolments", en, "certificates", ce);
+        if (j && nf.star_lifetime > 0)
+            json_object_set_new(j, "star", json_pack("{s:I, s:s?}", "lifetime", (json_int_t)nf.star_lifetime, "order",
+                                                     nf.star_order[0] ? nf.star_order : NULL));
         agent_nf_clear(&nf);
         char *t = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
         if (t)

@@ -470,6 +470,7 @@ typedef struct wr {
     const uint8_t *der;
     size_t der_len;
     int64_t nb, na, renew_at, ari_next;
+    const char *star_order, *star_nf; /* the NF's STAR order, recorded with its first certificate */
 } wr;
 
 static int tx_wr(acme_db *tx, void *arg)
@@ -511,6 +512,9 @@ static int tx_wr(acme_db *tx, void *arg)
                          "ari_next, created) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                          "sssbssiisiii", x->cert_id, x->nf, x->id, x->der, x->der_len, x->chain, x->spki, x->nb, x->na,
                          x->ari_id, x->renew_at, x->ari_next, x->now) < 0)
+            return -1;
+        if (x->star_order && acme_db_exec(tx, "UPDATE nf_star SET order_url = ?, spki = ? WHERE nf = ?", "sss",
+                                          x->star_order, x->spki, x->star_nf) < 0)
             return -1;
         return acme_db_exec(tx,
                             "UPDATE enrolments SET status = 'valid', cert = ?, error = NULL, transient = 0, updated = ? "
@@ -588,10 +592,15 @@ static int step_load(step *s)
 static json_t *eab_binding(step *s)
 {
     const agent_cfg *c = s->a->cfg;
+    /* the NF's own credential (`nf add --eab-kid`) wins over acme.eab */
+    bool own = s->nf.eab_kid[0] && s->nf.eab_key;
+    const char *kid = own ? s->nf.eab_kid : c->eab_kid;
+    const uint8_t *key = own ? s->nf.eab_key : c->eab_key;
+    size_t key_len = own ? s->nf.eab_key_len : c->eab_key_len;
     json_t *jwk = acme_jwk_from_pkey(s->nf.key);
-    json_t *hdr = json_pack("{s:s, s:s}", "kid", c->eab_kid, "url", s->w->dir.new_account);
+    json_t *hdr = json_pack("{s:s, s:s}", "kid", kid, "url", s->w->dir.new_account);
     char *payload = jwk ? json_dumps(jwk, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    char *txt = hdr && payload ? acme_jws_sign_hmac(ACME_JWS_ALG_HS256, c->eab_key, c->eab_key_len, hdr,
+    char *txt = hdr && payload ? acme_jws_sign_hmac(ACME_JWS_ALG_HS256, key, key_len, hdr,
                                                     (const uint8_t *)payload, strlen(payload))
                                : NULL;
     json_t *out = txt ? json_loads(txt, 0, NULL) : NULL;
@@ -609,7 +618,8 @@ static outcome ensure_account(step *s)
     json_t *p = json_pack("{s:b}", "termsOfServiceAgreed", 1);
     if (s->a->cfg->contact)
         json_object_set_new(p, "contact", json_pack("[s]", s->a->cfg->contact));
-    if (s->a->cfg->eab_kid) {
+    bool eab_set = s->a->cfg->eab_kid || s->nf.eab_kid[0];
+    if (eab_set) {
         json_t *eab = eab_binding(s);
         if (!eab) {
             json_decref(p);
@@ -627,9 +637,10 @@ static outcome ensure_account(step *s)
     outcome o = O_WAIT;
     if (r.status != 200 && r.status != 201) {
         o = problem(s, "newAccount", &r);
-        if (strstr(s->error, "externalAccountRequired") && !s->a->cfg->eab_kid)
+        if (strstr(s->error, "externalAccountRequired") && !eab_set)
             snprintf(s->error + strlen(s->error), sizeof(s->error) - strlen(s->error),
-                     " (set acme.eab: the key id and HMAC key file the ACME server's operator gave)");
+                     " (set acme.eab, or the NF's own with nf add --eab-kid --eab-hmac-key-file: the key id and "
+                     "HMAC key file the ACME server's operator gave)");
     } else if (!r.location[0] || strncmp(r.location, "https://", 8) != 0) {
         o = fail(s, O_TRANSIENT, "newAccount: no account URL in Location");
     } else {
@@ -660,9 +671,39 @@ static outcome new_order(step *s)
     est_csr_free(&csr);
     json_t *p = json_pack("{s:o}", "identifiers", ids);
     const char *prof = nfid ? s->a->cfg->profile : s->a->cfg->dns_profile;
+    if (s->nf.star_lifetime > 0) {
+        /* RFC 8739 §3.1.1: a STAR order, within the server's limits; it
+         * ends max-duration from now (at most a year): the NF registers
+         * again (nf add) for a new order after that */
+        const am_directory *d = &s->w->dir;
+        if (!d->has_star) {
+            json_decref(p);
+            return fail(s, O_FAILED, "newOrder: NF %s is registered for STAR certificates (--star) but the ACME "
+                        "server offers no STAR (no meta.auto-renewal in its directory)", s->nf_id);
+        }
+        if (d->star_min_lifetime && s->nf.star_lifetime < d->star_min_lifetime) {
+            json_decref(p);
+            return fail(s, O_FAILED, "newOrder: the NF's STAR lifetime %llds is below the server's min-lifetime %llds",
+                        (long long)s->nf.star_lifetime, (long long)d->star_min_lifetime);
+        }
+        int64_t dur = 365 * 86400;
+        if (d->star_max_duration && d->star_max_duration < dur)
+            dur = d->star_max_duration;
+        if (dur < s->nf.star_lifetime) {
+            json_decref(p);
+            return fail(s, O_FAILED, "newOrder: the NF's STAR lifetime %llds exceeds the server's max-duration %llds",
+                        (long long)s->nf.star_lifetime, (long long)dur);
+        }
+        char end[32];
+        acme_time_rfc3339(agent_now() + dur - 60, end, sizeof(end)); /* a minute's margin for clock skew */
+        json_object_set_new(p, "auto-renewal", json_pack("{s:s, s:I}", "end-date", end, "lifetime",
+                                                         (json_int_t)s->nf.star_lifetime));
+        if (s->a->cfg->star_profile)
+            prof = s->a->cfg->star_profile;
+    }
     if (prof)
         json_object_set_new(p, "profile", json_string(prof));
-    if (s->replaces[0] && s->w->dir.renewal_info[0])
+    if (s->replaces[0] && s->w->dir.renewal_info[0] && s->nf.star_lifetime <= 0)
         json_object_set_new(p, "replaces", json_string(s->replaces));
     char *txt = json_dumps(p, JSON_COMPACT);
     json_decref(p);
@@ -850,7 +891,10 @@ static int ari_poll(worker *w, const char *ari_id, int64_t *renew_at, int64_t *n
     return rc;
 }
 
-static outcome download(step *s, const char *url)
+/* star: url is a STAR order's star-certificate (RFC 8739 §3.1.4): the
+ * current short-term certificate, which may still be the one the agent
+ * has (then: transient, fetched again after the backoff). */
+static outcome download(step *s, const char *url, bool star)
 {
     resp r;
     if (jose(s, url, NULL, false, &r) != 0)
@@ -887,6 +931,18 @@ static outcome download(step *s, const char *url)
         o = fail(s, O_FAILED, "certificate: its names are not the CSR's");
         goto out;
     }
+    if (star) {
+        acme_q q;
+        int have = 0;
+        if (acme_db_query(s->w->db, &q, "SELECT 1 FROM certs WHERE id = ?", "s", id) == 0) {
+            have = acme_q_next(&q) == 1;
+            acme_q_end(&q);
+        }
+        if (have) {
+            o = fail(s, O_TRANSIENT, "STAR order %s: no certificate newer than the current one yet", s->order_url);
+            goto out;
+        }
+    }
     const ASN1_TIME *nb = X509_get0_notBefore(x), *na = X509_get0_notAfter(x);
     struct tm tnb, tna;
     if (!ASN1_TIME_to_tm(nb, &tnb) || !ASN1_TIME_to_tm(na, &tna)) {
@@ -896,9 +952,15 @@ static outcome download(step *s, const char *url)
     wr x2 = {.kind = W_VALID, .id = s->id, .nf = s->nf_id, .cert_id = id, .der = der, .der_len = (size_t)dl,
              .chain = r.body, .spki = spki_hex, .nb = timegm(&tnb), .na = timegm(&tna)};
     char ari[300] = "";
-    if (ari_cert_id(x, ari, sizeof(ari)) == 0)
+    if (!star && ari_cert_id(x, ari, sizeof(ari)) == 0)
         x2.ari_id = ari;
-    x2.renew_at = x2.nb + (int64_t)((double)(x2.na - x2.nb) * s->a->cfg->renew_fraction);
+    /* a STAR certificate: the next is fetched from 40 % of its life on,
+     * so that the NF has it before this one passes half its life */
+    x2.renew_at = x2.nb + (int64_t)((double)(x2.na - x2.nb) * (star ? 0.4 : s->a->cfg->renew_fraction));
+    if (star && !s->nf.star_order[0]) {
+        x2.star_order = s->order_url;
+        x2.star_nf = s->nf_id;
+    }
     int64_t ra, nx;
     char w2[200];
     if (x2.ari_id && ari_poll(s->w, ari, &ra, &nx, w2, sizeof(w2)) == 0) {
@@ -912,9 +974,9 @@ static outcome download(step *s, const char *url)
     char ra_s[32], na_s[32];
     acme_time_rfc3339(x2.renew_at, ra_s, sizeof(ra_s));
     acme_time_rfc3339(x2.na, na_s, sizeof(na_s));
-    agent_log(s->a, AGENT_LOG_INFO, "event=%s nf=%s enrolment=%s cert=%.16s not_after=%s renew_at=%s ari=%s",
+    agent_log(s->a, AGENT_LOG_INFO, "event=%s nf=%s enrolment=%s cert=%.16s not_after=%s renew_at=%s ari=%s star=%s",
               strcmp(s->kind, "renew") == 0 ? "renewed" : "issued", s->nf_id, s->id, id, na_s, ra_s,
-              x2.ari_next ? "yes" : "no");
+              x2.ari_next ? "yes" : "no", star ? "yes" : "no");
     atomic_fetch_add_explicit(strcmp(s->kind, "renew") == 0 ? &s->a->ctr.renewed : &s->a->ctr.enrolled, 1,
                               memory_order_relaxed);
 out:
@@ -937,6 +999,13 @@ static outcome advance(step *s)
     o = ensure_account(s);
     if (o != O_WAIT)
         return o;
+    if (!s->order_url[0] && s->nf.star_order[0]) {
+        /* the NF's STAR order goes on: fetch its current certificate */
+        snprintf(s->order_url, sizeof(s->order_url), "%s", s->nf.star_order);
+        wr x = {.kind = W_ORDER, .id = s->id, .text = s->order_url};
+        if (write_(s->a, &x) != 0)
+            return fail(s, O_TRANSIENT, "cannot record the order URL");
+    }
     if (!s->order_url[0]) {
         o = new_order(s);
         if (o != O_WAIT)
@@ -982,9 +1051,10 @@ static outcome advance(step *s)
             return O_TRANSIENT;
         o = r.status == 200 ? O_WAIT : problem(s, "finalize", &r);
         if (o == O_WAIT && am_order_parse(r.body, r.len, &ord, why, sizeof(why)) == 0 && ord.status == ACME_S_VALID &&
-            ord.certificate[0]) {
+            (ord.certificate[0] || ord.star_certificate[0])) {
             resp_clear(&r);
-            return download(s, ord.certificate);
+            return ord.star_certificate[0] ? download(s, ord.star_certificate, true)
+                                           : download(s, ord.certificate, false);
         }
         s->wait_ms = am_retry_after(r.retry_after, 0, 60) * 1000;
         if (!s->wait_ms)
@@ -995,9 +1065,11 @@ static outcome advance(step *s)
     case ACME_S_PROCESSING:
         return O_WAIT;
     case ACME_S_VALID:
+        if (ord.star_certificate[0])
+            return download(s, ord.star_certificate, true);
         if (!ord.certificate[0])
             return fail(s, O_TRANSIENT, "order valid without a certificate URL");
-        return download(s, ord.certificate);
+        return download(s, ord.certificate, false);
     default:
         if (ord.error_type[0])
             return fail(s, O_FAILED, "order %s: %s: %s", acme_status_name((acme_status)ord.status), ord.error_type,
@@ -1317,4 +1389,70 @@ int agent_renewal_scan(agent *a, acme_db *db)
     }
     free(due);
     return made + n;
+}
+
+/* ------------------------------------------------------------ STAR cancellation */
+
+int agent_star_cancel(agent *a, acme_db *db, const char *nf_id, char *err, size_t errlen)
+{
+    worker w = {.a = a, .db = db, .curl = curl_easy_init()};
+    step s = {.w = &w, .a = a};
+    int rc = -1;
+    snprintf(s.nf_id, sizeof(s.nf_id), "%s", nf_id);
+    if (!w.curl) {
+        snprintf(err, errlen, "cannot make an HTTP client");
+        return -1;
+    }
+    int r = agent_nf_load(db, nf_id, true, &s.nf);
+    if (r != 1) {
+        snprintf(err, errlen, r == 0 ? "NF %s is not registered" : "cannot read NF %s from the state", nf_id);
+        goto out;
+    }
+    if (!s.nf.star_order[0]) {
+        rc = 0; /* no STAR order (yet): nothing to cancel */
+        goto out;
+    }
+    if (!s.nf.account_url[0]) {
+        snprintf(err, errlen, "NF %s has a STAR order but no ACME account in the state", nf_id);
+        goto out;
+    }
+    resp rs;
+    if (load_directory(&s) != 0 || (s.nf.key_uri[0] && open_token_key(&s) != O_WAIT) ||
+        jose(&s, s.nf.star_order, "{\"status\":\"canceled\"}", false, &rs) != 0) {
+        snprintf(err, errlen, "cannot cancel the STAR order %s: %s", s.nf.star_order, s.error);
+        goto out;
+    }
+    /* RFC 8739 §3.1.2: the canceled order. An order no longer active
+     * (canceled by an earlier `nf remove` that stopped before the state,
+     * or past its end-date) is refused autoRenewalCancellationInvalid:
+     * read it, and an order that is not active any more is done with. */
+    am_order ord;
+    char why[200];
+    if (rs.status == 200 && am_order_parse(rs.body, rs.len, &ord, why, sizeof(why)) == 0 &&
+        ord.status == ACME_S_CANCELED) {
+        rc = 1;
+    } else if (rs.status == 403 && strstr(rs.body, "autoRenewalCancellationInvalid")) {
+        resp_clear(&rs);
+        if (jose(&s, s.nf.star_order, NULL, false, &rs) == 0 && rs.status == 200 &&
+            am_order_parse(rs.body, rs.len, &ord, why, sizeof(why)) == 0 && ord.status != ACME_S_VALID &&
+            ord.status != ACME_S_PENDING && ord.status != ACME_S_READY && ord.status != ACME_S_PROCESSING) {
+            rc = ord.status == ACME_S_CANCELED ? 1 : 0;
+            if (rc == 0)
+                agent_log(a, AGENT_LOG_INFO, "event=star_order_ended nf=%s order=%s status=%s", nf_id, s.nf.star_order,
+                          acme_status_name((acme_status)ord.status));
+        } else {
+            snprintf(err, errlen, "cannot cancel the STAR order %s: the server refused (autoRenewalCancellationInvalid) "
+                     "and the order could not be read as ended", s.nf.star_order);
+        }
+    } else {
+        (void)problem(&s, "cancel", &rs);
+        snprintf(err, errlen, "cannot cancel the STAR order %s: %s", s.nf.star_order, s.error);
+    }
+    if (rc == 1)
+        agent_log(a, AGENT_LOG_INFO, "event=star_canceled nf=%s order=%s", nf_id, s.nf.star_order);
+    resp_clear(&rs);
+out:
+    step_clear(&s);
+    curl_easy_cleanup(w.curl);
+    return rc;
 }

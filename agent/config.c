@@ -8,6 +8,7 @@
 #include "agent/config.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <libconfig.h>
 #include <openssl/crypto.h>
 #include <stdarg.h>
@@ -316,23 +317,30 @@ static int read_secret(ld *l, const config_setting_t *s, const char *path, char 
 /* The EAB HMAC key (RFC 8555 §7.3.4): base64url on one line, as
  * `certforge acme eab add` prints it, in a file only its owner can read:
  * the key binds accounts to the operator's external account, so a file
- * readable by others is refused rather than warned about. */
-static int read_eab_key(ld *l, const config_setting_t *s, const char *path, agent_cfg *c)
+ * readable by others is refused rather than warned about. Shared by
+ * acme.eab and `nf add --eab-hmac-key-file` (config.h). */
+int agent_eab_read_key(const char *path, uint8_t **out, size_t *out_len, char *err, size_t errlen)
 {
     char buf[512];
     int rc = -1;
+    *out = NULL;
+    *out_len = 0;
     FILE *f = fopen(path, "r");
-    if (!f)
-        return fail(l, s, "cannot read %s: %m", path);
+    if (!f) {
+        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+        return -1;
+    }
     struct stat st;
     if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
         fclose(f);
-        return fail(l, s, "%s is not a regular file", path);
+        snprintf(err, errlen, "%s is not a regular file", path);
+        return -1;
     }
     if (st.st_mode & 077) {
         fclose(f);
-        return fail(l, s, "%s is readable by others (mode %04o): it holds the EAB HMAC key; chmod 600 it", path,
-                    (unsigned)(st.st_mode & 07777));
+        snprintf(err, errlen, "%s is readable by others (mode %04o): it holds the EAB HMAC key; chmod 600 it", path,
+                 (unsigned)(st.st_mode & 07777));
+        return -1;
     }
     size_t n = fread(buf, 1, sizeof(buf) - 1, f);
     fclose(f);
@@ -342,19 +350,38 @@ static int read_eab_key(ld *l, const config_setting_t *s, const char *path, agen
     uint8_t key[sizeof(buf)];
     long kl = n && n < sizeof(buf) - 1 ? acme_b64url_decode(buf, n, key, sizeof(key)) : -1;
     if (kl < 0)
-        fail(l, s, "%s does not hold a base64url EAB HMAC key (no padding) on one line", path);
+        snprintf(err, errlen, "%s does not hold a base64url EAB HMAC key (no padding) on one line", path);
     else if (kl < 32)
-        fail(l, s, "the EAB HMAC key in %s has %ld octets; HS256 needs at least 32 (RFC 7518 §3.2)", path, kl);
-    else if (!(c->eab_key = malloc((size_t)kl)))
-        fail(l, NULL, "out of memory");
+        snprintf(err, errlen, "the EAB HMAC key in %s has %ld octets; HS256 needs at least 32 (RFC 7518 §3.2)", path,
+                 kl);
+    else if (!(*out = malloc((size_t)kl)))
+        snprintf(err, errlen, "out of memory");
     else {
-        memcpy(c->eab_key, key, (size_t)kl);
-        c->eab_key_len = (size_t)kl;
+        memcpy(*out, key, (size_t)kl);
+        *out_len = (size_t)kl;
         rc = 0;
     }
     OPENSSL_cleanse(buf, sizeof(buf));
     OPENSSL_cleanse(key, sizeof(key));
     return rc;
+}
+
+/* the kid goes into a JWS header and the logs: printable, no quotes */
+bool agent_eab_kid_ok(const char *kid)
+{
+    size_t kl = kid ? strlen(kid) : 0;
+    bool ok = kl >= 1 && kl <= AGENT_EAB_KID_MAX;
+    for (const char *p = kid; ok && *p; p++)
+        ok = *p > 0x20 && *p < 0x7f && *p != '"' && *p != '\\';
+    return ok;
+}
+
+static int read_eab_key(ld *l, const config_setting_t *s, const char *path, agent_cfg *c)
+{
+    char err[700];
+    if (agent_eab_read_key(path, &c->eab_key, &c->eab_key_len, err, sizeof(err)) != 0)
+        return fail(l, s, "%s", err);
+    return 0;
 }
 
 static const char *const top_keys[] = {"listen", "threads",     "limits",  "tls",  "cacerts",
@@ -453,11 +480,12 @@ static int load_root(ld *l, const config_setting_t *root, agent_cfg *c)
         return -1;
     if (!g)
         return fail(l, NULL, "missing required setting 'acme' (acme = { directory = \"https://.../directory\"; })");
-    if (only(l, g, (const char *const[]){"directory", "ca_file", "profile", "dns_profile", "contact", "nf_instance_id", "workers",
+    if (only(l, g, (const char *const[]){"directory", "ca_file", "profile", "dns_profile", "star_profile", "contact", "nf_instance_id", "workers",
                                          "timeout_ms", "max_retries", "retry_base", "retry_max", "poll_ms", "renew_at",
                                          "ari", "renewal_scan", "eab", "account_key_token", NULL}) ||
         get_str(l, g, "directory", NULL, 1, &c->directory_url) || get_path(l, g, "ca_file", NULL, 0, &c->acme_ca_file) ||
         get_str(l, g, "profile", NULL, 0, &c->profile) || get_str(l, g, "dns_profile", NULL, 0, &c->dns_profile) ||
+        get_str(l, g, "star_profile", NULL, 0, &c->star_profile) ||
         get_str(l, g, "contact", NULL, 0, &c->contact) ||
         get_str(l, g, "account_key_token", NULL, 0, &c->account_key_token) ||
         get_bool(l, g, "nf_instance_id", true, &c->nf_instance_id) ||
@@ -491,13 +519,8 @@ static int load_root(ld *l, const config_setting_t *root, agent_cfg *c)
         free(key_file);
         if (rc)
             return -1;
-        /* the kid goes into a JWS header and the logs: printable, no quotes */
-        size_t kl = strlen(c->eab_kid);
-        int ok = kl >= 1 && kl <= 256;
-        for (const char *p = c->eab_kid; ok && *p; p++)
-            ok = *p > 0x20 && *p < 0x7f && *p != '"' && *p != '\\';
-        if (!ok)
-            return fail(l, member(eg, "kid"), "an EAB key id is 1-256 printable characters without spaces or quotes");
+        if (!agent_eab_kid_ok(c->eab_kid))
+            return fail(l, member(eg, "kid"), "%s", AGENT_EAB_KID_RULE);
     }
     if (c->nf_instance_id && !c->token_anchors)
         return fail(l, member(g, "nf_instance_id"),
@@ -663,6 +686,7 @@ void agent_cfg_free(agent_cfg *c)
     free(c->acme_ca_file);
     free(c->profile);
     free(c->dns_profile);
+    free(c->star_profile);
     free(c->contact);
     free(c->dns_server_host);
     free(c->tsig_name);

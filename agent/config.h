@@ -45,6 +45,7 @@ typedef struct agent_cfg {
     char *acme_ca_file; /* trust for the ACME server's TLS; NULL: the system store */
     char *profile;      /* newOrder "profile" of orders with an NfInstanceId; NULL: none sent */
     char *dns_profile;  /* newOrder "profile" of dns-only orders; NULL: none sent */
+    char *star_profile; /* newOrder "profile" of STAR orders (nf add --star); NULL: profile/dns_profile */
     char *contact;      /* account contact ("mailto:..."), NULL: none */
     char *account_key_token; /* PKCS#11 URI of the token holding new NFs' account keys; NULL: the state */
     char *eab_kid;      /* acme.eab: the external account's key id; NULL: no EAB */
@@ -89,6 +90,18 @@ AGENT_WUR int agent_cfg_load(const char *file, agent_cfg **out, char *err, size_
 AGENT_WUR int agent_cfg_load_string(const char *text, const char *base_dir, agent_cfg **out, char *err,
                                     size_t errlen);
 void agent_cfg_free(agent_cfg *c);
+
+/* An EAB HMAC key file (acme.eab.hmac_key_file, `nf add
+ * --eab-hmac-key-file`): a regular file no one but its owner may read
+ * (mode & 077 refused), base64url without padding on one line, at least 32
+ * octets. 0 with *key (malloc'd; the caller wipes and frees it), or -1
+ * with err (the file's name and the problem; never the key). */
+AGENT_WUR int agent_eab_read_key(const char *path, uint8_t **key, size_t *key_len, char *err, size_t errlen);
+/* An EAB key id: 1-256 printable ASCII characters, no space, quote or
+ * backslash (it goes into a JWS header and the logs). */
+#define AGENT_EAB_KID_MAX 256
+#define AGENT_EAB_KID_RULE "an EAB key id is 1-256 printable characters without spaces or quotes"
+bool agent_eab_kid_ok(const char *kid);
 
 /* The configured zone a name falls in (longest suffix match), or NULL. */
 const char *agent_cfg_zone_for(const agent_cfg *c, const char *name);

@@ -833,6 +833,8 @@ static void handle_enroll(est_rq *rq, bool reenroll)
             ee = EST_OK;
     }
     free(der);
+    char star_spki[sizeof(nf.star_spki)];
+    snprintf(star_spki, sizeof(star_spki), "%s", nf.star_spki);
     agent_nf_clear(&nf);
     if (ee == EST_OK && reenroll) {
         /* RFC 7030 §4.2.2: the names of the certificate being renewed */
@@ -866,6 +868,14 @@ static void handle_enroll(est_rq *rq, bool reenroll)
     if (other) {
         atomic_fetch_add_explicit(&a->ctr.refused_key, 1, memory_order_relaxed);
         refuse(rq, 403, "key_reused", "the CSR's public key belongs to another NF; each NF enrols its own key");
+        return;
+    }
+    if (star_spki[0] && strcmp(star_spki, rq->csr.spki_sha256) != 0) {
+        /* RFC 8739: the STAR order's certificates are all for the key its
+         * CSR had; a new key would need a new order (nf remove, nf add) */
+        atomic_fetch_add_explicit(&a->ctr.refused_csr, 1, memory_order_relaxed);
+        refuse(rq, 403, "star_key", "this NF holds a STAR order (RFC 8739) for another public key: the CSR must "
+               "carry the key of the NF's STAR certificates");
         return;
     }
     /* a certificate ready for this key: a renewal made ahead (ARI), or a

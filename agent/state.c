@@ -1,13 +1,17 @@
 /* state.c — the agent's schema and registry (state.h). */
 #include "agent/state.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <openssl/ec.h>
 #include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "acme/jws.h"
 #include "hsm/hsm.h"
@@ -37,13 +41,48 @@
     "CREATE TABLE IF NOT EXISTS keys(spki TEXT PRIMARY KEY, nf TEXT NOT NULL);"                                        \
     "CREATE TABLE IF NOT EXISTS used_jti(jti TEXT PRIMARY KEY, nf TEXT NOT NULL, spki TEXT NOT NULL, expires " INT     \
     " NOT NULL);"                                                                                                      \
+    "CREATE TABLE IF NOT EXISTS nf_eab(nf TEXT PRIMARY KEY, kid TEXT NOT NULL, hmac_key " BLOB " NOT NULL,"         \
+    "  created " INT " NOT NULL);"                                                                                     \
+    "CREATE TABLE IF NOT EXISTS nf_star(nf TEXT PRIMARY KEY, lifetime " INT " NOT NULL, order_url TEXT, spki TEXT);" \
     "INSERT INTO agent_meta(k, v) VALUES('schema', '1') ON CONFLICT DO NOTHING;"
 
 static const char schema_sqlite[] = AGENT_SCHEMA("INTEGER", "BLOB");
 static const char schema_pg[] = AGENT_SCHEMA("BIGINT", "BYTEA");
 
+/* The SQLite state holds the NFs' account keys and EAB HMAC keys: it is
+ * made 0600 when new (SQLite gives its -wal and -shm files the database's
+ * mode), and refused when others may read it or it belongs to another
+ * user than the one running (root, e.g. `nf add` by the operator, may use
+ * the agent's). */
+static int state_file_check(const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        snprintf(err, errlen, "state.path: cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    int rc = -1;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        snprintf(err, errlen, "state.path: %s is not a regular file", path);
+    else if (st.st_mode & 077)
+        snprintf(err, errlen,
+                 "state.path: %s is readable by others (mode %04o): it holds the NFs' account and EAB keys; chmod 600 it",
+                 path, (unsigned)(st.st_mode & 07777));
+    else if (st.st_uid != geteuid() && geteuid() != 0)
+        snprintf(err, errlen, "state.path: %s belongs to uid %u, not to the agent's user (uid %u); chown it", path,
+                 (unsigned)st.st_uid, (unsigned)geteuid());
+    else
+        rc = 0;
+    close(fd);
+    return rc;
+}
+
 int agent_state_open(const agent_cfg *c, acme_store **out, char *err, size_t errlen)
 {
+    *out = NULL;
+    if (c->backend == ACME_BACKEND_SQLITE && c->db_path && state_file_check(c->db_path, err, errlen) != 0)
+        return -1;
     acme_store_spec spec = {.backend = c->backend,
                             .path = c->db_path,
                             .conninfo = c->conninfo,
@@ -71,6 +110,10 @@ void agent_nf_clear(agent_nf *nf)
     for (unsigned i = 0; i < nf->n_dns; i++)
         free(nf->dns[i]);
     EVP_PKEY_free(nf->key);
+    if (nf->eab_key) {
+        OPENSSL_cleanse(nf->eab_key, nf->eab_key_len);
+        free(nf->eab_key);
+    }
     memset(nf, 0, sizeof(*nf));
 }
 
@@ -78,7 +121,11 @@ int agent_nf_load(acme_db *db, const char *id, bool with_key, agent_nf *out)
 {
     memset(out, 0, sizeof(*out));
     acme_q q;
-    if (acme_db_query(db, &q, "SELECT dns, account_key, thumbprint, account_url FROM nfs WHERE id = ?", "s", id) != 0)
+    if (acme_db_query(db, &q,
+                      "SELECT n.dns, n.account_key, n.thumbprint, n.account_url, e.kid, e.hmac_key, s.lifetime, "
+                      "s.order_url, s.spki FROM nfs n LEFT JOIN nf_eab e ON e.nf = n.id "
+                      "LEFT JOIN nf_star s ON s.nf = n.id WHERE n.id = ?",
+                      "s", id) != 0)
         return -1;
     int r = acme_q_next(&q);
     if (r != 1) {
@@ -95,6 +142,18 @@ int agent_nf_load(acme_db *db, const char *id, bool with_key, agent_nf *out)
     }
     snprintf(out->thumb, sizeof(out->thumb), "%s", acme_q_text(&q, 2) ? acme_q_text(&q, 2) : "");
     snprintf(out->account_url, sizeof(out->account_url), "%s", acme_q_text(&q, 3) ? acme_q_text(&q, 3) : "");
+    snprintf(out->eab_kid, sizeof(out->eab_kid), "%s", acme_q_text(&q, 4) ? acme_q_text(&q, 4) : "");
+    out->star_lifetime = acme_q_int(&q, 6);
+    snprintf(out->star_order, sizeof(out->star_order), "%s", acme_q_text(&q, 7) ? acme_q_text(&q, 7) : "");
+    snprintf(out->star_spki, sizeof(out->star_spki), "%s", acme_q_text(&q, 8) ? acme_q_text(&q, 8) : "");
+    if (with_key && out->eab_kid[0]) {
+        size_t el = 0;
+        const unsigned char *e = acme_q_blob(&q, 5, &el);
+        if (!e || el < 32 || !(out->eab_key = malloc(el)))
+            goto out;
+        memcpy(out->eab_key, e, el);
+        out->eab_key_len = el;
+    }
     if (with_key) {
         size_t kl = 0;
         const unsigned char *k = acme_q_blob(&q, 1, &kl);
@@ -121,6 +180,10 @@ typedef struct nf_add {
     const uint8_t *key;
     size_t key_len;
     const char *thumb;
+    const char *eab_kid;
+    const uint8_t *eab_key;
+    size_t eab_key_len;
+    int64_t star_lifetime;
     int64_t now;
     int existed;
     char thumb_kept[44];
@@ -141,12 +204,61 @@ static int tx_nf_add(acme_db *tx, void *arg)
     if (r == 1) {
         /* the account key stays: a token already issued for it keeps working */
         a->existed = 1;
-        return acme_db_exec(tx, "UPDATE nfs SET dns = ? WHERE id = ?", "ss", a->dns_json, a->id) < 0 ? -1 : 0;
+        if (acme_db_exec(tx, "UPDATE nfs SET dns = ? WHERE id = ?", "ss", a->dns_json, a->id) < 0)
+            return -1;
+    } else if (acme_db_exec(tx, "INSERT INTO nfs(id, dns, account_key, thumbprint, created) VALUES(?, ?, ?, ?, ?)",
+                            "ssbsi", a->id, a->dns_json, a->key, a->key_len, a->thumb, a->now) < 0) {
+        return -1;
     }
-    return acme_db_exec(tx, "INSERT INTO nfs(id, dns, account_key, thumbprint, created) VALUES(?, ?, ?, ?, ?)", "ssbsi",
-                        a->id, a->dns_json, a->key, a->key_len, a->thumb, a->now) < 0
-               ? -1
-               : 0;
+    /* the NF's own EAB credential replaces the one it had; without one
+     * given, the one it has stays */
+    if (a->eab_kid && acme_db_exec(tx,
+                                   "INSERT INTO nf_eab(nf, kid, hmac_key, created) VALUES(?, ?, ?, ?) ON CONFLICT(nf) "
+                                   "DO UPDATE SET kid = excluded.kid, hmac_key = excluded.hmac_key, created = excluded.created",
+                                   "ssbi", a->id, a->eab_kid, a->eab_key, a->eab_key_len, a->now) < 0)
+        return -1;
+    /* a new lifetime applies to the next STAR order (the current one keeps its own) */
+    if (a->star_lifetime > 0 &&
+        acme_db_exec(tx, "INSERT INTO nf_star(nf, lifetime) VALUES(?, ?) ON CONFLICT(nf) DO UPDATE SET lifetime = "
+                         "excluded.lifetime",
+                     "si", a->id, a->star_lifetime) < 0)
+        return -1;
+    return 0;
+}
+
+typedef struct nf_rm {
+    const char *id;
+    int64_t now;
+    int found;
+} nf_rm;
+
+static int tx_nf_remove(acme_db *tx, void *arg)
+{
+    nf_rm *r = arg;
+    int n = acme_db_exec(tx, "DELETE FROM nfs WHERE id = ?", "s", r->id);
+    if (n < 0)
+        return -1;
+    r->found = n > 0;
+    if (acme_db_exec(tx, "DELETE FROM nf_eab WHERE nf = ?", "s", r->id) < 0 ||
+        acme_db_exec(tx, "DELETE FROM nf_star WHERE nf = ?", "s", r->id) < 0 ||
+        acme_db_exec(tx,
+                     "UPDATE enrolments SET status = 'failed', error = 'the NF was removed', transient = 0, "
+                     "reported = 1, updated = ? WHERE nf = ? AND status = 'pending'",
+                     "is", r->now, r->id) < 0 ||
+        acme_db_exec(tx, "UPDATE certs SET renewal = 'removed', ari_next = NULL WHERE nf = ? AND renewal IS NULL", "s",
+                     r->id) < 0)
+        return -1;
+    return 0;
+}
+
+int agent_nf_remove(acme_store *s, const char *id, char *err, size_t errlen)
+{
+    nf_rm r = {.id = id, .now = agent_now()};
+    if (acme_store_run(s, tx_nf_remove, &r) != 0) {
+        snprintf(err, errlen, "cannot remove NF %s from the state", id);
+        return -1;
+    }
+    return r.found;
 }
 
 /* The NF's account key in the token: the one labelled cf-agent-<id> if it
@@ -181,6 +293,7 @@ static int token_key(hsm_token *tok, const char *id, char uri[1024], EVP_PKEY **
 }
 
 int agent_nf_add(acme_store *s, hsm_token *tok, const char *id, const char *const *dns, unsigned n_dns,
+                 const char *eab_kid, const uint8_t *eab_key, size_t eab_key_len, int64_t star_lifetime,
                  char thumb[44], char *err, size_t errlen)
 {
     char uri[1024] = "";
@@ -189,7 +302,8 @@ int agent_nf_add(acme_store *s, hsm_token *tok, const char *id, const char *cons
     EVP_PKEY *k = NULL;
     unsigned char *der = NULL;
     json_t *arr = json_array(), *jwk = NULL;
-    nf_add a = {.id = id, .now = agent_now()};
+    nf_add a = {.id = id, .now = agent_now(), .eab_kid = eab_kid, .eab_key = eab_key, .eab_key_len = eab_key_len,
+                .star_lifetime = star_lifetime};
     for (unsigned i = 0; i < n_dns; i++)
         json_array_append_new(arr, json_string(dns[i]));
     if (!(a.dns_json = json_dumps(arr, JSON_COMPACT))) {

@@ -14,6 +14,10 @@
  *   keys        CSR public keys (SHA-256 of the SPKI) → the one NF that
  *               may use them
  *   used_jti    authority tokens consumed, bound to the NF and CSR key
+ *   nf_star     an NF's STAR lifetime (`nf add --star`) and its STAR
+ *               order (RFC 8739) with the order's key
+ *   nf_eab      an NF's own EAB credential (`nf add --eab-kid`): key id
+ *               and HMAC key (why the SQLite file must be 0600)
  * Every change is committed before the NF is answered; a restart (kill -9
  * included) takes up every enrolment not finished. */
 #ifndef CF_AGENT_STATE_H
@@ -40,6 +44,12 @@ typedef struct agent_nf {
     char key_uri[1024]; /* the key in a PKCS#11 token (acme.account_key_token): its RFC 7512 URI; "" in the state */
     char thumb[44];
     char account_url[512]; /* "" before newAccount */
+    char eab_kid[AGENT_EAB_KID_MAX + 1]; /* the NF's own EAB key id (`nf add --eab-kid`); "": acme.eab, if any */
+    uint8_t *eab_key;   /* its HMAC key (only with_key); wiped by agent_nf_clear */
+    size_t eab_key_len;
+    int64_t star_lifetime; /* `nf add --star`: STAR certificates (RFC 8739) of this lifetime (s); 0: none */
+    char star_order[512];  /* its STAR order once the first certificate came; "" before */
+    char star_spki[65];    /* the SHA-256 of that order's public key (the NF's CSR key) */
 } agent_nf;
 
 /* 1 found (out filled; agent_nf_clear it), 0 unknown, -1 error. */
@@ -50,10 +60,20 @@ void agent_nf_clear(agent_nf *nf);
  * (EC P-256) the first time: in the token tok when not NULL (label
  * "cf-agent-<id>", sensitive, non-extractable; the state keeps its URI),
  * else in the state (PKCS#8). thumb: the RFC 7638 thumbprint of the
- * account key — what the OAM's token must be bound to. 0 or -1. */
+ * account key — what the OAM's token must be bound to. eab_kid (NULL:
+ * none given, the NF keeps the one it has) and eab_key: the NF's own
+ * external account binding credential, kept in nf_eab and used for its
+ * newAccount instead of acme.eab. star_lifetime > 0: the NF gets STAR
+ * certificates of that lifetime (0: unchanged). 0 or -1. */
 struct hsm_token;
 AGENT_WUR int agent_nf_add(acme_store *s, struct hsm_token *tok, const char *id, const char *const *dns,
-                           unsigned n_dns, char thumb[44], char *err, size_t errlen);
+                           unsigned n_dns, const char *eab_kid, const uint8_t *eab_key, size_t eab_key_len,
+                           int64_t star_lifetime, char thumb[44], char *err, size_t errlen);
+
+/* Remove an NF from the registry (nfs, nf_eab, nf_star); its pending
+ * enrolments end failed and its certificates are no longer renewed; the
+ * history (enrolments, certs) stays. 1 removed, 0 unknown, -1 error. */
+AGENT_WUR int agent_nf_remove(acme_store *s, const char *id, char *err, size_t errlen);
 
 /* "SHA256 AB:CD:..." of a base64url thumbprint (what tkauth tokens carry). */
 AGENT_WUR int agent_fingerprint(const char *thumb, char *out, size_t cap);

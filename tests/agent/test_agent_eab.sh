@@ -39,7 +39,7 @@ enrol eab0 403 || fail "enrolment without EAB"
 grep -q "^the ACME server refused the enrolment: newAccount: HTTP 403 externalAccountRequired: " "$T/eab0.body" ||
   fail "EST answer without EAB: $(cat "$T/eab0.body")"
 grep "event=enrolment_failed nf=$(cat "$T/eab0.nf") " "$T/agent.log" | grep -q \
-  'error="newAccount: HTTP 403 externalAccountRequired: .*(set acme.eab: ' || fail "no externalAccountRequired in the agent's log"
+  'error="newAccount: HTTP 403 externalAccountRequired: .*(set acme.eab, or the NF.s own with nf add --eab-kid --eab-hmac-key-file: ' || fail "no externalAccountRequired in the agent's log"
 grep "op=simpleenroll status=403" "$T/agent.log" | tail -n 1 | grep -q "reason=acme_refused" || fail "EST log reason"
 [ "$(last_problem /acme/new-account)" = externalAccountRequired ] || fail "server: $(last_problem /acme/new-account)"
 [ "$(certs)" -eq 0 ] || fail "a certificate was issued without EAB"

@@ -173,6 +173,23 @@ static void test_acme_answers(void)
                          "{\"newNonce\":1,\"newAccount\":\"https://a/a\",\"newOrder\":\"https://a/o\"}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         CU_ASSERT_EQUAL(am_directory_parse(bad[i], strlen(bad[i]), &d, why, sizeof(why)), -1);
+    CU_ASSERT_EQUAL(d.has_star, 0);
+    /* RFC 8739 §3.1.1 meta.auto-renewal */
+#define DIR_AR(ar) "{\"newNonce\":\"https://a/n\",\"newAccount\":\"https://a/a\",\"newOrder\":\"https://a/o\"," \
+                   "\"meta\":{\"auto-renewal\":" ar "}}"
+    const char *star = DIR_AR("{\"min-lifetime\":3600,\"max-duration\":31536000,\"allow-certificate-get\":true}");
+    CU_ASSERT_EQUAL(am_directory_parse(star, strlen(star), &d, why, sizeof(why)), 0);
+    CU_ASSERT(d.has_star && d.star_min_lifetime == 3600 && d.star_max_duration == 31536000);
+    const char *star0 = DIR_AR("{}");
+    CU_ASSERT_EQUAL(am_directory_parse(star0, strlen(star0), &d, why, sizeof(why)), 0);
+    CU_ASSERT(d.has_star && d.star_min_lifetime == 0 && d.star_max_duration == 0);
+    const char *star_bad[] = {DIR_AR("true"), DIR_AR("{\"min-lifetime\":\"1h\"}"), DIR_AR("{\"max-duration\":-1}"),
+                              DIR_AR("{\"min-lifetime\":1.5}")};
+    for (size_t i = 0; i < sizeof(star_bad) / sizeof(star_bad[0]); i++) {
+        CU_ASSERT_EQUAL(am_directory_parse(star_bad[i], strlen(star_bad[i]), &d, why, sizeof(why)), -1);
+        CU_ASSERT_PTR_NOT_NULL(strstr(why, "meta.auto-renewal"));
+    }
+#undef DIR_AR
     am_order o;
     const char *ord = "{\"status\":\"invalid\",\"finalize\":\"https://a/f\",\"authorizations\":[\"https://a/z1\"],"
                       "\"error\":{\"type\":\"urn:ietf:params:acme:error:unauthorized\",\"detail\":\"no \\\"way\\\"\"}}";
@@ -184,6 +201,16 @@ static void test_acme_answers(void)
     CU_ASSERT_EQUAL(am_order_parse(ord2, strlen(ord2), &o, why, sizeof(why)), -1);
     const char *ord3 = "{\"status\":\"weird\",\"finalize\":\"https://a/f\",\"authorizations\":[\"https://a/z\"]}";
     CU_ASSERT_EQUAL(am_order_parse(ord3, strlen(ord3), &o, why, sizeof(why)), -1);
+    /* RFC 8739 §3.1.4: a valid STAR order's star-certificate, https only */
+    const char *ord4 = "{\"status\":\"valid\",\"finalize\":\"https://a/f\",\"authorizations\":[\"https://a/z\"],"
+                       "\"star-certificate\":\"https://a/star/1\"}";
+    CU_ASSERT_EQUAL(am_order_parse(ord4, strlen(ord4), &o, why, sizeof(why)), 0);
+    CU_ASSERT_STRING_EQUAL(o.star_certificate, "https://a/star/1");
+    CU_ASSERT_STRING_EQUAL(o.certificate, "");
+    const char *ord5 = "{\"status\":\"valid\",\"finalize\":\"https://a/f\",\"authorizations\":[\"https://a/z\"],"
+                       "\"star-certificate\":\"http://a/star/1\"}";
+    CU_ASSERT_EQUAL(am_order_parse(ord5, strlen(ord5), &o, why, sizeof(why)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "star-certificate"));
     am_authz z;
     const char *az = "{\"status\":\"pending\",\"identifier\":{\"type\":\"dns\",\"value\":\"a.example\"},"
                      "\"challenges\":[{\"type\":\"http-01\",\"url\":\"https://a/c1\",\"token\":\"abc\",\"status\":\"pending\"},"
@@ -354,6 +381,43 @@ static void test_config_eab(void)
     cfg_fails(EAB_CONF("eab = \"k\";"), "acme.eab: expected a group");
     cfg_fails(EAB_CONF("account_key_token = \"token=agent\";"),
               ":5: acme.account_key_token: a PKCS#11 URI (RFC 7512) of the token");
+    /* acme.star_profile: the newOrder profile of STAR orders */
+    agent_cfg *sc = NULL;
+    char serr[600];
+    CU_ASSERT_EQUAL_FATAL(agent_cfg_load_string(EAB_CONF("star_profile = \"star\";"), tmpdir, &sc, serr, sizeof(serr)), 0);
+    CU_ASSERT_STRING_EQUAL(sc->star_profile, "star");
+    agent_cfg_free(sc);
+    cfg_fails(EAB_CONF("star_profile = 1;"), "acme.star_profile: ");
+    /* the same reader and key id rule for `nf add --eab-hmac-key-file` */
+    uint8_t *k = NULL;
+    size_t kl = 0;
+    char e[700], kp[4][300];
+    snprintf(kp[0], sizeof(kp[0]), "%s/eab.key", tmpdir);
+    snprintf(kp[1], sizeof(kp[1]), "%s/eab-open.key", tmpdir);
+    snprintf(kp[2], sizeof(kp[2]), "%s/eab-b64.key", tmpdir);
+    snprintf(kp[3], sizeof(kp[3]), "%s", tmpdir);
+    CU_ASSERT_EQUAL(agent_eab_read_key(kp[0], &k, &kl, e, sizeof(e)), 0);
+    CU_ASSERT_EQUAL(kl, 32);
+    CU_ASSERT(k && k[31] == 31);
+    free(k);
+    k = NULL;
+    CU_ASSERT_EQUAL(agent_eab_read_key(kp[1], &k, &kl, e, sizeof(e)), -1);
+    CU_ASSERT_PTR_NULL(k);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e, "eab-open.key is readable by others (mode 0644)"));
+    CU_ASSERT_EQUAL(agent_eab_read_key(kp[2], &k, &kl, e, sizeof(e)), -1);
+    CU_ASSERT_EQUAL(agent_eab_read_key(kp[3], &k, &kl, e, sizeof(e)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e, " is not a regular file"));
+    CU_ASSERT(agent_eab_kid_ok("kid-1"));
+    CU_ASSERT(!agent_eab_kid_ok(""));
+    CU_ASSERT(!agent_eab_kid_ok("a\"b"));
+    CU_ASSERT(!agent_eab_kid_ok("a\\b"));
+    CU_ASSERT(!agent_eab_kid_ok("caf\xc3\xa9"));
+    char long_kid[258];
+    memset(long_kid, 'k', 257);
+    long_kid[257] = '\0';
+    CU_ASSERT(!agent_eab_kid_ok(long_kid));
+    long_kid[256] = '\0';
+    CU_ASSERT(agent_eab_kid_ok(long_kid));
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
     CU_ASSERT_EQUAL(system(cmd), 0);
