@@ -10,30 +10,25 @@
  * statement, a transaction statement of the writer, a connect) sets one
  * deadline, and connecting (PQconnectStartParams/PQconnectPoll), sending
  * (PQflush) and reading (PQconsumeInput until PQisBusy is false) all wait
- * in poll() against it. At the deadline the connection is dropped (not
+ * in poll() against it (pgwait/pgwait.h, shared with certforged's ledger,
+ * engine/ledger/ledger_pg.c). At the deadline the connection is dropped (not
  * cancelled: libpq before 17 has no non-blocking cancel, and PQcancel
  * waits on the same hung server), the call fails, and the next call
  * reconnects and prepares its statements again — except inside the
  * writer's transaction: a connection lost after BEGIN fails every call up
  * to the COMMIT/ROLLBACK at once (the server rolls the transaction back
  * when it reads end of file), so nothing of a group is half-applied and
- * no statement of it runs outside the transaction.
- *
- * This mirrors engine/ledger/ledger_pg.c's bounded waits rather than
- * sharing them: there the wait helpers are bound to the ledger's state
- * and message format (host/dbname in every error, the
- * LEDGER_FAILURE/broken bookkeeping, pipeline mode); the common part is
- * ~80 lines. */
+ * no statement of it runs outside the transaction. The waiting is
+ * pgwait's; what a timeout means here (the message, the dropped
+ * connection, the statement cache) is this file's. */
 #include "acme/store_int.h"
+#include "pgwait/pgwait.h"
 
 #include <errno.h>
 #include <libpq-fe.h>
-#include <limits.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* The same tables as store_sqlite.c in PostgreSQL's types. */
 static const char schema[] =
@@ -93,16 +88,9 @@ typedef struct pg_db {
     unsigned n_cache;
 } pg_db;
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void deadline_start(pg_db *db)
 {
-    db->deadline_ms = mono_ms() + db->timeout_ms;
+    db->deadline_ms = pgw_now_ms() + db->timeout_ms;
 }
 
 static bool usable(const pg_db *db)
@@ -134,26 +122,6 @@ static int timed_out(pg_db *db, const char *what)
     return -1;
 }
 
-/* poll() for `events` on the connection's socket until the deadline: 1
- * ready, 0 the deadline passed, -1 poll failed (errno). */
-static int wait_socket(pg_db *db, short events)
-{
-    for (;;) {
-        uint64_t now = mono_ms();
-        if (now >= db->deadline_ms)
-            return 0;
-        uint64_t left = db->deadline_ms - now;
-        struct pollfd p = {.fd = PQsocket(db->c), .events = events};
-        if (p.fd < 0)
-            return 1; /* no socket: libpq reports why on the next call */
-        int r = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
-        if (r > 0)
-            return 1;
-        if (r < 0 && errno != EINTR)
-            return -1;
-    }
-}
-
 static int poll_failed(pg_db *db, const char *what)
 {
     char m[128];
@@ -164,45 +132,21 @@ static int poll_failed(pg_db *db, const char *what)
     return -1;
 }
 
-/* Until PQgetResult will not block: everything sent and a whole result
- * in, or the connection failed (PQgetResult then reports it at once). */
-static int await_result(pg_db *db, const char *what)
+/* pgw_await/pgw_collect/pgw_connect's outcome as this file's: 0, or -1
+ * with the error set (the connection dropped). */
+static int bounded(pg_db *db, pgw_rc w, const char *what)
 {
-    for (;;) {
-        int f = PQflush(db->c);
-        if (f < 0 || (f == 0 && !PQisBusy(db->c)))
-            return 0;
-        int w = wait_socket(db, (short)(POLLIN | (f ? POLLOUT : 0)));
-        if (w == 0)
-            return timed_out(db, what);
-        if (w < 0)
-            return poll_failed(db, what);
-        if (!PQconsumeInput(db->c))
-            return 0;
-    }
+    return w == PGW_OK ? 0 : w == PGW_TIMEOUT ? timed_out(db, what) : poll_failed(db, what);
 }
 
-/* All results of what was sent, as PQexec returns them (the first
- * failure, else the last result); it must be COMMAND_OK or TUPLES_OK. The
- * result is handed back when out is set. */
+/* All results of what was sent, as PQexec returns them (pgw_collect); it
+ * must be COMMAND_OK or TUPLES_OK. The result is handed back when out is
+ * set. */
 static int collect(pg_db *db, PGresult **out, const char *what)
 {
-    PGresult *keep = NULL, *r;
-    for (;;) {
-        if (await_result(db, what) != 0) {
-            PQclear(keep);
-            return -1;
-        }
-        if (!(r = PQgetResult(db->c)))
-            break;
-        ExecStatusType ks = keep ? PQresultStatus(keep) : PGRES_COMMAND_OK;
-        if (keep && ks != PGRES_COMMAND_OK && ks != PGRES_TUPLES_OK) {
-            PQclear(r); /* the first failure is the one to report */
-            continue;
-        }
-        PQclear(keep);
-        keep = r;
-    }
+    PGresult *keep = NULL;
+    if (bounded(db, pgw_collect(db->c, db->deadline_ms, &keep), what) != 0)
+        return -1;
     ExecStatusType st = keep ? PQresultStatus(keep) : PGRES_FATAL_ERROR;
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         const char *m = keep ? PQresultErrorMessage(keep) : "";
@@ -235,20 +179,14 @@ static int pg_connect(pg_db *db, const char *what)
     const char *const val[] = {db->conninfo, NULL};
     PQfinish(db->c);
     db->n_cache = 0;
-    if (!(db->c = PQconnectStartParams(kw, val, 1))) {
+    pgw_rc w = pgw_connect(kw, val, db->deadline_ms, &db->c);
+    if (!db->c) {
         set_err(db, what);
         return -1;
     }
-    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-    while (PQstatus(db->c) != CONNECTION_BAD && st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
-        int w = wait_socket(db, st == PGRES_POLLING_READING ? POLLIN : POLLOUT);
-        if (w == 0)
-            return timed_out(db, what);
-        if (w < 0)
-            return poll_failed(db, what);
-        st = PQconnectPoll(db->c);
-    }
-    if (PQstatus(db->c) != CONNECTION_OK || PQsetnonblocking(db->c, 1) != 0) {
+    if (w != PGW_OK)
+        return bounded(db, w, what);
+    if (PQstatus(db->c) != CONNECTION_OK || !PQisnonblocking(db->c)) {
         set_err(db, what);
         return -1;
     }

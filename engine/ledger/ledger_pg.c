@@ -35,16 +35,14 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <libpq-fe.h>
-#include <limits.h>
-#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "common/reason.h"
 #include "engine/ledger/ledger_backend.h"
+#include "pgwait/pgwait.h"
 
 /* Statements per pipeline synchronisation point (see the top comment);
  * -DPG_CHUNK=1 gives one round trip per statement, for the comparison in
@@ -198,17 +196,10 @@ typedef struct pg {
     int version;
 } pg;
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* At the start of every call (and per row of a streamed listing). */
 static void deadline_start(pg *s)
 {
-    s->deadline_ms = mono_ms() + s->timeout_ms;
+    s->deadline_ms = pgw_now_ms() + s->timeout_ms;
 }
 
 /* A libpq message on one line (they end with a newline, details on more). */
@@ -343,53 +334,32 @@ static int timed_out(pg *s, char *err, size_t errlen, const char *what)
     return -1;
 }
 
-/* Wait in poll() for `events` on the connection's socket until the
- * deadline: 1 ready, 0 the deadline passed, -1 poll failed (errno). */
-static int wait_socket(pg *s, short events)
+/* poll() itself failed (errno): the connection is dropped as at a
+ * timeout. */
+static int poll_failed(pg *s, char *err, size_t errlen, const char *what)
 {
-    for (;;) {
-        uint64_t now = mono_ms();
-        if (now >= s->deadline_ms)
-            return 0;
-        uint64_t left = s->deadline_ms - now;
-        struct pollfd p = {.fd = PQsocket(s->conn), .events = events};
-        if (p.fd < 0)
-            return 1; /* no socket: libpq reports why on the next call */
-        int r = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
-        if (r > 0)
-            return 1;
-        if (r < 0 && errno != EINTR)
-            return -1;
-    }
+    char m[128];
+    snprintf(m, sizeof(m), "poll: %s", strerror(errno));
+    pg_fail_msg(s, err, errlen, what, m);
+    PQfinish(s->conn);
+    s->conn = NULL;
+    s->broken = true;
+    return -1;
 }
 
-/* Wait until PQgetResult will not block: everything sent (PQflush) and a
- * whole result in, or the connection failed (PQgetResult then returns the
- * error at once). -1 when the deadline passes first (err; the connection
- * is dropped). */
+/* pgw_await's outcome as this file's: 0, or -1 with err (the connection
+ * dropped). */
+static int bounded(pg *s, pgw_rc w, char *err, size_t errlen, const char *what)
+{
+    return w == PGW_OK ? 0 : w == PGW_TIMEOUT ? timed_out(s, err, errlen, what)
+                                              : poll_failed(s, err, errlen, what);
+}
+
+/* Wait until PQgetResult will not block (pgwait.h); -1 when the deadline
+ * passes first (err; the connection is dropped). */
 static int await_result(pg *s, char *err, size_t errlen, const char *what)
 {
-    for (;;) {
-        int f = PQflush(s->conn);
-        if (f < 0 || (f == 0 && !PQisBusy(s->conn)))
-            return 0;
-        int w = wait_socket(s, (short)(POLLIN | (f ? POLLOUT : 0)));
-        if (w == 0)
-            return timed_out(s, err, errlen, what);
-        if (w < 0) {
-            char m[128];
-            snprintf(m, sizeof(m), "poll: %s", strerror(errno));
-            pg_fail_msg(s, err, errlen, what, m);
-            PQfinish(s->conn);
-            s->conn = NULL;
-            s->broken = true;
-            return -1;
-        }
-        /* input (or end of file): read it; on failure the connection is
-         * bad and PQgetResult reports it without waiting */
-        if (!PQconsumeInput(s->conn))
-            return 0;
-    }
+    return bounded(s, pgw_await(s->conn, s->deadline_ms), err, errlen, what);
 }
 
 /* The next result; NULL when the statement's (outside pipeline mode: the
@@ -404,26 +374,14 @@ static int next_result(pg *s, PGresult **r, char *err, size_t errlen, const char
 }
 
 /* All results of a query sent outside pipeline mode, as PQexec would
- * return them (the first failure, else the last result), which must have
- * status `want`; on success the result is handed back when asked. */
+ * return them (pgw_collect), which must end with status `want`; on
+ * success the result is handed back when asked. */
 static int collect(pg *s, ExecStatusType want, PGresult **out, char *err, size_t errlen,
                    const char *what)
 {
-    PGresult *keep = NULL, *r = NULL;
-    for (;;) {
-        if (next_result(s, &r, err, errlen, what) != 0) {
-            PQclear(keep);
-            return -1;
-        }
-        if (!r)
-            break;
-        if (keep && PQresultStatus(keep) != want) {
-            PQclear(r); /* the first failure is the one to report */
-            continue;
-        }
-        PQclear(keep);
-        keep = r;
-    }
+    PGresult *keep = NULL;
+    if (bounded(s, pgw_collect(s->conn, s->deadline_ms, &keep), err, errlen, what) != 0)
+        return -1;
     if (PQresultStatus(keep) != want) {
         pg_fail_res(s, err, errlen, what, keep);
         PQclear(keep);
@@ -604,24 +562,12 @@ static int pg_connect(pg *s, char *err, size_t errlen, const char *what)
     const char *const val[] = {s->conninfo, "certforge", NULL};
     PQfinish(s->conn);
     s->broken = false;
-    if (!(s->conn = PQconnectStartParams(kw, val, 1)))
+    pgw_rc w = pgw_connect(kw, val, s->deadline_ms, &s->conn);
+    if (!s->conn)
         return pg_fail(s, err, errlen, what);
-    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-    while (PQstatus(s->conn) != CONNECTION_BAD && st != PGRES_POLLING_OK &&
-           st != PGRES_POLLING_FAILED) {
-        int w = wait_socket(s, st == PGRES_POLLING_READING ? POLLIN : POLLOUT);
-        if (w == 0)
-            return timed_out(s, err, errlen, what);
-        if (w < 0) {
-            char m[128];
-            snprintf(m, sizeof(m), "poll: %s", strerror(errno));
-            return pg_fail_msg(s, err, errlen, what, m);
-        }
-        st = PQconnectPoll(s->conn);
-    }
-    if (PQstatus(s->conn) != CONNECTION_OK)
-        return pg_fail(s, err, errlen, what);
-    if (PQsetnonblocking(s->conn, 1) != 0)
+    if (w != PGW_OK)
+        return bounded(s, w, err, errlen, what);
+    if (PQstatus(s->conn) != CONNECTION_OK || !PQisnonblocking(s->conn))
         return pg_fail(s, err, errlen, what);
     PQsetNoticeProcessor(s->conn, no_notices, NULL);
     return 0;
