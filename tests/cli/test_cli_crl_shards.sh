@@ -14,57 +14,9 @@ set -uo pipefail
 
 CF=${1:?usage: test_cli_crl_shards.sh /path/to/certforge /path/to/certforged}
 CFD=${2:?usage: test_cli_crl_shards.sh /path/to/certforge /path/to/certforged}
-MOD=${CF_SOFTHSM_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
-for tool in softhsm2-util openssl jq; do
-  command -v "$tool" >/dev/null || { echo "SKIP: $tool not installed"; exit 77; }
-done
-[ -r "$MOD" ] || { echo "SKIP: no SoftHSM module at $MOD"; exit 77; }
-[ -x "$CFD" ] || { echo "SKIP: no certforged at $CFD"; exit 77; }
-
-D=$(mktemp -d "${TMPDIR:-/tmp}/cf-shards-XXXXXX")
-DPID=
-stop_daemon() {
-  [ -n "$DPID" ] || return 0
-  kill -TERM "$DPID" 2>/dev/null
-  for _ in $(seq 1 200); do kill -0 "$DPID" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$DPID" 2>/dev/null; then
-    echo "FAIL: certforged (pid $DPID) still running 20 s after SIGTERM; killing it" >&2
-    kill -KILL "$DPID" 2>/dev/null
-  fi
-  wait "$DPID" 2>/dev/null
-  DPID=
-}
-trap 'stop_daemon; rm -rf "$D"' EXIT
-cd "$D" || exit 1
-mkdir tokens crl
-printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n' "$D" > softhsm2.conf
-export SOFTHSM2_CONF=$D/softhsm2.conf
-softhsm2-util --init-token --free --label shard-test --so-pin 12345678 --pin 1234 >/dev/null \
-  || { echo "FAIL: softhsm2-util --init-token"; exit 1; }
-(umask 077; printf '1234\n' > pin)
-unset CERTFORGE_PIN CERTFORGE_SOCKET
-export CERTFORGE_TOKEN="pkcs11:token=shard-test?module-path=$MOD&pin-source=file:$D/pin"
-
-fails=0 checks=0
-ok()   { checks=$((checks + 1)); }
-fail() { checks=$((checks + 1)); fails=$((fails + 1)); echo "FAIL: $*" >&2; }
-check() { # description, then a command that must succeed
-  local what=$1; shift
-  if "$@" >/dev/null 2>"$D/cerr"; then ok; else fail "$what: $(cat "$D/cerr")"; fi
-}
-# expect STATUS SUBSTRING cmd... : exit status and a stderr line with SUBSTRING
-expect() {
-  local want=$1 needle=$2; shift 2
-  local rc=0
-  "$@" >"$D/out" 2>"$D/err" || rc=$?
-  if [ "$rc" -ne "$want" ]; then
-    fail "'$*': exit $rc, want $want; stderr: $(cat "$D/err")"
-  elif ! grep -qF -- "$needle" "$D/err"; then
-    fail "'$*': stderr lacks '$needle': $(cat "$D/err")"
-  else
-    ok
-  fi
-}
+. "$(dirname "$0")/../support/cli_env.sh"
+cli_env_init shards shard-test
+mkdir crl
 
 # --- CA in the token ---------------------------------------------------------------
 "$CF" keys generate --type ec-p256 --label root >/dev/null || { echo "FAIL: keys generate root"; exit 1; }

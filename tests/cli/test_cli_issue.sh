@@ -12,59 +12,8 @@ set -uo pipefail
 
 CF=${1:?usage: test_cli_issue.sh /path/to/certforge /path/to/certforged}
 CFD=${2:?usage: test_cli_issue.sh /path/to/certforge /path/to/certforged}
-MOD=${CF_SOFTHSM_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
-for tool in softhsm2-util jq openssl; do
-  command -v "$tool" >/dev/null || { echo "SKIP: $tool not installed"; exit 77; }
-done
-[ -r "$MOD" ] || { echo "SKIP: no SoftHSM module at $MOD"; exit 77; }
-[ -x "$CFD" ] || { echo "SKIP: no certforged at $CFD"; exit 77; }
-
-D=$(mktemp -d "${TMPDIR:-/tmp}/cf-issue-XXXXXX")
-DPID=
-stop_daemon() {
-  [ -n "$DPID" ] || return 0
-  kill -TERM "$DPID" 2>/dev/null
-  for _ in $(seq 1 200); do kill -0 "$DPID" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$DPID" 2>/dev/null; then
-    echo "FAIL: certforged (pid $DPID) still running 20 s after SIGTERM; killing it" >&2
-    kill -KILL "$DPID" 2>/dev/null
-  fi
-  wait "$DPID" 2>/dev/null
-  DPID=
-}
-trap 'stop_daemon; rm -rf "$D"' EXIT
-cd "$D"
-mkdir tokens
-printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n' "$D" > softhsm2.conf
-export SOFTHSM2_CONF=$D/softhsm2.conf
-softhsm2-util --init-token --free --label issue-test --so-pin 12345678 --pin 1234 >/dev/null
-(umask 077; printf '1234\n' > pin)
-unset CERTFORGE_PIN CERTFORGE_SOCKET
-export CERTFORGE_TOKEN="pkcs11:token=issue-test?module-path=$MOD&pin-source=file:$D/pin"
-
-fails=0 checks=0
-ok()   { checks=$((checks + 1)); }
-fail() { checks=$((checks + 1)); fails=$((fails + 1)); echo "FAIL: $*" >&2; }
-check() { # description, then a command that must succeed
-  local what=$1; shift
-  if "$@"; then ok; else fail "$what"; fi
-}
-# expect STATUS SUBSTRING cmd... : exit status, one 'certforge: ' line on
-# stderr containing SUBSTRING.
-expect() {
-  local want=$1 needle=$2; shift 2
-  local rc=0
-  "$@" >"$D/out" 2>"$D/err" || rc=$?
-  if [ "$rc" -ne "$want" ]; then
-    fail "'$*': exit $rc, want $want; stderr: $(cat "$D/err")"
-  elif ! grep -qF -- "$needle" "$D/err"; then
-    fail "'$*': stderr lacks '$needle': $(cat "$D/err")"
-  elif [ "$(wc -l <"$D/err")" -ne 1 ] || ! grep -q '^certforge: ' "$D/err"; then
-    fail "'$*': stderr is not one 'certforge: ' line: $(cat "$D/err")"
-  else
-    ok
-  fi
-}
+. "$(dirname "$0")/../support/cli_env.sh"
+cli_env_init issue issue-test
 
 # --- CA: root and NF intermediate in the token --------------------------------
 "$CF" keys generate --type ec-p256 --label root >/dev/null || { echo "FAIL: keys generate root"; exit 1; }
