@@ -188,7 +188,10 @@ crl = { dir = "$T/crl"; interval = "1h"; validity = "1d"; revoke_delay = "10s"; 
 confine = { enabled = false; };
 CONF
   mkdir -p "$T/crl"
-  timeout -s KILL "$ENV_TIMEOUT" "$CF_BUILD_DIR/certforged" --config "$T/certforged.conf" >"$T/certforged.log" 2>&1 &
+  # emptied here, not by the background job's redirection: wait_for must
+  # not find the previous instance's line before the new one starts
+  : >"$T/certforged.log"
+  timeout -s KILL "$ENV_TIMEOUT" "$CF_BUILD_DIR/certforged" --config "$T/certforged.conf" >>"$T/certforged.log" 2>&1 &
   ENGINE_PID=$!
   PIDS+=("$ENGINE_PID")
   wait_for "$T/certforged.log" "certforged: ready socket=" 30 "$ENGINE_PID"
@@ -256,7 +259,10 @@ validation = { resolver = "127.0.0.1:$DNS_PORT"; http01_port = $HTTP01_PORT; tls
                timeout_ms = 5000; threads = 4; };
 ${1:-}
 CONF
-  timeout -s KILL "$ENV_TIMEOUT" "$CF_BUILD_DIR/certforge-acme" --config "$T/acme.conf" >"$T/acme.log" 2>&1 &
+  # emptied here, not by the background job's redirection: on a restart
+  # wait_for would otherwise find the previous instance's event=started
+  : >"$T/acme.log"
+  timeout -s KILL "$ENV_TIMEOUT" "$CF_BUILD_DIR/certforge-acme" --config "$T/acme.conf" >>"$T/acme.log" 2>&1 &
   ACME_PID=$!
   PIDS+=("$ACME_PID")
   wait_for "$T/acme.log" "event=started" 30 "$ACME_PID"

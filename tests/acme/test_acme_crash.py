@@ -92,7 +92,9 @@ def restart(n):
     open(os.environ["T"] + "/restart%d" % n, "w").close()
     for _ in range(300):
         if os.path.exists(os.environ["T"] + "/restarted%d" % n):
-            return int(open(os.environ["T"] + "/restarted%d" % n).read().strip() or 0)
+            pid = int(open(os.environ["T"] + "/restarted%d" % n).read().strip() or 0)
+            assert pid > 0, "restart %d: no certforge-acme pid" % n
+            return pid
         time.sleep(0.1)
     raise AssertionError("no restart")
 

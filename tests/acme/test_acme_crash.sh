@@ -23,6 +23,8 @@ for n in 1 2; do
   [ "$(sqlite3 "$T/acme.db" 'PRAGMA integrity_check')" = ok ] || fail "state database corrupt after kill -9 ($n)"
   acme_start
   grep -E "event=started" "$T/acme.log" | tail -n 1 | grep -o "resumed=[0-9]*"
-  real_pid "$ACME_PID" certforge-acme >"$T/restarted$n"
+  # written whole, then renamed: the client polls for the file and must
+  # never read it empty (pid 0 would make its kill hit its own group)
+  real_pid "$ACME_PID" certforge-acme >"$T/restarted$n.tmp" && mv "$T/restarted$n.tmp" "$T/restarted$n"
 done
 wait $py || { tail -n 20 "$T/acme.log"; fail "orders or certificates lost"; }
