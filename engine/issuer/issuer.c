@@ -137,7 +137,8 @@ static int read_names(const cfg_config *cfg, const cfg_issuer *ci, iss_issuer *i
     EVP_PKEY *cert_key = X509_get0_pubkey(x);
     if (!cert_key || EVP_PKEY_eq(cert_key, is->key->pub) != 1) {
         snprintf(err, errlen,
-                 "%s:%d: issuer '%s': certificate %s is not key '%s''s: its public key differs",
+                 "%s:%d: issuer '%s': certificate %s does not match key '%s' (its public key "
+                 "is another)",
                  cfg->path, ci->line, ci->name, ci->certificate, is->key->name);
         goto out;
     }
