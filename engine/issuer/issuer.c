@@ -245,12 +245,24 @@ static int open_issuers(iss_set *s, const cfg_config *cfg, char *err, size_t err
     for (size_t i = 0; i < cfg->n_issuers; i++) {
         const cfg_issuer *ci = &cfg->issuers[i];
         iss_issuer *is = &s->issuers[i];
-        is->name = ci->name;
+        /* the set may outlive cfg (a reload's set, held by a CRL round or
+         * a job after its generation's config is freed): its own copies */
+        char *name = strdup(ci->name), *dp = ci->crl_dp ? strdup(ci->crl_dp) : NULL;
+        if (!name || keep(s, (uint8_t *)name) != 0) {
+            free(name);
+            free(dp);
+            goto oom;
+        }
+        if (ci->crl_dp && (!dp || keep(s, (uint8_t *)dp) != 0)) {
+            free(dp);
+            goto oom;
+        }
+        is->name = name;
         is->idx = i;
         is->key = &s->keys[ci->key_idx];
         is->mech = CF_SIG__MAX;
         is->crl_shards = ci->crl_shards ? ci->crl_shards : 1;
-        is->crl_dp = ci->crl_dp;
+        is->crl_dp = dp;
         s->nissuers = i + 1;
         uint8_t *der = NULL;
         size_t len = 0;

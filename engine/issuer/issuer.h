@@ -48,7 +48,7 @@ typedef struct iss_key {
 } iss_key;
 
 typedef struct iss_issuer {
-    const char *name; /* cfg->issuers[idx].name */
+    const char *name; /* cfg->issuers[idx].name (the set's own copy) */
     size_t idx;
     const iss_key *key;
     iss_der cert;                 /* its certificate, DER */
