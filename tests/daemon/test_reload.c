@@ -503,9 +503,10 @@ static int openssl_verify(const char *ca_file, const char *cert_file)
     return cf_sh("openssl verify -CAfile '%s' '%s' >/dev/null 2>&1", ca_file, cert_file);
 }
 
-/* The published CRL dir/NAME.crl, once it is issued by `ca` and its
- * signature verifies with ca's key (bounded: 10 s). */
-static bool crl_published_by(const char *name, const X509 *ca)
+/* The published CRL dir/NAME.crl, once it is issued by `ca`, its
+ * signature verifies with ca's key and (revoked not NULL) it lists that
+ * certificate (bounded: 10 s). */
+static bool crl_lists(const char *name, const X509 *ca, X509 *revoked)
 {
     char path[400];
     snprintf(path, sizeof(path), "%s/%s.crl", CRL_DIR, name);
@@ -514,15 +515,23 @@ static bool crl_published_by(const char *name, const X509 *ca)
         X509_CRL *crl = f ? d2i_X509_CRL_fp(f, NULL) : NULL;
         if (f)
             fclose(f);
+        X509_REVOKED *rv = NULL;
         bool ok = crl && X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(ca)) == 0 &&
-                  X509_CRL_verify(crl, X509_get0_pubkey(ca)) == 1;
+                  X509_CRL_verify(crl, X509_get0_pubkey(ca)) == 1 &&
+                  (!revoked || X509_CRL_get0_by_cert(crl, &rv, revoked) == 1);
         X509_CRL_free(crl);
         if (ok)
             return true;
         usleep(50000);
     }
-    fprintf(stderr, "\nno %s issued by the expected CA\n", path);
+    fprintf(stderr, "\nno %s issued by the expected CA%s\n", path,
+            revoked ? " listing the revoked certificate" : "");
     return false;
+}
+
+static bool crl_published_by(const char *name, const X509 *ca)
+{
+    return crl_lists(name, ca, NULL);
 }
 
 static void crl_section(char *buf, size_t len)
@@ -602,8 +611,13 @@ static void test_issuer_added(void)
     X509 *ca2 = read_pem(CA2_PEM);
     CU_ASSERT_PTR_NOT_NULL_FATAL(ca2);
 
+    char grant[600];
+    snprintf(grant, sizeof(grant),
+             "( { uid = %u; profiles = [\"nf\", \"nf3\"]; ops = [\"issue\", \"status\", "
+             "\"revoke\"]; } )",
+             (unsigned)getuid());
     conf_opts b = {.extra = extra, .issuers = ISS_CA2, .extra_profiles = PROF_NF3_CA2,
-                   .grants = GRANT_NF3};
+                   .grants = grant};
     write_conf(RCONF, &b);
     CU_ASSERT_FATAL(hup_expect("event=reloaded generation=2 grants=1 profiles=3 issuers=2 "
                                "issuers_changed=1 "));
@@ -613,6 +627,17 @@ static void test_issuer_added(void)
     CU_ASSERT_NOT_EQUAL(openssl_verify(CA_PEM, cert), 0);
     CU_ASSERT_EQUAL(issue(c, "nf", 2, NULL), CF_ST_OK); /* "ca" still issues */
     CU_ASSERT(crl_published_by("ca2", ca2));
+    /* a revocation of the added issuer's certificate: its CRL remade
+     * within revoke_delay, listing it */
+    X509 *leaf = read_pem(cert);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(leaf);
+    const ASN1_INTEGER *sn = X509_get0_serialNumber(leaf);
+    cf_response r;
+    CU_ASSERT_EQUAL_FATAL(cf_revoke_one(c, sn->data, (size_t)sn->length, 1,
+                                        (cf_str){"test_reload", 11}, 10000, &r), 0);
+    CU_ASSERT_EQUAL(r.status, CF_ST_OK);
+    CU_ASSERT(crl_lists("ca2", ca2, leaf));
+    X509_free(leaf);
 
     /* removed again (its profile with it) */
     write_conf(RCONF, &o);
