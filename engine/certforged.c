@@ -264,6 +264,13 @@ static void *stop_watchdog(void *arg)
     _exit(4);
 }
 
+/* The thisUpdate of one (issuer, shard)'s latest CRL. */
+typedef struct crl_tu {
+    char issuer[CFG_NAME_MAX + 1];
+    unsigned shard;
+    int64_t this_update;
+} crl_tu;
+
 /* Everything the running daemon holds; made by daemon_open, served by
  * daemon_run, freed by daemon_close. */
 typedef struct certforged {
@@ -285,11 +292,7 @@ typedef struct certforged {
      * name and shard (a reload may add or remove issuers): the metric
      * crl_age_seconds{issuer} is the oldest shard's age */
     pthread_mutex_t crl_mu;
-    struct crl_tu {
-        char issuer[CFG_NAME_MAX + 1];
-        unsigned shard;
-        int64_t this_update;
-    } *crl_tu;
+    crl_tu *crl_tu;
     size_t n_crl_tu, cap_crl_tu;
 } certforged;
 
@@ -468,7 +471,7 @@ static void on_crl(const iss_issuer *is, const crl_made *m, const char *err, voi
         if (i == d->n_crl_tu) { /* a new (issuer, shard): appended, never removed */
             if (d->n_crl_tu == d->cap_crl_tu) {
                 size_t cap = d->cap_crl_tu ? d->cap_crl_tu * 2 : 16;
-                struct crl_tu *t = realloc(d->crl_tu, cap * sizeof(*t));
+                crl_tu *t = realloc(d->crl_tu, cap * sizeof(*t));
                 if (t) {
                     d->crl_tu = t;
                     d->cap_crl_tu = cap;

@@ -426,8 +426,8 @@ static void make_one(crl_pub *p, const iss_set *iss, const iss_issuer *is, unsig
     char err[768];
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    int rc = crl_make(is, shard, iss_signer(iss), p->o.l, p->o.dir, (int64_t)ts.tv_sec,
-                      validity_s, NULL, &m, err, sizeof(err));
+    int rc = crl_make(is, shard, iss_signer(iss), p->o.l, p->o.dir, (int64_t)ts.tv_sec, validity_s,
+                      NULL, &m, err, sizeof(err));
     if (p->o.log)
         p->o.log(is, rc == 0 ? &m : NULL, rc == 0 ? NULL : err, p->o.log_arg);
 }

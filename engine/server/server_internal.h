@@ -116,7 +116,6 @@ static inline uint64_t ud_pack(unsigned op, uint32_t idx, uint32_t gen)
 
 typedef struct srv_loop srv_loop;
 
-
 typedef struct srv_job {
     pipe_job pj;
     struct srv_job *next; /* free list, done stack, ready list, admin queue */

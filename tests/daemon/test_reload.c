@@ -454,7 +454,6 @@ static void test_crl_settings(void)
     daemon_stop_clean(&D);
 }
 
-
 /* ------------------------------------------------------------ issuers */
 
 static X509 *read_pem(const char *path)
@@ -536,9 +535,10 @@ static bool crl_published_by(const char *name, const X509 *ca)
 
 static void crl_section(char *buf, size_t len)
 {
-    snprintf(buf, len,
-             "crl = { dir = \"%s\"; interval = \"1h\"; validity = \"1d\"; revoke_delay = \"1s\"; };",
-             CRL_DIR);
+    snprintf(
+        buf, len,
+        "crl = { dir = \"%s\"; interval = \"1h\"; validity = \"1d\"; revoke_delay = \"1s\"; };",
+        CRL_DIR);
 }
 
 /* The issuing CA's certificate renewed on the same key: under a new path,
@@ -566,8 +566,10 @@ static void test_issuer_renewed(void)
     CU_ASSERT_FATAL(hup_expect("event=reloaded generation=2 grants=1 profiles=2 issuers=1 "
                                "issuers_changed=1 "));
     CU_ASSERT_TRUE(log_has(D.log, "event=issuer_reloaded issuer=ca change=certificate key=ca "));
-    snprintf(want, sizeof(want), "config reloaded from %s: 1 grants, 2 profiles, 1 issuers (1 "
-             "changed), ", RCONF);
+    snprintf(want, sizeof(want),
+             "config reloaded from %s: 1 grants, 2 profiles, 1 issuers (1 "
+             "changed), ",
+             RCONF);
     CU_ASSERT_TRUE(log_has(D.log, want));
     /* on the connection opened before the reload: chained to G2 */
     CU_ASSERT_EQUAL_FATAL(issue_under(c, "nf", 1, x2, cert), CF_ST_OK);
@@ -616,8 +618,8 @@ static void test_issuer_added(void)
              "( { uid = %u; profiles = [\"nf\", \"nf3\"]; ops = [\"issue\", \"status\", "
              "\"revoke\"]; } )",
              (unsigned)getuid());
-    conf_opts b = {.extra = extra, .issuers = ISS_CA2, .extra_profiles = PROF_NF3_CA2,
-                   .grants = grant};
+    conf_opts b = {
+        .extra = extra, .issuers = ISS_CA2, .extra_profiles = PROF_NF3_CA2, .grants = grant};
     write_conf(RCONF, &b);
     CU_ASSERT_FATAL(hup_expect("event=reloaded generation=2 grants=1 profiles=3 issuers=2 "
                                "issuers_changed=1 "));
@@ -633,8 +635,9 @@ static void test_issuer_added(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(leaf);
     const ASN1_INTEGER *sn = X509_get0_serialNumber(leaf);
     cf_response r;
-    CU_ASSERT_EQUAL_FATAL(cf_revoke_one(c, sn->data, (size_t)sn->length, 1,
-                                        (cf_str){"test_reload", 11}, 10000, &r), 0);
+    CU_ASSERT_EQUAL_FATAL(
+        cf_revoke_one(c, sn->data, (size_t)sn->length, 1, (cf_str){"test_reload", 11}, 10000, &r),
+        0);
     CU_ASSERT_EQUAL(r.status, CF_ST_OK);
     CU_ASSERT(crl_lists("ca2", ca2, leaf));
     X509_free(leaf);
