@@ -42,6 +42,8 @@
 #include "engine/server/server.h"
 #include "proto/proto.h"
 
+#include <openssl/x509.h>
+
 #define EXIT_CONFIG 1 /* config or start-up refused */
 #define EXIT_USAGE 2
 
@@ -58,9 +60,10 @@ static void usage(FILE *f)
                "Serve certificate issuance on the Unix socket named in FILE (server.socket).\n"
                "Runs in the foreground and logs one key=value line per event to stderr.\n"
                "SIGTERM/SIGINT: stop accepting, answer accepted requests, exit 0.\n"
-               "SIGHUP: reload grants, profiles, log.level and the CRL schedule from FILE;\n"
-               "        a broken file or a changed restart-only setting is refused (logged)\n"
-               "        and the running config kept.\n"
+               "SIGHUP: reload grants, profiles, issuers (on the keys already held: their\n"
+               "        certificate and chain files read again), log.level and the CRL\n"
+               "        schedule from FILE; a broken file or a changed restart-only setting\n"
+               "        is refused (logged) and the running config kept.\n"
                "Every certificate is recorded in the ledger (FILE's `ledger` section,\n"
                "required) before it is released.\n"
                "\n"
@@ -261,6 +264,13 @@ static void *stop_watchdog(void *arg)
     _exit(4);
 }
 
+/* The thisUpdate of one (issuer, shard)'s latest CRL. */
+typedef struct crl_tu {
+    char issuer[CFG_NAME_MAX + 1];
+    unsigned shard;
+    int64_t this_update;
+} crl_tu;
+
 /* Everything the running daemon holds; made by daemon_open, served by
  * daemon_run, freed by daemon_close. */
 typedef struct certforged {
@@ -278,11 +288,12 @@ typedef struct certforged {
     /* what a reload changes outside the engine's config generations */
     cf_log_level log_level;
     _Atomic uint64_t crl_validity_s; /* CRL --new (admin thread) */
-    /* thisUpdate of every issuer's every shard's latest CRL: the metric
+    /* thisUpdate of every issuer's every shard's latest CRL, by issuer
+     * name and shard (a reload may add or remove issuers): the metric
      * crl_age_seconds{issuer} is the oldest shard's age */
     pthread_mutex_t crl_mu;
-    int64_t *crl_tu;
-    size_t *crl_base; /* per issuer: its first slot in crl_tu */
+    crl_tu *crl_tu;
+    size_t n_crl_tu, cap_crl_tu;
 } certforged;
 
 static int find_key(const ledger_rec *r, void *arg)
@@ -300,12 +311,13 @@ static void kick_shard(certforged *a, const char *hex, const uint8_t *serial, si
     char key[256] = "", err[512];
     if (ledger_find(a->led, hex, find_key, key, err, sizeof(err)) != 1)
         key[0] = 0; /* unknown: every issuer's shard of that serial */
-    const iss_set *iss = cf_engine_issuers(a->eng);
+    iss_set *iss = cf_engine_issuers_get(a->eng); /* the current generation's */
     for (size_t i = 0; i < iss_nissuers(iss); i++) {
         const iss_issuer *is = iss_issuer_at(iss, i);
         if (!key[0] || strcmp(is->key->name, key) == 0)
-            crl_pub_kick(a->pub, i, profile_crl_shard(serial, serial_len, is->crl_shards));
+            crl_pub_kick(a->pub, is->name, profile_crl_shard(serial, serial_len, is->crl_shards));
     }
+    iss_close(iss);
 }
 
 /* REVOKE (admin thread): record it, then have the CRLs remade soon. */
@@ -376,13 +388,25 @@ static int copy_crl(uint64_t number, int64_t tu, int64_t nu, const uint8_t *der,
     return 0;
 }
 
+static cf_status crl_of(certforged *a, const iss_set *iss, cf_str issuer, unsigned shard,
+                        bool fresh, uint8_t **der, size_t *len, char *msg, size_t msglen);
+
 /* CRL (admin thread): the latest CRL of the issuer, from the ledger (so
- * several engines sharing a ledger answer the same one). */
+ * several engines sharing a ledger answer the same one). The issuers of
+ * the current generation, referenced while the CRL is made. */
 static cf_status do_crl(void *arg, cf_str issuer, unsigned shard, bool fresh, uint8_t **der,
                         size_t *len, char *msg, size_t msglen)
 {
     certforged *a = arg;
-    const iss_set *iss = cf_engine_issuers(a->eng);
+    iss_set *iss = cf_engine_issuers_get(a->eng);
+    cf_status st = crl_of(a, iss, issuer, shard, fresh, der, len, msg, msglen);
+    iss_close(iss);
+    return st;
+}
+
+static cf_status crl_of(certforged *a, const iss_set *iss, cf_str issuer, unsigned shard,
+                        bool fresh, uint8_t **der, size_t *len, char *msg, size_t msglen)
+{
     const iss_issuer *is = iss_find_issuer(iss, issuer);
     if (!is) {
         snprintf(msg, msglen, "no issuer named '%.*s'", (int)(issuer.len < 64 ? issuer.len : 64),
@@ -438,15 +462,35 @@ static void on_crl(const iss_issuer *is, const crl_made *m, const char *err, voi
     char q[800], sh[32] = "";
     if (is->crl_shards > 1)
         snprintf(sh, sizeof(sh), " shard=%u", m ? m->shard : 0);
-    if (m && d && d->crl_tu) {
+    if (m && d) {
         pthread_mutex_lock(&d->crl_mu);
-        int64_t *tu = d->crl_tu + d->crl_base[is->idx];
-        tu[m->shard] = m->this_update;
+        size_t i = 0;
+        while (i < d->n_crl_tu &&
+               (d->crl_tu[i].shard != m->shard || strcmp(d->crl_tu[i].issuer, is->name) != 0))
+            i++;
+        if (i == d->n_crl_tu) { /* a new (issuer, shard): appended, never removed */
+            if (d->n_crl_tu == d->cap_crl_tu) {
+                size_t cap = d->cap_crl_tu ? d->cap_crl_tu * 2 : 16;
+                crl_tu *t = realloc(d->crl_tu, cap * sizeof(*t));
+                if (t) {
+                    d->crl_tu = t;
+                    d->cap_crl_tu = cap;
+                }
+            }
+            if (d->n_crl_tu < d->cap_crl_tu) {
+                snprintf(d->crl_tu[i].issuer, sizeof(d->crl_tu[i].issuer), "%s", is->name);
+                d->crl_tu[i].shard = m->shard;
+                d->n_crl_tu++;
+            }
+        }
+        if (i < d->n_crl_tu)
+            d->crl_tu[i].this_update = m->this_update;
         int64_t oldest = m->this_update;
-        for (unsigned k = 0; k < is->crl_shards; k++)
-            if (tu[k] && tu[k] < oldest)
-                oldest = tu[k];
-        met_crl_made(d->metrics, is->idx, oldest);
+        for (size_t k = 0; k < d->n_crl_tu; k++)
+            if (d->crl_tu[k].shard < is->crl_shards && strcmp(d->crl_tu[k].issuer, is->name) == 0 &&
+                d->crl_tu[k].this_update < oldest)
+                oldest = d->crl_tu[k].this_update;
+        met_crl_made(d->metrics, is->name, oldest);
         pthread_mutex_unlock(&d->crl_mu);
     }
     if (m) {
@@ -464,14 +508,69 @@ static void on_crl(const iss_issuer *is, const crl_made *m, const char *err, voi
                cf_log_quote(err, q, sizeof(q)));
 }
 
+static bool der_eq(const iss_der *a, const iss_der *b)
+{
+    return a->len == b->len && memcmp(a->p, b->p, a->len) == 0;
+}
+
+/* One line per issuer a reload added, removed or changed (its certificate
+ * renewed, its chain or key changed); how many changed. */
+static size_t log_issuer_changes(const iss_set *o, const iss_set *n)
+{
+    size_t changed = 0;
+    for (size_t i = 0; i < iss_nissuers(n); i++) {
+        const iss_issuer *b = iss_issuer_at(n, i);
+        const iss_issuer *a = iss_find_issuer(o, (cf_str){b->name, strlen(b->name)});
+        const char *what = NULL;
+        if (!a)
+            what = "added";
+        else if (a->key != b->key)
+            what = "key";
+        else if (!der_eq(&a->cert, &b->cert))
+            what = "certificate";
+        else {
+            bool same = a->n_chain == b->n_chain;
+            for (unsigned k = 0; same && k < a->n_chain; k++)
+                same = der_eq(&a->chain[k], &b->chain[k]);
+            if (!same)
+                what = "chain";
+        }
+        if (what) {
+            char serial[80] = "-";
+            const unsigned char *p = b->cert.p;
+            X509 *x = d2i_X509(NULL, &p, (long)b->cert.len);
+            const ASN1_INTEGER *sn = x ? X509_get0_serialNumber(x) : NULL;
+            if (sn && sn->length > 0)
+                cf_hex_encode(sn->data, (size_t)sn->length < 32 ? (size_t)sn->length : 32, serial,
+                              sizeof(serial));
+            X509_free(x);
+            cf_log(CF_LOG_INFO, "issuer_reloaded",
+                   "issuer=%s change=%s key=%s certificate_serial=%s chain=%u", b->name, what,
+                   b->key->name, serial, b->n_chain);
+            changed++;
+        }
+    }
+    for (size_t i = 0; i < iss_nissuers(o); i++) {
+        const iss_issuer *a = iss_issuer_at(o, i);
+        if (!iss_find_issuer(n, (cf_str){a->name, strlen(a->name)})) {
+            cf_log(CF_LOG_INFO, "issuer_reloaded", "issuer=%s change=removed key=%s", a->name,
+                   a->key->name);
+            changed++;
+        }
+    }
+    return changed;
+}
+
 /* SIGHUP, on ring 0's thread (docs/certforged.md, RELOAD): the file is
  * loaded again exactly as at start-up (cfg_load: every setting checked),
  * compared with the running config (a restart-only setting that changed
- * refuses the whole reload), its profiles compiled against the issuers
- * already open; only then is it published as the engine's next config
- * generation, and the log level and CRL schedule applied. A refused
- * reload changes nothing. Requests in flight finish with the generation
- * they started in; connections stay open. */
+ * refuses the whole reload), its issuers read again (certificates checked
+ * against the keys certforged holds, chains) and its profiles compiled
+ * against them; only then is it published as the engine's next config
+ * generation, the CRL publisher moved to its issuers, and the log level
+ * and CRL schedule applied. A refused reload changes nothing. Requests in
+ * flight finish with the generation (and issuers) they started in;
+ * connections stay open. */
 static void do_reload(void *arg)
 {
     certforged *d = arg;
@@ -480,8 +579,10 @@ static void do_reload(void *arg)
     uint64_t gen = 0;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
+    iss_set *old_iss = cf_engine_issuers_get(d->eng);
     if (cfg_load(d->cfg->path, &n, err, sizeof(err)) != 0 ||
         cf_engine_reload(d->eng, n, &gen, err, sizeof(err)) != 0) {
+        iss_close(old_iss);
         cfg_free(n);
         unsigned long long g = (unsigned long long)cf_engine_gen_number(d->eng);
         snprintf(msg, sizeof(msg), "config reload refused: %s; keeping generation %llu", err, g);
@@ -492,6 +593,16 @@ static void do_reload(void *arg)
     }
     /* n belongs to the engine now, and stays valid while generation gen is
      * current: this thread is the only one that publishes another */
+    /* the new generation's issuers: the CRL publisher moves to them when
+     * any changed (its CRLs are remade at once) */
+    iss_set *new_iss = cf_engine_issuers_get(d->eng);
+    size_t iss_changed = log_issuer_changes(old_iss, new_iss);
+    if (iss_changed && d->pub && crl_pub_set_issuers(d->pub, new_iss) != 0)
+        cf_log(CF_LOG_ERROR, "crl_failed",
+               "err=\"out of memory: the CRL publisher keeps the previous issuers\"");
+    size_t n_iss = iss_nissuers(new_iss);
+    iss_close(new_iss);
+    iss_close(old_iss);
     atomic_store(&d->crl_validity_s, n->crl.validity_s);
     if (d->pub)
         crl_pub_set_times(d->pub, n->crl.interval_s, n->crl.validity_s, n->crl.revoke_delay_s);
@@ -501,21 +612,23 @@ static void do_reload(void *arg)
                  (unsigned long long)n->crl.interval_s, (unsigned long long)n->crl.validity_s,
                  (unsigned long long)n->crl.revoke_delay_s);
     snprintf(msg, sizeof(msg),
-             "config reloaded from %s: %zu grants, %zu profiles, log.level=%s, %s; generation "
-             "%llu",
-             n->path, n->n_grants, n->n_profiles, cf_log_level_name(n->log.level), crl,
-             (unsigned long long)gen);
+             "config reloaded from %s: %zu grants, %zu profiles, %zu issuers (%zu changed), "
+             "log.level=%s, %s; generation %llu",
+             n->path, n->n_grants, n->n_profiles, n_iss, iss_changed,
+             cf_log_level_name(n->log.level), crl, (unsigned long long)gen);
     /* logged at the level that lets it through: the old one or the new one */
     bool before = d->log_level >= CF_LOG_INFO;
     if (before)
-        cf_log(CF_LOG_INFO, "reloaded", "generation=%llu grants=%zu profiles=%zu msg=%s",
-               (unsigned long long)gen, n->n_grants, n->n_profiles,
+        cf_log(CF_LOG_INFO, "reloaded",
+               "generation=%llu grants=%zu profiles=%zu issuers=%zu issuers_changed=%zu msg=%s",
+               (unsigned long long)gen, n->n_grants, n->n_profiles, n_iss, iss_changed,
                cf_log_quote(msg, q, sizeof(q)));
     d->log_level = n->log.level;
     cf_log_set_level(n->log.level);
     if (!before)
-        cf_log(CF_LOG_INFO, "reloaded", "generation=%llu grants=%zu profiles=%zu msg=%s",
-               (unsigned long long)gen, n->n_grants, n->n_profiles,
+        cf_log(CF_LOG_INFO, "reloaded",
+               "generation=%llu grants=%zu profiles=%zu issuers=%zu issuers_changed=%zu msg=%s",
+               (unsigned long long)gen, n->n_grants, n->n_profiles, n_iss, iss_changed,
                cf_log_quote(msg, q, sizeof(q)));
     if (n->n_grants == 0)
         cf_log(CF_LOG_WARNING, "no_grants", "effect=\"every request is UNAUTHORIZED\"");
@@ -533,20 +646,7 @@ static int start_crls(certforged *d, char *err, size_t errlen)
                  cfg->path, cfg->crl.line, cfg->crl.dir);
         return -1;
     }
-    const iss_set *iss = cf_engine_issuers(d->eng);
-    size_t n = iss_nissuers(iss), slots = 0;
-    if (!(d->crl_base = calloc(n + 1, sizeof(*d->crl_base)))) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    for (size_t i = 0; i < n; i++) {
-        d->crl_base[i] = slots;
-        slots += iss_issuer_at(iss, i)->crl_shards;
-    }
-    if (!(d->crl_tu = calloc(slots + 1, sizeof(*d->crl_tu)))) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
+    const iss_set *iss = cf_engine_issuers(d->eng); /* generation 1's */
     crl_pub_opts po = {.l = d->led,
                        .iss = iss,
                        .dir = cfg->crl.dir,
@@ -791,7 +891,6 @@ static void daemon_close(certforged *d)
     if (d->sfd >= 0)
         close(d->sfd);
     free(d->crl_tu);
-    free(d->crl_base);
     cfg_free(d->cfg);
 }
 

@@ -1668,20 +1668,6 @@ static bool keys_equal(const cfg_config *o, const cfg_config *n)
     return true;
 }
 
-static bool issuers_equal(const cfg_config *o, const cfg_config *n)
-{
-    if (o->n_issuers != n->n_issuers)
-        return false;
-    for (size_t i = 0; i < o->n_issuers; i++) {
-        const cfg_issuer *a = &o->issuers[i], *b = &n->issuers[i];
-        if (!str_eq(a->name, b->name) || a->key_idx != b->key_idx ||
-            !str_eq(a->certificate, b->certificate) || !str_eq(a->chain, b->chain) ||
-            !str_eq(a->crl_dp, b->crl_dp))
-            return false;
-    }
-    return true;
-}
-
 int cfg_restart_diff(const cfg_config *o, const cfg_config *n, char *err, size_t errlen)
 {
     const cfg_server *a = &o->server, *b = &n->server;
@@ -1727,17 +1713,25 @@ int cfg_restart_diff(const cfg_config *o, const cfg_config *n, char *err, size_t
     if (!keys_equal(o, n))
         return restart_needed(n, n->n_keys ? n->keys[0].line : 0, "keys", err, errlen);
     /* a certificate's CRL shard is its serial modulo crl_shards: another
-     * count re-maps every certificate issued (docs/crl.md) */
-    for (size_t i = 0; i < o->n_issuers && i < n->n_issuers; i++)
-        if (str_eq(o->issuers[i].name, n->issuers[i].name) &&
-            o->issuers[i].crl_shards != n->issuers[i].crl_shards) {
+     * count re-maps every certificate issued (docs/crl.md). The rest of an
+     * issuer (certificate, chain, crl_dp, which of the keys above) is
+     * reloaded: the engine reads the issuers again (iss_reopen). */
+    for (size_t i = 0; i < n->n_issuers; i++) {
+        const cfg_issuer *b2 = &n->issuers[i], *a2 = cfg_find_issuer(o, b2->name);
+        if (a2 && a2->crl_shards != b2->crl_shards) {
             char what[160];
-            snprintf(what, sizeof(what), "issuer '%.64s' crl_shards (%u -> %u)", n->issuers[i].name,
-                     o->issuers[i].crl_shards, n->issuers[i].crl_shards);
-            return restart_needed(n, n->issuers[i].line, what, err, errlen);
+            snprintf(what, sizeof(what), "issuer '%.64s' crl_shards (%u -> %u)", b2->name,
+                     a2->crl_shards, b2->crl_shards);
+            return restart_needed(n, b2->line, what, err, errlen);
         }
-    if (!issuers_equal(o, n))
-        return restart_needed(n, n->n_issuers ? n->issuers[0].line : 0, "issuers", err, errlen);
+        /* a sharded CRL's issuingDistributionPoint must stay the URL the
+         * certificates already issued carry */
+        if (a2 && !str_eq(a2->crl_dp, b2->crl_dp)) {
+            char what[160];
+            snprintf(what, sizeof(what), "issuer '%.64s' crl_dp", b2->name);
+            return restart_needed(n, b2->line, what, err, errlen);
+        }
+    }
     const cfg_ledger *l = &o->ledger, *m = &n->ledger;
     if ((l->line == 0) != (m->line == 0) || l->backend != m->backend || !str_eq(l->path, m->path) ||
         !str_eq(l->conninfo, m->conninfo) || l->busy_timeout_ms != m->busy_timeout_ms ||

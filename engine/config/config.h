@@ -288,10 +288,11 @@ void cfg_free(cfg_config *c);
 
 /* SIGHUP (docs/certforged.md, RELOAD): what a running certforged cannot
  * change. Returns 0 when `n` differs from `o` only in reloadable settings
- * (grants, profiles, log.level, crl.interval/validity/revoke_delay), else
- * -1 with "FILE:LINE: SETTING changed: restart needed" for the first
- * restart-only setting that differs (server.*, pipeline.*, tokens, keys,
- * issuers, ledger, crl on/off and crl.dir, confine). */
+ * (grants, profiles, issuers on the same keys, log.level,
+ * crl.interval/validity/revoke_delay), else -1 with "FILE:LINE: SETTING
+ * changed: restart needed" for the first restart-only setting that differs
+ * (server.*, pipeline.*, tokens, keys, an issuer's crl_shards, ledger, crl
+ * on/off and crl.dir, confine). */
 CF_WUR int cfg_restart_diff(const cfg_config *o, const cfg_config *n, char *err, size_t errlen);
 
 /* Lookups by name (NULL when absent). */

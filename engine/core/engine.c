@@ -15,6 +15,7 @@ struct cf_gen {
     uint64_t number;
     const cfg_config *cfg;
     cfg_config *own_cfg;
+    iss_set *iss; /* its issuers (referenced): the start-up set, or a reload's */
     profile **profiles;
     const iss_issuer **prof_issuer;
     size_t nprofiles;
@@ -38,6 +39,7 @@ static void gen_free(cf_gen *g)
         profile_free(g->profiles[i]);
     free(g->profiles);
     free(g->prof_issuer);
+    iss_close(g->iss);
     cfg_free(g->own_cfg);
     free(g);
 }
@@ -73,6 +75,20 @@ const iss_issuer *cf_gen_profile_issuer(const cf_gen *g, size_t prof_idx)
     return prof_idx < g->nprofiles ? g->prof_issuer[prof_idx] : NULL;
 }
 
+const iss_set *cf_gen_issuers(const cf_gen *g)
+{
+    return g->iss;
+}
+
+iss_set *cf_engine_issuers_get(cf_engine *e)
+{
+    pthread_mutex_lock(&e->gen_mu);
+    iss_set *s = e->cur->iss;
+    iss_ref(s);
+    pthread_mutex_unlock(&e->gen_mu);
+    return s;
+}
+
 cf_gen *cf_engine_gen_get(cf_engine *e)
 {
     pthread_mutex_lock(&e->gen_mu);
@@ -87,17 +103,20 @@ uint64_t cf_engine_gen_number(const cf_engine *e)
     return atomic_load_explicit(&e->cur_number, memory_order_acquire);
 }
 
-/* The profiles of `cfg`, compiled against the issuers already open. */
-static int gen_new(cf_engine *e, const cfg_config *cfg, uint64_t number, cf_gen **out, char *err,
+/* The profiles of `cfg`, compiled against the issuers `iss` (the
+ * generation takes over the caller's reference, also on failure). */
+static int gen_new(iss_set *iss, const cfg_config *cfg, uint64_t number, cf_gen **out, char *err,
                    size_t errlen)
 {
     char why[512];
     *out = NULL;
     cf_gen *g = calloc(1, sizeof(*g));
     if (!g) {
+        iss_close(iss);
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    g->iss = iss;
     atomic_init(&g->refs, 1);
     g->number = number;
     g->cfg = cfg;
@@ -110,7 +129,7 @@ static int gen_new(cf_engine *e, const cfg_config *cfg, uint64_t number, cf_gen 
     }
     for (size_t i = 0; i < cfg->n_profiles; i++) {
         const cfg_profile *cp = &cfg->profiles[i];
-        const iss_issuer *is = iss_issuer_at(e->iss, cp->issuer_idx);
+        const iss_issuer *is = iss_issuer_at(iss, cp->issuer_idx);
         if (profile_compile(cp, is->cert.p, is->cert.len, is->key->pub, is->mech, &g->profiles[i],
                             why, sizeof(why)) != 0) {
             snprintf(err, errlen, "%s:%d: profile '%s' (issuer '%s'): %s", cfg->path, cp->line,
@@ -161,8 +180,13 @@ int cf_engine_reload(cf_engine *e, cfg_config *n, uint64_t *gen_out, char *err, 
         return -1;
     /* only the reloading thread writes cur: its number needs no lock here */
     uint64_t number = cf_engine_gen_number(e) + 1;
+    /* the issuers read again (certificates, chains) on the keys already
+     * open: no HSM work, no lock held */
+    iss_set *iss = NULL;
+    if (iss_reopen(n, e->iss, &iss, err, errlen) != 0)
+        return -1;
     cf_gen *g = NULL;
-    if (gen_new(e, n, number, &g, err, errlen) != 0)
+    if (gen_new(iss, n, number, &g, err, errlen) != 0)
         return -1;
     for (size_t i = 0; i < g->nprofiles; i++)
         if (!pipe_serves(e->pipe, g->prof_issuer[i]->key, profile_mech(g->profiles[i]))) {
@@ -212,7 +236,8 @@ int cf_engine_open(const cfg_config *cfg, sgn_service *sgn, const cf_engine_hook
     }
     if (iss_open(cfg, e->sgn, &e->iss, err, errlen) != 0)
         goto out;
-    if (gen_new(e, cfg, 1, &e->boot, err, errlen) != 0)
+    iss_ref(e->iss); /* generation 1's */
+    if (gen_new(e->iss, cfg, 1, &e->boot, err, errlen) != 0)
         goto out;
     e->cur = e->boot;
     cf_gen_ref(e->cur); /* cur's own reference */

@@ -32,13 +32,19 @@ typedef struct cf_engine_hooks {
 CF_WUR int cf_engine_open(const cfg_config *cfg, sgn_service *sgn, const cf_engine_hooks *hooks,
                           cf_engine **out, char *err, size_t errlen);
 pipe_engine *cf_engine_pipe(cf_engine *e);
-/* The keys and issuers (read-only, valid until cf_engine_close). */
+/* The keys, and the start-up config's issuers (read-only, valid until
+ * cf_engine_close). The keys never change; the issuers may since a reload:
+ * who needs the current ones takes cf_engine_issuers_get. */
 const iss_set *cf_engine_issuers(const cf_engine *e);
+/* The current generation's issuers (and the same keys), referenced: drop
+ * the reference with iss_close. */
+iss_set *cf_engine_issuers_get(cf_engine *e);
 /* ------------------------------------------------------------ config generations
  *
- * What SIGHUP may change while requests are in flight (grants, profiles)
- * lives in a config generation: the config and the profiles compiled from
- * it. The engine publishes one generation at a time (generation 1: the
+ * What SIGHUP may change while requests are in flight (grants, profiles,
+ * issuers) lives in a config generation: the config, its issuers (opened
+ * on the keys already held, iss_reopen) and the profiles compiled against
+ * them. The engine publishes one generation at a time (generation 1: the
  * start-up config). A user takes a reference at the start of its work
  * (cf_engine_gen_get) and drops it at the end (cf_gen_put), so work that
  * started under generation G finishes with G; a generation is freed by
@@ -58,12 +64,15 @@ const cfg_config *cf_gen_cfg(const cf_gen *g);
 /* Profile prof_idx of the generation's config (its order), and its issuer. */
 const profile *cf_gen_profile(const cf_gen *g, size_t prof_idx);
 const iss_issuer *cf_gen_profile_issuer(const cf_gen *g, size_t prof_idx);
+/* The generation's issuers (valid while the reference is held). */
+const iss_set *cf_gen_issuers(const cf_gen *g);
 
 /* Publish `n` (a config loaded with cfg_load) as the next generation.
  * Checked first, all of it, before anything changes: cfg_restart_diff
- * against the start-up config (issuers, keys, tokens, socket, ... need a
- * restart), then every profile compiled against the issuers already open
- * and served by the running pipeline. On success the engine owns `n`,
+ * against the start-up config (keys, tokens, an issuer's crl_shards,
+ * socket, ... need a restart), then the issuers read again on the keys
+ * already open (certificate checked against its key, chain), then every
+ * profile compiled against them and served by the running pipeline. On success the engine owns `n`,
  * *gen_out is the new number, 0 returned; on failure nothing changed, the
  * caller still owns `n`, -1 with "FILE:LINE: ..." in err. One reload at a
  * time (certforged: the ring thread that reads the signals). */

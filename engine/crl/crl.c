@@ -406,39 +406,44 @@ out:
 /* ------------------------------------------------------------ publisher */
 
 struct crl_pub {
-    crl_pub_opts o;
+    crl_pub_opts o; /* o.iss: unused after crl_pub_start (iss below) */
     pthread_t th;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stop, kicked, retimed;
     struct timespec kick_deadline;
+    /* guarded by mu; replaced together by crl_pub_set_issuers */
+    iss_set *iss;  /* the issuers (a reference of the publisher's own) */
     size_t *base;  /* per issuer: its first slot in pending[] */
     bool *pending; /* per (issuer, shard): a revocation awaits a new CRL */
     size_t nslots;
 };
 
-static void make_one(crl_pub *p, const iss_issuer *is, unsigned shard, uint64_t validity_s)
+static void make_one(crl_pub *p, const iss_set *iss, const iss_issuer *is, unsigned shard,
+                     uint64_t validity_s)
 {
     crl_made m;
     char err[768];
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    int rc = crl_make(is, shard, iss_signer(p->o.iss), p->o.l, p->o.dir, (int64_t)ts.tv_sec,
-                      validity_s, NULL, &m, err, sizeof(err));
+    int rc = crl_make(is, shard, iss_signer(iss), p->o.l, p->o.dir, (int64_t)ts.tv_sec, validity_s,
+                      NULL, &m, err, sizeof(err));
     if (p->o.log)
         p->o.log(is, rc == 0 ? &m : NULL, rc == 0 ? NULL : err, p->o.log_arg);
 }
 
-/* Called without mu; validity_s and todo[] taken under it by the caller (a
- * reload may change p->o's times meanwhile). todo NULL: every shard of
- * every issuer (the schedule), else the slots set in it (revocations). */
-static void make_some(crl_pub *p, uint64_t validity_s, const bool *todo)
+/* Called without mu, on the issuers `iss` (referenced by the caller) and
+ * what it took under mu (a reload may change p's issuers and times
+ * meanwhile). todo NULL: every shard of every issuer (the schedule), else
+ * the slots set in it (revocations, a reload's issuers). */
+static void make_some(crl_pub *p, const iss_set *iss, const size_t *base, uint64_t validity_s,
+                      const bool *todo)
 {
-    for (size_t i = 0; i < iss_nissuers(p->o.iss); i++) {
-        const iss_issuer *is = iss_issuer_at(p->o.iss, i);
+    for (size_t i = 0; i < iss_nissuers(iss); i++) {
+        const iss_issuer *is = iss_issuer_at(iss, i);
         for (unsigned k = 0; k < is->crl_shards; k++)
-            if (!todo || todo[p->base[i] + k])
-                make_one(p, is, k, validity_s);
+            if (!todo || todo[base[i] + k])
+                make_one(p, iss, is, k, validity_s);
     }
 }
 
@@ -447,11 +452,23 @@ static bool ts_before(const struct timespec *a, const struct timespec *b)
     return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
 }
 
+/* The slots of every shard of every issuer of s: base[] (per issuer) and
+ * their count. NULL when out of memory. */
+static size_t *slots_of(const iss_set *s, size_t *nslots)
+{
+    size_t *base = calloc(iss_nissuers(s) + 1, sizeof(*base));
+    *nslots = 0;
+    for (size_t i = 0; base && i < iss_nissuers(s); i++) {
+        base[i] = *nslots;
+        *nslots += iss_issuer_at(s, i)->crl_shards;
+    }
+    return base;
+}
+
 static void *pub_main(void *arg)
 {
     crl_pub *p = arg;
     pthread_setname_np(pthread_self(), "cf-crl");
-    bool *todo = calloc(p->nslots, sizeof(*todo)); /* a copy of pending[], made without mu */
     struct timespec last, next;
     clock_gettime(CLOCK_MONOTONIC, &last);
     next = last;
@@ -473,16 +490,32 @@ static void *pub_main(void *arg)
             continue; /* a kick moved the deadline, or a spurious wake-up */
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
-        bool all = !ts_before(&now, &next) || !todo; /* the schedule: every shard */
+        bool all = !ts_before(&now, &next); /* the schedule: every shard */
         if (!all && !p->kicked)
             continue;
         p->kicked = false;
-        if (todo)
-            memcpy(todo, p->pending, p->nslots * sizeof(*todo));
+        /* what this round works on, taken under mu: the issuers (a
+         * reference, so a reload may replace them meanwhile), their slots
+         * and the pending ones */
+        iss_set *iss = p->iss;
+        iss_ref(iss);
+        size_t nslots = p->nslots;
+        size_t *base = malloc((iss_nissuers(iss) + 1) * sizeof(*base));
+        bool *todo = malloc((nslots + 1) * sizeof(*todo));
+        if (!base || !todo) {
+            all = true; /* out of memory: the whole schedule instead */
+        } else {
+            memcpy(base, p->base, (iss_nissuers(iss) + 1) * sizeof(*base));
+            memcpy(todo, p->pending, nslots * sizeof(*todo));
+        }
         memset(p->pending, 0, p->nslots * sizeof(*p->pending));
         uint64_t validity_s = p->o.validity_s;
         pthread_mutex_unlock(&p->mu);
-        make_some(p, validity_s, all ? NULL : todo);
+        if (all || base)
+            make_some(p, iss, base, validity_s, all ? NULL : todo);
+        free(base);
+        free(todo);
+        iss_close(iss);
         pthread_mutex_lock(&p->mu);
         if (all) { /* a revocation's shard alone does not move the schedule */
             clock_gettime(CLOCK_MONOTONIC, &last);
@@ -491,7 +524,6 @@ static void *pub_main(void *arg)
         }
     }
     pthread_mutex_unlock(&p->mu);
-    free(todo);
     return NULL;
 }
 
@@ -513,14 +545,10 @@ int crl_pub_start(const crl_pub_opts *o, crl_pub **out, char *err, size_t errlen
         }
     }
     crl_pub *p = calloc(1, sizeof(*p));
-    if (!p || !(p->base = calloc(iss_nissuers(o->iss) + 1, sizeof(*p->base)))) {
+    if (!p || !(p->base = slots_of(o->iss, &p->nslots))) {
         free(p);
         snprintf(err, errlen, "out of memory");
         return -1;
-    }
-    for (size_t i = 0; i < iss_nissuers(o->iss); i++) {
-        p->base[i] = p->nslots;
-        p->nslots += iss_issuer_at(o->iss, i)->crl_shards;
     }
     if (!(p->pending = calloc(p->nslots + 1, sizeof(*p->pending)))) {
         free(p->base);
@@ -529,6 +557,8 @@ int crl_pub_start(const crl_pub_opts *o, crl_pub **out, char *err, size_t errlen
         return -1;
     }
     p->o = *o;
+    p->iss = (iss_set *)o->iss; /* referenced below: the set is only read */
+    iss_ref(p->iss);
     pthread_mutex_init(&p->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -539,6 +569,7 @@ int crl_pub_start(const crl_pub_opts *o, crl_pub **out, char *err, size_t errlen
         snprintf(err, errlen, "cannot start the CRL thread");
         pthread_cond_destroy(&p->cv);
         pthread_mutex_destroy(&p->mu);
+        iss_close(p->iss);
         free(p->pending);
         free(p->base);
         free(p);
@@ -548,20 +579,63 @@ int crl_pub_start(const crl_pub_opts *o, crl_pub **out, char *err, size_t errlen
     return 0;
 }
 
-void crl_pub_kick(crl_pub *p, size_t issuer_idx, unsigned shard)
+/* Under mu: the schedule thread wakes at `delay_s` from now (unless an
+ * earlier kick already set a sooner deadline). */
+static void kick_locked(crl_pub *p, uint64_t delay_s)
 {
-    if (!p || issuer_idx >= iss_nissuers(p->o.iss) ||
-        shard >= iss_issuer_at(p->o.iss, issuer_idx)->crl_shards)
-        return;
-    pthread_mutex_lock(&p->mu);
-    p->pending[p->base[issuer_idx] + shard] = true;
     if (!p->kicked) { /* the first revocation sets the deadline; later ones ride along */
         p->kicked = true;
         clock_gettime(CLOCK_MONOTONIC, &p->kick_deadline);
-        p->kick_deadline.tv_sec += (time_t)p->o.revoke_delay_s;
+        p->kick_deadline.tv_sec += (time_t)delay_s;
         pthread_cond_signal(&p->cv);
     }
+}
+
+void crl_pub_kick(crl_pub *p, const char *issuer, unsigned shard)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    for (size_t i = 0; i < iss_nissuers(p->iss); i++) {
+        const iss_issuer *is = iss_issuer_at(p->iss, i);
+        if (strcmp(is->name, issuer) == 0 && shard < is->crl_shards) {
+            p->pending[p->base[i] + shard] = true;
+            kick_locked(p, p->o.revoke_delay_s);
+            break;
+        }
+    }
     pthread_mutex_unlock(&p->mu);
+}
+
+int crl_pub_set_issuers(crl_pub *p, iss_set *iss)
+{
+    if (!p)
+        return 0;
+    size_t nslots = 0;
+    size_t *base = slots_of(iss, &nslots);
+    bool *pending = base ? malloc((nslots + 1) * sizeof(*pending)) : NULL;
+    if (!pending) {
+        free(base);
+        return -1;
+    }
+    /* every shard of every issuer at once: a renewed certificate's CRLs
+     * carry its name and key identifier, an added issuer has none yet */
+    for (size_t i = 0; i < nslots; i++)
+        pending[i] = true;
+    iss_ref(iss);
+    pthread_mutex_lock(&p->mu);
+    iss_set *old = p->iss;
+    free(p->base);
+    free(p->pending);
+    p->iss = iss;
+    p->base = base;
+    p->pending = pending;
+    p->nslots = nslots;
+    p->kicked = false; /* the new deadline: now */
+    kick_locked(p, 0);
+    pthread_mutex_unlock(&p->mu);
+    iss_close(old); /* freed here or by the round that still uses it */
+    return 0;
 }
 
 void crl_pub_set_times(crl_pub *p, uint64_t interval_s, uint64_t validity_s,
@@ -589,6 +663,7 @@ void crl_pub_stop(crl_pub *p)
     pthread_join(p->th, NULL);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
+    iss_close(p->iss);
     free(p->pending);
     free(p->base);
     free(p);

@@ -60,7 +60,8 @@ typedef void (*crl_pub_log_fn)(const iss_issuer *is, const crl_made *m, const ch
 
 typedef struct crl_pub_opts {
     ledger *l;
-    const iss_set *iss; /* every issuer gets its CRL, signed through iss_signer(iss) */
+    const iss_set *iss; /* every issuer gets its CRL, signed through iss_signer(iss);
+                         * the publisher references it (until crl_pub_set_issuers) */
     const char *dir;
     uint64_t interval_s, validity_s, revoke_delay_s;
     crl_pub_log_fn log;
@@ -71,10 +72,16 @@ typedef struct crl_pub_opts {
  * the schedule thread. Returns 0, or -1 when a first CRL could not be made
  * (err names the issuer). */
 CF_WUR int crl_pub_start(const crl_pub_opts *o, crl_pub **out, char *err, size_t errlen);
-/* A certificate of issuer number issuer_idx in shard `shard` was revoked:
+/* A certificate of the issuer named `issuer` in shard `shard` was revoked:
  * that shard gets a new CRL within revoke_delay (other shards and issuers
- * wait for the schedule). */
-void crl_pub_kick(crl_pub *p, size_t issuer_idx, unsigned shard);
+ * wait for the schedule). By name: the caller's issuer set may be older or
+ * newer than the publisher's (a reload); an issuer it lacks is ignored. */
+void crl_pub_kick(crl_pub *p, const char *issuer, unsigned shard);
+/* A reload's issuers (the publisher takes a reference; the old set is
+ * dropped once no CRL round uses it): every shard of every issuer gets a
+ * new CRL at once, then the schedule goes on. 0, or -1 (out of memory:
+ * the old issuers kept). */
+CF_WUR int crl_pub_set_issuers(crl_pub *p, iss_set *iss);
 /* A reload's new schedule (crl.interval, crl.validity, crl.revoke_delay):
  * the next scheduled CRL is due `interval_s` after the last one made; the
  * next CRL made carries the new validity. */

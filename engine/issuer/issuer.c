@@ -2,6 +2,7 @@
 #include "engine/issuer/issuer.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,9 +13,11 @@
 #include "engine/profile/profile.h"
 
 struct iss_set {
+    atomic_uint refs;
     sgn_service *sgn;
     iss_key *keys;
     size_t nkeys;
+    iss_set *keys_of; /* iss_reopen: the set whose keys these are (referenced) */
     iss_issuer *issuers;
     size_t nissuers;
     uint8_t **ders; /* every certificate read, to free */
@@ -35,16 +38,25 @@ static int keep(iss_set *s, uint8_t *der)
     return 0;
 }
 
+void iss_ref(iss_set *s)
+{
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+}
+
 void iss_close(iss_set *s)
 {
-    if (!s)
+    if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
         return;
-    for (size_t i = 0; s->keys && i < s->nkeys; i++)
-        EVP_PKEY_free(s->keys[i].pub);
+    if (s->keys_of) {
+        iss_close(s->keys_of);
+    } else {
+        for (size_t i = 0; s->keys && i < s->nkeys; i++)
+            EVP_PKEY_free(s->keys[i].pub);
+        free(s->keys);
+    }
     for (size_t i = 0; i < s->nders; i++)
         free(s->ders[i]);
     free(s->ders);
-    free(s->keys);
     free(s->issuers);
     free(s);
 }
@@ -122,6 +134,14 @@ static int read_names(const cfg_config *cfg, const cfg_issuer *ci, iss_issuer *i
                  ci->line, ci->name, ci->certificate);
         goto out;
     }
+    EVP_PKEY *cert_key = X509_get0_pubkey(x);
+    if (!cert_key || EVP_PKEY_eq(cert_key, is->key->pub) != 1) {
+        snprintf(err, errlen,
+                 "%s:%d: issuer '%s': certificate %s does not match key '%s' (its public key "
+                 "is another)",
+                 cfg->path, ci->line, ci->name, ci->certificate, is->key->name);
+        goto out;
+    }
     if (dnl <= 0 || profile_cert_key_id(x, is->kid, &is->kid_len) != 0) {
         snprintf(err, errlen, "%s:%d: issuer '%s': cannot read its name or key identifier",
                  cfg->path, ci->line, ci->name);
@@ -142,17 +162,18 @@ out:
     return rc;
 }
 
+static int open_issuers(iss_set *s, const cfg_config *cfg, char *err, size_t errlen);
+
 int iss_open(const cfg_config *cfg, sgn_service *sgn, iss_set **out, char *err, size_t errlen)
 {
     *out = NULL;
-    char why[512];
     iss_set *s = calloc(1, sizeof(*s));
     if (!s)
         goto oom;
+    atomic_init(&s->refs, 1);
     s->sgn = sgn;
     s->keys = calloc(cfg->n_keys ? cfg->n_keys : 1, sizeof(*s->keys));
-    s->issuers = calloc(cfg->n_issuers ? cfg->n_issuers : 1, sizeof(*s->issuers));
-    if (!s->keys || !s->issuers)
+    if (!s->keys)
         goto oom;
     for (size_t i = 0; i < cfg->n_keys; i++) {
         const sgn_key_info *ki = sgn_key(sgn, i);
@@ -177,15 +198,71 @@ int iss_open(const cfg_config *cfg, sgn_service *sgn, iss_set **out, char *err, 
         }
         type_name(k, k->type_name, sizeof(k->type_name));
     }
+    if (open_issuers(s, cfg, err, errlen) != 0)
+        goto fail;
+    *out = s;
+    return 0;
+oom:
+    snprintf(err, errlen, "out of memory loading the keys");
+fail:
+    iss_close(s);
+    return -1;
+}
+
+int iss_reopen(const cfg_config *cfg, iss_set *keys_of, iss_set **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (cfg->n_keys != keys_of->nkeys) { /* cfg_restart_diff refused it already */
+        snprintf(err, errlen, "%s: keys changed: restart needed", cfg->path);
+        return -1;
+    }
+    iss_set *s = calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(err, errlen, "out of memory loading the issuers");
+        return -1;
+    }
+    atomic_init(&s->refs, 1);
+    s->sgn = keys_of->sgn;
+    s->keys = keys_of->keys;
+    s->nkeys = keys_of->nkeys;
+    s->keys_of = keys_of;
+    iss_ref(keys_of);
+    if (open_issuers(s, cfg, err, errlen) != 0) {
+        iss_close(s);
+        return -1;
+    }
+    *out = s;
+    return 0;
+}
+
+/* Every issuer of cfg, on the keys of s. */
+static int open_issuers(iss_set *s, const cfg_config *cfg, char *err, size_t errlen)
+{
+    char why[512];
+    s->issuers = calloc(cfg->n_issuers ? cfg->n_issuers : 1, sizeof(*s->issuers));
+    if (!s->issuers)
+        goto oom;
     for (size_t i = 0; i < cfg->n_issuers; i++) {
         const cfg_issuer *ci = &cfg->issuers[i];
         iss_issuer *is = &s->issuers[i];
-        is->name = ci->name;
+        /* the set may outlive cfg (a reload's set, held by a CRL round or
+         * a job after its generation's config is freed): its own copies */
+        char *name = strdup(ci->name), *dp = ci->crl_dp ? strdup(ci->crl_dp) : NULL;
+        if (!name || keep(s, (uint8_t *)name) != 0) {
+            free(name);
+            free(dp);
+            goto oom;
+        }
+        if (ci->crl_dp && (!dp || keep(s, (uint8_t *)dp) != 0)) {
+            free(dp);
+            goto oom;
+        }
+        is->name = name;
         is->idx = i;
         is->key = &s->keys[ci->key_idx];
         is->mech = CF_SIG__MAX;
         is->crl_shards = ci->crl_shards ? ci->crl_shards : 1;
-        is->crl_dp = ci->crl_dp;
+        is->crl_dp = dp;
         s->nissuers = i + 1;
         uint8_t *der = NULL;
         size_t len = 0;
@@ -234,12 +311,10 @@ int iss_open(const cfg_config *cfg, sgn_service *sgn, iss_set **out, char *err, 
         }
         is->mech = m;
     }
-    *out = s;
     return 0;
 oom:
     snprintf(err, errlen, "out of memory loading the issuers");
 fail:
-    iss_close(s);
     return -1;
 }
 

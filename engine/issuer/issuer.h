@@ -10,7 +10,10 @@
  * identifier, and what its CRLs are signed with.
  *
  * Everything is immutable after iss_open and may be read from any thread.
- * Signing goes through the sgn_service the set was opened with.
+ * Signing goes through the sgn_service the set was opened with. A SIGHUP
+ * reload opens a new set of issuers on the same keys (iss_reopen); each
+ * config generation references its set (engine.h), so an issuer stays
+ * valid while a job, a CRL or an answer that started with it runs.
  */
 #ifndef CF_ISSUER_H
 #define CF_ISSUER_H
@@ -45,7 +48,7 @@ typedef struct iss_key {
 } iss_key;
 
 typedef struct iss_issuer {
-    const char *name; /* cfg->issuers[idx].name */
+    const char *name; /* cfg->issuers[idx].name (the set's own copy) */
     size_t idx;
     const iss_key *key;
     iss_der cert;                 /* its certificate, DER */
@@ -66,9 +69,19 @@ typedef struct iss_set iss_set;
  * the keys' public halves come from the signing service (which read them
  * once). Refused, naming the setting, when a certificate or chain cannot
  * be read, when two profiles sign with one key but different algorithms,
- * or when a profile's hash does not fit its issuer's key. */
+ * when an issuer's certificate is not its key's, or when a profile's hash
+ * does not fit its issuer's key. */
 CF_WUR int iss_open(const cfg_config *cfg, sgn_service *sgn, iss_set **out, char *err,
                     size_t errlen);
+/* A reload's issuers (cfg's `issuers`, read again as iss_open reads them)
+ * on the keys of `keys_of`, which cfg must list unchanged: the new set
+ * shares those keys (the same iss_key objects: the pipeline and the
+ * profiles compare them by address) and holds a reference on keys_of. */
+CF_WUR int iss_reopen(const cfg_config *cfg, iss_set *keys_of, iss_set **out, char *err,
+                      size_t errlen);
+/* A set is referenced (1 from iss_open/iss_reopen); iss_close drops one
+ * reference and frees the set with the last (NULL is fine). */
+void iss_ref(iss_set *s);
 void iss_close(iss_set *s);
 
 sgn_service *iss_signer(const iss_set *s);

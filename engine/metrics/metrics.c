@@ -49,7 +49,14 @@ struct met {
     struct event *stop_ev;
     pthread_t th;
     bool started;
-    _Atomic int64_t crl_this_update[MET_MAX_ISSUERS]; /* 0: none made yet */
+    /* the last CRL's thisUpdate by issuer name (a reload may add, remove
+     * or reorder issuers): slots appended, never removed; crl_mu */
+    pthread_mutex_t crl_mu;
+    struct {
+        char name[CFG_NAME_MAX + 1];
+        int64_t this_update;
+    } crl[MET_MAX_ISSUERS];
+    size_t ncrl;
     _Atomic uint64_t ledger_failed_batches, ledger_failed_jobs;
 };
 
@@ -63,6 +70,7 @@ int met_new(const cfg_metrics *cm, met **out, char *err, size_t errlen)
     }
     m->fd = -1;
     m->stopfd = -1;
+    pthread_mutex_init(&m->crl_mu, NULL);
     snprintf(m->host, sizeof(m->host), "%s", cm->host);
     m->family = cm->family;
     struct sockaddr_storage ss;
@@ -111,10 +119,31 @@ unsigned met_port(const met *m)
     return m->port;
 }
 
-void met_crl_made(met *m, size_t issuer_idx, int64_t this_update)
+void met_crl_made(met *m, const char *issuer, int64_t this_update)
 {
-    if (m && issuer_idx < MET_MAX_ISSUERS)
-        atomic_store_explicit(&m->crl_this_update[issuer_idx], this_update, memory_order_relaxed);
+    if (!m)
+        return;
+    pthread_mutex_lock(&m->crl_mu);
+    size_t i = 0;
+    while (i < m->ncrl && strcmp(m->crl[i].name, issuer) != 0)
+        i++;
+    if (i == m->ncrl && m->ncrl < MET_MAX_ISSUERS)
+        snprintf(m->crl[m->ncrl++].name, sizeof(m->crl[0].name), "%s", issuer);
+    if (i < m->ncrl)
+        m->crl[i].this_update = this_update;
+    pthread_mutex_unlock(&m->crl_mu);
+}
+
+/* 0: no CRL made yet for that issuer */
+static int64_t crl_this_update(met *m, const char *issuer)
+{
+    int64_t tu = 0;
+    pthread_mutex_lock(&m->crl_mu);
+    for (size_t i = 0; i < m->ncrl && !tu; i++)
+        if (strcmp(m->crl[i].name, issuer) == 0)
+            tu = m->crl[i].this_update;
+    pthread_mutex_unlock(&m->crl_mu);
+    return tu;
 }
 
 void met_ledger_failed(met *m, size_t n_jobs)
@@ -254,20 +283,21 @@ static void render(met *m, struct evbuffer *b)
         b, "certforge_ledger_failed_jobs_total %llu\n",
         (unsigned long long)atomic_load_explicit(&m->ledger_failed_jobs, memory_order_relaxed));
 
-    const iss_set *iss = cf_engine_issuers(m->eng);
+    iss_set *iss = cf_engine_issuers_get(m->eng); /* the current generation's issuers */
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     head(b, "certforge_crl_age_seconds", "gauge",
          "Seconds since the thisUpdate of the last CRL this certforged made for the issuer "
          "(with crl_shards: of its least recently made shard; issuers without one yet are "
          "not listed).");
-    for (size_t i = 0; i < iss_nissuers(iss) && i < MET_MAX_ISSUERS; i++) {
-        int64_t tu = atomic_load_explicit(&m->crl_this_update[i], memory_order_relaxed);
+    for (size_t i = 0; i < iss_nissuers(iss); i++) {
+        int64_t tu = crl_this_update(m, iss_issuer_at(iss, i)->name);
         if (tu)
             evbuffer_add_printf(b, "certforge_crl_age_seconds{issuer=\"%s\"} %lld\n",
                                 esc(iss_issuer_at(iss, i)->name, e, sizeof(e)),
                                 (long long)(now.tv_sec - tu));
     }
+    iss_close(iss);
 }
 
 /* ------------------------------------------------------------ HTTP */
@@ -393,5 +423,6 @@ void met_free(met *m)
         close(m->fd);
     if (m->stopfd >= 0)
         close(m->stopfd);
+    pthread_mutex_destroy(&m->crl_mu);
     free(m);
 }

@@ -37,9 +37,10 @@ typedef struct met met;
 CF_WUR int met_new(const cfg_metrics *m, met **out, char *err, size_t errlen);
 unsigned met_port(const met *m);
 
-/* The state only certforged.c sees: a CRL made for issuer idx (thisUpdate,
- * Unix seconds), a ledger batch that failed. Any thread; NULL m is fine. */
-void met_crl_made(met *m, size_t issuer_idx, int64_t this_update);
+/* The state only certforged.c sees: a CRL made for the issuer named
+ * `issuer` (thisUpdate, Unix seconds; by name, as a reload may add or
+ * remove issuers), a ledger batch that failed. Any thread; NULL m is fine. */
+void met_crl_made(met *m, const char *issuer, int64_t this_update);
 void met_ledger_failed(met *m, size_t n_jobs);
 
 /* Serve scrapes of the server's and engine's counters until met_stop.

@@ -116,13 +116,6 @@ static inline uint64_t ud_pack(unsigned op, uint32_t idx, uint32_t gen)
 
 typedef struct srv_loop srv_loop;
 
-/* An issuer's chain as the answers carry it (built once at srv_run from
- * the engine's issuer objects). */
-typedef struct srv_chain {
-    proto_blob certs[PROTO_MAX_CHAIN]; /* issuer first */
-    unsigned n;
-} srv_chain;
-
 typedef struct srv_job {
     pipe_job pj;
     struct srv_job *next; /* free list, done stack, ready list, admin queue */
@@ -136,7 +129,8 @@ typedef struct srv_job {
     unsigned reason;
     uint8_t *crl; /* CRL answer (malloc'd; freed by job_put) */
     size_t crl_len;
-    const struct srv_chain *chain; /* for the answer, resolved at submit */
+    /* ISSUE: its issuer, of generation cgen (the chain the answer carries) */
+    const iss_issuer *issuer;
     /* ISSUE: the config generation its profile belongs to (a reference,
      * dropped by srv_job_put) */
     cf_gen *cgen;
@@ -237,7 +231,6 @@ struct srv {
     unsigned nloops;
     srv_runtime rt;
     pipe_engine *pipe;
-    srv_chain *chains;              /* per issuer (cf_engine_issuers order) */
     proto_key keys[PROTO_MAX_KEYS]; /* the KEYS answer */
     size_t n_keys;
     unsigned tick_ms;

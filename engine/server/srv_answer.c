@@ -102,9 +102,14 @@ static size_t enc_issue(uint8_t *buf, size_t cap, const void *arg)
                                pj->status == CF_ST_OK ? CF_ST_INTERNAL : pj->status,
                                (uint32_t)pj->detail, pj->msg[0] ? pj->msg : NULL);
     /* the request's fields point into the frame copy, returned at completion */
-    const srv_chain *ch = a->j->chain;
-    return proto_enc_issue_ok(buf, cap, a->j->id, pj->cert, pj->cert_len, ch ? ch->certs : NULL,
-                              ch ? ch->n : 0, pj->serial, pj->serial_len);
+    /* the issuer's chain, of the generation the job holds */
+    const iss_issuer *is = a->j->issuer;
+    proto_blob ch[PROTO_MAX_CHAIN];
+    unsigned n = 0;
+    for (unsigned k = 0; is && k < is->n_chain && n < PROTO_MAX_CHAIN; k++)
+        ch[n++] = (proto_blob){is->chain[k].p, is->chain[k].len};
+    return proto_enc_issue_ok(buf, cap, a->j->id, pj->cert, pj->cert_len, n ? ch : NULL, n,
+                              pj->serial, pj->serial_len);
 }
 
 /* The answer of a SIGN, REVOKE or CRL job. */
@@ -268,22 +273,14 @@ void srv_rate_sample(srv *s, uint64_t now)
     pthread_mutex_unlock(&s->rate_mu);
 }
 
-/* What the answers carry, from the engine's issuer objects: each issuer's
- * chain, and every key's name, type and public half (KEYS). */
+/* What the KEYS answer carries: every key's name, type and public half
+ * (the keys never change while certforged runs; an ISSUE answer's chain
+ * comes from its job's issuer, of the job's config generation). */
 int srv_load_answers(srv *s, char *err, size_t errlen)
 {
+    (void)err;
+    (void)errlen;
     const iss_set *iss = cf_engine_issuers(s->rt.eng);
-    s->chains = calloc(iss_nissuers(iss) ? iss_nissuers(iss) : 1, sizeof(*s->chains));
-    if (!s->chains) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    for (size_t i = 0; i < iss_nissuers(iss); i++) {
-        const iss_issuer *is = iss_issuer_at(iss, i);
-        srv_chain *ch = &s->chains[i];
-        for (unsigned k = 0; k < is->n_chain && ch->n < PROTO_MAX_CHAIN; k++)
-            ch->certs[ch->n++] = (proto_blob){is->chain[k].p, is->chain[k].len};
-    }
     s->n_keys = 0;
     for (size_t i = 0; i < iss_nkeys(iss) && s->n_keys < PROTO_MAX_KEYS; i++) {
         const iss_key *k = iss_key_at(iss, i);

@@ -155,7 +155,7 @@ static int queue_job(srv_loop *L, conn *c, proto_req *req, const uint8_t *frame,
         j->id = id;
         j->op = op;
         j->peer_uid = c->uid;
-        j->chain = NULL;
+        j->issuer = NULL;
         j->cgen = NULL;
         j->crl = NULL;
         j->crl_len = 0;
@@ -168,7 +168,7 @@ static int queue_job(srv_loop *L, conn *c, proto_req *req, const uint8_t *frame,
                 j->pj.req = r2->issue;
                 j->pj.use_prof = cf_gen_profile(L->cgen, ctx);
                 j->pj.use_key = is ? is->key : NULL;
-                j->chain = is ? &s->chains[is->idx] : NULL;
+                j->issuer = is;
                 j->cgen = L->cgen;
                 cf_gen_ref(j->cgen);
             } else {

@@ -336,7 +336,6 @@ void srv_free(srv *s)
         }
     }
     loops_free(s);
-    free(s->chains);
     pthread_mutex_destroy(&s->rate_mu);
     pthread_mutex_destroy(&s->peer_mu);
     free(s->peers);

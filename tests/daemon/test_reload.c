@@ -9,12 +9,20 @@
  *   profile's), on a connection opened before the reload.
  *   refused: a syntax error and a bad reference are refused with FILE:LINE,
  *   the old generation keeps serving, STATUS says refused; restart-only
- *   settings (pipeline.workers, server.socket, keys, issuers) are refused
- *   by name.
+ *   settings (pipeline.workers, server.socket, keys, an issuer on a key
+ *   certforged does not hold) are refused by name; an issuer whose
+ *   certificate is another key's is refused with FILE:LINE.
+ *   issuers: a renewed issuer certificate (same key, made by certforge ca
+ *   init-root --replace-cert), under a new path and then overwritten in
+ *   place: certificates issued afterwards chain to it (openssl verify with
+ *   the new CA file, not the old), the CRL publisher's next CRL is issued
+ *   by it; an issuer added on an existing key, with a profile, issues and
+ *   gets its CRL, and is removed again.
  *   log level and CRL validity take effect.
  *   concurrency: issuance on five connections while SIGHUPs switch between
- *   two configs: every request answered OK (or UNAUTHORIZED for the
- *   profile one of the two configs does not grant), the daemon stays up.
+ *   two configs (the second with a renewed issuer certificate and an added
+ *   issuer): every request answered OK (or UNAUTHORIZED for the profile one
+ *   of the two configs does not grant), the daemon stays up.
  */
 #include "cf_test.h"
 #include <pthread.h>
@@ -26,6 +34,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 
 #include "cf_daemon.h"
@@ -34,6 +43,23 @@
 
 static dproc D;
 static char RCONF[300], CRL_DIR[300], GRANT_ALL[600], GRANT_NF3[600], PROF_NF3[600];
+/* certificates for the token's key "ca" other than CA_PEM (an added
+ * issuer's, the load test's renewal), and one of another key ("other") */
+static char CA2_PEM[300], CA_LOAD[300], OTHER_PEM[300], PROF_NF3_CA2[600];
+static char ISS_CA2[1500], ISS_LOAD[1500];
+
+/* A self-signed CA certificate for the token's key `label`, made by the
+ * certforge CLI (--replace-cert: the key's certificate object on the
+ * token is replaced; --force: `out` too). */
+static int make_ca(const char *label, const char *cn, const char *out, bool force)
+{
+    char uri[1024];
+    cf_softhsm_uri(&H, NULL, uri, sizeof(uri));
+    return cf_sh("'%s' ca init-root --token '%s' --key 'pkcs11:token=%s;object=%s' --subject "
+                 "'/C=FI/O=5gc.mnc001.mcc001.3gppnetwork.org/CN=%s' --out '%s' --replace-cert%s "
+                 ">/dev/null",
+                 CLI, uri, DH_TOKEN, label, cn, out, force ? " --force" : "");
+}
 
 static int suite_init(void)
 {
@@ -57,6 +83,31 @@ static int suite_init(void)
         "    subject = { C = \"SE\"; O = \"5gc.mnc002.mcc240.3gppnetwork.org\"; };\n"
         "    eku = [\"serverAuth\", \"clientAuth\"]; crl_dp = \"http://crl.example.org/nf3.crl\"; "
         "}");
+    snprintf(
+        PROF_NF3_CA2, sizeof(PROF_NF3_CA2),
+        ",\n  { name = \"nf3\"; type = \"nf\"; issuer = \"ca2\";\n"
+        "    subject = { C = \"SE\"; O = \"5gc.mnc002.mcc240.3gppnetwork.org\"; };\n"
+        "    eku = [\"serverAuth\", \"clientAuth\"]; crl_dp = \"http://crl.example.org/ca2.crl\"; "
+        "}");
+    snprintf(CA2_PEM, sizeof(CA2_PEM), "%s/ca2.pem", H.dir);
+    snprintf(CA_LOAD, sizeof(CA_LOAD), "%s/ca-load.pem", H.dir);
+    snprintf(OTHER_PEM, sizeof(OTHER_PEM), "%s/other.pem", H.dir);
+    snprintf(ISS_CA2, sizeof(ISS_CA2),
+             "( { name = \"ca\"; key = \"ca\"; certificate = \"%s\"; },\n"
+             "  { name = \"ca2\"; key = \"ca\"; certificate = \"%s\"; } )",
+             CA_PEM, CA2_PEM);
+    snprintf(ISS_LOAD, sizeof(ISS_LOAD),
+             "( { name = \"ca\"; key = \"ca\"; certificate = \"%s\"; },\n"
+             "  { name = \"ca2\"; key = \"ca\"; certificate = \"%s\"; } )",
+             CA_LOAD, CA2_PEM);
+    char uri[1024];
+    cf_softhsm_uri(&H, NULL, uri, sizeof(uri));
+    if (make_ca("ca", "Reload Test CA2", CA2_PEM, false) != 0 ||
+        make_ca("ca", "Reload Test CA L", CA_LOAD, false) != 0 ||
+        cf_sh("'%s' keys generate --token '%s' --type ec-p256 --label other >/dev/null", CLI,
+              uri) != 0 ||
+        make_ca("other", "Reload Other CA", OTHER_PEM, false) != 0)
+        return cf_test_setup_failed("certforge ca init-root: no second CA certificate");
     return 0;
 }
 
@@ -157,8 +208,9 @@ static void test_grant_added(void)
     write_conf(RCONF, &o);
     char want[700];
     snprintf(want, sizeof(want),
-             "event=reloaded generation=2 grants=1 profiles=2 msg=\"config reloaded from %s: 1 "
-             "grants, 2 profiles, log.level=info, crl=none; generation 2\"",
+             "event=reloaded generation=2 grants=1 profiles=2 issuers=1 issuers_changed=0 "
+             "msg=\"config reloaded from %s: 1 grants, 2 profiles, 1 issuers (0 changed), "
+             "log.level=info, crl=none; generation 2\"",
              RCONF);
     CU_ASSERT_FATAL(hup_expect(want));
     /* the same connection, kept open across the reload, now issues */
@@ -222,7 +274,7 @@ static void test_refused(void)
     cf_client *c = client();
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
     CU_ASSERT_EQUAL(issue(c, "nf", 0, NULL), CF_ST_OK);
-    char want[700];
+    char want[1400];
 
     /* a syntax error: FILE:LINE, generation 1 kept */
     FILE *f = fopen(RCONF, "a");
@@ -278,27 +330,32 @@ static void test_refused(void)
              conf_line("keys = ("));
     CU_ASSERT(hup_expect(want));
 
-    /* the same issuer certificate under another path: an issuer change */
-    char copy[400], *pem = slurp(CA_PEM), *conf = NULL;
-    snprintf(copy, sizeof(copy), "%s/ca-copy.pem", H.dir);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(pem);
-    f = fopen(copy, "w");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-    fputs(pem, f);
-    fclose(f);
-    free(pem);
-    write_conf(RCONF, &o);
-    conf = slurp(RCONF);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(conf);
-    char *at = strstr(conf, CA_PEM);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(at);
-    f = fopen(RCONF, "w");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-    fprintf(f, "%.*s%s%s", (int)(at - conf), conf, copy, at + strlen(CA_PEM));
-    fclose(f);
-    free(conf);
-    snprintf(want, sizeof(want), "%s:%d: issuers changed: restart needed; keeping generation 1",
-             RCONF, conf_line("issuers = ("));
+    /* an issuer whose certificate is another key's: FILE:LINE of the
+     * issuer, the running issuers kept */
+    char iss_other[1000];
+    snprintf(iss_other, sizeof(iss_other),
+             "( { name = \"ca\"; key = \"ca\"; certificate = \"%s\"; } )", OTHER_PEM);
+    conf_opts bc = {.issuers = iss_other};
+    write_conf(RCONF, &bc);
+    snprintf(want, sizeof(want),
+             "config reload refused: %s:%d: issuer 'ca': certificate %s does not match key "
+             "'ca' (its public key is another); keeping generation 1",
+             RCONF, conf_line("issuers = ("), OTHER_PEM);
+    CU_ASSERT(hup_expect(want));
+    CU_ASSERT_EQUAL(issue(c, "nf", 3, NULL), CF_ST_OK); /* verified against CA */
+
+    /* an issuer on a key certforged does not hold: keys are restart-only */
+    char iss_newkey[1000];
+    snprintf(iss_newkey, sizeof(iss_newkey),
+             "( { name = \"ca\"; key = \"ca\"; certificate = \"%s\"; },\n"
+             "  { name = \"other\"; key = \"other\"; certificate = \"%s\"; } )",
+             CA_PEM, OTHER_PEM);
+    conf_opts nk = {.issuers = iss_newkey,
+                    .extra_keys = ", { name = \"other\"; token = \"ca\"; uri = "
+                                  "\"pkcs11:object=other\"; }"};
+    write_conf(RCONF, &nk);
+    snprintf(want, sizeof(want), "%s:%d: keys changed: restart needed; keeping generation 1", RCONF,
+             conf_line("keys = ("));
     CU_ASSERT(hup_expect(want));
 
     /* still generation 1 on the same connection; a good file then applies
@@ -308,7 +365,7 @@ static void test_refused(void)
     write_conf(RCONF, &o);
     CU_ASSERT(hup_reloaded(2));
     expect_generation(c, "2", "ok");
-    CU_ASSERT_EQUAL(log_count(D.log, "event=reload_refused"), 6);
+    CU_ASSERT_EQUAL(log_count(D.log, "event=reload_refused"), 7);
     cf_client_close(c);
     daemon_stop_clean(&D);
 }
@@ -397,6 +454,206 @@ static void test_crl_settings(void)
     daemon_stop_clean(&D);
 }
 
+/* ------------------------------------------------------------ issuers */
+
+static X509 *read_pem(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+    if (f)
+        fclose(f);
+    return x;
+}
+
+/* One ISSUE on c; OK: the certificate written to `out` (PEM), and checked
+ * to come with `ca` first in its chain. */
+static cf_status issue_under(cf_client *c, const char *profile, int item, const X509 *ca,
+                             const char *out)
+{
+    cf_issue_req req;
+    cf_response r;
+    fill_req(&req, &POOL.items[item % (int)POOL.n], profile);
+    if (cf_issue_one(c, &req, 10000, &r) != 0)
+        return CF_ST__MAX;
+    if (r.status != CF_ST_OK)
+        return r.status;
+    unsigned char *ca_der = NULL;
+    int ca_len = i2d_X509(ca, &ca_der);
+    CU_ASSERT_FATAL(ca_len > 0);
+    CU_ASSERT_FATAL(r.n_chain >= 1);
+    CU_ASSERT_EQUAL(r.chain[0].len, (size_t)ca_len);
+    CU_ASSERT(r.chain[0].len == (size_t)ca_len &&
+              memcmp(r.chain[0].p, ca_der, (size_t)ca_len) == 0);
+    OPENSSL_free(ca_der);
+    const unsigned char *p = r.cert.p;
+    X509 *x = d2i_X509(NULL, &p, (long)r.cert.len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(x);
+    FILE *f = fopen(out, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    CU_ASSERT(PEM_write_X509(f, x) == 1);
+    fclose(f);
+    X509_free(x);
+    return r.status;
+}
+
+/* `openssl verify` of a certificate file against one CA file: its exit status */
+static int openssl_verify(const char *ca_file, const char *cert_file)
+{
+    return cf_sh("openssl verify -CAfile '%s' '%s' >/dev/null 2>&1", ca_file, cert_file);
+}
+
+/* The published CRL dir/NAME.crl, once it is issued by `ca`, its
+ * signature verifies with ca's key and (revoked not NULL) it lists that
+ * certificate (bounded: 10 s). */
+static bool crl_lists(const char *name, const X509 *ca, X509 *revoked)
+{
+    char path[400];
+    snprintf(path, sizeof(path), "%s/%s.crl", CRL_DIR, name);
+    for (int i = 0; i < 200; i++) {
+        FILE *f = fopen(path, "rb");
+        X509_CRL *crl = f ? d2i_X509_CRL_fp(f, NULL) : NULL;
+        if (f)
+            fclose(f);
+        X509_REVOKED *rv = NULL;
+        bool ok = crl && X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(ca)) == 0 &&
+                  X509_CRL_verify(crl, X509_get0_pubkey(ca)) == 1 &&
+                  (!revoked || X509_CRL_get0_by_cert(crl, &rv, revoked) == 1);
+        X509_CRL_free(crl);
+        if (ok)
+            return true;
+        usleep(50000);
+    }
+    fprintf(stderr, "\nno %s issued by the expected CA%s\n", path,
+            revoked ? " listing the revoked certificate" : "");
+    return false;
+}
+
+static bool crl_published_by(const char *name, const X509 *ca)
+{
+    return crl_lists(name, ca, NULL);
+}
+
+static void crl_section(char *buf, size_t len)
+{
+    snprintf(
+        buf, len,
+        "crl = { dir = \"%s\"; interval = \"1h\"; validity = \"1d\"; revoke_delay = \"1s\"; };",
+        CRL_DIR);
+}
+
+/* The issuing CA's certificate renewed on the same key: under a new path,
+ * then overwritten in place; no restart. */
+static void test_issuer_renewed(void)
+{
+    char extra[600], cert[400], g2[400], iss[1000], want[600];
+    crl_section(extra, sizeof(extra));
+    snprintf(cert, sizeof(cert), "%s/renewed-leaf.pem", H.dir);
+    snprintf(g2, sizeof(g2), "%s/ca-g2.pem", H.dir);
+    conf_opts o = {.extra = extra, .grants = GRANT_ALL};
+    start(&o);
+    cf_client *c = client();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_EQUAL_FATAL(issue_under(c, "nf", 0, CA, cert), CF_ST_OK);
+    CU_ASSERT_EQUAL(openssl_verify(CA_PEM, cert), 0);
+
+    /* renewed: a new certificate (new name) for the same key, a new file */
+    CU_ASSERT_EQUAL_FATAL(make_ca("ca", "Reload Test CA G2", g2, false), 0);
+    X509 *x2 = read_pem(g2);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(x2);
+    snprintf(iss, sizeof(iss), "( { name = \"ca\"; key = \"ca\"; certificate = \"%s\"; } )", g2);
+    o.issuers = iss;
+    write_conf(RCONF, &o);
+    CU_ASSERT_FATAL(hup_expect("event=reloaded generation=2 grants=1 profiles=2 issuers=1 "
+                               "issuers_changed=1 "));
+    CU_ASSERT_TRUE(log_has(D.log, "event=issuer_reloaded issuer=ca change=certificate key=ca "));
+    snprintf(want, sizeof(want),
+             "config reloaded from %s: 1 grants, 2 profiles, 1 issuers (1 "
+             "changed), ",
+             RCONF);
+    CU_ASSERT_TRUE(log_has(D.log, want));
+    /* on the connection opened before the reload: chained to G2 */
+    CU_ASSERT_EQUAL_FATAL(issue_under(c, "nf", 1, x2, cert), CF_ST_OK);
+    CU_ASSERT_EQUAL(openssl_verify(g2, cert), 0);
+    CU_ASSERT_NOT_EQUAL(openssl_verify(CA_PEM, cert), 0);
+    /* the CRL publisher moved to the new issuers: a CRL by G2 at once */
+    CU_ASSERT(crl_published_by("ca", x2));
+
+    /* renewed again, the same path overwritten: re-read on SIGHUP */
+    CU_ASSERT_EQUAL_FATAL(make_ca("ca", "Reload Test CA G3", g2, true), 0);
+    X509 *x3 = read_pem(g2);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(x3);
+    CU_ASSERT_FATAL(hup_expect("event=reloaded generation=3 grants=1 profiles=2 issuers=1 "
+                               "issuers_changed=1 "));
+    CU_ASSERT_EQUAL_FATAL(issue_under(c, "nf", 2, x3, cert), CF_ST_OK);
+    CU_ASSERT_EQUAL(openssl_verify(g2, cert), 0); /* the file now holds G3 */
+    CU_ASSERT(crl_published_by("ca", x3));
+    /* nothing changed: said so */
+    CU_ASSERT_FATAL(hup_expect("event=reloaded generation=4 grants=1 profiles=2 issuers=1 "
+                               "issuers_changed=0 "));
+    CU_ASSERT_EQUAL(log_count(D.log, "event=issuer_reloaded"), 2);
+    CU_ASSERT_EQUAL(log_count(D.log, "event=conn_close"), 0);
+    X509_free(x2);
+    X509_free(x3);
+    cf_client_close(c);
+    daemon_stop_clean(&D);
+}
+
+/* An issuer added on a key certforged holds, with a profile that uses it;
+ * then removed again. */
+static void test_issuer_added(void)
+{
+    char extra[600], cert[400];
+    crl_section(extra, sizeof(extra));
+    snprintf(cert, sizeof(cert), "%s/added-leaf.pem", H.dir);
+    conf_opts o = {.extra = extra};
+    start(&o);
+    cf_client *c = client();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_EQUAL(issue(c, "nf", 0, NULL), CF_ST_OK);
+    X509 *ca2 = read_pem(CA2_PEM);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ca2);
+
+    char grant[600];
+    snprintf(grant, sizeof(grant),
+             "( { uid = %u; profiles = [\"nf\", \"nf3\"]; ops = [\"issue\", \"status\", "
+             "\"revoke\"]; } )",
+             (unsigned)getuid());
+    conf_opts b = {
+        .extra = extra, .issuers = ISS_CA2, .extra_profiles = PROF_NF3_CA2, .grants = grant};
+    write_conf(RCONF, &b);
+    CU_ASSERT_FATAL(hup_expect("event=reloaded generation=2 grants=1 profiles=3 issuers=2 "
+                               "issuers_changed=1 "));
+    CU_ASSERT_TRUE(log_has(D.log, "event=issuer_reloaded issuer=ca2 change=added key=ca "));
+    CU_ASSERT_EQUAL_FATAL(issue_under(c, "nf3", 1, ca2, cert), CF_ST_OK);
+    CU_ASSERT_EQUAL(openssl_verify(CA2_PEM, cert), 0);
+    CU_ASSERT_NOT_EQUAL(openssl_verify(CA_PEM, cert), 0);
+    CU_ASSERT_EQUAL(issue(c, "nf", 2, NULL), CF_ST_OK); /* "ca" still issues */
+    CU_ASSERT(crl_published_by("ca2", ca2));
+    /* a revocation of the added issuer's certificate: its CRL remade
+     * within revoke_delay, listing it */
+    X509 *leaf = read_pem(cert);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(leaf);
+    const ASN1_INTEGER *sn = X509_get0_serialNumber(leaf);
+    cf_response r;
+    CU_ASSERT_EQUAL_FATAL(
+        cf_revoke_one(c, sn->data, (size_t)sn->length, 1, (cf_str){"test_reload", 11}, 10000, &r),
+        0);
+    CU_ASSERT_EQUAL(r.status, CF_ST_OK);
+    CU_ASSERT(crl_lists("ca2", ca2, leaf));
+    X509_free(leaf);
+
+    /* removed again (its profile with it) */
+    write_conf(RCONF, &o);
+    CU_ASSERT_FATAL(hup_expect("event=reloaded generation=3 grants=1 profiles=2 issuers=1 "
+                               "issuers_changed=1 "));
+    CU_ASSERT_TRUE(log_has(D.log, "event=issuer_reloaded issuer=ca2 change=removed key=ca"));
+    CU_ASSERT_EQUAL(issue(c, "nf3", 3, NULL), CF_ST_UNAUTHORIZED);
+    CU_ASSERT_EQUAL(issue(c, "nf", 4, NULL), CF_ST_OK);
+    X509_free(ca2);
+    cf_client_close(c);
+    daemon_stop_clean(&D);
+}
+
 /* ------------------------------------------------------------ concurrency */
 
 typedef struct load_arg {
@@ -463,12 +720,18 @@ out:
 
 static void test_reload_under_load(void)
 {
-    /* A: nf granted, no nf3. B: nf3 added and granted, debug logging. */
-    conf_opts a = {.server = "io_threads = 2;"};
+    /* A: nf granted, no nf3. B: issuer "ca" renewed (another certificate
+     * of its key), issuer "ca2" added with nf3 on it, granted, debug
+     * logging. Both publish CRLs: the publisher moves between the sets. */
+    char crl[600], extra_b[700];
+    crl_section(crl, sizeof(crl));
+    snprintf(extra_b, sizeof(extra_b), "%s\nlog = { level = \"debug\"; };", crl);
+    conf_opts a = {.server = "io_threads = 2;", .extra = crl};
     conf_opts b = {.server = "io_threads = 2;",
-                   .extra_profiles = PROF_NF3,
+                   .issuers = ISS_LOAD,
+                   .extra_profiles = PROF_NF3_CA2,
                    .grants = GRANT_NF3,
-                   .extra = "log = { level = \"debug\"; };"};
+                   .extra = extra_b};
     start(&a);
     enum { NT = 5, PER = 400 };
     pthread_t th[NT];
@@ -528,7 +791,7 @@ static void test_reload_under_load(void)
 
 static void test_no_pin_in_logs(void)
 {
-    dh_assert_no_pin_in_logs(PIN, 6);
+    dh_assert_no_pin_in_logs(PIN, 8);
 }
 
 int main(int argc, char **argv)
@@ -539,6 +802,8 @@ int main(int argc, char **argv)
         {"broken and restart-only configs refused", test_refused},
         {"log level reloaded", test_log_level},
         {"CRL settings reloaded", test_crl_settings},
+        {"issuer certificate renewed on the same key", test_issuer_renewed},
+        {"issuer added and removed on an existing key", test_issuer_added},
         {"SIGHUPs during issuance", test_reload_under_load},
         {"no PIN in any log", test_no_pin_in_logs},
     };

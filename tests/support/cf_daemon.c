@@ -117,6 +117,12 @@ void write_conf(const char *path, const conf_opts *o)
         snprintf(grants, sizeof(grants),
                  "( { uid = %u; profiles = [\"nf\"]; ops = [\"issue\", \"status\", \"keys\"]; } )",
                  (unsigned)getuid());
+    char issuers[1500];
+    if (o->issuers)
+        snprintf(issuers, sizeof(issuers), "%s", o->issuers);
+    else
+        snprintf(issuers, sizeof(issuers),
+                 "( { name = \"ca\"; key = \"ca\"; certificate = \"%s\"; } )", CA_PEM);
     char ledger[1024];
     if (o->ledger)
         snprintf(ledger, sizeof(ledger), "%s", o->ledger);
@@ -130,7 +136,7 @@ void write_conf(const char *path, const conf_opts *o)
         "tokens = ( { name = \"ca\"; uri = "
         "\"pkcs11:token=%s?module-path=%s&pin-source=file:%s\"; } );\n"
         "keys = ( { name = \"ca\"; token = \"ca\"; uri = \"pkcs11:object=ca\"; }%s );\n"
-        "issuers = ( { name = \"ca\"; key = \"ca\"; certificate = \"%s\"; } );\n"
+        "issuers = %s;\n"
         "profiles = (\n"
         "  { name = \"nf\"; type = \"nf\"; issuer = \"ca\";\n"
         "    subject = { C = \"FI\"; O = \"5gc.mnc001.mcc001.3gppnetwork.org\"; };\n"
@@ -145,7 +151,7 @@ void write_conf(const char *path, const conf_opts *o)
         "grants = %s;\n"
         "%s%s\n",
         DH_TOKEN, o->shim ? CF_SHIM_PATH : H.module, H.pin_file, o->extra_keys ? o->extra_keys : "",
-        CA_PEM, o->extra_profiles ? o->extra_profiles : "",
+        issuers, o->extra_profiles ? o->extra_profiles : "",
         o->pipeline ? o->pipeline : "workers = 2; queue = 4096; batch = 16;",
         o->socket ? o->socket : SOCK, o->server ? o->server : "", grants, ledger,
         o->extra ? o->extra : "");

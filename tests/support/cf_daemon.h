@@ -37,6 +37,7 @@ typedef struct conf_opts {
     bool shim;
     const char *extra_keys; /* more entries of keys = ( ... ), with a leading comma */
     const char *extra_profiles; /* more entries of profiles = ( ... ), with a leading comma */
+    const char *issuers;        /* the whole issuers list, or NULL: "ca" on key "ca" with CA_PEM */
     const char *extra;      /* more top-level settings (e.g. a crl section) */
     const char *ledger_path; /* the SQLite ledger (default: H.dir/ledger.db) */
 } conf_opts;
