@@ -14,7 +14,8 @@
  *             calls written (/proc/self/io wchar, syscw), bytes sent to
  *             and read from storage (write_bytes, read_bytes), user and
  *             system CPU (getrusage) and wall time — wall minus CPU is
- *             mostly fsync wait;
+ *             mostly fsync wait (SQLite; on PostgreSQL the I/O and CPU
+ *             are the server's, so only wall time means anything there);
  *           - lookup latency: ledger_find of random recorded serials
  *             (what `certforge ledger show SERIAL` does), p50/p99;
  *           - bytes on disk per certificate (SQLite: database + WAL after a
