@@ -9,7 +9,13 @@
  *           10 000 rows per transaction, no signing: fast), then measure
  *           - insert rate: transactions of 64 rows (what certforged's
  *             recorder commits under load), synchronous durability as
- *             configured for certforged, for --seconds;
+ *             configured for certforged, for --seconds; and where its
+ *             time went, per transaction (the "ins-io" line): bytes and
+ *             calls written (/proc/self/io wchar, syscw), bytes sent to
+ *             and read from storage (write_bytes, read_bytes), user and
+ *             system CPU (getrusage) and wall time — wall minus CPU is
+ *             mostly fsync wait (SQLite; on PostgreSQL the I/O and CPU
+ *             are the server's, so only wall time means anything there);
  *           - lookup latency: ledger_find of random recorded serials
  *             (what `certforge ledger show SERIAL` does), p50/p99;
  *           - bytes on disk per certificate (SQLite: database + WAL after a
@@ -46,6 +52,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -231,6 +238,37 @@ static double disk_bytes(scale *s)
     return v;
 }
 
+/* What the insert run costs this process (/proc/self/io and getrusage):
+ * write() bytes and calls, bytes sent to storage, CPU. */
+typedef struct io_mark {
+    double wchar, syscw, write_bytes, read_bytes, user_s, sys_s;
+} io_mark;
+
+static void io_now(io_mark *m)
+{
+    memset(m, 0, sizeof(*m));
+    FILE *f = fopen("/proc/self/io", "r");
+    char k[64];
+    unsigned long long v;
+    while (f && fscanf(f, "%63[^:]: %llu\n", k, &v) == 2) {
+        if (strcmp(k, "wchar") == 0)
+            m->wchar = (double)v;
+        else if (strcmp(k, "syscw") == 0)
+            m->syscw = (double)v;
+        else if (strcmp(k, "write_bytes") == 0)
+            m->write_bytes = (double)v;
+        else if (strcmp(k, "read_bytes") == 0)
+            m->read_bytes = (double)v;
+    }
+    if (f)
+        fclose(f);
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0) {
+        m->user_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
+        m->sys_s = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    }
+}
+
 static int growth_point(scale *s, size_t n)
 {
     if (record_rows(s, n, FILL_TX) != 0 || revoke_upto(s, s->rows / 1000) != 0)
@@ -238,12 +276,17 @@ static int growth_point(scale *s, size_t n)
     size_t at = s->rows;
     double bytes = disk_bytes(s);
     /* insert rate: transactions of INSERT_TX rows for s->seconds */
+    io_mark io0, io1;
+    io_now(&io0);
     double t0 = bench_now();
     size_t before = s->rows;
     while (bench_now() - t0 < s->seconds)
         if (record_rows(s, s->rows + INSERT_TX, INSERT_TX) != 0)
             return -1;
-    double ins = (double)(s->rows - before) / (bench_now() - t0);
+    double wall = bench_now() - t0;
+    double ins = (double)(s->rows - before) / wall;
+    io_now(&io1);
+    double tx = (double)(s->rows - before) / INSERT_TX;
     /* lookups of random recorded serials */
     uint64_t lat[LOOKUPS];
     char err[512];
@@ -272,6 +315,13 @@ static int growth_point(scale *s, size_t n)
     printf("growth  %10zu %10.0f %9.1f %9.1f %10.0f %8zu %10.1f\n", at, ins,
            nl ? (double)lat[nl / 2] / 1e3 : 0.0, nl ? (double)lat[nl * 99 / 100] / 1e3 : 0.0,
            at ? bytes / (double)at : 0.0, listed, list_ms);
+    /* where the insert run's time went, per 64-row transaction */
+    printf("ins-io  %10zu %10.0f KiB written (write), %.0f KiB to storage, %.0f KiB read from "
+           "storage, %.1f write calls, user %.0f us, sys %.0f us, wall %.0f us per tx\n",
+           at, (io1.wchar - io0.wchar) / 1024 / tx, (io1.write_bytes - io0.write_bytes) / 1024 / tx,
+           (io1.read_bytes - io0.read_bytes) / 1024 / tx, (io1.syscw - io0.syscw) / tx,
+           (io1.user_s - io0.user_s) * 1e6 / tx, (io1.sys_s - io0.sys_s) * 1e6 / tx,
+           wall * 1e6 / tx);
     fflush(stdout);
     return 0;
 }

@@ -29,7 +29,7 @@
 
 /* The schema this code writes (schema_version table). A database with a
  * newer version is refused; an older one is migrated at open. */
-#define LEDGER_SCHEMA_VERSION 2
+#define LEDGER_SCHEMA_VERSION 3
 
 typedef enum ledger_backend {
     LEDGER_SQLITE,

@@ -314,7 +314,9 @@ static void test_schema(void)
         snprintf(sql, sizeof(sql), "SELECT count(*) || ' ' || max(version) FROM %s.schema_version",
                  sch);
         pg_value(sql, v, sizeof(v));
-        CU_ASSERT_STRING_EQUAL(v, "1 2");
+        char want[16];
+        snprintf(want, sizeof(want), "1 %d", LEDGER_SCHEMA_VERSION);
+        CU_ASSERT_STRING_EQUAL(v, want);
         snprintf(sql, sizeof(sql),
                  "SELECT string_agg(table_name, ',' ORDER BY table_name) FROM "
                  "information_schema.tables WHERE table_schema = '%s'",
@@ -355,7 +357,7 @@ static void test_schema(void)
     l = NULL;
     CU_ASSERT_EQUAL(ledger_open(&o, &l, err, sizeof(err)), -1);
     CU_ASSERT_PTR_NULL(l);
-    CU_ASSERT_PTR_NOT_NULL(strstr(err, "schema version 99 is newer than this certforge's (2)"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "schema version 99 is newer than this certforge's (3)"));
     CU_ASSERT_PTR_NOT_NULL(strstr(err, PG ? "postgresql host=" : p));
 }
 
@@ -406,7 +408,7 @@ static void test_migrate_v1(void)
     }
     ledger *l = open_rw("v1.db");
     CU_ASSERT_PTR_NOT_NULL_FATAL(l);
-    CU_ASSERT_EQUAL(ledger_schema_version(l), 2);
+    CU_ASSERT_EQUAL(ledger_schema_version(l), LEDGER_SCHEMA_VERSION);
     CU_ASSERT_EQUAL(count(l, NULL), 1);
     uint64_t n = 0;
     CU_ASSERT_EQUAL(ledger_crl_next_number(l, "nf-ca", &n, err, sizeof(err)), 0);
@@ -843,6 +845,265 @@ static void test_revoke(void)
     ledger_close(l);
 }
 
+/* The serials ledger_list gives, in its order. */
+typedef struct serial_list {
+    int n;
+    char serial[8][48];
+} serial_list;
+
+static int serial_cb(const ledger_rec *r, void *arg)
+{
+    serial_list *sl = arg;
+    if (sl->n < 8)
+        snprintf(sl->serial[sl->n], sizeof(sl->serial[0]), "%s", r->serial);
+    sl->n++;
+    return 0;
+}
+
+/* The names of the ledger's revoked-row indexes, comma-separated. */
+static void revoked_indexes(const char *name, char *out, size_t len)
+{
+    out[0] = 0;
+    if (PG) {
+        char sch[64], sql[512];
+        pg_schema(name, sch, sizeof(sch));
+        snprintf(sql, sizeof(sql),
+                 "SELECT coalesce(string_agg(indexname, ',' ORDER BY indexname), '') FROM "
+                 "pg_indexes WHERE schemaname = '%s' AND tablename = 'certificates' AND "
+                 "indexname LIKE 'certificates_revoked%%'",
+                 sch);
+        pg_value(sql, out, len);
+        return;
+    }
+    char p[600];
+    db_path(name, p, sizeof(p));
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_open(p, &db) == SQLITE_OK &&
+        sqlite3_prepare_v2(db,
+                           "SELECT coalesce(group_concat(name, ','), '') FROM (SELECT name FROM "
+                           "sqlite_master WHERE type = 'index' AND tbl_name = 'certificates' "
+                           "AND name LIKE 'certificates_revoked%' ORDER BY name)",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        snprintf(out, len, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+/* A version-2 database (as certforge wrote it before the partial revoked
+ * indexes) is migrated at open to version 3: its rows intact, the
+ * (issuer_key, status) index replaced by the two partial ones; a version-4
+ * database is then refused. */
+static void test_migrate_v2(void)
+{
+    /* schema version 2, as ledger_sqlite.c / ledger_pg.c created it; %s:
+     * the SQL types that differ (integer, blob) */
+    static const char v2[] =
+        "CREATE TABLE schema_version (version INTEGER NOT NULL);"
+        "CREATE TABLE certificates (serial TEXT NOT NULL UNIQUE, profile TEXT NOT NULL,"
+        " issuer_key TEXT NOT NULL, subject TEXT NOT NULL, sans TEXT NOT NULL,"
+        " nf_instance_id TEXT, not_before %1$s NOT NULL, not_after %1$s NOT NULL,"
+        " cert %2$s NOT NULL, requester_uid %1$s, requester TEXT,"
+        " issued_at_ms %1$s NOT NULL, status TEXT NOT NULL DEFAULT 'valid'"
+        " CHECK (status IN ('valid', 'revoked')), revoked_at %1$s, revocation_reason TEXT);"
+        "CREATE INDEX certificates_profile ON certificates (profile);"
+        "CREATE INDEX certificates_nf_instance_id ON certificates (nf_instance_id);"
+        "CREATE INDEX certificates_not_after ON certificates (not_after);"
+        "INSERT INTO schema_version (version) VALUES (1);"
+        "CREATE TABLE sign_records (id %3$s, key TEXT NOT NULL, mechanism TEXT NOT NULL,"
+        " digest %2$s NOT NULL, requester_uid %1$s, requester TEXT, signed_at_ms %1$s NOT NULL);"
+        "CREATE INDEX sign_records_key ON sign_records (key, id);"
+        "CREATE TABLE crl_numbers (issuer_key TEXT PRIMARY KEY, last %1$s NOT NULL);"
+        "CREATE TABLE crls (issuer_key TEXT NOT NULL, number %1$s NOT NULL,"
+        " this_update %1$s NOT NULL, next_update %1$s NOT NULL, der %2$s NOT NULL,"
+        " PRIMARY KEY (issuer_key, number));"
+        "CREATE INDEX certificates_revoked ON certificates (issuer_key, status);"
+        "UPDATE schema_version SET version = 2;"
+        "INSERT INTO certificates (serial, profile, issuer_key, subject, sans, not_before,"
+        " not_after, cert, issued_at_ms, status, revoked_at, revocation_reason) VALUES"
+        " ('0a', 'nf', 'nf-ca', 'C=FI', '', 1, 2000000000, %4$s, 3, 'valid', NULL, NULL),"
+        " ('0b', 'nf', 'nf-ca', 'C=FI', '', 1, 2000000000, %4$s, 5, 'revoked', 1700000000,"
+        " 'keyCompromise'),"
+        " ('0c', 'nf', 'other-ca', 'C=FI', '', 1, 2000000000, %4$s, 4, 'revoked', 1700000001,"
+        " 'superseded');"
+        "INSERT INTO crl_numbers (issuer_key, last) VALUES ('nf-ca', 7);";
+    char sql[4096], err[512], p[600], sch[64] = "";
+    if (PG) {
+        pg_fresh("v2.db");
+        pg_schema("v2.db", sch, sizeof(sch));
+        int n = snprintf(sql, sizeof(sql), "SET search_path = %s;", sch);
+        snprintf(sql + n, sizeof(sql) - (size_t)n, v2, "BIGINT", "BYTEA",
+                 "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "'\\x30'");
+        CU_ASSERT_EQUAL_FATAL(pg_sql(sql), 0);
+    } else {
+        snprintf(sql, sizeof(sql), v2, "INTEGER", "BLOB", "INTEGER PRIMARY KEY", "x'30'");
+        db_path("v2.db", p, sizeof(p));
+        sqlite3 *db = NULL;
+        CU_ASSERT_EQUAL_FATAL(sqlite3_open(p, &db), SQLITE_OK);
+        CU_ASSERT_EQUAL(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+    }
+    char idx[256];
+    revoked_indexes("v2.db", idx, sizeof(idx));
+    CU_ASSERT_STRING_EQUAL(idx, "certificates_revoked");
+    ledger *l = open_rw("v2.db");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(l);
+    CU_ASSERT_EQUAL(ledger_schema_version(l), 3);
+    /* the rows, the revocations and the cRLNumber are intact */
+    CU_ASSERT_EQUAL(count(l, NULL), 3);
+    serial_list sl = {0};
+    ledger_filter f = {.revoked_only = true};
+    CU_ASSERT_EQUAL(ledger_list(l, &f, serial_cb, &sl, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL_FATAL(sl.n, 2);
+    CU_ASSERT_STRING_EQUAL(sl.serial[0], "0c"); /* issued_at_ms 4, then 5 */
+    CU_ASSERT_STRING_EQUAL(sl.serial[1], "0b");
+    revoked_list rl = {0};
+    CU_ASSERT_EQUAL(ledger_list_revoked(l, "nf-ca", 0, revoked_cb, &rl, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL_FATAL(rl.n, 1);
+    CU_ASSERT_STRING_EQUAL(rl.serial[0], "0b");
+    CU_ASSERT_EQUAL(rl.at[0], 1700000000);
+    CU_ASSERT_EQUAL(rl.reason[0], 1);
+    uint64_t num = 0;
+    CU_ASSERT_EQUAL(ledger_crl_next_number(l, "nf-ca", &num, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(num, 8);
+    /* a revocation after the migration is in the new indexes too */
+    int64_t at = 0;
+    int reason = 0;
+    CU_ASSERT_EQUAL(ledger_revoke(l, "0a", 4, 1800000000, &at, &reason, err, sizeof(err)), 0);
+    memset(&rl, 0, sizeof(rl));
+    CU_ASSERT_EQUAL(ledger_list_revoked(l, "nf-ca", 0, revoked_cb, &rl, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL_FATAL(rl.n, 2);
+    CU_ASSERT_STRING_EQUAL(rl.serial[0], "0a");
+    CU_ASSERT_STRING_EQUAL(rl.serial[1], "0b");
+    ledger_close(l);
+    revoked_indexes("v2.db", idx, sizeof(idx));
+    CU_ASSERT_STRING_EQUAL(idx, "certificates_revoked_issued,certificates_revoked_issuer");
+    /* a version-4 database (a later certforge's) is refused, untouched */
+    if (PG) {
+        snprintf(sql, sizeof(sql), "UPDATE %s.schema_version SET version = 4", sch);
+        CU_ASSERT_EQUAL(pg_sql(sql), 0);
+    } else {
+        sqlite3 *db = NULL;
+        CU_ASSERT_EQUAL_FATAL(sqlite3_open(p, &db), SQLITE_OK);
+        CU_ASSERT_EQUAL(
+            sqlite3_exec(db, "UPDATE schema_version SET version = 4", NULL, NULL, NULL),
+            SQLITE_OK);
+        sqlite3_close(db);
+    }
+    char buf[600];
+    ledger_opts o = opts_for("v2.db", buf, sizeof(buf), false);
+    l = NULL;
+    CU_ASSERT_EQUAL(ledger_open(&o, &l, err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NULL(l);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "schema version 4 is newer than this certforge's (3)"));
+    revoked_indexes("v2.db", idx, sizeof(idx));
+    CU_ASSERT_STRING_EQUAL(idx, "certificates_revoked_issued,certificates_revoked_issuer");
+}
+
+/* The query plans of the two revoked listings, as the backends run them
+ * (the SQL here is ledger_sqlite.c's / ledger_pg.c's): neither reads the
+ * table. SQLite: EXPLAIN QUERY PLAN names the partial index (a plain
+ * "SCAN certificates" line is a full scan; "SCAN certificates USING INDEX
+ * certificates_revoked_issued" walks the partial index, which holds only
+ * revoked rows). PostgreSQL: with sequential scans disabled, so that the
+ * check does not depend on table statistics: it shows that a partial index
+ * is usable for each query (the planner must prove the index's WHERE from
+ * the query's); which one the CRL query picks on an empty table is an
+ * estimate, so only the listing's index is named. */
+static void test_revoked_plans(void)
+{
+    static const char listing[] =
+        "SELECT serial, profile, issuer_key, subject, sans, nf_instance_id, not_before, "
+        "not_after, cert, requester_uid, requester, issued_at_ms, status, revoked_at, "
+        "revocation_reason FROM certificates WHERE 1 AND status = 'revoked' ORDER BY "
+        "issued_at_ms, serial";
+    static const char crl_sqlite[] =
+        "SELECT serial, revoked_at, revocation_reason FROM certificates "
+        "WHERE issuer_key = ?1 AND status = 'revoked' AND not_after >= ?2 "
+        "ORDER BY length(serial), serial";
+    ledger *l = open_rw("plans.db");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(l);
+    ledger_close(l);
+    char plan[2][2048] = {"", ""};
+    if (PG) {
+        char sch[64], sql[1024];
+        pg_schema("plans.db", sch, sizeof(sch));
+        PGconn *c = pg_side(PG_CI);
+        snprintf(sql, sizeof(sql), "SET search_path = %s; SET enable_seqscan = off", sch);
+        PQclear(PQexec(c, sql));
+        const char *q[2] = {"EXPLAIN SELECT serial FROM certificates WHERE true AND "
+                            "status = 'revoked' ORDER BY issued_at_ms, serial",
+                            "EXPLAIN SELECT serial, revoked_at, revocation_reason FROM "
+                            "certificates WHERE issuer_key = 'nf-ca' AND status = 'revoked' "
+                            "AND not_after >= 0 ORDER BY length(serial), serial"};
+        for (int i = 0; i < 2; i++) {
+            PGresult *r = PQexec(c, q[i]);
+            CU_ASSERT_EQUAL(PQresultStatus(r), PGRES_TUPLES_OK);
+            for (int j = 0; PQresultStatus(r) == PGRES_TUPLES_OK && j < PQntuples(r); j++) {
+                size_t n = strlen(plan[i]);
+                snprintf(plan[i] + n, sizeof(plan[i]) - n, "%s\n", PQgetvalue(r, j, 0));
+            }
+            PQclear(r);
+        }
+        PQfinish(c);
+        /* which of the two (equally small, on this empty table) the CRL
+         * query picks is the planner's estimate: only that it is one */
+        CU_ASSERT_PTR_NOT_NULL(strstr(plan[0], "certificates_revoked_issued"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(plan[1], "using certificates_revoked_"));
+        CU_ASSERT_PTR_NULL(strstr(plan[0], "Seq Scan"));
+        CU_ASSERT_PTR_NULL(strstr(plan[1], "Seq Scan"));
+        /* and they are partial: only the revoked rows */
+        char v[64];
+        snprintf(sql, sizeof(sql),
+                 "SELECT count(*) FROM pg_indexes WHERE schemaname = '%s' AND indexname IN "
+                 "('certificates_revoked_issued', 'certificates_revoked_issuer') AND "
+                 "indexdef LIKE '%% WHERE (status = ''revoked''::text)'",
+                 sch);
+        pg_value(sql, v, sizeof(v));
+        CU_ASSERT_STRING_EQUAL(v, "2");
+    } else {
+        char p[600];
+        db_path("plans.db", p, sizeof(p));
+        sqlite3 *db = NULL;
+        CU_ASSERT_EQUAL_FATAL(sqlite3_open(p, &db), SQLITE_OK);
+        const char *q[2] = {listing, crl_sqlite};
+        for (int i = 0; i < 2; i++) {
+            char sql[1024];
+            snprintf(sql, sizeof(sql), "EXPLAIN QUERY PLAN %s", q[i]);
+            sqlite3_stmt *st = NULL;
+            CU_ASSERT_EQUAL_FATAL(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+            while (sqlite3_step(st) == SQLITE_ROW) {
+                const char *d = (const char *)sqlite3_column_text(st, 3);
+                size_t n = strlen(plan[i]);
+                snprintf(plan[i] + n, sizeof(plan[i]) - n, "%s\n", d ? d : "");
+                /* a full table scan is "SCAN certificates" with nothing after */
+                CU_ASSERT_STRING_NOT_EQUAL(d ? d : "", "SCAN certificates");
+            }
+            sqlite3_finalize(st);
+        }
+        /* and they are partial: only the revoked rows */
+        sqlite3_stmt *st = NULL;
+        int partial = 0;
+        CU_ASSERT_EQUAL(sqlite3_prepare_v2(db, "PRAGMA index_list(certificates)", -1, &st, NULL),
+                        SQLITE_OK);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            const char *name = (const char *)sqlite3_column_text(st, 1);
+            if (strncmp(name, "certificates_revoked_", 21) == 0)
+                partial += sqlite3_column_int(st, 4) == 1;
+        }
+        sqlite3_finalize(st);
+        CU_ASSERT_EQUAL(partial, 2);
+        sqlite3_close(db);
+        CU_ASSERT_PTR_NOT_NULL(strstr(plan[0], "USING INDEX certificates_revoked_issued"));
+        /* the listing's order comes from the index: no sort */
+        CU_ASSERT_PTR_NULL(strstr(plan[0], "TEMP B-TREE"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(plan[1], "USING INDEX certificates_revoked_issuer (issuer_key=?)"));
+    }
+    if (CU_get_number_of_failures())
+        fprintf(stderr, "\nplans:\n%s%s", plan[0], plan[1]);
+}
+
 typedef struct crl_seen {
     uint64_t number;
     int64_t this_update, next_update;
@@ -1249,6 +1510,8 @@ int main(int argc, char **argv)
         {"schema created, version, newer refused", test_schema},
         {"open errors name the path and reason", test_open_errors},
         {"a version-1 database is migrated", test_migrate_v1},
+        {"a version-2 database is migrated; version 4 refused", test_migrate_v2},
+        {"the revoked listings use the partial indexes", test_revoked_plans},
         {"revocation", test_revoke},
         {"cRLNumbers and stored CRLs", test_crl_numbers},
         {"SIGN records", test_sign_records},
@@ -1263,6 +1526,8 @@ int main(int argc, char **argv)
         {"schema created, version, newer refused", test_schema},
         {"open errors name the path and reason", test_open_errors_pg},
         {"a version-1 database is migrated", test_migrate_v1},
+        {"a version-2 database is migrated; version 4 refused", test_migrate_v2},
+        {"the revoked listings use the partial indexes", test_revoked_plans},
         {"revocation", test_revoke},
         {"cRLNumbers and stored CRLs", test_crl_numbers},
         {"SIGN records", test_sign_records},
