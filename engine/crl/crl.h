@@ -31,6 +31,12 @@
 #include "engine/ledger/ledger.h"
 #include "engine/signer/signer.h"
 
+/* The largest CRL whose DER the ledger's crls row keeps (the largest frame
+ * the CRL op can answer, CFG_MAX_FRAME_MAX): a larger CRL's row holds its
+ * number and times with an empty der, and the CRL is read from the publish
+ * folder (docs/crl.md, "Memory"). */
+#define CRL_LEDGER_MAX (1u << 20)
+
 typedef struct crl_made {
     unsigned shard;
     uint64_t number;
