@@ -18,7 +18,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -312,7 +311,7 @@ typedef struct sink {
     int fd;
     EVP_MD_CTX *md;
     size_t used;
-    uint8_t buf[CRL_STREAM_BUF];
+    uint8_t *buf; /* CRL_STREAM_BUF octets */
 } sink;
 
 static int write_all(int fd, const uint8_t *p, size_t n)
@@ -344,9 +343,9 @@ static int sink_flush(sink *s)
 static int sink_put(sink *s, const uint8_t *p, size_t n)
 {
     while (n) {
-        if (s->used == sizeof(s->buf) && sink_flush(s) != 0)
+        if (s->used == CRL_STREAM_BUF && sink_flush(s) != 0)
             return -1;
-        size_t k = sizeof(s->buf) - s->used < n ? sizeof(s->buf) - s->used : n;
+        size_t k = CRL_STREAM_BUF - s->used < n ? CRL_STREAM_BUF - s->used : n;
         memcpy(s->buf + s->used, p, k);
         s->used += k;
         p += k;
@@ -460,7 +459,8 @@ static int make_streamed(const iss_issuer *is, unsigned shard, sgn_service *sgn,
     bool numbered = false;
     int fd = -1, rc = -1;
     EVP_MD_CTX *mdc = EVP_MD_CTX_new();
-    sink *s2 = malloc(sizeof(*s2));
+    sink *s2 = calloc(1, sizeof(*s2));
+    uint8_t *sbuf = malloc(CRL_STREAM_BUF);
     size_t head_cap = 64 + is->dn.len + sigalg_len, exts_cap = 512 + CFG_URL_MAX + 16;
     uint8_t *head = malloc(head_cap), *exts = malloc(exts_cap);
     uint8_t md[EVP_MAX_MD_SIZE];
@@ -468,7 +468,7 @@ static int make_streamed(const iss_issuer *is, unsigned shard, sgn_service *sgn,
     uint64_t tbs_total = 0;
     off_t reserve = 0;
     size_t nentries = 0;
-    if (!mdc || !s2 || !head || !exts) {
+    if (!mdc || !s2 || !sbuf || !head || !exts) {
         snprintf(err, errlen, "%s: out of memory", who);
         goto out;
     }
@@ -519,7 +519,8 @@ static int make_streamed(const iss_issuer *is, unsigned shard, sgn_service *sgn,
             snprintf(err, errlen, "%s: cannot write %.300s: %s", who, tmp, strerror(errno));
             goto out;
         }
-        memset(s2, 0, offsetof(sink, buf));
+        memset(s2, 0, sizeof(*s2));
+        s2->buf = sbuf;
         s2->shard = shard;
         s2->n_shards = is->crl_shards;
         s2->fd = fd;
@@ -606,7 +607,7 @@ static int make_streamed(const iss_issuer *is, unsigned shard, sgn_service *sgn,
     }
     uint64_t total = hl + content;
     if (((off_t)hl < reserve &&
-         shift_down(fd, reserve, (off_t)hl, tbs_total, s2->buf, sizeof(s2->buf)) != 0) ||
+         shift_down(fd, reserve, (off_t)hl, tbs_total, sbuf, CRL_STREAM_BUF) != 0) ||
         pwrite_all(fd, hdr, hl, 0) != 0 ||
         pwrite_all(fd, tail, tail_len, (off_t)(hl + tbs_total)) != 0 ||
         ftruncate(fd, (off_t)total) != 0) {
@@ -649,6 +650,7 @@ out:
     }
     EVP_MD_CTX_free(mdc);
     free(s2);
+    free(sbuf);
     free(head);
     free(exts);
     return rc;
