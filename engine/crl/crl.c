@@ -301,7 +301,7 @@ static bool sig_ok_digest(EVP_PKEY *pub, cf_sig_alg m, const uint8_t *md, size_t
 
 typedef struct sink {
     unsigned shard, n_shards;
-    int bad;      /* 1 a serial is not hex, 2 I/O or digest failed (errno_) */
+    int bad; /* 1 a serial is not hex, 2 I/O or digest failed (errno_) */
     int errno_;
     bool changed; /* pass 2: more octets than pass 1 counted */
     size_t n;     /* entries */
@@ -330,8 +330,8 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 
 static int sink_flush(sink *s)
 {
-    if (s->used && (EVP_DigestUpdate(s->md, s->buf, s->used) != 1 ||
-                    write_all(s->fd, s->buf, s->used) != 0)) {
+    if (s->used &&
+        (EVP_DigestUpdate(s->md, s->buf, s->used) != 1 || write_all(s->fd, s->buf, s->used) != 0)) {
         s->bad = 2;
         s->errno_ = errno;
         return -1;
@@ -446,9 +446,8 @@ static int store_from_file(ledger *l, const char *lname, uint64_t number, int64_
 
 static int make_streamed(const iss_issuer *is, unsigned shard, sgn_service *sgn, ledger *l,
                          const char *dir, const char *fname, const char *lname, const char *idp,
-                         int64_t now, uint64_t validity_s, const uint8_t *sigalg,
-                         size_t sigalg_len, const char *who, crl_made *out, char *err,
-                         size_t errlen)
+                         int64_t now, uint64_t validity_s, const uint8_t *sigalg, size_t sigalg_len,
+                         const char *who, crl_made *out, char *err, size_t errlen)
 {
     const EVP_MD *h = mech_md(is->crl_mech);
     char tmp[4200], dst[4200], why[512];
@@ -505,15 +504,14 @@ static int make_streamed(const iss_issuer *is, unsigned shard, sgn_service *sgn,
             snprintf(err, errlen, "%s: cannot encode the CRL", who);
             goto out;
         }
-        uint64_t content = head_len + exts_len +
-                           (s1.n ? der_hdr_size(DER_SEQUENCE, (size_t)s1.len) + s1.len : 0);
+        uint64_t content =
+            head_len + exts_len + (s1.n ? der_hdr_size(DER_SEQUENCE, (size_t)s1.len) + s1.len : 0);
         tbs_total = der_hdr_size(DER_SEQUENCE, (size_t)content) + content;
         /* room for the CertificateList header with the longest signature;
          * moved down once the signature's length is known */
-        reserve = (off_t)der_hdr_size(DER_SEQUENCE,
-                                      (size_t)(tbs_total + sigalg_len +
-                                               der_hdr_size(DER_BIT_STRING, CF_SIG_MAX + 1) +
-                                               CF_SIG_MAX + 1));
+        reserve = (off_t)der_hdr_size(
+            DER_SEQUENCE, (size_t)(tbs_total + sigalg_len +
+                                   der_hdr_size(DER_BIT_STRING, CF_SIG_MAX + 1) + CF_SIG_MAX + 1));
         fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
         if (fd < 0 || lseek(fd, reserve, SEEK_SET) != reserve) {
             snprintf(err, errlen, "%s: cannot write %.300s: %s", who, tmp, strerror(errno));
@@ -576,8 +574,8 @@ static int make_streamed(const iss_issuer *is, unsigned shard, sgn_service *sgn,
     uint8_t sig[CF_SIG_MAX];
     size_t siglen = 0;
     unsigned long rv = 0;
-    if (sgn_sign(sgn, is->key->idx, is->crl_mech, md, mdlen, sig, &siglen, &rv, why,
-                 sizeof(why)) != 0) {
+    if (sgn_sign(sgn, is->key->idx, is->crl_mech, md, mdlen, sig, &siglen, &rv, why, sizeof(why)) !=
+        0) {
         snprintf(err, errlen, "%s: HSM: %s", who, why);
         goto out;
     }
