@@ -37,6 +37,7 @@
  *
  *   ledger-scale [--rows 0,100000,1000000] [--crl 10000,100000]
  *                [--seconds S] [--ledger-conninfo CONNINFO] [--keep]
+ *                [--ca-key ec-p256|ec-p384|rsa-2048|rsa-3072|ed25519]
  */
 #include "bench/bench_common.h"
 #include "engine/config/config.h"
@@ -376,7 +377,7 @@ static int parse_sizes(const char *arg, size_t *out, int max)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: ledger-scale [--rows LIST] [--crl LIST] [--seconds S]\n"
-               "                    [--ledger-conninfo CONNINFO] [--keep]\n"
+               "                    [--ledger-conninfo CONNINFO] [--keep] [--ca-key TYPE]\n"
                "\n"
                "  --rows LIST     ledger sizes to measure at, ascending (default 0,100000)\n"
                "  --crl LIST      CRL sizes (revoked certificates), ascending (default 10000)\n"
@@ -384,6 +385,8 @@ static void usage(FILE *f)
                "  --ledger-conninfo CONNINFO  PostgreSQL instead of SQLite (schema\n"
                "                  certforge_bench, dropped and re-created)\n"
                "  --keep          keep the bench's folder (token, ledger) and print it\n"
+               "  --ca-key TYPE   the CA's key (default ec-p256; ec-p384, rsa-2048,\n"
+               "                  rsa-3072, ed25519): its CRLs' signature algorithm\n"
                "\n"
                "growth rows: rows, insert rows/s (64 per transaction), lookup p50 and p99 us,\n"
                "bytes per certificate on disk, revoked rows listed, list time ms.\n"
@@ -399,12 +402,14 @@ int main(int argc, char **argv)
     size_t rows[MAX_POINTS] = {0, 100000}, crls[MAX_POINTS] = {10000};
     int nrows = 2, ncrl = 1;
     bool keep = false;
+    const char *ca_key = "ec-p256";
     s->seconds = 3;
     static const struct option opts[] = {{"rows", required_argument, NULL, 'r'},
                                          {"crl", required_argument, NULL, 'c'},
                                          {"seconds", required_argument, NULL, 's'},
                                          {"ledger-conninfo", required_argument, NULL, 'p'},
                                          {"keep", no_argument, NULL, 'k'},
+                                         {"ca-key", required_argument, NULL, 'K'},
                                          {"help", no_argument, NULL, 'h'},
                                          {0, 0, 0, 0}};
     int c;
@@ -429,6 +434,13 @@ int main(int argc, char **argv)
         case 'k':
             keep = true;
             break;
+        case 'K':
+            if (strcmp(optarg, "ec-p256") != 0 && strcmp(optarg, "ec-p384") != 0 &&
+                strcmp(optarg, "rsa-2048") != 0 && strcmp(optarg, "rsa-3072") != 0 &&
+                strcmp(optarg, "ed25519") != 0)
+                goto bad;
+            ca_key = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -440,7 +452,7 @@ int main(int argc, char **argv)
         goto bad;
 
     snprintf(s->su.csr_key, sizeof(s->su.csr_key), "ec-p256");
-    snprintf(s->su.ca_key, sizeof(s->su.ca_key), "ec-p256");
+    snprintf(s->su.ca_key, sizeof(s->su.ca_key), "%s", ca_key);
     s->su.batch = 32;
     s->su.ledger_conninfo = s->conninfo;
     s->now = (int64_t)time(NULL);

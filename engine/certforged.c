@@ -372,6 +372,7 @@ static void on_crl(const iss_issuer *is, const crl_made *m, const char *err, voi
 typedef struct crl_copy {
     uint8_t *der;
     size_t len;
+    bool big;
 } crl_copy;
 
 static int copy_crl(uint64_t number, int64_t tu, int64_t nu, const uint8_t *der, size_t len,
@@ -381,6 +382,10 @@ static int copy_crl(uint64_t number, int64_t tu, int64_t nu, const uint8_t *der,
     (void)tu;
     (void)nu;
     crl_copy *c = arg;
+    if (len == 0) { /* larger than CRL_LEDGER_MAX: only its metadata is kept */
+        c->big = true;
+        return 0;
+    }
     if ((c->der = malloc(len)) != NULL) {
         memcpy(c->der, der, len);
         c->len = len;
@@ -446,6 +451,14 @@ static cf_status crl_of(certforged *a, const iss_set *iss, cf_str issuer, unsign
     if (rc == 0) {
         snprintf(msg, msglen, "no CRL made for issuer '%s' shard %u yet", is->name, shard);
         return CF_ST_NOT_FOUND;
+    }
+    if (c.big) {
+        snprintf(msg, msglen,
+                 "issuer '%s' shard %u: the CRL is larger than a frame (the ledger keeps only "
+                 "its number): fetch it from the publish folder (crl.dir), or give the issuer "
+                 "more crl_shards",
+                 is->name, shard);
+        return CF_ST_POLICY_DENIED;
     }
     if (!c.der) {
         snprintf(msg, msglen, "out of memory");

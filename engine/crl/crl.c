@@ -24,6 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
 #include <openssl/x509.h>
 
 #include "common/serial.h"
@@ -100,36 +102,38 @@ static void w_ext_end(der_w *w)
     der_w_end(w);
 }
 
-static void w_tbs(der_w *w, const iss_issuer *is, const uint8_t *sigalg, size_t sigalg_len,
-                  const entries *e, uint64_t number, int64_t this_update, int64_t next_update,
-                  const char *idp)
+/* One revokedCertificates entry. */
+static void w_entry(der_w *w, const uint8_t *serial, size_t len, int64_t at, int reason)
 {
     der_w_begin(w, DER_SEQUENCE);
+    der_w_int_mag(w, serial, len);
+    der_w_time(w, at);
+    /* §5.3.1: reasonCode unspecified SHOULD be absent */
+    if (reason != 0) {
+        der_w_begin(w, DER_SEQUENCE);
+        w_ext_begin(w, OID_REASON_CODE, sizeof(OID_REASON_CODE), false);
+        uint8_t r = (uint8_t)reason;
+        der_w_tlv(w, DER_ENUMERATED, &r, 1);
+        w_ext_end(w);
+        der_w_end(w);
+    }
+    der_w_end(w);
+}
+
+/* version .. nextUpdate: the TBSCertList's contents before revokedCertificates. */
+static void w_tbs_head(der_w *w, const iss_issuer *is, const uint8_t *sigalg, size_t sigalg_len,
+                       int64_t this_update, int64_t next_update)
+{
     der_w_uint64(w, 1); /* v2 */
     der_w_raw(w, sigalg, sigalg_len);
     der_w_raw(w, is->dn.p, is->dn.len);
     der_w_time(w, this_update);
     der_w_time(w, next_update);
-    if (e->n) { /* RFC 5280 §5.1.2.6: absent when empty */
-        der_w_begin(w, DER_SEQUENCE);
-        for (size_t i = 0; i < e->n; i++) {
-            const entry *x = &e->v[i];
-            der_w_begin(w, DER_SEQUENCE);
-            der_w_int_mag(w, x->serial, x->len);
-            der_w_time(w, x->at);
-            /* §5.3.1: reasonCode unspecified SHOULD be absent */
-            if (x->reason != 0) {
-                der_w_begin(w, DER_SEQUENCE);
-                w_ext_begin(w, OID_REASON_CODE, sizeof(OID_REASON_CODE), false);
-                uint8_t r = (uint8_t)x->reason;
-                der_w_tlv(w, DER_ENUMERATED, &r, 1);
-                w_ext_end(w);
-                der_w_end(w);
-            }
-            der_w_end(w);
-        }
-        der_w_end(w);
-    }
+}
+
+/* crlExtensions: the TBSCertList's contents after revokedCertificates. */
+static void w_tbs_exts(der_w *w, const iss_issuer *is, uint64_t number, const char *idp)
+{
     der_w_begin(w, DER_CTX_CONS(0));
     der_w_begin(w, DER_SEQUENCE);
     /* §5.2.1 authorityKeyIdentifier (keyIdentifier), non-critical */
@@ -158,6 +162,21 @@ static void w_tbs(der_w *w, const iss_issuer *is, const uint8_t *sigalg, size_t 
     }
     der_w_end(w);
     der_w_end(w);
+}
+
+static void w_tbs(der_w *w, const iss_issuer *is, const uint8_t *sigalg, size_t sigalg_len,
+                  const entries *e, uint64_t number, int64_t this_update, int64_t next_update,
+                  const char *idp)
+{
+    der_w_begin(w, DER_SEQUENCE);
+    w_tbs_head(w, is, sigalg, sigalg_len, this_update, next_update);
+    if (e->n) { /* RFC 5280 §5.1.2.6: absent when empty */
+        der_w_begin(w, DER_SEQUENCE);
+        for (size_t i = 0; i < e->n; i++)
+            w_entry(w, e->v[i].serial, e->v[i].len, e->v[i].at, e->v[i].reason);
+        der_w_end(w);
+    }
+    w_tbs_exts(w, is, number, idp);
     der_w_end(w);
 }
 
@@ -247,6 +266,394 @@ static bool sig_ok(EVP_PKEY *pub, cf_sig_alg m, const uint8_t *tbs, size_t tbs_l
     return ok;
 }
 
+/* Does the HSM's signature verify over the digest computed while the TBS
+ * was streamed out (EVP_PKEY_verify: the digest is not recomputed)? */
+static bool sig_ok_digest(EVP_PKEY *pub, cf_sig_alg m, const uint8_t *md, size_t mdlen,
+                          const uint8_t *sig, size_t siglen)
+{
+    const EVP_MD *h = mech_md(m);
+    EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new(pub, NULL);
+    bool ok = h && pc && EVP_PKEY_verify_init(pc) == 1;
+    if (ok && m >= CF_SIG_RSA_PSS_SHA256 && m <= CF_SIG_RSA_PSS_SHA512)
+        ok = EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING) > 0 &&
+             EVP_PKEY_CTX_set_rsa_mgf1_md(pc, h) > 0 &&
+             EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, RSA_PSS_SALTLEN_DIGEST) > 0;
+    else if (ok && m >= CF_SIG_RSA_PKCS1_SHA256 && m <= CF_SIG_RSA_PKCS1_SHA512)
+        ok = EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PADDING) > 0;
+    ok = ok && EVP_PKEY_CTX_set_signature_md(pc, h) > 0 &&
+         EVP_PKEY_verify(pc, sig, siglen, md, mdlen) == 1;
+    EVP_PKEY_CTX_free(pc);
+    return ok;
+}
+
+/* ----------------------------------------------- the streamed writer
+ *
+ * Pass 1 walks the revoked list computing the count and the encoded length
+ * of revokedCertificates; pass 2 walks it again encoding each entry into a
+ * fixed buffer that is fed to the digest and written to the temporary
+ * file, behind the definite lengths from pass 1. Memory: the buffer, not
+ * the list. The ledger holds its lock per walk, not across both, so pass 2
+ * checks that it produced exactly pass 1's octets (entries revoked or
+ * expired in between) and the build starts again if not (CRL_STREAM_TRIES). */
+
+#define CRL_STREAM_BUF 65536
+#define CRL_STREAM_TRIES 3
+
+typedef struct sink {
+    unsigned shard, n_shards;
+    int bad; /* 1 a serial is not hex, 2 I/O or digest failed (errno_) */
+    int errno_;
+    bool changed; /* pass 2: more octets than pass 1 counted */
+    size_t n;     /* entries */
+    uint64_t len; /* revokedCertificates contents octets */
+    /* pass 2 only (fd >= 0) */
+    uint64_t len_expect;
+    int fd;
+    EVP_MD_CTX *md;
+    size_t used;
+    uint8_t *buf; /* CRL_STREAM_BUF octets */
+} sink;
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int sink_flush(sink *s)
+{
+    if (s->used &&
+        (EVP_DigestUpdate(s->md, s->buf, s->used) != 1 || write_all(s->fd, s->buf, s->used) != 0)) {
+        s->bad = 2;
+        s->errno_ = errno;
+        return -1;
+    }
+    s->used = 0;
+    return 0;
+}
+
+static int sink_put(sink *s, const uint8_t *p, size_t n)
+{
+    while (n) {
+        if (s->used == CRL_STREAM_BUF && sink_flush(s) != 0)
+            return -1;
+        size_t k = CRL_STREAM_BUF - s->used < n ? CRL_STREAM_BUF - s->used : n;
+        memcpy(s->buf + s->used, p, k);
+        s->used += k;
+        p += k;
+        n -= k;
+    }
+    return 0;
+}
+
+static int stream_cb(const char *serial_hex, int64_t at, int reason, void *arg)
+{
+    sink *s = arg;
+    uint8_t sn[CF_SERIAL_MAX], enc[128];
+    size_t sl, elen;
+    if (cf_hex_decode(serial_hex, sn, sizeof(sn), &sl) != 0) {
+        s->bad = 1;
+        return 1;
+    }
+    if (s->n_shards > 1 && profile_crl_shard(sn, sl, s->n_shards) != s->shard)
+        return 0; /* another shard's serial: not in this CRL */
+    der_w w;
+    der_w_init(&w, enc, sizeof(enc));
+    w_entry(&w, sn, sl, at, reason);
+    if (der_w_finish(&w, &elen) != DER_OK) {
+        s->bad = 1;
+        return 1;
+    }
+    if (s->fd >= 0) {
+        if (s->len + elen > s->len_expect) {
+            s->changed = true;
+            return 1;
+        }
+        if (sink_put(s, enc, elen) != 0)
+            return 1;
+    }
+    s->n++;
+    s->len += elen;
+    return 0;
+}
+
+/* Move len octets of fd from offset `from` down to `to` (< from), in chunks. */
+static int shift_down(int fd, off_t from, off_t to, uint64_t len, uint8_t *buf, size_t cap)
+{
+    uint64_t done = 0;
+    while (done < len) {
+        size_t k = len - done < cap ? (size_t)(len - done) : cap;
+        ssize_t r = pread(fd, buf, k, from + (off_t)done);
+        if (r <= 0 || pwrite(fd, buf, (size_t)r, to + (off_t)done) != r)
+            return -1;
+        done += (uint64_t)r;
+    }
+    return 0;
+}
+
+static int pwrite_all(int fd, const uint8_t *p, size_t n, off_t off)
+{
+    while (n) {
+        ssize_t w = pwrite(fd, p, n, off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+        off += w;
+    }
+    return 0;
+}
+
+/* Store the CRL's ledger row: the whole DER up to CRL_LEDGER_MAX (read
+ * back from the file), else its metadata with an empty der (docs/ledger.md). */
+static int store_from_file(ledger *l, const char *lname, uint64_t number, int64_t tu, int64_t nu,
+                           int fd, uint64_t total, char *why, size_t whylen)
+{
+    static const uint8_t none[1];
+    if (total > CRL_LEDGER_MAX)
+        return ledger_crl_store(l, lname, number, tu, nu, none, 0, why, whylen);
+    uint8_t *b = malloc(total ? (size_t)total : 1);
+    if (!b) {
+        snprintf(why, whylen, "out of memory");
+        return -1;
+    }
+    size_t got = 0;
+    while (got < total) {
+        ssize_t r = pread(fd, b + got, (size_t)total - got, (off_t)got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            snprintf(why, whylen, "cannot read the CRL back: %s", r ? strerror(errno) : "short");
+            free(b);
+            return -1;
+        }
+        got += (size_t)r;
+    }
+    int rc = ledger_crl_store(l, lname, number, tu, nu, b, (size_t)total, why, whylen);
+    free(b);
+    return rc;
+}
+
+static int make_streamed(const iss_issuer *is, unsigned shard, sgn_service *sgn, ledger *l,
+                         const char *dir, const char *fname, const char *lname, const char *idp,
+                         int64_t now, uint64_t validity_s, const uint8_t *sigalg, size_t sigalg_len,
+                         const char *who, crl_made *out, char *err, size_t errlen)
+{
+    const EVP_MD *h = mech_md(is->crl_mech);
+    char tmp[4200], dst[4200], why[512];
+    snprintf(dst, sizeof(dst), "%s/%s.crl", dir, fname);
+    snprintf(tmp, sizeof(tmp), "%s/.%s.crl.tmp", dir, fname);
+    int64_t next = now + (int64_t)validity_s;
+    uint64_t number = 0;
+    bool numbered = false;
+    int fd = -1, rc = -1;
+    EVP_MD_CTX *mdc = EVP_MD_CTX_new();
+    sink *s2 = calloc(1, sizeof(*s2));
+    uint8_t *sbuf = malloc(CRL_STREAM_BUF);
+    size_t head_cap = 64 + is->dn.len + sigalg_len, exts_cap = 512 + CFG_URL_MAX + 16;
+    uint8_t *head = malloc(head_cap), *exts = malloc(exts_cap);
+    uint8_t md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    uint64_t tbs_total = 0;
+    off_t reserve = 0;
+    size_t nentries = 0;
+    if (!mdc || !s2 || !sbuf || !head || !exts) {
+        snprintf(err, errlen, "%s: out of memory", who);
+        goto out;
+    }
+    for (int attempt = 0;; attempt++) {
+        if (attempt == CRL_STREAM_TRIES) {
+            snprintf(err, errlen,
+                     "%s: the revoked list changed between the two passes %d times; not "
+                     "published",
+                     who, CRL_STREAM_TRIES);
+            goto out;
+        }
+        sink s1 = {.shard = shard, .n_shards = is->crl_shards, .fd = -1};
+        if (ledger_list_revoked(l, is->key->name, now, stream_cb, &s1, why, sizeof(why)) != 0 ||
+            s1.bad) {
+            snprintf(err, errlen, "%s: cannot list revocations: %s", who,
+                     s1.bad ? "a serial in the ledger is not hex" : why);
+            goto out;
+        }
+        if (!numbered) {
+            if (ledger_crl_next_number(l, is->key->name, &number, why, sizeof(why)) != 0) {
+                snprintf(err, errlen, "%s: no cRLNumber: %s", who, why);
+                goto out;
+            }
+            numbered = true;
+        }
+        size_t head_len = 0, exts_len = 0;
+        der_w w;
+        der_w_init(&w, head, head_cap);
+        w_tbs_head(&w, is, sigalg, sigalg_len, now, next);
+        der_err e1 = der_w_finish(&w, &head_len);
+        der_w_init(&w, exts, exts_cap);
+        w_tbs_exts(&w, is, number, idp);
+        if (e1 != DER_OK || der_w_finish(&w, &exts_len) != DER_OK) {
+            snprintf(err, errlen, "%s: cannot encode the CRL", who);
+            goto out;
+        }
+        uint64_t content =
+            head_len + exts_len + (s1.n ? der_hdr_size(DER_SEQUENCE, (size_t)s1.len) + s1.len : 0);
+        tbs_total = der_hdr_size(DER_SEQUENCE, (size_t)content) + content;
+        /* room for the CertificateList header with the longest signature;
+         * moved down once the signature's length is known */
+        reserve = (off_t)der_hdr_size(
+            DER_SEQUENCE, (size_t)(tbs_total + sigalg_len +
+                                   der_hdr_size(DER_BIT_STRING, CF_SIG_MAX + 1) + CF_SIG_MAX + 1));
+        fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (fd < 0 || lseek(fd, reserve, SEEK_SET) != reserve) {
+            snprintf(err, errlen, "%s: cannot write %.300s: %s", who, tmp, strerror(errno));
+            goto out;
+        }
+        memset(s2, 0, sizeof(*s2));
+        s2->buf = sbuf;
+        s2->shard = shard;
+        s2->n_shards = is->crl_shards;
+        s2->fd = fd;
+        s2->md = mdc;
+        s2->len_expect = s1.len;
+        uint8_t hdr[16];
+        der_w_init(&w, hdr, sizeof(hdr));
+        der_w_hdr(&w, DER_SEQUENCE, (size_t)content);
+        size_t hl = 0;
+        if (EVP_DigestInit_ex(mdc, h, NULL) != 1 || der_w_finish(&w, &hl) != DER_OK) {
+            snprintf(err, errlen, "%s: digest failed", who);
+            goto out;
+        }
+        (void)sink_put(s2, hdr, hl);
+        (void)sink_put(s2, head, head_len);
+        if (s1.n) {
+            der_w_init(&w, hdr, sizeof(hdr));
+            der_w_hdr(&w, DER_SEQUENCE, (size_t)s1.len);
+            if (der_w_finish(&w, &hl) != DER_OK) {
+                snprintf(err, errlen, "%s: cannot encode the CRL", who);
+                goto out;
+            }
+            (void)sink_put(s2, hdr, hl);
+        }
+        if (!s2->bad &&
+            ledger_list_revoked(l, is->key->name, now, stream_cb, s2, why, sizeof(why)) != 0) {
+            snprintf(err, errlen, "%s: cannot list revocations: %s", who, why);
+            goto out;
+        }
+        if (!s2->bad && !s2->changed && s2->len == s1.len && (s2->n == 0) == (s1.n == 0)) {
+            (void)sink_put(s2, exts, exts_len);
+            (void)sink_flush(s2);
+        }
+        if (s2->bad) {
+            snprintf(err, errlen, "%s: %s", who,
+                     s2->bad == 1 ? "a serial in the ledger is not hex"
+                                  : "cannot write the CRL file or digest it");
+            goto out;
+        }
+        if (s2->changed || s2->len != s1.len || (s2->n == 0) != (s1.n == 0)) {
+            close(fd); /* a revocation or an expiry between the passes: again */
+            fd = -1;
+            unlink(tmp);
+            continue;
+        }
+        if (EVP_DigestFinal_ex(mdc, md, &mdlen) != 1) {
+            snprintf(err, errlen, "%s: digest failed", who);
+            goto out;
+        }
+        nentries = s2->n;
+        break;
+    }
+    uint8_t sig[CF_SIG_MAX];
+    size_t siglen = 0;
+    unsigned long rv = 0;
+    if (sgn_sign(sgn, is->key->idx, is->crl_mech, md, mdlen, sig, &siglen, &rv, why, sizeof(why)) !=
+        0) {
+        snprintf(err, errlen, "%s: HSM: %s", who, why);
+        goto out;
+    }
+    /* Never publish a CRL whose signature does not verify (an HSM fault):
+     * checked over the digest of the octets written to the file. */
+    if (!sig_ok_digest(is->key->pub, is->crl_mech, md, mdlen, sig, siglen)) {
+        snprintf(err, errlen,
+                 "%s: the CRL's signature does not verify with the issuer key (HSM "
+                 "fault?); not published",
+                 who);
+        goto out;
+    }
+    /* the tail (signatureAlgorithm, signatureValue) and the header */
+    uint8_t tail[128 + CF_SIG_MAX + 16], hdr[16];
+    size_t tail_len = 0, hl = 0;
+    der_w w;
+    der_w_init(&w, tail, sizeof(tail));
+    der_w_raw(&w, sigalg, sigalg_len);
+    der_w_bits(&w, sig, siglen);
+    der_err e1 = der_w_finish(&w, &tail_len);
+    uint64_t content = tbs_total + tail_len;
+    der_w_init(&w, hdr, sizeof(hdr));
+    der_w_hdr(&w, DER_SEQUENCE, (size_t)content);
+    if (e1 != DER_OK || der_w_finish(&w, &hl) != DER_OK || (off_t)hl > reserve) {
+        snprintf(err, errlen, "%s: cannot assemble the CRL", who);
+        goto out;
+    }
+    uint64_t total = hl + content;
+    if (((off_t)hl < reserve &&
+         shift_down(fd, reserve, (off_t)hl, tbs_total, sbuf, CRL_STREAM_BUF) != 0) ||
+        pwrite_all(fd, hdr, hl, 0) != 0 ||
+        pwrite_all(fd, tail, tail_len, (off_t)(hl + tbs_total)) != 0 ||
+        ftruncate(fd, (off_t)total) != 0) {
+        snprintf(err, errlen, "%s: cannot write %.300s: %s", who, tmp, strerror(errno));
+        goto out;
+    }
+    if (store_from_file(l, lname, number, now, next, fd, total, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "%s: cannot store CRL %llu: %s", who, (unsigned long long)number,
+                 why);
+        goto out;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0) {
+        fd = -1;
+        snprintf(err, errlen, "%s: cannot sync %.300s: %s", who, tmp, strerror(errno));
+        goto out;
+    }
+    fd = -1;
+    if (rename(tmp, dst) != 0) {
+        snprintf(err, errlen, "%s: cannot rename %.200s to %.200s: %s", who, tmp, dst,
+                 strerror(errno));
+        goto out;
+    }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)fsync(dfd);
+        close(dfd);
+    }
+    out->number = number;
+    out->shard = shard;
+    out->this_update = now;
+    out->next_update = next;
+    out->entries = nentries;
+    out->len = (size_t)total;
+    rc = 0;
+out:
+    if (rc != 0) {
+        if (fd >= 0)
+            close(fd);
+        unlink(tmp);
+    }
+    EVP_MD_CTX_free(mdc);
+    free(s2);
+    free(sbuf);
+    free(head);
+    free(exts);
+    return rc;
+}
+
 int crl_ledger_name(const iss_issuer *is, unsigned shard, char *out, size_t cap)
 {
     int n = is->crl_shards > 1 ? snprintf(out, cap, "%s#%u", is->key->name, shard)
@@ -289,6 +696,12 @@ int crl_make(const iss_issuer *is, unsigned shard, sgn_service *sgn, ledger *l, 
                  is->crl_shards);
         goto out;
     }
+    /* A CRL published to a folder and signed over a digest is streamed
+     * (bounded memory); Ed25519 (PureEdDSA signs the whole TBS) and a CRL
+     * wanted in memory (der_out, no folder) are built in memory. */
+    if (dir && !der_out && mech_md(is->crl_mech))
+        return make_streamed(is, shard, sgn, l, dir, fname, lname, sharded ? idp : NULL, now,
+                             validity_s, sigalg, sigalg_len, who, out, err, errlen);
     if (ledger_list_revoked(l, is->key->name, now, collect, &e, why, sizeof(why)) != 0 || e.bad) {
         snprintf(err, errlen, "%s: cannot list revocations: %s", who,
                  e.bad == 2 ? "out of memory"
@@ -373,7 +786,9 @@ int crl_make(const iss_issuer *is, unsigned shard, sgn_service *sgn, ledger *l, 
                  who);
         goto out;
     }
-    if (ledger_crl_store(l, lname, number, now, next, crl, crl_len, why, sizeof(why)) != 0) {
+    /* the ledger keeps the DER up to CRL_LEDGER_MAX, else the metadata */
+    if (ledger_crl_store(l, lname, number, now, next, crl, crl_len > CRL_LEDGER_MAX ? 0 : crl_len,
+                         why, sizeof(why)) != 0) {
         snprintf(err, errlen, "%s: cannot store CRL %llu: %s", who, (unsigned long long)number,
                  why);
         goto out;

@@ -7,7 +7,11 @@
  * hands out, signs it through the signing service, checks the signature
  * with OpenSSL, stores it in the ledger and, when a publish folder is
  * given, writes it there atomically (temporary file, fsync, rename, fsync
- * of the folder) as NAME.crl (DER).
+ * of the folder) as NAME.crl (DER). With a folder and an algorithm that
+ * signs a digest (all but Ed25519) and no *der wanted, the CRL is streamed
+ * into the folder's temporary file and the digest in two passes over the
+ * revoked list, with memory independent of the entries (docs/crl.md,
+ * "Memory"); otherwise it is built in memory.
  *
  * Sharded CRLs (an issuer's crl_shards > 1): a certificate belongs to
  * shard profile_crl_shard(serial, crl_shards); shard K's CRL lists the
@@ -30,6 +34,12 @@
 #include "engine/issuer/issuer.h"
 #include "engine/ledger/ledger.h"
 #include "engine/signer/signer.h"
+
+/* The largest CRL whose DER the ledger's crls row keeps (the largest frame
+ * the CRL op can answer, CFG_MAX_FRAME_MAX): a larger CRL's row holds its
+ * number and times with an empty der, and the CRL is read from the publish
+ * folder (docs/crl.md, "Memory"). */
+#define CRL_LEDGER_MAX (1u << 20)
 
 typedef struct crl_made {
     unsigned shard;

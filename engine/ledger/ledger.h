@@ -134,12 +134,14 @@ CF_WUR int ledger_list_revoked(ledger *l, const char *issuer_key, int64_t not_af
  * the CRL it was taken for is never stored. 0 or -1 (err). */
 CF_WUR int ledger_crl_next_number(ledger *l, const char *issuer_key, uint64_t *number, char *err,
                                   size_t errlen);
-/* Store a signed CRL. 0 or -1. */
+/* Store a signed CRL. len 0: its metadata only (a CRL larger than
+ * CRL_LEDGER_MAX, served from the publish folder). 0 or -1. */
 CF_WUR int ledger_crl_store(ledger *l, const char *issuer_key, uint64_t number, int64_t this_update,
                             int64_t next_update, const uint8_t *der, size_t len, char *err,
                             size_t errlen);
 /* The stored CRL with the highest number for the key: 1 found (cb called
- * once; der valid during the call), 0 none yet, -1 error. */
+ * once; der valid during the call, len 0 for a metadata-only row), 0 none
+ * yet, -1 error. */
 typedef int (*ledger_crl_fn)(uint64_t number, int64_t this_update, int64_t next_update,
                              const uint8_t *der, size_t len, void *arg);
 CF_WUR int ledger_crl_latest(ledger *l, const char *issuer_key, ledger_crl_fn cb, void *arg,
