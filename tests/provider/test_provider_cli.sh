@@ -280,6 +280,12 @@ if command -v sqlite3 >/dev/null; then
     || fail "ledger signs: no line with data's digest: $(head -n 3 signs-p256.txt)"
   "$CF" ledger signs --db ledger.db --limit 2 >signs-2.txt 2>/dev/null
   [ "$(wc -l <signs-2.txt)" -eq 2 ] && ok || fail "ledger signs --limit 2: $(wc -l <signs-2.txt) lines"
+  # ledger list --sign is ledger signs
+  "$CF" ledger list --sign --db ledger.db --key p256 >signs-list.txt 2>/dev/null
+  cmp -s signs-list.txt signs-p256.txt && ok || fail "ledger list --sign --key p256 differs from ledger signs --key p256"
+  "$CF" ledger show 01 --sign --db ledger.db >/dev/null 2>signs-show.err; rc=$?
+  [ $rc -eq 2 ] && grep -q "ledger show: --sign is for list" signs-show.err && ok \
+    || fail "ledger show --sign: exit $rc: $(cat signs-show.err)"
   rc=0; "$CF" ledger signs --db ledger.db --revoked >/dev/null 2>signs.err || rc=$?
   [ $rc -eq 2 ] && grep -q "are for certificates" signs.err && ok || fail "ledger signs --revoked: exit $rc: $(cat signs.err)"
   rc=0; "$CF" ledger list --db ledger.db --key p256 >/dev/null 2>signs.err || rc=$?

@@ -24,6 +24,7 @@ static const char ledger_help[] =
     "       certforge ledger list [FILTERS] [--json] LEDGER\n"
     "       certforge ledger export --format jsonl|csv [--out FILE [--force]] [FILTERS] LEDGER\n"
     "       certforge ledger signs [--key NAME] [--limit N] LEDGER\n"
+    "       certforge ledger list --sign [--key NAME] [--limit N] LEDGER  (the same as signs)\n"
     "  LEDGER: --db PATH | --conninfo STRING | --config FILE\n"
     "\n"
     "Reads certforged's ledger: every certificate it issued, recorded before it was\n"
@@ -47,6 +48,7 @@ static const char ledger_help[] =
     "  --expiring-before DATE notAfter before DATE: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)\n"
     "  --revoked              only revoked certificates\n"
     "  --limit N              at most N records\n"
+    "  --sign                 list: the SIGN records instead of certificates (= signs)\n"
     "  --key NAME             signs: only this key (certforged's config name)\n"
     "  --format jsonl|csv     export: JSON lines (one object per record) or CSV with a header\n"
     "  --out FILE             export: write FILE (mode 0600, through a temporary file renamed\n"
@@ -89,12 +91,13 @@ enum {
     OPT_KEY,
     OPT_FORCE,
     OPT_JSON,
-    OPT_HELP
+    OPT_HELP,
+    OPT_SIGN
 };
 
 typedef struct lopts {
     const char *db, *conninfo, *config, *format, *out, *key;
-    bool force, json;
+    bool force, json, sign;
     ledger_filter f;
 } lopts;
 
@@ -166,6 +169,7 @@ static int parse(const char *sub, int argc, char **argv, lopts *o)
                                        {"force", no_argument, NULL, OPT_FORCE},
                                        {"json", no_argument, NULL, OPT_JSON},
                                        {"help", no_argument, NULL, OPT_HELP},
+                                       {"sign", no_argument, NULL, OPT_SIGN},
                                        {0, 0, 0, 0}};
     int c;
     unsigned long v;
@@ -204,6 +208,9 @@ static int parse(const char *sub, int argc, char **argv, lopts *o)
             break;
         case OPT_OUT:
             o->out = optarg;
+            break;
+        case OPT_SIGN:
+            o->sign = true;
             break;
         case OPT_KEY:
             o->key = optarg;
@@ -422,6 +429,10 @@ static int run(const char *sub, int argc, char **argv)
         return CLI_OK; /* --help */
     if (rc != CLI_OK)
         return rc;
+    if (o.sign && strcmp(sub, "list") != 0)
+        return cli_usage("ledger %s: --sign is for list (ledger list --sign, or ledger signs)", sub);
+    if (o.sign)
+        sub = "signs"; /* ledger list --sign: the SIGN records */
     bool show = strcmp(sub, "show") == 0, exp = strcmp(sub, "export") == 0,
          signs = strcmp(sub, "signs") == 0;
     if (!signs && o.key)
