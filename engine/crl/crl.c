@@ -656,8 +656,10 @@ out:
 
 int crl_ledger_name(const iss_issuer *is, unsigned shard, char *out, size_t cap)
 {
-    int n = is->crl_shards > 1 ? snprintf(out, cap, "%s#%u", is->key->name, shard)
-                               : snprintf(out, cap, "%s", is->key->name);
+    /* the issuer's name too: two issuers on one key (a renewed CA
+     * certificate next to the old one) make different CRLs */
+    int n = is->crl_shards > 1 ? snprintf(out, cap, "%s@%s#%u", is->key->name, is->name, shard)
+                               : snprintf(out, cap, "%s@%s", is->key->name, is->name);
     return n < 0 || (size_t)n >= cap ? -1 : 0;
 }
 

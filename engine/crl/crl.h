@@ -18,7 +18,7 @@
  * issuer's revoked certificates of shard K only, carries a critical
  * issuingDistributionPoint naming the shard's URL (the crl_dp template with
  * {shard} = K), is published as NAME-K.crl and stored in the ledger under
- * "KEY#K". cRLNumbers come from the issuer key's one sequence.
+ * "KEY@ISSUER#K". cRLNumbers come from the issuer key's one sequence.
  *
  * The publisher (crl_pub) runs crl_make for every shard of every issuer on
  * a schedule (crl.interval) and, within crl.revoke_delay after
@@ -58,8 +58,9 @@ typedef struct crl_made {
 CF_WUR int crl_make(const iss_issuer *is, unsigned shard, sgn_service *sgn, ledger *l,
                     const char *dir, int64_t now, uint64_t validity_s, uint8_t **der, crl_made *out,
                     char *err, size_t errlen);
-/* The name a shard's CRLs are stored under in the ledger's crls table: the
- * key's name, or "KEY#K" when the issuer is sharded. 0 or -1 (too long). */
+/* The name a CRL is stored under in the ledger's crls table:
+ * "KEY@ISSUER" (key and issuer names: two issuers on one key make different
+ * CRLs), "KEY@ISSUER#K" for shard K of a sharded issuer. 0 or -1 (too long). */
 CF_WUR int crl_ledger_name(const iss_issuer *is, unsigned shard, char *out, size_t cap);
 
 /* ---------------------------------------------------------------- publisher */

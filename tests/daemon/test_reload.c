@@ -533,6 +533,26 @@ static bool crl_published_by(const char *name, const X509 *ca)
     return crl_lists(name, ca, NULL);
 }
 
+/* The CRL op's latest CRL of issuer `name` (not a fresh one) is issued by
+ * `ca` and verifies with its key: two issuers on one key keep their own
+ * CRLs in the ledger. */
+static bool crl_op_issued_by(cf_client *c, const char *name, const X509 *ca)
+{
+    cf_response r;
+    if (cf_crl_one(c, (cf_str){name, strlen(name)}, 0, 10000, &r) != 0 || r.status != CF_ST_OK) {
+        fprintf(stderr, "\nCRL op for %s failed\n", name);
+        return false;
+    }
+    const unsigned char *p = r.crl.p;
+    X509_CRL *crl = d2i_X509_CRL(NULL, &p, (long)r.crl.len);
+    bool ok = crl && X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(ca)) == 0 &&
+              X509_CRL_verify(crl, X509_get0_pubkey(ca)) == 1;
+    if (!ok)
+        fprintf(stderr, "\nthe CRL op's CRL of %s is not issued by its CA\n", name);
+    X509_CRL_free(crl);
+    return ok;
+}
+
 static void crl_section(char *buf, size_t len)
 {
     snprintf(
@@ -616,7 +636,7 @@ static void test_issuer_added(void)
     char grant[600];
     snprintf(grant, sizeof(grant),
              "( { uid = %u; profiles = [\"nf\", \"nf3\"]; ops = [\"issue\", \"status\", "
-             "\"revoke\"]; } )",
+             "\"revoke\", \"crl\"]; } )",
              (unsigned)getuid());
     conf_opts b = {
         .extra = extra, .issuers = ISS_CA2, .extra_profiles = PROF_NF3_CA2, .grants = grant};
@@ -641,6 +661,12 @@ static void test_issuer_added(void)
     CU_ASSERT_EQUAL(r.status, CF_ST_OK);
     CU_ASSERT(crl_lists("ca2", ca2, leaf));
     X509_free(leaf);
+    /* ca2's CRL was made last: the CRL op still answers each issuer its own */
+    X509 *ca1 = read_pem(CA_PEM);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ca1);
+    CU_ASSERT(crl_op_issued_by(c, "ca", ca1));
+    CU_ASSERT(crl_op_issued_by(c, "ca2", ca2));
+    X509_free(ca1);
 
     /* removed again (its profile with it) */
     write_conf(RCONF, &o);
