@@ -39,7 +39,12 @@ def worker(idx, seen, stop):
             st = r.json()["status"]
             seen[o["_url"]] = (st, (r.json().get("certificate"), None), c)
             o = c.wait(o, ("valid", "invalid"))
-            pem = c.get(o["certificate"]).text if o["status"] == "valid" else None
+            pem = None
+            if o["status"] == "valid":
+                g = c.get(o["certificate"])
+                # only a certificate counts as "told": an error answer (a
+                # badNonce among 8 clients, the kill mid-request) is not
+                pem = g.text if g.status_code == 200 else None
             seen[o["_url"]] = (o["status"], (o.get("certificate"), pem), c)
     except Exception:  # the server went away mid-request: expected
         return
