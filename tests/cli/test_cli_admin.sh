@@ -197,7 +197,11 @@ expect 1 "key not found: pkcs11:object=nosuch" "$CF" keys csr --key pkcs11:objec
 expect 2 "the key is given twice (--key and 'pkcs11:object=b'); give it once" "$CF" keys show --key pkcs11:object=a pkcs11:object=b
 expect 2 "which key? --key URI" "$CF" keys export-pub
 expect 2 "option '--key' is unknown or needs an argument" "$CF" keys delete --yes --key
-check "keys show --key = keys show URI" bash -c 'diff <("$0" keys show --key "$1" --json) <("$0" keys show "$1" --json)' "$CF" "pkcs11:object=inted"
+# one after the other: two logins at once on one SoftHSM token folder can
+# read each other's half-written token files
+"$CF" keys show --key "pkcs11:object=inted" --json >show-key.json 2>&1
+"$CF" keys show "pkcs11:object=inted" --json >show-uri.json 2>&1
+check "keys show --key = keys show URI" cmp show-key.json show-uri.json
 expect 1 "key not found: pkcs11:object=nosuch" "$CF" ca init-root --key pkcs11:object=nosuch --subject /CN=x --out nosuch.pem
 expect 1 "PKCS#11 URI attribute 'bogus=1' is not recognised" "$CF" keys list --token "pkcs11:token=cli-test;bogus=1?module-path=$MOD"
 expect 1 "malformed PKCS#11 URI at attribute 'id=%zz'" "$CF" keys show "pkcs11:object=x;id=%zz"
