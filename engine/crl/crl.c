@@ -180,6 +180,21 @@ static void w_tbs(der_w *w, const iss_issuer *is, const uint8_t *sigalg, size_t 
     der_w_end(w);
 }
 
+/* The whole buffer, across short writes and EINTR; -1 with errno. */
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
 /* Write dir/NAME.crl (NAME: ISSUER, or ISSUER-K for shard K) atomically: a
  * reader sees the old file or the new one, never a part; after a crash, one
  * of the two. */
@@ -194,18 +209,11 @@ static int publish(const char *dir, const char *name, const uint8_t *der, size_t
         snprintf(err, errlen, "cannot write %.300s: %s", tmp, strerror(errno));
         return -1;
     }
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, der + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            snprintf(err, errlen, "cannot write %.300s: %s", tmp, strerror(errno));
-            close(fd);
-            unlink(tmp);
-            return -1;
-        }
-        off += (size_t)w;
+    if (write_all(fd, der, len) != 0) {
+        snprintf(err, errlen, "cannot write %.300s: %s", tmp, strerror(errno));
+        close(fd);
+        unlink(tmp);
+        return -1;
     }
     if (fsync(fd) != 0 || close(fd) != 0) {
         snprintf(err, errlen, "cannot sync %.300s: %s", tmp, strerror(errno));
@@ -313,20 +321,6 @@ typedef struct sink {
     size_t used;
     uint8_t *buf; /* CRL_STREAM_BUF octets */
 } sink;
-
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
 
 static int sink_flush(sink *s)
 {
