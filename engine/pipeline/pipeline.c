@@ -38,6 +38,7 @@ typedef struct pipe_prof {
     const char *name;
     size_t name_len;
     pipe_issuer *iss;
+    int mslot; /* its metrics slot (metric_slot), found once at start */
 } pipe_prof;
 
 /* ISSUE jobs completed by profile name and status (metrics). By name, not
@@ -331,7 +332,8 @@ static void stage_front(worker *w, pipe_job *j, int64_t now)
         fail(j, CF_ST_UNKNOWN_PROFILE, 0, m);
         return;
     }
-    j->prof_slot = metric_slot(e, profile_name(pp->prof));
+    /* a start-up profile's slot is known; a reloaded one is looked up */
+    j->prof_slot = pp == &given ? metric_slot(e, profile_name(pp->prof)) : pp->mslot;
     csr c;
     csr_err ce = csr_parse(j->req.csr_der, j->req.csr_len, &c);
     if (ce != CSR_OK) {
@@ -844,7 +846,7 @@ int pipe_new(const pipe_opts *o, const pipe_profile_def *defs, size_t ndefs, pip
         pp->prof = defs[i].prof;
         pp->name = profile_name(defs[i].prof);
         pp->name_len = strlen(pp->name);
-        (void)metric_slot(e, pp->name); /* the config's order on the endpoint */
+        pp->mslot = metric_slot(e, pp->name); /* also: the config's order on the endpoint */
         const iss_key *key = defs[i].issuer->key;
         pipe_issuer *is = NULL;
         for (size_t k = 0; k < e->niss; k++)
